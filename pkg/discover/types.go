@@ -1,0 +1,127 @@
+package discover
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
+)
+
+// AddressPolicy says which address a reply registers under.
+type AddressPolicy string
+
+const (
+	// AddressAuto takes the payload IP unless it is loopback, unspecified,
+	// multicast or broadcast; then the packet's source address.
+	AddressAuto AddressPolicy = "auto"
+	// AddressPayload always takes the IP the server wrote in its reply.
+	AddressPayload AddressPolicy = "payload"
+	// AddressSource always takes the reply's UDP source address.
+	AddressSource AddressPolicy = "source"
+)
+
+// Options configure a discovery round. Zero values are not defaults: callers
+// build Options from config.Config (which holds the upstream defaults) or
+// from DefaultOptions.
+type Options struct {
+	Port        uint16        // discovery_port: UDP port the servers listen on
+	Message     []byte        // discovery_message: probe payload (plaintext)
+	Prefix      []byte        // response_prefix
+	Timeout     time.Duration // deadline for the whole round
+	Retries     int           // extra probe sends spread over the round
+	DefaultPort uint16        // port when a reply carries none
+	AddressFrom AddressPolicy
+
+	// One ends the round at the first valid reply.
+	One bool
+	// Settle, when > 0, ends the round once no new server has been seen for
+	// this long after the last probe was sent.
+	Settle time.Duration
+
+	// SubnetScan enables unicast probes to every host of ScanCIDRs at
+	// ScanRate probes per second.
+	SubnetScan bool
+	ScanCIDRs  []netip.Prefix
+	ScanRate   int
+
+	// MaxReplies caps the servers kept per round; further new servers are
+	// counted in Stats.Dropped.
+	MaxReplies int
+	// MaxDatagram is the largest reply accepted; longer ones are counted as
+	// oversized and dropped.
+	MaxDatagram int
+	// RecvBuffer is the socket receive buffer requested (bytes).
+	RecvBuffer int
+
+	// Key enables encrypted (Fernet) mode when non-nil.
+	Key *Key
+	// MaxTokenAge bounds the age of an encrypted reply; ClockSkew is the
+	// tolerance for replies stamped in the future or slightly too old.
+	MaxTokenAge time.Duration
+	ClockSkew   time.Duration
+
+	// Whitelist and Blacklist select interfaces by exact name.
+	Whitelist []string
+	Blacklist []string
+}
+
+// Server is one discovered server.
+type Server struct {
+	// IP and Port are what to register: IP after the address policy, Port
+	// from the reply or DefaultPort.
+	IP   netip.Addr `json:"ip"`
+	Port uint16     `json:"port"`
+	// PayloadIP is the IP the server advertised in its reply.
+	PayloadIP netip.Addr `json:"payload_ip"`
+	// PortFromReply is true when the reply carried an explicit port.
+	PortFromReply bool `json:"port_from_reply"`
+	// Source is the UDP source address of the reply.
+	Source netip.AddrPort `json:"source_address"`
+	// Interface is the local interface the reply arrived on ("" if unknown).
+	Interface string `json:"interface"`
+	// Raw is the reply payload as received (the decrypted plaintext in
+	// encrypted mode), decoded as UTF-8 with invalid bytes dropped.
+	Raw string `json:"raw_response"`
+	// AddressFrom is "payload" or "source": where IP came from.
+	AddressFrom AddressPolicy `json:"address_from"`
+	// Received is when the reply arrived.
+	Received time.Time `json:"received"`
+}
+
+// Endpoint is the server's identity: (IP, Port).
+func (s Server) Endpoint() netip.AddrPort { return netip.AddrPortFrom(s.IP, s.Port) }
+
+// Stats counts what happened to the datagrams of one round.
+type Stats struct {
+	ProbesSent  int `json:"probes_sent"`  // broadcast + retries + scan probes sent
+	SendErrors  int `json:"send_errors"`  // probes the kernel refused
+	Replies     int `json:"replies"`      // datagrams received
+	Valid       int `json:"valid"`        // parsed into a server (duplicates included)
+	Duplicates  int `json:"duplicates"`   // valid but (ip, port) already seen
+	Invalid     int `json:"invalid"`      // wrong prefix, bad ip/port, garbage
+	Oversized   int `json:"oversized"`    // longer than MaxDatagram
+	Rejected    int `json:"rejected"`     // encrypted: bad token, wrong key, too old
+	Dropped     int `json:"dropped"`      // new servers beyond MaxReplies
+	ScanTargets int `json:"scan_targets"` // hosts the subnet scan probed
+}
+
+// Result is the outcome of one round.
+type Result struct {
+	// Servers in order of first arrival, deduplicated by (IP, Port).
+	Servers []Server
+	// Interfaces are those probes were sent on.
+	Interfaces []iface.Interface
+	Stats      Stats
+	Started    time.Time
+	Duration   time.Duration
+}
+
+var (
+	// ErrNoInterfaces: no interface survived selection (none up, or the
+	// whitelist/blacklist excluded all). The round is a failed round.
+	ErrNoInterfaces = errors.New("no usable IPv4 interface selected")
+	// ErrNoProbeSent: every probe send failed (link down, no route). The
+	// round is a failed round.
+	ErrNoProbeSent = errors.New("no probe could be sent on any interface")
+)

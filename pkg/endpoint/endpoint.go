@@ -1,0 +1,93 @@
+// Package endpoint holds the value types shared by the planner and the sinks:
+// a discovered Django server as the registry should see it, and a snapshot of
+// the whole desired set at the end of a round.
+//
+// It depends on nothing but the standard library, so sinks never learn about
+// sockets and discovery never learns about registries.
+package endpoint
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Endpoint is one server the bridge believes is alive. Addr is the identity
+// (dedupe and diff key); the other fields describe how it was seen.
+type Endpoint struct {
+	// Addr is the address and port to register (after the address policy and
+	// default port were applied).
+	Addr netip.AddrPort `json:"-"`
+	// Source is the UDP source address the reply came from.
+	Source netip.AddrPort `json:"-"`
+	// Interface is the name of the local interface the reply arrived on
+	// ("" when unknown).
+	Interface string `json:"interface"`
+	// FirstSeen is when the bridge first saw this endpoint in the current
+	// lifetime of the process; LastSeen when it last answered.
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Compare orders endpoints by address then port, for deterministic output.
+func Compare(a, b Endpoint) int { return a.Addr.Compare(b.Addr) }
+
+// Snapshot is the complete desired set after one completed round. Sinks bring
+// their registry in line with the latest snapshot they were given; a sink that
+// falls behind skips straight to the newest one.
+type Snapshot struct {
+	// Round is the number of the round that produced it (1-based).
+	Round uint64
+	// At is when the round completed.
+	At time.Time
+	// Endpoints is sorted by Compare and holds no duplicate Addr.
+	Endpoints []Endpoint
+}
+
+// Sorted returns a copy of eps sorted by Compare.
+func Sorted(eps []Endpoint) []Endpoint {
+	out := slices.Clone(eps)
+	slices.SortFunc(out, Compare)
+	return out
+}
+
+// Index returns the endpoints of s keyed by address.
+func (s Snapshot) Index() map[netip.AddrPort]Endpoint {
+	m := make(map[netip.AddrPort]Endpoint, len(s.Endpoints))
+	for _, e := range s.Endpoints {
+		m[e.Addr] = e
+	}
+	return m
+}
+
+// Diff is what it takes to go from one set of endpoints to another.
+type Diff struct {
+	Added   []Endpoint
+	Removed []Endpoint
+	// Unchanged counts endpoints present on both sides.
+	Unchanged int
+}
+
+// Empty reports whether the diff changes nothing.
+func (d Diff) Empty() bool { return len(d.Added) == 0 && len(d.Removed) == 0 }
+
+// Between computes the diff from old to new by address. Both results are
+// sorted by Compare.
+func Between(old, new map[netip.AddrPort]Endpoint) Diff {
+	var d Diff
+	for k, e := range new {
+		if _, ok := old[k]; ok {
+			d.Unchanged++
+			continue
+		}
+		d.Added = append(d.Added, e)
+	}
+	for k, e := range old {
+		if _, ok := new[k]; !ok {
+			d.Removed = append(d.Removed, e)
+		}
+	}
+	slices.SortFunc(d.Added, Compare)
+	slices.SortFunc(d.Removed, Compare)
+	return d
+}
