@@ -1,0 +1,235 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustLoad(t *testing.T, in Inputs) *Config {
+	t.Helper()
+	c, err := Load(in)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return c
+}
+
+func TestDefaultsMatchUpstream(t *testing.T) {
+	c := mustLoad(t, Inputs{})
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"discovery_port", c.Port, uint16(9999)},
+		{"discovery_message", c.Message, "DISCOVER_SERVER"},
+		{"response_prefix", c.ResponsePrefix, "SERVER_IP:"},
+		{"timeout", c.Timeout, 5 * time.Second},
+		{"retries", c.Retries, 3},
+		{"enable_subnet_scan", c.EnableSubnetScan, true},
+		{"default_port", c.DefaultPort, uint16(8000)},
+		{"address_from", c.AddressFrom, "auto"},
+		{"interval", c.Interval, 10 * time.Second},
+		{"missed_rounds", c.MissedRounds, 3},
+		{"consul_service", c.ConsulService, "django"},
+		{"consul_deregister_after", c.ConsulDeregAfter, time.Minute},
+		{"on_exit", c.OnExit, "deregister"},
+		{"metrics_addr", c.MetricsAddr, ":9108"},
+	}
+	for _, tc := range checks {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+		if src := c.Source(tc.name); src != "default" {
+			t.Errorf("%s source = %q, want default", tc.name, src)
+		}
+	}
+	if !slices.Equal(c.Sinks, []string{"stdout"}) {
+		t.Errorf("sinks = %v, want [stdout]", c.Sinks)
+	}
+	if c.Whitelist != nil || c.Blacklist != nil {
+		t.Errorf("lists = %v %v, want none", c.Whitelist, c.Blacklist)
+	}
+}
+
+func TestPriority(t *testing.T) {
+	file := writeFile(t, "bridge.yaml", "discovery_port: 1111\nretries: 5\ntimeout: 2\ninterfaces_whitelist: [eth0, eth1]\n")
+	tests := []struct {
+		name     string
+		in       Inputs
+		wantPort uint16
+		wantSrc  string
+	}{
+		{"default", Inputs{}, 9999, "default"},
+		{"file", Inputs{File: file}, 1111, "file " + file},
+		{"env over file", Inputs{File: file, LookupEnv: envOf(map[string]string{"DISCOVERY_CLIENT_PORT": "2222"})}, 2222, "env DISCOVERY_CLIENT_PORT"},
+		{"flag over env", Inputs{File: file, LookupEnv: envOf(map[string]string{"DISCOVERY_CLIENT_PORT": "2222"}), Flags: map[string]any{"discovery_port": "3333"}}, 3333, "flag --port"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t, tc.in)
+			if c.Port != tc.wantPort || c.Source("discovery_port") != tc.wantSrc {
+				t.Errorf("port = %d from %q, want %d from %q", c.Port, c.Source("discovery_port"), tc.wantPort, tc.wantSrc)
+			}
+		})
+	}
+	c := mustLoad(t, Inputs{File: file})
+	if c.Retries != 5 || c.Timeout != 2*time.Second || !slices.Equal(c.Whitelist, []string{"eth0", "eth1"}) {
+		t.Errorf("file values: retries %d timeout %v whitelist %v", c.Retries, c.Timeout, c.Whitelist)
+	}
+}
+
+func TestValues(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		flags map[string]any
+		check func(*Config) bool
+	}{
+		{"timeout seconds", nil, map[string]any{"timeout": "0.5"}, func(c *Config) bool { return c.Timeout == 500*time.Millisecond }},
+		{"timeout duration", nil, map[string]any{"timeout": "500ms"}, func(c *Config) bool { return c.Timeout == 500*time.Millisecond }},
+		{"env list comma", map[string]string{"DISCOVERY_CLIENT_INTERFACES_WHITELIST": "eth0, br-lan,,"}, nil,
+			func(c *Config) bool { return slices.Equal(c.Whitelist, []string{"eth0", "br-lan"}) }},
+		{"flag list repeated and comma", nil, map[string]any{"interfaces_blacklist": []string{"a,b", "c"}},
+			func(c *Config) bool { return slices.Equal(c.Blacklist, []string{"a", "b", "c"}) }},
+		{"bool yes", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "no"}, nil, func(c *Config) bool { return !c.EnableSubnetScan }},
+		{"bool on", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "On"}, nil, func(c *Config) bool { return c.EnableSubnetScan }},
+		{"scan cidr masked", nil, map[string]any{"scan_cidrs": []string{"10.1.2.3/22"}},
+			func(c *Config) bool { return slices.Equal(c.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")}) }},
+		{"sinks from env", map[string]string{"DISCOVERY_CLIENT_SINKS": "stdout,file", "DISCOVERY_CLIENT_FILE_PATH": "/tmp/x.json"}, nil,
+			func(c *Config) bool { return slices.Equal(c.Sinks, []string{"stdout", "file"}) }},
+		{"secret key fallback env", map[string]string{"DISCOVERY_ENCRYPTION_ENABLED": "1", "DISCOVERY_SECRET_KEY": "k"}, nil,
+			func(c *Config) bool { return c.Encryption && c.SecretKey == "k" && c.Source("secret_key") == "env DISCOVERY_SECRET_KEY" }},
+		{"client secret key wins", map[string]string{"DISCOVERY_CLIENT_SECRET_KEY": "a", "DISCOVERY_SECRET_KEY": "b"}, nil,
+			func(c *Config) bool { return c.SecretKey == "a" }},
+		{"heartbeat ttl auto", nil, map[string]any{"interval": "10s", "timeout": "5"},
+			func(c *Config) bool { return c.HeartbeatTTL() == 35*time.Second }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t, Inputs{LookupEnv: envOf(tc.env), Flags: tc.flags})
+			if !tc.check(c) {
+				t.Errorf("unexpected config: %+v", *c)
+			}
+		})
+	}
+}
+
+func TestErrorsNameKeyValueAndSource(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		flags map[string]any
+		file  string
+		want  []string
+	}{
+		{"negative timeout flag", nil, map[string]any{"timeout": "-1"}, "", []string{`timeout (flag --timeout): bad value "-1s": must be > 0`}},
+		{"garbage timeout env", map[string]string{"DISCOVERY_CLIENT_TIMEOUT": "soon"}, nil, "", []string{`timeout (env DISCOVERY_CLIENT_TIMEOUT): bad value "soon"`}},
+		{"port range", map[string]string{"DISCOVERY_CLIENT_PORT": "70000"}, nil, "", []string{`discovery_port (env DISCOVERY_CLIENT_PORT): bad value "70000": want a port number 1..65535`}},
+		{"unknown file key", nil, nil, "discovery_prot: 1\n", []string{`unknown key "discovery_prot"`}},
+		{"bad address_from", nil, map[string]any{"address_from": "peer"}, "", []string{`address_from (flag --address-from): bad value "peer"`}},
+		{"encryption without key", nil, map[string]any{"encryption_enabled": "true"}, "", []string{"encryption is on but no secret key is set"}},
+		{"file sink without path", nil, map[string]any{"sinks": []string{"file"}}, "", []string{"the file sink needs file_path"}},
+		{"unknown sink", nil, map[string]any{"sinks": []string{"etcd"}}, "", []string{`sinks (flag --sink): bad value "etcd"`}},
+		{"deregister floor", map[string]string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER": "30s"}, nil, "", []string{"consul_deregister_after", "1m"}},
+		{"ttl shorter than interval", nil, map[string]any{"consul_ttl": "5s"}, "", []string{"consul_ttl (flag --consul-ttl)", "must exceed interval + timeout"}},
+		{"several problems at once", nil, map[string]any{"retries": "x", "scan_cidrs": []string{"fe80::/64"}}, "", []string{`retries (flag --retries): bad value "x"`, `scan_cidrs (flag --scan-cidr): bad value "fe80::/64"`}},
+		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{"timeout (file", "want a single value"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := Inputs{LookupEnv: envOf(tc.env), Flags: tc.flags}
+			if tc.file != "" {
+				in.File = writeFile(t, "c.yaml", tc.file)
+			}
+			_, err := Load(in)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %T is not *config.Error", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	const secret = "very-secret-token-value"
+	_, err := Load(Inputs{Flags: map[string]any{"consul_token": secret, "consul_token_file": "/x", "secret_key": []string{secret, "b"}}})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error leaks the secret: %v", err)
+	}
+	c := mustLoad(t, Inputs{Flags: map[string]any{"encryption_enabled": "true", "secret_key": secret}})
+	_, err = c.DiscoverOptions()
+	if err == nil || strings.Contains(err.Error(), secret) || !errors.Is(err, discover.ErrInvalidKey) {
+		t.Fatalf("DiscoverOptions error = %v; want ErrInvalidKey without the key", err)
+	}
+}
+
+func TestDiscoverOptionsKeyFile(t *testing.T) {
+	key, err := discover.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, "key", key+"\n")
+	c := mustLoad(t, Inputs{LookupEnv: envOf(map[string]string{"DISCOVERY_CLIENT_ENCRYPTION_ENABLED": "true", "DISCOVERY_CLIENT_SECRET_KEY_FILE": path})})
+	o, err := c.DiscoverOptions()
+	if err != nil || o.Key == nil {
+		t.Fatalf("DiscoverOptions = %v, key %v", err, o.Key)
+	}
+	c = mustLoad(t, Inputs{Flags: map[string]any{"encryption_enabled": "true", "secret_key_file": filepath.Join(t.TempDir(), "missing")}})
+	if _, err := c.DiscoverOptions(); err == nil || !strings.Contains(err.Error(), "flag --secret-key-file") {
+		t.Fatalf("missing key file error = %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"5", 5 * time.Second, true},
+		{"0.25", 250 * time.Millisecond, true},
+		{"1m30s", 90 * time.Second, true},
+		{"500ms", 500 * time.Millisecond, true},
+		{"", 0, false},
+		{"five", 0, false},
+		{"1e30", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := ParseDuration(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
