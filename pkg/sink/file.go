@@ -1,0 +1,200 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
+)
+
+// FileDocument is the JSON document the file sink keeps at its path.
+type FileDocument struct {
+	// UpdatedAt is when the set last changed (not when it was last
+	// confirmed: the file is rewritten only on change).
+	UpdatedAt time.Time `json:"updated_at"`
+	// Servers is sorted by address then port.
+	Servers []Record `json:"servers"`
+}
+
+// File keeps the whole current set as one JSON document at a path. It writes
+// only when the set changed, and atomically: a temporary file in the same
+// directory, fsync, rename over the target, fsync of the directory. A reader
+// sees the old document or the new one, never half of one. An existing
+// file's mode and owner are kept; a new file gets mode 0644.
+type File struct {
+	path string
+	now  func() time.Time
+	// last is the servers part of the document on disk, nil when unknown;
+	// prev the endpoints it holds.
+	last []byte
+	prev endpoint.Snapshot
+}
+
+// NewFile returns a file sink for path. The directory must exist.
+func NewFile(path string, now func() time.Time) (*File, error) {
+	if path == "" {
+		return nil, errors.New("file sink: file_path is empty")
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: directory of file_path %q: %w", path, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("file sink: file_path %q: %s is not a directory", path, dir)
+	}
+	return &File{path: path, now: now}, nil
+}
+
+// Name implements Sink.
+func (f *File) Name() string { return "file" }
+
+func serversJSON(snap endpoint.Snapshot) ([]byte, []Record, error) {
+	recs := make([]Record, 0, len(snap.Endpoints))
+	for _, e := range snap.Endpoints {
+		recs = append(recs, NewRecord(e, false))
+	}
+	b, err := json.Marshal(recs)
+	return b, recs, err
+}
+
+// read returns the document on disk (nil, nil when there is none).
+func (f *File) read() (*FileDocument, []byte, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("file sink: read %s: %w", f.path, err)
+	}
+	var doc FileDocument
+	if err := json.Unmarshal(b, &doc); err != nil {
+		// Not ours or corrupt: it will be replaced by the next write.
+		return nil, nil, nil
+	}
+	servers, err := json.Marshal(doc.Servers)
+	if err != nil {
+		return nil, nil, fmt.Errorf("file sink: %s: %w", f.path, err)
+	}
+	return &doc, servers, nil
+}
+
+// Plan implements Planner: what Apply would change in the file.
+func (f *File) Plan(_ context.Context, snap endpoint.Snapshot) (endpoint.Diff, error) {
+	doc, _, err := f.read()
+	if err != nil {
+		return endpoint.Diff{}, err
+	}
+	return endpoint.Between(snapshotOf(doc).Index(), snap.Index()), nil
+}
+
+// snapshotOf returns the endpoints of doc (none for a nil doc), skipping
+// records that do not parse.
+func snapshotOf(doc *FileDocument) endpoint.Snapshot {
+	var s endpoint.Snapshot
+	if doc == nil {
+		return s
+	}
+	for _, r := range doc.Servers {
+		if e, ok := r.Endpoint(); ok {
+			s.Endpoints = append(s.Endpoints, e)
+		}
+	}
+	return s
+}
+
+// Apply implements Sink.
+func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) {
+	servers, recs, err := serversJSON(snap)
+	if err != nil {
+		return Result{}, fmt.Errorf("file sink: encode: %w", err)
+	}
+	if f.last == nil {
+		doc, onDisk, err := f.read()
+		if err != nil {
+			return Result{}, err
+		}
+		f.prev, f.last = snapshotOf(doc), onDisk
+		if f.last == nil {
+			f.last = []byte{} // known: nothing usable on disk
+		}
+	}
+	if bytes.Equal(servers, f.last) {
+		return Result{}, nil
+	}
+	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: f.now().UTC(), Servers: recs}, "", "  ")
+	if err != nil {
+		return Result{}, fmt.Errorf("file sink: encode: %w", err)
+	}
+	if err := writeAtomic(f.path, append(doc, '\n')); err != nil {
+		return Result{}, err
+	}
+	d := endpoint.Between(f.prev.Index(), snap.Index())
+	f.prev, f.last = snap, servers
+	return Result{Diff: d, Writes: 1}, nil
+}
+
+// Close implements Sink. Every Apply is durable, so there is nothing left;
+// the file is kept on exit: it describes what was last seen.
+func (f *File) Close(context.Context) error { return nil }
+
+// writeAtomic replaces path with data so that readers never see a partial
+// file, keeping an existing file's mode and owner.
+func writeAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	mode := fs.FileMode(0o644)
+	uid, gid := -1, -1
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(sys.Uid), int(sys.Gid)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("file sink: create temporary file in %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("file sink: write %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Chmod(mode); err != nil {
+		return fmt.Errorf("file sink: chmod %s: %w", tmp.Name(), err)
+	}
+	if uid >= 0 && (uid != os.Getuid() || gid != os.Getgid()) {
+		if err = tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("file sink: keep owner %d:%d of %s: %w", uid, gid, path, err)
+		}
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("file sink: fsync %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("file sink: close %s: %w", tmp.Name(), err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("file sink: rename into %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file sink: open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err = d.Sync(); err != nil {
+		return fmt.Errorf("file sink: fsync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
+)
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func ep(s string, seen time.Time) endpoint.Endpoint {
+	ap := netip.MustParseAddrPort(s)
+	return endpoint.Endpoint{Addr: ap, Source: netip.AddrPortFrom(ap.Addr(), 9999), Interface: "eth0", FirstSeen: seen, LastSeen: seen}
+}
+
+func snap(round uint64, eps ...endpoint.Endpoint) endpoint.Snapshot {
+	return endpoint.Snapshot{Round: round, At: t0, Endpoints: endpoint.Sorted(eps)}
+}
+
+func TestStdoutPrintsChangesOnly(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewStdout(&buf)
+	ctx := context.Background()
+	a, b := ep("10.0.0.1:8000", t0), ep("10.0.0.2:8001", t0)
+	steps := []struct {
+		snap endpoint.Snapshot
+		want []string // event ip:port
+	}{
+		{snap(1, a, b), []string{"added 10.0.0.1:8000", "added 10.0.0.2:8001"}},
+		{snap(2, a, b), nil},
+		{snap(3, b), []string{"removed 10.0.0.1:8000"}},
+		{snap(4, a), []string{"added 10.0.0.1:8000", "removed 10.0.0.2:8001"}},
+	}
+	for i, st := range steps {
+		buf.Reset()
+		res, err := s.Apply(ctx, st.snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			if line == "" {
+				continue
+			}
+			var r Record
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("step %d: line %q is not JSON: %v", i, line, err)
+			}
+			if r.LastSeen == nil || r.SourceAddress == "" || r.Interface != "eth0" || r.FirstSeen.IsZero() {
+				t.Errorf("step %d: incomplete record %q", i, line)
+			}
+			got = append(got, r.Event+" "+netip.AddrPortFrom(netip.MustParseAddr(r.IP), r.Port).String())
+		}
+		if strings.Join(got, ",") != strings.Join(st.want, ",") {
+			t.Errorf("step %d: got %v, want %v", i, got, st.want)
+		}
+		if res.Writes != len(st.want) {
+			t.Errorf("step %d: writes %d, want %d", i, res.Writes, len(st.want))
+		}
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestStdoutWriteErrorKeepsChangesForNextTime(t *testing.T) {
+	s := NewStdout(failWriter{})
+	if _, err := s.Apply(context.Background(), snap(1, ep("10.0.0.1:8000", t0))); err == nil {
+		t.Fatal("want an error")
+	}
+	var buf bytes.Buffer
+	s.w = &buf
+	if _, err := s.Apply(context.Background(), snap(2, ep("10.0.0.1:8000", t0))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"added"`) {
+		t.Fatalf("the add was lost after a failed write: %q", buf.String())
+	}
+}
+
+func readDoc(t *testing.T, path string) FileDocument {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d FileDocument
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("invalid JSON in %s: %v", path, err)
+	}
+	return d
+}
+
+func TestFileWritesOnlyOnChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "servers.json")
+	now := t0
+	f, err := NewFile(path, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, b := ep("10.0.0.1:8000", t0), ep("10.0.0.2:8000", t0)
+	res, err := f.Apply(ctx, snap(1, a, b))
+	if err != nil || res.Writes != 1 || len(res.Diff.Added) != 2 {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	st1, _ := os.Stat(path)
+	// last_seen moves every round but is not part of the document.
+	a2 := a
+	a2.LastSeen = t0.Add(time.Minute)
+	now = t0.Add(time.Minute)
+	res, err = f.Apply(ctx, snap(2, a2, b))
+	if err != nil || res.Writes != 0 {
+		t.Fatalf("quiet apply wrote: %+v, %v", res, err)
+	}
+	st2, _ := os.Stat(path)
+	if !st1.ModTime().Equal(st2.ModTime()) || !os.SameFile(st1, st2) {
+		t.Fatal("file replaced on a quiet round")
+	}
+	res, err = f.Apply(ctx, snap(3, b))
+	if err != nil || res.Writes != 1 || len(res.Diff.Removed) != 1 {
+		t.Fatalf("remove apply: %+v, %v", res, err)
+	}
+	d := readDoc(t, path)
+	if len(d.Servers) != 1 || d.Servers[0].IP != "10.0.0.2" || !d.UpdatedAt.Equal(now) {
+		t.Fatalf("document = %+v", d)
+	}
+
+	// A new sink (restart) with the same set writes nothing.
+	f2, _ := NewFile(path, func() time.Time { return now })
+	if res, err := f2.Apply(ctx, snap(1, b)); err != nil || res.Writes != 0 {
+		t.Fatalf("restart apply: %+v, %v", res, err)
+	}
+	diff, err := f2.Plan(ctx, snap(1, a, b))
+	if err != nil || len(diff.Added) != 1 || len(diff.Removed) != 0 {
+		t.Fatalf("Plan = %+v, %v", diff, err)
+	}
+}
+
+func TestFileKeepsModeAndReplacesGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "servers.json")
+	if err := os.WriteFile(path, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := NewFile(path, func() time.Time { return t0 })
+	if _, err := f.Apply(context.Background(), snap(1, ep("10.0.0.1:8000", t0))); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600 kept", st.Mode().Perm())
+	}
+	if len(readDoc(t, path).Servers) != 1 {
+		t.Error("garbage not replaced")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	if _, err := NewFile("", time.Now); err == nil {
+		t.Error("empty path accepted")
+	}
+	if _, err := NewFile("/nonexistent-dir-udb/x.json", time.Now); err == nil || !strings.Contains(err.Error(), "/nonexistent-dir-udb/x.json") {
+		t.Errorf("missing directory error = %v", err)
+	}
+}
+
+// TestFileReaderNeverSeesPartialDocument polls the file while it changes.
+func TestFileReaderNeverSeesPartialDocument(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "servers.json")
+	f, _ := NewFile(path, time.Now)
+	ctx := context.Background()
+	if _, err := f.Apply(ctx, snap(0)); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var reads, bad atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				bad.Add(1)
+				continue
+			}
+			var d FileDocument
+			if json.Unmarshal(b, &d) != nil {
+				bad.Add(1)
+			}
+			reads.Add(1)
+		}
+	}()
+	for round := range uint64(200) {
+		var eps []endpoint.Endpoint
+		for i := range int(round%50) * 20 {
+			eps = append(eps, ep(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 8000).String(), t0))
+		}
+		if _, err := f.Apply(ctx, snap(round, eps...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if bad.Load() != 0 || reads.Load() == 0 {
+		t.Fatalf("%d of %d reads saw a missing or invalid document", bad.Load(), reads.Load())
+	}
+}

@@ -1,0 +1,68 @@
+package sink
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
+)
+
+// Stdout prints one JSON object per change per line:
+//
+//	{"event":"added","ip":"10.0.0.5","port":8000,"source_address":"10.0.0.5:9999",
+//	 "interface":"eth0","first_seen":"...","last_seen":"..."}
+//
+// It diffs each snapshot against the last one it printed, so a snapshot that
+// arrives late still yields exactly the adds and removes since the last
+// output.
+type Stdout struct {
+	w    io.Writer
+	last map[netip.AddrPort]endpoint.Endpoint
+}
+
+// NewStdout returns a stdout sink writing to w.
+func NewStdout(w io.Writer) *Stdout {
+	return &Stdout{w: w, last: map[netip.AddrPort]endpoint.Endpoint{}}
+}
+
+// Name implements Sink.
+func (s *Stdout) Name() string { return "stdout" }
+
+// Apply implements Sink.
+func (s *Stdout) Apply(ctx context.Context, snap endpoint.Snapshot) (Result, error) {
+	next := snap.Index()
+	d := endpoint.Between(s.last, next)
+	bw := bufio.NewWriter(s.w)
+	enc := json.NewEncoder(bw)
+	lines := 0
+	emit := func(event string, eps []endpoint.Endpoint) error {
+		for _, e := range eps {
+			r := NewRecord(e, true)
+			r.Event = event
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+			lines++
+		}
+		return nil
+	}
+	if err := emit("added", d.Added); err != nil {
+		return Result{}, fmt.Errorf("stdout sink: encode: %w", err)
+	}
+	if err := emit("removed", d.Removed); err != nil {
+		return Result{}, fmt.Errorf("stdout sink: encode: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		// Nothing is remembered, so the same changes are printed next time.
+		return Result{}, fmt.Errorf("stdout sink: write: %w", err)
+	}
+	s.last = next
+	return Result{Diff: d, Writes: lines}, nil
+}
+
+// Close implements Sink. Every Apply flushes, so there is nothing left.
+func (s *Stdout) Close(context.Context) error { return nil }
