@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
+)
+
+func doctorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "doctor",
+		Usage: "check interfaces, run one discovery round and say what to try when nothing is found",
+		Flags: keyFlags(config.GroupDiscovery),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			log := newLogger(c, cfg)
+			w := c.App.Writer
+			all, err := iface.OS().Interfaces()
+			if err != nil {
+				return runtimeErr(fmt.Errorf("list interfaces: %w", err))
+			}
+			sel := iface.Select(all, cfg.Whitelist, cfg.Blacklist)
+			fmt.Fprintln(w, "== interfaces")
+			printInterfaceVerdicts(w, all, sel, cfg)
+			for _, s := range iface.Diagnose(sel) {
+				fmt.Fprintf(w, "\nsegmented network? %s\n", s.Advice())
+			}
+
+			fmt.Fprintf(w, "\n== discovery round (port %d, timeout %s, retries %d, encryption %v)\n", cfg.Port, cfg.Timeout, cfg.Retries, cfg.Encryption)
+			client, err := newClient(cfg, log, false)
+			if err != nil {
+				return err
+			}
+			res, roundErr := client.Round(c.Context)
+			if roundErr != nil {
+				fmt.Fprintf(w, "round failed: %v\n", roundErr)
+			} else {
+				st := res.Stats
+				fmt.Fprintf(w, "probes sent %d (send errors %d), replies %d: valid %d, duplicate %d, invalid %d, oversized %d, rejected %d, dropped %d; took %s\n",
+					st.ProbesSent, st.SendErrors, st.Replies, st.Valid, st.Duplicates, st.Invalid, st.Oversized, st.Rejected, st.Dropped, res.Duration.Round(1e6))
+				if err := printServersTable(w, res.Servers); err != nil {
+					return runtimeErr(err)
+				}
+			}
+			hints := doctorHints(cfg, sel, res, roundErr)
+			if len(hints) > 0 {
+				fmt.Fprintln(w, "\n== what to try")
+				for _, h := range hints {
+					fmt.Fprintf(w, "- %s\n", h)
+				}
+			}
+			if roundErr != nil || len(res.Servers) == 0 {
+				return quietExit(exitNone)
+			}
+			return nil
+		},
+	}
+}
+
+func printInterfaceVerdicts(w io.Writer, all, sel []iface.Interface, cfg *config.Config) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tIP\tNETWORK\tBROADCAST\tUSED")
+	for _, in := range all {
+		verdict := "yes"
+		switch {
+		case slices.ContainsFunc(sel, func(s iface.Interface) bool { return s.Name == in.Name && s.Addr == in.Addr }):
+		case in.Loopback:
+			verdict = "no: loopback"
+		case !in.Up:
+			verdict = "no: down"
+		case len(cfg.Whitelist) > 0 && !slices.Contains(cfg.Whitelist, in.Name):
+			verdict = "no: not in whitelist"
+		case slices.Contains(cfg.Blacklist, in.Name):
+			verdict = "no: blacklisted"
+		default:
+			verdict = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Addr, in.Prefix, in.Broadcast, verdict)
+	}
+	tw.Flush()
+	for _, name := range iface.Unmatched(all, cfg.Whitelist) {
+		fmt.Fprintf(w, "whitelist names %q, which this host does not have (names are exact and case-sensitive)\n", name)
+	}
+	for _, name := range iface.Unmatched(all, cfg.Blacklist) {
+		fmt.Fprintf(w, "blacklist names %q, which this host does not have\n", name)
+	}
+}
+
+// doctorHints says what to try, from what the round saw.
+func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result, roundErr error) []string {
+	var h []string
+	switch {
+	case errors.Is(roundErr, discover.ErrNoInterfaces) || len(sel) == 0:
+		h = append(h, "no interface is selected: check that the host has an IPv4 interface up, and the interfaces_whitelist/interfaces_blacklist names (`bridge interfaces`)")
+		return h
+	case errors.Is(roundErr, discover.ErrNoProbeSent):
+		h = append(h, "no probe could be sent: the selected links may be down or have no route for broadcast; in a container use --network host (Docker) or hostNetwork: true (Kubernetes)")
+		return h
+	case roundErr != nil:
+		return append(h, "the round failed: run with --log-level debug for details")
+	}
+	if len(res.Servers) > 0 {
+		return nil
+	}
+	st := res.Stats
+	if st.Rejected > 0 {
+		h = append(h, fmt.Sprintf("%d encrypted replies were rejected: the secret key differs from the servers', or the clocks differ by more than clock_skew (%s)", st.Rejected, cfg.ClockSkew))
+	}
+	if st.Invalid > 0 {
+		h = append(h, fmt.Sprintf("%d replies did not parse: check response_prefix (now %q) against the servers' DISCOVERY_RESPONSE_PREFIX", st.Invalid, cfg.ResponsePrefix))
+	}
+	if st.Replies == 0 {
+		h = append(h,
+			fmt.Sprintf("no reply at all: is a server running with discovery on UDP port %d (discovery_port), and the same discovery_message (%q)?", cfg.Port, cfg.Message),
+			"a firewall must let UDP to the servers' port out and the replies (to this host's ephemeral port) back in",
+			"broadcast reaches only this host's broadcast domain: for servers behind a router or in another VLAN use --scan-cidr NETWORK")
+		if !cfg.Encryption {
+			h = append(h, "servers with encryption enabled ignore plaintext probes: try --encryption with their key")
+		}
+		if cfg.Timeout < 1e9 {
+			h = append(h, "the timeout is under a second: try --timeout 5")
+		}
+	}
+	return h
+}

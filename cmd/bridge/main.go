@@ -1,0 +1,102 @@
+// Command bridge finds django-udp-discovery servers by UDP broadcast and keeps
+// service registries (Consul, a JSON file, stdout) in step with what it sees.
+//
+// main.go is wiring only: one file per subcommand, the logic lives in pkg/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK       = 0
+	exitNone     = 1 // ran fine, found nothing
+	exitUsage    = 2 // bad usage or configuration
+	exitDiffers  = 3 // run --once --dry-run: the registry differs
+	exitInternal = 4 // a runtime failure (socket, registry) stopped the command
+)
+
+// exitError carries an exit code through urfave/cli.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(err error) error   { return &exitError{code: exitUsage, err: err} }
+func runtimeErr(err error) error { return &exitError{code: exitInternal, err: err} }
+func quietExit(code int) error   { return &exitError{code: code} }
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the CLI and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "bridge: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	// Anything else comes from flag parsing in urfave/cli: bad usage.
+	fmt.Fprintf(stderr, "bridge: %v\n", err)
+	return exitUsage
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:  "bridge",
+		Usage: "find django-udp-discovery servers by UDP broadcast and export them to Consul, a file or stdout",
+		Description: "Discovery is compatible with django-udp-discovery (plain and Fernet-encrypted).\n" +
+			"Configuration: defaults < --config file < environment < flags; every key is listed in bridge.example.yaml.\n" +
+			"Exit codes: 0 ok/found, 1 nothing found, 2 bad usage or configuration, 3 --once --dry-run found differences, 4 runtime failure.",
+		Version:              version,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		Flags:                globalFlags(),
+		EnableBashCompletion: true,
+		HideVersion:          true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run() maps errors to exit codes
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageErr(err)
+		},
+		Commands: []*cli.Command{
+			runCommand(),
+			discoverCommand(),
+			interfacesCommand(),
+			doctorCommand(),
+			respondCommand(),
+			keygenCommand(),
+			versionCommand(),
+		},
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/runner"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "the sidecar: discover every --interval and keep the sinks (stdout, file, consul) in step",
+		Description: "Runs a discovery round every --interval, adds a server the first round it answers and removes it after\n" +
+			"--missed-rounds rounds without a reply. A round whose probes could not be sent is a failed round: it\n" +
+			"counts as no miss. Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
+			"the loop. SIGTERM/SIGINT: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
+			"--once: one round, apply, exit 0 (found) or 1 (none). --dry-run: apply nothing, print each plan as JSON\n" +
+			"lines; with --once, exit 3 when a registry differs from what discovery sees.",
+		Flags: append(keyFlags(config.GroupDiscovery, config.GroupRun, config.GroupConsul),
+			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},
+		),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			log := newLogger(c, cfg)
+			once, dry := c.Bool("once"), c.Bool("dry-run")
+			client, err := newClient(cfg, log, false)
+			if err != nil {
+				return err
+			}
+			sinks, err := buildSinks(c, cfg, log, once)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := runner.NewMetrics(reg)
+			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Timeout, reg)
+			if cfg.MetricsAddr != "" && !once {
+				stopHTTP, err := serveHTTP(c.Context, cfg.MetricsAddr, health.Handler(), log)
+				if err != nil {
+					return runtimeErr(err)
+				}
+				defer stopHTTP()
+			}
+			out, err := runner.Run(c.Context, client, runner.Config{
+				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, Once: once, DryRun: dry,
+				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
+			})
+			if err != nil {
+				if errors.Is(err, runner.ErrInvalidConfig) {
+					return usageErr(err)
+				}
+				return runtimeErr(err)
+			}
+			if !once {
+				return nil
+			}
+			switch {
+			case out.Failed:
+				return roundErr(out.RoundErr)
+			case dry && out.Differs:
+				return quietExit(exitDiffers)
+			case out.Found == 0:
+				return quietExit(exitNone)
+			}
+			return nil
+		},
+	}
+}
+
+// buildSinks creates the configured sinks in the order given.
+func buildSinks(c *cli.Context, cfg *config.Config, log zerolog.Logger, once bool) ([]sink.Sink, error) {
+	var sinks []sink.Sink
+	for _, name := range cfg.Sinks {
+		switch name {
+		case "stdout":
+			sinks = append(sinks, sink.NewStdout(c.App.Writer))
+		case "file":
+			f, err := sink.NewFile(cfg.FilePath, time.Now)
+			if err != nil {
+				return nil, usageErr(fmt.Errorf("file_path (%s): %w", cfg.Source("file_path"), err))
+			}
+			sinks = append(sinks, f)
+		case "consul":
+			id := cfg.BridgeID
+			if id == "" {
+				h, err := os.Hostname()
+				if err != nil {
+					return nil, usageErr(fmt.Errorf("bridge_id is not set and the host name is unknown: %w", err))
+				}
+				id = h
+			}
+			onExit := cfg.OnExit
+			if once {
+				// A one-shot run leaves what it registered; the heartbeat
+				// TTL lets it expire unless another run refreshes it.
+				onExit = "keep"
+			}
+			cs, err := sink.NewConsul(sink.ConsulConfig{
+				Addr: cfg.ConsulAddr, SSL: cfg.ConsulSSL, Token: cfg.ConsulToken, TokenFile: cfg.ConsulTokenFile,
+				CACert: cfg.ConsulCACert, ClientCert: cfg.ConsulClientCert, ClientKey: cfg.ConsulClientKey,
+				TLSServerName: cfg.ConsulTLSServer, Datacenter: cfg.ConsulDatacenter, Namespace: cfg.ConsulNamespace,
+				Partition: cfg.ConsulPartition, Service: cfg.ConsulService, Tags: cfg.ConsulTags, BridgeID: id,
+				TTL: cfg.HeartbeatTTL(), DeregisterAfter: cfg.ConsulDeregAfter, Check: cfg.ConsulCheck,
+				CheckInterval: cfg.ConsulCheckEvery, Resync: cfg.ConsulResync, OnExit: onExit, LockKey: cfg.ConsulLock,
+			}, log.With().Str("sink", "consul").Logger())
+			if err != nil {
+				return nil, usageErr(err)
+			}
+			sinks = append(sinks, cs)
+		}
+	}
+	return sinks, nil
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz on addr until the returned
+// stop function is called or ctx ends.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_addr %q: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("metrics server stopped")
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}, nil
+}
