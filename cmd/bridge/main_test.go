@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+)
+
+// runCLI runs the CLI in-process. None of these cases sends a packet: they
+// stop at configuration, or only list interfaces.
+func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"bridge"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndConfigErrorsExit2(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte("not-a-key\n"), 0o600)
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"negative timeout", nil, []string{"discover", "--timeout=-1"}, []string{"timeout (flag --timeout)", "must be > 0"}},
+		{"bad env port", map[string]string{"DISCOVERY_CLIENT_PORT": "99999"}, []string{"discover"}, []string{"discovery_port (env DISCOVERY_CLIENT_PORT)", `"99999"`}},
+		{"unknown flag", nil, []string{"discover", "--bogus"}, []string{"bogus"}},
+		{"encryption without key", nil, []string{"discover", "--encryption"}, []string{"encryption is on but no secret key"}},
+		{"invalid key file", nil, []string{"discover", "--encryption", "--secret-key-file", keyFile}, []string{"invalid Fernet key", keyFile}},
+		{"bad address policy", nil, []string{"run", "--address-from", "peer"}, []string{`address_from (flag --address-from): bad value "peer"`}},
+		{"file sink without path", nil, []string{"run", "--sink", "file"}, []string{"the file sink needs file_path"}},
+		{"deregister floor", nil, []string{"run", "--sink", "consul", "--consul-deregister-after", "30s"}, []string{"consul_deregister_after (flag --consul-deregister-after)"}},
+		{"unknown config key", nil, []string{"--config", writeTemp(t, "discovery_prot: 1\n"), "discover"}, []string{`unknown key "discovery_prot"`}},
+		{"huge scan", nil, []string{"discover", "--whitelist", "no-such-if0", "--scan-cidr", "10.0.0.0/8"}, []string{"10.0.0.0/8"}},
+		{"respond bad ip", nil, []string{"respond", "--ip", "eleven"}, []string{`--ip: bad value "eleven"`}},
+		{"respond bad key", nil, []string{"respond", "--ip", "10.0.0.1", "--secret-key", "short"}, []string{"invalid Fernet key"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, tc.env, tc.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr: %s", code, exitUsage, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q lacks %q", stderr, w)
+				}
+			}
+		})
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bridge.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSecretsNotEchoed(t *testing.T) {
+	const secret = "s3cr3t-consul-token-abcdef"
+	code, out, stderr := runCLI(t, map[string]string{"CONSUL_HTTP_TOKEN": secret},
+		"run", "--sink", "consul", "--consul-token-file", "/nonexistent", "--timeout", "x")
+	if code != exitUsage || strings.Contains(out+stderr, secret) {
+		t.Fatalf("exit %d, output leaks the token or wrong code: %s %s", code, out, stderr)
+	}
+}
+
+func TestKeygenMakesUsableKeys(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "keygen")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if _, err := discover.ParseKey(strings.TrimSpace(out)); err != nil {
+		t.Fatalf("keygen printed %q: %v", out, err)
+	}
+	_, out2, _ := runCLI(t, nil, "keygen")
+	if out == out2 {
+		t.Fatal("two keygen runs printed the same key")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "bridge ") {
+		t.Fatalf("exit %d, %q", code, out)
+	}
+}
+
+// TestInterfacesJSON lists interfaces (no traffic): loopback is never
+// selected, and a whitelist naming nothing selects nothing (exit 1).
+func TestInterfacesJSON(t *testing.T) {
+	code, out, stderr := runCLI(t, nil, "interfaces", "--json", "--whitelist", "no-such-if0")
+	if code != exitNone {
+		t.Fatalf("exit %d, want 1; %s", code, stderr)
+	}
+	var rep struct {
+		Interfaces []map[string]any `json:"interfaces"`
+		Segmented  []any            `json:"segmented"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(rep.Interfaces) != 0 || rep.Segmented == nil {
+		t.Fatalf("report = %+v", rep)
+	}
+	_, out, _ = runCLI(t, nil, "interfaces", "--json")
+	if strings.Contains(out, `"name": "lo"`) {
+		t.Fatal("loopback selected")
+	}
+}
+
+func TestHelpMentionsEveryCommand(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, c := range []string{"run", "discover", "interfaces", "doctor", "respond", "keygen", "version"} {
+		if !strings.Contains(out, "   "+c+" ") {
+			t.Errorf("--help lacks %s", c)
+		}
+	}
+}
