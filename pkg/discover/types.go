@@ -115,6 +115,9 @@ type Result struct {
 	Stats      Stats
 	Started    time.Time
 	Duration   time.Duration
+	// RecvBuffer is the socket receive buffer the kernel granted (bytes, as
+	// SO_RCVBUF reports it), for diagnostics.
+	RecvBuffer int
 }
 
 var (

@@ -1,0 +1,143 @@
+package discover
+
+import (
+	"context"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func BenchmarkParseReply(b *testing.B) {
+	for _, bc := range []struct{ name, payload string }{
+		{"stock", "SERVER_IP:192.168.100.200"},
+		{"port_and_space", "SERVER_IP: 10.1.2.3:8000\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			payload, prefix := []byte(bc.payload), []byte("SERVER_IP:")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, ok := ParseReply(payload, prefix); !ok {
+					b.Fatal("not ok")
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	k := mustKey(b, specKey)
+	now := time.Unix(1_700_000_000, 0)
+	tok := k.Seal([]byte("SERVER_IP:10.1.2.3"), now)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Open(tok, now, time.Minute, 30*time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	k := mustKey(b, specKey)
+	now := time.Unix(1_700_000_000, 0)
+	msg := []byte("DISCOVER_SERVER")
+	b.ReportAllocs()
+	for b.Loop() {
+		k.Seal(msg, now)
+	}
+}
+
+// benchRound is a round ready to ingest, without a socket.
+func benchRound(b *testing.B, maxReplies int) *round {
+	b.Helper()
+	o := DefaultOptions()
+	o.MaxReplies = maxReplies
+	c, err := New(o, lister(b), zerolog.Nop(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return newRound(c, nil, nil, nil, time.Now(), time.Now().Add(time.Hour))
+}
+
+// BenchmarkDedupe measures the receive path after the socket: parse,
+// address policy, dedupe map and Server construction.
+func BenchmarkDedupe(b *testing.B) {
+	const n = 10_000
+	payloads := make([][]byte, n)
+	ip := netip.MustParseAddr("10.0.0.1")
+	for i := range payloads {
+		payloads[i] = []byte("SERVER_IP:" + ip.String())
+		ip = ip.Next()
+	}
+	src := netip.MustParseAddrPort("10.0.0.1:9999")
+	b.Run("new_10000", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := benchRound(b, 100_000)
+			for _, p := range payloads {
+				r.ingest(p, src, 0)
+			}
+			if len(r.servers()) != n {
+				b.Fatalf("%d servers", len(r.kept))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reply")
+	})
+	b.Run("duplicate", func(b *testing.B) {
+		r := benchRound(b, 100_000)
+		for _, p := range payloads {
+			r.ingest(p, src, 0)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			r.ingest(payloads[i%n], src, 0)
+			i++
+		}
+	})
+}
+
+// BenchmarkRoundIngest runs whole rounds over loopback sockets against a
+// Responder answering the one probe with 10,000 distinct replies.
+func BenchmarkRoundIngest(b *testing.B) {
+	const replies = 10_000
+	p := freePort(b)
+	r := plainResponder("10.0.0.1", 8000)
+	r.Replies = replies
+	startResponder(b, addrPort("127.0.0.2", p), r)
+	o := DefaultOptions()
+	o.Port, o.Retries, o.SubnetScan = p, 0, false
+	o.Timeout, o.Settle = 5*time.Second, 100*time.Millisecond
+	c, err := New(o, lister(b, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Warm-up: the responder is serving and has built its replies.
+	if res, err := c.Round(context.Background()); err != nil || len(res.Servers) == 0 {
+		b.Fatalf("warm-up round: %d servers, %v", len(res.Servers), err)
+	}
+	var got, lost int
+	var ingest time.Duration
+	var heap uint64
+	for b.Loop() {
+		res, err := c.Round(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		last := res.Servers[len(res.Servers)-1].Received
+		ingest += last.Sub(res.Started)
+		got += len(res.Servers)
+		lost += replies - len(res.Servers)
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		heap = max(heap, ms.HeapInuse)
+		runtime.KeepAlive(res)
+	}
+	b.ReportMetric(float64(got)/ingest.Seconds(), "replies/s")
+	b.ReportMetric(float64(lost)/float64(b.N), "lost/round")
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(got)/float64(b.N), "servers/round")
+}

@@ -1,0 +1,72 @@
+// Package discover implements the django-udp-discovery protocol: the reply
+// codec (plain and Fernet), one discovery round (Client.Round) and the
+// server side (Responder).
+//
+// # Protocol
+//
+// A client sends a UDP datagram whose payload is exactly the discovery
+// message (default "DISCOVER_SERVER") to the discovery port (default 9999)
+// of each selected interface's broadcast address. A server whose payload
+// comparison succeeds byte for byte replies unicast to the sender with the
+// response prefix (default "SERVER_IP:") followed by its dotted-quad IPv4
+// address and, optionally, ":port". Stock servers append no port; the
+// client then uses DefaultPort (8000). ParseReply documents the exact
+// accepted reply grammar, which follows the upstream Python client
+// (whitespace stripped, octets 0..255 with leading zeros normalised).
+//
+// In encrypted mode both sides share a Fernet key (Key). The probe is a
+// Fernet token of the message, freshly sealed for every send; the server
+// decrypts it, checks the plaintext is the message and answers with a token
+// of prefix + ip[:port]. Plaintext, garbage, wrong-key tokens and wrong
+// inner messages get no reply. Unlike upstream, which decrypts without a
+// TTL, both Client and Responder reject tokens older than MaxTokenAge +
+// ClockSkew or newer than now + ClockSkew (replay bound).
+//
+// # A round and its timing, compared with upstream
+//
+// Round opens one IPv4 UDP socket (0.0.0.0:0, SO_BROADCAST, a large receive
+// buffer since replies to a broadcast arrive as a burst), probes every
+// selected broadcast address, and reads replies until the round ends.
+//
+//   - Deadline: Options.Timeout (or ctx's earlier deadline) bounds the whole
+//     round. Upstream's timeout is an idle timeout that every datagram
+//     restarts, so a chatty network stretches an upstream round without
+//     limit; here a round never outlives its deadline.
+//   - Retries: upstream ignores its retries setting. Here the probe burst is
+//     resent Retries more times, at Timeout*i/(Retries+1) for i = 1..Retries,
+//     so one lost datagram does not lose a server. Replies to every burst are
+//     deduplicated by (IP, Port), first arrival wins.
+//   - One: upstream's discover_one waits the whole timeout. With Options.One
+//     the round returns as soon as the first valid reply is ingested.
+//   - Settle: with Options.Settle > 0 the round also ends once Settle has
+//     passed without a new server after the last scheduled probe (the last
+//     retry and the end of the subnet scan) was sent.
+//   - Subnet scan: upstream ignores enable_subnet_scan. Here, with
+//     SubnetScan and ScanCIDRs, every host of those networks (at most
+//     MaxScanHosts in total, our own addresses skipped) also gets a unicast
+//     probe, paced at ScanRate per second from a sending goroutine, so
+//     servers behind routers that drop broadcast are found.
+//   - Bounds: datagrams longer than MaxDatagram, garbage, rejected tokens,
+//     duplicates and new servers beyond MaxReplies are counted in Stats and
+//     dropped; memory stays bounded by MaxReplies.
+//
+// A round that finds nothing is not an error; the first such round of a
+// Client logs the segmented-network diagnosis of the selected interfaces.
+// ErrNoInterfaces and ErrNoProbeSent mark failed rounds.
+//
+// # Address policy
+//
+// A stock server advertises the address of its default route, computed once
+// at start, and 127.0.0.1 when it has none; on multi-homed hosts the
+// advertised address may also differ from the packet's source address.
+// Options.AddressFrom chooses what a server is registered under:
+//
+//   - AddressAuto (default): the advertised (payload) IP, unless it is
+//     loopback, unspecified, multicast or a broadcast address
+//     (255.255.255.255 or a selected interface's broadcast); then the packet's
+//     source address, logged once per (payload, source) pair per Client.
+//   - AddressPayload: always the advertised IP (upstream's behaviour).
+//   - AddressSource: always the packet's source address.
+//
+// Server keeps both (IP and PayloadIP, Source) and says which was used.
+package discover

@@ -1,0 +1,131 @@
+package discover
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
+)
+
+// freePort returns a UDP port that is free on 127.0.0.1 right now.
+func freePort(t testing.TB) uint16 {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// loIndex is the real loopback interface's index (IP_PKTINFO reports it for
+// loopback traffic).
+func loIndex(t testing.TB) int {
+	t.Helper()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo interface: %v", err)
+	}
+	return lo.Index
+}
+
+// fakeIf is a selectable interface whose "broadcast" is a loopback address,
+// so probes never leave the host.
+func fakeIf(name string, addr, bcast string) iface.Interface {
+	return iface.Interface{
+		Name:      name,
+		Index:     0,
+		Addr:      netip.MustParseAddr(addr),
+		Prefix:    netip.MustParsePrefix("127.0.0.0/8"),
+		Broadcast: netip.MustParseAddr(bcast),
+		Up:        true,
+	}
+}
+
+// lister returns the real lo (for index naming) plus the given fakes.
+func lister(t testing.TB, fakes ...iface.Interface) iface.Lister {
+	t.Helper()
+	lo := iface.Interface{
+		Name: "lo", Index: loIndex(t), Addr: netip.MustParseAddr("127.0.0.1"),
+		Prefix: netip.MustParsePrefix("127.0.0.0/8"), Broadcast: netip.MustParseAddr("127.255.255.255"),
+		Up: true, Loopback: true,
+	}
+	return iface.ListerFunc(func() ([]iface.Interface, error) {
+		return append([]iface.Interface{lo}, fakes...), nil
+	})
+}
+
+// startResponder runs r on addr until the test ends.
+func startResponder(t testing.TB, addr string, r *Responder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, err := ListenResponder(ctx, addr)
+	if err != nil {
+		t.Fatalf("ListenResponder(%s): %v", addr, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, conn) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve(%s) = %v", addr, err)
+		}
+		conn.Close()
+	})
+}
+
+// plainResponder answers DISCOVER_SERVER with SERVER_IP:ip[:port].
+func plainResponder(ip string, port uint16) *Responder {
+	return &Responder{
+		Message: []byte("DISCOVER_SERVER"), Prefix: []byte("SERVER_IP:"),
+		IP: netip.MustParseAddr(ip), AppPort: port,
+	}
+}
+
+// logBuf is a goroutine-safe log sink.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+func (l *logBuf) logger() zerolog.Logger { return zerolog.New(l).Level(zerolog.InfoLevel) }
+
+// testOptions are quick loopback options on port p.
+func testOptions(p uint16) Options {
+	o := DefaultOptions()
+	o.Port = p
+	o.Timeout = 2 * time.Second
+	o.Retries = 0
+	o.Settle = 150 * time.Millisecond
+	o.SubnetScan = false
+	return o
+}
+
+func newClient(t testing.TB, o Options, l iface.Lister, log zerolog.Logger) *Client {
+	t.Helper()
+	c, err := New(o, l, log, nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return c
+}
