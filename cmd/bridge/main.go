@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/urfave/cli/v2"
 )
@@ -47,6 +50,8 @@ func quietExit(code int) error   { return &exitError{code: code} }
 var version = "dev"
 
 func main() {
+	// Millisecond timestamps in JSON logs; set once, before anything logs.
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
