@@ -179,14 +179,14 @@ func Load(in Inputs) (*Config, error) {
 	}
 	layers = append(layers, fl)
 
-	p := parser{layers: layers, byName: byName}
+	p := parser{layers: layers, byName: byName, failed: map[string]bool{}}
 	c := &Config{sources: map[string]string{}}
 	for _, k := range keys {
 		c.sources[k.Name] = p.source(k.Name)
 	}
 	p.fill(c)
 	problems = append(problems, p.problems...)
-	problems = append(problems, c.validate(p.origin)...)
+	problems = append(problems, c.validate(p.origin, p.shown)...)
 	if len(problems) > 0 {
 		return nil, &Error{Problems: problems}
 	}
@@ -198,6 +198,7 @@ type parser struct {
 	layers   []layer
 	byName   map[string]Key
 	problems []error
+	failed   map[string]bool // keys whose value did not parse
 }
 
 // value returns the highest-priority raw value of key and its source.
@@ -226,7 +227,24 @@ func (p *parser) source(key string) string {
 // origin formats "key (source)" for error messages.
 func (p *parser) origin(key string) string { return key + " (" + p.source(key) + ")" }
 
+// shown returns the value of key as the user wrote it, for messages, and
+// false when the key already has a parse problem (so it is reported once).
+func (p *parser) shown(key string) (string, bool) {
+	if p.failed[key] {
+		return "", false
+	}
+	if p.byName[key].Secret {
+		return "[redacted]", true
+	}
+	v, _, _ := p.value(key)
+	if v == nil {
+		return `""`, true
+	}
+	return fmt.Sprintf("%q", fmt.Sprint(v)), true
+}
+
 func (p *parser) bad(key string, v any, why string) {
+	p.failed[key] = true
 	shown := fmt.Sprintf("%q", fmt.Sprint(v))
 	if p.byName[key].Secret {
 		shown = "[redacted]"
@@ -406,10 +424,19 @@ func (p *parser) fill(c *Config) {
 
 // validate checks the rules that span the typed values. Problems name the
 // key and its source through origin.
-func (c *Config) validate(origin func(string) string) []error {
+// shown gives the value as the user wrote it, and false when the key
+// already failed to parse.
+func (c *Config) validate(origin func(string) string, shown func(string) (string, bool)) []error {
 	var errs []error
 	bad := func(key string, v any, why string) {
-		errs = append(errs, fmt.Errorf("%s: bad value %q: %s", origin(key), fmt.Sprint(v), why))
+		raw, ok := shown(key)
+		if !ok {
+			return
+		}
+		if elem, ok := v.(string); ok && raw != fmt.Sprintf("%q", elem) {
+			raw = fmt.Sprintf("%q", elem) // one bad element of a list
+		}
+		errs = append(errs, fmt.Errorf("%s: bad value %s: %s", origin(key), raw, why))
 	}
 	oneOf := func(key, v string, allowed ...string) {
 		if !slices.Contains(allowed, v) {

@@ -143,7 +143,8 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 		file  string
 		want  []string
 	}{
-		{"negative timeout flag", nil, map[string]any{"timeout": "-1"}, "", []string{`timeout (flag --timeout): bad value "-1s": must be > 0`}},
+		{"negative timeout flag", nil, map[string]any{"timeout": "-1"}, "", []string{`timeout (flag --timeout): bad value "-1": must be > 0`}},
+		{"unparsable reported once", map[string]string{"DISCOVERY_CLIENT_TIMEOUT": "soon"}, nil, "", []string{`timeout (env DISCOVERY_CLIENT_TIMEOUT): bad value "soon"`}},
 		{"garbage timeout env", map[string]string{"DISCOVERY_CLIENT_TIMEOUT": "soon"}, nil, "", []string{`timeout (env DISCOVERY_CLIENT_TIMEOUT): bad value "soon"`}},
 		{"port range", map[string]string{"DISCOVERY_CLIENT_PORT": "70000"}, nil, "", []string{`discovery_port (env DISCOVERY_CLIENT_PORT): bad value "70000": want a port number 1..65535`}},
 		{"unknown file key", nil, nil, "discovery_prot: 1\n", []string{`unknown key "discovery_prot"`}},
@@ -174,6 +175,9 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
+			}
+			if len(ce.Problems) != len(tc.want) && tc.name != "deregister floor" && tc.name != "ttl shorter than interval" {
+				t.Errorf("%d problems reported, want %d: %v", len(ce.Problems), len(tc.want), err)
 			}
 		})
 	}
