@@ -1,0 +1,123 @@
+// Package bridgebin provides the `bridge` binary under test: built once per test
+// binary from the root module's ./cmd/bridge, or taken from env BRIDGE_BIN.
+package bridgebin
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// EnvBin names a prebuilt binary to test instead of building one.
+const EnvBin = "BRIDGE_BIN"
+
+// rootModule is the module path of the product, whose go.mod marks the
+// directory to build in.
+const rootModule = "github.com/udp-discovery-bridge/bridge"
+
+// build is the one build per test binary; tests share its result. It is the only
+// package state, by design: building per test would cost seconds each.
+var build struct {
+	once sync.Once
+	dir  string // temp dir holding the built binary, removed by Cleanup
+	path string
+	err  error
+}
+
+// Path returns the absolute path of the bridge binary. The first call builds
+// it (`go build -o <tempdir>/bridge ./cmd/bridge` in the root module, so the
+// binary links exactly the root go.mod's dependency versions, not the e2e
+// module's); later calls reuse it. A build failure fails every caller.
+func Path(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() { build.path, build.err = resolve() })
+	if build.err != nil {
+		t.Fatalf("bridge binary: %v", build.err)
+	}
+	return build.path
+}
+
+// Cleanup removes the built binary; call it from TestMain after m.Run.
+func Cleanup() {
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+}
+
+func resolve() (string, error) {
+	if p := os.Getenv(EnvBin); p != "" {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return "", fmt.Errorf("%s=%q: %w", EnvBin, p, err)
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return "", fmt.Errorf("%s=%q: %w", EnvBin, p, err)
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%s=%q: not an executable file", EnvBin, p)
+		}
+		return abs, nil
+	}
+	root, err := findRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "bridge-e2e-")
+	if err != nil {
+		return "", fmt.Errorf("temp dir for the bridge binary: %w", err)
+	}
+	build.dir = dir
+	out := filepath.Join(dir, "bridge")
+	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/bridge")
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/bridge in %s: %w\n%s", root, err, stderr.String())
+	}
+	return out, nil
+}
+
+// findRoot walks up from the working directory (the test's package directory)
+// to the directory whose go.mod declares the root module.
+func findRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if mod, err := modulePath(filepath.Join(dir, "go.mod")); err == nil && mod == rootModule {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("no go.mod of module %s above %s", rootModule, wd)
+		}
+	}
+}
+
+func modulePath(gomod string) (string, error) {
+	f, err := os.Open(gomod)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module"); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`), nil
+		}
+	}
+	return "", errors.New(gomod + ": no module line")
+}

@@ -1,0 +1,572 @@
+// Package netns builds small network topologies out of Linux network namespaces
+// for end-to-end tests: switches (a Linux bridge in its own namespace), hosts (a
+// namespace with one veth leg per switch) and routers (a host with ip_forward=1).
+//
+// Everything is driven through the iproute2 `ip` command and needs root. Every
+// namespace and device name carries a random suffix that is unique per Lab, so
+// parallel tests and leftovers of crashed runs never collide. Nothing is ever
+// created in, attached to, or moved into the caller's (root) namespace: veth
+// pairs are created inside a switch namespace and one end is moved straight into
+// the host namespace.
+//
+// A Lab registers a t.Cleanup that kills every process still running in its
+// namespaces (by PID) and deletes the namespaces, which removes their devices.
+package netns
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nsPrefix starts every namespace name the package creates, so a stray one is
+// easy to recognise (`ip netns list | grep ^ude-`).
+const nsPrefix = "ude-"
+
+// maxIfName is the longest Linux interface name (IFNAMSIZ-1).
+const maxIfName = 15
+
+// validName restricts logical names to what fits device and namespace names.
+var validName = regexp.MustCompile(`^[a-z][a-z0-9]{0,7}$`)
+
+// Lab owns a set of namespaces and the processes started in them. Create it with
+// New; its setup methods (Bridge, Host, Router, AddLink, SetDefaultRoute) report
+// failures with t.Fatalf and so must be called from the goroutine of the test
+// that created the Lab.
+type Lab struct {
+	t      testing.TB
+	ip     string // path of the ip binary
+	suffix string
+
+	mu         sync.Mutex
+	namespaces []string // in creation order
+	procs      []*Proc
+	bridges    map[string]*Bridge
+	hosts      map[string]*Host
+	nextPort   int
+}
+
+// Bridge is an L2 segment: a Linux bridge device alone in its own namespace.
+type Bridge struct {
+	Name string // logical name given to Lab.Bridge
+	NS   string // namespace holding the bridge device
+	Dev  string // bridge device name inside NS
+}
+
+// Link is one veth leg of a host, enslaved (peer side) to a Bridge.
+type Link struct {
+	Dev    string       // device name inside the host namespace
+	Peer   string       // peer device name inside the bridge namespace
+	Bridge *Bridge      // segment the link is plugged into
+	Prefix netip.Prefix // host address with its prefix length, e.g. 10.213.1.10/24
+}
+
+// Host is a network namespace with one or more links. Env, when non-nil, is the
+// complete environment of commands run on the host (nil inherits the test's).
+type Host struct {
+	Name string // logical name given to Lab.Host or Lab.Router
+	NS   string // namespace name, usable with `ip netns exec`
+	Env  []string
+
+	lab   *Lab
+	links []*Link
+}
+
+// Require skips the test when the lab cannot run here (not root, no `ip`), and
+// fails it instead when the environment variable CI is "true", so a CI machine
+// that is expected to run the e2e suite never passes by skipping it.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "network-namespace e2e tests need root (euid %d)", os.Geteuid())
+	}
+	if _, err := lookIP(); err != nil {
+		SkipOrFail(t, "network-namespace e2e tests need iproute2's `ip`: %v", err)
+	}
+}
+
+// RequireTool is Require for an extra command a test needs (iptables, nft...).
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := lookPath(name)
+	if err != nil {
+		SkipOrFail(t, "test needs %q in PATH or /usr/sbin, /sbin: %v", name, err)
+	}
+	return p
+}
+
+// SkipOrFail skips the test with the formatted reason, or fails it with the
+// same reason when env CI is "true".
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, so not skipping: %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// New returns an empty Lab with a fresh random suffix, after Require. The Lab's
+// teardown is registered with t.Cleanup.
+func New(t testing.TB) *Lab {
+	t.Helper()
+	Require(t)
+	ip, _ := lookIP()
+	l := &Lab{
+		t:       t,
+		ip:      ip,
+		suffix:  randomSuffix(t),
+		bridges: map[string]*Bridge{},
+		hosts:   map[string]*Host{},
+	}
+	t.Cleanup(l.teardown)
+	return l
+}
+
+// Suffix is the random tag carried by every name of this Lab.
+func (l *Lab) Suffix() string { return l.suffix }
+
+// Namespaces lists the namespaces created so far, in creation order.
+func (l *Lab) Namespaces() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.namespaces)
+}
+
+// Bridge creates a switch: a new namespace holding one bridge device that is up.
+func (l *Lab) Bridge(name string) *Bridge {
+	l.t.Helper()
+	l.checkName(name)
+	if _, dup := l.bridges[name]; dup {
+		l.t.Fatalf("netns: bridge %q already exists", name)
+	}
+	b := &Bridge{Name: name, NS: l.nsName("sw" + name), Dev: l.devName("br", 0)}
+	l.addNS(b.NS)
+	l.ipCmd("-n", b.NS, "link", "add", b.Dev, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+	l.ipCmd("-n", b.NS, "link", "set", b.Dev, "up")
+	l.bridges[name] = b
+	return b
+}
+
+// Host creates a namespace named after name with lo up and one link on br
+// addressed cidr (for example "10.213.1.10/24"). Add more legs with AddLink and
+// a default route with SetDefaultRoute.
+func (l *Lab) Host(name string, br *Bridge, cidr string) *Host {
+	l.t.Helper()
+	h := l.newHost(name)
+	h.AddLink(br, cidr)
+	return h
+}
+
+// Router creates a host with one leg per bridge (legs maps bridge to the
+// router's address on it) and IPv4 forwarding enabled.
+func (l *Lab) Router(name string, legs map[*Bridge]string) *Host {
+	l.t.Helper()
+	h := l.newHost(name)
+	brs := make([]*Bridge, 0, len(legs))
+	for b := range legs {
+		brs = append(brs, b)
+	}
+	slices.SortFunc(brs, func(a, b *Bridge) int { return strings.Compare(a.Name, b.Name) })
+	for _, b := range brs {
+		h.AddLink(b, legs[b])
+	}
+	if r := h.Run(context.Background(), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); r.Err != nil {
+		l.t.Fatalf("netns: enable ip_forward in %s: %v\n%s", h.NS, r.Err, r.Stderr)
+	}
+	return h
+}
+
+func (l *Lab) newHost(name string) *Host {
+	l.t.Helper()
+	l.checkName(name)
+	if _, dup := l.hosts[name]; dup {
+		l.t.Fatalf("netns: host %q already exists", name)
+	}
+	h := &Host{Name: name, NS: l.nsName(name), lab: l}
+	l.addNS(h.NS)
+	l.ipCmd("-n", h.NS, "link", "set", "lo", "up")
+	l.hosts[name] = h
+	return h
+}
+
+// AddLink plugs one more veth leg into br, addressed cidr, brings it up, and
+// returns its device name inside the host. The address gets the subnet's
+// broadcast address ("brd +"), as DHCP or a static config would set it.
+func (h *Host) AddLink(br *Bridge, cidr string) string {
+	l := h.lab
+	l.t.Helper()
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil || !pfx.Addr().Is4() {
+		l.t.Fatalf("netns: host %s: address %q is not an IPv4 CIDR: %v", h.Name, cidr, err)
+	}
+	l.mu.Lock()
+	port := l.nextPort
+	l.nextPort++
+	l.mu.Unlock()
+	link := &Link{
+		Dev:    l.devName("eth", len(h.links)),
+		Peer:   l.devName("p", port),
+		Bridge: br,
+		Prefix: pfx,
+	}
+	// Created inside the switch namespace, host end moved straight into the host.
+	l.ipCmd("-n", br.NS, "link", "add", link.Peer, "type", "veth", "peer", "name", link.Dev, "netns", h.NS)
+	l.ipCmd("-n", br.NS, "link", "set", link.Peer, "master", br.Dev, "up")
+	l.ipCmd("-n", h.NS, "addr", "add", cidr, "brd", "+", "dev", link.Dev)
+	l.ipCmd("-n", h.NS, "link", "set", link.Dev, "up")
+	h.links = append(h.links, link)
+	return link.Dev
+}
+
+// SetDefaultRoute adds a default route via gw (an address on one of the host's
+// subnets).
+func (h *Host) SetDefaultRoute(gw string) {
+	h.lab.t.Helper()
+	if _, err := netip.ParseAddr(gw); err != nil {
+		h.lab.t.Fatalf("netns: host %s: gateway %q: %v", h.Name, gw, err)
+	}
+	h.lab.ipCmd("-n", h.NS, "route", "add", "default", "via", gw)
+}
+
+// Links returns the host's legs in the order they were added.
+func (h *Host) Links() []*Link { return slices.Clone(h.links) }
+
+// Dev returns the host's device on br, or "" when it has none.
+func (h *Host) Dev(br *Bridge) string {
+	if l := h.link(br); l != nil {
+		return l.Dev
+	}
+	return ""
+}
+
+// IP returns the host's address on br, or, with no argument, on its first link.
+func (h *Host) IP(br ...*Bridge) netip.Addr {
+	var l *Link
+	switch {
+	case len(br) > 0:
+		l = h.link(br[0])
+	case len(h.links) > 0:
+		l = h.links[0]
+	}
+	if l == nil {
+		return netip.Addr{}
+	}
+	return l.Prefix.Addr()
+}
+
+func (h *Host) link(br *Bridge) *Link {
+	for _, l := range h.links {
+		if l.Bridge == br {
+			return l
+		}
+	}
+	return nil
+}
+
+// SetLinkDown sets the named devices of the host down; with no names, all its
+// links. It returns the first failure.
+func (h *Host) SetLinkDown(devs ...string) error { return h.setLinks("down", devs) }
+
+// SetLinkUp is the reverse of SetLinkDown.
+func (h *Host) SetLinkUp(devs ...string) error { return h.setLinks("up", devs) }
+
+func (h *Host) setLinks(state string, devs []string) error {
+	if len(devs) == 0 {
+		for _, l := range h.links {
+			devs = append(devs, l.Dev)
+		}
+	}
+	for _, d := range devs {
+		out, err := exec.Command(h.lab.ip, "-n", h.NS, "link", "set", d, state).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip -n %s link set %s %s: %w: %s", h.NS, d, state, err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// WithEnv returns a view of the host whose commands run with exactly env as
+// their environment (it does not inherit the test's environment).
+func (h *Host) WithEnv(env []string) *Host {
+	c := *h
+	c.Env = slices.Clone(env)
+	if c.Env == nil {
+		c.Env = []string{}
+	}
+	return &c
+}
+
+// Command returns, unstarted, `ip netns exec <ns> argv...` bound to ctx. The
+// process that `ip` execs keeps the PID of the started command.
+func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	args := append([]string{"netns", "exec", h.NS}, argv...)
+	cmd := exec.CommandContext(ctx, h.lab.ip, args...)
+	if h.Env != nil {
+		cmd.Env = h.Env
+	}
+	return cmd
+}
+
+// Result is the outcome of Host.Run.
+type Result struct {
+	Stdout, Stderr string
+	ExitCode       int // -1 when the process did not exit normally (signal, failed start)
+	Elapsed        time.Duration
+	Err            error // nil on exit status 0
+}
+
+// Run runs argv inside the host namespace to completion (or until ctx ends,
+// which kills it) and returns its captured output and exit status.
+func (h *Host) Run(ctx context.Context, argv ...string) Result {
+	cmd := h.Command(ctx, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := Result{
+		Stdout:   stdout.String(),
+		Stderr:   stderr.String(),
+		ExitCode: -1,
+		Elapsed:  time.Since(start),
+		Err:      err,
+	}
+	if cmd.ProcessState != nil {
+		r.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	return r
+}
+
+// Start starts argv inside the host namespace and returns its handle. When ctx
+// ends the process gets SIGTERM, then SIGKILL after DefaultGrace. The Lab kills
+// it at teardown if it still runs.
+func (h *Host) Start(ctx context.Context, argv ...string) (*Proc, error) {
+	cmd := h.Command(ctx, argv...)
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = DefaultGrace
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %q in %s: %w", argv, h.NS, err)
+	}
+	p.PID = cmd.Process.Pid
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	h.lab.mu.Lock()
+	h.lab.procs = append(h.lab.procs, p)
+	h.lab.mu.Unlock()
+	return p, nil
+}
+
+// WaitUDPListeners polls `ss` in the host until at least n UDP sockets are
+// bound to port, or ctx ends.
+func (h *Host) WaitUDPListeners(ctx context.Context, port, n int) error {
+	filter := "sport = :" + strconv.Itoa(port)
+	for {
+		r := h.Run(ctx, "ss", "-H", "-u", "-a", "-n", filter)
+		got := 0
+		if r.Err == nil {
+			for line := range strings.Lines(r.Stdout) {
+				if strings.TrimSpace(line) != "" {
+					got++
+				}
+			}
+			if got >= n {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %d of %d UDP sockets on port %d (last ss: %v %s): %w",
+				h.NS, got, n, port, r.Err, strings.TrimSpace(r.Stderr), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// DefaultGrace is how long Stop and context cancellation wait after SIGTERM
+// before sending SIGKILL.
+const DefaultGrace = 3 * time.Second
+
+// Proc is a process started with Host.Start. Its output is captured and can be
+// read while it runs.
+type Proc struct {
+	PID int
+
+	cmd            *exec.Cmd
+	stdout, stderr lockedBuffer
+	done           chan struct{}
+	err            error
+}
+
+// Stop sends SIGTERM, waits up to DefaultGrace, then SIGKILLs, and returns the
+// process's exit error (nil for a clean exit 0).
+func (p *Proc) Stop() error { return p.StopWithin(DefaultGrace) }
+
+// StopWithin is Stop with a custom grace period.
+func (p *Proc) StopWithin(grace time.Duration) error {
+	if !p.Exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM) // pidfd-backed: never hits a reused PID
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	return p.Wait()
+}
+
+// Wait blocks until the process exits and returns its exit error.
+func (p *Proc) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitCode is the exit status, or -1 while running or when killed by a signal.
+func (p *Proc) ExitCode() int {
+	if !p.Exited() || p.cmd.ProcessState == nil {
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// Output returns what the process wrote so far.
+func (p *Proc) Output() (stdout, stderr string) {
+	return p.stdout.String(), p.stderr.String()
+}
+
+// teardown kills the Lab's processes, then every process left in its
+// namespaces (by PID), then deletes the namespaces, newest first.
+func (l *Lab) teardown() {
+	l.mu.Lock()
+	procs := slices.Clone(l.procs)
+	nss := slices.Clone(l.namespaces)
+	l.mu.Unlock()
+	for _, p := range procs {
+		if !p.Exited() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	for _, ns := range slices.Backward(nss) {
+		out, err := exec.Command(l.ip, "netns", "pids", ns).Output()
+		if err == nil {
+			for f := range strings.FieldsSeq(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	for _, ns := range slices.Backward(nss) {
+		if out, err := exec.Command(l.ip, "netns", "del", ns).CombinedOutput(); err != nil {
+			l.t.Errorf("netns: delete namespace %s: %v: %s", ns, err, bytes.TrimSpace(out))
+		}
+	}
+}
+
+func (l *Lab) addNS(ns string) {
+	l.t.Helper()
+	l.ipCmd("netns", "add", ns)
+	l.mu.Lock()
+	l.namespaces = append(l.namespaces, ns)
+	l.mu.Unlock()
+}
+
+func (l *Lab) ipCmd(args ...string) {
+	l.t.Helper()
+	out, err := exec.Command(l.ip, args...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("netns: ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+}
+
+func (l *Lab) checkName(name string) {
+	l.t.Helper()
+	if !validName.MatchString(name) {
+		l.t.Fatalf("netns: name %q must match %s", name, validName)
+	}
+}
+
+func (l *Lab) nsName(name string) string { return nsPrefix + name + "-" + l.suffix }
+
+// devName builds "<kind><n>-<suffix>", at most 15 characters.
+func (l *Lab) devName(kind string, n int) string {
+	d := kind + strconv.Itoa(n) + "-" + l.suffix
+	if len(d) > maxIfName {
+		l.t.Fatalf("netns: device name %q longer than %d", d, maxIfName)
+	}
+	return d
+}
+
+func randomSuffix(t testing.TB) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatalf("netns: random suffix: %v", err)
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
+
+func lookIP() (string, error) { return lookPath("ip") }
+
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		p := dir + "/" + name
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w", name, exec.ErrNotFound)
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
