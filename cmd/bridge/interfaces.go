@@ -62,7 +62,7 @@ type interfaceView struct {
 }
 
 type interfacesReport struct {
-	Interfaces []interfaceView      `json:"interfaces"`
+	Interfaces []interfaceView     `json:"interfaces"`
 	Segmented  []cidr.Segmentation `json:"segmented"`
 }
 

@@ -39,52 +39,52 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 
-	Port              uint16
-	Message           string
-	ResponsePrefix    string
-	Timeout           time.Duration
-	Retries           int
-	EnableSubnetScan  bool
-	ScanCIDRs         []netip.Prefix
-	ScanRate          int
-	Whitelist         []string
-	Blacklist         []string
-	DefaultPort       uint16
-	AddressFrom       string
-	Encryption        bool
-	SecretKey         string // never log
-	SecretKeyFile     string
-	MaxTokenAge       time.Duration
-	ClockSkew         time.Duration
-	Settle            time.Duration
-	MaxReplies        int
-	Interval          time.Duration
-	MissedRounds      int
-	Sinks             []string
-	FilePath          string
-	MetricsAddr       string
-	BridgeID          string
-	OnExit            string
-	ConsulAddr        string
-	ConsulToken       string // never log
-	ConsulTokenFile   string
-	ConsulSSL         bool
-	ConsulCACert      string
-	ConsulClientCert  string
-	ConsulClientKey   string
-	ConsulTLSServer   string
-	ConsulDatacenter  string
-	ConsulNamespace   string
-	ConsulPartition   string
-	ConsulService     string
-	ConsulTags        []string
-	ConsulTTL         time.Duration
-	ConsulDeregAfter  time.Duration
-	ConsulCheck       string
-	ConsulCheckEvery  time.Duration
-	ConsulResync      time.Duration
-	ConsulLock        string
-	sources           map[string]string
+	Port             uint16
+	Message          string
+	ResponsePrefix   string
+	Timeout          time.Duration
+	Retries          int
+	EnableSubnetScan bool
+	ScanCIDRs        []netip.Prefix
+	ScanRate         int
+	Whitelist        []string
+	Blacklist        []string
+	DefaultPort      uint16
+	AddressFrom      string
+	Encryption       bool
+	SecretKey        string // never log
+	SecretKeyFile    string
+	MaxTokenAge      time.Duration
+	ClockSkew        time.Duration
+	Settle           time.Duration
+	MaxReplies       int
+	Interval         time.Duration
+	MissedRounds     int
+	Sinks            []string
+	FilePath         string
+	MetricsAddr      string
+	BridgeID         string
+	OnExit           string
+	ConsulAddr       string
+	ConsulToken      string // never log
+	ConsulTokenFile  string
+	ConsulSSL        bool
+	ConsulCACert     string
+	ConsulClientCert string
+	ConsulClientKey  string
+	ConsulTLSServer  string
+	ConsulDatacenter string
+	ConsulNamespace  string
+	ConsulPartition  string
+	ConsulService    string
+	ConsulTags       []string
+	ConsulTTL        time.Duration
+	ConsulDeregAfter time.Duration
+	ConsulCheck      string
+	ConsulCheckEvery time.Duration
+	ConsulResync     time.Duration
+	ConsulLock       string
+	sources          map[string]string
 }
 
 // Source names where a key's effective value came from ("default",

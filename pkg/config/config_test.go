@@ -115,11 +115,15 @@ func TestValues(t *testing.T) {
 		{"bool yes", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "no"}, nil, func(c *Config) bool { return !c.EnableSubnetScan }},
 		{"bool on", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "On"}, nil, func(c *Config) bool { return c.EnableSubnetScan }},
 		{"scan cidr masked", nil, map[string]any{"scan_cidrs": []string{"10.1.2.3/22"}},
-			func(c *Config) bool { return slices.Equal(c.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")}) }},
+			func(c *Config) bool {
+				return slices.Equal(c.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")})
+			}},
 		{"sinks from env", map[string]string{"DISCOVERY_CLIENT_SINKS": "stdout,file", "DISCOVERY_CLIENT_FILE_PATH": "/tmp/x.json"}, nil,
 			func(c *Config) bool { return slices.Equal(c.Sinks, []string{"stdout", "file"}) }},
 		{"secret key fallback env", map[string]string{"DISCOVERY_ENCRYPTION_ENABLED": "1", "DISCOVERY_SECRET_KEY": "k"}, nil,
-			func(c *Config) bool { return c.Encryption && c.SecretKey == "k" && c.Source("secret_key") == "env DISCOVERY_SECRET_KEY" }},
+			func(c *Config) bool {
+				return c.Encryption && c.SecretKey == "k" && c.Source("secret_key") == "env DISCOVERY_SECRET_KEY"
+			}},
 		{"client secret key wins", map[string]string{"DISCOVERY_CLIENT_SECRET_KEY": "a", "DISCOVERY_SECRET_KEY": "b"}, nil,
 			func(c *Config) bool { return c.SecretKey == "a" }},
 		{"heartbeat ttl auto", nil, map[string]any{"interval": "10s", "timeout": "5"},
