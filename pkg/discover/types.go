@@ -97,7 +97,7 @@ type Stats struct {
 	ProbesSent  int `json:"probes_sent"`  // broadcast + retries + scan probes sent
 	SendErrors  int `json:"send_errors"`  // probes the kernel refused
 	Replies     int `json:"replies"`      // datagrams received
-	Valid       int `json:"valid"`        // parsed into a server (duplicates included)
+	Valid       int `json:"valid"`        // parsed into a server (duplicates and dropped included)
 	Duplicates  int `json:"duplicates"`   // valid but (ip, port) already seen
 	Invalid     int `json:"invalid"`      // wrong prefix, bad ip/port, garbage
 	Oversized   int `json:"oversized"`    // longer than MaxDatagram

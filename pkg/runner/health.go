@@ -1,0 +1,163 @@
+package runner
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Health tracks liveness and readiness of the loop. It is safe for
+// concurrent use; a nil *Health records nothing. The runner feeds it; Handler
+// serves it.
+type Health struct {
+	clock      Clock
+	staleAfter time.Duration
+	gatherer   prometheus.Gatherer
+
+	mu        sync.Mutex
+	lastTick  time.Time
+	completed bool  // a round completed since start
+	roundErr  error // the latest round failed with this error
+	sinks     map[string]*sinkHealth
+	order     []string
+}
+
+type sinkHealth struct {
+	applied bool
+	err     error
+}
+
+// NewHealth returns a Health whose loop counts as alive while it ticked
+// within staleAfter (the CLI passes 3×interval + round timeout). clock may be
+// nil for the real clock; g, when non-nil, is served at /metrics.
+func NewHealth(clock Clock, staleAfter time.Duration, g prometheus.Gatherer) *Health {
+	if clock == nil {
+		clock = RealClock()
+	}
+	return &Health{clock: clock, staleAfter: staleAfter, gatherer: g, lastTick: clock.Now(), sinks: map[string]*sinkHealth{}}
+}
+
+// Alive reports whether the loop ticked within staleAfter, and when it last
+// ticked.
+func (h *Health) Alive() (bool, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.clock.Now().Sub(h.lastTick) <= h.staleAfter, h.lastTick
+}
+
+// Ready reports whether a round completed since start, the latest round did
+// not fail and every sink's last Apply succeeded; otherwise it says why.
+func (h *Health) Ready() (bool, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	reasons := []string{}
+	switch {
+	case h.roundErr != nil:
+		reasons = append(reasons, "round: "+h.roundErr.Error())
+	case !h.completed:
+		reasons = append(reasons, "round: no round completed yet")
+	}
+	for _, name := range h.order {
+		s := h.sinks[name]
+		switch {
+		case s.err != nil:
+			reasons = append(reasons, "sink "+name+": "+s.err.Error())
+		case !s.applied:
+			reasons = append(reasons, "sink "+name+": not applied yet")
+		}
+	}
+	return len(reasons) == 0, reasons
+}
+
+// Handler serves /healthz, /readyz and, when a Gatherer was given, /metrics.
+// Other paths are 404.
+func (h *Health) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, last := h.Alive()
+		writeJSON(w, ok, struct {
+			Alive    bool      `json:"alive"`
+			LastTick time.Time `json:"last_tick"`
+		}{ok, last})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, reasons := h.Ready()
+		body := struct {
+			Ready   bool     `json:"ready"`
+			Reasons []string `json:"reasons,omitempty"`
+		}{ok, reasons}
+		writeJSON(w, ok, body)
+	})
+	if h.gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, ok bool, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if ok {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (h *Health) tick() {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastTick = h.clock.Now()
+}
+
+// round records the end of a round: err nil for a completed round.
+func (h *Health) round(err error) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastTick = h.clock.Now()
+	h.roundErr = err
+	if err == nil {
+		h.completed = true
+	}
+}
+
+func (h *Health) addSink(name string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.sinks[name]; !ok {
+		h.sinks[name] = &sinkHealth{}
+		h.order = append(h.order, name)
+	}
+}
+
+func (h *Health) sinkApply(name string, err error) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.sinks[name]
+	if !ok {
+		s = &sinkHealth{}
+		h.sinks[name] = s
+		h.order = append(h.order, name)
+	}
+	s.err = err
+	if err == nil {
+		s.applied = true
+	}
+}

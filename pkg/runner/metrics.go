@@ -1,0 +1,154 @@
+package runner
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+)
+
+const namespace = "udp_discovery_bridge"
+
+// Metrics are the loop's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	rounds          *prometheus.CounterVec
+	roundDuration   prometheus.Histogram
+	endpoints       prometheus.Gauge
+	replies         *prometheus.CounterVec
+	probesSent      prometheus.Counter
+	probeSendErrors prometheus.Counter
+	changes         *prometheus.CounterVec
+	sinkApplies     *prometheus.CounterVec
+	sinkWrites      *prometheus.CounterVec
+	sinkErrors      *prometheus.CounterVec
+	sinkLastSuccess *prometheus.GaugeVec
+}
+
+// Outcome label values.
+const (
+	outcomeOK     = "ok"
+	outcomeFailed = "failed"
+	outcomeError  = "error"
+)
+
+// NewMetrics creates the metrics and registers them with reg (which may be
+// nil to leave them unregistered). It panics if a metric is already
+// registered, like prometheus.MustRegister.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rounds_total",
+			Help: "Discovery rounds by outcome (ok, failed: no interface or no probe could be sent).",
+		}, []string{"outcome"}),
+		roundDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "round_duration_seconds",
+			Help:    "Duration of discovery rounds.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60},
+		}),
+		endpoints: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "endpoints",
+			Help: "Endpoints currently held by the planner (including those missing fewer than missed-rounds rounds).",
+		}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "replies_total",
+			Help: "Reply datagrams by outcome (valid: a server kept, duplicate, invalid, oversized, rejected, dropped).",
+		}, []string{"outcome"}),
+		probesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "probes_sent_total",
+			Help: "Discovery probes sent (broadcast, retries and scan probes).",
+		}),
+		probeSendErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "probe_send_errors_total",
+			Help: "Discovery probes the kernel refused to send.",
+		}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "endpoint_changes_total",
+			Help: "Endpoints added to or removed from the desired set.",
+		}, []string{"op"}),
+		sinkApplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sink_applies_total",
+			Help: "Sink Apply calls by sink and outcome (ok, error).",
+		}, []string{"sink", "outcome"}),
+		sinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sink_writes_total",
+			Help: "Registry write operations made by each sink.",
+		}, []string{"sink"}),
+		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sink_errors_total",
+			Help: "Failed sink Apply calls.",
+		}, []string{"sink"}),
+		sinkLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "sink_last_success_timestamp_seconds",
+			Help: "Unix time of each sink's last successful Apply.",
+		}, []string{"sink"}),
+	}
+	for _, o := range []string{outcomeOK, outcomeFailed} {
+		m.rounds.WithLabelValues(o)
+	}
+	for _, o := range []string{"valid", "duplicate", "invalid", "oversized", "rejected", "dropped"} {
+		m.replies.WithLabelValues(o)
+	}
+	for _, o := range []string{"add", "remove"} {
+		m.changes.WithLabelValues(o)
+	}
+	if reg != nil {
+		reg.MustRegister(m.rounds, m.roundDuration, m.endpoints, m.replies, m.probesSent,
+			m.probeSendErrors, m.changes, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess)
+	}
+	return m
+}
+
+func (m *Metrics) round(ok bool, d time.Duration, st discover.Stats) {
+	if m == nil {
+		return
+	}
+	o := outcomeOK
+	if !ok {
+		o = outcomeFailed
+	}
+	m.rounds.WithLabelValues(o).Inc()
+	m.roundDuration.Observe(d.Seconds())
+	m.probesSent.Add(float64(st.ProbesSent))
+	m.probeSendErrors.Add(float64(st.SendErrors))
+	// Stats.Valid includes duplicates; count each datagram once.
+	m.replies.WithLabelValues("valid").Add(float64(max(st.Valid-st.Duplicates-st.Dropped, 0)))
+	m.replies.WithLabelValues("duplicate").Add(float64(st.Duplicates))
+	m.replies.WithLabelValues("invalid").Add(float64(st.Invalid))
+	m.replies.WithLabelValues("oversized").Add(float64(st.Oversized))
+	m.replies.WithLabelValues("rejected").Add(float64(st.Rejected))
+	m.replies.WithLabelValues("dropped").Add(float64(st.Dropped))
+}
+
+func (m *Metrics) planned(held, adds, removes int) {
+	if m == nil {
+		return
+	}
+	m.endpoints.Set(float64(held))
+	m.changes.WithLabelValues("add").Add(float64(adds))
+	m.changes.WithLabelValues("remove").Add(float64(removes))
+}
+
+func (m *Metrics) addSink(name string) {
+	if m == nil {
+		return
+	}
+	m.sinkApplies.WithLabelValues(name, outcomeOK)
+	m.sinkApplies.WithLabelValues(name, outcomeError)
+	m.sinkWrites.WithLabelValues(name)
+	m.sinkErrors.WithLabelValues(name)
+}
+
+func (m *Metrics) sinkApply(name string, writes int, err error, at time.Time) {
+	if m == nil {
+		return
+	}
+	m.sinkWrites.WithLabelValues(name).Add(float64(writes))
+	if err != nil {
+		m.sinkApplies.WithLabelValues(name, outcomeError).Inc()
+		m.sinkErrors.WithLabelValues(name).Inc()
+		return
+	}
+	m.sinkApplies.WithLabelValues(name, outcomeOK).Inc()
+	m.sinkLastSuccess.WithLabelValues(name).Set(float64(at.UnixNano()) / 1e9)
+}

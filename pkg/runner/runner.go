@@ -1,0 +1,412 @@
+// Package runner is the sidecar loop of `bridge run`: it runs a discovery
+// round every interval, turns each round into a plan with pkg/plan, and hands
+// the resulting snapshot to every sink through a per-sink worker that never
+// holds up the loop or the other sinks.
+//
+// It also implements --once and --dry-run, graceful shutdown, the loop's
+// Prometheus metrics and the /healthz and /readyz endpoints.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
+	"github.com/udp-discovery-bridge/bridge/pkg/plan"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+)
+
+// Discoverer runs one discovery round. An error (typically wrapping
+// discover.ErrNoInterfaces or discover.ErrNoProbeSent) makes the round a
+// failed round: it counts as no miss for any endpoint.
+type Discoverer interface {
+	Round(ctx context.Context) (discover.Result, error)
+}
+
+// BackoffConfig bounds the capped exponential backoff (with jitter) between
+// retries of a failed sink Apply. Zero values take the defaults.
+type BackoffConfig struct {
+	Min time.Duration // first delay; default 1s
+	Max time.Duration // cap; default 30s
+}
+
+// Defaults applied by Run to zero fields of Config.
+const (
+	DefaultBackoffMin      = time.Second
+	DefaultBackoffMax      = 30 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultOnceAttempts    = 3
+)
+
+// ErrInvalidConfig is wrapped by every configuration error Run returns.
+var ErrInvalidConfig = errors.New("invalid runner config")
+
+// Config configures Run.
+type Config struct {
+	// Interval between round starts (required unless Once).
+	Interval time.Duration
+	// MissedRounds is how many consecutive complete rounds without a reply
+	// remove an endpoint (>= 1).
+	MissedRounds int
+	// Once runs one round, applies it synchronously and returns.
+	Once bool
+	// DryRun never applies or closes a sink; it writes each round's
+	// operations as JSON lines to DryRunOut.
+	DryRun    bool
+	DryRunOut io.Writer
+	// Sinks receive the snapshot of every completed round.
+	Sinks []sink.Sink
+	// Clock defaults to RealClock().
+	Clock Clock
+	// Log receives the loop's logs (the zero Logger discards them).
+	Log zerolog.Logger
+	// Metrics and Health may be nil.
+	Metrics *Metrics
+	Health  *Health
+	// Backoff between retries of a failed sink Apply.
+	Backoff BackoffConfig
+	// ShutdownTimeout bounds, at shutdown, the wait for in-flight and final
+	// sink Applies, and separately the sinks' Close calls. Default 10s.
+	ShutdownTimeout time.Duration
+	// OnceAttempts is how many times Once tries each sink's Apply. Default 3.
+	OnceAttempts int
+}
+
+// Outcome summarises a Run.
+type Outcome struct {
+	// Rounds is how many rounds ran (an abandoned round included).
+	Rounds uint64
+	// Found is how many servers the last completed round saw.
+	Found int
+	// Differs reports that --dry-run emitted at least one add or remove.
+	Differs bool
+	// Failed reports that the last round failed (or was abandoned), with
+	// RoundErr saying why.
+	Failed   bool
+	RoundErr error
+}
+
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	if !c.Once && c.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("%w: interval %v: must be positive", ErrInvalidConfig, c.Interval))
+	}
+	if c.MissedRounds < 1 {
+		errs = append(errs, fmt.Errorf("%w: missed rounds %d: must be at least 1", ErrInvalidConfig, c.MissedRounds))
+	}
+	if c.DryRun && c.DryRunOut == nil {
+		errs = append(errs, fmt.Errorf("%w: dry run needs an output writer", ErrInvalidConfig))
+	}
+	for i, s := range c.Sinks {
+		if s == nil {
+			errs = append(errs, fmt.Errorf("%w: sink %d is nil", ErrInvalidConfig, i))
+		}
+	}
+	if c.Backoff.Min < 0 || c.Backoff.Max < 0 || c.ShutdownTimeout < 0 || c.OnceAttempts < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative backoff (%v, %v), shutdown timeout %v or once attempts %d",
+			ErrInvalidConfig, c.Backoff.Min, c.Backoff.Max, c.ShutdownTimeout, c.OnceAttempts))
+	}
+	if c.Clock == nil {
+		c.Clock = RealClock()
+	}
+	if c.Backoff.Min == 0 {
+		c.Backoff.Min = DefaultBackoffMin
+	}
+	if c.Backoff.Max == 0 {
+		c.Backoff.Max = DefaultBackoffMax
+	}
+	c.Backoff.Max = max(c.Backoff.Max, c.Backoff.Min)
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.OnceAttempts == 0 {
+		c.OnceAttempts = DefaultOnceAttempts
+	}
+	return c, errors.Join(errs...)
+}
+
+type runner struct {
+	cfg   Config
+	d     Discoverer
+	log   zerolog.Logger
+	clock Clock
+	names []string // per sink, unique
+
+	round        uint64
+	state        plan.State
+	failedRounds int // consecutive failed rounds
+	out          Outcome
+}
+
+// Run runs the loop until ctx is cancelled (or one round with Once).
+//
+// Rounds start every Interval measured from the previous scheduled start, the
+// first at once; a round that overruns is followed at once by the next. Only
+// completed rounds reach the sinks, each through its own worker with a
+// one-slot "latest snapshot" mailbox, retried with capped exponential
+// backoff. On cancellation the in-flight round is abandoned, each worker
+// finishes its current Apply and applies the newest snapshot it has not
+// applied yet (together bounded by ShutdownTimeout), then every sink is
+// closed once; Run returns a nil error.
+//
+// The returned error is non-nil for an invalid Config (wrapping
+// ErrInvalidConfig) and, with Once, when a sink's Apply, Plan or Close failed
+// or the dry-run output could not be written.
+func Run(ctx context.Context, d Discoverer, cfg Config) (Outcome, error) {
+	cfg, err := cfg.withDefaults()
+	if d == nil {
+		err = errors.Join(err, fmt.Errorf("%w: no discoverer", ErrInvalidConfig))
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	r := &runner{cfg: cfg, d: d, log: cfg.Log, clock: cfg.Clock, names: sinkNames(cfg.Sinks)}
+	if cfg.Once {
+		return r.once(ctx)
+	}
+	return r.loop(ctx)
+}
+
+// sinkNames returns each sink's Name, suffixed with "#<index>" when an
+// earlier sink has the same name, for logs, metrics and readiness.
+func sinkNames(sinks []sink.Sink) []string {
+	seen := map[string]bool{}
+	names := make([]string, len(sinks))
+	for i, s := range sinks {
+		if s == nil {
+			continue
+		}
+		n := s.Name()
+		if seen[n] {
+			n = fmt.Sprintf("%s#%d", n, i)
+		}
+		seen[n] = true
+		names[i] = n
+	}
+	return names
+}
+
+func (r *runner) loop(ctx context.Context) (Outcome, error) {
+	var workers []*worker
+	stop := make(chan struct{})
+	sinkCtx, cancelSinks := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSinks()
+	var wg sync.WaitGroup
+	if !r.cfg.DryRun {
+		for i, s := range r.cfg.Sinks {
+			w := r.newWorker(s, r.names[i])
+			workers = append(workers, w)
+			wg.Go(func() { w.run(sinkCtx, stop) })
+		}
+	}
+	r.log.Info().Dur("interval", r.cfg.Interval).Int("missed_rounds", r.cfg.MissedRounds).
+		Bool("dry_run", r.cfg.DryRun).Strs("sinks", r.names).Msg("loop started")
+
+	next := r.clock.Now()
+	for r.wait(ctx, next) == nil {
+		p, ok := r.doRound(ctx)
+		if ctx.Err() != nil && !ok {
+			break
+		}
+		if ok {
+			if r.cfg.DryRun {
+				_ = r.dryRun(ctx, p)
+			} else {
+				snap := p.Snapshot()
+				for _, w := range workers {
+					w.post(snap)
+				}
+			}
+		}
+		next = next.Add(r.cfg.Interval)
+		if now := r.clock.Now(); next.Before(now) {
+			r.log.Debug().Uint64("round", r.round).Dur("late_by", now.Sub(next)).Msg("round overran the interval; starting the next at once")
+			next = now
+		}
+	}
+
+	r.log.Info().Uint64("rounds", r.round).Msg("shutting down")
+	if r.cfg.DryRun {
+		return r.out, nil
+	}
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := r.clock.NewTimer(r.cfg.ShutdownTimeout)
+	select {
+	case <-done:
+		t.Stop()
+	case <-t.C():
+		r.log.Warn().Dur("timeout", r.cfg.ShutdownTimeout).Msg("sinks did not finish in time; cancelling their applies")
+		cancelSinks()
+		<-done
+	}
+	_ = r.closeSinks(ctx)
+	r.log.Info().Msg("stopped")
+	return r.out, nil
+}
+
+// wait blocks until the clock reaches at or ctx is done.
+func (r *runner) wait(ctx context.Context, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d := at.Sub(r.clock.Now())
+	if d <= 0 {
+		return nil
+	}
+	t := r.clock.NewTimer(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
+}
+
+// doRound runs one round and plans it. ok is true for a completed round.
+func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
+	r.round++
+	r.out.Rounds = r.round
+	r.cfg.Health.tick()
+	start := r.clock.Now()
+	res, err := r.d.Round(ctx)
+	end := r.clock.Now()
+	if err != nil && ctx.Err() != nil {
+		r.log.Debug().Uint64("round", r.round).Err(err).Msg("round abandoned at shutdown")
+		r.out.Failed, r.out.RoundErr = true, err
+		return plan.Plan{Round: r.round, At: end, Failed: true}, false
+	}
+	cfg := plan.Config{MissedRounds: r.cfg.MissedRounds}
+	if err != nil {
+		r.failedRounds++
+		r.out.Failed, r.out.RoundErr = true, err
+		r.cfg.Metrics.round(false, end.Sub(start), res.Stats)
+		r.cfg.Health.round(fmt.Errorf("round %d: %w", r.round, err))
+		if r.failedRounds == 1 {
+			r.log.Warn().Uint64("round", r.round).Str("reason", reason(err)).Err(err).
+				Msg("discovery round failed; no endpoint counts as missed until a round completes")
+		}
+		r.log.Debug().Uint64("round", r.round).Int("consecutive", r.failedRounds).Err(err).Msg("discovery round failed")
+		r.state, p = plan.Next(cfg, r.state, plan.Observation{Round: r.round, At: end, Failed: true})
+		return p, false
+	}
+	if r.failedRounds > 0 {
+		r.log.Info().Uint64("round", r.round).Int("failed_rounds", r.failedRounds).Msg("discovery rounds complete again")
+		r.failedRounds = 0
+	}
+	r.out.Failed, r.out.RoundErr, r.out.Found = false, nil, len(res.Servers)
+
+	obs := plan.Observation{Round: r.round, At: end, Seen: make([]plan.Seen, 0, len(res.Servers))}
+	for _, s := range res.Servers {
+		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface})
+	}
+	r.state, p = plan.Next(cfg, r.state, obs)
+	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
+	r.cfg.Metrics.planned(r.state.Len(), len(p.Adds), len(p.Removes))
+	r.cfg.Health.round(nil)
+	for _, e := range p.Adds {
+		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Msg("endpoint added")
+	}
+	for _, e := range p.Removes {
+		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Time("last_seen", e.LastSeen).Msg("endpoint removed")
+	}
+	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
+		Int("added", len(p.Adds)).Int("removed", len(p.Removes)).Dur("duration", end.Sub(start)).Msg("round complete")
+	return p, true
+}
+
+func logEndpoint(ev *zerolog.Event, e endpoint.Endpoint) *zerolog.Event {
+	ev = ev.Str("ip", e.Addr.Addr().String()).Uint16("port", e.Addr.Port()).Str("interface", e.Interface)
+	if e.Source.IsValid() {
+		ev = ev.Str("source", e.Source.String())
+	} else {
+		ev = ev.Str("source", "")
+	}
+	return ev
+}
+
+// reason is a short, bounded label for a failed round.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, discover.ErrNoInterfaces):
+		return "no_interfaces"
+	case errors.Is(err, discover.ErrNoProbeSent):
+		return "no_probe_sent"
+	default:
+		return "error"
+	}
+}
+
+func (r *runner) once(ctx context.Context) (Outcome, error) {
+	p, ok := r.doRound(ctx)
+	var errs []error
+	switch {
+	case ok && r.cfg.DryRun:
+		errs = r.dryRun(ctx, p)
+	case ok:
+		snap := p.Snapshot()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i, s := range r.cfg.Sinks {
+			w := r.newWorker(s, r.names[i])
+			wg.Go(func() {
+				if err := w.applyAttempts(ctx, snap, r.cfg.OnceAttempts); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if !r.cfg.DryRun {
+		errs = append(errs, r.closeSinks(ctx))
+	}
+	return r.out, errors.Join(errs...)
+}
+
+// boundedContext returns a context that outlives parent's cancellation but
+// is cancelled after ShutdownTimeout on the runner's clock.
+func (r *runner) boundedContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	t := r.clock.NewTimer(r.cfg.ShutdownTimeout)
+	go func() {
+		select {
+		case <-t.C():
+			cancel()
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}()
+	return ctx, cancel
+}
+
+// closeSinks calls Close once on every sink, concurrently, bounded by
+// ShutdownTimeout, and returns their errors joined.
+func (r *runner) closeSinks(parent context.Context) error {
+	ctx, cancel := r.boundedContext(parent)
+	defer cancel()
+	errs := make([]error, len(r.cfg.Sinks))
+	var wg sync.WaitGroup
+	for i, s := range r.cfg.Sinks {
+		wg.Go(func() {
+			if err := s.Close(ctx); err != nil {
+				errs[i] = fmt.Errorf("sink %s: close: %w", r.names[i], err)
+				r.log.Error().Str("sink", r.names[i]).Err(err).Msg("sink close failed")
+				return
+			}
+			r.log.Debug().Str("sink", r.names[i]).Msg("sink closed")
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
