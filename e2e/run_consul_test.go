@@ -1,0 +1,637 @@
+package e2e_test
+
+// End-to-end tests of `bridge run --sink consul`: the real bridge binary and
+// `bridge respond` servers on namespace hosts of 10.213.1.0/24, against a
+// real Consul dev agent (built by consulbin) running inside the client's
+// namespace. The bridge, its agent and its servers never run in the root
+// namespace.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// consulRunArgs are the flags of a long-running Consul-sink bridge with id.
+func consulRunArgs(id string, extra ...string) []string {
+	args := []string{"--sink", "consul", "--consul-addr", runConsulAddr, "--bridge-id", id}
+	args = append(args, runFast...)
+	return append(args, extra...)
+}
+
+// wantPassing waits until every instance of service named in ids is passing
+// (its worst check), and returns how long that took.
+func wantPassing(t *testing.T, c *api.Client, service string, timeout time.Duration, ids ...string) time.Duration {
+	t.Helper()
+	return runWait(t, timeout, fmt.Sprintf("%v passing", ids), func() (bool, string) {
+		st, err := runHealth(c, service)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, id := range ids {
+			if st[id] != api.HealthPassing {
+				return false, fmt.Sprintf("%s is %q (all: %v)", id, st[id], st)
+			}
+		}
+		return true, ""
+	})
+}
+
+// bridgeTTL returns the status of the bridge id's heartbeat TTL check, or ""
+// when it has none.
+func bridgeTTL(c *api.Client, id string) (string, error) {
+	checks, _, err := c.Health().Checks(runBridgeService, nil)
+	if err != nil {
+		return "", err
+	}
+	for _, ch := range checks {
+		if ch.ServiceID == runBridgeService+"-"+id && ch.Type == "ttl" {
+			return ch.Status, nil
+		}
+	}
+	return "", nil
+}
+
+// readyz GETs the bridge's /readyz in ns.
+func readyz(ns string) (int, string) {
+	code, body, err := runNSGet(ns, "http://"+runMetricsAddr+"/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	return code, body
+}
+
+// TestRunConsulLifecycle covers one bridge's life against one agent:
+// registration (address, port, tags, meta, alias checks, the bridge's TTL
+// check, a 127.0.0.1 server at its source address), a hand-deleted service
+// restored by the next resync, services of others never touched, removal
+// after --missed-rounds and not before, readiness, and SIGTERM with
+// --on-exit deregister.
+func TestRunConsulLifecycle(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 3, true)
+	c := l.consul
+	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11", "--app-port", "8001")
+	s2 := runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	runRespond(t, l.servers[2], 1, "--ip", "127.0.0.1") // a stock server with no default route
+
+	// Others' services of the same name: one without meta, one owned by
+	// another bridge.
+	foreign := []*api.AgentServiceRegistration{
+		{ID: "django-foreign", Name: "django", Address: "10.213.1.99", Port: 8000},
+		{ID: "django-other-bridge", Name: "django", Address: "10.213.1.98", Port: 8000,
+			Meta: map[string]string{"managed-by": "udp-discovery-bridge", "bridge-id": "someone-else"}},
+	}
+	for _, r := range foreign {
+		if err := c.Agent().ServiceRegister(r); err != nil {
+			t.Fatalf("register foreign %s: %v", r.ID, err)
+		}
+	}
+	const (
+		id1 = "django-10.213.1.11-8001"
+		id2 = "django-10.213.1.12-8000"
+		id3 = "django-10.213.1.13-8000"
+	)
+	b := startRun(t, l.client, "life", consulRunArgs("life",
+		"--consul-resync", "3s", "--missed-rounds", "3", "--consul-tag", "e2e",
+		"--metrics-addr", runMetricsAddr)...)
+
+	got := runWaitCatalog(t, c, "django", 20*time.Second, id1, id2, id3, "django-foreign", "django-other-bridge")
+	dev := l.client.Dev(l.br)
+	t.Run("registered", func(t *testing.T) {
+		want := map[string][3]string{ // id: address, port, source-address
+			id1: {"10.213.1.11", "8001", "10.213.1.11:9999"},
+			id2: {"10.213.1.12", "8000", "10.213.1.12:9999"},
+			id3: {"10.213.1.13", "8000", "10.213.1.13:9999"}, // payload 127.0.0.1: registered at the source
+		}
+		for id, w := range want {
+			s := got[id]
+			if s.ServiceName != "django" || s.ServiceAddress != w[0] || fmt.Sprint(s.ServicePort) != w[1] {
+				t.Errorf("%s: %s %s:%d, want django %s:%s", id, s.ServiceName, s.ServiceAddress, s.ServicePort, w[0], w[1])
+			}
+			if !slices.Contains(s.ServiceTags, "e2e") {
+				t.Errorf("%s: tags %v lack e2e", id, s.ServiceTags)
+			}
+			wantMeta := map[string]string{"managed-by": "udp-discovery-bridge", "bridge-id": "life", "interface": dev, "source-address": w[2]}
+			for k, v := range wantMeta {
+				if s.ServiceMeta[k] != v {
+					t.Errorf("%s: meta[%s] = %q, want %q (meta %v)", id, k, s.ServiceMeta[k], v, s.ServiceMeta)
+				}
+			}
+		}
+		wantPassing(t, c, "django", 10*time.Second, id1, id2, id3)
+		entries, _, err := c.Health().Service("django", "", false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Service.ID, "django-10.213.1.1") {
+				continue
+			}
+			alias := 0
+			for _, ch := range e.Checks {
+				if ch.Type == "alias" && ch.Status == api.HealthPassing {
+					alias++
+				}
+			}
+			if alias != 1 {
+				t.Errorf("%s: %d passing alias checks, want 1: %+v", e.Service.ID, alias, e.Checks)
+			}
+		}
+		runWait(t, 5*time.Second, "passing TTL check of udp-discovery-bridge-life", func() (bool, string) {
+			st, err := bridgeTTL(c, "life")
+			if err != nil {
+				return false, err.Error()
+			}
+			return st == api.HealthPassing, "status " + st
+		})
+		code, body := readyz(l.client.NS)
+		if code != http.StatusOK {
+			t.Errorf("/readyz = %d %s, want 200", code, body)
+		}
+		if code, _, err := runNSGet(l.client.NS, "http://"+runMetricsAddr+"/healthz"); code != http.StatusOK {
+			t.Errorf("/healthz = %d (%v), want 200", code, err)
+		}
+	})
+
+	t.Run("hand-deleted service comes back within one resync", func(t *testing.T) {
+		if err := c.Agent().ServiceDeregister(id1); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		runWaitCatalog(t, c, "django", 3*time.Second+4*time.Second, id1, id2, id3, "django-foreign", "django-other-bridge")
+		t.Logf("%s restored after %s (--consul-resync 3s)", id1, time.Since(start).Round(100*time.Millisecond))
+	})
+
+	t.Run("removed after missed rounds, not before", func(t *testing.T) {
+		runStopResponder(t, s2)
+		stopped := time.Now()
+		// Three rounds of 1s: the earliest legitimate removal is when the third
+		// round after the stop ends, 2.5s later; two rounds (2s) must keep it.
+		for time.Since(stopped) < 2*time.Second {
+			m, _, err := runCatalog(t, c, "django")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m[id2] == nil {
+				t.Fatalf("%s removed %s after the stop, before 3 missed rounds", id2, time.Since(stopped).Round(10*time.Millisecond))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		runWaitCatalog(t, c, "django", 8*time.Second, id1, id3, "django-foreign", "django-other-bridge")
+		t.Logf("%s removed %s after its responder stopped (--missed-rounds 3, --interval 1s)", id2, time.Since(stopped).Round(100*time.Millisecond))
+	})
+
+	t.Run("SIGTERM deregisters what it owns and exits 0", func(t *testing.T) {
+		if code := b.sigterm(t, 15*time.Second); code != 0 {
+			t.Errorf("exit status after SIGTERM = %d, want 0", code)
+		}
+		// The agent syncs its catalog entries asynchronously; without the
+		// bridge's deregistration nothing would remove them for a minute.
+		m := runWaitCatalog(t, c, "django", 3*time.Second, "django-foreign", "django-other-bridge")
+		for _, f := range foreign {
+			s := m[f.ID]
+			if s == nil {
+				continue
+			}
+			if s.ServiceAddress != f.Address || len(s.ServiceMeta) != len(f.Meta) || len(s.ServiceTags) != 0 {
+				t.Errorf("foreign %s was changed: %s:%d meta %v tags %v", f.ID, s.ServiceAddress, s.ServicePort, s.ServiceMeta, s.ServiceTags)
+			}
+		}
+		runWaitCatalog(t, c, runBridgeService, 3*time.Second) // the bridge's own service is gone too
+	})
+}
+
+// TestRunConsulKillNine: kill -9 and a restart with the same --bridge-id
+// duplicate nothing; kill -9 without restart turns the servers critical
+// within the TTL, and the agent removes them within deregister-after + 60s.
+func TestRunConsulKillNine(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 2, true)
+	c := l.consul
+	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
+	args := consulRunArgs("crash", "--consul-ttl", "3s", "--consul-deregister-after", "1m", "--metrics-addr", "")
+
+	b1 := startRun(t, l.client, "crash-1", args...)
+	runWaitCatalog(t, c, "django", 20*time.Second, ids...)
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+	b1.kill9(t)
+
+	b2 := startRun(t, l.client, "crash-2", args...)
+	// Let the restarted bridge run its start-up resync and a few rounds.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if have := runKeys(m); !slices.Equal(have, ids) {
+			t.Fatalf("after restart the catalog holds %v, want %v", have, ids)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	bs := runWaitCatalog(t, c, runBridgeService, 5*time.Second, runBridgeService+"-crash")
+	if len(bs) != 1 {
+		t.Fatalf("bridge services %v", runKeys(bs))
+	}
+	agentSvcs, err := c.Agent().ServicesWithFilter(`Service == "django"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if have := runKeys(agentSvcs); !slices.Equal(have, ids) {
+		t.Errorf("agent services after restart = %v, want %v", have, ids)
+	}
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+
+	b2.kill9(t)
+	killed := time.Now()
+	took := runWait(t, 3*time.Second+5*time.Second, "servers critical after kill -9", func() (bool, string) {
+		st, err := runHealth(c, "django")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, id := range ids {
+			if st[id] != api.HealthCritical {
+				return false, fmt.Sprintf("%v", st)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("servers critical %s after kill -9 (--consul-ttl 3s)", took.Round(100*time.Millisecond))
+	runWait(t, time.Minute+60*time.Second, "servers reaped by the agent", func() (bool, string) {
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(m) == 0, fmt.Sprintf("still %v", runKeys(m))
+	})
+	t.Logf("servers gone from the catalog %s after kill -9 (--consul-deregister-after 1m)", time.Since(killed).Round(time.Second))
+}
+
+// TestRunConsulAgentRestart stops the agent mid-run (a dev agent comes back
+// empty): /readyz turns 503 while it is down, and after it returns one
+// reconcile (with the default 1m resync, so not the periodic one) restores
+// every server, including one that appeared while it was down, without
+// duplicates; /readyz turns 200 again.
+func TestRunConsulAgentRestart(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 3, true)
+	c := l.consul
+	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
+	b := startRun(t, l.client, "restart", consulRunArgs("restart", "--metrics-addr", runMetricsAddr,
+		"--on-exit", "keep", "--consul-ttl", "3s")...)
+
+	runWaitCatalog(t, c, "django", 20*time.Second, ids...)
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+	runWait(t, 5*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := readyz(l.client.NS)
+		return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
+	})
+
+	l.agent.Stop()
+	stopped := time.Now()
+	var body503 string
+	took := runWait(t, 10*time.Second, "/readyz 503 with Consul down", func() (bool, string) {
+		code, body := readyz(l.client.NS)
+		body503 = body
+		return code == http.StatusServiceUnavailable, fmt.Sprintf("%d %s", code, body)
+	})
+	t.Logf("/readyz 503 %s after the agent stopped: %s", took.Round(100*time.Millisecond), strings.TrimSpace(body503))
+	// A server appears while Consul is down: it must not be lost.
+	runRespond(t, l.servers[2], 1, "--ip", "10.213.1.13")
+	ids = append(ids, "django-10.213.1.13-8000")
+	for time.Since(stopped) < 4*time.Second {
+		if code, body := readyz(l.client.NS); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz = %d %s while Consul is down, want 503", code, body)
+			break
+		}
+		// The loop itself is alive: Consul being down never stalls it.
+		if code, body, err := runNSGet(l.client.NS, "http://"+runMetricsAddr+"/healthz"); code != http.StatusOK {
+			t.Errorf("/healthz = %d %s (%v) while Consul is down, want 200", code, body, err)
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+
+	l.agent.Start()
+	back := time.Now()
+	runWaitCatalog(t, c, "django", 40*time.Second, ids...)
+	t.Logf("all servers back %s after the agent restarted", time.Since(back).Round(100*time.Millisecond))
+	runWaitCatalog(t, c, runBridgeService, 5*time.Second, runBridgeService+"-restart")
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+	runWait(t, 10*time.Second, "/readyz 200 after Consul returned", func() (bool, string) {
+		code, body := readyz(l.client.NS)
+		return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
+	})
+	// And it stays level: no duplicates, nothing extra, over a few rounds.
+	for range 3 {
+		time.Sleep(time.Second)
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if have := runKeys(m); !slices.Equal(have, ids) {
+			t.Fatalf("catalog = %v, want %v", have, ids)
+		}
+	}
+
+	// SIGTERM with --on-exit keep: exit 0, the servers stay registered and
+	// turn critical once the heartbeat TTL (3s) lapses.
+	if code := b.sigterm(t, 15*time.Second); code != 0 {
+		t.Errorf("exit status after SIGTERM (--on-exit keep) = %d, want 0", code)
+	}
+	termed := time.Now()
+	took = runWait(t, 3*time.Second+5*time.Second, "kept servers critical after the heartbeat lapsed", func() (bool, string) {
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil {
+			return false, err.Error()
+		}
+		if have := runKeys(m); !slices.Equal(have, ids) {
+			t.Fatalf("%s after SIGTERM with --on-exit keep the catalog holds %v, want %v",
+				time.Since(termed).Round(100*time.Millisecond), have, ids)
+		}
+		st, err := runHealth(c, "django")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, id := range ids {
+			if st[id] != api.HealthCritical {
+				return false, fmt.Sprint(st)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("kept servers critical %s after SIGTERM (--consul-ttl 3s)", took.Round(100*time.Millisecond))
+	runWaitCatalog(t, c, runBridgeService, time.Second, runBridgeService+"-restart")
+}
+
+// TestRunConsulThousandQuiet: 1,000 servers (one responder answering with
+// 1,000 distinct replies), then ten quiet rounds (with resyncs every 3s
+// among them) leave the catalog's X-Consul-Index for the service unchanged.
+func TestRunConsulThousandQuiet(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 1, true)
+	c := l.consul
+	runRespond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000")
+	startRun(t, l.client, "bulk", consulRunArgs("bulk", "--consul-resync", "3s", "--metrics-addr", runMetricsAddr)...)
+
+	start := time.Now()
+	runWait(t, 90*time.Second, "1000 instances in the catalog", func() (bool, string) {
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(m) == 1000, fmt.Sprintf("%d instances", len(m))
+	})
+	t.Logf("1000 servers in the catalog %s after start", time.Since(start).Round(100*time.Millisecond))
+	runWait(t, 20*time.Second, "1000 passing instances", func() (bool, string) {
+		entries, _, err := c.Health().Service("django", "", true, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(entries) == 1000, fmt.Sprintf("%d passing", len(entries))
+	})
+	// Let the round that completed the set and its apply settle.
+	time.Sleep(2 * time.Second)
+
+	// counters reads, from one scrape, the rounds, the Consul sink's
+	// successful applies and its writes (every write counts, TTL updates
+	// included).
+	counters := func() (rounds, applies, writes float64) {
+		body, err := runMetricsBody(l.client.NS)
+		if err != nil {
+			t.Fatalf("/metrics: %v", err)
+		}
+		for _, m := range []struct {
+			prefix string
+			v      *float64
+		}{
+			{"udp_discovery_bridge_rounds_total", &rounds},
+			{`udp_discovery_bridge_sink_applies_total{outcome="ok",sink="consul"}`, &applies},
+			{`udp_discovery_bridge_sink_writes_total{sink="consul"}`, &writes},
+		} {
+			v, ok, err := runMetricIn(body, m.prefix)
+			if err != nil || !ok {
+				t.Fatalf("metric %s: %v (found %v)", m.prefix, err, ok)
+			}
+			*m.v = v
+		}
+		return rounds, applies, writes
+	}
+	m, idx0, err := runCatalog(t, c, "django")
+	if err != nil || len(m) != 1000 {
+		t.Fatalf("catalog: %d instances, %v", len(m), err)
+	}
+	// settled scrapes until two scrapes agree on writes - applies, so that an
+	// apply recorded between its two counter updates is not misread.
+	settled := func() (rounds, applies, writes float64) {
+		r, a, w := counters()
+		for range 10 {
+			time.Sleep(30 * time.Millisecond)
+			r2, a2, w2 := counters()
+			if w2-a2 == w-a {
+				return r2, a2, w2
+			}
+			r, a, w = r2, a2, w2
+		}
+		return r, a, w
+	}
+	r0, a0, w0 := settled()
+	runWait(t, 30*time.Second, "ten more rounds", func() (bool, string) {
+		r, _, _ := counters()
+		return r-r0 >= 10, fmt.Sprintf("%v rounds since", r-r0)
+	})
+	m, idx1, err := runCatalog(t, c, "django")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, a1, w1 := settled()
+	t.Logf("quiet rounds: %v rounds, %v consul applies, %v consul writes", r1-r0, a1-a0, w1-w0)
+	// Consul ignores an identical re-registration, so the index alone would
+	// not see one: the bridge's own count must show one write (the TTL
+	// update) per apply.
+	if a1-a0 < 5 || w1-w0 != a1-a0 {
+		t.Errorf("over %v quiet rounds the consul sink made %v writes in %v applies, want one TTL update per apply", r1-r0, w1-w0, a1-a0)
+	}
+	if len(m) != 1000 {
+		t.Errorf("after ten quiet rounds the catalog holds %d instances, want 1000", len(m))
+	}
+	if idx1 != idx0 {
+		t.Errorf("X-Consul-Index of service django moved from %d to %d over ten quiet rounds", idx0, idx1)
+	}
+	entries, _, err := c.Health().Service("django", "", true, nil)
+	if err != nil || len(entries) != 1000 {
+		t.Errorf("after quiet rounds: %d passing instances (%v), want 1000", len(entries), err)
+	}
+}
+
+// TestRunConsulLock: two bridges on one LAN with --consul-lock, both talking
+// to one agent: exactly one registration per server, all from the holder,
+// and stable; kill -9 of the holder and the other takes over within the
+// lock's session TTL (15s) plus margin.
+func TestRunConsulLock(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 2, true)
+	c := l.consul
+	client2 := l.lab.Host("client2", l.br, "10.213.1.9/24")
+	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
+	lock := []string{"--consul-lock", "udp-discovery-bridge/e2e/lock", "--metrics-addr", ""}
+	bridges := map[string]*runBridge{
+		"lock-a": startRun(t, l.client, "lock-a", consulRunArgs("lock-a", lock...)...),
+		"lock-b": startRun(t, client2, "lock-b", consulRunArgs("lock-b", lock...)...),
+	}
+
+	holderOf := func() (string, string) {
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil {
+			return "", err.Error()
+		}
+		if have := runKeys(m); !slices.Equal(have, ids) {
+			return "", fmt.Sprintf("catalog %v", have)
+		}
+		owner := m[ids[0]].ServiceMeta["bridge-id"]
+		for _, id := range ids {
+			if o := m[id].ServiceMeta["bridge-id"]; o != owner {
+				return "", fmt.Sprintf("%s owned by %q, %s by %q", ids[0], owner, id, o)
+			}
+		}
+		return owner, ""
+	}
+	var holder string
+	runWait(t, 30*time.Second, "servers registered by one lock holder", func() (bool, string) {
+		h, detail := holderOf()
+		holder = h
+		return h != "", detail
+	})
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+	// Stable: the follower does not register or rewrite anything.
+	for range 4 {
+		time.Sleep(time.Second)
+		if h, detail := holderOf(); h != holder {
+			t.Fatalf("holder %q, then %q: %s", holder, h, detail)
+		}
+	}
+	runWaitCatalog(t, c, runBridgeService, 5*time.Second, runBridgeService+"-lock-a", runBridgeService+"-lock-b")
+	other := "lock-a"
+	if holder == "lock-a" {
+		other = "lock-b"
+	}
+	t.Logf("lock holder %s; killing it", holder)
+
+	bridges[holder].kill9(t)
+	killed := time.Now()
+	const within = 15*time.Second + 10*time.Second
+	var took time.Duration
+	func() {
+		// Wait longer than the bound to report how long a takeover really takes.
+		deadline := killed.Add(90 * time.Second)
+		for time.Now().Before(deadline) {
+			if h, _ := holderOf(); h == other {
+				took = time.Since(killed)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	switch {
+	case took == 0:
+		_, detail := holderOf()
+		t.Fatalf("%s did not take over within 90s of kill -9 of %s: %s", other, holder, detail)
+	case took > within:
+		t.Errorf("%s took over %s after kill -9 of the holder; want within the lock session TTL (15s) + 10s", other, took.Round(100*time.Millisecond))
+	default:
+		t.Logf("%s took over %s after kill -9 of the holder", other, took.Round(100*time.Millisecond))
+	}
+	wantPassing(t, c, "django", 20*time.Second, ids...)
+}
+
+// TestRunConsulOnceDryRun: `run --once` exits 0 with servers and 1 without;
+// `run --once --dry-run --sink consul` exits 3 while Consul lacks the
+// servers (op add), 0 after a real run registered them (op noop), and 3
+// again with a remove when a server is gone.
+func TestRunConsulOnceDryRun(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 2, true)
+	c := l.consul
+	s1 := runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	s2 := runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	once := func(extra ...string) []string {
+		return append([]string{"run", "--once", "--timeout", "0.5", "--metrics-addr", ""}, extra...)
+	}
+	consul := []string{"--sink", "consul", "--consul-addr", runConsulAddr, "--bridge-id", "once"}
+	dry := func(wantExit int, want map[string]string) {
+		t.Helper()
+		r := runCmd(t, l.client, once(append([]string{"--dry-run"}, consul...)...)...)
+		if r.ExitCode != wantExit {
+			t.Fatalf("run --once --dry-run --sink consul: exit %d, want %d\nstdout: %s\nstderr: %s", r.ExitCode, wantExit, r.Stdout, runTail(r.Stderr, 40))
+		}
+		got := map[string]string{}
+		for line := range strings.Lines(r.Stdout) {
+			var op struct {
+				Op            string `json:"op"`
+				IP            string `json:"ip"`
+				Port          int    `json:"port"`
+				SourceAddress string `json:"source_address"`
+				Interface     string `json:"interface"`
+				Round         uint64 `json:"round"`
+				Sink          string `json:"sink"`
+			}
+			if err := json.Unmarshal([]byte(line), &op); err != nil {
+				t.Fatalf("dry-run line %q is not JSON: %v", line, err)
+			}
+			if op.Sink != "consul" || op.Interface == "" || op.SourceAddress == "" || op.Round == 0 {
+				t.Errorf("dry-run line lacks sink/interface/source_address/round: %s", line)
+			}
+			got[fmt.Sprintf("%s:%d", op.IP, op.Port)] = op.Op
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("dry-run ops = %v, want %v\nstdout: %s", got, want, r.Stdout)
+		}
+	}
+
+	t.Run("once stdout with servers exits 0", func(t *testing.T) {
+		r := runCmd(t, l.client, once("--sink", "stdout")...)
+		if r.ExitCode != 0 || strings.Count(r.Stdout, `"event":"added"`) != 2 {
+			t.Errorf("run --once --sink stdout: exit %d, want 0 and 2 added lines\nstdout: %s\nstderr: %s", r.ExitCode, r.Stdout, runTail(r.Stderr, 20))
+		}
+	})
+	t.Run("dry-run against empty Consul exits 3", func(t *testing.T) {
+		dry(3, map[string]string{"10.213.1.11:8000": "add", "10.213.1.12:8000": "add"})
+		if m, _, err := runCatalog(t, c, "django"); err != nil || len(m) != 0 {
+			t.Errorf("dry-run registered %v (%v)", runKeys(m), err)
+		}
+	})
+	t.Run("once consul registers and exits 0", func(t *testing.T) {
+		r := runCmd(t, l.client, once(consul...)...)
+		if r.ExitCode != 0 {
+			t.Fatalf("run --once --sink consul: exit %d\nstderr: %s", r.ExitCode, runTail(r.Stderr, 40))
+		}
+		runWaitCatalog(t, c, "django", 5*time.Second, "django-10.213.1.11-8000", "django-10.213.1.12-8000")
+	})
+	t.Run("dry-run after the real run exits 0", func(t *testing.T) {
+		dry(0, map[string]string{"10.213.1.11:8000": "noop", "10.213.1.12:8000": "noop"})
+	})
+	t.Run("dry-run with a server gone exits 3", func(t *testing.T) {
+		runStopResponder(t, s2)
+		dry(3, map[string]string{"10.213.1.11:8000": "noop", "10.213.1.12:8000": "remove"})
+	})
+	t.Run("once without servers exits 1", func(t *testing.T) {
+		runStopResponder(t, s1)
+		r := runCmd(t, l.client, once("--sink", "stdout")...)
+		if r.ExitCode != 1 || strings.TrimSpace(r.Stdout) != "" {
+			t.Errorf("run --once with no server: exit %d, want 1 and no output\nstdout: %s\nstderr: %s", r.ExitCode, r.Stdout, runTail(r.Stderr, 20))
+		}
+	})
+}

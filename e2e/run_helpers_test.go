@@ -1,0 +1,384 @@
+package e2e_test
+
+// Helpers of the `bridge run` end-to-end tests (run_consul_test.go,
+// run_sinks_test.go): a LAN of namespace hosts on 10.213.1.0/24 with an
+// optional Consul dev agent inside the client's namespace, the real bridge
+// binary started there, and an HTTP client that dials into a namespace to
+// read the bridge's /metrics, /healthz and /readyz. Nothing runs in the root
+// namespace.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+const (
+	// runClientIP is the client's (bridge's and agent's) address.
+	runClientIP = "10.213.1.10"
+	// runConsulAddr is the agent's HTTP address inside the client namespace.
+	runConsulAddr = runClientIP + ":8500"
+	// runMetricsAddr is where bridges serve /metrics inside their namespace.
+	runMetricsAddr = "127.0.0.1:9108"
+	// runBridgeService is the name of the bridge's own Consul service.
+	runBridgeService = "udp-discovery-bridge"
+)
+
+// runFast are the loop flags of every long-running bridge here: a round a
+// second, each 0.5 s long.
+var runFast = []string{"--interval", "1s", "--timeout", "0.5"}
+
+// runLAN is one segment: a client at 10.213.1.10 (bridge and, optionally, the
+// Consul agent) and server hosts from 10.213.1.11 up.
+type runLAN struct {
+	lab     *netns.Lab
+	br      *netns.Bridge
+	client  *netns.Host
+	servers []*netns.Host
+	agent   *consulagent.Agent // nil without Consul
+	consul  *api.Client
+}
+
+// newRunLAN builds the segment; withConsul starts a dev agent inside the
+// client namespace, bound to 10.213.1.10 (a loopback agent in the root
+// namespace would be unreachable from the bridge).
+func newRunLAN(t *testing.T, servers int, withConsul bool) *runLAN {
+	t.Helper()
+	l := &runLAN{lab: netns.New(t)}
+	l.br = l.lab.Bridge("lan")
+	l.client = l.lab.Host("client", l.br, runClientIP+"/24")
+	for i := range servers {
+		l.servers = append(l.servers, l.lab.Host(fmt.Sprintf("s%d", i+1), l.br, fmt.Sprintf("10.213.1.%d/24", 11+i)))
+	}
+	bridgebin.Path(t)
+	if withConsul {
+		l.agent = consulagent.Start(t, consulagent.Options{Netns: l.client.NS, BindAddr: runClientIP})
+		l.consul = l.agent.Client()
+	}
+	return l
+}
+
+// runEnv is the test's environment without DISCOVERY_*, BRIDGE_* and
+// CONSUL_* variables, plus extra, so a developer's shell cannot change a
+// result.
+func runEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "DISCOVERY_") || strings.HasPrefix(kv, "BRIDGE_") || strings.HasPrefix(kv, "CONSUL_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// runRespond starts `bridge respond args...` on h and waits until h has at
+// least listeners UDP sockets bound to :9999.
+func runRespond(t *testing.T, h *netns.Host, listeners int, args ...string) *netns.Proc {
+	t.Helper()
+	p, err := h.WithEnv(runEnv()).Start(t.Context(), append([]string{bridgebin.Path(t), "respond"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := h.WaitUDPListeners(ctx, 9999, listeners); err != nil {
+		stdout, stderr := p.Output()
+		t.Fatalf("bridge respond %s on %s did not bind :9999: %v\nexit %d\nstdout: %s\nstderr: %s",
+			strings.Join(args, " "), h.Name, err, p.ExitCode(), stdout, stderr)
+	}
+	return p
+}
+
+// runStopResponder stops a responder and fails the test unless it is gone.
+func runStopResponder(t *testing.T, p *netns.Proc) {
+	t.Helper()
+	_ = p.StopWithin(2 * time.Second)
+	if !p.Exited() {
+		t.Fatalf("responder %d did not exit", p.PID)
+	}
+}
+
+// runBridge is a long-running `bridge run` process.
+type runBridge struct {
+	*netns.Proc
+	name string
+	args []string
+}
+
+// startRun starts `bridge run args...` on h. When the test fails, its
+// output is logged.
+func startRun(t *testing.T, h *netns.Host, name string, args ...string) *runBridge {
+	t.Helper()
+	argv := append([]string{bridgebin.Path(t), "run"}, args...)
+	p, err := h.WithEnv(runEnv()).Start(t.Context(), argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &runBridge{Proc: p, name: name, args: args}
+	t.Cleanup(func() {
+		if t.Failed() {
+			stdout, stderr := p.Output()
+			t.Logf("bridge %s (%s), exit %d\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), p.ExitCode(), runTail(stdout, 60), runTail(stderr, 120))
+		}
+	})
+	return b
+}
+
+// kill9 sends SIGKILL to the bridge and waits for it to die.
+func (b *runBridge) kill9(t *testing.T) {
+	t.Helper()
+	if b.Exited() {
+		t.Fatalf("bridge %s already exited (%d) before kill -9", b.name, b.ExitCode())
+	}
+	if err := syscall.Kill(b.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", b.PID, err)
+	}
+	_ = b.Wait()
+}
+
+// sigterm sends SIGTERM, waits up to grace and returns the exit status (-1
+// when it had to be killed).
+func (b *runBridge) sigterm(t *testing.T, grace time.Duration) int {
+	t.Helper()
+	if b.Exited() {
+		t.Fatalf("bridge %s exited (%d) before SIGTERM", b.name, b.ExitCode())
+	}
+	start := time.Now()
+	_ = b.StopWithin(grace)
+	t.Logf("bridge %s: SIGTERM to exit %d took %s", b.name, b.ExitCode(), time.Since(start).Round(time.Millisecond))
+	return b.ExitCode()
+}
+
+// runCmd runs `bridge args...` on h to completion (60 s at most).
+func runCmd(t *testing.T, h *netns.Host, args ...string) netns.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	return h.WithEnv(runEnv()).Run(ctx, append([]string{bridgebin.Path(t)}, args...)...)
+}
+
+// runWait polls cond every 100 ms until it holds, failing the test after
+// timeout with cond's last detail. It returns how long it waited.
+func runWait(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ok, detail := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, detail)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("test ended waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// runCatalog returns the catalog's instances of service keyed by ID,
+// and the X-Consul-Index of the query. Duplicate IDs fail the test.
+func runCatalog(t *testing.T, c *api.Client, service string) (map[string]*api.CatalogService, uint64, error) {
+	t.Helper()
+	svcs, meta, err := c.Catalog().Service(service, "", nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make(map[string]*api.CatalogService, len(svcs))
+	for _, s := range svcs {
+		if _, dup := out[s.ServiceID]; dup {
+			t.Errorf("catalog lists service ID %s twice", s.ServiceID)
+		}
+		out[s.ServiceID] = s
+	}
+	return out, meta.LastIndex, nil
+}
+
+// runWaitCatalog waits until the catalog's instances of service are exactly
+// ids, and returns them.
+func runWaitCatalog(t *testing.T, c *api.Client, service string, timeout time.Duration, ids ...string) map[string]*api.CatalogService {
+	t.Helper()
+	slices.Sort(ids)
+	var got map[string]*api.CatalogService
+	runWait(t, timeout, fmt.Sprintf("catalog %s = %v", service, ids), func() (bool, string) {
+		m, _, err := runCatalog(t, c, service)
+		if err != nil {
+			return false, err.Error()
+		}
+		got = m
+		have := runKeys(m)
+		return slices.Equal(have, ids), fmt.Sprintf("have %v", have)
+	})
+	return got
+}
+
+// runHealth returns the aggregated status of every instance of service
+// keyed by service ID (an instance's worst check).
+func runHealth(c *api.Client, service string) (map[string]string, error) {
+	entries, _, err := c.Health().Service(service, "", false, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(entries))
+	for _, e := range entries {
+		out[e.Service.ID] = e.Checks.AggregatedStatus()
+	}
+	return out, nil
+}
+
+// runServerID is the bridge's deterministic service ID for ip:port.
+func runServerID(service, ip string, port int) string {
+	return service + "-" + ip + "-" + strconv.Itoa(port)
+}
+
+func runKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// tail returns the last n lines of s.
+func runTail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runNSClient returns an HTTP client whose connections are made inside the
+// named network namespace (for the bridge's metrics endpoint).
+func runNSClient(ns string) *http.Client {
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return runDialNS(ctx, ns, network, addr)
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 3 * time.Second}
+}
+
+// runNSGet GETs url from inside ns and returns the status code and body.
+func runNSGet(ns, url string) (int, string, error) {
+	resp, err := runNSClient(ns).Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// runMetric GETs /metrics inside ns and returns the sum of the samples
+// whose line starts with prefix (see runMetricIn).
+func runMetric(ns, prefix string) (float64, bool, error) {
+	body, err := runMetricsBody(ns)
+	if err != nil {
+		return 0, false, err
+	}
+	return runMetricIn(body, prefix)
+}
+
+// runMetricsBody GETs /metrics inside ns.
+func runMetricsBody(ns string) (string, error) {
+	code, body, err := runNSGet(ns, "http://"+runMetricsAddr+"/metrics")
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusOK {
+		return "", fmt.Errorf("GET /metrics: %d", code)
+	}
+	return body, nil
+}
+
+// runMetricIn returns the sum of the samples in a /metrics body whose line
+// starts with prefix: a metric name with an optional full label set, e.g.
+// `udp_discovery_bridge_sink_writes_total{sink="consul"}`.
+func runMetricIn(body, prefix string) (float64, bool, error) {
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		rest := line[len(prefix):]
+		if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '{') {
+			continue // a longer metric name
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		sum += v
+		found = true
+	}
+	return sum, found, nil
+}
+
+// runDialNS dials addr from a socket created inside the named namespace
+// (/var/run/netns/<ns>). The thread is locked while it is in the namespace
+// and not unlocked if switching back fails, so the runtime discards it.
+func runDialNS(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("open own netns: %w", err)}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("open netns %s: %w", ns, err)}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("enter netns %s: %w", ns, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
