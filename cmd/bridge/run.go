@@ -120,6 +120,7 @@ func buildSinks(c *cli.Context, cfg *config.Config, log zerolog.Logger, once boo
 				Partition: cfg.ConsulPartition, Service: cfg.ConsulService, Tags: cfg.ConsulTags, BridgeID: id,
 				TTL: cfg.HeartbeatTTL(), DeregisterAfter: cfg.ConsulDeregAfter, Check: cfg.ConsulCheck,
 				CheckInterval: cfg.ConsulCheckEvery, Resync: cfg.ConsulResync, OnExit: onExit, LockKey: cfg.ConsulLock,
+				LockSessionTTL: cfg.ConsulLockTTL,
 			}, log.With().Str("sink", "consul").Logger())
 			if err != nil {
 				return nil, usageErr(err)

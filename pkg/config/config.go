@@ -84,6 +84,7 @@ type Config struct {
 	ConsulCheckEvery time.Duration
 	ConsulResync     time.Duration
 	ConsulLock       string
+	ConsulLockTTL    time.Duration
 	sources          map[string]string
 }
 
@@ -420,6 +421,7 @@ func (p *parser) fill(c *Config) {
 	c.ConsulCheckEvery = p.duration("consul_check_interval")
 	c.ConsulResync = p.duration("consul_resync")
 	c.ConsulLock = p.str("consul_lock")
+	c.ConsulLockTTL = p.duration("consul_lock_session_ttl")
 }
 
 // validate checks the rules that span the typed values. Problems name the
@@ -517,6 +519,9 @@ func (c *Config) validate(origin func(string) string, shown func(string) (string
 	oneOf("consul_check", c.ConsulCheck, "", "tcp", "http")
 	if c.ConsulCheckEvery <= 0 {
 		bad("consul_check_interval", c.ConsulCheckEvery, "must be > 0")
+	}
+	if c.ConsulLockTTL < 10*time.Second {
+		bad("consul_lock_session_ttl", c.ConsulLockTTL, "Consul's floor is 10s")
 	}
 	if c.ConsulResync <= 0 {
 		bad("consul_resync", c.ConsulResync, "must be > 0")

@@ -143,5 +143,7 @@ func Keys() []Key {
 			Usage: "how often to compare what the agent holds with what the bridge owns"},
 		{Name: "consul_lock", Flag: "consul-lock", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK"}, Group: GroupConsul,
 			Usage: "KV key of a lock: of several bridges on one LAN only the holder registers (empty: off)"},
+		{Name: "consul_lock_session_ttl", Flag: "consul-lock-session-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL"}, Default: "10s", Kind: KindDuration, Group: GroupConsul,
+			Usage: "TTL of the lock's session (10s at least); a standby takes over within about twice this after the holder dies"},
 	}
 }

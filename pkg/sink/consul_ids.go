@@ -1,0 +1,103 @@
+package sink
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ServiceID returns the deterministic Consul service ID of the endpoint at
+// addr: "<service>-<ip>-<port>" with every character outside
+// [A-Za-z0-9._-] replaced by '-' (so IPv6 colons and zones are safe in URL
+// paths), e.g. "django-10.213.1.5-8000". The same endpoint always gets the
+// same ID, so a restarted bridge never duplicates an instance.
+func ServiceID(service string, addr netip.AddrPort) string {
+	return sanitizeID(service + "-" + addr.Addr().String() + "-" + strconv.Itoa(int(addr.Port())))
+}
+
+// BridgeServiceID is the ID of the bridge's own service for bridgeID.
+func BridgeServiceID(bridgeID string) string {
+	return sanitizeID(BridgeServiceName + "-" + bridgeID)
+}
+
+// bridgeCheckID is the ID of the bridge's heartbeat TTL check.
+func bridgeCheckID(bridgeID string) string {
+	return BridgeServiceID(bridgeID) + ":ttl"
+}
+
+// sanitizeID replaces every byte outside [A-Za-z0-9._-] with '-'.
+func sanitizeID(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	return b.String()
+}
+
+// errUnquotable is returned for strings that cannot be written as a
+// go-bexpr string literal.
+var errUnquotable = errors.New("contains both '\"' and '`' or a control character; cannot be used in a Consul filter")
+
+// quoteFilterString returns s as a go-bexpr string literal. Consul's filter
+// grammar ends a double-quoted literal at the first '"' (no \" escape) and
+// then applies strconv.Unquote, so strings with '"' use a raw `...` literal;
+// control characters are rejected (raw literals would drop '\r').
+func quoteFilterString(s string) (string, error) {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "", errUnquotable
+		}
+	}
+	if !strings.Contains(s, `"`) {
+		return strconv.Quote(s), nil
+	}
+	if !strings.Contains(s, "`") {
+		return "`" + s + "`", nil
+	}
+	return "", errUnquotable
+}
+
+// ownedFilter returns the server-side filter that selects the services a
+// bridge with bridgeID owns.
+func ownedFilter(bridgeID string) (string, error) {
+	q, err := quoteFilterString(bridgeID)
+	if err != nil {
+		return "", err
+	}
+	return `Meta["` + MetaManagedBy + `"] == "` + ManagedByValue + `" and Meta["` + MetaBridgeID + `"] == ` + q, nil
+}
+
+// redactor hides a secret in error strings.
+type redactor struct{ secret string }
+
+// redactedError carries the redacted message of an error and still unwraps
+// to it, so errors.Is/As keep working.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// err returns err with every occurrence of the secret replaced by
+// "[redacted]". consul/api sends the token in a header, so it should never
+// appear in an error; this is the belt to those braces.
+func (r redactor) err(err error) error {
+	if err == nil || r.secret == "" {
+		return err
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, r.secret) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(msg, r.secret, "[redacted]"), err: err}
+}
