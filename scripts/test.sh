@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite: vet, unit tests with the race detector, brief fuzzing
+# of every fuzz target, and the end-to-end tests (network namespaces, a real
+# Consul built from its Go module, the real bridge binary).
+#
+# The end-to-end tests need root (network namespaces), iproute2 and iptables;
+# as root this script installs the missing ones with apt-get.
+# Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
+# (only for quick local runs: CI runs everything).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+
+if [ "${E2E:-1}" != 0 ]; then
+  need=()
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v ss >/dev/null || need+=(iproute2)
+  command -v iptables >/dev/null || need+=(iptables)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2
+      exit 1
+    fi
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "go vet"
+go vet ./...
+(cd e2e && go vet ./...)
+
+step "unit tests (race)"
+go test -race -count=1 ./...
+
+step "fuzzing (${FUZZTIME:-5s} per target)"
+FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
+
+if [ "${E2E:-1}" != 0 ]; then
+  step "end-to-end tests"
+  (cd e2e && go test -count=1 -timeout 30m ./...)
+fi
