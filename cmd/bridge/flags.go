@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/rs/zerolog"
@@ -16,6 +17,9 @@ import (
 // same error, naming the key and its source, wherever it came from.
 func keyFlags(groups ...config.Group) []cli.Flag {
 	var out []cli.Flag
+	if !hasGroup(groups, config.GroupGlobal) {
+		out = append(out, keyFlags(config.GroupGlobal)...)
+	}
 	for _, k := range config.Keys() {
 		if !hasGroup(groups, k.Group) {
 			continue
@@ -42,14 +46,7 @@ func keyFlags(groups ...config.Group) []cli.Flag {
 	return out
 }
 
-func hasGroup(groups []config.Group, g config.Group) bool {
-	for _, x := range groups {
-		if x == g {
-			return true
-		}
-	}
-	return false
-}
+func hasGroup(groups []config.Group, g config.Group) bool { return slices.Contains(groups, g) }
 
 func category(g config.Group) string {
 	switch g {
@@ -69,21 +66,34 @@ func globalFlags() []cli.Flag {
 	)
 }
 
+// setValue returns the value of k's flag from the innermost command on
+// which the user set it (global flags such as --log-level are accepted
+// before and after the subcommand name), and false when it was not set.
+func setValue(c *cli.Context, k config.Key) (any, bool) {
+	names := append([]string{k.Flag}, k.Aliases...)
+	for _, cc := range c.Lineage() {
+		if cc == nil || !slices.ContainsFunc(cc.LocalFlagNames(), func(n string) bool { return slices.Contains(names, n) }) {
+			continue
+		}
+		switch k.Kind {
+		case config.KindList:
+			return cc.StringSlice(k.Flag), true
+		case config.KindBool:
+			return strconv.FormatBool(cc.Bool(k.Flag)), true
+		default:
+			return cc.String(k.Flag), true
+		}
+	}
+	return nil, false
+}
+
 // loadConfig gathers the flags the user set on c (and its parents) and loads
 // the layered configuration.
 func loadConfig(c *cli.Context) (*config.Config, error) {
 	set := map[string]any{}
 	for _, k := range config.Keys() {
-		if !c.IsSet(k.Flag) {
-			continue
-		}
-		switch k.Kind {
-		case config.KindList:
-			set[k.Name] = c.StringSlice(k.Flag)
-		case config.KindBool:
-			set[k.Name] = strconv.FormatBool(c.Bool(k.Flag))
-		default:
-			set[k.Name] = c.String(k.Flag)
+		if v, ok := setValue(c, k); ok {
+			set[k.Name] = v
 		}
 	}
 	cfg, err := config.Load(config.Inputs{File: c.String("config"), LookupEnv: os.LookupEnv, Flags: set})
@@ -101,14 +111,20 @@ func newLogger(c *cli.Context, cfg *config.Config) zerolog.Logger {
 // flagLogger builds the logger for commands that take no configuration
 // keys but the global log flags (and their BRIDGE_LOG_* variables).
 func flagLogger(c *cli.Context) zerolog.Logger {
-	level, format := c.String("log-level"), c.String("log-format")
-	if v, ok := os.LookupEnv("BRIDGE_LOG_LEVEL"); ok && !c.IsSet("log-level") {
-		level = v
+	values := map[string]string{}
+	for _, k := range config.Keys() {
+		if k.Group != config.GroupGlobal {
+			continue
+		}
+		values[k.Name] = k.Default
+		if v, ok := os.LookupEnv(k.Env[0]); ok {
+			values[k.Name] = v
+		}
+		if v, ok := setValue(c, k); ok {
+			values[k.Name] = v.(string)
+		}
 	}
-	if v, ok := os.LookupEnv("BRIDGE_LOG_FORMAT"); ok && !c.IsSet("log-format") {
-		format = v
-	}
-	return buildLogger(c.App.ErrWriter, level, format)
+	return buildLogger(c.App.ErrWriter, values["log_level"], values["log_format"])
 }
 
 func buildLogger(w io.Writer, level, format string) zerolog.Logger {

@@ -43,6 +43,9 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		{"deregister floor", nil, []string{"run", "--sink", "consul", "--consul-deregister-after", "30s"}, []string{"consul_deregister_after (flag --consul-deregister-after)"}},
 		{"unknown config key", nil, []string{"--config", writeTemp(t, "discovery_prot: 1\n"), "discover"}, []string{`unknown key "discovery_prot"`}},
 		{"huge scan", nil, []string{"discover", "--whitelist", "no-such-if0", "--scan-cidr", "10.0.0.0/8"}, []string{"10.0.0.0/8"}},
+		{"global flag after the subcommand", nil, []string{"discover", "--log-level", "debug", "--timeout=-1"}, []string{"timeout (flag --timeout)"}},
+		{"global flag before the subcommand", nil, []string{"--log-level", "loud", "discover"}, []string{`log_level (flag --log-level): bad value "loud"`}},
+		{"subcommand flag wins over global", nil, []string{"--log-level", "debug", "run", "--log-level", "loud"}, []string{`log_level (flag --log-level): bad value "loud"`}},
 		{"respond bad ip", nil, []string{"respond", "--ip", "eleven"}, []string{`--ip: bad value "eleven"`}},
 		{"respond bad key", nil, []string{"respond", "--ip", "10.0.0.1", "--secret-key", "short"}, []string{"invalid Fernet key"}},
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
@@ -22,17 +23,17 @@ func respondCommand() *cli.Command {
 			"payload equals --message byte for byte with PREFIX + IP[:APP-PORT], unicast to the sender. In encrypted\n" +
 			"mode probe and reply are Fernet tokens; plaintext probes, garbage and wrong-key tokens get no reply.\n" +
 			"--ip auto advertises the address of the default route, or 127.0.0.1 when there is none (as the stock server).",
-		Flags: []cli.Flag{
+		Flags: append(keyFlags(config.GroupGlobal), []cli.Flag{
 			&cli.StringFlag{Name: "ip", Value: "auto", Usage: "IPv4 address to advertise, or auto"},
 			&cli.UintFlag{Name: "app-port", Usage: "port to append to the reply (0: none, as the stock server)"},
 			&cli.UintFlag{Name: "port", Value: 9999, Usage: "UDP port to listen on"},
 			&cli.StringFlag{Name: "bind", Value: "0.0.0.0", Usage: "address to listen on"},
 			&cli.StringFlag{Name: "message", Value: "DISCOVER_SERVER", Usage: "probe payload to answer"},
 			&cli.StringFlag{Name: "response-prefix", Value: "SERVER_IP:", Usage: "reply prefix"},
-			&cli.StringFlag{Name: "secret-key", Usage: "Fernet key: encrypted mode [$DISCOVERY_SECRET_KEY]", EnvVars: []string{"DISCOVERY_SECRET_KEY"}},
+			&cli.StringFlag{Name: "secret-key", Usage: "Fernet key: encrypted mode", EnvVars: []string{"DISCOVERY_SECRET_KEY"}},
 			&cli.StringFlag{Name: "secret-key-file", Usage: "file holding the Fernet key"},
 			&cli.IntFlag{Name: "replies", Value: 1, Usage: "distinct replies per probe (IP, IP+1, ...), for load tests"},
-		},
+		}...),
 		Action: func(c *cli.Context) error {
 			ip, err := advertisedIP(c.String("ip"))
 			if err != nil {

@@ -40,7 +40,8 @@ type Snapshot struct {
 	Round uint64
 	// At is when the round completed.
 	At time.Time
-	// Endpoints is sorted by Compare and holds no duplicate Addr.
+	// Endpoints is sorted by Compare and holds no duplicate Addr. Sinks
+	// share it and must not modify it.
 	Endpoints []Endpoint
 }
 
@@ -49,15 +50,6 @@ func Sorted(eps []Endpoint) []Endpoint {
 	out := slices.Clone(eps)
 	slices.SortFunc(out, Compare)
 	return out
-}
-
-// Index returns the endpoints of s keyed by address.
-func (s Snapshot) Index() map[netip.AddrPort]Endpoint {
-	m := make(map[netip.AddrPort]Endpoint, len(s.Endpoints))
-	for _, e := range s.Endpoints {
-		m[e.Addr] = e
-	}
-	return m
 }
 
 // Diff is what it takes to go from one set of endpoints to another.
@@ -71,23 +63,28 @@ type Diff struct {
 // Empty reports whether the diff changes nothing.
 func (d Diff) Empty() bool { return len(d.Added) == 0 && len(d.Removed) == 0 }
 
-// Between computes the diff from old to new by address. Both results are
-// sorted by Compare.
-func Between(old, new map[netip.AddrPort]Endpoint) Diff {
+// Between computes the diff from old to new, both sorted by Compare with no
+// duplicate Addr (as Snapshot.Endpoints are), in one merge walk without maps.
+// An endpoint present on both sides counts as unchanged even if its other
+// fields differ. Added and Removed come out sorted.
+func Between(old, new []Endpoint) Diff {
 	var d Diff
-	for k, e := range new {
-		if _, ok := old[k]; ok {
+	i, j := 0, 0
+	for i < len(old) && j < len(new) {
+		switch c := Compare(old[i], new[j]); {
+		case c < 0:
+			d.Removed = append(d.Removed, old[i])
+			i++
+		case c > 0:
+			d.Added = append(d.Added, new[j])
+			j++
+		default:
 			d.Unchanged++
-			continue
-		}
-		d.Added = append(d.Added, e)
-	}
-	for k, e := range old {
-		if _, ok := new[k]; !ok {
-			d.Removed = append(d.Removed, e)
+			i++
+			j++
 		}
 	}
-	slices.SortFunc(d.Added, Compare)
-	slices.SortFunc(d.Removed, Compare)
+	d.Removed = append(d.Removed, old[i:]...)
+	d.Added = append(d.Added, new[j:]...)
 	return d
 }

@@ -143,10 +143,17 @@ func (p Plan) Empty() bool { return len(p.Adds) == 0 && len(p.Removes) == 0 }
 // Snapshot returns the desired set after the plan: Adds and Unchanged,
 // sorted, stamped with the plan's round and time.
 func (p Plan) Snapshot() endpoint.Snapshot {
+	// Both halves are sorted: merge them instead of sorting again.
 	eps := make([]endpoint.Endpoint, 0, len(p.Adds)+len(p.Unchanged))
-	eps = append(eps, p.Adds...)
-	eps = append(eps, p.Unchanged...)
-	slices.SortFunc(eps, endpoint.Compare)
+	a, u := p.Adds, p.Unchanged
+	for len(a) > 0 && len(u) > 0 {
+		if endpoint.Compare(a[0], u[0]) < 0 {
+			eps, a = append(eps, a[0]), a[1:]
+		} else {
+			eps, u = append(eps, u[0]), u[1:]
+		}
+	}
+	eps = append(append(eps, a...), u...)
 	return endpoint.Snapshot{Round: p.Round, At: p.At, Endpoints: eps}
 }
 
@@ -211,6 +218,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 	}
 
 	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen))), complete: true}
+	p.Unchanged = make([]endpoint.Endpoint, 0, len(prev.held))
 	for _, s := range obs.Seen {
 		if !s.Addr.IsValid() {
 			continue

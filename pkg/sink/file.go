@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -93,11 +94,11 @@ func (f *File) Plan(_ context.Context, snap endpoint.Snapshot) (endpoint.Diff, e
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
-	return endpoint.Between(snapshotOf(doc).Index(), snap.Index()), nil
+	return endpoint.Between(snapshotOf(doc).Endpoints, snap.Endpoints), nil
 }
 
-// snapshotOf returns the endpoints of doc (none for a nil doc), skipping
-// records that do not parse.
+// snapshotOf returns the endpoints of doc (none for a nil doc), sorted and
+// deduplicated, skipping records that do not parse.
 func snapshotOf(doc *FileDocument) endpoint.Snapshot {
 	var s endpoint.Snapshot
 	if doc == nil {
@@ -108,6 +109,8 @@ func snapshotOf(doc *FileDocument) endpoint.Snapshot {
 			s.Endpoints = append(s.Endpoints, e)
 		}
 	}
+	s.Endpoints = endpoint.Sorted(s.Endpoints)
+	s.Endpoints = slices.CompactFunc(s.Endpoints, func(a, b endpoint.Endpoint) bool { return a.Addr == b.Addr })
 	return s
 }
 
@@ -137,7 +140,7 @@ func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) 
 	if err := writeAtomic(f.path, append(doc, '\n')); err != nil {
 		return Result{}, err
 	}
-	d := endpoint.Between(f.prev.Index(), snap.Index())
+	d := endpoint.Between(f.prev.Endpoints, snap.Endpoints)
 	f.prev, f.last = snap, servers
 	return Result{Diff: d, Writes: 1}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 )
@@ -21,12 +20,12 @@ import (
 // output.
 type Stdout struct {
 	w    io.Writer
-	last map[netip.AddrPort]endpoint.Endpoint
+	last []endpoint.Endpoint // the last snapshot printed (shared, read-only)
 }
 
 // NewStdout returns a stdout sink writing to w.
 func NewStdout(w io.Writer) *Stdout {
-	return &Stdout{w: w, last: map[netip.AddrPort]endpoint.Endpoint{}}
+	return &Stdout{w: w}
 }
 
 // Name implements Sink.
@@ -34,8 +33,7 @@ func (s *Stdout) Name() string { return "stdout" }
 
 // Apply implements Sink.
 func (s *Stdout) Apply(ctx context.Context, snap endpoint.Snapshot) (Result, error) {
-	next := snap.Index()
-	d := endpoint.Between(s.last, next)
+	d := endpoint.Between(s.last, snap.Endpoints)
 	bw := bufio.NewWriter(s.w)
 	enc := json.NewEncoder(bw)
 	lines := 0
@@ -60,7 +58,7 @@ func (s *Stdout) Apply(ctx context.Context, snap endpoint.Snapshot) (Result, err
 		// Nothing is remembered, so the same changes are printed next time.
 		return Result{}, fmt.Errorf("stdout sink: write: %w", err)
 	}
-	s.last = next
+	s.last = snap.Endpoints
 	return Result{Diff: d, Writes: lines}, nil
 }
 
