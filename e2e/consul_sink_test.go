@@ -548,32 +548,37 @@ func TestConsulSinkLockFailover(t *testing.T) {
 	t.Logf("MEASURED: takeover after the holder's Close: %s", time.Since(start).Round(10*time.Millisecond))
 
 	// The new holder's session is destroyed (operator intervention): it
-	// notices, deregisters at its next round and takes the lock again after
-	// Consul's lock delay.
-	sessions, _, err := c.Session().List(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, se := range sessions {
-		if se.Name == "udp-discovery-bridge bridge-b" {
-			if _, err := c.Session().Destroy(se.ID, nil); err != nil {
-				t.Fatal(err)
+	// notices and, as the lock has no lock-delay, takes it again at once
+	// under a new session; its registrations stay complete throughout.
+	sessionOf := func() string {
+		sessions, _, err := c.Session().List(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, se := range sessions {
+			if se.Name == "udp-discovery-bridge bridge-b" {
+				return se.ID
 			}
 		}
+		return ""
 	}
-	consulWaitFor(t, 5*time.Second, "b to notice the lost lock", func() (bool, string) {
-		return !b.Leader(), "still leader"
-	})
-	res := consulApply(t, b, consulServers(round, n))
-	round++
-	if len(res.Diff.Removed) != n {
-		t.Errorf("Apply after losing the lock removed %d, want %d", len(res.Diff.Removed), n)
+	old := sessionOf()
+	if old == "" {
+		t.Fatal("the holder has no lock session")
 	}
-	consulWaitFor(t, 30*time.Second, "b to re-acquire after the lock delay", func() (bool, string) {
+	if _, err := c.Session().Destroy(old, nil); err != nil {
+		t.Fatal(err)
+	}
+	consulWaitFor(t, 15*time.Second, "b to hold the lock under a new session", func() (bool, string) {
 		consulApply(t, b, consulServers(round, n))
 		round++
-		return b.Leader() && owners()["bridge-b"] == n, fmt.Sprintf("leader=%v owners=%v", b.Leader(), owners())
+		now := sessionOf()
+		return b.Leader() && now != "" && now != old && owners()["bridge-b"] == n,
+			fmt.Sprintf("leader=%v session=%q owners=%v", b.Leader(), now, owners())
 	})
+	if got := owners(); len(got) != 1 || got["bridge-b"] != n {
+		t.Errorf("owners after re-acquiring = %v, want only bridge-b with %d", got, n)
+	}
 	consulClose(t, b)
 	if got := owners(); len(got) != 0 {
 		t.Errorf("after closing both: %v remain", got)

@@ -40,12 +40,12 @@ type server struct {
 // requiredFields must be present in every --json element.
 var requiredFields = []string{"ip", "port", "source_address", "interface", "raw_response", "payload_ip", "address_from"}
 
-// hermeticEnv is the test's environment without DISCOVERY_* and BRIDGE_*
+// hermeticEnv is the test's environment without DISCOVERY_*, BRIDGE_* and CONSUL_*
 // variables, plus extra; so a developer's shell cannot change a result.
 func hermeticEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "DISCOVERY_") || strings.HasPrefix(kv, "BRIDGE_") {
+		if strings.HasPrefix(kv, "DISCOVERY_") || strings.HasPrefix(kv, "BRIDGE_") || strings.HasPrefix(kv, "CONSUL_") {
 			continue
 		}
 		env = append(env, kv)

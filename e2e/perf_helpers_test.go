@@ -10,13 +10,10 @@ package e2e_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +22,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"golang.org/x/sys/unix"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
@@ -99,43 +95,13 @@ func perfNewLAN(t *testing.T, servers int, withConsul bool) *perfLAN {
 	return l
 }
 
-// perfEnv is the test's environment without DISCOVERY_*, BRIDGE_* and
-// CONSUL_* variables, so a developer's shell cannot change a result.
-func perfEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "DISCOVERY_") || strings.HasPrefix(kv, "BRIDGE_") || strings.HasPrefix(kv, "CONSUL_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-// perfRespond starts `bridge respond args...` on h and waits until h has
-// listeners UDP sockets on :9999.
-func perfRespond(t *testing.T, h *netns.Host, listeners int, args ...string) *netns.Proc {
-	t.Helper()
-	p, err := h.WithEnv(perfEnv()).Start(t.Context(), append([]string{bridgebin.Path(t), "respond"}, args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := h.WaitUDPListeners(ctx, 9999, listeners); err != nil {
-		stdout, stderr := p.Output()
-		t.Fatalf("bridge respond %v on %s: %v\nstdout: %s\nstderr: %s", args, h.Name, err, stdout, stderr)
-	}
-	return p
-}
-
 // perfRun starts `bridge run args...` on h with stdout discarded by the
 // shell (a stdout sink with 10,000 servers would otherwise fill a buffer in
 // this process). `sh -c exec` keeps the PID: Proc.PID is the bridge's.
 func perfRun(t *testing.T, h *netns.Host, args ...string) *netns.Proc {
 	t.Helper()
 	argv := append([]string{"sh", "-c", `exec "$0" run "$@" >/dev/null`, bridgebin.Path(t)}, args...)
-	p, err := h.WithEnv(append(perfEnv(), "BRIDGE_LOG_LEVEL=warn")).Start(t.Context(), argv...)
+	p, err := h.WithEnv(append(hermeticEnv(), "BRIDGE_LOG_LEVEL=warn")).Start(t.Context(), argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,13 +131,7 @@ type perfMetrics map[string]float64
 
 // perfScrape GETs /metrics from inside ns.
 func perfScrape(ns string) (perfMetrics, error) {
-	tr := &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return perfDialNS(ctx, ns, network, addr)
-		},
-	}
-	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	c := netns.HTTPClient(ns, 5*time.Second)
 	resp, err := c.Get("http://" + perfMetricsAddr + "/metrics")
 	if err != nil {
 		return nil, err
@@ -377,11 +337,22 @@ func perfRaftIndex(c *api.Client) (uint64, error) {
 // perfWaitCatalog polls the catalog every 100 ms until it holds want
 // instances of service and returns how long that took; it fails the test
 // after timeout.
-func perfWaitCatalog(t *testing.T, c *api.Client, service string, want int, timeout time.Duration) time.Duration {
+func perfWaitCatalog(t *testing.T, c *api.Client, service string, want int, timeout time.Duration, bridge *netns.Proc) time.Duration {
 	t.Helper()
 	start := time.Now()
 	last, lastErr := -1, error(nil)
+	lastLog := start
 	for {
+		if bridge.Exited() {
+			_, stderr := bridge.Output()
+			t.Fatalf("bridge exited (%d) while waiting for %d catalog instances (have %d)\nstderr (tail):\n%s",
+				bridge.ExitCode(), want, last, perfTail(stderr, 40))
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			n, _ := c.Agent().ServicesWithFilter(fmt.Sprintf("Service == %q", service))
+			t.Logf("after %s: catalog %d, agent %d instances of %s (want %d)", time.Since(start).Round(time.Second), last, len(n), service, want)
+		}
 		n, _, err := perfCatalog(c, service)
 		if err == nil {
 			last = n
@@ -424,47 +395,6 @@ func perfSummarise(ds []time.Duration) perfStats {
 func (s perfStats) String() string {
 	r := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 	return fmt.Sprintf("median %s (min %s, p90 %s, max %s, n=%d)", r(s.Median), r(s.Min), r(s.P90), r(s.Max), s.N)
-}
-
-// perfDialNS dials addr from a socket created inside the named namespace.
-// The thread is locked while in the namespace and not unlocked if switching
-// back fails, so the runtime discards it.
-func perfDialNS(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open own netns: %w", err)}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open netns %s: %w", ns, err)}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter netns %s: %w", ns, err)}
-			return
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
 }
 
 // perfSampler collects /proc samples of a process on demand, safely from

@@ -77,9 +77,9 @@ func TestRunConsulLifecycle(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 3, true)
 	c := l.consul
-	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11", "--app-port", "8001")
-	s2 := runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
-	runRespond(t, l.servers[2], 1, "--ip", "127.0.0.1") // a stock server with no default route
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11", "--app-port", "8001")
+	s2 := respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	respond(t, l.servers[2], 1, "--ip", "127.0.0.1") // a stock server with no default route
 
 	// Others' services of the same name: one without meta, one owned by
 	// another bridge.
@@ -215,8 +215,8 @@ func TestRunConsulKillNine(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 2, true)
 	c := l.consul
-	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
 	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
 	args := consulRunArgs("crash", "--consul-ttl", "3s", "--consul-deregister-after", "1m", "--metrics-addr", "")
 
@@ -285,8 +285,8 @@ func TestRunConsulAgentRestart(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 3, true)
 	c := l.consul
-	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
 	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
 	b := startRun(t, l.client, "restart", consulRunArgs("restart", "--metrics-addr", runMetricsAddr,
 		"--on-exit", "keep", "--consul-ttl", "3s")...)
@@ -308,7 +308,7 @@ func TestRunConsulAgentRestart(t *testing.T) {
 	})
 	t.Logf("/readyz 503 %s after the agent stopped: %s", took.Round(100*time.Millisecond), strings.TrimSpace(body503))
 	// A server appears while Consul is down: it must not be lost.
-	runRespond(t, l.servers[2], 1, "--ip", "10.213.1.13")
+	respond(t, l.servers[2], 1, "--ip", "10.213.1.13")
 	ids = append(ids, "django-10.213.1.13-8000")
 	for time.Since(stopped) < 4*time.Second {
 		if code, body := readyz(l.client.NS); code != http.StatusServiceUnavailable {
@@ -382,7 +382,7 @@ func TestRunConsulThousandQuiet(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 1, true)
 	c := l.consul
-	runRespond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000")
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000")
 	startRun(t, l.client, "bulk", consulRunArgs("bulk", "--consul-resync", "3s", "--metrics-addr", runMetricsAddr)...)
 
 	start := time.Now()
@@ -484,8 +484,8 @@ func TestRunConsulLock(t *testing.T) {
 	l := newRunLAN(t, 2, true)
 	c := l.consul
 	client2 := l.lab.Host("client2", l.br, "10.213.1.9/24")
-	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
 	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
 	lock := []string{"--consul-lock", "udp-discovery-bridge/e2e/lock", "--metrics-addr", ""}
 	bridges := map[string]*runBridge{
@@ -565,8 +565,8 @@ func TestRunConsulOnceDryRun(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 2, true)
 	c := l.consul
-	s1 := runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	s2 := runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	s1 := respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	s2 := respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
 	once := func(extra ...string) []string {
 		return append([]string{"run", "--once", "--timeout", "0.5", "--metrics-addr", ""}, extra...)
 	}

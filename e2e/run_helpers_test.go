@@ -12,10 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +21,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"golang.org/x/sys/unix"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
@@ -76,38 +72,6 @@ func newRunLAN(t *testing.T, servers int, withConsul bool) *runLAN {
 	return l
 }
 
-// runEnv is the test's environment without DISCOVERY_*, BRIDGE_* and
-// CONSUL_* variables, plus extra, so a developer's shell cannot change a
-// result.
-func runEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "DISCOVERY_") || strings.HasPrefix(kv, "BRIDGE_") || strings.HasPrefix(kv, "CONSUL_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
-
-// runRespond starts `bridge respond args...` on h and waits until h has at
-// least listeners UDP sockets bound to :9999.
-func runRespond(t *testing.T, h *netns.Host, listeners int, args ...string) *netns.Proc {
-	t.Helper()
-	p, err := h.WithEnv(runEnv()).Start(t.Context(), append([]string{bridgebin.Path(t), "respond"}, args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := h.WaitUDPListeners(ctx, 9999, listeners); err != nil {
-		stdout, stderr := p.Output()
-		t.Fatalf("bridge respond %s on %s did not bind :9999: %v\nexit %d\nstdout: %s\nstderr: %s",
-			strings.Join(args, " "), h.Name, err, p.ExitCode(), stdout, stderr)
-	}
-	return p
-}
-
 // runStopResponder stops a responder and fails the test unless it is gone.
 func runStopResponder(t *testing.T, p *netns.Proc) {
 	t.Helper()
@@ -129,7 +93,7 @@ type runBridge struct {
 func startRun(t *testing.T, h *netns.Host, name string, args ...string) *runBridge {
 	t.Helper()
 	argv := append([]string{bridgebin.Path(t), "run"}, args...)
-	p, err := h.WithEnv(runEnv()).Start(t.Context(), argv...)
+	p, err := h.WithEnv(hermeticEnv()).Start(t.Context(), argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +137,7 @@ func runCmd(t *testing.T, h *netns.Host, args ...string) netns.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	return h.WithEnv(runEnv()).Run(ctx, append([]string{bridgebin.Path(t)}, args...)...)
+	return h.WithEnv(hermeticEnv()).Run(ctx, append([]string{bridgebin.Path(t)}, args...)...)
 }
 
 // runWait polls cond every 100 ms until it holds, failing the test after
@@ -272,15 +236,7 @@ func runTail(s string, n int) string {
 
 // runNSClient returns an HTTP client whose connections are made inside the
 // named network namespace (for the bridge's metrics endpoint).
-func runNSClient(ns string) *http.Client {
-	tr := &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return runDialNS(ctx, ns, network, addr)
-		},
-	}
-	return &http.Client{Transport: tr, Timeout: 3 * time.Second}
-}
+func runNSClient(ns string) *http.Client { return netns.HTTPClient(ns, 3*time.Second) }
 
 // runNSGet GETs url from inside ns and returns the status code and body.
 func runNSGet(ns, url string) (int, string, error) {
@@ -340,45 +296,4 @@ func runMetricIn(body, prefix string) (float64, bool, error) {
 		found = true
 	}
 	return sum, found, nil
-}
-
-// runDialNS dials addr from a socket created inside the named namespace
-// (/var/run/netns/<ns>). The thread is locked while it is in the namespace
-// and not unlocked if switching back fails, so the runtime discards it.
-func runDialNS(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open own netns: %w", err)}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open netns %s: %w", ns, err)}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter netns %s: %w", ns, err)}
-			return
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
 }

@@ -60,8 +60,8 @@ func stdoutEvents(t *testing.T, out string) []stdoutEvent {
 func TestRunStdoutSink(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 2, false)
-	runRespond(t, l.servers[0], 1, "--ip", "10.213.1.11", "--app-port", "8001")
-	s2 := runRespond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11", "--app-port", "8001")
+	s2 := respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
 	start := time.Now()
 	args := append([]string{"--sink", "stdout", "--missed-rounds", "2", "--metrics-addr", ""}, runFast...)
 	b := startRun(t, l.client, "stdout", args...)
@@ -127,7 +127,7 @@ func TestRunFileSinkChurn(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 4, false)
 	for _, h := range l.servers {
-		runRespond(t, h, 1, "--ip", h.IP().String())
+		respond(t, h, 1, "--ip", h.IP().String())
 	}
 	path := filepath.Join(t.TempDir(), "servers.json")
 	if err := os.WriteFile(path, []byte(`{"servers":[]}`), 0o640); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulbin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
 // Options configures Start.
@@ -265,14 +266,10 @@ func (a *Agent) get(ctx context.Context, path, token string) (string, error) {
 // transport returns an HTTP transport that dials the agent, entering the
 // agent's network namespace when it runs in one.
 func (a *Agent) transport() *http.Transport {
-	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
 	if a.opts.Netns != "" {
-		ns := a.opts.Netns
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialInNetns(ctx, ns, network, addr)
-		}
+		return netns.Transport(a.opts.Netns)
 	}
-	return tr
+	return &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
 }
 
 // freePorts returns n distinct loopback ports free for both TCP and UDP
