@@ -41,6 +41,8 @@ step "fuzzing (${FUZZTIME:-5s} per target)"
 FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
 
 if [ "${E2E:-1}" != 0 ]; then
+  step "consul binary (built from its Go module once, then cached)"
+  (cd e2e && go test -count=1 -timeout 20m -run '^TestConsulBinary$' -v ./internal/consulbin/ | grep -v '^=== ')
   step "end-to-end tests"
   (cd e2e && go test -count=1 -timeout 30m ./...)
 fi
