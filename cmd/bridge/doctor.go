@@ -125,7 +125,9 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 			fmt.Sprintf("no reply at all: is a server running with discovery on UDP port %d (discovery_port), and the same discovery_message (%q)?", cfg.Port, cfg.Message),
 			"a firewall must let UDP to the servers' port out and the replies (to this host's ephemeral port) back in",
 			"broadcast reaches only this host's broadcast domain: for servers behind a router or in another VLAN use --scan-cidr NETWORK")
-		if !cfg.Encryption {
+		if cfg.Encryption {
+			h = append(h, "with encryption on, a server with another key (or with encryption off) ignores the probe without a word: check that both sides use the same key")
+		} else {
 			h = append(h, "servers with encryption enabled ignore plaintext probes: try --encryption with their key")
 		}
 		if cfg.Timeout < 1e9 {

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // runCLI runs the CLI in-process. None of these cases sends a packet: they
@@ -136,4 +138,51 @@ func TestHelpMentionsEveryCommand(t *testing.T) {
 			t.Errorf("--help lacks %s", c)
 		}
 	}
+}
+
+func TestDoctorHints(t *testing.T) {
+	base := loadTestConfig(t)
+	enc := loadTestConfig(t, "DISCOVERY_CLIENT_ENCRYPTION_ENABLED", "true", "DISCOVERY_CLIENT_SECRET_KEY", "x")
+	sel := []iface.Interface{{Name: "eth0"}}
+	tests := []struct {
+		name string
+		cfg  *config.Config
+		sel  []iface.Interface
+		res  discover.Result
+		err  error
+		want string
+	}{
+		{"no interface", base, nil, discover.Result{}, discover.ErrNoInterfaces, "no interface is selected"},
+		{"no probe sent", base, sel, discover.Result{}, discover.ErrNoProbeSent, "--network host"},
+		{"silence, plaintext", base, sel, discover.Result{}, nil, "try --encryption"},
+		{"silence, encrypted", enc, sel, discover.Result{}, nil, "same key"},
+		{"rejected replies", enc, sel, discover.Result{Stats: discover.Stats{Replies: 2, Rejected: 2}}, nil, "2 encrypted replies were rejected"},
+		{"wrong prefix", base, sel, discover.Result{Stats: discover.Stats{Replies: 1, Invalid: 1}}, nil, "response_prefix"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hints := strings.Join(doctorHints(tc.cfg, tc.sel, tc.res, tc.err), "\n")
+			if !strings.Contains(hints, tc.want) {
+				t.Errorf("hints %q lack %q", hints, tc.want)
+			}
+		})
+	}
+	if h := doctorHints(base, sel, discover.Result{Servers: []discover.Server{{}}}, nil); h != nil {
+		t.Errorf("hints when servers were found: %v", h)
+	}
+}
+
+// loadTestConfig loads the configuration from defaults and env, given as
+// name, value pairs.
+func loadTestConfig(t *testing.T, env ...string) *config.Config {
+	t.Helper()
+	m := map[string]string{}
+	for i := 0; i+1 < len(env); i += 2 {
+		m[env[i]] = env[i+1]
+	}
+	c, err := config.Load(config.Inputs{LookupEnv: func(k string) (string, bool) { v, ok := m[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
