@@ -69,6 +69,10 @@ func runCommand() *cli.Command {
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, Once: once, DryRun: dry,
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
+				// A round's garbage (every reply, the previous state) is
+				// dead once the snapshot is out: collect it and return the
+				// pages now rather than hold them through the idle interval.
+				AfterRound: debug.FreeOSMemory,
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {

@@ -77,6 +77,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// OnceAttempts is how many times Once tries each sink's Apply. Default 3.
 	OnceAttempts int
+	// AfterRound, when set, is called after each round of the loop, once its
+	// snapshot was handed to the sinks. The loop is idle until the next
+	// round, which makes it the time to give memory back to the OS.
+	AfterRound func()
 }
 
 // Outcome summarises a Run.
@@ -224,6 +228,9 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 					w.post(snap)
 				}
 			}
+		}
+		if r.cfg.AfterRound != nil {
+			r.cfg.AfterRound()
 		}
 		next = next.Add(r.cfg.Interval)
 		if now := r.clock.Now(); next.Before(now) {

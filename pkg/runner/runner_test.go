@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -625,4 +626,28 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Code, rec.Body.String()
+}
+
+// TestAfterRoundRunsOncePerRound: the hook follows every round, failed ones
+// included, after the sinks were handed the snapshot.
+func TestAfterRoundRunsOncePerRound(t *testing.T) {
+	h := newHarness(t,
+		roundScript{servers: []string{"10.0.0.1:8000"}},
+		roundScript{err: discover.ErrNoProbeSent},
+		roundScript{servers: []string{"10.0.0.1:8000"}},
+	)
+	s := newSink("stdout")
+	var calls atomic.Int32
+	cfg := h.config(s)
+	cfg.AfterRound = func() { calls.Add(1) }
+	h.start(cfg)
+	for i := range 3 {
+		h.d.nextRound(t)
+		h.idle()
+		if got := calls.Load(); got != int32(i+1) {
+			t.Fatalf("after round %d: AfterRound called %d times", i+1, got)
+		}
+		h.clock.Advance(10 * time.Second)
+	}
+	h.stop()
 }
