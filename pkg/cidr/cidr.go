@@ -75,6 +75,10 @@ func ParseMask(s string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("netmask %q: %w: %w", s, ErrInvalidMask, err)
 		}
+		if !a.Is4() {
+			// Named as written: netip would print "::0%0." as "::%0.".
+			return 0, fmt.Errorf("netmask %q: %w: %w", s, ErrInvalidMask, ErrNotIPv4)
+		}
 		// A parsed IPv4 address prints as it was written (netip rejects
 		// leading zeros), so this error names the input too.
 		return PrefixLenFromMask(a)
