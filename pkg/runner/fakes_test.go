@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 	"github.com/udp-discovery-bridge/bridge/pkg/runner"
-	"github.com/udp-discovery-bridge/bridge/pkg/runner/clocktest"
 	"github.com/udp-discovery-bridge/bridge/pkg/sink"
 )
 

@@ -8,13 +8,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
 // Health tracks liveness and readiness of the loop. It is safe for
 // concurrent use; a nil *Health records nothing. The runner feeds it; Handler
 // serves it.
 type Health struct {
-	clock      Clock
+	clock      clock.Clock
 	staleAfter time.Duration
 	gatherer   prometheus.Gatherer
 
@@ -32,13 +34,11 @@ type sinkHealth struct {
 }
 
 // NewHealth returns a Health whose loop counts as alive while it ticked
-// within staleAfter (the CLI passes 3×interval + round timeout). clock may be
+// within staleAfter (the CLI passes 3×interval + round timeout). clk may be
 // nil for the real clock; g, when non-nil, is served at /metrics.
-func NewHealth(clock Clock, staleAfter time.Duration, g prometheus.Gatherer) *Health {
-	if clock == nil {
-		clock = RealClock()
-	}
-	return &Health{clock: clock, staleAfter: staleAfter, gatherer: g, lastTick: clock.Now(), sinks: map[string]*sinkHealth{}}
+func NewHealth(clk clock.Clock, staleAfter time.Duration, g prometheus.Gatherer) *Health {
+	clk = clock.OrReal(clk)
+	return &Health{clock: clk, staleAfter: staleAfter, gatherer: g, lastTick: clk.Now(), sinks: map[string]*sinkHealth{}}
 }
 
 // Alive reports whether the loop ticked within staleAfter, and when it last

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 	"github.com/udp-discovery-bridge/bridge/pkg/plan"
@@ -63,8 +64,8 @@ type Config struct {
 	DryRunOut io.Writer
 	// Sinks receive the snapshot of every completed round.
 	Sinks []sink.Sink
-	// Clock defaults to RealClock().
-	Clock Clock
+	// Clock defaults to the real clock.
+	Clock clock.Clock
 	// Log receives the loop's logs (the zero Logger discards them).
 	Log zerolog.Logger
 	// Metrics and Health may be nil.
@@ -117,9 +118,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("%w: negative backoff (%v, %v), shutdown timeout %v or once attempts %d",
 			ErrInvalidConfig, c.Backoff.Min, c.Backoff.Max, c.ShutdownTimeout, c.OnceAttempts))
 	}
-	if c.Clock == nil {
-		c.Clock = RealClock()
-	}
+	c.Clock = clock.OrReal(c.Clock)
 	if c.Backoff.Min == 0 {
 		c.Backoff.Min = DefaultBackoffMin
 	}
@@ -140,7 +139,7 @@ type runner struct {
 	cfg   Config
 	d     Discoverer
 	log   zerolog.Logger
-	clock Clock
+	clock clock.Clock
 	names []string // per sink, unique
 
 	round        uint64

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 	"github.com/udp-discovery-bridge/bridge/pkg/plan"
@@ -428,7 +429,7 @@ func TestOnce(t *testing.T) {
 			cfg.Once, cfg.Interval = true, 0
 			// Once's backoff runs on the real clock here; its delays are
 			// tiny and do not affect what is asserted.
-			cfg.Clock = runner.RealClock()
+			cfg.Clock = clock.Real()
 			cfg.Backoff = runner.BackoffConfig{Min: time.Microsecond, Max: time.Millisecond}
 			out, err := runner.Run(context.Background(), h.d, cfg)
 			if (err != nil) != tt.wantErr {

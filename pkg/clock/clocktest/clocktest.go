@@ -1,4 +1,4 @@
-// Package clocktest provides a manual runner.Clock for tests: time moves only
+// Package clocktest provides a manual clock.Clock for tests: time moves only
 // when the test calls Advance, and WaitForTimers lets a test wait until the
 // code under test is blocked on its timers.
 package clocktest
@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/runner"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
 // Clock is a manual clock, safe for concurrent use.
@@ -35,7 +35,7 @@ func (c *Clock) Now() time.Time {
 
 // NewTimer returns a timer firing when the clock reaches Now()+d. A timer
 // with d <= 0 fires at once.
-func (c *Clock) NewTimer(d time.Duration) runner.Timer {
+func (c *Clock) NewTimer(d time.Duration) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &timer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
