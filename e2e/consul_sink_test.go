@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,33 +15,18 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 	bendpoint "github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink/consul"
 )
 
 // These tests drive the Consul sink library against a real dev agent built
 // from Consul's module (see internal/consulbin); no bridge binary is needed.
 
-// consulClock is an injectable clock for passing Resync without sleeping.
-type consulClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newConsulClock() *consulClock {
-	return &consulClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *consulClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *consulClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newConsulClock is a manual clock for passing Resync without sleeping.
+func newConsulClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // consulServers returns a snapshot of n endpoints 10.213.<i/250>.<i%250+1>:8000.
@@ -60,10 +44,10 @@ func consulServers(round uint64, n int) bendpoint.Snapshot {
 }
 
 // newConsulSink builds a Consul sink against ag; mod adjusts the configuration.
-func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*sink.ConsulConfig)) *sink.Consul {
+func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*consul.Config)) *consul.Agent {
 	t.Helper()
-	cfg := sink.ConsulConfig{
-		Addr:     ag.Addr,
+	cfg := consul.Config{
+		Client:   consul.ClientConfig{Addr: ag.Addr},
 		Service:  "django",
 		BridgeID: "bridge-a",
 		TTL:      30 * time.Second,
@@ -71,14 +55,18 @@ func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*sink.ConsulCon
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := sink.NewConsul(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	s, err := consul.NewAgent(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
 	if err != nil {
-		t.Fatalf("NewConsul: %v", err)
+		t.Fatalf("NewAgent: %v", err)
+	}
+	// As the runner does: start (the lock, if any) before the first Apply.
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
 	}
 	return s
 }
 
-func consulApply(t testing.TB, s *sink.Consul, snap bendpoint.Snapshot) sink.Result {
+func consulApply(t testing.TB, s *consul.Agent, snap bendpoint.Snapshot) sink.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -89,7 +77,7 @@ func consulApply(t testing.TB, s *sink.Consul, snap bendpoint.Snapshot) sink.Res
 	return res
 }
 
-func consulClose(t testing.TB, s *sink.Consul) {
+func consulClose(t testing.TB, s *consul.Agent) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -172,7 +160,7 @@ func TestConsulSinkRegistersServers(t *testing.T) {
 	t.Parallel()
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
-	s := newConsulSink(t, ag, func(cfg *sink.ConsulConfig) { cfg.Tags = []string{"lab", "v1"} })
+	s := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.Tags = []string{"lab", "v1"} })
 	snap := consulServers(1, 3)
 
 	res := consulApply(t, s, snap)
@@ -197,7 +185,7 @@ func TestConsulSinkRegistersServers(t *testing.T) {
 			t.Errorf("meta[%s] = %q, want %q", k, got.Meta[k], v)
 		}
 	}
-	if b := consulAgentServices(t, c, sink.BridgeServiceName); len(b) != 1 || b[s.BridgeServiceID()] == nil {
+	if b := consulAgentServices(t, c, consul.BridgeServiceName); len(b) != 1 || b[s.BridgeServiceID()] == nil {
 		t.Errorf("bridge service = %v, want %s", b, s.BridgeServiceID())
 	}
 	// Every instance is healthy through its alias check on the bridge.
@@ -241,7 +229,7 @@ func TestConsulSinkQuietRoundsLeaveIndexUnchanged(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
 	clk := newConsulClock()
-	s := newConsulSink(t, ag, func(cfg *sink.ConsulConfig) { cfg.Service = "django-big"; cfg.Clock = clk.Now })
+	s := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.Service = "django-big"; cfg.Clock = clk })
 	const n = 1000
 
 	start := time.Now()
@@ -317,7 +305,7 @@ func TestConsulSinkResyncRestoresDeletedAndLeavesForeign(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := newConsulSink(t, ag, func(cfg *sink.ConsulConfig) { cfg.Clock = clk.Now })
+	s := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.Clock = clk })
 	consulApply(t, s, consulServers(1, 3))
 
 	if err := c.Agent().ServiceDeregister("django-10.213.0.2-8000"); err != nil {
@@ -355,13 +343,13 @@ func TestConsulSinkRestartAndOnExit(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
 
-	first := newConsulSink(t, ag, func(cfg *sink.ConsulConfig) { cfg.OnExit = sink.OnExitKeep })
+	first := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.OnExit = consul.OnExitKeep })
 	consulApply(t, first, consulServers(1, 5))
 	consulClose(t, first) // keep: everything stays
 	if got := len(consulAgentServices(t, c, "django")); got != 5 {
 		t.Fatalf("after Close(keep): %d services, want 5", got)
 	}
-	if got := len(consulAgentServices(t, c, sink.BridgeServiceName)); got != 1 {
+	if got := len(consulAgentServices(t, c, consul.BridgeServiceName)); got != 1 {
 		t.Fatalf("after Close(keep): %d bridge services, want 1", got)
 	}
 
@@ -383,15 +371,15 @@ func TestConsulSinkRestartAndOnExit(t *testing.T) {
 	if got := consulAgentServices(t, c, "django"); len(got) != 0 {
 		t.Errorf("after Close(deregister): %v remain", consulKeys(got))
 	}
-	if got := consulAgentServices(t, c, sink.BridgeServiceName); len(got) != 0 {
+	if got := consulAgentServices(t, c, consul.BridgeServiceName); len(got) != 0 {
 		t.Errorf("after Close(deregister): bridge services %v remain", consulKeys(got))
 	}
 }
 
 // consulKeepSink is another process of the same bridge that writes 5 services
 // behind third's back (leftovers third does not know of).
-func consulKeepSink(t testing.TB, ag *consulagent.Agent) *sink.Consul {
-	return newConsulSink(t, ag, func(cfg *sink.ConsulConfig) { cfg.OnExit = sink.OnExitKeep })
+func consulKeepSink(t testing.TB, ag *consulagent.Agent) *consul.Agent {
+	return newConsulSink(t, ag, func(cfg *consul.Config) { cfg.OnExit = consul.OnExitKeep })
 }
 
 func TestConsulSinkAgentRestartHeals(t *testing.T) {
@@ -457,7 +445,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 	logger := zerolog.New(&logs)
 
 	t.Run("good token", func(t *testing.T) {
-		s, err := sink.NewConsul(sink.ConsulConfig{Addr: ag.Addr, BridgeID: "acl", TokenFile: good}, logger)
+		s, err := consul.NewAgent(consul.Config{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: good}, BridgeID: "acl"}, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -468,7 +456,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 		consulClose(t, s)
 	})
 	t.Run("wrong token", func(t *testing.T) {
-		s, err := sink.NewConsul(sink.ConsulConfig{Addr: ag.Addr, BridgeID: "acl", TokenFile: bad}, logger)
+		s, err := consul.NewAgent(consul.Config{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: bad}, BridgeID: "acl"}, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -487,7 +475,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 		}
 	})
 	t.Run("missing token file", func(t *testing.T) {
-		_, err := sink.NewConsul(sink.ConsulConfig{Addr: ag.Addr, BridgeID: "acl", TokenFile: filepath.Join(dir, "nope")}, logger)
+		_, err := consul.NewAgent(consul.Config{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: filepath.Join(dir, "nope")}, BridgeID: "acl"}, logger)
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "nope")) {
 			t.Errorf("NewConsul with a missing token file = %v, want an error naming the path", err)
 		}
@@ -502,8 +490,8 @@ func TestConsulSinkLockFailover(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
 	const n = 10
-	lockCfg := func(id string) func(*sink.ConsulConfig) {
-		return func(cfg *sink.ConsulConfig) {
+	lockCfg := func(id string) func(*consul.Config) {
+		return func(cfg *consul.Config) {
 			cfg.BridgeID = id
 			cfg.LockKey = "udp-discovery-bridge/e2e/leader"
 			cfg.LockSessionTTL = 10 * time.Second
@@ -530,7 +518,7 @@ func TestConsulSinkLockFailover(t *testing.T) {
 		t.Fatalf("owners = %v, want only bridge-a with %d", got, n)
 	}
 	// Both bridges stay visible.
-	if got := len(consulAgentServices(t, c, sink.BridgeServiceName)); got != 2 {
+	if got := len(consulAgentServices(t, c, consul.BridgeServiceName)); got != 2 {
 		t.Errorf("bridge services = %d, want 2", got)
 	}
 
@@ -594,7 +582,7 @@ func TestConsulSinkLockFailover(t *testing.T) {
 func BenchmarkConsulSinkQuietApply10k(b *testing.B) {
 	ag := consulagent.Start(b, consulagent.Options{})
 	clk := newConsulClock()
-	s := newConsulSink(b, ag, func(cfg *sink.ConsulConfig) { cfg.Service = "django-10k"; cfg.Clock = clk.Now })
+	s := newConsulSink(b, ag, func(cfg *consul.Config) { cfg.Service = "django-10k"; cfg.Clock = clk })
 	const n = 10000
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)

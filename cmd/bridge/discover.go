@@ -16,19 +16,19 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
-func discoverCommand() *cli.Command {
+func discoverCommand(schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "discover",
 		Usage: "run one discovery round and print the servers found",
 		Description: "Broadcasts the probe on every selected interface (plus unicast probes to --scan-cidr networks)\n" +
 			"and collects replies until --timeout (a deadline for the whole round), the first reply with --one,\n" +
 			"or --settle after the last probe. Exit status: 0 found, 1 none, 2 bad usage or configuration.",
-		Flags: append(keyFlags(config.GroupDiscovery),
+		Flags: append(keyFlags(schema, config.GroupDiscovery),
 			&cli.BoolFlag{Name: "one", Usage: "stop at the first valid reply"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c)
+			cfg, err := loadConfig(c, schema)
 			if err != nil {
 				return err
 			}
@@ -61,7 +61,7 @@ func discoverCommand() *cli.Command {
 // newClient builds a discovery client from the configuration; configuration
 // problems are usage errors.
 func newClient(cfg *config.Config, log zerolog.Logger, one bool) (*discover.Client, error) {
-	opts, err := cfg.DiscoverOptions()
+	opts, err := discoverOptions(cfg)
 	if err != nil {
 		return nil, usageErr(err)
 	}

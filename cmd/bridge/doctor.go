@@ -14,13 +14,13 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
-func doctorCommand() *cli.Command {
+func doctorCommand(schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "doctor",
 		Usage: "check interfaces, run one discovery round and say what to try when nothing is found",
-		Flags: keyFlags(config.GroupDiscovery),
+		Flags: keyFlags(schema, config.GroupDiscovery),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c)
+			cfg, err := loadConfig(c, schema)
 			if err != nil {
 				return err
 			}

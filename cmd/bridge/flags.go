@@ -15,12 +15,12 @@ import (
 // keyFlags builds one flag per configuration key of the given groups. Values
 // are parsed by pkg/config (not by the flag library), so a bad value gets the
 // same error, naming the key and its source, wherever it came from.
-func keyFlags(groups ...config.Group) []cli.Flag {
+func keyFlags(schema *config.Schema, groups ...config.Group) []cli.Flag {
 	var out []cli.Flag
 	if !hasGroup(groups, config.GroupGlobal) {
-		out = append(out, keyFlags(config.GroupGlobal)...)
+		out = append(out, keyFlags(schema, config.GroupGlobal)...)
 	}
-	for _, k := range config.Keys() {
+	for _, k := range schema.Keys() {
 		if !hasGroup(groups, k.Group) {
 			continue
 		}
@@ -28,7 +28,7 @@ func keyFlags(groups ...config.Group) []cli.Flag {
 		if len(k.Env) > 0 {
 			usage += " [$" + k.Env[0] + "]"
 		}
-		cat := category(k.Group)
+		cat := k.Title()
 		switch k.Kind {
 		case config.KindBool:
 			def, _ := strconv.ParseBool(k.Default)
@@ -48,20 +48,8 @@ func keyFlags(groups ...config.Group) []cli.Flag {
 
 func hasGroup(groups []config.Group, g config.Group) bool { return slices.Contains(groups, g) }
 
-func category(g config.Group) string {
-	switch g {
-	case config.GroupDiscovery:
-		return "Discovery"
-	case config.GroupRun:
-		return "Sidecar"
-	case config.GroupConsul:
-		return "Consul sink"
-	}
-	return "Global"
-}
-
-func globalFlags() []cli.Flag {
-	return append(keyFlags(config.GroupGlobal),
+func globalFlags(schema *config.Schema) []cli.Flag {
+	return append(keyFlags(schema, config.GroupGlobal),
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file (see bridge.example.yaml)", EnvVars: []string{"BRIDGE_CONFIG"}, Category: "Global"},
 	)
 }
@@ -89,14 +77,14 @@ func setValue(c *cli.Context, k config.Key) (any, bool) {
 
 // loadConfig gathers the flags the user set on c (and its parents) and loads
 // the layered configuration.
-func loadConfig(c *cli.Context) (*config.Config, error) {
+func loadConfig(c *cli.Context, schema *config.Schema) (*config.Config, error) {
 	set := map[string]any{}
-	for _, k := range config.Keys() {
+	for _, k := range schema.Keys() {
 		if v, ok := setValue(c, k); ok {
 			set[k.Name] = v
 		}
 	}
-	cfg, err := config.Load(config.Inputs{File: c.String("config"), LookupEnv: os.LookupEnv, Flags: set})
+	cfg, err := schema.Load(config.Inputs{File: c.String("config"), LookupEnv: os.LookupEnv, Flags: set})
 	if err != nil {
 		return nil, usageErr(err)
 	}
@@ -110,9 +98,9 @@ func newLogger(c *cli.Context, cfg *config.Config) zerolog.Logger {
 
 // flagLogger builds the logger for commands that take no configuration
 // keys but the global log flags (and their BRIDGE_LOG_* variables).
-func flagLogger(c *cli.Context) zerolog.Logger {
+func flagLogger(c *cli.Context, schema *config.Schema) zerolog.Logger {
 	values := map[string]string{}
-	for _, k := range config.Keys() {
+	for _, k := range schema.Keys() {
 		if k.Group != config.GroupGlobal {
 			continue
 		}

@@ -13,15 +13,15 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
-func interfacesCommand() *cli.Command {
+func interfacesCommand(schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "interfaces",
 		Usage: "list the interfaces discovery would use, with the segmented-network diagnosis",
-		Flags: append(keyFlags(config.GroupDiscovery),
+		Flags: append(keyFlags(schema, config.GroupDiscovery),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c)
+			cfg, err := loadConfig(c, schema)
 			if err != nil {
 				return err
 			}

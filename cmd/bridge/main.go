@@ -11,12 +11,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/sinks"
 )
 
 // Exit codes shared by every subcommand.
@@ -60,7 +64,12 @@ func main() {
 
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	app := newApp(stdout, stderr)
+	return runWith(ctx, sinks.Registry(), args, stdout, stderr)
+}
+
+// runWith is run with the sinks of reg.
+func runWith(ctx context.Context, reg *sink.Registry, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr, reg)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
@@ -77,17 +86,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func newApp(stdout, stderr io.Writer) *cli.App {
+// newApp builds the CLI for the sinks of reg: the flags, environment
+// variables, help and validation of --sink and of each sink's settings come
+// from it.
+func newApp(stdout, stderr io.Writer, reg *sink.Registry) *cli.App {
+	schema := reg.Schema()
 	return &cli.App{
 		Name:  "bridge",
-		Usage: "find django-udp-discovery servers by UDP broadcast and export them to Consul, a file or stdout",
+		Usage: "find django-udp-discovery servers by UDP broadcast and export them to registries (sinks: " + strings.Join(reg.Names(), ", ") + ")",
 		Description: "Discovery is compatible with django-udp-discovery (plain and Fernet-encrypted).\n" +
 			"Configuration: defaults < --config file < environment < flags; every key is listed in bridge.example.yaml.\n" +
 			"Exit codes: 0 ok/found, 1 nothing found, 2 bad usage or configuration, 3 --once --dry-run found differences, 4 runtime failure.",
 		Version:              version,
 		Writer:               stdout,
 		ErrWriter:            stderr,
-		Flags:                globalFlags(),
+		Flags:                globalFlags(schema),
 		EnableBashCompletion: true,
 		HideVersion:          true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() maps errors to exit codes
@@ -95,11 +108,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usageErr(err)
 		},
 		Commands: []*cli.Command{
-			runCommand(),
-			discoverCommand(),
-			interfacesCommand(),
-			doctorCommand(),
-			respondCommand(),
+			runCommand(reg, schema),
+			discoverCommand(schema),
+			interfacesCommand(schema),
+			doctorCommand(schema),
+			respondCommand(schema),
 			keygenCommand(),
 			versionCommand(),
 		},

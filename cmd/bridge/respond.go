@@ -15,7 +15,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
-func respondCommand() *cli.Command {
+func respondCommand(schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "respond",
 		Usage: "answer discovery probes like a django-udp-discovery server (for demos and tests)",
@@ -23,7 +23,7 @@ func respondCommand() *cli.Command {
 			"payload equals --message byte for byte with PREFIX + IP[:APP-PORT], unicast to the sender. In encrypted\n" +
 			"mode probe and reply are Fernet tokens; plaintext probes, garbage and wrong-key tokens get no reply.\n" +
 			"--ip auto advertises the address of the default route, or 127.0.0.1 when there is none (as the stock server).",
-		Flags: append(keyFlags(config.GroupGlobal), []cli.Flag{
+		Flags: append(keyFlags(schema, config.GroupGlobal), []cli.Flag{
 			&cli.StringFlag{Name: "ip", Value: "auto", Usage: "IPv4 address to advertise, or auto"},
 			&cli.UintFlag{Name: "app-port", Usage: "port to append to the reply (0: none, as the stock server)"},
 			&cli.UintFlag{Name: "port", Value: 9999, Usage: "UDP port to listen on"},
@@ -48,7 +48,7 @@ func respondCommand() *cli.Command {
 			if n := c.Int("replies"); n < 1 || n > 1_000_000 {
 				return usageErr(fmt.Errorf("--replies: bad value %d: want 1..1000000", n))
 			}
-			log := flagLogger(c)
+			log := flagLogger(c, schema)
 			key, err := responderKey(c)
 			if err != nil {
 				return usageErr(err)

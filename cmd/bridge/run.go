@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,22 +21,22 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/sink"
 )
 
-func runCommand() *cli.Command {
+func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "run",
-		Usage: "the sidecar: discover every --interval and keep the sinks (stdout, file, consul) in step",
+		Usage: "the sidecar: discover every --interval and keep the sinks (" + strings.Join(reg.Names(), ", ") + ") in step",
 		Description: "Runs a discovery round every --interval, adds a server the first round it answers and removes it after\n" +
 			"--missed-rounds rounds without a reply. A round whose probes could not be sent is a failed round: it\n" +
 			"counts as no miss. Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
 			"the loop. SIGTERM/SIGINT: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
 			"--once: one round, apply, exit 0 (found) or 1 (none). --dry-run: apply nothing, print each plan as JSON\n" +
 			"lines; with --once, exit 3 when a registry differs from what discovery sees.",
-		Flags: append(keyFlags(config.GroupDiscovery, config.GroupRun, config.GroupConsul),
+		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c)
+			cfg, err := loadConfig(c, schema)
 			if err != nil {
 				return err
 			}
@@ -51,9 +52,9 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			sinks, err := buildSinks(c, cfg, log, once)
+			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once})
 			if err != nil {
-				return err
+				return usageErr(err)
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -94,52 +95,6 @@ func runCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-// buildSinks creates the configured sinks in the order given.
-func buildSinks(c *cli.Context, cfg *config.Config, log zerolog.Logger, once bool) ([]sink.Sink, error) {
-	var sinks []sink.Sink
-	for _, name := range cfg.Sinks {
-		switch name {
-		case "stdout":
-			sinks = append(sinks, sink.NewStdout(c.App.Writer))
-		case "file":
-			f, err := sink.NewFile(cfg.FilePath, time.Now)
-			if err != nil {
-				return nil, usageErr(fmt.Errorf("file_path (%s): %w", cfg.Source("file_path"), err))
-			}
-			sinks = append(sinks, f)
-		case "consul":
-			id := cfg.BridgeID
-			if id == "" {
-				h, err := os.Hostname()
-				if err != nil {
-					return nil, usageErr(fmt.Errorf("bridge_id is not set and the host name is unknown: %w", err))
-				}
-				id = h
-			}
-			onExit := cfg.OnExit
-			if once {
-				// A one-shot run leaves what it registered; the heartbeat
-				// TTL lets it expire unless another run refreshes it.
-				onExit = "keep"
-			}
-			cs, err := sink.NewConsul(sink.ConsulConfig{
-				Addr: cfg.ConsulAddr, SSL: cfg.ConsulSSL, Token: cfg.ConsulToken, TokenFile: cfg.ConsulTokenFile,
-				CACert: cfg.ConsulCACert, ClientCert: cfg.ConsulClientCert, ClientKey: cfg.ConsulClientKey,
-				TLSServerName: cfg.ConsulTLSServer, Datacenter: cfg.ConsulDatacenter, Namespace: cfg.ConsulNamespace,
-				Partition: cfg.ConsulPartition, Service: cfg.ConsulService, Tags: cfg.ConsulTags, BridgeID: id,
-				TTL: cfg.HeartbeatTTL(), DeregisterAfter: cfg.ConsulDeregAfter, Check: cfg.ConsulCheck,
-				CheckInterval: cfg.ConsulCheckEvery, Resync: cfg.ConsulResync, OnExit: onExit, LockKey: cfg.ConsulLock,
-				LockSessionTTL: cfg.ConsulLockTTL,
-			}, log.With().Str("sink", "consul").Logger())
-			if err != nil {
-				return nil, usageErr(err)
-			}
-			sinks = append(sinks, cs)
-		}
-	}
-	return sinks, nil
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz on addr until the returned

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -10,8 +10,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink/consul"
 )
+
+type (
+	Config = config.Config
+	Inputs = config.Inputs
+	Error  = config.Error
+)
+
+// testSchema is the configuration of a bridge with the built-in sinks; the
+// Consul section is returned to read its loaded values.
+func testSchema() (*config.Schema, *consul.Section) {
+	cf := consul.Factory()
+	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), cf).Schema(), cf.Section.(*consul.Section)
+}
+
+// Load loads in with the built-in sinks.
+func Load(in Inputs) (*Config, error) {
+	s, _ := testSchema()
+	return s.Load(in)
+}
 
 func envOf(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
@@ -36,7 +57,12 @@ func mustLoad(t *testing.T, in Inputs) *Config {
 }
 
 func TestDefaultsMatchUpstream(t *testing.T) {
-	c := mustLoad(t, Inputs{})
+	schema, sec := testSchema()
+	c, err := schema.Load(Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := sec.Config()
 	checks := []struct {
 		name      string
 		got, want any
@@ -51,9 +77,9 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"address_from", c.AddressFrom, "auto"},
 		{"interval", c.Interval, 10 * time.Second},
 		{"missed_rounds", c.MissedRounds, 3},
-		{"consul_service", c.ConsulService, "django"},
-		{"consul_deregister_after", c.ConsulDeregAfter, time.Minute},
-		{"on_exit", c.OnExit, "deregister"},
+		{"consul_service", cc.Service, "django"},
+		{"consul_deregister_after", cc.DeregisterAfter, time.Minute},
+		{"on_exit", cc.OnExit, "deregister"},
 		{"metrics_addr", c.MetricsAddr, ":9108"},
 	}
 	for _, tc := range checks {
@@ -126,8 +152,6 @@ func TestValues(t *testing.T) {
 			}},
 		{"client secret key wins", map[string]string{"DISCOVERY_CLIENT_SECRET_KEY": "a", "DISCOVERY_SECRET_KEY": "b"}, nil,
 			func(c *Config) bool { return c.SecretKey == "a" }},
-		{"heartbeat ttl auto", nil, map[string]any{"interval": "10s", "timeout": "5"},
-			func(c *Config) bool { return c.HeartbeatTTL() == 35*time.Second }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,28 +220,6 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("error leaks the secret: %v", err)
 	}
-	c := mustLoad(t, Inputs{Flags: map[string]any{"encryption_enabled": "true", "secret_key": secret}})
-	_, err = c.DiscoverOptions()
-	if err == nil || strings.Contains(err.Error(), secret) || !errors.Is(err, discover.ErrInvalidKey) {
-		t.Fatalf("DiscoverOptions error = %v; want ErrInvalidKey without the key", err)
-	}
-}
-
-func TestDiscoverOptionsKeyFile(t *testing.T) {
-	key, err := discover.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := writeFile(t, "key", key+"\n")
-	c := mustLoad(t, Inputs{LookupEnv: envOf(map[string]string{"DISCOVERY_CLIENT_ENCRYPTION_ENABLED": "true", "DISCOVERY_CLIENT_SECRET_KEY_FILE": path})})
-	o, err := c.DiscoverOptions()
-	if err != nil || o.Key == nil {
-		t.Fatalf("DiscoverOptions = %v, key %v", err, o.Key)
-	}
-	c = mustLoad(t, Inputs{Flags: map[string]any{"encryption_enabled": "true", "secret_key_file": filepath.Join(t.TempDir(), "missing")}})
-	if _, err := c.DiscoverOptions(); err == nil || !strings.Contains(err.Error(), "flag --secret-key-file") {
-		t.Fatalf("missing key file error = %v", err)
-	}
 }
 
 func TestParseDuration(t *testing.T) {
@@ -235,7 +237,7 @@ func TestParseDuration(t *testing.T) {
 		{"1e30", 0, false},
 	}
 	for _, tc := range tests {
-		got, err := ParseDuration(tc.in)
+		got, err := config.ParseDuration(tc.in)
 		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}

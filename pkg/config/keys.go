@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 // Kind says how a key's value is parsed.
 type Kind int
 
@@ -18,8 +20,7 @@ type Group int
 const (
 	GroupGlobal    Group = iota // every command
 	GroupDiscovery              // discover, doctor, run
-	GroupRun                    // run
-	GroupConsul                 // run (consul sink)
+	GroupRun                    // run (the sidecar and its sinks)
 )
 
 // Key describes one configuration key: its name in the config file, its
@@ -35,12 +36,31 @@ type Key struct {
 	// Secret keys are never echoed in errors or logs.
 	Secret bool
 	Usage  string
+	// Category titles the key's group in --help and in bridge.example.yaml
+	// ("Consul sink"); empty means the title of its Group.
+	Category string
 }
 
-// Keys returns the full configuration surface, in documentation order. The
+// Title is the heading of k in --help and the example file.
+func (k Key) Title() string {
+	if k.Category != "" {
+		return k.Category
+	}
+	switch k.Group {
+	case GroupDiscovery:
+		return "Discovery"
+	case GroupRun:
+		return "Sidecar"
+	}
+	return "Global"
+}
+
+// coreKeys returns the keys every build of the bridge has (logging,
+// discovery, the sidecar loop), in documentation order; sinkNames are the
+// valid values of sinks. Each sink's own keys come from its Section. The
 // discovery keys keep the upstream django-udp-discovery client's names,
 // defaults and environment variables.
-func Keys() []Key {
+func coreKeys(sinkNames []string) []Key {
 	return []Key{
 		// Global.
 		{Name: "log_level", Flag: "log-level", Env: []string{"BRIDGE_LOG_LEVEL"}, Default: "info", Group: GroupGlobal,
@@ -94,56 +114,8 @@ func Keys() []Key {
 		{Name: "missed_rounds", Flag: "missed-rounds", Env: []string{"DISCOVERY_CLIENT_MISSED_ROUNDS"}, Default: "3", Kind: KindInt, Group: GroupRun,
 			Usage: "consecutive rounds without a reply before a server is removed"},
 		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, Group: GroupRun,
-			Usage: "where to export: stdout, file, consul (repeatable or comma-separated)"},
-		{Name: "file_path", Flag: "file-path", Env: []string{"DISCOVERY_CLIENT_FILE_PATH"}, Group: GroupRun,
-			Usage: "file sink: JSON document to keep up to date"},
+			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
 			Usage: "listen address for /metrics, /healthz, /readyz (empty disables)"},
-		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: GroupRun,
-			Usage: "this bridge's identity in registries (default: the host name)"},
-		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: "deregister", Group: GroupRun,
-			Usage: "on SIGTERM: deregister what this bridge registered, or keep it for the heartbeat to expire"},
-
-		// Consul sink.
-		{Name: "consul_addr", Flag: "consul-addr", Env: []string{"CONSUL_HTTP_ADDR"}, Default: "127.0.0.1:8500", Group: GroupConsul,
-			Usage: "Consul agent address (host:port or URL)"},
-		{Name: "consul_token", Flag: "consul-token", Env: []string{"CONSUL_HTTP_TOKEN"}, Secret: true, Group: GroupConsul,
-			Usage: "Consul ACL token (prefer --consul-token-file)"},
-		{Name: "consul_token_file", Flag: "consul-token-file", Env: []string{"CONSUL_HTTP_TOKEN_FILE"}, Group: GroupConsul,
-			Usage: "file holding the Consul ACL token"},
-		{Name: "consul_ssl", Flag: "consul-ssl", Env: []string{"CONSUL_HTTP_SSL"}, Default: "false", Kind: KindBool, Group: GroupConsul,
-			Usage: "talk HTTPS to Consul"},
-		{Name: "consul_cacert", Flag: "consul-cacert", Env: []string{"CONSUL_CACERT"}, Group: GroupConsul,
-			Usage: "CA certificate file for Consul's TLS"},
-		{Name: "consul_client_cert", Flag: "consul-client-cert", Env: []string{"CONSUL_CLIENT_CERT"}, Group: GroupConsul,
-			Usage: "client certificate file for Consul mTLS"},
-		{Name: "consul_client_key", Flag: "consul-client-key", Env: []string{"CONSUL_CLIENT_KEY"}, Group: GroupConsul,
-			Usage: "client key file for Consul mTLS"},
-		{Name: "consul_tls_server_name", Flag: "consul-tls-server-name", Env: []string{"CONSUL_TLS_SERVER_NAME"}, Group: GroupConsul,
-			Usage: "server name to verify in Consul's certificate"},
-		{Name: "consul_datacenter", Flag: "consul-datacenter", Env: []string{"CONSUL_DATACENTER"}, Group: GroupConsul,
-			Usage: "Consul datacenter (default: the agent's)"},
-		{Name: "consul_namespace", Flag: "consul-namespace", Env: []string{"CONSUL_NAMESPACE"}, Group: GroupConsul,
-			Usage: "Consul Enterprise namespace (passed through)"},
-		{Name: "consul_partition", Flag: "consul-partition", Env: []string{"CONSUL_PARTITION"}, Group: GroupConsul,
-			Usage: "Consul Enterprise admin partition (passed through)"},
-		{Name: "consul_service", Flag: "consul-service", Env: []string{"DISCOVERY_CLIENT_CONSUL_SERVICE"}, Default: "django", Group: GroupConsul,
-			Usage: "service name the discovered servers are registered under"},
-		{Name: "consul_tags", Flag: "consul-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_TAGS"}, Kind: KindList, Group: GroupConsul,
-			Usage: "tag for every registered server (repeatable)"},
-		{Name: "consul_ttl", Flag: "consul-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_TTL"}, Default: "0", Kind: KindDuration, Group: GroupConsul,
-			Usage: "TTL of the bridge's heartbeat check (0: 3 x interval, at least 15s)"},
-		{Name: "consul_deregister_after", Flag: "consul-deregister-after", Env: []string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER"}, Default: "1m", Kind: KindDuration, Group: GroupConsul,
-			Usage: "Consul removes a server this long after its check turned critical (1m at least)"},
-		{Name: "consul_check", Flag: "consul-check", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK"}, Group: GroupConsul,
-			Usage: "extra check on each server itself: tcp or http (empty: none)"},
-		{Name: "consul_check_interval", Flag: "consul-check-interval", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK_INTERVAL"}, Default: "10s", Kind: KindDuration, Group: GroupConsul,
-			Usage: "interval of the --consul-check check"},
-		{Name: "consul_resync", Flag: "consul-resync", Env: []string{"DISCOVERY_CLIENT_CONSUL_RESYNC"}, Default: "1m", Kind: KindDuration, Group: GroupConsul,
-			Usage: "how often to compare what the agent holds with what the bridge owns"},
-		{Name: "consul_lock", Flag: "consul-lock", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK"}, Group: GroupConsul,
-			Usage: "KV key of a lock: of several bridges on one LAN only the holder registers (empty: off)"},
-		{Name: "consul_lock_session_ttl", Flag: "consul-lock-session-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL"}, Default: "10s", Kind: KindDuration, Group: GroupConsul,
-			Usage: "TTL of the lock's session (10s at least); a standby takes over within about twice this after the holder dies"},
 	}
 }

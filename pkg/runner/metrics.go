@@ -139,6 +139,14 @@ func (m *Metrics) addSink(name string) {
 	m.sinkErrors.WithLabelValues(name)
 }
 
+// sinkWrote counts n writes a sink made during an apply still running.
+func (m *Metrics) sinkWrote(name string, n int) {
+	if m == nil {
+		return
+	}
+	m.sinkWrites.WithLabelValues(name).Add(float64(n))
+}
+
 func (m *Metrics) sinkApply(name string, writes int, err error, at time.Time) {
 	if m == nil {
 		return

@@ -209,7 +209,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 			wg.Go(func() { w.run(sinkCtx, stop) })
 		}
 	}
-	r.log.Info().Dur("interval", r.cfg.Interval).Int("missed_rounds", r.cfg.MissedRounds).
+	r.log.Info().Str("interval", r.cfg.Interval.String()).Int("missed_rounds", r.cfg.MissedRounds).
 		Bool("dry_run", r.cfg.DryRun).Strs("sinks", r.names).Msg("loop started")
 
 	next := r.clock.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
@@ -21,6 +22,7 @@ type worker struct {
 
 	failing  bool
 	failures int // consecutive failed applies
+	started  bool
 }
 
 func (r *runner) newWorker(s sink.Sink, name string) *worker {
@@ -45,6 +47,7 @@ func (w *worker) post(s endpoint.Snapshot) {
 // snapshot not yet applied (one attempt) and returns. ctx is cancelled only
 // when the shutdown bound expires.
 func (w *worker) run(ctx context.Context, stop <-chan struct{}) {
+	w.start(ctx)
 	var pending *endpoint.Snapshot
 	newest := func() {
 		select {
@@ -90,6 +93,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) {
 // applyAttempts tries s up to attempts times with backoff in between (for
 // Once) and returns the last error.
 func (w *worker) applyAttempts(ctx context.Context, s endpoint.Snapshot, attempts int) error {
+	w.start(ctx)
 	var err error
 	for i := range attempts {
 		if err = w.apply(ctx, s); err == nil {
@@ -109,14 +113,35 @@ func (w *worker) applyAttempts(ctx context.Context, s endpoint.Snapshot, attempt
 	return fmt.Errorf("sink %s: apply round %d: %w", w.name, s.Round, err)
 }
 
+// start starts a sink that has background work (sink.Starter), once,
+// before its first Apply.
+func (w *worker) start(ctx context.Context) {
+	st, ok := w.sink.(sink.Starter)
+	if !ok || w.started {
+		return
+	}
+	w.started = true
+	if err := st.Start(ctx); err != nil {
+		w.r.log.Warn().Str("sink", w.name).Err(err).Msg("sink start failed; its applies will fail until it recovers")
+	}
+}
+
 // apply calls Apply once and records the outcome in logs, metrics and
 // health. Logs: warn on healthy→failing, info on failing→healthy, debug per
 // attempt.
 func (w *worker) apply(ctx context.Context, s endpoint.Snapshot) error {
 	log := w.r.log
-	res, err := w.sink.Apply(ctx, s)
+	// Writes are counted as the sink makes them (sink.Wrote), so the
+	// metric moves during a long apply; the rest of Result.Writes is added
+	// when Apply returns.
+	var reported atomic.Int64
+	pctx := sink.WithProgress(ctx, func(n int) {
+		reported.Add(int64(n))
+		w.r.cfg.Metrics.sinkWrote(w.name, n)
+	})
+	res, err := w.sink.Apply(pctx, s)
 	now := w.r.clock.Now()
-	w.r.cfg.Metrics.sinkApply(w.name, res.Writes, err, now)
+	w.r.cfg.Metrics.sinkApply(w.name, max(res.Writes-int(reported.Load()), 0), err, now)
 	w.r.cfg.Health.sinkApply(w.name, err)
 	if err != nil {
 		w.failures++

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 )
 
@@ -31,16 +32,17 @@ type FileDocument struct {
 // sees the old document or the new one, never half of one. An existing
 // file's mode and owner are kept; a new file gets mode 0644.
 type File struct {
-	path string
-	now  func() time.Time
+	path  string
+	clock clock.Clock
 	// last is the servers part of the document on disk, nil when unknown;
 	// prev the endpoints it holds.
 	last []byte
 	prev endpoint.Snapshot
 }
 
-// NewFile returns a file sink for path. The directory must exist.
-func NewFile(path string, now func() time.Time) (*File, error) {
+// NewFile returns a file sink for path, stamping documents with clk (nil:
+// the real clock). The directory must exist.
+func NewFile(path string, clk clock.Clock) (*File, error) {
 	if path == "" {
 		return nil, errors.New("file sink: file_path is empty")
 	}
@@ -52,7 +54,7 @@ func NewFile(path string, now func() time.Time) (*File, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("file sink: file_path %q: %s is not a directory", path, dir)
 	}
-	return &File{path: path, now: now}, nil
+	return &File{path: path, clock: clock.OrReal(clk)}, nil
 }
 
 // Name implements Sink.
@@ -133,7 +135,7 @@ func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) 
 	if bytes.Equal(servers, f.last) {
 		return Result{}, nil
 	}
-	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: f.now().UTC(), Servers: recs}, "", "  ")
+	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: f.clock.Now().UTC(), Servers: recs}, "", "  ")
 	if err != nil {
 		return Result{}, fmt.Errorf("file sink: encode: %w", err)
 	}

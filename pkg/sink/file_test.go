@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
+
 	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
 )
 
@@ -104,8 +106,8 @@ func readDoc(t *testing.T, path string) FileDocument {
 
 func TestFileWritesOnlyOnChange(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "servers.json")
-	now := t0
-	f, err := NewFile(path, func() time.Time { return now })
+	clk := clocktest.New(t0)
+	f, err := NewFile(path, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,8 @@ func TestFileWritesOnlyOnChange(t *testing.T) {
 	// last_seen moves every round but is not part of the document.
 	a2 := a
 	a2.LastSeen = t0.Add(time.Minute)
-	now = t0.Add(time.Minute)
+	clk.Advance(time.Minute)
+	now := clk.Now()
 	res, err = f.Apply(ctx, snap(2, a2, b))
 	if err != nil || res.Writes != 0 {
 		t.Fatalf("quiet apply wrote: %+v, %v", res, err)
@@ -138,7 +141,7 @@ func TestFileWritesOnlyOnChange(t *testing.T) {
 	}
 
 	// A new sink (restart) with the same set writes nothing.
-	f2, _ := NewFile(path, func() time.Time { return now })
+	f2, _ := NewFile(path, clocktest.New(now))
 	if res, err := f2.Apply(ctx, snap(1, b)); err != nil || res.Writes != 0 {
 		t.Fatalf("restart apply: %+v, %v", res, err)
 	}
@@ -153,7 +156,7 @@ func TestFileKeepsModeAndReplacesGarbage(t *testing.T) {
 	if err := os.WriteFile(path, []byte("not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, _ := NewFile(path, func() time.Time { return t0 })
+	f, _ := NewFile(path, clocktest.New(t0))
 	if _, err := f.Apply(context.Background(), snap(1, ep("10.0.0.1:8000", t0))); err != nil {
 		t.Fatal(err)
 	}
@@ -171,10 +174,10 @@ func TestFileKeepsModeAndReplacesGarbage(t *testing.T) {
 }
 
 func TestFileErrors(t *testing.T) {
-	if _, err := NewFile("", time.Now); err == nil {
+	if _, err := NewFile("", nil); err == nil {
 		t.Error("empty path accepted")
 	}
-	if _, err := NewFile("/nonexistent-dir-udb/x.json", time.Now); err == nil || !strings.Contains(err.Error(), "/nonexistent-dir-udb/x.json") {
+	if _, err := NewFile("/nonexistent-dir-udb/x.json", nil); err == nil || !strings.Contains(err.Error(), "/nonexistent-dir-udb/x.json") {
 		t.Errorf("missing directory error = %v", err)
 	}
 }
@@ -182,7 +185,7 @@ func TestFileErrors(t *testing.T) {
 // TestFileReaderNeverSeesPartialDocument polls the file while it changes.
 func TestFileReaderNeverSeesPartialDocument(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "servers.json")
-	f, _ := NewFile(path, time.Now)
+	f, _ := NewFile(path, nil)
 	ctx := context.Background()
 	if _, err := f.Apply(ctx, snap(0)); err != nil {
 		t.Fatal(err)

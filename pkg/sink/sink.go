@@ -1,5 +1,8 @@
-// Package sink defines how the bridge exports what discovery sees, and holds
-// one implementation per file: stdout.go, file.go, consul.go.
+// Package sink defines how the bridge exports what discovery sees: the Sink
+// interface, the Factory that registers a sink with its settings, and the
+// two simple sinks (stdout.go; file.go with file_section.go). Larger sinks
+// live in packages of their own (pkg/sink/consul); pkg/sinks lists the sinks
+// a build has.
 //
 // A sink is handed the complete desired set (an endpoint.Snapshot) after every
 // completed round and brings its registry in line with it. Because each call
@@ -43,4 +46,12 @@ type Result struct {
 // without changing anything, what Apply would do. --dry-run uses it.
 type Planner interface {
 	Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff, error)
+}
+
+// Starter is implemented by sinks with background work (a leader lock). The
+// runner calls Start once, before the first Apply; a sink that is never
+// started (dry run) does no background work. ctx bounds Start itself, not
+// the work it starts, which runs until Close.
+type Starter interface {
+	Start(ctx context.Context) error
 }

@@ -23,6 +23,11 @@ type Stdout struct {
 	last []endpoint.Endpoint // the last snapshot printed (shared, read-only)
 }
 
+// StdoutFactory registers the stdout sink: no settings, writes to Deps.Out.
+func StdoutFactory() Factory {
+	return Factory{Name: "stdout", New: func(d Deps) (Sink, error) { return NewStdout(d.Out), nil }}
+}
+
 // NewStdout returns a stdout sink writing to w.
 func NewStdout(w io.Writer) *Stdout {
 	return &Stdout{w: w}

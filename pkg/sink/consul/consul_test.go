@@ -1,4 +1,4 @@
-package sink
+package consul
 
 import (
 	"context"
@@ -135,33 +135,32 @@ func TestConsulOwnedFilter(t *testing.T) {
 	}
 }
 
-func validConsulConfig() ConsulConfig {
-	return ConsulConfig{BridgeID: "host-1", Addr: "127.0.0.1:1"}.withDefaults()
+func validConsulConfig() Config {
+	return Config{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}}.withDefaults()
 }
 
 func TestConsulConfigValidate(t *testing.T) {
 	tests := []struct {
 		name    string
-		mod     func(*ConsulConfig)
+		mod     func(*Config)
 		wantErr string // substring; "" means valid
 	}{
-		{"defaults", func(*ConsulConfig) {}, ""},
-		{"deregister at floor", func(c *ConsulConfig) { c.DeregisterAfter = time.Minute }, ""},
-		{"deregister below floor", func(c *ConsulConfig) { c.DeregisterAfter = 30 * time.Second }, "consul_deregister_after"},
-		{"on exit keep", func(c *ConsulConfig) { c.OnExit = "keep" }, ""},
-		{"on exit bad", func(c *ConsulConfig) { c.OnExit = "nuke" }, "on_exit"},
-		{"check tcp", func(c *ConsulConfig) { c.Check = "tcp" }, ""},
-		{"check http", func(c *ConsulConfig) { c.Check = "http" }, ""},
-		{"check bad", func(c *ConsulConfig) { c.Check = "grpc" }, "consul_check"},
-		{"http path without slash", func(c *ConsulConfig) { c.Check = "http"; c.HTTPPath = "health" }, "consul_http_path"},
-		{"no bridge id", func(c *ConsulConfig) { c.BridgeID = "" }, "consul_bridge_id"},
-		{"unquotable bridge id", func(c *ConsulConfig) { c.BridgeID = "a\"`b" }, "consul_bridge_id"},
-		{"reserved service name", func(c *ConsulConfig) { c.Service = BridgeServiceName }, "consul_service"},
-		{"lock session ttl too short", func(c *ConsulConfig) { c.LockKey = "k"; c.LockSessionTTL = 5 * time.Second }, "consul_lock_session_ttl"},
-		{"short lock ttl ignored without lock", func(c *ConsulConfig) { c.LockSessionTTL = 5 * time.Second }, ""},
-		{"bad scheme", func(c *ConsulConfig) { c.Scheme = "ftp" }, "consul_scheme"},
-		{"parallel too high", func(c *ConsulConfig) { c.Parallel = 1000 }, "consul_parallel"},
-		{"negative ttl", func(c *ConsulConfig) { c.TTL = -time.Second }, "consul_ttl"},
+		{"defaults", func(*Config) {}, ""},
+		{"deregister at floor", func(c *Config) { c.DeregisterAfter = time.Minute }, ""},
+		{"deregister below floor", func(c *Config) { c.DeregisterAfter = 30 * time.Second }, "consul_deregister_after"},
+		{"on exit keep", func(c *Config) { c.OnExit = "keep" }, ""},
+		{"on exit bad", func(c *Config) { c.OnExit = "nuke" }, "on_exit"},
+		{"check tcp", func(c *Config) { c.Check = "tcp" }, ""},
+		{"check http", func(c *Config) { c.Check = "http" }, ""},
+		{"check bad", func(c *Config) { c.Check = "grpc" }, "consul_check"},
+		{"http path without slash", func(c *Config) { c.Check = "http"; c.HTTPPath = "health" }, "consul_http_path"},
+		{"no bridge id", func(c *Config) { c.BridgeID = "" }, "bridge_id"},
+		{"unquotable bridge id", func(c *Config) { c.BridgeID = "a\"`b" }, "bridge_id"},
+		{"reserved service name", func(c *Config) { c.Service = BridgeServiceName }, "consul_service"},
+		{"lock session ttl too short", func(c *Config) { c.LockKey = "k"; c.LockSessionTTL = 5 * time.Second }, "consul_lock_session_ttl"},
+		{"short lock ttl ignored without lock", func(c *Config) { c.LockSessionTTL = 5 * time.Second }, ""},
+		{"parallel too high", func(c *Config) { c.Parallel = 1000 }, "consul_parallel"},
+		{"negative ttl", func(c *Config) { c.TTL = -time.Second }, "consul_ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,9 +194,9 @@ func TestConsulValidateReportsAllProblems(t *testing.T) {
 }
 
 func TestNewConsulRejectsBadConfig(t *testing.T) {
-	_, err := NewConsul(ConsulConfig{BridgeID: "h", DeregisterAfter: 10 * time.Second}, zerolog.Nop())
+	_, err := NewAgent(Config{BridgeID: "h", DeregisterAfter: 10 * time.Second}, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "consul_deregister_after") {
-		t.Fatalf("NewConsul = %v, want error naming consul_deregister_after", err)
+		t.Fatalf("NewAgent = %v, want error naming consul_deregister_after", err)
 	}
 }
 
@@ -215,19 +214,19 @@ func TestConsulTokenFile(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		cfg       ConsulConfig
+		cfg       ClientConfig
 		env       map[string]string
 		wantToken string
 		wantErr   string
 	}{
-		{"token file", ConsulConfig{TokenFile: good}, nil, "s3cr3t-token", ""},
-		{"token file wins over token", ConsulConfig{TokenFile: good, Token: "other"}, nil, "s3cr3t-token", ""},
-		{"token", ConsulConfig{Token: "tok"}, nil, "tok", ""},
-		{"env token file", ConsulConfig{}, map[string]string{"CONSUL_HTTP_TOKEN_FILE": good, "CONSUL_HTTP_TOKEN": "envtok"}, "s3cr3t-token", ""},
-		{"env token", ConsulConfig{}, map[string]string{"CONSUL_HTTP_TOKEN": "envtok"}, "envtok", ""},
-		{"option beats env", ConsulConfig{Token: "tok"}, map[string]string{"CONSUL_HTTP_TOKEN_FILE": good}, "tok", ""},
-		{"missing file", ConsulConfig{TokenFile: filepath.Join(dir, "nope")}, nil, "", "consul_token_file"},
-		{"empty file", ConsulConfig{TokenFile: empty}, nil, "", "is empty"},
+		{"token file", ClientConfig{TokenFile: good}, nil, "s3cr3t-token", ""},
+		{"token file wins over token", ClientConfig{TokenFile: good, Token: "other"}, nil, "s3cr3t-token", ""},
+		{"token", ClientConfig{Token: "tok"}, nil, "tok", ""},
+		{"env token file", ClientConfig{}, map[string]string{"CONSUL_HTTP_TOKEN_FILE": good, "CONSUL_HTTP_TOKEN": "envtok"}, "s3cr3t-token", ""},
+		{"env token", ClientConfig{}, map[string]string{"CONSUL_HTTP_TOKEN": "envtok"}, "envtok", ""},
+		{"option beats env", ClientConfig{Token: "tok"}, map[string]string{"CONSUL_HTTP_TOKEN_FILE": good}, "tok", ""},
+		{"missing file", ClientConfig{TokenFile: filepath.Join(dir, "nope")}, nil, "", "consul_token_file"},
+		{"empty file", ClientConfig{TokenFile: empty}, nil, "", "is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,16 +301,16 @@ func TestConsulRedact(t *testing.T) {
 }
 
 func TestConsulReconcile(t *testing.T) {
-	rec := func(port int, iface string) record {
-		return record{Name: "django", Address: "10.0.0.1", Port: port, Tags: []string{"a"},
+	rec := func(port int, iface string) service {
+		return service{Name: "django", Address: "10.0.0.1", Port: port, Tags: []string{"a"},
 			Meta: map[string]string{MetaManagedBy: ManagedByValue, MetaInterface: iface}}
 	}
 	desired := map[string]desiredEntry{
-		"same":    {rec: rec(1, "eth0")},
-		"changed": {rec: rec(2, "eth1")},
-		"new":     {rec: rec(3, "eth0")},
+		"same":    {svc: rec(1, "eth0")},
+		"changed": {svc: rec(2, "eth1")},
+		"new":     {svc: rec(3, "eth0")},
 	}
-	known := map[string]record{
+	known := map[string]service{
 		"same":    rec(1, "eth0"),
 		"changed": rec(2, "eth0"),
 		"gone":    rec(4, "eth0"),
@@ -321,7 +320,7 @@ func TestConsulReconcile(t *testing.T) {
 		t.Errorf("reconcile = %v, %v, %d; want [changed new], [gone], 1", toReg, toDereg, unchanged)
 	}
 	// A quiet round: nothing to write.
-	toReg, toDereg, unchanged = reconcile(map[string]desiredEntry{"same": {rec: rec(1, "eth0")}}, map[string]record{"same": rec(1, "eth0")})
+	toReg, toDereg, unchanged = reconcile(map[string]desiredEntry{"same": {svc: rec(1, "eth0")}}, map[string]service{"same": rec(1, "eth0")})
 	if len(toReg)+len(toDereg) != 0 || unchanged != 1 {
 		t.Errorf("quiet reconcile = %v, %v, %d", toReg, toDereg, unchanged)
 	}
@@ -333,7 +332,7 @@ func TestConsulReconcile(t *testing.T) {
 }
 
 func TestConsulDesiredMeta(t *testing.T) {
-	c, err := NewConsul(ConsulConfig{BridgeID: "host-1", Addr: "127.0.0.1:1", Tags: []string{"lab"}, Check: "tcp"}, zerolog.Nop())
+	c, err := NewAgent(Config{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}, Tags: []string{"lab"}, Check: "tcp"}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +341,7 @@ func TestConsulDesiredMeta(t *testing.T) {
 	}, {
 		Addr: netip.MustParseAddrPort("10.213.1.6:8000"), // no source, no interface
 	}}}
-	d := c.desired(s)
+	d := c.shape.desired(s)
 	e, ok := d["django-10.213.1.5-8000"]
 	if !ok {
 		t.Fatalf("desired = %v, want django-10.213.1.5-8000", d)
@@ -352,26 +351,26 @@ func TestConsulDesiredMeta(t *testing.T) {
 		"source-address": "10.213.1.5:9999", "bridge-checks": "alias/1m0s+tcp/10s",
 	}
 	for k, v := range want {
-		if e.rec.Meta[k] != v {
-			t.Errorf("meta[%s] = %q, want %q", k, e.rec.Meta[k], v)
+		if e.svc.Meta[k] != v {
+			t.Errorf("meta[%s] = %q, want %q", k, e.svc.Meta[k], v)
 		}
 	}
-	if e.rec.Address != "10.213.1.5" || e.rec.Port != 8000 || e.rec.Name != "django" || len(e.rec.Tags) != 1 {
-		t.Errorf("record = %+v", e.rec)
+	if e.svc.Address != "10.213.1.5" || e.svc.Port != 8000 || e.svc.Name != "django" || len(e.svc.Tags) != 1 {
+		t.Errorf("service = %+v", e.svc)
 	}
 	e2 := d["django-10.213.1.6-8000"]
-	if _, ok := e2.rec.Meta["interface"]; ok {
-		t.Errorf("empty interface must be omitted from meta: %v", e2.rec.Meta)
+	if _, ok := e2.svc.Meta["interface"]; ok {
+		t.Errorf("empty interface must be omitted from meta: %v", e2.svc.Meta)
 	}
-	if got := e.rec.endpoint(); got.Addr != s.Endpoints[0].Addr || got.Source != s.Endpoints[0].Source || got.Interface != "veth0" {
-		t.Errorf("record.endpoint() = %+v", got)
+	if got := e.svc.endpoint(); got.Addr != s.Endpoints[0].Addr || got.Source != s.Endpoints[0].Source || got.Interface != "veth0" {
+		t.Errorf("service.endpoint() = %+v", got)
 	}
 }
 
 // TestConsulApplyUnreachable checks that an unreachable agent fails fast with
 // an error that names the operation and never the token.
 func TestConsulApplyUnreachable(t *testing.T) {
-	c, err := NewConsul(ConsulConfig{BridgeID: "host-1", Addr: "127.0.0.1:1", Token: "s3cr3t-token"}, zerolog.Nop())
+	c, err := NewAgent(Config{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1", Token: "s3cr3t-token"}}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

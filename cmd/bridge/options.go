@@ -1,15 +1,17 @@
-package config
+package main
 
 import (
 	"fmt"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
-// DiscoverOptions builds the discovery options. It reads and parses the
-// Fernet key when encryption is on; a missing or invalid key is an error
-// (never a silent fall back to plaintext), and the error never holds the key.
-func (c *Config) DiscoverOptions() (discover.Options, error) {
+// discoverOptions maps the loaded configuration to discovery options. It
+// reads and parses the Fernet key when encryption is on; a missing or
+// invalid key is an error (never a silent fall back to plaintext), and the
+// error never holds the key.
+func discoverOptions(c *config.Config) (discover.Options, error) {
 	o := discover.Options{
 		Port:        c.Port,
 		Message:     []byte(c.Message),

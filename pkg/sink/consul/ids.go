@@ -1,4 +1,4 @@
-package sink
+package consul
 
 import (
 	"errors"
@@ -73,31 +73,4 @@ func ownedFilter(bridgeID string) (string, error) {
 		return "", err
 	}
 	return `Meta["` + MetaManagedBy + `"] == "` + ManagedByValue + `" and Meta["` + MetaBridgeID + `"] == ` + q, nil
-}
-
-// redactor hides a secret in error strings.
-type redactor struct{ secret string }
-
-// redactedError carries the redacted message of an error and still unwraps
-// to it, so errors.Is/As keep working.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// err returns err with every occurrence of the secret replaced by
-// "[redacted]". consul/api sends the token in a header, so it should never
-// appear in an error; this is the belt to those braces.
-func (r redactor) err(err error) error {
-	if err == nil || r.secret == "" {
-		return err
-	}
-	msg := err.Error()
-	if !strings.Contains(msg, r.secret) {
-		return err
-	}
-	return &redactedError{msg: strings.ReplaceAll(msg, r.secret, "[redacted]"), err: err}
 }

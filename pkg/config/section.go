@@ -1,0 +1,103 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Section is one typed part of the configuration, owned by the package that
+// uses it (each sink's settings). Its keys, their defaults and its
+// validation are written there, once.
+type Section interface {
+	// Keys declares the section's keys, defaults included.
+	Keys() []Key
+	// Load reads the section's values through r, validates them and reports
+	// every problem through r. It runs after the core keys are loaded, so it
+	// may check its values against the core (r.Core()).
+	Load(r *Reader)
+}
+
+// KeyError is a bad value of one key, found by validation. Value is what
+// was checked (the typed value, or one element of a list); Load reports it
+// as the user wrote it, with its source: `timeout (flag --timeout): bad
+// value "0": must be > 0`. Secret keys show "[redacted]".
+type KeyError struct {
+	Key   string
+	Value any
+	Why   string
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("%s: bad value %q: %s", e.Key, fmt.Sprint(e.Value), e.Why)
+}
+
+// Reader gives a Section typed access to its keys' merged values. Problems
+// of parsing are recorded once per key; Report adds validation problems.
+type Reader struct {
+	p       *parser
+	core    *Config
+	enabled bool
+}
+
+// Core returns the loaded core configuration (interval, timeout, sinks...).
+func (r *Reader) Core() *Config { return r.core }
+
+// Enabled reports whether the section's sink is among the configured sinks.
+func (r *Reader) Enabled() bool { return r.enabled }
+
+// String returns key's value as a string ("" when unset).
+func (r *Reader) String(key string) string { return r.p.str(key) }
+
+// Int returns key's value as a decimal integer.
+func (r *Reader) Int(key string) int { return r.p.integer(key) }
+
+// Bool returns key's value as a boolean (true/false, 1/0, yes/no, on/off).
+func (r *Reader) Bool(key string) bool { return r.p.boolean(key) }
+
+// Duration returns key's value as seconds or a Go duration.
+func (r *Reader) Duration(key string) time.Duration { return r.p.duration(key) }
+
+// List returns key's value as a list (comma-separated, repeated or a YAML
+// list), empty elements dropped.
+func (r *Reader) List(key string) []string { return r.p.list(key) }
+
+// Origin formats "key (source)" for messages.
+func (r *Reader) Origin(key string) string { return r.p.origin(key) }
+
+// Bad records a problem with key's value v; later problems of the same key
+// are dropped, as after a parse failure.
+func (r *Reader) Bad(key string, v any, why string) { r.p.bad(key, v, why) }
+
+// Report records err as a configuration problem. Every *KeyError in err (a
+// single one or an errors.Join of several) is shown with the key's source
+// and the value as the user wrote it, and is dropped when the key already
+// failed to parse (so a bad value is reported once); other errors are
+// recorded as they are.
+func (r *Reader) Report(err error) { r.p.report(err) }
+
+// report implements Reader.Report for sections and for the core.
+func (p *parser) report(err error) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			p.report(e)
+		}
+		return
+	}
+	var ke *KeyError
+	if !errors.As(err, &ke) {
+		p.problems = append(p.problems, err)
+		return
+	}
+	raw, ok := p.shown(ke.Key)
+	if !ok {
+		return
+	}
+	if elem, ok := ke.Value.(string); ok && !p.byName[ke.Key].Secret && raw != fmt.Sprintf("%q", elem) {
+		raw = fmt.Sprintf("%q", elem) // one bad element of a list
+	}
+	p.problems = append(p.problems, fmt.Errorf("%s: bad value %s: %s", p.origin(ke.Key), raw, ke.Why))
+}

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// OneOf returns a *KeyError for key when v is not among allowed.
+func OneOf(key, v string, allowed ...string) error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return &KeyError{Key: key, Value: v, Why: "want one of " + strings.Join(allowed, ", ")}
+}
+
+// validate checks the rules of the core keys that span the typed values;
+// sinkNames are the valid sinks. Problems are *KeyError where one key's
+// value is at fault.
+func (c *Config) validate(sinkNames []string) error {
+	var errs []error
+	bad := func(key string, v any, why string) { errs = append(errs, &KeyError{Key: key, Value: v, Why: why}) }
+	errs = append(errs,
+		OneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"),
+		OneOf("log_format", c.LogFormat, "console", "json"))
+	if c.Message == "" {
+		bad("discovery_message", c.Message, "must not be empty")
+	}
+	if c.ResponsePrefix == "" {
+		bad("response_prefix", c.ResponsePrefix, "must not be empty")
+	}
+	if c.Timeout <= 0 {
+		bad("timeout", c.Timeout, "must be > 0")
+	}
+	if c.Retries < 0 || c.Retries > 100 {
+		bad("retries", c.Retries, "want 0..100")
+	}
+	if c.ScanRate <= 0 {
+		bad("scan_rate", c.ScanRate, "must be > 0")
+	}
+	errs = append(errs, OneOf("address_from", c.AddressFrom, "auto", "payload", "source"))
+	if c.Encryption && c.SecretKey == "" && c.SecretKeyFile == "" {
+		errs = append(errs, fmt.Errorf("%s: encryption is on but no secret key is set (secret_key, secret_key_file, DISCOVERY_CLIENT_SECRET_KEY or DISCOVERY_SECRET_KEY)", c.origin("encryption_enabled")))
+	}
+	if c.SecretKey != "" && c.SecretKeyFile != "" {
+		errs = append(errs, fmt.Errorf("%s and %s: set one, not both", c.origin("secret_key"), c.origin("secret_key_file")))
+	}
+	if c.MaxTokenAge <= 0 {
+		bad("max_token_age", c.MaxTokenAge, "must be > 0")
+	}
+	if c.ClockSkew < 0 {
+		bad("clock_skew", c.ClockSkew, "must be >= 0")
+	}
+	if c.Settle < 0 {
+		bad("settle", c.Settle, "must be >= 0")
+	}
+	if c.MaxReplies <= 0 {
+		bad("max_replies", c.MaxReplies, "must be > 0")
+	}
+	if c.Interval <= 0 {
+		bad("interval", c.Interval, "must be > 0")
+	}
+	if c.MissedRounds < 1 {
+		bad("missed_rounds", c.MissedRounds, "must be >= 1")
+	}
+	if len(c.Sinks) == 0 {
+		bad("sinks", "", "at least one sink is needed: "+orList(sinkNames))
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Sinks {
+		if seen[s] {
+			bad("sinks", s, "listed twice")
+		}
+		seen[s] = true
+		errs = append(errs, OneOf("sinks", s, sinkNames...))
+	}
+	return errors.Join(errs...)
+}
+
+// origin formats "key (source)".
+func (c *Config) origin(key string) string { return key + " (" + c.Source(key) + ")" }
+
+// orList spells names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// FormatDuration spells d as a person writes it in a config file: "10s",
+// "1m", "1h30m", "0.5s" (time.Duration.String without trailing zero units).
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

@@ -1,0 +1,26 @@
+package consul
+
+import "github.com/hashicorp/consul/api"
+
+// agentAPI is the part of consul/api's *api.Agent the agent-mode sink uses.
+// Tests give the sink an in-memory agent instead.
+type agentAPI interface {
+	ServiceRegisterOpts(service *api.AgentServiceRegistration, opts api.ServiceRegisterOpts) error
+	ServiceDeregisterOpts(serviceID string, q *api.QueryOptions) error
+	UpdateTTLOpts(checkID, output, status string, q *api.QueryOptions) error
+	ServicesWithFilterOpts(filter string, q *api.QueryOptions) (map[string]*api.AgentService, error)
+}
+
+// locker is the part of consul/api's *api.Lock that Lock uses.
+type locker interface {
+	// Lock blocks until the lock is held or stopCh is closed (nil, nil);
+	// the returned channel is closed when the lock is lost.
+	Lock(stopCh <-chan struct{}) (<-chan struct{}, error)
+	// Unlock releases the lock (and stops renewing its session).
+	Unlock() error
+}
+
+var (
+	_ agentAPI = (*api.Agent)(nil)
+	_ locker   = (*api.Lock)(nil)
+)

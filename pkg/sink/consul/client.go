@@ -1,0 +1,156 @@
+package consul
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// ClientConfig says how to reach Consul. Empty fields fall back to
+// consul/api's defaults, which honour CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
+// CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CLIENT_CERT,
+// CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME and CONSUL_HTTP_SSL_VERIFY.
+type ClientConfig struct {
+	// Addr is the HTTP address (host:port, or a URL with scheme;
+	// consul_addr). SSL (consul_ssl) switches to https.
+	Addr string
+	SSL  bool
+	// Token is the ACL token (consul_token); TokenFile a file holding it
+	// (consul_token_file; it wins over Token, like consul's -token-file).
+	// Neither ever appears in logs or errors.
+	Token     string
+	TokenFile string
+	// TLS: consul_cacert, consul_client_cert, consul_client_key,
+	// consul_tls_server_name. InsecureSkipVerify is for Go callers only.
+	CACert             string
+	ClientCert         string
+	ClientKey          string
+	TLSServerName      string
+	InsecureSkipVerify bool
+	// Datacenter, Namespace and Partition are passed through to Consul
+	// (consul_datacenter, consul_namespace, consul_partition).
+	Datacenter string
+	Namespace  string
+	Partition  string
+}
+
+// Client is a consul/api client with the token it sends, so that every
+// error it returns can be redacted.
+type Client struct {
+	API *api.Client
+	// Addr is the address the client talks to, for messages.
+	Addr string
+	red  redactor
+}
+
+// NewClient builds the client: api.DefaultConfig (the CONSUL_* environment)
+// overridden by the non-empty fields of c. It reads a token file once, here,
+// so that errors name the path (never the content) and consul/api does not
+// re-read it behind our back. It makes no network call.
+func (c ClientConfig) NewClient() (*Client, error) {
+	ac, token, err := c.apiConfig()
+	if err != nil {
+		return nil, err
+	}
+	red := redactor{secret: token}
+	client, err := api.NewClient(ac)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
+	}
+	return &Client{API: client, Addr: ac.Address, red: red}, nil
+}
+
+// Redact returns err with the token, should it appear, replaced by
+// "[redacted]"; errors.Is/As still see the original.
+func (c *Client) Redact(err error) error { return c.red.err(err) }
+
+// apiConfig builds the consul/api configuration and returns the resolved
+// token.
+func (c ClientConfig) apiConfig() (*api.Config, string, error) {
+	ac := api.DefaultConfig()
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&ac.Address, c.Addr)
+	if c.SSL {
+		ac.Scheme = "https"
+	}
+	set(&ac.Datacenter, c.Datacenter)
+	set(&ac.Namespace, c.Namespace)
+	set(&ac.Partition, c.Partition)
+	set(&ac.TLSConfig.CAFile, c.CACert)
+	set(&ac.TLSConfig.CertFile, c.ClientCert)
+	set(&ac.TLSConfig.KeyFile, c.ClientKey)
+	set(&ac.TLSConfig.Address, c.TLSServerName)
+	if c.InsecureSkipVerify {
+		ac.TLSConfig.InsecureSkipVerify = true
+	}
+
+	// Token precedence, as in the consul CLI: token file option, token
+	// option, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN.
+	token := ac.Token // CONSUL_HTTP_TOKEN
+	switch {
+	case c.TokenFile != "":
+		t, err := readTokenFile("consul_token_file", c.TokenFile)
+		if err != nil {
+			return nil, "", err
+		}
+		token = t
+	case c.Token != "":
+		token = c.Token
+	case ac.TokenFile != "":
+		t, err := readTokenFile(api.HTTPTokenFileEnvName, ac.TokenFile)
+		if err != nil {
+			return nil, "", err
+		}
+		token = t
+	}
+	ac.Token = token
+	ac.TokenFile = ""
+	return ac, token, nil
+}
+
+// readTokenFile reads a token from path; key names the setting for errors.
+func readTokenFile(key, path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// *PathError names the path and the reason, not the content.
+		return "", fmt.Errorf("%s: read token: %w", key, err)
+	}
+	t := strings.TrimSpace(string(data))
+	if t == "" {
+		return "", fmt.Errorf("%s %q: file is empty", key, path)
+	}
+	return t, nil
+}
+
+// redactor hides a secret in error strings.
+type redactor struct{ secret string }
+
+// redactedError carries the redacted message of an error and still unwraps
+// to it, so errors.Is/As keep working.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// err returns err with every occurrence of the secret replaced by
+// "[redacted]". consul/api sends the token in a header, so it should never
+// appear in an error; this is the belt to those braces.
+func (r redactor) err(err error) error {
+	if err == nil || r.secret == "" {
+		return err
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, r.secret) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(msg, r.secret, "[redacted]"), err: err}
+}

@@ -1,0 +1,199 @@
+package consul
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+	"github.com/udp-discovery-bridge/bridge/pkg/config"
+)
+
+// Limits, names and values the sink shares with Consul and its readers.
+const (
+	// MinDeregisterAfter is Consul's own floor for
+	// DeregisterCriticalServiceAfter.
+	MinDeregisterAfter = time.Minute
+	// MinSessionTTL is the shortest session TTL Consul accepts.
+	MinSessionTTL = 10 * time.Second
+
+	// BridgeServiceName is the Consul service name under which every bridge
+	// registers itself (its heartbeat TTL check lives there).
+	BridgeServiceName = "udp-discovery-bridge"
+	// ManagedByValue is the value of the managed-by meta key on everything the
+	// bridge registers.
+	ManagedByValue = "udp-discovery-bridge"
+
+	// Meta keys written on every registered service.
+	MetaManagedBy     = "managed-by"
+	MetaBridgeID      = "bridge-id"
+	MetaInterface     = "interface"
+	MetaSourceAddress = "source-address"
+	// MetaChecks fingerprints the check configuration, so that a restart
+	// with different check settings re-registers the services.
+	MetaChecks = "bridge-checks"
+
+	// OnExit values.
+	OnExitDeregister = "deregister"
+	OnExitKeep       = "keep"
+
+	// Check values.
+	CheckNone = ""
+	CheckTCP  = "tcp"
+	CheckHTTP = "http"
+)
+
+// DefaultConfig returns the sink's defaults. They are written here once:
+// the configuration keys (section.go) take their defaults from it, and New
+// fills zero fields of a Config from it.
+func DefaultConfig() Config {
+	return Config{
+		Service:         "django",
+		TTL:             30 * time.Second,
+		DeregisterAfter: MinDeregisterAfter,
+		CheckInterval:   10 * time.Second,
+		HTTPPath:        "/",
+		Resync:          time.Minute,
+		OnExit:          OnExitDeregister,
+		LockSessionTTL:  MinSessionTTL,
+		LockWait:        5 * time.Second,
+		Parallel:        8,
+	}
+}
+
+// Config configures the Consul sink in agent mode. The comment of each
+// field names its configuration key; fields without one are for Go callers
+// (and tests) only. Zero fields take DefaultConfig's values.
+type Config struct {
+	// Client is how to reach Consul (consul_addr, consul_token, TLS, ...).
+	Client ClientConfig
+
+	// Service is the Consul service name of discovered servers
+	// (consul_service); Tags are put on each instance (consul_tags).
+	Service string
+	Tags    []string
+	// BridgeID names this bridge in meta and in its own service ID
+	// (bridge_id; required: the CLI defaults it to the host name).
+	BridgeID string
+	// TTL is the bridge's heartbeat check TTL (consul_ttl). Each Apply
+	// refreshes it, so it must exceed the round interval plus the round
+	// timeout (the configuration section checks; it knows both).
+	TTL time.Duration
+	// DeregisterAfter is DeregisterCriticalServiceAfter on each server's
+	// alias check (consul_deregister_after; at least 1m).
+	DeregisterAfter time.Duration
+	// Check adds a check on the server itself (consul_check): "" (none),
+	// "tcp" or "http", run every CheckInterval (consul_check_interval);
+	// HTTPPath (consul_http_path) is the path the http check requests.
+	Check         string
+	CheckInterval time.Duration
+	HTTPPath      string
+	// Resync is how often Apply re-reads what it owns from the agent
+	// (consul_resync; anti-entropy). The first Apply always reads.
+	Resync time.Duration
+	// OnExit is what Close does with owned services (on_exit):
+	// "deregister" or "keep" (leave them for the heartbeat to expire).
+	OnExit string
+	// LockKey enables HA (consul_lock): only the holder of this KV lock
+	// registers servers. LockSessionTTL is the lock session's TTL
+	// (consul_lock_session_ttl; at least 10s).
+	LockKey        string
+	LockSessionTTL time.Duration
+	// LockWait bounds one blocking read while waiting for the lock, and so
+	// how long Close may wait for the lock goroutine (Go callers only).
+	LockWait time.Duration
+	// Parallel is how many registrations or deregistrations one Apply keeps
+	// in flight (consul_parallel; 1..64).
+	Parallel int
+	// Clock drives resync, heartbeat pacing, progress logs and lock retries
+	// (nil: the real clock).
+	Clock clock.Clock
+}
+
+// withDefaults returns c with zero fields set from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Service == "" {
+		c.Service = d.Service
+	}
+	if c.TTL == 0 {
+		c.TTL = d.TTL
+	}
+	if c.DeregisterAfter == 0 {
+		c.DeregisterAfter = d.DeregisterAfter
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = d.CheckInterval
+	}
+	if c.HTTPPath == "" {
+		c.HTTPPath = d.HTTPPath
+	}
+	if c.Resync == 0 {
+		c.Resync = d.Resync
+	}
+	if c.OnExit == "" {
+		c.OnExit = d.OnExit
+	}
+	if c.LockSessionTTL == 0 {
+		c.LockSessionTTL = d.LockSessionTTL
+	}
+	if c.LockWait == 0 {
+		c.LockWait = d.LockWait
+	}
+	if c.Parallel == 0 {
+		c.Parallel = d.Parallel
+	}
+	c.Clock = clock.OrReal(c.Clock)
+	return c
+}
+
+// Validate reports every problem of a (defaulted) configuration at once,
+// each a *config.KeyError naming the configuration key (or, for fields
+// without a key, the Go field). This is the only validation of the sink's
+// settings: the configuration section calls it too.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key string, v any, why string) {
+		errs = append(errs, &config.KeyError{Key: key, Value: v, Why: why})
+	}
+	if c.BridgeID == "" {
+		bad("bridge_id", c.BridgeID, "must not be empty")
+	} else if _, err := quoteFilterString(c.BridgeID); err != nil {
+		bad("bridge_id", c.BridgeID, err.Error())
+	}
+	if c.Service == "" {
+		bad("consul_service", c.Service, "must not be empty")
+	} else if c.Service == BridgeServiceName {
+		bad("consul_service", c.Service, "reserved for the bridge's own service")
+	}
+	if c.TTL <= 0 {
+		bad("consul_ttl", c.TTL, "must be > 0")
+	}
+	if c.DeregisterAfter < MinDeregisterAfter {
+		bad("consul_deregister_after", c.DeregisterAfter, "Consul's floor is 1m")
+	}
+	errs = append(errs, config.OneOf("consul_check", c.Check, CheckNone, CheckTCP, CheckHTTP))
+	if c.Check != CheckNone && c.CheckInterval <= 0 {
+		bad("consul_check_interval", c.CheckInterval, "must be > 0")
+	}
+	if c.Check == CheckHTTP && !strings.HasPrefix(c.HTTPPath, "/") {
+		bad("consul_http_path", c.HTTPPath, "must start with /")
+	}
+	if c.Resync <= 0 {
+		bad("consul_resync", c.Resync, "must be > 0")
+	}
+	errs = append(errs, config.OneOf("on_exit", c.OnExit, OnExitDeregister, OnExitKeep))
+	if c.LockKey != "" {
+		if c.LockSessionTTL < MinSessionTTL {
+			bad("consul_lock_session_ttl", c.LockSessionTTL, "Consul's floor is 10s")
+		}
+		if c.LockWait <= 0 {
+			errs = append(errs, fmt.Errorf("Config.LockWait %s: must be > 0", c.LockWait))
+		}
+	}
+	if c.Parallel < 1 || c.Parallel > 64 {
+		bad("consul_parallel", c.Parallel, "want 1..64")
+	}
+	return errors.Join(errs...)
+}
