@@ -63,6 +63,12 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clock func() tim
 	return &Client{opts: opts, lister: lister, log: log, clock: clock}, nil
 }
 
+// validate returns every problem with o at once, each naming its config key.
+// For the CLI most of these checks repeat what pkg/config already checked
+// (where the error also names the flag, env or file the value came from);
+// they stay here because Go programs (and the coming library API) use
+// discover on its own, building Options without pkg/config, and must get
+// the same errors instead of a round that misbehaves.
 func validate(o Options, lister iface.Lister) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
