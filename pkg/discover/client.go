@@ -7,11 +7,11 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -21,7 +21,7 @@ type Client struct {
 	opts   Options // validated, defaults filled in
 	lister iface.Lister
 	log    zerolog.Logger
-	clock  func() time.Time
+	clock  clock.Clock // stamps results and judges token age; see socketNow
 
 	mu          sync.Mutex
 	policyNotes map[[2]netip.Addr]struct{} // (payload, source) pairs already logged
@@ -33,10 +33,12 @@ type Client struct {
 
 // New validates opts, fills in the defaults of zero MaxDatagram,
 // RecvBuffer, MaxTokenAge and ClockSkew, and returns a Client listing
-// interfaces with lister and stamping times with clock (time.Now if nil).
+// interfaces with lister. clk (the real clock if nil) stamps Result.Started,
+// Result.Duration and Server.Received and judges Fernet token ages; socket
+// deadlines and the pacing measured against them always use the real clock.
 // All problems are reported at once (errors.Join), each naming its config
 // key and value, e.g. "timeout: must be > 0, got -1s".
-func New(opts Options, lister iface.Lister, log zerolog.Logger, clock func() time.Time) (*Client, error) {
+func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock) (*Client, error) {
 	if opts.MaxDatagram == 0 {
 		opts.MaxDatagram = DefaultMaxDatagram
 	}
@@ -52,15 +54,12 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clock func() tim
 	if err := validate(opts, lister); err != nil {
 		return nil, err
 	}
-	if clock == nil {
-		clock = time.Now
-	}
 	opts.Message = slices.Clone(opts.Message)
 	opts.Prefix = slices.Clone(opts.Prefix)
 	opts.ScanCIDRs = slices.Clone(opts.ScanCIDRs)
 	opts.Whitelist = slices.Clone(opts.Whitelist)
 	opts.Blacklist = slices.Clone(opts.Blacklist)
-	return &Client{opts: opts, lister: lister, log: log, clock: clock}, nil
+	return &Client{opts: opts, lister: lister, log: log, clock: clock.OrReal(clk)}, nil
 }
 
 // validate returns every problem with o at once, each naming its config key.

@@ -27,7 +27,7 @@ func (r *round) receive(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			now := time.Now()
+			now := socketNow()
 			dl := r.deadline
 			if !now.Before(dl) {
 				return nil
@@ -80,7 +80,9 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// ingest handles one datagram and reports whether it added a server.
+// ingest handles one datagram and reports whether it added a server. A new
+// server is stamped with the Client's clock as it is kept, so its Received
+// is when its first reply of the round arrived; duplicates never restamp it.
 func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 	o := &r.c.opts
 	r.st.Replies++
@@ -90,7 +92,7 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 	}
 	plain := b
 	if o.Key != nil {
-		pt, err := o.Key.Open(b, r.c.clock(), o.MaxTokenAge, o.ClockSkew)
+		pt, err := o.Key.Open(b, r.c.clock.Now(), o.MaxTokenAge, o.ClockSkew)
 		if err != nil {
 			r.st.Rejected++
 			r.c.log.Debug().Stringer("from", src).Err(err).Msg("reply rejected")
@@ -129,7 +131,7 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		return false
 	}
 	r.seen[key] = struct{}{}
-	r.lastNew = time.Now()
+	r.lastNew = socketNow()
 	r.kept = append(r.kept, keptReply{
 		ip: ip4, payloadIP: payloadIP.As4(), src: srcIP.As4(),
 		port: port, srcPort: src.Port(),
@@ -137,7 +139,7 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		ifindex:  int32(ifindex),
 		rawOff:   uint32(len(r.arena)),
 		rawLen:   uint32(len(plain)),
-		received: r.c.clock().UnixNano(),
+		received: r.c.clock.Now().UnixNano(),
 	})
 	r.arena = append(r.arena, plain...)
 	return true

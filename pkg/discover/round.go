@@ -28,8 +28,8 @@ import (
 // failures are returned wrapped. The Result is meaningful with every error
 // except a failed listing.
 func (c *Client) Round(ctx context.Context) (Result, error) {
-	started := c.clock()
-	begin := time.Now()
+	started := c.clock.Now()
+	begin := socketNow()
 	all, sel, err := c.selected()
 	res := Result{Interfaces: sel, Started: started}
 	if err != nil {
@@ -57,7 +57,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 
 	if err := r.firstBurst(); err != nil {
 		res.Stats = r.stats()
-		res.Duration = c.clock().Sub(started)
+		res.Duration = c.clock.Now().Sub(started)
 		return res, err
 	}
 
@@ -71,7 +71,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	}
 	go func() {
 		senders.Wait()
-		r.sendsDoneAt.Store(time.Now().UnixNano())
+		r.sendsDoneAt.Store(socketNow().UnixNano())
 		r.kick()
 	}()
 
@@ -81,7 +81,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 
 	res.Servers = r.servers()
 	res.Stats = r.stats()
-	res.Duration = c.clock().Sub(started)
+	res.Duration = c.clock.Now().Sub(started)
 	if len(res.Servers) == 0 && rerr == nil {
 		c.diagnose(sel)
 	}
@@ -91,6 +91,14 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	return res, rerr
 }
 
+// socketNow reads the real clock, for every time measured against the
+// socket's read deadline: the round's begin and deadline (and ctx's), the
+// retry schedule, the end of sending and the last new server, from which
+// Settle counts. The kernel measures socket deadlines on the real clock, so
+// these never read the Client's clock, which only stamps results and judges
+// token age.
+func socketNow() time.Time { return time.Now() }
+
 // round is the state of one Round: its socket, its senders' counters (atomic:
 // written by the sender goroutines) and its receiver's state (owned by the
 // receiving goroutine).
@@ -98,8 +106,8 @@ type round struct {
 	c        *Client
 	conn     *net.UDPConn
 	sel      []iface.Interface
-	begin    time.Time
-	deadline time.Time
+	begin    time.Time // socketNow at the start
+	deadline time.Time // real clock: the socket's read deadline
 
 	own        map[netip.Addr]struct{} // our own addresses: never scanned
 	broadcasts []netip.Addr            // selected broadcasts, for AddressAuto
@@ -107,7 +115,7 @@ type round struct {
 	dests      []probeDest
 
 	probesSent, sendErrors, scanTargets atomic.Int64
-	sendsDoneAt                         atomic.Int64 // unix nanos; 0 while sending
+	sendsDoneAt                         atomic.Int64 // socketNow, Unix nanos; 0 while sending
 	kicks                               atomic.Uint64
 
 	// receiver-owned. Kept servers are compact pointer-free records plus
@@ -117,7 +125,7 @@ type round struct {
 	seen    map[uint64]struct{} // endpointKey of kept servers
 	kept    []keptReply
 	arena   []byte
-	lastNew time.Time
+	lastNew time.Time // socketNow when the last new server was kept
 	st      Stats
 }
 
@@ -128,7 +136,7 @@ type keptReply struct {
 	hasPort, fromSrc   bool
 	ifindex            int32
 	rawOff, rawLen     uint32
-	received           int64 // clock, Unix nanoseconds
+	received           int64 // Client's clock at ingest, Unix nanoseconds
 }
 
 // endpointKey packs an IPv4 endpoint into a map key without pointers.

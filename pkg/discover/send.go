@@ -16,7 +16,7 @@ import (
 func (r *round) probe(dst netip.AddrPort) error {
 	msg := r.c.opts.Message
 	if r.c.opts.Key != nil {
-		msg = r.c.opts.Key.Seal(msg, r.c.clock())
+		msg = r.c.opts.Key.Seal(msg, r.c.clock.Now())
 	}
 	var err error
 	if r.c.sendHook != nil {
@@ -55,12 +55,13 @@ func (r *round) firstBurst() error {
 }
 
 // sendRetries resends the broadcast burst Retries times, at
-// Timeout*i/(Retries+1) after the round began.
+// Timeout*i/(Retries+1) after the round began. The schedule is real time
+// (socketNow and a time.Timer), as is the deadline it is spread over.
 func (r *round) sendRetries(ctx context.Context) {
 	n := r.c.opts.Retries
 	for i := 1; i <= n; i++ {
 		at := r.begin.Add(r.c.opts.Timeout * time.Duration(i) / time.Duration(n+1))
-		t := time.NewTimer(time.Until(at))
+		t := time.NewTimer(at.Sub(socketNow()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -78,7 +79,8 @@ func (r *round) sendRetries(ctx context.Context) {
 }
 
 // scan sends unicast probes to every host of ScanCIDRs except our own
-// addresses, paced at ScanRate per second.
+// addresses, paced at ScanRate per second (the limiter runs on real time,
+// like the round's deadline).
 func (r *round) scan(ctx context.Context) {
 	lim := rate.NewLimiter(rate.Limit(r.c.opts.ScanRate), 1)
 	var firstErr error

@@ -27,7 +27,9 @@ type Server struct {
 	Raw string `json:"raw_response"`
 	// AddressFrom is "payload" or "source": where IP came from.
 	AddressFrom AddressPolicy `json:"address_from"`
-	// Received is when the reply arrived.
+	// Received is when the server's first reply of the round arrived: the
+	// Client's clock, read as that reply was ingested (not at the end of the
+	// round). Replies to later bursts that repeat the endpoint leave it alone.
 	Received time.Time `json:"received"`
 }
 
@@ -55,8 +57,10 @@ type Result struct {
 	// Interfaces are those probes were sent on.
 	Interfaces []iface.Interface
 	Stats      Stats
-	Started    time.Time
-	Duration   time.Duration
+	// Started is when the round began and Duration how long it ran, both on
+	// the Client's clock.
+	Started  time.Time
+	Duration time.Duration
 	// RecvBuffer is the socket receive buffer the kernel granted (bytes, as
 	// SO_RCVBUF reports it), for diagnostics.
 	RecvBuffer int
