@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
 // rawServer answers each datagram with the given replies, verbatim.
@@ -208,5 +210,44 @@ func TestUnusablePayloadIP(t *testing.T) {
 				t.Errorf("unusable(%s) = %q, want %q", tc.ip, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestReceivedIsFirstArrival(t *testing.T) {
+	// ingest without a socket, on a manual clock: each server is stamped
+	// with the clock when its first reply is ingested, and a later
+	// duplicate does not restamp it.
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	clk := clocktest.New(start)
+	c, err := New(DefaultOptions(), lister(t), zerolog.Nop(), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRound(c, nil, nil, nil, socketNow(), socketNow().Add(time.Hour))
+	a, b := []byte("SERVER_IP:10.213.0.2"), []byte("SERVER_IP:10.213.0.3:8443")
+	src := netip.MustParseAddrPort("127.0.0.2:9999")
+
+	if !r.ingest(a, src, 0) {
+		t.Fatal("first reply of a not kept")
+	}
+	clk.Advance(time.Second)
+	if !r.ingest(b, src, 0) {
+		t.Fatal("first reply of b not kept")
+	}
+	clk.Advance(time.Minute)
+	if r.ingest(a, src, 0) || r.ingest(b, src, 0) {
+		t.Fatal("a duplicate was kept as a new server")
+	}
+	clk.Advance(time.Hour) // the round "ends" much later
+
+	got := r.servers()
+	if len(got) != 2 || r.st.Duplicates != 2 {
+		t.Fatalf("servers %v, stats %+v", endpoints(got), r.st)
+	}
+	want := map[string]time.Time{"10.213.0.2:8000": start, "10.213.0.3:8443": start.Add(time.Second)}
+	for _, s := range got {
+		if w := want[s.Endpoint().String()]; !s.Received.Equal(w) {
+			t.Errorf("%v: Received %v, want %v (its first reply's arrival)", s.Endpoint(), s.Received, w)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -199,5 +200,37 @@ func TestRoundDiagnosisOnce(t *testing.T) {
 	}
 	if len(sent) != 3 || sent[0] != netip.AddrPortFrom(netip.MustParseAddr("10.213.255.255"), o.Port) {
 		t.Errorf("sent %v", sent)
+	}
+}
+
+func TestRoundUsesClientClock(t *testing.T) {
+	// A manual clock years away from real time that never moves: the
+	// round still ends on real time (socket deadlines), every timestamp
+	// comes from the manual clock, and Fernet tokens sealed and opened on
+	// it on both sides are accepted (real time would reject them as from
+	// the past).
+	start := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	clk := clocktest.New(start)
+	p := freePort(t)
+	key := mustKey(t, specKey)
+	r := plainResponder("10.213.0.2", 0)
+	r.Key, r.Clock = key, clk
+	startResponder(t, addrPort("127.0.0.2", p), r)
+	o := testOptions(p)
+	o.Key = key
+	c, err := New(o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop(), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Round(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := endpoints(res.Servers); !slices.Equal(got, []string{"10.213.0.2:8000"}) || res.Stats.Rejected != 0 {
+		t.Fatalf("servers %v, stats %+v", got, res.Stats)
+	}
+	if !res.Started.Equal(start) || res.Duration != 0 || !res.Servers[0].Received.Equal(start) {
+		t.Errorf("started %v, duration %v, received %v; want all on the manual clock (%v, 0)",
+			res.Started, res.Duration, res.Servers[0].Received, start)
 	}
 }
