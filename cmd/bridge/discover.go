@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
@@ -75,7 +75,7 @@ func newClient(cfg *config.Config, log zerolog.Logger, one bool) (*discover.Clie
 			log.Warn().Str("interface", name).Msg("interfaces_blacklist names an interface this host does not have")
 		}
 	}
-	client, err := discover.New(opts, lister, log, time.Now)
+	client, err := discover.New(opts, lister, log, clock.Real())
 	if err != nil {
 		return nil, usageErr(err)
 	}

@@ -7,10 +7,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
@@ -56,7 +56,7 @@ func respondCommand(schema *config.Schema) *cli.Command {
 			r := &discover.Responder{
 				Message: []byte(c.String("message")), Prefix: []byte(c.String("response-prefix")),
 				IP: ip, AppPort: uint16(c.Uint("app-port")), Key: key, Replies: c.Int("replies"),
-				Log: log, Clock: time.Now,
+				Log: log, Clock: clock.Real(),
 			}
 			addr := net.JoinHostPort(c.String("bind"), strconv.FormatUint(uint64(c.Uint("port")), 10))
 			conn, err := discover.ListenResponder(c.Context, addr)

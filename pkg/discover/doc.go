@@ -54,6 +54,14 @@
 // Client logs the segmented-network diagnosis of the selected interfaces.
 // ErrNoInterfaces and ErrNoProbeSent mark failed rounds.
 //
+// Two clocks are involved. The clock.Clock given to New (and set as
+// Responder.Clock) stamps Result.Started, Result.Duration and
+// Server.Received (the arrival of a server's first reply of the round) and
+// decides Fernet token ages. The round's deadline, retry schedule and
+// Settle are measured on the real clock, as the kernel measures the
+// socket's read deadline on it; a test clock therefore cannot stretch or
+// shorten a round.
+//
 // # Address policy
 //
 // A stock server advertises the address of its default route, computed once

@@ -116,3 +116,9 @@ func trimASCIISpace(b []byte) []byte {
 	}
 	return b
 }
+
+// fernetTextLen is the length of the token text for an n-byte message.
+func fernetTextLen(n int) int {
+	raw := 1 + 8 + 16 + (n/16+1)*16 + 32
+	return (raw + 2) / 3 * 4
+}

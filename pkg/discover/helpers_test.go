@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -128,4 +129,17 @@ func newClient(t testing.TB, o Options, l iface.Lister, log zerolog.Logger) *Cli
 		t.Fatalf("New: %v", err)
 	}
 	return c
+}
+
+func endpoints(ss []Server) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.Endpoint().String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func addrPort(ip string, p uint16) string {
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), p).String()
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
 // Responder is the server side of the protocol (what django-udp-discovery
@@ -34,8 +36,8 @@ type Responder struct {
 	// (load tests); 0 means 1.
 	Replies int
 	Log     zerolog.Logger
-	// Clock stamps and checks tokens; nil means time.Now.
-	Clock func() time.Time
+	// Clock stamps and checks tokens; nil means the real clock.
+	Clock clock.Clock
 	// MaxTokenAge and ClockSkew bound probe token age; 0 means
 	// DefaultMaxTokenAge and DefaultClockSkew.
 	MaxTokenAge, ClockSkew time.Duration
@@ -65,10 +67,7 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 	if !r.IP.Is4() {
 		return fmt.Errorf("responder: ip must be IPv4, got %q", r.IP)
 	}
-	clock, maxAge, skew, n := r.Clock, r.MaxTokenAge, r.ClockSkew, max(r.Replies, 1)
-	if clock == nil {
-		clock = time.Now
-	}
+	clk, maxAge, skew, n := clock.OrReal(r.Clock), r.MaxTokenAge, r.ClockSkew, max(r.Replies, 1)
 	if maxAge == 0 {
 		maxAge = DefaultMaxTokenAge
 	}
@@ -93,14 +92,14 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 			}
 			return fmt.Errorf("responder: read probes: %w", err)
 		}
-		if why := r.check(buf[:m], clock(), maxAge, skew); why != nil {
+		if why := r.check(buf[:m], clk.Now(), maxAge, skew); why != nil {
 			r.Log.Debug().Stringer("from", from).Err(why).Msg("probe ignored")
 			continue
 		}
 		sent := 0
 		for _, p := range replies {
 			if r.Key != nil {
-				p = r.Key.Seal(p, clock())
+				p = r.Key.Seal(p, clk.Now())
 			}
 			var err error
 			if ua, ok := from.(*net.UDPAddr); ok && udp != nil {

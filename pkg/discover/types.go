@@ -8,64 +8,6 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
-// AddressPolicy says which address a reply registers under.
-type AddressPolicy string
-
-const (
-	// AddressAuto takes the payload IP unless it is loopback, unspecified,
-	// multicast or broadcast; then the packet's source address.
-	AddressAuto AddressPolicy = "auto"
-	// AddressPayload always takes the IP the server wrote in its reply.
-	AddressPayload AddressPolicy = "payload"
-	// AddressSource always takes the reply's UDP source address.
-	AddressSource AddressPolicy = "source"
-)
-
-// Options configure a discovery round. Zero values are not defaults: callers
-// build Options from config.Config (which holds the upstream defaults) or
-// from DefaultOptions.
-type Options struct {
-	Port        uint16        // discovery_port: UDP port the servers listen on
-	Message     []byte        // discovery_message: probe payload (plaintext)
-	Prefix      []byte        // response_prefix
-	Timeout     time.Duration // deadline for the whole round
-	Retries     int           // extra probe sends spread over the round
-	DefaultPort uint16        // port when a reply carries none
-	AddressFrom AddressPolicy
-
-	// One ends the round at the first valid reply.
-	One bool
-	// Settle, when > 0, ends the round once no new server has been seen for
-	// this long after the last probe was sent.
-	Settle time.Duration
-
-	// SubnetScan enables unicast probes to every host of ScanCIDRs at
-	// ScanRate probes per second.
-	SubnetScan bool
-	ScanCIDRs  []netip.Prefix
-	ScanRate   int
-
-	// MaxReplies caps the servers kept per round; further new servers are
-	// counted in Stats.Dropped.
-	MaxReplies int
-	// MaxDatagram is the largest reply accepted; longer ones are counted as
-	// oversized and dropped.
-	MaxDatagram int
-	// RecvBuffer is the socket receive buffer requested (bytes).
-	RecvBuffer int
-
-	// Key enables encrypted (Fernet) mode when non-nil.
-	Key *Key
-	// MaxTokenAge bounds the age of an encrypted reply; ClockSkew is the
-	// tolerance for replies stamped in the future or slightly too old.
-	MaxTokenAge time.Duration
-	ClockSkew   time.Duration
-
-	// Whitelist and Blacklist select interfaces by exact name.
-	Whitelist []string
-	Blacklist []string
-}
-
 // Server is one discovered server.
 type Server struct {
 	// IP and Port are what to register: IP after the address policy, Port
@@ -85,7 +27,9 @@ type Server struct {
 	Raw string `json:"raw_response"`
 	// AddressFrom is "payload" or "source": where IP came from.
 	AddressFrom AddressPolicy `json:"address_from"`
-	// Received is when the reply arrived.
+	// Received is when the server's first reply of the round arrived: the
+	// Client's clock, read as that reply was ingested (not at the end of the
+	// round). Replies to later bursts that repeat the endpoint leave it alone.
 	Received time.Time `json:"received"`
 }
 
@@ -113,8 +57,10 @@ type Result struct {
 	// Interfaces are those probes were sent on.
 	Interfaces []iface.Interface
 	Stats      Stats
-	Started    time.Time
-	Duration   time.Duration
+	// Started is when the round began and Duration how long it ran, both on
+	// the Client's clock.
+	Started  time.Time
+	Duration time.Duration
 	// RecvBuffer is the socket receive buffer the kernel granted (bytes, as
 	// SO_RCVBUF reports it), for diagnostics.
 	RecvBuffer int

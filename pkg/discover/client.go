@@ -1,0 +1,147 @@
+package discover
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
+)
+
+// Client runs discovery rounds. It is safe for concurrent use, though rounds
+// are normally run one after another; each round uses its own socket.
+type Client struct {
+	opts   Options // validated, defaults filled in
+	lister iface.Lister
+	log    zerolog.Logger
+	clock  clock.Clock // stamps results and judges token age; see socketNow
+
+	mu          sync.Mutex
+	policyNotes map[[2]netip.Addr]struct{} // (payload, source) pairs already logged
+	diagnosed   bool                       // segmented-network warning given
+
+	// sendHook, when set (tests), replaces the socket write of every probe.
+	sendHook func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error
+}
+
+// New validates opts, fills in the defaults of zero MaxDatagram,
+// RecvBuffer, MaxTokenAge and ClockSkew, and returns a Client listing
+// interfaces with lister. clk (the real clock if nil) stamps Result.Started,
+// Result.Duration and Server.Received and judges Fernet token ages; socket
+// deadlines and the pacing measured against them always use the real clock.
+// All problems are reported at once (errors.Join), each naming its config
+// key and value, e.g. "timeout: must be > 0, got -1s".
+func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock) (*Client, error) {
+	if opts.MaxDatagram == 0 {
+		opts.MaxDatagram = DefaultMaxDatagram
+	}
+	if opts.RecvBuffer == 0 {
+		opts.RecvBuffer = DefaultRecvBuffer
+	}
+	if opts.MaxTokenAge == 0 {
+		opts.MaxTokenAge = DefaultMaxTokenAge
+	}
+	if opts.ClockSkew == 0 {
+		opts.ClockSkew = DefaultClockSkew
+	}
+	if err := validate(opts, lister); err != nil {
+		return nil, err
+	}
+	opts.Message = slices.Clone(opts.Message)
+	opts.Prefix = slices.Clone(opts.Prefix)
+	opts.ScanCIDRs = slices.Clone(opts.ScanCIDRs)
+	opts.Whitelist = slices.Clone(opts.Whitelist)
+	opts.Blacklist = slices.Clone(opts.Blacklist)
+	return &Client{opts: opts, lister: lister, log: log, clock: clock.OrReal(clk)}, nil
+}
+
+// validate returns every problem with o at once, each naming its config key.
+// For the CLI most of these checks repeat what pkg/config already checked
+// (where the error also names the flag, env or file the value came from);
+// they stay here because Go programs (and the coming library API) use
+// discover on its own, building Options without pkg/config, and must get
+// the same errors instead of a round that misbehaves.
+func validate(o Options, lister iface.Lister) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if lister == nil {
+		bad("lister", "must not be nil")
+	}
+	if o.Port == 0 {
+		bad("discovery_port", "must be 1..65535, got 0")
+	}
+	switch {
+	case len(o.Message) == 0:
+		bad("discovery_message", "must not be empty")
+	case o.Key == nil && len(o.Message) > maxUDPPayload:
+		bad("discovery_message", "must be at most %d bytes, got %d", maxUDPPayload, len(o.Message))
+	case o.Key != nil && fernetTextLen(len(o.Message)) > maxUDPPayload:
+		bad("discovery_message", "its Fernet token must fit one datagram (%d bytes), got a %d-byte message", maxUDPPayload, len(o.Message))
+	}
+	if len(o.Prefix) == 0 {
+		bad("response_prefix", "must not be empty")
+	}
+	if o.Timeout <= 0 {
+		bad("timeout", "must be > 0, got %s", o.Timeout)
+	}
+	if o.Retries < 0 {
+		bad("retries", "must be >= 0, got %d", o.Retries)
+	}
+	if o.DefaultPort == 0 {
+		bad("default_port", "must be 1..65535, got 0")
+	}
+	switch o.AddressFrom {
+	case AddressAuto, AddressPayload, AddressSource:
+	default:
+		bad("address_from", "must be auto, payload or source, got %q", string(o.AddressFrom))
+	}
+	if o.Settle < 0 {
+		bad("settle", "must be >= 0, got %s", o.Settle)
+	}
+	var total uint64
+	for _, p := range o.ScanCIDRs {
+		if !p.IsValid() || !p.Addr().Is4() {
+			bad("scan_cidrs", "%s is not an IPv4 network", p)
+			continue
+		}
+		n := cidr.HostCount(p)
+		total += n
+		if n > MaxScanHosts {
+			bad("scan_cidrs", "%s has %d hosts, more than the limit of %d per round", p, n, MaxScanHosts)
+		}
+	}
+	if total > MaxScanHosts && len(o.ScanCIDRs) > 1 {
+		bad("scan_cidrs", "%d hosts in %d networks, more than the limit of %d per round", total, len(o.ScanCIDRs), MaxScanHosts)
+	}
+	if o.SubnetScan && len(o.ScanCIDRs) > 0 && o.ScanRate <= 0 {
+		bad("scan_rate", "must be > 0 when scanning, got %d", o.ScanRate)
+	}
+	if o.MaxReplies <= 0 {
+		bad("max_replies", "must be > 0, got %d", o.MaxReplies)
+	}
+	if o.MaxDatagram < 0 || o.MaxDatagram > maxUDPPayload {
+		bad("max_datagram", "must be 1..%d, got %d", maxUDPPayload, o.MaxDatagram)
+	}
+	if o.RecvBuffer < 0 {
+		bad("recv_buffer", "must be >= 0, got %d", o.RecvBuffer)
+	}
+	if o.MaxTokenAge < 0 {
+		bad("max_token_age", "must be >= 0, got %s", o.MaxTokenAge)
+	}
+	if o.ClockSkew < 0 {
+		bad("clock_skew", "must be >= 0, got %s", o.ClockSkew)
+	}
+	return errors.Join(errs...)
+}
+
+// Options returns the validated options with defaults filled in.
+func (c *Client) Options() Options { return c.opts }

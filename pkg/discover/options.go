@@ -1,0 +1,101 @@
+package discover
+
+import (
+	"net/netip"
+	"time"
+)
+
+// AddressPolicy says which address a reply registers under.
+type AddressPolicy string
+
+const (
+	// AddressAuto takes the payload IP unless it is loopback, unspecified,
+	// multicast or broadcast; then the packet's source address.
+	AddressAuto AddressPolicy = "auto"
+	// AddressPayload always takes the IP the server wrote in its reply.
+	AddressPayload AddressPolicy = "payload"
+	// AddressSource always takes the reply's UDP source address.
+	AddressSource AddressPolicy = "source"
+)
+
+// Options configure a discovery round. Zero values are not defaults: callers
+// build Options from config.Config (which holds the upstream defaults) or
+// from DefaultOptions.
+type Options struct {
+	Port        uint16        // discovery_port: UDP port the servers listen on
+	Message     []byte        // discovery_message: probe payload (plaintext)
+	Prefix      []byte        // response_prefix
+	Timeout     time.Duration // deadline for the whole round
+	Retries     int           // extra probe sends spread over the round
+	DefaultPort uint16        // port when a reply carries none
+	AddressFrom AddressPolicy
+
+	// One ends the round at the first valid reply.
+	One bool
+	// Settle, when > 0, ends the round once no new server has been seen for
+	// this long after the last probe was sent.
+	Settle time.Duration
+
+	// SubnetScan enables unicast probes to every host of ScanCIDRs at
+	// ScanRate probes per second.
+	SubnetScan bool
+	ScanCIDRs  []netip.Prefix
+	ScanRate   int
+
+	// MaxReplies caps the servers kept per round; further new servers are
+	// counted in Stats.Dropped.
+	MaxReplies int
+	// MaxDatagram is the largest reply accepted; longer ones are counted as
+	// oversized and dropped.
+	MaxDatagram int
+	// RecvBuffer is the socket receive buffer requested (bytes).
+	RecvBuffer int
+
+	// Key enables encrypted (Fernet) mode when non-nil.
+	Key *Key
+	// MaxTokenAge bounds the age of an encrypted reply; ClockSkew is the
+	// tolerance for replies stamped in the future or slightly too old.
+	MaxTokenAge time.Duration
+	ClockSkew   time.Duration
+
+	// Whitelist and Blacklist select interfaces by exact name.
+	Whitelist []string
+	Blacklist []string
+}
+
+// Defaults applied when the corresponding Options field is zero, and the
+// limits New enforces.
+const (
+	DefaultMaxDatagram = 1024
+	DefaultRecvBuffer  = 8 << 20
+	DefaultMaxTokenAge = 60 * time.Second
+	DefaultClockSkew   = 30 * time.Second
+	// MaxScanHosts bounds the hosts of all ScanCIDRs together.
+	MaxScanHosts = 65536
+	// maxUDPPayload is the largest IPv4 UDP payload.
+	maxUDPPayload = 65507
+)
+
+// DefaultOptions returns the upstream client's defaults (port 9999,
+// DISCOVER_SERVER, SERVER_IP:, 5 s, 3 retries, subnet scan on, default port
+// 8000) plus this package's bounds: address policy auto, 1000 scan probes/s,
+// 100,000 servers, 1024-byte datagrams, an 8 MiB receive buffer, tokens at
+// most 60 s old with 30 s of clock skew.
+func DefaultOptions() Options {
+	return Options{
+		Port:        9999,
+		Message:     []byte("DISCOVER_SERVER"),
+		Prefix:      []byte("SERVER_IP:"),
+		Timeout:     5 * time.Second,
+		Retries:     3,
+		DefaultPort: 8000,
+		AddressFrom: AddressAuto,
+		SubnetScan:  true,
+		ScanRate:    1000,
+		MaxReplies:  100_000,
+		MaxDatagram: DefaultMaxDatagram,
+		RecvBuffer:  DefaultRecvBuffer,
+		MaxTokenAge: DefaultMaxTokenAge,
+		ClockSkew:   DefaultClockSkew,
+	}
+}

@@ -1,0 +1,83 @@
+package discover
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+func TestRoundNoProbeSent(t *testing.T) {
+	t.Run("kernel refuses every send", func(t *testing.T) {
+		o := testOptions(freePort(t))
+		c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), zerolog.Nop())
+		c.sendHook = func(*net.UDPConn, []byte, netip.AddrPort) error { return syscall.ENETUNREACH }
+		res, err := c.Round(context.Background())
+		if !errors.Is(err, ErrNoProbeSent) || !errors.Is(err, syscall.ENETUNREACH) ||
+			!strings.Contains(err.Error(), "fake2 -> 127.0.0.2:") || !strings.Contains(err.Error(), "fake3 -> 127.0.0.3:") {
+			t.Fatalf("Round = %v, want ErrNoProbeSent naming each interface", err)
+		}
+		if res.Stats.SendErrors != 2 || res.Stats.ProbesSent != 0 {
+			t.Errorf("stats %+v", res.Stats)
+		}
+	})
+	t.Run("one interface still works", func(t *testing.T) {
+		p := freePort(t)
+		startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
+		c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), zerolog.Nop())
+		c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
+			if dst.Addr() == netip.MustParseAddr("127.0.0.2") {
+				return syscall.ENETDOWN
+			}
+			_, err := conn.WriteToUDPAddrPort(b, dst)
+			return err
+		}
+		res, err := c.Round(context.Background())
+		if err != nil || len(res.Servers) != 1 || res.Stats.SendErrors != 1 {
+			t.Fatalf("Round = %v, %v, stats %+v", endpoints(res.Servers), err, res.Stats)
+		}
+	})
+	t.Run("no IPv4 broadcast at all", func(t *testing.T) {
+		ifc := fakeIf("odd0", "127.0.1.2", "127.0.0.2")
+		ifc.Broadcast, ifc.Prefix = netip.Addr{}, netip.Prefix{}
+		c := newClient(t, testOptions(freePort(t)), lister(t, ifc), zerolog.Nop())
+		if _, err := c.Round(context.Background()); !errors.Is(err, ErrNoProbeSent) {
+			t.Fatalf("Round = %v", err)
+		}
+	})
+}
+
+func TestRoundSubnetScan(t *testing.T) {
+	p := freePort(t)
+	startResponder(t, addrPort("127.0.0.5", p), plainResponder("10.213.0.5", 0))
+	o := testOptions(p)
+	o.SubnetScan = true
+	o.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/29")}
+	o.ScanRate = 1000
+	// The broadcast (127.0.0.7) reaches nobody; our own address 127.0.0.2 is skipped.
+	c := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), zerolog.Nop())
+	res, err := c.Round(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := endpoints(res.Servers); !slices.Equal(got, []string{"10.213.0.5:8000"}) {
+		t.Fatalf("servers %v, stats %+v", got, res.Stats)
+	}
+	// Hosts .1-.6 minus our .2 (and lo's .1).
+	if res.Stats.ScanTargets != 4 || res.Stats.ProbesSent != 5 {
+		t.Errorf("stats %+v, want 4 scan targets and 5 probes", res.Stats)
+	}
+	t.Run("off", func(t *testing.T) {
+		o.SubnetScan = false
+		res, err := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), zerolog.Nop()).Round(context.Background())
+		if err != nil || len(res.Servers) != 0 || res.Stats.ScanTargets != 0 {
+			t.Fatalf("servers %v, stats %+v, err %v", endpoints(res.Servers), res.Stats, err)
+		}
+	})
+}
