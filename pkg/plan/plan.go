@@ -7,8 +7,9 @@
 //
 // Rules:
 //   - an endpoint is added the first complete round it is seen
-//     (FirstSeen = LastSeen = Observation.At);
-//   - seen again, it is unchanged: LastSeen, Source and Interface are
+//     (FirstSeen = LastSeen = when its reply arrived, Seen.At, or
+//     Observation.At when that is unknown);
+//   - seen again, it is kept unchanged: LastSeen, Source and Interface are
 //     refreshed and its miss count is reset;
 //   - not seen in a complete round, its miss count grows by one, and it is
 //     removed when the count reaches Config.MissedRounds;
@@ -41,6 +42,9 @@ type Seen struct {
 	Source netip.AddrPort
 	// Interface is the local interface the reply arrived on ("" if unknown).
 	Interface string
+	// At is when its first reply of the round arrived; zero means the
+	// Observation's At.
+	At time.Time
 }
 
 // Observation is the outcome of one discovery round.
@@ -120,32 +124,33 @@ func (s State) Misses(addr netip.AddrPort) (int, bool) {
 	return e.misses, ok
 }
 
-// Plan is what one round changes. Adds, Removes and Unchanged are sorted by
-// endpoint.Compare and disjoint.
+// Plan is what one round changes. Added, Removed and Kept are sorted by
+// endpoint.Compare and disjoint. (endpoint.Diff, what a sink changed, uses
+// the same words; its Unchanged is a count.)
 type Plan struct {
 	Round  uint64
 	At     time.Time
 	Failed bool
-	// Adds are endpoints seen for the first time (or again after removal).
-	Adds []endpoint.Endpoint
-	// Removes are endpoints that reached MissedRounds, with their last known
+	// Added are endpoints seen for the first time (or again after removal).
+	Added []endpoint.Endpoint
+	// Removed are endpoints that reached MissedRounds, with their last known
 	// fields.
-	Removes []endpoint.Endpoint
-	// Unchanged are endpoints still held: seen again this round, or missing
+	Removed []endpoint.Endpoint
+	// Kept are endpoints still held: seen again this round, or missing
 	// fewer than MissedRounds rounds. For a failed round it is every held
 	// endpoint.
-	Unchanged []endpoint.Endpoint
+	Kept []endpoint.Endpoint
 }
 
 // Empty reports whether the plan adds and removes nothing.
-func (p Plan) Empty() bool { return len(p.Adds) == 0 && len(p.Removes) == 0 }
+func (p Plan) Empty() bool { return len(p.Added) == 0 && len(p.Removed) == 0 }
 
-// Snapshot returns the desired set after the plan: Adds and Unchanged,
+// Snapshot returns the desired set after the plan: Added and Kept,
 // sorted, stamped with the plan's round and time.
 func (p Plan) Snapshot() endpoint.Snapshot {
 	// Both halves are sorted: merge them instead of sorting again.
-	eps := make([]endpoint.Endpoint, 0, len(p.Adds)+len(p.Unchanged))
-	a, u := p.Adds, p.Unchanged
+	eps := make([]endpoint.Endpoint, 0, len(p.Added)+len(p.Kept))
+	a, u := p.Added, p.Kept
 	for len(a) > 0 && len(u) > 0 {
 		if endpoint.Compare(a[0], u[0]) < 0 {
 			eps, a = append(eps, a[0]), a[1:]
@@ -193,14 +198,14 @@ func (p Plan) Ops() []Op {
 	if p.Failed {
 		return nil
 	}
-	ops := make([]Op, 0, len(p.Adds)+len(p.Removes)+len(p.Unchanged))
-	for _, e := range p.Adds {
+	ops := make([]Op, 0, len(p.Added)+len(p.Removed)+len(p.Kept))
+	for _, e := range p.Added {
 		ops = append(ops, NewOp(OpAdd, e, p.Round))
 	}
-	for _, e := range p.Removes {
+	for _, e := range p.Removed {
 		ops = append(ops, NewOp(OpRemove, e, p.Round))
 	}
-	for _, e := range p.Unchanged {
+	for _, e := range p.Kept {
 		ops = append(ops, NewOp(OpNoop, e, p.Round))
 	}
 	return ops
@@ -212,13 +217,13 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 	missed := max(cfg.MissedRounds, 1)
 	p := Plan{Round: obs.Round, At: obs.At, Failed: obs.Failed}
 	if obs.Failed {
-		p.Unchanged = prev.Endpoints()
+		p.Kept = prev.Endpoints()
 		// State is never mutated in place, so sharing the map is safe.
 		return prev, p
 	}
 
 	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen))), complete: true}
-	p.Unchanged = make([]endpoint.Endpoint, 0, len(prev.held))
+	p.Kept = make([]endpoint.Endpoint, 0, len(prev.held))
 	for _, s := range obs.Seen {
 		if !s.Addr.IsValid() {
 			continue
@@ -227,16 +232,20 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			continue
 		}
 		old, known := prev.held[s.Addr]
-		first := obs.At
+		at := s.At
+		if at.IsZero() {
+			at = obs.At
+		}
+		first := at
 		if known {
 			first = old.firstSeen
 		}
-		e := entry{source: s.Source, iface: s.Interface, firstSeen: first, lastSeen: obs.At}
+		e := entry{source: s.Source, iface: s.Interface, firstSeen: first, lastSeen: at}
 		next.held[s.Addr] = e
 		if known {
-			p.Unchanged = append(p.Unchanged, e.endpoint(s.Addr))
+			p.Kept = append(p.Kept, e.endpoint(s.Addr))
 		} else {
-			p.Adds = append(p.Adds, e.endpoint(s.Addr))
+			p.Added = append(p.Added, e.endpoint(s.Addr))
 		}
 	}
 	for k, old := range prev.held {
@@ -245,14 +254,14 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		}
 		old.misses++
 		if old.misses >= missed {
-			p.Removes = append(p.Removes, old.endpoint(k))
+			p.Removed = append(p.Removed, old.endpoint(k))
 			continue
 		}
 		next.held[k] = old
-		p.Unchanged = append(p.Unchanged, old.endpoint(k))
+		p.Kept = append(p.Kept, old.endpoint(k))
 	}
-	slices.SortFunc(p.Adds, endpoint.Compare)
-	slices.SortFunc(p.Removes, endpoint.Compare)
-	slices.SortFunc(p.Unchanged, endpoint.Compare)
+	slices.SortFunc(p.Added, endpoint.Compare)
+	slices.SortFunc(p.Removed, endpoint.Compare)
+	slices.SortFunc(p.Kept, endpoint.Compare)
 	return next, p
 }

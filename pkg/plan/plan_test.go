@@ -179,9 +179,9 @@ func TestNextRules(t *testing.T) {
 						t.Errorf("round %d %s = %v, want %v", round, what, g, want)
 					}
 				}
-				check("adds", p.Adds, s.adds)
-				check("removes", p.Removes, s.removes)
-				check("unchanged", p.Unchanged, s.unchanged)
+				check("adds", p.Added, s.adds)
+				check("removes", p.Removed, s.removes)
+				check("unchanged", p.Kept, s.unchanged)
 				held := append(slices.Clone(s.adds), s.unchanged...)
 				slices.Sort(held)
 				check("state", st.Endpoints(), held)
@@ -196,8 +196,8 @@ func TestNextFields(t *testing.T) {
 	cfg := Config{MissedRounds: 3}
 	st, p := Next(cfg, State{}, Observation{Round: 1, At: t0, Seen: []Seen{{Addr: a, Source: ap("10.0.0.1:9999"), Interface: "eth0"}}})
 	want := endpoint.Endpoint{Addr: a, Source: ap("10.0.0.1:9999"), Interface: "eth0", FirstSeen: t0, LastSeen: t0}
-	if !reflect.DeepEqual(p.Adds, []endpoint.Endpoint{want}) {
-		t.Fatalf("adds = %+v, want %+v", p.Adds, want)
+	if !reflect.DeepEqual(p.Added, []endpoint.Endpoint{want}) {
+		t.Fatalf("adds = %+v, want %+v", p.Added, want)
 	}
 	if !st.Complete() {
 		t.Fatal("state not complete after a complete round")
@@ -205,8 +205,8 @@ func TestNextFields(t *testing.T) {
 
 	t.Run("miss keeps last seen fields", func(t *testing.T) {
 		st2, p2 := Next(cfg, st, Observation{Round: 2, At: t0.Add(time.Minute)})
-		if !reflect.DeepEqual(p2.Unchanged, []endpoint.Endpoint{want}) {
-			t.Fatalf("unchanged = %+v, want %+v", p2.Unchanged, want)
+		if !reflect.DeepEqual(p2.Kept, []endpoint.Endpoint{want}) {
+			t.Fatalf("unchanged = %+v, want %+v", p2.Kept, want)
 		}
 		if m, ok := st2.Misses(a); !ok || m != 1 {
 			t.Fatalf("misses = %d, %v; want 1, true", m, ok)
@@ -218,7 +218,7 @@ func TestNextFields(t *testing.T) {
 		st2, _ := Next(cfg, st, Observation{Round: 2, At: t0.Add(time.Minute)})
 		st3, p3 := Next(cfg, st2, Observation{Round: 3, At: at, Seen: []Seen{{Addr: a, Source: ap("192.168.5.5:1234"), Interface: "eth1"}}})
 		got := endpoint.Endpoint{Addr: a, Source: ap("192.168.5.5:1234"), Interface: "eth1", FirstSeen: t0, LastSeen: at}
-		if len(p3.Adds) != 0 || len(p3.Removes) != 0 || !reflect.DeepEqual(p3.Unchanged, []endpoint.Endpoint{got}) {
+		if len(p3.Added) != 0 || len(p3.Removed) != 0 || !reflect.DeepEqual(p3.Kept, []endpoint.Endpoint{got}) {
 			t.Fatalf("plan = %+v, want only unchanged %+v", p3, got)
 		}
 		if m, _ := st3.Misses(a); m != 0 {
@@ -230,10 +230,28 @@ func TestNextFields(t *testing.T) {
 		st2, _ := Next(Config{MissedRounds: 1}, st, Observation{Round: 2, At: t0.Add(time.Minute)})
 		at := t0.Add(time.Hour)
 		_, p3 := Next(cfg, st2, Observation{Round: 3, At: at, Seen: []Seen{{Addr: a}}})
-		if len(p3.Adds) != 1 || !p3.Adds[0].FirstSeen.Equal(at) {
-			t.Fatalf("adds = %+v, want first seen %v", p3.Adds, at)
+		if len(p3.Added) != 1 || !p3.Added[0].FirstSeen.Equal(at) {
+			t.Fatalf("adds = %+v, want first seen %v", p3.Added, at)
 		}
 	})
+}
+
+// TestNextReplyTime checks that first_seen and last_seen are when the reply
+// arrived, not when its round ended (a 5 s round used to stamp a reply that
+// came at 14.399 with 19.398).
+func TestNextReplyTime(t *testing.T) {
+	a := ap("10.0.0.1:8000")
+	cfg := Config{MissedRounds: 3}
+	reply1, end1 := t0.Add(1400*time.Millisecond), t0.Add(5*time.Second)
+	st, p := Next(cfg, State{}, Observation{Round: 1, At: end1, Seen: []Seen{{Addr: a, At: reply1}}})
+	if len(p.Added) != 1 || !p.Added[0].FirstSeen.Equal(reply1) || !p.Added[0].LastSeen.Equal(reply1) {
+		t.Fatalf("added = %+v, want first and last seen %v", p.Added, reply1)
+	}
+	reply2 := t0.Add(10*time.Second + 300*time.Millisecond)
+	_, p = Next(cfg, st, Observation{Round: 2, At: t0.Add(15 * time.Second), Seen: []Seen{{Addr: a, At: reply2}}})
+	if len(p.Kept) != 1 || !p.Kept[0].FirstSeen.Equal(reply1) || !p.Kept[0].LastSeen.Equal(reply2) {
+		t.Fatalf("kept = %+v, want first seen %v, last seen %v", p.Kept, reply1, reply2)
+	}
 }
 
 // TestNextPure checks that Next never modifies the State it is given.
@@ -263,7 +281,7 @@ func TestPlanOps(t *testing.T) {
 	a := endpoint.Endpoint{Addr: ap("10.0.0.1:8000"), Source: ap("10.0.0.1:9999"), Interface: "eth0"}
 	b := endpoint.Endpoint{Addr: ap("10.0.0.2:8001"), Interface: "eth1"}
 	c := endpoint.Endpoint{Addr: ap("10.0.0.3:8002"), Source: ap("10.9.9.9:1"), Interface: "eth2"}
-	p := Plan{Round: 7, At: t0, Adds: []endpoint.Endpoint{a}, Removes: []endpoint.Endpoint{b}, Unchanged: []endpoint.Endpoint{c}}
+	p := Plan{Round: 7, At: t0, Added: []endpoint.Endpoint{a}, Removed: []endpoint.Endpoint{b}, Kept: []endpoint.Endpoint{c}}
 	var lines []string
 	for _, op := range p.Ops() {
 		js, err := json.Marshal(op)
@@ -284,7 +302,7 @@ func TestPlanOps(t *testing.T) {
 	if ops := p.Ops(); ops != nil {
 		t.Fatalf("failed plan ops = %v, want nil", ops)
 	}
-	snap := Plan{Round: 3, At: t0, Adds: []endpoint.Endpoint{c}, Unchanged: []endpoint.Endpoint{a}}.Snapshot()
+	snap := Plan{Round: 3, At: t0, Added: []endpoint.Endpoint{c}, Kept: []endpoint.Endpoint{a}}.Snapshot()
 	if snap.Round != 3 || !snap.At.Equal(t0) || !slices.Equal(addrs(snap.Endpoints), []string{"10.0.0.1:8000", "10.0.0.3:8002"}) {
 		t.Fatalf("snapshot = %+v", snap)
 	}

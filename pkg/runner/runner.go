@@ -313,20 +313,20 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 
 	obs := plan.Observation{Round: r.round, At: end, Seen: make([]plan.Seen, 0, len(res.Servers))}
 	for _, s := range res.Servers {
-		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface})
+		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface, At: s.Received})
 	}
 	r.state, p = plan.Next(cfg, r.state, obs)
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
-	r.cfg.Metrics.planned(r.state.Len(), len(p.Adds), len(p.Removes))
+	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
-	for _, e := range p.Adds {
+	for _, e := range p.Added {
 		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Msg("endpoint added")
 	}
-	for _, e := range p.Removes {
+	for _, e := range p.Removed {
 		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Time("last_seen", e.LastSeen).Msg("endpoint removed")
 	}
 	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
-		Int("added", len(p.Adds)).Int("removed", len(p.Removes)).Dur("duration", end.Sub(start)).Msg("round complete")
+		Int("added", len(p.Added)).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
 	return p, true
 }
 
