@@ -114,38 +114,26 @@ type Config struct {
 // withDefaults returns c with zero fields set from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Service == "" {
-		c.Service = d.Service
-	}
-	if c.TTL == 0 {
-		c.TTL = d.TTL
-	}
-	if c.DeregisterAfter == 0 {
-		c.DeregisterAfter = d.DeregisterAfter
-	}
-	if c.CheckInterval == 0 {
-		c.CheckInterval = d.CheckInterval
-	}
-	if c.HTTPPath == "" {
-		c.HTTPPath = d.HTTPPath
-	}
-	if c.Resync == 0 {
-		c.Resync = d.Resync
-	}
-	if c.OnExit == "" {
-		c.OnExit = d.OnExit
-	}
-	if c.LockSessionTTL == 0 {
-		c.LockSessionTTL = d.LockSessionTTL
-	}
-	if c.LockWait == 0 {
-		c.LockWait = d.LockWait
-	}
-	if c.Parallel == 0 {
-		c.Parallel = d.Parallel
-	}
+	orDefault(&c.Service, d.Service)
+	orDefault(&c.TTL, d.TTL)
+	orDefault(&c.DeregisterAfter, d.DeregisterAfter)
+	orDefault(&c.CheckInterval, d.CheckInterval)
+	orDefault(&c.HTTPPath, d.HTTPPath)
+	orDefault(&c.Resync, d.Resync)
+	orDefault(&c.OnExit, d.OnExit)
+	orDefault(&c.LockSessionTTL, d.LockSessionTTL)
+	orDefault(&c.LockWait, d.LockWait)
+	orDefault(&c.Parallel, d.Parallel)
 	c.Clock = clock.OrReal(c.Clock)
 	return c
+}
+
+// orDefault sets *v to d when *v is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Validate reports every problem of a (defaulted) configuration at once,
