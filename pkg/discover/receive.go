@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // receive reads replies until the round ends. It returns nil when the round
@@ -159,6 +161,7 @@ func (r *round) servers() []Server {
 			raw = RawString([]byte(raw))
 		}
 		src := netip.AddrFrom4(k.src)
+		in := r.ingress(int(k.ifindex), src)
 		from := AddressPayload
 		if k.fromSrc {
 			from = AddressSource
@@ -169,7 +172,8 @@ func (r *round) servers() []Server {
 			PayloadIP:     netip.AddrFrom4(k.payloadIP),
 			PortFromReply: k.hasPort,
 			Source:        netip.AddrPortFrom(src, k.srcPort),
-			Interface:     r.ingressName(int(k.ifindex), src),
+			Interface:     in.Name,
+			Network:       in.Prefix,
 			Raw:           raw,
 			AddressFrom:   from,
 			Received:      time.Unix(0, k.received),
@@ -194,16 +198,17 @@ func (r *round) unusable(ip netip.Addr) string {
 	return ""
 }
 
-// ingressName names the interface a reply arrived on: by IP_PKTINFO index
-// when known, else the first selected interface whose network holds src.
-func (r *round) ingressName(index int, src netip.Addr) string {
-	if name, ok := r.ifByIndex[index]; ok && index > 0 {
-		return name
+// ingress is the interface a reply arrived on: by IP_PKTINFO index when the
+// kernel gave one, else the selected interface whose network holds the
+// source; the zero Interface when neither is known.
+func (r *round) ingress(index int, src netip.Addr) iface.Interface {
+	if in, ok := r.ifByIndex[index]; ok && index > 0 {
+		return in
 	}
 	for _, i := range r.sel {
 		if i.Prefix.Contains(src) {
-			return i.Name
+			return i
 		}
 	}
-	return ""
+	return iface.Interface{}
 }

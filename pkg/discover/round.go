@@ -111,7 +111,7 @@ type round struct {
 
 	own        map[netip.Addr]struct{} // our own addresses: never scanned
 	broadcasts []netip.Addr            // selected broadcasts, for AddressAuto
-	ifByIndex  map[int]string
+	ifByIndex  map[int]iface.Interface
 	dests      []probeDest
 
 	probesSent, sendErrors, scanTargets atomic.Int64
@@ -154,13 +154,13 @@ func newRound(c *Client, conn *net.UDPConn, all, sel []iface.Interface, begin, d
 	r := &round{
 		c: c, conn: conn, sel: sel, begin: begin, deadline: deadline,
 		own:       make(map[netip.Addr]struct{}, len(all)),
-		ifByIndex: make(map[int]string, len(all)),
+		ifByIndex: make(map[int]iface.Interface, len(all)),
 		seen:      make(map[uint64]struct{}, min(c.opts.MaxReplies, 1024)),
 	}
 	for _, i := range all {
 		r.own[i.Addr] = struct{}{}
 		if i.Index > 0 {
-			r.ifByIndex[i.Index] = i.Name
+			r.ifByIndex[i.Index] = i
 		}
 	}
 	for _, i := range sel {

@@ -20,8 +20,11 @@ type Server struct {
 	PortFromReply bool `json:"port_from_reply"`
 	// Source is the UDP source address of the reply.
 	Source netip.AddrPort `json:"source_address"`
-	// Interface is the local interface the reply arrived on ("" if unknown).
-	Interface string `json:"interface"`
+	// Interface is the local interface the reply arrived on ("" if unknown);
+	// Network is that interface's network, the LAN segment the server was
+	// seen on (invalid if unknown).
+	Interface string       `json:"interface"`
+	Network   netip.Prefix `json:"network"`
 	// Raw is the reply payload as received (the decrypted plaintext in
 	// encrypted mode), decoded as UTF-8 with invalid bytes dropped.
 	Raw string `json:"raw_response"`

@@ -23,6 +23,9 @@ type Endpoint struct {
 	// Interface is the name of the local interface the reply arrived on
 	// ("" when unknown).
 	Interface string `json:"interface"`
+	// Network is the network of that interface: the LAN segment the server
+	// was seen on (invalid when unknown).
+	Network netip.Prefix `json:"-"`
 	// FirstSeen is when the bridge first saw this endpoint in the current
 	// lifetime of the process; LastSeen when it last answered.
 	FirstSeen time.Time `json:"first_seen"`

@@ -40,8 +40,10 @@ type Seen struct {
 	Addr netip.AddrPort
 	// Source is the UDP source address of the reply.
 	Source netip.AddrPort
-	// Interface is the local interface the reply arrived on ("" if unknown).
+	// Interface is the local interface the reply arrived on ("" if unknown)
+	// and Network its network.
 	Interface string
+	Network   netip.Prefix
 	// At is when its first reply of the round arrived; zero means the
 	// Observation's At.
 	At time.Time
@@ -66,17 +68,18 @@ type Observation struct {
 type entry struct {
 	source    netip.AddrPort
 	iface     string
+	network   netip.Prefix
 	firstSeen time.Time
 	lastSeen  time.Time
 	misses    int
 }
 
 func newEntry(e endpoint.Endpoint) entry {
-	return entry{source: e.Source, iface: e.Interface, firstSeen: e.FirstSeen, lastSeen: e.LastSeen}
+	return entry{source: e.Source, iface: e.Interface, network: e.Network, firstSeen: e.FirstSeen, lastSeen: e.LastSeen}
 }
 
 func (e entry) endpoint(addr netip.AddrPort) endpoint.Endpoint {
-	return endpoint.Endpoint{Addr: addr, Source: e.source, Interface: e.iface, FirstSeen: e.firstSeen, LastSeen: e.lastSeen}
+	return endpoint.Endpoint{Addr: addr, Source: e.source, Interface: e.iface, Network: e.network, FirstSeen: e.firstSeen, LastSeen: e.lastSeen}
 }
 
 // State is what the planner knows between rounds. The zero value is the
@@ -240,7 +243,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		if known {
 			first = old.firstSeen
 		}
-		e := entry{source: s.Source, iface: s.Interface, firstSeen: first, lastSeen: at}
+		e := entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: first, lastSeen: at}
 		next.held[s.Addr] = e
 		if known {
 			p.Kept = append(p.Kept, e.endpoint(s.Addr))

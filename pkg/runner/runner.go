@@ -313,7 +313,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 
 	obs := plan.Observation{Round: r.round, At: end, Seen: make([]plan.Seen, 0, len(res.Servers))}
 	for _, s := range res.Servers {
-		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface, At: s.Received})
+		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface, Network: s.Network, At: s.Received})
 	}
 	r.state, p = plan.Next(cfg, r.state, obs)
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
