@@ -587,6 +587,9 @@ func TestAgentProgress(t *testing.T) {
 		{"quiet", nil, snap(2, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"), 1},
 		{"change", nil, snap(3, "10.0.0.1:8000", "10.0.0.4:8000"), 4},
 		{"restart", h.fa.Restart, snap(4, "10.0.0.1:8000", "10.0.0.4:8000"), 3},
+		// Removal of a server someone else already deleted: the PUT is made
+		// and answered 404.
+		{"removal of a deleted service", func() { h.fa.Delete(sid("10.0.0.4:8000")) }, snap(5, "10.0.0.1:8000"), 2},
 	}
 	for _, r := range rounds {
 		if r.before != nil {
@@ -605,6 +608,10 @@ func TestAgentProgress(t *testing.T) {
 	}
 	if outside.Load() != 0 {
 		t.Errorf("%d progress reports outside Apply", outside.Load())
+	}
+	// The counters agree: 14 writes in all.
+	if c := h.sink.Counters(); c.Registers+c.Deregisters+c.TTLUpdates != 14 || c.Deregisters != 3 {
+		t.Errorf("counters = %+v, want 14 writes, 3 of them deregistrations", c)
 	}
 }
 
