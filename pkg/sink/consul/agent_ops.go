@@ -141,7 +141,12 @@ func (c *Agent) deregister(ctx context.Context, id string) error {
 	if err := c.agent.ServiceDeregisterOpts(id, q); err != nil {
 		var se api.StatusError
 		if errors.As(err, &se) && se.Code == 404 {
-			return nil // already gone: the goal is reached
+			// Already gone: the goal is reached. The request was still made
+			// and Apply counts it in Result.Writes, so count and report it
+			// like any other write.
+			c.counters.deregisters.Add(1)
+			sink.Wrote(ctx, 1)
+			return nil
 		}
 		return fmt.Errorf("consul deregister %s: %w", id, c.redact(err))
 	}
