@@ -52,14 +52,14 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if err != nil {
 				return err
 			}
-			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once})
+			promReg := prometheus.NewRegistry()
+			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg})
 			if err != nil {
 				return usageErr(err)
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			metrics := runner.NewMetrics(reg)
-			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Timeout, reg)
+			metrics := runner.NewMetrics(promReg)
+			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Timeout, promReg)
 			if cfg.MetricsAddr != "" && !once {
 				stopHTTP, err := serveHTTP(c.Context, cfg.MetricsAddr, health.Handler(), log)
 				if err != nil {

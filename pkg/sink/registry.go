@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
@@ -22,6 +23,8 @@ type Deps struct {
 	Out io.Writer
 	// Once is set for `run --once`: one round, apply, exit.
 	Once bool
+	// Registerer takes the sink's own metrics (nil: none).
+	Registerer prometheus.Registerer
 }
 
 // Factory makes one kind of sink: its name (the value of --sink), its

@@ -38,6 +38,10 @@ const (
 	OnExitDeregister = "deregister"
 	OnExitKeep       = "keep"
 
+	// Mode values.
+	ModeAgent   = "agent"
+	ModeCatalog = "catalog"
+
 	// Check values.
 	CheckNone = ""
 	CheckTCP  = "tcp"
@@ -49,6 +53,7 @@ const (
 // fills zero fields of a Config from it.
 func DefaultConfig() Config {
 	return Config{
+		Mode:            ModeAgent,
 		Service:         "django",
 		TTL:             30 * time.Second,
 		DeregisterAfter: MinDeregisterAfter,
@@ -68,6 +73,9 @@ func DefaultConfig() Config {
 type Config struct {
 	// Client is how to reach Consul (consul_addr, consul_token, TLS, ...).
 	Client ClientConfig
+	// Mode is "agent" (register with the local agent) or "catalog" (write
+	// the catalog on the servers through one elected bridge; consul_mode).
+	Mode string
 
 	// Service is the Consul service name of discovered servers
 	// (consul_service); Tags are put on each instance (consul_tags).
@@ -106,15 +114,36 @@ type Config struct {
 	// Parallel is how many registrations or deregistrations one Apply keeps
 	// in flight (consul_parallel; 1..64).
 	Parallel int
+	// Catalog mode only. KVPrefix is where the bridges keep their
+	// observations and the leader key (consul_kv_prefix; default
+	// "udp-discovery-bridge/<service>"); it also names the fleet in meta, so
+	// fleets with other prefixes never touch each other's entries. Segment
+	// names this bridge's LAN segment for every server it observes
+	// (segment; default: the network of the interface each reply came in
+	// on); SegmentTag adds "segment=<segment>" tags (consul_segment_tag).
+	// StartupGrace is how long a new leader waits before turning anything
+	// critical (bridges publish after their first round; the section sets
+	// interval + timeout). Once makes Apply reconcile as leader before it
+	// returns (run --once).
+	KVPrefix     string
+	Segment      string
+	SegmentTag   bool
+	StartupGrace time.Duration
+	Once         bool
 	// Clock drives resync, heartbeat pacing, progress logs and lock retries
 	// (nil: the real clock).
 	Clock clock.Clock
 }
 
+// DefaultKVPrefix is the KV prefix of a fleet registering service.
+func DefaultKVPrefix(service string) string { return "udp-discovery-bridge/" + service }
+
 // withDefaults returns c with zero fields set from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	orDefault(&c.Mode, d.Mode)
 	orDefault(&c.Service, d.Service)
+	orDefault(&c.KVPrefix, DefaultKVPrefix(c.Service))
 	orDefault(&c.TTL, d.TTL)
 	orDefault(&c.DeregisterAfter, d.DeregisterAfter)
 	orDefault(&c.CheckInterval, d.CheckInterval)
@@ -172,6 +201,26 @@ func (c Config) Validate() error {
 		bad("consul_resync", c.Resync, "must be > 0")
 	}
 	errs = append(errs, config.OneOf("on_exit", c.OnExit, OnExitDeregister, OnExitKeep))
+	errs = append(errs, config.OneOf("consul_mode", c.Mode, ModeAgent, ModeCatalog))
+	if c.Mode == ModeCatalog {
+		switch {
+		case strings.HasPrefix(c.KVPrefix, "/") || strings.HasSuffix(c.KVPrefix, "/") || strings.Contains(c.KVPrefix, "//"):
+			bad("consul_kv_prefix", c.KVPrefix, "want a KV path such as udp-discovery-bridge/django (no leading, trailing or doubled /)")
+		default:
+			if _, err := quoteFilterString(c.KVPrefix); err != nil {
+				bad("consul_kv_prefix", c.KVPrefix, err.Error())
+			}
+		}
+		if strings.Contains(c.BridgeID, "/") {
+			bad("bridge_id", c.BridgeID, "must not contain / in catalog mode (it names a KV key)")
+		}
+		if c.LockSessionTTL < MinSessionTTL {
+			bad("consul_lock_session_ttl", c.LockSessionTTL, "Consul's floor is 10s")
+		}
+		if c.LockKey != "" {
+			bad("consul_lock", c.LockKey, "catalog mode elects its leader under consul_kv_prefix; leave consul_lock empty")
+		}
+	}
 	if c.LockKey != "" {
 		if c.LockSessionTTL < MinSessionTTL {
 			bad("consul_lock_session_ttl", c.LockSessionTTL, "Consul's floor is 10s")

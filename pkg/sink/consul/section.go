@@ -32,6 +32,8 @@ func (s *Section) Keys() []config.Key {
 	const cat = "Consul sink"
 	d := DefaultConfig()
 	return []config.Key{
+		{Name: "consul_mode", Flag: "consul-mode", Env: []string{"DISCOVERY_CLIENT_CONSUL_MODE"}, Default: d.Mode, Group: config.GroupRun, Category: cat,
+			Usage: "agent (register with the local Consul agent) or catalog (no local agent: bridges publish observations and one elected bridge writes the catalog)"},
 		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: config.GroupRun, Category: cat,
 			Usage: "this bridge's identity in registries (default: the host name)"},
 		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: d.OnExit, Group: config.GroupRun, Category: cat,
@@ -79,6 +81,12 @@ func (s *Section) Keys() []config.Key {
 			Usage: "KV key of a lock: of several bridges on one LAN only the holder registers (empty: off)"},
 		{Name: "consul_lock_session_ttl", Flag: "consul-lock-session-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL"}, Default: config.FormatDuration(d.LockSessionTTL), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
 			Usage: "TTL of the lock's session (10s at least); a standby takes over within about twice this after the holder dies"},
+		{Name: "consul_kv_prefix", Flag: "consul-kv-prefix", Env: []string{"DISCOVERY_CLIENT_CONSUL_KV_PREFIX"}, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: KV prefix of the observations and the leader lock (default udp-discovery-bridge/<consul_service>)"},
+		{Name: "segment", Flag: "segment", Env: []string{"DISCOVERY_CLIENT_SEGMENT"}, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: this bridge's LAN segment name (default: the network of the interface each reply came in on)"},
+		{Name: "consul_segment_tag", Flag: "consul-segment-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
 		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
 			Usage: "registrations or deregistrations kept in flight during one apply (1..64)"},
 	}
@@ -100,6 +108,7 @@ func (s *Section) Load(r *config.Reader) {
 			Namespace:     r.String("consul_namespace"),
 			Partition:     r.String("consul_partition"),
 		},
+		Mode:            r.String("consul_mode"),
 		Service:         r.String("consul_service"),
 		Tags:            r.List("consul_tags"),
 		BridgeID:        r.String("bridge_id"),
@@ -113,6 +122,9 @@ func (s *Section) Load(r *config.Reader) {
 		LockSessionTTL:  r.Duration("consul_lock_session_ttl"),
 		LockWait:        DefaultConfig().LockWait,
 		Parallel:        r.Int("consul_parallel"),
+		KVPrefix:        r.String("consul_kv_prefix"),
+		Segment:         r.String("segment"),
+		SegmentTag:      r.Bool("consul_segment_tag"),
 	}
 	if c.Client.Token != "" && c.Client.TokenFile != "" {
 		r.Report(fmt.Errorf("%s and %s: set one, not both", r.Origin("consul_token"), r.Origin("consul_token_file")))
@@ -134,6 +146,10 @@ func (s *Section) Load(r *config.Reader) {
 			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Timeout)})
 	}
 	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout)
+	c.StartupGrace = core.Interval + core.Timeout
+	if c.KVPrefix == "" {
+		c.KVPrefix = DefaultKVPrefix(c.Service)
+	}
 	r.Report(c.Validate())
 	s.cfg = c
 }
@@ -155,6 +171,10 @@ func (s *Section) build(d sink.Deps) (sink.Sink, error) {
 	cfg.Clock = d.Clock
 	if d.Once {
 		cfg.OnExit = OnExitKeep
+		cfg.Once = true
+	}
+	if cfg.Mode == ModeCatalog {
+		return NewCatalog(cfg, d.Log, d.Registerer)
 	}
 	return NewAgent(cfg, d.Log)
 }

@@ -1,0 +1,74 @@
+package consul
+
+import (
+	"github.com/hashicorp/consul/api"
+)
+
+// catalogAPI is the part of consul/api catalog mode uses: sessions, the
+// observation keys, the catalog read and transactions. Tests give the sink
+// an in-memory implementation.
+type catalogAPI interface {
+	// RegisterNode registers the fleet's synthetic node (sessions hang on it).
+	RegisterNode(reg *api.CatalogRegistration, q *api.WriteOptions) error
+	CreateSession(se *api.SessionEntry, q *api.WriteOptions) (string, error)
+	RenewSession(id string, q *api.WriteOptions) (*api.SessionEntry, error)
+	DestroySession(id string, q *api.WriteOptions) error
+	NodeSessions(node string, q *api.QueryOptions) ([]*api.SessionEntry, error)
+	// ListKV lists the keys under prefix (a blocking query with
+	// q.WaitIndex).
+	ListKV(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error)
+	// ServiceEntries reads the instances of a service with their node and
+	// checks, filtered on the server by q.Filter.
+	ServiceEntries(service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+	// Txn applies ops atomically (at most 64).
+	Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error)
+	// Lock prepares a lock (with opts.Session set, held by that session).
+	Lock(opts *api.LockOptions) (locker, error)
+}
+
+// apiCatalog implements catalogAPI with a consul/api client.
+type apiCatalog struct{ c *api.Client }
+
+func (a apiCatalog) RegisterNode(reg *api.CatalogRegistration, q *api.WriteOptions) error {
+	_, err := a.c.Catalog().Register(reg, q)
+	return err
+}
+
+func (a apiCatalog) CreateSession(se *api.SessionEntry, q *api.WriteOptions) (string, error) {
+	// CreateNoChecks sends the empty check list: Create would drop it and
+	// bind the session to serfHealth, which a synthetic node does not have.
+	id, _, err := a.c.Session().CreateNoChecks(se, q)
+	return id, err
+}
+
+func (a apiCatalog) RenewSession(id string, q *api.WriteOptions) (*api.SessionEntry, error) {
+	se, _, err := a.c.Session().Renew(id, q)
+	return se, err
+}
+
+func (a apiCatalog) DestroySession(id string, q *api.WriteOptions) error {
+	_, err := a.c.Session().Destroy(id, q)
+	return err
+}
+
+func (a apiCatalog) NodeSessions(node string, q *api.QueryOptions) ([]*api.SessionEntry, error) {
+	s, _, err := a.c.Session().Node(node, q)
+	return s, err
+}
+
+func (a apiCatalog) ListKV(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error) {
+	return a.c.KV().List(prefix, q)
+}
+
+func (a apiCatalog) ServiceEntries(service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	return a.c.Health().Service(service, "", false, q)
+}
+
+func (a apiCatalog) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error) {
+	ok, resp, _, err := a.c.Txn().Txn(ops, q)
+	return ok, resp, err
+}
+
+func (a apiCatalog) Lock(opts *api.LockOptions) (locker, error) {
+	return a.c.LockOpts(opts)
+}

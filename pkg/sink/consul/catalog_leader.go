@@ -1,0 +1,441 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+	"github.com/udp-discovery-bridge/bridge/pkg/observe"
+)
+
+const (
+	// maxTxnOps is Consul's limit of operations in one transaction.
+	maxTxnOps = 64
+	// txnInFlight is how many transactions the leader keeps in flight.
+	txnInFlight = 4
+	// maxLeaderWait bounds one blocking read of the observations.
+	maxLeaderWait = 30 * time.Second
+	// leaderRetry bounds the backoff after a failed read or write.
+	leaderRetryMax = 10 * time.Second
+)
+
+// errNotLeader means a transaction's guard found the lock held by another
+// session: this bridge is no longer the leader and must stop writing.
+var errNotLeader = errors.New("consul lock no longer held by this bridge's session")
+
+// shape is what every catalog entry of this fleet shares.
+func (c *Catalog) shape() catalogShape {
+	sh := catalogShape{service: c.cfg.Service, tags: c.cfg.Tags, fleet: c.cfg.KVPrefix,
+		checks: checksFingerprint(c.cfg), segmentTag: c.cfg.SegmentTag}
+	if c.cfg.Check != CheckNone {
+		sh.probe = &probeDef{kind: c.cfg.Check, path: c.cfg.HTTPPath, interval: c.cfg.CheckInterval}
+	}
+	return sh
+}
+
+// lead merges observations and writes the catalog for as long as this
+// bridge holds the lock with session s. It wakes when an observation
+// changes (blocking query), when an unobserved server is due for removal,
+// and at least every maxLeaderWait; it re-reads the catalog every Resync.
+func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
+	log := c.log.With().Str("session", s.id).Logger()
+	start := c.cfg.Clock.Now()
+	holdUntil := start.Add(c.cfg.StartupGrace)
+	log.Info().Dur("startup_grace", c.cfg.StartupGrace).Msg("leading: merging observations into the catalog")
+	var (
+		current    map[string]catalogEntry
+		lastRead   time.Time
+		index      uint64
+		retry      = lockRetryMin
+		lastWrites = -1
+	)
+	backoff := func() bool {
+		ok := sleepUntil(ctx, c.cfg.Clock, retry, s.lost)
+		retry = min(retry*2, leaderRetryMax)
+		return ok
+	}
+	for ctx.Err() == nil && lock.Leader() {
+		select {
+		case <-s.lost:
+			return
+		default:
+		}
+		now := c.cfg.Clock.Now()
+		if current == nil || now.Sub(lastRead) >= c.cfg.Resync {
+			cur, err := c.readCatalog(ctx)
+			if err != nil {
+				log.Warn().Err(err).Msg("leader: cannot read the catalog; retrying")
+				c.metrics.errors.WithLabelValues("catalog_read").Inc()
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			current, lastRead = cur, now
+		}
+		wait := maxLeaderWait
+		if at, ok := nextReap(current, c.cfg.DeregisterAfter); ok {
+			wait = min(wait, max(at.Sub(now), 0))
+		}
+		if now.Before(holdUntil) {
+			wait = min(wait, holdUntil.Sub(now))
+		}
+		obs, err := c.readObservations(ctx, index, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn().Err(err).Msg("leader: cannot read the observations; retrying")
+			c.metrics.errors.WithLabelValues("kv_read").Inc()
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		index = obs.index
+		mergeStart := c.cfg.Clock.Now()
+		list := obs.list()
+		c.metrics.observers.Set(float64(len(list)))
+		p := planCatalog(c.shape(), merge(list), current, mergeStart, c.cfg.DeregisterAfter, mergeStart.Before(holdUntil))
+		c.metrics.mergeSeconds.Set(c.cfg.Clock.Now().Sub(mergeStart).Seconds())
+		if p.empty() {
+			retry = lockRetryMin
+			continue
+		}
+		n, err := c.write(ctx, s.id, p, current)
+		if n != lastWrites || err != nil {
+			log.Info().Int("registered", len(p.register)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
+				Int("removed", len(p.reap)).Int("unchanged", p.unchanged).Int("observers", len(list)).Int("writes", n).
+				Err(err).Msg("catalog reconciled")
+		}
+		lastWrites = n
+		if errors.Is(err, errNotLeader) {
+			log.Warn().Msg("leader: the lock moved to another bridge; stopping writes")
+			return
+		}
+		if err != nil {
+			c.metrics.errors.WithLabelValues("catalog_write").Inc()
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		retry = lockRetryMin
+	}
+}
+
+// reconcileOnce is one merge and write, for `run --once` as leader. It
+// never turns anything critical or removes it: bridges that have not
+// published yet must not cost their servers.
+func (c *Catalog) reconcileOnce(ctx context.Context, s *session) error {
+	obs, err := c.readObservations(ctx, 0, 0)
+	if err != nil {
+		return err
+	}
+	current, err := c.readCatalog(ctx)
+	if err != nil {
+		return err
+	}
+	p := planCatalog(c.shape(), merge(obs.list()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, true)
+	_, err = c.write(ctx, s.id, p, current)
+	return err
+}
+
+// observations are the decoded observations under the prefix.
+type observations struct {
+	byBridge map[string]observe.Observation
+	index    uint64
+}
+
+func (o observations) list() []observe.Observation {
+	out := make([]observe.Observation, 0, len(o.byBridge))
+	for _, b := range slices.Sorted(maps.Keys(o.byBridge)) {
+		out = append(out, o.byBridge[b])
+	}
+	return out
+}
+
+// readObservations lists the observation keys, blocking up to wait for a
+// change after index (0: no blocking), and decodes them per bridge. A
+// bridge whose keys do not decode is left out and logged (untrusted
+// input: anyone with write access to the prefix can put anything there).
+func (c *Catalog) readObservations(ctx context.Context, index uint64, wait ...time.Duration) (observations, error) {
+	q := &api.QueryOptions{WaitIndex: index}
+	if len(wait) > 0 && index > 0 {
+		q.WaitTime = wait[0]
+	}
+	pairs, meta, err := c.api.ListKV(c.obsPrefix, q.WithContext(ctx))
+	if err != nil {
+		return observations{}, fmt.Errorf("consul list %s: %w", c.obsPrefix, c.redact(err))
+	}
+	out := observations{byBridge: map[string]observe.Observation{}}
+	if meta != nil {
+		out.index = meta.LastIndex
+		if out.index < index { // the index went backwards (snapshot restore): start over
+			out.index = 0
+		}
+	}
+	chunks := map[string][][]byte{}
+	for _, p := range pairs {
+		rest := strings.TrimPrefix(p.Key, c.obsPrefix)
+		bridge, _, ok := strings.Cut(rest, "/")
+		if !ok || p.Session == "" {
+			continue // not a chunk key, or not held by a live session
+		}
+		chunks[bridge] = append(chunks[bridge], p.Value)
+	}
+	for bridge, cs := range chunks {
+		o, err := observe.Decode(cs)
+		if err == nil && o.Bridge != bridge {
+			err = fmt.Errorf("chunk names bridge %q", o.Bridge)
+		}
+		if err != nil {
+			c.metrics.errors.WithLabelValues("observation").Inc()
+			c.log.Warn().Err(err).Str("bridge", bridge).Msg("ignoring an observation that does not decode")
+			continue
+		}
+		out.byBridge[bridge] = o
+	}
+	return out, nil
+}
+
+// ownedFilterCatalog selects this fleet's service instances.
+func (c *Catalog) ownedFilterCatalog() (string, error) {
+	q, err := quoteFilterString(c.cfg.KVPrefix)
+	if err != nil {
+		return "", fmt.Errorf("consul_kv_prefix %q: %w", c.cfg.KVPrefix, err)
+	}
+	return `Service.Meta["` + MetaManagedBy + `"] == "` + ManagedByValue + `" and Service.Meta["` + MetaFleet + `"] == ` + q, nil
+}
+
+// readCatalog reads this fleet's entries, by node name. Instances of the
+// service that are not this fleet's (other owners, other fleets) are
+// filtered out on the server and never touched.
+func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, error) {
+	filter, err := c.ownedFilterCatalog()
+	if err != nil {
+		return nil, err
+	}
+	entries, _, err := c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("consul read service %s: %w", c.cfg.Service, c.redact(err))
+	}
+	now := c.cfg.Clock.Now()
+	out := make(map[string]catalogEntry, len(entries))
+	for _, se := range entries {
+		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.KVPrefix {
+			continue
+		}
+		e := catalogEntry{
+			node: se.Node.Node, nodeAddr: se.Node.Address, nodeMeta: se.Node.Meta,
+			svcID: se.Service.ID,
+			svc:   service{Name: se.Service.Service, Address: se.Service.Address, Port: se.Service.Port, Tags: se.Service.Tags, Meta: se.Service.Meta},
+		}
+		if e.svc.Tags == nil {
+			e.svc.Tags = []string{}
+		}
+		for _, chk := range se.Checks {
+			if chk.CheckID != ObservedCheckID {
+				continue
+			}
+			e.passing = chk.Status == api.HealthPassing
+			if !e.passing {
+				since, ok := parseSince(chk.Output)
+				if !ok {
+					since = now // unknown: start the delay now
+				}
+				e.since = since
+			}
+		}
+		out[e.node] = e
+	}
+	return out, nil
+}
+
+// write applies plan p in transactions of at most 64 operations, each
+// guarded by a check that this bridge's session still holds the lock, with
+// txnInFlight in flight, and updates current with what succeeded. It
+// returns the catalog operations written.
+func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
+	type item struct {
+		e   catalogEntry
+		ops api.TxnOps
+		fn  func() // updates current once written
+	}
+	var items []item
+	for _, e := range p.register {
+		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
+	}
+	for _, e := range p.pass {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
+			cur := current[e.node]
+			cur.passing, cur.since = true, time.Time{}
+			current[e.node] = cur
+		}})
+	}
+	for _, e := range p.fail {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
+	}
+	for _, e := range p.reap {
+		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
+	}
+	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
+	// Pack whole items into batches.
+	var batches [][]item
+	var cur []item
+	n := 1
+	for _, it := range items {
+		if n+len(it.ops) > maxTxnOps {
+			batches, cur, n = append(batches, cur), nil, 1
+		}
+		cur = append(cur, it)
+		n += len(it.ops)
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		written int
+		errs    []error
+		sem     = make(chan struct{}, txnInFlight)
+	)
+	for _, b := range batches {
+		sem <- struct{}{}
+		mu.Lock()
+		stop := slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errNotLeader) })
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-sem
+			break
+		}
+		ops := api.TxnOps{guard}
+		for _, it := range b {
+			ops = append(ops, it.ops...)
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := c.txn(ctx, ops)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			for _, it := range b {
+				it.fn()
+			}
+			written += len(ops) - 1
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return written, joinCapped(errs, maxErrsShown)
+	}
+	return written, nil
+}
+
+// txn runs one guarded transaction.
+func (c *Catalog) txn(ctx context.Context, ops api.TxnOps) error {
+	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	c.metrics.txns.Inc()
+	if err != nil {
+		return fmt.Errorf("consul txn of %d operations: %w", len(ops), c.redact(err))
+	}
+	if !ok {
+		if resp != nil {
+			for _, e := range resp.Errors {
+				if e.OpIndex == 0 {
+					return fmt.Errorf("%w: %s", errNotLeader, e.What)
+				}
+			}
+		}
+		return fmt.Errorf("consul txn of %d operations rolled back: %s", len(ops), txnErrors(resp))
+	}
+	c.metrics.catalogWrites.Add(float64(len(ops) - 1))
+	return nil
+}
+
+// txnErrors describes the errors of a failed transaction.
+func txnErrors(resp *api.TxnResponse) string {
+	if resp == nil || len(resp.Errors) == 0 {
+		return "no reason given"
+	}
+	var b strings.Builder
+	for i, e := range resp.Errors {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "operation %d: %s", e.OpIndex, e.What)
+	}
+	return b.String()
+}
+
+// registerOps writes an entry whole: its node, its service and its checks.
+func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
+	ops := api.TxnOps{
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}},
+		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.node, Service: api.AgentService{
+			ID: e.svcID, Service: e.svc.Name, Address: e.svc.Address, Port: e.svc.Port, Tags: e.svc.Tags, Meta: e.svc.Meta,
+		}}},
+		c.observedCheck(e, true, time.Time{}),
+	}
+	if c.cfg.Check != CheckNone {
+		hostPort := net.JoinHostPort(e.svc.Address, strconv.Itoa(e.svc.Port))
+		def := api.HealthCheckDefinition{
+			IntervalDuration: c.cfg.CheckInterval,
+			TimeoutDuration:  min(c.cfg.CheckInterval, 5*time.Second),
+		}
+		name := c.cfg.Check + " " + hostPort
+		if c.cfg.Check == CheckTCP {
+			def.TCP = hostPort
+		} else {
+			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
+		}
+		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
+			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, Status: api.HealthPassing,
+			Notes: "run by consul-esm, where deployed", Definition: def,
+		}}})
+	}
+	return ops
+}
+
+// observedCheck sets the observed check of e: passing, or critical since t.
+func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
+	chk := api.HealthCheck{
+		Node: e.node, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.svcID,
+		Status: api.HealthPassing, Output: "observed by a live bridge",
+		Notes: "set by the leading bridge: passing while at least one live bridge observes the server",
+	}
+	if !passing {
+		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)
+	}
+	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: chk}}
+}
+
+// sleepUntil waits d on clk, or until ctx ends or lost closes; it reports
+// whether the full duration passed.
+func sleepUntil(ctx context.Context, clk clock.Clock, d time.Duration, lost <-chan struct{}) bool {
+	t := clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	case <-lost:
+		return false
+	}
+}

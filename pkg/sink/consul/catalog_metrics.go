@@ -1,0 +1,43 @@
+package consul
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// catalogMetrics are the catalog mode's Prometheus metrics.
+type catalogMetrics struct {
+	leader          prometheus.Gauge
+	observers       prometheus.Gauge
+	catalogWrites   prometheus.Counter
+	txns            prometheus.Counter
+	kvWrites        prometheus.Counter
+	sessionRenewals prometheus.Counter
+	mergeSeconds    prometheus.Gauge
+	errors          *prometheus.CounterVec
+}
+
+// newCatalogMetrics creates the metrics and registers them with reg (nil:
+// not exported, as in tests).
+func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
+	const ns, sub = "udp_discovery_bridge", "consul_catalog"
+	m := &catalogMetrics{
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",
+			Help: "1 while this bridge holds the lock and writes the catalog, else 0."}),
+		observers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "observers",
+			Help: "Bridges whose observations the leader merged last (leader only)."}),
+		catalogWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "writes_total",
+			Help: "Catalog operations (node, service, check set or delete) written by this bridge as leader."}),
+		txns: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "txns_total",
+			Help: "Transactions (of at most 64 operations) sent by this bridge as leader."}),
+		kvWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "kv_writes_total",
+			Help: "KV operations written to publish this bridge's observation."}),
+		sessionRenewals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "session_renewals_total",
+			Help: "Successful renewals of this bridge's Consul session."}),
+		mergeSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "last_merge_seconds",
+			Help: "Time the leader took to merge the observations and plan its last reconcile."}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
+			Help: "Failures by stage: session, kv_read, catalog_read, catalog_write, observation (undecodable)."}, []string{"stage"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.errors)
+	}
+	return m
+}

@@ -1,0 +1,137 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+)
+
+// sessionName is the Consul session name of a bridge; a restarted bridge
+// destroys the sessions it finds under its own name.
+func sessionName(bridgeID string) string { return "udp-discovery-bridge " + bridgeID }
+
+// bridgesNode is the synthetic catalog node the fleet's sessions hang on. A
+// session bound to nothing belongs to the Consul server that created it and
+// dies with it; bound to a node registered in the catalog with no checks, it
+// lives for as long as it is renewed, whichever server answers.
+func bridgesNode(fleet string) string { return sanitizeID(BridgeServiceName + "-" + fleet) }
+
+// session is one Consul session of this bridge: created with no checks on
+// the fleet's node, Behavior=delete (the keys it holds go with it), renewed
+// every TTL/2 until it is lost or stopped.
+type session struct {
+	id   string
+	lost chan struct{} // closed when renewal found the session gone
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// sessionManager creates sessions and keeps the current one renewed.
+type sessionManager struct {
+	api      catalogAPI
+	node     string
+	fleet    string
+	bridgeID string
+	ttl      time.Duration
+	clock    clock.Clock
+	log      zerolog.Logger
+	redact   func(error) error
+	renewals func() // counts a successful renewal (metrics)
+}
+
+// create registers the fleet node, destroys sessions this bridge left behind
+// (a restart), and creates and starts renewing a new session.
+func (m *sessionManager) create(ctx context.Context) (*session, error) {
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	err := m.api.RegisterNode(&api.CatalogRegistration{
+		Node:           m.node,
+		Address:        "127.0.0.1",
+		NodeMeta:       map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: m.fleet},
+		SkipNodeUpdate: false,
+	}, w)
+	if err != nil {
+		return nil, fmt.Errorf("consul register node %s: %w", m.node, m.redact(err))
+	}
+	name := sessionName(m.bridgeID)
+	if old, err := m.api.NodeSessions(m.node, (&api.QueryOptions{}).WithContext(ctx)); err == nil {
+		for _, s := range old {
+			if s.Name == name {
+				if err := m.api.DestroySession(s.ID, w); err == nil {
+					m.log.Info().Str("session", s.ID).Msg("destroyed a session this bridge left behind")
+				}
+			}
+		}
+	}
+	id, err := m.api.CreateSession(&api.SessionEntry{
+		Name:     name,
+		Node:     m.node,
+		TTL:      m.ttl.String(),
+		Behavior: api.SessionBehaviorDelete,
+		// Observations and the leader key are released only when the
+		// session dies; no delay is needed before another session takes
+		// them (the writes are idempotent).
+		LockDelay: time.Millisecond,
+	}, w)
+	if err != nil {
+		return nil, fmt.Errorf("consul create session on node %s: %w", m.node, m.redact(err))
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	s := &session{id: id, lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	go m.renew(sctx, s)
+	m.log.Info().Str("session", id).Str("node", m.node).Dur("ttl", m.ttl).Msg("consul session created")
+	return s, nil
+}
+
+// renew renews s every TTL/2 (retrying sooner after a failure) until ctx
+// ends or Consul says the session is gone, which closes s.lost. Renewals go
+// to whichever server answers; they are not raft writes.
+func (m *sessionManager) renew(ctx context.Context, s *session) {
+	defer close(s.done)
+	every := m.ttl / 2
+	wait := every
+	deadline := m.clock.Now().Add(m.ttl)
+	for {
+		if !clock.Sleep(m.clock, wait, ctx.Done()) {
+			return
+		}
+		se, err := m.api.RenewSession(s.id, (&api.WriteOptions{}).WithContext(ctx))
+		switch {
+		case err == nil && se == nil:
+			m.log.Warn().Str("session", s.id).Msg("consul session lost (expired or destroyed); a new one will be created")
+			close(s.lost)
+			return
+		case err == nil:
+			m.renewals()
+			wait, deadline = every, m.clock.Now().Add(m.ttl)
+		case ctx.Err() != nil:
+			return
+		default:
+			if !m.clock.Now().Before(deadline) {
+				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Msg("consul session not renewed within its TTL; treating it as lost")
+				close(s.lost)
+				return
+			}
+			m.log.Debug().Err(m.redact(err)).Str("session", s.id).Msg("consul session renewal failed; retrying")
+			wait = min(time.Second, every)
+		}
+	}
+}
+
+// close stops renewing s; with destroy it also destroys the session, which
+// deletes the keys it holds (this bridge's observation, the leader key).
+func (m *sessionManager) close(ctx context.Context, s *session, destroy bool) error {
+	s.stop()
+	<-s.done
+	if !destroy {
+		return nil
+	}
+	if err := m.api.DestroySession(s.id, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("consul destroy session %s: %w", s.id, m.redact(err))
+	}
+	return nil
+}
