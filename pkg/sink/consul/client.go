@@ -1,9 +1,16 @@
 package consul
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -14,7 +21,11 @@ import (
 // CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME and CONSUL_HTTP_SSL_VERIFY.
 type ClientConfig struct {
 	// Addr is the HTTP address (host:port, or a URL with scheme;
-	// consul_addr). SSL (consul_ssl) switches to https.
+	// consul_addr). Several comma-separated host:port addresses (Consul
+	// servers, in catalog mode) are tried in turn: a connection goes to the
+	// last one that answered, and on to the next when it does not. A name
+	// with several addresses gets the same from Go's dialer. SSL
+	// (consul_ssl) switches to https.
 	Addr string
 	SSL  bool
 	// Token is the ACL token (consul_token); TokenFile a file holding it
@@ -75,7 +86,19 @@ func (c ClientConfig) apiConfig() (*api.Config, string, error) {
 			*dst = v
 		}
 	}
-	set(&ac.Address, c.Addr)
+	addrs := splitAddrs(c.Addr)
+	if len(addrs) > 0 {
+		ac.Address = addrs[0]
+	}
+	if len(addrs) > 1 {
+		for _, a := range addrs {
+			if strings.Contains(a, "://") {
+				return nil, "", fmt.Errorf("consul_addr %q: several addresses must be host:port (use consul_ssl for https)", c.Addr)
+			}
+		}
+		ac.Transport = cleanhttp.DefaultPooledTransport()
+		ac.Transport.DialContext = (&failoverDialer{addrs: addrs}).DialContext
+	}
 	if c.SSL {
 		ac.Scheme = "https"
 	}
@@ -112,6 +135,53 @@ func (c ClientConfig) apiConfig() (*api.Config, string, error) {
 	ac.Token = token
 	ac.TokenFile = ""
 	return ac, token, nil
+}
+
+// splitAddrs splits a comma-separated address list, dropping empty parts.
+func splitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// failoverDialer dials the first of addrs that answers, starting with the
+// last one that did, whatever address the HTTP client asked for.
+type failoverDialer struct {
+	addrs []string
+	mu    sync.Mutex
+	good  int
+}
+
+// failoverAttempt bounds one connection attempt, so a server that is gone
+// (no RST, packets dropped) costs at most this before the next is tried.
+const failoverAttempt = 2 * time.Second
+
+func (f *failoverDialer) DialContext(ctx context.Context, network, _ string) (net.Conn, error) {
+	f.mu.Lock()
+	start := f.good
+	f.mu.Unlock()
+	var errs []error
+	for i := range f.addrs {
+		k := (start + i) % len(f.addrs)
+		actx, cancel := context.WithTimeout(ctx, failoverAttempt)
+		conn, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(actx, network, f.addrs[k])
+		cancel()
+		if err == nil {
+			f.mu.Lock()
+			f.good = k
+			f.mu.Unlock()
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("no consul address answered: %w", errors.Join(errs...))
 }
 
 // readTokenFile reads a token from path; key names the setting for errors.

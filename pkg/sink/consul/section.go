@@ -40,7 +40,7 @@ func (s *Section) Keys() []config.Key {
 			Usage: "on SIGTERM: deregister what this bridge registered, or keep it for the heartbeat to expire"},
 
 		{Name: "consul_addr", Flag: "consul-addr", Env: []string{"CONSUL_HTTP_ADDR"}, Default: "127.0.0.1:8500", Group: config.GroupRun, Category: cat,
-			Usage: "Consul agent address (host:port or URL)"},
+			Usage: "Consul HTTP address: the local agent (agent mode) or the servers (catalog mode: several comma-separated host:port are tried in turn)"},
 		{Name: "consul_token", Flag: "consul-token", Env: []string{"CONSUL_HTTP_TOKEN"}, Secret: true, Group: config.GroupRun, Category: cat,
 			Usage: "Consul ACL token (prefer --consul-token-file)"},
 		{Name: "consul_token_file", Flag: "consul-token-file", Env: []string{"CONSUL_HTTP_TOKEN_FILE"}, Group: config.GroupRun, Category: cat,
