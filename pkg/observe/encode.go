@@ -80,9 +80,13 @@ func pack(o Observation, maxChunk int) ([]plan, error) {
 		p := plan{start: start}
 		segBytes, entBytes := 0, 0
 		i := start
+		last, lastIdx := "", -1 // entries in a row mostly share a segment
 		for ; i < len(o.Entries); i++ {
 			e := o.Entries[i]
-			idx, known := index[e.Segment]
+			idx, known := lastIdx, lastIdx >= 0 && e.Segment == last
+			if !known {
+				idx, known = index[e.Segment]
+			}
 			nsegs, addSeg := len(p.segs), 0
 			if !known {
 				idx, addSeg = nsegs, 1+len(e.Segment)
@@ -100,6 +104,7 @@ func pack(o Observation, maxChunk int) ([]plan, error) {
 				segBytes += addSeg
 			}
 			entBytes += ent
+			last, lastIdx = e.Segment, idx
 		}
 		if i == start && i < len(o.Entries) {
 			return nil, fmt.Errorf("observe: bridge %q: entry %d (%s, segment %q) does not fit in an empty chunk of %d bytes: %w",

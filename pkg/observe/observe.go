@@ -71,7 +71,10 @@ func (o Observation) Validate() error {
 		return fmt.Errorf("observe: %v: %w", err, ErrInvalid)
 	}
 	for i, e := range o.Entries {
-		err := checkEntry(e)
+		err := checkAddr(e.Addr)
+		if err == nil && (i == 0 || e.Segment != o.Entries[i-1].Segment) {
+			err = checkSegment(e.Segment)
+		}
 		if err == nil && i > 0 {
 			err = checkOrder(o.Entries[i-1].Addr, e.Addr)
 		}
@@ -125,13 +128,6 @@ func checkAddr(ap netip.AddrPort) error {
 		return fmt.Errorf("address %s has port 0", ap)
 	}
 	return nil
-}
-
-func checkEntry(e Entry) error {
-	if err := checkAddr(e.Addr); err != nil {
-		return err
-	}
-	return checkSegment(e.Segment)
 }
 
 // checkOrder says whether b may follow a in Entries.
