@@ -144,6 +144,7 @@ func Decode(chunks [][]byte) (Observation, error) {
 		return Observation{}, fmt.Errorf("observe: %d chunks, at most %d: %w", len(chunks), MaxChunks, ErrChunks)
 	}
 	parts := make([]part, len(chunks))
+	var at [MaxChunks]int16 // 1 + the position of the chunk with each index
 	var first Chunk
 	for i, b := range chunks {
 		c, off, err := parseHeader(b)
@@ -157,17 +158,17 @@ func Decode(chunks [][]byte) (Observation, error) {
 		} else if c.Count != first.Count {
 			return Observation{}, fmt.Errorf("observe: bridge %q: chunk %d says %d chunks, chunk 0 says %d: %w", c.Bridge, i, c.Count, first.Count, ErrChunks)
 		}
-		if c.Index >= len(chunks) { // also true when a lower index is missing
-			continue
+		if p := at[c.Index]; p != 0 {
+			return Observation{}, fmt.Errorf("observe: bridge %q: chunks %d and %d both have index %d: %w", c.Bridge, p-1, i, c.Index, ErrChunks)
 		}
-		if p := parts[c.Index]; p.b != nil {
-			return Observation{}, fmt.Errorf("observe: bridge %q: chunks %d and %d both have index %d: %w", c.Bridge, p.pos, i, c.Index, ErrChunks)
+		at[c.Index] = int16(i + 1)
+		if c.Index < len(chunks) { // else a lower index is missing
+			parts[c.Index] = part{b: b, pos: i, off: off, end: len(b) - crcLen}
 		}
-		parts[c.Index] = part{b: b, pos: i, off: off, end: len(b) - crcLen}
 	}
-	if first.Count != len(chunks) {
+	if first.Count != len(chunks) { // more would have repeated an index
 		return Observation{}, fmt.Errorf("observe: bridge %q: %d chunks of %d given, %s: %w",
-			first.Bridge, len(chunks), first.Count, missing(parts, first.Count), ErrChunks)
+			first.Bridge, len(chunks), first.Count, missing(at[:first.Count]), ErrChunks)
 	}
 
 	// Segment tables and entry counts first, to allocate the entries once.
@@ -193,14 +194,11 @@ func Decode(chunks [][]byte) (Observation, error) {
 	return o, nil
 }
 
-// missing describes which of indexes 0..count-1 parts lacks.
-func missing(parts []part, count int) string {
-	if count < len(parts) {
-		return "more than it says"
-	}
+// missing lists the indexes absent from at.
+func missing(at []int16) string {
 	var idx []string
-	for i := 0; i < count; i++ {
-		if i >= len(parts) || parts[i].b == nil {
+	for i, p := range at {
+		if p == 0 {
 			if len(idx) == 8 {
 				idx = append(idx, "...")
 				break

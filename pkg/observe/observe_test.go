@@ -317,6 +317,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"duplicate chunk", [][]byte{two[0], two[1], two[0]}, ErrChunks, "chunks 0 and 2 both have index 0"},
 		{"missing chunk", two[1:], ErrChunks, "missing index 0"},
 		{"missing last chunk", two[:len(two)-1], ErrChunks, fmt.Sprintf("missing index %d", len(two)-1)},
+		{"missing middle chunks", [][]byte{
+			sum(hdr(1, "b1", 3, 4), uv(0), uv(0)), sum(hdr(1, "b1", 0, 4), uv(0), uv(0)),
+		}, ErrChunks, "2 chunks of 4 given, missing index 1, 2:"},
 		{"mismatched bridge", [][]byte{two[0], other[1]}, ErrChunks, `chunk 1 is from bridge "b2", chunk 0 from bridge "b1"`},
 		{"mismatched count", [][]byte{one, two[1]}, ErrChunks, "says"},
 		{"unsorted entries", [][]byte{ok(uv(1), seg("x"), uv(2), e4("10.0.0.2", 80, 0), e4("10.0.0.1", 80, 0))}, ErrInvalid, "sorts before"},
