@@ -15,6 +15,9 @@ const (
 	// MinDeregisterAfter is Consul's own floor for
 	// DeregisterCriticalServiceAfter.
 	MinDeregisterAfter = time.Minute
+	// MinCatalogDeregisterAfter is catalog mode's floor: the leader reaps,
+	// not an agent, so Consul's 1m floor does not apply.
+	MinCatalogDeregisterAfter = 5 * time.Second
 	// MinSessionTTL is the shortest session TTL Consul accepts.
 	MinSessionTTL = 10 * time.Second
 
@@ -187,8 +190,11 @@ func (c Config) Validate() error {
 	if c.TTL <= 0 {
 		bad("consul_ttl", c.TTL, "must be > 0")
 	}
-	if c.DeregisterAfter < MinDeregisterAfter {
+	switch {
+	case c.Mode != ModeCatalog && c.DeregisterAfter < MinDeregisterAfter:
 		bad("consul_deregister_after", c.DeregisterAfter, "Consul's floor is 1m")
+	case c.Mode == ModeCatalog && c.DeregisterAfter < MinCatalogDeregisterAfter:
+		bad("consul_deregister_after", c.DeregisterAfter, "catalog mode's floor is 5s (the leader reaps)")
 	}
 	errs = append(errs, config.OneOf("consul_check", c.Check, CheckNone, CheckTCP, CheckHTTP))
 	if c.Check != CheckNone && c.CheckInterval <= 0 {

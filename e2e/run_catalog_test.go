@@ -1,0 +1,156 @@
+package e2e_test
+
+// End-to-end tests of `bridge run --consul-mode catalog`: four real bridge
+// processes on two LAN segments feed one Consul catalog.
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+// startDevConsul runs one dev agent (a server) on the Consul network.
+func (l *catLab) startDevConsul() {
+	l.t.Helper()
+	h := l.lab.Host("consul", l.cons, "10.213.30.10/24")
+	ag := consulagent.Start(l.t, consulagent.Options{Netns: h.NS, BindAddr: "10.213.30.10"})
+	l.consul = ag.Client()
+	l.consulAddrs = "10.213.30.10:8500"
+}
+
+// TestRunCatalogTwoSegments: against one Consul server, two bridges per
+// segment register every server exactly once, passing, with its segments;
+// quiet rounds write nothing; a segment whose bridges all die loses its
+// servers (critical within twice the session TTL, gone after
+// deregister-after) while the other segment and the shared server stay.
+func TestRunCatalogTwoSegments(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newCatLab(t)
+	l.startDevConsul()
+	l.args = []string{"--consul-deregister-after", "10s", "--consul-resync", "1m"}
+	sa, sb, sab := l.servers("a", 2), l.servers("b", 2), l.shared()
+	foreignIdx, foreignKV := l.foreign()
+	for _, n := range []string{"a1", "a2", "b1", "b2"} {
+		l.bridge(n)
+	}
+	took := l.waitCatalog(30*time.Second, "all servers passing", all("passing", sa, sb, []string{sab, "django-foreign"}))
+	t.Logf("MEASURED: 5 servers of 2 segments in the catalog, passing, %s after 4 bridges started", took.Round(100*time.Millisecond))
+
+	_, byID, _, err := catEntries(t, l.consul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, e := range byID {
+		if id == "django-foreign" {
+			continue
+		}
+		want := "10.213.31.0/24"
+		if strings.Contains(id, "10.213.32.") {
+			want = "10.213.32.0/24"
+		}
+		if id == sab {
+			want = "10.213.31.0/24,10.213.32.0/24"
+		}
+		if e.Service.Meta["segments"] != want || e.Service.Meta["managed-by"] != "udp-discovery-bridge" || e.Node.Node != id {
+			t.Errorf("%s: node %s meta %v; want segments %q", id, e.Node.Node, e.Service.Meta, want)
+		}
+	}
+	runWait(t, 20*time.Second, "one leader", func() (bool, string) { ld := l.leader(); return ld != "", "leaders: " + ld })
+	leader := l.leader()
+	t.Logf("leader: %s", leader)
+
+	// Quiet rounds: no catalog write, no KV write.
+	names := []string{"a1", "a2", "b1", "b2"}
+	_, _, idx0, _ := catEntries(t, l.consul)
+	obs0 := l.obsIndexes()
+	kv0 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", names...)
+	wr0 := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", names...)
+	time.Sleep(10 * time.Second) // ten rounds
+	_, _, idx1, _ := catEntries(t, l.consul)
+	obs1 := l.obsIndexes()
+	kv1 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", names...)
+	wr1 := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", names...)
+	if idx1 != idx0 || kv1 != kv0 || wr1 != wr0 || len(obs0) != 4 || !mapsEqual(obs0, obs1) {
+		t.Errorf("quiet rounds: service index %d -> %d, KV writes %v -> %v, catalog writes %v -> %v, observation keys %v -> %v",
+			idx0, idx1, kv0, kv1, wr0, wr1, obs0, obs1)
+	}
+	t.Logf("MEASURED: 10 quiet rounds with 4 bridges: service index unchanged, %v KV writes, %v catalog writes", kv1-kv0, wr1-wr0)
+
+	// Both bridges of segment b die: its servers turn critical within twice
+	// the session TTL, then go; segment a and the shared server stay.
+	var dead time.Time
+	for _, n := range []string{"b1", "b2"} {
+		l.bridges[n].kill9(t)
+		dead = time.Now()
+	}
+	critical := all("passing", sa, []string{sab, "django-foreign"})
+	for id := range all("critical", sb) {
+		critical[id] = "critical"
+	}
+	took = l.waitCatalog(2*10*time.Second+15*time.Second, "segment b critical", critical)
+	t.Logf("MEASURED: segment b's servers critical %s after both its bridges were killed (session TTL 10s)", took.Round(100*time.Millisecond))
+	took = l.waitCatalog(40*time.Second, "segment b removed", all("passing", sa, []string{sab, "django-foreign"}))
+	t.Logf("MEASURED: segment b's servers removed %s after its bridges died (deregister-after 10s)", time.Since(dead).Round(100*time.Millisecond))
+	_ = took
+
+	// The leader (if it survived) is killed: another takes over.
+	if leader == "a1" || leader == "a2" {
+		killed := time.Now()
+		l.bridges[leader].kill9(t)
+		other := map[string]string{"a1": "a2", "a2": "a1"}[leader]
+		took := runWait(t, 2*10*time.Second+10*time.Second, other+" leads", func() (bool, string) { return l.leader() == other, l.leader() })
+		t.Logf("MEASURED: %s led %s after %s was killed", other, took.Round(100*time.Millisecond), leader)
+		_ = killed
+		l.waitCatalog(10*time.Second, "segment a still passing", all("passing", sa, []string{sab, "django-foreign"}))
+	}
+
+	// The foreign service and key were never touched.
+	fs, _, err := l.consul.Catalog().Service(catService, "", &api.QueryOptions{Filter: `ServiceID == "django-foreign"`})
+	if err != nil || len(fs) != 1 || fs[0].ModifyIndex != foreignIdx {
+		t.Errorf("foreign service: %v, %v; want it untouched at index %d", fs, err, foreignIdx)
+	}
+	if kv, _, err := l.consul.KV().Get("other-app/config", nil); err != nil || kv == nil || kv.ModifyIndex != foreignKV {
+		t.Errorf("foreign key: %v, %v; want it untouched", kv, err)
+	}
+}
+
+// foreign registers a service of the same name on a node of someone else,
+// and a KV key under another prefix; it returns their modify indexes.
+func (l *catLab) foreign() (uint64, uint64) {
+	l.t.Helper()
+	_, err := l.consul.Catalog().Register(&api.CatalogRegistration{Node: "foreign-node", Address: "10.9.9.9",
+		Service: &api.AgentService{ID: "django-foreign", Service: catService, Address: "10.9.9.9", Port: 80}}, nil)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := l.consul.KV().Put(&api.KVPair{Key: "other-app/config", Value: []byte("x")}, nil); err != nil {
+		l.t.Fatal(err)
+	}
+	fs, _, err := l.consul.Catalog().Service(catService, "", nil)
+	if err != nil || len(fs) != 1 {
+		l.t.Fatalf("foreign service: %v %v", fs, err)
+	}
+	kv, _, err := l.consul.KV().Get("other-app/config", nil)
+	if err != nil || kv == nil {
+		l.t.Fatalf("foreign key: %v", err)
+	}
+	return fs[0].ModifyIndex, kv.ModifyIndex
+}
+
+func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
