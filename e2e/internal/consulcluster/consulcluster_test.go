@@ -93,6 +93,23 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	if err != nil || kv == nil || string(kv.Value) != "v2" {
 		t.Fatalf("read through the rejoined %s: %v %+v", cl.Servers[killed].Name, err, kv)
 	}
+
+	// Stop (SIGTERM, no leave) a follower and start it again.
+	li, err = cl.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := (li + 1) % cl.N()
+	cl.Stop(f)
+	if cl.Running(f) {
+		t.Fatalf("%s still running after Stop", cl.Servers[f].Name)
+	}
+	if voters, err := cl.RaftServers(ctx, li); err != nil || !voters[cl.Servers[f].Name] {
+		t.Fatalf("%s should still be a voter right after a stop without leave: %v %v", cl.Servers[f].Name, voters, err)
+	}
+	start = time.Now()
+	cl.Start(f)
+	t.Logf("%s stopped and restarted, a healthy voter again after %s", cl.Servers[f].Name, time.Since(start).Round(time.Millisecond))
 }
 
 // TestClusterSessionSurvivesServerKill checks the design fact catalog mode
