@@ -141,3 +141,20 @@ func TestCatalogTransportFailures(t *testing.T) {
 		t.Errorf("%d warnings for 2 failures, want 1", n)
 	}
 }
+
+// TestCatalogLockError: when the lock cannot even be prepared, Close still
+// stops the bridge promptly.
+func TestCatalogLockError(t *testing.T) {
+	h := newCatHarness(t)
+	a := h.bridge("a")
+	h.fc.FailNext("Lock", 1, errors.New("invalid lock options"))
+	h.start(a)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.c.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if h.session(a) != "" {
+		t.Error("session not destroyed by Close")
+	}
+}
