@@ -162,3 +162,20 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 		t.Errorf("write as leader = %d, %v; want 90 operations", n, err)
 	}
 }
+
+// TestCatalogRetryReapAfterFailure: when the removal of a server fails,
+// the leader retries after its backoff; a blocking read with no wait time
+// would wait for Consul's default of 5 minutes instead.
+func TestCatalogRetryReapAfterFailure(t *testing.T) {
+	h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000")
+	h.apply(a, snap(2, "10.0.0.1:8000"))
+	h.pump("critical", time.Second, func() bool { return h.observed("10.0.0.2:8000", api.HealthCritical, "1") })
+	h.fc.FailTxnOn(func(op *api.TxnOp) bool { return op.Node != nil && op.Node.Verb == api.NodeDelete })
+	txns := h.fc.Count("Txn")
+	h.pump("removal attempted", time.Second, func() bool { return h.fc.Count("Txn") > txns })
+	failed := h.clk.Now()
+	h.pump("removal retried", 100*time.Millisecond, func() bool { return !slices.Contains(h.fc.Nodes(), sid("10.0.0.2:8000")) })
+	if d := h.clk.Now().Sub(failed); d > 10*time.Second {
+		t.Errorf("removal retried %s after a failure, want within the backoff (1s)", d)
+	}
+}
