@@ -182,7 +182,10 @@ func (c *Catalog) follow(ctx context.Context, s *session) {
 	})
 	if err != nil {
 		c.log.Error().Err(c.redact(err)).Str("lock_key", c.lockKey).Msg("consul lock")
-		<-s.lost
+		select { // follow without leading until the session goes or Close
+		case <-s.lost:
+		case <-ctx.Done():
+		}
 		return
 	}
 	lock := newLock(l, c.lockKey, c.log, c.cfg.Clock, c.redact)

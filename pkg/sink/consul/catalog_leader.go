@@ -166,13 +166,14 @@ func (o observations) list() []observe.Observation {
 }
 
 // readObservations lists the observation keys, blocking up to wait for a
-// change after index (0: no blocking), and decodes them per bridge. A
-// bridge whose keys do not decode is left out and logged (untrusted
+// change after index (index or wait 0: no blocking), and decodes them per
+// bridge. A bridge whose keys do not decode is left out and logged (untrusted
 // input: anyone with write access to the prefix can put anything there).
 func (c *Catalog) readObservations(ctx context.Context, index uint64, wait ...time.Duration) (observations, error) {
-	q := &api.QueryOptions{WaitIndex: index}
-	if len(wait) > 0 && index > 0 {
-		q.WaitTime = wait[0]
+	q := &api.QueryOptions{}
+	if len(wait) > 0 && wait[0] > 0 && index > 0 {
+		// Only with a wait: WaitTime 0 is Consul's default (5 minutes).
+		q.WaitIndex, q.WaitTime = index, wait[0]
 	}
 	pairs, meta, err := c.api.ListKV(c.obsPrefix, q.WithContext(ctx))
 	if err != nil {
