@@ -125,6 +125,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		}
 		if err != nil {
 			c.metrics.errors.WithLabelValues("catalog_write").Inc()
+			index = 0 // re-plan right after the backoff, not at the next change
 			if !backoff() {
 				return
 			}

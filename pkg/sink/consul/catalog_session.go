@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -19,7 +20,12 @@ func sessionName(bridgeID string) string { return "udp-discovery-bridge " + brid
 // session bound to nothing belongs to the Consul server that created it and
 // dies with it; bound to a node registered in the catalog with no checks, it
 // lives for as long as it is renewed, whichever server answers.
-func bridgesNode(fleet string) string { return sanitizeID(BridgeServiceName + "-" + fleet) }
+func bridgesNode(fleet string) string {
+	if strings.HasPrefix(fleet, BridgeServiceName+"/") {
+		return sanitizeID(fleet) // udp-discovery-bridge/django -> udp-discovery-bridge-django
+	}
+	return sanitizeID(BridgeServiceName + "-" + fleet)
+}
 
 // session is one Consul session of this bridge: created with no checks on
 // the fleet's node, Behavior=delete (the keys it holds go with it), renewed
