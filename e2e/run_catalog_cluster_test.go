@@ -1,0 +1,228 @@
+package e2e_test
+
+// Catalog mode against a real three-server Consul cluster: faults of Consul
+// (raft leader killed), of the network (a segment's bridges cut off from
+// Consul) and of the bridges (kill -9, rolling restart).
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+// startCluster runs three Consul servers on the Consul network
+// (10.213.30.11-13); every bridge is given all three addresses.
+func (l *catLab) startCluster() *consulcluster.Cluster {
+	l.t.Helper()
+	cl := consulcluster.Start(l.t, l.lab, l.cons, consulcluster.Options{Subnet: "10.213.30.0/24"})
+	l.consulAddrs = strings.Join(cl.HTTPAddrs(), ",")
+	l.consul = cl.Client(0)
+	return cl
+}
+
+// useLiveServer points the test's reads at a running server other than
+// skip.
+func (l *catLab) useLiveServer(cl *consulcluster.Cluster, skip int) {
+	for i := range cl.N() {
+		if i != skip && cl.Running(i) {
+			l.consul = cl.Client(i)
+			return
+		}
+	}
+	l.t.Fatal("no running Consul server")
+}
+
+// catPoller reads the catalog every 100 ms and records every read in which
+// a wanted server was missing or not passing, or any ID was listed twice.
+type catPoller struct {
+	mu       sync.Mutex
+	reads    int
+	missing  []string
+	critical []string
+	errs     int
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func (l *catLab) poll(want map[string]string) *catPoller {
+	p := &catPoller{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			st, _, _, err := catEntries(l.t, l.consul)
+			p.mu.Lock()
+			p.reads++
+			if err != nil {
+				p.errs++
+				p.mu.Unlock()
+				continue
+			}
+			for id := range want {
+				switch s, ok := st[id]; {
+				case !ok:
+					p.missing = append(p.missing, time.Now().Format("15:04:05.000")+" "+id)
+				case s != "passing":
+					p.critical = append(p.critical, time.Now().Format("15:04:05.000")+" "+id+" "+s)
+				}
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *catPoller) finish() (reads int, missing, critical []string, errs int) {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reads, p.missing, p.critical, p.errs
+}
+
+// TestRunCatalogCluster: two bridges per segment feed a three-server
+// cluster. The raft leader is killed while a server is added; all four
+// bridges are restarted in turn while a poller watches the catalog; a
+// segment's bridges are cut off from Consul and come back; a bridge and then
+// the leading bridge are killed.
+func TestRunCatalogCluster(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newCatLab(t)
+	cl := l.startCluster()
+	l.args = []string{"--consul-deregister-after", "10s"}
+	sa, sb, sab := l.servers("a", 2), l.servers("b", 2), l.shared()
+	names := []string{"a1", "a2", "b1", "b2"}
+	for _, n := range names {
+		l.bridge(n)
+	}
+	want := all("passing", sa, sb, []string{sab})
+	took := l.waitCatalog(30*time.Second, "all servers passing", want)
+	t.Logf("MEASURED: 5 servers of 2 segments in the catalog of 3 servers, passing, %s after the bridges started", took.Round(100*time.Millisecond))
+	runWait(t, 20*time.Second, "one leader", func() (bool, string) { ld := l.leader(); return ld != "", "leaders: " + ld })
+
+	// The raft leader is killed; during the election a new server appears.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	raft, err := cl.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Kill(raft)
+	l.useLiveServer(cl, raft)
+	extra := l.lab.Host("sanew", l.seg["a"], "10.213.31.60/24")
+	respond(t, extra, 1, "--ip", "10.213.31.60")
+	newID := runServerID(catService, "10.213.31.60", 8000)
+	want[newID] = "passing"
+	if _, err := cl.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	took = l.waitCatalog(45*time.Second, "the new server after the election", want)
+	t.Logf("MEASURED: raft leader %s killed; the server added during the election was in the catalog %s later, nothing lost or duplicated",
+		cl.Servers[raft].Name, took.Round(100*time.Millisecond))
+	cl.Start(raft)
+
+	// Rolling restart of the four bridges, watched every 100 ms.
+	p := l.poll(want)
+	for _, n := range names {
+		if code := l.bridges[n].sigterm(t, 10*time.Second); code != 0 {
+			t.Errorf("bridge %s exited %d on SIGTERM", n, code)
+		}
+		l.bridge(n)
+		// Its first round and publish.
+		runWait(t, 20*time.Second, n+" published", func() (bool, string) {
+			v, _, err := runMetric(l.hosts[n].NS, "udp_discovery_bridge_consul_catalog_kv_writes_total")
+			return err == nil && v > 0, fmt.Sprint(v, err)
+		})
+	}
+	time.Sleep(time.Second)
+	reads, missing, critical, errs := p.finish()
+	if len(missing) > 0 {
+		t.Errorf("rolling restart: servers missing in %d of %d reads: %v", len(missing), reads, missing[:min(len(missing), 10)])
+	}
+	t.Logf("MEASURED: rolling restart of 4 bridges, %d catalog reads every 100 ms: %d missing, %d not passing, %d read errors",
+		reads, len(missing), len(critical), errs)
+	if len(critical) > 0 {
+		t.Logf("not passing during the restart: %v", critical[:min(len(critical), 10)])
+	}
+	l.waitCatalog(30*time.Second, "all passing after the rolling restart", want)
+
+	// Segment b's bridges are cut off from Consul (packets dropped), then
+	// restored: its exclusive servers turn critical, go, and come back.
+	for _, n := range []string{"b1", "b2"} {
+		if r := l.hosts[n].Run(t.Context(), "iptables", "-I", "OUTPUT", "-d", "10.213.30.0/24", "-j", "DROP"); r.Err != nil {
+			t.Fatalf("iptables in %s: %v %s", n, r.Err, r.Stderr)
+		}
+	}
+	cut := time.Now()
+	others := all("passing", sa, []string{sab, newID})
+	crit := maps2(others)
+	for _, id := range sb {
+		crit[id] = "critical"
+	}
+	l.waitCatalog(2*10*time.Second+15*time.Second, "segment b critical", crit)
+	t.Logf("MEASURED: segment b cut off from Consul: its servers critical after %s", time.Since(cut).Round(100*time.Millisecond))
+	l.waitCatalog(30*time.Second, "segment b removed", others)
+	t.Logf("MEASURED: and removed after %s (deregister-after 10s)", time.Since(cut).Round(100*time.Millisecond))
+	for _, n := range []string{"b1", "b2"} {
+		if r := l.hosts[n].Run(t.Context(), "iptables", "-D", "OUTPUT", "-d", "10.213.30.0/24", "-j", "DROP"); r.Err != nil {
+			t.Fatalf("iptables -D in %s: %v %s", n, r.Err, r.Stderr)
+		}
+	}
+	back := time.Now()
+	l.waitCatalog(45*time.Second, "segment b back", want)
+	t.Logf("MEASURED: traffic restored: segment b's servers back, passing, after %s", time.Since(back).Round(100*time.Millisecond))
+
+	// A bridge that does not lead is killed: nothing changes. Then the
+	// leader is killed: another leads within twice the session TTL.
+	leader := l.leader()
+	if leader == "" {
+		t.Fatal("no leader")
+	}
+	// The victim is on the other segment, so that each segment keeps one
+	// observer after both kills.
+	victim := ""
+	for _, n := range names {
+		if n[0] != leader[0] && victim == "" {
+			victim = n
+		}
+	}
+	p = l.poll(want)
+	l.bridges[victim].kill9(t)
+	time.Sleep(2*10*time.Second + 3*time.Second)
+	reads, missing, critical, _ = p.finish()
+	if len(missing)+len(critical) > 0 {
+		t.Errorf("after %s was killed: missing %v, not passing %v (of %d reads)", victim, missing, critical, reads)
+	}
+	killed := time.Now()
+	l.bridges[leader].kill9(t)
+	var next string
+	took = runWait(t, 2*10*time.Second+10*time.Second, "a new leader", func() (bool, string) {
+		next = l.leader()
+		return next != "" && next != leader, next
+	})
+	t.Logf("MEASURED: leader %s killed; %s led %s later", leader, next, time.Since(killed).Round(100*time.Millisecond))
+	_ = took
+	alive := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == victim || n == leader })
+	t.Logf("bridges alive: %v", alive)
+	l.waitCatalog(30*time.Second, "everything still passing", want)
+}
+
+func maps2(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
