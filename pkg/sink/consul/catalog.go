@@ -365,7 +365,7 @@ func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff,
 	}
 	p := planCatalog(c.shape(), merge(obs.list()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, false)
 	d := endpoint.Diff{Unchanged: p.unchanged}
-	for _, e := range p.register {
+	for _, e := range slices.Concat(p.register, p.update) {
 		d.Added = append(d.Added, e.endpoint())
 	}
 	for _, e := range slices.Concat(p.fail, p.reap) {

@@ -22,7 +22,7 @@ const (
 	// maxTxnOps is Consul's limit of operations in one transaction.
 	maxTxnOps = 64
 	// txnInFlight is how many transactions the leader keeps in flight.
-	txnInFlight = 4
+	txnInFlight = 8
 	// maxLeaderWait bounds one blocking read of the observations.
 	maxLeaderWait = 30 * time.Second
 	// leaderRetry bounds the backoff after a failed read or write.
@@ -112,11 +112,12 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 			retry = lockRetryMin
 			continue
 		}
+		writeStart := c.cfg.Clock.Now()
 		n, err := c.write(ctx, s.id, p, current)
 		if n != lastWrites || err != nil {
-			log.Info().Int("registered", len(p.register)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
+			log.Info().Int("registered", len(p.register)).Int("updated", len(p.update)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
 				Int("removed", len(p.reap)).Int("unchanged", p.unchanged).Int("observers", len(list)).Int("writes", n).
-				Err(err).Msg("catalog reconciled")
+				Str("took", c.cfg.Clock.Now().Sub(writeStart).String()).Err(err).Msg("catalog reconciled")
 		}
 		lastWrites = n
 		if errors.Is(err, errNotLeader) {
@@ -278,6 +279,16 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 	for _, e := range p.register {
 		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
 	}
+	for _, e := range p.update {
+		ops := api.TxnOps{c.serviceOp(e)}
+		if !e.passing {
+			ops = append(ops, c.observedCheck(e, true, time.Time{}))
+		}
+		items = append(items, item{e, ops, func() {
+			e.passing, e.since = true, time.Time{}
+			current[e.node] = e
+		}})
+	}
 	for _, e := range p.pass {
 		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
 			cur := current[e.node]
@@ -389,9 +400,7 @@ func txnErrors(resp *api.TxnResponse) string {
 func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 	ops := api.TxnOps{
 		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}},
-		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.node, Service: api.AgentService{
-			ID: e.svcID, Service: e.svc.Name, Address: e.svc.Address, Port: e.svc.Port, Tags: e.svc.Tags, Meta: e.svc.Meta,
-		}}},
+		c.serviceOp(e),
 		c.observedCheck(e, true, time.Time{}),
 	}
 	if c.cfg.Check != CheckNone {
@@ -414,12 +423,18 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 	return ops
 }
 
+// serviceOp sets the service of e.
+func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
+	return &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.node, Service: api.AgentService{
+		ID: e.svcID, Service: e.svc.Name, Address: e.svc.Address, Port: e.svc.Port, Tags: e.svc.Tags, Meta: e.svc.Meta,
+	}}}
+}
+
 // observedCheck sets the observed check of e: passing, or critical since t.
 func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
 	chk := api.HealthCheck{
 		Node: e.node, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.svcID,
 		Status: api.HealthPassing, Output: "observed by a live bridge",
-		Notes: "set by the leading bridge: passing while at least one live bridge observes the server",
 	}
 	if !passing {
 		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)

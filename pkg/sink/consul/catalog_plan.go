@@ -161,19 +161,27 @@ func segmentsMeta(segs []string) string {
 	return b.String()
 }
 
+// sameNode reports whether the node of a and b match.
+func sameNode(a, b catalogEntry) bool {
+	return a.node == b.node && a.nodeAddr == b.nodeAddr && maps.Equal(a.nodeMeta, b.nodeMeta)
+}
+
 // sameRegistration reports whether the node and service of a and b match
 // (the check state aside).
 func sameRegistration(a, b catalogEntry) bool {
-	return a.node == b.node && a.nodeAddr == b.nodeAddr && maps.Equal(a.nodeMeta, b.nodeMeta) &&
-		a.svcID == b.svcID && a.svc.equal(b.svc)
+	return sameNode(a, b) && a.svcID == b.svcID && a.svc.equal(b.svc)
 }
 
 // catalogPlan is what the leader writes to bring the catalog in line. Each
 // list is sorted by node name.
 type catalogPlan struct {
-	// register: new entries, or entries whose node or service differ
-	// (written whole: node, service, checks).
+	// register: new entries, or entries whose node differs (written
+	// whole: node, service, checks).
 	register []catalogEntry
+	// update: entries whose node is right but whose service differs (tags,
+	// segments, observers): the service alone is written, and the check
+	// when its state changes too.
+	update []catalogEntry
 	// pass: entries observed again whose check is critical.
 	pass []catalogEntry
 	// fail: entries no bridge observes any more whose check is passing;
@@ -187,7 +195,7 @@ type catalogPlan struct {
 
 // empty reports whether the plan writes nothing.
 func (p catalogPlan) empty() bool {
-	return len(p.register)+len(p.pass)+len(p.fail)+len(p.reap) == 0
+	return len(p.register)+len(p.update)+len(p.pass)+len(p.fail)+len(p.reap) == 0
 }
 
 // planCatalog compares the desired set with the catalog. now is the time of
@@ -203,8 +211,11 @@ func planCatalog(sh catalogShape, desired map[netip.AddrPort]*observed, current 
 		want[e.node] = true
 		cur, ok := current[e.node]
 		switch {
-		case !ok || !sameRegistration(cur, e):
+		case !ok || !sameNode(cur, e):
 			p.register = append(p.register, e)
+		case !sameRegistration(cur, e):
+			e.passing = cur.passing // the write sets it passing if it was not
+			p.update = append(p.update, e)
 		case !cur.passing:
 			p.pass = append(p.pass, e)
 		default:
@@ -228,7 +239,7 @@ func planCatalog(sh catalogShape, desired map[netip.AddrPort]*observed, current 
 		}
 	}
 	byNode := func(a, b catalogEntry) int { return strings.Compare(a.node, b.node) }
-	for _, l := range [][]catalogEntry{p.register, p.pass, p.fail, p.reap} {
+	for _, l := range [][]catalogEntry{p.register, p.update, p.pass, p.fail, p.reap} {
 		slices.SortFunc(l, byNode)
 	}
 	return p

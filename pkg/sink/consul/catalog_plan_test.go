@@ -84,8 +84,8 @@ func TestPlanCatalog(t *testing.T) {
 		{"empty catalog registers all", all, nil, tc0, false,
 			"register=" + idA + "," + idB + "," + idC, 0},
 		{"quiet: nothing to write", all, currentOf(sh, all, nil), tc0, false, "", 3},
-		{"observer count change rewrites the service", map[netip.AddrPort]*observed{a: seg("s1", 1), b: seg("s1", 1), c: seg("s2", 1)},
-			currentOf(sh, all, nil), tc0, false, "register=" + idA, 2},
+		{"observer count change rewrites the service alone", map[netip.AddrPort]*observed{a: seg("s1", 1), b: seg("s1", 1), c: seg("s2", 1)},
+			currentOf(sh, all, nil), tc0, false, "update=" + idA, 2},
 		{"last observer gone: critical at once", map[netip.AddrPort]*observed{a: seg("s1", 2), b: seg("s1", 1)},
 			currentOf(sh, all, nil), tc0, false, "fail=" + idC, 2},
 		{"held during the start-up grace", map[netip.AddrPort]*observed{a: seg("s1", 2)},
@@ -104,7 +104,7 @@ func TestPlanCatalog(t *testing.T) {
 			for _, l := range []struct {
 				name string
 				es   []catalogEntry
-			}{{"register", p.register}, {"pass", p.pass}, {"fail", p.fail}, {"reap", p.reap}} {
+			}{{"register", p.register}, {"update", p.update}, {"pass", p.pass}, {"fail", p.fail}, {"reap", p.reap}} {
 				if len(l.es) == 0 {
 					continue
 				}

@@ -90,13 +90,18 @@ func (c ClientConfig) apiConfig() (*api.Config, string, error) {
 	if len(addrs) > 0 {
 		ac.Address = addrs[0]
 	}
+	// Keep as many idle connections as writes in flight (the default keeps
+	// GOMAXPROCS+1 and closes the rest after each request).
+	if ac.Transport == nil {
+		ac.Transport = cleanhttp.DefaultPooledTransport()
+	}
+	ac.Transport.MaxIdleConnsPerHost = 16
 	if len(addrs) > 1 {
 		for _, a := range addrs {
 			if strings.Contains(a, "://") {
 				return nil, "", fmt.Errorf("consul_addr %q: several addresses must be host:port (use consul_ssl for https)", c.Addr)
 			}
 		}
-		ac.Transport = cleanhttp.DefaultPooledTransport()
 		ac.Transport.DialContext = (&failoverDialer{addrs: addrs}).DialContext
 	}
 	if c.SSL {

@@ -1,0 +1,243 @@
+package e2e_test
+
+// Catalog mode at 10,000 servers, against the three-server cluster: one
+// responder on segment a answers each probe with 10,000 replies
+// (10.213.100.1 and up), two bridges observe them.
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+const cat10k = 10_000
+
+// catCount returns how many instances of service the catalog holds, how
+// many distinct IDs and how many are passing.
+func catCount(c *api.Client, service string) (n, distinct, passing int, index uint64, err error) {
+	entries, meta, err := c.Health().Service(service, "", false, &api.QueryOptions{AllowStale: false})
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	ids := map[string]bool{}
+	for _, e := range entries {
+		ids[e.Service.ID] = true
+		if e.Checks.AggregatedStatus() == api.HealthPassing {
+			passing++
+		}
+	}
+	return len(entries), len(ids), passing, meta.LastIndex, nil
+}
+
+// start10k builds the lab, the cluster, the 10,000-reply responder and
+// bridges a1 and a2; it returns when the first observation key exists and
+// how long after the bridges' start that was.
+func start10k(t *testing.T, before func(*catLab, *consulcluster.Cluster)) (*catLab, *consulcluster.Cluster, time.Time) {
+	t.Helper()
+	l := newCatLab(t)
+	cl := l.startCluster()
+	if before != nil {
+		before(l, cl)
+	}
+	h := l.lab.Host("s10k", l.seg["a"], "10.213.31.100/24")
+	// Payload addresses 10.213.100.1 and up: none is the segment's broadcast
+	// address (which the address policy would replace by the source).
+	respond(t, h, 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(cat10k))
+	l.bridge("a1", "--interval", "5s", "--timeout", "1")
+	// The first observation is published right after a1's first round.
+	var published time.Time
+	runWait(t, 60*time.Second, "a1's observation", func() (bool, string) {
+		pairs, _, err := l.consul.KV().Keys("udp-discovery-bridge/"+catService+"/obs/a1/", "", nil)
+		if err == nil && len(pairs) > 0 {
+			published = time.Now()
+			return true, ""
+		}
+		return false, fmt.Sprint(pairs, err)
+	})
+	l.bridge("a2", "--interval", "5s", "--timeout", "1")
+	return l, cl, published
+}
+
+// TestRunCatalog10k: 10,000 servers behind one segment are all in the
+// catalog exactly once, passing; quiet rounds write nothing.
+func TestRunCatalog10k(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l, _, published := start10k(t, nil)
+	runWait(t, 120*time.Second, "10,000 servers passing", func() (bool, string) {
+		n, distinct, passing, _, err := catCount(l.consul, catService)
+		return err == nil && n == cat10k && distinct == cat10k && passing == cat10k,
+			fmt.Sprintf("%d instances, %d distinct, %d passing, %v", n, distinct, passing, err)
+	})
+	t.Logf("MEASURED: 10,000 servers in the catalog of 3 servers, exactly once, passing, %s after the first observation was published",
+		time.Since(published).Round(100*time.Millisecond))
+	for _, n := range []string{"a1", "a2"} {
+		_, stderr := l.bridges[n].Output()
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.Contains(line, "catalog reconciled") || strings.Contains(line, "observation published") || strings.Contains(line, "leading") {
+				t.Logf("%s: %s", n, line)
+			}
+		}
+	}
+	// Both observations in; then quiet rounds.
+	runWait(t, 30*time.Second, "2 observers", func() (bool, string) {
+		v, ok, err := runMetric(l.hosts[l.leader10k(t)].NS, "udp_discovery_bridge_consul_catalog_observers")
+		return err == nil && ok && v == 2, fmt.Sprint(v, err)
+	})
+	time.Sleep(6 * time.Second) // the observers meta settles
+	names := []string{"a1", "a2"}
+	_, _, _, idx0, _ := catCount(l.consul, catService)
+	kv0 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", names...)
+	wr0 := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", names...)
+	time.Sleep(3 * 5 * time.Second) // three rounds
+	n, distinct, passing, idx1, _ := catCount(l.consul, catService)
+	kv1 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", names...)
+	wr1 := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", names...)
+	if idx1 != idx0 || kv1 != kv0 || wr1 != wr0 || n != cat10k || distinct != cat10k || passing != cat10k {
+		t.Errorf("quiet rounds at 10,000: index %d -> %d, KV writes +%v, catalog writes +%v, %d instances (%d distinct, %d passing)",
+			idx0, idx1, kv1-kv0, wr1-wr0, n, distinct, passing)
+	}
+	t.Logf("MEASURED: 3 quiet rounds with 10,000 servers and 2 bridges: %v catalog writes, %v KV writes, service index unchanged", wr1-wr0, kv1-kv0)
+}
+
+// leader10k waits for a leader and returns its name.
+func (l *catLab) leader10k(t *testing.T) string {
+	var ld string
+	runWait(t, 30*time.Second, "a leader", func() (bool, string) { ld = l.leader(); return ld != "", ld })
+	return ld
+}
+
+// rawTxnBaseline writes the same operations the leader writes for n new
+// servers (node, service, check) straight to /v1/txn, 64 per transaction
+// with four in flight, under another service name, and returns how long
+// that took; then it deletes them.
+func rawTxnBaseline(t *testing.T, c *api.Client, n int) time.Duration {
+	t.Helper()
+	const perTxn = 21 // 3 operations per server, 63 per transaction
+	var batches []api.TxnOps
+	var cur api.TxnOps
+	base := netip.MustParseAddr("10.213.200.0")
+	for i := range n {
+		a := base
+		for range i + 1 {
+			a = a.Next()
+		}
+		node := "baseline-" + a.String()
+		cur = append(cur,
+			&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: a.String(), Meta: map[string]string{"managed-by": "baseline"}}}},
+			&api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{ID: node, Service: "baseline", Address: a.String(), Port: 8000,
+				Meta: map[string]string{"managed-by": "baseline", "segments": "10.213.31.0/24", "observers": "2"}}}},
+			&api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{Node: node, CheckID: "observed", Name: "observed", ServiceID: node, Status: api.HealthPassing}}})
+		if (i+1)%perTxn == 0 {
+			batches, cur = append(batches, cur), nil
+		}
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	run := func(bs []api.TxnOps) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 4)
+		for _, b := range bs {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ok, resp, _, err := c.Txn().Txn(b, nil)
+				if err != nil || !ok {
+					t.Errorf("baseline txn: %v %v", err, resp)
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	took := run(batches)
+	var dels []api.TxnOps
+	var d api.TxnOps
+	for _, b := range batches {
+		for _, op := range b {
+			if op.Node != nil {
+				d = append(d, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: op.Node.Node.Node}}})
+				if len(d) == 64 {
+					dels, d = append(dels, d), nil
+				}
+			}
+		}
+	}
+	if len(d) > 0 {
+		dels = append(dels, d)
+	}
+	run(dels)
+	return took
+}
+
+// TestPerfCatalog10k measures, on one three-server cluster in one run:
+// the raw /v1/txn baseline for 10,000 servers; the bridge's time from the
+// end of the round that saw them to all of them in the catalog; the
+// leader's footprint; and a failover.
+func TestPerfCatalog10k(t *testing.T) {
+	perfRequire(t)
+	netns.Require(t)
+	var baselines []time.Duration
+	l, _, published := start10k(t, func(l *catLab, cl *consulcluster.Cluster) {
+		for range 3 {
+			baselines = append(baselines, rawTxnBaseline(t, l.consul, cat10k))
+		}
+	})
+	slices.Sort(baselines)
+	baseline := baselines[1]
+	// a1 leads (it started alone); its write counter reaches 30,000 (node,
+	// service, check of each server) when the last transaction is in.
+	var done time.Time
+	runWait(t, 180*time.Second, "a1 wrote 30,000 operations", func() (bool, string) {
+		v, _, err := runMetric(l.hosts["a1"].NS, "udp_discovery_bridge_consul_catalog_writes_total")
+		if err == nil && v >= 3*cat10k {
+			done = time.Now()
+			return true, ""
+		}
+		return false, fmt.Sprint(v, err)
+	})
+	took := done.Sub(published)
+	n, distinct, passing, _, err := catCount(l.consul, catService)
+	if err != nil || n != cat10k || distinct != cat10k || passing != cat10k {
+		t.Errorf("catalog: %d instances, %d distinct, %d passing, %v", n, distinct, passing, err)
+	}
+	perfResult(t, "10,000 new servers, round end (observation published) to all in the catalog: %s; raw /v1/txn of the same operations (3 per server, 64 per txn, 4 in flight), median of 3 on the same cluster before the bridges started: %s (%v); ratio %.2f",
+		took.Round(10*time.Millisecond), baseline.Round(10*time.Millisecond), baselines, took.Seconds()/baseline.Seconds())
+
+	leader := l.leader10k(t)
+	pid := l.bridges[leader].PID
+	time.Sleep(6 * time.Second)
+	a := perfMustSample(t, pid)
+	time.Sleep(20 * time.Second)
+	b := perfMustSample(t, pid)
+	perfResult(t, "leader with 10,000 servers: VmRSS %s (VmHWM %s); CPU %.2f%% of one core over 20 s of quiet rounds (interval 5s)",
+		perfMiB(b.RSSKiB), perfMiB(b.HWMKiB), 100*float64(b.CPUTicks-a.CPUTicks)/perfClkTck/b.At.Sub(a.At).Seconds())
+
+	other := map[string]string{"a1": "a2", "a2": "a1"}[leader]
+	w0, _, _ := runMetric(l.hosts[other].NS, "udp_discovery_bridge_consul_catalog_writes_total")
+	killed := time.Now()
+	l.bridges[leader].kill9(t)
+	runWait(t, 60*time.Second, other+" leads", func() (bool, string) { return l.leader() == other, l.leader() })
+	led := time.Since(killed)
+	// Its first reconcile: the leader's observation went with its session,
+	// so every server's observers meta drops from 2 to 1.
+	runWait(t, 60*time.Second, "observers=1 everywhere", func() (bool, string) {
+		entries, _, err := l.consul.Health().Service(catService, "", true, &api.QueryOptions{Filter: `Service.Meta.observers == "1"`})
+		return err == nil && len(entries) == cat10k, fmt.Sprint(len(entries), err)
+	})
+	w1, _, _ := runMetric(l.hosts[other].NS, "udp_discovery_bridge_consul_catalog_writes_total")
+	perfResult(t, "failover: %s led %s after kill -9 of %s (session TTL 10s); its reconcile made %v catalog writes (the observers meta of every server: 2 -> 1, the service alone) and was done %s after the kill",
+		other, led.Round(100*time.Millisecond), leader, w1-w0, time.Since(killed).Round(100*time.Millisecond))
+}
