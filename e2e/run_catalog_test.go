@@ -110,6 +110,21 @@ func TestRunCatalogTwoSegments(t *testing.T) {
 		l.waitCatalog(10*time.Second, "segment a still passing", all("passing", sa, []string{sab, "django-foreign"}))
 	}
 
+	// A one-shot dry run on segment b's host sees its servers, which the
+	// catalog no longer holds: it lists them as adds and exits 3. (Changed
+	// entries, e.g. an observers count the leader has not rewritten yet, are
+	// adds too.)
+	dry := runCmd(t, l.hosts["b1"], "run", "--once", "--dry-run", "--sink", "consul", "--consul-mode", "catalog",
+		"--consul-addr", l.consulAddrs, "--bridge-id", "b1", "--whitelist", l.hosts["b1"].Dev(l.seg["b"]), "--timeout", "0.5", "--metrics-addr", "")
+	if dry.ExitCode != 3 {
+		t.Errorf("dry run on segment b: exit %d, want 3; stdout %s, stderr %s", dry.ExitCode, dry.Stdout, runTail(dry.Stderr, 20))
+	}
+	for _, ip := range []string{"10.213.32.31", "10.213.32.32"} {
+		if !strings.Contains(dry.Stdout, `{"op":"add","ip":"`+ip+`"`) {
+			t.Errorf("dry run on segment b does not add %s: %s", ip, dry.Stdout)
+		}
+	}
+
 	// The foreign service and key were never touched.
 	fs, _, err := l.consul.Catalog().Service(catService, "", &api.QueryOptions{Filter: `ServiceID == "django-foreign"`})
 	if err != nil || len(fs) != 1 || fs[0].ModifyIndex != foreignIdx {
