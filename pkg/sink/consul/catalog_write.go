@@ -1,0 +1,192 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// write applies plan p in transactions of at most 64 operations, each
+// guarded by a check that this bridge's session still holds the lock, with
+// txnInFlight in flight, and updates current with what succeeded. It
+// returns the catalog operations written.
+func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
+	type item struct {
+		e   catalogEntry
+		ops api.TxnOps
+		fn  func() // updates current once written
+	}
+	var items []item
+	for _, e := range p.register {
+		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
+	}
+	for _, e := range p.update {
+		ops := api.TxnOps{c.serviceOp(e)}
+		if !e.passing {
+			ops = append(ops, c.observedCheck(e, true, time.Time{}))
+		}
+		items = append(items, item{e, ops, func() {
+			e.passing, e.since = true, time.Time{}
+			current[e.node] = e
+		}})
+	}
+	for _, e := range p.pass {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
+			cur := current[e.node]
+			cur.passing, cur.since = true, time.Time{}
+			current[e.node] = cur
+		}})
+	}
+	for _, e := range p.fail {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
+	}
+	for _, e := range p.reap {
+		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
+	}
+	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
+	// Pack whole items into batches.
+	var batches [][]item
+	var cur []item
+	n := 1
+	for _, it := range items {
+		if n+len(it.ops) > maxTxnOps {
+			batches, cur, n = append(batches, cur), nil, 1
+		}
+		cur = append(cur, it)
+		n += len(it.ops)
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		written int
+		errs    []error
+		sem     = make(chan struct{}, txnInFlight)
+	)
+	for _, b := range batches {
+		sem <- struct{}{}
+		mu.Lock()
+		stop := slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errNotLeader) })
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-sem
+			break
+		}
+		ops := api.TxnOps{guard}
+		for _, it := range b {
+			ops = append(ops, it.ops...)
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := c.txn(ctx, ops)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			for _, it := range b {
+				it.fn()
+			}
+			written += len(ops) - 1
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return written, joinCapped(errs, maxErrsShown)
+	}
+	return written, nil
+}
+
+// txn runs one guarded transaction.
+func (c *Catalog) txn(ctx context.Context, ops api.TxnOps) error {
+	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	c.metrics.txns.Inc()
+	if err != nil {
+		return fmt.Errorf("consul txn of %d operations: %w", len(ops), c.redact(err))
+	}
+	if !ok {
+		if resp != nil {
+			for _, e := range resp.Errors {
+				if e.OpIndex == 0 {
+					return fmt.Errorf("%w: %s", errNotLeader, e.What)
+				}
+			}
+		}
+		return fmt.Errorf("consul txn of %d operations rolled back: %s", len(ops), txnErrors(resp))
+	}
+	c.metrics.catalogWrites.Add(float64(len(ops) - 1))
+	return nil
+}
+
+// txnErrors describes the errors of a failed transaction.
+func txnErrors(resp *api.TxnResponse) string {
+	if resp == nil || len(resp.Errors) == 0 {
+		return "no reason given"
+	}
+	var b strings.Builder
+	for i, e := range resp.Errors {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "operation %d: %s", e.OpIndex, e.What)
+	}
+	return b.String()
+}
+
+// registerOps writes an entry whole: its node, its service and its checks.
+func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
+	ops := api.TxnOps{
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}},
+		c.serviceOp(e),
+		c.observedCheck(e, true, time.Time{}),
+	}
+	if c.cfg.Check != CheckNone {
+		hostPort := net.JoinHostPort(e.svc.Address, strconv.Itoa(e.svc.Port))
+		def := api.HealthCheckDefinition{
+			IntervalDuration: c.cfg.CheckInterval,
+			TimeoutDuration:  min(c.cfg.CheckInterval, 5*time.Second),
+		}
+		name := c.cfg.Check + " " + hostPort
+		if c.cfg.Check == CheckTCP {
+			def.TCP = hostPort
+		} else {
+			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
+		}
+		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
+			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, Status: api.HealthPassing,
+			Notes: "run by consul-esm, where deployed", Definition: def,
+		}}})
+	}
+	return ops
+}
+
+// serviceOp sets the service of e.
+func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
+	return &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.node, Service: api.AgentService{
+		ID: e.svcID, Service: e.svc.Name, Address: e.svc.Address, Port: e.svc.Port, Tags: e.svc.Tags, Meta: e.svc.Meta,
+	}}}
+}
+
+// observedCheck sets the observed check of e: passing, or critical since t.
+func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
+	chk := api.HealthCheck{
+		Node: e.node, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.svcID,
+		Status: api.HealthPassing, Output: "observed by a live bridge",
+	}
+	if !passing {
+		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)
+	}
+	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: chk}}
+}
