@@ -85,11 +85,18 @@ func (l *Lock) Leader() bool { return l.leader.Load() }
 // Acquired is closed the first time the lock is acquired.
 func (l *Lock) Acquired() <-chan struct{} { return l.acquired }
 
-// Close stops the loop and releases the lock if held, waiting for that
-// until ctx ends. It is safe to call before Start and more than once.
+// Close stops the loop and, when it holds the lock, releases it and waits
+// for that until ctx ends. It is safe to call before Start and more than
+// once.
 func (l *Lock) Close(ctx context.Context) error {
 	l.stop()
 	if !l.started.Load() {
+		return nil
+	}
+	if !l.leader.Load() {
+		// A follower is inside consul/api's blocking read of the lock key,
+		// which takes no context and returns within LockWaitTime; it holds
+		// nothing to release, so shutdown does not wait for it.
 		return nil
 	}
 	select {
