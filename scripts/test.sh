@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: vet, unit tests with the race detector, brief fuzzing
 # of every fuzz target, and the end-to-end tests (network namespaces, a real
-# Consul built from its Go module, the real bridge binary).
+# Consul and Helm built from their Go modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables;
 # as root this script installs the missing ones with apt-get.
@@ -43,6 +43,8 @@ FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
 if [ "${E2E:-1}" != 0 ]; then
   step "consul binary (built from its Go module once, then cached)"
   (cd e2e && go test -count=1 -timeout 20m -run '^TestConsulBinary$' -v ./internal/consulbin/ | grep -v '^=== ')
+  step "helm binary (built from its Go module once, then cached)"
+  (cd e2e && go test -count=1 -timeout 20m -run '^TestHelmBinary$' -v ./internal/helmbin/ | grep -v '^=== ')
   step "end-to-end tests"
   (cd e2e && go test -count=1 -timeout 30m ./...)
 fi
