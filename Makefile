@@ -3,11 +3,39 @@ GO ?= go
 FUZZTIME ?= 5s
 BIN ?= bin/bridge
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DOCKER ?= docker
+COMPOSE ?= docker-compose
+IMAGE ?= udp-discovery-bridge
+# OCI labels of the image.
+SOURCE ?= https://github.com/udp-discovery-bridge/bridge
+LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e fuzz bench vet clean
+.PHONY: build test unit e2e fuzz bench vet clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
+
+## image: the container image (Dockerfile: FROM scratch + bin/bridge), tagged $(VERSION) and dev.
+# The legacy builder is enough (and the only one on some CI hosts); BuildKit builds it too.
+image: build
+	DOCKER_BUILDKIT=$${DOCKER_BUILDKIT:-0} $(DOCKER) build \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		--build-arg SOURCE=$(SOURCE) --build-arg LICENSES=$(LICENSES) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):dev .
+
+## consul-image: hashicorp/consul:1.20.6 built locally FROM scratch (for hosts that cannot pull).
+consul-image:
+	scripts/consul-image.sh
+
+## demo: docker-compose.yml (Consul, three demo servers, the bridge). Pulls nothing when
+## hashicorp/consul:1.20.6 is already present (make consul-image on an offline host).
+demo: image
+	$(COMPOSE) up -d
+	@echo "Consul UI: http://127.0.0.1:8500/ui  -  dig @127.0.0.1 -p 8600 django.service.consul  -  metrics: http://127.0.0.1:9108/metrics"
+
+demo-down:
+	$(COMPOSE) down -v
 
 ## test: everything CI runs (scripts/test.sh): vet, unit tests (race), brief fuzzing, end-to-end tests (needs root).
 test:

@@ -5,11 +5,14 @@ import (
 	"testing"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
 )
 
-// TestMain removes the bridge binary built for this test binary, if any.
+// TestMain removes the bridge binaries and the image built for this test
+// binary, if any.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	dockerimg.Cleanup()
 	bridgebin.Cleanup()
 	os.Exit(code)
 }

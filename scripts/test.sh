@@ -4,7 +4,9 @@
 # Consul and Helm built from their Go modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables;
-# as root this script installs the missing ones with apt-get.
+# as root this script installs the missing ones with apt-get. The image and
+# compose tests need Docker (not installed here) and docker-compose (installed
+# when Docker is present and it is missing).
 # Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
 # (only for quick local runs: CI runs everything).
 set -euo pipefail
@@ -16,6 +18,9 @@ if [ "${E2E:-1}" != 0 ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v ss >/dev/null || need+=(iproute2)
   command -v iptables >/dev/null || need+=(iptables)
+  if command -v docker >/dev/null && ! command -v docker-compose >/dev/null; then
+    need+=(docker-compose)
+  fi
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2

@@ -114,6 +114,7 @@ func newApp(stdout, stderr io.Writer, reg *sink.Registry) *cli.App {
 			doctorCommand(schema),
 			respondCommand(schema),
 			keygenCommand(),
+			healthcheckCommand(schema),
 			versionCommand(),
 		},
 	}

@@ -1,5 +1,6 @@
 // Package bridgebin provides the `bridge` binary under test: built once per test
-// binary from the root module's ./cmd/bridge, or taken from env BRIDGE_BIN.
+// binary from the root module's ./cmd/bridge, or taken from env BRIDGE_BIN;
+// and, for the container image, a static one built like `make build`.
 package bridgebin
 
 import (
@@ -44,10 +45,64 @@ func Path(t testing.TB) string {
 	return build.path
 }
 
-// Cleanup removes the built binary; call it from TestMain after m.Run.
+// static is the one static build per test binary (see Static).
+var static struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Static returns the path of a bridge binary built exactly as `make build`
+// builds bin/bridge for the container image: CGO_ENABLED=0, -trimpath,
+// stripped (-s -w), version "e2e". It is built once per test binary and
+// ignores BRIDGE_BIN (that binary need not be static).
+func Static(t testing.TB) string {
+	t.Helper()
+	static.once.Do(func() { static.dir, static.path, static.err = buildStatic() })
+	if static.err != nil {
+		t.Fatalf("static bridge binary: %v", static.err)
+	}
+	return static.path
+}
+
+func buildStatic() (dir, path string, err error) {
+	root, err := Root()
+	if err != nil {
+		return "", "", err
+	}
+	dir, err = os.MkdirTemp("", "bridge-e2e-static-")
+	if err != nil {
+		return "", "", fmt.Errorf("temp dir for the static bridge binary: %w", err)
+	}
+	path = filepath.Join(dir, "bridge")
+	cmd := exec.Command(goBin(), "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", path, "./cmd/bridge")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return dir, "", fmt.Errorf("CGO_ENABLED=0 go build ./cmd/bridge in %s: %w\n%s", root, err, out)
+	}
+	return dir, path, nil
+}
+
+// Root returns the directory of the root module (the repository), found by
+// walking up from the working directory.
+func Root() (string, error) { return findRoot() }
+
+func goBin() string {
+	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		return "go"
+	}
+	return gobin
+}
+
+// Cleanup removes the built binaries; call it from TestMain after m.Run.
 func Cleanup() {
-	if build.dir != "" {
-		_ = os.RemoveAll(build.dir)
+	for _, d := range []string{build.dir, static.dir} {
+		if d != "" {
+			_ = os.RemoveAll(d)
+		}
 	}
 }
 
@@ -76,11 +131,7 @@ func resolve() (string, error) {
 	}
 	build.dir = dir
 	out := filepath.Join(dir, "bridge")
-	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/bridge")
+	cmd := exec.Command(goBin(), "build", "-o", out, "./cmd/bridge")
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr

@@ -7,7 +7,10 @@
 // parallel tests and leftovers of crashed runs never collide. Nothing is ever
 // created in, attached to, or moved into the caller's (root) namespace: veth
 // pairs are created inside a switch namespace and one end is moved straight into
-// the host namespace.
+// the host namespace. The one exception is HostBridge, asked for by name, for
+// a process that must run on the host network (a `docker run --network host`
+// container): its bridge device is in the root namespace, on a subnet the test
+// chose, and the teardown deletes it.
 //
 // A Lab registers a t.Cleanup that kills every process still running in its
 // namespaces (by PID) and deletes the namespaces, which removes their devices.
@@ -52,17 +55,27 @@ type Lab struct {
 
 	mu         sync.Mutex
 	namespaces []string // in creation order
+	rootDevs   []string // devices created in the root namespace (HostBridge)
 	procs      []*Proc
 	bridges    map[string]*Bridge
 	hosts      map[string]*Host
 	nextPort   int
 }
 
-// Bridge is an L2 segment: a Linux bridge device alone in its own namespace.
+// Bridge is an L2 segment: a Linux bridge device alone in its own namespace,
+// or (HostBridge) in the root namespace.
 type Bridge struct {
 	Name string // logical name given to Lab.Bridge
-	NS   string // namespace holding the bridge device
+	NS   string // namespace holding the bridge device; "" for the root namespace
 	Dev  string // bridge device name inside NS
+}
+
+// in returns the `ip` arguments that run a command in b's namespace.
+func (b *Bridge) in(args ...string) []string {
+	if b.NS == "" {
+		return args
+	}
+	return append([]string{"-n", b.NS}, args...)
 }
 
 // Link is one veth leg of a host, enslaved (peer side) to a Bridge.
@@ -160,6 +173,54 @@ func (l *Lab) Bridge(name string) *Bridge {
 	return b
 }
 
+// HostBridge creates a switch whose bridge device is in the caller's (root)
+// namespace, addressed cidr (for example "10.213.200.1/24", with the subnet's
+// broadcast address) and up, so that a process on the host network can
+// broadcast to the hosts plugged into it and nowhere else: pin its interface
+// whitelist to Dev. Choose a subnet no other route of the root namespace
+// covers. The teardown deletes the device after the namespaces.
+func (l *Lab) HostBridge(name, cidr string) *Bridge {
+	l.t.Helper()
+	l.checkName(name)
+	if _, dup := l.bridges[name]; dup {
+		l.t.Fatalf("netns: bridge %q already exists", name)
+	}
+	if pfx, err := netip.ParsePrefix(cidr); err != nil || !pfx.Addr().Is4() {
+		l.t.Fatalf("netns: host bridge %s: address %q is not an IPv4 CIDR: %v", name, cidr, err)
+	}
+	b := &Bridge{Name: name, Dev: l.devName("hb", len(l.rootDevs))}
+	l.ipCmd("link", "add", b.Dev, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+	l.mu.Lock()
+	l.rootDevs = append(l.rootDevs, b.Dev)
+	l.mu.Unlock()
+	l.ipCmd("addr", "add", cidr, "brd", "+", "dev", b.Dev)
+	l.ipCmd("link", "set", b.Dev, "up")
+	l.bridges[name] = b
+	return b
+}
+
+// HostSubnet returns a 10.213.x.0/24 (x in 200..249) that no address or
+// route of the root namespace uses yet, for HostBridge.
+func (l *Lab) HostSubnet() netip.Prefix {
+	l.t.Helper()
+	out, err := exec.Command(l.ip, "-4", "-o", "route", "show", "table", "all").CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("netns: ip route show: %v: %s", err, bytes.TrimSpace(out))
+	}
+	var b [1]byte
+	for range 50 {
+		if _, err := rand.Read(b[:]); err != nil {
+			l.t.Fatalf("netns: random subnet: %v", err)
+		}
+		x := 200 + int(b[0])%50
+		if !strings.Contains(string(out), fmt.Sprintf("10.213.%d.", x)) {
+			return netip.MustParsePrefix(fmt.Sprintf("10.213.%d.0/24", x))
+		}
+	}
+	l.t.Fatalf("netns: no free 10.213.200-249.0/24 in the root namespace")
+	return netip.Prefix{}
+}
+
 // Host creates a namespace named after name with lo up and one link on br
 // addressed cidr (for example "10.213.1.10/24"). Add more legs with AddLink and
 // a default route with SetDefaultRoute.
@@ -223,8 +284,8 @@ func (h *Host) AddLink(br *Bridge, cidr string) string {
 		Prefix: pfx,
 	}
 	// Created inside the switch namespace, host end moved straight into the host.
-	l.ipCmd("-n", br.NS, "link", "add", link.Peer, "type", "veth", "peer", "name", link.Dev, "netns", h.NS)
-	l.ipCmd("-n", br.NS, "link", "set", link.Peer, "master", br.Dev, "up")
+	l.ipCmd(br.in("link", "add", link.Peer, "type", "veth", "peer", "name", link.Dev, "netns", h.NS)...)
+	l.ipCmd(br.in("link", "set", link.Peer, "master", br.Dev, "up")...)
 	l.ipCmd("-n", h.NS, "addr", "add", cidr, "brd", "+", "dev", link.Dev)
 	l.ipCmd("-n", h.NS, "link", "set", link.Dev, "up")
 	h.links = append(h.links, link)
@@ -468,6 +529,7 @@ func (l *Lab) teardown() {
 	l.mu.Lock()
 	procs := slices.Clone(l.procs)
 	nss := slices.Clone(l.namespaces)
+	rootDevs := slices.Clone(l.rootDevs)
 	l.mu.Unlock()
 	for _, p := range procs {
 		if !p.Exited() {
@@ -488,6 +550,13 @@ func (l *Lab) teardown() {
 	for _, ns := range slices.Backward(nss) {
 		if out, err := exec.Command(l.ip, "netns", "del", ns).CombinedOutput(); err != nil {
 			l.t.Errorf("netns: delete namespace %s: %v: %s", ns, err, bytes.TrimSpace(out))
+		}
+	}
+	// Deleting a namespace deleted its veth ends and so their peers on the
+	// root bridges; what is left is the bridges themselves.
+	for _, dev := range slices.Backward(rootDevs) {
+		if out, err := exec.Command(l.ip, "link", "del", dev).CombinedOutput(); err != nil {
+			l.t.Errorf("netns: delete device %s: %v: %s", dev, err, bytes.TrimSpace(out))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -256,6 +257,38 @@ func TestNetnsProcLifecycle(t *testing.T) {
 			t.Errorf("Run = exit %d, stdout %q, stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 		}
 	})
+}
+
+// TestNetnsHostBridge: a host bridge is a device of the root namespace that
+// reaches the hosts plugged into it, broadcast included, and is gone after
+// the lab's cleanup.
+func TestNetnsHostBridge(t *testing.T) {
+	t.Parallel()
+	netns.Require(t)
+	var dev string
+	t.Run("lab", func(t *testing.T) {
+		lab := netns.New(t)
+		sub := lab.HostSubnet()
+		base := sub.Addr().As4()
+		ip := func(last byte) string { return netip.AddrFrom4([4]byte{base[0], base[1], base[2], last}).String() }
+		br := lab.HostBridge("host", ip(1)+"/24")
+		dev = br.Dev
+		h := lab.Host("h", br, ip(11)+"/24")
+		if br.NS != "" || !strings.Contains(dev, lab.Suffix()) {
+			t.Errorf("host bridge %+v: want NS \"\" and the lab suffix in its name", br)
+		}
+		startEcho(t, h)
+		// The send helper runs here, in the root namespace, like a host-network container.
+		r := exec.CommandContext(t.Context(), self(t), "-test.run=^$")
+		r.Env = append(os.Environ(), helperEnv+"=send", "NETNS_TEST_TO="+ip(255)+":7777")
+		out, err := r.Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != ip(11) {
+			t.Errorf("broadcast from the root namespace on %s: reply from %q (%v), want %s", dev, got, err, ip(11))
+		}
+	})
+	if err := exec.Command("ip", "link", "show", dev).Run(); err == nil {
+		t.Errorf("device %s still exists after the lab's cleanup", dev)
+	}
 }
 
 func TestNetnsCleanup(t *testing.T) {
