@@ -1,6 +1,9 @@
-// Package cidr holds the IPv4 netmask, prefix and broadcast arithmetic the
-// discovery client needs, host walks over a prefix, and the segmented-network
-// diagnosis (upstream detect_segmented_network).
+// Package cidr is IPv4 network arithmetic for discovery: netmask to prefix
+// length and back (PrefixLenFromMask, MaskFromPrefixLen, ParseMask), the
+// network and broadcast address of an address (Network, Broadcast), host
+// counts and walks over a prefix (HostCount, Hosts), and the
+// segmented-network diagnosis of one interface (DetectSegmented, upstream
+// detect_segmented_network). It is usable on its own.
 //
 // Everything is built on net/netip values; only IPv4 is supported, and
 // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are rejected like any other

@@ -2,8 +2,11 @@ package discover
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"runtime"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +143,59 @@ func BenchmarkRoundIngest(b *testing.B) {
 	b.ReportMetric(float64(lost)/float64(b.N), "lost/round")
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
 	b.ReportMetric(float64(got)/float64(b.N), "servers/round")
+}
+
+// stampConn records when its last reply was about to be written.
+type stampConn struct {
+	net.PacketConn
+	sent atomic.Int64 // Unix nanoseconds, read before the write
+}
+
+func (c *stampConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.sent.Store(time.Now().UnixNano())
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+// BenchmarkDiscoverOne measures how soon DiscoverOne returns after the
+// first reply, over loopback against an in-process Responder, with the
+// default 5 s timeout and 3 retries (a full round would last 5 s):
+// after-reply is from just before the Responder wrote its reply to
+// DiscoverOne's return (the loopback hop, the read wake-up, parsing and
+// closing the round), after-ingest from the reply's Server.Received stamp
+// to the return; median, 99th percentile and worst over b.N rounds (the
+// worst is the machine's scheduling noise as much as the code).
+func BenchmarkDiscoverOne(b *testing.B) {
+	p := freePort(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pc, err := ListenResponder(ctx, addrPort("127.0.0.2", p))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close()
+	conn := &stampConn{PacketConn: pc}
+	go func() { _ = plainResponder("10.0.0.1", 0).Serve(ctx, conn) }()
+
+	o := DefaultOptions()
+	o.Port, o.SubnetScan = p, false
+	l := lister(b, fakeIf("fake2", "127.0.1.2", "127.0.0.2"))
+	var afterReply, afterIngest []time.Duration
+	for b.Loop() {
+		s, ok, err := discoverOne(context.Background(), o, l)
+		done := time.Now()
+		if err != nil || !ok {
+			b.Fatalf("discoverOne = %v, %v", ok, err)
+		}
+		afterReply = append(afterReply, done.Sub(time.Unix(0, conn.sent.Load())))
+		afterIngest = append(afterIngest, done.Sub(s.Received))
+	}
+	report := func(d []time.Duration, name string) {
+		slices.Sort(d)
+		at := func(q float64) float64 { return float64(d[int(q*float64(len(d)-1))].Nanoseconds()) / 1e3 }
+		b.ReportMetric(at(0.5), "µs-"+name+"-p50")
+		b.ReportMetric(at(0.99), "µs-"+name+"-p99")
+		b.ReportMetric(at(1), "µs-"+name+"-max")
+	}
+	report(afterReply, "after-reply")
+	report(afterIngest, "after-ingest")
 }

@@ -51,7 +51,11 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 	if opts.ClockSkew == 0 {
 		opts.ClockSkew = DefaultClockSkew
 	}
-	if err := validate(opts, lister); err != nil {
+	var problems []error
+	if lister == nil {
+		problems = append(problems, errors.New("lister: must not be nil"))
+	}
+	if err := errors.Join(append(problems, validate(opts))...); err != nil {
 		return nil, err
 	}
 	opts.Message = slices.Clone(opts.Message)
@@ -67,14 +71,12 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 // (where the error also names the flag, env or file the value came from);
 // they stay here because Go programs (and the coming library API) use
 // discover on its own, building Options without pkg/config, and must get
-// the same errors instead of a round that misbehaves.
-func validate(o Options, lister iface.Lister) error {
+// the same errors instead of a round that misbehaves. LoadOptions runs it
+// too, after the environment and the overrides are applied.
+func validate(o Options) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
-	}
-	if lister == nil {
-		bad("lister", "must not be nil")
 	}
 	if o.Port == 0 {
 		bad("discovery_port", "must be 1..65535, got 0")

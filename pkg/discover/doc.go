@@ -1,6 +1,14 @@
-// Package discover implements the django-udp-discovery protocol: the reply
-// codec (plain and Fernet), one discovery round (Client.Round) and the
-// server side (Responder).
+// Package discover finds django-udp-discovery servers on the local network
+// by UDP broadcast: the Go face of the upstream Python client. Discover and
+// DiscoverOne are upstream's discover and discover_one; OptionsFromEnv and
+// LoadOptions build Options as upstream's load_config(**overrides) and
+// ClientConfig.from_env() do (defaults < DISCOVERY_CLIENT_* environment <
+// overrides); each Server is a DiscoveryResult. They use the host's
+// interfaces and log nothing unless Options.Logger is set.
+//
+// Underneath are the protocol's parts: the reply codec (ParseReply, plain
+// and Fernet), a Client that runs rounds on any interface Lister
+// (New, Client.Round, with statistics) and the server side (Responder).
 //
 // # Protocol
 //

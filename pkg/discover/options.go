@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"log/slog"
 	"net/netip"
 	"time"
 )
@@ -18,9 +19,10 @@ const (
 	AddressSource AddressPolicy = "source"
 )
 
-// Options configure a discovery round. Zero values are not defaults: callers
-// build Options from config.Config (which holds the upstream defaults) or
-// from DefaultOptions.
+// Options configure a discovery round. Zero values are not defaults: build
+// Options with DefaultOptions (the upstream client's defaults) or
+// LoadOptions / OptionsFromEnv (defaults, then the upstream environment
+// variables, then overrides) and change fields from there.
 type Options struct {
 	Port        uint16        // discovery_port: UDP port the servers listen on
 	Message     []byte        // discovery_message: probe payload (plaintext)
@@ -61,6 +63,11 @@ type Options struct {
 	// Whitelist and Blacklist select interfaces by exact name.
 	Whitelist []string
 	Blacklist []string
+
+	// Logger receives the logs of Discover, DiscoverOne and
+	// SelectInterfaces; nil (the default) means no logging. New ignores it:
+	// a Client logs to the zerolog.Logger given to New.
+	Logger *slog.Logger
 }
 
 // Defaults applied when the corresponding Options field is zero, and the

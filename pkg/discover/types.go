@@ -8,7 +8,13 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
-// Server is one discovered server.
+// Server is one discovered server: upstream's DiscoveryResult(ip, port,
+// raw_response, extra). ip, port and raw_response are IP, Port and Raw;
+// upstream's only extra, extra["source_address"], is Source. The other
+// fields are extras upstream lacks: the interface the reply came in on and
+// its network, the IP the reply advertised (PayloadIP), how IP was chosen
+// (AddressFrom), whether the reply carried its port, and when it arrived.
+// The JSON names are upstream's where upstream has the field.
 type Server struct {
 	// IP and Port are what to register: IP after the address policy, Port
 	// from the reply or DefaultPort.

@@ -1,8 +1,16 @@
-// Package iface enumerates the host's IPv4 interfaces and selects the ones
-// discovery broadcasts on (active, non-loopback, whitelist then blacklist).
+// Package iface lists the host's IPv4 interfaces and selects the ones
+// discovery broadcasts on: active, non-loopback, whitelist then blacklist.
+// It is the upstream client's get_interfaces() (List), select_interfaces
+// (Select) and InterfaceInfo (Interface), and runs the segmented-network
+// diagnosis over a list of interfaces (Diagnose, upstream
+// detect_segmented_network).
 package iface
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
+)
 
 // Interface is one IPv4 address on one network interface. An interface with
 // several IPv4 addresses yields several values with the same Name.
@@ -22,6 +30,22 @@ type Interface struct {
 	// segmented-network diagnosis skips when their prefix is /24 or longer.
 	Virtual bool `json:"virtual"`
 }
+
+// Netmask returns the dotted netmask of i's network (255.255.255.0 for a
+// /24), upstream InterfaceInfo's netmask; the zero Addr if Prefix is not a
+// valid IPv4 prefix.
+func (i Interface) Netmask() netip.Addr {
+	if !i.Prefix.IsValid() || !i.Prefix.Addr().Is4() {
+		return netip.Addr{}
+	}
+	m, _ := cidr.MaskFromPrefixLen(i.Prefix.Bits())
+	return m
+}
+
+// List returns every IPv4 address of every interface of the host, up or
+// down, loopback included, each with its flags: OS().Interfaces().
+// Select(all, nil, nil) keeps the active, non-loopback ones.
+func List() ([]Interface, error) { return OS().Interfaces() }
 
 // Lister lists every IPv4 interface address of the host, selected or not.
 type Lister interface {
