@@ -63,6 +63,7 @@ type Agent struct {
 
 	t       testing.TB
 	opts    Options
+	node    string // the agent's node name
 	bin     string
 	args    []string
 	dataDir string
@@ -83,7 +84,7 @@ func Start(t testing.TB, opts Options) *Agent {
 		t.Fatal("consulagent: Options.BindAddr is required with Netns")
 	}
 	dir := t.TempDir()
-	a := &Agent{
+	a := &Agent{node: fmt.Sprintf("udb-e2e-%08x", rand.Uint32()),
 		t:       t,
 		opts:    opts,
 		bin:     consulbin.Path(t),
@@ -109,7 +110,7 @@ func Start(t testing.TB, opts Options) *Agent {
 		hcl += "\n" + opts.ExtraHCL
 	}
 	a.args = []string{"agent", "-dev",
-		"-node", fmt.Sprintf("udb-e2e-%08x", rand.Uint32()),
+		"-node", a.node,
 		"-bind", bind, "-client", bind, "-advertise", bind,
 		"-log-level", "warn",
 		"-hcl", hcl,
@@ -205,8 +206,9 @@ func (a *Agent) APIConfig() *api.Config {
 	}
 }
 
-// waitReady polls /v1/status/leader until it names a leader and, with ACLs,
-// /v1/agent/self accepts the management token.
+// waitReady polls /v1/status/leader until it names a leader, with ACLs
+// until /v1/agent/self accepts the management token, and until the agent's
+// own node is in the catalog.
 func (a *Agent) waitReady(exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.opts.ReadyTimeout)
 	defer cancel()
@@ -235,6 +237,12 @@ func (a *Agent) waitReady(exited <-chan struct{}) error {
 				last = err
 				continue
 			}
+		}
+		// A leader is not enough: until the agent has registered its own
+		// node, sessions on it fail ("Missing node registration").
+		if body, err := a.get(ctx, "/v1/catalog/node/"+a.node, a.opts.ACLToken); err != nil || strings.TrimSpace(body) == "null" {
+			last = fmt.Errorf("node %s not registered yet (%v)", a.node, err)
+			continue
 		}
 		return nil
 	}
