@@ -207,7 +207,7 @@ var routedIf = iface.Interface{
 func TestRoundScanContinuesAcrossRoundsWithKeepAlives(t *testing.T) {
 	o := testOptions(9999)
 	o.Timeout, o.Settle, o.Retries = 120*time.Millisecond, 0, 0
-	o.SubnetScan, o.ScanRate = true, 100 // ~12 probes a round
+	o.SubnetScan, o.ScanRate = true, 100                     // ~12 probes a round
 	o.ScanCIDRs = prefixes("10.213.4.0/27", "10.213.1.8/30") // 30 routed hosts + 2 on our LAN, one of them us
 	c, sent := scanClient(t, o, []iface.Interface{routedIf})
 	bcast := netip.MustParseAddrPort("10.213.1.255:9999")
