@@ -148,8 +148,9 @@ type ScanPlan struct {
 	OnLinkRate float64
 	NeighLimit int
 	// Seconds is the sending time of one cycle (routed hosts at Rate,
-	// on-link ones at OnLinkRate), Rounds the rounds it takes at
-	// Options.Timeout per round (keep-alive probes not counted).
+	// on-link ones at OnLinkRate), Rounds the rounds it takes when each
+	// round scans for Options.Timeout less its reply margin (a tenth of
+	// it, at most 100 ms; keep-alive probes not counted).
 	Seconds float64
 	Rounds  int
 }
@@ -178,7 +179,7 @@ func (c *Client) ScanPlan() ScanPlan {
 		p.Seconds = float64(p.OnLink) / min(p.OnLinkRate, float64(o.ScanRate))
 	}
 	p.Seconds += float64(p.Hosts-p.OnLink) / float64(o.ScanRate)
-	p.Rounds = max(int(math.Ceil(p.Seconds/o.Timeout.Seconds())), 1)
+	p.Rounds = max(int(math.Ceil(p.Seconds/(o.Timeout-scanReplyMargin(o.Timeout)).Seconds())), 1)
 	return p
 }
 

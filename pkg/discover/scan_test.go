@@ -332,8 +332,8 @@ func TestScanPlan(t *testing.T) {
 	rate := DefaultNeighParams.OnLinkRate()
 	want := 1022.0/1000 + 126/rate
 	if p.Hosts != 1148 || p.OnLink != 126 || p.OnLinkRate != rate || p.NeighLimit != 256 ||
-		p.Seconds < want-1e-9 || p.Seconds > want+1e-9 || p.Rounds != 47 {
-		t.Errorf("plan %+v, want 1148 hosts, 126 on-link at %v/s, %v s, 47 rounds", p, rate, want)
+		p.Seconds < want-1e-9 || p.Seconds > want+1e-9 || p.Rounds != 53 {
+		t.Errorf("plan %+v, want 1148 hosts, 126 on-link at %v/s, %v s, 53 rounds (0.36 s of scanning each)", p, rate, want)
 	}
 	o.ScanCIDRs = prefixes("10.213.4.0/22")
 	c, _ = scanClient(t, o, []iface.Interface{routedIf})

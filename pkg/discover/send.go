@@ -80,8 +80,10 @@ func (r *round) sendRetries(ctx context.Context) {
 // every server outside broadcast reach that the caller holds (KeepAlive),
 // then the hosts of ScanCIDRs from the Client's cursor on, skipping our own
 // addresses, until the deadline or until every host was covered once this
-// round. It stops at the deadline: a probe due after it is not sent, and a
-// send blocked past it (the socket's write deadline) ends the scan.
+// round. It stops scanReplyMargin before the deadline, so the last hosts
+// probed have time to answer (the cursor has moved past them: a reply lost
+// to the deadline would wait a whole cycle); a send blocked past the
+// deadline (the socket's write deadline) ends the scan too.
 func (r *round) scan(ctx context.Context, cur *scanCursor) {
 	scanPace := newPacer(float64(r.c.opts.ScanRate))
 	onPace := newPacer(r.onLinkRate)
@@ -91,13 +93,14 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 			r.c.log.Debug().Err(firstErr).Msg("subnet scan: some probes not sent")
 		}
 	}()
+	stopAt := r.deadline.Add(-scanReplyMargin(r.c.opts.Timeout))
 	first := true
 	send := func(h netip.Addr) bool {
 		d := scanPace.take(r.clk.Now())
 		if containedIn(r.onLink, h) {
 			d = max(d, onPace.take(r.clk.Now()))
 		}
-		if !waitUntil(ctx, r.clk, d, r.deadline) {
+		if !waitUntil(ctx, r.clk, d, stopAt) {
 			return false
 		}
 		if first {
@@ -133,4 +136,10 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 		}
 		r.scanCovered.Add(1)
 	}
+}
+
+// scanReplyMargin is how long before the round's deadline the scan stops
+// sending: a tenth of the timeout, at most 100 ms (a routed round trip).
+func scanReplyMargin(timeout time.Duration) time.Duration {
+	return min(timeout/10, 100*time.Millisecond)
 }
