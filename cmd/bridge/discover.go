@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/rs/zerolog"
@@ -42,10 +45,20 @@ func discoverCommand(schema *config.Schema) *cli.Command {
 				return roundErr(err)
 			}
 			log.Debug().Interface("stats", res.Stats).Dur("duration", res.Duration).Msg("round finished")
+			scan, scanned := newScanReport(cfg, res)
 			if c.Bool("json") {
 				err = printServersJSON(c.App.Writer, res.Servers)
+				if scanned {
+					// stdout stays the array of servers; the scan's
+					// figures go to stderr as one JSON object.
+					err = errors.Join(err, json.NewEncoder(c.App.ErrWriter).Encode(map[string]scanReport{"scan": scan}))
+				}
 			} else {
 				err = printServersTable(c.App.Writer, res.Servers)
+				if scanned {
+					_, werr := fmt.Fprintln(c.App.Writer, scan.Message)
+					err = errors.Join(err, werr)
+				}
 			}
 			if err != nil {
 				return runtimeErr(err)
@@ -111,4 +124,59 @@ func printServersTable(w io.Writer, servers []discover.Server) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%q\n", s.IP, s.Port, s.Source, s.Interface, s.AddressFrom, s.Raw)
 	}
 	return tw.Flush()
+}
+
+// scanReport is what the subnet scan of a one-shot round covered.
+type scanReport struct {
+	CIDRs       []string `json:"cidrs"`
+	Hosts       int      `json:"hosts"`
+	Scanned     int      `json:"scanned"`
+	Percent     float64  `json:"percent"`
+	Seconds     float64  `json:"seconds"`      // the round's duration
+	Rate        int      `json:"rate"`         // --scan-rate
+	RateReached float64  `json:"rate_reached"` // probes per second while scanning
+	OnLinkRate  float64  `json:"onlink_rate,omitempty"`
+	Complete    bool     `json:"complete"`
+	Message     string   `json:"message"`
+}
+
+// newScanReport describes the scan of res; ok is false when the round
+// scanned nothing (no --scan-cidr, or the scan disabled).
+func newScanReport(cfg *config.Config, res discover.Result) (scanReport, bool) {
+	st := res.Stats
+	if st.ScanHosts == 0 {
+		return scanReport{}, false
+	}
+	r := scanReport{
+		Hosts: st.ScanHosts, Scanned: min(st.ScanCovered, st.ScanHosts),
+		Seconds: res.Duration.Seconds(), Rate: st.ScanRate, OnLinkRate: st.ScanOnLinkRate,
+		Complete: st.ScanCovered >= st.ScanHosts,
+	}
+	for _, p := range cfg.ScanCIDRs {
+		r.CIDRs = append(r.CIDRs, p.String())
+	}
+	r.Percent = math.Round(1000*float64(r.Scanned)/float64(r.Hosts)) / 10
+	if st.ScanSeconds > 0 {
+		r.RateReached = math.Round(float64(st.ScanTargets+st.ScanKeepAlives) / st.ScanSeconds)
+	}
+	took := strconv.FormatFloat(math.Round(r.Seconds*10)/10, 'f', -1, 64) + " s"
+	if r.Complete {
+		r.Message = fmt.Sprintf("scanned all %s hosts of %s in %s", thousands(r.Hosts), strings.Join(r.CIDRs, ", "), took)
+		return r, true
+	}
+	r.Message = fmt.Sprintf("scanned %s of %s hosts (%.1f%%) in %s; raise --timeout or --scan-rate, or narrow --scan-cidr",
+		thousands(r.Scanned), thousands(r.Hosts), r.Percent, took)
+	if r.OnLinkRate > 0 {
+		r.Message += fmt.Sprintf(" (hosts on a directly connected network are resolved with ARP and paced at %.1f/s to spare the neighbour table; broadcast already reaches them)", r.OnLinkRate)
+	}
+	return r, true
+}
+
+// thousands formats n with comma separators: 65534 -> "65,534".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

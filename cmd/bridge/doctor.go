@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net/netip"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -34,7 +37,13 @@ func doctorCommand(schema *config.Schema) *cli.Command {
 			fmt.Fprintln(w, "== interfaces")
 			printInterfaceVerdicts(w, all, sel, cfg)
 			for _, s := range iface.Diagnose(sel) {
-				fmt.Fprintf(w, "\nsegmented network? %s\n", s.Advice())
+				if scanCovers(cfg, s.Network) == "" {
+					fmt.Fprintf(w, "\nsegmented network? %s\n", s.Advice())
+					continue
+				}
+				fmt.Fprintf(w, "\nsegmented network? Interface %s (%s) is on %s, but a broadcast from this host usually reaches only %s, one of %d /24 segments; "+
+					"--scan-cidr %s probes the other segments by unicast (what it covered is below).\n",
+					s.Interface, s.IP, s.Network, s.LikelyBroadcastDomain, s.Segments, scanCovers(cfg, s.Network))
 			}
 
 			fmt.Fprintf(w, "\n== discovery round (port %d, timeout %s, retries %d, encryption %v)\n", cfg.Port, cfg.Timeout, cfg.Retries, cfg.Encryption)
@@ -49,6 +58,9 @@ func doctorCommand(schema *config.Schema) *cli.Command {
 				st := res.Stats
 				fmt.Fprintf(w, "probes sent %d (send errors %d), replies %d: valid %d, duplicate %d, invalid %d, oversized %d, rejected %d, dropped %d; took %s\n",
 					st.ProbesSent, st.SendErrors, st.Replies, st.Valid, st.Duplicates, st.Invalid, st.Oversized, st.Rejected, st.Dropped, res.Duration.Round(1e6))
+				if scan, ok := newScanReport(cfg, res); ok {
+					fmt.Fprintf(w, "subnet scan: %s\n", scan.Message)
+				}
 				if err := printServersTable(w, res.Servers); err != nil {
 					return runtimeErr(err)
 				}
@@ -120,11 +132,26 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 	if st.Invalid > 0 {
 		h = append(h, fmt.Sprintf("%d replies did not parse: check response_prefix (now %q) against the servers' DISCOVERY_RESPONSE_PREFIX", st.Invalid, cfg.ResponsePrefix))
 	}
+	scan, scanned := newScanReport(cfg, res)
+	if scanned && !scan.Complete {
+		need := math.Ceil(float64(scan.Hosts) / float64(max(scan.Rate, 1)))
+		if scan.OnLinkRate > 0 && scan.OnLinkRate < float64(scan.Rate) {
+			need = math.Ceil(float64(scan.Hosts) / scan.OnLinkRate)
+		}
+		h = append(h, fmt.Sprintf("the subnet scan covered only %s of %s hosts (%.1f%%): one pass over all of them needs about --timeout %.0f at this rate; "+
+			"raise --scan-rate, narrow --scan-cidr to where the servers are, or let `bridge run` cover it over several rounds (it continues where each round stopped)",
+			thousands(scan.Scanned), thousands(scan.Hosts), scan.Percent, need))
+	}
 	if st.Replies == 0 {
 		h = append(h,
 			fmt.Sprintf("no reply at all: is a server running with discovery on UDP port %d (discovery_port), and the same discovery_message (%q)?", cfg.Port, cfg.Message),
-			"a firewall must let UDP to the servers' port out and the replies (to this host's ephemeral port) back in",
-			"broadcast reaches only this host's broadcast domain: for servers behind a router or in another VLAN use --scan-cidr NETWORK")
+			"a firewall must let UDP to the servers' port out and the replies (to this host's ephemeral port) back in")
+		switch {
+		case !scanned:
+			h = append(h, "broadcast reaches only this host's broadcast domain: for servers behind a router or in another VLAN use --scan-cidr NETWORK")
+		case scan.Complete:
+			h = append(h, fmt.Sprintf("every host of %s was probed and none answered: if servers are elsewhere, add their networks with --scan-cidr; if they are there, check their port and firewall", strings.Join(scan.CIDRs, ", ")))
+		}
 		if cfg.Encryption {
 			h = append(h, "with encryption on, a server with another key (or with encryption off) ignores the probe without a word: check that both sides use the same key")
 		} else {
@@ -135,4 +162,19 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 		}
 	}
 	return h
+}
+
+// scanCovers returns the configured scan CIDRs that overlap network, joined
+// for a message ("" when none does).
+func scanCovers(cfg *config.Config, network netip.Prefix) string {
+	if !cfg.EnableSubnetScan {
+		return ""
+	}
+	var out []string
+	for _, p := range cfg.ScanCIDRs {
+		if p.Overlaps(network) {
+			out = append(out, p.String())
+		}
+	}
+	return strings.Join(out, " --scan-cidr ")
 }

@@ -26,6 +26,11 @@ type Client struct {
 	mu          sync.Mutex
 	policyNotes map[[2]netip.Addr]struct{} // (payload, source) pairs already logged
 	diagnosed   bool                       // segmented-network warning given
+	scan        scanCursor                 // the rolling scan's position, across rounds
+	keepAlive   []netip.AddrPort           // servers to keep alive (KeepAlive)
+
+	// neigh reads the kernel's neighbour-table settings (tests replace it).
+	neigh func() NeighParams
 
 	// sendHook, when set (tests), replaces the socket write of every probe.
 	sendHook func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error
@@ -63,7 +68,8 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 	opts.ScanCIDRs = slices.Clone(opts.ScanCIDRs)
 	opts.Whitelist = slices.Clone(opts.Whitelist)
 	opts.Blacklist = slices.Clone(opts.Blacklist)
-	return &Client{opts: opts, lister: lister, log: log, clock: clock.OrReal(clk)}, nil
+	return &Client{opts: opts, lister: lister, log: log, clock: clock.OrReal(clk),
+		scan: newScanCursor(opts.ScanCIDRs), neigh: ReadNeighParams}, nil
 }
 
 // validate returns every problem with o at once, each naming its config key.

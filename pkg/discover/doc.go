@@ -51,9 +51,21 @@
 //     retry and the end of the subnet scan) was sent.
 //   - Subnet scan: upstream ignores enable_subnet_scan. Here, with
 //     SubnetScan and ScanCIDRs, every host of those networks (at most
-//     MaxScanHosts in total, our own addresses skipped) also gets a unicast
-//     probe, paced at ScanRate per second from a sending goroutine, so
-//     servers behind routers that drop broadcast are found.
+//     MaxScanHosts in total, never a network or broadcast address, our own
+//     addresses skipped) also gets a unicast probe, paced at ScanRate per
+//     second from a sending goroutine, so servers behind routers that drop
+//     broadcast are found. The scan rolls: a Client keeps its position
+//     across rounds, each round continues where the previous one stopped
+//     and covers each host at most once, so every host is probed once per
+//     cycle of Stats.ScanHosts / (ScanRate × Timeout) rounds (ScanPlan).
+//     Servers outside broadcast reach that the caller still holds
+//     (KeepAlive) get a unicast probe first in every round. Hosts of a
+//     network directly connected to an interface need an ARP resolution
+//     each, and every unanswered one occupies a neighbour-table entry for
+//     up to NeighParams.Lifetime: they are paced at NeighParams.OnLinkRate
+//     at most (about 7 per second with the kernel's defaults). Sends never
+//     block past the deadline (a socket write deadline), and a probe due
+//     after it is not sent.
 //   - Bounds: datagrams longer than MaxDatagram, garbage, rejected tokens,
 //     duplicates and new servers beyond MaxReplies are counted in Stats and
 //     dropped; memory stays bounded by MaxReplies.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -51,6 +52,12 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	c.log.Debug().Int("requested", c.opts.RecvBuffer).Int("granted", granted).Msg("receive buffer")
 
 	r := newRound(c, conn, all, sel, begin, deadline)
+	// Sends never block past the deadline: probes to unresolved on-link
+	// hosts wait in the kernel for ARP and fill the socket's send buffer,
+	// and a full buffer would block the next write until ARP gives up (3 s).
+	if err := conn.SetWriteDeadline(deadline); err != nil {
+		return res, fmt.Errorf("set write deadline: %w", err)
+	}
 	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagInterface, true); err != nil {
 		c.log.Debug().Err(err).Msg("no IP_PKTINFO: ingress interface from source address only")
 	}
@@ -66,8 +73,12 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	sendCtx, stopSending := context.WithCancel(rctx)
 	var senders sync.WaitGroup
 	senders.Go(func() { r.sendRetries(sendCtx) })
-	if c.opts.SubnetScan && len(c.opts.ScanCIDRs) > 0 {
-		senders.Go(func() { r.scan(sendCtx) })
+	scanning := c.opts.SubnetScan && len(c.opts.ScanCIDRs) > 0
+	var cur scanCursor
+	if scanning {
+		cur, r.keepAlive = c.scanStart(r)
+		r.onLinkRate = c.neigh().OnLinkRate()
+		senders.Go(func() { r.scan(sendCtx, &cur) })
 	}
 	go func() {
 		senders.Wait()
@@ -78,9 +89,20 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	rerr := r.receive(rctx)
 	stopSending()
 	senders.Wait()
+	if scanning {
+		c.scanDone(cur)
+	}
 
 	res.Servers = r.servers()
 	res.Stats = r.stats()
+	if scanning {
+		res.Stats.ScanHosts = int(cur.total)
+		res.Stats.ScanProgress = cur.progress()
+		res.Stats.ScanRate = c.opts.ScanRate
+		if containsAny(r.onLink, c.opts.ScanCIDRs) {
+			res.Stats.ScanOnLinkRate = r.onLinkRate
+		}
+	}
 	res.Duration = c.clock.Now().Sub(started)
 	if len(res.Servers) == 0 && rerr == nil {
 		c.diagnose(sel)
@@ -114,7 +136,17 @@ type round struct {
 	ifByIndex  map[int]iface.Interface
 	dests      []probeDest
 
+	// scan: the pacing clock (real time, like the deadline), the networks
+	// whose hosts are resolved with ARP and their rate, and this round's
+	// keep-alive targets.
+	clk        clock.Clock
+	onLink     []netip.Prefix
+	onLinkRate float64
+	keepAlive  []netip.Addr
+
 	probesSent, sendErrors, scanTargets atomic.Int64
+	keepAlives, scanCovered, scanCycles atomic.Int64
+	scanFirst, scanLast                 atomic.Int64 // clk, Unix nanos; 0 before the first scan probe
 	sendsDoneAt                         atomic.Int64 // socketNow, Unix nanos; 0 while sending
 	kicks                               atomic.Uint64
 
@@ -156,6 +188,8 @@ func newRound(c *Client, conn *net.UDPConn, all, sel []iface.Interface, begin, d
 		own:       make(map[netip.Addr]struct{}, len(all)),
 		ifByIndex: make(map[int]iface.Interface, len(all)),
 		seen:      make(map[uint64]struct{}, min(c.opts.MaxReplies, 1024)),
+		clk:       clock.Real(),
+		onLink:    onLinkPrefixes(all),
 	}
 	for _, i := range all {
 		r.own[i.Addr] = struct{}{}
@@ -191,5 +225,11 @@ func (r *round) stats() Stats {
 	s.ProbesSent = int(r.probesSent.Load())
 	s.SendErrors = int(r.sendErrors.Load())
 	s.ScanTargets = int(r.scanTargets.Load())
+	s.ScanKeepAlives = int(r.keepAlives.Load())
+	s.ScanCovered = int(r.scanCovered.Load())
+	s.ScanCycles = int(r.scanCycles.Load())
+	if first, last := r.scanFirst.Load(), r.scanLast.Load(); first != 0 && last > first {
+		s.ScanSeconds = float64(last-first) / 1e9
+	}
 	return s
 }

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
-
-	"golang.org/x/time/rate"
-
-	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
 )
 
 // probe sends one probe (a fresh token in encrypted mode) to dst.
@@ -78,29 +75,71 @@ func (r *round) sendRetries(ctx context.Context) {
 	}
 }
 
-// scan sends unicast probes to every host of ScanCIDRs except our own
-// addresses, paced at ScanRate per second (the limiter runs on real time,
-// like the round's deadline).
-func (r *round) scan(ctx context.Context) {
-	lim := rate.NewLimiter(rate.Limit(r.c.opts.ScanRate), 1)
+// scan sends this round's unicast probes, all paced at ScanRate per second
+// (and on-link hosts also at the on-link rate): first a keep-alive probe to
+// every server outside broadcast reach that the caller holds (KeepAlive),
+// then the hosts of ScanCIDRs from the Client's cursor on, skipping our own
+// addresses, until the deadline or until every host was covered once this
+// round. It stops scanReplyMargin before the deadline, so the last hosts
+// probed have time to answer (the cursor has moved past them: a reply lost
+// to the deadline would wait a whole cycle); a send blocked past the
+// deadline (the socket's write deadline) ends the scan too.
+func (r *round) scan(ctx context.Context, cur *scanCursor) {
+	scanPace := newPacer(float64(r.c.opts.ScanRate))
+	onPace := newPacer(r.onLinkRate)
 	var firstErr error
 	defer func() {
 		if firstErr != nil {
 			r.c.log.Debug().Err(firstErr).Msg("subnet scan: some probes not sent")
 		}
 	}()
-	for _, p := range r.c.opts.ScanCIDRs {
-		for h := range cidr.Hosts(p) {
-			if _, mine := r.own[h]; mine {
-				continue
-			}
-			if lim.Wait(ctx) != nil {
+	stopAt := r.deadline.Add(-scanReplyMargin(r.c.opts.Timeout))
+	first := true
+	send := func(h netip.Addr) bool {
+		d := scanPace.take(r.clk.Now())
+		if containedIn(r.onLink, h) {
+			d = max(d, onPace.take(r.clk.Now()))
+		}
+		if !waitUntil(ctx, r.clk, d, stopAt) {
+			return false
+		}
+		if first {
+			first = false
+			r.scanFirst.Store(r.clk.Now().UnixNano())
+		}
+		err := r.probe(netip.AddrPortFrom(h, r.c.opts.Port))
+		r.scanLast.Store(r.clk.Now().UnixNano())
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", h, err)
+		}
+		return true
+	}
+	for _, h := range r.keepAlive {
+		if !send(h) {
+			return
+		}
+		r.keepAlives.Add(1)
+	}
+	for covered := uint64(0); covered < cur.total; covered++ {
+		h := cur.at(cur.pos)
+		if _, mine := r.own[h]; !mine {
+			if !send(h) {
 				return
 			}
 			r.scanTargets.Add(1)
-			if err := r.probe(netip.AddrPortFrom(h, r.c.opts.Port)); err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("%s: %w", h, err)
-			}
 		}
+		if _, wrapped := cur.next(); wrapped {
+			r.scanCycles.Add(1)
+		}
+		r.scanCovered.Add(1)
 	}
+}
+
+// scanReplyMargin is how long before the round's deadline the scan stops
+// sending: a tenth of the timeout, at most 100 ms (a routed round trip).
+func scanReplyMargin(timeout time.Duration) time.Duration {
+	return min(timeout/10, 100*time.Millisecond)
 }

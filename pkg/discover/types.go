@@ -57,6 +57,25 @@ type Stats struct {
 	Rejected    int `json:"rejected"`     // encrypted: bad token, wrong key, too old
 	Dropped     int `json:"dropped"`      // new servers beyond MaxReplies
 	ScanTargets int `json:"scan_targets"` // hosts the subnet scan probed
+
+	// The rolling subnet scan (zero without one). ScanHosts is the hosts of
+	// the scan CIDRs; ScanCovered how many of them the cursor passed this
+	// round (ScanTargets plus our own addresses, never probed), at most
+	// ScanHosts; ScanCycles how many times this round completed a pass
+	// over all hosts (0 or 1); ScanProgress the Client's position in the
+	// current cycle after the round, 0..1. ScanKeepAlives counts the
+	// keep-alive probes (Client.KeepAlive), ScanSeconds the time from the
+	// first scan probe to the last (for the rate reached). ScanRate is the
+	// configured rate, ScanOnLinkRate the pace of on-link hosts when some
+	// were scanned (see NeighParams).
+	ScanHosts      int     `json:"scan_hosts"`
+	ScanCovered    int     `json:"scan_covered"`
+	ScanCycles     int     `json:"scan_cycles"`
+	ScanProgress   float64 `json:"scan_progress"`
+	ScanKeepAlives int     `json:"scan_keepalives"`
+	ScanSeconds    float64 `json:"scan_seconds"`
+	ScanRate       int     `json:"scan_rate"`
+	ScanOnLinkRate float64 `json:"scan_onlink_rate"`
 }
 
 // Result is the outcome of one round.

@@ -23,6 +23,11 @@ type Metrics struct {
 	sinkWrites      *prometheus.CounterVec
 	sinkErrors      *prometheus.CounterVec
 	sinkLastSuccess *prometheus.GaugeVec
+	scanHosts       prometheus.Gauge
+	scanProbed      prometheus.Counter
+	scanKeepAlives  prometheus.Counter
+	scanCycles      prometheus.Counter
+	scanProgress    prometheus.Gauge
 }
 
 // Outcome label values.
@@ -82,6 +87,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "sink_last_success_timestamp_seconds",
 			Help: "Unix time of each sink's last successful Apply.",
 		}, []string{"sink"}),
+		scanHosts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "scan", Name: "hosts",
+			Help: "Hosts of the configured scan CIDRs: one scan cycle probes each once.",
+		}),
+		scanProbed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "scan", Name: "hosts_probed_total",
+			Help: "Hosts the rolling subnet scan probed.",
+		}),
+		scanKeepAlives: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "scan", Name: "keepalive_probes_total",
+			Help: "Unicast keep-alive probes to held servers outside broadcast reach.",
+		}),
+		scanCycles: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "scan", Name: "cycles_total",
+			Help: "Completed scan cycles (every host of the scan CIDRs probed once).",
+		}),
+		scanProgress: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "scan", Name: "cycle_progress_ratio",
+			Help: "Fraction of the current scan cycle done, 0..1.",
+		}),
 	}
 	for _, o := range []string{outcomeOK, outcomeFailed} {
 		m.rounds.WithLabelValues(o)
@@ -94,7 +119,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.roundDuration, m.endpoints, m.replies, m.probesSent,
-			m.probeSendErrors, m.changes, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess)
+			m.probeSendErrors, m.changes, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
+			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress)
 	}
 	return m
 }
@@ -118,6 +144,20 @@ func (m *Metrics) round(ok bool, d time.Duration, st discover.Stats) {
 	m.replies.WithLabelValues("oversized").Add(float64(st.Oversized))
 	m.replies.WithLabelValues("rejected").Add(float64(st.Rejected))
 	m.replies.WithLabelValues("dropped").Add(float64(st.Dropped))
+	if st.ScanHosts > 0 {
+		m.scanHosts.Set(float64(st.ScanHosts))
+		m.scanProbed.Add(float64(st.ScanTargets))
+		m.scanKeepAlives.Add(float64(st.ScanKeepAlives))
+		m.scanCycles.Add(float64(st.ScanCycles))
+		m.scanProgress.Set(st.ScanProgress)
+	}
+}
+
+func (m *Metrics) scanPlanned(hosts int) {
+	if m == nil {
+		return
+	}
+	m.scanHosts.Set(float64(hosts))
 }
 
 func (m *Metrics) planned(held, adds, removes int) {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -29,6 +30,22 @@ import (
 // failed round: it counts as no miss for any endpoint.
 type Discoverer interface {
 	Round(ctx context.Context) (discover.Result, error)
+}
+
+// KeepAliver is implemented by a Discoverer that probes known servers by
+// unicast every round (discover.Client.KeepAlive). Before each round the
+// loop passes the reply source addresses of every endpoint the planner
+// holds, so the keep-alive set is the planner's: a server it removed after
+// MissedRounds rounds is no longer probed, and one it holds is probed until
+// then, so each of its misses is a round in which it did not answer.
+type KeepAliver interface {
+	KeepAlive(sources []netip.AddrPort)
+}
+
+// ScanPlanner is implemented by a Discoverer with a rolling subnet scan;
+// the loop logs the plan at start.
+type ScanPlanner interface {
+	ScanPlan() discover.ScanPlan
 }
 
 // BackoffConfig bounds the capped exponential backoff (with jitter) between
@@ -211,6 +228,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 	}
 	r.log.Info().Str("interval", r.cfg.Interval.String()).Int("missed_rounds", r.cfg.MissedRounds).
 		Bool("dry_run", r.cfg.DryRun).Strs("sinks", r.names).Msg("loop started")
+	r.logScanPlan()
 
 	next := r.clock.Now()
 	for r.wait(ctx, next) == nil {
@@ -283,6 +301,15 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.round++
 	r.out.Rounds = r.round
 	r.cfg.Health.tick()
+	if ka, ok := r.d.(KeepAliver); ok {
+		sources := make([]netip.AddrPort, 0, r.state.Len())
+		for _, e := range r.state.Endpoints() {
+			if e.Source.IsValid() {
+				sources = append(sources, e.Source)
+			}
+		}
+		ka.KeepAlive(sources)
+	}
 	start := r.clock.Now()
 	res, err := r.d.Round(ctx)
 	end := r.clock.Now()
@@ -328,6 +355,27 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
 		Int("added", len(p.Added)).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
 	return p, true
+}
+
+// logScanPlan logs, when the Discoverer scans subnets, how long one scan
+// cycle takes: hosts ÷ (rate × round time) rounds, each starting every
+// Interval. The cycle's start and progress are in the metrics.
+func (r *runner) logScanPlan() {
+	sp, ok := r.d.(ScanPlanner)
+	if !ok {
+		return
+	}
+	p := sp.ScanPlan()
+	if p.Hosts == 0 {
+		return
+	}
+	r.cfg.Metrics.scanPlanned(p.Hosts)
+	ev := r.log.Info().Int("hosts", p.Hosts).Int("rate", p.Rate).Float64("scan_seconds", p.Seconds).
+		Int("cycle_rounds", p.Rounds).Str("cycle", (time.Duration(p.Rounds) * r.cfg.Interval).String())
+	if p.OnLink > 0 {
+		ev = ev.Int("onlink_hosts", p.OnLink).Float64("onlink_rate", p.OnLinkRate).Int("neigh_limit", p.NeighLimit)
+	}
+	ev.Msg("subnet scan: every host is probed once per cycle")
 }
 
 func logEndpoint(ev *zerolog.Event, e endpoint.Endpoint) *zerolog.Event {
