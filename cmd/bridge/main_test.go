@@ -45,6 +45,8 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		{"file sink without path", nil, []string{"run", "--sink", "file"}, []string{"the file sink needs file_path"}},
 		{"deregister floor", nil, []string{"run", "--sink", "consul", "--consul-deregister-after", "30s"}, []string{"consul_deregister_after (flag --consul-deregister-after)"}},
 		{"unknown config key", nil, []string{"--config", writeTemp(t, "discovery_prot: 1\n"), "discover"}, []string{`unknown key "discovery_prot"`}},
+		{"config after the subcommand", nil, []string{"run", "--config", writeTemp(t, "discovery_prot: 1\n")}, []string{`unknown key "discovery_prot"`}},
+		{"config alias after the subcommand", nil, []string{"discover", "-c", writeTemp(t, "timeout: -1\n")}, []string{"timeout (file "}},
 		{"huge scan", nil, []string{"discover", "--whitelist", "no-such-if0", "--scan-cidr", "10.0.0.0/8"}, []string{"10.0.0.0/8"}},
 		{"global flag after the subcommand", nil, []string{"discover", "--log-level", "debug", "--timeout=-1"}, []string{"timeout (flag --timeout)"}},
 		{"global flag before the subcommand", nil, []string{"--log-level", "loud", "discover"}, []string{`log_level (flag --log-level): bad value "loud"`}},
