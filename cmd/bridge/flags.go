@@ -101,11 +101,27 @@ func loadConfig(c *cli.Context, schema *config.Schema) (*config.Config, error) {
 			set[k.Name] = v
 		}
 	}
-	cfg, err := schema.Load(config.Inputs{File: configPath(c), LookupEnv: os.LookupEnv, Flags: set})
-	if err != nil {
-		return nil, usageErr(err)
+	type loaded struct {
+		cfg *config.Config
+		err error
 	}
-	return cfg, nil
+	// Loading does not watch the context (a config file on a FIFO or a
+	// stalled network mount blocks in read): a signal ends the command at
+	// once and the loading goroutine dies with the process.
+	done := make(chan loaded, 1)
+	go func() {
+		cfg, err := schema.Load(config.Inputs{File: configPath(c), LookupEnv: os.LookupEnv, Flags: set})
+		done <- loaded{cfg, err}
+	}()
+	select {
+	case l := <-done:
+		if l.err != nil {
+			return nil, usageErr(l.err)
+		}
+		return l.cfg, nil
+	case <-c.Context.Done():
+		return nil, interrupted(c.Context)
+	}
 }
 
 // newLogger builds the stderr logger from the configuration.

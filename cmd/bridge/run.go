@@ -28,8 +28,8 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 		Description: "Runs a discovery round every --interval, adds a server the first round it answers and removes it after\n" +
 			"--missed-rounds rounds without a reply. A round whose probes could not be sent is a failed round: it\n" +
 			"counts as no miss. Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
-			"the loop. SIGTERM/SIGINT: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
-			"--once: one round, apply, exit 0 (found) or 1 (none). --dry-run: apply nothing, print each plan as JSON\n" +
+			"the loop. SIGTERM/SIGINT/SIGHUP: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
+			"--once: one round, apply, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each plan as JSON\n" +
 			"lines; with --once, exit 3 when a registry differs from what discovery sees.",
 		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
@@ -83,6 +83,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			if !once {
 				return nil
+			}
+			if err := interrupted(c.Context); err != nil {
+				return err
 			}
 			switch {
 			case out.Failed:

@@ -1,0 +1,149 @@
+package e2e_test
+
+// End-to-end tests of the bridge under hostile input, odd files and signals
+// (issue 13): the real binary inside namespace hosts on 10.213.1.0/24,
+// `bridge respond` servers, nothing in the root namespace.
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+// startBridge starts `bridge args...` on h with the hermetic environment;
+// its output is logged when the test fails.
+func startBridge(t *testing.T, h *netns.Host, args ...string) *netns.Proc {
+	t.Helper()
+	p, err := h.WithEnv(hermeticEnv()).Start(t.Context(), append([]string{bridgebin.Path(t)}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			stdout, stderr := p.Output()
+			t.Logf("bridge %s, exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.ExitCode(), runTail(stdout, 40), runTail(stderr, 80))
+		}
+	})
+	return p
+}
+
+// signalAndWait sends sig to p and waits up to grace for it to exit; it
+// returns the exit status and how long the exit took.
+func signalAndWait(t *testing.T, p *netns.Proc, sig syscall.Signal, grace time.Duration) (int, time.Duration) {
+	t.Helper()
+	if p.Exited() {
+		stdout, stderr := p.Output()
+		t.Fatalf("process %d exited (%d) before %s\nstdout: %s\nstderr: %s", p.PID, p.ExitCode(), sig, stdout, stderr)
+	}
+	start := time.Now()
+	if err := p.Signal(sig); err != nil {
+		t.Fatalf("%s to %d: %v", sig, p.PID, err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(grace):
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		_ = p.Wait()
+		t.Fatalf("process %d still running %s after %s", p.PID, grace, sig)
+	}
+	return p.ExitCode(), time.Since(start)
+}
+
+// readFileDoc reads the file sink's document ("" servers when absent).
+func readFileDoc(path string) (fileDoc, error) {
+	var doc fileDoc
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return doc, err
+	}
+	return doc, json.Unmarshal(b, &doc)
+}
+
+// TestHardenSighupAndConfigAfterSubcommand: `bridge run --config f.yaml`
+// (the flag after the subcommand name) runs the file sink the file
+// configures; SIGHUP stops it like SIGTERM: the sinks are flushed and
+// closed, the exit status is 0.
+func TestHardenSighupAndConfigAfterSubcommand(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "servers.json")
+	cfg := filepath.Join(dir, "bridge.yaml")
+	yaml := "sinks: [file]\nfile_path: " + path + "\ninterval: 1s\ntimeout: 0.5\nmetrics_addr: \"\"\nlog_level: debug\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startBridge(t, l.client, "run", "--config", cfg)
+	runWait(t, 10*time.Second, "the server in the file", func() (bool, string) {
+		doc, err := readFileDoc(path)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(doc.Servers) == 1 && doc.Servers[0].IP == "10.213.1.11", ""
+	})
+	code, took := signalAndWait(t, p, syscall.SIGHUP, 15*time.Second)
+	_, stderr := p.Output()
+	t.Logf("SIGHUP to exit %d took %s", code, took.Round(time.Millisecond))
+	if code != 0 {
+		t.Fatalf("exit %d after SIGHUP, want 0\nstderr: %s", code, stderr)
+	}
+	for _, want := range []string{"shutting down", "sink closed", "stopped"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q after SIGHUP (graceful stop):\n%s", want, runTail(stderr, 20))
+		}
+	}
+	if doc, err := readFileDoc(path); err != nil || len(doc.Servers) != 1 {
+		t.Errorf("file after SIGHUP: %+v, %v; want the server kept", doc, err)
+	}
+}
+
+// TestHardenInterruptedOneShot: SIGINT during `discover` with a long
+// timeout, and SIGTERM while `run` loads a config file that never finishes
+// (a FIFO nobody writes), end the command at once with exit 130 and a
+// message saying it was interrupted.
+func TestHardenInterruptedOneShot(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	dev := l.client.Dev(l.br)
+
+	t.Run("SIGINT during discover", func(t *testing.T) {
+		p := startBridge(t, l.client, "discover", "--whitelist", dev, "--timeout", "60")
+		time.Sleep(time.Second) // the round is under way
+		code, took := signalAndWait(t, p, syscall.SIGINT, 5*time.Second)
+		_, stderr := p.Output()
+		t.Logf("SIGINT to exit %d took %s: %s", code, took.Round(time.Millisecond), strings.TrimSpace(stderr))
+		if code != 130 || !strings.Contains(stderr, "interrupted") {
+			t.Errorf("exit %d, stderr %q; want 130 and \"interrupted\"", code, stderr)
+		}
+		if took > 2*time.Second {
+			t.Errorf("discover took %s to exit after SIGINT", took)
+		}
+	})
+
+	t.Run("SIGTERM during a config load", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "bridge.yaml")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := startBridge(t, l.client, "run", "--config", fifo, "--whitelist", dev)
+		time.Sleep(time.Second) // blocked opening the FIFO
+		code, took := signalAndWait(t, p, syscall.SIGTERM, 5*time.Second)
+		_, stderr := p.Output()
+		t.Logf("SIGTERM during the load to exit %d took %s: %s", code, took.Round(time.Millisecond), strings.TrimSpace(stderr))
+		if code != 130 || !strings.Contains(stderr, "interrupted") {
+			t.Errorf("exit %d, stderr %q; want 130 and \"interrupted\"", code, stderr)
+		}
+		if took > 2*time.Second {
+			t.Errorf("run took %s to exit after SIGTERM during its config load", took)
+		}
+	})
+}
