@@ -6,6 +6,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +127,25 @@ func TestHardenInterruptedOneShot(t *testing.T) {
 		}
 		if took > 2*time.Second {
 			t.Errorf("discover took %s to exit after SIGINT", took)
+		}
+	})
+
+	t.Run("100,000 unknown keys", func(t *testing.T) {
+		var b strings.Builder
+		for i := range 100_000 {
+			fmt.Fprintf(&b, "u%d: 1\n", i)
+		}
+		cfg := filepath.Join(t.TempDir(), "many.yaml")
+		if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := runCmd(t, l.client, "run", "--config", cfg, "--whitelist", dev, "--metrics-addr", "")
+		t.Logf("100,000 unknown keys (%d bytes): exit %d in %s, stderr %d bytes: %s", b.Len(), r.ExitCode, r.Elapsed.Round(time.Millisecond), len(r.Stderr), strings.TrimSpace(r.Stderr))
+		if r.ExitCode != 2 || !strings.Contains(r.Stderr, "100000 unknown keys") || len(r.Stderr) > 400 {
+			t.Errorf("exit %d, stderr %.500q; want exit 2 and one short line counting the keys", r.ExitCode, r.Stderr)
+		}
+		if r.Elapsed > 10*time.Second { // generous for a busy machine
+			t.Errorf("took %s", r.Elapsed)
 		}
 	})
 

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// maxUDPPayload is the largest IPv4 UDP payload: a probe must fit one
+// datagram (pkg/discover checks the encrypted form's size too).
+const maxUDPPayload = 65507
+
 // OneOf returns a *KeyError for key when v is not among allowed.
 func OneOf(key, v string, allowed ...string) error {
 	if slices.Contains(allowed, v) {
@@ -25,8 +29,11 @@ func (c *Config) validate(sinkNames []string) error {
 	errs = append(errs,
 		OneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"),
 		OneOf("log_format", c.LogFormat, "console", "json"))
-	if c.Message == "" {
+	switch {
+	case c.Message == "":
 		bad("discovery_message", c.Message, "must not be empty")
+	case len(c.Message) > maxUDPPayload:
+		bad("discovery_message", c.Message, fmt.Sprintf("must fit one UDP datagram (%d bytes), got %d bytes", maxUDPPayload, len(c.Message)))
 	}
 	if c.ResponsePrefix == "" {
 		bad("response_prefix", c.ResponsePrefix, "must not be empty")
