@@ -74,6 +74,9 @@ var version = "dev"
 func main() {
 	// Millisecond timestamps in JSON logs; set once, before anything logs.
 	zerolog.TimeFieldFormat = time.RFC3339Nano
+	// Durations as people write them ("10s", "1.5ms"), not milliseconds
+	// as a float.
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
 	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

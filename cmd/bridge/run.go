@@ -40,6 +40,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := cfg.ValidateLoop(); err != nil {
+				return usageErr(err)
+			}
 			log := newLogger(c, cfg)
 			once, dry := c.Bool("once"), c.Bool("dry-run")
 			if _, set := os.LookupEnv("GOGC"); !set {
