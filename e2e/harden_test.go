@@ -167,3 +167,80 @@ func TestHardenInterruptedOneShot(t *testing.T) {
 		}
 	})
 }
+
+// fdCount is the number of open descriptors of pid.
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("descriptors of %d: %v", pid, err)
+	}
+	return len(ents)
+}
+
+// TestHardenMetricsSlowClients: 100 clients each send 100 pipelined
+// /metrics requests and never read. The bridge holds at most 64 of their
+// connections at once (descriptors bounded), closes each within the write
+// timeout (10 s, when the responses fill the socket buffers) or the idle
+// timeout (15 s, when they fit), and its descriptors return to their
+// baseline; /healthz answers afterwards.
+func TestHardenMetricsSlowClients(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 0, false)
+	ns := l.client.NS
+	addr := runClientIP + ":9108"
+	p := startBridge(t, l.client, "run", "--sink", "stdout", "--metrics-addr", addr, "--whitelist", l.client.Dev(l.br), "--interval", "1s", "--timeout", "0.5")
+	runWait(t, 10*time.Second, "/healthz", func() (bool, string) {
+		code, body, err := runNSGet(ns, "http://"+addr+"/healthz")
+		return err == nil && code == 200, body
+	})
+	time.Sleep(500 * time.Millisecond)
+	base := fdCount(t, p.PID)
+
+	const clients, pipelined = 100, 100
+	req := strings.Repeat("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", pipelined)
+	var conns []interface{ Close() error }
+	for i := range clients {
+		c, err := netns.Dial(t.Context(), ns, "tcp", addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Write([]byte(req)) // may block once the server stops reading: fine
+	}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	start := time.Now()
+	peak := 0
+	var back time.Duration
+	for time.Since(start) < 90*time.Second {
+		n := fdCount(t, p.PID)
+		peak = max(peak, n)
+		if n <= base && time.Since(start) > time.Second {
+			back = time.Since(start)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d clients x %d pipelined /metrics, never reading: descriptors %d at baseline, peak %d, back to baseline after %s",
+		clients, pipelined, base, peak, back.Round(100*time.Millisecond))
+	if peak > base+64+16 { // 16: a round's sockets
+		t.Errorf("peak %d descriptors, baseline %d: more than the 64-connection cap", peak, base)
+	}
+	if back == 0 {
+		t.Fatalf("descriptors %d, not back to baseline %d 90 s after the slow clients connected", fdCount(t, p.PID), base)
+	}
+	// 100 connections in two turns of at most 64, each closed within the
+	// 15 s idle timeout plus the 10 s write timeout (measured: 39 s).
+	if back > 2*(15+10)*time.Second+10*time.Second {
+		t.Errorf("descriptors back to baseline only after %s", back)
+	}
+	code, body, err := runNSGet(ns, "http://"+addr+"/healthz")
+	if err != nil || code != 200 {
+		t.Errorf("/healthz after the slow clients: %d %q %v", code, body, err)
+	}
+}
