@@ -244,3 +244,58 @@ func TestHardenMetricsSlowClients(t *testing.T) {
 		t.Errorf("/healthz after the slow clients: %d %q %v", code, body, err)
 	}
 }
+
+// TestHardenResponderRateLimit: a unicast flood of 15,000 probes over 3 s
+// from one source against `bridge respond` (defaults: --rate-limit 5
+// --burst 20) is answered at the configured rate; the responder counts and
+// logs what it dropped.
+func TestHardenResponderRateLimit(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	resp := respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	c, err := netns.Dial(t.Context(), l.client.NS, "udp4", "10.213.1.11:9999")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	replies := make(chan int, 1)
+	go func() {
+		n, buf := 0, make([]byte, 2048)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			m, err := c.Read(buf)
+			if err != nil {
+				replies <- n
+				return
+			}
+			if strings.HasPrefix(string(buf[:m]), "SERVER_IP:10.213.1.11") {
+				n++
+			}
+		}
+	}()
+	const batches, perBatch = 30, 500
+	probe := []byte("DISCOVER_SERVER")
+	start := time.Now()
+	sent := 0
+	for range batches {
+		for range perBatch {
+			if _, err := c.Write(probe); err == nil {
+				sent++
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	got := <-replies // the reader stops 1 s after the last reply
+	runStopResponder(t, resp)
+	_, stderr := resp.Output()
+	want := 20 + 5*elapsed.Seconds()
+	t.Logf("%d probes in %s from one source: %d replies (limit: burst 20 + 5/s = %.0f); responder: %s",
+		sent, elapsed.Round(time.Millisecond), got, want, runTail(strings.TrimSpace(stderr), 1))
+	if float64(got) > want+5 || float64(got) < want/2 {
+		t.Errorf("%d replies to %d probes in %s; want about %.0f (burst 20 + 5/s)", got, sent, elapsed, want)
+	}
+	if !strings.Contains(stderr, "dropped=") {
+		t.Errorf("responder's exit log does not count dropped probes:\n%s", stderr)
+	}
+}

@@ -179,9 +179,10 @@ func TestPerfChurn(t *testing.T) {
 		flipEach = time.Second
 	)
 	l := perfNewLAN(t, 3, false)
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(base))
-	respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(toggled))
-	respond(t, l.servers[2], 1, "--ip", "10.213.170.1", "--replies", strconv.Itoa(toggled))
+	// 10 rounds a second: above respond's default per-source limit.
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(base), "--rate-limit", "0")
+	respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(toggled), "--rate-limit", "0")
+	respond(t, l.servers[2], 1, "--ip", "10.213.170.1", "--replies", strconv.Itoa(toggled), "--rate-limit", "0")
 	if err := l.servers[2].SetLinkDown(); err != nil {
 		t.Fatal(err)
 	}

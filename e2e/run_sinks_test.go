@@ -127,7 +127,9 @@ func TestRunFileSinkChurn(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 4, false)
 	for _, h := range l.servers {
-		respond(t, h, 1, "--ip", h.IP().String())
+		// 4 probes a round, 10 rounds a second: above respond's default
+		// per-source limit.
+		respond(t, h, 1, "--ip", h.IP().String(), "--rate-limit", "0")
 	}
 	path := filepath.Join(t.TempDir(), "servers.json")
 	if err := os.WriteFile(path, []byte(`{"servers":[]}`), 0o640); err != nil {
