@@ -299,3 +299,47 @@ func TestHardenResponderRateLimit(t *testing.T) {
 		t.Errorf("responder's exit log does not count dropped probes:\n%s", stderr)
 	}
 }
+
+// TestHardenFileSinkSymlink: --file-path link.json -> real/target.json: the
+// bridge updates target.json and leaves the link a link. A --file-path that
+// is a directory is a start-up error (exit 2) naming it.
+func TestHardenFileSinkSymlink(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(real, "target.json")
+	if err := os.WriteFile(target, []byte(`{"servers":[]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.json")
+	if err := os.Symlink("real/target.json", link); err != nil {
+		t.Fatal(err)
+	}
+	p := startBridge(t, l.client, "run", "--sink", "file", "--file-path", link, "--metrics-addr", "", "--interval", "1s", "--timeout", "0.5")
+	runWait(t, 10*time.Second, "the server in target.json", func() (bool, string) {
+		doc, err := readFileDoc(target)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(doc.Servers) == 1, ""
+	})
+	if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("%s is no longer a symbolic link: %v %v", link, st.Mode(), err)
+	}
+	if dest, _ := os.Readlink(link); dest != "real/target.json" {
+		t.Errorf("link points at %q", dest)
+	}
+	if code, _ := signalAndWait(t, p, syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+
+	r := runCmd(t, l.client, "run", "--once", "--sink", "file", "--file-path", real, "--metrics-addr", "", "--whitelist", l.client.Dev(l.br), "--timeout", "0.5")
+	if r.ExitCode != 2 || !strings.Contains(r.Stderr, real) || !strings.Contains(r.Stderr, "is a directory") {
+		t.Errorf("--file-path a directory: exit %d, stderr %q; want exit 2 naming it", r.ExitCode, r.Stderr)
+	}
+}
