@@ -165,7 +165,7 @@ func TestPerfFootprint(t *testing.T) {
 		100*perfMean(roundTicks)/interval.Seconds(), perfMedian(validPerRound))
 }
 
-// TestPerfChurn runs 1,000 rounds at --interval 50ms --timeout 0.03 while
+// TestPerfChurn runs 1,000 rounds at --interval 100ms (the floor) --timeout 0.03 while
 // two responders' links are toggled in turn every second (so servers are
 // removed after the missed rounds and added again), and samples VmRSS and
 // the Go heap every 100 rounds.
@@ -179,13 +179,14 @@ func TestPerfChurn(t *testing.T) {
 		flipEach = time.Second
 	)
 	l := perfNewLAN(t, 3, false)
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(base))
-	respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(toggled))
-	respond(t, l.servers[2], 1, "--ip", "10.213.170.1", "--replies", strconv.Itoa(toggled))
+	// 10 rounds a second: above respond's default per-source limit.
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(base), "--rate-limit", "0")
+	respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(toggled), "--rate-limit", "0")
+	respond(t, l.servers[2], 1, "--ip", "10.213.170.1", "--replies", strconv.Itoa(toggled), "--rate-limit", "0")
 	if err := l.servers[2].SetLinkDown(); err != nil {
 		t.Fatal(err)
 	}
-	p := perfRun(t, l.client, "--sink", "stdout", "--interval", "50ms", "--timeout", "0.03", "--retries", "0",
+	p := perfRun(t, l.client, "--sink", "stdout", "--interval", "100ms", "--timeout", "0.03", "--retries", "0",
 		"--missed-rounds", "3", "--metrics-addr", perfMetricsAddr)
 	ns := l.client.NS
 	m := perfWaitMetric(t, ns, 30*time.Second, 50*time.Millisecond, "first round",
@@ -264,7 +265,7 @@ func TestPerfChurn(t *testing.T) {
 		maxHeap = max(maxHeap, x.heap)
 		minEP, maxEP = min(minEP, x.endpoints), max(maxEP, x.endpoints)
 	}
-	perfResult(t, "%d rounds (--interval 50ms --timeout 0.03 --retries 0) in %s, %d link flips, endpoints %.0f..%.0f, "+
+	perfResult(t, "%d rounds (--interval 100ms --timeout 0.03 --retries 0) in %s, %d link flips, endpoints %.0f..%.0f, "+
 		"%.0f adds and %.0f removes in all; VmRSS round %.0f %s -> round %.0f %s (max %s, VmHWM %s); "+
 		"Go heap in use %.1f MiB -> %.1f MiB (max %.1f MiB)",
 		rounds, elapsed.Round(time.Second), flips, minEP, maxEP, last.adds, last.removes,

@@ -635,3 +635,77 @@ func TestRunConsulOnceDryRun(t *testing.T) {
 		}
 	})
 }
+
+// TestRunConsulLockNoGap: two bridges with --consul-lock on one agent, the
+// holder killed with kill -9. A poller reads the service's passing
+// instances every 200 ms from the kill until the standby holds the lock and
+// 5 s more: the count never drops to 0, because with a lock the heartbeat
+// TTL (2 x 10s session + 5s lock wait + 2 x interval + timeout = 27.5 s
+// here) outlasts the takeover.
+func TestRunConsulLockNoGap(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 2, true)
+	c := l.consul
+	client2 := l.lab.Host("client2", l.br, "10.213.1.9/24")
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
+	lock := []string{"--consul-lock", "udp-discovery-bridge/e2e/lock", "--metrics-addr", ""}
+	bridges := map[string]*runBridge{
+		"gap-a": startRun(t, l.client, "gap-a", consulRunArgs("gap-a", lock...)...),
+		"gap-b": startRun(t, client2, "gap-b", consulRunArgs("gap-b", lock...)...),
+	}
+	owner := func() string {
+		m, _, err := runCatalog(t, c, "django")
+		if err != nil || len(m) != len(ids) {
+			return ""
+		}
+		return m[ids[0]].ServiceMeta["bridge-id"]
+	}
+	var holder string
+	runWait(t, 30*time.Second, "servers registered by one lock holder", func() (bool, string) {
+		holder = owner()
+		return holder != "", ""
+	})
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+	if ttl, err := bridgeTTL(c, holder); err != nil || ttl != api.HealthPassing {
+		t.Fatalf("holder %s heartbeat %q, %v", holder, ttl, err)
+	}
+	other := "gap-a"
+	if holder == "gap-a" {
+		other = "gap-b"
+	}
+	bridges[holder].kill9(t)
+	killed := time.Now()
+	minPassing, polls := len(ids), 0
+	var took, zeroAt time.Duration
+	for time.Since(killed) < 90*time.Second {
+		entries, _, err := c.Health().Service("django", "", true, nil)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		polls++
+		if len(entries) < minPassing {
+			minPassing = len(entries)
+			if minPassing == 0 && zeroAt == 0 {
+				zeroAt = time.Since(killed)
+			}
+		}
+		if took == 0 && owner() == other {
+			took = time.Since(killed)
+		}
+		if took > 0 && time.Since(killed) > took+5*time.Second {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("kill -9 of holder %s: %s took over after %s; %d polls every 200 ms, fewest passing %d",
+		holder, other, took.Round(100*time.Millisecond), polls, minPassing)
+	if took == 0 {
+		t.Fatalf("%s did not take over within 90 s", other)
+	}
+	if minPassing == 0 {
+		t.Errorf("no passing instance at %s after the kill (standby took over at %s)", zeroAt.Round(100*time.Millisecond), took.Round(100*time.Millisecond))
+	}
+	wantPassing(t, c, "django", 10*time.Second, ids...)
+}

@@ -127,7 +127,9 @@ func TestRunFileSinkChurn(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 4, false)
 	for _, h := range l.servers {
-		respond(t, h, 1, "--ip", h.IP().String())
+		// 4 probes a round, 10 rounds a second: above respond's default
+		// per-source limit.
+		respond(t, h, 1, "--ip", h.IP().String(), "--rate-limit", "0")
 	}
 	path := filepath.Join(t.TempDir(), "servers.json")
 	if err := os.WriteFile(path, []byte(`{"servers":[]}`), 0o640); err != nil {
@@ -271,6 +273,8 @@ func TestRunBadConfig(t *testing.T) {
 	}{
 		{"deregister-after below Consul's floor", []string{"--sink", "consul", "--consul-deregister-after", "30s"}, "consul_deregister_after"},
 		{"file sink without path", []string{"--sink", "file"}, "file_path"},
+		{"interval below the floor", []string{"--interval", "1ns", "--timeout", "1ms"}, `interval (flag --interval): bad value "1ns": at least 100ms`},
+		{"interval not above timeout", []string{"--interval", "1s", "--timeout", "2"}, "interval (flag --interval) 1s must exceed timeout (flag --timeout) 2s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCmd(t, l.client, append([]string{"run", "--metrics-addr", "", "--timeout", "0.2"}, tc.args...)...)

@@ -41,6 +41,9 @@ func discoverCommand(schema *config.Schema) *cli.Command {
 				return err
 			}
 			res, err := client.Round(c.Context)
+			if ierr := interrupted(c.Context); ierr != nil {
+				return ierr
+			}
 			if err != nil {
 				return roundErr(err)
 			}

@@ -52,6 +52,9 @@ func doctorCommand(schema *config.Schema) *cli.Command {
 				return err
 			}
 			res, roundErr := client.Round(c.Context)
+			if err := interrupted(c.Context); err != nil {
+				return err
+			}
 			if roundErr != nil {
 				fmt.Fprintf(w, "round failed: %v\n", roundErr)
 			} else {

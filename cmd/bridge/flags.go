@@ -18,7 +18,10 @@ import (
 func keyFlags(schema *config.Schema, groups ...config.Group) []cli.Flag {
 	var out []cli.Flag
 	if !hasGroup(groups, config.GroupGlobal) {
+		// A command that loads the configuration takes the global flags,
+		// --config included, after its name too.
 		out = append(out, keyFlags(schema, config.GroupGlobal)...)
+		out = append(out, configFlag())
 	}
 	for _, k := range schema.Keys() {
 		if !hasGroup(groups, k.Group) {
@@ -49,9 +52,23 @@ func keyFlags(schema *config.Schema, groups ...config.Group) []cli.Flag {
 func hasGroup(groups []config.Group, g config.Group) bool { return slices.Contains(groups, g) }
 
 func globalFlags(schema *config.Schema) []cli.Flag {
-	return append(keyFlags(schema, config.GroupGlobal),
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file (see bridge.example.yaml)", EnvVars: []string{"BRIDGE_CONFIG"}, Category: "Global"},
-	)
+	return append(keyFlags(schema, config.GroupGlobal), configFlag())
+}
+
+// configFlag is --config, accepted before and after the subcommand name.
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file (see bridge.example.yaml; before or after the subcommand)", EnvVars: []string{"BRIDGE_CONFIG"}, Category: "Global"}
+}
+
+// configPath returns --config from the innermost command on which it was
+// set (or BRIDGE_CONFIG), "" for none.
+func configPath(c *cli.Context) string {
+	for _, cc := range c.Lineage() {
+		if cc != nil && slices.ContainsFunc(cc.LocalFlagNames(), func(n string) bool { return n == "config" || n == "c" }) {
+			return cc.String("config")
+		}
+	}
+	return os.Getenv("BRIDGE_CONFIG")
 }
 
 // setValue returns the value of k's flag from the innermost command on
@@ -84,11 +101,27 @@ func loadConfig(c *cli.Context, schema *config.Schema) (*config.Config, error) {
 			set[k.Name] = v
 		}
 	}
-	cfg, err := schema.Load(config.Inputs{File: c.String("config"), LookupEnv: os.LookupEnv, Flags: set})
-	if err != nil {
-		return nil, usageErr(err)
+	type loaded struct {
+		cfg *config.Config
+		err error
 	}
-	return cfg, nil
+	// Loading does not watch the context (a config file on a FIFO or a
+	// stalled network mount blocks in read): a signal ends the command at
+	// once and the loading goroutine dies with the process.
+	done := make(chan loaded, 1)
+	go func() {
+		cfg, err := schema.Load(config.Inputs{File: configPath(c), LookupEnv: os.LookupEnv, Flags: set})
+		done <- loaded{cfg, err}
+	}()
+	select {
+	case l := <-done:
+		if l.err != nil {
+			return nil, usageErr(l.err)
+		}
+		return l.cfg, nil
+	case <-c.Context.Done():
+		return nil, interrupted(c.Context)
+	}
 }
 
 // newLogger builds the stderr logger from the configuration.

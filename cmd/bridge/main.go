@@ -30,6 +30,9 @@ const (
 	exitUsage    = 2 // bad usage or configuration
 	exitDiffers  = 3 // run --once --dry-run: the registry differs
 	exitInternal = 4 // a runtime failure (socket, registry) stopped the command
+	// exitInterrupted is the shell's convention (128 + SIGINT) for a
+	// one-shot command stopped by SIGINT, SIGTERM or SIGHUP.
+	exitInterrupted = 130
 )
 
 // exitError carries an exit code through urfave/cli.
@@ -50,13 +53,31 @@ func usageErr(err error) error   { return &exitError{code: exitUsage, err: err} 
 func runtimeErr(err error) error { return &exitError{code: exitInternal, err: err} }
 func quietExit(code int) error   { return &exitError{code: code} }
 
+// interrupted returns the error of a one-shot command whose ctx a signal
+// cancelled (exit 130, naming the signal), or nil while ctx is live.
+func interrupted(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return &exitError{code: exitInterrupted, err: fmt.Errorf("interrupted (%v)", context.Cause(ctx))}
+}
+
+// stopSignals end every command: a one-shot command exits 130, `run` and
+// `respond` stop gracefully (flush the sinks, --on-exit) and exit 0.
+// SIGHUP is one of them rather than Go's default (exit 129, no shutdown):
+// the bridge has no configuration reload.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
 	// Millisecond timestamps in JSON logs; set once, before anything logs.
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Durations as people write them ("10s", "1.5ms"), not milliseconds
+	// as a float.
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -96,7 +117,8 @@ func newApp(stdout, stderr io.Writer, reg *sink.Registry) *cli.App {
 		Usage: "find django-udp-discovery servers by UDP broadcast and export them to registries (sinks: " + strings.Join(reg.Names(), ", ") + ")",
 		Description: "Discovery is compatible with django-udp-discovery (plain and Fernet-encrypted).\n" +
 			"Configuration: defaults < --config file < environment < flags; every key is listed in bridge.example.yaml.\n" +
-			"Exit codes: 0 ok/found, 1 nothing found, 2 bad usage or configuration, 3 --once --dry-run found differences, 4 runtime failure.",
+			"Exit codes: 0 ok/found, 1 nothing found, 2 bad usage or configuration, 3 --once --dry-run found differences, 4 runtime failure,\n" +
+			"130 interrupted (SIGINT, SIGTERM or SIGHUP stopped a one-shot command, or any command while it loaded its configuration).",
 		Version:              version,
 		Writer:               stdout,
 		ErrWriter:            stderr,

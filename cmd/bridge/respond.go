@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
@@ -22,7 +26,9 @@ func respondCommand(schema *config.Schema) *cli.Command {
 		Description: "Listens on --bind:--port (SO_REUSEADDR/SO_REUSEPORT, as the stock server) and answers a probe whose\n" +
 			"payload equals --message byte for byte with PREFIX + IP[:APP-PORT], unicast to the sender. In encrypted\n" +
 			"mode probe and reply are Fernet tokens; plaintext probes, garbage and wrong-key tokens get no reply.\n" +
-			"--ip auto advertises the address of the default route, or 127.0.0.1 when there is none (as the stock server).",
+			"--ip auto advertises the address of the default route, or 127.0.0.1 when there is none (as the stock server).\n" +
+			"A probe's source address can be forged and a reply is bigger than the probe: each source is answered at most\n" +
+			"--rate-limit times a second (after a burst of --burst); the probes dropped are counted and logged every 10s and at exit.",
 		Flags: append(keyFlags(schema, config.GroupGlobal), []cli.Flag{
 			&cli.StringFlag{Name: "ip", Value: "auto", Usage: "IPv4 address to advertise, or auto"},
 			&cli.UintFlag{Name: "app-port", Usage: "port to append to the reply (0: none, as the stock server)"},
@@ -33,6 +39,8 @@ func respondCommand(schema *config.Schema) *cli.Command {
 			&cli.StringFlag{Name: "secret-key", Usage: "Fernet key: encrypted mode", EnvVars: []string{"DISCOVERY_SECRET_KEY"}},
 			&cli.StringFlag{Name: "secret-key-file", Usage: "file holding the Fernet key"},
 			&cli.IntFlag{Name: "replies", Value: 1, Usage: "distinct replies per probe (IP, IP+1, ...), for load tests"},
+			&cli.Float64Flag{Name: "rate-limit", Value: 5, Usage: "probes answered per second per source address, after --burst; more are dropped and counted (0: no limit, for load tests)"},
+			&cli.IntFlag{Name: "burst", Value: 20, Usage: "probes answered at once per source address before --rate-limit applies (a round sends up to 4)"},
 		}...),
 		Action: func(c *cli.Context) error {
 			ip, err := advertisedIP(c.String("ip"))
@@ -48,6 +56,12 @@ func respondCommand(schema *config.Schema) *cli.Command {
 			if n := c.Int("replies"); n < 1 || n > 1_000_000 {
 				return usageErr(fmt.Errorf("--replies: bad value %d: want 1..1000000", n))
 			}
+			if v := c.Float64("rate-limit"); v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				return usageErr(fmt.Errorf("--rate-limit: bad value %v: want >= 0 (0: no limit)", v))
+			}
+			if n := c.Int("burst"); n < 1 {
+				return usageErr(fmt.Errorf("--burst: bad value %d: want >= 1", n))
+			}
 			log := flagLogger(c, schema)
 			key, err := responderKey(c)
 			if err != nil {
@@ -56,6 +70,7 @@ func respondCommand(schema *config.Schema) *cli.Command {
 			r := &discover.Responder{
 				Message: []byte(c.String("message")), Prefix: []byte(c.String("response-prefix")),
 				IP: ip, AppPort: uint16(c.Uint("app-port")), Key: key, Replies: c.Int("replies"),
+				Rate: c.Float64("rate-limit"), Burst: c.Int("burst"),
 				Log: log, Clock: clock.Real(),
 			}
 			addr := net.JoinHostPort(c.String("bind"), strconv.FormatUint(uint64(c.Uint("port")), 10))
@@ -65,13 +80,34 @@ func respondCommand(schema *config.Schema) *cli.Command {
 			}
 			defer conn.Close()
 			log.Info().Str("listen", addr).Str("ip", ip.String()).Uint("app_port", c.Uint("app-port")).
-				Bool("encrypted", key != nil).Int("replies", r.Replies).Msg("responding to discovery probes")
+				Bool("encrypted", key != nil).Int("replies", r.Replies).Float64("rate_limit", r.Rate).Int("burst", r.Burst).
+				Msg("responding to discovery probes")
+			go logDropped(c.Context, r, log)
 			if err := r.Serve(c.Context, conn); err != nil {
 				return runtimeErr(err)
 			}
-			log.Info().Msg("responder stopped")
+			log.Info().Uint64("dropped", r.Dropped()).Msg("responder stopped")
 			return nil
 		},
+	}
+}
+
+// logDropped logs, every 10 s in which some were dropped, how many probes
+// the rate limit dropped, until ctx ends.
+func logDropped(ctx context.Context, r *discover.Responder, log zerolog.Logger) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := r.Dropped(); n != last {
+				log.Warn().Uint64("dropped", n-last).Uint64("dropped_total", n).Msg("probes over --rate-limit dropped")
+				last = n
+			}
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/net/netutil"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/runner"
@@ -28,8 +29,8 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 		Description: "Runs a discovery round every --interval, adds a server the first round it answers and removes it after\n" +
 			"--missed-rounds rounds without a reply. A round whose probes could not be sent is a failed round: it\n" +
 			"counts as no miss. Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
-			"the loop. SIGTERM/SIGINT: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
-			"--once: one round, apply, exit 0 (found) or 1 (none). --dry-run: apply nothing, print each plan as JSON\n" +
+			"the loop. SIGTERM/SIGINT/SIGHUP: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
+			"--once: one round, apply, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each plan as JSON\n" +
 			"lines; with --once, exit 3 when a registry differs from what discovery sees.",
 		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
@@ -39,6 +40,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			cfg, err := loadConfig(c, schema)
 			if err != nil {
 				return err
+			}
+			if err := cfg.ValidateLoop(); err != nil {
+				return usageErr(err)
 			}
 			log := newLogger(c, cfg)
 			once, dry := c.Bool("once"), c.Bool("dry-run")
@@ -84,6 +88,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if !once {
 				return nil
 			}
+			if err := interrupted(c.Context); err != nil {
+				return err
+			}
 			switch {
 			case out.Failed:
 				return roundErr(out.RoundErr)
@@ -97,6 +104,22 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 	}
 }
 
+// Bounds of the /metrics, /healthz and /readyz server. A scrape is one small
+// request and a response of some kilobytes, served in milliseconds: a
+// client slower than these is broken or hostile. The default address
+// listens on every interface, so a neighbour on the LAN can connect; the
+// cap keeps such clients from taking the descriptors the discovery socket
+// and the registry clients need (connections beyond it wait in the
+// kernel's accept queue).
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 10 * time.Second
+	httpWriteTimeout      = 10 * time.Second
+	httpIdleTimeout       = 15 * time.Second
+	httpMaxHeaderBytes    = 16 << 10
+	httpMaxConns          = 64
+)
+
 // serveHTTP serves /metrics, /healthz and /readyz on addr until the returned
 // stop function is called or ctx ends.
 func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
@@ -104,7 +127,15 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Log
 	if err != nil {
 		return nil, fmt.Errorf("metrics_addr %q: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	ln = netutil.LimitListener(ln, httpMaxConns)
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("metrics server stopped")

@@ -163,6 +163,25 @@ func TestValues(t *testing.T) {
 	}
 }
 
+// TestLockHeartbeatCoversTakeover: with --consul-lock the default heartbeat
+// TTL outlasts the lock's takeover (2 x 10s session + 5s lock wait + 10s
+// interval + 5s timeout = 40s) by an interval: 50s.
+func TestLockHeartbeatCoversTakeover(t *testing.T) {
+	schema, sec := testSchema()
+	if _, err := schema.Load(Inputs{Flags: map[string]any{"consul_lock": "k"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sec.Config().TTL; got != 50*time.Second {
+		t.Errorf("heartbeat TTL with a lock = %s, want 50s", got)
+	}
+	if _, err := schema.Load(Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sec.Config().TTL; got != 35*time.Second {
+		t.Errorf("heartbeat TTL without a lock = %s, want 35s (3 x 10s + 5s)", got)
+	}
+}
+
 func TestErrorsNameKeyValueAndSource(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -182,6 +201,7 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 		{"unknown sink", nil, map[string]any{"sinks": []string{"etcd"}}, "", []string{`sinks (flag --sink): bad value "etcd"`}},
 		{"deregister floor", map[string]string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER": "30s"}, nil, "", []string{"consul_deregister_after", "1m"}},
 		{"ttl shorter than interval", nil, map[string]any{"consul_ttl": "5s"}, "", []string{"consul_ttl (flag --consul-ttl)", "must exceed interval + timeout"}},
+		{"ttl too short for the lock", nil, map[string]any{"consul_ttl": "30s", "consul_lock": "k"}, "", []string{"consul_ttl (flag --consul-ttl) 30s is too short for consul_lock_session_ttl (default) 10s", "at least 50s"}},
 		{"several problems at once", nil, map[string]any{"retries": "x", "scan_cidrs": []string{"fe80::/64"}}, "", []string{`retries (flag --retries): bad value "x"`, `scan_cidrs (flag --scan-cidr): bad value "fe80::/64"`}},
 		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{"timeout (file", "want a single value"}},
 	}
@@ -204,7 +224,7 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			if len(ce.Problems) != len(tc.want) && tc.name != "deregister floor" && tc.name != "ttl shorter than interval" {
+			if len(ce.Problems) != len(tc.want) && tc.name != "deregister floor" && tc.name != "ttl shorter than interval" && tc.name != "ttl too short for the lock" {
 				t.Errorf("%d problems reported, want %d: %v", len(ce.Problems), len(tc.want), err)
 			}
 		})

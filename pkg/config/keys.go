@@ -76,7 +76,7 @@ func coreKeys(sinkNames []string) []Key {
 		{Name: "response_prefix", Flag: "response-prefix", Env: []string{"DISCOVERY_CLIENT_RESPONSE_PREFIX"}, Default: "SERVER_IP:", Group: GroupDiscovery,
 			Usage: "prefix of a valid reply"},
 		{Name: "timeout", Flag: "timeout", Env: []string{"DISCOVERY_CLIENT_TIMEOUT"}, Default: "5", Kind: KindDuration, Group: GroupDiscovery,
-			Usage: "deadline for a whole round: seconds (5, 0.5) or a duration (500ms)"},
+			Usage: "deadline for a whole round: seconds (5, 0.5) or a duration (500ms); at most 10m"},
 		{Name: "retries", Flag: "retries", Env: []string{"DISCOVERY_CLIENT_RETRIES"}, Default: "3", Kind: KindInt, Group: GroupDiscovery,
 			Usage: "extra probe sends spread over the round"},
 		{Name: "enable_subnet_scan", Flag: "enable-subnet-scan", Env: []string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN"}, Default: "true", Kind: KindBool, Group: GroupDiscovery,
@@ -110,12 +110,12 @@ func coreKeys(sinkNames []string) []Key {
 
 		// Sidecar.
 		{Name: "interval", Flag: "interval", Env: []string{"DISCOVERY_CLIENT_INTERVAL"}, Default: "10s", Kind: KindDuration, Group: GroupRun,
-			Usage: "time between round starts"},
+			Usage: "time between round starts: at least 100ms, and more than --timeout"},
 		{Name: "missed_rounds", Flag: "missed-rounds", Env: []string{"DISCOVERY_CLIENT_MISSED_ROUNDS"}, Default: "3", Kind: KindInt, Group: GroupRun,
 			Usage: "consecutive rounds without a reply before a server is removed"},
 		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, Group: GroupRun,
 			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
-			Usage: "listen address for /metrics, /healthz, /readyz (empty disables)"},
+			Usage: "listen address for /metrics, /healthz, /readyz; the default :9108 listens on every interface, 127.0.0.1:9108 on loopback only (empty disables)"},
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -110,13 +108,15 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 
 	if in.File != "" {
 		fl := layer{name: "file " + in.File, k: koanf.New("\x00"), src: map[string]string{}}
-		if err := fl.k.Load(file.Provider(in.File), yaml.Parser()); err != nil {
+		m, unknown, err := readFile(in.File, byName)
+		if err != nil {
 			return nil, &Error{Problems: []error{fmt.Errorf("config file %s: %w", in.File, err)}}
 		}
-		for _, name := range fl.k.Keys() {
-			if _, ok := byName[name]; !ok {
-				problems = append(problems, fmt.Errorf("config file %s: unknown key %q", in.File, name))
-			}
+		if unknown != nil {
+			problems = append(problems, fmt.Errorf("config file %s: %w", in.File, unknown))
+		}
+		if err := fl.k.Load(confmap.Provider(m, ""), nil); err != nil {
+			return nil, &Error{Problems: []error{fmt.Errorf("config file %s: %w", in.File, err)}}
 		}
 		layers = append(layers, fl)
 	}

@@ -56,12 +56,12 @@ func (p *parser) shown(key string) (string, bool) {
 	if v == nil {
 		return `""`, true
 	}
-	return fmt.Sprintf("%q", fmt.Sprint(v)), true
+	return Shorten(fmt.Sprint(v)), true
 }
 
 func (p *parser) bad(key string, v any, why string) {
 	p.failed[key] = true
-	shown := fmt.Sprintf("%q", fmt.Sprint(v))
+	shown := Shorten(fmt.Sprint(v))
 	if p.byName[key].Secret {
 		shown = "[redacted]"
 	}

@@ -96,8 +96,8 @@ func (p *parser) report(err error) {
 	if !ok {
 		return
 	}
-	if elem, ok := ke.Value.(string); ok && !p.byName[ke.Key].Secret && raw != fmt.Sprintf("%q", elem) {
-		raw = fmt.Sprintf("%q", elem) // one bad element of a list
+	if elem, ok := ke.Value.(string); ok && !p.byName[ke.Key].Secret && raw != Shorten(elem) {
+		raw = Shorten(elem) // one bad element of a list
 	}
 	p.problems = append(p.problems, fmt.Errorf("%s: bad value %s: %s", p.origin(ke.Key), raw, ke.Why))
 }

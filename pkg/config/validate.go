@@ -8,6 +8,33 @@ import (
 	"time"
 )
 
+// maxUDPPayload is the largest IPv4 UDP payload: a probe must fit one
+// datagram (pkg/discover checks the encrypted form's size too).
+const maxUDPPayload = 65507
+
+// MinInterval is the floor of interval: a round a tenth of a second is
+// already far more than any registry needs, and a shorter one only burns
+// CPU and floods the LAN with broadcasts.
+const MinInterval = 100 * time.Millisecond
+
+// MaxTimeout is the ceiling of timeout, a deadline for a whole round.
+// Replies come back within milliseconds; the longest legitimate round is a
+// subnet scan of the most hosts allowed (65,536), 66 s at the default
+// scan_rate and 10 minutes at about 110 probes/s. A longer deadline is a
+// mistake (a unit: "600" is seconds) that would make one round hang.
+const MaxTimeout = 10 * time.Minute
+
+// ValidateLoop checks what only the sidecar loop (`bridge run`) needs: a
+// round lasts up to timeout and rounds start every interval, so interval
+// must exceed timeout. The error names both keys and their sources.
+func (c *Config) ValidateLoop() error {
+	if c.Interval > c.Timeout {
+		return nil
+	}
+	return &Error{Problems: []error{fmt.Errorf("%s %s must exceed %s %s: a round lasts up to timeout and rounds start every interval",
+		c.origin("interval"), FormatDuration(c.Interval), c.origin("timeout"), FormatDuration(c.Timeout))}}
+}
+
 // OneOf returns a *KeyError for key when v is not among allowed.
 func OneOf(key, v string, allowed ...string) error {
 	if slices.Contains(allowed, v) {
@@ -25,14 +52,20 @@ func (c *Config) validate(sinkNames []string) error {
 	errs = append(errs,
 		OneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"),
 		OneOf("log_format", c.LogFormat, "console", "json"))
-	if c.Message == "" {
+	switch {
+	case c.Message == "":
 		bad("discovery_message", c.Message, "must not be empty")
+	case len(c.Message) > maxUDPPayload:
+		bad("discovery_message", c.Message, fmt.Sprintf("must fit one UDP datagram (%d bytes), got %d bytes", maxUDPPayload, len(c.Message)))
 	}
 	if c.ResponsePrefix == "" {
 		bad("response_prefix", c.ResponsePrefix, "must not be empty")
 	}
-	if c.Timeout <= 0 {
+	switch {
+	case c.Timeout <= 0:
 		bad("timeout", c.Timeout, "must be > 0")
+	case c.Timeout > MaxTimeout:
+		bad("timeout", c.Timeout, "at most "+FormatDuration(MaxTimeout)+" (a deadline for one round)")
 	}
 	if c.Retries < 0 || c.Retries > 100 {
 		bad("retries", c.Retries, "want 0..100")
@@ -59,8 +92,8 @@ func (c *Config) validate(sinkNames []string) error {
 	if c.MaxReplies <= 0 {
 		bad("max_replies", c.MaxReplies, "must be > 0")
 	}
-	if c.Interval <= 0 {
-		bad("interval", c.Interval, "must be > 0")
+	if c.Interval < MinInterval {
+		bad("interval", c.Interval, "at least "+FormatDuration(MinInterval))
 	}
 	if c.MissedRounds < 1 {
 		bad("missed_rounds", c.MissedRounds, "must be >= 1")

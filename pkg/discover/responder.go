@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
@@ -41,6 +43,39 @@ type Responder struct {
 	// MaxTokenAge and ClockSkew bound probe token age; 0 means
 	// DefaultMaxTokenAge and DefaultClockSkew.
 	MaxTokenAge, ClockSkew time.Duration
+	// Rate is how many probes per second each source address gets answered
+	// (after a burst of Burst); 0 answers every probe. A probe's source
+	// address can be forged, and each answer is bigger than the probe (and
+	// Replies of them with --replies): unlimited, the responder reflects a
+	// flood towards whatever address the probes claim.
+	Rate  float64
+	Burst int
+
+	dropped atomic.Uint64
+}
+
+// Dropped is how many valid probes went unanswered because their source
+// exceeded Rate.
+func (r *Responder) Dropped() uint64 { return r.dropped.Load() }
+
+// maxLimiters bounds the per-source limiters kept: a flood from many
+// (forged) sources empties the table instead of growing it.
+const maxLimiters = 1 << 14
+
+// limiter returns the limiter of source ip, or nil when Rate is 0.
+func (r *Responder) limiter(limiters map[netip.Addr]*rate.Limiter, ip netip.Addr) *rate.Limiter {
+	if r.Rate <= 0 {
+		return nil
+	}
+	l, ok := limiters[ip]
+	if !ok {
+		if len(limiters) >= maxLimiters {
+			clear(limiters)
+		}
+		l = rate.NewLimiter(rate.Limit(r.Rate), max(r.Burst, 1))
+		limiters[ip] = l
+	}
+	return l
 }
 
 // ListenResponder binds a UDP socket on addr ("0.0.0.0:9999", ":9999") with
@@ -80,6 +115,7 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 	defer stop()
 	udp, _ := conn.(*net.UDPConn)
 	buf := make([]byte, 64<<10)
+	limiters := map[netip.Addr]*rate.Limiter{}
 	for {
 		m, from, err := conn.ReadFrom(buf)
 		if err != nil {
@@ -95,6 +131,12 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 		if why := r.check(buf[:m], clk.Now(), maxAge, skew); why != nil {
 			r.Log.Debug().Stringer("from", from).Err(why).Msg("probe ignored")
 			continue
+		}
+		if ua, ok := from.(*net.UDPAddr); ok {
+			if l := r.limiter(limiters, ua.AddrPort().Addr().Unmap()); l != nil && !l.AllowN(clk.Now(), 1) {
+				r.dropped.Add(1)
+				continue
+			}
 		}
 		sent := 0
 		for _, p := range replies {

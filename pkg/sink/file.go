@@ -28,7 +28,9 @@ type FileDocument struct {
 
 // File keeps the whole current set as one JSON document at a path. It writes
 // only when the set changed, and atomically: a temporary file in the same
-// directory, fsync, rename over the target, fsync of the directory. A reader
+// directory, fsync, rename over the target, fsync of the directory. A path
+// that is a symbolic link is followed to its final target, which is what
+// gets replaced (in its own directory); the link is left in place. A reader
 // sees the old document or the new one, never half of one. An existing
 // file's mode and owner are kept; a new file gets mode 0644.
 type File struct {
@@ -41,20 +43,68 @@ type File struct {
 }
 
 // NewFile returns a file sink for path, stamping documents with clk (nil:
-// the real clock). The directory must exist.
+// the real clock). A symbolic link is followed to its final target (which
+// need not exist yet): the target is replaced and the link kept. The target
+// must not be a directory, and its directory must exist and take a new
+// file: NewFile creates and removes one there, so that a read-only or
+// unwritable directory fails at start-up rather than at the first change.
 func NewFile(path string, clk clock.Clock) (*File, error) {
 	if path == "" {
 		return nil, errors.New("file sink: file_path is empty")
 	}
-	dir := filepath.Dir(path)
+	target, err := resolveLink(path)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: file_path %q: %w", path, err)
+	}
+	via := ""
+	if target != path {
+		via = fmt.Sprintf(" (its link target %s)", target)
+	}
+	if st, err := os.Stat(target); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("file sink: file_path %q%s is a directory", path, via)
+	}
+	dir := filepath.Dir(target)
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("file sink: directory of file_path %q: %w", path, err)
+		return nil, fmt.Errorf("file sink: directory of file_path %q%s: %w", path, via, err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("file sink: file_path %q: %s is not a directory", path, dir)
+		return nil, fmt.Errorf("file sink: file_path %q%s: %s is not a directory", path, via, dir)
 	}
+	probe, err := os.CreateTemp(dir, "."+filepath.Base(target)+".probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("file sink: file_path %q%s: directory %s does not take a new file: %w", path, via, dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	return &File{path: path, clock: clock.OrReal(clk)}, nil
+}
+
+// maxLinkHops bounds symbolic link resolution, as the kernel's ELOOP.
+const maxLinkHops = 40
+
+// resolveLink follows path through symbolic links to the final name, which
+// may not exist (a dangling link names the file to create). It returns path
+// unchanged when it is not a link.
+func resolveLink(path string) (string, error) {
+	for range maxLinkHops {
+		st, err := os.Lstat(path)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && st.Mode()&fs.ModeSymlink == 0) {
+			return path, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		dest, err := os.Readlink(path)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(path), dest)
+		}
+		path = dest
+	}
+	return "", fmt.Errorf("more than %d symbolic links", maxLinkHops)
 }
 
 // Name implements Sink.
@@ -152,8 +202,15 @@ func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) 
 func (f *File) Close(context.Context) error { return nil }
 
 // writeAtomic replaces path with data so that readers never see a partial
-// file, keeping an existing file's mode and owner.
+// file, keeping an existing file's mode and owner. A symbolic link is
+// resolved at each write (it may be retargeted while the bridge runs): the
+// temporary file is made in the target's directory and renamed over the
+// target, and the link stays.
 func writeAtomic(path string, data []byte) (err error) {
+	path, err = resolveLink(path)
+	if err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
 	dir := filepath.Dir(path)
 	mode := fs.FileMode(0o644)
 	uid, gid := -1, -1

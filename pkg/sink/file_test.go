@@ -182,6 +182,97 @@ func TestFileErrors(t *testing.T) {
 	}
 }
 
+func TestFileStartupErrorsNameThePath(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "to-dir.json")
+	if err := os.Symlink("sub", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{sub, "is a directory"},
+		{link, "is a directory"},
+	} {
+		if _, err := NewFile(tc.path, nil); err == nil || !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewFile(%s) = %v; want an error naming it and %q", tc.path, err, tc.want)
+		}
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(dir, "ro")
+		if err := os.Mkdir(ro, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(ro, "x.json")
+		if _, err := NewFile(p, nil); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("unwritable directory: %v", err)
+		}
+	}
+}
+
+// TestFileFollowsSymlink: with link.json -> real/target.json (relative),
+// every write replaces target.json in real/ and the link stays a link, also
+// when the target did not exist yet and after the link is retargeted.
+func TestFileFollowsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(real, "target.json")
+	link := filepath.Join(dir, "link.json")
+	if err := os.Symlink(filepath.Join("real", "target.json"), link); err != nil { // dangling at first
+		t.Fatal(err)
+	}
+	f, err := NewFile(link, clocktest.New(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	check := func(step string, want int) {
+		t.Helper()
+		st, err := os.Lstat(link)
+		if err != nil || st.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("%s: %s is no longer a link (%v, %v)", step, link, st.Mode(), err)
+		}
+		b, err := os.ReadFile(target)
+		if err != nil {
+			t.Fatalf("%s: target: %v", step, err)
+		}
+		var doc FileDocument
+		if err := json.Unmarshal(b, &doc); err != nil || len(doc.Servers) != want {
+			t.Fatalf("%s: target holds %d servers (%v), want %d", step, len(doc.Servers), err, want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+			t.Errorf("%s: %s holds %d entries, want the link and real/ only", step, dir, len(ents))
+		}
+	}
+	if _, err := f.Apply(ctx, snap(1, ep("10.0.0.1:8000", t0))); err != nil {
+		t.Fatal(err)
+	}
+	check("created through a dangling link", 1)
+	if _, err := f.Apply(ctx, snap(2, ep("10.0.0.1:8000", t0), ep("10.0.0.2:8000", t0))); err != nil {
+		t.Fatal(err)
+	}
+	check("replaced", 2)
+
+	other := filepath.Join(real, "other.json")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Apply(ctx, snap(3, ep("10.0.0.3:8000", t0))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(other); err != nil || !strings.Contains(string(b), "10.0.0.3") {
+		t.Errorf("after retargeting the link, other.json = %q, %v", b, err)
+	}
+}
+
 // TestFileReaderNeverSeesPartialDocument polls the file while it changes.
 func TestFileReaderNeverSeesPartialDocument(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "servers.json")

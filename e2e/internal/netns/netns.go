@@ -491,6 +491,9 @@ func (p *Proc) StopWithin(grace time.Duration) error {
 	return p.Wait()
 }
 
+// Signal sends sig to the process (pidfd-backed: never a reused PID).
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Wait blocks until the process exits and returns its exit error.
 func (p *Proc) Wait() error {
 	<-p.done

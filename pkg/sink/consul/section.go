@@ -66,7 +66,7 @@ func (s *Section) Keys() []config.Key {
 		{Name: "consul_tags", Flag: "consul-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_TAGS"}, Kind: config.KindList, Group: config.GroupRun, Category: cat,
 			Usage: "tag for every registered server (repeatable)"},
 		{Name: "consul_ttl", Flag: "consul-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_TTL"}, Default: "0", Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
-			Usage: "TTL of the bridge's heartbeat check (0: 3 x interval + timeout, at least 15s)"},
+			Usage: "TTL of the bridge's heartbeat check (0: 3 x interval + timeout, at least 15s; with --consul-lock at least 2 x lock session TTL + 5s + 2 x interval + timeout, so a standby takes over before the servers turn critical)"},
 		{Name: "consul_deregister_after", Flag: "consul-deregister-after", Env: []string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER"}, Default: config.FormatDuration(d.DeregisterAfter), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
 			Usage: "Consul removes a server this long after its check turned critical (1m at least)"},
 		{Name: "consul_check", Flag: "consul-check", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK"}, Group: config.GroupRun, Category: cat,
@@ -138,14 +138,22 @@ func (s *Section) Load(r *config.Reader) {
 	}
 	core := r.Core()
 	ttl := r.Duration("consul_ttl")
+	var takeover time.Duration
+	if c.LockKey != "" && c.Mode != ModeCatalog {
+		takeover = LockTakeover(c.LockSessionTTL, c.LockWait, core.Interval, core.Timeout)
+	}
 	switch {
 	case ttl < 0:
 		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl, Why: "must be >= 0"})
 	case ttl > 0 && ttl <= core.Interval+core.Timeout:
 		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl,
 			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Timeout)})
+	case ttl > 0 && takeover > 0 && ttl < takeover+core.Interval:
+		r.Report(fmt.Errorf("%s %s is too short for %s %s: a standby takes the lock up to %s after the holder dies (2 x consul_lock_session_ttl + %s lock wait + interval + timeout), so the heartbeat TTL must be at least %s (that + interval) or every server turns critical before the standby re-registers it",
+			r.Origin("consul_ttl"), config.FormatDuration(ttl), r.Origin("consul_lock_session_ttl"), config.FormatDuration(c.LockSessionTTL),
+			config.FormatDuration(takeover), config.FormatDuration(c.LockWait), config.FormatDuration(takeover+core.Interval)))
 	}
-	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout)
+	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
 	c.StartupGrace = core.Interval + core.Timeout
 	if c.KVPrefix == "" {
 		c.KVPrefix = DefaultKVPrefix(c.Service)
@@ -155,12 +163,28 @@ func (s *Section) Load(r *config.Reader) {
 }
 
 // HeartbeatTTL is the TTL of the bridge's heartbeat check: ttl when set,
-// else three intervals plus the round timeout, at least 15s.
-func HeartbeatTTL(ttl, interval, timeout time.Duration) time.Duration {
+// else three intervals plus the round timeout, at least 15s, and with a
+// lock (takeover > 0) at least takeover plus an interval: the holder's last
+// heartbeat is up to an interval before it dies, and its servers must stay
+// passing until the standby has re-registered them.
+func HeartbeatTTL(ttl, interval, timeout, takeover time.Duration) time.Duration {
 	if ttl > 0 {
 		return ttl
 	}
-	return max(3*interval+timeout, 15*time.Second)
+	d := max(3*interval+timeout, 15*time.Second)
+	if takeover > 0 {
+		d = max(d, takeover+interval)
+	}
+	return d
+}
+
+// LockTakeover bounds how long after an agent-mode lock holder dies a
+// standby has re-registered its servers: Consul invalidates the dead
+// holder's session within twice its TTL, the standby's blocking read of
+// the lock key returns within lockWait, and its next round (interval +
+// timeout) registers the servers.
+func LockTakeover(sessionTTL, lockWait, interval, timeout time.Duration) time.Duration {
+	return 2*sessionTTL + lockWait + interval + timeout
 }
 
 // build implements sink.Factory.New. A one-shot run (--once) leaves what it
