@@ -3,8 +3,9 @@
 # of every fuzz target, and the end-to-end tests (network namespaces, a real
 # Consul built from its Go module, the real bridge binary).
 #
-# The end-to-end tests need root (network namespaces), iproute2 and iptables;
-# as root this script installs the missing ones with apt-get.
+# The end-to-end tests need root (network namespaces), iproute2 and iptables,
+# and for the Kubernetes lab (e2e/internal/k8slab) containerd and runc; as
+# root this script installs the missing ones with apt-get.
 # Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
 # (only for quick local runs: CI runs everything).
 set -euo pipefail
@@ -16,6 +17,8 @@ if [ "${E2E:-1}" != 0 ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v ss >/dev/null || need+=(iproute2)
   command -v iptables >/dev/null || need+=(iptables)
+  command -v containerd >/dev/null || need+=(containerd)
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2
@@ -43,6 +46,12 @@ FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
 if [ "${E2E:-1}" != 0 ]; then
   step "consul binary (built from its Go module once, then cached)"
   (cd e2e && go test -count=1 -timeout 20m -run '^TestConsulBinary$' -v ./internal/consulbin/ | grep -v '^=== ')
+  step "kubernetes binaries (built from Go modules once, then cached)"
+  (cd e2e && go test -count=1 -timeout 30m -run '^TestK8sBinaries$' -v ./internal/k8slab/ | grep -v '^=== ')
   step "end-to-end tests"
-  (cd e2e && go test -count=1 -timeout 30m ./...)
+  # The Kubernetes lab runs on its own afterwards: its start-up load would
+  # disturb the timing-sensitive tests of the other packages.
+  (cd e2e && go test -count=1 -timeout 30m $(go list ./... | grep -v '/internal/k8slab$'))
+  step "kubernetes lab"
+  (cd e2e && go test -count=1 -timeout 15m -v ./internal/k8slab/ | grep -v '^=== ')
 fi
