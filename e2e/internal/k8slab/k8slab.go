@@ -53,7 +53,8 @@ type Options struct {
 	// node to be Ready; default 3 minutes.
 	ReadyTimeout time.Duration
 	// Dir holds all state; default t.TempDir(). Keep it short: containerd's
-	// socket path must fit in 108 bytes.
+	// socket path must fit in 108 bytes. Should the test process die
+	// without its teardown, the next Start removes it.
 	Dir string
 }
 
@@ -76,6 +77,7 @@ type Cluster struct {
 	kubeconfig string
 	apiURL     string
 	ctrSock    string
+	ctrBin     string
 	pauseBin   string
 	api        *http.Client
 
@@ -86,8 +88,9 @@ type Cluster struct {
 	netnsBefore []string
 	created     []string // host directories to remove (record.Created)
 
-	unlock   func()
-	stopOnce sync.Once
+	unlock     func()
+	stopOnce   sync.Once
+	logsDumped bool
 }
 
 // Require skips the test when the lab cannot run here (not root; no
@@ -132,6 +135,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c := &Cluster{t: t, dir: dir, bins: bins, nodeName: opts.NodeName, sysctl: map[string]string{}}
 	c.stats.Built, c.stats.BuildTime = bins.Built, bins.BuildTime
 	c.ctrSock = filepath.Join(dir, "containerd", "containerd.sock")
+	if c.ctrBin, err = lookPath("ctr"); err != nil {
+		t.Fatalf("k8slab: %v", err)
+	}
 	if len(c.ctrSock)+len(".ttrpc") >= 108 {
 		t.Fatalf("k8slab: state directory %s is too long for containerd's socket path", dir)
 	}
@@ -247,7 +253,7 @@ func (c *Cluster) ctr(ctx context.Context, stdin io.Reader, args ...string) erro
 }
 
 func (c *Cluster) ctrOut(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.ctrSock, "--namespace", "k8s.io"}, args...)...)
+	cmd := exec.CommandContext(ctx, c.ctrBin, append([]string{"--address", c.ctrSock, "--namespace", "k8s.io"}, args...)...)
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -292,6 +298,10 @@ func (c *Cluster) start(ctx context.Context) error {
 		kubeletHosts = append(kubeletHosts, c.nodeIP)
 	}
 	kubeletServing, err := pk.issue("kubelet-serving", "system:node:"+c.nodeName, []string{"system:nodes"}, kubeletHosts...)
+	if err != nil {
+		return err
+	}
+	frontProxy, err := pk.issue("front-proxy-client", "front-proxy-client", nil)
 	if err != nil {
 		return err
 	}
@@ -345,8 +355,12 @@ func (c *Cluster) start(ctx context.Context) error {
 	// etcd and containerd first: neither needs the other.
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", p.etcdClient)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", p.etcdPeer)
+	etcdDir := filepath.Join(c.dir, "etcd")
+	if err := os.Mkdir(etcdDir, 0o700); err != nil {
+		return err
+	}
 	if err := c.run("etcd", c.bins.Etcd,
-		"--name=k8slab", "--data-dir="+mkdir(filepath.Join(c.dir, "etcd")),
+		"--name=k8slab", "--data-dir="+etcdDir,
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=k8slab="+peerURL, "--initial-cluster-state=new",
@@ -376,6 +390,14 @@ func (c *Cluster) start(ctx context.Context) error {
 		"--kubelet-preferred-address-types=InternalIP",
 		"--kubelet-client-certificate="+apiKubeletClient.CertFile, "--kubelet-client-key="+apiKubeletClient.KeyFile,
 		"--kubelet-certificate-authority="+pk.caFile(),
+		// The aggregation layer's settings; without them the other
+		// components log about a missing requestheader CA.
+		"--requestheader-client-ca-file="+pk.caFile(),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file="+frontProxy.CertFile, "--proxy-client-key-file="+frontProxy.KeyFile,
 		"--profiling=false",
 	); err != nil {
 		return err
@@ -665,6 +687,9 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.dir
+	// The kubelet runs mount, containerd runs runc and its shim: make sure
+	// the system directories are on PATH whatever the test's.
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -775,6 +800,11 @@ func rss(pid int) int64 {
 // dumpLogs logs the tail of every component's log.
 func (c *Cluster) dumpLogs() {
 	c.mu.Lock()
+	if c.logsDumped {
+		c.mu.Unlock()
+		return
+	}
+	c.logsDumped = true
 	procs := append([]*proc(nil), c.procs...)
 	c.mu.Unlock()
 	for _, p := range procs {

@@ -117,9 +117,39 @@ spec:
 	}
 	t.Logf("pod deleted in %s", time.Since(delStart).Round(10*time.Millisecond))
 
+	// A DaemonSet (controller-manager and scheduler at work) left running:
+	// the teardown deletes it and its pod.
+	ds := fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: smoke-ds
+  namespace: default
+spec:
+  selector:
+    matchLabels: {app: smoke-ds}
+  template:
+    metadata:
+      labels: {app: smoke-ds}
+    spec:
+      hostNetwork: true
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: pause
+        image: %s
+        imagePullPolicy: Never
+`, PauseImage)
+	dsStart := time.Now()
+	if _, err := c.KubectlIn(ctx, strings.NewReader(ds), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Kubectl(ctx, "rollout", "status", "daemonset/smoke-ds", "--timeout=120s"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("daemonset created to rolled out: %s", time.Since(dsStart).Round(10*time.Millisecond))
+
 	c.Stop()
-	t.Logf("teardown: %s", c.Stats().StopTime.Round(10*time.Millisecond))
-	if left := pidsMentioning(c.Dir()); len(left) > 0 {
+	t.Logf("teardown (with the DaemonSet's pod running): %s", c.Stats().StopTime.Round(10*time.Millisecond))
+	if left := pidsMentioning(c.Dir() + "/"); len(left) > 0 {
 		t.Errorf("processes left running: %v", left)
 	}
 	if left := mountsUnder(c.Dir()); len(left) > 0 {

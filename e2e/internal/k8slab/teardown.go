@@ -90,6 +90,9 @@ func CleanupLeftovers(logf func(string, ...any)) {
 	if err := os.RemoveAll(r.Dir); err != nil {
 		logf("k8slab: leftover cleanup: %v", err)
 	}
+	if parent := filepath.Dir(r.Dir); strings.HasPrefix(filepath.Base(parent), "Test") {
+		_ = os.Remove(parent) // t.TempDir's parent, when empty
+	}
 	_ = os.Remove(recordPath())
 }
 
@@ -133,7 +136,16 @@ func (c *Cluster) teardown() []error {
 			return true
 		}
 	}
+	var steps []string
+	last := time.Now()
+	mark := func(step string) {
+		steps = append(steps, fmt.Sprintf("%s %s", step, time.Since(last).Round(10*time.Millisecond)))
+		last = time.Now()
+	}
+	defer func() { c.t.Logf("k8slab teardown: %s", strings.Join(steps, ", ")) }()
+
 	c.proc("kube-controller-manager").stop(10 * time.Second)
+	mark("controller-manager")
 
 	if alive("kube-apiserver") && alive("kubelet") {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -144,8 +156,10 @@ func (c *Cluster) teardown() []error {
 			c.t.Logf("k8slab teardown: %v", err)
 		}
 		cancel()
+		mark("workloads")
 	}
 	c.proc("kubelet").stop(10 * time.Second)
+	mark("kubelet")
 
 	if alive("containerd") {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -161,18 +175,23 @@ func (c *Cluster) teardown() []error {
 			}
 		}
 		cancel()
+		mark("containers")
 	}
 	c.proc("containerd").stop(10 * time.Second)
+	mark("containerd")
 	c.proc("kube-scheduler").stop(10 * time.Second)
 	c.proc("kube-apiserver").stop(10 * time.Second)
 	c.proc("etcd").stop(10 * time.Second)
+	mark("scheduler, apiserver, etcd")
 	c.mu.Lock()
 	for _, p := range c.procs { // anything else of ours
 		go p.stop(time.Second)
 	}
 	c.mu.Unlock()
 
-	return cleanupHost(c.record())
+	errs := cleanupHost(c.record())
+	mark("host cleanup")
+	return errs
 }
 
 // cleanupHost removes what a lab in r.Dir leaves outside its processes:
@@ -193,7 +212,7 @@ func cleanupHost(r record) []error {
 	}
 	// Processes: any mentioning the directory (our components, the shims,
 	// which carry containerd's socket path), then the pods' processes.
-	if err := killAll(func() []int { return append(pidsMentioning(r.Dir), kubepodsPIDs()...) }); err != nil {
+	if err := killAll(func() []int { return append(pidsMentioning(r.Dir+"/"), kubepodsPIDs()...) }); err != nil {
 		errs = append(errs, err)
 	}
 	for _, s := range sockets {
