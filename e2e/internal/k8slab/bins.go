@@ -192,7 +192,7 @@ func buildKubernetes(out string, log func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
-	log("building %s of k8s.io/kubernetes %s in %s (first run only; about 7 minutes on 2 cores)",
+	log("building %s of k8s.io/kubernetes %s in %s (first run only; 7 to 9 minutes on 2 cores)",
 		strings.Join(kubeCommands, ", "), KubernetesVersion, modDir)
 	args := []string{"build", "-trimpath", "-ldflags", kubeLDFlags(), "-o", out + string(filepath.Separator)}
 	for _, c := range kubeCommands {

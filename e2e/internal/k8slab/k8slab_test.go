@@ -107,6 +107,12 @@ spec:
 		t.Fatalf("pod status %q, want Running on %s", out, c.NodeName())
 	}
 	t.Logf("pod: %s", out)
+	// The apiserver -> kubelet path (kubelet serving certificate, webhook
+	// authorization): the pause program prints nothing, but the call must
+	// succeed.
+	if _, err := c.Kubectl(ctx, "logs", "pod/smoke"); err != nil {
+		t.Fatal(err)
+	}
 
 	total, by := c.Memory()
 	t.Logf("memory (RSS) with the pod running: %d MiB in all; %s", total>>20, formatMem(by))
