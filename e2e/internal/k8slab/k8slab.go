@@ -13,7 +13,8 @@
 // cgroups and kernel settings): Start takes a machine-wide lock, cleans up
 // after a crashed earlier run, and its teardown (registered with t.Cleanup,
 // or Stop) stops every process by PID, unmounts what was mounted under the
-// test directory, removes the kubepods cgroups the kubelet made and restores
+// test directory, removes the cgroups the kubelet made (all under
+// <hierarchy>/udb-k8slab, its cgroupRoot) and restores
 // the kernel settings the kubelet changed.
 package k8slab
 
@@ -440,6 +441,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 
+	if err := makeCgroupRoot(); err != nil {
+		return err
+	}
 	kubeletDir := mkdir(filepath.Join(c.dir, "kubelet"))
 	cfg := filepath.Join(c.dir, "kubelet-config.yaml")
 	if err := os.WriteFile(cfg, []byte(kubeletConfig(c, p, pk.caFile(), kubeletServing)), 0o644); err != nil {
@@ -532,6 +536,7 @@ func kubeletConfig(c *Cluster, p ports, caFile string, serving keyPair) string {
 kind: KubeletConfiguration
 containerRuntimeEndpoint: unix://%s
 cgroupDriver: cgroupfs
+cgroupRoot: /%s
 failCgroupV1: false
 failSwapOn: false
 makeIPTablesUtilChains: false
@@ -560,7 +565,7 @@ evictionHard:
   nodefs.inodesFree: "1%%"
   imagefs.available: "50Mi"
   imagefs.inodesFree: "1%%"
-`, c.ctrSock, address, p.kubelet, p.kubeletHealthz, serving.CertFile, serving.KeyFile, caFile, mkdir(filepath.Join(c.dir, "pod-logs")))
+`, c.ctrSock, cgroupRoot, address, p.kubelet, p.kubeletHealthz, serving.CertFile, serving.KeyFile, caFile, mkdir(filepath.Join(c.dir, "pod-logs")))
 }
 
 // nodeReady reports nil once the node's Ready condition is True.
@@ -753,7 +758,7 @@ func (p *proc) stop(grace time.Duration) {
 
 // Memory returns the resident memory of the lab's processes in bytes: the
 // components by name, plus "shims" (containerd's shims) and "pods" (the
-// processes in the kubepods cgroups).
+// processes in the lab's kubepods cgroups).
 func (c *Cluster) Memory() (total int64, by map[string]int64) {
 	by = map[string]int64{}
 	c.mu.Lock()

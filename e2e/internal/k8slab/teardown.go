@@ -293,14 +293,49 @@ func pidsMentioning(s string) []int {
 	return pids
 }
 
-// kubepodsDirs are the kubepods cgroups of every hierarchy.
+// cgroupRoot is the kubelet's cgroupRoot: the lab's pods live in
+// <hierarchy>/udb-k8slab/kubepods/..., apart from any other kubelet's
+// kubepods, so the cleanup touches only the lab's.
+const cgroupRoot = "udb-k8slab"
+
+// makeCgroupRoot creates cgroupRoot in every hierarchy (the kubelet wants it
+// to exist). A v1 cpuset cgroup starts with no CPUs and memory nodes: it
+// gets its parent's.
+func makeCgroupRoot() error {
+	hier, _ := filepath.Glob("/sys/fs/cgroup/*/cgroup.procs")
+	if len(hier) == 0 { // cgroup v2 only
+		hier = []string{"/sys/fs/cgroup/cgroup.procs"}
+	}
+	for _, h := range hier {
+		parent := filepath.Dir(h)
+		d := filepath.Join(parent, cgroupRoot)
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			b, err := os.ReadFile(filepath.Join(parent, f))
+			if err != nil {
+				continue
+			}
+			if cur, _ := os.ReadFile(filepath.Join(d, f)); strings.TrimSpace(string(cur)) != "" {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+				return fmt.Errorf("set %s/%s: %w", d, f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// kubepodsDirs are the lab's cgroup trees (cgroupRoot) of every hierarchy.
 func kubepodsDirs() []string {
-	d1, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
-	d2, _ := filepath.Glob("/sys/fs/cgroup/kubepods")
+	d1, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupRoot)
+	d2, _ := filepath.Glob("/sys/fs/cgroup/" + cgroupRoot)
 	return append(d1, d2...)
 }
 
-// kubepodsPIDs lists the processes in any kubepods cgroup.
+// kubepodsPIDs lists the processes in the lab's cgroups.
 func kubepodsPIDs() []int {
 	seen := map[int]bool{}
 	var pids []int
@@ -322,7 +357,7 @@ func kubepodsPIDs() []int {
 	return pids
 }
 
-// removeKubepods removes the kubepods cgroup trees, deepest first.
+// removeKubepods removes the lab's cgroup trees, deepest first.
 func removeKubepods() []error {
 	var errs []error
 	for _, root := range kubepodsDirs() {
