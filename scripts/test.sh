@@ -3,10 +3,11 @@
 # of every fuzz target, and the end-to-end tests (network namespaces, a real
 # Consul and Helm built from their Go modules, the real bridge binary).
 #
-# The end-to-end tests need root (network namespaces), iproute2 and iptables;
-# as root this script installs the missing ones with apt-get. The image and
-# compose tests need Docker (not installed here) and docker-compose (installed
-# when Docker is present and it is missing).
+# The end-to-end tests need root (network namespaces), iproute2 and iptables,
+# and for the Kubernetes lab (e2e/internal/k8slab) containerd and runc; as
+# root this script installs the missing ones with apt-get. The image and
+# compose tests need Docker and docker-compose (installed when Docker is
+# present and it is missing).
 # Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
 # (only for quick local runs: CI runs everything).
 set -euo pipefail
@@ -21,6 +22,8 @@ if [ "${E2E:-1}" != 0 ]; then
   if command -v docker >/dev/null && ! command -v docker-compose >/dev/null; then
     need+=(docker-compose)
   fi
+  command -v containerd >/dev/null || need+=(containerd)
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2
@@ -50,6 +53,12 @@ if [ "${E2E:-1}" != 0 ]; then
   (cd e2e && go test -count=1 -timeout 20m -run '^TestConsulBinary$' -v ./internal/consulbin/ | grep -v '^=== ')
   step "helm binary (built from its Go module once, then cached)"
   (cd e2e && go test -count=1 -timeout 20m -run '^TestHelmBinary$' -v ./internal/helmbin/ | grep -v '^=== ')
+  step "kubernetes binaries (built from Go modules once, then cached)"
+  (cd e2e && go test -count=1 -timeout 30m -run '^TestK8sBinaries$' -v ./internal/k8slab/ | grep -v '^=== ')
   step "end-to-end tests"
-  (cd e2e && go test -count=1 -timeout 30m ./...)
+  # The Kubernetes lab runs on its own afterwards: its start-up load would
+  # disturb the timing-sensitive tests of the other packages.
+  (cd e2e && go test -count=1 -timeout 30m -skip '^TestK8s' $(go list ./... | grep -v '/internal/k8slab$'))
+  step "kubernetes lab, and the Helm chart installed in it"
+  (cd e2e && go test -count=1 -timeout 20m -run '^TestK8s' -v ./internal/k8slab/ ./ | grep -v '^=== ')
 fi
