@@ -60,5 +60,5 @@ if [ "${E2E:-1}" != 0 ]; then
   # disturb the timing-sensitive tests of the other packages.
   (cd e2e && go test -count=1 -timeout 30m -skip '^TestK8s' $(go list ./... | grep -v '/internal/k8slab$'))
   step "kubernetes lab, and the Helm chart installed in it"
-  (cd e2e && go test -count=1 -timeout 20m -run '^TestK8s' -v ./internal/k8slab/ ./ | grep -v '^=== ')
+  (cd e2e && go test -p 1 -count=1 -timeout 20m -run '^TestK8s' -v ./internal/k8slab/ ./ | grep -v '^=== ')
 fi

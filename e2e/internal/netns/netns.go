@@ -54,8 +54,9 @@ type Lab struct {
 	suffix string
 
 	mu         sync.Mutex
-	namespaces []string // in creation order
-	rootDevs   []string // devices created in the root namespace (HostBridge)
+	namespaces []string   // in creation order
+	rootDevs   []string   // devices created in the root namespace (HostBridge)
+	rootRules  [][]string // commands that delete the root namespace's iptables rules (HostBridge)
 	procs      []*Proc
 	bridges    map[string]*Bridge
 	hosts      map[string]*Host
@@ -195,6 +196,18 @@ func (l *Lab) HostBridge(name, cidr string) *Bridge {
 	l.mu.Unlock()
 	l.ipCmd("addr", "add", cidr, "brd", "+", "dev", b.Dev)
 	l.ipCmd("link", "set", b.Dev, "up")
+	// Where br_netfilter is loaded (Docker loads it), frames between two
+	// ports of a root-namespace bridge pass the root's FORWARD chain, whose
+	// policy Docker sets to DROP: accept this bridge's own traffic. The
+	// rule goes with the device.
+	if ipt, err := lookPath("iptables"); err == nil {
+		if out, err := exec.Command(ipt, "-I", "FORWARD", "1", "-i", b.Dev, "-o", b.Dev, "-j", "ACCEPT").CombinedOutput(); err != nil {
+			l.t.Fatalf("netns: accept forwarding on %s: %v: %s", b.Dev, err, bytes.TrimSpace(out))
+		}
+		l.mu.Lock()
+		l.rootRules = append(l.rootRules, []string{ipt, "-D", "FORWARD", "-i", b.Dev, "-o", b.Dev, "-j", "ACCEPT"})
+		l.mu.Unlock()
+	}
 	l.bridges[name] = b
 	return b
 }
@@ -557,6 +570,14 @@ func (l *Lab) teardown() {
 	}
 	// Deleting a namespace deleted its veth ends and so their peers on the
 	// root bridges; what is left is the bridges themselves.
+	l.mu.Lock()
+	rules := slices.Clone(l.rootRules)
+	l.mu.Unlock()
+	for _, r := range rules {
+		if out, err := exec.Command(r[0], r[1:]...).CombinedOutput(); err != nil {
+			l.t.Errorf("netns: %v: %v: %s", r, err, bytes.TrimSpace(out))
+		}
+	}
 	for _, dev := range slices.Backward(rootDevs) {
 		if out, err := exec.Command(l.ip, "link", "del", dev).CombinedOutput(); err != nil {
 			l.t.Errorf("netns: delete device %s: %v: %s", dev, err, bytes.TrimSpace(out))
