@@ -20,10 +20,10 @@ import (
 
 // logRecord is one line of a bridge's JSON log.
 type logRecord struct {
-	Level    string  `json:"level"`
-	Message  string  `json:"message"`
-	Round    int     `json:"round"`
-	IP       string  `json:"ip"`
+	Level    string      `json:"level"`
+	Message  string      `json:"message"`
+	Round    int         `json:"round"`
+	IP       string      `json:"ip"`
 	Duration logDuration `json:"duration"`
 	// scan plan
 	Hosts       int     `json:"hosts"`
