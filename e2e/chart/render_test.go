@@ -204,8 +204,13 @@ func checkCommon(t *testing.T, r *rendered, netAdmin bool) {
 	if sc == nil {
 		t.Fatal("container securityContext missing")
 	}
-	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != 65532 || sc.RunAsGroup == nil || *sc.RunAsGroup != 65532 {
-		t.Errorf("container runs as %v:%v (non-root %v), want 65532:65532 non-root", sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot)
+	wantUser, wantNonRoot := int64(65532), true
+	if netAdmin {
+		// NET_ADMIN reaches the effective set of a root process only.
+		wantUser, wantNonRoot = 0, false
+	}
+	if sc.RunAsNonRoot == nil || *sc.RunAsNonRoot != wantNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != wantUser || sc.RunAsGroup == nil || *sc.RunAsGroup != 65532 {
+		t.Errorf("container runs as %v:%v (non-root %v), want %d:65532 non-root %v", sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot, wantUser, wantNonRoot)
 	}
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Error("readOnlyRootFilesystem is not true")
