@@ -1,12 +1,13 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/duration"
 )
 
 // parser reads typed values out of the merged layers, collecting problems.
@@ -162,24 +163,8 @@ func (p *parser) list(key string) []string {
 }
 
 // ParseDuration parses seconds as a plain number ("5", "0.5", as the upstream
-// client's timeout) or a Go duration ("500ms", "1m30s"). Negative values are
-// returned as parsed; callers decide what they accept.
-func ParseDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, errors.New("empty duration")
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f > float64(1<<62)/float64(time.Second) || f < -float64(1<<62)/float64(time.Second) {
-			return 0, errors.New("duration out of range")
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errors.New("want seconds (5, 0.5) or a duration (500ms, 1m)")
-	}
-	return d, nil
-}
+// client's timeout) or a Go duration ("500ms", "1m30s"); see pkg/duration.
+func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 func (p *parser) fill(c *Config) {
 	c.LogLevel = p.str("log_level")

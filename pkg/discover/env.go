@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/duration"
 )
 
 // EnvError is an environment variable whose value LoadOptions cannot use.
@@ -261,23 +263,7 @@ func splitList(v string) []string {
 	return out
 }
 
-// parseDuration parses seconds as a plain number ("5", "0.5", as the
-// upstream client's timeout) or a Go duration ("500ms", "1m30s"), with the
-// rules and messages of the bridge command's config.ParseDuration (a test
-// compares them).
-func parseDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, errors.New("empty duration")
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f > float64(1<<62)/float64(time.Second) || f < -float64(1<<62)/float64(time.Second) {
-			return 0, errors.New("duration out of range")
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errors.New("want seconds (5, 0.5) or a duration (500ms, 1m)")
-	}
-	return d, nil
-}
+// parseDuration parses seconds ("5", "0.5", as the upstream client's
+// timeout) or a Go duration ("500ms"), exactly as the bridge command's
+// configuration does (both use pkg/duration).
+func parseDuration(s string) (time.Duration, error) { return duration.Parse(s) }

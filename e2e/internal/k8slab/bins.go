@@ -11,9 +11,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/toolbuild"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulbin"
 )
@@ -133,7 +134,7 @@ func cachedDir(cache, name string, files []string, log func(string, ...any),
 	dir = filepath.Join(cache, name)
 	complete := func() bool {
 		for _, f := range files {
-			if !isExecutable(filepath.Join(dir, f)) {
+			if !toolbuild.IsExecutable(filepath.Join(dir, f)) {
 				return false
 			}
 		}
@@ -142,7 +143,7 @@ func cachedDir(cache, name string, files []string, log func(string, ...any),
 	if complete() {
 		return dir, false, nil
 	}
-	unlock, err := lockFile(dir + ".lock")
+	unlock, err := toolbuild.LockFile(dir + ".lock")
 	if err != nil {
 		return "", false, err
 	}
@@ -245,7 +246,7 @@ func cniLoopback(cache string, log func(string, ...any)) (string, bool, error) {
 		m, _ := filepath.Glob(filepath.Join(cache, "cni-loopback-*", "loopback"))
 		sort.Strings(m)
 		for i := len(m) - 1; i >= 0; i-- {
-			if isExecutable(m[i]) {
+			if toolbuild.IsExecutable(m[i]) {
 				return filepath.Dir(m[i])
 			}
 		}
@@ -254,7 +255,7 @@ func cniLoopback(cache string, log func(string, ...any)) (string, bool, error) {
 	if d := find(); d != "" {
 		return d, false, nil
 	}
-	unlock, err := lockFile(filepath.Join(cache, "cni-loopback.lock"))
+	unlock, err := toolbuild.LockFile(filepath.Join(cache, "cni-loopback.lock"))
 	if err != nil {
 		return "", false, err
 	}
@@ -320,33 +321,6 @@ func cniLoopback(cache string, log func(string, ...any)) (string, bool, error) {
 func mkdir(p string) string {
 	_ = os.MkdirAll(p, 0o755)
 	return p
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// lockFile takes an exclusive flock on path, blocking until it is free.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("flock %s: %w", path, err)
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
 }
 
 // findDir locates a directory of this package (toolmod, etcdmod, pause):

@@ -39,6 +39,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/toolbuild"
+
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
@@ -665,7 +667,7 @@ func lookPath(name string) (string, error) {
 	}
 	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
 		p := filepath.Join(d, name)
-		if isExecutable(p) {
+		if toolbuild.IsExecutable(p) {
 			return p, nil
 		}
 	}

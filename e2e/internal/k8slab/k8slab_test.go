@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/toolbuild"
 )
 
 // TestK8sBinaries builds (or finds cached) the lab's binaries and checks
@@ -40,7 +42,7 @@ func TestK8sBinaries(t *testing.T) {
 			t.Errorf("%s %v printed %q, want %q", c.bin, c.args, out, c.want)
 		}
 	}
-	if !isExecutable(b.CNIBinDir + "/loopback") {
+	if !toolbuild.IsExecutable(b.CNIBinDir + "/loopback") {
 		t.Errorf("no CNI loopback plugin in %s", b.CNIBinDir)
 	}
 }

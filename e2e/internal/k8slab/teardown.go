@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/toolbuild"
 )
 
 // runDir holds the machine-wide lock and the record of the running lab. It
@@ -44,11 +46,11 @@ func lockMachine(t interface{ Logf(string, ...any) }) (func(), error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
 		f.Close()
-		return lockFile(path)
+		return toolbuild.LockFile(path)
 	}
 	f.Close()
 	t.Logf("k8slab: another lab holds %s; waiting for it", path)
-	return lockFile(path)
+	return toolbuild.LockFile(path)
 }
 
 // hostDirs are directories the kubelet creates outside its root directory,

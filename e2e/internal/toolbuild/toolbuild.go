@@ -43,18 +43,18 @@ func (t Tool) Path(tb testing.TB) string {
 		tb.Fatalf("%s: %v", t.Name, err)
 	}
 	bin := filepath.Join(dir, t.Name+"-"+t.Version)
-	if isExecutable(bin) {
+	if IsExecutable(bin) {
 		return bin
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatalf("%s: create cache dir: %v", t.Name, err)
 	}
-	unlock, err := lockFile(filepath.Join(dir, t.Name+"-"+t.Version+".lock"))
+	unlock, err := LockFile(filepath.Join(dir, t.Name+"-"+t.Version+".lock"))
 	if err != nil {
 		tb.Fatalf("%s: %v", t.Name, err)
 	}
 	defer unlock()
-	if isExecutable(bin) { // built by another process while we waited
+	if IsExecutable(bin) { // built by another process while we waited
 		return bin
 	}
 	modDir, err := t.findMod()
@@ -85,13 +85,15 @@ func CacheDir() (string, error) {
 	return filepath.Join(home, ".cache", "udp-discovery-bridge"), nil
 }
 
-func isExecutable(p string) bool {
+// IsExecutable reports whether p is a regular file with an execute bit.
+func IsExecutable(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// lockFile takes an exclusive flock on path, blocking until it is free.
-func lockFile(path string) (func(), error) {
+// LockFile takes an exclusive flock on path, blocking until it is free, and
+// returns the function that releases it.
+func LockFile(path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
