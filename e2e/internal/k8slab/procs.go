@@ -1,0 +1,165 @@
+package k8slab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is one process of the lab.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// run starts a process of the lab with its output in <dir>/logs/<name>.log.
+// It gets SIGKILL should the test process die first.
+func (c *Cluster) run(name, bin string, args ...string) error {
+	logPath := filepath.Join(mkdir(filepath.Join(c.dir, "logs")), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = c.dir
+	// The kubelet runs mount, containerd runs runc and its shim: make sure
+	// the system directories are on PATH whatever the test's.
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return nil
+}
+
+// exited returns a process of the lab that has exited, if any.
+func (c *Cluster) exited() *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+			return p
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) proc(name string) *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// stop sends SIGTERM to the process, and SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Memory returns the resident memory of the lab's processes in bytes: the
+// components by name, plus "shims" (containerd's shims) and "pods" (the
+// processes in the lab's kubepods cgroups).
+func (c *Cluster) Memory() (total int64, by map[string]int64) {
+	by = map[string]int64{}
+	c.mu.Lock()
+	procs := append([]*proc(nil), c.procs...)
+	c.mu.Unlock()
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		by[p.name] += rss(p.cmd.Process.Pid)
+	}
+	for _, pid := range pidsMentioning(c.ctrSock) {
+		by["shims"] += rss(pid)
+	}
+	for _, pid := range kubepodsPIDs() {
+		by["pods"] += rss(pid)
+	}
+	for _, v := range by {
+		total += v
+	}
+	return total, by
+}
+
+// rss is a process's resident set size in bytes (0 when it is gone).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// dumpLogs logs the tail of every component's log.
+func (c *Cluster) dumpLogs() {
+	c.mu.Lock()
+	if c.logsDumped {
+		c.mu.Unlock()
+		return
+	}
+	c.logsDumped = true
+	procs := append([]*proc(nil), c.procs...)
+	c.mu.Unlock()
+	for _, p := range procs {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 25 {
+			lines = lines[len(lines)-25:]
+		}
+		c.t.Logf("k8slab: last lines of %s:\n%s", p.log, strings.Join(lines, "\n"))
+	}
+}
