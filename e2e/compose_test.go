@@ -10,7 +10,6 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,9 +20,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/toolbuild"
 
 	"github.com/hashicorp/consul/api"
 
@@ -185,22 +185,11 @@ func TestComposeDemo(t *testing.T) {
 // release.
 func composeLock(t *testing.T) func() {
 	t.Helper()
-	path := filepath.Join(os.TempDir(), "udp-discovery-bridge-compose-demo.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := toolbuild.LockFile(filepath.Join(os.TempDir(), "udp-discovery-bridge-compose-demo.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		t.Fatalf("flock %s: %v", path, err)
-	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }
+	return unlock
 }
 
 // composeRemoveLeftovers removes the containers, networks and volumes of

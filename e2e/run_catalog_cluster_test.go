@@ -7,6 +7,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -167,7 +168,7 @@ func TestRunCatalogCluster(t *testing.T) {
 	}
 	cut := time.Now()
 	others := all("passing", sa, []string{sab, newID})
-	crit := maps2(others)
+	crit := maps.Clone(others)
 	for _, id := range sb {
 		crit[id] = "critical"
 	}
@@ -217,12 +218,4 @@ func TestRunCatalogCluster(t *testing.T) {
 	alive := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == victim || n == leader })
 	t.Logf("bridges alive: %v", alive)
 	l.waitCatalog(30*time.Second, "everything still passing", want)
-}
-
-func maps2(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }

@@ -4,6 +4,7 @@ package e2e_test
 // processes on two LAN segments feed one Consul catalog.
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func TestRunCatalogTwoSegments(t *testing.T) {
 	obs1 := l.obsIndexes()
 	kv1 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", names...)
 	wr1 := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", names...)
-	if idx1 != idx0 || kv1 != kv0 || wr1 != wr0 || len(obs0) != 4 || !mapsEqual(obs0, obs1) {
+	if idx1 != idx0 || kv1 != kv0 || wr1 != wr0 || len(obs0) != 4 || !maps.Equal(obs0, obs1) {
 		t.Errorf("quiet rounds: service index %d -> %d, KV writes %v -> %v, catalog writes %v -> %v, observation keys %v -> %v",
 			idx0, idx1, kv0, kv1, wr0, wr1, obs0, obs1)
 	}
@@ -156,16 +157,4 @@ func (l *catLab) foreign() (uint64, uint64) {
 		l.t.Fatalf("foreign key: %v", err)
 	}
 	return fs[0].ModifyIndex, kv.ModifyIndex
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

@@ -475,23 +475,32 @@ func TestRunConsulThousandQuiet(t *testing.T) {
 	}
 }
 
+// startLockPair starts two servers and two bridges, <prefix>-a on the
+// client and <prefix>-b on a second client, both with --consul-lock on the
+// LAN's agent; it returns the servers' service IDs and the bridges by name.
+func startLockPair(t *testing.T, prefix string) (*runLAN, []string, map[string]*runBridge) {
+	t.Helper()
+	l := newRunLAN(t, 2, true)
+	client2 := l.lab.Host("client2", l.br, "10.213.1.9/24")
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
+	lock := []string{"--consul-lock", "udp-discovery-bridge/e2e/lock", "--metrics-addr", ""}
+	a, b := prefix+"-a", prefix+"-b"
+	return l, ids, map[string]*runBridge{
+		a: startRun(t, l.client, a, consulRunArgs(a, lock...)...),
+		b: startRun(t, client2, b, consulRunArgs(b, lock...)...),
+	}
+}
+
 // TestRunConsulLock: two bridges on one LAN with --consul-lock, both talking
 // to one agent: exactly one registration per server, all from the holder,
 // and stable; kill -9 of the holder and the other takes over within the
 // lock's session invalidation (up to 2 x the 10s session TTL) plus margin.
 func TestRunConsulLock(t *testing.T) {
 	t.Parallel()
-	l := newRunLAN(t, 2, true)
+	l, ids, bridges := startLockPair(t, "lock")
 	c := l.consul
-	client2 := l.lab.Host("client2", l.br, "10.213.1.9/24")
-	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
-	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
-	lock := []string{"--consul-lock", "udp-discovery-bridge/e2e/lock", "--metrics-addr", ""}
-	bridges := map[string]*runBridge{
-		"lock-a": startRun(t, l.client, "lock-a", consulRunArgs("lock-a", lock...)...),
-		"lock-b": startRun(t, client2, "lock-b", consulRunArgs("lock-b", lock...)...),
-	}
 
 	holderOf := func() (string, string) {
 		m, _, err := runCatalog(t, c, "django")
@@ -644,17 +653,8 @@ func TestRunConsulOnceDryRun(t *testing.T) {
 // here) outlasts the takeover.
 func TestRunConsulLockNoGap(t *testing.T) {
 	t.Parallel()
-	l := newRunLAN(t, 2, true)
+	l, ids, bridges := startLockPair(t, "gap")
 	c := l.consul
-	client2 := l.lab.Host("client2", l.br, "10.213.1.9/24")
-	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
-	ids := []string{"django-10.213.1.11-8000", "django-10.213.1.12-8000"}
-	lock := []string{"--consul-lock", "udp-discovery-bridge/e2e/lock", "--metrics-addr", ""}
-	bridges := map[string]*runBridge{
-		"gap-a": startRun(t, l.client, "gap-a", consulRunArgs("gap-a", lock...)...),
-		"gap-b": startRun(t, client2, "gap-b", consulRunArgs("gap-b", lock...)...),
-	}
 	owner := func() string {
 		m, _, err := runCatalog(t, c, "django")
 		if err != nil || len(m) != len(ids) {

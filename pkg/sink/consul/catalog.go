@@ -265,7 +265,7 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 // Plan implements sink.Planner: what the leader would change in the catalog
 // if this bridge's observation were s (no write).
 func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff, error) {
-	obs, err := c.readObservations(ctx, 0)
+	obs, err := c.readObservations(ctx, 0, 0)
 	if err != nil {
 		return endpoint.Diff{}, err
 	}

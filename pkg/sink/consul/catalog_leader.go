@@ -168,11 +168,11 @@ func (o observations) list() []observe.Observation {
 // change after index (index or wait 0: no blocking), and decodes them per
 // bridge. A bridge whose keys do not decode is left out and logged (untrusted
 // input: anyone with write access to the prefix can put anything there).
-func (c *Catalog) readObservations(ctx context.Context, index uint64, wait ...time.Duration) (observations, error) {
+func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.Duration) (observations, error) {
 	q := &api.QueryOptions{}
-	if len(wait) > 0 && wait[0] > 0 && index > 0 {
+	if wait > 0 && index > 0 {
 		// Only with a wait: WaitTime 0 is Consul's default (5 minutes).
-		q.WaitIndex, q.WaitTime = index, wait[0]
+		q.WaitIndex, q.WaitTime = index, wait
 	}
 	pairs, meta, err := c.api.ListKV(c.obsPrefix, q.WithContext(ctx))
 	if err != nil {
