@@ -85,6 +85,7 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 		obsPrefix: path.Join(cfg.KVPrefix, "obs") + "/",
 		lockKey:   path.Join(cfg.KVPrefix, "leader"),
 		ready:     make(chan struct{}),
+		leader:    leaderState{first: make(chan struct{})},
 	}
 	c.sess = sessionManager{
 		api: a, node: bridgesNode(cfg.KVPrefix), fleet: cfg.KVPrefix, bridgeID: cfg.BridgeID,

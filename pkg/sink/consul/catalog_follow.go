@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -59,39 +60,22 @@ func (c *Catalog) follow(ctx context.Context, s *session) {
 // leaderPoll is how often a follower checks whether it took the lock.
 const leaderPoll = 200 * time.Millisecond
 
-// leaderState is whether this bridge leads, and when it first did.
+// leaderState is whether this bridge leads now, across sessions, and
+// whether it ever did (first is made by newCatalog).
 type leaderState struct {
-	mu    sync.Mutex
-	now   bool
-	first chan struct{}
-	once  sync.Once
-}
-
-func (l *leaderState) init() {
-	l.once.Do(func() { l.first = make(chan struct{}) })
+	now       atomic.Bool
+	first     chan struct{}
+	firstOnce sync.Once
 }
 
 func (l *leaderState) set(v bool) {
-	l.init()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if v && !l.now {
-		select {
-		case <-l.first:
-		default:
-			close(l.first)
-		}
+	if v {
+		l.firstOnce.Do(func() { close(l.first) })
 	}
-	l.now = v
+	l.now.Store(v)
 }
 
-func (l *leaderState) is() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.now
-}
+func (l *leaderState) is() bool { return l.now.Load() }
 
-func (l *leaderState) acquired() <-chan struct{} {
-	l.init()
-	return l.first
-}
+// acquired is closed the first time this bridge leads.
+func (l *leaderState) acquired() <-chan struct{} { return l.first }
