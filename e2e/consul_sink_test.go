@@ -133,7 +133,7 @@ func consulCatalogCount(t testing.TB, c *api.Client, service string, want int) u
 // first results) and returns its X-Consul-Index once it stops moving.
 func consulSettledIndex(t testing.TB, c *api.Client, service string, want int) uint64 {
 	t.Helper()
-	consulWaitFor(t, 60*time.Second, fmt.Sprintf("%d passing instances of %s", want, service), func() (bool, string) {
+	consulWaitFor(t, 2*time.Minute, fmt.Sprintf("%d passing instances of %s", want, service), func() (bool, string) {
 		entries, _, err := c.Health().Service(service, "", true, nil)
 		if err != nil {
 			return false, err.Error()
@@ -229,7 +229,15 @@ func TestConsulSinkQuietRoundsLeaveIndexUnchanged(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
 	clk := newConsulClock()
-	s := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.Service = "django-big"; cfg.Clock = clk })
+	// The test calls Apply by hand and does not heartbeat while it waits for
+	// the agent's 1,000 alias checks to settle, which can take longer than
+	// 30 s on a loaded machine: a TTL shorter than that wait would turn the
+	// bridge check, and with it every alias check, critical before it ends.
+	s := newConsulSink(t, ag, func(cfg *consul.Config) {
+		cfg.Service = "django-big"
+		cfg.Clock = clk
+		cfg.TTL = 10 * time.Minute
+	})
 	const n = 1000
 
 	start := time.Now()
@@ -239,7 +247,9 @@ func TestConsulSinkQuietRoundsLeaveIndexUnchanged(t *testing.T) {
 		t.Fatalf("added %d, want %d", len(res.Diff.Added), n)
 	}
 	t.Logf("MEASURED: registering %d servers in one Apply took %s (%.0f/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	settle := time.Now()
 	idx := consulSettledIndex(t, c, "django-big", n)
+	t.Logf("MEASURED: %d alias checks passing and the index stable %s after the Apply", n, time.Since(settle).Round(time.Millisecond))
 	before := s.Counters()
 
 	var quiet time.Duration
