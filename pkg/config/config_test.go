@@ -255,6 +255,7 @@ func TestParseDuration(t *testing.T) {
 		{"", 0, false},
 		{"five", 0, false},
 		{"1e30", 0, false},
+		{"NaN", 0, false},
 	}
 	for _, tc := range tests {
 		got, err := config.ParseDuration(tc.in)

@@ -6,9 +6,12 @@ package duration
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"time"
 )
+
+const want = "want seconds (5, 0.5) or a duration (500ms, 1m)"
 
 // Parse parses s. Negative values are returned as parsed; callers decide
 // what they accept.
@@ -17,6 +20,9 @@ func Parse(s string) (time.Duration, error) {
 		return 0, errors.New("empty duration")
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) {
+			return 0, errors.New(want)
+		}
 		if f > float64(1<<62)/float64(time.Second) || f < -float64(1<<62)/float64(time.Second) {
 			return 0, errors.New("duration out of range")
 		}
@@ -24,7 +30,7 @@ func Parse(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, errors.New("want seconds (5, 0.5) or a duration (500ms, 1m)")
+		return 0, errors.New(want)
 	}
 	return d, nil
 }
