@@ -185,8 +185,10 @@ func TestRunCatalogCluster(t *testing.T) {
 	l.waitCatalog(45*time.Second, "segment b back", want)
 	t.Logf("MEASURED: traffic restored: segment b's servers back, passing, after %s", time.Since(back).Round(100*time.Millisecond))
 
-	// A bridge that does not lead is killed: nothing changes. Then the
-	// leader is killed: another leads within twice the session TTL.
+	// A bridge that does not lead is killed: nothing changes, not even the
+	// service's index (each segment keeps an observer, and the default
+	// catalog entry has no observer count). Then the leader is killed:
+	// another leads within twice the session TTL and writes nothing.
 	leader := l.leader()
 	if leader == "" {
 		t.Fatal("no leader")
@@ -199,12 +201,16 @@ func TestRunCatalogCluster(t *testing.T) {
 			victim = n
 		}
 	}
+	idx := l.settledIndex(30 * time.Second)
 	p = l.poll(want)
 	l.bridges[victim].kill9(t)
 	time.Sleep(2*10*time.Second + 3*time.Second)
 	reads, missing, critical, _ = p.finish()
 	if len(missing)+len(critical) > 0 {
 		t.Errorf("after %s was killed: missing %v, not passing %v (of %d reads)", victim, missing, critical, reads)
+	}
+	if now := l.serviceIndex(); now != idx {
+		t.Errorf("after %s was killed the service's index moved from %d to %d; want it unchanged", victim, idx, now)
 	}
 	killed := time.Now()
 	l.bridges[leader].kill9(t)
@@ -215,6 +221,19 @@ func TestRunCatalogCluster(t *testing.T) {
 	})
 	t.Logf("MEASURED: leader %s killed; %s led %s later", leader, next, time.Since(killed).Round(100*time.Millisecond))
 	_ = took
+	// The new leader merges the two live observations, waits out its
+	// start-up grace (interval + timeout) and finds nothing to write.
+	runWait(t, 10*time.Second, next+" merged 2 observations", func() (bool, string) {
+		v, ok, err := runMetric(l.hosts[next].NS, "udp_discovery_bridge_consul_catalog_observers")
+		return err == nil && ok && v == 2, fmt.Sprint(v, ok, err)
+	})
+	time.Sleep(1500*time.Millisecond + 3*time.Second)
+	if w, _, err := runMetric(l.hosts[next].NS, "udp_discovery_bridge_consul_catalog_writes_total"); err != nil || w != 0 {
+		t.Errorf("the new leader %s wrote %v catalog operations (%v); want 0: nothing changed", next, w, err)
+	}
+	if now := l.serviceIndex(); now != idx {
+		t.Errorf("after the leader was killed the service's index moved from %d to %d; want it unchanged", idx, now)
+	}
 	alive := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == victim || n == leader })
 	t.Logf("bridges alive: %v", alive)
 	l.waitCatalog(30*time.Second, "everything still passing", want)

@@ -197,3 +197,27 @@ func (l *catLab) obsIndexes() map[string]uint64 {
 	}
 	return out
 }
+
+// serviceIndex is the X-Consul-Index of the catalog's service.
+func (l *catLab) serviceIndex() uint64 {
+	l.t.Helper()
+	_, idx, err := runCatalog(l.t, l.consul, catService)
+	if err != nil {
+		l.t.Fatalf("reading the catalog: %v", err)
+	}
+	return idx
+}
+
+// settledIndex waits (at most timeout) until the service's index has not
+// moved for three seconds (three rounds), and returns it.
+func (l *catLab) settledIndex(timeout time.Duration) uint64 {
+	l.t.Helper()
+	idx, since := l.serviceIndex(), time.Now()
+	runWait(l.t, timeout, "a settled service index", func() (bool, string) {
+		if now := l.serviceIndex(); now != idx {
+			idx, since = now, time.Now()
+		}
+		return time.Since(since) >= 3*time.Second, fmt.Sprintf("index %d", idx)
+	})
+	return idx
+}

@@ -33,7 +33,8 @@ var errNotLeader = errors.New("consul lock no longer held by this bridge's sessi
 // shape is what every catalog entry of this fleet shares.
 func (c *Catalog) shape() catalogShape {
 	sh := catalogShape{service: c.cfg.Service, tags: c.cfg.Tags, fleet: c.cfg.KVPrefix,
-		checks: checksFingerprint(c.cfg), segmentTag: c.cfg.SegmentTag}
+		checks: checksFingerprint(c.cfg), segmentTag: c.cfg.SegmentTag,
+		observers: c.cfg.ObserversMeta}
 	if c.cfg.Check != CheckNone {
 		sh.probe = &probeDef{kind: c.cfg.Check, path: c.cfg.HTTPPath, interval: c.cfg.CheckInterval}
 	}

@@ -80,6 +80,7 @@ type catalogShape struct {
 	fleet      string // the KV prefix
 	checks     string // fingerprint of the check configuration
 	segmentTag bool
+	observers  bool      // the observers meta (consul_observers_meta)
 	probe      *probeDef // nil without --consul-check
 }
 
@@ -117,6 +118,15 @@ func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
 			tags = append(tags, "segment="+s)
 		}
 	}
+	meta := map[string]string{
+		MetaManagedBy: ManagedByValue,
+		MetaFleet:     sh.fleet,
+		MetaChecks:    sh.checks,
+		MetaSegments:  segmentsMeta(d.segments),
+	}
+	if sh.observers {
+		meta[MetaObservers] = strconv.Itoa(d.bridges)
+	}
 	return catalogEntry{
 		node:     id,
 		nodeAddr: addr.Addr().String(),
@@ -127,13 +137,7 @@ func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
 			Address: addr.Addr().String(),
 			Port:    int(addr.Port()),
 			Tags:    tags,
-			Meta: map[string]string{
-				MetaManagedBy: ManagedByValue,
-				MetaFleet:     sh.fleet,
-				MetaChecks:    sh.checks,
-				MetaSegments:  segmentsMeta(d.segments),
-				MetaObservers: strconv.Itoa(d.bridges),
-			},
+			Meta:    meta,
 		},
 		passing: true,
 	}
@@ -179,7 +183,7 @@ type catalogPlan struct {
 	// whole: node, service, checks).
 	register []catalogEntry
 	// update: entries whose node is right but whose service differs (tags,
-	// segments, observers): the service alone is written, and the check
+	// segments, observers meta): the service alone is written, and the check
 	// when its state changes too.
 	update []catalogEntry
 	// pass: entries observed again whose check is critical.

@@ -66,6 +66,7 @@ func currentOf(sh catalogShape, desired map[netip.AddrPort]*observed, unobserved
 
 func TestPlanCatalog(t *testing.T) {
 	sh := testShape()
+	sh.observers = true // for the observer count case
 	a, b, c := netip.MustParseAddrPort("10.1.0.5:8000"), netip.MustParseAddrPort("10.1.0.6:8000"), netip.MustParseAddrPort("10.2.0.7:8000")
 	seg := func(s string, n int) *observed { return &observed{segments: []string{s}, bridges: n} }
 	all := map[netip.AddrPort]*observed{a: seg("s1", 2), b: seg("s1", 1), c: seg("s2", 1)}
@@ -129,6 +130,7 @@ func TestPlanCatalog(t *testing.T) {
 func TestCatalogEntryShape(t *testing.T) {
 	sh := testShape()
 	sh.segmentTag = true
+	sh.observers = true
 	sh.probe = &probeDef{kind: CheckTCP, interval: 10 * time.Second}
 	e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), &observed{segments: []string{"10.1.0.0/24", "10.9.0.0/24"}, bridges: 2})
 	if e.node != "django-10.1.0.5-8000" || e.svcID != e.node || e.nodeAddr != "10.1.0.5" {
@@ -150,6 +152,11 @@ func TestCatalogEntryShape(t *testing.T) {
 	sh.probe = nil
 	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), &observed{bridges: 1}); e.nodeMeta["external-node"] != "" {
 		t.Errorf("external-node meta without a probe: %v", e.nodeMeta)
+	}
+	// Without consul_observers_meta (the default) the count is not written.
+	sh.observers = false
+	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), &observed{bridges: 2}); e.svc.Meta[MetaObservers] != "" {
+		t.Errorf("observers meta without consul_observers_meta: %q", e.svc.Meta[MetaObservers])
 	}
 }
 

@@ -46,12 +46,13 @@ func newCatHarness(t *testing.T) *catHarness {
 }
 
 // bridge builds a bridge with ID id observing on segment "lan-<id>", with a
-// start-up grace of 10s unless mod changes it; Close runs at cleanup.
+// start-up grace of 10s and the observers meta on (so that tests see the
+// count) unless mod changes it; Close runs at cleanup.
 func (h *catHarness) bridge(id string, mod ...func(*Config)) *catBridge {
 	h.t.Helper()
 	log, logs := newTestLogger()
 	cfg := Config{Mode: ModeCatalog, BridgeID: id, Tags: []string{"lab"}, Segment: "lan-" + id, Clock: h.clk,
-		StartupGrace: 10 * time.Second, LockWait: 100 * time.Millisecond}
+		StartupGrace: 10 * time.Second, LockWait: 100 * time.Millisecond, ObserversMeta: true}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -278,5 +279,49 @@ func TestCatalogTwoBridges(t *testing.T) {
 		if kv, ok := h.fc.KV(testObsPrefix + id + "/0"); !ok || kv.Session != h.fc.SessionNamed(sessionName(id)) {
 			t.Errorf("observation of %s = %+v (%v), want held by its session", id, kv, ok)
 		}
+	}
+}
+
+// TestCatalogObserverLeavesItsSegment: two bridges of one segment see the
+// same servers and one of them goes (its session lapses). By default
+// nothing about the servers changed, and the leader writes nothing; with
+// consul_observers_meta the count drops from 2 to 1 and every server's
+// service is rewritten.
+func TestCatalogObserverLeavesItsSegment(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		meta          bool
+		before, after string
+		wantTxns      bool
+	}{
+		{name: "default", meta: false, before: "", after: ""},
+		{name: "observers meta", meta: true, before: "2", after: "1", wantTxns: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newCatHarness(t)
+			mod := func(c *Config) { c.Segment = "lan"; c.ObserversMeta = tt.meta }
+			a, b := h.bridge("a", mod), h.bridge("b", mod)
+			h.start(a)
+			h.pump("a leads", 50*time.Millisecond, a.c.Leader)
+			h.start(b)
+			servers := []string{"10.0.0.1:8000", "10.0.0.2:8000"}
+			h.apply(a, snap(1, servers...))
+			h.apply(b, snap(1, servers...))
+			h.settled(map[string]string{servers[0]: tt.before, servers[1]: tt.before})
+			h.replanned(2, time.Second) // past the grace: settled for good
+			txns, ops := h.fc.Count("Txn"), len(h.fc.Applied())
+
+			h.fc.ExpireSession(h.session(b))
+			h.replanned(3, time.Second)
+			for _, s := range servers {
+				if !h.observed(s, api.HealthPassing, tt.after) {
+					_, svc, c, _ := h.server(s)
+					t.Errorf("%s after b left: %s, observers %q; want passing, %q", s, c.Status, svc.Meta[MetaObservers], tt.after)
+				}
+			}
+			if got := h.fc.Count("Txn") - txns; (got > 0) != tt.wantTxns {
+				t.Errorf("b leaving made %d transactions (%v), want any: %v", got, h.fc.Applied()[ops:], tt.wantTxns)
+			}
+		})
 	}
 }

@@ -124,15 +124,19 @@ type Config struct {
 	// names this bridge's LAN segment for every server it observes
 	// (segment; default: the network of the interface each reply came in
 	// on); SegmentTag adds "segment=<segment>" tags (consul_segment_tag).
+	// ObserversMeta adds the "observers" meta, the number of bridges that
+	// see the server (consul_observers_meta): off by default, because then
+	// a bridge joining or leaving rewrites every server it sees.
 	// StartupGrace is how long a new leader waits before turning anything
 	// critical (bridges publish after their first round; the section sets
 	// interval + timeout). Once makes Apply reconcile as leader before it
 	// returns (run --once).
-	KVPrefix     string
-	Segment      string
-	SegmentTag   bool
-	StartupGrace time.Duration
-	Once         bool
+	KVPrefix      string
+	Segment       string
+	SegmentTag    bool
+	ObserversMeta bool
+	StartupGrace  time.Duration
+	Once          bool
 	// Clock drives resync, heartbeat pacing, progress logs and lock retries
 	// (nil: the real clock).
 	Clock clock.Clock

@@ -87,6 +87,8 @@ func (s *Section) Keys() []config.Key {
 			Usage: "catalog mode: this bridge's LAN segment name (default: the network of the interface each reply came in on)"},
 		{Name: "consul_segment_tag", Flag: "consul-segment-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
+		{Name: "consul_observers_meta", Flag: "consul-observers-meta", Env: []string{"DISCOVERY_CLIENT_CONSUL_OBSERVERS_META"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
 		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
 			Usage: "registrations or deregistrations kept in flight during one apply (1..64)"},
 	}
@@ -125,6 +127,7 @@ func (s *Section) Load(r *config.Reader) {
 		KVPrefix:        r.String("consul_kv_prefix"),
 		Segment:         r.String("segment"),
 		SegmentTag:      r.Bool("consul_segment_tag"),
+		ObserversMeta:   r.Bool("consul_observers_meta"),
 	}
 	if c.Client.Token != "" && c.Client.TokenFile != "" {
 		r.Report(fmt.Errorf("%s and %s: set one, not both", r.Origin("consul_token"), r.Origin("consul_token_file")))
