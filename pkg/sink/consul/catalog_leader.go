@@ -46,6 +46,16 @@ func (c *Catalog) shape() catalogShape {
 // changes (blocking query), when an unobserved server is due for removal,
 // and at least every maxLeaderWait; it re-reads the catalog every Resync.
 func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
+	// Losing the session ends every wait and request of the leader too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.lost:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	log := c.log.With().Str("session", s.id).Logger()
 	start := c.cfg.Clock.Now()
 	holdUntil := start.Add(c.cfg.StartupGrace)
@@ -58,7 +68,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		lastWrites = -1
 	)
 	backoff := func() bool {
-		ok := sleepUntil(ctx, c.cfg.Clock, retry, s.lost)
+		ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
 		retry = min(retry*2, leaderRetryMax)
 		return ok
 	}
@@ -261,19 +271,4 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		out[e.node] = e
 	}
 	return out, nil
-}
-
-// sleepUntil waits d on clk, or until ctx ends or lost closes; it reports
-// whether the full duration passed.
-func sleepUntil(ctx context.Context, clk clock.Clock, d time.Duration, lost <-chan struct{}) bool {
-	t := clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return true
-	case <-ctx.Done():
-		return false
-	case <-lost:
-		return false
-	}
 }
