@@ -369,7 +369,7 @@ func TestPerfQuietRoundsConsul(t *testing.T) {
 
 	// Two more rounds so that every apply has caught up.
 	m = perfNextRound(t, ns, m[perfRoundsOK], 60*time.Second, 20*time.Millisecond)
-	m = perfNextRound(t, ns, m[perfRoundsOK], 60*time.Second, 20*time.Millisecond)
+	perfNextRound(t, ns, m[perfRoundsOK], 60*time.Second, 20*time.Millisecond)
 	// Sample mid-gap: the round ended, its apply (one TTL update) is done,
 	// the next round starts about 1 s after the round end.
 	type obs struct {
@@ -403,7 +403,7 @@ func TestPerfQuietRoundsConsul(t *testing.T) {
 	var catMoves, healthMoves int
 	var perRoundWrites []float64
 	for i := range quiet {
-		m = perfNextRound(t, ns, prev.m[perfRoundsOK], 60*time.Second, 20*time.Millisecond)
+		perfNextRound(t, ns, prev.m[perfRoundsOK], 60*time.Second, 20*time.Millisecond)
 		o := observe()
 		dw := o.m[perfSinkWrites("consul")] - prev.m[perfSinkWrites("consul")]
 		da := o.m[perfSinkApplies("consul", "ok")] - prev.m[perfSinkApplies("consul", "ok")]
