@@ -24,6 +24,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/freeport"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
@@ -199,24 +200,16 @@ func TestDockerRunHostNetwork(t *testing.T) {
 	runWaitCatalog(t, consul, "django", 5*time.Second)
 }
 
-// freeTCPPort returns a loopback TCP port that was free a moment ago.
+// freeTCPPort returns a port free for TCP and UDP, outside the kernel's
+// ephemeral range (see package freeport).
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Take(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p[0]
 }
 
-// freeUDPPort returns a loopback UDP port that was free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
+// freeUDPPort is freeTCPPort: ports from freeport are free for both.
+func freeUDPPort(t *testing.T) int { return freeTCPPort(t) }

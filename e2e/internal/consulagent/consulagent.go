@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulbin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/freeport"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
@@ -97,7 +98,11 @@ func Start(t testing.TB, opts Options) *Agent {
 		bind = opts.BindAddr
 		ports = [5]int{8500, 8600, 8301, 8302, 8300}
 	} else {
-		ports = freePorts(t, len(ports))
+		free, err := freeport.Take(len(ports))
+		if err != nil {
+			t.Fatalf("consulagent: %v", err)
+		}
+		copy(ports[:], free)
 	}
 	a.Addr = net.JoinHostPort(bind, strconv.Itoa(ports[0]))
 	hcl := fmt.Sprintf(`ports { http = %d  dns = %d  serf_lan = %d  serf_wan = %d  server = %d  grpc = -1  grpc_tls = -1  https = -1 }`,
@@ -278,33 +283,4 @@ func (a *Agent) transport() *http.Transport {
 		return netns.Transport(a.opts.Netns)
 	}
 	return &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
-}
-
-// freePorts returns n distinct loopback ports free for both TCP and UDP
-// (serf and DNS use both).
-func freePorts(t testing.TB, n int) [5]int {
-	t.Helper()
-	var out [5]int
-	var hold []io.Closer
-	defer func() {
-		for _, c := range hold {
-			c.Close()
-		}
-	}()
-	for i := 0; i < n; {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("consulagent: free port: %v", err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		hold = append(hold, l, u)
-		out[i] = p
-		i++
-	}
-	return out
 }

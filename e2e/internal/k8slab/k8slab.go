@@ -279,15 +279,6 @@ func httpOK(client *http.Client, url string) error {
 	return err
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // hostIP is the address the machine would use towards the outside (its
 // default route), which the kubelet would pick as the node's InternalIP
 // anyway; "" when there is none. No packet is sent.

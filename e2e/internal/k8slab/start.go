@@ -12,21 +12,25 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/freeport"
 )
 
-// ports are the lab's listening ports, all free loopback ports at Start.
+// ports are the lab's listening ports, free at Start and outside the
+// kernel's ephemeral range (see package freeport).
 type ports struct {
 	etcdClient, etcdPeer, apiserver, cm, scheduler, kubelet, kubeletHealthz, stream int
 }
 
 func (c *Cluster) start(ctx context.Context) error {
 	var p ports
-	for _, ptr := range []*int{&p.etcdClient, &p.etcdPeer, &p.apiserver, &p.cm, &p.scheduler, &p.kubelet, &p.kubeletHealthz, &p.stream} {
-		n, err := freePort()
-		if err != nil {
-			return err
-		}
-		*ptr = n
+	fields := []*int{&p.etcdClient, &p.etcdPeer, &p.apiserver, &p.cm, &p.scheduler, &p.kubelet, &p.kubeletHealthz, &p.stream}
+	free, err := freeport.Take(len(fields))
+	if err != nil {
+		return err
+	}
+	for i, ptr := range fields {
+		*ptr = free[i]
 	}
 	c.nodeIP = hostIP()
 	c.apiURL = fmt.Sprintf("https://127.0.0.1:%d", p.apiserver)
