@@ -30,6 +30,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulbin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/freeport"
 )
 
 const (
@@ -78,7 +79,11 @@ func TestComposeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	project := dockerimg.RandomName(composeProjectPrefix)
-	consulPort, dnsPort, metricsPort := freeTCPPort(t), freeUDPPort(t), freeTCPPort(t)
+	free, err := freeport.Take(3) // distinct, unlike three separate picks
+	if err != nil {
+		t.Fatal(err)
+	}
+	consulPort, dnsPort, metricsPort := free[0], free[1], free[2]
 	env := append(os.Environ(),
 		"UDB_DEMO_IMAGE="+img.Tag,
 		"UDB_DEMO_CONSUL_PORT="+strconv.Itoa(consulPort),

@@ -148,7 +148,7 @@ func TestDockerRunHostNetwork(t *testing.T) {
 
 	agent := consulagent.Start(t, consulagent.Options{}) // on loopback: reachable from the host network
 	consul := agent.Client()
-	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeTCPPort(t)))
+	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 
 	name := dockerimg.RandomName("udb-e2e-run-")
 	start := time.Now()
@@ -200,9 +200,9 @@ func TestDockerRunHostNetwork(t *testing.T) {
 	runWaitCatalog(t, consul, "django", 5*time.Second)
 }
 
-// freeTCPPort returns a port free for TCP and UDP, outside the kernel's
+// freePort returns a port free for TCP and UDP, outside the kernel's
 // ephemeral range (see package freeport).
-func freeTCPPort(t *testing.T) int {
+func freePort(t *testing.T) int {
 	t.Helper()
 	p, err := freeport.Take(1)
 	if err != nil {
@@ -210,6 +210,3 @@ func freeTCPPort(t *testing.T) int {
 	}
 	return p[0]
 }
-
-// freeUDPPort is freeTCPPort: ports from freeport are free for both.
-func freeUDPPort(t *testing.T) int { return freeTCPPort(t) }

@@ -116,7 +116,7 @@ func TestK8sChartInstall(t *testing.T) {
 	bridgebin.Path(t)
 
 	repo, tag, _ := strings.Cut(img.Tag, ":")
-	metricsPort := freeTCPPort(t)
+	metricsPort := freePort(t)
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	writeValues := func(extraTags string) {
 		v := fmt.Sprintf(`image:

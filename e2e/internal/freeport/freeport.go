@@ -16,7 +16,6 @@ package freeport
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -44,45 +43,33 @@ func take(n, lo, hi int) ([]int, error) {
 	if hi-lo < n {
 		return nil, fmt.Errorf("freeport: ports %d-%d are too few for %d", lo, hi-1, n)
 	}
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
 	out := make([]int, 0, n)
 	for tries := 0; len(out) < n; tries++ {
 		if tries > 1000 {
 			return nil, fmt.Errorf("freeport: %d of %d ports found free between %d and %d in %d tries", len(out), n, lo, hi-1, tries)
 		}
 		p := lo + rand.IntN(hi-lo)
-		if slices.Contains(out, p) {
-			continue
+		if !slices.Contains(out, p) && free(p) {
+			out = append(out, p)
 		}
-		c, ok := hold(p)
-		if !ok {
-			continue
-		}
-		held = append(held, c...)
-		out = append(out, p)
 	}
 	return out, nil
 }
 
-// hold binds p for TCP and UDP on all addresses, so that the next pick of
-// the same Take cannot return it again.
-func hold(p int) ([]io.Closer, bool) {
+// free reports whether p can be bound for TCP and UDP on all addresses.
+func free(p int) bool {
 	addr := ":" + strconv.Itoa(p)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, false
+		return false
 	}
+	defer l.Close()
 	u, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		l.Close()
-		return nil, false
+		return false
 	}
-	return []io.Closer{l, u}, true
+	u.Close()
+	return true
 }
 
 // ephemeralLow reads the first port of the kernel's ephemeral range; the
