@@ -153,6 +153,40 @@ func TestFailingSinkBacksOffAndRecovers(t *testing.T) {
 	}
 }
 
+// TestNewRoundCutsTheBackoffShort: a sink whose backoff grew longer than a
+// round (Consul down for a while) is retried with the next round's snapshot,
+// not when its backoff timer fires: once the registry answers again it is
+// level within a round.
+func TestNewRoundCutsTheBackoffShort(t *testing.T) {
+	h := newHarness(t, roundScript{servers: []string{"10.0.0.1:8000"}})
+	flaky := newSink("consul")
+	flaky.fail = func(n int) error {
+		if n == 1 {
+			return errRefused
+		}
+		return nil
+	}
+	cfg := h.config(flaky)
+	// Every backoff is at least 30s (jitter in [d/2, d]), three rounds.
+	cfg.Backoff = runner.BackoffConfig{Min: time.Minute, Max: time.Minute}
+	h.start(cfg)
+	h.d.nextRound(t)
+	if c := flaky.nextApply(t); c.err == nil || c.round != 1 {
+		t.Fatalf("first apply = %+v, want the failure of round 1", c)
+	}
+	h.waitTimers(2) // the loop's next round and the backoff
+	h.clock.Advance(10 * time.Second)
+	h.d.nextRound(t)
+	c := flaky.nextApply(t)
+	if c.err != nil || c.round != 2 {
+		t.Fatalf("second apply = %+v, want round 2 applied at once", c)
+	}
+	if got := h.clock.Now(); got.After(t0.Add(10 * time.Second)) {
+		t.Fatalf("retried at %v, want at round 2 (%v), before the backoff", got, t0.Add(10*time.Second))
+	}
+	h.stop()
+}
+
 // metricValue reads one series (matched by label values) from the
 // harness registry: counter or gauge value, histogram sample count.
 func metricValue(t *testing.T, h *harness, name string, labels ...string) float64 {

@@ -42,7 +42,9 @@ func (w *worker) post(s endpoint.Snapshot) {
 }
 
 // run applies the newest snapshot whenever one arrives, retrying failures
-// with backoff (each retry takes the newest snapshot available then). When
+// with backoff (each retry takes the newest snapshot available then; a new
+// snapshot cuts the backoff short, so a failing sink is retried at least
+// once per round). When
 // stop is closed it finishes the current Apply, applies the newest
 // snapshot not yet applied (one attempt) and returns. ctx is cancelled only
 // when the shutdown bound expires.
@@ -79,6 +81,13 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) {
 		t := w.r.clock.NewTimer(delay)
 		select {
 		case <-t.C():
+		case s := <-w.mailbox:
+			// A new round's snapshot ends the wait: a sink that failed
+			// (Consul down) is retried at least once a round, so it is
+			// level again within a round of the registry coming back,
+			// however long the backoff grew during the outage.
+			t.Stop()
+			pending = &s
 		case <-stop:
 			t.Stop()
 			newest()
