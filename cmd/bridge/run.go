@@ -72,7 +72,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				defer stopHTTP()
 			}
 			out, err := runner.Run(c.Context, client, runner.Config{
-				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, Once: once, DryRun: dry,
+				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Timeout, Once: once, DryRun: dry,
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the

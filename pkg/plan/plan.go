@@ -11,8 +11,9 @@
 //     Observation.At when that is unknown);
 //   - seen again, it is kept unchanged: LastSeen, Source and Interface are
 //     refreshed and its miss count is reset;
-//   - not seen in a complete round, its miss count grows by one, and it is
-//     removed when the count reaches Config.MissedRounds;
+//   - not seen in a complete round, its miss count grows by one (plus the
+//     rounds the loop skipped since the previous one, Observation.Skipped),
+//     and it is removed when the count reaches Config.MissedRounds;
 //   - a failed round (Observation.Failed) changes nothing: no miss is
 //     counted and nothing is added;
 //   - nothing is removed before the first complete round (a State restored
@@ -61,6 +62,12 @@ type Observation struct {
 	// Seen lists the servers that answered. Entries with an invalid Addr are
 	// ignored; for duplicate Addr the first entry wins.
 	Seen []Seen
+	// Skipped counts the rounds that should have run since the previous
+	// one but did not (the process was paused or starved). Each counts as
+	// a missed round for every endpoint not seen in this one, so that what
+	// the planner holds after a pause is what a fresh round saw plus only
+	// the hysteresis that time allows.
+	Skipped int
 }
 
 // entry is a held endpoint without its Addr (the map key), which keeps the
@@ -255,7 +262,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		if _, seen := next.held[k]; seen {
 			continue
 		}
-		old.misses++
+		old.misses += 1 + max(obs.Skipped, 0)
 		if old.misses >= missed {
 			p.Removed = append(p.Removed, old.endpoint(k))
 			continue

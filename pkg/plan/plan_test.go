@@ -39,6 +39,7 @@ func addrs(eps []endpoint.Endpoint) []string {
 // step is one round fed to Next and what the plan must say.
 type step struct {
 	failed    bool
+	skipped   int // rounds the loop skipped before this one
 	seen      []Seen
 	adds      []string
 	removes   []string
@@ -148,6 +149,34 @@ func TestNextRules(t *testing.T) {
 			},
 		},
 		{
+			name:   "rounds skipped by a pause count as misses of what is not seen",
+			missed: 3,
+			steps: []step{
+				{seen: seen(a, b, c), adds: []string{a, b, c}},
+				{seen: seen(a, b), unchanged: []string{a, b, c}},
+				// Paused for 4 rounds: c (missed once already) and b go at
+				// once, a answered the fresh round and stays.
+				{skipped: 4, seen: seen(a), unchanged: []string{a}, removes: []string{b, c}},
+			},
+		},
+		{
+			name:   "one skipped round with missed rounds 3 keeps a server that missed it",
+			missed: 3,
+			steps: []step{
+				{seen: seen(a, b), adds: []string{a, b}},
+				{skipped: 1, seen: seen(a), unchanged: []string{a, b}},
+				{seen: seen(a), unchanged: []string{a}, removes: []string{b}},
+			},
+		},
+		{
+			name:   "skipped rounds before a failed round change nothing",
+			missed: 1,
+			steps: []step{
+				{seen: seen(a), adds: []string{a}},
+				{failed: true, skipped: 5, unchanged: []string{a}},
+			},
+		},
+		{
 			name:   "duplicates and invalid addresses in one round",
 			missed: 2,
 			steps: []step{
@@ -166,7 +195,7 @@ func TestNextRules(t *testing.T) {
 				round := uint64(i + 1)
 				at := t0.Add(time.Duration(i) * 10 * time.Second)
 				var p Plan
-				st, p = Next(cfg, st, Observation{Round: round, At: at, Failed: s.failed, Seen: s.seen})
+				st, p = Next(cfg, st, Observation{Round: round, At: at, Failed: s.failed, Seen: s.seen, Skipped: s.skipped})
 				if p.Round != round || !p.At.Equal(at) || p.Failed != s.failed {
 					t.Fatalf("round %d: plan header = (%d, %v, %v)", round, p.Round, p.At, p.Failed)
 				}

@@ -63,6 +63,13 @@ type Config struct {
 	// MissedRounds is how many consecutive complete rounds without a reply
 	// remove an endpoint (>= 1).
 	MissedRounds int
+	// RoundTimeout is the deadline of one discovery round (the timeout
+	// key). With it set the loop notices a pause (SIGSTOP, a starved or
+	// frozen container): a round that took longer than twice its deadline
+	// (and at least a second more) is discarded as stale, and the rounds
+	// skipped meanwhile count as misses, so what the sinks get after a pause
+	// is what a fresh round saw. Zero disables both checks.
+	RoundTimeout time.Duration
 	// Once runs one round, applies it synchronously and returns.
 	Once bool
 	// DryRun never applies or closes a sink; it writes each round's
@@ -109,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	var errs []error
 	if !c.Once && c.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("%w: interval %v: must be positive", ErrInvalidConfig, c.Interval))
+	}
+	if c.RoundTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: round timeout %v: must not be negative", ErrInvalidConfig, c.RoundTimeout))
 	}
 	if c.MissedRounds < 1 {
 		errs = append(errs, fmt.Errorf("%w: missed rounds %d: must be at least 1", ErrInvalidConfig, c.MissedRounds))

@@ -32,6 +32,7 @@ type runner struct {
 	names []string // per sink, unique
 
 	round        uint64
+	lastStart    time.Time // start of the previous round (zero before the first)
 	state        plan.State
 	failedRounds int // consecutive failed rounds
 	out          Outcome
@@ -183,8 +184,13 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 		ka.KeepAlive(sources)
 	}
 	start := r.clock.Now()
+	skipped := r.skippedRounds(start)
+	r.lastStart = start
 	res, err := r.d.Round(ctx)
 	end := r.clock.Now()
+	if err == nil {
+		err = r.staleRound(end.Sub(start))
+	}
 	if err != nil && ctx.Err() != nil {
 		r.log.Debug().Uint64("round", r.round).Err(err).Msg("round abandoned at shutdown")
 		r.out.Failed, r.out.RoundErr = true, err
@@ -210,7 +216,11 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	}
 	r.out.Failed, r.out.RoundErr, r.out.Found = false, nil, len(res.Servers)
 
-	obs := plan.Observation{Round: r.round, At: end, Seen: make([]plan.Seen, 0, len(res.Servers))}
+	if skipped > 0 {
+		r.log.Warn().Uint64("round", r.round).Int("skipped_rounds", skipped).
+			Msg("rounds were skipped (the process was paused or starved); they count as misses of every server this round did not see")
+	}
+	obs := plan.Observation{Round: r.round, At: end, Skipped: skipped, Seen: make([]plan.Seen, 0, len(res.Servers))}
 	for _, s := range res.Servers {
 		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface, Network: s.Network, At: s.Received})
 	}
@@ -227,6 +237,38 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
 		Int("added", len(p.Added)).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
 	return p, true
+}
+
+// ErrStaleRound marks a round that took far longer than its deadline: the
+// process was paused (SIGSTOP, a frozen container) or starved while it ran,
+// so its replies may be older than the round claims. It counts as a failed
+// round: nothing is added, nothing missed, nothing handed to the sinks.
+var ErrStaleRound = errors.New("stale round")
+
+// staleRound returns an ErrStaleRound error when a round that took took is
+// stale: longer than twice RoundTimeout and at least a second over it.
+func (r *runner) staleRound(took time.Duration) error {
+	limit := r.cfg.RoundTimeout + max(r.cfg.RoundTimeout, time.Second)
+	if r.cfg.RoundTimeout <= 0 || took <= limit {
+		return nil
+	}
+	return fmt.Errorf("%w: the round took %s against its %s deadline (the process was paused or starved); its replies are not used",
+		ErrStaleRound, took.Round(time.Millisecond), r.cfg.RoundTimeout)
+}
+
+// skippedRounds is how many rounds should have started between the
+// previous round's start and start but did not: rounds start every
+// Interval (at once after an overrun, and a round never outlasts
+// Interval), so a gap of more than two intervals means the loop was paused.
+func (r *runner) skippedRounds(start time.Time) int {
+	if r.cfg.RoundTimeout <= 0 || r.cfg.Interval <= 0 || r.lastStart.IsZero() {
+		return 0
+	}
+	gap := start.Sub(r.lastStart)
+	if gap <= 2*r.cfg.Interval {
+		return 0
+	}
+	return int(gap/r.cfg.Interval) - 1
 }
 
 // logScanPlan logs, when the Discoverer scans subnets, how long one scan

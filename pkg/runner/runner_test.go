@@ -686,3 +686,44 @@ func TestAfterRoundRunsOncePerRound(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestPausedLoopHandsOnlyAFreshRoundToSinks: the process is paused during
+// round 2 for 40 rounds' worth of time (SIGSTOP). That round's replies are
+// from before the pause: the round is discarded, and the next one, fresh,
+// counts the skipped rounds as misses, so servers it does not see are
+// removed at once instead of lingering for missed_rounds more rounds.
+func TestPausedLoopHandsOnlyAFreshRoundToSinks(t *testing.T) {
+	const a, b, c = "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"
+	h := newHarness(t,
+		roundScript{servers: []string{a, b, c}},
+		roundScript{servers: []string{a, b, c}, takes: 400 * time.Second},
+		roundScript{servers: []string{a}},
+	)
+	s := newSink("file")
+	cfg := h.config(s)
+	cfg.MissedRounds = 3
+	cfg.RoundTimeout = time.Second
+	h.start(cfg)
+	h.d.nextRound(t)
+	if c1 := s.nextApply(t); !slices.Equal(c1.addrs, []string{a, b, c}) {
+		t.Fatalf("round 1 applied %v", c1.addrs)
+	}
+	h.idle()
+	h.clock.Advance(10 * time.Second)
+	h.d.nextRound(t) // the paused round
+	h.d.nextRound(t) // started at once: the paused one overran
+	c3 := s.nextApply(t)
+	if c3.round != 3 || !slices.Equal(c3.addrs, []string{a}) {
+		t.Fatalf("after the pause the sink got round %d %v, want round 3 [%s]", c3.round, c3.addrs, a)
+	}
+	h.stop()
+	if got := s.rounds(); !slices.Equal(got, []uint64{1, 3}) {
+		t.Errorf("sink rounds = %v, want [1 3]: the stale round 2 is never applied", got)
+	}
+	if n := len(h.logs.lines(t, "warn", "rounds were skipped (the process was paused or starved); they count as misses of every server this round did not see")); n != 1 {
+		t.Errorf("skipped-rounds warnings = %d, want 1", n)
+	}
+	if got := metricValue(t, h, "rounds_total", "failed"); got != 1 {
+		t.Errorf("rounds_total{outcome=failed} = %v, want 1 (the stale round)", got)
+	}
+}
