@@ -9,7 +9,9 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,10 +48,14 @@ type Catalog struct {
 	obsPrefix string // <prefix>/obs/
 	lockKey   string // <prefix>/leader
 
-	mu      sync.Mutex // guards cur and the published state
+	mu      sync.Mutex // guards cur, last and the published state
 	cur     *session
-	pubSess string   // session of the last publish
-	pubVals [][]byte // chunks of the last publish
+	last    *endpoint.Snapshot // the newest fresh snapshot Apply was given
+	pubSess string             // session of the last publish
+	pubVals [][]byte           // chunks of the last publish
+	// pubMu serialises publishing (Apply, and run's republish on a new
+	// session); it is taken before mu.
+	pubMu sync.Mutex
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -137,6 +143,7 @@ func (c *Catalog) Leader() bool { return c.leader.is() }
 // servers invalidated it) is replaced; the next Apply re-publishes on it.
 func (c *Catalog) run(ctx context.Context) {
 	retry := lockRetryMin
+	retryMax := c.cfg.retryCap()
 	failing := false
 	for ctx.Err() == nil {
 		s, err := c.sess.create(ctx)
@@ -147,7 +154,7 @@ func (c *Catalog) run(ctx context.Context) {
 			}
 			c.metrics.errors.WithLabelValues("session").Inc()
 			_ = clock.Sleep(c.cfg.Clock, retry, ctx.Done())
-			retry = min(retry*2, lockRetryMax)
+			retry = min(retry*2, retryMax)
 			continue
 		}
 		failing, retry = false, lockRetryMin
@@ -155,6 +162,7 @@ func (c *Catalog) run(ctx context.Context) {
 		c.cur = s
 		c.mu.Unlock()
 		c.readyOnce.Do(func() { close(c.ready) })
+		c.republish(ctx, s)
 		c.follow(ctx, s)
 		c.mu.Lock()
 		if ctx.Err() == nil {
@@ -173,38 +181,31 @@ var errNoSession = errors.New("no consul session yet (Consul unreachable?); the 
 
 // Apply implements sink.Sink: it publishes this bridge's observation (the
 // planner's set) under its session, writing only when the set or the
-// session changed. With Once and the lock held it also reconciles the
-// catalog before returning.
+// session changed; otherwise it reads its own keys back and rewrites them
+// if someone else changed them. A snapshot older than two rounds (the
+// process was paused) is not published: the next round's will be. With Once
+// and the lock held it also reconciles the catalog before returning.
 func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, error) {
 	var res sink.Result
 	if c.stop == nil {
 		return res, errNotStarted
 	}
-	chunks, err := observe.Encode(c.observation(s), maxChunk)
-	if err != nil {
-		return res, fmt.Errorf("consul encode observation of %d servers: %w", len(s.Endpoints), err)
+	if age, stale := c.stale(s); stale {
+		c.log.Warn().Uint64("round", s.Round).Str("age", age.Round(time.Millisecond).String()).
+			Msg("not publishing an observation older than two rounds (the process was paused?); the next fresh round will be published")
+		return res, nil
 	}
 	c.mu.Lock()
+	c.last = &s
 	cur := c.cur
-	same := cur != nil && c.pubSess == cur.id && slices.EqualFunc(c.pubVals, chunks, bytes.Equal)
-	prev := len(c.pubVals)
-	if cur == nil || c.pubSess != cur.id {
-		prev = 0 // a new session: nothing of ours is under it yet
-	}
 	c.mu.Unlock()
 	if cur == nil {
 		return res, errNoSession
 	}
-	if !same {
-		n, err := c.publish(ctx, cur.id, chunks, prev)
-		if err != nil {
-			return res, err
-		}
-		res.Writes = n
-		c.mu.Lock()
-		c.pubSess, c.pubVals = cur.id, chunks
-		c.mu.Unlock()
-		c.log.Debug().Int("servers", len(s.Endpoints)).Int("chunks", len(chunks)).Msg("observation published")
+	n, err := c.sync(ctx, cur, s, true)
+	res.Writes = n
+	if err != nil {
+		return res, err
 	}
 	if c.cfg.Once && c.Leader() {
 		if err := c.reconcileOnce(ctx, cur); err != nil {
@@ -212,6 +213,121 @@ func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, 
 		}
 	}
 	return res, nil
+}
+
+// stale reports whether s is older than two rounds, and its age. Without a
+// round period (Config.Round 0) no snapshot is stale.
+func (c *Catalog) stale(s endpoint.Snapshot) (time.Duration, bool) {
+	if c.cfg.Round <= 0 || s.At.IsZero() {
+		return 0, false
+	}
+	age := c.cfg.Clock.Now().Sub(s.At)
+	return age, age > 2*c.cfg.Round
+}
+
+// republish publishes the newest snapshot under a new session at once, so a
+// bridge whose session was lost (a Consul outage, a data loss) is back in the
+// observations as soon as Consul answers, not at its next round or retry. A
+// snapshot that is no longer fresh is left for the next round.
+func (c *Catalog) republish(ctx context.Context, cur *session) {
+	c.mu.Lock()
+	last := c.last
+	c.mu.Unlock()
+	if last == nil {
+		return
+	}
+	if _, stale := c.stale(*last); stale {
+		return
+	}
+	if n, err := c.sync(ctx, cur, *last, false); err != nil {
+		c.log.Debug().Err(err).Msg("republish on the new session failed; the next round retries")
+	} else if n > 0 {
+		c.log.Info().Int("servers", len(last.Endpoints)).Uint64("round", last.Round).Msg("observation republished on the new session")
+	}
+}
+
+// sync brings this bridge's keys in line with s under session cur: it
+// publishes when the observation or the session changed and, with verify,
+// otherwise reads the keys back and rewrites them if they differ from what
+// was published (overwritten by a plain PUT, deleted, or extra keys put
+// under this bridge's name). It returns the KV writes made.
+func (c *Catalog) sync(ctx context.Context, cur *session, s endpoint.Snapshot, verify bool) (int, error) {
+	chunks, err := observe.Encode(c.observation(s), maxChunk)
+	if err != nil {
+		return 0, fmt.Errorf("consul encode observation of %d servers: %w", len(s.Endpoints), err)
+	}
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	same := c.pubSess == cur.id && slices.EqualFunc(c.pubVals, chunks, bytes.Equal)
+	prev := len(c.pubVals)
+	if c.pubSess != cur.id {
+		prev = 0 // a new session: nothing of ours is under it yet
+	}
+	c.mu.Unlock()
+	var extra []string
+	if same {
+		if !verify {
+			return 0, nil
+		}
+		var why string
+		why, extra, err = c.verify(ctx, cur.id, chunks)
+		if err != nil {
+			return 0, err
+		}
+		if why == "" {
+			return 0, nil
+		}
+		c.metrics.repairs.Inc()
+		c.log.Warn().Str("key", c.obsKey(0)).Str("found", why).
+			Msg("this bridge's observation keys were changed by someone else; rewriting them (see the README on scoping bridge tokens)")
+	}
+	n, err := c.publish(ctx, cur.id, chunks, prev, extra)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.pubSess, c.pubVals = cur.id, chunks
+	c.mu.Unlock()
+	c.log.Debug().Int("servers", len(s.Endpoints)).Int("chunks", len(chunks)).Msg("observation published")
+	return n, nil
+}
+
+// verify reads this bridge's keys and compares them with chunks as
+// published under session sid. It returns what differs ("" when nothing
+// does) and the keys under this bridge's name that are not its chunks.
+func (c *Catalog) verify(ctx context.Context, sid string, chunks [][]byte) (string, []string, error) {
+	dir := c.obsPrefix + c.cfg.BridgeID + "/"
+	pairs, _, err := c.api.ListKV(dir, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", nil, fmt.Errorf("consul read back this bridge's observation under %s: %w", dir, c.redact(err))
+	}
+	var (
+		why   []string
+		extra []string
+		found = make([]bool, len(chunks))
+	)
+	for _, p := range pairs {
+		i, err := strconv.Atoi(strings.TrimPrefix(p.Key, dir))
+		if err != nil || i < 0 || i >= len(chunks) || p.Key != c.obsKey(i) {
+			extra = append(extra, p.Key)
+			why = append(why, "unexpected key "+p.Key)
+			continue
+		}
+		found[i] = true
+		switch {
+		case p.Session != sid:
+			why = append(why, fmt.Sprintf("%s not held by this bridge's session (modify index %d)", p.Key, p.ModifyIndex))
+		case !bytes.Equal(p.Value, chunks[i]):
+			why = append(why, fmt.Sprintf("%s overwritten (modify index %d)", p.Key, p.ModifyIndex))
+		}
+	}
+	for i, ok := range found {
+		if !ok {
+			why = append(why, c.obsKey(i)+" missing")
+		}
+	}
+	return strings.Join(why, "; "), extra, nil
 }
 
 // observation is this bridge's observation of s.
@@ -238,14 +354,18 @@ func (c *Catalog) obsKey(i int) string {
 }
 
 // publish writes chunks under session sid in one transaction, deleting the
-// chunks of a larger previous publish; it returns the KV writes made.
-func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev int) (int, error) {
+// chunks of a larger previous publish and the extra keys; it returns the KV
+// writes made.
+func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev int, extra []string) (int, error) {
 	var ops api.TxnOps
 	for i, v := range chunks {
 		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVLock, Key: c.obsKey(i), Value: v, Session: sid}})
 	}
 	for i := len(chunks); i < prev; i++ {
 		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: c.obsKey(i)}})
+	}
+	for _, k := range extra {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: k}})
 	}
 	if len(ops) > maxTxnOps {
 		return 0, fmt.Errorf("consul publish: %d chunks exceed one transaction; lower max_replies", len(chunks))
@@ -270,6 +390,7 @@ func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff,
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
+	c.logBad(obs)
 	obs.byBridge[c.cfg.BridgeID] = c.observation(s)
 	current, err := c.readCatalog(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/observe"
@@ -22,8 +23,6 @@ const (
 	txnInFlight = 8
 	// maxLeaderWait bounds one blocking read of the observations.
 	maxLeaderWait = 30 * time.Second
-	// leaderRetry bounds the backoff after a failed read or write.
-	leaderRetryMax = 10 * time.Second
 )
 
 // errNotLeader means a transaction's guard found the lock held by another
@@ -61,15 +60,42 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 	holdUntil := start.Add(c.cfg.StartupGrace)
 	log.Info().Dur("startup_grace", c.cfg.StartupGrace).Msg("leading: merging observations into the catalog")
 	var (
-		current    map[string]catalogEntry
-		lastRead   time.Time
-		index      uint64
-		retry      = lockRetryMin
-		lastWrites = -1
+		current  map[string]catalogEntry
+		lastRead time.Time
+		index    uint64
+		retry    = lockRetryMin
+		retryMax = c.cfg.retryCap()
+		// failing is set while reads fail (Consul unreachable, no raft
+		// leader); writeFailing while writes fail, so each episode logs
+		// once at WARN.
+		failing, writeFailing bool
+		good                  = map[string]goodObservation{}
 	)
-	backoff := func() bool {
+	// hold makes missing observations unknown rather than unobserved for
+	// a start-up grace from now: after Consul comes back, or its data
+	// went back in time, every bridge needs a round (and maybe a new
+	// session) to publish again.
+	hold := func(why string) {
+		until := c.cfg.Clock.Now().Add(c.cfg.StartupGrace)
+		if until.After(holdUntil) {
+			holdUntil = until
+		}
+		log.Info().Dur("hold", c.cfg.StartupGrace).Str("why", why).
+			Msg("leader: nothing turns critical or is removed until every bridge had a round to publish")
+	}
+	// fail forgets what the leader read, so that it re-reads everything
+	// (the catalog may have been lost meanwhile), and backs off.
+	fail := func(stage, what string, err error) bool {
+		if !failing {
+			log.Warn().Err(err).Msg("leader: cannot read the " + what + "; retrying")
+		} else {
+			log.Debug().Err(err).Msg("leader: cannot read the " + what + "; retrying")
+		}
+		failing = true
+		c.metrics.errors.WithLabelValues(stage).Inc()
+		current, index = nil, 0
 		ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
-		retry = min(retry*2, leaderRetryMax)
+		retry = min(retry*2, retryMax)
 		return ok
 	}
 	for ctx.Err() == nil && lock.Leader() {
@@ -82,9 +108,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		if current == nil || now.Sub(lastRead) >= c.cfg.Resync {
 			cur, err := c.readCatalog(ctx)
 			if err != nil {
-				log.Warn().Err(err).Msg("leader: cannot read the catalog; retrying")
-				c.metrics.errors.WithLabelValues("catalog_read").Inc()
-				if !backoff() {
+				if ctx.Err() != nil || !fail("catalog_read", "catalog", err) {
 					return
 				}
 				continue
@@ -100,18 +124,23 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		}
 		obs, err := c.readObservations(ctx, index, wait)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			log.Warn().Err(err).Msg("leader: cannot read the observations; retrying")
-			c.metrics.errors.WithLabelValues("kv_read").Inc()
-			if !backoff() {
+			if ctx.Err() != nil || !fail("kv_read", "observations", err) {
 				return
 			}
 			continue
 		}
+		if failing {
+			failing = false
+			log.Info().Msg("leader: Consul answers again")
+			hold("Consul answers again")
+		}
+		if obs.reset {
+			hold("the observations' index went back (a snapshot restore or a new cluster)")
+			current = nil
+		}
 		index = obs.index
 		mergeStart := c.cfg.Clock.Now()
+		c.keepGood(log, obs, good, mergeStart)
 		list := obs.list()
 		c.metrics.observers.Set(float64(len(list)))
 		p := planCatalog(c.shape(), merge(list), current, mergeStart, c.cfg.DeregisterAfter, mergeStart.Before(holdUntil))
@@ -122,23 +151,34 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		}
 		writeStart := c.cfg.Clock.Now()
 		n, err := c.write(ctx, s.id, p, current)
-		if n != lastWrites || err != nil {
-			log.Info().Int("registered", len(p.register)).Int("updated", len(p.update)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
-				Int("removed", len(p.reap)).Int("unchanged", p.unchanged).Int("observers", len(list)).Int("writes", n).
-				Str("took", c.cfg.Clock.Now().Sub(writeStart).String()).Err(err).Msg("catalog reconciled")
+		ev := log.Info()
+		switch {
+		case err != nil && !writeFailing:
+			ev = log.Warn()
+		case err != nil:
+			ev = log.Debug()
 		}
-		lastWrites = n
+		ev.Int("registered", len(p.register)).Int("updated", len(p.update)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
+			Int("removed", len(p.reap)).Int("unchanged", p.unchanged).Int("observers", len(list)).Int("writes", n).
+			Str("took", c.cfg.Clock.Now().Sub(writeStart).String()).Err(err).Msg("catalog reconciled")
 		if errors.Is(err, errNotLeader) {
 			log.Warn().Msg("leader: the lock moved to another bridge; stopping writes")
 			return
 		}
 		if err != nil {
+			writeFailing = true
 			c.metrics.errors.WithLabelValues("catalog_write").Inc()
 			index = 0 // re-plan right after the backoff, not at the next change
-			if !backoff() {
+			ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
+			retry = min(retry*2, retryMax)
+			if !ok {
 				return
 			}
 			continue
+		}
+		if writeFailing {
+			writeFailing = false
+			log.Info().Msg("leader: catalog writes succeed again")
 		}
 		retry = lockRetryMin
 	}
@@ -152,6 +192,7 @@ func (c *Catalog) reconcileOnce(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	c.logBad(obs)
 	current, err := c.readCatalog(ctx)
 	if err != nil {
 		return err
@@ -164,7 +205,67 @@ func (c *Catalog) reconcileOnce(ctx context.Context, s *session) error {
 // observations are the decoded observations under the prefix.
 type observations struct {
 	byBridge map[string]observe.Observation
-	index    uint64
+	// sessions holds the session of each bridge's keys (decoded or not).
+	sessions map[string]string
+	// bad are the bridges whose keys did not decode.
+	bad   []badObservation
+	index uint64
+	// reset: the index went backwards (a snapshot restore, a new cluster
+	// at the same addresses).
+	reset bool
+}
+
+// badObservation is a bridge whose keys do not decode.
+type badObservation struct {
+	bridge, key, session string
+	modifyIndex          uint64
+	err                  error
+}
+
+// goodObservation is the last observation of a bridge that decoded, kept
+// so that one overwritten key does not cost the bridge's servers while the
+// bridge repairs it (it reads its keys back every round).
+type goodObservation struct {
+	obs      observe.Observation
+	session  string
+	badSince time.Time // zero while the keys decode
+	warned   uint64    // modify index of the bad key last warned about
+}
+
+// keepGood updates good with obs and stands in the last good observation
+// for a bridge whose keys do not decode, for as long as the session that
+// holds them is the one that published it and for a start-up grace at
+// most: the owner rewrites its keys within a round. Every undecodable key
+// is logged at WARN once per change and counted.
+func (c *Catalog) keepGood(log zerolog.Logger, obs observations, good map[string]goodObservation, now time.Time) {
+	for b, o := range obs.byBridge {
+		good[b] = goodObservation{obs: o, session: obs.sessions[b]}
+	}
+	for _, bad := range obs.bad {
+		g, ok := good[bad.bridge]
+		if bad.modifyIndex != g.warned {
+			c.metrics.errors.WithLabelValues("observation").Inc()
+			log.Warn().Err(bad.err).Str("bridge", bad.bridge).Str("key", bad.key).Uint64("modify_index", bad.modifyIndex).
+				Msg("ignoring an observation that does not decode (written by someone other than its bridge?); its bridge rewrites it within a round")
+			g.warned = bad.modifyIndex
+			good[bad.bridge] = g
+		}
+		if !ok || g.session != bad.session {
+			continue
+		}
+		if g.badSince.IsZero() {
+			g.badSince = now
+			good[bad.bridge] = g
+		}
+		if now.Sub(g.badSince) <= c.cfg.StartupGrace {
+			obs.byBridge[bad.bridge] = g.obs
+		}
+	}
+	for b := range good {
+		if _, ok := obs.sessions[b]; !ok {
+			delete(good, b) // its keys are gone: its session ended
+		}
+	}
 }
 
 func (o observations) list() []observe.Observation {
@@ -189,14 +290,15 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 	if err != nil {
 		return observations{}, fmt.Errorf("consul list %s: %w", c.obsPrefix, c.redact(err))
 	}
-	out := observations{byBridge: map[string]observe.Observation{}}
+	out := observations{byBridge: map[string]observe.Observation{}, sessions: map[string]string{}}
 	if meta != nil {
 		out.index = meta.LastIndex
 		if out.index < index { // the index went backwards (snapshot restore): start over
-			out.index = 0
+			out.index, out.reset = 0, true
 		}
 	}
 	chunks := map[string][][]byte{}
+	last := map[string]*api.KVPair{} // the newest key of each bridge
 	for _, p := range pairs {
 		rest := strings.TrimPrefix(p.Key, c.obsPrefix)
 		bridge, _, ok := strings.Cut(rest, "/")
@@ -204,6 +306,10 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 			continue // not a chunk key, or not held by a live session
 		}
 		chunks[bridge] = append(chunks[bridge], p.Value)
+		if l := last[bridge]; l == nil || p.ModifyIndex > l.ModifyIndex {
+			last[bridge] = p
+		}
+		out.sessions[bridge] = p.Session
 	}
 	for bridge, cs := range chunks {
 		o, err := observe.Decode(cs)
@@ -211,13 +317,24 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 			err = fmt.Errorf("chunk names bridge %q", o.Bridge)
 		}
 		if err != nil {
-			c.metrics.errors.WithLabelValues("observation").Inc()
-			c.log.Warn().Err(err).Str("bridge", bridge).Msg("ignoring an observation that does not decode")
+			l := last[bridge]
+			out.bad = append(out.bad, badObservation{bridge: bridge, key: l.Key, session: l.Session, modifyIndex: l.ModifyIndex, err: err})
 			continue
 		}
 		out.byBridge[bridge] = o
 	}
+	slices.SortFunc(out.bad, func(a, b badObservation) int { return strings.Compare(a.bridge, b.bridge) })
 	return out, nil
+}
+
+// logBad logs and counts the undecodable observations of a one-off read
+// (Plan, run --once); the leader loop uses keepGood.
+func (c *Catalog) logBad(obs observations) {
+	for _, bad := range obs.bad {
+		c.metrics.errors.WithLabelValues("observation").Inc()
+		c.log.Warn().Err(bad.err).Str("bridge", bad.bridge).Str("key", bad.key).Uint64("modify_index", bad.modifyIndex).
+			Msg("ignoring an observation that does not decode")
+	}
 }
 
 // ownedFilterCatalog selects this fleet's service instances.

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
@@ -39,7 +40,7 @@ func TestCatalogSessionExpires(t *testing.T) {
 		Meta: map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: "udp-discovery-bridge/other"}})
 	foreign := h.foreignLines()
 
-	h.fc.ExpireSession(h.session(b))
+	h.die(b)
 	if keys := h.fc.Keys(testObsPrefix + "b/"); len(keys) != 0 {
 		t.Fatalf("keys of the expired session still there: %v", keys)
 	}
@@ -74,6 +75,25 @@ func TestCatalogSessionExpires(t *testing.T) {
 	}
 }
 
+// catalogOps are the applied operations that are not observation keys.
+func catalogOps(applied []string) []string {
+	return slices.DeleteFunc(slices.Clone(applied), func(op string) bool { return strings.Contains(op, testObsPrefix) })
+}
+
+// die stops b as a crash does (its session is left to expire, with no
+// clean exit) and expires the session, as Consul does after its TTL.
+func (h *catHarness) die(b *catBridge) {
+	h.t.Helper()
+	sess := h.session(b)
+	b.c.cfg.OnExit = OnExitKeep
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.c.Close(ctx); err != nil {
+		h.t.Fatalf("close %s: %v", b.id, err)
+	}
+	h.fc.ExpireSession(sess)
+}
+
 // TestCatalogLeaderLost: when the leader's session lapses the other bridge
 // takes the lock; its first reconcile writes nothing (nothing changed) and
 // it then registers new servers, including from the old leader's new
@@ -87,15 +107,17 @@ func TestCatalogLeaderLost(t *testing.T) {
 	h.apply(a, snap(1)) // a observes nothing: its loss changes no server
 	h.apply(b, snap(1, "10.0.0.1:8000", "10.0.0.2:8000"))
 	h.settled(map[string]string{"10.0.0.1:8000": "1", "10.0.0.2:8000": "1"})
-	txns, applied := h.fc.Count("Txn"), h.fc.Applied()
+	applied := catalogOps(h.fc.Applied())
 
 	old := h.session(a)
 	h.fc.ExpireSession(old)
 	h.pump("b leads", 200*time.Millisecond, b.c.Leader)
-	h.pump("b merges", 200*time.Millisecond, func() bool { return testutil.ToFloat64(b.c.metrics.observers) == 1 })
+	// a, alive, republishes its (empty) observation on a new session at
+	// once: two observers.
+	h.pump("b merges", 200*time.Millisecond, func() bool { return testutil.ToFloat64(b.c.metrics.observers) == 2 })
 	h.replanned(2, time.Second)
-	if got := h.fc.Count("Txn"); got != txns || !slices.Equal(h.fc.Applied(), applied) {
-		t.Errorf("new leader sent %d transactions (applied %v), want none", got-txns, h.fc.Applied()[len(applied):])
+	if got := catalogOps(h.fc.Applied()); !slices.Equal(got, applied) {
+		t.Errorf("new leader wrote %v to the catalog, want nothing", got[len(applied):])
 	}
 	if a.c.Leader() {
 		t.Error("a still leads after its session expired")
@@ -178,4 +200,148 @@ func TestCatalogRetryReapAfterFailure(t *testing.T) {
 	if d := h.clk.Now().Sub(failed); d > 10*time.Second {
 		t.Errorf("removal retried %s after a failure, want within the backoff (1s)", d)
 	}
+}
+
+// TestCatalogRepairsItsObservation: a plain PUT over this bridge's key
+// (which keeps the session binding, as Consul does), a delete, or an extra
+// key under its name are found at the next Apply of an unchanged snapshot
+// and undone in one transaction; each repair is counted.
+func TestCatalogRepairsItsObservation(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		tamper func(h *catHarness, sess string)
+	}{
+		{"overwritten", func(h *catHarness, sess string) { h.fc.PutKV(testObsPrefix+"a/0", []byte("garbage"), sess) }},
+		{"unbound", func(h *catHarness, _ string) { h.fc.PutKV(testObsPrefix+"a/0", []byte("garbage"), "") }},
+		{"deleted", func(h *catHarness, _ string) {
+			_, _, _ = h.fc.Txn(api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: testObsPrefix + "a/0"}}}, &api.QueryOptions{})
+		}},
+		{"extra key", func(h *catHarness, sess string) { h.fc.PutKV(testObsPrefix+"a/zz", []byte("garbage"), sess) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000")
+			sess := h.session(a)
+			want, _ := h.fc.KV(testObsPrefix + "a/0")
+			tt.tamper(h, sess)
+			if n := h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000")); n == 0 {
+				t.Fatal("the unchanged snapshot after tampering wrote nothing")
+			}
+			got, ok := h.fc.KV(testObsPrefix + "a/0")
+			if !ok || got.Session != sess || !bytes.Equal(got.Value, want.Value) {
+				t.Errorf("after the repair the key is %+v (%v), want the published value held by %s", got, ok, sess)
+			}
+			if keys := h.fc.Keys(testObsPrefix + "a/"); !slices.Equal(keys, []string{testObsPrefix + "a/0"}) {
+				t.Errorf("keys under a/ = %v, want only a/0", keys)
+			}
+			if v := testutil.ToFloat64(a.c.metrics.repairs); v != 1 {
+				t.Errorf("repairs = %v, want 1", v)
+			}
+			if n := h.apply(a, snap(3, "10.0.0.1:8000", "10.0.0.2:8000")); n != 0 {
+				t.Errorf("an untouched key was rewritten (%d writes)", n)
+			}
+		})
+	}
+}
+
+// TestCatalogRepublishesOnANewSession: a bridge whose session Consul lost
+// (an outage, a data loss) publishes its last fresh snapshot on the new
+// session at once, without waiting for an Apply; a snapshot older than two
+// rounds is neither republished nor published.
+func TestCatalogRepublishesOnANewSession(t *testing.T) {
+	h := newCatHarness(t)
+	a := h.bridge("a", func(c *Config) { c.Round = 10 * time.Second })
+	h.start(a)
+	h.pump("a leads", 50*time.Millisecond, a.c.Leader)
+	s := snap(1, "10.0.0.1:8000")
+	s.At = h.clk.Now()
+	if _, err := a.c.Apply(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	old := h.session(a)
+	h.fc.ExpireSession(old)
+	h.pump("the observation is back on a new session", 50*time.Millisecond, func() bool {
+		kv, ok := h.fc.KV(testObsPrefix + "a/0")
+		return ok && kv.Session != "" && kv.Session != old
+	})
+
+	// Twenty seconds later the last snapshot is stale: not republished.
+	h.clk.Advance(21 * time.Second)
+	old = h.session(a)
+	h.fc.ExpireSession(old)
+	h.pump("a new session", 50*time.Millisecond, func() bool { s := h.session(a); return s != "" && s != old })
+	h.replanned(2, 100*time.Millisecond)
+	if keys := h.fc.Keys(testObsPrefix + "a/"); len(keys) != 0 {
+		t.Errorf("a stale snapshot was republished: %v", keys)
+	}
+	if n, err := a.c.Apply(context.Background(), s); err != nil || n.Writes != 0 {
+		t.Errorf("Apply of a stale snapshot = %d writes, %v; want 0, nil", n.Writes, err)
+	}
+	if keys := h.fc.Keys(testObsPrefix + "a/"); len(keys) != 0 {
+		t.Errorf("a stale snapshot was published: %v", keys)
+	}
+	s.At = h.clk.Now()
+	if n, err := a.c.Apply(context.Background(), s); err != nil || n.Writes != 1 {
+		t.Errorf("Apply of a fresh snapshot = %d writes, %v; want 1, nil", n.Writes, err)
+	}
+}
+
+// TestCatalogLeaderHoldsAfterAnOutage: while the leader cannot read
+// Consul, b's session lapses and its observation goes. When Consul answers
+// again the leader re-reads everything and, for a start-up grace, treats
+// b's missing observation as unknown: b's server stays passing; only after
+// the grace, with b still silent, does it turn critical.
+func TestCatalogLeaderHoldsAfterAnOutage(t *testing.T) {
+	h, _, b := twoBridges(t)
+	h.replanned(2, time.Second) // past the first grace
+	from := h.fc.Count("ListKV")
+	h.fc.FailNext("ListKV", 5, nil)
+	// Wake the leader's read under way (a key that is no observation), so
+	// that its next reads fail; only then does b go.
+	h.fc.PutKV(testObsPrefix+"wake", nil, "")
+	h.replanned(1, 0)
+	h.die(b)
+	// Five failed reads, then one that succeeds, merged and written by the
+	// time the next read starts.
+	h.pump("reads fail and recover", 100*time.Millisecond, func() bool { return h.fc.Count("ListKV") >= from+7 })
+	recovered := h.clk.Now()
+	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
+		t.Fatal("b's server not passing right after Consul answered again")
+	}
+	h.pump("b's server critical after the grace", time.Second, func() bool { return h.observed("10.0.0.3:8000", api.HealthCritical, "1") })
+	if d := h.clk.Now().Sub(recovered); d < 10*time.Second {
+		t.Errorf("critical %s after the recovery, want after the 10s grace", d)
+	}
+}
+
+// TestCatalogLeaderBridgesAnOverwrittenKey: garbage PUT over b's key (its
+// session binding kept) does not cost b's servers while b repairs it; the
+// leader warns once with the key and counts it. Left unrepaired past the
+// grace, b's exclusive server turns critical.
+func TestCatalogLeaderBridgesAnOverwrittenKey(t *testing.T) {
+	h, a, b := twoBridges(t)
+	h.replanned(2, time.Second)
+	key := testObsPrefix + "b/0"
+	h.fc.PutKV(key, []byte("garbage"), h.session(b))
+	// The blocking read under way wakes at the change; the next one starts
+	// once that read was merged and written.
+	h.replanned(1, 0)
+	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
+		t.Fatalf("b's server lost its observer at the overwrite: %v", a.logs.Lines()[len(a.logs.Lines())-5:])
+	}
+	warns := a.logs.Grep("written by someone other than its bridge")
+	if len(warns) != 1 || !strings.Contains(warns[0], `"key":"`+key+`"`) || !strings.Contains(warns[0], `"level":"warn"`) {
+		t.Errorf("leader warnings = %v, want one naming %s", warns, key)
+	}
+	if v := testutil.ToFloat64(a.c.metrics.errors.WithLabelValues("observation")); v != 1 {
+		t.Errorf("errors{observation} = %v, want 1", v)
+	}
+	// b repairs at its next round; nothing turned critical.
+	h.apply(b, snap(2, "10.0.0.2:8000", "10.0.0.3:8000"))
+	h.replanned(1, 0)
+	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
+		t.Fatal("b's server not passing after the repair")
+	}
+	// Overwritten again and never repaired: critical after the grace.
+	h.fc.PutKV(key, []byte("garbage again"), h.session(b))
+	h.pump("b's server critical", time.Second, func() bool { return h.observed("10.0.0.3:8000", api.HealthCritical, "1") })
 }

@@ -11,6 +11,7 @@ type catalogMetrics struct {
 	kvWrites        prometheus.Counter
 	sessionRenewals prometheus.Counter
 	mergeSeconds    prometheus.Gauge
+	repairs         prometheus.Counter
 	errors          *prometheus.CounterVec
 }
 
@@ -33,11 +34,13 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 			Help: "Successful renewals of this bridge's Consul session."}),
 		mergeSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "last_merge_seconds",
 			Help: "Time the leader took to merge the observations and plan its last reconcile."}),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "observation_repairs_total",
+			Help: "Times this bridge found its own observation keys changed by someone else (overwritten, deleted, extra keys) and rewrote them."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
 			Help: "Failures by stage: session, kv_read, catalog_read, catalog_write, observation (undecodable)."}, []string{"stage"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.errors)
+		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.repairs, m.errors)
 	}
 	return m
 }

@@ -311,7 +311,7 @@ func TestCatalogObserverLeavesItsSegment(t *testing.T) {
 			h.replanned(2, time.Second) // past the grace: settled for good
 			txns, ops := h.fc.Count("Txn"), len(h.fc.Applied())
 
-			h.fc.ExpireSession(h.session(b))
+			h.die(b)
 			h.replanned(3, time.Second)
 			for _, s := range servers {
 				if !h.observed(s, api.HealthPassing, tt.after) {

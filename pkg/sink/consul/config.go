@@ -137,9 +137,29 @@ type Config struct {
 	ObserversMeta bool
 	StartupGrace  time.Duration
 	Once          bool
+	// Round is how long one discovery round may take, interval + timeout
+	// (the section sets it). Catalog mode does not publish a snapshot
+	// older than two rounds (a paused process), and retries Consul at
+	// least once a round (at most every 5s) while it is unreachable. Zero:
+	// no snapshot is stale, retries back off to 5s.
+	Round time.Duration
 	// Clock drives resync, heartbeat pacing, progress logs and lock retries
 	// (nil: the real clock).
 	Clock clock.Clock
+}
+
+// maxRetry bounds catalog mode's backoff against Consul (session creation,
+// the leader's reads and writes): once Consul answers again, a bridge is
+// back within this long.
+const maxRetry = 5 * time.Second
+
+// retryCap is the longest wait between two attempts to reach Consul: a
+// round, between one second and maxRetry.
+func (c Config) retryCap() time.Duration {
+	if c.Round <= 0 {
+		return maxRetry
+	}
+	return min(max(c.Round, time.Second), maxRetry)
 }
 
 // DefaultKVPrefix is the KV prefix of a fleet registering service.

@@ -157,7 +157,11 @@ func (s *Section) Load(r *config.Reader) {
 			config.FormatDuration(takeover), config.FormatDuration(c.LockWait), config.FormatDuration(takeover+core.Interval)))
 	}
 	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
-	c.StartupGrace = core.Interval + core.Timeout
+	c.Round = core.Interval + core.Timeout
+	// A new leader, or one that finds Consul back after an outage, waits
+	// for every bridge to have had a round to publish, after the session
+	// it may have to create first.
+	c.StartupGrace = c.Round + c.retryCap()
 	if c.KVPrefix == "" {
 		c.KVPrefix = DefaultKVPrefix(c.Service)
 	}
