@@ -348,6 +348,39 @@ func (c *Cluster) Start(i int) {
 	}
 }
 
+// StartAll (re)starts every stopped or killed server at once and waits
+// (Options.ReadyTimeout) until the cluster is ready: after a whole-cluster
+// outage no single server can elect a leader alone, so Start, which waits
+// for one, cannot bring them back one by one. With wipe, each server's data
+// directory is emptied first: a data loss, a new cluster at the same
+// addresses. Failures are fatal.
+func (c *Cluster) StartAll(wipe bool) {
+	c.t.Helper()
+	for i, s := range c.Servers {
+		if c.Running(i) {
+			c.t.Fatalf("consulcluster: StartAll: %s is running", s.Name)
+		}
+		if wipe {
+			if err := os.RemoveAll(s.DataDir); err != nil {
+				c.t.Fatalf("consulcluster: wipe %s: %v", s.DataDir, err)
+			}
+			if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+				c.t.Fatalf("consulcluster: wipe %s: %v", s.DataDir, err)
+			}
+		}
+	}
+	for i := range c.Servers {
+		if err := c.spawn(i); err != nil {
+			c.t.Fatalf("consulcluster: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReadyTimeout)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		c.t.Fatalf("consulcluster: all servers restarted but cluster not ready after %s: %v", c.opts.ReadyTimeout, err)
+	}
+}
+
 // DumpLogs prints the tail (last 64 KiB) of every server's log with t.Log.
 // Start's cleanup calls it when the test failed.
 func (c *Cluster) DumpLogs() {
