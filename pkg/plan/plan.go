@@ -339,27 +339,30 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			p.Added = append(p.Added, e.endpoint(s.Addr))
 		}
 	}
+	// Removals due this round, decided below once their number is known.
 	var due []netip.AddrPort
 	for k, old := range prev.held {
 		if _, seen := next.held[k]; seen {
 			continue
 		}
 		old.misses++
-		next.held[k] = old
 		if old.misses >= missed {
 			due = append(due, k)
 			continue
 		}
+		next.held[k] = old
 		p.Kept = append(p.Kept, old.endpoint(k))
 	}
 	p.Guard.Due = len(due)
 	hold := cfg.Exceeds(len(due), len(prev.held))
 	for _, k := range due {
-		e := next.held[k]
+		e := prev.held[k]
+		e.misses++
 		// Past MissedRounds an entry was held last round: a held removal
 		// goes ahead only once confirmed, whatever the others do.
 		wasHeld := e.misses > missed
 		if (hold || wasHeld) && e.misses < missed+cfg.GuardRounds {
+			next.held[k] = e
 			p.Guard.Held = append(p.Guard.Held, e.endpoint(k))
 			p.Guard.Release = minRelease(p.Guard.Release, obs.Round+uint64(missed+cfg.GuardRounds-e.misses))
 			continue
@@ -367,7 +370,6 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		if wasHeld {
 			p.Guard.Released++
 		}
-		delete(next.held, k)
 		p.Removed = append(p.Removed, e.endpoint(k))
 	}
 	switch {

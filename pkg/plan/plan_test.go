@@ -277,6 +277,28 @@ func TestNextPure(t *testing.T) {
 	}
 }
 
+// TestNextPureGuard checks that Next with the guard holding removals never
+// modifies the State it is given, and gives the same plan twice.
+func TestNextPureGuard(t *testing.T) {
+	cfg := Config{MissedRounds: 1, MaxRemovalFraction: 0.5, GuardRounds: 3}
+	st, _ := Next(cfg, State{}, Observation{Round: 1, At: t0, Seen: seen("10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")})
+	st, p := Next(cfg, st, Observation{Round: 2, At: t0})
+	if len(p.Guard.Held) != 3 {
+		t.Fatalf("held = %v, want 3", p.Guard.Held)
+	}
+	before, since := maps.Clone(st.held), st.holdSince
+	for _, o := range []Observation{{Round: 3, At: t0}, {Round: 3, At: t0, Failed: true}, {Round: 3, At: t0, Seen: seen("10.0.0.1:8000")}} {
+		_, p1 := Next(cfg, st, o)
+		_, p2 := Next(cfg, st, o)
+		if !reflect.DeepEqual(p1, p2) {
+			t.Fatalf("two plans of one observation differ: %+v / %+v", p1, p2)
+		}
+		if !maps.Equal(before, st.held) || since != st.holdSince {
+			t.Fatalf("prev modified by %+v", o)
+		}
+	}
+}
+
 func TestPlanOps(t *testing.T) {
 	a := endpoint.Endpoint{Addr: ap("10.0.0.1:8000"), Source: ap("10.0.0.1:9999"), Interface: "eth0"}
 	b := endpoint.Endpoint{Addr: ap("10.0.0.2:8001"), Interface: "eth1"}
