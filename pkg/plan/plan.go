@@ -167,7 +167,8 @@ type Plan struct {
 	Failed bool
 	// Added are endpoints seen for the first time (or again after removal).
 	Added []endpoint.Endpoint
-	// Removed are endpoints that reached MissedRounds, with their last known
+	// Removed are endpoints that reached MissedRounds (and, when the
+	// removal guard held them, GuardRounds more), with their last known
 	// fields.
 	Removed []endpoint.Endpoint
 	// Kept are endpoints still held: seen again this round, missing
