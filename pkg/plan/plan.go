@@ -396,9 +396,13 @@ func (g Guard) Reason(round uint64, fraction float64) string {
 	if len(g.Held) == 0 {
 		return ""
 	}
+	n, rounds := g.Release-round, "rounds"
+	if n == 1 {
+		rounds = "round"
+	}
 	return fmt.Sprintf("removal guard: holding %d removals of %d known servers since round %d "+
-		"(more than max_removal_fraction %g unseen for missed_rounds); they go ahead in %d more rounds (round %d) if still unseen",
-		len(g.Held), g.Known, g.Since, fraction, g.Release-round, g.Release)
+		"(more than max_removal_fraction %g unseen for missed_rounds); they go ahead in %d more %s (round %d) if still unseen",
+		len(g.Held), g.Known, g.Since, fraction, n, rounds, g.Release)
 }
 
 // minRelease is the earlier of two release rounds, 0 meaning none.

@@ -45,7 +45,7 @@ func TestRemovalGuard(t *testing.T) {
 		}
 		held := metricValue(t, h, "removals_held")
 		if round == 3 || round == 4 {
-			w := strings.Replace(reason, "%d", map[uint64]string{3: "2", 4: "1"}[round], 1)
+			w := strings.Replace(reason, "%d more rounds", map[uint64]string{3: "2 more rounds", 4: "1 more round"}[round], 1)
 			if code != http.StatusServiceUnavailable || !slices.Equal(rz.Reasons, []string{w}) {
 				t.Fatalf("round %d readyz = %d %v, want 503 %q", round, code, rz.Reasons, w)
 			}
