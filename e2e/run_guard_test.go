@@ -127,7 +127,8 @@ func guardMetric(t *testing.T, ns, name string) float64 {
 // removal_guard_rounds 10) and --missed-rounds 2, one of six servers stopped
 // is removed after 2 rounds as before; all six stopped at once stay in the
 // file for 10 rounds more, /readyz says why (503) and
-// udp_discovery_bridge_removals_held is 6, then all six go in one round.
+// udp_discovery_bridge_removals_held is 6, then all six go in one round;
+// silent again and back during the hold, they simply stay.
 func TestRunRemovalGuard(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 6, false)
@@ -266,6 +267,49 @@ func TestRunRemovalGuard(t *testing.T) {
 	t.Logf("six of six stopped after round %d: held from round %d (removals due) to round %d, removed in round %d; "+
 		"%d file reads during the hold listed all six; %s from the stop to an empty file (interval 1s)",
 		last, since, release-1, release, reads, gone.Round(100*time.Millisecond))
+
+	// Silent again, then back during the hold: nothing is removed, the
+	// episode ends when they answer.
+	for i, h := range l.servers {
+		responders[i] = respondOn(h)
+	}
+	waitSix("all six back after the release")
+	last = guardBetweenRounds(t, b)
+	for _, p := range responders {
+		if err := p.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range responders {
+		_ = p.Wait()
+	}
+	guardWaitRound(t, b, last+3)
+	if n := len(guardLogLines(t, b, guardMsgStart)); n != 2 {
+		t.Fatalf("%d guard warnings after the second silence, want 2", n)
+	}
+	back := time.Now()
+	for i, h := range l.servers {
+		responders[i] = respondOn(h)
+	}
+	runWait(t, 15*time.Second, "the second episode to end", func() (bool, string) {
+		n := len(guardLogLines(t, b, guardMsgEnd))
+		return n == 2, fmt.Sprintf("%d end lines", n)
+	})
+	end = guardLogLines(t, b, guardMsgEnd)
+	if end[1]["released"] != float64(0) {
+		t.Errorf("second episode ended with %v; want released=0 (the servers answered again)", end[1])
+	}
+	if n := len(guardLogLines(t, b, guardMsgRemoved)); n != 7 {
+		t.Errorf("%d endpoint removed lines after the servers came back, want still 7", n)
+	}
+	if ips, err := guardFileServers(t, path); err != nil || !slices.Equal(ips, all) {
+		t.Errorf("file after the servers came back = %v (%v), want all six", ips, err)
+	}
+	if n := guardMetric(t, l.client.NS, "udp_discovery_bridge_removal_guard_episodes_total"); n != 2 {
+		t.Errorf("removal_guard_episodes_total = %v, want 2", n)
+	}
+	t.Logf("six silent again after round %d, held from round %d, back within %s: episode ended in round %v, nothing removed",
+		last, last+2, time.Since(back).Round(100*time.Millisecond), end[1]["round"])
 	if code := b.sigterm(t, 10*time.Second); code != 0 {
 		t.Errorf("exit status after SIGTERM = %d, want 0", code)
 	}
