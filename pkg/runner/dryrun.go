@@ -15,7 +15,8 @@ import (
 // one noop per desired endpoint already present); for other sinks, and when
 // there are none, the planner's own plan is written. Every line carries the
 // sink name; a removal the guard holds is a noop marked held (the
-// endpoint stays in the snapshot). It returns the errors of planners and of the writer.
+// endpoint stays in the snapshot). It returns the errors of planners and of
+// the writer.
 func (r *runner) dryRun(ctx context.Context, p plan.Plan) []error {
 	enc := json.NewEncoder(r.cfg.DryRunOut)
 	var errs []error
