@@ -28,7 +28,10 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 		Usage: "the sidecar: discover every --interval and keep the sinks (" + strings.Join(reg.Names(), ", ") + ") in step",
 		Description: "Runs a discovery round every --interval, adds a server the first round it answers and removes it after\n" +
 			"--missed-rounds rounds without a reply. A round whose probes could not be sent is a failed round: it\n" +
-			"counts as no miss. Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
+			"counts as no miss. Removal guard: when one round would remove more than --max-removal-fraction of the\n" +
+			"known servers (and at least 2), the removals are held (the sinks keep them, /readyz says so) until\n" +
+			"--removal-guard-rounds more rounds confirm them; --max-removal-fraction 1 turns the guard off.\n" +
+			"Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
 			"the loop. SIGTERM/SIGINT/SIGHUP: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
 			"--once: one round, apply, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each plan as JSON\n" +
 			"lines; with --once, exit 3 when a registry differs from what discovery sees.",
@@ -73,6 +76,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Timeout, Once: once, DryRun: dry,
+				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the

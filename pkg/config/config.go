@@ -43,9 +43,13 @@ type Config struct {
 	MaxReplies       int
 	Interval         time.Duration
 	MissedRounds     int
-	Sinks            []string
-	MetricsAddr      string
-	sources          map[string]string
+	// MaxRemovalFraction and RemovalGuardRounds tune the removal guard
+	// (pkg/plan): 1 or 0 respectively turn it off.
+	MaxRemovalFraction float64
+	RemovalGuardRounds int
+	Sinks              []string
+	MetricsAddr        string
+	sources            map[string]string
 }
 
 // Source names where a key's effective value came from ("default",

@@ -77,6 +77,8 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"address_from", c.AddressFrom, "auto"},
 		{"interval", c.Interval, 10 * time.Second},
 		{"missed_rounds", c.MissedRounds, 3},
+		{"max_removal_fraction", c.MaxRemovalFraction, 0.5},
+		{"removal_guard_rounds", c.RemovalGuardRounds, 10},
 		{"consul_service", cc.Service, "django"},
 		{"consul_deregister_after", cc.DeregisterAfter, time.Minute},
 		{"on_exit", cc.OnExit, "deregister"},
@@ -150,6 +152,12 @@ func TestValues(t *testing.T) {
 			func(c *Config) bool {
 				return c.Encryption && c.SecretKey == "k" && c.Source("secret_key") == "env DISCOVERY_SECRET_KEY"
 			}},
+		{"guard off by fraction 1", map[string]string{"DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION": "1"}, nil,
+			func(c *Config) bool { return c.MaxRemovalFraction == 1 }},
+		{"guard off by rounds 0", nil, map[string]any{"removal_guard_rounds": "0"},
+			func(c *Config) bool { return c.RemovalGuardRounds == 0 }},
+		{"guard fraction from flag", nil, map[string]any{"max_removal_fraction": "0.25"},
+			func(c *Config) bool { return c.MaxRemovalFraction == 0.25 }},
 		{"client secret key wins", map[string]string{"DISCOVERY_CLIENT_SECRET_KEY": "a", "DISCOVERY_SECRET_KEY": "b"}, nil,
 			func(c *Config) bool { return c.SecretKey == "a" }},
 	}
@@ -203,6 +211,12 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 		{"ttl shorter than interval", nil, map[string]any{"consul_ttl": "5s"}, "", []string{"consul_ttl (flag --consul-ttl)", "must exceed interval + timeout"}},
 		{"ttl too short for the lock", nil, map[string]any{"consul_ttl": "30s", "consul_lock": "k"}, "", []string{"consul_ttl (flag --consul-ttl) 30s is too short for consul_lock_session_ttl (default) 10s", "at least 50s"}},
 		{"several problems at once", nil, map[string]any{"retries": "x", "scan_cidrs": []string{"fe80::/64"}}, "", []string{`retries (flag --retries): bad value "x"`, `scan_cidrs (flag --scan-cidr): bad value "fe80::/64"`}},
+		{"fraction zero", nil, map[string]any{"max_removal_fraction": "0"}, "", []string{`max_removal_fraction (flag --max-removal-fraction): bad value "0": want a fraction 0 < f <= 1 (1 turns the removal guard off)`}},
+		{"fraction above one", map[string]string{"DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION": "1.5"}, nil, "", []string{`max_removal_fraction (env DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION): bad value "1.5": want a fraction 0 < f <= 1`}},
+		{"fraction a percentage", nil, nil, "max_removal_fraction: 50%\n", []string{`bad value "50%": want a decimal number such as 0.5`}},
+		{"fraction NaN", nil, map[string]any{"max_removal_fraction": "NaN"}, "", []string{`max_removal_fraction (flag --max-removal-fraction): bad value "NaN": want a decimal number`}},
+		{"guard rounds negative", nil, map[string]any{"removal_guard_rounds": "-1"}, "", []string{`removal_guard_rounds (flag --removal-guard-rounds): bad value "-1": must be >= 0 (0 turns the removal guard off)`}},
+		{"guard rounds not a number", map[string]string{"DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS": "ten"}, nil, "", []string{`removal_guard_rounds (env DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS): bad value "ten": want a whole number`}},
 		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{"timeout (file", "want a single value"}},
 	}
 	for _, tc := range tests {

@@ -12,6 +12,7 @@ const (
 	KindBool          // true/false, 1/0, yes/no, on/off
 	KindDuration      // seconds as a number ("5", "0.5") or a Go duration ("500ms")
 	KindList          // comma-separated in env, repeatable flag, YAML list
+	KindFloat         // decimal number (0.5)
 )
 
 // Group says which subcommands take a key as a flag.
@@ -113,6 +114,10 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "time between round starts: at least 100ms, and more than --timeout"},
 		{Name: "missed_rounds", Flag: "missed-rounds", Env: []string{"DISCOVERY_CLIENT_MISSED_ROUNDS"}, Default: "3", Kind: KindInt, Group: GroupRun,
 			Usage: "consecutive rounds without a reply before a server is removed"},
+		{Name: "max_removal_fraction", Flag: "max-removal-fraction", Env: []string{"DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION"}, Default: "0.5", Kind: KindFloat, Group: GroupRun,
+			Usage: "removal guard: a round that would remove more than this fraction of the known servers (and at least 2) holds the removals; 0 < f <= 1, 1 turns the guard off"},
+		{Name: "removal_guard_rounds", Flag: "removal-guard-rounds", Env: []string{"DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS"}, Default: "10", Kind: KindInt, Group: GroupRun,
+			Usage: "removal guard: further rounds a held removal must stay unseen before it goes ahead; 0 turns the guard off"},
 		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, Group: GroupRun,
 			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -96,6 +97,19 @@ func (p *parser) integer(key string) int {
 		return 0
 	}
 	return n
+}
+
+func (p *parser) float(key string) float64 {
+	s := strings.TrimSpace(p.str(key))
+	if s == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		p.bad(key, s, "want a decimal number such as 0.5")
+		return 0
+	}
+	return f
 }
 
 func (p *parser) port(key string) uint16 {
@@ -197,6 +211,8 @@ func (p *parser) fill(c *Config) {
 	c.MaxReplies = p.integer("max_replies")
 	c.Interval = p.duration("interval")
 	c.MissedRounds = p.integer("missed_rounds")
+	c.MaxRemovalFraction = p.float("max_removal_fraction")
+	c.RemovalGuardRounds = p.integer("removal_guard_rounds")
 	c.Sinks = p.list("sinks")
 	c.MetricsAddr = p.str("metrics_addr")
 }

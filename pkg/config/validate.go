@@ -98,6 +98,12 @@ func (c *Config) validate(sinkNames []string) error {
 	if c.MissedRounds < 1 {
 		bad("missed_rounds", c.MissedRounds, "must be >= 1")
 	}
+	if !(c.MaxRemovalFraction > 0 && c.MaxRemovalFraction <= 1) {
+		bad("max_removal_fraction", c.MaxRemovalFraction, "want a fraction 0 < f <= 1 (1 turns the removal guard off)")
+	}
+	if c.RemovalGuardRounds < 0 {
+		bad("removal_guard_rounds", c.RemovalGuardRounds, "must be >= 0 (0 turns the removal guard off)")
+	}
 	if len(c.Sinks) == 0 {
 		bad("sinks", "", "at least one sink is needed: "+orList(sinkNames))
 	}

@@ -17,10 +17,19 @@
 //   - a failed round (Observation.Failed) changes nothing: no miss is
 //     counted and nothing is added;
 //   - nothing is removed before the first complete round (a State restored
-//     with Seed keeps its endpoints through failed rounds at start-up).
+//     with Seed keeps its endpoints through failed rounds at start-up);
+//   - the removal guard: when the removals due in a round (endpoints at or
+//     past MissedRounds misses, already held ones included) are at least 2
+//     and more than Config.MaxRemovalFraction of the endpoints known before
+//     the round, they are held: kept in the state and the snapshot (listed
+//     in Plan.Guard.Held), their misses still counting, each until it has
+//     missed Config.GuardRounds more complete rounds; a held removal stays
+//     held for that long even if the others' servers answer meanwhile, and
+//     an endpoint that answers simply stays. See Guard.
 package plan
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"
@@ -33,6 +42,25 @@ type Config struct {
 	// MissedRounds is how many consecutive complete rounds without a reply
 	// remove an endpoint. Values below 1 are treated as 1.
 	MissedRounds int
+	// MaxRemovalFraction and GuardRounds tune the removal guard: a round
+	// whose due removals are at least 2 and more than MaxRemovalFraction
+	// of the endpoints known before it holds them for GuardRounds more
+	// rounds. A fraction of 1 or more, or GuardRounds 0, turns the guard
+	// off (the zero Config has it off).
+	MaxRemovalFraction float64
+	GuardRounds        int
+}
+
+// guarding reports whether the removal guard is on.
+func (c Config) guarding() bool {
+	return c.GuardRounds > 0 && c.MaxRemovalFraction > 0 && c.MaxRemovalFraction < 1
+}
+
+// Exceeds reports whether removing due of known endpoints in one round is
+// a mass removal the guard holds: at least 2, and more than
+// MaxRemovalFraction of known. It is false with the guard off.
+func (c Config) Exceeds(due, known int) bool {
+	return c.guarding() && due >= 2 && float64(due) > c.MaxRemovalFraction*float64(known)
 }
 
 // Seen is one server that answered in a round, as the planner needs it.
@@ -95,6 +123,9 @@ func (e entry) endpoint(addr netip.AddrPort) endpoint.Endpoint {
 type State struct {
 	held     map[netip.AddrPort]entry
 	complete bool
+	// holdSince is the round the current removal-guard episode began, 0
+	// when no removal is held.
+	holdSince uint64
 }
 
 // Seed returns a start-up State holding eps (for example restored from a
@@ -143,13 +174,41 @@ type Plan struct {
 	Failed bool
 	// Added are endpoints seen for the first time (or again after removal).
 	Added []endpoint.Endpoint
-	// Removed are endpoints that reached MissedRounds, with their last known
+	// Removed are endpoints that reached MissedRounds (and, when the
+	// removal guard held them, GuardRounds more), with their last known
 	// fields.
 	Removed []endpoint.Endpoint
-	// Kept are endpoints still held: seen again this round, or missing
-	// fewer than MissedRounds rounds. For a failed round it is every held
-	// endpoint.
+	// Kept are endpoints still held: seen again this round, missing
+	// fewer than MissedRounds rounds, or held by the removal guard. For a
+	// failed round it is every held endpoint.
 	Kept []endpoint.Endpoint
+	// Guard is what the removal guard did this round.
+	Guard Guard
+}
+
+// Guard reports the removal guard's state after a round. An episode is the
+// run of rounds during which at least one removal is held: it starts in
+// the round whose due removals exceed the fraction and ends in the first
+// round that holds none (the held removals went ahead, or their servers
+// answered again, or the removals due no longer exceed the fraction).
+type Guard struct {
+	// Held are the endpoints whose removal is held, sorted; each is also
+	// in Kept (and so in the snapshot).
+	Held []endpoint.Endpoint
+	// Due is how many removals were due this round (reached MissedRounds
+	// misses), held ones included, and Known how many endpoints were
+	// known before the round (the fraction's denominator).
+	Due, Known int
+	// Since is the first round of the current episode, 0 when none.
+	Since uint64
+	// Release is the round in which the first held removal goes ahead if
+	// its server stays unseen (0 when none is held).
+	Release uint64
+	// Released counts held removals that went ahead this round (they are
+	// in Removed) and Returned held endpoints whose server answered again.
+	Released, Returned int
+	// Started and Ended mark the first and the last round of an episode.
+	Started, Ended bool
 }
 
 // Empty reports whether the plan adds and removes nothing.
@@ -188,6 +247,8 @@ type Op struct {
 	Interface     string `json:"interface"`
 	Round         uint64 `json:"round"`
 	Sink          string `json:"sink,omitempty"`
+	// Held marks a noop that is a removal held by the removal guard.
+	Held bool `json:"held,omitempty"`
 }
 
 // NewOp describes e as an operation op in round.
@@ -203,7 +264,8 @@ func NewOp(op string, e endpoint.Endpoint, round uint64) Op {
 }
 
 // Ops lists the plan as operations: adds, then removes, then one noop per
-// unchanged endpoint. A failed round proposes nothing and returns nil.
+// unchanged endpoint; the noop of a removal held by the guard says held.
+// A failed round proposes nothing and returns nil.
 func (p Plan) Ops() []Op {
 	if p.Failed {
 		return nil
@@ -215,10 +277,25 @@ func (p Plan) Ops() []Op {
 	for _, e := range p.Removed {
 		ops = append(ops, NewOp(OpRemove, e, p.Round))
 	}
+	held := p.HeldSet()
 	for _, e := range p.Kept {
-		ops = append(ops, NewOp(OpNoop, e, p.Round))
+		op := NewOp(OpNoop, e, p.Round)
+		op.Held = held[e.Addr]
+		ops = append(ops, op)
 	}
 	return ops
+}
+
+// HeldSet returns the addresses of Guard.Held as a set (nil when none).
+func (p Plan) HeldSet() map[netip.AddrPort]bool {
+	if len(p.Guard.Held) == 0 {
+		return nil
+	}
+	m := make(map[netip.AddrPort]bool, len(p.Guard.Held))
+	for _, e := range p.Guard.Held {
+		m[e.Addr] = true
+	}
+	return m
 }
 
 // Next applies obs to prev and returns the new state and the plan. prev is
@@ -228,11 +305,20 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 	p := Plan{Round: obs.Round, At: obs.At, Failed: obs.Failed}
 	if obs.Failed {
 		p.Kept = prev.Endpoints()
+		p.Guard = Guard{Known: len(prev.held), Since: prev.holdSince}
+		for _, e := range p.Kept {
+			// Outside an episode no entry stays past MissedRounds misses.
+			if m := prev.held[e.Addr].misses; m >= missed {
+				p.Guard.Held = append(p.Guard.Held, e)
+				p.Guard.Release = minRelease(p.Guard.Release, obs.Round+uint64(missed+cfg.GuardRounds-m))
+			}
+		}
 		// State is never mutated in place, so sharing the map is safe.
 		return prev, p
 	}
 
 	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen))), complete: true}
+	p.Guard.Known = len(prev.held)
 	p.Kept = make([]endpoint.Endpoint, 0, len(prev.held))
 	for _, s := range obs.Seen {
 		if !s.Addr.IsValid() {
@@ -252,26 +338,90 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		}
 		e := entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: first, lastSeen: at}
 		next.held[s.Addr] = e
+		if known && old.misses >= missed {
+			p.Guard.Returned++
+		}
 		if known {
 			p.Kept = append(p.Kept, e.endpoint(s.Addr))
 		} else {
 			p.Added = append(p.Added, e.endpoint(s.Addr))
 		}
 	}
+	// Removals due this round, decided below once their number is known.
+	var due []netip.AddrPort
 	for k, old := range prev.held {
 		if _, seen := next.held[k]; seen {
 			continue
 		}
 		old.misses += 1 + max(obs.Skipped, 0)
 		if old.misses >= missed {
-			p.Removed = append(p.Removed, old.endpoint(k))
+			due = append(due, k)
 			continue
 		}
 		next.held[k] = old
 		p.Kept = append(p.Kept, old.endpoint(k))
 	}
+	p.Guard.Due = len(due)
+	hold := cfg.Exceeds(len(due), len(prev.held))
+	for _, k := range due {
+		e := prev.held[k]
+		// Past MissedRounds an entry was held last round: a held removal
+		// goes ahead only once confirmed, whatever the others do. Rounds
+		// skipped by a pause count towards MissedRounds, never as a
+		// confirmation: only rounds that ran confirm a held removal.
+		wasHeld := e.misses >= missed
+		if wasHeld {
+			e.misses++
+		} else {
+			e.misses = missed
+		}
+		if (hold || wasHeld) && e.misses < missed+cfg.GuardRounds {
+			next.held[k] = e
+			p.Guard.Held = append(p.Guard.Held, e.endpoint(k))
+			p.Guard.Release = minRelease(p.Guard.Release, obs.Round+uint64(missed+cfg.GuardRounds-e.misses))
+			continue
+		}
+		if wasHeld {
+			p.Guard.Released++
+		}
+		p.Removed = append(p.Removed, e.endpoint(k))
+	}
+	switch {
+	case len(p.Guard.Held) > 0 && prev.holdSince == 0:
+		next.holdSince, p.Guard.Started = obs.Round, true
+	case len(p.Guard.Held) > 0:
+		next.holdSince = prev.holdSince
+	case prev.holdSince != 0:
+		p.Guard.Ended = true
+	}
+	p.Guard.Since = next.holdSince
+	p.Kept = append(p.Kept, p.Guard.Held...)
 	slices.SortFunc(p.Added, endpoint.Compare)
 	slices.SortFunc(p.Removed, endpoint.Compare)
 	slices.SortFunc(p.Kept, endpoint.Compare)
+	slices.SortFunc(p.Guard.Held, endpoint.Compare)
 	return next, p
+}
+
+// Reason spells the guard's state for /readyz and logs, "" when nothing
+// is held. fraction is the configured max_removal_fraction.
+func (g Guard) Reason(round uint64, fraction float64) string {
+	if len(g.Held) == 0 {
+		return ""
+	}
+	n, rounds := g.Release-round, "rounds"
+	if n == 1 {
+		rounds = "round"
+	}
+	return fmt.Sprintf("removal guard: holding %d removals of %d known servers since round %d "+
+		"(more than max_removal_fraction %g unseen for missed_rounds); they go ahead in %d more %s (round %d) if still unseen",
+		len(g.Held), g.Known, g.Since, fraction, n, rounds, g.Release)
+}
+
+// minRelease is the earlier of two release rounds, 0 meaning none.
+func minRelease(a, b uint64) uint64 {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
 }

@@ -51,6 +51,7 @@ func TestNextRules(t *testing.T) {
 	tests := []struct {
 		name   string
 		missed int
+		guard  Config // the removal guard's settings (off when zero)
 		seed   []endpoint.Endpoint
 		steps  []step
 	}{
@@ -169,6 +170,18 @@ func TestNextRules(t *testing.T) {
 			},
 		},
 		{
+			name:   "rounds skipped by a pause do not confirm a guarded removal",
+			missed: 1,
+			guard:  Config{MaxRemovalFraction: 0.5, GuardRounds: 2},
+			steps: []step{
+				{seen: seen(a, b, c), adds: []string{a, b, c}},
+				// b and c due after a pause of 10 rounds: 2 of 3, held.
+				{skipped: 10, seen: seen(a), unchanged: []string{a, b, c}},
+				{seen: seen(a), unchanged: []string{a, b, c}},
+				{seen: seen(a), unchanged: []string{a}, removes: []string{b, c}},
+			},
+		},
+		{
 			name:   "skipped rounds before a failed round change nothing",
 			missed: 1,
 			steps: []step{
@@ -186,7 +199,8 @@ func TestNextRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{MissedRounds: tt.missed}
+			cfg := tt.guard
+			cfg.MissedRounds = tt.missed
 			st := State{}
 			if tt.seed != nil {
 				st = Seed(tt.seed)
@@ -306,6 +320,28 @@ func TestNextPure(t *testing.T) {
 	}
 }
 
+// TestNextPureGuard checks that Next with the guard holding removals never
+// modifies the State it is given, and gives the same plan twice.
+func TestNextPureGuard(t *testing.T) {
+	cfg := Config{MissedRounds: 1, MaxRemovalFraction: 0.5, GuardRounds: 3}
+	st, _ := Next(cfg, State{}, Observation{Round: 1, At: t0, Seen: seen("10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")})
+	st, p := Next(cfg, st, Observation{Round: 2, At: t0})
+	if len(p.Guard.Held) != 3 {
+		t.Fatalf("held = %v, want 3", p.Guard.Held)
+	}
+	before, since := maps.Clone(st.held), st.holdSince
+	for _, o := range []Observation{{Round: 3, At: t0}, {Round: 3, At: t0, Failed: true}, {Round: 3, At: t0, Seen: seen("10.0.0.1:8000")}} {
+		_, p1 := Next(cfg, st, o)
+		_, p2 := Next(cfg, st, o)
+		if !reflect.DeepEqual(p1, p2) {
+			t.Fatalf("two plans of one observation differ: %+v / %+v", p1, p2)
+		}
+		if !maps.Equal(before, st.held) || since != st.holdSince {
+			t.Fatalf("prev modified by %+v", o)
+		}
+	}
+}
+
 func TestPlanOps(t *testing.T) {
 	a := endpoint.Endpoint{Addr: ap("10.0.0.1:8000"), Source: ap("10.0.0.1:9999"), Interface: "eth0"}
 	b := endpoint.Endpoint{Addr: ap("10.0.0.2:8001"), Interface: "eth1"}
@@ -367,4 +403,291 @@ func BenchmarkNext(b *testing.B) {
 			st, _ = Next(Config{MissedRounds: 1}, st, Observation{Round: uint64(i + 2), At: t0, Seen: rounds[i%2]})
 		}
 	})
+}
+
+// guardStep is one round fed to Next with the removal guard on, and what the
+// plan must say. Held removals are kept (in the snapshot) and listed in held.
+type guardStep struct {
+	failed   bool
+	seen     []string
+	removes  []string
+	held     []string
+	since    uint64 // Guard.Since
+	release  uint64 // Guard.Release
+	released int
+	returned int
+	started  bool
+	ended    bool
+}
+
+func TestNextRemovalGuard(t *testing.T) {
+	const a, b, c, d, e, f = "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000", "10.0.0.4:8000", "10.0.0.5:8000", "10.0.0.6:8000"
+	all := []string{a, b, c, d, e, f}
+	on := Config{MissedRounds: 2, MaxRemovalFraction: 0.5, GuardRounds: 3}
+	tests := []struct {
+		name  string
+		cfg   Config
+		first []string    // seen in round 1
+		steps []guardStep // rounds 2, 3, ...
+	}{
+		{
+			name: "all six silent: held for GuardRounds rounds after MissedRounds, then removed",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{},
+				{held: all, since: 3, release: 6, started: true},
+				{held: all, since: 3, release: 6},
+				{held: all, since: 3, release: 6},
+				{removes: all, released: 6, ended: true},
+				{},
+			},
+		},
+		{
+			name: "half of them (not more than the fraction) go at once",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{seen: []string{d, e, f}},
+				{seen: []string{d, e, f}, removes: []string{a, b, c}},
+			},
+		},
+		{
+			name: "four of six are held",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{seen: []string{e, f}},
+				{seen: []string{e, f}, held: []string{a, b, c, d}, since: 3, release: 6, started: true},
+			},
+		},
+		{
+			name: "one server alone is never held, even the only one",
+			cfg:  on, first: []string{a},
+			steps: []guardStep{
+				{},
+				{removes: []string{a}},
+			},
+		},
+		{
+			name: "both of two are held",
+			cfg:  on, first: []string{a, b},
+			steps: []guardStep{
+				{},
+				{held: []string{a, b}, since: 3, release: 6, started: true},
+			},
+		},
+		{
+			name: "one of two goes at once",
+			cfg:  on, first: []string{a, b},
+			steps: []guardStep{
+				{seen: []string{b}},
+				{seen: []string{b}, removes: []string{a}},
+			},
+		},
+		{
+			name: "hysteresis first: one silent round is no removal and no hold",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{},
+				{seen: all},
+				{},
+				{seen: all},
+			},
+		},
+		{
+			name: "servers that answer during the hold simply stay",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{},
+				{held: all, since: 3, release: 6, started: true},
+				{seen: all, returned: 6, ended: true},
+				{seen: all},
+			},
+		},
+		{
+			name: "some answer again: the others stay held until confirmed",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{},
+				{held: all, since: 3, release: 6, started: true},
+				{seen: []string{a, b, c, d}, held: []string{e, f}, since: 3, release: 6, returned: 4},
+				{seen: []string{a, b, c, d}, held: []string{e, f}, since: 3, release: 6},
+				{seen: []string{a, b, c, d}, removes: []string{e, f}, released: 2, ended: true},
+			},
+		},
+		{
+			name: "a second wave during the hold joins it with its own confirmation rounds",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{seen: []string{e, f}},
+				{seen: []string{e, f}, held: []string{a, b, c, d}, since: 3, release: 6, started: true},
+				{seen: []string{f}, held: []string{a, b, c, d}, since: 3, release: 6},
+				{seen: []string{f}, held: []string{a, b, c, d, e}, since: 3, release: 6},
+				{seen: []string{f}, held: []string{e}, removes: []string{a, b, c, d}, since: 3, release: 8, released: 4},
+				{seen: []string{f}, held: []string{e}, since: 3, release: 8},
+				{seen: []string{f}, removes: []string{e}, released: 1, ended: true},
+			},
+		},
+		{
+			name: "a single miss during a hold that shrank goes at once",
+			cfg:  Config{MissedRounds: 2, MaxRemovalFraction: 0.5, GuardRounds: 4}, first: all,
+			steps: []guardStep{
+				{seen: []string{f}},
+				{seen: []string{f}, held: []string{a, b, c, d, e}, since: 3, release: 7, started: true},
+				{seen: []string{b, c, d, e, f}, held: []string{a}, since: 3, release: 7, returned: 4},
+				{seen: []string{b, c, d, f}, held: []string{a}, since: 3, release: 7},
+				// Due: a (held) and e (new): 2 of 6 is no mass removal, so
+				// e goes; a stays held until confirmed.
+				{seen: []string{b, c, d, f}, held: []string{a}, removes: []string{e}, since: 3, release: 7},
+				{seen: []string{b, c, d, f}, removes: []string{a}, released: 1, ended: true},
+			},
+		},
+		{
+			name: "failed rounds confirm nothing",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{},
+				{held: all, since: 3, release: 6, started: true},
+				{failed: true, held: all, since: 3, release: 7},
+				{failed: true, held: all, since: 3, release: 8},
+				{held: all, since: 3, release: 8},
+				{held: all, since: 3, release: 8},
+				{removes: all, released: 6, ended: true},
+			},
+		},
+		{
+			name: "servers added during the hold count in the denominator, held ones still wait",
+			cfg:  on, first: []string{a, b},
+			steps: []guardStep{
+				{},
+				{seen: []string{c, d, e, f}, held: []string{a, b}, since: 3, release: 6, started: true},
+				{seen: []string{c, d, e, f}, held: []string{a, b}, since: 3, release: 6},
+				{seen: []string{c, d, e, f}, held: []string{a, b}, since: 3, release: 6},
+				{seen: []string{c, d, e, f}, removes: []string{a, b}, released: 2, ended: true},
+			},
+		},
+		{
+			name: "max_removal_fraction 1 turns the guard off",
+			cfg:  Config{MissedRounds: 2, MaxRemovalFraction: 1, GuardRounds: 3}, first: all,
+			steps: []guardStep{
+				{},
+				{removes: all},
+			},
+		},
+		{
+			name: "removal_guard_rounds 0 turns the guard off",
+			cfg:  Config{MissedRounds: 2, MaxRemovalFraction: 0.5}, first: all,
+			steps: []guardStep{
+				{},
+				{removes: all},
+			},
+		},
+		{
+			name: "a second episode starts afresh",
+			cfg:  Config{MissedRounds: 1, MaxRemovalFraction: 0.5, GuardRounds: 1}, first: all,
+			steps: []guardStep{
+				{held: all, since: 2, release: 3, started: true},
+				{seen: all, returned: 6, ended: true},
+				{held: all, since: 4, release: 5, started: true},
+				{removes: all, released: 6, ended: true},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := Next(tt.cfg, State{}, Observation{Round: 1, At: t0, Seen: seen(tt.first...)})
+			known := slices.Clone(tt.first)
+			for i, s := range tt.steps {
+				round := uint64(i + 2)
+				var p Plan
+				st, p = Next(tt.cfg, st, Observation{Round: round, At: t0.Add(time.Duration(i+1) * time.Second), Failed: s.failed, Seen: seen(s.seen...)})
+				check := func(what string, got []endpoint.Endpoint, want []string) {
+					t.Helper()
+					if want == nil {
+						want = []string{}
+					}
+					w := slices.Clone(want)
+					slices.Sort(w)
+					if g := addrs(got); !slices.Equal(g, w) {
+						t.Errorf("round %d %s = %v, want %v", round, what, g, w)
+					}
+				}
+				if !s.failed {
+					for _, a := range s.seen {
+						if !slices.Contains(known, a) {
+							known = append(known, a)
+						}
+					}
+					known = slices.DeleteFunc(known, func(a string) bool { return slices.Contains(s.removes, a) })
+				}
+				check("removes", p.Removed, s.removes)
+				check("held", p.Guard.Held, s.held)
+				check("snapshot", p.Snapshot().Endpoints, known)
+				check("state", st.Endpoints(), known)
+				g := p.Guard
+				if g.Since != s.since || g.Release != s.release || g.Released != s.released || g.Returned != s.returned || g.Started != s.started || g.Ended != s.ended {
+					t.Errorf("round %d guard = since %d release %d released %d returned %d started %v ended %v; want %d %d %d %d %v %v",
+						round, g.Since, g.Release, g.Released, g.Returned, g.Started, g.Ended,
+						s.since, s.release, s.released, s.returned, s.started, s.ended)
+				}
+				for _, h := range p.Guard.Held {
+					if !slices.ContainsFunc(p.Kept, func(k endpoint.Endpoint) bool { return k.Addr == h.Addr }) {
+						t.Errorf("round %d: held %v not in Kept", round, h.Addr)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestConfigExceeds(t *testing.T) {
+	tests := []struct {
+		fraction   float64
+		rounds     int
+		due, known int
+		want       bool
+	}{
+		{0.5, 10, 4, 6, true},
+		{0.5, 10, 3, 6, false}, // exactly the fraction is allowed
+		{0.5, 10, 1, 1, false}, // one alone never
+		{0.5, 10, 2, 2, true},
+		{0.5, 10, 2, 3, true},
+		{0.5, 10, 2, 4, false},
+		{0.01, 10, 2, 100, true},
+		{0.1, 10, 2, 100, false},
+		{0.99, 10, 100, 100, true},
+		{1, 10, 100, 100, false},  // off
+		{0.5, 0, 100, 100, false}, // off
+		{0, 10, 100, 100, false},  // zero Config: off
+	}
+	for _, tt := range tests {
+		cfg := Config{MissedRounds: 1, MaxRemovalFraction: tt.fraction, GuardRounds: tt.rounds}
+		if got := cfg.Exceeds(tt.due, tt.known); got != tt.want {
+			t.Errorf("Config{fraction %g, rounds %d}.Exceeds(%d, %d) = %v, want %v", tt.fraction, tt.rounds, tt.due, tt.known, got, tt.want)
+		}
+	}
+}
+
+func TestGuardOpsAndReason(t *testing.T) {
+	cfg := Config{MissedRounds: 1, MaxRemovalFraction: 0.5, GuardRounds: 10}
+	st, _ := Next(cfg, State{}, Observation{Round: 1, At: t0, Seen: seen("10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")})
+	_, p := Next(cfg, st, Observation{Round: 2, At: t0, Seen: seen("10.0.0.3:8000")})
+	var lines []string
+	for _, op := range p.Ops() {
+		js, _ := json.Marshal(op)
+		lines = append(lines, string(js))
+	}
+	want := []string{
+		`{"op":"noop","ip":"10.0.0.1","port":8000,"source_address":"10.0.0.1:40000","interface":"eth0","round":2,"held":true}`,
+		`{"op":"noop","ip":"10.0.0.2","port":8000,"source_address":"10.0.0.2:40000","interface":"eth0","round":2,"held":true}`,
+		`{"op":"noop","ip":"10.0.0.3","port":8000,"source_address":"10.0.0.3:40000","interface":"eth0","round":2}`,
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("ops =\n%s\nwant\n%s", lines, want)
+	}
+	const wantReason = "removal guard: holding 2 removals of 3 known servers since round 2 (more than max_removal_fraction 0.5 unseen for missed_rounds); they go ahead in 10 more rounds (round 12) if still unseen"
+	if r := p.Guard.Reason(p.Round, cfg.MaxRemovalFraction); r != wantReason {
+		t.Fatalf("reason = %q\nwant     %q", r, wantReason)
+	}
+	if r := (Guard{}).Reason(2, 0.5); r != "" {
+		t.Fatalf("reason with nothing held = %q", r)
+	}
 }

@@ -70,6 +70,13 @@ type Config struct {
 	// skipped meanwhile count as misses, so what the sinks get after a pause
 	// is what a fresh round saw. Zero disables both checks.
 	RoundTimeout time.Duration
+	// MaxRemovalFraction and RemovalGuardRounds tune the planner's removal
+	// guard (plan.Config): a round whose due removals are at least 2 and
+	// more than MaxRemovalFraction of the known servers holds them for
+	// RemovalGuardRounds more rounds. Zero in either (or a fraction of 1)
+	// turns the guard off.
+	MaxRemovalFraction float64
+	RemovalGuardRounds int
 	// Once runs one round, applies it synchronously and returns.
 	Once bool
 	// DryRun never applies or closes a sink; it writes each round's
@@ -122,6 +129,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MissedRounds < 1 {
 		errs = append(errs, fmt.Errorf("%w: missed rounds %d: must be at least 1", ErrInvalidConfig, c.MissedRounds))
+	}
+	if !(c.MaxRemovalFraction >= 0 && c.MaxRemovalFraction <= 1) {
+		errs = append(errs, fmt.Errorf("%w: max removal fraction %v: want 0..1", ErrInvalidConfig, c.MaxRemovalFraction))
+	}
+	if c.RemovalGuardRounds < 0 {
+		errs = append(errs, fmt.Errorf("%w: removal guard rounds %d: must be >= 0", ErrInvalidConfig, c.RemovalGuardRounds))
 	}
 	if c.DryRun && c.DryRunOut == nil {
 		errs = append(errs, fmt.Errorf("%w: dry run needs an output writer", ErrInvalidConfig))

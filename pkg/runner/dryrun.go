@@ -14,7 +14,9 @@ import (
 // implementing sink.Planner reports its own registry diff (add, remove, and
 // one noop per desired endpoint already present); for other sinks, and when
 // there are none, the planner's own plan is written. Every line carries the
-// sink name. It returns the errors of planners and of the writer.
+// sink name; a removal the guard holds is a noop marked held (the
+// endpoint stays in the snapshot). It returns the errors of planners and of
+// the writer.
 func (r *runner) dryRun(ctx context.Context, p plan.Plan) []error {
 	enc := json.NewEncoder(r.cfg.DryRunOut)
 	var errs []error
@@ -32,6 +34,7 @@ func (r *runner) dryRun(ctx context.Context, p plan.Plan) []error {
 		}
 	}
 	snap := p.Snapshot()
+	held := p.HeldSet()
 	for i, s := range r.cfg.Sinks {
 		name := r.names[i]
 		pl, ok := s.(sink.Planner)
@@ -59,7 +62,9 @@ func (r *runner) dryRun(ctx context.Context, p plan.Plan) []error {
 		}
 		for _, e := range snap.Endpoints {
 			if !added[e.Addr] {
-				ops = append(ops, plan.NewOp(plan.OpNoop, e, p.Round))
+				op := plan.NewOp(plan.OpNoop, e, p.Round)
+				op.Held = held[e.Addr]
+				ops = append(ops, op)
 			}
 		}
 		for _, op := range ops {

@@ -22,8 +22,9 @@ type Health struct {
 
 	mu        sync.Mutex
 	lastTick  time.Time
-	completed bool  // a round completed since start
-	roundErr  error // the latest round failed with this error
+	completed bool   // a round completed since start
+	roundErr  error  // the latest round failed with this error
+	guarding  string // the removal guard's reason while it holds removals
 	sinks     map[string]*sinkHealth
 	order     []string
 }
@@ -50,7 +51,8 @@ func (h *Health) Alive() (bool, time.Time) {
 }
 
 // Ready reports whether a round completed since start, the latest round did
-// not fail and every sink's last Apply succeeded; otherwise it says why.
+// not fail, the removal guard holds no removal and every sink's last Apply
+// succeeded; otherwise it says why.
 func (h *Health) Ready() (bool, []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -60,6 +62,9 @@ func (h *Health) Ready() (bool, []string) {
 		reasons = append(reasons, "round: "+h.roundErr.Error())
 	case !h.completed:
 		reasons = append(reasons, "round: no round completed yet")
+	}
+	if h.guarding != "" {
+		reasons = append(reasons, h.guarding)
 	}
 	for _, name := range h.order {
 		s := h.sinks[name]
@@ -130,6 +135,17 @@ func (h *Health) round(err error) {
 	if err == nil {
 		h.completed = true
 	}
+}
+
+// guard records the removal guard's reason after a completed round, ""
+// when it holds nothing.
+func (h *Health) guard(reason string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.guarding = reason
 }
 
 func (h *Health) addSink(name string) {

@@ -28,6 +28,8 @@ type Metrics struct {
 	scanKeepAlives  prometheus.Counter
 	scanCycles      prometheus.Counter
 	scanProgress    prometheus.Gauge
+	removalsHeld    prometheus.Gauge
+	guardEpisodes   prometheus.Counter
 }
 
 // Outcome label values.
@@ -107,6 +109,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Subsystem: "scan", Name: "cycle_progress_ratio",
 			Help: "Fraction of the current scan cycle done, 0..1.",
 		}),
+		removalsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "removals_held",
+			Help: "Removals the removal guard holds: servers unseen for missed-rounds rounds that the sinks keep (max_removal_fraction, removal_guard_rounds).",
+		}),
+		guardEpisodes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "removal_guard_episodes_total",
+			Help: "Times the removal guard started holding removals (one round would have removed more than max_removal_fraction of the known servers).",
+		}),
 	}
 	for _, o := range []string{outcomeOK, outcomeFailed} {
 		m.rounds.WithLabelValues(o)
@@ -120,7 +130,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.roundDuration, m.endpoints, m.replies, m.probesSent,
 			m.probeSendErrors, m.changes, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
-			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress)
+			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress,
+			m.removalsHeld, m.guardEpisodes)
 	}
 	return m
 }
@@ -167,6 +178,18 @@ func (m *Metrics) planned(held, adds, removes int) {
 	m.endpoints.Set(float64(held))
 	m.changes.WithLabelValues("add").Add(float64(adds))
 	m.changes.WithLabelValues("remove").Add(float64(removes))
+}
+
+// guard records the removals held after a round and whether an episode
+// started in it.
+func (m *Metrics) guard(held int, started bool) {
+	if m == nil {
+		return
+	}
+	m.removalsHeld.Set(float64(held))
+	if started {
+		m.guardEpisodes.Inc()
+	}
 }
 
 func (m *Metrics) addSink(name string) {

@@ -100,6 +100,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 		}
 	}
 	r.log.Info().Str("interval", r.cfg.Interval.String()).Int("missed_rounds", r.cfg.MissedRounds).
+		Float64("max_removal_fraction", r.cfg.MaxRemovalFraction).Int("removal_guard_rounds", r.cfg.RemovalGuardRounds).
 		Bool("dry_run", r.cfg.DryRun).Strs("sinks", r.names).Msg("loop started")
 	r.logScanPlan()
 
@@ -196,7 +197,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 		r.out.Failed, r.out.RoundErr = true, err
 		return plan.Plan{Round: r.round, At: end, Failed: true}, false
 	}
-	cfg := plan.Config{MissedRounds: r.cfg.MissedRounds}
+	cfg := r.planConfig()
 	if err != nil {
 		r.failedRounds++
 		r.out.Failed, r.out.RoundErr = true, err
@@ -228,6 +229,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
 	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
+	r.reportGuard(p)
 	for _, e := range p.Added {
 		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Msg("endpoint added")
 	}

@@ -606,6 +606,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "dry run without writer", mod: func(c *runner.Config) { c.DryRun = true }},
 		{name: "nil sink", mod: func(c *runner.Config) { c.Sinks = []sink.Sink{nil} }},
 		{name: "negative backoff", mod: func(c *runner.Config) { c.Backoff.Min = -1 }},
+		{name: "removal fraction above 1", mod: func(c *runner.Config) { c.MaxRemovalFraction = 1.5 }},
+		{name: "negative guard rounds", mod: func(c *runner.Config) { c.RemovalGuardRounds = -1 }},
 		{name: "nil discoverer", mod: func(*runner.Config) {}, nilD: true},
 	}
 	for _, tt := range tests {
