@@ -47,6 +47,12 @@ func TestLoadOptionsEveryVariable(t *testing.T) {
 		"DISCOVERY_CLIENT_CLOCK_SKEW":           "0",
 		"DISCOVERY_CLIENT_SETTLE":               "200ms",
 		"DISCOVERY_CLIENT_MAX_REPLIES":          "10",
+
+		"DISCOVERY_CLIENT_INTERFACES_REGEX":          `eth[0-9]+|bond[0-9]+(\.[0-9]+)?`,
+		"DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX":     "eth9",
+		"DISCOVERY_CLIENT_INTERFACES_CIDRS":          "192.168.1.7/24, 10.0.0.0/8",
+		"DISCOVERY_CLIENT_INTERFACES_CAN_REACH":      " 192.168.1.1 ",
+		"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": "yes",
 	}.lookup)
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +64,9 @@ func TestLoadOptionsEveryVariable(t *testing.T) {
 	want.ScanRate, want.Whitelist, want.Blacklist = 50, []string{"eth0", "eth1"}, []string{"docker0"}
 	want.DefaultPort, want.AddressFrom = 8080, AddressSource
 	want.MaxTokenAge, want.ClockSkew, want.Settle, want.MaxReplies = 2*time.Minute, 0, 200*time.Millisecond, 10
+	want.InterfaceRegex, want.InterfaceSkipRegex = `eth[0-9]+|bond[0-9]+(\.[0-9]+)?`, "eth9"
+	want.InterfaceCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+	want.InterfaceCanReach, want.SkipContainerInterfaces = netip.MustParseAddr("192.168.1.1"), true
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got  %+v\nwant %+v", o, want)
 	}
@@ -105,6 +114,11 @@ func TestLoadOptionsErrors(t *testing.T) {
 		{"scan cidr", "DISCOVERY_CLIENT_SCAN_CIDRS", "10.0.0.0/24,fd00::/64", `scan_cidrs (env DISCOVERY_CLIENT_SCAN_CIDRS): bad value "10.0.0.0/24,fd00::/64": "fd00::/64": want an IPv4 network`},
 		{"empty message", "DISCOVERY_CLIENT_MESSAGE", "", `discovery_message (env DISCOVERY_CLIENT_MESSAGE): bad value "": must not be empty`},
 		{"max replies", "DISCOVERY_CLIENT_MAX_REPLIES", "0", `max_replies (env DISCOVERY_CLIENT_MAX_REPLIES): bad value "0": must be >= 1`},
+		{"interfaces regex", "DISCOVERY_CLIENT_INTERFACES_REGEX", "eth[", `interfaces_regex (env DISCOVERY_CLIENT_INTERFACES_REGEX): bad value "eth[": error parsing regexp: missing closing ]`},
+		{"interfaces skip regex", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX", "a)|(b", `interfaces_skip_regex (env DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX): bad value "a)|(b": error parsing regexp`},
+		{"interfaces cidrs", "DISCOVERY_CLIENT_INTERFACES_CIDRS", "10.0.0.0/33", `interfaces_cidrs (env DISCOVERY_CLIENT_INTERFACES_CIDRS): bad value "10.0.0.0/33": "10.0.0.0/33": want an IPv4 network`},
+		{"interfaces can reach", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH", "gateway.lan", `interfaces_can_reach (env DISCOVERY_CLIENT_INTERFACES_CAN_REACH): bad value "gateway.lan": want an IPv4 address`},
+		{"interfaces skip container", "DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER", "sure", `interfaces_skip_container (env DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER): bad value "sure": want true/false`},
 		{"encryption fallback var", "DISCOVERY_ENCRYPTION_ENABLED", "si", `encryption_enabled (env DISCOVERY_ENCRYPTION_ENABLED): bad value "si"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -110,7 +110,7 @@ func CompilePattern(pattern string) (*regexp.Regexp, error) {
 }
 
 // Compile checks r and returns its Selector. Errors name the key and the
-// bad value: `interfaces_regex "eth[": error parsing regexp: ...`.
+// bad value: `interfaces_regex: bad pattern "eth[": error parsing regexp: ...`.
 func (r Rules) Compile() (*Selector, error) {
 	s := &Selector{r: r}
 	s.r.Whitelist = slices.Clone(r.Whitelist)
@@ -120,23 +120,23 @@ func (r Rules) Compile() (*Selector, error) {
 	var err error
 	if r.Regex != "" {
 		if s.regex, err = CompilePattern(r.Regex); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", RuleRegex, r.Regex, err))
+			errs = append(errs, fmt.Errorf("%s: bad pattern %q: %w", RuleRegex, r.Regex, err))
 		}
 	}
 	if r.SkipRegex != "" {
 		if s.skipRegx, err = CompilePattern(r.SkipRegex); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", RuleSkipRegex, r.SkipRegex, err))
+			errs = append(errs, fmt.Errorf("%s: bad pattern %q: %w", RuleSkipRegex, r.SkipRegex, err))
 		}
 	}
 	for i, p := range r.CIDRs {
 		if !p.IsValid() || !p.Addr().Is4() {
-			errs = append(errs, fmt.Errorf("%s %s: not an IPv4 network", RuleCIDRs, p))
+			errs = append(errs, fmt.Errorf("%s: %s is not an IPv4 network", RuleCIDRs, p))
 			continue
 		}
 		s.r.CIDRs[i] = p.Masked()
 	}
 	if r.CanReach.IsValid() && !r.CanReach.Unmap().Is4() {
-		errs = append(errs, fmt.Errorf("%s %s: not an IPv4 address", RuleCanReach, r.CanReach))
+		errs = append(errs, fmt.Errorf("%s: %s is not an IPv4 address", RuleCanReach, r.CanReach))
 	}
 	s.r.CanReach = r.CanReach.Unmap()
 	if err := errors.Join(errs...); err != nil {
@@ -199,7 +199,9 @@ func (s *Selector) decide(i Interface, reach string, reachErr error) Decision {
 		return skip(RuleLoopback, "loopback interface")
 	case !i.Addr.Is4():
 		return skip(RuleNotIPv4, "no IPv4 address")
-	case !i.Prefix.IsValid() || i.Prefix.Bits() >= 31:
+	case !i.Prefix.IsValid():
+		return skip(RuleNoBroadcast, "address has no network prefix, so no broadcast domain")
+	case i.Prefix.Bits() >= 31:
 		return skip(RuleNoBroadcast, fmt.Sprintf("/%d address has no broadcast domain (a probe would be a unicast to %s)", i.Prefix.Bits(), i.Addr))
 	}
 	var chose []string

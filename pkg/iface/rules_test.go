@@ -178,11 +178,11 @@ func TestRulesCompileErrors(t *testing.T) {
 		rules Rules
 		want  []string // substrings of the error
 	}{
-		{"bad regex", Rules{Regex: "eth["}, []string{`interfaces_regex "eth["`, "missing closing ]"}},
-		{"half-anchored regex", Rules{Regex: "a)|(b"}, []string{`interfaces_regex "a)|(b"`}},
-		{"bad skip regex", Rules{SkipRegex: "(cni"}, []string{`interfaces_skip_regex "(cni"`}},
-		{"v6 cidr", Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}}, []string{"interfaces_cidrs fd00::/8: not an IPv4 network"}},
-		{"v6 can reach", Rules{CanReach: netip.MustParseAddr("fd00::1")}, []string{"interfaces_can_reach fd00::1: not an IPv4 address"}},
+		{"bad regex", Rules{Regex: "eth["}, []string{`interfaces_regex: bad pattern "eth["`, "missing closing ]"}},
+		{"half-anchored regex", Rules{Regex: "a)|(b"}, []string{`interfaces_regex: bad pattern "a)|(b"`}},
+		{"bad skip regex", Rules{SkipRegex: "(cni"}, []string{`interfaces_skip_regex: bad pattern "(cni"`}},
+		{"v6 cidr", Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}}, []string{"interfaces_cidrs: fd00::/8 is not an IPv4 network"}},
+		{"v6 can reach", Rules{CanReach: netip.MustParseAddr("fd00::1")}, []string{"interfaces_can_reach: fd00::1 is not an IPv4 address"}},
 		{"all at once", Rules{Regex: "[", SkipRegex: "[", CanReach: netip.MustParseAddr("::2")}, []string{"interfaces_regex", "interfaces_skip_regex", "interfaces_can_reach"}},
 	}
 	for _, tt := range tests {
