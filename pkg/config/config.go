@@ -32,6 +32,12 @@ type Config struct {
 	ScanRate         int
 	Whitelist        []string
 	Blacklist        []string
+	// The other interface rules (see iface.Rules for their order).
+	InterfaceRegex          string
+	InterfaceCIDRs          []netip.Prefix
+	InterfaceCanReach       netip.Addr
+	InterfaceSkipRegex      string
+	SkipContainerInterfaces bool
 	DefaultPort      uint16
 	AddressFrom      string
 	Encryption       bool

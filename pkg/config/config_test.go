@@ -144,6 +144,18 @@ func TestValues(t *testing.T) {
 			func(c *Config) bool {
 				return slices.Equal(c.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")})
 			}},
+		{"interface rules", map[string]string{
+			"DISCOVERY_CLIENT_INTERFACES_REGEX": "eth[0-9]{1,2}|ens.*", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX": "eth9",
+			"DISCOVERY_CLIENT_INTERFACES_CIDRS": "192.168.1.9/24,10.0.0.0/8", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH": "192.168.1.1",
+			"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": "true",
+		}, nil, func(c *Config) bool {
+			return c.InterfaceRegex == "eth[0-9]{1,2}|ens.*" && c.InterfaceSkipRegex == "eth9" &&
+				slices.Equal(c.InterfaceCIDRs, []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}) &&
+				c.InterfaceCanReach == netip.MustParseAddr("192.168.1.1") && c.SkipContainerInterfaces
+		}},
+		{"interface rules off by default", nil, nil, func(c *Config) bool {
+			return c.InterfaceRegex == "" && c.InterfaceSkipRegex == "" && c.InterfaceCIDRs == nil && !c.InterfaceCanReach.IsValid() && !c.SkipContainerInterfaces
+		}},
 		{"sinks from env", map[string]string{"DISCOVERY_CLIENT_SINKS": "stdout,file", "DISCOVERY_CLIENT_FILE_PATH": "/tmp/x.json"}, nil,
 			func(c *Config) bool { return slices.Equal(c.Sinks, []string{"stdout", "file"}) }},
 		{"secret key fallback env", map[string]string{"DISCOVERY_ENCRYPTION_ENABLED": "1", "DISCOVERY_SECRET_KEY": "k"}, nil,
@@ -203,6 +215,13 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 		{"ttl shorter than interval", nil, map[string]any{"consul_ttl": "5s"}, "", []string{"consul_ttl (flag --consul-ttl)", "must exceed interval + timeout"}},
 		{"ttl too short for the lock", nil, map[string]any{"consul_ttl": "30s", "consul_lock": "k"}, "", []string{"consul_ttl (flag --consul-ttl) 30s is too short for consul_lock_session_ttl (default) 10s", "at least 50s"}},
 		{"several problems at once", nil, map[string]any{"retries": "x", "scan_cidrs": []string{"fe80::/64"}}, "", []string{`retries (flag --retries): bad value "x"`, `scan_cidrs (flag --scan-cidr): bad value "fe80::/64"`}},
+		{"bad interface rules", map[string]string{"DISCOVERY_CLIENT_INTERFACES_REGEX": "eth["}, map[string]any{
+			"interfaces_skip_regex": "a)|(b", "interfaces_cidrs": []string{"10.0.0.0/8", "eth0"}, "interfaces_can_reach": "gw.lan", "interfaces_skip_container": "sure"}, "",
+			[]string{`interfaces_regex (env DISCOVERY_CLIENT_INTERFACES_REGEX): bad value "eth[": want an RE2 pattern`,
+				`interfaces_skip_regex (flag --interfaces-skip-regex): bad value "a)|(b"`,
+				`interfaces_cidrs (flag --interfaces-cidr): bad value "eth0": want an IPv4 network`,
+				`interfaces_can_reach (flag --interfaces-can-reach): bad value "gw.lan": want an IPv4 address`,
+				`interfaces_skip_container (flag --interfaces-skip-container): bad value "sure"`}},
 		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{"timeout (file", "want a single value"}},
 	}
 	for _, tc := range tests {
