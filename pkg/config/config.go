@@ -38,20 +38,20 @@ type Config struct {
 	InterfaceCanReach       netip.Addr
 	InterfaceSkipRegex      string
 	SkipContainerInterfaces bool
-	DefaultPort      uint16
-	AddressFrom      string
-	Encryption       bool
-	SecretKey        string // never log
-	SecretKeyFile    string
-	MaxTokenAge      time.Duration
-	ClockSkew        time.Duration
-	Settle           time.Duration
-	MaxReplies       int
-	Interval         time.Duration
-	MissedRounds     int
-	Sinks            []string
-	MetricsAddr      string
-	sources          map[string]string
+	DefaultPort             uint16
+	AddressFrom             string
+	Encryption              bool
+	SecretKey               string // never log
+	SecretKeyFile           string
+	MaxTokenAge             time.Duration
+	ClockSkew               time.Duration
+	Settle                  time.Duration
+	MaxReplies              int
+	Interval                time.Duration
+	MissedRounds            int
+	Sinks                   []string
+	MetricsAddr             string
+	sources                 map[string]string
 }
 
 // Source names where a key's effective value came from ("default",
