@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // env is a fake environment.
@@ -243,4 +244,53 @@ func TestEnvKeysMatchTheCLI(t *testing.T) {
 			t.Errorf("duration %q: LoadOptions %v, %v; CLI %v, %v", s, d1, e1, d2, e2)
 		}
 	}
+}
+
+// FuzzInterfaceRulesFromEnv feeds arbitrary values to the interface-rule
+// variables: LoadOptions either names the bad variable or gives Options
+// that New accepts, whose rules decide every address of a node with a rule
+// and a reason, and never take a /31 or /32.
+func FuzzInterfaceRulesFromEnv(f *testing.F) {
+	f.Add(`eth[0-9]+|ens[0-9]+`, "docker.*", "10.0.0.0/8,192.168.1.7/24", "192.168.1.1", "true")
+	f.Add("a)|(b", "(", "10.0.0.0/33", "gw.lan", "sure")
+	f.Add("", "", " , ,", "::ffff:10.0.0.1", "")
+	f.Add(`x{1,2}`, `\`, "fd00::/8", "fd00::1", "off")
+	all := []iface.Interface{
+		{Name: "eth0", Index: 2, Addr: netip.MustParseAddr("192.168.1.5"), Prefix: netip.MustParsePrefix("192.168.1.0/24"), Up: true},
+		{Name: "cni0", Index: 3, Addr: netip.MustParseAddr("10.244.0.1"), Prefix: netip.MustParsePrefix("10.244.0.0/24"), Up: true},
+		{Name: "kube-ipvs0", Index: 4, Addr: netip.MustParseAddr("10.96.0.1"), Prefix: netip.MustParsePrefix("10.96.0.1/32"), Up: true},
+		{Name: "eth1", Index: 5, Addr: netip.MustParseAddr("10.0.0.0"), Prefix: netip.MustParsePrefix("10.0.0.0/31"), Up: true},
+	}
+	router := iface.RouterFunc(func(dst netip.Addr) (iface.Route, error) { return iface.Route{Dst: dst, Index: 2}, nil })
+	f.Fuzz(func(t *testing.T, regex, skip, cidrs, reach, container string) {
+		e := env{
+			"DISCOVERY_CLIENT_INTERFACES_REGEX": regex, "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX": skip,
+			"DISCOVERY_CLIENT_INTERFACES_CIDRS": cidrs, "DISCOVERY_CLIENT_INTERFACES_CAN_REACH": reach,
+			"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": container,
+		}
+		o, err := LoadOptions(e.lookup)
+		if err != nil {
+			var ee *EnvError
+			if !errors.As(err, &ee) || !strings.HasPrefix(ee.Var, "DISCOVERY_CLIENT_INTERFACES_") {
+				t.Fatalf("error %v does not name an interface variable", err)
+			}
+			return
+		}
+		sel, err := o.InterfaceRules().Compile()
+		if err != nil {
+			t.Fatalf("LoadOptions accepted rules that do not compile: %v", err)
+		}
+		ds := sel.Decide(all, router)
+		if len(ds) != len(all) {
+			t.Fatalf("%d decisions for %d addresses", len(ds), len(all))
+		}
+		for _, d := range ds {
+			if d.Rule == "" || d.Reason == "" {
+				t.Fatalf("%s: decision without a rule or reason: %+v", d.Name, d)
+			}
+			if d.Taken && d.Prefix.Bits() >= 31 {
+				t.Fatalf("%s %s taken", d.Name, d.Prefix)
+			}
+		}
+	})
 }
