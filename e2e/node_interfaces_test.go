@@ -167,7 +167,8 @@ func parseProbeLog(t *testing.T, stderr string) probeLog {
 // retries, where the upstream-style selection sent 25 per send, 100 in
 // all: every pod network and every ClusterIP) and find the servers; a
 // choice by regex, by CIDR and by can-reach each picks eth0; `bridge
-// interfaces` names the rule that skipped every other address.
+// interfaces` and `bridge doctor` name the rule that skipped every other
+// address.
 func TestNodeInterfaces(t *testing.T) {
 	n := newIPVSNode(t)
 	chartEnv := chartInterfaceEnv(t)
@@ -243,6 +244,16 @@ func TestNodeInterfaces(t *testing.T) {
 		for name, w := range want {
 			if !slices.Equal(rules[name], w) {
 				t.Errorf("%s skipped by %v, want %v\n%s", name, rules[name], w, r.Stdout)
+			}
+		}
+		doc := bridge(t, n.node, chartEnv, "doctor", "--timeout", "1")
+		if doc.ExitCode != 0 {
+			t.Fatalf("bridge doctor: exit %d\n%s\n%s", doc.ExitCode, doc.Stdout, doc.Stderr)
+		}
+		for _, w := range []string{"yes (default)", "no: interfaces_skip_container: container/CNI interface: Docker's default bridge",
+			"no: no_broadcast_domain: /32 address has no broadcast domain", "probes sent 4 (send errors 0)"} {
+			if !strings.Contains(doc.Stdout, w) {
+				t.Errorf("bridge doctor lacks %q:\n%s", w, doc.Stdout)
 			}
 		}
 		text := bridge(t, n.node, chartEnv, "interfaces")
