@@ -214,6 +214,41 @@ func TestNodeInterfaces(t *testing.T) {
 		})
 	}
 
+	t.Run("run --once logs the choice", func(t *testing.T) {
+		r := bridge(t, n.node, chartEnv, "run", "--once", "--sink", "stdout", "--metrics-addr", "", "--timeout", "1", "--log-format", "json")
+		if r.ExitCode != 0 {
+			t.Fatalf("bridge run --once: exit %d\n%s\n%s", r.ExitCode, r.Stdout, r.Stderr)
+		}
+		var probing []string
+		var skipped map[string]any
+		sc := bufio.NewScanner(strings.NewReader(r.Stderr))
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch line["message"] {
+			case "probing interface":
+				probing = append(probing, fmt.Sprint(line["interface"], " ", line["ip"], " ", line["rule"]))
+			case "interface addresses skipped, by rule (bridge interfaces lists them)":
+				skipped = line
+			}
+		}
+		if !slices.Equal(probing, []string{"eth0 10.213.71.10 default"}) {
+			t.Errorf("probing %v, want eth0 alone\n%s", probing, r.Stderr)
+		}
+		for rule, want := range map[string]float64{"no_broadcast_domain": nodeClusterIPs + 2, "interfaces_skip_container": 2, "loopback": 1} {
+			if skipped[rule] != want {
+				t.Errorf("skipped by %s: %v, want %v\n%s", rule, skipped[rule], want, r.Stderr)
+			}
+		}
+		for _, s := range n.servers {
+			if !strings.Contains(r.Stdout, strings.Split(s, ":")[0]) {
+				t.Errorf("run --once did not export %s:\n%s", s, r.Stdout)
+			}
+		}
+	})
+
 	t.Run("interfaces shows the skip reasons", func(t *testing.T) {
 		r := bridge(t, n.node, chartEnv, "interfaces", "--json")
 		if r.ExitCode != 0 {
