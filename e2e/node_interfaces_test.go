@@ -170,6 +170,7 @@ func parseProbeLog(t *testing.T, stderr string) probeLog {
 // interfaces` and `bridge doctor` name the rule that skipped every other
 // address.
 func TestNodeInterfaces(t *testing.T) {
+	t.Parallel()
 	n := newIPVSNode(t)
 	chartEnv := chartInterfaceEnv(t)
 	if !slices.Contains(chartEnv, "DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER=true") {
