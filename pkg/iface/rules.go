@@ -92,8 +92,8 @@ func (f RouterFunc) Route(dst netip.Addr) (Route, error) { return f(dst) }
 
 // Selector is a compiled set of Rules.
 type Selector struct {
-	r               Rules
-	regex, skipRegx *regexp.Regexp
+	r                Rules
+	regex, skipRegex *regexp.Regexp
 }
 
 // CompilePattern compiles an interface-name pattern (RE2 syntax) that must
@@ -124,7 +124,7 @@ func (r Rules) Compile() (*Selector, error) {
 		}
 	}
 	if r.SkipRegex != "" {
-		if s.skipRegx, err = CompilePattern(r.SkipRegex); err != nil {
+		if s.skipRegex, err = CompilePattern(r.SkipRegex); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad pattern %q: %w", RuleSkipRegex, r.SkipRegex, err))
 		}
 	}
@@ -239,7 +239,7 @@ func (s *Selector) decide(i Interface, reach string, reachErr error) Decision {
 	if slices.Contains(r.Blacklist, i.Name) {
 		return skip(RuleBlacklist, "in interfaces_blacklist")
 	}
-	if s.skipRegx != nil && s.skipRegx.MatchString(i.Name) {
+	if s.skipRegex != nil && s.skipRegex.MatchString(i.Name) {
 		return skip(RuleSkipRegex, fmt.Sprintf("name matches interfaces_skip_regex %q", r.SkipRegex))
 	}
 	if r.SkipContainer {
