@@ -215,6 +215,27 @@ func TestNodeInterfaces(t *testing.T) {
 		})
 	}
 
+	t.Run("library, same variables", func(t *testing.T) {
+		bin := buildLibdemo(t)
+		for _, env := range [][]string{chartEnv, {"DISCOVERY_CLIENT_INTERFACES_CAN_REACH=192.0.2.1"}, {`DISCOVERY_CLIENT_INTERFACES_REGEX=eth[0-9]+`}} {
+			out, r := libdemo(t, n.node, bin, append([]string{"DISCOVERY_CLIENT_TIMEOUT=1"}, env...))
+			if r.ExitCode != 0 {
+				t.Fatalf("libdemo %v: exit %d\n%s\n%s", env, r.ExitCode, r.Stdout, r.Stderr)
+			}
+			if !slices.Equal(out.Interfaces, []string{"eth0"}) {
+				t.Errorf("libdemo %v: interfaces %v, want [eth0]", env, out.Interfaces)
+			}
+			var got []string
+			for _, s := range out.Servers {
+				got = append(got, endpoint(s.IP, s.Port))
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, n.servers) {
+				t.Errorf("libdemo %v: servers %v, want %v", env, got, n.servers)
+			}
+		}
+	})
+
 	t.Run("run --once logs the choice", func(t *testing.T) {
 		r := bridge(t, n.node, chartEnv, "run", "--once", "--sink", "stdout", "--metrics-addr", "", "--timeout", "1", "--log-format", "json")
 		if r.ExitCode != 0 {
