@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -96,6 +98,34 @@ func newClient(cfg *config.Config, log zerolog.Logger, one bool) (*discover.Clie
 		return nil, usageErr(err)
 	}
 	return client, nil
+}
+
+// logInterfaceChoice logs, once at start, the addresses the interface rules
+// take (info, with the rule) and how many each rule skipped (info; each
+// skipped address at debug). The rules are applied again every round.
+func logInterfaceChoice(log zerolog.Logger, c *discover.Client) {
+	ds, err := c.Decisions()
+	if err != nil {
+		log.Warn().Err(err).Msg("interfaces not listed")
+		return
+	}
+	skipped := map[string]int{}
+	for _, d := range ds {
+		if d.Taken {
+			log.Info().Str("interface", d.Name).Stringer("ip", d.Addr).Stringer("broadcast", d.Broadcast).
+				Str("rule", d.Rule).Msg("probing interface")
+			continue
+		}
+		skipped[d.Rule]++
+		log.Debug().Str("interface", d.Name).Stringer("ip", d.Addr).Str("rule", d.Rule).Str("reason", d.Reason).Msg("interface skipped")
+	}
+	if len(skipped) > 0 {
+		ev := log.Info()
+		for _, rule := range slices.Sorted(maps.Keys(skipped)) {
+			ev = ev.Int(rule, skipped[rule])
+		}
+		ev.Msg("interface addresses skipped, by rule (bridge interfaces lists them)")
+	}
 }
 
 // roundErr maps a failed round: no interface selected is a configuration

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"net/netip"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -29,13 +28,13 @@ func doctorCommand(schema *config.Schema) *cli.Command {
 			}
 			log := newLogger(c, cfg)
 			w := c.App.Writer
-			all, err := iface.OS().Interfaces()
+			all, ds, err := interfaceDecisions(cfg)
 			if err != nil {
-				return runtimeErr(fmt.Errorf("list interfaces: %w", err))
+				return err
 			}
-			sel := iface.Select(all, cfg.Whitelist, cfg.Blacklist)
+			sel := iface.Taken(ds)
 			fmt.Fprintln(w, "== interfaces")
-			printInterfaceVerdicts(w, all, sel, cfg)
+			printInterfaceVerdicts(w, all, ds, cfg)
 			for _, s := range iface.Diagnose(sel) {
 				if scanCovers(cfg, s.Network) == "" {
 					fmt.Fprintf(w, "\nsegmented network? %s\n", s.Advice())
@@ -83,25 +82,15 @@ func doctorCommand(schema *config.Schema) *cli.Command {
 	}
 }
 
-func printInterfaceVerdicts(w io.Writer, all, sel []iface.Interface, cfg *config.Config) {
+func printInterfaceVerdicts(w io.Writer, all []iface.Interface, ds []iface.Decision, cfg *config.Config) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tIP\tNETWORK\tBROADCAST\tUSED")
-	for _, in := range all {
-		verdict := "yes"
-		switch {
-		case slices.ContainsFunc(sel, func(s iface.Interface) bool { return s.Name == in.Name && s.Addr == in.Addr }):
-		case in.Loopback:
-			verdict = "no: loopback"
-		case !in.Up:
-			verdict = "no: down"
-		case len(cfg.Whitelist) > 0 && !slices.Contains(cfg.Whitelist, in.Name):
-			verdict = "no: not in whitelist"
-		case slices.Contains(cfg.Blacklist, in.Name):
-			verdict = "no: blacklisted"
-		default:
-			verdict = "no"
+	for _, d := range ds {
+		verdict := "yes (" + d.Rule + ")"
+		if !d.Taken {
+			verdict = "no: " + d.Rule + ": " + d.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Addr, in.Prefix, in.Broadcast, verdict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Addr, d.Prefix, d.Broadcast, verdict)
 	}
 	tw.Flush()
 	for _, name := range iface.Unmatched(all, cfg.Whitelist) {
@@ -117,7 +106,7 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 	var h []string
 	switch {
 	case errors.Is(roundErr, discover.ErrNoInterfaces) || len(sel) == 0:
-		h = append(h, "no interface is selected: check that the host has an IPv4 interface up, and the interfaces_whitelist/interfaces_blacklist names (`bridge interfaces`)")
+		h = append(h, "no interface is selected: check that the host has an IPv4 interface up, and the interface rules (interfaces_whitelist, interfaces_regex, interfaces_cidrs, interfaces_can_reach, ...): `bridge interfaces` says which rule skipped each one")
 		return h
 	case errors.Is(roundErr, discover.ErrNoProbeSent):
 		h = append(h, "no probe could be sent: the selected links may be down or have no route for broadcast; in a container use --network host (Docker) or hostNetwork: true (Kubernetes)")

@@ -128,9 +128,30 @@ func TestInterfacesJSON(t *testing.T) {
 	if len(rep.Interfaces) != 0 || rep.Segmented == nil {
 		t.Fatalf("report = %+v", rep)
 	}
+	var full struct {
+		Interfaces []struct{ Name, Rule, Reason string }     `json:"interfaces"`
+		Skipped    []struct{ Name, IP, Rule, Reason string } `json:"skipped"`
+	}
 	_, out, _ = runCLI(t, nil, "interfaces", "--json")
-	if strings.Contains(out, `"name": "lo"`) {
-		t.Fatal("loopback selected")
+	if err := json.Unmarshal([]byte(out), &full); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	for _, i := range full.Interfaces {
+		if i.Name == "lo" {
+			t.Fatal("loopback selected")
+		}
+		if i.Rule == "" || i.Reason == "" {
+			t.Errorf("taken interface %s has no rule or reason: %+v", i.Name, i)
+		}
+	}
+	var sawLo bool
+	for _, s := range full.Skipped {
+		if s.Name == "lo" && s.IP == "127.0.0.1" {
+			sawLo = s.Rule == "loopback" && s.Reason == "loopback interface"
+		}
+	}
+	if !sawLo {
+		t.Errorf("lo 127.0.0.1 not listed as skipped by rule loopback: %s", out)
 	}
 }
 

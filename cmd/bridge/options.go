@@ -5,7 +5,33 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
+
+// setInterfaceOptions copies the interface rules of c into o.
+func setInterfaceOptions(o *discover.Options, c *config.Config) {
+	o.Whitelist, o.Blacklist = c.Whitelist, c.Blacklist
+	o.InterfaceRegex, o.InterfaceSkipRegex = c.InterfaceRegex, c.InterfaceSkipRegex
+	o.InterfaceCIDRs, o.InterfaceCanReach = c.InterfaceCIDRs, c.InterfaceCanReach
+	o.SkipContainerInterfaces = c.SkipContainerInterfaces
+}
+
+// interfaceDecisions lists the host's interfaces and applies the
+// configuration's interface rules, as a round would (the can-reach route
+// is looked up; nothing is sent).
+func interfaceDecisions(c *config.Config) (all []iface.Interface, ds []iface.Decision, err error) {
+	var o discover.Options
+	setInterfaceOptions(&o, c)
+	sel, err := o.InterfaceRules().Compile()
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	all, err = iface.OS().Interfaces()
+	if err != nil {
+		return nil, nil, runtimeErr(fmt.Errorf("list interfaces: %w", err))
+	}
+	return all, sel.Decide(all, iface.OSRouter()), nil
+}
 
 // discoverOptions maps the loaded configuration to discovery options. It
 // reads and parses the Fernet key when encryption is on; a missing or
@@ -27,9 +53,8 @@ func discoverOptions(c *config.Config) (discover.Options, error) {
 		MaxReplies:  c.MaxReplies,
 		MaxTokenAge: c.MaxTokenAge,
 		ClockSkew:   c.ClockSkew,
-		Whitelist:   c.Whitelist,
-		Blacklist:   c.Blacklist,
 	}
+	setInterfaceOptions(&o, c)
 	if !c.Encryption {
 		return o, nil
 	}

@@ -59,6 +59,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if err != nil {
 				return err
 			}
+			logInterfaceChoice(log, client)
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg})

@@ -80,6 +80,8 @@ var chartDefaults = map[string]any{
 	"sinks":       []any{"consul"},                 // a DaemonSet is for Consul
 	"consul_mode": "catalog",                       // consul-k8s 1.0+ has no client agents
 	"consul_addr": "consul-server.consul.svc:8500", // consul-k8s's server Service
+	// A node's CNI bridges are pod networks: the chart never probes them.
+	"interfaces_skip_container": true,
 }
 
 func chartValues(t testing.TB) map[string]any {
@@ -174,6 +176,7 @@ func TestChartEnvNamesMatchKeyTable(t *testing.T) {
 		}
 	}
 	// Values the schema or the template check would refuse as "x".
+	set = append(set, "--set", "config.interfaces_cidrs={10.0.0.0/8}", "--set", "config.interfaces_can_reach=10.0.0.1")
 	set = append(set, "--set", "config.consul_check=tcp", "--set", "config.sinks={consul}", "--set", "secretKey.existingSecret=k", "--set", "consulToken.existingSecret=t")
 	r := render(t, set...)
 	checkCommon(t, r, false)

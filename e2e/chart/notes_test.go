@@ -60,16 +60,28 @@ func renderNotes(t *testing.T, args ...string) string {
 }
 
 func TestChartNotes(t *testing.T) {
-	const warn = "WARNING: config.interfaces_whitelist is empty"
+	const warn = "WARNING: no interface rule is set and interfaces_skip_container is off"
+	const note = "Interfaces: every LAN interface of a node that is up"
 	notes := renderNotes(t)
-	for _, want := range []string{warn, "catalog mode, at consul-server.consul.svc:8500", "No Consul token configured"} {
+	for _, want := range []string{note, "catalog mode, at consul-server.consul.svc:8500", "No Consul token configured"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("default NOTES lack %q:\n%s", want, notes)
 		}
 	}
-	notes = renderNotes(t, "--set", "config.interfaces_whitelist={eth1}", "--set", "config.consul_mode=agent", "--set", "consulToken.value=x")
 	if strings.Contains(notes, warn) {
-		t.Errorf("NOTES warn about the whitelist though it is set:\n%s", notes)
+		t.Errorf("default NOTES warn though container interfaces are skipped:\n%s", notes)
+	}
+	if notes := renderNotes(t, "--set", "config.interfaces_skip_container=false"); !strings.Contains(notes, warn) {
+		t.Errorf("NOTES do not warn with interfaces_skip_container off and no rule:\n%s", notes)
+	}
+	for _, set := range []string{"config.interfaces_regex=eth[0-9]+", "config.interfaces_can_reach=10.0.0.1", "config.interfaces_cidrs={10.0.0.0/8}"} {
+		if notes := renderNotes(t, "--set", "config.interfaces_skip_container=false", "--set", set); strings.Contains(notes, warn) || strings.Contains(notes, note) {
+			t.Errorf("NOTES warn about interfaces though %s chooses them:\n%s", set, notes)
+		}
+	}
+	notes = renderNotes(t, "--set", "config.interfaces_whitelist={eth1}", "--set", "config.consul_mode=agent", "--set", "consulToken.value=x")
+	if strings.Contains(notes, warn) || strings.Contains(notes, note) {
+		t.Errorf("NOTES warn about the interfaces though the whitelist is set:\n%s", notes)
 	}
 	for _, want := range []string{"agent mode, through the client agent of each node at $(HOST_IP):8500", "helm get values r"} {
 		if !strings.Contains(notes, want) {

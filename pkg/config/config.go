@@ -32,17 +32,23 @@ type Config struct {
 	ScanRate         int
 	Whitelist        []string
 	Blacklist        []string
-	DefaultPort      uint16
-	AddressFrom      string
-	Encryption       bool
-	SecretKey        string // never log
-	SecretKeyFile    string
-	MaxTokenAge      time.Duration
-	ClockSkew        time.Duration
-	Settle           time.Duration
-	MaxReplies       int
-	Interval         time.Duration
-	MissedRounds     int
+	// The other interface rules (see iface.Rules for their order).
+	InterfaceRegex          string
+	InterfaceCIDRs          []netip.Prefix
+	InterfaceCanReach       netip.Addr
+	InterfaceSkipRegex      string
+	SkipContainerInterfaces bool
+	DefaultPort             uint16
+	AddressFrom             string
+	Encryption              bool
+	SecretKey               string // never log
+	SecretKeyFile           string
+	MaxTokenAge             time.Duration
+	ClockSkew               time.Duration
+	Settle                  time.Duration
+	MaxReplies              int
+	Interval                time.Duration
+	MissedRounds            int
 	// MaxRemovalFraction and RemovalGuardRounds tune the removal guard
 	// (pkg/plan): 1 or 0 respectively turn it off.
 	MaxRemovalFraction float64

@@ -146,6 +146,18 @@ func TestValues(t *testing.T) {
 			func(c *Config) bool {
 				return slices.Equal(c.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")})
 			}},
+		{"interface rules", map[string]string{
+			"DISCOVERY_CLIENT_INTERFACES_REGEX": "eth[0-9]{1,2}|ens.*", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX": "eth9",
+			"DISCOVERY_CLIENT_INTERFACES_CIDRS": "192.168.1.9/24,10.0.0.0/8", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH": "192.168.1.1",
+			"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": "true",
+		}, nil, func(c *Config) bool {
+			return c.InterfaceRegex == "eth[0-9]{1,2}|ens.*" && c.InterfaceSkipRegex == "eth9" &&
+				slices.Equal(c.InterfaceCIDRs, []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}) &&
+				c.InterfaceCanReach == netip.MustParseAddr("192.168.1.1") && c.SkipContainerInterfaces
+		}},
+		{"interface rules off by default", nil, nil, func(c *Config) bool {
+			return c.InterfaceRegex == "" && c.InterfaceSkipRegex == "" && c.InterfaceCIDRs == nil && !c.InterfaceCanReach.IsValid() && !c.SkipContainerInterfaces
+		}},
 		{"sinks from env", map[string]string{"DISCOVERY_CLIENT_SINKS": "stdout,file", "DISCOVERY_CLIENT_FILE_PATH": "/tmp/x.json"}, nil,
 			func(c *Config) bool { return slices.Equal(c.Sinks, []string{"stdout", "file"}) }},
 		{"secret key fallback env", map[string]string{"DISCOVERY_ENCRYPTION_ENABLED": "1", "DISCOVERY_SECRET_KEY": "k"}, nil,
@@ -217,6 +229,13 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 		{"fraction NaN", nil, map[string]any{"max_removal_fraction": "NaN"}, "", []string{`max_removal_fraction (flag --max-removal-fraction): bad value "NaN": want a decimal number`}},
 		{"guard rounds negative", nil, map[string]any{"removal_guard_rounds": "-1"}, "", []string{`removal_guard_rounds (flag --removal-guard-rounds): bad value "-1": must be >= 0 (0 turns the removal guard off)`}},
 		{"guard rounds not a number", map[string]string{"DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS": "ten"}, nil, "", []string{`removal_guard_rounds (env DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS): bad value "ten": want a whole number`}},
+		{"bad interface rules", map[string]string{"DISCOVERY_CLIENT_INTERFACES_REGEX": "eth["}, map[string]any{
+			"interfaces_skip_regex": "a)|(b", "interfaces_cidrs": []string{"10.0.0.0/8", "eth0"}, "interfaces_can_reach": "gw.lan", "interfaces_skip_container": "sure"}, "",
+			[]string{`interfaces_regex (env DISCOVERY_CLIENT_INTERFACES_REGEX): bad value "eth[": want an RE2 pattern`,
+				`interfaces_skip_regex (flag --interfaces-skip-regex): bad value "a)|(b"`,
+				`interfaces_cidrs (flag --interfaces-cidr): bad value "eth0": want an IPv4 network`,
+				`interfaces_can_reach (flag --interfaces-can-reach): bad value "gw.lan": want an IPv4 address`,
+				`interfaces_skip_container (flag --interfaces-skip-container): bad value "sure"`}},
 		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{"timeout (file", "want a single value"}},
 	}
 	for _, tc := range tests {

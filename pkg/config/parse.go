@@ -200,6 +200,25 @@ func (p *parser) fill(c *Config) {
 	c.ScanRate = p.integer("scan_rate")
 	c.Whitelist = p.list("interfaces_whitelist")
 	c.Blacklist = p.list("interfaces_blacklist")
+	c.InterfaceRegex = p.str("interfaces_regex")
+	for _, s := range p.list("interfaces_cidrs") {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil || !pfx.Addr().Is4() {
+			p.bad("interfaces_cidrs", s, "want an IPv4 network such as 192.168.0.0/16")
+			continue
+		}
+		c.InterfaceCIDRs = append(c.InterfaceCIDRs, pfx.Masked())
+	}
+	if s := strings.TrimSpace(p.str("interfaces_can_reach")); s != "" {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Unmap().Is4() {
+			p.bad("interfaces_can_reach", s, "want an IPv4 address such as 192.168.1.1")
+		} else {
+			c.InterfaceCanReach = a.Unmap()
+		}
+	}
+	c.InterfaceSkipRegex = p.str("interfaces_skip_regex")
+	c.SkipContainerInterfaces = p.boolean("interfaces_skip_container")
 	c.DefaultPort = p.port("default_port")
 	c.AddressFrom = p.str("address_from")
 	c.Encryption = p.boolean("encryption_enabled")

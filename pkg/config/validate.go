@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // maxUDPPayload is the largest IPv4 UDP payload: a probe must fit one
@@ -72,6 +74,14 @@ func (c *Config) validate(sinkNames []string) error {
 	}
 	if c.ScanRate <= 0 {
 		bad("scan_rate", c.ScanRate, "must be > 0")
+	}
+	for _, k := range []struct{ key, pattern string }{{"interfaces_regex", c.InterfaceRegex}, {"interfaces_skip_regex", c.InterfaceSkipRegex}} {
+		if k.pattern == "" {
+			continue
+		}
+		if _, err := iface.CompilePattern(k.pattern); err != nil {
+			bad(k.key, k.pattern, "want an RE2 pattern matched against the whole interface name: "+err.Error())
+		}
 	}
 	errs = append(errs, OneOf("address_from", c.AddressFrom, "auto", "payload", "source"))
 	if c.Encryption && c.SecretKey == "" && c.SecretKeyFile == "" {

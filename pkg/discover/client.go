@@ -20,6 +20,8 @@ import (
 type Client struct {
 	opts   Options // validated, defaults filled in
 	lister iface.Lister
+	sel    *iface.Selector // opts' interface rules, compiled
+	router iface.Router    // route lookups for InterfaceCanReach
 	log    zerolog.Logger
 	clock  clock.Clock // stamps results and judges token age; see socketNow
 
@@ -68,7 +70,18 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 	opts.ScanCIDRs = slices.Clone(opts.ScanCIDRs)
 	opts.Whitelist = slices.Clone(opts.Whitelist)
 	opts.Blacklist = slices.Clone(opts.Blacklist)
-	return &Client{opts: opts, lister: lister, log: log, clock: clock.OrReal(clk),
+	opts.InterfaceCIDRs = slices.Clone(opts.InterfaceCIDRs)
+	sel, err := opts.InterfaceRules().Compile()
+	if err != nil { // validate compiled them already
+		return nil, err
+	}
+	// A lister that also looks up routes (a test's fake network) answers
+	// InterfaceCanReach for its own interfaces; otherwise the OS does.
+	router, ok := lister.(iface.Router)
+	if !ok {
+		router = iface.OSRouter()
+	}
+	return &Client{opts: opts, lister: lister, sel: sel, router: router, log: log, clock: clock.OrReal(clk),
 		scan: newScanCursor(opts.ScanCIDRs), neigh: ReadNeighParams}, nil
 }
 
@@ -147,6 +160,9 @@ func validate(o Options) error {
 	}
 	if o.ClockSkew < 0 {
 		bad("clock_skew", "must be >= 0, got %s", o.ClockSkew)
+	}
+	if _, err := o.InterfaceRules().Compile(); err != nil {
+		errs = append(errs, err) // each names its key: "interfaces_regex: bad pattern ..."
 	}
 	return errors.Join(errs...)
 }

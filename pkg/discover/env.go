@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/duration"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // EnvError is an environment variable whose value LoadOptions cannot use.
@@ -56,21 +57,27 @@ var envKeys = []envKey{
 	{"timeout", []string{"DISCOVERY_CLIENT_TIMEOUT"}, func(l *envLoad, v string) string { return parseDur(v, 1, &l.o.Timeout) }},
 	{"retries", []string{"DISCOVERY_CLIENT_RETRIES"}, func(l *envLoad, v string) string { return parseInt(v, 0, 100, &l.o.Retries) }},
 	{"enable_subnet_scan", []string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN"}, func(l *envLoad, v string) string { return parseBool(v, &l.o.SubnetScan) }},
-	{"scan_cidrs", []string{"DISCOVERY_CLIENT_SCAN_CIDRS"}, func(l *envLoad, v string) string {
-		var out []netip.Prefix
-		for _, s := range splitList(v) {
-			p, err := netip.ParsePrefix(s)
-			if err != nil || !p.Addr().Is4() {
-				return fmt.Sprintf("%q: want an IPv4 network such as 10.1.0.0/22", s)
-			}
-			out = append(out, p.Masked())
-		}
-		l.o.ScanCIDRs = out
-		return ""
-	}},
+	{"scan_cidrs", []string{"DISCOVERY_CLIENT_SCAN_CIDRS"}, func(l *envLoad, v string) string { return parsePrefixes(v, &l.o.ScanCIDRs) }},
 	{"scan_rate", []string{"DISCOVERY_CLIENT_SCAN_RATE"}, func(l *envLoad, v string) string { return parseInt(v, 1, -1, &l.o.ScanRate) }},
 	{"interfaces_whitelist", []string{"DISCOVERY_CLIENT_INTERFACES_WHITELIST"}, func(l *envLoad, v string) string { l.o.Whitelist = splitList(v); return "" }},
 	{"interfaces_blacklist", []string{"DISCOVERY_CLIENT_INTERFACES_BLACKLIST"}, func(l *envLoad, v string) string { l.o.Blacklist = splitList(v); return "" }},
+	{"interfaces_regex", []string{"DISCOVERY_CLIENT_INTERFACES_REGEX"}, func(l *envLoad, v string) string { return parsePattern(v, &l.o.InterfaceRegex) }},
+	{"interfaces_skip_regex", []string{"DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX"}, func(l *envLoad, v string) string { return parsePattern(v, &l.o.InterfaceSkipRegex) }},
+	{"interfaces_cidrs", []string{"DISCOVERY_CLIENT_INTERFACES_CIDRS"}, func(l *envLoad, v string) string { return parsePrefixes(v, &l.o.InterfaceCIDRs) }},
+	{"interfaces_can_reach", []string{"DISCOVERY_CLIENT_INTERFACES_CAN_REACH"}, func(l *envLoad, v string) string {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			l.o.InterfaceCanReach = netip.Addr{}
+			return ""
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Unmap().Is4() {
+			return "want an IPv4 address such as 10.1.0.1"
+		}
+		l.o.InterfaceCanReach = a.Unmap()
+		return ""
+	}},
+	{"interfaces_skip_container", []string{"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER"}, func(l *envLoad, v string) string { return parseBool(v, &l.o.SkipContainerInterfaces) }},
 	{"default_port", []string{"DISCOVERY_CLIENT_DEFAULT_PORT"}, func(l *envLoad, v string) string { return parsePort(v, &l.o.DefaultPort) }},
 	{"address_from", []string{"DISCOVERY_CLIENT_ADDRESS_FROM"}, func(l *envLoad, v string) string {
 		switch p := AddressPolicy(v); p {
@@ -117,7 +124,9 @@ func OptionsFromEnv(overrides ...func(*Options)) (Options, error) {
 // DISCOVERY_CLIENT_ENCRYPTION_ENABLED or DISCOVERY_ENCRYPTION_ENABLED and
 // DISCOVERY_CLIENT_SECRET_KEY or DISCOVERY_SECRET_KEY) plus the bridge's
 // (DISCOVERY_CLIENT_DEFAULT_PORT, _ADDRESS_FROM, _SCAN_CIDRS, _SCAN_RATE,
-// _SECRET_KEY_FILE, _MAX_TOKEN_AGE, _CLOCK_SKEW, _SETTLE, _MAX_REPLIES),
+// _SECRET_KEY_FILE, _MAX_TOKEN_AGE, _CLOCK_SKEW, _SETTLE, _MAX_REPLIES,
+// _INTERFACES_REGEX, _INTERFACES_SKIP_REGEX, _INTERFACES_CIDRS,
+// _INTERFACES_CAN_REACH, _INTERFACES_SKIP_CONTAINER),
 // with the rules of the bridge command: durations are seconds ("5", "0.5")
 // or Go durations ("500ms"); booleans true/1/yes/on or false/0/no/off;
 // lists comma-separated; ports 1..65535. Where two variables name one key
@@ -190,6 +199,29 @@ func (l *envLoad) loadKey() error {
 		l.o.Key = k
 	}
 	return nil // no key: reported after the overrides, which may set Key
+}
+
+// parsePrefixes parses a comma-separated list of IPv4 networks.
+func parsePrefixes(v string, dst *[]netip.Prefix) string {
+	var out []netip.Prefix
+	for _, s := range splitList(v) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Sprintf("%q: want an IPv4 network such as 10.1.0.0/22", s)
+		}
+		out = append(out, p.Masked())
+	}
+	*dst = out
+	return ""
+}
+
+// parsePattern checks an interface-name pattern (iface.CompilePattern).
+func parsePattern(v string, dst *string) string {
+	if _, err := iface.CompilePattern(v); err != nil {
+		return err.Error()
+	}
+	*dst = v
+	return ""
 }
 
 func parsePort(v string, dst *uint16) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // env is a fake environment.
@@ -47,6 +48,12 @@ func TestLoadOptionsEveryVariable(t *testing.T) {
 		"DISCOVERY_CLIENT_CLOCK_SKEW":           "0",
 		"DISCOVERY_CLIENT_SETTLE":               "200ms",
 		"DISCOVERY_CLIENT_MAX_REPLIES":          "10",
+
+		"DISCOVERY_CLIENT_INTERFACES_REGEX":          `eth[0-9]+|bond[0-9]+(\.[0-9]+)?`,
+		"DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX":     "eth9",
+		"DISCOVERY_CLIENT_INTERFACES_CIDRS":          "192.168.1.7/24, 10.0.0.0/8",
+		"DISCOVERY_CLIENT_INTERFACES_CAN_REACH":      " 192.168.1.1 ",
+		"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": "yes",
 	}.lookup)
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +65,9 @@ func TestLoadOptionsEveryVariable(t *testing.T) {
 	want.ScanRate, want.Whitelist, want.Blacklist = 50, []string{"eth0", "eth1"}, []string{"docker0"}
 	want.DefaultPort, want.AddressFrom = 8080, AddressSource
 	want.MaxTokenAge, want.ClockSkew, want.Settle, want.MaxReplies = 2*time.Minute, 0, 200*time.Millisecond, 10
+	want.InterfaceRegex, want.InterfaceSkipRegex = `eth[0-9]+|bond[0-9]+(\.[0-9]+)?`, "eth9"
+	want.InterfaceCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+	want.InterfaceCanReach, want.SkipContainerInterfaces = netip.MustParseAddr("192.168.1.1"), true
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got  %+v\nwant %+v", o, want)
 	}
@@ -105,6 +115,11 @@ func TestLoadOptionsErrors(t *testing.T) {
 		{"scan cidr", "DISCOVERY_CLIENT_SCAN_CIDRS", "10.0.0.0/24,fd00::/64", `scan_cidrs (env DISCOVERY_CLIENT_SCAN_CIDRS): bad value "10.0.0.0/24,fd00::/64": "fd00::/64": want an IPv4 network`},
 		{"empty message", "DISCOVERY_CLIENT_MESSAGE", "", `discovery_message (env DISCOVERY_CLIENT_MESSAGE): bad value "": must not be empty`},
 		{"max replies", "DISCOVERY_CLIENT_MAX_REPLIES", "0", `max_replies (env DISCOVERY_CLIENT_MAX_REPLIES): bad value "0": must be >= 1`},
+		{"interfaces regex", "DISCOVERY_CLIENT_INTERFACES_REGEX", "eth[", `interfaces_regex (env DISCOVERY_CLIENT_INTERFACES_REGEX): bad value "eth[": error parsing regexp: missing closing ]`},
+		{"interfaces skip regex", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX", "a)|(b", `interfaces_skip_regex (env DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX): bad value "a)|(b": error parsing regexp`},
+		{"interfaces cidrs", "DISCOVERY_CLIENT_INTERFACES_CIDRS", "10.0.0.0/33", `interfaces_cidrs (env DISCOVERY_CLIENT_INTERFACES_CIDRS): bad value "10.0.0.0/33": "10.0.0.0/33": want an IPv4 network`},
+		{"interfaces can reach", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH", "gateway.lan", `interfaces_can_reach (env DISCOVERY_CLIENT_INTERFACES_CAN_REACH): bad value "gateway.lan": want an IPv4 address`},
+		{"interfaces skip container", "DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER", "sure", `interfaces_skip_container (env DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER): bad value "sure": want true/false`},
 		{"encryption fallback var", "DISCOVERY_ENCRYPTION_ENABLED", "si", `encryption_enabled (env DISCOVERY_ENCRYPTION_ENABLED): bad value "si"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,4 +244,53 @@ func TestEnvKeysMatchTheCLI(t *testing.T) {
 			t.Errorf("duration %q: LoadOptions %v, %v; CLI %v, %v", s, d1, e1, d2, e2)
 		}
 	}
+}
+
+// FuzzInterfaceRulesFromEnv feeds arbitrary values to the interface-rule
+// variables: LoadOptions either names the bad variable or gives Options
+// that New accepts, whose rules decide every address of a node with a rule
+// and a reason, and never take a /31 or /32.
+func FuzzInterfaceRulesFromEnv(f *testing.F) {
+	f.Add(`eth[0-9]+|ens[0-9]+`, "docker.*", "10.0.0.0/8,192.168.1.7/24", "192.168.1.1", "true")
+	f.Add("a)|(b", "(", "10.0.0.0/33", "gw.lan", "sure")
+	f.Add("", "", " , ,", "::ffff:10.0.0.1", "")
+	f.Add(`x{1,2}`, `\`, "fd00::/8", "fd00::1", "off")
+	all := []iface.Interface{
+		{Name: "eth0", Index: 2, Addr: netip.MustParseAddr("192.168.1.5"), Prefix: netip.MustParsePrefix("192.168.1.0/24"), Up: true},
+		{Name: "cni0", Index: 3, Addr: netip.MustParseAddr("10.244.0.1"), Prefix: netip.MustParsePrefix("10.244.0.0/24"), Up: true},
+		{Name: "kube-ipvs0", Index: 4, Addr: netip.MustParseAddr("10.96.0.1"), Prefix: netip.MustParsePrefix("10.96.0.1/32"), Up: true},
+		{Name: "eth1", Index: 5, Addr: netip.MustParseAddr("10.0.0.0"), Prefix: netip.MustParsePrefix("10.0.0.0/31"), Up: true},
+	}
+	router := iface.RouterFunc(func(dst netip.Addr) (iface.Route, error) { return iface.Route{Dst: dst, Index: 2}, nil })
+	f.Fuzz(func(t *testing.T, regex, skip, cidrs, reach, container string) {
+		e := env{
+			"DISCOVERY_CLIENT_INTERFACES_REGEX": regex, "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX": skip,
+			"DISCOVERY_CLIENT_INTERFACES_CIDRS": cidrs, "DISCOVERY_CLIENT_INTERFACES_CAN_REACH": reach,
+			"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": container,
+		}
+		o, err := LoadOptions(e.lookup)
+		if err != nil {
+			var ee *EnvError
+			if !errors.As(err, &ee) || !strings.HasPrefix(ee.Var, "DISCOVERY_CLIENT_INTERFACES_") {
+				t.Fatalf("error %v does not name an interface variable", err)
+			}
+			return
+		}
+		sel, err := o.InterfaceRules().Compile()
+		if err != nil {
+			t.Fatalf("LoadOptions accepted rules that do not compile: %v", err)
+		}
+		ds := sel.Decide(all, router)
+		if len(ds) != len(all) {
+			t.Fatalf("%d decisions for %d addresses", len(ds), len(all))
+		}
+		for _, d := range ds {
+			if d.Rule == "" || d.Reason == "" {
+				t.Fatalf("%s: decision without a rule or reason: %+v", d.Name, d)
+			}
+			if d.Taken && d.Prefix.Bits() >= 31 {
+				t.Fatalf("%s %s taken", d.Name, d.Prefix)
+			}
+		}
+	})
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // Discover runs one discovery round on the host's interfaces (iface.OS,
-// filtered by opts.Whitelist and opts.Blacklist) and returns the servers
+// chosen by the interface rules of opts: Whitelist, Blacklist,
+// InterfaceRegex, ...) and returns the servers
 // that answered, in order of first arrival, deduplicated by (IP, Port). It
 // is upstream's discover(config): the round ends at opts.Timeout (a
 // deadline for the whole round, not upstream's idle timeout), at ctx's
@@ -39,9 +40,11 @@ func DiscoverOne(ctx context.Context, opts Options) (s Server, ok bool, err erro
 
 // SelectInterfaces returns the interfaces Discover would probe with opts
 // (upstream's select_interfaces(config)): the host's active, non-loopback
-// IPv4 interfaces, then only those in opts.Whitelist if it is set, then
-// without those in opts.Blacklist. None left is an error wrapping
-// ErrNoInterfaces that lists what the host has.
+// IPv4 addresses that have a broadcast domain (not /31 or /32), then only
+// those in opts.Whitelist if it is set, then without those in
+// opts.Blacklist, with the other interface rules of opts applied in the
+// order of iface.Rules. None left is an error wrapping ErrNoInterfaces that
+// lists what the host has and why each was skipped.
 func SelectInterfaces(opts Options) ([]iface.Interface, error) {
 	c, err := New(opts, iface.OS(), zerologToSlog(opts.Logger), nil)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // AddressPolicy says which address a reply registers under.
@@ -60,14 +62,46 @@ type Options struct {
 	MaxTokenAge time.Duration
 	ClockSkew   time.Duration
 
-	// Whitelist and Blacklist select interfaces by exact name.
+	// Whitelist and Blacklist select interfaces by exact name
+	// (interfaces_whitelist, interfaces_blacklist). The fields below choose
+	// them the way node agents do; every one is a filter, and an address
+	// with no broadcast domain (/31, /32) is never probed whatever they say.
+	// The order they are applied in, which decides the rule an interface is
+	// reported skipped under, is iface.Rules'.
 	Whitelist []string
 	Blacklist []string
+	// InterfaceRegex (interfaces_regex) keeps only interfaces whose whole
+	// name matches this RE2 pattern ("eth[0-9]+|ens[0-9]+"); empty: off.
+	InterfaceRegex string
+	// InterfaceSkipRegex (interfaces_skip_regex) skips interfaces whose
+	// whole name matches this pattern; empty: off.
+	InterfaceSkipRegex string
+	// InterfaceCIDRs (interfaces_cidrs) keeps only addresses inside one of
+	// these networks; empty: off.
+	InterfaceCIDRs []netip.Prefix
+	// InterfaceCanReach (interfaces_can_reach) keeps only the interface
+	// the kernel routes this address through (looked up each round,
+	// nothing is sent to it); the zero Addr: off.
+	InterfaceCanReach netip.Addr
+	// SkipContainerInterfaces (interfaces_skip_container) skips container,
+	// CNI and cluster-internal interfaces by name (iface.ContainerInterface:
+	// docker0, cni0, veth*, cali*, flannel.*, kube-ipvs0, cilium_*, ...).
+	SkipContainerInterfaces bool
 
 	// Logger receives the logs of Discover, DiscoverOne and
 	// SelectInterfaces; nil (the default) means no logging. New ignores it:
 	// a Client logs to the zerolog.Logger given to New.
 	Logger *slog.Logger
+}
+
+// InterfaceRules returns the interface-selection fields of o as iface.Rules.
+func (o Options) InterfaceRules() iface.Rules {
+	return iface.Rules{
+		Whitelist: o.Whitelist, Blacklist: o.Blacklist,
+		Regex: o.InterfaceRegex, SkipRegex: o.InterfaceSkipRegex,
+		CIDRs: o.InterfaceCIDRs, CanReach: o.InterfaceCanReach,
+		SkipContainer: o.SkipContainerInterfaces,
+	}
 }
 
 // Defaults applied when the corresponding Options field is zero, and the

@@ -8,11 +8,24 @@ import (
 )
 
 // Selected returns the interfaces a round would probe: the lister's
-// interfaces filtered by iface.Select with the whitelist and blacklist. None
-// is ErrNoInterfaces, wrapped with what was listed and the filters.
+// interfaces chosen by the interface rules of Options (see iface.Rules for
+// the order they are applied in). None is ErrNoInterfaces, wrapped with
+// what was listed and why each was skipped.
 func (c *Client) Selected() ([]iface.Interface, error) {
 	_, sel, err := c.selected()
 	return sel, err
+}
+
+// Decisions returns what the interface rules make of every interface
+// address the lister lists: taken or skipped, under which rule and why (the
+// listing `bridge interfaces` prints). With InterfaceCanReach set it looks
+// the route up (nothing is sent).
+func (c *Client) Decisions() ([]iface.Decision, error) {
+	all, err := c.lister.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return c.sel.Decide(all, c.router), nil
 }
 
 func (c *Client) selected() (all, sel []iface.Interface, err error) {
@@ -20,25 +33,22 @@ func (c *Client) selected() (all, sel []iface.Interface, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("list interfaces: %w", err)
 	}
-	sel = iface.Select(all, c.opts.Whitelist, c.opts.Blacklist)
+	ds := c.sel.Decide(all, c.router)
+	sel = iface.Taken(ds)
 	if len(sel) == 0 {
-		return all, nil, fmt.Errorf("%w: listed [%s], whitelist %q, blacklist %q",
-			ErrNoInterfaces, describe(all), c.opts.Whitelist, c.opts.Blacklist)
+		return all, nil, fmt.Errorf("%w: listed [%s]", ErrNoInterfaces, describe(ds))
 	}
 	return all, sel, nil
 }
 
-// describe lists interfaces for an error message: name, address and why
-// selection skips it.
-func describe(all []iface.Interface) string {
-	parts := make([]string, 0, len(all))
-	for _, i := range all {
-		s := i.Name + " " + i.Addr.String()
-		switch {
-		case !i.Up:
-			s += " (down)"
-		case i.Loopback:
-			s += " (loopback)"
+// describe lists interface decisions for an error message: name, address
+// and why selection skips it, under which rule.
+func describe(ds []iface.Decision) string {
+	parts := make([]string, 0, len(ds))
+	for _, d := range ds {
+		s := d.Name + " " + d.Addr.String()
+		if !d.Taken {
+			s += " (" + d.Rule + ": " + d.Reason + ")"
 		}
 		parts = append(parts, s)
 	}

@@ -47,8 +47,9 @@ func TestRoundNoProbeSent(t *testing.T) {
 		ifc := fakeIf("odd0", "127.0.1.2", "127.0.0.2")
 		ifc.Broadcast, ifc.Prefix = netip.Addr{}, netip.Prefix{}
 		c := newClient(t, testOptions(freePort(t)), lister(t, ifc), zerolog.Nop())
-		if _, err := c.Round(context.Background()); !errors.Is(err, ErrNoProbeSent) {
-			t.Fatalf("Round = %v", err)
+		if _, err := c.Round(context.Background()); !errors.Is(err, ErrNoInterfaces) ||
+			!strings.Contains(err.Error(), "odd0 127.0.1.2 (no_broadcast_domain: address has no network prefix") {
+			t.Fatalf("Round = %v, want ErrNoInterfaces naming odd0's missing broadcast domain", err)
 		}
 	})
 }

@@ -65,3 +65,31 @@ func ExampleDiagnose() {
 	// eth0 10.20.4.17: network 10.20.0.0/16 (65534 hosts), likely broadcast domain 10.20.4.0/24, 256 segments
 	// docker0 172.17.0.1: network 172.17.0.0/16 (65534 hosts), likely broadcast domain 172.17.0.0/24, 256 segments
 }
+
+// Choose interfaces on a Kubernetes node as a DaemonSet would: container
+// and CNI interfaces skipped; /32s (flannel.1, kube-ipvs0's ClusterIPs) are
+// never probed whatever the rules say.
+func ExampleRules() {
+	mk := func(name, addr string) iface.Interface {
+		p := netip.MustParsePrefix(addr)
+		return iface.Interface{Name: name, Addr: p.Addr(), Prefix: p.Masked(), Broadcast: cidr.Broadcast(p), Up: true}
+	}
+	node := []iface.Interface{
+		mk("ens5", "10.20.4.17/24"),
+		mk("cni0", "10.244.1.1/24"),
+		mk("flannel.1", "10.244.1.0/32"),
+		mk("kube-ipvs0", "10.96.0.10/32"),
+	}
+	sel, err := iface.Rules{SkipContainer: true}.Compile()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, d := range sel.Decide(node, nil) {
+		fmt.Printf("%-10s %-5v %s: %s\n", d.Name, d.Taken, d.Rule, d.Reason)
+	}
+	// Output:
+	// ens5       true  default: up, IPv4, with a broadcast domain; no selecting rule set
+	// cni0       false interfaces_skip_container: container/CNI interface: the CNI bridge plugin (flannel, k3s, containerd, kubenet)
+	// flannel.1  false no_broadcast_domain: /32 address has no broadcast domain (a probe would be a unicast to 10.244.1.0)
+	// kube-ipvs0 false no_broadcast_domain: /32 address has no broadcast domain (a probe would be a unicast to 10.96.0.10)
+}

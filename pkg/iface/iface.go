@@ -1,9 +1,12 @@
-// Package iface lists the host's IPv4 interfaces and selects the ones
-// discovery broadcasts on: active, non-loopback, whitelist then blacklist.
-// It is the upstream client's get_interfaces() (List), select_interfaces
-// (Select) and InterfaceInfo (Interface), and runs the segmented-network
-// diagnosis over a list of interfaces (Diagnose, upstream
-// detect_segmented_network).
+// Package iface lists the host's IPv4 interfaces and chooses the ones
+// discovery broadcasts on. List is the upstream client's get_interfaces(),
+// Interface its InterfaceInfo; Select is its select_interfaces (active,
+// non-loopback, whitelist then blacklist), minus addresses with no
+// broadcast domain (/31, /32). Rules add the ways node agents choose
+// interfaces (name pattern, CIDR, the route to an address, container/CNI
+// names skipped), and Decide says which rule took or skipped every address.
+// Diagnose runs the segmented-network diagnosis over a list of interfaces
+// (upstream detect_segmented_network).
 package iface
 
 import (
@@ -44,7 +47,8 @@ func (i Interface) Netmask() netip.Addr {
 
 // List returns every IPv4 address of every interface of the host, up or
 // down, loopback included, each with its flags: OS().Interfaces().
-// Select(all, nil, nil) keeps the active, non-loopback ones.
+// Select(all, nil, nil) keeps the active, non-loopback ones with a
+// broadcast domain.
 func List() ([]Interface, error) { return OS().Interfaces() }
 
 // Lister lists every IPv4 interface address of the host, selected or not.

@@ -28,25 +28,15 @@ func IsVirtual(name string) bool {
 }
 
 // Select returns the interfaces discovery broadcasts on, in their original
-// order: those that are Up, not Loopback and have an IPv4 Addr; then, if
-// whitelist is non-empty, only those whose Name is in it; then without those
-// whose Name is in blacklist. Names match exactly and case-sensitively. The
-// result never aliases all.
+// order: those that are Up, not Loopback, have an IPv4 Addr and a broadcast
+// domain (a prefix shorter than /31); then, if whitelist is non-empty, only
+// those whose Name is in it; then without those whose Name is in blacklist.
+// Names match exactly and case-sensitively. The result never aliases all.
+// It is Rules{Whitelist: whitelist, Blacklist: blacklist}; Rules has the
+// other ways of choosing.
 func Select(all []Interface, whitelist, blacklist []string) []Interface {
-	var out []Interface
-	for _, i := range all {
-		if !i.Up || i.Loopback || !i.Addr.Is4() {
-			continue
-		}
-		if len(whitelist) > 0 && !slices.Contains(whitelist, i.Name) {
-			continue
-		}
-		if slices.Contains(blacklist, i.Name) {
-			continue
-		}
-		out = append(out, i)
-	}
-	return out
+	s, _ := Rules{Whitelist: whitelist, Blacklist: blacklist}.Compile() // names only: cannot fail
+	return Taken(s.Decide(all, nil))
 }
 
 // Diagnose runs cidr.DetectSegmented over ifs (normally the selected
