@@ -90,6 +90,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 				continue
 			}
 			current, lastRead = cur, now
+			c.recheckForeign(ctx)
 		}
 		wait := maxLeaderWait
 		if at, ok := nextReap(current, c.cfg.DeregisterAfter); ok {
@@ -115,6 +116,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		list := obs.list()
 		c.metrics.observers.Set(float64(len(list)))
 		p := planCatalog(c.shape(), merge(list), current, mergeStart, c.cfg.DeregisterAfter, mergeStart.Before(holdUntil))
+		p = c.skipForeign(p)
 		c.metrics.mergeSeconds.Set(c.cfg.Clock.Now().Sub(mergeStart).Seconds())
 		if p.empty() {
 			retry = lockRetryMin

@@ -12,6 +12,8 @@ type catalogMetrics struct {
 	sessionRenewals prometheus.Counter
 	mergeSeconds    prometheus.Gauge
 	errors          *prometheus.CounterVec
+	foreignNodes    prometheus.Gauge
+	foreignFound    prometheus.Counter
 }
 
 // newCatalogMetrics creates the metrics and registers them with reg (nil:
@@ -35,9 +37,13 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 			Help: "Time the leader took to merge the observations and plan its last reconcile."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
 			Help: "Failures by stage: session, kv_read, catalog_read, catalog_write, observation (undecodable)."}, []string{"stage"}),
+		foreignNodes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "foreign_nodes",
+			Help: "Nodes this fleet would register that belong to someone else (another fleet, another tool, a hand-registered node): skipped, never overwritten (leader only)."}),
+		foreignFound: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "foreign_nodes_found_total",
+			Help: "Times a node of someone else was found in the way of a registration (once per node and owner)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.errors)
+		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.errors, m.foreignNodes, m.foreignFound)
 	}
 	return m
 }
