@@ -92,7 +92,10 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 			current, lastRead = cur, now
 			c.recheckForeign(ctx)
 		}
-		wait := maxLeaderWait
+		// Plan again at the next resync too, so that what it finds (a node
+		// in the way that went, an entry changed behind the leader's back)
+		// is acted on then, not at the next change of the observations.
+		wait := min(maxLeaderWait, max(lastRead.Add(c.cfg.Resync).Sub(now), time.Millisecond))
 		if at, ok := nextReap(current, c.cfg.DeregisterAfter); ok {
 			wait = min(wait, max(at.Sub(now), 0))
 		}
