@@ -66,6 +66,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		index      uint64
 		retry      = lockRetryMin
 		lastWrites = -1
+		freed      bool // a node in the way went: plan without waiting
 	)
 	backoff := func() bool {
 		ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
@@ -90,7 +91,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 				continue
 			}
 			current, lastRead = cur, now
-			c.recheckForeign(ctx)
+			freed = c.recheckForeign(ctx)
 		}
 		// Plan again at the next resync too, so that what it finds (a node
 		// in the way that went, an entry changed behind the leader's back)
@@ -101,6 +102,9 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		}
 		if now.Before(holdUntil) {
 			wait = min(wait, holdUntil.Sub(now))
+		}
+		if freed {
+			wait, freed = 0, false // register on the freed names now
 		}
 		obs, err := c.readObservations(ctx, index, wait)
 		if err != nil {
