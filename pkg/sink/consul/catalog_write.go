@@ -19,37 +19,38 @@ import (
 // txnInFlight in flight, and updates current with what succeeded. It
 // returns the catalog operations written.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
-	var items []writeItem
+	type item = writeItem // one entry's operations (catalog_foreign.go)
+	var items []item
 	for _, e := range p.register {
-		items = append(items, writeItem{e, c.registerOps(e), func() { current[e.node] = e }})
+		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
 	}
 	for _, e := range p.update {
 		ops := api.TxnOps{c.serviceOp(e)}
 		if !e.passing {
 			ops = append(ops, c.observedCheck(e, true, time.Time{}))
 		}
-		items = append(items, writeItem{e, ops, func() {
+		items = append(items, item{e, ops, func() {
 			e.passing, e.since = true, time.Time{}
 			current[e.node] = e
 		}})
 	}
 	for _, e := range p.pass {
-		items = append(items, writeItem{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
 			cur := current[e.node]
 			cur.passing, cur.since = true, time.Time{}
 			current[e.node] = cur
 		}})
 	}
 	for _, e := range p.fail {
-		items = append(items, writeItem{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
 	}
 	for _, e := range p.reap {
-		items = append(items, writeItem{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
+		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
 	}
 	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
 	// Pack whole items into batches.
-	var batches [][]writeItem
-	var cur []writeItem
+	var batches [][]item
+	var cur []item
 	n := 1
 	for _, it := range items {
 		if n+len(it.ops) > maxTxnOps {
