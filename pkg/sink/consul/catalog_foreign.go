@@ -93,10 +93,8 @@ func (c *Catalog) skipForeign(p catalogPlan) catalogPlan {
 
 // recheckForeign reads each node in the way again (at a resync): a node
 // that is gone, or is now this fleet's, is forgotten, so the next plan
-// registers the server; a node whose owner changed is logged again. It
-// reports whether any was forgotten.
-func (c *Catalog) recheckForeign(ctx context.Context) bool {
-	freed := false
+// registers the server; a node whose owner changed is logged again.
+func (c *Catalog) recheckForeign(ctx context.Context) {
 	c.foreign.mu.Lock()
 	nodes := slices.Sorted(maps.Keys(c.foreign.inWay))
 	c.foreign.mu.Unlock()
@@ -107,12 +105,10 @@ func (c *Catalog) recheckForeign(ctx context.Context) bool {
 			c.log.Debug().Err(c.redact(err)).Str("node", node).Msg("cannot read a node in the way; keeping it skipped")
 		case n == nil || c.ownNode(n):
 			c.foreignGone(node)
-			freed = true
 		default:
 			c.foreignFound(n)
 		}
 	}
-	return freed
 }
 
 // ownNode reports whether n carries this fleet's node meta.

@@ -191,3 +191,18 @@ func TestCatalogClaimFailsOtherwise(t *testing.T) {
 	}
 	h.pump("registered after the backoff", time.Second, func() bool { return h.observed("10.0.0.1:8000", api.HealthPassing, "1") })
 }
+
+// TestCatalogResyncReplans: an entry deleted behind the leader's back is
+// restored at the next resync, while no observation changes (not only
+// when the leader's longest blocking wait, 30 s, ends).
+func TestCatalogResyncReplans(t *testing.T) {
+	const resync = 10 * time.Second
+	h, _ := loneBridge(t, func(c *Config) { c.Resync = resync }, "10.0.0.1:8000", "10.0.0.2:8000")
+	h.resynced(1) // past the start-up grace and in the resync rhythm
+	h.fc.DeleteNode(sid("10.0.0.2:8000"))
+	from := h.clk.Now()
+	h.pump("restored", 500*time.Millisecond, func() bool { return h.observed("10.0.0.2:8000", api.HealthPassing, "1") })
+	if took := h.clk.Now().Sub(from); took > resync+time.Second {
+		t.Errorf("restored %s after the delete, want within the resync period %s", took, resync)
+	}
+}

@@ -66,7 +66,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		index      uint64
 		retry      = lockRetryMin
 		lastWrites = -1
-		freed      bool // a node in the way went: plan without waiting
+		reread     bool // the catalog was just read: plan on it without waiting
 	)
 	backoff := func() bool {
 		ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
@@ -90,12 +90,13 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 				}
 				continue
 			}
-			current, lastRead = cur, now
-			freed = c.recheckForeign(ctx)
+			current, lastRead, reread = cur, now, true
+			c.recheckForeign(ctx)
 		}
-		// Plan again at the next resync too, so that what it finds (a node
-		// in the way that went, an entry changed behind the leader's back)
-		// is acted on then, not at the next change of the observations.
+		// Wake at the next resync too, and plan right after each read of
+		// the catalog, so that what a resync finds (an entry changed behind
+		// the leader's back, a node in the way that went) is acted on then,
+		// not at the next change of the observations.
 		wait := min(maxLeaderWait, max(lastRead.Add(c.cfg.Resync).Sub(now), time.Millisecond))
 		if at, ok := nextReap(current, c.cfg.DeregisterAfter); ok {
 			wait = min(wait, max(at.Sub(now), 0))
@@ -103,8 +104,8 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		if now.Before(holdUntil) {
 			wait = min(wait, holdUntil.Sub(now))
 		}
-		if freed {
-			wait, freed = 0, false // register on the freed names now
+		if reread {
+			wait, reread = 0, false
 		}
 		obs, err := c.readObservations(ctx, index, wait)
 		if err != nil {
