@@ -140,15 +140,16 @@ func TestRunCatalogTwoFleets(t *testing.T) {
 	// fleet took the nodes back at its resync about once a minute.
 	const quiet = 16
 	time.Sleep(quiet * resync)
-	if now := index(); now != idx {
-		t.Errorf("service index moved from %d to %d in %d quiet resync periods; want it still", idx, now, quiet)
+	idx1 := index()
+	if idx1 != idx {
+		t.Errorf("service index moved from %d to %d in %d quiet resync periods; want it still", idx, idx1, quiet)
 	}
 	dA := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", "a1") - wrA
 	dB := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", "a2") - wrB
 	if dA != 0 || dB != 0 {
 		t.Errorf("quiet resyncs: fleet A wrote %v catalog operations, fleet B %v; want 0", dA, dB)
 	}
-	t.Logf("MEASURED: %d resync periods of %s with two fleets: service index %d unchanged, catalog writes A %v, B %v", quiet, resync, idx, dA, dB)
+	t.Logf("MEASURED: %d resync periods of %s with two fleets: service index %d -> %d, catalog writes A %v, B %v", quiet, resync, idx, idx1, dA, dB)
 
 	// What consumers see: one instance per fleet and server, each on a node
 	// of its own, but for the first server, whose fleet-A name is taken.
