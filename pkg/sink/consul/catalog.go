@@ -44,6 +44,7 @@ type Catalog struct {
 	sess    sessionManager
 	leader  leaderState
 	metrics *catalogMetrics
+	foreign foreignNodes // leader only: nodes in the way
 
 	obsPrefix string // <prefix>/obs/
 	lockKey   string // <prefix>/leader

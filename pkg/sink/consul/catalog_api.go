@@ -20,6 +20,9 @@ type catalogAPI interface {
 	// ServiceEntries reads the instances of a service with their node and
 	// checks, filtered on the server by q.Filter.
 	ServiceEntries(service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+	// Node reads a node of the catalog (nil when there is none), to find
+	// out who holds a node name the fleet wants.
+	Node(node string, q *api.QueryOptions) (*api.Node, error)
 	// Txn applies ops atomically (at most 64).
 	Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error)
 	// Lock prepares a lock (with opts.Session set, held by that session).
@@ -62,6 +65,14 @@ func (a apiCatalog) ListKV(prefix string, q *api.QueryOptions) (api.KVPairs, *ap
 
 func (a apiCatalog) ServiceEntries(service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 	return a.c.Health().Service(service, "", false, q)
+}
+
+func (a apiCatalog) Node(node string, q *api.QueryOptions) (*api.Node, error) {
+	n, _, err := a.c.Catalog().Node(node, q)
+	if err != nil || n == nil {
+		return nil, err
+	}
+	return n.Node, nil
 }
 
 func (a apiCatalog) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error) {

@@ -217,6 +217,18 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 				return what, errors.New("Must provide node and address")
 			}
 			st.nodes[n.Node] = &fakeNode{Address: n.Address, Meta: maps.Clone(n.Meta)}
+		case api.NodeCAS:
+			if n.ModifyIndex != 0 {
+				f.t.Errorf("fake catalog: NodeCAS of %s with index %d; only 0 (create if absent) is modelled", n.Node, n.ModifyIndex)
+				return what, errors.New("unsupported index")
+			}
+			if n.Node == "" || n.Address == "" {
+				return what, errors.New("Must provide node and address")
+			}
+			if st.nodes[n.Node] != nil {
+				return what, fmt.Errorf("failed to set node %q, index is stale", n.Node)
+			}
+			st.nodes[n.Node] = &fakeNode{Address: n.Address, Meta: maps.Clone(n.Meta)}
 		case api.NodeDelete:
 			st.deleteNode(n.Node, idx)
 		default:

@@ -137,6 +137,20 @@ func (f *fakeCatalog) ServiceEntries(service string, q *api.QueryOptions) ([]*ap
 	return out, &api.QueryMeta{LastIndex: max(f.index, 1)}, nil
 }
 
+// Node returns the node named node (nil when there is none).
+func (f *fakeCatalog) Node(node string, q *api.QueryOptions) (*api.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.beginLocked("Node", q); err != nil {
+		return nil, err
+	}
+	n := f.st.nodes[node]
+	if n == nil {
+		return nil, nil
+	}
+	return &api.Node{Node: node, Address: n.Address, Meta: maps.Clone(n.Meta)}, nil
+}
+
 // parseOwnedFilterCatalog parses `Service.Meta["managed-by"] == L1 and
 // Service.Meta["bridge-fleet"] == L2` (L: a go-bexpr string literal).
 func parseOwnedFilterCatalog(filter string) (managedBy, fleet string, err error) {
@@ -330,6 +344,23 @@ func (f *fakeCatalog) PutService(node, addr string, svc api.AgentService) {
 	f.bumpLocked()
 }
 
+// PutNode registers a node with meta behind the sink's back.
+func (f *fakeCatalog) PutNode(node, addr string, meta map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st.nodes[node] = &fakeNode{Address: addr, Meta: maps.Clone(meta)}
+	f.bumpLocked()
+}
+
+// DeleteNode deletes a node with its services and checks behind the sink's
+// back.
+func (f *fakeCatalog) DeleteNode(node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st.deleteNode(node, f.index+1)
+	f.bumpLocked()
+}
+
 // Nodes returns the node names, sorted.
 func (f *fakeCatalog) Nodes() []string {
 	f.mu.Lock()
@@ -349,7 +380,7 @@ func (f *fakeCatalog) Entry(node, svcID, checkID string) (n fakeNode, s api.Agen
 }
 
 // Applied returns the ops applied by successful transactions so far, e.g.
-// "node set x", "service set x/id", "check set x/id", "kv lock key".
+// "node set x", "node cas x", "service set x/id", "check set x/id", "kv lock key".
 func (f *fakeCatalog) Applied() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -70,6 +70,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		// once at WARN.
 		failing, writeFailing bool
 		good                  = map[string]goodObservation{}
+		reread                bool // the catalog was just read: plan on it without waiting
 	)
 	// hold makes missing observations unknown rather than unobserved for
 	// a start-up grace from now: after Consul comes back, or its data
@@ -113,14 +114,22 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 				}
 				continue
 			}
-			current, lastRead = cur, now
+			current, lastRead, reread = cur, now, true
+			c.recheckForeign(ctx)
 		}
-		wait := maxLeaderWait
+		// Wake at the next resync too, and plan right after each read of
+		// the catalog, so that what a resync finds (an entry changed behind
+		// the leader's back, a node in the way that went) is acted on then,
+		// not at the next change of the observations.
+		wait := min(maxLeaderWait, max(lastRead.Add(c.cfg.Resync).Sub(now), time.Millisecond))
 		if at, ok := nextReap(current, c.cfg.DeregisterAfter); ok {
 			wait = min(wait, max(at.Sub(now), 0))
 		}
 		if now.Before(holdUntil) {
 			wait = min(wait, holdUntil.Sub(now))
+		}
+		if reread {
+			wait, reread = 0, false
 		}
 		obs, err := c.readObservations(ctx, index, wait)
 		if err != nil {
@@ -144,6 +153,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		list := obs.list()
 		c.metrics.observers.Set(float64(len(list)))
 		p := planCatalog(c.shape(), merge(list), current, mergeStart, c.cfg.DeregisterAfter, mergeStart.Before(holdUntil))
+		p = c.skipForeign(p)
 		c.metrics.mergeSeconds.Set(c.cfg.Clock.Now().Sub(mergeStart).Seconds())
 		if p.empty() {
 			retry = lockRetryMin

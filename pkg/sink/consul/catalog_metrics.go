@@ -13,6 +13,8 @@ type catalogMetrics struct {
 	mergeSeconds    prometheus.Gauge
 	repairs         prometheus.Counter
 	errors          *prometheus.CounterVec
+	foreignNodes    prometheus.Gauge
+	foreignFound    prometheus.Counter
 }
 
 // newCatalogMetrics creates the metrics and registers them with reg (nil:
@@ -38,9 +40,13 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 			Help: "Times this bridge found its own observation keys changed by someone else (overwritten, deleted, extra keys) and rewrote them."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
 			Help: "Failures by stage: session, kv_read, catalog_read, catalog_write, observation (undecodable)."}, []string{"stage"}),
+		foreignNodes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "foreign_nodes",
+			Help: "Nodes this fleet would register that belong to someone else (another fleet, another tool, a hand-registered node): skipped, never overwritten (leader only)."}),
+		foreignFound: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "foreign_nodes_found_total",
+			Help: "Times a node of someone else was found in the way of a registration (once per node and owner)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.repairs, m.errors)
+		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.repairs, m.errors, m.foreignNodes, m.foreignFound)
 	}
 	return m
 }

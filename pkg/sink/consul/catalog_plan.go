@@ -100,13 +100,18 @@ type catalogEntry struct {
 	svcID    string
 	svc      service
 	passing  bool
+	// claim is set on entries to register on a node the fleet does not
+	// hold yet: the node is created only if no node of that name exists,
+	// so that a node of someone else (another fleet, a hand-registered
+	// node, a node with an agent) is never overwritten.
+	claim bool
 	// since is when the last observer went away (critical entries only).
 	since time.Time
 }
 
 // entryFor is the desired catalog entry of addr.
 func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
-	id := ServiceID(sh.service, addr)
+	id := CatalogNodeName(sh.service, sh.fleet, addr)
 	nodeMeta := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
 	if sh.probe != nil {
 		nodeMeta[NodeMetaExternal] = "true"
@@ -216,6 +221,7 @@ func planCatalog(sh catalogShape, desired map[netip.AddrPort]*observed, current 
 		cur, ok := current[e.node]
 		switch {
 		case !ok || !sameNode(cur, e):
+			e.claim = !ok
 			p.register = append(p.register, e)
 		case !sameRegistration(cur, e):
 			e.passing = cur.passing // the write sets it passing if it was not

@@ -204,7 +204,7 @@ func TestCatalogLoneBridge(t *testing.T) {
 			s.Meta[MetaManagedBy] != ManagedByValue || s.Meta[MetaFleet] != testFleet || s.Meta[MetaSegments] != "lan-a" {
 			t.Errorf("%s service = %+v", addr, s)
 		}
-		for _, op := range []string{"node set " + sid(addr), "service set " + sid(addr) + "/", "check set " + sid(addr) + "/"} {
+		for _, op := range []string{"node cas " + sid(addr), "service set " + sid(addr) + "/", "check set " + sid(addr) + "/"} {
 			if got := h.count(op); got != 1 {
 				t.Errorf("%q applied %d times, want 1", op, got)
 			}

@@ -19,11 +19,7 @@ import (
 // txnInFlight in flight, and updates current with what succeeded. It
 // returns the catalog operations written.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
-	type item struct {
-		e   catalogEntry
-		ops api.TxnOps
-		fn  func() // updates current once written
-	}
+	type item = writeItem // one entry's operations (catalog_foreign.go)
 	var items []item
 	for _, e := range p.register {
 		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
@@ -82,24 +78,20 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 			<-sem
 			break
 		}
-		ops := api.TxnOps{guard}
-		for _, it := range b {
-			ops = append(ops, it.ops...)
-		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := c.txn(ctx, ops)
+			done, err := c.txnItems(ctx, guard, b)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 				return
 			}
-			for _, it := range b {
+			for _, it := range done {
 				it.fn()
+				written += len(it.ops)
 			}
-			written += len(ops) - 1
 		}()
 	}
 	wg.Wait()
@@ -124,7 +116,10 @@ func (c *Catalog) txn(ctx context.Context, ops api.TxnOps) error {
 				}
 			}
 		}
-		return fmt.Errorf("consul txn of %d operations rolled back: %s", len(ops), txnErrors(resp))
+		if resp == nil {
+			return &txnRolledBack{n: len(ops)}
+		}
+		return &txnRolledBack{n: len(ops), errs: resp.Errors}
 	}
 	c.metrics.catalogWrites.Add(float64(len(ops) - 1))
 	return nil
@@ -146,9 +141,15 @@ func txnErrors(resp *api.TxnResponse) string {
 }
 
 // registerOps writes an entry whole: its node, its service and its checks.
+// A claimed node (one the fleet does not hold yet) is created only if none
+// of its name exists (NodeCAS with index 0; see txnItems).
 func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
+	nodeVerb := api.NodeSet
+	if e.claim {
+		nodeVerb = api.NodeCAS
+	}
 	ops := api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}},
+		{Node: &api.NodeTxnOp{Verb: nodeVerb, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}},
 		c.serviceOp(e),
 		c.observedCheck(e, true, time.Time{}),
 	}

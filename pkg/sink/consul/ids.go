@@ -1,6 +1,8 @@
 package consul
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -14,6 +16,33 @@ import (
 // same ID, so a restarted bridge never duplicates an instance.
 func ServiceID(service string, addr netip.AddrPort) string {
 	return sanitizeID(service + "-" + addr.Addr().String() + "-" + strconv.Itoa(int(addr.Port())))
+}
+
+// CatalogNodeName returns the node name, and service ID, of the server at
+// addr in catalog mode for the fleet whose KV prefix is fleet. The default
+// fleet of service (DefaultKVPrefix) uses ServiceID(service, addr), e.g.
+// "django-10.213.1.5-8000", the names catalog mode has always used; any
+// other fleet appends "-" and FleetNodeSuffix(fleet), e.g.
+// "django-10.213.1.5-8000-5d41402a", so that two fleets registering the
+// same service on one Consul never share a node. Every name starts with
+// "<service>-", so one ACL rule (node_prefix "<service>-") covers all
+// fleets.
+func CatalogNodeName(service, fleet string, addr netip.AddrPort) string {
+	id := ServiceID(service, addr)
+	if fleet == DefaultKVPrefix(service) {
+		return id
+	}
+	return id + "-" + FleetNodeSuffix(fleet)
+}
+
+// FleetNodeSuffix is the fleet-scoping suffix of the catalog node names of
+// the fleet with KV prefix fleet: the first 8 hex digits of the SHA-256 of
+// the prefix. Short (a node name with an IPv6 address stays within a DNS
+// label's 63 bytes for service names up to 8 characters) and stable across
+// versions and restarts.
+func FleetNodeSuffix(fleet string) string {
+	sum := sha256.Sum256([]byte(fleet))
+	return hex.EncodeToString(sum[:4])
 }
 
 // BridgeServiceID is the ID of the bridge's own service for bridgeID.
