@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 )
@@ -101,12 +102,21 @@ type Selector struct {
 // flannel match anywhere in the name; write "eth.*" for their "eth"). Use
 // | for alternatives: "eth[0-9]+|ens[0-9]+|bond[0-9]+(\.[0-9]+)?".
 func CompilePattern(pattern string) (*regexp.Regexp, error) {
-	// Compiled alone first, so that the anchored form below groups exactly
-	// the pattern ("a)|(b" is refused, not anchored half-way).
+	// Compiled alone first, so that its errors are the plain pattern's.
 	if _, err := regexp.Compile(pattern); err != nil {
 		return nil, err
 	}
-	return regexp.Compile(`^(?:` + pattern + `)$`)
+	// Anchored on its syntax tree, not by text: "a)|(b" must not anchor
+	// half-way, and `\Q...` quotes to the end of the text, so a suffix
+	// appended to it would be quoted too.
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	anchored := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{
+		{Op: syntax.OpBeginText}, re, {Op: syntax.OpEndText},
+	}}
+	return regexp.Compile(anchored.String())
 }
 
 // Compile checks r and returns its Selector. Errors name the key and the

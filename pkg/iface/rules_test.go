@@ -262,7 +262,7 @@ func TestContainerInterface(t *testing.T) {
 // refused or matches whole names only: whatever it matches, the same
 // pattern unanchored matches too, and a quoted name matches itself only.
 func FuzzCompilePattern(f *testing.F) {
-	for _, s := range []string{"eth[0-9]+", `eth[0-9]+|ens[0-9]+|bond[0-9]+(\.[0-9]+)?`, "a)|(b", "eth", ".*", "", "(", `\`, "[)]", "x{1,2}", "^eth0$", "(?i)ETH0"} {
+	for _, s := range []string{"eth[0-9]+", `eth[0-9]+|ens[0-9]+|bond[0-9]+(\.[0-9]+)?`, "a)|(b", "eth", ".*", "", "(", `\`, "[)]", "x{1,2}", "^eth0$", "(?i)ETH0", `\Q`, `\Qeth0.1`} {
 		f.Add(s, "eth0")
 	}
 	f.Fuzz(func(t *testing.T, pattern, name string) {
@@ -290,4 +290,27 @@ func FuzzCompilePattern(f *testing.F) {
 			t.Fatalf("quoted %q matches more or less than itself", name)
 		}
 	})
+}
+
+// TestCompilePatternQuoted: \Q quotes to the end of the pattern; anchoring
+// must not quote the anchors with it (found by FuzzCompilePattern).
+func TestCompilePatternQuoted(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{`\Q`, "", true},
+		{`\Qeth0.1`, "eth0.1", true},
+		{`\Qeth0.1`, "eth0x1", false},
+		{`\Qeth0.1`, "eth0.10", false},
+		{`a|b\Q)`, "b)", true},
+	} {
+		re, err := CompilePattern(tt.pattern)
+		if err != nil {
+			t.Fatalf("CompilePattern(%q): %v", tt.pattern, err)
+		}
+		if got := re.MatchString(tt.name); got != tt.want {
+			t.Errorf("%q matches %q = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
+	}
 }
