@@ -253,6 +253,11 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 		if c.ServiceID != "" && st.services[fakeRef{c.Node, c.ServiceID}] == nil {
 			return what, errFakeMissingService
 		}
+		// Consul vets a txn check op with service:write on its ServiceName
+		// ("" when unset), so a token scoped to the service is refused.
+		if svc := st.services[fakeRef{c.Node, c.ServiceID}]; c.ServiceID != "" && c.ServiceName != svc.Service {
+			return what, fmt.Errorf("Permission denied: token lacks permission 'service:write' on %q", c.ServiceName)
+		}
 		if c.Status == "" {
 			c.Status = api.HealthCritical
 		}

@@ -165,7 +165,7 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
 		}
 		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, Status: api.HealthPassing,
+			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, ServiceName: e.svc.Name, Status: api.HealthPassing,
 			Notes: "run by consul-esm, where deployed", Definition: def,
 		}}})
 	}
@@ -183,7 +183,7 @@ func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
 func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
 	chk := api.HealthCheck{
 		Node: e.node, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.svcID,
-		Status: api.HealthPassing, Output: "observed by a live bridge",
+		ServiceName: e.svc.Name, Status: api.HealthPassing, Output: "observed by a live bridge",
 	}
 	if !passing {
 		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)
