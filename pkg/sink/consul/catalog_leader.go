@@ -72,6 +72,27 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		retry = min(retry*2, leaderRetryMax)
 		return ok
 	}
+	// An ACL refusal stands until a read or write succeeds: Apply returns
+	// it (a sink error, /readyz fails), and it is logged once.
+	defer c.faults.set(&c.faults.leader, nil)
+	var lastACL string
+	refused := func(err error) {
+		if !isACL(err) {
+			return
+		}
+		c.faults.set(&c.faults.leader, err)
+		if err.Error() != lastACL {
+			lastACL = err.Error()
+			withRule(log.Error(), err).Err(err).Msg("leader: Consul refused a catalog operation for its ACLs; fix the token's policy")
+		}
+	}
+	cleared := func() {
+		if lastACL != "" {
+			lastACL = ""
+			c.faults.set(&c.faults.leader, nil)
+			log.Info().Msg("leader: Consul accepts the catalog operations again")
+		}
+	}
 	for ctx.Err() == nil && lock.Leader() {
 		select {
 		case <-s.lost:
@@ -84,6 +105,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 			if err != nil {
 				log.Warn().Err(err).Msg("leader: cannot read the catalog; retrying")
 				c.metrics.errors.WithLabelValues("catalog_read").Inc()
+				refused(err)
 				if !backoff() {
 					return
 				}
@@ -105,6 +127,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 			}
 			log.Warn().Err(err).Msg("leader: cannot read the observations; retrying")
 			c.metrics.errors.WithLabelValues("kv_read").Inc()
+			refused(err)
 			if !backoff() {
 				return
 			}
@@ -118,12 +141,17 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		c.metrics.mergeSeconds.Set(c.cfg.Clock.Now().Sub(mergeStart).Seconds())
 		if p.empty() {
 			retry = lockRetryMin
+			cleared()
 			continue
 		}
 		writeStart := c.cfg.Clock.Now()
 		n, err := c.write(ctx, s.id, p, current)
 		if n != lastWrites || err != nil {
-			log.Info().Int("registered", len(p.register)).Int("updated", len(p.update)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
+			ev := log.Info()
+			if err != nil {
+				ev = withRule(log.Warn(), err)
+			}
+			ev.Int("registered", len(p.register)).Int("updated", len(p.update)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
 				Int("removed", len(p.reap)).Int("unchanged", p.unchanged).Int("observers", len(list)).Int("writes", n).
 				Str("took", c.cfg.Clock.Now().Sub(writeStart).String()).Err(err).Msg("catalog reconciled")
 		}
@@ -134,6 +162,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		}
 		if err != nil {
 			c.metrics.errors.WithLabelValues("catalog_write").Inc()
+			refused(err)
 			index = 0 // re-plan right after the backoff, not at the next change
 			if !backoff() {
 				return
@@ -141,6 +170,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 			continue
 		}
 		retry = lockRetryMin
+		cleared()
 	}
 }
 
@@ -187,7 +217,7 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 	}
 	pairs, meta, err := c.api.ListKV(c.obsPrefix, q.WithContext(ctx))
 	if err != nil {
-		return observations{}, fmt.Errorf("consul list %s: %w", c.obsPrefix, c.redact(err))
+		return observations{}, consulError("list "+c.obsPrefix, c.redact(err), c.catalogRules)
 	}
 	out := observations{byBridge: map[string]observe.Observation{}}
 	if meta != nil {
@@ -239,7 +269,7 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	}
 	entries, _, err := c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("consul read service %s: %w", c.cfg.Service, c.redact(err))
+		return nil, consulError("read service "+c.cfg.Service, c.redact(err), c.catalogRules)
 	}
 	now := c.cfg.Clock.Now()
 	out := make(map[string]catalogEntry, len(entries))
