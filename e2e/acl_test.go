@@ -6,6 +6,7 @@ package e2e_test
 // token of exactly that policy.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -172,5 +173,109 @@ func TestACLCatalogPolicy(t *testing.T) {
 	_, stderr := b.Output()
 	if strings.Contains(stderr, tok) {
 		t.Error("the bridge logged its token")
+	}
+}
+
+// policyRules splits a policy into its rules, one per line, comments and
+// blank lines dropped, spaces collapsed: `node_prefix "django-" { policy =
+// "write" }`, as the bridge names a missing rule.
+func policyRules(policy string) []string {
+	var out []string
+	for _, line := range strings.Split(policy, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if line = strings.Join(strings.Fields(line), " "); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestACLCatalogMissingRule: for each rule of the README's catalog-mode
+// policy, a bridge whose token lacks only that rule logs the rule in HCL,
+// fails /readyz naming it and counts sink errors (one cluster, a fresh
+// token and bridge per rule).
+func TestACLCatalogMissingRule(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newCatLab(t)
+	l.startACLCluster()
+	l.servers("a", 1)
+	rules := policyRules(readmePolicy(t, "catalog mode"))
+	if len(rules) < 5 {
+		t.Fatalf("README catalog policy has %d rules: %q", len(rules), rules)
+	}
+	for i, missing := range rules {
+		t.Run(strings.Fields(missing)[0]+" "+strings.Fields(missing)[1], func(t *testing.T) {
+			kept := append(append([]string{}, rules[:i]...), rules[i+1:]...)
+			tok := aclToken(t, l.consul, fmt.Sprintf("bridge-missing-%d", i), strings.Join(kept, "\n"))
+			name := fmt.Sprintf("a%d", i+1)
+			b := l.bridge(name, "--consul-token-file", writeTokenFile(t, tok))
+			t.Cleanup(func() {
+				if !b.Exited() {
+					b.sigterm(t, 10*time.Second)
+				}
+				l.resetFleet()
+			})
+			ns := l.hosts[name].NS
+			took := runWait(t, 30*time.Second, "/readyz 503 naming "+missing, func() (bool, string) {
+				code, reasons := readyzReasons(ns)
+				return code == 503 && strings.Contains(reasons, missing), fmt.Sprintf("%d %s", code, reasons)
+			})
+			runWait(t, 10*time.Second, "sink errors counted", func() (bool, string) {
+				v, _, err := runMetric(ns, `udp_discovery_bridge_sink_errors_total{sink="consul"}`)
+				return err == nil && v > 0, fmt.Sprintf("%v %v", v, err)
+			})
+			_, reasons := readyzReasons(ns)
+			t.Logf("MEASURED: without %s: /readyz 503 after %s: %s", missing, took.Round(100*time.Millisecond), reasons)
+			b.sigterm(t, 10*time.Second)
+			_, stderr := b.Output()
+			var logged string
+			for _, line := range strings.Split(stderr, "\n") {
+				if (strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`)) &&
+					strings.Contains(line, strings.ReplaceAll(missing, `"`, `\"`)) {
+					logged = line
+					break
+				}
+			}
+			if logged == "" {
+				t.Errorf("no warn/error log line names %s", missing)
+			}
+			if strings.Contains(stderr, tok) {
+				t.Error("the bridge logged its token")
+			}
+		})
+	}
+}
+
+// readyzReasons GETs /readyz in ns and returns its code and its reasons
+// joined by newlines (the body when it is not JSON).
+func readyzReasons(ns string) (int, string) {
+	code, body := readyz(ns)
+	var r struct{ Reasons []string }
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return code, body
+	}
+	return code, strings.Join(r.Reasons, "\n")
+}
+
+// resetFleet deletes, with the management token, everything a fleet of
+// the default prefix and service made: the servers' nodes, the fleet node
+// (and so its sessions) and the KV prefix, so that the next case starts on
+// an empty cluster.
+func (l *catLab) resetFleet() {
+	l.t.Helper()
+	nodes, _, err := l.consul.Catalog().Nodes(nil)
+	if err != nil {
+		l.t.Fatalf("list nodes: %v", err)
+	}
+	for _, n := range nodes {
+		if strings.HasPrefix(n.Node, catService+"-") || strings.HasPrefix(n.Node, "udp-discovery-bridge-") {
+			if _, err := l.consul.Catalog().Deregister(&api.CatalogDeregistration{Node: n.Node}, nil); err != nil {
+				l.t.Fatalf("deregister node %s: %v", n.Node, err)
+			}
+		}
+	}
+	if _, err := l.consul.KV().DeleteTree("udp-discovery-bridge/", nil); err != nil {
+		l.t.Fatalf("delete the fleet's keys: %v", err)
 	}
 }
