@@ -158,11 +158,52 @@ func TestACLCatalogPolicy(t *testing.T) {
 	b := l.bridge("a1", "--consul-token-file", tokFile)
 	took := l.waitCatalog(40*time.Second, "servers passing with the README's catalog policy", all("passing", ids))
 	t.Logf("MEASURED: catalog mode with the README policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
+	ns := l.hosts["a1"].NS
 	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
-		code, body := readyz(l.hosts["a1"].NS)
+		code, body := readyz(ns)
 		return code == 200, fmt.Sprintf("%d %s", code, body)
 	})
+
+	// Rotation as Vault Agent or a CSI driver does it: a new token renamed
+	// over the file, the old one revoked. The bridge goes on with the new
+	// token without a restart: its session is renewed, a new server is
+	// registered, /readyz stays 200, no sink error.
+	tok2 := aclToken(t, l.consul, "bridge-catalog-rotated", rules)
+	tmp := tokFile + ".new"
+	if err := os.WriteFile(tmp, []byte(tok2+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, tokFile); err != nil {
+		t.Fatal(err)
+	}
+	old, _, err := l.consul.ACL().TokenReadSelf(&api.QueryOptions{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.consul.ACL().TokenDelete(old.AccessorID, nil); err != nil {
+		t.Fatal(err)
+	}
+	const renewals = "udp_discovery_bridge_consul_catalog_session_renewals_total"
+	errsBefore := l.metricSum(`udp_discovery_bridge_sink_errors_total{sink="consul"}`, "a1")
+	renewBefore := l.metricSum(renewals, "a1")
+	ids = append(ids, l.shared())
+	took = l.waitCatalog(40*time.Second, "a new server registered with the rotated token", all("passing", ids))
+	t.Logf("MEASURED: token rotated and the old one revoked: a new server passing %s later", took.Round(100*time.Millisecond))
+	runWait(t, 30*time.Second, "two session renewals with the rotated token", func() (bool, string) {
+		n := l.metricSum(renewals, "a1")
+		return n >= renewBefore+2, fmt.Sprintf("%v renewals, %v before", n, renewBefore)
+	})
+	if code, body := readyz(ns); code != 200 {
+		t.Errorf("/readyz after rotation: %d %s", code, body)
+	}
+	if n := l.metricSum(`udp_discovery_bridge_sink_errors_total{sink="consul"}`, "a1"); n != errsBefore {
+		t.Errorf("sink errors after rotation %v, before %v", n, errsBefore)
+	}
 	b.sigterm(t, 10*time.Second)
+	_, stderr := b.Output()
+	if strings.Contains(stderr, tok2) {
+		t.Error("the bridge logged its rotated token")
+	}
 
 	// The same policy with the consul-esm check: every entry is rewritten
 	// with its external-node meta and the tcp check.
@@ -170,8 +211,8 @@ func TestACLCatalogPolicy(t *testing.T) {
 	runWait(t, 40*time.Second, "servers with the consul-esm check", func() (bool, string) { return l.hasProbeCheck(ids) })
 	l.waitCatalog(20*time.Second, "servers passing with --consul-check tcp", all("passing", ids))
 	b.sigterm(t, 10*time.Second)
-	_, stderr := b.Output()
-	if strings.Contains(stderr, tok) {
+	_, stderr = b.Output()
+	if strings.Contains(stderr, tok) || strings.Contains(stderr, tok2) {
 		t.Error("the bridge logged its token")
 	}
 }
