@@ -99,6 +99,20 @@ func TestACLAgentPolicy(t *testing.T) {
 		code, body := readyz(l.client.NS)
 		return code == 200, fmt.Sprintf("%d %s", code, body)
 	})
+	// bridge doctor: all allowed with the README policy; without the
+	// bridge's own service rule it names that rule.
+	doctor := func(tok string) netns.Result {
+		return runCmd(t, l.client, "doctor", "--sink", "consul", "--consul-addr", runConsulAddr, "--bridge-id", "acl",
+			"--timeout", "0.5", "--consul-token-file", writeTokenFile(t, tok))
+	}
+	if res := doctor(tok); res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Count(res.Stdout, "\nok ") != 2 {
+		t.Errorf("doctor with the README agent policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	lacking := aclToken(t, c, "bridge-agent-lacking", `service "django" { policy = "write" }`)
+	const want = `REFUSED register the bridge's own service (udp-discovery-bridge): add to the token's policy: service "udp-discovery-bridge" { policy = "write" }`
+	if res := doctor(lacking); res.ExitCode != 4 || !strings.Contains(res.Stdout, want) {
+		t.Errorf("doctor without the bridge service rule: exit %d, want 4 and %q:\n%s\n%s", res.ExitCode, want, res.Stdout, res.Stderr)
+	}
 	if code := b.sigterm(t, 10*time.Second); code != 0 {
 		t.Errorf("bridge exit %d after SIGTERM", code)
 	}
@@ -159,6 +173,25 @@ func TestACLCatalogPolicy(t *testing.T) {
 	took := l.waitCatalog(40*time.Second, "servers passing with the README's catalog policy", all("passing", ids))
 	t.Logf("MEASURED: catalog mode with the README policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
 	ns := l.hosts["a1"].NS
+	// bridge doctor with the full policy: every operation allowed, nothing
+	// of others changed (its test server never reaches the catalog).
+	idx := l.serviceIndex()
+	res := l.doctor("a1", "--consul-token-file", tokFile)
+	if res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Contains(res.Stdout, "FAILED") {
+		t.Errorf("doctor with the README policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if n := strings.Count(res.Stdout, "\nok "); n < 8 {
+		t.Errorf("doctor: %d operations ok, want at least 8:\n%s", n, res.Stdout)
+	}
+	if now := l.serviceIndex(); now != idx {
+		t.Errorf("doctor moved the service's index %d -> %d", idx, now)
+	}
+	if svcs, _, err := l.consul.Catalog().Service(catService, "", nil); err != nil || len(svcs) != len(ids) {
+		t.Errorf("after doctor the catalog holds %d instances (%v), want %d", len(svcs), err, len(ids))
+	}
+	if kv, _, err := l.consul.KV().List("udp-discovery-bridge/django/doctor", nil); err != nil || len(kv) != 0 {
+		t.Errorf("doctor left keys: %v %v", kv, err)
+	}
 	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
 		code, body := readyz(ns)
 		return code == 200, fmt.Sprintf("%d %s", code, body)
@@ -269,6 +302,17 @@ func TestACLCatalogMissingRule(t *testing.T) {
 			_, reasons := readyzReasons(ns)
 			t.Logf("MEASURED: without %s: /readyz 503 after %s: %s", missing, took.Round(100*time.Millisecond), reasons)
 			b.sigterm(t, 10*time.Second)
+
+			// bridge doctor with the same settings names the rule.
+			res := l.doctor(name, "--consul-token-file", writeTokenFile(t, tok))
+			if res.ExitCode != 4 || !strings.Contains(res.Stdout, "REFUSED") || !strings.Contains(res.Stdout, missing) {
+				t.Errorf("doctor without %s: exit %d, want 4 and a REFUSED line naming the rule:\n%s\n%s", missing, res.ExitCode, res.Stdout, res.Stderr)
+			}
+			for _, line := range strings.Split(res.Stdout, "\n") {
+				if strings.HasPrefix(line, "REFUSED") || strings.HasPrefix(line, "FAILED") || strings.HasPrefix(line, "consul ") {
+					t.Logf("doctor: %s", line)
+				}
+			}
 			_, stderr := b.Output()
 			var logged string
 			for _, line := range strings.Split(stderr, "\n") {
@@ -319,4 +363,15 @@ func (l *catLab) resetFleet() {
 	if _, err := l.consul.KV().DeleteTree("udp-discovery-bridge/", nil); err != nil {
 		l.t.Fatalf("delete the fleet's keys: %v", err)
 	}
+}
+
+// doctor runs `bridge doctor` on bridge name's host with that bridge's
+// settings (its whitelist pinned to its segment leg) plus extra.
+func (l *catLab) doctor(name string, extra ...string) netns.Result {
+	l.t.Helper()
+	h := l.hosts[name]
+	seg := name[:1]
+	args := []string{"doctor", "--sink", "consul", "--consul-mode", "catalog", "--consul-addr", l.consulAddrs,
+		"--bridge-id", name, "--whitelist", h.Dev(l.seg[seg]), "--timeout", "0.5"}
+	return runCmd(l.t, h, append(args, extra...)...)
 }
