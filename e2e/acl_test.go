@@ -375,3 +375,27 @@ func (l *catLab) doctor(name string, extra ...string) netns.Result {
 		"--bridge-id", name, "--whitelist", h.Dev(l.seg[seg]), "--timeout", "0.5"}
 	return runCmd(l.t, h, append(args, extra...)...)
 }
+
+// TestACLAgentLockPolicy: agent mode with --consul-lock and a token of
+// exactly the README's policy for it: the bridge takes the lock and
+// registers its servers.
+func TestACLAgentLockPolicy(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	l.agent = consulagent.Start(t, consulagent.Options{Netns: l.client.NS, BindAddr: runClientIP, ACLToken: aclManagement})
+	c := l.agent.Client()
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	tok := aclToken(t, c, "bridge-agent-lock", readmePolicy(t, "agent mode with `--consul-lock`"))
+	startRun(t, l.client, "acl", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, tok),
+		"--consul-lock", "service/udp-discovery-bridge/lock", "--metrics-addr", runMetricsAddr, "--log-format", "json")...)
+	took := wantPassing(t, c, catService, 40*time.Second, runServerID(catService, "10.213.1.11", 8000))
+	t.Logf("MEASURED: agent mode with --consul-lock and the README policy: the server passing %s after start", took.Round(100*time.Millisecond))
+	if kv, _, err := c.KV().Get("service/udp-discovery-bridge/lock", nil); err != nil || kv == nil || kv.Session == "" {
+		t.Errorf("lock key %+v (%v): want it held", kv, err)
+	}
+	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := readyz(l.client.NS)
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+}
