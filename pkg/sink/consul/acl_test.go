@@ -136,3 +136,41 @@ func TestCatalogLeaderRefusedByACL(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestAgentLockRefusedByACL: a standby whose token may not take the lock
+// (no session rule) fails Apply naming the rule, so /readyz says so; once
+// the lock is taken Apply succeeds.
+func TestAgentLockRefusedByACL(t *testing.T) {
+	h := newHarness(t, withLock())
+	h.lk.FailLocks(errors.New("failed to create session: Unexpected response code: 403 (" + denied("session:write", "node-1") + ")"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // do not wait for the lock
+	if err := h.sink.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.clk.WaitForTimers(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.sink.Apply(context.Background(), snap(1, "10.0.0.1:8000"))
+	if !isACL(err) || !strings.Contains(err.Error(), `session "node-1" { policy = "write" }`) {
+		t.Fatalf("Apply = %v, want the lock's ACL refusal naming the session rule", err)
+	}
+	h.clk.Advance(lockRetryMin)
+	<-h.lk.waiting
+	h.lk.grant <- struct{}{}
+	waitFor(t, "leadership", h.sink.Leader)
+	h.apply(snap(2, "10.0.0.1:8000"))
+}
+
+// TestCatalogSessionTLSCause: a session that cannot be created for TLS
+// makes Apply say so (x509), not guess "Consul unreachable?".
+func TestCatalogSessionTLSCause(t *testing.T) {
+	h := newCatHarness(t)
+	a := h.bridge("a")
+	h.fc.FailNext("CreateSession", 1000, errors.New(`Put "https://10.0.0.1:8501/v1/session/create": tls: failed to verify certificate: x509: certificate signed by unknown authority`))
+	h.start(a)
+	_, err := a.c.Apply(context.Background(), snap(1, "10.0.0.1:8000"))
+	if err == nil || !strings.Contains(err.Error(), "x509: certificate signed by unknown authority") || strings.Contains(err.Error(), "unreachable?") {
+		t.Fatalf("Apply = %v, want the TLS cause", err)
+	}
+}
