@@ -62,7 +62,7 @@ func (s *Section) Keys() []config.Key {
 		{Name: "consul_token", Flag: "consul-token", Env: []string{"CONSUL_HTTP_TOKEN"}, Secret: true, Group: config.GroupRun, Category: cat,
 			Usage: "Consul ACL token (prefer --consul-token-file)"},
 		{Name: "consul_token_file", Flag: "consul-token-file", Env: []string{"CONSUL_HTTP_TOKEN_FILE"}, Group: config.GroupRun, Category: cat,
-			Usage: "file holding the Consul ACL token"},
+			Usage: "file holding the Consul ACL token; re-read when it changes (rotation), no restart needed"},
 		{Name: "consul_ssl", Flag: "consul-ssl", Env: []string{"CONSUL_HTTP_SSL"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "talk HTTPS to Consul"},
 		{Name: "consul_cacert", Flag: "consul-cacert", Env: []string{"CONSUL_CACERT"}, Group: config.GroupRun, Category: cat,
