@@ -121,6 +121,21 @@ func TestACLAgentPolicy(t *testing.T) {
 	if strings.Contains(stderr, tok) {
 		t.Error("the bridge logged its token")
 	}
+
+	// A bridge whose token lacks the rule of its own service: /readyz
+	// names the rule, sink errors are counted, nothing is registered.
+	const rule = `service "udp-discovery-bridge" { policy = "write" }`
+	b = startRun(t, l.client, "acl-lacking", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, lacking),
+		"--metrics-addr", runMetricsAddr, "--log-format", "json")...)
+	runWait(t, 20*time.Second, "/readyz 503 naming "+rule, func() (bool, string) {
+		code, reasons := readyzReasons(l.client.NS)
+		return code == 503 && strings.Contains(reasons, rule), fmt.Sprintf("%d %s", code, reasons)
+	})
+	runWait(t, 10*time.Second, "sink errors counted", func() (bool, string) {
+		v, _, err := runMetric(l.client.NS, `udp_discovery_bridge_sink_errors_total{sink="consul"}`)
+		return err == nil && v > 0, fmt.Sprintf("%v %v", v, err)
+	})
+	b.sigterm(t, 10*time.Second)
 }
 
 // startACLCluster starts the three-server cluster with ACLs on
