@@ -14,13 +14,18 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink"
 )
 
-func doctorCommand(schema *config.Schema) *cli.Command {
+func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "doctor",
-		Usage: "check interfaces, run one discovery round and say what to try when nothing is found",
-		Flags: keyFlags(schema, config.GroupDiscovery),
+		Usage: "check interfaces, run one discovery round and say what to try when nothing is found; check the sinks' access",
+		Description: "With the run's sink settings (--sink consul and the consul_* keys) doctor also tries each Consul operation the\n" +
+			"mode needs and prints, for each one Consul refuses, the exact ACL rule to add. It changes nothing the bridge does not\n" +
+			"own: catalog writes are sent in transactions that roll back; it creates and destroys a session on the fleet's node and\n" +
+			"writes and deletes <consul_kv_prefix>/doctor/<bridge_id>. Exit 4 when a sink operation is refused or fails.",
+		Flags: keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, schema)
 			if err != nil {
@@ -73,6 +78,17 @@ func doctorCommand(schema *config.Schema) *cli.Command {
 				for _, h := range hints {
 					fmt.Fprintf(w, "- %s\n", h)
 				}
+			}
+			fmt.Fprintf(w, "\n== sinks (%s)\n", strings.Join(cfg.Sinks, ", "))
+			sinksOK, err := reg.Doctor(c.Context, cfg, w)
+			if err != nil {
+				return usageErr(err)
+			}
+			if err := interrupted(c.Context); err != nil {
+				return err
+			}
+			if !sinksOK {
+				return quietExit(exitInternal)
 			}
 			if roundErr != nil || len(res.Servers) == 0 {
 				return quietExit(exitNone)

@@ -133,7 +133,7 @@ func newApp(stdout, stderr io.Writer, reg *sink.Registry) *cli.App {
 			runCommand(reg, schema),
 			discoverCommand(schema),
 			interfacesCommand(schema),
-			doctorCommand(schema),
+			doctorCommand(reg, schema),
 			respondCommand(schema),
 			keygenCommand(),
 			healthcheckCommand(schema),

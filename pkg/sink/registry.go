@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -38,6 +39,29 @@ type Factory struct {
 	Section config.Section
 	// New builds the sink from its loaded Section.
 	New func(Deps) (Sink, error)
+	// Doctor, when set, tries with the loaded Section what the sink needs
+	// of its registry without changing anything the sink does not own,
+	// prints a line per operation to w and reports whether all succeeded
+	// (`bridge doctor`).
+	Doctor func(ctx context.Context, w io.Writer) (bool, error)
+}
+
+// Doctor runs the Doctor of every sink cfg names that has one and reports
+// whether all their operations succeeded.
+func (r *Registry) Doctor(ctx context.Context, cfg *config.Config, w io.Writer) (bool, error) {
+	ok := true
+	for _, name := range cfg.Sinks {
+		i := slices.IndexFunc(r.factories, func(f Factory) bool { return f.Name == name })
+		if i < 0 || r.factories[i].Doctor == nil {
+			continue
+		}
+		fok, err := r.factories[i].Doctor(ctx, w)
+		if err != nil {
+			return false, fmt.Errorf("sink %s: %w", name, err)
+		}
+		ok = ok && fok
+	}
+	return ok, nil
 }
 
 // Registry maps sink names to their factories, in registration order.

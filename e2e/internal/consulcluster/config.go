@@ -27,6 +27,7 @@ import (
 // retry_interval = 1s (default 30s): all servers start at once and the first
 // join attempts race the others' startup. leave_on_terminate = false and
 // skip_leave_on_interrupt = true are the server defaults, spelled out.
+// acl: only with Options.ACLManagementToken (see aclHCL).
 // disable_update_check: no call home (the namespaces have no route out
 // anyway). DNS, gRPC, HTTPS, serf WAN, the UI, Connect and peering are off:
 // nothing here uses them and they cost start-up time.
@@ -71,6 +72,26 @@ autopilot {
   server_stabilization_time = "2s"
 }
 %s
+%s
 `, s.Name, s.DataDir, len(c.Servers), s.IP, s.IP, s.IP, strings.Join(join, ", "),
-		c.opts.LeaveOnTerminate, c.opts.LogLevel, HTTPPort, RPCPort, SerfPort, c.opts.ExtraHCL)
+		c.opts.LeaveOnTerminate, c.opts.LogLevel, HTTPPort, RPCPort, SerfPort, c.aclHCL(), c.opts.ExtraHCL)
+}
+
+// aclHCL is the acl stanza: default deny, the management token as the
+// initial management and agent token (so the servers can register their own
+// nodes and sync with each other), token persistence off (tokens come only
+// from the configuration). Empty without Options.ACLManagementToken.
+func (c *Cluster) aclHCL() string {
+	if c.opts.ACLManagementToken == "" {
+		return ""
+	}
+	return fmt.Sprintf(`acl {
+  enabled = true
+  default_policy = "deny"
+  enable_token_persistence = false
+  tokens {
+    initial_management = %q
+    agent = %q
+  }
+}`, c.opts.ACLManagementToken, c.opts.ACLManagementToken)
 }

@@ -85,6 +85,11 @@ type Options struct {
 	// leaves serf and is removed from raft at once. Off by default, like a
 	// Consul server's own default.
 	LeaveOnTerminate bool
+	// ACLManagementToken, when set, turns ACLs on with default_policy
+	// "deny": this token is the initial management token and the servers'
+	// agent token. Client and APIConfig carry it, and Start returns only
+	// once the leader has bootstrapped ACLs and accepts it.
+	ACLManagementToken string
 }
 
 // Server is one Consul server of a Cluster.
@@ -302,6 +307,7 @@ func (c *Cluster) APIConfig(i int) *api.Config {
 	return &api.Config{
 		Address:    s.HTTPAddr,
 		Scheme:     "http",
+		Token:      c.opts.ACLManagementToken,
 		HttpClient: &http.Client{Transport: netns.Transport(s.Host.NS)},
 	}
 }

@@ -150,6 +150,13 @@ func (c *Cluster) ready(ctx context.Context) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("leader %s: %s", c.Servers[li].Name, strings.Join(missing, "; "))
 	}
+	if c.opts.ACLManagementToken != "" {
+		// The leader bootstraps ACLs (creates the management token) after
+		// its election; until then the token is "ACL not found".
+		if _, _, err := cl.ACL().TokenReadSelf(q); err != nil {
+			return fmt.Errorf("ACLs not bootstrapped on leader %s: %v", c.Servers[li].Name, err)
+		}
+	}
 	return nil
 }
 

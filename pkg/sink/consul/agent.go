@@ -276,6 +276,11 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 		return res, fmt.Errorf("consul apply round %d: %d of %d writes failed: %w",
 			s.Round, len(errs), len(toReg)+len(toDereg), joinCapped(errs, maxErrsShown))
 	}
+	if c.lock != nil {
+		if err := c.lock.Fault(); err != nil {
+			return res, err // a standby that can never take the lock is no standby
+		}
+	}
 	return res, nil
 }
 

@@ -30,7 +30,7 @@ func (c *Agent) refresh(ctx context.Context, s endpoint.Snapshot, res *sink.Resu
 			return nil
 		}
 		if !checkMissing(err) {
-			return fmt.Errorf("consul update ttl of check %s: %w", c.ids.check, c.redact(err))
+			return consulError("update ttl of check "+c.ids.check, c.redact(err), exactRule)
 		}
 		c.log.Warn().Str("check_id", c.ids.check).Msg("agent lost the bridge heartbeat check; re-registering the bridge and resyncing")
 		c.beat.registered = false
@@ -85,7 +85,7 @@ func (c *Agent) registerBridge(ctx context.Context, s endpoint.Snapshot) error {
 	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
 	if err := c.agent.ServiceRegisterOpts(reg, opts); err != nil {
-		return fmt.Errorf("consul register bridge service %s: %w", c.ids.bridgeSvc, c.redact(err))
+		return consulError("register bridge service "+c.ids.bridgeSvc, c.redact(err), exactRule)
 	}
 	c.counters.registers.Add(1)
 	sink.Wrote(ctx, 1)
@@ -128,7 +128,7 @@ func (c *Agent) register(ctx context.Context, id string, d desiredEntry) error {
 	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
 	if err := c.agent.ServiceRegisterOpts(reg, opts); err != nil {
-		return fmt.Errorf("consul register %s (%s): %w", id, hostPort, c.redact(err))
+		return consulError(fmt.Sprintf("register %s (%s)", id, hostPort), c.redact(err), exactRule)
 	}
 	c.counters.registers.Add(1)
 	sink.Wrote(ctx, 1)
@@ -148,7 +148,7 @@ func (c *Agent) deregister(ctx context.Context, id string) error {
 			sink.Wrote(ctx, 1)
 			return nil
 		}
-		return fmt.Errorf("consul deregister %s: %w", id, c.redact(err))
+		return consulError("deregister "+id, c.redact(err), exactRule)
 	}
 	c.counters.deregisters.Add(1)
 	sink.Wrote(ctx, 1)
@@ -161,7 +161,7 @@ func (c *Agent) listOwned(ctx context.Context) (map[string]service, error) {
 	q := (&api.QueryOptions{}).WithContext(ctx)
 	svcs, err := c.agent.ServicesWithFilterOpts(c.ids.filter, q)
 	if err != nil {
-		return nil, fmt.Errorf("consul list services owned by bridge %q: %w", c.cfg.BridgeID, c.redact(err))
+		return nil, consulError(fmt.Sprintf("list services owned by bridge %q", c.cfg.BridgeID), c.redact(err), exactRule)
 	}
 	c.counters.lists.Add(1)
 	out := make(map[string]service, len(svcs))

@@ -722,7 +722,7 @@ func TestAgentTokenNeverShown(t *testing.T) {
 	leak := func(what string) error {
 		return fmt.Errorf("%s: Put \"http://127.0.0.1:8500/v1/agent?token=%s\": connection reset", what, tok)
 	}
-	h := newHarness(t, withLock(), withRedact(redactor{secret: tok}.err))
+	h := newHarness(t, withLock(), withRedact(redactor{secrets: func() []string { return []string{tok} }}.err))
 	h.lk.FailLocks(leak("lock"))
 	h.lk.unlockErr = leak("unlock")
 

@@ -63,6 +63,32 @@ type Catalog struct {
 	// ready is closed once the first session exists (Start waits for it).
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	faults faults
+}
+
+// faults are the standing errors of the background work, which Apply
+// returns so that they count as sink errors and fail /readyz.
+type faults struct {
+	mu sync.Mutex
+	// session is why the last session could not be created (nil once one
+	// exists): an ACL refusal, a TLS error, Consul unreachable.
+	session error
+	// leader is the leader's standing ACL refusal (nil once it writes or
+	// reads again, and when it stops leading).
+	leader error
+}
+
+func (f *faults) set(dst *error, err error) {
+	f.mu.Lock()
+	*dst = err
+	f.mu.Unlock()
+}
+
+func (f *faults) get() (session, leader error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.session, f.leader
 }
 
 // NewCatalog validates cfg and builds the sink, registering its metrics with
@@ -99,6 +125,7 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 		ttl: cfg.LockSessionTTL, clock: cfg.Clock, log: log, redact: redact,
 		renewals: func() { m.sessionRenewals.Inc() },
 	}
+	c.sess.rules = c.catalogRules
 	return c
 }
 
@@ -149,8 +176,12 @@ func (c *Catalog) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		s, err := c.sess.create(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.faults.set(&c.faults.session, err)
 			if !failing {
-				c.log.Warn().Err(err).Msg("cannot create a consul session; retrying with backoff")
+				withRule(c.log.Error(), err).Err(err).Msg("cannot create a consul session; retrying with backoff")
 				failing = true
 			}
 			c.metrics.errors.WithLabelValues("session").Inc()
@@ -159,6 +190,7 @@ func (c *Catalog) run(ctx context.Context) {
 			continue
 		}
 		failing, retry = false, lockRetryMin
+		c.faults.set(&c.faults.session, nil)
 		c.mu.Lock()
 		c.cur = s
 		c.mu.Unlock()
@@ -200,7 +232,11 @@ func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, 
 	c.last = &s
 	cur := c.cur
 	c.mu.Unlock()
+	sessFault, leadFault := c.faults.get()
 	if cur == nil {
+		if sessFault != nil {
+			return res, fmt.Errorf("no consul session: %w (the observation will be published once there is one)", sessFault)
+		}
 		return res, errNoSession
 	}
 	n, err := c.sync(ctx, cur, s, true)
@@ -212,6 +248,9 @@ func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, 
 		if err := c.reconcileOnce(ctx, cur); err != nil {
 			return res, err
 		}
+	}
+	if leadFault != nil && c.Leader() {
+		return res, fmt.Errorf("consul catalog leader: %w", leadFault)
 	}
 	return res, nil
 }
@@ -373,9 +412,12 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 	}
 	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return 0, fmt.Errorf("consul publish observation under %s: %w", c.obsKey(0), c.redact(err))
+		return 0, consulError("publish observation under "+c.obsKey(0), c.redact(err), c.catalogRules)
 	}
 	if !ok {
+		if err := c.txnACL("publish observation under "+c.obsKey(0), resp); err != nil {
+			return 0, err
+		}
 		return 0, fmt.Errorf("consul publish observation under %s: %s (another session still holds this bridge's keys? a bridge with the same bridge_id may be running)",
 			c.obsKey(0), txnErrors(resp))
 	}

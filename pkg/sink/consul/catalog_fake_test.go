@@ -76,8 +76,9 @@ type fakeCatalog struct {
 	calls    map[string]int
 	fails    []*fakeFailure // op is the method name
 	txnFails []func(*api.TxnOp) bool
-	lockers  []*fakeCatLocker // held locks, watched for loss
-	applied  []string         // catalog and KV ops applied by Txn, in order
+	deny     func(*api.TxnOp) error // a standing ACL refusal of txn ops (Deny)
+	lockers  []*fakeCatLocker       // held locks, watched for loss
+	applied  []string               // catalog and KV ops applied by Txn, in order
 }
 
 var _ catalogAPI = (*fakeCatalog)(nil)
@@ -151,6 +152,9 @@ func (f *fakeCatalog) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnRe
 		what, err := f.applyOp(st, op, idx)
 		if err == nil && inject != nil && inject(op) {
 			err, inject = errors.New("injected failure"), nil
+		}
+		if err == nil && f.deny != nil {
+			err = f.deny(op)
 		}
 		if err != nil {
 			resp.Errors = append(resp.Errors, &api.TxnError{OpIndex: i, What: err.Error()})
@@ -264,6 +268,11 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 		}
 		if c.ServiceID != "" && st.services[fakeRef{c.Node, c.ServiceID}] == nil {
 			return what, errFakeMissingService
+		}
+		// Consul vets a txn check op with service:write on its ServiceName
+		// ("" when unset), so a token scoped to the service is refused.
+		if svc := st.services[fakeRef{c.Node, c.ServiceID}]; c.ServiceID != "" && c.ServiceName != svc.Service {
+			return what, fmt.Errorf("Permission denied: token lacks permission 'service:write' on %q", c.ServiceName)
 		}
 		if c.Status == "" {
 			c.Status = api.HealthCritical

@@ -405,3 +405,11 @@ func (f *fakeCatalog) Catalog() []string {
 	slices.Sort(out)
 	return out
 }
+
+// Deny makes every txn op for which fn returns an error fail with it, until
+// Deny(nil): a token's policy lacking a rule.
+func (f *fakeCatalog) Deny(fn func(*api.TxnOp) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deny = fn
+}

@@ -99,6 +99,27 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		retry = min(retry*2, retryMax)
 		return ok
 	}
+	// An ACL refusal stands until a read or write succeeds: Apply returns
+	// it (a sink error, /readyz fails), and it is logged once.
+	defer c.faults.set(&c.faults.leader, nil)
+	var lastACL string
+	refused := func(err error) {
+		if !isACL(err) {
+			return
+		}
+		c.faults.set(&c.faults.leader, err)
+		if err.Error() != lastACL {
+			lastACL = err.Error()
+			withRule(log.Error(), err).Err(err).Msg("leader: Consul refused a catalog operation for its ACLs; fix the token's policy")
+		}
+	}
+	cleared := func() {
+		if lastACL != "" {
+			lastACL = ""
+			c.faults.set(&c.faults.leader, nil)
+			log.Info().Msg("leader: Consul accepts the catalog operations again")
+		}
+	}
 	for ctx.Err() == nil && lock.Leader() {
 		select {
 		case <-s.lost:
@@ -109,6 +130,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		if current == nil || now.Sub(lastRead) >= c.cfg.Resync {
 			cur, err := c.readCatalog(ctx)
 			if err != nil {
+				refused(err)
 				if ctx.Err() != nil || !fail("catalog_read", "catalog", err) {
 					return
 				}
@@ -133,6 +155,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		}
 		obs, err := c.readObservations(ctx, index, wait)
 		if err != nil {
+			refused(err)
 			if ctx.Err() != nil || !fail("kv_read", "observations", err) {
 				return
 			}
@@ -157,6 +180,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		c.metrics.mergeSeconds.Set(c.cfg.Clock.Now().Sub(mergeStart).Seconds())
 		if p.empty() {
 			retry = lockRetryMin
+			cleared()
 			continue
 		}
 		writeStart := c.cfg.Clock.Now()
@@ -164,7 +188,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		ev := log.Info()
 		switch {
 		case err != nil && !writeFailing:
-			ev = log.Warn()
+			ev = withRule(log.Warn(), err)
 		case err != nil:
 			ev = log.Debug()
 		}
@@ -178,6 +202,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 		if err != nil {
 			writeFailing = true
 			c.metrics.errors.WithLabelValues("catalog_write").Inc()
+			refused(err)
 			index = 0 // re-plan right after the backoff, not at the next change
 			ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
 			retry = min(retry*2, retryMax)
@@ -191,6 +216,7 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 			log.Info().Msg("leader: catalog writes succeed again")
 		}
 		retry = lockRetryMin
+		cleared()
 	}
 }
 
@@ -298,7 +324,7 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 	}
 	pairs, meta, err := c.api.ListKV(c.obsPrefix, q.WithContext(ctx))
 	if err != nil {
-		return observations{}, fmt.Errorf("consul list %s: %w", c.obsPrefix, c.redact(err))
+		return observations{}, consulError("list "+c.obsPrefix, c.redact(err), c.catalogRules)
 	}
 	out := observations{byBridge: map[string]observe.Observation{}, sessions: map[string]string{}}
 	if meta != nil {
@@ -366,7 +392,7 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	}
 	entries, _, err := c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("consul read service %s: %w", c.cfg.Service, c.redact(err))
+		return nil, consulError("read service "+c.cfg.Service, c.redact(err), c.catalogRules)
 	}
 	now := c.cfg.Clock.Now()
 	out := make(map[string]catalogEntry, len(entries))

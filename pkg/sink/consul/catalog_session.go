@@ -48,6 +48,7 @@ type sessionManager struct {
 	log      zerolog.Logger
 	redact   func(error) error
 	renewals func() // counts a successful renewal (metrics)
+	rules    rulePrefixes
 }
 
 // create registers the fleet node, destroys sessions this bridge left behind
@@ -61,7 +62,7 @@ func (m *sessionManager) create(ctx context.Context) (*session, error) {
 		SkipNodeUpdate: false,
 	}, w)
 	if err != nil {
-		return nil, fmt.Errorf("consul register node %s: %w", m.node, m.redact(err))
+		return nil, consulError("register node "+m.node, m.redact(err), m.rules)
 	}
 	name := sessionName(m.bridgeID)
 	if old, err := m.api.NodeSessions(m.node, (&api.QueryOptions{}).WithContext(ctx)); err == nil {
@@ -84,7 +85,7 @@ func (m *sessionManager) create(ctx context.Context) (*session, error) {
 		LockDelay: time.Millisecond,
 	}, w)
 	if err != nil {
-		return nil, fmt.Errorf("consul create session on node %s: %w", m.node, m.redact(err))
+		return nil, consulError("create session on node "+m.node, m.redact(err), m.rules)
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	s := &session{id: id, lost: make(chan struct{}), stop: stop, done: make(chan struct{})}

@@ -106,9 +106,12 @@ func (c *Catalog) txn(ctx context.Context, ops api.TxnOps) error {
 	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	c.metrics.txns.Inc()
 	if err != nil {
-		return fmt.Errorf("consul txn of %d operations: %w", len(ops), c.redact(err))
+		return consulError(fmt.Sprintf("txn of %d operations", len(ops)), c.redact(err), c.catalogRules)
 	}
 	if !ok {
+		if err := c.txnACL(fmt.Sprintf("catalog write (txn of %d operations)", len(ops)), resp); err != nil {
+			return err
+		}
 		if resp != nil {
 			for _, e := range resp.Errors {
 				if e.OpIndex == 0 {
@@ -166,7 +169,7 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
 		}
 		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, Status: api.HealthPassing,
+			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, ServiceName: e.svc.Name, Status: api.HealthPassing,
 			Notes: "run by consul-esm, where deployed", Definition: def,
 		}}})
 	}
@@ -184,10 +187,25 @@ func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
 func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
 	chk := api.HealthCheck{
 		Node: e.node, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.svcID,
-		Status: api.HealthPassing, Output: "observed by a live bridge",
+		ServiceName: e.svc.Name, Status: api.HealthPassing, Output: "observed by a live bridge",
 	}
 	if !passing {
 		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)
 	}
 	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: chk}}
+}
+
+// txnACL is the *ACLError of the first operation of a rolled-back
+// transaction that Consul refused for its ACLs, or nil.
+func (c *Catalog) txnACL(op string, resp *api.TxnResponse) error {
+	if resp == nil {
+		return nil
+	}
+	for _, e := range resp.Errors {
+		err := aclErrorText(fmt.Sprintf("%s: operation %d", op, e.OpIndex), e.What, errors.New(e.What), c.catalogRules)
+		if isACL(err) {
+			return err
+		}
+	}
+	return nil
 }

@@ -57,15 +57,26 @@ type Client struct {
 }
 
 // NewClient builds the client: api.DefaultConfig (the CONSUL_* environment)
-// overridden by the non-empty fields of c. It reads a token file once, here,
-// so that errors name the path (never the content) and consul/api does not
-// re-read it behind our back. It makes no network call.
+// overridden by the non-empty fields of c. A token file is read here, so
+// that a missing or empty one is an error naming the path (never the
+// content), and then by every request whenever it changed (rotation, see
+// tokenFile), so a rotated token is used without a restart. It makes no
+// network call.
 func (c ClientConfig) NewClient() (*Client, error) {
-	ac, token, err := c.apiConfig()
+	ac, token, tf, err := c.apiConfig()
 	if err != nil {
 		return nil, err
 	}
-	red := redactor{secret: token}
+	red := redactor{secrets: func() []string { return []string{token} }}
+	if tf != nil && !strings.HasPrefix(ac.Address, "unix://") {
+		hc, err := api.NewHttpClient(ac.Transport, ac.TLSConfig)
+		if err != nil {
+			return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
+		}
+		hc.Transport = &tokenTransport{base: hc.Transport, file: tf}
+		ac.HttpClient = hc
+		red = redactor{secrets: tf.secrets}
+	}
 	client, err := api.NewClient(ac)
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
@@ -78,8 +89,8 @@ func (c ClientConfig) NewClient() (*Client, error) {
 func (c *Client) Redact(err error) error { return c.red.err(err) }
 
 // apiConfig builds the consul/api configuration and returns the resolved
-// token.
-func (c ClientConfig) apiConfig() (*api.Config, string, error) {
+// token, and the token file it came from (nil when none).
+func (c ClientConfig) apiConfig() (*api.Config, string, *tokenFile, error) {
 	ac := api.DefaultConfig()
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -99,7 +110,7 @@ func (c ClientConfig) apiConfig() (*api.Config, string, error) {
 	if len(addrs) > 1 {
 		for _, a := range addrs {
 			if strings.Contains(a, "://") {
-				return nil, "", fmt.Errorf("consul_addr %q: several addresses must be host:port (use consul_ssl for https)", c.Addr)
+				return nil, "", nil, fmt.Errorf("consul_addr %q: several addresses must be host:port (use consul_ssl for https)", c.Addr)
 			}
 		}
 		ac.Transport.DialContext = (&failoverDialer{addrs: addrs}).DialContext
@@ -121,25 +132,25 @@ func (c ClientConfig) apiConfig() (*api.Config, string, error) {
 	// Token precedence, as in the consul CLI: token file option, token
 	// option, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN.
 	token := ac.Token // CONSUL_HTTP_TOKEN
+	var tf *tokenFile
+	var err error
 	switch {
 	case c.TokenFile != "":
-		t, err := readTokenFile("consul_token_file", c.TokenFile)
-		if err != nil {
-			return nil, "", err
-		}
-		token = t
+		tf, err = newTokenFile("consul_token_file", c.TokenFile)
 	case c.Token != "":
 		token = c.Token
 	case ac.TokenFile != "":
-		t, err := readTokenFile(api.HTTPTokenFileEnvName, ac.TokenFile)
-		if err != nil {
-			return nil, "", err
-		}
-		token = t
+		tf, err = newTokenFile(api.HTTPTokenFileEnvName, ac.TokenFile)
+	}
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if tf != nil {
+		token = tf.current()
 	}
 	ac.Token = token
 	ac.TokenFile = ""
-	return ac, token, nil
+	return ac, token, tf, nil
 }
 
 // splitAddrs splits a comma-separated address list, dropping empty parts.
@@ -203,8 +214,8 @@ func readTokenFile(key, path string) (string, error) {
 	return t, nil
 }
 
-// redactor hides a secret in error strings.
-type redactor struct{ secret string }
+// redactor hides secrets (every token the client used) in error strings.
+type redactor struct{ secrets func() []string }
 
 // redactedError carries the redacted message of an error and still unwraps
 // to it, so errors.Is/As keep working.
@@ -220,12 +231,18 @@ func (e *redactedError) Unwrap() error { return e.err }
 // "[redacted]". consul/api sends the token in a header, so it should never
 // appear in an error; this is the belt to those braces.
 func (r redactor) err(err error) error {
-	if err == nil || r.secret == "" {
+	if err == nil || r.secrets == nil {
 		return err
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, r.secret) {
+	red := msg
+	for _, s := range r.secrets() {
+		if s != "" {
+			red = strings.ReplaceAll(red, s, "[redacted]")
+		}
+	}
+	if red == msg {
 		return err
 	}
-	return &redactedError{msg: strings.ReplaceAll(msg, r.secret, "[redacted]"), err: err}
+	return &redactedError{msg: red, err: err}
 }

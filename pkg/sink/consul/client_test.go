@@ -50,11 +50,11 @@ func TestFailoverDialer(t *testing.T) {
 }
 
 func TestClientConfigSeveralAddrs(t *testing.T) {
-	ac, _, err := ClientConfig{Addr: "10.0.0.1:8500, 10.0.0.2:8500"}.apiConfig()
+	ac, _, _, err := ClientConfig{Addr: "10.0.0.1:8500, 10.0.0.2:8500"}.apiConfig()
 	if err != nil || ac.Address != "10.0.0.1:8500" || ac.Transport == nil || ac.Transport.DialContext == nil {
 		t.Fatalf("apiConfig = %+v, %v", ac, err)
 	}
-	if _, _, err := (ClientConfig{Addr: "https://a:8501,https://b:8501"}).apiConfig(); err == nil {
+	if _, _, _, err := (ClientConfig{Addr: "https://a:8501,https://b:8501"}).apiConfig(); err == nil {
 		t.Fatal("URLs in a list accepted")
 	}
 }

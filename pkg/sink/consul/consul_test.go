@@ -233,7 +233,7 @@ func TestConsulTokenFile(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			ac, tok, err := tt.cfg.apiConfig()
+			ac, tok, _, err := tt.cfg.apiConfig()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("apiConfig() error = %v, want %q", err, tt.wantErr)
@@ -277,7 +277,7 @@ func TestConsulCheckMissing(t *testing.T) {
 
 func TestConsulRedact(t *testing.T) {
 	base := errors.New(`Put "http://127.0.0.1:8500/v1/agent/service/register?token=s3cr3t": dial tcp: refused`)
-	r := redactor{secret: "s3cr3t"}
+	r := redactor{secrets: func() []string { return []string{"s3cr3t"} }}
 	got := r.err(base)
 	if strings.Contains(got.Error(), "s3cr3t") {
 		t.Errorf("redacted error still has the secret: %v", got)

@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,21 @@ type Lock struct {
 	ctx       context.Context
 	stop      context.CancelFunc
 	done      chan struct{}
+
+	// rules names a missing ACL rule (exactRule unless set before Start).
+	rules rulePrefixes
+	// fault is the standing ACL refusal of the last attempt to take the
+	// lock (nil once it was taken, or failed for another reason).
+	fault atomic.Pointer[ACLError]
+}
+
+// Fault is the ACL refusal that keeps this bridge from taking the lock, or
+// nil: a bridge whose token may not take the lock would follow forever.
+func (l *Lock) Fault() error {
+	if f := l.fault.Load(); f != nil {
+		return f
+	}
+	return nil
 }
 
 // NewLock prepares a lock on opts.Key through client. The caller sets the
@@ -63,7 +79,7 @@ func newLock(l locker, key string, log zerolog.Logger, clk clock.Clock, redact f
 		redact = func(err error) error { return err }
 	}
 	return &Lock{
-		key: key, l: l, log: log.With().Str("lock_key", key).Logger(), clock: clock.OrReal(clk), red: redact,
+		key: key, l: l, log: log.With().Str("lock_key", key).Logger(), clock: clock.OrReal(clk), red: redact, rules: exactRule,
 		acquired: make(chan struct{}), ctx: ctx, stop: stop, done: make(chan struct{}),
 	}
 }
@@ -117,8 +133,15 @@ func (l *Lock) run() {
 	for ctx.Err() == nil {
 		lost, err := l.l.Lock(ctx.Done())
 		if err != nil {
+			err = aclError("take the lock "+l.key, l.red(err), l.rules)
+			var ae *ACLError
+			if errors.As(err, &ae) {
+				l.fault.Store(ae)
+			} else {
+				l.fault.Store(nil)
+			}
 			if !failing {
-				l.log.Warn().Err(l.red(err)).Msg("cannot take the consul lock; retrying with backoff")
+				withRule(l.log.Warn(), err).Err(err).Msg("cannot take the consul lock; retrying with backoff")
 				failing = true
 			}
 			if !clock.Sleep(l.clock, retry, ctx.Done()) {
@@ -132,6 +155,7 @@ func (l *Lock) run() {
 		}
 		failing = false
 		retry = lockRetryMin
+		l.fault.Store(nil)
 		if ctx.Err() != nil { // acquired just as we were told to stop
 			l.unlock()
 			return

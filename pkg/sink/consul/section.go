@@ -1,7 +1,9 @@
 package consul
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"time"
@@ -21,7 +23,23 @@ type Section struct {
 // Factory registers the Consul sink.
 func Factory() sink.Factory {
 	s := &Section{hostname: os.Hostname}
-	return sink.Factory{Name: "consul", Section: s, New: s.build}
+	return sink.Factory{Name: "consul", Section: s, New: s.build, Doctor: s.doctor}
+}
+
+// doctor implements sink.Factory.Doctor: it prints a line per operation
+// Doctor tried.
+func (s *Section) doctor(ctx context.Context, w io.Writer) (bool, error) {
+	fs, err := Doctor(ctx, s.cfg)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	fmt.Fprintf(w, "consul %s mode at %s (service %s, bridge_id %s):\n", s.cfg.Mode, s.cfg.Client.Addr, s.cfg.Service, s.cfg.BridgeID)
+	for _, f := range fs {
+		fmt.Fprintln(w, f)
+		ok = ok && f.OK
+	}
+	return ok, nil
 }
 
 // Config returns the loaded configuration (after Load).
@@ -44,7 +62,7 @@ func (s *Section) Keys() []config.Key {
 		{Name: "consul_token", Flag: "consul-token", Env: []string{"CONSUL_HTTP_TOKEN"}, Secret: true, Group: config.GroupRun, Category: cat,
 			Usage: "Consul ACL token (prefer --consul-token-file)"},
 		{Name: "consul_token_file", Flag: "consul-token-file", Env: []string{"CONSUL_HTTP_TOKEN_FILE"}, Group: config.GroupRun, Category: cat,
-			Usage: "file holding the Consul ACL token"},
+			Usage: "file holding the Consul ACL token; re-read when it changes (rotation), no restart needed"},
 		{Name: "consul_ssl", Flag: "consul-ssl", Env: []string{"CONSUL_HTTP_SSL"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "talk HTTPS to Consul"},
 		{Name: "consul_cacert", Flag: "consul-cacert", Env: []string{"CONSUL_CACERT"}, Group: config.GroupRun, Category: cat,

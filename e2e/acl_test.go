@@ -1,0 +1,419 @@
+package e2e_test
+
+// ACL end-to-end tests: the README's least-privilege policies, taken
+// verbatim from README.md, on default-deny Consul (a dev agent for agent
+// mode, three servers for catalog mode), with the real bridge binary using a
+// token of exactly that policy.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+	"github.com/udp-discovery-bridge/bridge/pkg/sink/consul"
+)
+
+// aclManagement is the initial management token of the ACL clusters.
+const aclManagement = "3f0e9c1b-7a52-4d6e-8b90-5c2a1d4e7f36"
+
+// readmePolicy returns the ```hcl block of README.md that follows the line
+// marker "**ACL policy, <mode>**".
+func readmePolicy(t *testing.T, mode string) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := "**ACL policy, " + mode + "**"
+	i := strings.Index(string(b), marker)
+	if i < 0 {
+		t.Fatalf("README.md has no %q", marker)
+	}
+	rest := string(b[i:])
+	const open = "```hcl\n"
+	j := strings.Index(rest, open)
+	if j < 0 {
+		t.Fatalf("README.md: no ```hcl block after %q", marker)
+	}
+	rest = rest[j+len(open):]
+	k := strings.Index(rest, "```")
+	if k < 0 {
+		t.Fatalf("README.md: the hcl block after %q is not closed", marker)
+	}
+	return rest[:k]
+}
+
+// aclToken creates a policy of rules and a token holding only it (with the
+// management client c) and returns the token's secret.
+func aclToken(t *testing.T, c *api.Client, name, rules string) string {
+	t.Helper()
+	pol, _, err := c.ACL().PolicyCreate(&api.ACLPolicy{Name: name, Rules: rules}, nil)
+	if err != nil {
+		t.Fatalf("create policy %s:\n%s\n%v", name, rules, err)
+	}
+	tok, _, err := c.ACL().TokenCreate(&api.ACLToken{Description: name, Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatalf("create token of %s: %v", name, err)
+	}
+	return tok.SecretID
+}
+
+// writeTokenFile writes secret to a fresh file and returns its path.
+func writeTokenFile(t *testing.T, secret string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestACLAgentPolicy: a bridge in agent mode with a token of exactly the
+// README's agent-mode policy registers its servers, passing, on a
+// default-deny agent.
+func TestACLAgentPolicy(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newRunLAN(t, 2, false)
+	l.agent = consulagent.Start(t, consulagent.Options{Netns: l.client.NS, BindAddr: runClientIP, ACLToken: aclManagement})
+	c := l.agent.Client()
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
+	rules := readmePolicy(t, "agent mode")
+	tok := aclToken(t, c, "bridge-agent", rules)
+	b := startRun(t, l.client, "acl", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, tok),
+		"--metrics-addr", runMetricsAddr, "--log-format", "json")...)
+	ids := []string{runServerID(catService, "10.213.1.11", 8000), runServerID(catService, "10.213.1.12", 8000)}
+	took := wantPassing(t, c, catService, 30*time.Second, ids...)
+	t.Logf("MEASURED: agent mode with the README policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
+	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := readyz(l.client.NS)
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	// bridge doctor: all allowed with the README policy; without the
+	// bridge's own service rule it names that rule.
+	doctor := func(tok string) netns.Result {
+		return runCmd(t, l.client, "doctor", "--sink", "consul", "--consul-addr", runConsulAddr, "--bridge-id", "acl",
+			"--timeout", "0.5", "--consul-token-file", writeTokenFile(t, tok))
+	}
+	if res := doctor(tok); res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Count(res.Stdout, "\nok ") != 2 {
+		t.Errorf("doctor with the README agent policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	lacking := aclToken(t, c, "bridge-agent-lacking", `service "django" { policy = "write" }`)
+	const want = `REFUSED register the bridge's own service (udp-discovery-bridge): add to the token's policy: service "udp-discovery-bridge" { policy = "write" }`
+	if res := doctor(lacking); res.ExitCode != 4 || !strings.Contains(res.Stdout, want) {
+		t.Errorf("doctor without the bridge service rule: exit %d, want 4 and %q:\n%s\n%s", res.ExitCode, want, res.Stdout, res.Stderr)
+	}
+	if code := b.sigterm(t, 10*time.Second); code != 0 {
+		t.Errorf("bridge exit %d after SIGTERM", code)
+	}
+	runWaitCatalog(t, c, catService, 10*time.Second)
+	_, stderr := b.Output()
+	if strings.Contains(stderr, tok) {
+		t.Error("the bridge logged its token")
+	}
+
+	// A bridge whose token lacks the rule of its own service: /readyz
+	// names the rule, sink errors are counted, nothing is registered.
+	const rule = `service "udp-discovery-bridge" { policy = "write" }`
+	b = startRun(t, l.client, "acl-lacking", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, lacking),
+		"--metrics-addr", runMetricsAddr, "--log-format", "json")...)
+	runWait(t, 20*time.Second, "/readyz 503 naming "+rule, func() (bool, string) {
+		code, reasons := readyzReasons(l.client.NS)
+		return code == 503 && strings.Contains(reasons, rule), fmt.Sprintf("%d %s", code, reasons)
+	})
+	runWait(t, 10*time.Second, "sink errors counted", func() (bool, string) {
+		v, _, err := runMetric(l.client.NS, `udp_discovery_bridge_sink_errors_total{sink="consul"}`)
+		return err == nil && v > 0, fmt.Sprintf("%v %v", v, err)
+	})
+	b.sigterm(t, 10*time.Second)
+}
+
+// startACLCluster starts the three-server cluster with ACLs on
+// (default_policy deny); l.consul holds the management token.
+func (l *catLab) startACLCluster() *consulcluster.Cluster {
+	l.t.Helper()
+	cl := consulcluster.Start(l.t, l.lab, l.cons, consulcluster.Options{Subnet: "10.213.30.0/24", ACLManagementToken: aclManagement})
+	l.consulAddrs = strings.Join(cl.HTTPAddrs(), ",")
+	l.consul = cl.Client(0)
+	return cl
+}
+
+// hasProbeCheck reports whether every entry of ids carries the consul-esm
+// check.
+func (l *catLab) hasProbeCheck(ids []string) (bool, string) {
+	_, byID, _, err := catEntries(l.t, l.consul)
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, id := range ids {
+		e := byID[id]
+		if e == nil {
+			return false, id + " missing"
+		}
+		found := false
+		for _, chk := range e.Checks {
+			found = found || chk.CheckID == consul.ProbeCheckID
+		}
+		if !found {
+			return false, id + " has no " + consul.ProbeCheckID
+		}
+	}
+	return true, ""
+}
+
+// TestACLCatalogPolicy: on a three-server default-deny cluster, a bridge
+// with a token of exactly the README's catalog-mode policy registers its
+// servers, passing, first without and then with the consul-esm check.
+func TestACLCatalogPolicy(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newCatLab(t)
+	l.startACLCluster()
+	ids := l.servers("a", 2)
+	rules := readmePolicy(t, "catalog mode")
+	tok := aclToken(t, l.consul, "bridge-catalog", rules)
+	tokFile := writeTokenFile(t, tok)
+
+	b := l.bridge("a1", "--consul-token-file", tokFile)
+	took := l.waitCatalog(40*time.Second, "servers passing with the README's catalog policy", all("passing", ids))
+	t.Logf("MEASURED: catalog mode with the README policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
+	ns := l.hosts["a1"].NS
+	// bridge doctor with the full policy: every operation allowed, nothing
+	// of others changed (its test server never reaches the catalog).
+	idx := l.serviceIndex()
+	res := l.doctor("a1", "--consul-token-file", tokFile)
+	if res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Contains(res.Stdout, "FAILED") {
+		t.Errorf("doctor with the README policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if _, sinks, ok := strings.Cut(res.Stdout, "== sinks"); ok {
+		t.Logf("doctor with the README policy:\n== sinks%s", sinks)
+	}
+	if n := strings.Count(res.Stdout, "\nok "); n < 8 {
+		t.Errorf("doctor: %d operations ok, want at least 8:\n%s", n, res.Stdout)
+	}
+	if now := l.serviceIndex(); now != idx {
+		t.Errorf("doctor moved the service's index %d -> %d", idx, now)
+	}
+	if svcs, _, err := l.consul.Catalog().Service(catService, "", nil); err != nil || len(svcs) != len(ids) {
+		t.Errorf("after doctor the catalog holds %d instances (%v), want %d", len(svcs), err, len(ids))
+	}
+	if kv, _, err := l.consul.KV().List("udp-discovery-bridge/django/doctor", nil); err != nil || len(kv) != 0 {
+		t.Errorf("doctor left keys: %v %v", kv, err)
+	}
+	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := readyz(ns)
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+
+	// Rotation as Vault Agent or a CSI driver does it: a new token renamed
+	// over the file, the old one revoked. The bridge goes on with the new
+	// token without a restart: its session is renewed, a new server is
+	// registered, /readyz stays 200, no sink error.
+	tok2 := aclToken(t, l.consul, "bridge-catalog-rotated", rules)
+	tmp := tokFile + ".new"
+	if err := os.WriteFile(tmp, []byte(tok2+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, tokFile); err != nil {
+		t.Fatal(err)
+	}
+	old, _, err := l.consul.ACL().TokenReadSelf(&api.QueryOptions{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.consul.ACL().TokenDelete(old.AccessorID, nil); err != nil {
+		t.Fatal(err)
+	}
+	const renewals = "udp_discovery_bridge_consul_catalog_session_renewals_total"
+	errsBefore := l.metricSum(`udp_discovery_bridge_sink_errors_total{sink="consul"}`, "a1")
+	renewBefore := l.metricSum(renewals, "a1")
+	ids = append(ids, l.shared())
+	took = l.waitCatalog(40*time.Second, "a new server registered with the rotated token", all("passing", ids))
+	t.Logf("MEASURED: token rotated and the old one revoked: a new server passing %s later", took.Round(100*time.Millisecond))
+	runWait(t, 30*time.Second, "two session renewals with the rotated token", func() (bool, string) {
+		n := l.metricSum(renewals, "a1")
+		return n >= renewBefore+2, fmt.Sprintf("%v renewals, %v before", n, renewBefore)
+	})
+	if code, body := readyz(ns); code != 200 {
+		t.Errorf("/readyz after rotation: %d %s", code, body)
+	}
+	if n := l.metricSum(`udp_discovery_bridge_sink_errors_total{sink="consul"}`, "a1"); n != errsBefore {
+		t.Errorf("sink errors after rotation %v, before %v", n, errsBefore)
+	}
+	b.sigterm(t, 10*time.Second)
+	_, stderr := b.Output()
+	if strings.Contains(stderr, tok2) {
+		t.Error("the bridge logged its rotated token")
+	}
+
+	// The same policy with the consul-esm check: every entry is rewritten
+	// with its external-node meta and the tcp check.
+	b = l.bridge("a1", "--consul-token-file", tokFile, "--consul-check", "tcp")
+	runWait(t, 40*time.Second, "servers with the consul-esm check", func() (bool, string) { return l.hasProbeCheck(ids) })
+	l.waitCatalog(20*time.Second, "servers passing with --consul-check tcp", all("passing", ids))
+	b.sigterm(t, 10*time.Second)
+	_, stderr = b.Output()
+	if strings.Contains(stderr, tok) || strings.Contains(stderr, tok2) {
+		t.Error("the bridge logged its token")
+	}
+}
+
+// policyRules splits a policy into its rules, one per line, comments and
+// blank lines dropped, spaces collapsed: `node_prefix "django-" { policy =
+// "write" }`, as the bridge names a missing rule.
+func policyRules(policy string) []string {
+	var out []string
+	for _, line := range strings.Split(policy, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if line = strings.Join(strings.Fields(line), " "); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestACLCatalogMissingRule: for each rule of the README's catalog-mode
+// policy, a bridge whose token lacks only that rule logs the rule in HCL,
+// fails /readyz naming it and counts sink errors (one cluster, a fresh
+// token and bridge per rule).
+func TestACLCatalogMissingRule(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newCatLab(t)
+	l.startACLCluster()
+	l.servers("a", 1)
+	rules := policyRules(readmePolicy(t, "catalog mode"))
+	if len(rules) < 5 {
+		t.Fatalf("README catalog policy has %d rules: %q", len(rules), rules)
+	}
+	for i, missing := range rules {
+		t.Run(strings.Fields(missing)[0]+" "+strings.Fields(missing)[1], func(t *testing.T) {
+			kept := append(append([]string{}, rules[:i]...), rules[i+1:]...)
+			tok := aclToken(t, l.consul, fmt.Sprintf("bridge-missing-%d", i), strings.Join(kept, "\n"))
+			name := fmt.Sprintf("a%d", i+1)
+			b := l.bridge(name, "--consul-token-file", writeTokenFile(t, tok))
+			t.Cleanup(func() {
+				if !b.Exited() {
+					b.sigterm(t, 10*time.Second)
+				}
+				l.resetFleet()
+			})
+			ns := l.hosts[name].NS
+			took := runWait(t, 30*time.Second, "/readyz 503 naming "+missing, func() (bool, string) {
+				code, reasons := readyzReasons(ns)
+				return code == 503 && strings.Contains(reasons, missing), fmt.Sprintf("%d %s", code, reasons)
+			})
+			runWait(t, 10*time.Second, "sink errors counted", func() (bool, string) {
+				v, _, err := runMetric(ns, `udp_discovery_bridge_sink_errors_total{sink="consul"}`)
+				return err == nil && v > 0, fmt.Sprintf("%v %v", v, err)
+			})
+			_, reasons := readyzReasons(ns)
+			t.Logf("MEASURED: without %s: /readyz 503 after %s: %s", missing, took.Round(100*time.Millisecond), reasons)
+			b.sigterm(t, 10*time.Second)
+
+			// bridge doctor with the same settings names the rule.
+			res := l.doctor(name, "--consul-token-file", writeTokenFile(t, tok))
+			if res.ExitCode != 4 || !strings.Contains(res.Stdout, "REFUSED") || !strings.Contains(res.Stdout, missing) {
+				t.Errorf("doctor without %s: exit %d, want 4 and a REFUSED line naming the rule:\n%s\n%s", missing, res.ExitCode, res.Stdout, res.Stderr)
+			}
+			for _, line := range strings.Split(res.Stdout, "\n") {
+				if strings.HasPrefix(line, "REFUSED") || strings.HasPrefix(line, "FAILED") || strings.HasPrefix(line, "consul ") {
+					t.Logf("doctor: %s", line)
+				}
+			}
+			_, stderr := b.Output()
+			var logged string
+			for _, line := range strings.Split(stderr, "\n") {
+				if (strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`)) &&
+					strings.Contains(line, strings.ReplaceAll(missing, `"`, `\"`)) {
+					logged = line
+					break
+				}
+			}
+			if logged == "" {
+				t.Errorf("no warn/error log line names %s", missing)
+			}
+			if strings.Contains(stderr, tok) {
+				t.Error("the bridge logged its token")
+			}
+		})
+	}
+}
+
+// readyzReasons GETs /readyz in ns and returns its code and its reasons
+// joined by newlines (the body when it is not JSON).
+func readyzReasons(ns string) (int, string) {
+	code, body := readyz(ns)
+	var r struct{ Reasons []string }
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return code, body
+	}
+	return code, strings.Join(r.Reasons, "\n")
+}
+
+// resetFleet deletes, with the management token, everything a fleet of
+// the default prefix and service made: the servers' nodes, the fleet node
+// (and so its sessions) and the KV prefix, so that the next case starts on
+// an empty cluster.
+func (l *catLab) resetFleet() {
+	l.t.Helper()
+	nodes, _, err := l.consul.Catalog().Nodes(nil)
+	if err != nil {
+		l.t.Fatalf("list nodes: %v", err)
+	}
+	for _, n := range nodes {
+		if strings.HasPrefix(n.Node, catService+"-") || strings.HasPrefix(n.Node, "udp-discovery-bridge-") {
+			if _, err := l.consul.Catalog().Deregister(&api.CatalogDeregistration{Node: n.Node}, nil); err != nil {
+				l.t.Fatalf("deregister node %s: %v", n.Node, err)
+			}
+		}
+	}
+	if _, err := l.consul.KV().DeleteTree("udp-discovery-bridge/", nil); err != nil {
+		l.t.Fatalf("delete the fleet's keys: %v", err)
+	}
+}
+
+// doctor runs `bridge doctor` on bridge name's host with that bridge's
+// settings (its whitelist pinned to its segment leg) plus extra.
+func (l *catLab) doctor(name string, extra ...string) netns.Result {
+	l.t.Helper()
+	h := l.hosts[name]
+	seg := name[:1]
+	args := []string{"doctor", "--sink", "consul", "--consul-mode", "catalog", "--consul-addr", l.consulAddrs,
+		"--bridge-id", name, "--whitelist", h.Dev(l.seg[seg]), "--timeout", "0.5"}
+	return runCmd(l.t, h, append(args, extra...)...)
+}
+
+// TestACLAgentLockPolicy: agent mode with --consul-lock and a token of
+// exactly the README's policy for it: the bridge takes the lock and
+// registers its servers.
+func TestACLAgentLockPolicy(t *testing.T) {
+	netns.Require(t)
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	l.agent = consulagent.Start(t, consulagent.Options{Netns: l.client.NS, BindAddr: runClientIP, ACLToken: aclManagement})
+	c := l.agent.Client()
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	tok := aclToken(t, c, "bridge-agent-lock", readmePolicy(t, "agent mode with `--consul-lock`"))
+	startRun(t, l.client, "acl", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, tok),
+		"--consul-lock", "service/udp-discovery-bridge/lock", "--metrics-addr", runMetricsAddr, "--log-format", "json")...)
+	took := wantPassing(t, c, catService, 40*time.Second, runServerID(catService, "10.213.1.11", 8000))
+	t.Logf("MEASURED: agent mode with --consul-lock and the README policy: the server passing %s after start", took.Round(100*time.Millisecond))
+	if kv, _, err := c.KV().Get("service/udp-discovery-bridge/lock", nil); err != nil || kv == nil || kv.Session == "" {
+		t.Errorf("lock key %+v (%v): want it held", kv, err)
+	}
+	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := readyz(l.client.NS)
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+}
