@@ -12,6 +12,7 @@ type catalogMetrics struct {
 	sessionRenewals prometheus.Counter
 	mergeSeconds    prometheus.Gauge
 	errors          *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
 }
 
 // newCatalogMetrics creates the metrics and registers them with reg (nil:
@@ -35,9 +36,11 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 			Help: "Time the leader took to merge the observations and plan its last reconcile."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
 			Help: "Failures by stage: session, kv_read, catalog_read, catalog_write, observation (undecodable)."}, []string{"stage"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rate_limited_total",
+			Help: "Requests Consul refused for its write rate limit (429/503 \"rate limit exceeded\"), by op: txn (leader), publish, renew, session (create)."}, []string{"op"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.errors)
+		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.errors, m.rateLimited)
 	}
 	return m
 }

@@ -48,6 +48,10 @@ type sessionManager struct {
 	log      zerolog.Logger
 	redact   func(error) error
 	renewals func() // counts a successful renewal (metrics)
+	// rateLimited records a renewal refused for Consul's rate limit (err)
+	// or, with err nil, a renewal that went through; the leader holds its
+	// writes while its renewals are refused.
+	rateLimited func(err error)
 }
 
 // create registers the fleet node, destroys sessions this bridge left behind
@@ -113,18 +117,35 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 			return
 		case err == nil:
 			m.renewals()
+			m.limited(nil)
 			wait, deadline = every, m.clock.Now().Add(m.ttl)
 		case ctx.Err() != nil:
 			return
 		default:
-			if !m.clock.Now().Before(deadline) {
+			now := m.clock.Now()
+			if !now.Before(deadline) {
+				m.limited(nil)
 				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Msg("consul session not renewed within its TTL; treating it as lost")
 				close(s.lost)
 				return
 			}
-			m.log.Debug().Err(m.redact(err)).Str("session", s.id).Msg("consul session renewal failed; retrying")
 			wait = min(time.Second, every)
+			if ra, ok := rateLimited(err); ok {
+				m.limited(err)
+				// Honour Retry-After, but try again before the TTL runs out.
+				if ra > 0 {
+					wait = max(min(ra, deadline.Sub(now)-time.Second), 100*time.Millisecond)
+				}
+			}
+			m.log.Debug().Err(m.redact(err)).Str("session", s.id).Dur("retry_in", wait).Msg("consul session renewal failed; retrying")
 		}
+	}
+}
+
+// limited reports a renewal's rate-limit outcome, if anyone listens.
+func (m *sessionManager) limited(err error) {
+	if m.rateLimited != nil {
+		m.rateLimited(err)
 	}
 }
 

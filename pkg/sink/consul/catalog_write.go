@@ -14,47 +14,49 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
+// txnItem is one entry's operations, kept whole in one transaction.
+type txnItem struct {
+	e   catalogEntry
+	ops api.TxnOps
+	fn  func() // updates current once written
+}
+
 // write applies plan p in transactions of at most 64 operations, each
-// guarded by a check that this bridge's session still holds the lock, with
-// txnInFlight in flight, and updates current with what succeeded. It
+// guarded by a check that this bridge's session still holds the lock, paced
+// by c.pace (at most txnInFlight in flight), and updates current with what succeeded. It
 // returns the catalog operations written.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
-	type item struct {
-		e   catalogEntry
-		ops api.TxnOps
-		fn  func() // updates current once written
-	}
-	var items []item
+	var items []txnItem
 	for _, e := range p.register {
-		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
+		items = append(items, txnItem{e, c.registerOps(e), func() { current[e.node] = e }})
 	}
 	for _, e := range p.update {
 		ops := api.TxnOps{c.serviceOp(e)}
 		if !e.passing {
 			ops = append(ops, c.observedCheck(e, true, time.Time{}))
 		}
-		items = append(items, item{e, ops, func() {
+		items = append(items, txnItem{e, ops, func() {
 			e.passing, e.since = true, time.Time{}
 			current[e.node] = e
 		}})
 	}
 	for _, e := range p.pass {
-		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
+		items = append(items, txnItem{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
 			cur := current[e.node]
 			cur.passing, cur.since = true, time.Time{}
 			current[e.node] = cur
 		}})
 	}
 	for _, e := range p.fail {
-		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
+		items = append(items, txnItem{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
 	}
 	for _, e := range p.reap {
-		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
+		items = append(items, txnItem{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
 	}
 	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
 	// Pack whole items into batches.
-	var batches [][]item
-	var cur []item
+	var batches [][]txnItem
+	var cur []txnItem
 	n := 1
 	for _, it := range items {
 		if n+len(it.ops) > maxTxnOps {
@@ -66,43 +68,80 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 	if len(cur) > 0 {
 		batches = append(batches, cur)
 	}
+	return c.send(ctx, guard, batches)
+}
+
+// maxRateLimitedTries bounds how often one batch is sent again after
+// Consul refused it for its rate limit, before write gives up and the
+// leader re-plans after its backoff.
+const maxRateLimitedTries = 10
+
+// send runs the batches as guarded transactions, paced by c.pace: a batch
+// refused for Consul's rate limit goes back in the queue (after the pause
+// the pacer imposes), anything else is an error of this write. It stops
+// sending once a guard says this bridge no longer leads.
+func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches [][]txnItem) (int, error) {
+	type batch struct {
+		items []txnItem
+		tries int
+	}
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
 		written int
 		errs    []error
-		sem     = make(chan struct{}, txnInFlight)
+		again   []batch // refused for the rate limit, to send again
+		queue   = make([]batch, 0, len(batches))
 	)
 	for _, b := range batches {
-		sem <- struct{}{}
-		mu.Lock()
-		stop := slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errNotLeader) })
-		mu.Unlock()
-		if stop || ctx.Err() != nil {
-			<-sem
-			break
-		}
-		ops := api.TxnOps{guard}
-		for _, it := range b {
-			ops = append(ops, it.ops...)
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := c.txn(ctx, ops)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			for _, it := range b {
-				it.fn()
-			}
-			written += len(ops) - 1
-		}()
+		queue = append(queue, batch{items: b})
 	}
-	wg.Wait()
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return ctx.Err() != nil || slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errNotLeader) })
+	}
+	for len(queue) > 0 && !stopped() {
+		for len(queue) > 0 && !stopped() {
+			if c.pace.acquire(ctx) != nil {
+				break
+			}
+			b := queue[0]
+			queue = queue[1:]
+			ops := api.TxnOps{guard}
+			for _, it := range b.items {
+				ops = append(ops, it.ops...)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := c.txn(ctx, ops)
+				c.pace.release(err, ctx.Err() == nil)
+				limited := c.countRateLimit("txn", err)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case limited && b.tries+1 < maxRateLimitedTries:
+					b.tries++
+					again = append(again, b)
+				case err != nil:
+					errs = append(errs, err)
+				default:
+					for _, it := range b.items {
+						it.fn()
+					}
+					written += len(ops) - 1
+				}
+			}()
+			mu.Lock()
+			queue, again = append(queue, again...), nil
+			mu.Unlock()
+		}
+		wg.Wait()
+		mu.Lock()
+		queue, again = append(queue, again...), nil
+		mu.Unlock()
+	}
 	if len(errs) > 0 {
 		return written, joinCapped(errs, maxErrsShown)
 	}

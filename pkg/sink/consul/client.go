@@ -66,6 +66,14 @@ func (c ClientConfig) NewClient() (*Client, error) {
 		return nil, err
 	}
 	red := redactor{secret: token}
+	// Rate-limit answers are noted for the requests that ask (see
+	// rateLimitTransport); consul/api would lose their status.
+	hc, err := api.NewHttpClient(ac.Transport, ac.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
+	}
+	hc.Transport = rateLimitTransport{base: hc.Transport}
+	ac.HttpClient = hc
 	client, err := api.NewClient(ac)
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
