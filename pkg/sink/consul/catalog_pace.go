@@ -21,7 +21,10 @@ import (
 //     half of what went out in the last second, halves again at every later
 //     refusal and grows by rateStep per success; rateLimitQuiet x 2 without
 //     a refusal lifts it;
-//   - a refusal pauses every send for its Retry-After, or rateLimitPause;
+//   - a refusal pauses every send for its Retry-After, or rateLimitPause
+//     doubled for every refusal in a row (up to 8 s), which leaves the
+//     budget to the renewals of the other bridges, whose refusals the leader
+//     does not see;
 //   - consul_write_rate caps the rate whatever was learned;
 //   - while a renewal of this bridge's own session is refused, nothing is
 //     sent: the renewal goes first.
@@ -33,6 +36,9 @@ const (
 	minWriteRate = 0.2
 	// rateStep is the learned rate's additive increase per success.
 	rateStep = 0.1
+	// maxPauseShift caps the pause after refusals in a row at
+	// rateLimitPause x 2^maxPauseShift.
+	maxPauseShift = 3
 	// heldPoll is how often a send held for a refused renewal looks again.
 	heldPoll = 100 * time.Millisecond
 )
@@ -53,6 +59,7 @@ type writePacer struct {
 	pauseUntil time.Time
 	lastCut    time.Time // last multiplicative decrease
 	lastReject time.Time
+	refusals   int         // refusal bursts since the last success
 	sent       []time.Time // send times within the last second
 	freed      chan struct{}
 }
@@ -129,11 +136,16 @@ func (p *writePacer) release(err error, counted bool) {
 	now := p.clock.Now()
 	if ra, ok := rateLimited(err); ok {
 		p.lastReject = now
-		if until := now.Add(max(ra, rateLimitPause)); until.After(p.pauseUntil) {
+		// One decrease per pause: the refusals of one burst are one signal.
+		cut := p.lastCut.IsZero() || now.Sub(p.lastCut) >= rateLimitPause
+		if cut {
+			p.refusals++
+		}
+		pause := rateLimitPause << min(max(p.refusals, 1)-1, maxPauseShift)
+		if until := now.Add(max(ra, pause)); until.After(p.pauseUntil) {
 			p.pauseUntil = until
 		}
-		// One decrease per pause: the refusals of one burst are one signal.
-		if p.lastCut.IsZero() || now.Sub(p.lastCut) >= rateLimitPause {
+		if cut {
 			p.lastCut = now
 			p.window = max(1, p.window/2)
 			cur := rate.Limit(max(1, len(p.recentLocked(now))))
@@ -148,6 +160,7 @@ func (p *writePacer) release(err error, counted bool) {
 	if err != nil {
 		return
 	}
+	p.refusals = 0
 	p.window = min(float64(p.max), p.window+1/p.window)
 	if p.learned != rate.Inf {
 		p.learned += rateStep

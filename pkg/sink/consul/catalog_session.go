@@ -104,7 +104,7 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 	defer close(s.done)
 	every := m.ttl / 2
 	wait := every
-	deadline := m.clock.Now().Add(m.ttl)
+	last := m.clock.Now() // of the last renewal (or the creation)
 	for {
 		if !clock.Sleep(m.clock, wait, ctx.Done()) {
 			return
@@ -118,11 +118,20 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 		case err == nil:
 			m.renewals()
 			m.limited(nil)
-			wait, deadline = every, m.clock.Now().Add(m.ttl)
+			wait, last = every, m.clock.Now()
 		case ctx.Err() != nil:
 			return
 		default:
 			now := m.clock.Now()
+			// Unreachable Consul: give the session up after its TTL, before
+			// the servers do (at twice the TTL). Refused for the rate limit:
+			// the servers are up and keep it until twice its TTL, so keep
+			// trying until just before that.
+			ra, limited := rateLimited(err)
+			deadline := last.Add(m.ttl)
+			if limited {
+				deadline = last.Add(2*m.ttl - time.Second)
+			}
 			if !now.Before(deadline) {
 				m.limited(nil)
 				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Msg("consul session not renewed within its TTL; treating it as lost")
@@ -130,7 +139,7 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 				return
 			}
 			wait = min(time.Second, every)
-			if ra, ok := rateLimited(err); ok {
+			if limited {
 				m.limited(err)
 				// Honour Retry-After, but try again before the TTL runs out.
 				if ra > 0 {
