@@ -401,3 +401,45 @@ func TestCatalogRateLimited(t *testing.T) {
 		t.Error("the session was lost")
 	}
 }
+
+// TestCatalogRenewalFirst: while a renewal of the leader's own session is
+// refused for the rate limit, the leader writes nothing; the renewal
+// retries within a second and, once it goes through, the writes follow.
+// The session survives refusals for longer than its TTL (Consul keeps it
+// until twice the TTL).
+func TestCatalogRenewalFirst(t *testing.T) {
+	h := newCatHarness(t)
+	a := h.bridge("a", func(c *Config) { c.StartupGrace = 0 })
+	h.start(a)
+	h.pump("a leads", 50*time.Millisecond, a.c.Leader)
+	h.apply(a, snap(1, "10.0.0.1:8000"))
+	h.eventually("first server registered", func() bool { return h.observed("10.0.0.1:8000", api.HealthPassing, "1") })
+	sess := h.session(a)
+
+	// Refused for 12 s, more than the 10 s TTL.
+	h.fc.FailNext("RenewSession", 12, refused(0))
+	h.pump("renewal refused", 500*time.Millisecond, func() bool {
+		return testutil.ToFloat64(a.c.metrics.rateLimited.WithLabelValues("renew")) >= 1
+	})
+	h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000"))
+	time.Sleep(50 * time.Millisecond) // the leader plans and waits
+	if _, _, _, ok := h.server("10.0.0.2:8000"); ok {
+		t.Fatal("the leader wrote while its renewal was refused for the rate limit")
+	}
+	for i := range 11 {
+		h.clk.Advance(time.Second)
+		h.eventually(fmt.Sprintf("retry %d of the renewal", i+2), func() bool {
+			return testutil.ToFloat64(a.c.metrics.rateLimited.WithLabelValues("renew")) >= float64(i+2) || h.fc.Count("RenewSession") >= i+2
+		})
+		if _, _, _, ok := h.server("10.0.0.2:8000"); ok {
+			t.Fatalf("the leader wrote %ds into the refusals", i+1)
+		}
+	}
+	h.pump("renewal through, new server written", time.Second, func() bool { return h.observed("10.0.0.2:8000", api.HealthPassing, "1") })
+	if got := h.session(a); got != sess {
+		t.Errorf("session %q replaced by %q: refused renewals cost the session", sess, got)
+	}
+	if got := testutil.ToFloat64(a.c.metrics.rateLimited.WithLabelValues("renew")); got != 12 {
+		t.Errorf("rate_limited_total{op=renew} = %v, want 12", got)
+	}
+}
