@@ -72,15 +72,19 @@ func TestRunCatalogRateLimit(t *testing.T) {
 	leader := l.leader()
 
 	var txns, writes, limited, renewals float64
+	refused := map[string]float64{}
 	for _, n := range names {
 		txns += l.metricSum("udp_discovery_bridge_consul_catalog_txns_total", n)
 		writes += l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", n)
 		renewals += l.metricSum("udp_discovery_bridge_consul_catalog_session_renewals_total", n)
-		v, _, err := runMetric(l.hosts[n].NS, "udp_discovery_bridge_consul_catalog_rate_limited_total")
-		if err != nil {
-			t.Errorf("metrics of %s: %v", n, err)
+		for _, op := range []string{"txn", "publish", "renew", "session"} {
+			v, _, err := runMetric(l.hosts[n].NS, `udp_discovery_bridge_consul_catalog_rate_limited_total{op="`+op+`"}`)
+			if err != nil {
+				t.Errorf("metrics of %s: %v", n, err)
+			}
+			refused[op] += v
+			limited += v
 		}
-		limited += v
 	}
 	for _, n := range names {
 		stdout, stderr := l.bridges[n].Output()
@@ -106,8 +110,8 @@ func TestRunCatalogRateLimit(t *testing.T) {
 	if limited == 0 {
 		t.Errorf("udp_discovery_bridge_consul_catalog_rate_limited_total is 0 on every bridge; the test did not hit the limit")
 	}
-	t.Logf("MEASURED: %d servers, 3 bridges, write_rate = 1: all passing %s after the bridges started; leader %s sent %.0f transactions, %.0f refused for the rate limit (all bridges, all writes), %.0f catalog operations landed; %.0f session renewals kept, 0 sessions lost",
-		rlServers, took.Round(100*time.Millisecond), leader, txns, limited, writes, renewals)
+	t.Logf("MEASURED: %d servers, 3 bridges, write_rate = 1: all passing %s after the bridges started; the leader (%s at the end) sent %.0f transactions, %.0f refused, %.0f catalog operations landed; refused for the rate limit on all bridges: %v; %.0f session renewals kept, every session kept",
+		rlServers, took.Round(100*time.Millisecond), leader, txns, refused["txn"], writes, refused, renewals)
 }
 
 // rlText is in Consul's rate-limit answers.
