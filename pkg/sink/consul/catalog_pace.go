@@ -18,9 +18,10 @@ import (
 //   - the transactions in flight follow AIMD: halved at a refusal, one more
 //     per window of successes, between 1 and txnInFlight;
 //   - the send rate is learned the same way: at the first refusal it drops to
-//     half of what went out in the last second, halves again at every later
-//     refusal and grows by rateStep per success; rateLimitQuiet x 2 without
-//     a refusal lifts it;
+//     half of what landed in the last landedWindow (a burst that went out at
+//     once says nothing of the budget), halves again at every later refusal
+//     and grows by rateGrowth a second since; rateLimitQuiet x 2 without a
+//     refusal lifts it;
 //   - a refusal pauses every send for its Retry-After, or rateLimitPause
 //     doubled for every refusal in a row (up to 8 s), which leaves the
 //     budget to the renewals of the other bridges, whose refusals the leader
@@ -34,8 +35,12 @@ const (
 	rateLimitPause = time.Second
 	// minWriteRate is the floor of the learned rate (writes/s).
 	minWriteRate = 0.2
-	// rateStep is the learned rate's additive increase per success.
-	rateStep = 0.1
+	// rateGrowth is the learned rate's additive increase, per second since
+	// the last decrease (writes/s per s): slow, so that the leader stays
+	// below the budget the renewals of the fleet need for long.
+	rateGrowth = 0.02
+	// landedWindow is how far back the landed rate is measured.
+	landedWindow = 5 * time.Second
 	// maxPauseShift caps the pause after refusals in a row at
 	// rateLimitPause x 2^maxPauseShift.
 	maxPauseShift = 3
@@ -61,6 +66,8 @@ type writePacer struct {
 	lastReject time.Time
 	refusals   int         // refusal bursts since the last success
 	sent       []time.Time // send times within the last second
+	landed     []time.Time // successes within the last landedWindow
+	base       rate.Limit  // learned rate at the last decrease
 	freed      chan struct{}
 }
 
@@ -148,11 +155,13 @@ func (p *writePacer) release(err error, counted bool) {
 		if cut {
 			p.lastCut = now
 			p.window = max(1, p.window/2)
-			cur := rate.Limit(max(1, len(p.recentLocked(now))))
+			p.landedLocked(now)
+			cur := min(rate.Limit(len(p.recentLocked(now))), rate.Limit(float64(len(p.landed))/landedWindow.Seconds()))
 			if p.learned < cur {
 				cur = p.learned
 			}
 			p.learned = max(minWriteRate, cur/2)
+			p.base = p.learned
 			p.lim.SetLimitAt(now, min(p.limit, p.learned))
 		}
 		return
@@ -162,8 +171,9 @@ func (p *writePacer) release(err error, counted bool) {
 	}
 	p.refusals = 0
 	p.window = min(float64(p.max), p.window+1/p.window)
+	p.landed = append(p.landedLocked(now), now)
 	if p.learned != rate.Inf {
-		p.learned += rateStep
+		p.learned = p.base + rate.Limit(rateGrowth*now.Sub(p.lastCut).Seconds())
 		p.lim.SetLimitAt(now, min(p.limit, p.learned))
 	}
 }
@@ -185,6 +195,16 @@ func (p *writePacer) recentLocked(now time.Time) []time.Time {
 	}
 	p.sent = p.sent[i:]
 	return p.sent
+}
+
+// landedLocked drops the success times older than landedWindow.
+func (p *writePacer) landedLocked(now time.Time) []time.Time {
+	i := 0
+	for i < len(p.landed) && now.Sub(p.landed[i]) > landedWindow {
+		i++
+	}
+	p.landed = p.landed[i:]
+	return p.landed
 }
 
 // state is the window and learned rate, for tests and logs.

@@ -267,8 +267,9 @@ func TestPacerRetryAfter(t *testing.T) {
 	}
 }
 
-// TestPacerRate: the first refusal sets the rate to half of what went out
-// in the last second; consul_write_rate caps it from the start.
+// TestPacerRate: the first refusal sets the rate to half of what landed in
+// the last 5s, and it grows slowly from there; consul_write_rate caps it
+// from the start.
 func TestPacerRate(t *testing.T) {
 	clk := clocktest.New(testStart)
 	p := newWritePacer(clk, txnInFlight, 0, nil)
@@ -278,8 +279,15 @@ func TestPacerRate(t *testing.T) {
 	}
 	waitAcquired(t, acquired(p), "seventh")
 	p.release(refused(0), true)
-	if _, l := p.state(); l != 3.5 {
-		t.Errorf("learned rate after 7 sends in a second and a refusal = %v, want 3.5", l)
+	if _, l := p.state(); l != 0.6 {
+		t.Errorf("learned rate after 6 landed in a second and a refusal = %v, want 0.6 (half of 6 in 5s)", l)
+	}
+	// It grows by rateGrowth a second.
+	clk.Advance(10 * time.Second)
+	pumpAcquired(t, clk, acquired(p), "after the pause")
+	p.release(nil, true)
+	if _, l := p.state(); l < 0.6+10*rateGrowth-0.001 || l > 0.6+11*rateGrowth {
+		t.Errorf("learned rate 10s after the refusal = %v, want about %v", l, 0.6+10*rateGrowth)
 	}
 
 	capped := newWritePacer(clk, txnInFlight, 2, nil)
