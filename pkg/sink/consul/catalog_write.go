@@ -14,49 +14,47 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// txnItem is one entry's operations, kept whole in one transaction.
-type txnItem struct {
-	e   catalogEntry
-	ops api.TxnOps
-	fn  func() // updates current once written
-}
-
 // write applies plan p in transactions of at most 64 operations, each
 // guarded by a check that this bridge's session still holds the lock, paced
 // by c.pace (at most txnInFlight in flight), and updates current with what succeeded. It
 // returns the catalog operations written.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
-	var items []txnItem
+	type item struct {
+		e   catalogEntry
+		ops api.TxnOps
+		fn  func() // updates current once written
+	}
+	var items []item
 	for _, e := range p.register {
-		items = append(items, txnItem{e, c.registerOps(e), func() { current[e.node] = e }})
+		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
 	}
 	for _, e := range p.update {
 		ops := api.TxnOps{c.serviceOp(e)}
 		if !e.passing {
 			ops = append(ops, c.observedCheck(e, true, time.Time{}))
 		}
-		items = append(items, txnItem{e, ops, func() {
+		items = append(items, item{e, ops, func() {
 			e.passing, e.since = true, time.Time{}
 			current[e.node] = e
 		}})
 	}
 	for _, e := range p.pass {
-		items = append(items, txnItem{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
 			cur := current[e.node]
 			cur.passing, cur.since = true, time.Time{}
 			current[e.node] = cur
 		}})
 	}
 	for _, e := range p.fail {
-		items = append(items, txnItem{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
 	}
 	for _, e := range p.reap {
-		items = append(items, txnItem{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
+		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
 	}
 	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
 	// Pack whole items into batches.
-	var batches [][]txnItem
-	var cur []txnItem
+	var batches [][]item
+	var cur []item
 	n := 1
 	for _, it := range items {
 		if n+len(it.ops) > maxTxnOps {
@@ -68,7 +66,25 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 	if len(cur) > 0 {
 		batches = append(batches, cur)
 	}
-	return c.send(ctx, guard, batches)
+	sends := make([]txnBatch, 0, len(batches))
+	for _, b := range batches {
+		ops := api.TxnOps{guard}
+		for _, it := range b {
+			ops = append(ops, it.ops...)
+		}
+		sends = append(sends, txnBatch{ops: ops, done: func() {
+			for _, it := range b {
+				it.fn()
+			}
+		}})
+	}
+	return c.send(ctx, sends)
+}
+
+// txnBatch is one guarded transaction and what to do once it landed.
+type txnBatch struct {
+	ops  api.TxnOps
+	done func()
 }
 
 // maxRateLimitedTries bounds how often one batch is sent again after
@@ -80,9 +96,9 @@ const maxRateLimitedTries = 10
 // refused for Consul's rate limit goes back in the queue (after the pause
 // the pacer imposes), anything else is an error of this write. It stops
 // sending once a guard says this bridge no longer leads.
-func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches [][]txnItem) (int, error) {
-	type batch struct {
-		items []txnItem
+func (c *Catalog) send(ctx context.Context, batches []txnBatch) (int, error) {
+	type queued struct {
+		txnBatch
 		tries int
 	}
 	var (
@@ -90,11 +106,11 @@ func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches [][]txnIte
 		wg      sync.WaitGroup
 		written int
 		errs    []error
-		again   []batch // refused for the rate limit, to send again
-		queue   = make([]batch, 0, len(batches))
+		again   []queued // refused for the rate limit, to send again
+		queue   = make([]queued, 0, len(batches))
 	)
 	for _, b := range batches {
-		queue = append(queue, batch{items: b})
+		queue = append(queue, queued{txnBatch: b})
 	}
 	stopped := func() bool {
 		mu.Lock()
@@ -108,14 +124,10 @@ func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches [][]txnIte
 			}
 			b := queue[0]
 			queue = queue[1:]
-			ops := api.TxnOps{guard}
-			for _, it := range b.items {
-				ops = append(ops, it.ops...)
-			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := c.txn(ctx, ops)
+				err := c.txn(ctx, b.ops)
 				c.pace.release(err, ctx.Err() == nil)
 				limited := c.countRateLimit("txn", err)
 				mu.Lock()
@@ -127,10 +139,8 @@ func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches [][]txnIte
 				case err != nil:
 					errs = append(errs, err)
 				default:
-					for _, it := range b.items {
-						it.fn()
-					}
-					written += len(ops) - 1
+					b.done()
+					written += len(b.ops) - 1
 				}
 			}()
 			mu.Lock()
