@@ -9,10 +9,14 @@ package e2e_test
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
@@ -52,6 +56,38 @@ func TestRunCatalogRateLimit(t *testing.T) {
 		ExtraHCL: `limits { request_limits { mode = "enforcing", write_rate = 1 } }`})
 	l.consulAddrs = strings.Join(cl.HTTPAddrs(), ",")
 	l.consul = cl.Client(0)
+
+	// Consul (1.20's agent/consul/multilimiter) creates its limiter lazily,
+	// committing it a second later; requests that come before lets it
+	// through and, through a unit mix-up (seconds stored, milliseconds
+	// read), mark it for removal at the next commit: a burst against a fresh
+	// cluster may not be limited at all. So one write creates the limiter,
+	// a burst after its commit checks that it refuses, and then the burst
+	// refills (the limiter stays while a write comes every 30 s).
+	runWait(t, 60*time.Second, "Consul refusing writes beyond write_rate", func() (bool, string) {
+		if _, err := l.consul.KV().Put(&api.KVPair{Key: "rate-probe/0", Value: []byte("x")}, nil); err != nil && !strings.Contains(err.Error(), rlText) {
+			return false, err.Error()
+		}
+		time.Sleep(1500 * time.Millisecond)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var errs []string
+		for i := range 30 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := l.consul.KV().Put(&api.KVPair{Key: fmt.Sprintf("rate-probe/%d", i), Value: []byte("x")}, nil)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err.Error())
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, rlText) }), fmt.Sprint(errs)
+	})
+	time.Sleep(10 * time.Second)
 
 	h := l.lab.Host("srl", l.seg["a"], "10.213.31.100/24")
 	respond(t, h, 1, "--ip", "10.213.40.1", "--replies", strconv.Itoa(rlServers))
