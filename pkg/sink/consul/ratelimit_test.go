@@ -158,7 +158,7 @@ func blocked(ch <-chan error) bool {
 	}
 }
 
-// pumpAcquired advances clk in 50ms steps until an acquire returns (2s of
+// pumpAcquired advances clk in 250ms steps until an acquire returns (2s of
 // real time at most).
 func pumpAcquired(t *testing.T, clk *clocktest.Clock, ch <-chan error, what string) {
 	t.Helper()
@@ -175,7 +175,7 @@ func pumpAcquired(t *testing.T, clk *clocktest.Clock, ch <-chan error, what stri
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: acquire still waiting", what)
 		}
-		clk.Advance(50 * time.Millisecond)
+		clk.Advance(250 * time.Millisecond)
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -367,7 +367,7 @@ func TestCatalogRateLimited(t *testing.T) {
 		}
 	}
 	h.apply(a, snap(1, addrs...))
-	h.pump("every server registered", 200*time.Millisecond, func() bool {
+	h.pump("every server registered", time.Second, func() bool {
 		for _, ad := range addrs {
 			if _, _, c, ok := h.server(ad); !ok || c.Status != api.HealthPassing {
 				return false
