@@ -265,10 +265,9 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 		return 0, fmt.Errorf("consul publish: %d chunks exceed one transaction; lower max_replies", len(chunks))
 	}
 	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
-	if c.countRateLimit("publish", err) {
-		// Back-pressure: the runner's sink backoff retries the publish.
-		return 0, fmt.Errorf("consul publish observation under %s: %w", c.obsKey(0), c.redact(err))
-	}
+	// A refusal for the rate limit is counted; like any error it is
+	// retried with the runner's sink backoff.
+	c.countRateLimit("publish", err)
 	if err != nil {
 		return 0, fmt.Errorf("consul publish observation under %s: %w", c.obsKey(0), c.redact(err))
 	}

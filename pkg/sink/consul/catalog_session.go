@@ -134,7 +134,7 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 			}
 			if !now.Before(deadline) {
 				m.limited(nil)
-				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Msg("consul session not renewed within its TTL; treating it as lost")
+				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Dur("since_renewal", now.Sub(last)).Msg("consul session not renewed in time; treating it as lost")
 				close(s.lost)
 				return
 			}

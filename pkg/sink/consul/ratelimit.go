@@ -169,7 +169,7 @@ type rateLimitLog struct {
 	rejected int
 }
 
-// rejected records a refusal of op.
+// reject records a refusal of op.
 func (l *rateLimitLog) reject(op string, err error) {
 	now := l.clock.Now()
 	l.mu.Lock()
