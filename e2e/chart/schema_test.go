@@ -18,6 +18,8 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"--set", "config.interfaces_whitelist=eth0"}, // a string for a list
 		{"--set", "config.consul_mode=agentless"},     // not a mode
 		{"--set", "config.sinks={consul,kafka}"},      // not a sink
+		{"--set", "config.consul_write_rate=fast"},    // not a rate
+		{"--set", "config.consul_write_rate=-1"},      // negative
 		{"--set", "netAdmin=yes"},                     // a string for a boolean
 		{"--set-string", "metrics.port=9108"},         // a string for a port
 		{"--set", "metrics.serviceMonitor.enabled=1"}, // a number for a boolean
