@@ -44,6 +44,8 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		{"bad address policy", nil, []string{"run", "--address-from", "peer"}, []string{`address_from (flag --address-from): bad value "peer"`}},
 		{"file sink without path", nil, []string{"run", "--sink", "file"}, []string{"the file sink needs file_path"}},
 		{"deregister floor", nil, []string{"run", "--sink", "consul", "--consul-deregister-after", "30s"}, []string{"consul_deregister_after (flag --consul-deregister-after)"}},
+		{"write rate not a number", nil, []string{"run", "--sink", "consul", "--consul-mode", "catalog", "--consul-write-rate", "fast"}, []string{`consul_write_rate (flag --consul-write-rate): bad value "fast": want writes per second`}},
+		{"write rate negative", nil, []string{"run", "--sink", "consul", "--consul-mode", "catalog", "--consul-write-rate", "-2"}, []string{"consul_write_rate", "want writes per second"}},
 		{"unknown config key", nil, []string{"--config", writeTemp(t, "discovery_prot: 1\n"), "discover"}, []string{`unknown key "discovery_prot"`}},
 		{"config after the subcommand", nil, []string{"run", "--config", writeTemp(t, "discovery_prot: 1\n")}, []string{`unknown key "discovery_prot"`}},
 		{"config alias after the subcommand", nil, []string{"discover", "-c", writeTemp(t, "timeout: -1\n")}, []string{"timeout (file "}},

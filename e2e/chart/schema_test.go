@@ -27,6 +27,8 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"--set-json", "config.max_removal_fraction=1.5"}, // above 1 as a number
 		{"--set", "config.max_removal_fraction=50%"},      // a percentage
 		{"--set", "config.removal_guard_rounds=-1"},       // negative
+		{"--set", "config.consul_write_rate=fast"},        // not a rate
+		{"--set", "config.consul_write_rate=-1"},          // negative
 	} {
 		_, errOut, err := helm(t, append([]string{"template", "r", chartDir(t)}, args...)...)
 		if err == nil {

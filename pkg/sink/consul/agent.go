@@ -58,6 +58,7 @@ type Agent struct {
 	beat       heartbeat
 
 	counters counters
+	rlLog    *rateLimitLog // rate limiting, logged once per episode
 }
 
 // agentIDs are the IDs and the filter derived from the bridge ID.
@@ -75,7 +76,7 @@ type heartbeat struct {
 
 // counters are cumulative counts of API operations.
 type counters struct {
-	registers, deregisters, ttlUpdates, lists atomic.Uint64
+	registers, deregisters, ttlUpdates, lists, rateLimited atomic.Uint64
 }
 
 // Counters are cumulative counts of Consul API operations made by one sink;
@@ -85,6 +86,7 @@ type Counters struct {
 	Deregisters uint64 // service deregistrations
 	TTLUpdates  uint64 // heartbeat TTL updates
 	Lists       uint64 // filtered reads of owned services
+	RateLimited uint64 // writes Consul refused for its rate limit
 }
 
 // NewAgent validates cfg (after applying defaults) and builds the sink. It
@@ -146,6 +148,7 @@ func newAgent(cfg Config, log zerolog.Logger, a agentAPI, lock *Lock, redact fun
 		writer:     writer{parallel: cfg.Parallel, clock: cfg.Clock, log: log},
 		lock:       lock,
 		needResync: true,
+		rlLog:      &rateLimitLog{clock: cfg.Clock, log: log},
 	}
 	c.wasLeader = c.Leader()
 	return c, nil
@@ -186,6 +189,7 @@ func (c *Agent) Counters() Counters {
 		Deregisters: c.counters.deregisters.Load(),
 		TTLUpdates:  c.counters.ttlUpdates.Load(),
 		Lists:       c.counters.lists.Load(),
+		RateLimited: c.counters.rateLimited.Load(),
 	}
 }
 
@@ -272,6 +276,15 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 	}
 	slices.SortFunc(res.Diff.Added, endpoint.Compare)
 	slices.SortFunc(res.Diff.Removed, endpoint.Compare)
+	for _, err := range errs {
+		if _, ok := rateLimited(err); ok {
+			c.counters.rateLimited.Add(1)
+			c.rlLog.reject("register", c.redact(err))
+		}
+	}
+	if len(errs) == 0 && len(toReg)+len(toDereg) > 0 {
+		c.rlLog.ok()
+	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("consul apply round %d: %d of %d writes failed: %w",
 			s.Round, len(errs), len(toReg)+len(toDereg), joinCapped(errs, maxErrsShown))

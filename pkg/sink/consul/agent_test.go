@@ -470,7 +470,8 @@ func TestAgentLeftoversOfEarlierRun(t *testing.T) {
 // TestAgentWriteFailures checks what a failing write does to the rest of
 // its round: a transport error stops it (the rest is not tried, removals
 // included), an HTTP status error concerns one service only. Errors name the
-// operation and the service ID.
+// operation and the service ID. A refusal for Consul's rate limit stops the
+// round too (back-pressure) and is counted.
 func TestAgentWriteFailures(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -482,6 +483,7 @@ func TestAgentWriteFailures(t *testing.T) {
 		wantWrites  int
 		wantAdded   []string
 		wantInError int
+		wantLimits  uint64 // refusals for the rate limit counted
 	}{
 		{
 			name:       "transport error stops the round",
@@ -492,6 +494,17 @@ func TestAgentWriteFailures(t *testing.T) {
 			wantDeregs: 0,
 			wantWrites: 2, // TTL + 10.0.0.1
 			wantAdded:  []string{"10.0.0.1:8000"},
+		},
+		{
+			name:       "rate limit is back-pressure",
+			err:        api.StatusError{Code: 429, Body: "rate limit exceeded, try again later or against a different server"},
+			wantTried:  []string{sid("10.0.0.1:8000"), sid("10.0.0.2:8000")},
+			wantMsg:    []string{"consul register " + sid("10.0.0.2:8000") + " (10.0.0.2:8000)", "rate limit exceeded", errNotTried.Error(), "3 of 5 writes failed"},
+			wantNotTry: true,
+			wantDeregs: 0,
+			wantWrites: 2, // TTL + 10.0.0.1
+			wantAdded:  []string{"10.0.0.1:8000"},
+			wantLimits: 1,
 		},
 		{
 			name:       "status error concerns one service",
@@ -529,6 +542,9 @@ func TestAgentWriteFailures(t *testing.T) {
 			}
 			if res.Writes != tt.wantWrites || !slices.Equal(addrsOf(res.Diff.Added), tt.wantAdded) {
 				t.Errorf("result = %+v, want %d writes, added %v", res, tt.wantWrites, tt.wantAdded)
+			}
+			if got := h.sink.Counters().RateLimited; got != tt.wantLimits {
+				t.Errorf("Counters().RateLimited = %d, want %d", got, tt.wantLimits)
 			}
 
 			// The next round writes exactly what is still missing.

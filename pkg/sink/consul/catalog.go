@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -45,6 +46,12 @@ type Catalog struct {
 	leader  leaderState
 	metrics *catalogMetrics
 	foreign foreignNodes // leader only: nodes in the way
+	// pace paces the leader's transactions under Consul's rate limit;
+	// rlLog logs rate limiting once per episode; renewLimited is set while
+	// a renewal of this bridge's session is refused for it.
+	pace         *writePacer
+	rlLog        *rateLimitLog
+	renewLimited atomic.Bool
 
 	obsPrefix string // <prefix>/obs/
 	lockKey   string // <prefix>/leader
@@ -124,8 +131,14 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 		api: a, node: bridgesNode(cfg.KVPrefix), fleet: cfg.KVPrefix, bridgeID: cfg.BridgeID,
 		ttl: cfg.LockSessionTTL, clock: cfg.Clock, log: log, redact: redact,
 		renewals: func() { m.sessionRenewals.Inc() },
+		rateLimited: func(err error) {
+			c.renewLimited.Store(err != nil)
+			c.countRateLimit("renew", err)
+		},
 	}
 	c.sess.rules = c.catalogRules
+	c.rlLog = &rateLimitLog{clock: cfg.Clock, log: log}
+	c.pace = newWritePacer(cfg.Clock, txnInFlight, cfg.WriteRate, c.renewLimited.Load)
 	return c
 }
 
@@ -185,6 +198,7 @@ func (c *Catalog) run(ctx context.Context) {
 				failing = true
 			}
 			c.metrics.errors.WithLabelValues("session").Inc()
+			c.countRateLimit("session", err)
 			_ = clock.Sleep(c.cfg.Clock, retry, ctx.Done())
 			retry = min(retry*2, retryMax)
 			continue
@@ -411,6 +425,9 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 		return 0, fmt.Errorf("consul publish: %d chunks exceed one transaction; lower max_replies", len(chunks))
 	}
 	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	// A refusal for the rate limit is counted; like any error it is
+	// retried with the runner's sink backoff.
+	c.countRateLimit("publish", err)
 	if err != nil {
 		return 0, consulError("publish observation under "+c.obsKey(0), c.redact(err), c.catalogRules)
 	}
@@ -424,6 +441,22 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 	c.metrics.kvWrites.Add(float64(len(ops)))
 	sink.Wrote(ctx, len(ops))
 	return len(ops), nil
+}
+
+// countRateLimit counts and logs (once per episode) a request of op that
+// Consul refused for its rate limit; it reports whether err was one. A nil
+// err is a write that went through, which may end the episode.
+func (c *Catalog) countRateLimit(op string, err error) bool {
+	if err == nil {
+		c.rlLog.ok()
+		return false
+	}
+	if _, ok := rateLimited(err); !ok {
+		return false
+	}
+	c.metrics.rateLimited.WithLabelValues(op).Inc()
+	c.rlLog.reject(op, c.redact(err))
+	return true
 }
 
 // Plan implements sink.Planner: what the leader would change in the catalog

@@ -29,29 +29,41 @@ type catalogAPI interface {
 	Lock(opts *api.LockOptions) (locker, error)
 }
 
-// apiCatalog implements catalogAPI with a consul/api client.
+// apiCatalog implements catalogAPI with a consul/api client. Its writes
+// return a *RateLimitError when Consul refused them for its rate limit
+// (the client's transport notes it: see rateLimitTransport).
 type apiCatalog struct{ c *api.Client }
 
+// noted returns w with a context that notes rate-limit answers.
+func noted(w *api.WriteOptions) (*api.WriteOptions, *rateLimitNote) {
+	ctx, n := noteRateLimit(w.Context())
+	return w.WithContext(ctx), n
+}
+
 func (a apiCatalog) RegisterNode(reg *api.CatalogRegistration, q *api.WriteOptions) error {
+	q, n := noted(q)
 	_, err := a.c.Catalog().Register(reg, q)
-	return err
+	return n.wrap(err)
 }
 
 func (a apiCatalog) CreateSession(se *api.SessionEntry, q *api.WriteOptions) (string, error) {
 	// CreateNoChecks sends the empty check list: Create would drop it and
 	// bind the session to serfHealth, which a synthetic node does not have.
+	q, n := noted(q)
 	id, _, err := a.c.Session().CreateNoChecks(se, q)
-	return id, err
+	return id, n.wrap(err)
 }
 
 func (a apiCatalog) RenewSession(id string, q *api.WriteOptions) (*api.SessionEntry, error) {
+	q, n := noted(q)
 	se, _, err := a.c.Session().Renew(id, q)
-	return se, err
+	return se, n.wrap(err)
 }
 
 func (a apiCatalog) DestroySession(id string, q *api.WriteOptions) error {
+	q, n := noted(q)
 	_, err := a.c.Session().Destroy(id, q)
-	return err
+	return n.wrap(err)
 }
 
 func (a apiCatalog) NodeSessions(node string, q *api.QueryOptions) ([]*api.SessionEntry, error) {
@@ -76,8 +88,9 @@ func (a apiCatalog) Node(node string, q *api.QueryOptions) (*api.Node, error) {
 }
 
 func (a apiCatalog) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error) {
-	ok, resp, _, err := a.c.Txn().Txn(ops, q)
-	return ok, resp, err
+	ctx, n := noteRateLimit(q.Context())
+	ok, resp, _, err := a.c.Txn().Txn(ops, q.WithContext(ctx))
+	return ok, resp, n.wrap(err)
 }
 
 func (a apiCatalog) Lock(opts *api.LockOptions) (locker, error) {

@@ -79,6 +79,9 @@ type fakeCatalog struct {
 	deny     func(*api.TxnOp) error // a standing ACL refusal of txn ops (Deny)
 	lockers  []*fakeCatLocker       // held locks, watched for loss
 	applied  []string               // catalog and KV ops applied by Txn, in order
+	// refuseTxn, when set, may refuse a transaction before it is tried
+	// (called with the lock held).
+	refuseTxn func(api.TxnOps) error
 }
 
 var _ catalogAPI = (*fakeCatalog)(nil)
@@ -137,6 +140,11 @@ func (f *fakeCatalog) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnRe
 	defer f.mu.Unlock()
 	if err := f.beginLocked("Txn", q); err != nil {
 		return false, nil, err
+	}
+	if f.refuseTxn != nil {
+		if err := f.refuseTxn(ops); err != nil {
+			return false, nil, err
+		}
 	}
 	if len(ops) > maxTxnOps {
 		return false, nil, api.StatusError{Code: 413, Body: fmt.Sprintf("Transaction contains too many operations (%d > %d)", len(ops), maxTxnOps)}

@@ -15,6 +15,7 @@ type catalogMetrics struct {
 	errors          *prometheus.CounterVec
 	foreignNodes    prometheus.Gauge
 	foreignFound    prometheus.Counter
+	rateLimited     *prometheus.CounterVec
 }
 
 // newCatalogMetrics creates the metrics and registers them with reg (nil:
@@ -44,9 +45,11 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 			Help: "Nodes this fleet would register that belong to someone else (another fleet, another tool, a hand-registered node): skipped, never overwritten (leader only)."}),
 		foreignFound: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "foreign_nodes_found_total",
 			Help: "Times a node of someone else was found in the way of a registration (once per node and owner)."}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rate_limited_total",
+			Help: "Requests Consul refused for its write rate limit (429/503 \"rate limit exceeded\"), by op: txn (leader), publish, renew, session (create)."}, []string{"op"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.repairs, m.errors, m.foreignNodes, m.foreignFound)
+		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.repairs, m.errors, m.foreignNodes, m.foreignFound, m.rateLimited)
 	}
 	return m
 }

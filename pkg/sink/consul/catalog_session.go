@@ -49,6 +49,10 @@ type sessionManager struct {
 	redact   func(error) error
 	renewals func() // counts a successful renewal (metrics)
 	rules    rulePrefixes
+	// rateLimited records a renewal refused for Consul's rate limit (err)
+	// or, with err nil, a renewal that went through; the leader holds its
+	// writes while its renewals are refused.
+	rateLimited func(err error)
 }
 
 // create registers the fleet node, destroys sessions this bridge left behind
@@ -101,7 +105,7 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 	defer close(s.done)
 	every := m.ttl / 2
 	wait := every
-	deadline := m.clock.Now().Add(m.ttl)
+	last := m.clock.Now() // of the last renewal (or the creation)
 	for {
 		if !clock.Sleep(m.clock, wait, ctx.Done()) {
 			return
@@ -114,18 +118,44 @@ func (m *sessionManager) renew(ctx context.Context, s *session) {
 			return
 		case err == nil:
 			m.renewals()
-			wait, deadline = every, m.clock.Now().Add(m.ttl)
+			m.limited(nil)
+			wait, last = every, m.clock.Now()
 		case ctx.Err() != nil:
 			return
 		default:
-			if !m.clock.Now().Before(deadline) {
-				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Msg("consul session not renewed within its TTL; treating it as lost")
+			now := m.clock.Now()
+			// Unreachable Consul: give the session up after its TTL, before
+			// the servers do (at twice the TTL). Refused for the rate limit:
+			// the servers are up and keep it until twice its TTL, so keep
+			// trying until just before that.
+			ra, limited := rateLimited(err)
+			deadline := last.Add(m.ttl)
+			if limited {
+				deadline = last.Add(2*m.ttl - time.Second)
+			}
+			if !now.Before(deadline) {
+				m.limited(nil)
+				m.log.Warn().Err(m.redact(err)).Str("session", s.id).Dur("since_renewal", now.Sub(last)).Msg("consul session not renewed in time; treating it as lost")
 				close(s.lost)
 				return
 			}
-			m.log.Debug().Err(m.redact(err)).Str("session", s.id).Msg("consul session renewal failed; retrying")
 			wait = min(time.Second, every)
+			if limited {
+				m.limited(err)
+				// Honour Retry-After, but try again before the TTL runs out.
+				if ra > 0 {
+					wait = max(min(ra, deadline.Sub(now)-time.Second), 100*time.Millisecond)
+				}
+			}
+			m.log.Debug().Err(m.redact(err)).Str("session", s.id).Dur("retry_in", wait).Msg("consul session renewal failed; retrying")
 		}
+	}
+}
+
+// limited reports a renewal's rate-limit outcome, if anyone listens.
+func (m *sessionManager) limited(err error) {
+	if m.rateLimited != nil {
+		m.rateLimited(err)
 	}
 }
 

@@ -15,9 +15,9 @@ import (
 )
 
 // write applies plan p in transactions of at most 64 operations, each
-// guarded by a check that this bridge's session still holds the lock, with
-// txnInFlight in flight, and updates current with what succeeded. It
-// returns the catalog operations written.
+// guarded by a check that this bridge's session still holds the lock, paced
+// by c.pace (at most txnInFlight in flight), and updates current with what
+// succeeded. It returns the catalog operations written.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
 	type item = writeItem // one entry's operations (catalog_foreign.go)
 	var items []item
@@ -62,39 +62,85 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 	if len(cur) > 0 {
 		batches = append(batches, cur)
 	}
+	sends := make([]txnBatch, 0, len(batches))
+	for _, b := range batches {
+		sends = append(sends, txnBatch{items: b})
+	}
+	return c.send(ctx, guard, sends)
+}
+
+// txnBatch is the items of one guarded transaction.
+type txnBatch struct {
+	items []writeItem
+}
+
+// maxRateLimitedTries bounds how often one batch is sent again after
+// Consul refused it for its rate limit, before write gives up and the
+// leader re-plans after its backoff.
+const maxRateLimitedTries = 10
+
+// send runs the batches as guarded transactions, paced by c.pace: a batch
+// refused for Consul's rate limit goes back in the queue (after the pause
+// the pacer imposes), anything else is an error of this write. It stops
+// sending once a guard says this bridge no longer leads.
+func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches []txnBatch) (int, error) {
+	type queued struct {
+		txnBatch
+		tries int
+	}
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
 		written int
 		errs    []error
-		sem     = make(chan struct{}, txnInFlight)
+		again   []queued // refused for the rate limit, to send again
+		queue   = make([]queued, 0, len(batches))
 	)
 	for _, b := range batches {
-		sem <- struct{}{}
-		mu.Lock()
-		stop := slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errNotLeader) })
-		mu.Unlock()
-		if stop || ctx.Err() != nil {
-			<-sem
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			done, err := c.txnItems(ctx, guard, b)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			for _, it := range done {
-				it.fn()
-				written += len(it.ops)
-			}
-		}()
+		queue = append(queue, queued{txnBatch: b})
 	}
-	wg.Wait()
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return ctx.Err() != nil || slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errNotLeader) })
+	}
+	for len(queue) > 0 && !stopped() {
+		for len(queue) > 0 && !stopped() {
+			if c.pace.acquire(ctx) != nil {
+				break
+			}
+			b := queue[0]
+			queue = queue[1:]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done, err := c.txnItems(ctx, guard, b.items)
+				c.pace.release(err, ctx.Err() == nil)
+				limited := c.countRateLimit("txn", err)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case limited && b.tries+1 < maxRateLimitedTries:
+					b.tries++
+					again = append(again, b)
+				case err != nil:
+					errs = append(errs, err)
+				default:
+					for _, it := range done {
+						it.fn()
+						written += len(it.ops)
+					}
+				}
+			}()
+			mu.Lock()
+			queue, again = append(queue, again...), nil
+			mu.Unlock()
+		}
+		wg.Wait()
+		mu.Lock()
+		queue, again = append(queue, again...), nil
+		mu.Unlock()
+	}
 	if len(errs) > 0 {
 		return written, joinCapped(errs, maxErrsShown)
 	}

@@ -68,15 +68,18 @@ func (c ClientConfig) NewClient() (*Client, error) {
 		return nil, err
 	}
 	red := redactor{secrets: func() []string { return []string{token} }}
+	// Rate-limit answers are noted for the requests that ask (see
+	// rateLimitTransport); consul/api would lose their status.
+	hc, err := api.NewHttpClient(ac.Transport, ac.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
+	}
+	hc.Transport = rateLimitTransport{base: hc.Transport}
 	if tf != nil && !strings.HasPrefix(ac.Address, "unix://") {
-		hc, err := api.NewHttpClient(ac.Transport, ac.TLSConfig)
-		if err != nil {
-			return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
-		}
 		hc.Transport = &tokenTransport{base: hc.Transport, file: tf}
-		ac.HttpClient = hc
 		red = redactor{secrets: tf.secrets}
 	}
+	ac.HttpClient = hc
 	client, err := api.NewClient(ac)
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))

@@ -3,6 +3,7 @@ package consul
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -131,10 +132,14 @@ type Config struct {
 	// critical (bridges publish after their first round; the section sets
 	// interval + timeout). Once makes Apply reconcile as leader before it
 	// returns (run --once).
+	// WriteRate caps the leader's catalog transactions per second
+	// (consul_write_rate; 0: no cap). With or without it the leader slows
+	// down when Consul refuses writes for its request_limits.
 	KVPrefix      string
 	Segment       string
 	SegmentTag    bool
 	ObserversMeta bool
+	WriteRate     float64
 	StartupGrace  time.Duration
 	Once          bool
 	// Round is how long one discovery round may take, interval + timeout
@@ -258,6 +263,9 @@ func (c Config) Validate() error {
 		if c.LockWait <= 0 {
 			errs = append(errs, fmt.Errorf("Config.LockWait %s: must be > 0", c.LockWait))
 		}
+	}
+	if c.WriteRate < 0 || math.IsNaN(c.WriteRate) || math.IsInf(c.WriteRate, 0) {
+		bad("consul_write_rate", c.WriteRate, "want writes per second, a number >= 0 (0: no cap)")
 	}
 	if c.Parallel < 1 || c.Parallel > 64 {
 		bad("consul_parallel", c.Parallel, "want 1..64")

@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"errors"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -161,6 +162,9 @@ func TestConsulConfigValidate(t *testing.T) {
 		{"short lock ttl ignored without lock", func(c *Config) { c.LockSessionTTL = 5 * time.Second }, ""},
 		{"parallel too high", func(c *Config) { c.Parallel = 1000 }, "consul_parallel"},
 		{"negative ttl", func(c *Config) { c.TTL = -time.Second }, "consul_ttl"},
+		{"write rate", func(c *Config) { c.WriteRate = 0.5 }, ""},
+		{"negative write rate", func(c *Config) { c.WriteRate = -1 }, "consul_write_rate"},
+		{"NaN write rate", func(c *Config) { c.WriteRate = math.NaN() }, "consul_write_rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

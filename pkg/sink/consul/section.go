@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/config"
@@ -107,6 +108,8 @@ func (s *Section) Keys() []config.Key {
 			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
 		{Name: "consul_observers_meta", Flag: "consul-observers-meta", Env: []string{"DISCOVERY_CLIENT_CONSUL_OBSERVERS_META"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
+		{Name: "consul_write_rate", Flag: "consul-write-rate", Env: []string{"DISCOVERY_CLIENT_CONSUL_WRITE_RATE"}, Default: "0", Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: transactions per second the leader sends at most (0: no cap; it slows down by itself when Consul's request_limits refuse writes); keep it below the servers' write_rate so that session renewals always get through"},
 		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
 			Usage: "registrations or deregistrations kept in flight during one apply (1..64)"},
 	}
@@ -146,6 +149,13 @@ func (s *Section) Load(r *config.Reader) {
 		Segment:         r.String("segment"),
 		SegmentTag:      r.Bool("consul_segment_tag"),
 		ObserversMeta:   r.Bool("consul_observers_meta"),
+	}
+	if v := strings.TrimSpace(r.String("consul_write_rate")); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			r.Bad("consul_write_rate", v, "want writes per second, a number >= 0 (0: no cap)")
+		}
+		c.WriteRate = f
 	}
 	if c.Client.Token != "" && c.Client.TokenFile != "" {
 		r.Report(fmt.Errorf("%s and %s: set one, not both", r.Origin("consul_token"), r.Origin("consul_token_file")))

@@ -87,14 +87,18 @@ func (w writer) run(ctx context.Context, what string, ids []string, tick func(),
 }
 
 // fatalForRound reports whether err means Consul is unreachable (or the
-// round was cancelled), so trying the remaining writes is pointless. HTTP
-// status errors concern one service and the round goes on.
+// round was cancelled) or refuses writes for its rate limit, so trying the
+// remaining writes is pointless. Other HTTP status errors concern one
+// service and the round goes on.
 func fatalForRound(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return true
 	}
 	if errors.Is(err, errNotTried) {
 		return true
+	}
+	if _, ok := rateLimited(err); ok {
+		return true // back-pressure: the runner's sink backoff retries the round
 	}
 	var se api.StatusError
 	return !errors.As(err, &se)
