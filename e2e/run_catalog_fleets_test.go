@@ -35,21 +35,6 @@ func fleetNode(prefix, ip string) string {
 	return id + "-" + hex.EncodeToString(sum[:4])
 }
 
-// countLines counts the lines of s that contain every one of subs.
-func countLines(s string, subs ...string) int {
-	n := 0
-	for _, line := range strings.Split(s, "\n") {
-		ok := true
-		for _, sub := range subs {
-			ok = ok && strings.Contains(line, sub)
-		}
-		if ok {
-			n++
-		}
-	}
-	return n
-}
-
 // TestRunCatalogTwoFleets: fleet A (the default prefix) and fleet B
 // (fleetBPrefix), one bridge each, with a 5 s resync, see the same three
 // servers; a node named as fleet A would name the first server is

@@ -221,3 +221,18 @@ func (l *catLab) settledIndex(timeout time.Duration) uint64 {
 	})
 	return idx
 }
+
+// countLines counts the lines of s that contain every one of subs.
+func countLines(s string, subs ...string) int {
+	n := 0
+	for _, line := range strings.Split(s, "\n") {
+		ok := true
+		for _, sub := range subs {
+			ok = ok && strings.Contains(line, sub)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}

@@ -32,22 +32,6 @@ const (
 	rlWarn = "consul is rate-limiting this bridge's writes"
 )
 
-// rlLines counts the log lines of a bridge's output that contain each of
-// the substrings.
-func rlLines(out string, subs ...string) int {
-	n := 0
-	for _, line := range strings.Split(out, "\n") {
-		ok := true
-		for _, s := range subs {
-			ok = ok && strings.Contains(line, s)
-		}
-		if ok {
-			n++
-		}
-	}
-	return n
-}
-
 func TestRunCatalogRateLimit(t *testing.T) {
 	netns.Require(t)
 	t.Parallel()
@@ -127,7 +111,7 @@ func TestRunCatalogRateLimit(t *testing.T) {
 	for _, n := range names {
 		stdout, stderr := l.bridges[n].Output()
 		outs[n] = stdout + stderr
-		seen = seen || rlLines(outs[n], rlText) > 0
+		seen = seen || countLines(outs[n], rlText) > 0
 	}
 	if !seen {
 		t.Skip("Consul refused no request of any bridge during the run (1.20 creates its limiter lazily and may drop it, see above): nothing was tested")
@@ -135,22 +119,22 @@ func TestRunCatalogRateLimit(t *testing.T) {
 	sessions := 0
 	for _, n := range names {
 		out := outs[n]
-		created := rlLines(out, "consul session created")
+		created := countLines(out, "consul session created")
 		sessions += created
 		if created != 1 {
 			t.Errorf("bridge %s created %d sessions; want 1 (a session starved of renewals is lost and replaced)", n, created)
 		}
-		if lost := rlLines(out, "consul session lost") + rlLines(out, "consul session not renewed"); lost != 0 {
+		if lost := countLines(out, "consul session lost") + countLines(out, "consul session not renewed"); lost != 0 {
 			t.Errorf("bridge %s logged %d session losses:\n%s", n, lost, runTail(out, 30))
 		}
-		warns, ends := rlLines(out, `"level":"warn"`, rlWarn), rlLines(out, "consul rate limiting over")
+		warns, ends := countLines(out, `"level":"warn"`, rlWarn), countLines(out, "consul rate limiting over")
 		if warns > ends+1 {
 			t.Errorf("bridge %s logged the rate-limit WARN %d times in %d episodes; want once per episode", n, warns, ends+1)
 		}
-		if rlLines(out, rlText) > 0 && warns == 0 {
+		if countLines(out, rlText) > 0 && warns == 0 {
 			t.Errorf("bridge %s was refused for the rate limit but never logged the rate-limit WARN", n)
 		}
-		if rlLines(out, `"level":"info"`, rlText) > 0 {
+		if countLines(out, `"level":"info"`, rlText) > 0 {
 			t.Errorf("bridge %s logged %q at INFO", n, rlText)
 		}
 		t.Logf("bridge %s: %d rate-limit WARNs, %d episode ends", n, warns, ends)
