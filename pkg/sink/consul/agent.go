@@ -120,6 +120,9 @@ func NewAgent(cfg Config, log zerolog.Logger) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("consul_lock: %w", err)
 		}
+		if cfg.Round > 0 {
+			lock.retryMax = cfg.retryCap()
+		}
 	}
 	return newAgent(cfg, log, client.API.Agent(), lock, client.Redact)
 }

@@ -31,6 +31,7 @@ func (c *Catalog) follow(ctx context.Context, s *session) {
 		return
 	}
 	lock := newLock(l, c.lockKey, c.log, c.cfg.Clock, c.redact)
+	lock.retryMax = c.cfg.retryCap()
 	lock.rules = c.catalogRules
 	lock.Start()
 	defer func() {

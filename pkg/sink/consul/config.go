@@ -143,10 +143,11 @@ type Config struct {
 	StartupGrace  time.Duration
 	Once          bool
 	// Round is how long one discovery round may take, interval + timeout
-	// (the section sets it). Catalog mode does not publish a snapshot
-	// older than two rounds (a paused process), and retries Consul at
-	// least once a round (at most every 5s) while it is unreachable. Zero:
-	// no snapshot is stale, retries back off to 5s.
+	// (the section sets it, in both modes). Catalog mode does not publish a
+	// snapshot older than two rounds (a paused process); catalog mode and
+	// the lock of either mode retry Consul at least once a round (and at
+	// most every 5s) while it is unreachable. Zero: no snapshot is stale,
+	// catalog retries back off to 5s, the agent-mode lock's to 30s.
 	Round time.Duration
 	// Clock drives resync, heartbeat pacing, progress logs and lock retries
 	// (nil: the real clock).

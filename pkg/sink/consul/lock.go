@@ -35,6 +35,10 @@ type Lock struct {
 	log   zerolog.Logger
 	clock clock.Clock
 	red   func(error) error
+	// retryMax caps the backoff while the lock cannot be taken (set
+	// before Start): a round in catalog mode, so a bridge takes the lock
+	// within a round of Consul answering again.
+	retryMax time.Duration
 
 	leader   atomic.Bool
 	acquired chan struct{} // closed at the first acquisition
@@ -80,6 +84,7 @@ func newLock(l locker, key string, log zerolog.Logger, clk clock.Clock, redact f
 	}
 	return &Lock{
 		key: key, l: l, log: log.With().Str("lock_key", key).Logger(), clock: clock.OrReal(clk), red: redact, rules: exactRule,
+		retryMax: lockRetryMax,
 		acquired: make(chan struct{}), ctx: ctx, stop: stop, done: make(chan struct{}),
 	}
 }
@@ -147,7 +152,7 @@ func (l *Lock) run() {
 			if !clock.Sleep(l.clock, retry, ctx.Done()) {
 				return
 			}
-			retry = min(retry*2, lockRetryMax)
+			retry = min(retry*2, l.retryMax)
 			continue
 		}
 		if lost == nil { // stopped while waiting

@@ -174,15 +174,18 @@ func TestAgentLockLoneBridge(t *testing.T) {
 }
 
 // TestLockRetryBackoff checks that failures to take the lock are retried
-// with doubling delays on the lock's clock and logged once.
+// with doubling delays on the lock's clock, capped at the lock's retryMax
+// (a round, for bridges: back within a round of Consul answering), and
+// logged once.
 func TestLockRetryBackoff(t *testing.T) {
 	h := newHarness(t, withLock())
 	refused := errors.New("failed to create session: Unexpected response code: 500 (rpc error)")
-	h.lk.FailLocks(refused, refused, refused)
+	h.lk.FailLocks(refused, refused, refused, refused)
+	h.sink.lock.retryMax = 3 * time.Second
 	h.sink.lock.Start()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+	for _, want := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second} {
 		if err := h.clk.WaitForTimers(ctx, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +197,7 @@ func TestLockRetryBackoff(t *testing.T) {
 	}
 	<-h.lk.waiting
 	if n := len(h.logs.Grep("cannot take the consul lock")); n != 1 {
-		t.Errorf("%d warnings for 3 failures, want 1", n)
+		t.Errorf("%d warnings for 4 failures, want 1", n)
 	}
 	h.grant()
 	if n := len(h.logs.Grep("consul lock acquired")); n != 1 {
