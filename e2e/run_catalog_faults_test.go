@@ -133,27 +133,36 @@ func TestRunCatalogOutageAndDataLoss(t *testing.T) {
 	t.Logf("MEASURED: data loss: the first server passing %s and all 6 %s after the empty cluster was ready", first.Round(100*time.Millisecond), took.Round(100*time.Millisecond))
 }
 
+// pairLab runs two bridges (a1, a2) on segment a with three servers and a
+// 20 s deregister_after, and waits until the servers are passing and one
+// bridge leads. It returns the servers' IDs and processes (in the same
+// order), the wanted catalog, the leader and the other bridge.
+func pairLab(t *testing.T) (l *catLab, sa []string, procs []*netns.Proc, want map[string]string, leader, other string) {
+	t.Helper()
+	netns.Require(t)
+	t.Parallel()
+	l = newCatLab(t)
+	l.startCluster()
+	l.args = []string{"--consul-deregister-after", "20s"}
+	sa, procs = l.faultServers("a", 3)
+	for _, n := range []string{"a1", "a2"} {
+		l.bridge(n)
+	}
+	want = all("passing", sa)
+	l.waitCatalog(30*time.Second, "all servers passing", want)
+	runWait(t, 20*time.Second, "one leader", func() (bool, string) { leader = l.leader(); return leader != "", "leaders: " + leader })
+	other = "a1"
+	if leader == "a1" {
+		other = "a2"
+	}
+	return l, sa, procs, want, leader, other
+}
+
 // TestRunCatalogTamperedKey: a plain PUT of garbage over a bridge's
 // observation key is rewritten by that bridge within a round, no server
 // turns critical meanwhile, and the leader warns naming the key.
 func TestRunCatalogTamperedKey(t *testing.T) {
-	netns.Require(t)
-	t.Parallel()
-	l := newCatLab(t)
-	l.startCluster()
-	l.args = []string{"--consul-deregister-after", "20s"}
-	sa, _ := l.faultServers("a", 3)
-	for _, n := range []string{"a1", "a2"} {
-		l.bridge(n)
-	}
-	want := all("passing", sa)
-	l.waitCatalog(30*time.Second, "all servers passing", want)
-	var leader string
-	runWait(t, 20*time.Second, "one leader", func() (bool, string) { leader = l.leader(); return leader != "", "leaders: " + leader })
-	other := "a1"
-	if leader == "a1" {
-		other = "a2"
-	}
+	l, _, _, want, leader, other := pairLab(t)
 
 	// Tampering: the follower's key is overwritten (a plain PUT keeps the
 	// session binding, as any token with the fleet's key_prefix can do).
@@ -199,23 +208,7 @@ func TestRunCatalogTamperedKey(t *testing.T) {
 // never makes that server passing again, and the server is removed
 // deregister_after later.
 func TestRunCatalogPausedLeader(t *testing.T) {
-	netns.Require(t)
-	t.Parallel()
-	l := newCatLab(t)
-	l.startCluster()
-	l.args = []string{"--consul-deregister-after", "20s"}
-	sa, procs := l.faultServers("a", 3)
-	for _, n := range []string{"a1", "a2"} {
-		l.bridge(n)
-	}
-	want := all("passing", sa)
-	l.waitCatalog(30*time.Second, "all servers passing", want)
-	var leader string
-	runWait(t, 20*time.Second, "one leader", func() (bool, string) { leader = l.leader(); return leader != "", "leaders: " + leader })
-	other := "a1"
-	if leader == "a1" {
-		other = "a2"
-	}
+	l, sa, procs, want, leader, other := pairLab(t)
 	// Pause: the leader stops for 25 s (beyond 2 x the 10 s session TTL);
 	// one server dies 2 s in.
 	if err := l.bridges[leader].Signal(syscall.SIGSTOP); err != nil {
