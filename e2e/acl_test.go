@@ -19,7 +19,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/pkg/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
 )
 
 // aclManagement is the initial management token of the ACL clusters.

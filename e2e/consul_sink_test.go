@@ -15,10 +15,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
+	bendpoint "github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
-	bendpoint "github.com/udp-discovery-bridge/bridge/pkg/endpoint"
-	"github.com/udp-discovery-bridge/bridge/pkg/sink"
-	"github.com/udp-discovery-bridge/bridge/pkg/sink/consul"
 )
 
 // These tests drive the Consul sink library against a real dev agent built

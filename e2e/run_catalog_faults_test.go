@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/pkg/observe"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 )
 
 // faultServers starts n responders on segment seg at 10.213.<31|32>.<41+i>
@@ -185,7 +185,7 @@ func TestRunCatalogTamperedKey(t *testing.T) {
 		if err != nil || kv == nil {
 			return false, fmt.Sprint(kv, err)
 		}
-		o, derr := observe.Decode([][]byte{kv.Value})
+		o, derr := observation.Decode([][]byte{kv.Value})
 		return derr == nil && kv.Session == sess && len(o.Entries) == 3, fmt.Sprintf("session %s, %d bytes, %v", kv.Session, len(kv.Value), derr)
 	})
 	t.Logf("MEASURED: an observation key overwritten with garbage was rewritten by its bridge %s later (interval 1s)", took.Round(10*time.Millisecond))

@@ -19,7 +19,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
-// Log messages of the loop this test follows (pkg/runner).
+// Log messages of the loop this test follows (internal/runner).
 const (
 	guardMsgRound   = "round complete"
 	guardMsgStart   = "removal guard: too many servers unseen at once (a network or firewall hiccup?); holding their removals, the sinks keep them"

@@ -7,7 +7,7 @@
 # Usage: scripts/bench.sh [results-dir]          (default ./bench-results)
 # Env:   BENCH_COUNT (6)       -count of the Go benchmarks (benchstat wants >= 6 for a confidence interval)
 #        BENCH_CPU   (1,2)     -cpu list of the Go benchmarks (1 = "one core" targets)
-#        BENCH_PKGS  (./pkg/...)
+#        BENCH_PKGS  (./pkg/... ./internal/...)
 #        BENCH_E2E   (1)       0 skips the end-to-end scenarios (they need root)
 #        BENCH_E2E_RUN (^TestPerf)  -run pattern of the e2e scenarios
 #        BRIDGE_PERF_CONSUL_SERVERS (2000)  servers of the quiet-rounds Consul scenario (10000: see the README)
@@ -22,7 +22,7 @@ out=$(cd "$out" && pwd)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 count=${BENCH_COUNT:-6}
 cpus=${BENCH_CPU:-1,2}
-pkgs=${BENCH_PKGS:-./pkg/...}
+pkgs=${BENCH_PKGS:-./pkg/... ./internal/...}
 
 machine="$out/machine-$stamp.txt"
 {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
-	"github.com/udp-discovery-bridge/bridge/pkg/sink"
 )
 
 func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {

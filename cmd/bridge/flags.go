@@ -9,11 +9,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
 )
 
 // keyFlags builds one flag per configuration key of the given groups. Values
-// are parsed by pkg/config (not by the flag library), so a bad value gets the
+// are parsed by internal/config (not by the flag library), so a bad value gets the
 // same error, naming the key and its source, wherever it came from.
 func keyFlags(schema *config.Schema, groups ...config.Group) []cli.Flag {
 	var out []cli.Flag

@@ -19,8 +19,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/sink"
-	"github.com/udp-discovery-bridge/bridge/pkg/sinks"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/builtin"
 )
 
 // Exit codes shared by every subcommand.
@@ -85,7 +85,7 @@ func main() {
 
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runWith(ctx, sinks.Registry(), args, stdout, stderr)
+	return runWith(ctx, builtin.Registry(), args, stdout, stderr)
 }
 
 // runWith is run with the sinks of reg.

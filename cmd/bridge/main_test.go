@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/builtin"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
-	"github.com/udp-discovery-bridge/bridge/pkg/sinks"
 )
 
 // runCLI runs the CLI in-process. None of these cases sends a packet: they
@@ -209,7 +209,7 @@ func loadTestConfig(t *testing.T, env ...string) *config.Config {
 	for i := 0; i+1 < len(env); i += 2 {
 		m[env[i]] = env[i+1]
 	}
-	c, err := sinks.Registry().Schema().Load(config.Inputs{LookupEnv: func(k string) (string, bool) { v, ok := m[k]; return v, ok }})
+	c, err := builtin.Registry().Schema().Load(config.Inputs{LookupEnv: func(k string) (string, bool) { v, ok := m[k]; return v, ok }})
 	if err != nil {
 		t.Fatal(err)
 	}

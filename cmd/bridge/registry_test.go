@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/config"
-	"github.com/udp-discovery-bridge/bridge/pkg/endpoint"
-	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
 // nullSection is the settings of a sink that exists only in this test.

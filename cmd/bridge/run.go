@@ -17,9 +17,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/net/netutil"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/config"
-	"github.com/udp-discovery-bridge/bridge/pkg/runner"
-	"github.com/udp-discovery-bridge/bridge/pkg/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/runner"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
 func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {

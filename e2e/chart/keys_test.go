@@ -16,7 +16,7 @@ import (
 )
 
 // exampleKey is one key of bridge.example.yaml, which is generated from the
-// bridge's key table (go test ./pkg/config -run Example -update).
+// bridge's key table (go test ./internal/config -run Example -update).
 type exampleKey struct {
 	name string
 	env  []string // the first is the canonical one

@@ -86,10 +86,10 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 }
 
 // validate returns every problem with o at once, each naming its config key.
-// For the CLI most of these checks repeat what pkg/config already checked
+// For the CLI most of these checks repeat what internal/config already checked
 // (where the error also names the flag, env or file the value came from);
 // they stay here because Go programs (and the coming library API) use
-// discover on its own, building Options without pkg/config, and must get
+// discover on its own, building Options without internal/config, and must get
 // the same errors instead of a round that misbehaves. LoadOptions runs it
 // too, after the environment and the overrides are applied.
 func validate(o Options) error {

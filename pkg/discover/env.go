@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/duration"
+	"github.com/udp-discovery-bridge/bridge/internal/duration"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -49,7 +49,7 @@ type envKey struct {
 
 // envKeys are the discovery keys the bridge command also reads from the
 // environment, with the same variables and the same rules; a test keeps
-// them in step with pkg/config's key table.
+// them in step with internal/config's key table.
 var envKeys = []envKey{
 	{"discovery_port", []string{"DISCOVERY_CLIENT_PORT"}, func(l *envLoad, v string) string { return parsePort(v, &l.o.Port) }},
 	{"discovery_message", []string{"DISCOVERY_CLIENT_MESSAGE"}, func(l *envLoad, v string) string { return nonEmpty(v, &l.o.Message) }},
@@ -297,5 +297,5 @@ func splitList(v string) []string {
 
 // parseDuration parses seconds ("5", "0.5", as the upstream client's
 // timeout) or a Go duration ("500ms"), exactly as the bridge command's
-// configuration does (both use pkg/duration).
+// configuration does (both use internal/duration).
 func parseDuration(s string) (time.Duration, error) { return duration.Parse(s) }

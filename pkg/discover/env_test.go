@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/config"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -204,7 +204,7 @@ func TestLoadOptionsEncryption(t *testing.T) {
 }
 
 // TestEnvKeysMatchTheCLI keeps LoadOptions in step with the bridge command
-// without making the library depend on pkg/config: the same keys read the
+// without making the library depend on internal/config: the same keys read the
 // same variables, the CLI's defaults given as environment values load
 // DefaultOptions, and durations parse alike.
 func TestEnvKeysMatchTheCLI(t *testing.T) {

@@ -1,0 +1,92 @@
+// Package config loads the bridge's configuration from built-in defaults, an
+// optional YAML file, the environment and command-line flags (in rising
+// priority), layered with koanf, and validates it once, reporting every
+// problem with the key, the bad value and where it came from.
+//
+// The core keys (logging, discovery, the sidecar loop) fill Config. Every
+// sink owns a Section: its keys, their defaults and its validation live in
+// the sink's package, and a Schema joins the core with the sections of the
+// sinks a build registers. Packages never see koanf.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the validated core configuration.
+type Config struct {
+	LogLevel  string
+	LogFormat string
+
+	Port             uint16
+	Message          string
+	ResponsePrefix   string
+	Timeout          time.Duration
+	Retries          int
+	EnableSubnetScan bool
+	ScanCIDRs        []netip.Prefix
+	ScanRate         int
+	Whitelist        []string
+	Blacklist        []string
+	// The other interface rules (see iface.Rules for their order).
+	InterfaceRegex          string
+	InterfaceCIDRs          []netip.Prefix
+	InterfaceCanReach       netip.Addr
+	InterfaceSkipRegex      string
+	SkipContainerInterfaces bool
+	DefaultPort             uint16
+	AddressFrom             string
+	Encryption              bool
+	SecretKey               string // never log
+	SecretKeyFile           string
+	MaxTokenAge             time.Duration
+	ClockSkew               time.Duration
+	Settle                  time.Duration
+	MaxReplies              int
+	Interval                time.Duration
+	MissedRounds            int
+	// MaxRemovalFraction and RemovalGuardRounds tune the removal guard
+	// (internal/plan): 1 or 0 respectively turn it off.
+	MaxRemovalFraction float64
+	RemovalGuardRounds int
+	Sinks              []string
+	MetricsAddr        string
+	sources            map[string]string
+}
+
+// Source names where a key's effective value came from ("default",
+// "flag --port", "env DISCOVERY_CLIENT_PORT", "file bridge.yaml"). It knows
+// every key of the schema the Config was loaded with, sections included.
+func (c *Config) Source(key string) string { return c.sources[key] }
+
+// Error collects every configuration problem found by Load.
+type Error struct{ Problems []error }
+
+func (e *Error) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return "invalid configuration: " + strings.Join(msgs, "; ")
+}
+
+// Unwrap gives errors.Is/As access to each problem.
+func (e *Error) Unwrap() []error { return e.Problems }
+
+// ReadSecretKey returns the Fernet key text from secret_key or
+// secret_key_file ("" when neither is set). Errors name the file, never the
+// key.
+func (c *Config) ReadSecretKey() (string, error) {
+	if c.SecretKeyFile == "" {
+		return strings.TrimSpace(c.SecretKey), nil
+	}
+	b, err := os.ReadFile(c.SecretKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("%s: read secret key file: %w", c.Source("secret_key_file"), err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

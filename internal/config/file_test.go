@@ -1,0 +1,89 @@
+package config_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+)
+
+// TestManyUnknownKeys: a file of 100,000 unknown keys (just under 1 MiB) is
+// refused quickly with one short line naming the first few and the count.
+// yaml.v3 decoding such a mapping is quadratic (40,000 keys took 10 s).
+func TestManyUnknownKeys(t *testing.T) {
+	var b strings.Builder
+	for i := range 100_000 {
+		fmt.Fprintf(&b, "u%d: 1\n", i)
+	}
+	if b.Len() > config.MaxFileSize {
+		t.Fatalf("test file is %d bytes, over the limit", b.Len())
+	}
+	p := writeFile(t, "many.yaml", b.String())
+	start := time.Now()
+	_, err := Load(Inputs{File: p})
+	took := time.Since(start)
+	t.Logf("100,000 unknown keys (%d bytes) refused in %s: %v", b.Len(), took, err)
+	if err == nil {
+		t.Fatal("Load accepted 100,000 unknown keys")
+	}
+	msg := err.Error()
+	for _, want := range []string{"config file " + p, "100000 unknown keys", `"u0"`, `"u4"`, "and 99995 more"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q: %s", want, msg)
+		}
+	}
+	if len(msg) > 300 || strings.Contains(msg, "\n") {
+		t.Errorf("error is %d bytes (want one short line): %.400s", len(msg), msg)
+	}
+	if took > 10*time.Second { // generous: a busy machine; measured ~0.3 s
+		t.Errorf("took %s", took)
+	}
+}
+
+func TestFileLimitsAndSources(t *testing.T) {
+	big := writeFile(t, "big.yaml", "discovery_message: "+strings.Repeat("a", config.MaxFileSize)+"\n")
+	long := writeFile(t, "long.yaml", "discovery_message: "+strings.Repeat("é", 40_000)+"\n")
+	tests := []struct {
+		name, file string
+		want       []string
+		maxLen     int
+	}{
+		{"over 1 MiB", big, []string{"config file " + big, fmt.Sprintf("%d bytes", config.MaxFileSize+20), "limit"}, 300},
+		{"long value names the file", long, []string{"discovery_message (file " + long + ")", "80000 bytes", "one UDP datagram"}, 400},
+		{"duplicate key", writeFile(t, "dup.yaml", "timeout: 1\nretries: 2\ntimeout: 3\n"), []string{`line 3: key "timeout" is already set on line 1`}, 300},
+		{"not a mapping", writeFile(t, "list.yaml", "- a\n- b\n"), []string{"want a mapping"}, 300},
+		{"long unknown key", writeFile(t, "key.yaml", strings.Repeat("k", 1000)+": 1\n"), []string{"unknown key", "(1000 bytes)"}, 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(Inputs{File: tc.file})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %.500s", w, err)
+				}
+			}
+			if len(err.Error()) > tc.maxLen {
+				t.Errorf("error is %d bytes: %.500s", len(err.Error()), err)
+			}
+		})
+	}
+	t.Run("empty file", func(t *testing.T) {
+		if _, err := Load(Inputs{File: writeFile(t, "empty.yaml", "# nothing\n")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "none.yaml")
+		if _, err := Load(Inputs{File: p}); err == nil || !strings.Contains(err.Error(), p) {
+			t.Fatalf("err %v", err)
+		}
+		_ = os.Remove(p)
+	})
+}

@@ -1,0 +1,366 @@
+// Package plan is the bridge's pure planner: it turns the endpoints known so
+// far and one discovery round's replies into the next known set and a Plan
+// (adds, removes, unchanged).
+//
+// It has no clock, no I/O and no goroutines: time and round numbers come in
+// with the Observation, so the hysteresis rules are tested as plain tables.
+//
+// Rules:
+//   - an endpoint is added the first complete round it is seen
+//     (FirstSeen = LastSeen = when its reply arrived, Seen.At, or
+//     Observation.At when that is unknown);
+//   - seen again, it is kept unchanged: LastSeen, Source and Interface are
+//     refreshed and its miss count is reset;
+//   - not seen in a complete round, its miss count grows by one (plus the
+//     rounds the loop skipped since the previous one, Observation.Skipped),
+//     and it is removed when the count reaches Config.MissedRounds;
+//   - a failed round (Observation.Failed) changes nothing: no miss is
+//     counted and nothing is added;
+//   - nothing is removed before the first complete round (a State restored
+//     with Seed keeps its endpoints through failed rounds at start-up);
+//   - the removal guard: when the removals due in a round (endpoints at or
+//     past MissedRounds misses, already held ones included) are at least 2
+//     and more than Config.MaxRemovalFraction of the endpoints known before
+//     the round, they are held: kept in the state and the snapshot (listed
+//     in Plan.Guard.Held), their misses still counting, each until it has
+//     missed Config.GuardRounds more complete rounds; a held removal stays
+//     held for that long even if the others' servers answer meanwhile, and
+//     an endpoint that answers simply stays. See Guard.
+package plan
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+)
+
+// Config tunes the planner.
+type Config struct {
+	// MissedRounds is how many consecutive complete rounds without a reply
+	// remove an endpoint. Values below 1 are treated as 1.
+	MissedRounds int
+	// MaxRemovalFraction and GuardRounds tune the removal guard: a round
+	// whose due removals are at least 2 and more than MaxRemovalFraction
+	// of the endpoints known before it holds them for GuardRounds more
+	// rounds. A fraction of 1 or more, or GuardRounds 0, turns the guard
+	// off (the zero Config has it off).
+	MaxRemovalFraction float64
+	GuardRounds        int
+}
+
+// Seen is one server that answered in a round, as the planner needs it.
+type Seen struct {
+	// Addr is the address to register (identity of the endpoint).
+	Addr netip.AddrPort
+	// Source is the UDP source address of the reply.
+	Source netip.AddrPort
+	// Interface is the local interface the reply arrived on ("" if unknown)
+	// and Network its network.
+	Interface string
+	Network   netip.Prefix
+	// At is when its first reply of the round arrived; zero means the
+	// Observation's At.
+	At time.Time
+}
+
+// Observation is the outcome of one discovery round.
+type Observation struct {
+	// Round is the 1-based round number.
+	Round uint64
+	// At is when the round completed.
+	At time.Time
+	// Failed marks a round whose probes could not be sent; it changes
+	// nothing.
+	Failed bool
+	// Seen lists the servers that answered. Entries with an invalid Addr are
+	// ignored; for duplicate Addr the first entry wins.
+	Seen []Seen
+	// Skipped counts the rounds that should have run since the previous
+	// one but did not (the process was paused or starved). Each counts as
+	// a missed round for every endpoint not seen in this one, so that what
+	// the planner holds after a pause is what a fresh round saw plus only
+	// the hysteresis that time allows.
+	Skipped int
+}
+
+// entry is a held endpoint without its Addr (the map key), which keeps the
+// value small enough to be stored inline in the map.
+type entry struct {
+	source    netip.AddrPort
+	iface     string
+	network   netip.Prefix
+	firstSeen time.Time
+	lastSeen  time.Time
+	misses    int
+}
+
+func newEntry(e endpoint.Endpoint) entry {
+	return entry{source: e.Source, iface: e.Interface, network: e.Network, firstSeen: e.FirstSeen, lastSeen: e.LastSeen}
+}
+
+func (e entry) endpoint(addr netip.AddrPort) endpoint.Endpoint {
+	return endpoint.Endpoint{Addr: addr, Source: e.source, Interface: e.iface, Network: e.network, FirstSeen: e.firstSeen, LastSeen: e.lastSeen}
+}
+
+// State is what the planner knows between rounds. The zero value is the
+// state at start-up. A State is immutable: Next never modifies the State it
+// is given, so old States stay valid and may be shared between goroutines.
+type State struct {
+	held     map[netip.AddrPort]entry
+	complete bool
+	// holdSince is the round the current removal-guard episode began, 0
+	// when no removal is held.
+	holdSince uint64
+}
+
+// Seed returns a start-up State holding eps (for example restored from a
+// previous run), each with no misses and no complete round yet. Later
+// duplicates of an Addr replace earlier ones; invalid Addrs are ignored.
+func Seed(eps []endpoint.Endpoint) State {
+	s := State{held: make(map[netip.AddrPort]entry, len(eps))}
+	for _, e := range eps {
+		if e.Addr.IsValid() {
+			s.held[e.Addr] = newEntry(e)
+		}
+	}
+	return s
+}
+
+// Len reports how many endpoints the state holds.
+func (s State) Len() int { return len(s.held) }
+
+// Complete reports whether at least one complete (non-failed) round has been
+// observed.
+func (s State) Complete() bool { return s.complete }
+
+// Endpoints returns the held endpoints sorted by endpoint.Compare.
+func (s State) Endpoints() []endpoint.Endpoint {
+	out := make([]endpoint.Endpoint, 0, len(s.held))
+	for k, e := range s.held {
+		out = append(out, e.endpoint(k))
+	}
+	slices.SortFunc(out, endpoint.Compare)
+	return out
+}
+
+// Misses reports the consecutive missed complete rounds of addr and whether
+// the state holds it.
+func (s State) Misses(addr netip.AddrPort) (int, bool) {
+	e, ok := s.held[addr]
+	return e.misses, ok
+}
+
+// Plan is what one round changes. Added, Removed and Kept are sorted by
+// endpoint.Compare and disjoint. (endpoint.Diff, what a sink changed, uses
+// the same words; its Unchanged is a count.)
+type Plan struct {
+	Round  uint64
+	At     time.Time
+	Failed bool
+	// Added are endpoints seen for the first time (or again after removal).
+	Added []endpoint.Endpoint
+	// Removed are endpoints that reached MissedRounds (and, when the
+	// removal guard held them, GuardRounds more), with their last known
+	// fields.
+	Removed []endpoint.Endpoint
+	// Kept are endpoints still held: seen again this round, missing
+	// fewer than MissedRounds rounds, or held by the removal guard. For a
+	// failed round it is every held endpoint.
+	Kept []endpoint.Endpoint
+	// Guard is what the removal guard did this round.
+	Guard Guard
+}
+
+// Empty reports whether the plan adds and removes nothing.
+func (p Plan) Empty() bool { return len(p.Added) == 0 && len(p.Removed) == 0 }
+
+// Snapshot returns the desired set after the plan: Added and Kept,
+// sorted, stamped with the plan's round and time.
+func (p Plan) Snapshot() endpoint.Snapshot {
+	// Both halves are sorted: merge them instead of sorting again.
+	eps := make([]endpoint.Endpoint, 0, len(p.Added)+len(p.Kept))
+	a, u := p.Added, p.Kept
+	for len(a) > 0 && len(u) > 0 {
+		if endpoint.Compare(a[0], u[0]) < 0 {
+			eps, a = append(eps, a[0]), a[1:]
+		} else {
+			eps, u = append(eps, u[0]), u[1:]
+		}
+	}
+	eps = append(append(eps, a...), u...)
+	return endpoint.Snapshot{Round: p.Round, At: p.At, Endpoints: eps}
+}
+
+// Op values.
+const (
+	OpAdd    = "add"
+	OpRemove = "remove"
+	OpNoop   = "noop"
+)
+
+// Op is one line of --dry-run output.
+type Op struct {
+	Op            string `json:"op"` // OpAdd, OpRemove or OpNoop
+	IP            string `json:"ip"`
+	Port          uint16 `json:"port"`
+	SourceAddress string `json:"source_address"`
+	Interface     string `json:"interface"`
+	Round         uint64 `json:"round"`
+	Sink          string `json:"sink,omitempty"`
+	// Held marks a noop that is a removal held by the removal guard.
+	Held bool `json:"held,omitempty"`
+}
+
+// NewOp describes e as an operation op in round.
+func NewOp(op string, e endpoint.Endpoint, round uint64) Op {
+	o := Op{Op: op, Port: e.Addr.Port(), Interface: e.Interface, Round: round}
+	if e.Addr.IsValid() {
+		o.IP = e.Addr.Addr().String()
+	}
+	if e.Source.IsValid() {
+		o.SourceAddress = e.Source.String()
+	}
+	return o
+}
+
+// Ops lists the plan as operations: adds, then removes, then one noop per
+// unchanged endpoint; the noop of a removal held by the guard says held.
+// A failed round proposes nothing and returns nil.
+func (p Plan) Ops() []Op {
+	if p.Failed {
+		return nil
+	}
+	ops := make([]Op, 0, len(p.Added)+len(p.Removed)+len(p.Kept))
+	for _, e := range p.Added {
+		ops = append(ops, NewOp(OpAdd, e, p.Round))
+	}
+	for _, e := range p.Removed {
+		ops = append(ops, NewOp(OpRemove, e, p.Round))
+	}
+	held := p.HeldSet()
+	for _, e := range p.Kept {
+		op := NewOp(OpNoop, e, p.Round)
+		op.Held = held[e.Addr]
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+// HeldSet returns the addresses of Guard.Held as a set (nil when none).
+func (p Plan) HeldSet() map[netip.AddrPort]bool {
+	if len(p.Guard.Held) == 0 {
+		return nil
+	}
+	m := make(map[netip.AddrPort]bool, len(p.Guard.Held))
+	for _, e := range p.Guard.Held {
+		m[e.Addr] = true
+	}
+	return m
+}
+
+// Next applies obs to prev and returns the new state and the plan. prev is
+// not modified.
+func Next(cfg Config, prev State, obs Observation) (State, Plan) {
+	missed := max(cfg.MissedRounds, 1)
+	p := Plan{Round: obs.Round, At: obs.At, Failed: obs.Failed}
+	if obs.Failed {
+		p.Kept = prev.Endpoints()
+		p.Guard = Guard{Known: len(prev.held), Since: prev.holdSince}
+		for _, e := range p.Kept {
+			// Outside an episode no entry stays past MissedRounds misses.
+			if m := prev.held[e.Addr].misses; m >= missed {
+				p.Guard.Held = append(p.Guard.Held, e)
+				p.Guard.Release = minRelease(p.Guard.Release, obs.Round+uint64(missed+cfg.GuardRounds-m))
+			}
+		}
+		// State is never mutated in place, so sharing the map is safe.
+		return prev, p
+	}
+
+	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen))), complete: true}
+	p.Guard.Known = len(prev.held)
+	p.Kept = make([]endpoint.Endpoint, 0, len(prev.held))
+	for _, s := range obs.Seen {
+		if !s.Addr.IsValid() {
+			continue
+		}
+		if _, dup := next.held[s.Addr]; dup {
+			continue
+		}
+		old, known := prev.held[s.Addr]
+		at := s.At
+		if at.IsZero() {
+			at = obs.At
+		}
+		first := at
+		if known {
+			first = old.firstSeen
+		}
+		e := entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: first, lastSeen: at}
+		next.held[s.Addr] = e
+		if known && old.misses >= missed {
+			p.Guard.Returned++
+		}
+		if known {
+			p.Kept = append(p.Kept, e.endpoint(s.Addr))
+		} else {
+			p.Added = append(p.Added, e.endpoint(s.Addr))
+		}
+	}
+	// Removals due this round, decided below once their number is known.
+	var due []netip.AddrPort
+	for k, old := range prev.held {
+		if _, seen := next.held[k]; seen {
+			continue
+		}
+		old.misses += 1 + max(obs.Skipped, 0)
+		if old.misses >= missed {
+			due = append(due, k)
+			continue
+		}
+		next.held[k] = old
+		p.Kept = append(p.Kept, old.endpoint(k))
+	}
+	p.Guard.Due = len(due)
+	hold := cfg.Exceeds(len(due), len(prev.held))
+	for _, k := range due {
+		e := prev.held[k]
+		// Past MissedRounds an entry was held last round: a held removal
+		// goes ahead only once confirmed, whatever the others do. Rounds
+		// skipped by a pause count towards MissedRounds, never as a
+		// confirmation: only rounds that ran confirm a held removal.
+		wasHeld := e.misses >= missed
+		if wasHeld {
+			e.misses++
+		} else {
+			e.misses = missed
+		}
+		if (hold || wasHeld) && e.misses < missed+cfg.GuardRounds {
+			next.held[k] = e
+			p.Guard.Held = append(p.Guard.Held, e.endpoint(k))
+			p.Guard.Release = minRelease(p.Guard.Release, obs.Round+uint64(missed+cfg.GuardRounds-e.misses))
+			continue
+		}
+		if wasHeld {
+			p.Guard.Released++
+		}
+		p.Removed = append(p.Removed, e.endpoint(k))
+	}
+	switch {
+	case len(p.Guard.Held) > 0 && prev.holdSince == 0:
+		next.holdSince, p.Guard.Started = obs.Round, true
+	case len(p.Guard.Held) > 0:
+		next.holdSince = prev.holdSince
+	case prev.holdSince != 0:
+		p.Guard.Ended = true
+	}
+	p.Guard.Since = next.holdSince
+	p.Kept = append(p.Kept, p.Guard.Held...)
+	slices.SortFunc(p.Added, endpoint.Compare)
+	slices.SortFunc(p.Removed, endpoint.Compare)
+	slices.SortFunc(p.Kept, endpoint.Compare)
+	slices.SortFunc(p.Guard.Held, endpoint.Compare)
+	return next, p
+}

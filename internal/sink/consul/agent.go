@@ -1,0 +1,362 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+)
+
+// Agent is the Consul sink in agent mode: the bridge talks to its local
+// agent, which is authoritative for its node.
+//
+// Health works by heartbeat: the bridge registers itself (service
+// "udp-discovery-bridge", ID "udp-discovery-bridge-<BridgeID>") with one TTL
+// check that every Apply refreshes, and every server it registers carries an
+// alias check on that service with DeregisterCriticalServiceAfter. A quiet
+// round therefore costs exactly one write (the TTL update) however many
+// servers there are; if the bridge dies its servers turn critical within the
+// TTL and the agent reaps them after DeregisterAfter.
+//
+// Ownership: everything the sink lists, changes or removes is selected on the
+// agent by a meta filter (managed-by and bridge-id); services of anyone else
+// are never touched, even with the same service name.
+//
+// HA: with LockKey set, Start starts a Lock. Only the holder registers
+// servers; a bridge that does not hold the lock keeps only its own bridge
+// service and deregisters what it owns. Close releases the lock after
+// deregistering (OnExit=deregister).
+//
+// Apply is not safe for concurrent use with itself, Plan or Close (the Sink
+// contract); Leader and Counters are safe from any goroutine.
+type Agent struct {
+	cfg    Config
+	log    zerolog.Logger
+	agent  agentAPI
+	redact func(error) error
+	ids    agentIDs
+	shape  shape
+	writer writer
+	lock   *Lock // nil without LockKey
+
+	// known is what this process believes the agent holds of what it owns,
+	// by service ID: rebuilt from the agent on resync rounds and kept
+	// consistent with the writes that succeeded.
+	known      map[string]service
+	lastResync time.Time
+	needResync bool
+	wasLeader  bool
+	beat       heartbeat
+
+	counters counters
+	rlLog    *rateLimitLog // rate limiting, logged once per episode
+}
+
+// agentIDs are the IDs and the filter derived from the bridge ID.
+type agentIDs struct {
+	bridgeSvc string // the bridge's own service
+	check     string // its heartbeat TTL check
+	filter    string // selects what this bridge owns
+}
+
+// heartbeat is the state of the bridge's TTL check.
+type heartbeat struct {
+	registered bool      // the bridge service is registered (as far as we know)
+	last       time.Time // last successful refresh (cfg.Clock)
+}
+
+// counters are cumulative counts of API operations.
+type counters struct {
+	registers, deregisters, ttlUpdates, lists, rateLimited atomic.Uint64
+}
+
+// Counters are cumulative counts of Consul API operations made by one sink;
+// they back metrics and tests.
+type Counters struct {
+	Registers   uint64 // service registrations (servers and the bridge itself)
+	Deregisters uint64 // service deregistrations
+	TTLUpdates  uint64 // heartbeat TTL updates
+	Lists       uint64 // filtered reads of owned services
+	RateLimited uint64 // writes Consul refused for its rate limit
+}
+
+// NewAgent validates cfg (after applying defaults) and builds the sink. It
+// makes no network call; the first Apply registers the bridge service and
+// reads what this bridge owns. With LockKey set, Start must be called before
+// Apply.
+func NewAgent(cfg Config, log zerolog.Logger) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consul sink config: %w", err)
+	}
+	client, err := cfg.Client.NewClient()
+	if err != nil {
+		return nil, fmt.Errorf("consul sink config: %w", err)
+	}
+	var lock *Lock
+	if cfg.LockKey != "" {
+		lock, err = NewLock(client, &api.LockOptions{
+			Key:         cfg.LockKey,
+			Value:       []byte(cfg.BridgeID),
+			SessionName: "udp-discovery-bridge " + cfg.BridgeID,
+			SessionTTL:  cfg.LockSessionTTL.String(),
+			// Consul's default 15s lock-delay would hold the lock back from
+			// the standby after the holder's session is invalidated; the
+			// registrations are idempotent, so no delay is needed.
+			LockDelay:      time.Millisecond,
+			MonitorRetries: 5,
+			LockWaitTime:   cfg.LockWait,
+			Namespace:      cfg.Client.Namespace,
+		}, log, cfg.Clock)
+		if err != nil {
+			return nil, fmt.Errorf("consul_lock: %w", err)
+		}
+		if cfg.Round > 0 {
+			lock.retryMax = cfg.retryCap()
+		}
+	}
+	return newAgent(cfg, log, client.API.Agent(), lock, client.Redact)
+}
+
+// newAgent builds the sink on any agentAPI (tests pass an in-memory one).
+// cfg must have its defaults.
+func newAgent(cfg Config, log zerolog.Logger, a agentAPI, lock *Lock, redact func(error) error) (*Agent, error) {
+	filter, err := ownedFilter(cfg.BridgeID)
+	if err != nil {
+		return nil, fmt.Errorf("bridge_id %q: %w", cfg.BridgeID, err)
+	}
+	if redact == nil {
+		redact = func(err error) error { return err }
+	}
+	c := &Agent{
+		cfg:    cfg,
+		log:    log,
+		agent:  a,
+		redact: redact,
+		ids: agentIDs{
+			bridgeSvc: BridgeServiceID(cfg.BridgeID),
+			check:     bridgeCheckID(cfg.BridgeID),
+			filter:    filter,
+		},
+		shape:      shapeOf(cfg),
+		writer:     writer{parallel: cfg.Parallel, clock: cfg.Clock, log: log},
+		lock:       lock,
+		needResync: true,
+		rlLog:      &rateLimitLog{clock: cfg.Clock, log: log},
+	}
+	c.wasLeader = c.Leader()
+	return c, nil
+}
+
+// Name implements sink.Sink.
+func (c *Agent) Name() string { return "consul" }
+
+// firstLockWait bounds how long Start waits for the lock so that a lone
+// bridge registers in its first round.
+const firstLockWait = time.Second
+
+// Start implements sink.Starter: with LockKey set it starts the lock and
+// waits up to a second for it, so a lone bridge leads from its first round.
+func (c *Agent) Start(ctx context.Context) error {
+	if c.lock == nil {
+		return nil
+	}
+	c.lock.Start()
+	t := c.cfg.Clock.NewTimer(firstLockWait)
+	defer t.Stop()
+	select {
+	case <-c.lock.Acquired():
+	case <-t.C():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Leader reports whether this bridge registers servers: always true without
+// LockKey, otherwise whether it currently holds the lock.
+func (c *Agent) Leader() bool { return c.lock == nil || c.lock.Leader() }
+
+// Counters returns the cumulative API operation counts.
+func (c *Agent) Counters() Counters {
+	return Counters{
+		Registers:   c.counters.registers.Load(),
+		Deregisters: c.counters.deregisters.Load(),
+		TTLUpdates:  c.counters.ttlUpdates.Load(),
+		Lists:       c.counters.lists.Load(),
+		RateLimited: c.counters.rateLimited.Load(),
+	}
+}
+
+// BridgeServiceID returns the ID of this bridge's own service.
+func (c *Agent) BridgeServiceID() string { return c.ids.bridgeSvc }
+
+// errNotStarted is returned by Apply on a sink with a lock whose Start was
+// never called.
+var errNotStarted = errors.New("consul sink with a lock: Start must be called before Apply")
+
+// Apply implements sink.Sink. It refreshes the heartbeat (registering the
+// bridge service first if the agent does not have it), re-reads what it owns
+// on resync rounds, then registers new or changed servers and deregisters
+// owned ones that are no longer desired. Each operation is tried once;
+// errors name the operation and the service ID. A quiet round makes one
+// write: the TTL update. Result.Writes counts every write, the TTL update
+// included; Result.Diff.Added holds new and re-registered (changed) servers.
+func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, error) {
+	var res sink.Result
+	if c.lock != nil && !c.lock.started.Load() {
+		return res, errNotStarted
+	}
+	if err := c.refresh(ctx, s, &res); err != nil {
+		return res, err
+	}
+
+	leader := c.Leader()
+	if leader != c.wasLeader {
+		// Another bridge may have written the same IDs meanwhile: read back
+		// what is really ours before acting on the new role.
+		c.needResync = true
+		c.wasLeader = leader
+	}
+	if c.needResync || c.cfg.Clock.Now().Sub(c.lastResync) >= c.cfg.Resync {
+		owned, err := c.listOwned(ctx)
+		if err != nil {
+			return res, err
+		}
+		c.known = owned
+		c.lastResync = c.cfg.Clock.Now()
+		c.needResync = false
+	}
+
+	var desired map[string]desiredEntry
+	if leader {
+		desired = c.shape.desired(s)
+	}
+	toReg, toDereg, unchanged := reconcile(desired, c.known)
+	res.Diff.Unchanged = unchanged
+
+	// A long round (thousands of first registrations) must not let the
+	// heartbeat lapse under the servers it is registering.
+	keepAlive := func() {
+		if c.beat.registered && c.cfg.Clock.Now().Sub(c.beat.last) >= c.cfg.TTL/2 {
+			if c.updateTTL(ctx, fmt.Sprintf("round %d: applying %d changes", s.Round, len(toReg)+len(toDereg))) == nil {
+				res.Writes++
+			}
+		}
+	}
+	regErrs := c.writer.run(ctx, "register", toReg, keepAlive, func(ctx context.Context, id string) error {
+		return c.register(ctx, id, desired[id])
+	})
+	var errs []error
+	for i, id := range toReg {
+		if regErrs[i] != nil {
+			errs = append(errs, regErrs[i])
+			continue
+		}
+		res.Writes++
+		c.known[id] = desired[id].svc
+		res.Diff.Added = append(res.Diff.Added, desired[id].ep)
+	}
+	if !slices.ContainsFunc(errs, func(e error) bool { return fatalForRound(ctx, e) }) {
+		deregErrs := c.writer.run(ctx, "deregister", toDereg, keepAlive, c.deregister)
+		for i, id := range toDereg {
+			if deregErrs[i] != nil {
+				errs = append(errs, deregErrs[i])
+				continue
+			}
+			res.Writes++
+			res.Diff.Removed = append(res.Diff.Removed, c.known[id].endpoint())
+			delete(c.known, id)
+		}
+	}
+	slices.SortFunc(res.Diff.Added, endpoint.Compare)
+	slices.SortFunc(res.Diff.Removed, endpoint.Compare)
+	for _, err := range errs {
+		if _, ok := rateLimited(err); ok {
+			c.counters.rateLimited.Add(1)
+			c.rlLog.reject("register", c.redact(err))
+		}
+	}
+	if len(errs) == 0 && len(toReg)+len(toDereg) > 0 {
+		c.rlLog.ok()
+	}
+	if len(errs) > 0 {
+		return res, fmt.Errorf("consul apply round %d: %d of %d writes failed: %w",
+			s.Round, len(errs), len(toReg)+len(toDereg), joinCapped(errs, maxErrsShown))
+	}
+	if c.lock != nil {
+		if err := c.lock.Fault(); err != nil {
+			return res, err // a standby that can never take the lock is no standby
+		}
+	}
+	return res, nil
+}
+
+// Plan implements sink.Planner: it reads what this bridge owns (no write)
+// and returns what Apply would change as leader. Added holds new and changed
+// servers, Removed owned services no longer desired.
+func (c *Agent) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff, error) {
+	owned, err := c.listOwned(ctx)
+	if err != nil {
+		return endpoint.Diff{}, err
+	}
+	desired := c.shape.desired(s)
+	toReg, toDereg, unchanged := reconcile(desired, owned)
+	return diff(desired, owned, toReg, toDereg, unchanged), nil
+}
+
+// Close implements sink.Sink. With OnExit "deregister" it removes every
+// service this bridge owns (listed with the owner filter, so leftovers of
+// earlier runs go too) and then the bridge's own service; with "keep" it
+// leaves them for the heartbeat to expire. It then releases the lock, if
+// held.
+func (c *Agent) Close(ctx context.Context) error {
+	var errs []error
+	if c.cfg.OnExit == OnExitDeregister {
+		ids := slices.Collect(maps.Keys(c.known))
+		if owned, err := c.listOwned(ctx); err != nil {
+			errs = append(errs, err) // fall back to what we know we wrote
+		} else {
+			ids = slices.Collect(maps.Keys(owned))
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if err := c.deregister(ctx, id); err != nil {
+				errs = append(errs, err)
+				if fatalForRound(ctx, err) {
+					break
+				}
+				continue
+			}
+			delete(c.known, id)
+		}
+		if err := c.deregister(ctx, c.ids.bridgeSvc); err != nil {
+			errs = append(errs, err)
+		}
+		c.beat.registered = false
+		c.log.Info().Int("services", len(ids)).Msg("deregistered owned services on exit")
+	}
+	if c.lock != nil {
+		if err := c.lock.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("consul close: %w", joinCapped(errs, maxErrsShown))
+	}
+	return nil
+}
+
+var _ interface {
+	sink.Sink
+	sink.Planner
+	sink.Starter
+} = (*Agent)(nil)

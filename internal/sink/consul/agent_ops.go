@@ -1,0 +1,175 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+)
+
+// This file holds the agent API calls of the agent-mode sink: each one
+// write or read, its error naming the operation and the ID, every write
+// counted (Counters, and sink.Wrote for the runner's metrics).
+
+// refresh refreshes the bridge's TTL check, registering the bridge service
+// when this process has not yet done so or the agent lost it (agent
+// restarted); in the latter case it also forces a resync.
+func (c *Agent) refresh(ctx context.Context, s endpoint.Snapshot, res *sink.Result) error {
+	if c.beat.registered {
+		err := c.updateTTL(ctx, fmt.Sprintf("round %d: %d servers", s.Round, len(s.Endpoints)))
+		if err == nil {
+			res.Writes++
+			return nil
+		}
+		if !checkMissing(err) {
+			return consulError("update ttl of check "+c.ids.check, c.redact(err), exactRule)
+		}
+		c.log.Warn().Str("check_id", c.ids.check).Msg("agent lost the bridge heartbeat check; re-registering the bridge and resyncing")
+		c.beat.registered = false
+		c.needResync = true
+	}
+	if err := c.registerBridge(ctx, s); err != nil {
+		return err
+	}
+	res.Writes++
+	return nil
+}
+
+// updateTTL marks the heartbeat check passing with note.
+func (c *Agent) updateTTL(ctx context.Context, note string) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := c.agent.UpdateTTLOpts(c.ids.check, note, api.HealthPassing, q); err != nil {
+		return err
+	}
+	c.counters.ttlUpdates.Add(1)
+	sink.Wrote(ctx, 1)
+	c.beat.last = c.cfg.Clock.Now()
+	return nil
+}
+
+// checkMissing reports whether an UpdateTTL error means the agent does not
+// know the check (it restarted, or someone deregistered the bridge).
+func checkMissing(err error) bool {
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == 404 {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "does not have associated TTL") ||
+		strings.Contains(msg, "Unknown check") ||
+		(strings.Contains(msg, "CheckID") && strings.Contains(msg, "does not exist"))
+}
+
+// registerBridge registers the bridge's own service with its TTL check,
+// already passing so alias checks pass at once.
+func (c *Agent) registerBridge(ctx context.Context, s endpoint.Snapshot) error {
+	reg := &api.AgentServiceRegistration{
+		ID:   c.ids.bridgeSvc,
+		Name: BridgeServiceName,
+		Meta: map[string]string{MetaManagedBy: ManagedByValue, MetaBridgeID: c.cfg.BridgeID},
+		Check: &api.AgentServiceCheck{
+			CheckID: c.ids.check,
+			Name:    "udp-discovery-bridge heartbeat",
+			TTL:     c.cfg.TTL.String(),
+			Status:  api.HealthPassing,
+			Notes:   "refreshed by the bridge after every discovery round",
+		},
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := c.agent.ServiceRegisterOpts(reg, opts); err != nil {
+		return consulError("register bridge service "+c.ids.bridgeSvc, c.redact(err), exactRule)
+	}
+	c.counters.registers.Add(1)
+	sink.Wrote(ctx, 1)
+	c.beat = heartbeat{registered: true, last: c.cfg.Clock.Now()}
+	c.log.Info().Str("service_id", c.ids.bridgeSvc).Uint64("round", s.Round).Msg("bridge service registered")
+	return nil
+}
+
+// register registers one server with its alias check (and optional TCP or
+// HTTP check), replacing any checks it had.
+func (c *Agent) register(ctx context.Context, id string, d desiredEntry) error {
+	checks := api.AgentServiceChecks{{
+		CheckID:                        id + ":alias",
+		Name:                           "udp-discovery-bridge heartbeat (alias)",
+		AliasService:                   c.ids.bridgeSvc,
+		DeregisterCriticalServiceAfter: c.cfg.DeregisterAfter.String(),
+	}}
+	hostPort := net.JoinHostPort(d.svc.Address, strconv.Itoa(d.svc.Port))
+	timeout := min(c.cfg.CheckInterval, 5*time.Second).String()
+	switch c.cfg.Check {
+	case CheckTCP:
+		checks = append(checks, &api.AgentServiceCheck{
+			CheckID: id + ":tcp", Name: "tcp " + hostPort,
+			TCP: hostPort, Interval: c.cfg.CheckInterval.String(), Timeout: timeout,
+		})
+	case CheckHTTP:
+		checks = append(checks, &api.AgentServiceCheck{
+			CheckID: id + ":http", Name: "http " + hostPort,
+			HTTP: "http://" + hostPort + c.cfg.HTTPPath, Interval: c.cfg.CheckInterval.String(), Timeout: timeout,
+		})
+	}
+	reg := &api.AgentServiceRegistration{
+		ID:      id,
+		Name:    d.svc.Name,
+		Address: d.svc.Address,
+		Port:    d.svc.Port,
+		Tags:    d.svc.Tags,
+		Meta:    d.svc.Meta,
+		Checks:  checks,
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := c.agent.ServiceRegisterOpts(reg, opts); err != nil {
+		return consulError(fmt.Sprintf("register %s (%s)", id, hostPort), c.redact(err), exactRule)
+	}
+	c.counters.registers.Add(1)
+	sink.Wrote(ctx, 1)
+	return nil
+}
+
+// deregister removes one service by ID.
+func (c *Agent) deregister(ctx context.Context, id string) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := c.agent.ServiceDeregisterOpts(id, q); err != nil {
+		var se api.StatusError
+		if errors.As(err, &se) && se.Code == 404 {
+			// Already gone: the goal is reached. The request was still made
+			// and Apply counts it in Result.Writes, so count and report it
+			// like any other write.
+			c.counters.deregisters.Add(1)
+			sink.Wrote(ctx, 1)
+			return nil
+		}
+		return consulError("deregister "+id, c.redact(err), exactRule)
+	}
+	c.counters.deregisters.Add(1)
+	sink.Wrote(ctx, 1)
+	return nil
+}
+
+// listOwned reads the servers this bridge owns from the agent, filtered on
+// the agent by meta (the bridge's own service is left out).
+func (c *Agent) listOwned(ctx context.Context) (map[string]service, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	svcs, err := c.agent.ServicesWithFilterOpts(c.ids.filter, q)
+	if err != nil {
+		return nil, consulError(fmt.Sprintf("list services owned by bridge %q", c.cfg.BridgeID), c.redact(err), exactRule)
+	}
+	c.counters.lists.Add(1)
+	out := make(map[string]service, len(svcs))
+	for id, s := range svcs {
+		if id == c.ids.bridgeSvc || s.Service == BridgeServiceName {
+			continue
+		}
+		out[id] = service{Name: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta}
+	}
+	return out, nil
+}

@@ -1,0 +1,343 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+)
+
+// Catalog is the Consul sink in catalog mode, for clusters without local
+// agents (Consul on Kubernetes since consul-k8s 1.0). Every bridge publishes
+// what it observes to the KV store, under <prefix>/obs/<bridge-id>/<chunk>,
+// held by its own session; the bridges elect a leader with a lock on
+// <prefix>/leader held by the same session, and the leader merges every
+// observation and writes the catalog: each server once, on a node of its
+// own, with a check that is passing while a live bridge observes it.
+//
+// Apply publishes (a KV write only when this bridge's set changed); the
+// leader works in the background from Start to Close.
+type Catalog struct {
+	cfg     Config
+	log     zerolog.Logger
+	api     catalogAPI
+	redact  func(error) error
+	sess    sessionManager
+	leader  leaderState
+	metrics *catalogMetrics
+	foreign foreignNodes // leader only: nodes in the way
+	// pace paces the leader's transactions under Consul's rate limit;
+	// rlLog logs rate limiting once per episode; renewLimited is set while
+	// a renewal of this bridge's session is refused for it.
+	pace         *writePacer
+	rlLog        *rateLimitLog
+	renewLimited atomic.Bool
+
+	obsPrefix string // <prefix>/obs/
+	lockKey   string // <prefix>/leader
+
+	mu      sync.Mutex // guards cur, last and the published state
+	cur     *session
+	last    *endpoint.Snapshot // the newest fresh snapshot Apply was given
+	pubSess string             // session of the last publish
+	pubVals [][]byte           // chunks of the last publish
+	// pubMu serialises publishing (Apply, and run's republish on a new
+	// session); it is taken before mu.
+	pubMu sync.Mutex
+
+	stop context.CancelFunc
+	done chan struct{}
+	// ready is closed once the first session exists (Start waits for it).
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	faults faults
+}
+
+// faults are the standing errors of the background work, which Apply
+// returns so that they count as sink errors and fail /readyz.
+type faults struct {
+	mu sync.Mutex
+	// session is why the last session could not be created (nil once one
+	// exists): an ACL refusal, a TLS error, Consul unreachable.
+	session error
+	// leader is the leader's standing ACL refusal (nil once it writes or
+	// reads again, and when it stops leading).
+	leader error
+}
+
+func (f *faults) set(dst *error, err error) {
+	f.mu.Lock()
+	*dst = err
+	f.mu.Unlock()
+}
+
+func (f *faults) get() (session, leader error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.session, f.leader
+}
+
+// NewCatalog validates cfg and builds the sink, registering its metrics with
+// reg (nil: none). It makes no network call; Start must be called before
+// Apply.
+func NewCatalog(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Catalog, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consul sink config: %w", err)
+	}
+	client, err := cfg.Client.NewClient()
+	if err != nil {
+		return nil, fmt.Errorf("consul sink config: %w", err)
+	}
+	return newCatalog(cfg, log, apiCatalog{c: client.API}, client.Redact, newCatalogMetrics(reg)), nil
+}
+
+func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error) error, m *catalogMetrics) *Catalog {
+	if redact == nil {
+		redact = func(err error) error { return err }
+	}
+	if m == nil {
+		m = newCatalogMetrics(nil)
+	}
+	c := &Catalog{
+		cfg: cfg, log: log, api: a, redact: redact, metrics: m,
+		obsPrefix: path.Join(cfg.KVPrefix, "obs") + "/",
+		lockKey:   path.Join(cfg.KVPrefix, "leader"),
+		ready:     make(chan struct{}),
+		leader:    leaderState{first: make(chan struct{})},
+	}
+	c.sess = sessionManager{
+		api: a, node: bridgesNode(cfg.KVPrefix), fleet: cfg.KVPrefix, bridgeID: cfg.BridgeID,
+		ttl: cfg.LockSessionTTL, clock: cfg.Clock, log: log, redact: redact,
+		renewals: func() { m.sessionRenewals.Inc() },
+		rateLimited: func(err error) {
+			c.renewLimited.Store(err != nil)
+			c.countRateLimit("renew", err)
+		},
+	}
+	c.sess.rules = c.catalogRules
+	c.rlLog = &rateLimitLog{clock: cfg.Clock, log: log}
+	c.pace = newWritePacer(cfg.Clock, txnInFlight, cfg.WriteRate, c.renewLimited.Load)
+	return c
+}
+
+// Name implements sink.Sink.
+func (c *Catalog) Name() string { return "consul" }
+
+// Start implements sink.Starter: it starts the session, lock and leader
+// loop in the background and waits up to a few seconds for the first
+// session, so the first Apply can publish.
+func (c *Catalog) Start(ctx context.Context) error {
+	if c.stop != nil {
+		return nil
+	}
+	bg, stop := context.WithCancel(context.Background())
+	c.stop, c.done = stop, make(chan struct{})
+	go func() {
+		defer close(c.done)
+		c.run(bg)
+	}()
+	t := c.cfg.Clock.NewTimer(firstLockWait + c.cfg.LockWait)
+	defer t.Stop()
+	select {
+	case <-c.ready:
+		// Let a lone bridge lead from its first round.
+		t2 := c.cfg.Clock.NewTimer(firstLockWait)
+		defer t2.Stop()
+		select {
+		case <-c.leader.acquired():
+		case <-t2.C():
+		case <-ctx.Done():
+		}
+	case <-t.C():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Leader reports whether this bridge writes the catalog now.
+func (c *Catalog) Leader() bool { return c.leader.is() }
+
+// run keeps a session, the lock on it and the leader loop going until ctx
+// ends. A lost session (Consul unreachable for longer than its TTL, or the
+// servers invalidated it) is replaced; the next Apply re-publishes on it.
+func (c *Catalog) run(ctx context.Context) {
+	retry := lockRetryMin
+	retryMax := c.cfg.retryCap()
+	failing := false
+	for ctx.Err() == nil {
+		s, err := c.sess.create(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.faults.set(&c.faults.session, err)
+			if !failing {
+				withRule(c.log.Error(), err).Err(err).Msg("cannot create a consul session; retrying with backoff")
+				failing = true
+			}
+			c.metrics.errors.WithLabelValues("session").Inc()
+			c.countRateLimit("session", err)
+			_ = clock.Sleep(c.cfg.Clock, retry, ctx.Done())
+			retry = min(retry*2, retryMax)
+			continue
+		}
+		failing, retry = false, lockRetryMin
+		c.faults.set(&c.faults.session, nil)
+		c.mu.Lock()
+		c.cur = s
+		c.mu.Unlock()
+		c.readyOnce.Do(func() { close(c.ready) })
+		c.republish(ctx, s)
+		c.follow(ctx, s)
+		c.mu.Lock()
+		if ctx.Err() == nil {
+			c.cur = nil
+		}
+		c.mu.Unlock()
+		if ctx.Err() == nil {
+			_ = c.sess.close(context.Background(), s, false)
+		}
+	}
+}
+
+// errNoSession is returned by Apply before the first session exists or
+// while a lost one is replaced; the runner retries with backoff.
+var errNoSession = errors.New("no consul session yet (Consul unreachable?); the observation will be published once there is one")
+
+// Apply implements sink.Sink: it publishes this bridge's observation (the
+// planner's set) under its session, writing only when the set or the
+// session changed; otherwise it reads its own keys back and rewrites them
+// if someone else changed them. A snapshot older than two rounds (the
+// process was paused) is not published: the next round's will be. With Once
+// and the lock held it also reconciles the catalog before returning.
+func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, error) {
+	var res sink.Result
+	if c.stop == nil {
+		return res, errNotStarted
+	}
+	if age, stale := c.stale(s); stale {
+		c.log.Warn().Uint64("round", s.Round).Str("age", age.Round(time.Millisecond).String()).
+			Msg("not publishing an observation older than two rounds (the process was paused?); the next fresh round will be published")
+		return res, nil
+	}
+	c.mu.Lock()
+	c.last = &s
+	cur := c.cur
+	c.mu.Unlock()
+	sessFault, leadFault := c.faults.get()
+	if cur == nil {
+		if sessFault != nil {
+			return res, fmt.Errorf("no consul session: %w (the observation will be published once there is one)", sessFault)
+		}
+		return res, errNoSession
+	}
+	n, err := c.sync(ctx, cur, s, true)
+	res.Writes = n
+	if err != nil {
+		return res, err
+	}
+	if c.cfg.Once && c.Leader() {
+		if err := c.reconcileOnce(ctx, cur); err != nil {
+			return res, err
+		}
+	}
+	if leadFault != nil && c.Leader() {
+		return res, fmt.Errorf("consul catalog leader: %w", leadFault)
+	}
+	return res, nil
+}
+
+// countRateLimit counts and logs (once per episode) a request of op that
+// Consul refused for its rate limit; it reports whether err was one. A nil
+// err is a write that went through, which may end the episode.
+func (c *Catalog) countRateLimit(op string, err error) bool {
+	if err == nil {
+		c.rlLog.ok()
+		return false
+	}
+	if _, ok := rateLimited(err); !ok {
+		return false
+	}
+	c.metrics.rateLimited.WithLabelValues(op).Inc()
+	c.rlLog.reject(op, c.redact(err))
+	return true
+}
+
+// Plan implements sink.Planner: what the leader would change in the catalog
+// if this bridge's observation were s (no write).
+func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff, error) {
+	obs, err := c.readObservations(ctx, 0, 0)
+	if err != nil {
+		return endpoint.Diff{}, err
+	}
+	c.logBad(obs)
+	obs.byBridge[c.cfg.BridgeID] = c.observation(s)
+	current, err := c.readCatalog(ctx)
+	if err != nil {
+		return endpoint.Diff{}, err
+	}
+	p := planCatalog(c.shape(), merge(obs.list()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, false)
+	d := endpoint.Diff{Unchanged: p.unchanged}
+	for _, e := range slices.Concat(p.register, p.update) {
+		d.Added = append(d.Added, e.endpoint())
+	}
+	for _, e := range slices.Concat(p.fail, p.reap) {
+		d.Removed = append(d.Removed, e.endpoint())
+	}
+	slices.SortFunc(d.Added, endpoint.Compare)
+	slices.SortFunc(d.Removed, endpoint.Compare)
+	return d, nil
+}
+
+// endpoint is the server an entry describes.
+func (e catalogEntry) endpoint() endpoint.Endpoint { return e.svc.endpoint() }
+
+// Close implements sink.Sink: it stops the leader loop and the session's
+// renewal. With OnExit "deregister" it destroys the session, so Consul
+// deletes this bridge's observation at once (the servers only it observes
+// turn critical at the leader's next merge) and the lock passes on; with
+// "keep" the session expires by itself within twice its TTL.
+func (c *Catalog) Close(ctx context.Context) error {
+	if c.stop == nil {
+		return nil
+	}
+	c.stop()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return fmt.Errorf("consul close: leader loop did not stop: %w", ctx.Err())
+	}
+	c.mu.Lock()
+	cur := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	if err := c.sess.close(ctx, cur, c.cfg.OnExit == OnExitDeregister); err != nil {
+		return fmt.Errorf("consul close: %w", err)
+	}
+	if c.cfg.OnExit == OnExitDeregister {
+		c.log.Info().Msg("consul session destroyed on exit: this bridge's observation is withdrawn")
+	}
+	return nil
+}
+
+var _ interface {
+	sink.Sink
+	sink.Planner
+	sink.Starter
+} = (*Catalog)(nil)

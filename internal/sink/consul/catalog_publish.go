@@ -1,0 +1,199 @@
+package consul
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+)
+
+// This file is the publishing half of catalog mode: this bridge's
+// observation under its session, read back and repaired every quiet round,
+// never older than two rounds.
+
+// maxChunk bounds one observation key's value, well under Consul's 512 KiB.
+const maxChunk = 400 << 10
+
+// stale reports whether s is older than two rounds, and its age. Without a
+// round period (Config.Round 0) no snapshot is stale.
+func (c *Catalog) stale(s endpoint.Snapshot) (time.Duration, bool) {
+	if c.cfg.Round <= 0 || s.At.IsZero() {
+		return 0, false
+	}
+	age := c.cfg.Clock.Now().Sub(s.At)
+	return age, age > 2*c.cfg.Round
+}
+
+// republish publishes the newest snapshot under a new session at once, so a
+// bridge whose session was lost (a Consul outage, a data loss) is back in the
+// observations as soon as Consul answers, not at its next round or retry. A
+// snapshot that is no longer fresh is left for the next round.
+func (c *Catalog) republish(ctx context.Context, cur *session) {
+	c.mu.Lock()
+	last := c.last
+	c.mu.Unlock()
+	if last == nil {
+		return
+	}
+	if _, stale := c.stale(*last); stale {
+		return
+	}
+	if n, err := c.sync(ctx, cur, *last, false); err != nil {
+		c.log.Debug().Err(err).Msg("republish on the new session failed; the next round retries")
+	} else if n > 0 {
+		c.log.Info().Int("servers", len(last.Endpoints)).Uint64("round", last.Round).Msg("observation republished on the new session")
+	}
+}
+
+// sync brings this bridge's keys in line with s under session cur: it
+// publishes when the observation or the session changed and, with verify,
+// otherwise reads the keys back and rewrites them if they differ from what
+// was published (overwritten by a plain PUT, deleted, or extra keys put
+// under this bridge's name). It returns the KV writes made.
+func (c *Catalog) sync(ctx context.Context, cur *session, s endpoint.Snapshot, verify bool) (int, error) {
+	chunks, err := observation.Encode(c.observation(s), maxChunk)
+	if err != nil {
+		return 0, fmt.Errorf("consul encode observation of %d servers: %w", len(s.Endpoints), err)
+	}
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	same := c.pubSess == cur.id && slices.EqualFunc(c.pubVals, chunks, bytes.Equal)
+	prev := len(c.pubVals)
+	if c.pubSess != cur.id {
+		prev = 0 // a new session: nothing of ours is under it yet
+	}
+	c.mu.Unlock()
+	var extra []string
+	if same {
+		if !verify {
+			return 0, nil
+		}
+		var why string
+		why, extra, err = c.verify(ctx, cur.id, chunks)
+		if err != nil {
+			return 0, err
+		}
+		if why == "" {
+			return 0, nil
+		}
+		c.metrics.repairs.Inc()
+		c.log.Warn().Str("key", c.obsKey(0)).Str("found", why).
+			Msg("this bridge's observation keys were changed by someone else; rewriting them (see the README on scoping bridge tokens)")
+	}
+	n, err := c.publish(ctx, cur.id, chunks, prev, extra)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.pubSess, c.pubVals = cur.id, chunks
+	c.mu.Unlock()
+	c.log.Debug().Int("servers", len(s.Endpoints)).Int("chunks", len(chunks)).Msg("observation published")
+	return n, nil
+}
+
+// verify reads this bridge's keys and compares them with chunks as
+// published under session sid. It returns what differs ("" when nothing
+// does) and the keys under this bridge's name that are not its chunks.
+func (c *Catalog) verify(ctx context.Context, sid string, chunks [][]byte) (string, []string, error) {
+	dir := c.obsPrefix + c.cfg.BridgeID + "/"
+	pairs, _, err := c.api.ListKV(dir, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", nil, fmt.Errorf("consul read back this bridge's observation under %s: %w", dir, c.redact(err))
+	}
+	var (
+		why   []string
+		extra []string
+		found = make([]bool, len(chunks))
+	)
+	for _, p := range pairs {
+		i, err := strconv.Atoi(strings.TrimPrefix(p.Key, dir))
+		if err != nil || i < 0 || i >= len(chunks) || p.Key != c.obsKey(i) {
+			extra = append(extra, p.Key)
+			why = append(why, "unexpected key "+p.Key)
+			continue
+		}
+		found[i] = true
+		switch {
+		case p.Session != sid:
+			why = append(why, fmt.Sprintf("%s not held by this bridge's session (modify index %d)", p.Key, p.ModifyIndex))
+		case !bytes.Equal(p.Value, chunks[i]):
+			why = append(why, fmt.Sprintf("%s overwritten (modify index %d)", p.Key, p.ModifyIndex))
+		}
+	}
+	for i, ok := range found {
+		if !ok {
+			why = append(why, c.obsKey(i)+" missing")
+		}
+	}
+	return strings.Join(why, "; "), extra, nil
+}
+
+// observation is this bridge's observation of s.
+func (c *Catalog) observation(s endpoint.Snapshot) observation.Observation {
+	o := observation.Observation{Bridge: c.cfg.BridgeID, Entries: make([]observation.Entry, 0, len(s.Endpoints))}
+	for _, e := range s.Endpoints {
+		if !e.Addr.IsValid() || e.Addr.Port() == 0 {
+			continue
+		}
+		seg := c.cfg.Segment
+		if seg == "" && e.Network.IsValid() {
+			seg = e.Network.String()
+		}
+		o.Entries = append(o.Entries, observation.Entry{Addr: netip.AddrPortFrom(e.Addr.Addr().Unmap(), e.Addr.Port()), Segment: seg})
+	}
+	slices.SortFunc(o.Entries, func(a, b observation.Entry) int { return a.Addr.Compare(b.Addr) })
+	o.Entries = slices.CompactFunc(o.Entries, func(a, b observation.Entry) bool { return a.Addr == b.Addr })
+	return o
+}
+
+// obsKey is the key of chunk i of this bridge's observation.
+func (c *Catalog) obsKey(i int) string {
+	return c.obsPrefix + c.cfg.BridgeID + "/" + strconv.Itoa(i)
+}
+
+// publish writes chunks under session sid in one transaction, deleting the
+// chunks of a larger previous publish and the extra keys; it returns the KV
+// writes made.
+func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev int, extra []string) (int, error) {
+	var ops api.TxnOps
+	for i, v := range chunks {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVLock, Key: c.obsKey(i), Value: v, Session: sid}})
+	}
+	for i := len(chunks); i < prev; i++ {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: c.obsKey(i)}})
+	}
+	for _, k := range extra {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: k}})
+	}
+	if len(ops) > maxTxnOps {
+		return 0, fmt.Errorf("consul publish: %d chunks exceed one transaction; lower max_replies", len(chunks))
+	}
+	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	// A refusal for the rate limit is counted; like any error it is
+	// retried with the runner's sink backoff.
+	c.countRateLimit("publish", err)
+	if err != nil {
+		return 0, consulError("publish observation under "+c.obsKey(0), c.redact(err), c.catalogRules)
+	}
+	if !ok {
+		if err := c.txnACL("publish observation under "+c.obsKey(0), resp); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("consul publish observation under %s: %s (another session still holds this bridge's keys? a bridge with the same bridge_id may be running)",
+			c.obsKey(0), txnErrors(resp))
+	}
+	c.metrics.kvWrites.Add(float64(len(ops)))
+	sink.Wrote(ctx, len(ops))
+	return len(ops), nil
+}

@@ -1,0 +1,239 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+)
+
+// Section is the Consul sink's part of the configuration: its keys (with
+// the defaults of DefaultConfig) and their loading into a Config, validated
+// by Config.Validate plus the checks that need the core (interval, timeout).
+type Section struct {
+	cfg      Config
+	hostname func() (string, error)
+}
+
+// Factory registers the Consul sink.
+func Factory() sink.Factory {
+	s := &Section{hostname: os.Hostname}
+	return sink.Factory{Name: "consul", Section: s, New: s.build, Doctor: s.doctor}
+}
+
+// doctor implements sink.Factory.Doctor: it prints a line per operation
+// Doctor tried.
+func (s *Section) doctor(ctx context.Context, w io.Writer) (bool, error) {
+	fs, err := Doctor(ctx, s.cfg)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	fmt.Fprintf(w, "consul %s mode at %s (service %s, bridge_id %s):\n", s.cfg.Mode, s.cfg.Client.Addr, s.cfg.Service, s.cfg.BridgeID)
+	for _, f := range fs {
+		fmt.Fprintln(w, f)
+		ok = ok && f.OK
+	}
+	return ok, nil
+}
+
+// Config returns the loaded configuration (after Load).
+func (s *Section) Config() Config { return s.cfg }
+
+// Keys implements config.Section.
+func (s *Section) Keys() []config.Key {
+	const cat = "Consul sink"
+	d := DefaultConfig()
+	return []config.Key{
+		{Name: "consul_mode", Flag: "consul-mode", Env: []string{"DISCOVERY_CLIENT_CONSUL_MODE"}, Default: d.Mode, Group: config.GroupRun, Category: cat,
+			Usage: "agent (register with the local Consul agent) or catalog (no local agent: bridges publish observations and one elected bridge writes the catalog)"},
+		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: config.GroupRun, Category: cat,
+			Usage: "this bridge's identity in registries (default: the host name)"},
+		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: d.OnExit, Group: config.GroupRun, Category: cat,
+			Usage: "on SIGTERM: deregister what this bridge registered, or keep it for the heartbeat to expire"},
+
+		{Name: "consul_addr", Flag: "consul-addr", Env: []string{"CONSUL_HTTP_ADDR"}, Default: "127.0.0.1:8500", Group: config.GroupRun, Category: cat,
+			Usage: "Consul HTTP address: the local agent (agent mode) or the servers (catalog mode: several comma-separated host:port are tried in turn)"},
+		{Name: "consul_token", Flag: "consul-token", Env: []string{"CONSUL_HTTP_TOKEN"}, Secret: true, Group: config.GroupRun, Category: cat,
+			Usage: "Consul ACL token (prefer --consul-token-file)"},
+		{Name: "consul_token_file", Flag: "consul-token-file", Env: []string{"CONSUL_HTTP_TOKEN_FILE"}, Group: config.GroupRun, Category: cat,
+			Usage: "file holding the Consul ACL token; re-read when it changes (rotation), no restart needed"},
+		{Name: "consul_ssl", Flag: "consul-ssl", Env: []string{"CONSUL_HTTP_SSL"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
+			Usage: "talk HTTPS to Consul"},
+		{Name: "consul_cacert", Flag: "consul-cacert", Env: []string{"CONSUL_CACERT"}, Group: config.GroupRun, Category: cat,
+			Usage: "CA certificate file for Consul's TLS"},
+		{Name: "consul_client_cert", Flag: "consul-client-cert", Env: []string{"CONSUL_CLIENT_CERT"}, Group: config.GroupRun, Category: cat,
+			Usage: "client certificate file for Consul mTLS"},
+		{Name: "consul_client_key", Flag: "consul-client-key", Env: []string{"CONSUL_CLIENT_KEY"}, Group: config.GroupRun, Category: cat,
+			Usage: "client key file for Consul mTLS"},
+		{Name: "consul_tls_server_name", Flag: "consul-tls-server-name", Env: []string{"CONSUL_TLS_SERVER_NAME"}, Group: config.GroupRun, Category: cat,
+			Usage: "server name to verify in Consul's certificate"},
+		{Name: "consul_datacenter", Flag: "consul-datacenter", Env: []string{"CONSUL_DATACENTER"}, Group: config.GroupRun, Category: cat,
+			Usage: "Consul datacenter (default: the agent's)"},
+		{Name: "consul_namespace", Flag: "consul-namespace", Env: []string{"CONSUL_NAMESPACE"}, Group: config.GroupRun, Category: cat,
+			Usage: "Consul Enterprise namespace (passed through)"},
+		{Name: "consul_partition", Flag: "consul-partition", Env: []string{"CONSUL_PARTITION"}, Group: config.GroupRun, Category: cat,
+			Usage: "Consul Enterprise admin partition (passed through)"},
+		{Name: "consul_service", Flag: "consul-service", Env: []string{"DISCOVERY_CLIENT_CONSUL_SERVICE"}, Default: d.Service, Group: config.GroupRun, Category: cat,
+			Usage: "service name the discovered servers are registered under"},
+		{Name: "consul_tags", Flag: "consul-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_TAGS"}, Kind: config.KindList, Group: config.GroupRun, Category: cat,
+			Usage: "tag for every registered server (repeatable)"},
+		{Name: "consul_ttl", Flag: "consul-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_TTL"}, Default: "0", Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+			Usage: "TTL of the bridge's heartbeat check (0: 3 x interval + timeout, at least 15s; with --consul-lock at least 2 x lock session TTL + 5s + 2 x interval + timeout, so a standby takes over before the servers turn critical)"},
+		{Name: "consul_deregister_after", Flag: "consul-deregister-after", Env: []string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER"}, Default: config.FormatDuration(d.DeregisterAfter), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+			Usage: "Consul removes a server this long after its check turned critical (1m at least)"},
+		{Name: "consul_check", Flag: "consul-check", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK"}, Group: config.GroupRun, Category: cat,
+			Usage: "extra check on each server itself: tcp or http (empty: none)"},
+		{Name: "consul_check_interval", Flag: "consul-check-interval", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK_INTERVAL"}, Default: config.FormatDuration(d.CheckInterval), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+			Usage: "interval of the --consul-check check"},
+		{Name: "consul_http_path", Flag: "consul-http-path", Env: []string{"DISCOVERY_CLIENT_CONSUL_HTTP_PATH"}, Default: d.HTTPPath, Group: config.GroupRun, Category: cat,
+			Usage: "path the --consul-check http check requests"},
+		{Name: "consul_resync", Flag: "consul-resync", Env: []string{"DISCOVERY_CLIENT_CONSUL_RESYNC"}, Default: config.FormatDuration(d.Resync), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+			Usage: "how often to compare what the agent holds with what the bridge owns"},
+		{Name: "consul_lock", Flag: "consul-lock", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK"}, Group: config.GroupRun, Category: cat,
+			Usage: "KV key of a lock: of several bridges on one LAN only the holder registers (empty: off)"},
+		{Name: "consul_lock_session_ttl", Flag: "consul-lock-session-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL"}, Default: config.FormatDuration(d.LockSessionTTL), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+			Usage: "TTL of the lock's session (10s at least); a standby takes over within about twice this after the holder dies"},
+		{Name: "consul_kv_prefix", Flag: "consul-kv-prefix", Env: []string{"DISCOVERY_CLIENT_CONSUL_KV_PREFIX"}, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: KV prefix of the observations and the leader lock (default udp-discovery-bridge/<consul_service>)"},
+		{Name: "segment", Flag: "segment", Env: []string{"DISCOVERY_CLIENT_SEGMENT"}, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: this bridge's LAN segment name (default: the network of the interface each reply came in on)"},
+		{Name: "consul_segment_tag", Flag: "consul-segment-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
+		{Name: "consul_observers_meta", Flag: "consul-observers-meta", Env: []string{"DISCOVERY_CLIENT_CONSUL_OBSERVERS_META"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
+		{Name: "consul_write_rate", Flag: "consul-write-rate", Env: []string{"DISCOVERY_CLIENT_CONSUL_WRITE_RATE"}, Default: "0", Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: transactions per second the leader sends at most (0: no cap; it slows down by itself when Consul's request_limits refuse writes); keep it below the servers' write_rate so that session renewals always get through"},
+		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
+			Usage: "registrations or deregistrations kept in flight during one apply (1..64)"},
+	}
+}
+
+// Load implements config.Section.
+func (s *Section) Load(r *config.Reader) {
+	c := Config{
+		Client: ClientConfig{
+			Addr:          r.String("consul_addr"),
+			SSL:           r.Bool("consul_ssl"),
+			Token:         r.String("consul_token"),
+			TokenFile:     r.String("consul_token_file"),
+			CACert:        r.String("consul_cacert"),
+			ClientCert:    r.String("consul_client_cert"),
+			ClientKey:     r.String("consul_client_key"),
+			TLSServerName: r.String("consul_tls_server_name"),
+			Datacenter:    r.String("consul_datacenter"),
+			Namespace:     r.String("consul_namespace"),
+			Partition:     r.String("consul_partition"),
+		},
+		Mode:            r.String("consul_mode"),
+		Service:         r.String("consul_service"),
+		Tags:            r.List("consul_tags"),
+		BridgeID:        r.String("bridge_id"),
+		DeregisterAfter: r.Duration("consul_deregister_after"),
+		Check:           r.String("consul_check"),
+		CheckInterval:   r.Duration("consul_check_interval"),
+		HTTPPath:        r.String("consul_http_path"),
+		Resync:          r.Duration("consul_resync"),
+		OnExit:          r.String("on_exit"),
+		LockKey:         r.String("consul_lock"),
+		LockSessionTTL:  r.Duration("consul_lock_session_ttl"),
+		LockWait:        DefaultConfig().LockWait,
+		Parallel:        r.Int("consul_parallel"),
+		KVPrefix:        r.String("consul_kv_prefix"),
+		Segment:         r.String("segment"),
+		SegmentTag:      r.Bool("consul_segment_tag"),
+		ObserversMeta:   r.Bool("consul_observers_meta"),
+	}
+	if v := strings.TrimSpace(r.String("consul_write_rate")); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			r.Bad("consul_write_rate", v, "want writes per second, a number >= 0 (0: no cap)")
+		}
+		c.WriteRate = f
+	}
+	if c.Client.Token != "" && c.Client.TokenFile != "" {
+		r.Report(fmt.Errorf("%s and %s: set one, not both", r.Origin("consul_token"), r.Origin("consul_token_file")))
+	}
+	if c.BridgeID == "" {
+		h, err := s.hostname()
+		if err != nil {
+			r.Bad("bridge_id", "", "not set, and the host name to default it to is unknown: "+err.Error())
+		}
+		c.BridgeID = h
+	}
+	core := r.Core()
+	ttl := r.Duration("consul_ttl")
+	var takeover time.Duration
+	if c.LockKey != "" && c.Mode != ModeCatalog {
+		takeover = LockTakeover(c.LockSessionTTL, c.LockWait, core.Interval, core.Timeout)
+	}
+	switch {
+	case ttl < 0:
+		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl, Why: "must be >= 0"})
+	case ttl > 0 && ttl <= core.Interval+core.Timeout:
+		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl,
+			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Timeout)})
+	case ttl > 0 && takeover > 0 && ttl < takeover+core.Interval:
+		r.Report(fmt.Errorf("%s %s is too short for %s %s: a standby takes the lock up to %s after the holder dies (2 x consul_lock_session_ttl + %s lock wait + interval + timeout), so the heartbeat TTL must be at least %s (that + interval) or every server turns critical before the standby re-registers it",
+			r.Origin("consul_ttl"), config.FormatDuration(ttl), r.Origin("consul_lock_session_ttl"), config.FormatDuration(c.LockSessionTTL),
+			config.FormatDuration(takeover), config.FormatDuration(c.LockWait), config.FormatDuration(takeover+core.Interval)))
+	}
+	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
+	c.Round = core.Interval + core.Timeout
+	// A new leader, or one that finds Consul back after an outage, waits
+	// for every bridge to have had a round to publish, after the session
+	// it may have to create first.
+	c.StartupGrace = c.Round + c.retryCap()
+	if c.KVPrefix == "" {
+		c.KVPrefix = DefaultKVPrefix(c.Service)
+	}
+	r.Report(c.Validate())
+	s.cfg = c
+}
+
+// HeartbeatTTL is the TTL of the bridge's heartbeat check: ttl when set,
+// else three intervals plus the round timeout, at least 15s, and with a
+// lock (takeover > 0) at least takeover plus an interval: the holder's last
+// heartbeat is up to an interval before it dies, and its servers must stay
+// passing until the standby has re-registered them.
+func HeartbeatTTL(ttl, interval, timeout, takeover time.Duration) time.Duration {
+	if ttl > 0 {
+		return ttl
+	}
+	d := max(3*interval+timeout, 15*time.Second)
+	if takeover > 0 {
+		d = max(d, takeover+interval)
+	}
+	return d
+}
+
+// LockTakeover bounds how long after an agent-mode lock holder dies a
+// standby has re-registered its servers: Consul invalidates the dead
+// holder's session within twice its TTL, the standby's blocking read of
+// the lock key returns within lockWait, and its next round (interval +
+// timeout) registers the servers.
+func LockTakeover(sessionTTL, lockWait, interval, timeout time.Duration) time.Duration {
+	return 2*sessionTTL + lockWait + interval + timeout
+}
+
+// build implements sink.Factory.New. A one-shot run (--once) leaves what it
+// registered: the heartbeat TTL lets it expire unless another run refreshes
+// it.
+func (s *Section) build(d sink.Deps) (sink.Sink, error) {
+	cfg := s.cfg
+	cfg.Clock = d.Clock
+	if d.Once {
+		cfg.OnExit = OnExitKeep
+		cfg.Once = true
+	}
+	if cfg.Mode == ModeCatalog {
+		return NewCatalog(cfg, d.Log, d.Registerer)
+	}
+	return NewAgent(cfg, d.Log)
+}

@@ -1,0 +1,262 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+)
+
+// FileDocument is the JSON document the file sink keeps at its path.
+type FileDocument struct {
+	// UpdatedAt is when the set last changed (not when it was last
+	// confirmed: the file is rewritten only on change).
+	UpdatedAt time.Time `json:"updated_at"`
+	// Servers is sorted by address then port.
+	Servers []Record `json:"servers"`
+}
+
+// File keeps the whole current set as one JSON document at a path. It writes
+// only when the set changed, and atomically: a temporary file in the same
+// directory, fsync, rename over the target, fsync of the directory. A path
+// that is a symbolic link is followed to its final target, which is what
+// gets replaced (in its own directory); the link is left in place. A reader
+// sees the old document or the new one, never half of one. An existing
+// file's mode and owner are kept; a new file gets mode 0644.
+type File struct {
+	path  string
+	clock clock.Clock
+	// last is the servers part of the document on disk, nil when unknown;
+	// prev the endpoints it holds.
+	last []byte
+	prev endpoint.Snapshot
+}
+
+// NewFile returns a file sink for path, stamping documents with clk (nil:
+// the real clock). A symbolic link is followed to its final target (which
+// need not exist yet): the target is replaced and the link kept. The target
+// must not be a directory, and its directory must exist and take a new
+// file: NewFile creates and removes one there, so that a read-only or
+// unwritable directory fails at start-up rather than at the first change.
+func NewFile(path string, clk clock.Clock) (*File, error) {
+	if path == "" {
+		return nil, errors.New("file sink: file_path is empty")
+	}
+	target, err := resolveLink(path)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: file_path %q: %w", path, err)
+	}
+	via := ""
+	if target != path {
+		via = fmt.Sprintf(" (its link target %s)", target)
+	}
+	if st, err := os.Stat(target); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("file sink: file_path %q%s is a directory", path, via)
+	}
+	dir := filepath.Dir(target)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: directory of file_path %q%s: %w", path, via, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("file sink: file_path %q%s: %s is not a directory", path, via, dir)
+	}
+	probe, err := os.CreateTemp(dir, "."+filepath.Base(target)+".probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("file sink: file_path %q%s: directory %s does not take a new file: %w", path, via, dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return &File{path: path, clock: clock.OrReal(clk)}, nil
+}
+
+// maxLinkHops bounds symbolic link resolution, as the kernel's ELOOP.
+const maxLinkHops = 40
+
+// resolveLink follows path through symbolic links to the final name, which
+// may not exist (a dangling link names the file to create). It returns path
+// unchanged when it is not a link.
+func resolveLink(path string) (string, error) {
+	for range maxLinkHops {
+		st, err := os.Lstat(path)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && st.Mode()&fs.ModeSymlink == 0) {
+			return path, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		dest, err := os.Readlink(path)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(path), dest)
+		}
+		path = dest
+	}
+	return "", fmt.Errorf("more than %d symbolic links", maxLinkHops)
+}
+
+// Name implements Sink.
+func (f *File) Name() string { return "file" }
+
+func serversJSON(snap endpoint.Snapshot) ([]byte, []Record, error) {
+	recs := make([]Record, 0, len(snap.Endpoints))
+	for _, e := range snap.Endpoints {
+		recs = append(recs, NewRecord(e, false))
+	}
+	b, err := json.Marshal(recs)
+	return b, recs, err
+}
+
+// read returns the document on disk (nil, nil when there is none).
+func (f *File) read() (*FileDocument, []byte, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("file sink: read %s: %w", f.path, err)
+	}
+	var doc FileDocument
+	if err := json.Unmarshal(b, &doc); err != nil {
+		// Not ours or corrupt: it will be replaced by the next write.
+		return nil, nil, nil
+	}
+	servers, err := json.Marshal(doc.Servers)
+	if err != nil {
+		return nil, nil, fmt.Errorf("file sink: %s: %w", f.path, err)
+	}
+	return &doc, servers, nil
+}
+
+// Plan implements Planner: what Apply would change in the file.
+func (f *File) Plan(_ context.Context, snap endpoint.Snapshot) (endpoint.Diff, error) {
+	doc, _, err := f.read()
+	if err != nil {
+		return endpoint.Diff{}, err
+	}
+	return endpoint.Between(snapshotOf(doc).Endpoints, snap.Endpoints), nil
+}
+
+// snapshotOf returns the endpoints of doc (none for a nil doc), sorted and
+// deduplicated, skipping records that do not parse.
+func snapshotOf(doc *FileDocument) endpoint.Snapshot {
+	var s endpoint.Snapshot
+	if doc == nil {
+		return s
+	}
+	for _, r := range doc.Servers {
+		if e, ok := r.Endpoint(); ok {
+			s.Endpoints = append(s.Endpoints, e)
+		}
+	}
+	s.Endpoints = endpoint.Sorted(s.Endpoints)
+	s.Endpoints = slices.CompactFunc(s.Endpoints, func(a, b endpoint.Endpoint) bool { return a.Addr == b.Addr })
+	return s
+}
+
+// Apply implements Sink.
+func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) {
+	servers, recs, err := serversJSON(snap)
+	if err != nil {
+		return Result{}, fmt.Errorf("file sink: encode: %w", err)
+	}
+	if f.last == nil {
+		doc, onDisk, err := f.read()
+		if err != nil {
+			return Result{}, err
+		}
+		f.prev, f.last = snapshotOf(doc), onDisk
+		if f.last == nil {
+			f.last = []byte{} // known: nothing usable on disk
+		}
+	}
+	if bytes.Equal(servers, f.last) {
+		return Result{}, nil
+	}
+	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: f.clock.Now().UTC(), Servers: recs}, "", "  ")
+	if err != nil {
+		return Result{}, fmt.Errorf("file sink: encode: %w", err)
+	}
+	if err := writeAtomic(f.path, append(doc, '\n')); err != nil {
+		return Result{}, err
+	}
+	d := endpoint.Between(f.prev.Endpoints, snap.Endpoints)
+	f.prev, f.last = snap, servers
+	return Result{Diff: d, Writes: 1}, nil
+}
+
+// Close implements Sink. Every Apply is durable, so there is nothing left;
+// the file is kept on exit: it describes what was last seen.
+func (f *File) Close(context.Context) error { return nil }
+
+// writeAtomic replaces path with data so that readers never see a partial
+// file, keeping an existing file's mode and owner. A symbolic link is
+// resolved at each write (it may be retargeted while the bridge runs): the
+// temporary file is made in the target's directory and renamed over the
+// target, and the link stays.
+func writeAtomic(path string, data []byte) (err error) {
+	path, err = resolveLink(path)
+	if err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	dir := filepath.Dir(path)
+	mode := fs.FileMode(0o644)
+	uid, gid := -1, -1
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(sys.Uid), int(sys.Gid)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("file sink: create temporary file in %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("file sink: write %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Chmod(mode); err != nil {
+		return fmt.Errorf("file sink: chmod %s: %w", tmp.Name(), err)
+	}
+	if uid >= 0 && (uid != os.Getuid() || gid != os.Getgid()) {
+		if err = tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("file sink: keep owner %d:%d of %s: %w", uid, gid, path, err)
+		}
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("file sink: fsync %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("file sink: close %s: %w", tmp.Name(), err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("file sink: rename into %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file sink: open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err = d.Sync(); err != nil {
+		return fmt.Errorf("file sink: fsync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,5 +1,0 @@
-package observe
-
-import "unsafe"
-
-func unsafeStringData(s string) *byte { return unsafe.StringData(s) }
