@@ -47,10 +47,12 @@ func consulServers(round uint64, n int) bendpoint.Snapshot {
 func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*consul.Config)) *consul.Agent {
 	t.Helper()
 	cfg := consul.Config{
-		Client:   consul.ClientConfig{Addr: ag.Addr},
-		Service:  "django",
-		BridgeID: "bridge-a",
-		TTL:      30 * time.Second,
+		SharedConfig: consul.SharedConfig{
+			Client:   consul.ClientConfig{Addr: ag.Addr},
+			Service:  "django",
+			BridgeID: "bridge-a",
+		},
+		Agent: consul.AgentConfig{TTL: 30 * time.Second},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -236,7 +238,7 @@ func TestConsulSinkQuietRoundsLeaveIndexUnchanged(t *testing.T) {
 	s := newConsulSink(t, ag, func(cfg *consul.Config) {
 		cfg.Service = "django-big"
 		cfg.Clock = clk
-		cfg.TTL = 10 * time.Minute
+		cfg.Agent.TTL = 10 * time.Minute
 	})
 	const n = 1000
 
@@ -455,7 +457,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 	logger := zerolog.New(&logs)
 
 	t.Run("good token", func(t *testing.T) {
-		s, err := consul.NewAgent(consul.Config{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: good}, BridgeID: "acl"}, logger)
+		s, err := consul.NewAgent(consul.Config{SharedConfig: consul.SharedConfig{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: good}, BridgeID: "acl"}}, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -466,7 +468,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 		consulClose(t, s)
 	})
 	t.Run("wrong token", func(t *testing.T) {
-		s, err := consul.NewAgent(consul.Config{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: bad}, BridgeID: "acl"}, logger)
+		s, err := consul.NewAgent(consul.Config{SharedConfig: consul.SharedConfig{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: bad}, BridgeID: "acl"}}, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,7 +487,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 		}
 	})
 	t.Run("missing token file", func(t *testing.T) {
-		_, err := consul.NewAgent(consul.Config{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: filepath.Join(dir, "nope")}, BridgeID: "acl"}, logger)
+		_, err := consul.NewAgent(consul.Config{SharedConfig: consul.SharedConfig{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: filepath.Join(dir, "nope")}, BridgeID: "acl"}}, logger)
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "nope")) {
 			t.Errorf("NewConsul with a missing token file = %v, want an error naming the path", err)
 		}
@@ -503,9 +505,9 @@ func TestConsulSinkLockFailover(t *testing.T) {
 	lockCfg := func(id string) func(*consul.Config) {
 		return func(cfg *consul.Config) {
 			cfg.BridgeID = id
-			cfg.LockKey = "udp-discovery-bridge/e2e/leader"
-			cfg.LockSessionTTL = 10 * time.Second
-			cfg.LockWait = time.Second
+			cfg.Agent.LockKey = "udp-discovery-bridge/e2e/leader"
+			cfg.Agent.LockSessionTTL = 10 * time.Second
+			cfg.Agent.LockWait = time.Second
 		}
 	}
 	a := newConsulSink(t, ag, lockCfg("bridge-a"))

@@ -11,19 +11,21 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
-// nullSection is the settings of a sink that exists only in this test.
-type nullSection struct{ label string }
+// nullSection is the section of a sink that exists only in this test; its
+// settings are the label.
+type nullSection struct{}
 
-func (s *nullSection) Keys() []config.Key {
+func (nullSection) Keys() []config.Key {
 	return []config.Key{{Name: "null_label", Flag: "null-label", Env: []string{"TEST_NULL_LABEL"}, Default: "none",
 		Group: config.GroupRun, Category: "Null sink", Usage: "label of the null sink"}}
 }
 
-func (s *nullSection) Load(r *config.Reader) {
-	s.label = r.String("null_label")
-	if s.label == "bad" {
-		r.Report(&config.KeyError{Key: "null_label", Value: s.label, Why: "must not be bad"})
+func (nullSection) Load(r *config.Reader) string {
+	label := r.String("null_label")
+	if label == "bad" {
+		r.Report(&config.KeyError{Key: "null_label", Value: label, Why: "must not be bad"})
 	}
+	return label
 }
 
 type nullSink struct{ applied *int }
@@ -42,14 +44,11 @@ func TestRegistryIsAllItTakes(t *testing.T) {
 	var built []string
 	applied := 0
 	newReg := func() *sink.Registry {
-		sec := &nullSection{}
-		return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), sink.Factory{
-			Name: "null", Section: sec,
-			New: func(sink.Deps) (sink.Sink, error) {
-				built = append(built, sec.label)
+		return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), sink.NewFactory("null", sink.Section[string](nullSection{}),
+			func(label string, _ sink.Deps) (sink.Sink, error) {
+				built = append(built, label)
 				return nullSink{applied: &applied}, nil
-			},
-		})
+			}, nil))
 	}
 	cli := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer

@@ -56,6 +56,7 @@ type Config struct {
 	Sinks              []string
 	MetricsAddr        string
 	sources            map[string]string
+	sinkSettings       map[string]any // by sink name: what its Section loaded
 }
 
 // Source names where a key's effective value came from ("default",

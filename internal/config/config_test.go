@@ -21,11 +21,11 @@ type (
 	Error  = config.Error
 )
 
-// testSchema is the configuration of a bridge with the built-in sinks; the
-// Consul section is returned to read its loaded values.
-func testSchema() (*config.Schema, *consul.Section) {
-	cf := consul.Factory()
-	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), cf).Schema(), cf.Section.(*consul.Section)
+// testSchema is the configuration of a bridge with the built-in sinks, and
+// a reader of the Consul settings a Config loaded with it carries.
+func testSchema() (*config.Schema, func(*Config) consul.Config) {
+	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), consul.Factory()).Schema(),
+		func(c *Config) consul.Config { cc, _ := c.SinkSettings("consul").(consul.Config); return cc }
 }
 
 // Load loads in with the built-in sinks.
@@ -62,7 +62,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc := sec.Config()
+	cc := sec(c)
 	checks := []struct {
 		name      string
 		got, want any
@@ -188,16 +188,17 @@ func TestValues(t *testing.T) {
 // interval + 5s timeout = 40s) by an interval: 50s.
 func TestLockHeartbeatCoversTakeover(t *testing.T) {
 	schema, sec := testSchema()
-	if _, err := schema.Load(Inputs{Flags: map[string]any{"consul_lock": "k"}}); err != nil {
+	c, err := schema.Load(Inputs{Flags: map[string]any{"consul_lock": "k"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sec.Config().TTL; got != 50*time.Second {
+	if got := sec(c).Agent.TTL; got != 50*time.Second {
 		t.Errorf("heartbeat TTL with a lock = %s, want 50s", got)
 	}
-	if _, err := schema.Load(Inputs{}); err != nil {
+	if c, err = schema.Load(Inputs{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := sec.Config().TTL; got != 35*time.Second {
+	if got := sec(c).Agent.TTL; got != 35*time.Second {
 		t.Errorf("heartbeat TTL without a lock = %s, want 35s (3 x 10s + 5s)", got)
 	}
 }

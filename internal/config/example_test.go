@@ -55,10 +55,9 @@ func TestExampleFileDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example, uncommented, does not load: %v", err)
 	}
-	fileDereg := sec.Config().DeregisterAfter
 	defaults, _ := schema.Load(Inputs{})
 	if fromFile.Port != defaults.Port || fromFile.Timeout != defaults.Timeout || fromFile.Message != defaults.Message ||
-		fileDereg != sec.Config().DeregisterAfter || len(fromFile.Sinks) != 1 || fromFile.EnableSubnetScan != defaults.EnableSubnetScan {
+		sec(fromFile).DeregisterAfter != sec(defaults).DeregisterAfter || len(fromFile.Sinks) != 1 || fromFile.EnableSubnetScan != defaults.EnableSubnetScan {
 		t.Errorf("example values differ from the defaults: %+v", fromFile)
 	}
 }

@@ -163,7 +163,7 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 	p.report(c.validate(s.SinkNames()))
 	for _, sk := range s.sinks {
 		if sk.Section != nil {
-			sk.Section.Load(&Reader{p: &p, core: c, enabled: slices.Contains(c.Sinks, sk.Name)})
+			c.setSinkSettings(sk.Name, sk.Section.Load(&Reader{p: &p, core: c, enabled: slices.Contains(c.Sinks, sk.Name)}))
 		}
 	}
 	problems = append(problems, p.problems...)

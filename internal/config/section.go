@@ -12,10 +12,27 @@ import (
 type Section interface {
 	// Keys declares the section's keys, defaults included.
 	Keys() []Key
-	// Load reads the section's values through r, validates them and reports
-	// every problem through r. It runs after the core keys are loaded, so it
-	// may check its values against the core (r.Core()).
-	Load(r *Reader)
+	// Load reads the section's values through r, validates them, reports
+	// every problem through r and returns the settings: a value of the
+	// section's own type, which the loaded Config carries
+	// (Config.SinkSettings). It runs after the core keys are loaded, so it
+	// may check its values against the core (r.Core()). A Section keeps no
+	// loaded state.
+	Load(r *Reader) any
+}
+
+// SinkSettings returns the settings the section of sink name loaded (nil
+// when the sink has no section, or the Config was loaded by a Schema that
+// does not declare it). Every section of the schema is loaded, the sinks
+// not configured included.
+func (c *Config) SinkSettings(name string) any { return c.sinkSettings[name] }
+
+// setSinkSettings records the settings sink name's section loaded.
+func (c *Config) setSinkSettings(name string, v any) {
+	if c.sinkSettings == nil {
+		c.sinkSettings = map[string]any{}
+	}
+	c.sinkSettings[name] = v
 }
 
 // KeyError is a bad value of one key, found by validation. Value is what

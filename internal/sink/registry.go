@@ -30,24 +30,79 @@ type Deps struct {
 
 // Factory makes one kind of sink: its name (the value of --sink), its
 // settings and its constructor. A sink joins the bridge with one Factory in
-// the registry (internal/sink/builtin); its name, flags, environment variables, help
-// and validation then follow from it.
+// the registry (internal/sink/builtin); its name, flags, environment
+// variables, help and validation then follow from it. A Factory holds no
+// loaded values: the configuration carries each sink's settings
+// (config.Config.SinkSettings), so a Config loaded with the Schema of one
+// Registry builds with any other holding the same factories. NewFactory
+// makes one with typed settings.
 type Factory struct {
 	Name string
-	// Section holds the sink's settings; the configuration loads and
-	// validates it before New is called. Nil when the sink has none.
+	// Section declares the sink's keys; the configuration loads and
+	// validates it and keeps the value its Load returns. Nil when the sink
+	// has no settings.
 	Section config.Section
-	// New builds the sink from its loaded Section.
-	New func(Deps) (Sink, error)
-	// Doctor, when set, tries with the loaded Section what the sink needs
+	// Build builds the sink from the settings its Section loaded (nil when
+	// it has none).
+	Build func(settings any, deps Deps) (Sink, error)
+	// Doctor, when set, tries with the loaded settings what the sink needs
 	// of its registry without changing anything the sink does not own,
 	// prints a line per operation to w and reports whether all succeeded
 	// (`bridge doctor`).
-	Doctor func(ctx context.Context, w io.Writer) (bool, error)
+	Doctor func(ctx context.Context, settings any, w io.Writer) (bool, error)
 }
 
-// Doctor runs the Doctor of every sink cfg names that has one and reports
-// whether all their operations succeeded.
+// Section is a sink's part of the configuration with settings of type T:
+// its keys, and a Load that reads, validates and returns them.
+type Section[T any] interface {
+	// Keys declares the section's keys, defaults included.
+	Keys() []config.Key
+	// Load reads the section's values through r, reports every problem
+	// through r and returns the settings.
+	Load(r *config.Reader) T
+}
+
+// NewFactory makes the Factory of sink name whose section loads settings of
+// type T: build, and doctor when not nil, receive the value section's Load
+// returned with the configuration.
+func NewFactory[T any](name string, section Section[T], build func(T, Deps) (Sink, error), doctor func(context.Context, T, io.Writer) (bool, error)) Factory {
+	f := Factory{Name: name, Section: typedSection[T]{section}, Build: func(settings any, d Deps) (Sink, error) {
+		t, err := settingsOf[T](name, settings)
+		if err != nil {
+			return nil, err
+		}
+		return build(t, d)
+	}}
+	if doctor != nil {
+		f.Doctor = func(ctx context.Context, settings any, w io.Writer) (bool, error) {
+			t, err := settingsOf[T](name, settings)
+			if err != nil {
+				return false, err
+			}
+			return doctor(ctx, t, w)
+		}
+	}
+	return f
+}
+
+// typedSection is a Section[T] seen as a config.Section.
+type typedSection[T any] struct{ s Section[T] }
+
+func (t typedSection[T]) Keys() []config.Key        { return t.s.Keys() }
+func (t typedSection[T]) Load(r *config.Reader) any { return t.s.Load(r) }
+
+// settingsOf returns v as sink name's settings of type T.
+func settingsOf[T any](name string, v any) (T, error) {
+	t, ok := v.(T)
+	if !ok {
+		return t, fmt.Errorf("sink %s: settings are %T, want %T: the configuration was loaded without this sink's section", name, v, t)
+	}
+	return t, nil
+}
+
+// Doctor runs the Doctor of every sink cfg names that has one, with the
+// settings cfg carries, and reports whether all their operations
+// succeeded.
 func (r *Registry) Doctor(ctx context.Context, cfg *config.Config, w io.Writer) (bool, error) {
 	ok := true
 	for _, name := range cfg.Sinks {
@@ -55,7 +110,7 @@ func (r *Registry) Doctor(ctx context.Context, cfg *config.Config, w io.Writer) 
 		if i < 0 || r.factories[i].Doctor == nil {
 			continue
 		}
-		fok, err := r.factories[i].Doctor(ctx, w)
+		fok, err := r.factories[i].Doctor(ctx, cfg.SinkSettings(name), w)
 		if err != nil {
 			return false, fmt.Errorf("sink %s: %w", name, err)
 		}
@@ -74,7 +129,7 @@ type Registry struct {
 func NewRegistry(factories ...Factory) *Registry {
 	seen := map[string]bool{}
 	for _, f := range factories {
-		if f.Name == "" || f.New == nil || seen[f.Name] {
+		if f.Name == "" || f.Build == nil || seen[f.Name] {
 			panic(fmt.Sprintf("sink: bad or duplicate factory %q", f.Name))
 		}
 		seen[f.Name] = true
@@ -101,9 +156,10 @@ func (r *Registry) Schema() *config.Schema {
 	return config.NewSchema(specs...)
 }
 
-// Build creates the sinks cfg names, in its order. cfg must have been loaded
-// with r.Schema(), which loads every section. Each sink's logger gets the
-// field sink=<name>.
+// Build creates the sinks cfg names, in its order, each from the settings
+// cfg carries for it. cfg must have been loaded with the Schema of a
+// registry of the same factories (this one's or another's: r keeps no
+// loaded values). Each sink's logger gets the field sink=<name>.
 func (r *Registry) Build(cfg *config.Config, deps Deps) ([]Sink, error) {
 	out := make([]Sink, 0, len(cfg.Sinks))
 	for _, name := range cfg.Sinks {
@@ -114,7 +170,7 @@ func (r *Registry) Build(cfg *config.Config, deps Deps) ([]Sink, error) {
 		d := deps
 		d.Log = deps.Log.With().Str("sink", name).Logger()
 		d.Clock = clock.OrReal(d.Clock)
-		s, err := r.factories[i].New(d) // errors name the sink's keys
+		s, err := r.factories[i].Build(cfg.SinkSettings(name), d) // errors name the sink's keys
 		if err != nil {
 			return nil, err
 		}

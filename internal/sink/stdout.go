@@ -25,7 +25,7 @@ type Stdout struct {
 
 // StdoutFactory registers the stdout sink: no settings, writes to Deps.Out.
 func StdoutFactory() Factory {
-	return Factory{Name: "stdout", New: func(d Deps) (Sink, error) { return NewStdout(d.Out), nil }}
+	return Factory{Name: "stdout", Build: func(_ any, d Deps) (Sink, error) { return NewStdout(d.Out), nil }}
 }
 
 // NewStdout returns a stdout sink writing to w.

@@ -8,8 +8,9 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
 )
 
-// Registry returns a fresh registry of the built-in sinks (each call makes
-// new, empty configuration sections).
+// Registry returns a registry of the built-in sinks. It keeps no loaded
+// values: any such registry builds from a Config loaded with the Schema of
+// another.
 func Registry() *sink.Registry {
 	return sink.NewRegistry(
 		sink.StdoutFactory(),

@@ -98,7 +98,7 @@ func ruleHCL(resource, access, name string, prefixes rulePrefixes) string {
 func (c *Catalog) catalogRules(resource, name string) (string, string) {
 	switch resource {
 	case "key":
-		if p := c.cfg.KVPrefix + "/"; strings.HasPrefix(name, p) || name == c.cfg.KVPrefix {
+		if p := c.cfg.Catalog.KVPrefix + "/"; strings.HasPrefix(name, p) || name == c.cfg.Catalog.KVPrefix {
 			return "key_prefix", p
 		}
 	case "node", "session":

@@ -18,7 +18,7 @@ func denied(perm, name string) string {
 
 func TestACLErrorRule(t *testing.T) {
 	log, _ := newTestLogger()
-	c := newCatalog(Config{Mode: ModeCatalog, BridgeID: "a1"}.withDefaults(), log, nil, nil, nil)
+	c := newCatalog(Config{Mode: ModeCatalog, SharedConfig: SharedConfig{BridgeID: "a1"}}.withDefaults(), log, nil, nil, nil)
 	tests := []struct {
 		name    string
 		msg     string
@@ -113,7 +113,7 @@ func TestCatalogLeaderRefusedByACL(t *testing.T) {
 		}
 		return nil
 	})
-	a := h.bridge("a", func(c *Config) { c.StartupGrace = 0 })
+	a := h.bridge("a", func(c *Config) { c.Catalog.StartupGrace = 0 })
 	h.start(a)
 	h.pump("a leads", 50*time.Millisecond, a.c.Leader)
 	const rule = `node_prefix "django-" { policy = "write" }`

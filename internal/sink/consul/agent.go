@@ -103,18 +103,18 @@ func NewAgent(cfg Config, log zerolog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("consul sink config: %w", err)
 	}
 	var lock *Lock
-	if cfg.LockKey != "" {
+	if cfg.Agent.LockKey != "" {
 		lock, err = NewLock(client, &api.LockOptions{
-			Key:         cfg.LockKey,
+			Key:         cfg.Agent.LockKey,
 			Value:       []byte(cfg.BridgeID),
 			SessionName: "udp-discovery-bridge " + cfg.BridgeID,
-			SessionTTL:  cfg.LockSessionTTL.String(),
+			SessionTTL:  cfg.Agent.LockSessionTTL.String(),
 			// Consul's default 15s lock-delay would hold the lock back from
 			// the standby after the holder's session is invalidated; the
 			// registrations are idempotent, so no delay is needed.
 			LockDelay:      time.Millisecond,
 			MonitorRetries: 5,
-			LockWaitTime:   cfg.LockWait,
+			LockWaitTime:   cfg.Agent.LockWait,
 			Namespace:      cfg.Client.Namespace,
 		}, log, cfg.Clock)
 		if err != nil {
@@ -148,7 +148,7 @@ func newAgent(cfg Config, log zerolog.Logger, a agentAPI, lock *Lock, redact fun
 			filter:    filter,
 		},
 		shape:      shapeOf(cfg),
-		writer:     writer{parallel: cfg.Parallel, clock: cfg.Clock, log: log},
+		writer:     writer{parallel: cfg.Agent.Parallel, clock: cfg.Clock, log: log},
 		lock:       lock,
 		needResync: true,
 		rlLog:      &rateLimitLog{clock: cfg.Clock, log: log},
@@ -246,7 +246,7 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 	// A long round (thousands of first registrations) must not let the
 	// heartbeat lapse under the servers it is registering.
 	keepAlive := func() {
-		if c.beat.registered && c.cfg.Clock.Now().Sub(c.beat.last) >= c.cfg.TTL/2 {
+		if c.beat.registered && c.cfg.Clock.Now().Sub(c.beat.last) >= c.cfg.Agent.TTL/2 {
 			if c.updateTTL(ctx, fmt.Sprintf("round %d: applying %d changes", s.Round, len(toReg)+len(toDereg))) == nil {
 				res.Writes++
 			}

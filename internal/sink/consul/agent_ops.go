@@ -78,7 +78,7 @@ func (c *Agent) registerBridge(ctx context.Context, s endpoint.Snapshot) error {
 		Check: &api.AgentServiceCheck{
 			CheckID: c.ids.check,
 			Name:    "udp-discovery-bridge heartbeat",
-			TTL:     c.cfg.TTL.String(),
+			TTL:     c.cfg.Agent.TTL.String(),
 			Status:  api.HealthPassing,
 			Notes:   "refreshed by the bridge after every discovery round",
 		},

@@ -51,7 +51,7 @@ func withConfig(mod func(*Config)) harnessOpt {
 
 // withLock gives the sink a Lock over a fakeLocker.
 func withLock() harnessOpt {
-	return func(h *harness) { h.lk = newFakeLocker(); h.cfg.LockKey = "bridge/lock" }
+	return func(h *harness) { h.lk = newFakeLocker(); h.cfg.Agent.LockKey = "bridge/lock" }
 }
 
 // withFake builds the sink on fa (an agent another sink already used).
@@ -69,7 +69,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	log, logs := newTestLogger()
 	h := &harness{
 		t: t, fa: newFakeAgent(t), clk: clocktest.New(testStart), logs: logs,
-		cfg: Config{BridgeID: testBridgeID, Tags: []string{"lab"}},
+		cfg: Config{SharedConfig: SharedConfig{BridgeID: testBridgeID, Tags: []string{"lab"}}},
 	}
 	for _, o := range opts {
 		o(h)
@@ -81,7 +81,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	}
 	var lock *Lock
 	if h.lk != nil {
-		lock = newLock(h.lk, h.cfg.LockKey, log, h.clk, h.redact)
+		lock = newLock(h.lk, h.cfg.Agent.LockKey, log, h.clk, h.redact)
 	}
 	s, err := newAgent(h.cfg, log, h.fa, lock, h.redact)
 	if err != nil {
@@ -518,7 +518,7 @@ func TestAgentWriteFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, withConfig(func(c *Config) { c.Parallel = 1 }))
+			h := newHarness(t, withConfig(func(c *Config) { c.Agent.Parallel = 1 }))
 			h.apply(snap(1, "10.0.0.9:8000"))
 			h.fa.Reset()
 			h.fa.FailOn(opRegister, sid("10.0.0.2:8000"), tt.err)
@@ -634,14 +634,14 @@ func TestAgentProgress(t *testing.T) {
 // TestAgentLongRoundKeepsHeartbeat checks that a batch long enough for half
 // the TTL to pass refreshes the heartbeat in the middle, and counts it.
 func TestAgentLongRoundKeepsHeartbeat(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.Parallel = 1 }))
+	h := newHarness(t, withConfig(func(c *Config) { c.Agent.Parallel = 1 }))
 	h.apply(snap(1))
 	h.fa.Reset()
 	// Every registration takes TTL/100 of (fake) time: 128 of them span
 	// 1.28 TTL, and the check would lapse without refreshes.
 	h.fa.onCall = func(op fakeOp, _ string) {
 		if op == opRegister {
-			h.clk.Advance(h.cfg.TTL / 100)
+			h.clk.Advance(h.cfg.Agent.TTL / 100)
 		}
 	}
 	var addrs []string

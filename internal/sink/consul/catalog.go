@@ -113,14 +113,14 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 	}
 	c := &Catalog{
 		cfg: cfg, log: log, api: a, redact: redact, metrics: m,
-		obsPrefix: path.Join(cfg.KVPrefix, "obs") + "/",
-		lockKey:   path.Join(cfg.KVPrefix, "leader"),
+		obsPrefix: path.Join(cfg.Catalog.KVPrefix, "obs") + "/",
+		lockKey:   path.Join(cfg.Catalog.KVPrefix, "leader"),
 		ready:     make(chan struct{}),
 		leader:    leaderState{first: make(chan struct{})},
 	}
 	c.sess = sessionManager{
-		api: a, node: bridgesNode(cfg.KVPrefix), fleet: cfg.KVPrefix, bridgeID: cfg.BridgeID,
-		ttl: cfg.LockSessionTTL, clock: cfg.Clock, log: log, redact: redact,
+		api: a, node: bridgesNode(cfg.Catalog.KVPrefix), fleet: cfg.Catalog.KVPrefix, bridgeID: cfg.BridgeID,
+		ttl: cfg.Catalog.SessionTTL, clock: cfg.Clock, log: log, redact: redact,
 		renewals: func() { m.sessionRenewals.Inc() },
 		rateLimited: func(err error) {
 			c.renewLimited.Store(err != nil)
@@ -129,7 +129,7 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 	}
 	c.sess.rules = c.catalogRules
 	c.rlLog = &rateLimitLog{clock: cfg.Clock, log: log}
-	c.pace = newWritePacer(cfg.Clock, txnInFlight, cfg.WriteRate, c.renewLimited.Load)
+	c.pace = newWritePacer(cfg.Clock, cfg.Catalog.InFlight, cfg.Catalog.WriteRate, c.renewLimited.Load)
 	return c
 }
 
@@ -149,7 +149,7 @@ func (c *Catalog) Start(ctx context.Context) error {
 		defer close(c.done)
 		c.run(bg)
 	}()
-	t := c.cfg.Clock.NewTimer(firstLockWait + c.cfg.LockWait)
+	t := c.cfg.Clock.NewTimer(firstLockWait + c.cfg.Catalog.LockWait)
 	defer t.Stop()
 	select {
 	case <-c.ready:
@@ -249,7 +249,7 @@ func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, 
 	if err != nil {
 		return res, err
 	}
-	if c.cfg.Once && c.Leader() {
+	if c.cfg.Catalog.Once && c.Leader() {
 		if err := c.reconcileOnce(ctx, cur); err != nil {
 			return res, err
 		}

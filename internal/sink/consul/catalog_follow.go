@@ -16,7 +16,7 @@ func (c *Catalog) follow(ctx context.Context, s *session) {
 		Key:          c.lockKey,
 		Value:        []byte(c.cfg.BridgeID),
 		Session:      s.id,
-		LockWaitTime: c.cfg.LockWait,
+		LockWaitTime: c.cfg.Catalog.LockWait,
 		// A Consul leader election must not cost the lock: the monitor
 		// retries through it before declaring the lock lost.
 		MonitorRetries: 5,

@@ -113,7 +113,7 @@ func (c *Catalog) recheckForeign(ctx context.Context) {
 
 // ownNode reports whether n carries this fleet's node meta.
 func (c *Catalog) ownNode(n *api.Node) bool {
-	return n.Meta[MetaManagedBy] == ManagedByValue && n.Meta[MetaFleet] == c.cfg.KVPrefix
+	return n.Meta[MetaManagedBy] == ManagedByValue && n.Meta[MetaFleet] == c.cfg.Catalog.KVPrefix
 }
 
 // ownerOf describes who holds a node, from its meta.

@@ -47,7 +47,7 @@ const testFleetB = "udp-discovery-bridge/django-lab"
 // fleetB builds a bridge of the second fleet (same service, prefix
 // testFleetB).
 func (h *catHarness) fleetB(id string) *catBridge {
-	return h.bridge(id, func(c *Config) { c.KVPrefix = testFleetB; c.Segment = "lan-b" })
+	return h.bridge(id, func(c *Config) { c.Catalog.KVPrefix = testFleetB; c.Catalog.Segment = "lan-b" })
 }
 
 // nodeOf is the node of addr for the fleet with prefix fleet.

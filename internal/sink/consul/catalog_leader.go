@@ -14,8 +14,6 @@ import (
 const (
 	// maxTxnOps is Consul's limit of operations in one transaction.
 	maxTxnOps = 64
-	// txnInFlight is how many transactions the leader keeps in flight.
-	txnInFlight = 8
 	// maxLeaderWait bounds one blocking read of the observations.
 	maxLeaderWait = 30 * time.Second
 )
@@ -26,9 +24,9 @@ var errNotLeader = errors.New("consul lock no longer held by this bridge's sessi
 
 // shape is what every catalog entry of this fleet shares.
 func (c *Catalog) shape() catalogShape {
-	sh := catalogShape{service: c.cfg.Service, tags: c.cfg.Tags, fleet: c.cfg.KVPrefix,
-		checks: checksFingerprint(c.cfg), segmentTag: c.cfg.SegmentTag,
-		observers: c.cfg.ObserversMeta}
+	sh := catalogShape{service: c.cfg.Service, tags: c.cfg.Tags, fleet: c.cfg.Catalog.KVPrefix,
+		checks: checksFingerprint(c.cfg), segmentTag: c.cfg.Catalog.SegmentTag,
+		observers: c.cfg.Catalog.ObserversMeta}
 	if c.cfg.Check != CheckNone {
 		sh.probe = &probeDef{kind: c.cfg.Check, path: c.cfg.HTTPPath, interval: c.cfg.CheckInterval}
 	}
@@ -52,8 +50,8 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 	}()
 	log := c.log.With().Str("session", s.id).Logger()
 	start := c.cfg.Clock.Now()
-	holdUntil := start.Add(c.cfg.StartupGrace)
-	log.Info().Dur("startup_grace", c.cfg.StartupGrace).Msg("leading: merging observations into the catalog")
+	holdUntil := start.Add(c.cfg.Catalog.StartupGrace)
+	log.Info().Dur("startup_grace", c.cfg.Catalog.StartupGrace).Msg("leading: merging observations into the catalog")
 	var (
 		current  map[string]catalogEntry
 		lastRead time.Time
@@ -72,11 +70,11 @@ func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
 	// went back in time, every bridge needs a round (and maybe a new
 	// session) to publish again.
 	hold := func(why string) {
-		until := c.cfg.Clock.Now().Add(c.cfg.StartupGrace)
+		until := c.cfg.Clock.Now().Add(c.cfg.Catalog.StartupGrace)
 		if until.After(holdUntil) {
 			holdUntil = until
 		}
-		log.Info().Dur("hold", c.cfg.StartupGrace).Str("why", why).
+		log.Info().Dur("hold", c.cfg.Catalog.StartupGrace).Str("why", why).
 			Msg("leader: nothing turns critical or is removed until every bridge had a round to publish")
 	}
 	// fail forgets what the leader read, so that it re-reads everything
@@ -235,9 +233,9 @@ func (c *Catalog) reconcileOnce(ctx context.Context, s *session) error {
 
 // ownedFilterCatalog selects this fleet's service instances.
 func (c *Catalog) ownedFilterCatalog() (string, error) {
-	q, err := quoteFilterString(c.cfg.KVPrefix)
+	q, err := quoteFilterString(c.cfg.Catalog.KVPrefix)
 	if err != nil {
-		return "", fmt.Errorf("consul_kv_prefix %q: %w", c.cfg.KVPrefix, err)
+		return "", fmt.Errorf("consul_kv_prefix %q: %w", c.cfg.Catalog.KVPrefix, err)
 	}
 	return `Service.Meta["` + MetaManagedBy + `"] == "` + ManagedByValue + `" and Service.Meta["` + MetaFleet + `"] == ` + q, nil
 }
@@ -257,7 +255,7 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	now := c.cfg.Clock.Now()
 	out := make(map[string]catalogEntry, len(entries))
 	for _, se := range entries {
-		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.KVPrefix {
+		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
 			continue
 		}
 		e := catalogEntry{

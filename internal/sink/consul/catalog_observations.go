@@ -72,7 +72,7 @@ func (c *Catalog) keepGood(log zerolog.Logger, obs observations, good map[string
 			g.badSince = now
 			good[bad.bridge] = g
 		}
-		if now.Sub(g.badSince) <= c.cfg.StartupGrace {
+		if now.Sub(g.badSince) <= c.cfg.Catalog.StartupGrace {
 			obs.byBridge[bad.bridge] = g.obs
 		}
 	}

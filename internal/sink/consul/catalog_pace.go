@@ -16,7 +16,7 @@ import (
 // leader), so a refusal is back-pressure, not a failure to retry at once:
 //
 //   - the transactions in flight follow AIMD: halved at a refusal, one more
-//     per window of successes, between 1 and txnInFlight;
+//     per window of successes, between 1 and consul_parallel;
 //   - the send rate is learned the same way: at the first refusal it drops to
 //     half of what landed in the last landedWindow (a burst that went out at
 //     once says nothing of the budget), halves again at every later refusal

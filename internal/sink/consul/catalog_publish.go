@@ -146,7 +146,7 @@ func (c *Catalog) observation(s endpoint.Snapshot) observation.Observation {
 		if !e.Addr.IsValid() || e.Addr.Port() == 0 {
 			continue
 		}
-		seg := c.cfg.Segment
+		seg := c.cfg.Catalog.Segment
 		if seg == "" && e.Network.IsValid() {
 			seg = e.Network.String()
 		}

@@ -51,8 +51,8 @@ func newCatHarness(t *testing.T) *catHarness {
 func (h *catHarness) bridge(id string, mod ...func(*Config)) *catBridge {
 	h.t.Helper()
 	log, logs := newTestLogger()
-	cfg := Config{Mode: ModeCatalog, BridgeID: id, Tags: []string{"lab"}, Segment: "lan-" + id, Clock: h.clk,
-		StartupGrace: 10 * time.Second, LockWait: 100 * time.Millisecond, ObserversMeta: true}
+	cfg := Config{Mode: ModeCatalog, SharedConfig: SharedConfig{BridgeID: id, Tags: []string{"lab"}, Clock: h.clk},
+		Catalog: CatalogConfig{Segment: "lan-" + id, StartupGrace: 10 * time.Second, LockWait: 100 * time.Millisecond, ObserversMeta: true}}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -299,7 +299,7 @@ func TestCatalogObserverLeavesItsSegment(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newCatHarness(t)
-			mod := func(c *Config) { c.Segment = "lan"; c.ObserversMeta = tt.meta }
+			mod := func(c *Config) { c.Catalog.Segment = "lan"; c.Catalog.ObserversMeta = tt.meta }
 			a, b := h.bridge("a", mod), h.bridge("b", mod)
 			h.start(a)
 			h.pump("a leads", 50*time.Millisecond, a.c.Leader)

@@ -16,7 +16,7 @@ import (
 
 // write applies plan p in transactions of at most 64 operations, each
 // guarded by a check that this bridge's session still holds the lock, paced
-// by c.pace (at most txnInFlight in flight), and updates current with what
+// by c.pace (at most consul_parallel in flight), and updates current with what
 // succeeded. It returns the catalog operations written.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
 	type item = writeItem // one entry's operations (catalog_foreign.go)

@@ -21,6 +21,8 @@ const (
 	MinCatalogDeregisterAfter = 5 * time.Second
 	// MinSessionTTL is the shortest session TTL Consul accepts.
 	MinSessionTTL = 10 * time.Second
+	// MaxParallel bounds consul_parallel in both modes.
+	MaxParallel = 64
 
 	// BridgeServiceName is the Consul service name under which every bridge
 	// registers itself (its heartbeat TTL check lives there).
@@ -52,35 +54,58 @@ const (
 	CheckHTTP = "http"
 )
 
-// DefaultConfig returns the sink's defaults. They are written here once:
-// the configuration keys (section.go) take their defaults from it, and New
-// fills zero fields of a Config from it.
+// DefaultParallel is consul_parallel's default: agent mode's writes and
+// catalog mode's transactions in flight.
+const DefaultParallel = 8
+
+// DefaultConfig returns the sink's defaults, every part filled. They are
+// written here once: the configuration keys (section.go) take their
+// defaults from it, and New fills zero fields of a Config from it.
 func DefaultConfig() Config {
 	return Config{
-		Mode:            ModeAgent,
-		Service:         "django",
-		TTL:             30 * time.Second,
-		DeregisterAfter: MinDeregisterAfter,
-		CheckInterval:   10 * time.Second,
-		HTTPPath:        "/",
-		Resync:          time.Minute,
-		OnExit:          OnExitDeregister,
-		LockSessionTTL:  MinSessionTTL,
-		LockWait:        5 * time.Second,
-		Parallel:        8,
+		SharedConfig: SharedConfig{
+			Service:         "django",
+			DeregisterAfter: MinDeregisterAfter,
+			CheckInterval:   10 * time.Second,
+			HTTPPath:        "/",
+			Resync:          time.Minute,
+			OnExit:          OnExitDeregister,
+		},
+		Mode: ModeAgent,
+		Agent: AgentConfig{
+			TTL:            30 * time.Second,
+			LockSessionTTL: MinSessionTTL,
+			LockWait:       5 * time.Second,
+			Parallel:       DefaultParallel,
+		},
+		Catalog: CatalogConfig{
+			SessionTTL: MinSessionTTL,
+			LockWait:   5 * time.Second,
+			InFlight:   DefaultParallel,
+		},
 	}
 }
 
-// Config configures the Consul sink in agent mode. The comment of each
-// field names its configuration key; fields without one are for Go callers
-// (and tests) only. Zero fields take DefaultConfig's values.
+// Config configures the Consul sink: what both modes share (SharedConfig,
+// embedded: the client, the service, the checks), the mode, and the
+// settings of that mode, Agent or Catalog (the other part is ignored). The
+// comment of each field names its configuration key; fields without one are
+// for Go callers (and tests) only. Zero fields take DefaultConfig's values.
 type Config struct {
-	// Client is how to reach Consul (consul_addr, consul_token, TLS, ...).
-	Client ClientConfig
+	SharedConfig
 	// Mode is "agent" (register with the local agent) or "catalog" (write
 	// the catalog on the servers through one elected bridge; consul_mode).
 	Mode string
+	// Agent is agent mode's part, Catalog catalog mode's.
+	Agent   AgentConfig
+	Catalog CatalogConfig
+}
 
+// SharedConfig is what both modes need: how to reach Consul, what to
+// register under which names, the checks, and the round they follow.
+type SharedConfig struct {
+	// Client is how to reach Consul (consul_addr, consul_token, TLS, ...).
+	Client ClientConfig
 	// Service is the Consul service name of discovered servers
 	// (consul_service); Tags are put on each instance (consul_tags).
 	Service string
@@ -88,12 +113,10 @@ type Config struct {
 	// BridgeID names this bridge in meta and in its own service ID
 	// (bridge_id; required: the CLI defaults it to the host name).
 	BridgeID string
-	// TTL is the bridge's heartbeat check TTL (consul_ttl). Each Apply
-	// refreshes it, so it must exceed the round interval plus the round
-	// timeout (the configuration section checks; it knows both).
-	TTL time.Duration
-	// DeregisterAfter is DeregisterCriticalServiceAfter on each server's
-	// alias check (consul_deregister_after; at least 1m).
+	// DeregisterAfter is how long after its check turned critical a server
+	// is removed (consul_deregister_after): agent mode sets it as
+	// DeregisterCriticalServiceAfter on each server's alias check (Consul's
+	// floor, 1m), catalog mode's leader reaps (5s at least).
 	DeregisterAfter time.Duration
 	// Check adds a check on the server itself (consul_check): "" (none),
 	// "tcp" or "http", run every CheckInterval (consul_check_interval);
@@ -101,47 +124,12 @@ type Config struct {
 	Check         string
 	CheckInterval time.Duration
 	HTTPPath      string
-	// Resync is how often Apply re-reads what it owns from the agent
-	// (consul_resync; anti-entropy). The first Apply always reads.
+	// Resync is how often the sink re-reads what it owns (consul_resync;
+	// anti-entropy). The first Apply always reads.
 	Resync time.Duration
 	// OnExit is what Close does with owned services (on_exit):
 	// "deregister" or "keep" (leave them for the heartbeat to expire).
 	OnExit string
-	// LockKey enables HA (consul_lock): only the holder of this KV lock
-	// registers servers. LockSessionTTL is the lock session's TTL
-	// (consul_lock_session_ttl; at least 10s).
-	LockKey        string
-	LockSessionTTL time.Duration
-	// LockWait bounds one blocking read while waiting for the lock, and so
-	// how long Close may wait for the lock goroutine (Go callers only).
-	LockWait time.Duration
-	// Parallel is how many registrations or deregistrations one Apply keeps
-	// in flight (consul_parallel; 1..64).
-	Parallel int
-	// Catalog mode only. KVPrefix is where the bridges keep their
-	// observations and the leader key (consul_kv_prefix; default
-	// "udp-discovery-bridge/<service>"); it also names the fleet in meta, so
-	// fleets with other prefixes never touch each other's entries. Segment
-	// names this bridge's LAN segment for every server it observes
-	// (segment; default: the network of the interface each reply came in
-	// on); SegmentTag adds "segment=<segment>" tags (consul_segment_tag).
-	// ObserversMeta adds the "observers" meta, the number of bridges that
-	// see the server (consul_observers_meta): off by default, because then
-	// a bridge joining or leaving rewrites every server it sees.
-	// StartupGrace is how long a new leader waits before turning anything
-	// critical (bridges publish after their first round; the section sets
-	// interval + timeout). Once makes Apply reconcile as leader before it
-	// returns (run --once).
-	// WriteRate caps the leader's catalog transactions per second
-	// (consul_write_rate; 0: no cap). With or without it the leader slows
-	// down when Consul refuses writes for its request_limits.
-	KVPrefix      string
-	Segment       string
-	SegmentTag    bool
-	ObserversMeta bool
-	WriteRate     float64
-	StartupGrace  time.Duration
-	Once          bool
 	// Round is how long one discovery round may take, interval + timeout
 	// (the section sets it, in both modes). Catalog mode does not publish a
 	// snapshot older than two rounds (a paused process); catalog mode and
@@ -154,6 +142,65 @@ type Config struct {
 	Clock clock.Clock
 }
 
+// AgentConfig is agent mode's part: the bridge's heartbeat, the optional
+// lock, and the writes of one Apply.
+type AgentConfig struct {
+	// TTL is the bridge's heartbeat check TTL (consul_ttl). Each Apply
+	// refreshes it, so it must exceed the round interval plus the round
+	// timeout (the configuration section checks; it knows both).
+	TTL time.Duration
+	// LockKey enables HA (consul_lock): only the holder of this KV lock
+	// registers servers. LockSessionTTL is the lock session's TTL
+	// (consul_lock_session_ttl; at least 10s, checked only with a lock).
+	LockKey        string
+	LockSessionTTL time.Duration
+	// LockWait bounds one blocking read while waiting for the lock, and so
+	// how long Close may wait for the lock goroutine (Go callers only).
+	LockWait time.Duration
+	// Parallel is how many registrations or deregistrations one Apply keeps
+	// in flight (consul_parallel; 1..64).
+	Parallel int
+}
+
+// CatalogConfig is catalog mode's part: the fleet's KV prefix, this
+// bridge's session, and the leader's writes.
+type CatalogConfig struct {
+	// KVPrefix is where the bridges keep their observations and the leader
+	// key (consul_kv_prefix; default "udp-discovery-bridge/<service>"); it
+	// also names the fleet in meta, so fleets with other prefixes never
+	// touch each other's entries.
+	KVPrefix string
+	// Segment names this bridge's LAN segment for every server it observes
+	// (segment; default: the network of the interface each reply came in
+	// on); SegmentTag adds "segment=<segment>" tags (consul_segment_tag).
+	Segment    string
+	SegmentTag bool
+	// ObserversMeta adds the "observers" meta, the number of bridges that
+	// see the server (consul_observers_meta): off by default, because then
+	// a bridge joining or leaving rewrites every server it sees.
+	ObserversMeta bool
+	// SessionTTL is the TTL of this bridge's session, which holds its
+	// observation and, on the leader, the leader key
+	// (consul_lock_session_ttl; at least 10s). LockWait bounds one blocking
+	// read of the leader key (Go callers only).
+	SessionTTL time.Duration
+	LockWait   time.Duration
+	// WriteRate caps the leader's catalog transactions per second
+	// (consul_write_rate; 0: no cap). With or without it the leader slows
+	// down when Consul refuses writes for its request_limits.
+	WriteRate float64
+	// InFlight is how many transactions the leader keeps in flight
+	// (consul_parallel; 1..64); it halves its window, down to 1, while
+	// Consul refuses writes for its rate limit.
+	InFlight int
+	// StartupGrace is how long a new leader waits before turning anything
+	// critical (bridges publish after their first round; the section sets
+	// a round plus the longest retry wait).
+	StartupGrace time.Duration
+	// Once makes Apply reconcile as leader before it returns (run --once).
+	Once bool
+}
+
 // maxRetry bounds catalog mode's backoff against Consul (session creation,
 // the leader's reads and writes): once Consul answers again, a bridge is
 // back within this long.
@@ -161,7 +208,7 @@ const maxRetry = 5 * time.Second
 
 // retryCap is the longest wait between two attempts to reach Consul: a
 // round, between one second and maxRetry.
-func (c Config) retryCap() time.Duration {
+func (c SharedConfig) retryCap() time.Duration {
 	if c.Round <= 0 {
 		return maxRetry
 	}
@@ -171,22 +218,32 @@ func (c Config) retryCap() time.Duration {
 // DefaultKVPrefix is the KV prefix of a fleet registering service.
 func DefaultKVPrefix(service string) string { return "udp-discovery-bridge/" + service }
 
-// withDefaults returns c with zero fields set from DefaultConfig.
+// withDefaults returns c with zero fields set from DefaultConfig: the
+// shared part's and its mode's.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	orDefault(&c.Mode, d.Mode)
 	orDefault(&c.Service, d.Service)
-	orDefault(&c.KVPrefix, DefaultKVPrefix(c.Service))
-	orDefault(&c.TTL, d.TTL)
 	orDefault(&c.DeregisterAfter, d.DeregisterAfter)
 	orDefault(&c.CheckInterval, d.CheckInterval)
 	orDefault(&c.HTTPPath, d.HTTPPath)
 	orDefault(&c.Resync, d.Resync)
 	orDefault(&c.OnExit, d.OnExit)
-	orDefault(&c.LockSessionTTL, d.LockSessionTTL)
-	orDefault(&c.LockWait, d.LockWait)
-	orDefault(&c.Parallel, d.Parallel)
 	c.Clock = clock.OrReal(c.Clock)
+	switch c.Mode {
+	case ModeAgent:
+		a := &c.Agent
+		orDefault(&a.TTL, d.Agent.TTL)
+		orDefault(&a.LockSessionTTL, d.Agent.LockSessionTTL)
+		orDefault(&a.LockWait, d.Agent.LockWait)
+		orDefault(&a.Parallel, d.Agent.Parallel)
+	case ModeCatalog:
+		k := &c.Catalog
+		orDefault(&k.KVPrefix, DefaultKVPrefix(c.Service))
+		orDefault(&k.SessionTTL, d.Catalog.SessionTTL)
+		orDefault(&k.LockWait, d.Catalog.LockWait)
+		orDefault(&k.InFlight, d.Catalog.InFlight)
+	}
 	return c
 }
 
@@ -200,76 +257,114 @@ func orDefault[T comparable](v *T, d T) {
 
 // Validate reports every problem of a (defaulted) configuration at once,
 // each a *config.KeyError naming the configuration key (or, for fields
-// without a key, the Go field). This is the only validation of the sink's
-// settings: the configuration section calls it too.
+// without a key, the Go field): the shared part's, then its mode's. This is
+// the only validation of the sink's settings: the configuration section
+// calls it too.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(key string, v any, why string) {
-		errs = append(errs, &config.KeyError{Key: key, Value: v, Why: why})
-	}
-	if c.BridgeID == "" {
-		bad("bridge_id", c.BridgeID, "must not be empty")
-	} else if _, err := quoteFilterString(c.BridgeID); err != nil {
-		bad("bridge_id", c.BridgeID, err.Error())
-	}
-	if c.Service == "" {
-		bad("consul_service", c.Service, "must not be empty")
-	} else if c.Service == BridgeServiceName {
-		bad("consul_service", c.Service, "reserved for the bridge's own service")
-	}
-	if c.TTL <= 0 {
-		bad("consul_ttl", c.TTL, "must be > 0")
-	}
-	switch {
-	case c.Mode != ModeCatalog && c.DeregisterAfter < MinDeregisterAfter:
-		bad("consul_deregister_after", c.DeregisterAfter, "Consul's floor is 1m")
-	case c.Mode == ModeCatalog && c.DeregisterAfter < MinCatalogDeregisterAfter:
-		bad("consul_deregister_after", c.DeregisterAfter, "catalog mode's floor is 5s (the leader reaps)")
-	}
-	errs = append(errs, config.OneOf("consul_check", c.Check, CheckNone, CheckTCP, CheckHTTP))
-	if c.Check != CheckNone && c.CheckInterval <= 0 {
-		bad("consul_check_interval", c.CheckInterval, "must be > 0")
-	}
-	if c.Check == CheckHTTP && !strings.HasPrefix(c.HTTPPath, "/") {
-		bad("consul_http_path", c.HTTPPath, "must start with /")
-	}
-	if c.Resync <= 0 {
-		bad("consul_resync", c.Resync, "must be > 0")
-	}
-	errs = append(errs, config.OneOf("on_exit", c.OnExit, OnExitDeregister, OnExitKeep))
-	errs = append(errs, config.OneOf("consul_mode", c.Mode, ModeAgent, ModeCatalog))
-	if c.Mode == ModeCatalog {
-		switch {
-		case strings.HasPrefix(c.KVPrefix, "/") || strings.HasSuffix(c.KVPrefix, "/") || strings.Contains(c.KVPrefix, "//"):
-			bad("consul_kv_prefix", c.KVPrefix, "want a KV path such as udp-discovery-bridge/django (no leading, trailing or doubled /)")
-		default:
-			if _, err := quoteFilterString(c.KVPrefix); err != nil {
-				bad("consul_kv_prefix", c.KVPrefix, err.Error())
-			}
+	errs := c.SharedConfig.validate()
+	switch c.Mode {
+	case ModeAgent:
+		errs = append(errs, c.Agent.validate(c.SharedConfig)...)
+	case ModeCatalog:
+		errs = append(errs, c.Catalog.validate(c.SharedConfig)...)
+		if c.Agent.LockKey != "" {
+			errs = append(errs, &config.KeyError{Key: "consul_lock", Value: c.Agent.LockKey,
+				Why: "catalog mode elects its leader under consul_kv_prefix; leave consul_lock empty"})
 		}
-		if strings.Contains(c.BridgeID, "/") {
-			bad("bridge_id", c.BridgeID, "must not contain / in catalog mode (it names a KV key)")
-		}
-		if c.LockSessionTTL < MinSessionTTL {
-			bad("consul_lock_session_ttl", c.LockSessionTTL, "Consul's floor is 10s")
-		}
-		if c.LockKey != "" {
-			bad("consul_lock", c.LockKey, "catalog mode elects its leader under consul_kv_prefix; leave consul_lock empty")
-		}
-	}
-	if c.LockKey != "" {
-		if c.LockSessionTTL < MinSessionTTL {
-			bad("consul_lock_session_ttl", c.LockSessionTTL, "Consul's floor is 10s")
-		}
-		if c.LockWait <= 0 {
-			errs = append(errs, fmt.Errorf("Config.LockWait %s: must be > 0", c.LockWait))
-		}
-	}
-	if c.WriteRate < 0 || math.IsNaN(c.WriteRate) || math.IsInf(c.WriteRate, 0) {
-		bad("consul_write_rate", c.WriteRate, "want writes per second, a number >= 0 (0: no cap)")
-	}
-	if c.Parallel < 1 || c.Parallel > 64 {
-		bad("consul_parallel", c.Parallel, "want 1..64")
+	default:
+		errs = append(errs, config.OneOf("consul_mode", c.Mode, ModeAgent, ModeCatalog))
 	}
 	return errors.Join(errs...)
+}
+
+// problems collects *config.KeyErrors.
+type problems []error
+
+func (p *problems) bad(key string, v any, why string) {
+	*p = append(*p, &config.KeyError{Key: key, Value: v, Why: why})
+}
+
+// validate checks what both modes share; the floor of DeregisterAfter
+// depends on the mode and is checked there.
+func (c SharedConfig) validate() []error {
+	var p problems
+	if c.BridgeID == "" {
+		p.bad("bridge_id", c.BridgeID, "must not be empty")
+	} else if _, err := quoteFilterString(c.BridgeID); err != nil {
+		p.bad("bridge_id", c.BridgeID, err.Error())
+	}
+	if c.Service == "" {
+		p.bad("consul_service", c.Service, "must not be empty")
+	} else if c.Service == BridgeServiceName {
+		p.bad("consul_service", c.Service, "reserved for the bridge's own service")
+	}
+	p = append(p, config.OneOf("consul_check", c.Check, CheckNone, CheckTCP, CheckHTTP))
+	if c.Check != CheckNone && c.CheckInterval <= 0 {
+		p.bad("consul_check_interval", c.CheckInterval, "must be > 0")
+	}
+	if c.Check == CheckHTTP && !strings.HasPrefix(c.HTTPPath, "/") {
+		p.bad("consul_http_path", c.HTTPPath, "must start with /")
+	}
+	if c.Resync <= 0 {
+		p.bad("consul_resync", c.Resync, "must be > 0")
+	}
+	p = append(p, config.OneOf("on_exit", c.OnExit, OnExitDeregister, OnExitKeep))
+	return p
+}
+
+// validate checks agent mode's part, and the shared settings whose bounds
+// are agent mode's.
+func (a AgentConfig) validate(s SharedConfig) []error {
+	var p problems
+	if a.TTL <= 0 {
+		p.bad("consul_ttl", a.TTL, "must be > 0")
+	}
+	if s.DeregisterAfter < MinDeregisterAfter {
+		p.bad("consul_deregister_after", s.DeregisterAfter, "Consul's floor is 1m")
+	}
+	if a.LockKey != "" {
+		if a.LockSessionTTL < MinSessionTTL {
+			p.bad("consul_lock_session_ttl", a.LockSessionTTL, "Consul's floor is 10s")
+		}
+		if a.LockWait <= 0 {
+			p = append(p, fmt.Errorf("Config.Agent.LockWait %s: must be > 0", a.LockWait))
+		}
+	}
+	if a.Parallel < 1 || a.Parallel > MaxParallel {
+		p.bad("consul_parallel", a.Parallel, fmt.Sprintf("want 1..%d", MaxParallel))
+	}
+	return p
+}
+
+// validate checks catalog mode's part, and the shared settings whose bounds
+// are catalog mode's.
+func (k CatalogConfig) validate(s SharedConfig) []error {
+	var p problems
+	if s.DeregisterAfter < MinCatalogDeregisterAfter {
+		p.bad("consul_deregister_after", s.DeregisterAfter, "catalog mode's floor is 5s (the leader reaps)")
+	}
+	switch {
+	case strings.HasPrefix(k.KVPrefix, "/") || strings.HasSuffix(k.KVPrefix, "/") || strings.Contains(k.KVPrefix, "//"):
+		p.bad("consul_kv_prefix", k.KVPrefix, "want a KV path such as udp-discovery-bridge/django (no leading, trailing or doubled /)")
+	default:
+		if _, err := quoteFilterString(k.KVPrefix); err != nil {
+			p.bad("consul_kv_prefix", k.KVPrefix, err.Error())
+		}
+	}
+	if strings.Contains(s.BridgeID, "/") {
+		p.bad("bridge_id", s.BridgeID, "must not contain / in catalog mode (it names a KV key)")
+	}
+	if k.SessionTTL < MinSessionTTL {
+		p.bad("consul_lock_session_ttl", k.SessionTTL, "Consul's floor is 10s")
+	}
+	if k.LockWait <= 0 {
+		p = append(p, fmt.Errorf("Config.Catalog.LockWait %s: must be > 0", k.LockWait))
+	}
+	if k.WriteRate < 0 || math.IsNaN(k.WriteRate) || math.IsInf(k.WriteRate, 0) {
+		p.bad("consul_write_rate", k.WriteRate, "want writes per second, a number >= 0 (0: no cap)")
+	}
+	if k.InFlight < 1 || k.InFlight > MaxParallel {
+		p.bad("consul_parallel", k.InFlight, fmt.Sprintf("want 1..%d (transactions the leader keeps in flight)", MaxParallel))
+	}
+	return p
 }

@@ -3,7 +3,6 @@ package consul
 import (
 	"context"
 	"errors"
-	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -137,7 +136,7 @@ func TestConsulOwnedFilter(t *testing.T) {
 }
 
 func validConsulConfig() Config {
-	return Config{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}}.withDefaults()
+	return Config{SharedConfig: SharedConfig{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}}}.withDefaults()
 }
 
 func TestConsulConfigValidate(t *testing.T) {
@@ -158,13 +157,12 @@ func TestConsulConfigValidate(t *testing.T) {
 		{"no bridge id", func(c *Config) { c.BridgeID = "" }, "bridge_id"},
 		{"unquotable bridge id", func(c *Config) { c.BridgeID = "a\"`b" }, "bridge_id"},
 		{"reserved service name", func(c *Config) { c.Service = BridgeServiceName }, "consul_service"},
-		{"lock session ttl too short", func(c *Config) { c.LockKey = "k"; c.LockSessionTTL = 5 * time.Second }, "consul_lock_session_ttl"},
-		{"short lock ttl ignored without lock", func(c *Config) { c.LockSessionTTL = 5 * time.Second }, ""},
-		{"parallel too high", func(c *Config) { c.Parallel = 1000 }, "consul_parallel"},
-		{"negative ttl", func(c *Config) { c.TTL = -time.Second }, "consul_ttl"},
-		{"write rate", func(c *Config) { c.WriteRate = 0.5 }, ""},
-		{"negative write rate", func(c *Config) { c.WriteRate = -1 }, "consul_write_rate"},
-		{"NaN write rate", func(c *Config) { c.WriteRate = math.NaN() }, "consul_write_rate"},
+		{"lock session ttl too short", func(c *Config) { c.Agent.LockKey = "k"; c.Agent.LockSessionTTL = 5 * time.Second }, "consul_lock_session_ttl"},
+		{"short lock ttl ignored without lock", func(c *Config) { c.Agent.LockSessionTTL = 5 * time.Second }, ""},
+		{"parallel too high", func(c *Config) { c.Agent.Parallel = 1000 }, "consul_parallel"},
+		{"negative ttl", func(c *Config) { c.Agent.TTL = -time.Second }, "consul_ttl"},
+		{"parallel at most", func(c *Config) { c.Agent.Parallel = 64 }, ""},
+		{"catalog part ignored", func(c *Config) { c.Catalog.WriteRate = -1; c.Catalog.KVPrefix = "/x/" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +196,7 @@ func TestConsulValidateReportsAllProblems(t *testing.T) {
 }
 
 func TestNewConsulRejectsBadConfig(t *testing.T) {
-	_, err := NewAgent(Config{BridgeID: "h", DeregisterAfter: 10 * time.Second}, zerolog.Nop())
+	_, err := NewAgent(Config{SharedConfig: SharedConfig{BridgeID: "h", DeregisterAfter: 10 * time.Second}}, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "consul_deregister_after") {
 		t.Fatalf("NewAgent = %v, want error naming consul_deregister_after", err)
 	}
@@ -336,7 +334,7 @@ func TestConsulReconcile(t *testing.T) {
 }
 
 func TestConsulDesiredMeta(t *testing.T) {
-	c, err := NewAgent(Config{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}, Tags: []string{"lab"}, Check: "tcp"}, zerolog.Nop())
+	c, err := NewAgent(Config{SharedConfig: SharedConfig{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}, Tags: []string{"lab"}, Check: "tcp"}}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +372,7 @@ func TestConsulDesiredMeta(t *testing.T) {
 // TestConsulApplyUnreachable checks that an unreachable agent fails fast with
 // an error that names the operation and never the token.
 func TestConsulApplyUnreachable(t *testing.T) {
-	c, err := NewAgent(Config{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1", Token: "s3cr3t-token"}}, zerolog.Nop())
+	c, err := NewAgent(Config{SharedConfig: SharedConfig{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1", Token: "s3cr3t-token"}}}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func (d *doctor) add(op string, err error) {
 // sentinel is an operation sure to fail: a check-index on a key that does
 // not exist.
 func (d *doctor) sentinel() *api.TxnOp {
-	key := path.Join(d.cfg.KVPrefix, "doctor", "never-written")
+	key := path.Join(d.cfg.Catalog.KVPrefix, "doctor", "never-written")
 	return &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckIndex, Key: key, Index: 1}}
 }
 
@@ -121,16 +121,16 @@ func (d *doctor) catalog() {
 	d.add("remove a server's node", d.dryTxn("delete node "+e.node,
 		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}))
 
-	node := bridgesNode(d.cfg.KVPrefix)
+	node := bridgesNode(d.cfg.Catalog.KVPrefix)
 	w := (&api.WriteOptions{}).WithContext(d.ctx)
 	nodeErr := d.dryTxn("register node "+node, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: "127.0.0.1",
-		Meta: map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: d.cfg.KVPrefix}}}})
+		Meta: map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: d.cfg.Catalog.KVPrefix}}}})
 	d.add("register the fleet's node ("+node+")", nodeErr)
 	n, _, err := d.c.Catalog().Node(node, (&api.QueryOptions{}).WithContext(d.ctx))
 	exists := err == nil && n != nil
 	if !exists && nodeErr == nil {
 		_, err := d.c.Catalog().Register(&api.CatalogRegistration{Node: node, Address: "127.0.0.1",
-			NodeMeta: map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: d.cfg.KVPrefix}}, w)
+			NodeMeta: map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: d.cfg.Catalog.KVPrefix}}, w)
 		exists = err == nil
 	}
 	var sid string
@@ -141,7 +141,7 @@ func (d *doctor) catalog() {
 	} else {
 		d.add("create a session on the fleet's node", fmt.Errorf("not tried: the fleet's node %s is not registered and cannot be", node))
 	}
-	key := path.Join(d.cfg.KVPrefix, "doctor", d.cfg.BridgeID)
+	key := path.Join(d.cfg.Catalog.KVPrefix, "doctor", d.cfg.BridgeID)
 	p := &api.KVPair{Key: key, Value: []byte("bridge doctor"), Session: sid}
 	var kvErr error
 	if sid != "" {
@@ -152,9 +152,9 @@ func (d *doctor) catalog() {
 	if kvErr == nil {
 		_, kvErr = d.c.KV().Delete(key, w)
 	}
-	d.add("write and delete keys under "+d.cfg.KVPrefix+"/", consulErrorOrNil("write key "+key, d.redact, kvErr, d.rules))
-	_, _, err = d.c.KV().List(d.cfg.KVPrefix+"/obs/", (&api.QueryOptions{}).WithContext(d.ctx))
-	d.add("read the observations under "+d.cfg.KVPrefix+"/obs/", consulErrorOrNil("list "+d.cfg.KVPrefix+"/obs/", d.redact, err, d.rules))
+	d.add("write and delete keys under "+d.cfg.Catalog.KVPrefix+"/", consulErrorOrNil("write key "+key, d.redact, kvErr, d.rules))
+	_, _, err = d.c.KV().List(d.cfg.Catalog.KVPrefix+"/obs/", (&api.QueryOptions{}).WithContext(d.ctx))
+	d.add("read the observations under "+d.cfg.Catalog.KVPrefix+"/obs/", consulErrorOrNil("list "+d.cfg.Catalog.KVPrefix+"/obs/", d.redact, err, d.rules))
 	if sid != "" {
 		_, _ = d.c.Session().Destroy(sid, w)
 	}
@@ -181,11 +181,11 @@ func (d *doctor) agent() {
 	d.add("register the bridge's own service ("+BridgeServiceName+")", d.dryTxn("register service "+BridgeServiceName, svc(BridgeServiceName, BridgeServiceName+"-"+d.cfg.BridgeID)))
 	id := ServiceID(d.cfg.Service, doctorServer)
 	d.add("register servers (service "+d.cfg.Service+")", d.dryTxn("register service "+d.cfg.Service, svc(d.cfg.Service, id)))
-	if d.cfg.LockKey == "" {
+	if d.cfg.Agent.LockKey == "" {
 		return
 	}
-	d.add("write the lock key "+d.cfg.LockKey, d.dryTxn("write key "+d.cfg.LockKey,
-		&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: d.cfg.LockKey, Value: []byte(d.cfg.BridgeID)}}))
+	d.add("write the lock key "+d.cfg.Agent.LockKey, d.dryTxn("write key "+d.cfg.Agent.LockKey,
+		&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: d.cfg.Agent.LockKey, Value: []byte(d.cfg.BridgeID)}}))
 	w := (&api.WriteOptions{}).WithContext(d.ctx)
 	sid, _, err := d.c.Session().CreateNoChecks(&api.SessionEntry{Name: "udp-discovery-bridge " + d.cfg.BridgeID + " doctor", TTL: "10s"}, w)
 	d.add("create a session on the agent's node", consulErrorOrNil("create session", d.redact, err, d.rules))

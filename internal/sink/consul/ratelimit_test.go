@@ -184,8 +184,8 @@ func pumpAcquired(t *testing.T, clk *clocktest.Clock, ch <-chan error, what stri
 // however many of a burst are refused) down to 1; successes grow it back.
 func TestPacerWindow(t *testing.T) {
 	clk := clocktest.New(testStart)
-	p := newWritePacer(clk, txnInFlight, 0, nil)
-	for range txnInFlight {
+	p := newWritePacer(clk, DefaultParallel, 0, nil)
+	for range DefaultParallel {
 		waitAcquired(t, acquired(p), "within the window")
 	}
 	ch := acquired(p)
@@ -203,7 +203,7 @@ func TestPacerWindow(t *testing.T) {
 	if !blocked(ch) {
 		t.Fatal("a transaction went out with 5 in flight and a window of 4")
 	}
-	for range txnInFlight - 3 {
+	for range DefaultParallel - 3 {
 		p.release(nil, true) // 4 -> about 5
 	}
 	pumpAcquired(t, clk, ch, "after the in-flight ones ended")
@@ -234,8 +234,8 @@ func TestPacerWindow(t *testing.T) {
 	p.release(nil, true)
 	clk.Advance(2 * rateLimitQuiet)
 	waitAcquired(t, acquired(p), "after a long quiet")
-	if w, l := p.state(); w != txnInFlight || l != rate.Inf {
-		t.Errorf("after %s without refusals: window %d, rate %v; want %d, none", 2*rateLimitQuiet, w, l, txnInFlight)
+	if w, l := p.state(); w != DefaultParallel || l != rate.Inf {
+		t.Errorf("after %s without refusals: window %d, rate %v; want %d, none", 2*rateLimitQuiet, w, l, DefaultParallel)
 	}
 }
 
@@ -253,7 +253,7 @@ func TestPacerRetryAfter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clocktest.New(testStart)
-			p := newWritePacer(clk, txnInFlight, 0, nil)
+			p := newWritePacer(clk, DefaultParallel, 0, nil)
 			waitAcquired(t, acquired(p), "first")
 			p.release(refused(tc.ra), true)
 			ch := acquired(p)
@@ -272,7 +272,7 @@ func TestPacerRetryAfter(t *testing.T) {
 // from the start.
 func TestPacerRate(t *testing.T) {
 	clk := clocktest.New(testStart)
-	p := newWritePacer(clk, txnInFlight, 0, nil)
+	p := newWritePacer(clk, DefaultParallel, 0, nil)
 	for range 6 {
 		waitAcquired(t, acquired(p), "burst")
 		p.release(nil, true)
@@ -290,7 +290,7 @@ func TestPacerRate(t *testing.T) {
 		t.Errorf("learned rate 10s after the refusal = %v, want about %v", l, 0.6+10*rateGrowth)
 	}
 
-	capped := newWritePacer(clk, txnInFlight, 2, nil)
+	capped := newWritePacer(clk, DefaultParallel, 2, nil)
 	waitAcquired(t, acquired(capped), "first")
 	capped.release(nil, true)
 	ch := acquired(capped)
@@ -312,7 +312,7 @@ func TestPacerHeld(t *testing.T) {
 	clk := clocktest.New(testStart)
 	var held atomic.Bool
 	held.Store(true)
-	p := newWritePacer(clk, txnInFlight, 0, held.Load)
+	p := newWritePacer(clk, DefaultParallel, 0, held.Load)
 	ch := acquired(p)
 	for range 5 {
 		clk.WaitForTimers(context.Background(), 1)
@@ -334,7 +334,7 @@ func TestPacerHeld(t *testing.T) {
 // never an INFO per refusal.
 func TestCatalogRateLimited(t *testing.T) {
 	h := newCatHarness(t)
-	a := h.bridge("a", func(c *Config) { c.StartupGrace = 0 })
+	a := h.bridge("a", func(c *Config) { c.Catalog.StartupGrace = 0 })
 	h.start(a)
 	h.pump("a leads", 50*time.Millisecond, a.c.Leader)
 	h.fc.FailNext("RenewSession", 1, refused(0))
@@ -417,7 +417,7 @@ func TestCatalogRateLimited(t *testing.T) {
 // until twice the TTL).
 func TestCatalogRenewalFirst(t *testing.T) {
 	h := newCatHarness(t)
-	a := h.bridge("a", func(c *Config) { c.StartupGrace = 0 })
+	a := h.bridge("a", func(c *Config) { c.Catalog.StartupGrace = 0 })
 	h.start(a)
 	h.pump("a leads", 50*time.Millisecond, a.c.Leader)
 	h.apply(a, snap(1, "10.0.0.1:8000"))

@@ -16,35 +16,32 @@ import (
 // Section is the Consul sink's part of the configuration: its keys (with
 // the defaults of DefaultConfig) and their loading into a Config, validated
 // by Config.Validate plus the checks that need the core (interval, timeout).
+// It keeps no loaded values: Load returns them.
 type Section struct {
-	cfg      Config
 	hostname func() (string, error)
 }
 
 // Factory registers the Consul sink.
 func Factory() sink.Factory {
 	s := &Section{hostname: os.Hostname}
-	return sink.Factory{Name: "consul", Section: s, New: s.build, Doctor: s.doctor}
+	return sink.NewFactory("consul", sink.Section[Config](s), build, runDoctor)
 }
 
-// doctor implements sink.Factory.Doctor: it prints a line per operation
+// runDoctor implements sink.Factory.Doctor: it prints a line per operation
 // Doctor tried.
-func (s *Section) doctor(ctx context.Context, w io.Writer) (bool, error) {
-	fs, err := Doctor(ctx, s.cfg)
+func runDoctor(ctx context.Context, cfg Config, w io.Writer) (bool, error) {
+	fs, err := Doctor(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
 	ok := true
-	fmt.Fprintf(w, "consul %s mode at %s (service %s, bridge_id %s):\n", s.cfg.Mode, s.cfg.Client.Addr, s.cfg.Service, s.cfg.BridgeID)
+	fmt.Fprintf(w, "consul %s mode at %s (service %s, bridge_id %s):\n", cfg.Mode, cfg.Client.Addr, cfg.Service, cfg.BridgeID)
 	for _, f := range fs {
 		fmt.Fprintln(w, f)
 		ok = ok && f.OK
 	}
 	return ok, nil
 }
-
-// Config returns the loaded configuration (after Load).
-func (s *Section) Config() Config { return s.cfg }
 
 // Keys implements config.Section.
 func (s *Section) Keys() []config.Key {
@@ -87,7 +84,7 @@ func (s *Section) Keys() []config.Key {
 		{Name: "consul_ttl", Flag: "consul-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_TTL"}, Default: "0", Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
 			Usage: "TTL of the bridge's heartbeat check (0: 3 x interval + timeout, at least 15s; with --consul-lock at least 2 x lock session TTL + 5s + 2 x interval + timeout, so a standby takes over before the servers turn critical)"},
 		{Name: "consul_deregister_after", Flag: "consul-deregister-after", Env: []string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER"}, Default: config.FormatDuration(d.DeregisterAfter), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
-			Usage: "Consul removes a server this long after its check turned critical (1m at least)"},
+			Usage: "a server is removed this long after its check turned critical: by Consul in agent mode (1m at least, Consul's floor), by the leader in catalog mode (5s at least)"},
 		{Name: "consul_check", Flag: "consul-check", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK"}, Group: config.GroupRun, Category: cat,
 			Usage: "extra check on each server itself: tcp or http (empty: none)"},
 		{Name: "consul_check_interval", Flag: "consul-check-interval", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK_INTERVAL"}, Default: config.FormatDuration(d.CheckInterval), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
@@ -98,8 +95,8 @@ func (s *Section) Keys() []config.Key {
 			Usage: "how often to compare what the agent holds with what the bridge owns"},
 		{Name: "consul_lock", Flag: "consul-lock", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK"}, Group: config.GroupRun, Category: cat,
 			Usage: "KV key of a lock: of several bridges on one LAN only the holder registers (empty: off)"},
-		{Name: "consul_lock_session_ttl", Flag: "consul-lock-session-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL"}, Default: config.FormatDuration(d.LockSessionTTL), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
-			Usage: "TTL of the lock's session (10s at least); a standby takes over within about twice this after the holder dies"},
+		{Name: "consul_lock_session_ttl", Flag: "consul-lock-session-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL"}, Default: config.FormatDuration(d.Agent.LockSessionTTL), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+			Usage: "TTL of the lock's session (10s at least): agent mode's --consul-lock, catalog mode's session of each bridge (its observation and the leader key); a standby takes over within about twice this after the holder dies"},
 		{Name: "consul_kv_prefix", Flag: "consul-kv-prefix", Env: []string{"DISCOVERY_CLIENT_CONSUL_KV_PREFIX"}, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: KV prefix of the observations and the leader lock (default udp-discovery-bridge/<consul_service>)"},
 		{Name: "segment", Flag: "segment", Env: []string{"DISCOVERY_CLIENT_SEGMENT"}, Group: config.GroupRun, Category: cat,
@@ -110,52 +107,58 @@ func (s *Section) Keys() []config.Key {
 			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
 		{Name: "consul_write_rate", Flag: "consul-write-rate", Env: []string{"DISCOVERY_CLIENT_CONSUL_WRITE_RATE"}, Default: "0", Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: transactions per second the leader sends at most (0: no cap; it slows down by itself when Consul's request_limits refuse writes); keep it below the servers' write_rate so that session renewals always get through"},
-		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
-			Usage: "registrations or deregistrations kept in flight during one apply (1..64)"},
+		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Agent.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
+			Usage: "writes kept in flight (1..64): agent mode, registrations or deregistrations during one apply; catalog mode, the leader's transactions (of up to 64 operations each)"},
 	}
 }
 
-// Load implements config.Section.
-func (s *Section) Load(r *config.Reader) {
+// Load implements sink.Section: it reads every key (so a value that does
+// not parse is refused in either mode), fills the shared part and the part
+// of the configured mode, and validates them.
+func (s *Section) Load(r *config.Reader) Config {
+	d := DefaultConfig()
 	c := Config{
-		Client: ClientConfig{
-			Addr:          r.String("consul_addr"),
-			SSL:           r.Bool("consul_ssl"),
-			Token:         r.String("consul_token"),
-			TokenFile:     r.String("consul_token_file"),
-			CACert:        r.String("consul_cacert"),
-			ClientCert:    r.String("consul_client_cert"),
-			ClientKey:     r.String("consul_client_key"),
-			TLSServerName: r.String("consul_tls_server_name"),
-			Datacenter:    r.String("consul_datacenter"),
-			Namespace:     r.String("consul_namespace"),
-			Partition:     r.String("consul_partition"),
+		SharedConfig: SharedConfig{
+			Client: ClientConfig{
+				Addr:          r.String("consul_addr"),
+				SSL:           r.Bool("consul_ssl"),
+				Token:         r.String("consul_token"),
+				TokenFile:     r.String("consul_token_file"),
+				CACert:        r.String("consul_cacert"),
+				ClientCert:    r.String("consul_client_cert"),
+				ClientKey:     r.String("consul_client_key"),
+				TLSServerName: r.String("consul_tls_server_name"),
+				Datacenter:    r.String("consul_datacenter"),
+				Namespace:     r.String("consul_namespace"),
+				Partition:     r.String("consul_partition"),
+			},
+			Service:         r.String("consul_service"),
+			Tags:            r.List("consul_tags"),
+			BridgeID:        r.String("bridge_id"),
+			DeregisterAfter: r.Duration("consul_deregister_after"),
+			Check:           r.String("consul_check"),
+			CheckInterval:   r.Duration("consul_check_interval"),
+			HTTPPath:        r.String("consul_http_path"),
+			Resync:          r.Duration("consul_resync"),
+			OnExit:          r.String("on_exit"),
 		},
-		Mode:            r.String("consul_mode"),
-		Service:         r.String("consul_service"),
-		Tags:            r.List("consul_tags"),
-		BridgeID:        r.String("bridge_id"),
-		DeregisterAfter: r.Duration("consul_deregister_after"),
-		Check:           r.String("consul_check"),
-		CheckInterval:   r.Duration("consul_check_interval"),
-		HTTPPath:        r.String("consul_http_path"),
-		Resync:          r.Duration("consul_resync"),
-		OnExit:          r.String("on_exit"),
-		LockKey:         r.String("consul_lock"),
-		LockSessionTTL:  r.Duration("consul_lock_session_ttl"),
-		LockWait:        DefaultConfig().LockWait,
-		Parallel:        r.Int("consul_parallel"),
-		KVPrefix:        r.String("consul_kv_prefix"),
-		Segment:         r.String("segment"),
-		SegmentTag:      r.Bool("consul_segment_tag"),
-		ObserversMeta:   r.Bool("consul_observers_meta"),
+		Mode: r.String("consul_mode"),
 	}
+	ttl := r.Duration("consul_ttl")
+	lockKey := r.String("consul_lock")
+	sessionTTL := r.Duration("consul_lock_session_ttl")
+	parallel := r.Int("consul_parallel")
+	kvPrefix := r.String("consul_kv_prefix")
+	segment := r.String("segment")
+	segmentTag := r.Bool("consul_segment_tag")
+	observersMeta := r.Bool("consul_observers_meta")
+	var writeRate float64
 	if v := strings.TrimSpace(r.String("consul_write_rate")); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			r.Bad("consul_write_rate", v, "want writes per second, a number >= 0 (0: no cap)")
 		}
-		c.WriteRate = f
+		writeRate = f
 	}
 	if c.Client.Token != "" && c.Client.TokenFile != "" {
 		r.Report(fmt.Errorf("%s and %s: set one, not both", r.Origin("consul_token"), r.Origin("consul_token_file")))
@@ -168,10 +171,34 @@ func (s *Section) Load(r *config.Reader) {
 		c.BridgeID = h
 	}
 	core := r.Core()
-	ttl := r.Duration("consul_ttl")
+	c.Round = core.Interval + core.Timeout
+	switch c.Mode {
+	case ModeAgent:
+		c.Agent = AgentConfig{LockKey: lockKey, LockSessionTTL: sessionTTL, LockWait: d.Agent.LockWait, Parallel: parallel}
+		c.Agent.TTL = heartbeatTTL(r, ttl, c.Agent)
+	case ModeCatalog:
+		if kvPrefix == "" {
+			kvPrefix = DefaultKVPrefix(c.Service)
+		}
+		c.Catalog = CatalogConfig{KVPrefix: kvPrefix, Segment: segment, SegmentTag: segmentTag, ObserversMeta: observersMeta,
+			SessionTTL: sessionTTL, LockWait: d.Catalog.LockWait, WriteRate: writeRate, InFlight: parallel,
+			// A new leader, or one that finds Consul back after an
+			// outage, waits for every bridge to have had a round to
+			// publish, after the session it may have to create first.
+			StartupGrace: c.Round + c.retryCap()}
+		c.Agent.LockKey = lockKey // refused by Validate: catalog mode has no consul_lock
+	}
+	r.Report(c.Validate())
+	return c
+}
+
+// heartbeatTTL checks consul_ttl against the core's round and agent mode's
+// lock, and returns the heartbeat TTL to use.
+func heartbeatTTL(r *config.Reader, ttl time.Duration, a AgentConfig) time.Duration {
+	core := r.Core()
 	var takeover time.Duration
-	if c.LockKey != "" && c.Mode != ModeCatalog {
-		takeover = LockTakeover(c.LockSessionTTL, c.LockWait, core.Interval, core.Timeout)
+	if a.LockKey != "" {
+		takeover = LockTakeover(a.LockSessionTTL, a.LockWait, core.Interval, core.Timeout)
 	}
 	switch {
 	case ttl < 0:
@@ -181,20 +208,10 @@ func (s *Section) Load(r *config.Reader) {
 			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Timeout)})
 	case ttl > 0 && takeover > 0 && ttl < takeover+core.Interval:
 		r.Report(fmt.Errorf("%s %s is too short for %s %s: a standby takes the lock up to %s after the holder dies (2 x consul_lock_session_ttl + %s lock wait + interval + timeout), so the heartbeat TTL must be at least %s (that + interval) or every server turns critical before the standby re-registers it",
-			r.Origin("consul_ttl"), config.FormatDuration(ttl), r.Origin("consul_lock_session_ttl"), config.FormatDuration(c.LockSessionTTL),
-			config.FormatDuration(takeover), config.FormatDuration(c.LockWait), config.FormatDuration(takeover+core.Interval)))
+			r.Origin("consul_ttl"), config.FormatDuration(ttl), r.Origin("consul_lock_session_ttl"), config.FormatDuration(a.LockSessionTTL),
+			config.FormatDuration(takeover), config.FormatDuration(a.LockWait), config.FormatDuration(takeover+core.Interval)))
 	}
-	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
-	c.Round = core.Interval + core.Timeout
-	// A new leader, or one that finds Consul back after an outage, waits
-	// for every bridge to have had a round to publish, after the session
-	// it may have to create first.
-	c.StartupGrace = c.Round + c.retryCap()
-	if c.KVPrefix == "" {
-		c.KVPrefix = DefaultKVPrefix(c.Service)
-	}
-	r.Report(c.Validate())
-	s.cfg = c
+	return HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
 }
 
 // HeartbeatTTL is the TTL of the bridge's heartbeat check: ttl when set,
@@ -222,17 +239,16 @@ func LockTakeover(sessionTTL, lockWait, interval, timeout time.Duration) time.Du
 	return 2*sessionTTL + lockWait + interval + timeout
 }
 
-// build implements sink.Factory.New. A one-shot run (--once) leaves what it
-// registered: the heartbeat TTL lets it expire unless another run refreshes
-// it.
-func (s *Section) build(d sink.Deps) (sink.Sink, error) {
-	cfg := s.cfg
+// build implements sink.Factory.Build. A one-shot run (--once) leaves what
+// it registered: the heartbeat TTL lets it expire unless another run
+// refreshes it.
+func build(cfg Config, d sink.Deps) (sink.Sink, error) {
 	cfg.Clock = d.Clock
 	if d.Once {
 		cfg.OnExit = OnExitKeep
-		cfg.Once = true
 	}
 	if cfg.Mode == ModeCatalog {
+		cfg.Catalog.Once = d.Once
 		return NewCatalog(cfg, d.Log, d.Registerer)
 	}
 	return NewAgent(cfg, d.Log)
