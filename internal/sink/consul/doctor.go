@@ -75,9 +75,14 @@ func (d *doctor) add(op string, err error) {
 }
 
 // sentinel is an operation sure to fail: a check-index on a key that does
-// not exist.
+// not exist, under the fleet's prefix (agent mode, which has none: the
+// default one of its service).
 func (d *doctor) sentinel() *api.TxnOp {
-	key := path.Join(d.cfg.Catalog.KVPrefix, "doctor", "never-written")
+	prefix := d.cfg.Catalog.KVPrefix
+	if d.cfg.Mode != ModeCatalog {
+		prefix = DefaultKVPrefix(d.cfg.Service)
+	}
+	key := path.Join(prefix, "doctor", "never-written")
 	return &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckIndex, Key: key, Index: 1}}
 }
 
