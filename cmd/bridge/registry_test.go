@@ -44,7 +44,7 @@ func TestRegistryIsAllItTakes(t *testing.T) {
 	var built []string
 	applied := 0
 	newReg := func() *sink.Registry {
-		return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), sink.NewFactory("null", sink.Section[string](nullSection{}),
+		return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), sink.NewFactory("null", nullSection{},
 			func(label string, _ sink.Deps) (sink.Sink, error) {
 				built = append(built, label)
 				return nullSink{applied: &applied}, nil

@@ -36,7 +36,7 @@ func (FileSection) Load(r *config.Reader) FileSettings {
 
 // FileFactory registers the file sink.
 func FileFactory() Factory {
-	return NewFactory("file", Section[FileSettings](FileSection{}), func(s FileSettings, d Deps) (Sink, error) {
+	return NewFactory("file", FileSection{}, func(s FileSettings, d Deps) (Sink, error) {
 		f, err := NewFile(s.Path, d.Clock)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.Origin, err)

@@ -34,7 +34,7 @@ func (labelSink) Apply(context.Context, endpoint.Snapshot) (sink.Result, error) 
 func (labelSink) Close(context.Context) error { return nil }
 
 func newRegistry() *sink.Registry {
-	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), sink.NewFactory("label", sink.Section[string](labelSection{}),
+	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), sink.NewFactory("label", labelSection{},
 		func(label string, _ sink.Deps) (sink.Sink, error) { return labelSink{label: label}, nil },
 		func(_ context.Context, label string, w io.Writer) (bool, error) {
 			_, err := io.WriteString(w, "label "+label+"\n")
@@ -75,7 +75,7 @@ func TestBuildFromAnotherRegistry(t *testing.T) {
 // sink's section carries no settings for it, and Build says so instead of
 // building a sink with zero settings.
 func TestBuildWithoutTheSection(t *testing.T) {
-	cfg, err := sink.NewRegistry(sink.StdoutFactory(), sink.NewFactory("label", sink.Section[string](labelSection{}),
+	cfg, err := sink.NewRegistry(sink.StdoutFactory(), sink.NewFactory("label", labelSection{},
 		func(string, sink.Deps) (sink.Sink, error) { return labelSink{}, nil }, nil)).Schema().Load(config.Inputs{})
 	if err != nil {
 		t.Fatal(err)

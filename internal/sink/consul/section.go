@@ -24,7 +24,7 @@ type Section struct {
 // Factory registers the Consul sink.
 func Factory() sink.Factory {
 	s := &Section{hostname: os.Hostname}
-	return sink.NewFactory("consul", sink.Section[Config](s), build, runDoctor)
+	return sink.NewFactory("consul", s, build, runDoctor)
 }
 
 // runDoctor implements sink.Factory.Doctor: it prints a line per operation
