@@ -4,6 +4,7 @@ package e2e_test
 // processes on two LAN segments feed one Consul catalog.
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -66,8 +67,14 @@ func TestRunCatalogTwoSegments(t *testing.T) {
 	leader := l.leader()
 	t.Logf("leader: %s", leader)
 
-	// Quiet rounds: no catalog write, no KV write.
+	// Quiet rounds: no catalog write, no KV write. They start once every
+	// bridge has published its observation (a loaded machine may see all
+	// servers passing, from b1, before b2's first observation lands).
 	names := []string{"a1", "a2", "b1", "b2"}
+	runWait(t, 20*time.Second, "4 observation keys", func() (bool, string) {
+		obs := l.obsIndexes()
+		return len(obs) == 4, fmt.Sprint(obs)
+	})
 	_, _, idx0, _ := catEntries(t, l.consul)
 	obs0 := l.obsIndexes()
 	kv0 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", names...)
