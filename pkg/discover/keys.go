@@ -74,7 +74,10 @@ var fields = []field{
 	{key("interfaces_regex", "interfaces-regex", setting.String, "", "only interfaces whose whole name matches this RE2 pattern, | between alternatives (eth[0-9]+|ens[0-9]+|bond[0-9]+(\\.[0-9]+)?)", "DISCOVERY_CLIENT_INTERFACES_REGEX"),
 		func(o *Options, v any) (err error) { o.InterfaceRegex, err = pattern(v); return err }, nil},
 	{key("interfaces_cidrs", "interfaces-cidr", setting.List, "", "only interface addresses inside one of these IPv4 networks (repeatable or comma-separated)", "DISCOVERY_CLIENT_INTERFACES_CIDRS"),
-		func(o *Options, v any) (err error) { o.InterfaceCIDRs, err = ipv4Networks(v, "192.168.0.0/16"); return err }, nil},
+		func(o *Options, v any) (err error) {
+			o.InterfaceCIDRs, err = ipv4Networks(v, "192.168.0.0/16")
+			return err
+		}, nil},
 	{key("interfaces_can_reach", "interfaces-can-reach", setting.String, "", "only the interface the kernel routes this IPv4 address through (looked up each round; nothing is sent to it)", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH"),
 		setCanReach, nil},
 	{key("interfaces_skip_regex", "interfaces-skip-regex", setting.String, "", "never interfaces whose whole name matches this RE2 pattern", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX"),
