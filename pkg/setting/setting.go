@@ -60,7 +60,8 @@ type Key struct {
 	// Min itself ("must be > 0").
 	Min, Max     string
 	MinExclusive bool
-	// Hint follows a bounds refusal: "(0 turns the removal guard off)".
+	// Hint follows a refusal by the bounds or NonEmpty: "(0 turns the
+	// removal guard off)".
 	Hint string
 	// OneOf lists the allowed values of a String key, or of each element
 	// of a List.
@@ -219,12 +220,12 @@ func (k Key) Check(v any) error {
 	switch t := v.(type) {
 	case string:
 		if k.NonEmpty && t == "" {
-			return &ValueError{Value: t, Why: "must not be empty"}
+			return &ValueError{Value: t, Why: k.hinted("must not be empty")}
 		}
 		return k.oneOf(t)
 	case []string:
 		if k.NonEmpty && len(t) == 0 {
-			return &ValueError{Why: "must not be empty"}
+			return &ValueError{Why: k.hinted("must not be empty")}
 		}
 		for _, e := range t {
 			if err := k.oneOf(e); err != nil {
@@ -285,11 +286,15 @@ func (k Key) bounds(x float64, shown string) error {
 	if !below && !above {
 		return nil
 	}
-	why := k.boundsWhy(below)
-	if k.Hint != "" {
-		why += " " + k.Hint
+	return &ValueError{Value: shown, Why: k.hinted(k.boundsWhy(below))}
+}
+
+// hinted appends k's Hint to why.
+func (k Key) hinted(why string) string {
+	if k.Hint == "" {
+		return why
 	}
-	return &ValueError{Value: shown, Why: why}
+	return why + " " + k.Hint
 }
 
 // boundsWhy words the bounds of k, from the side that failed.
