@@ -12,9 +12,7 @@ import (
 // beside one known key must cost one decoded key, not 100,001.
 func TestUnknownKeysAreNotDecoded(t *testing.T) {
 	var b strings.Builder
-	for i := range 100_000 {
-		fmt.Fprintf(&b, "u%d: 1\n", i)
-	}
+	b.WriteString(UnknownKeys(100_000))
 	b.WriteString("retries: 7\n")
 	schema := NewSchema()
 	byName := map[string]Key{}
@@ -32,4 +30,14 @@ func TestUnknownKeysAreNotDecoded(t *testing.T) {
 	if y.unknown == nil || !strings.Contains(y.unknown.Error(), "100000 unknown keys") {
 		t.Errorf("unknown = %v", y.unknown)
 	}
+}
+
+// UnknownKeys is a YAML file of n unknown keys, u0 to u<n-1> (for this
+// package's tests, config_test's too).
+func UnknownKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "u%d: 1\n", i)
+	}
+	return b.String()
 }
