@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -56,8 +57,8 @@ func TestExampleFileDocumentsEveryKey(t *testing.T) {
 		t.Fatalf("the example, uncommented, does not load: %v", err)
 	}
 	defaults, _ := schema.Load(Inputs{})
-	if fromFile.Port != defaults.Port || fromFile.Timeout != defaults.Timeout || fromFile.Message != defaults.Message ||
-		sec(fromFile).DeregisterAfter != sec(defaults).DeregisterAfter || len(fromFile.Sinks) != 1 || fromFile.EnableSubnetScan != defaults.EnableSubnetScan {
+	if !reflect.DeepEqual(fromFile.Discovery, defaults.Discovery) || fromFile.Interval != defaults.Interval ||
+		sec(fromFile).DeregisterAfter != sec(defaults).DeregisterAfter || len(fromFile.Sinks) != 1 {
 		t.Errorf("example values differ from the defaults: %+v", fromFile)
 	}
 }

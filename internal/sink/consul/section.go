@@ -171,7 +171,7 @@ func (s *Section) Load(r *config.Reader) Config {
 		c.BridgeID = h
 	}
 	core := r.Core()
-	c.Round = core.Interval + core.Timeout
+	c.Round = core.Interval + core.Discovery.Timeout
 	switch c.Mode {
 	case ModeAgent:
 		c.Agent = AgentConfig{LockKey: lockKey, LockSessionTTL: sessionTTL, LockWait: d.Agent.LockWait, Parallel: parallel}
@@ -198,20 +198,20 @@ func heartbeatTTL(r *config.Reader, ttl time.Duration, a AgentConfig) time.Durat
 	core := r.Core()
 	var takeover time.Duration
 	if a.LockKey != "" {
-		takeover = LockTakeover(a.LockSessionTTL, a.LockWait, core.Interval, core.Timeout)
+		takeover = LockTakeover(a.LockSessionTTL, a.LockWait, core.Interval, core.Discovery.Timeout)
 	}
 	switch {
 	case ttl < 0:
 		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl, Why: "must be >= 0"})
-	case ttl > 0 && ttl <= core.Interval+core.Timeout:
+	case ttl > 0 && ttl <= core.Interval+core.Discovery.Timeout:
 		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl,
-			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Timeout)})
+			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Discovery.Timeout)})
 	case ttl > 0 && takeover > 0 && ttl < takeover+core.Interval:
 		r.Report(fmt.Errorf("%s %s is too short for %s %s: a standby takes the lock up to %s after the holder dies (2 x consul_lock_session_ttl + %s lock wait + interval + timeout), so the heartbeat TTL must be at least %s (that + interval) or every server turns critical before the standby re-registers it",
 			r.Origin("consul_ttl"), config.FormatDuration(ttl), r.Origin("consul_lock_session_ttl"), config.FormatDuration(a.LockSessionTTL),
 			config.FormatDuration(takeover), config.FormatDuration(a.LockWait), config.FormatDuration(takeover+core.Interval)))
 	}
-	return HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
+	return HeartbeatTTL(ttl, core.Interval, core.Discovery.Timeout, takeover)
 }
 
 // HeartbeatTTL is the TTL of the bridge's heartbeat check: ttl when set,
