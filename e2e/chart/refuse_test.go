@@ -25,7 +25,9 @@ type valuesCase struct {
 	key string
 }
 
-func (c valuesCase) String() string { return strings.Join(append(slices.Clone(c.config), c.helm...), " ") }
+func (c valuesCase) String() string {
+	return strings.Join(append(slices.Clone(c.config), c.helm...), " ")
+}
 
 func (c valuesCase) helmArgs() []string {
 	var args []string
