@@ -79,17 +79,17 @@ func discoverCommand(schema *config.Schema) *cli.Command {
 // newClient builds a discovery client from the configuration; configuration
 // problems are usage errors.
 func newClient(cfg *config.Config, log zerolog.Logger, one bool) (*discover.Client, error) {
-	opts, err := discoverOptions(cfg)
+	opts, err := cfg.DiscoveryOptions()
 	if err != nil {
 		return nil, usageErr(err)
 	}
 	opts.One = one
 	lister := iface.OS()
 	if all, err := lister.Interfaces(); err == nil {
-		for _, name := range iface.Unmatched(all, cfg.Whitelist) {
+		for _, name := range iface.Unmatched(all, cfg.Discovery.Whitelist) {
 			log.Warn().Str("interface", name).Msg("interfaces_whitelist names an interface this host does not have")
 		}
-		for _, name := range iface.Unmatched(all, cfg.Blacklist) {
+		for _, name := range iface.Unmatched(all, cfg.Discovery.Blacklist) {
 			log.Warn().Str("interface", name).Msg("interfaces_blacklist names an interface this host does not have")
 		}
 	}
@@ -185,7 +185,7 @@ func newScanReport(cfg *config.Config, res discover.Result) (scanReport, bool) {
 		Seconds: res.Duration.Seconds(), Rate: st.ScanRate, OnLinkRate: st.ScanOnLinkRate,
 		Complete: st.ScanCovered >= st.ScanHosts,
 	}
-	for _, p := range cfg.ScanCIDRs {
+	for _, p := range cfg.Discovery.ScanCIDRs {
 		r.CIDRs = append(r.CIDRs, p.String())
 	}
 	r.Percent = math.Round(1000*float64(r.Scanned)/float64(r.Hosts)) / 10

@@ -50,7 +50,7 @@ func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 					s.Interface, s.IP, s.Network, s.LikelyBroadcastDomain, s.Segments, scanCovers(cfg, s.Network))
 			}
 
-			fmt.Fprintf(w, "\n== discovery round (port %d, timeout %s, retries %d, encryption %v)\n", cfg.Port, cfg.Timeout, cfg.Retries, cfg.Encryption)
+			fmt.Fprintf(w, "\n== discovery round (port %d, timeout %s, retries %d, encryption %v)\n", cfg.Discovery.Port, cfg.Discovery.Timeout, cfg.Discovery.Retries, cfg.Encryption)
 			client, err := newClient(cfg, log, false)
 			if err != nil {
 				return err
@@ -109,10 +109,10 @@ func printInterfaceVerdicts(w io.Writer, all []iface.Interface, ds []iface.Decis
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Addr, d.Prefix, d.Broadcast, verdict)
 	}
 	tw.Flush()
-	for _, name := range iface.Unmatched(all, cfg.Whitelist) {
+	for _, name := range iface.Unmatched(all, cfg.Discovery.Whitelist) {
 		fmt.Fprintf(w, "whitelist names %q, which this host does not have (names are exact and case-sensitive)\n", name)
 	}
-	for _, name := range iface.Unmatched(all, cfg.Blacklist) {
+	for _, name := range iface.Unmatched(all, cfg.Discovery.Blacklist) {
 		fmt.Fprintf(w, "blacklist names %q, which this host does not have\n", name)
 	}
 }
@@ -135,10 +135,10 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 	}
 	st := res.Stats
 	if st.Rejected > 0 {
-		h = append(h, fmt.Sprintf("%d encrypted replies were rejected: the secret key differs from the servers', or the clocks differ by more than clock_skew (%s)", st.Rejected, cfg.ClockSkew))
+		h = append(h, fmt.Sprintf("%d encrypted replies were rejected: the secret key differs from the servers', or the clocks differ by more than clock_skew (%s)", st.Rejected, cfg.Discovery.ClockSkew))
 	}
 	if st.Invalid > 0 {
-		h = append(h, fmt.Sprintf("%d replies did not parse: check response_prefix (now %q) against the servers' DISCOVERY_RESPONSE_PREFIX", st.Invalid, cfg.ResponsePrefix))
+		h = append(h, fmt.Sprintf("%d replies did not parse: check response_prefix (now %q) against the servers' DISCOVERY_RESPONSE_PREFIX", st.Invalid, cfg.Discovery.Prefix))
 	}
 	scan, scanned := newScanReport(cfg, res)
 	if scanned && !scan.Complete {
@@ -152,7 +152,7 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 	}
 	if st.Replies == 0 {
 		h = append(h,
-			fmt.Sprintf("no reply at all: is a server running with discovery on UDP port %d (discovery_port), and the same discovery_message (%q)?", cfg.Port, cfg.Message),
+			fmt.Sprintf("no reply at all: is a server running with discovery on UDP port %d (discovery_port), and the same discovery_message (%q)?", cfg.Discovery.Port, cfg.Discovery.Message),
 			"a firewall must let UDP to the servers' port out and the replies (to this host's ephemeral port) back in")
 		switch {
 		case !scanned:
@@ -165,7 +165,7 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 		} else {
 			h = append(h, "servers with encryption enabled ignore plaintext probes: try --encryption with their key")
 		}
-		if cfg.Timeout < 1e9 {
+		if cfg.Discovery.Timeout < 1e9 {
 			h = append(h, "the timeout is under a second: try --timeout 5")
 		}
 	}
@@ -175,11 +175,11 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 // scanCovers returns the configured scan CIDRs that overlap network, joined
 // for a message ("" when none does).
 func scanCovers(cfg *config.Config, network netip.Prefix) string {
-	if !cfg.EnableSubnetScan {
+	if !cfg.Discovery.SubnetScan {
 		return ""
 	}
 	var out []string
-	for _, p := range cfg.ScanCIDRs {
+	for _, p := range cfg.Discovery.ScanCIDRs {
 		if p.Overlaps(network) {
 			out = append(out, p.String())
 		}

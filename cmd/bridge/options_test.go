@@ -13,9 +13,9 @@ import (
 func TestDiscoverOptionsSecretNeverInErrors(t *testing.T) {
 	const secret = "very-secret-token-value"
 	c := loadTestConfig(t, "DISCOVERY_CLIENT_ENCRYPTION_ENABLED", "true", "DISCOVERY_CLIENT_SECRET_KEY", secret)
-	_, err := discoverOptions(c)
+	_, err := c.DiscoveryOptions()
 	if err == nil || strings.Contains(err.Error(), secret) || !errors.Is(err, discover.ErrInvalidKey) {
-		t.Fatalf("discoverOptions error = %v; want ErrInvalidKey without the key", err)
+		t.Fatalf("DiscoveryOptions error = %v; want ErrInvalidKey without the key", err)
 	}
 }
 
@@ -29,12 +29,12 @@ func TestDiscoverOptionsKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := loadTestConfig(t, "DISCOVERY_CLIENT_ENCRYPTION_ENABLED", "true", "DISCOVERY_CLIENT_SECRET_KEY_FILE", path)
-	o, err := discoverOptions(c)
+	o, err := c.DiscoveryOptions()
 	if err != nil || o.Key == nil {
-		t.Fatalf("discoverOptions = %v, key %v", err, o.Key)
+		t.Fatalf("DiscoveryOptions = %v, key %v", err, o.Key)
 	}
 	c = loadTestConfig(t, "DISCOVERY_CLIENT_ENCRYPTION_ENABLED", "true", "DISCOVERY_CLIENT_SECRET_KEY_FILE", filepath.Join(t.TempDir(), "missing"))
-	if _, err := discoverOptions(c); err == nil || !strings.Contains(err.Error(), "env DISCOVERY_CLIENT_SECRET_KEY_FILE") {
+	if _, err := c.DiscoveryOptions(); err == nil || !strings.Contains(err.Error(), "env DISCOVERY_CLIENT_SECRET_KEY_FILE") {
 		t.Fatalf("missing key file error = %v", err)
 	}
 }

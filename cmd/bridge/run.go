@@ -67,7 +67,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				return usageErr(err)
 			}
 			metrics := runner.NewMetrics(promReg)
-			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Timeout, promReg)
+			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
 			if cfg.MetricsAddr != "" && !once {
 				stopHTTP, err := serveHTTP(c.Context, cfg.MetricsAddr, health.Handler(), log)
 				if err != nil {
@@ -76,7 +76,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				defer stopHTTP()
 			}
 			out, err := runner.Run(c.Context, client, runner.Config{
-				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Timeout, Once: once, DryRun: dry,
+				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Discovery.Timeout, Once: once, DryRun: dry,
 				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
 				// A round's garbage (every reply, the previous state) is

@@ -20,7 +20,7 @@ func TestThousands(t *testing.T) {
 }
 
 func TestScanReportAndDoctorHints(t *testing.T) {
-	cfg := &config.Config{EnableSubnetScan: true, ScanCIDRs: []netip.Prefix{netip.MustParsePrefix("10.50.0.0/16")}, Timeout: 5 * time.Second}
+	cfg := &config.Config{Discovery: discover.Options{SubnetScan: true, ScanCIDRs: []netip.Prefix{netip.MustParsePrefix("10.50.0.0/16")}, Timeout: 5 * time.Second}}
 	partial := discover.Result{Duration: 5 * time.Second, Stats: discover.Stats{
 		ScanHosts: 65534, ScanCovered: 5000, ScanTargets: 5000, ScanSeconds: 5, ScanRate: 1000}}
 	r, ok := newScanReport(cfg, partial)
@@ -36,7 +36,7 @@ func TestScanReportAndDoctorHints(t *testing.T) {
 	}
 
 	full := discover.Result{Duration: 1200 * time.Millisecond, Stats: discover.Stats{ScanHosts: 1022, ScanCovered: 1022, ScanRate: 1000}}
-	cfg.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("10.213.4.0/22")}
+	cfg.Discovery.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("10.213.4.0/22")}
 	r, _ = newScanReport(cfg, full)
 	if !r.Complete || r.Message != "scanned all 1,022 hosts of 10.213.4.0/22 in 1.2 s" {
 		t.Errorf("full report %+v", r)

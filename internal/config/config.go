@@ -11,10 +11,11 @@ package config
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
 // Config is the validated core configuration.
@@ -22,33 +23,16 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 
-	Port             uint16
-	Message          string
-	ResponsePrefix   string
-	Timeout          time.Duration
-	Retries          int
-	EnableSubnetScan bool
-	ScanCIDRs        []netip.Prefix
-	ScanRate         int
-	Whitelist        []string
-	Blacklist        []string
-	// The other interface rules (see iface.Rules for their order).
-	InterfaceRegex          string
-	InterfaceCIDRs          []netip.Prefix
-	InterfaceCanReach       netip.Addr
-	InterfaceSkipRegex      string
-	SkipContainerInterfaces bool
-	DefaultPort             uint16
-	AddressFrom             string
-	Encryption              bool
-	SecretKey               string // never log
-	SecretKeyFile           string
-	MaxTokenAge             time.Duration
-	ClockSkew               time.Duration
-	Settle                  time.Duration
-	MaxReplies              int
-	Interval                time.Duration
-	MissedRounds            int
+	// Discovery holds the discovery keys' values (pkg/discover's Keys)
+	// but the Fernet key: Encryption, SecretKey and SecretKeyFile say where
+	// it comes from, and DiscoveryOptions reads it.
+	Discovery     discover.Options
+	Encryption    bool
+	SecretKey     string // never log
+	SecretKeyFile string
+
+	Interval     time.Duration
+	MissedRounds int
 	// MaxRemovalFraction and RemovalGuardRounds tune the removal guard
 	// (internal/plan): 1 or 0 respectively turn it off.
 	MaxRemovalFraction float64
@@ -89,4 +73,28 @@ func (c *Config) ReadSecretKey() (string, error) {
 		return "", fmt.Errorf("%s: read secret key file: %w", c.Source("secret_key_file"), err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// DiscoveryOptions returns Discovery with the Fernet key read and parsed
+// when encryption is on: a missing or invalid key is an error (never a
+// silent fall back to plaintext), and the error never holds the key.
+func (c *Config) DiscoveryOptions() (discover.Options, error) {
+	o := c.Discovery
+	if !c.Encryption {
+		return o, nil
+	}
+	text, err := c.ReadSecretKey()
+	if err != nil {
+		return o, err
+	}
+	key, err := discover.ParseKey(text)
+	if err != nil {
+		src := c.Source("secret_key")
+		if c.SecretKeyFile != "" {
+			src = c.Source("secret_key_file") + " " + c.SecretKeyFile
+		}
+		return o, fmt.Errorf("secret_key (%s): %w", src, err)
+	}
+	o.Key = key
+	return o, nil
 }

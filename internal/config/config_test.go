@@ -13,6 +13,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
 type (
@@ -67,14 +68,14 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"discovery_port", c.Port, uint16(9999)},
-		{"discovery_message", c.Message, "DISCOVER_SERVER"},
-		{"response_prefix", c.ResponsePrefix, "SERVER_IP:"},
-		{"timeout", c.Timeout, 5 * time.Second},
-		{"retries", c.Retries, 3},
-		{"enable_subnet_scan", c.EnableSubnetScan, true},
-		{"default_port", c.DefaultPort, uint16(8000)},
-		{"address_from", c.AddressFrom, "auto"},
+		{"discovery_port", c.Discovery.Port, uint16(9999)},
+		{"discovery_message", string(c.Discovery.Message), "DISCOVER_SERVER"},
+		{"response_prefix", string(c.Discovery.Prefix), "SERVER_IP:"},
+		{"timeout", c.Discovery.Timeout, 5 * time.Second},
+		{"retries", c.Discovery.Retries, 3},
+		{"enable_subnet_scan", c.Discovery.SubnetScan, true},
+		{"default_port", c.Discovery.DefaultPort, uint16(8000)},
+		{"address_from", c.Discovery.AddressFrom, discover.AddressAuto},
 		{"interval", c.Interval, 10 * time.Second},
 		{"missed_rounds", c.MissedRounds, 3},
 		{"max_removal_fraction", c.MaxRemovalFraction, 0.5},
@@ -95,8 +96,8 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 	if !slices.Equal(c.Sinks, []string{"stdout"}) {
 		t.Errorf("sinks = %v, want [stdout]", c.Sinks)
 	}
-	if c.Whitelist != nil || c.Blacklist != nil {
-		t.Errorf("lists = %v %v, want none", c.Whitelist, c.Blacklist)
+	if c.Discovery.Whitelist != nil || c.Discovery.Blacklist != nil {
+		t.Errorf("lists = %v %v, want none", c.Discovery.Whitelist, c.Discovery.Blacklist)
 	}
 }
 
@@ -116,14 +117,14 @@ func TestPriority(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustLoad(t, tc.in)
-			if c.Port != tc.wantPort || c.Source("discovery_port") != tc.wantSrc {
-				t.Errorf("port = %d from %q, want %d from %q", c.Port, c.Source("discovery_port"), tc.wantPort, tc.wantSrc)
+			if c.Discovery.Port != tc.wantPort || c.Source("discovery_port") != tc.wantSrc {
+				t.Errorf("port = %d from %q, want %d from %q", c.Discovery.Port, c.Source("discovery_port"), tc.wantPort, tc.wantSrc)
 			}
 		})
 	}
 	c := mustLoad(t, Inputs{File: file})
-	if c.Retries != 5 || c.Timeout != 2*time.Second || !slices.Equal(c.Whitelist, []string{"eth0", "eth1"}) {
-		t.Errorf("file values: retries %d timeout %v whitelist %v", c.Retries, c.Timeout, c.Whitelist)
+	if c.Discovery.Retries != 5 || c.Discovery.Timeout != 2*time.Second || !slices.Equal(c.Discovery.Whitelist, []string{"eth0", "eth1"}) {
+		t.Errorf("file values: retries %d timeout %v whitelist %v", c.Discovery.Retries, c.Discovery.Timeout, c.Discovery.Whitelist)
 	}
 }
 
@@ -134,29 +135,29 @@ func TestValues(t *testing.T) {
 		flags map[string]any
 		check func(*Config) bool
 	}{
-		{"timeout seconds", nil, map[string]any{"timeout": "0.5"}, func(c *Config) bool { return c.Timeout == 500*time.Millisecond }},
-		{"timeout duration", nil, map[string]any{"timeout": "500ms"}, func(c *Config) bool { return c.Timeout == 500*time.Millisecond }},
+		{"timeout seconds", nil, map[string]any{"timeout": "0.5"}, func(c *Config) bool { return c.Discovery.Timeout == 500*time.Millisecond }},
+		{"timeout duration", nil, map[string]any{"timeout": "500ms"}, func(c *Config) bool { return c.Discovery.Timeout == 500*time.Millisecond }},
 		{"env list comma", map[string]string{"DISCOVERY_CLIENT_INTERFACES_WHITELIST": "eth0, br-lan,,"}, nil,
-			func(c *Config) bool { return slices.Equal(c.Whitelist, []string{"eth0", "br-lan"}) }},
+			func(c *Config) bool { return slices.Equal(c.Discovery.Whitelist, []string{"eth0", "br-lan"}) }},
 		{"flag list repeated and comma", nil, map[string]any{"interfaces_blacklist": []string{"a,b", "c"}},
-			func(c *Config) bool { return slices.Equal(c.Blacklist, []string{"a", "b", "c"}) }},
-		{"bool yes", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "no"}, nil, func(c *Config) bool { return !c.EnableSubnetScan }},
-		{"bool on", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "On"}, nil, func(c *Config) bool { return c.EnableSubnetScan }},
+			func(c *Config) bool { return slices.Equal(c.Discovery.Blacklist, []string{"a", "b", "c"}) }},
+		{"bool yes", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "no"}, nil, func(c *Config) bool { return !c.Discovery.SubnetScan }},
+		{"bool on", map[string]string{"DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN": "On"}, nil, func(c *Config) bool { return c.Discovery.SubnetScan }},
 		{"scan cidr masked", nil, map[string]any{"scan_cidrs": []string{"10.1.2.3/22"}},
 			func(c *Config) bool {
-				return slices.Equal(c.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")})
+				return slices.Equal(c.Discovery.ScanCIDRs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/22")})
 			}},
 		{"interface rules", map[string]string{
 			"DISCOVERY_CLIENT_INTERFACES_REGEX": "eth[0-9]{1,2}|ens.*", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX": "eth9",
 			"DISCOVERY_CLIENT_INTERFACES_CIDRS": "192.168.1.9/24,10.0.0.0/8", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH": "192.168.1.1",
 			"DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER": "true",
 		}, nil, func(c *Config) bool {
-			return c.InterfaceRegex == "eth[0-9]{1,2}|ens.*" && c.InterfaceSkipRegex == "eth9" &&
-				slices.Equal(c.InterfaceCIDRs, []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}) &&
-				c.InterfaceCanReach == netip.MustParseAddr("192.168.1.1") && c.SkipContainerInterfaces
+			return c.Discovery.InterfaceRegex == "eth[0-9]{1,2}|ens.*" && c.Discovery.InterfaceSkipRegex == "eth9" &&
+				slices.Equal(c.Discovery.InterfaceCIDRs, []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}) &&
+				c.Discovery.InterfaceCanReach == netip.MustParseAddr("192.168.1.1") && c.Discovery.SkipContainerInterfaces
 		}},
 		{"interface rules off by default", nil, nil, func(c *Config) bool {
-			return c.InterfaceRegex == "" && c.InterfaceSkipRegex == "" && c.InterfaceCIDRs == nil && !c.InterfaceCanReach.IsValid() && !c.SkipContainerInterfaces
+			return c.Discovery.InterfaceRegex == "" && c.Discovery.InterfaceSkipRegex == "" && c.Discovery.InterfaceCIDRs == nil && !c.Discovery.InterfaceCanReach.IsValid() && !c.Discovery.SkipContainerInterfaces
 		}},
 		{"sinks from env", map[string]string{"DISCOVERY_CLIENT_SINKS": "stdout,file", "DISCOVERY_CLIENT_FILE_PATH": "/tmp/x.json"}, nil,
 			func(c *Config) bool { return slices.Equal(c.Sinks, []string{"stdout", "file"}) }},
@@ -236,7 +237,7 @@ func TestErrorsNameKeyValueAndSource(t *testing.T) {
 				`interfaces_cidrs (flag --interfaces-cidr): bad value "eth0": want an IPv4 network`,
 				`interfaces_can_reach (flag --interfaces-can-reach): bad value "gw.lan": want an IPv4 address`,
 				`interfaces_skip_container (flag --interfaces-skip-container): bad value "sure"`}},
-		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{"timeout (file", "want a single value"}},
+		{"yaml list for scalar", nil, nil, "timeout: [1, 2]\n", []string{`c.yaml): bad value "[1 2]": want a single value`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -57,8 +58,8 @@ func TestExampleFileDocumentsEveryKey(t *testing.T) {
 	}
 	fileDereg := sec.Config().DeregisterAfter
 	defaults, _ := schema.Load(Inputs{})
-	if fromFile.Port != defaults.Port || fromFile.Timeout != defaults.Timeout || fromFile.Message != defaults.Message ||
-		fileDereg != sec.Config().DeregisterAfter || len(fromFile.Sinks) != 1 || fromFile.EnableSubnetScan != defaults.EnableSubnetScan {
+	if !reflect.DeepEqual(fromFile.Discovery, defaults.Discovery) || fromFile.Interval != defaults.Interval ||
+		fileDereg != sec.Config().DeregisterAfter || len(fromFile.Sinks) != 1 {
 		t.Errorf("example values differ from the defaults: %+v", fromFile)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -78,89 +80,66 @@ func (s *Schema) SinkNames() []string {
 // Keys returns every key, core keys first, in documentation order.
 func (s *Schema) Keys() []Key { return slices.Clone(s.keys) }
 
-type layer struct {
-	name string // "default", "file x.yaml", "env", "flag"
-	k    *koanf.Koanf
-	src  map[string]string // key -> precise source (env var / flag name)
-}
-
-// Load reads every layer, merges them (defaults < file < env < flags),
-// validates the core and then loads every sink's section (each validates
-// itself). The error, when not nil, is an *Error listing all problems.
+// Load reads every layer into one koanf instance in rising priority
+// (defaults < file < env < flags), remembering the layer each key's value
+// came from, validates the core and then loads every sink's section (each
+// validates itself). The error, when not nil, is an *Error listing all
+// problems.
 func (s *Schema) Load(in Inputs) (*Config, error) {
-	keys := s.keys
-	byName := make(map[string]Key, len(keys))
-	for _, k := range keys {
+	byName := make(map[string]Key, len(s.keys))
+	for _, k := range s.keys {
 		byName[k.Name] = k
 	}
-	var problems []error
-
+	m := merged{k: koanf.New("\x00"), src: map[string]string{}}
 	defaults := map[string]any{}
-	for _, k := range keys {
+	for _, k := range s.keys {
 		if k.Default != "" {
 			defaults[k.Name] = k.Default
 		}
 	}
-	layers := []layer{{name: "default", k: koanf.New("\x00"), src: map[string]string{}}}
-	if err := layers[0].k.Load(confmap.Provider(defaults, ""), nil); err != nil {
+	if err := m.load(confmap.Provider(defaults, ""), nil, func(string) string { return "default" }); err != nil {
 		return nil, fmt.Errorf("load defaults: %w", err)
 	}
-
+	var problems []error
 	if in.File != "" {
-		fl := layer{name: "file " + in.File, k: koanf.New("\x00"), src: map[string]string{}}
-		m, unknown, err := readFile(in.File, byName)
+		b, err := readFile(in.File)
 		if err != nil {
 			return nil, &Error{Problems: []error{fmt.Errorf("config file %s: %w", in.File, err)}}
 		}
-		if unknown != nil {
-			problems = append(problems, fmt.Errorf("config file %s: %w", in.File, unknown))
-		}
-		if err := fl.k.Load(confmap.Provider(m, ""), nil); err != nil {
+		yp := &yamlParser{byName: byName}
+		if err := m.load(rawbytes.Provider(b), yp, func(string) string { return "file " + in.File }); err != nil {
 			return nil, &Error{Problems: []error{fmt.Errorf("config file %s: %w", in.File, err)}}
 		}
-		layers = append(layers, fl)
-	}
-
-	if in.LookupEnv != nil {
-		el := layer{name: "env", k: koanf.New("\x00"), src: map[string]string{}}
-		m := map[string]any{}
-		for _, k := range keys {
-			for _, env := range k.Env {
-				if v, ok := in.LookupEnv(env); ok {
-					m[k.Name] = v
-					el.src[k.Name] = "env " + env
-					break
-				}
-			}
+		if yp.unknown != nil {
+			problems = append(problems, fmt.Errorf("config file %s: %w", in.File, yp.unknown))
 		}
-		if err := el.k.Load(confmap.Provider(m, ""), nil); err != nil {
+	}
+	if in.LookupEnv != nil {
+		vars := envVars(s.keys, in.LookupEnv)
+		p := env.Provider("", env.Opt{
+			EnvironFunc:   func() []string { return vars.environ },
+			TransformFunc: func(name, v string) (string, any) { return vars.key[name], v },
+		})
+		if err := m.load(p, nil, func(key string) string { return "env " + vars.name[key] }); err != nil {
 			return nil, fmt.Errorf("load environment: %w", err)
 		}
-		layers = append(layers, el)
 	}
-
-	fl := layer{name: "flag", k: koanf.New("\x00"), src: map[string]string{}}
-	fm := map[string]any{}
-	for name, v := range in.Flags {
-		k, ok := byName[name]
-		if !ok {
+	for name := range in.Flags {
+		if _, ok := byName[name]; !ok {
 			return nil, fmt.Errorf("internal: flag for unknown key %q", name)
 		}
-		fm[name] = v
-		fl.src[name] = "flag --" + k.Flag
 	}
-	if err := fl.k.Load(confmap.Provider(fm, ""), nil); err != nil {
+	if err := m.load(confmap.Provider(in.Flags, ""), nil, func(key string) string { return "flag --" + byName[key].Flag }); err != nil {
 		return nil, fmt.Errorf("load flags: %w", err)
 	}
-	layers = append(layers, fl)
 
-	p := parser{layers: layers, byName: byName, failed: map[string]bool{}}
+	p := parser{m: m, byName: byName, failed: map[string]bool{}}
 	c := &Config{sources: map[string]string{}}
-	for _, k := range keys {
+	for _, k := range s.keys {
 		c.sources[k.Name] = p.source(k.Name)
 	}
 	p.fill(c)
-	p.report(c.validate(s.SinkNames()))
+	p.report(c.validate())
 	for _, sk := range s.sinks {
 		if sk.Section != nil {
 			sk.Section.Load(&Reader{p: &p, core: c, enabled: slices.Contains(c.Sinks, sk.Name)})
@@ -171,4 +150,46 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 		return nil, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// merged is the one koanf instance of every layer, and where each key's
+// value came from ("default", "file x.yaml", "env VAR", "flag --name").
+type merged struct {
+	k   *koanf.Koanf
+	src map[string]string
+}
+
+// load merges a layer over the ones before, naming the source of each of
+// its keys with source.
+func (m merged) load(p koanf.Provider, pa koanf.Parser, source func(key string) string) error {
+	layer := koanf.New("\x00")
+	if err := layer.Load(p, pa); err != nil {
+		return err
+	}
+	for _, key := range layer.Keys() {
+		m.src[key] = source(key)
+	}
+	return m.k.Merge(layer)
+}
+
+// envSet is the environment as the keys read it: for each key, the first
+// of its variables that is set.
+type envSet struct {
+	environ []string          // NAME=value of each winning variable
+	key     map[string]string // variable -> key
+	name    map[string]string // key -> variable
+}
+
+func envVars(keys []Key, lookupEnv func(string) (string, bool)) envSet {
+	e := envSet{key: map[string]string{}, name: map[string]string{}}
+	for _, k := range keys {
+		for _, name := range k.Env {
+			if v, ok := lookupEnv(name); ok {
+				e.environ = append(e.environ, name+"="+v)
+				e.key[name], e.name[k.Name] = k.Name, name
+				break // the first variable set wins
+			}
+		}
+	}
+	return e
 }

@@ -46,18 +46,7 @@ type Client struct {
 // All problems are reported at once (errors.Join), each naming its config
 // key and value, e.g. "timeout: must be > 0, got -1s".
 func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock) (*Client, error) {
-	if opts.MaxDatagram == 0 {
-		opts.MaxDatagram = DefaultMaxDatagram
-	}
-	if opts.RecvBuffer == 0 {
-		opts.RecvBuffer = DefaultRecvBuffer
-	}
-	if opts.MaxTokenAge == 0 {
-		opts.MaxTokenAge = DefaultMaxTokenAge
-	}
-	if opts.ClockSkew == 0 {
-		opts.ClockSkew = DefaultClockSkew
-	}
+	opts = withDefaults(opts)
 	var problems []error
 	if lister == nil {
 		problems = append(problems, errors.New("lister: must not be nil"))
@@ -85,48 +74,66 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 		scan: newScanCursor(opts.ScanCIDRs), neigh: ReadNeighParams}, nil
 }
 
+// withDefaults fills in the defaults of zero MaxDatagram, RecvBuffer,
+// MaxTokenAge and ClockSkew.
+func withDefaults(o Options) Options {
+	if o.MaxDatagram == 0 {
+		o.MaxDatagram = DefaultMaxDatagram
+	}
+	if o.RecvBuffer == 0 {
+		o.RecvBuffer = DefaultRecvBuffer
+	}
+	if o.MaxTokenAge == 0 {
+		o.MaxTokenAge = DefaultMaxTokenAge
+	}
+	if o.ClockSkew == 0 {
+		o.ClockSkew = DefaultClockSkew
+	}
+	return o
+}
+
 // validate returns every problem with o at once, each naming its config key.
-// For the CLI most of these checks repeat what internal/config already checked
-// (where the error also names the flag, env or file the value came from);
-// they stay here because Go programs (and the coming library API) use
-// discover on its own, building Options without internal/config, and must get
-// the same errors instead of a round that misbehaves. LoadOptions runs it
-// too, after the environment and the overrides are applied.
+// The bounds of every key are those of Keys, the ones the bridge command
+// and LoadOptions apply to a file, a flag or a variable: a Go program that
+// builds Options in code gets the same refusals instead of a round that
+// misbehaves. LoadOptions runs it too, after the environment and the
+// overrides are applied.
 func validate(o Options) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
-	if o.Port == 0 {
-		bad("discovery_port", "must be 1..65535, got 0")
+	for _, f := range fields {
+		if f.get == nil {
+			continue
+		}
+		v := f.get(o)
+		if err := f.Check(v); err != nil {
+			switch t := v.(type) {
+			case int:
+				if f.Name == "scan_rate" { // used only by a subnet scan
+					if o.SubnetScan && len(o.ScanCIDRs) > 0 {
+						bad(f.Name, "%v when scanning, got %d", err, t)
+					}
+					continue
+				}
+				bad(f.Name, "%v, got %d", err, t)
+			case string:
+				if t == "" && f.NonEmpty {
+					bad(f.Name, "%v", err)
+				} else {
+					bad(f.Name, "%v, got %q", err, t)
+				}
+			default:
+				bad(f.Name, "%v, got %v", err, v)
+			}
+		}
 	}
 	switch {
-	case len(o.Message) == 0:
-		bad("discovery_message", "must not be empty")
 	case o.Key == nil && len(o.Message) > maxUDPPayload:
 		bad("discovery_message", "must be at most %d bytes, got %d", maxUDPPayload, len(o.Message))
 	case o.Key != nil && fernetTextLen(len(o.Message)) > maxUDPPayload:
 		bad("discovery_message", "its Fernet token must fit one datagram (%d bytes), got a %d-byte message", maxUDPPayload, len(o.Message))
-	}
-	if len(o.Prefix) == 0 {
-		bad("response_prefix", "must not be empty")
-	}
-	if o.Timeout <= 0 {
-		bad("timeout", "must be > 0, got %s", o.Timeout)
-	}
-	if o.Retries < 0 {
-		bad("retries", "must be >= 0, got %d", o.Retries)
-	}
-	if o.DefaultPort == 0 {
-		bad("default_port", "must be 1..65535, got 0")
-	}
-	switch o.AddressFrom {
-	case AddressAuto, AddressPayload, AddressSource:
-	default:
-		bad("address_from", "must be auto, payload or source, got %q", string(o.AddressFrom))
-	}
-	if o.Settle < 0 {
-		bad("settle", "must be >= 0, got %s", o.Settle)
 	}
 	var total uint64
 	for _, p := range o.ScanCIDRs {
@@ -143,23 +150,11 @@ func validate(o Options) error {
 	if total > MaxScanHosts && len(o.ScanCIDRs) > 1 {
 		bad("scan_cidrs", "%d hosts in %d networks, more than the limit of %d per round", total, len(o.ScanCIDRs), MaxScanHosts)
 	}
-	if o.SubnetScan && len(o.ScanCIDRs) > 0 && o.ScanRate <= 0 {
-		bad("scan_rate", "must be > 0 when scanning, got %d", o.ScanRate)
-	}
-	if o.MaxReplies <= 0 {
-		bad("max_replies", "must be > 0, got %d", o.MaxReplies)
-	}
 	if o.MaxDatagram < 0 || o.MaxDatagram > maxUDPPayload {
 		bad("max_datagram", "must be 1..%d, got %d", maxUDPPayload, o.MaxDatagram)
 	}
 	if o.RecvBuffer < 0 {
 		bad("recv_buffer", "must be >= 0, got %d", o.RecvBuffer)
-	}
-	if o.MaxTokenAge < 0 {
-		bad("max_token_age", "must be >= 0, got %s", o.MaxTokenAge)
-	}
-	if o.ClockSkew < 0 {
-		bad("clock_skew", "must be >= 0, got %s", o.ClockSkew)
 	}
 	if _, err := o.InterfaceRules().Compile(); err != nil {
 		errs = append(errs, err) // each names its key: "interfaces_regex: bad pattern ..."

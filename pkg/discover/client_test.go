@@ -20,16 +20,18 @@ func TestNewValidates(t *testing.T) {
 	}{
 		{"defaults", func(*Options) {}, ""},
 		{"zero bounds get defaults", func(o *Options) { o.MaxDatagram, o.RecvBuffer, o.MaxTokenAge, o.ClockSkew = 0, 0, 0, 0 }, ""},
-		{"port 0", func(o *Options) { o.Port = 0 }, "discovery_port: must be 1..65535, got 0"},
+		{"port 0", func(o *Options) { o.Port = 0 }, "discovery_port: want a port number 1..65535, got 0"},
 		{"empty message", func(o *Options) { o.Message = nil }, "discovery_message: must not be empty"},
 		{"huge message", func(o *Options) { o.Message = make([]byte, 70000) }, "discovery_message: must be at most 65507 bytes"},
 		{"empty prefix", func(o *Options) { o.Prefix = []byte{} }, "response_prefix: must not be empty"},
 		{"negative timeout", func(o *Options) { o.Timeout = -time.Second }, "timeout: must be > 0, got -1s"},
 		{"zero timeout", func(o *Options) { o.Timeout = 0 }, "timeout: must be > 0, got 0s"},
-		{"negative retries", func(o *Options) { o.Retries = -1 }, "retries: must be >= 0, got -1"},
-		{"default port 0", func(o *Options) { o.DefaultPort = 0 }, "default_port: must be 1..65535, got 0"},
-		{"bad policy", func(o *Options) { o.AddressFrom = "dns" }, `address_from: must be auto, payload or source, got "dns"`},
-		{"empty policy", func(o *Options) { o.AddressFrom = "" }, `address_from: must be auto, payload or source, got ""`},
+		{"negative retries", func(o *Options) { o.Retries = -1 }, "retries: want 0..100, got -1"},
+		{"retries above the bound of the CLI", func(o *Options) { o.Retries = 1000 }, "retries: want 0..100, got 1000"},
+		{"timeout above the ceiling", func(o *Options) { o.Timeout = 11 * time.Minute }, "timeout: at most 10m, got 11m0s"},
+		{"default port 0", func(o *Options) { o.DefaultPort = 0 }, "default_port: want a port number 1..65535, got 0"},
+		{"bad policy", func(o *Options) { o.AddressFrom = "dns" }, `address_from: want one of auto, payload, source, got "dns"`},
+		{"empty policy", func(o *Options) { o.AddressFrom = "" }, `address_from: want one of auto, payload, source, got ""`},
 		{"scan rate 0", func(o *Options) { o.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}; o.ScanRate = 0 }, "scan_rate: must be > 0 when scanning, got 0"},
 		{"scan rate 0 without cidrs", func(o *Options) { o.ScanRate = 0 }, ""},
 		{"scan /16 ok", func(o *Options) { o.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")} }, ""},
@@ -45,7 +47,7 @@ func TestNewValidates(t *testing.T) {
 		{"interface can reach ipv6", func(o *Options) { o.InterfaceCanReach = netip.MustParseAddr("fd00::1") }, "interfaces_can_reach: fd00::1 is not an IPv4 address"},
 		{"max datagram negative", func(o *Options) { o.MaxDatagram = -1 }, "max_datagram: must be 1..65507, got -1"},
 		{"negative settle", func(o *Options) { o.Settle = -time.Second }, "settle: must be >= 0, got -1s"},
-		{"negative token age", func(o *Options) { o.MaxTokenAge = -time.Second }, "max_token_age: must be >= 0, got -1s"},
+		{"negative token age", func(o *Options) { o.MaxTokenAge = -time.Second }, "max_token_age: must be > 0, got -1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,12 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -86,7 +84,7 @@ func TestLoadOptionsPriority(t *testing.T) {
 	}
 	// An override fixes a value the environment does not set, and is validated.
 	_, err = LoadOptions(e.lookup, func(o *Options) { o.Retries = -1 })
-	if err == nil || !strings.Contains(err.Error(), "retries: must be >= 0, got -1") {
+	if err == nil || !strings.Contains(err.Error(), "retries: want 0..100, got -1") {
 		t.Errorf("bad override: %v", err)
 	}
 }
@@ -114,9 +112,9 @@ func TestLoadOptionsErrors(t *testing.T) {
 		{"address_from", "DISCOVERY_CLIENT_ADDRESS_FROM", "dns", `address_from (env DISCOVERY_CLIENT_ADDRESS_FROM): bad value "dns": want one of auto, payload, source`},
 		{"scan cidr", "DISCOVERY_CLIENT_SCAN_CIDRS", "10.0.0.0/24,fd00::/64", `scan_cidrs (env DISCOVERY_CLIENT_SCAN_CIDRS): bad value "10.0.0.0/24,fd00::/64": "fd00::/64": want an IPv4 network`},
 		{"empty message", "DISCOVERY_CLIENT_MESSAGE", "", `discovery_message (env DISCOVERY_CLIENT_MESSAGE): bad value "": must not be empty`},
-		{"max replies", "DISCOVERY_CLIENT_MAX_REPLIES", "0", `max_replies (env DISCOVERY_CLIENT_MAX_REPLIES): bad value "0": must be >= 1`},
-		{"interfaces regex", "DISCOVERY_CLIENT_INTERFACES_REGEX", "eth[", `interfaces_regex (env DISCOVERY_CLIENT_INTERFACES_REGEX): bad value "eth[": error parsing regexp: missing closing ]`},
-		{"interfaces skip regex", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX", "a)|(b", `interfaces_skip_regex (env DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX): bad value "a)|(b": error parsing regexp`},
+		{"max replies", "DISCOVERY_CLIENT_MAX_REPLIES", "0", `max_replies (env DISCOVERY_CLIENT_MAX_REPLIES): bad value "0": must be > 0`},
+		{"interfaces regex", "DISCOVERY_CLIENT_INTERFACES_REGEX", "eth[", `interfaces_regex (env DISCOVERY_CLIENT_INTERFACES_REGEX): bad value "eth[": want an RE2 pattern matched against the whole interface name: error parsing regexp: missing closing ]`},
+		{"interfaces skip regex", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX", "a)|(b", `interfaces_skip_regex (env DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX): bad value "a)|(b": want an RE2 pattern matched against the whole interface name: error parsing regexp`},
 		{"interfaces cidrs", "DISCOVERY_CLIENT_INTERFACES_CIDRS", "10.0.0.0/33", `interfaces_cidrs (env DISCOVERY_CLIENT_INTERFACES_CIDRS): bad value "10.0.0.0/33": "10.0.0.0/33": want an IPv4 network`},
 		{"interfaces can reach", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH", "gateway.lan", `interfaces_can_reach (env DISCOVERY_CLIENT_INTERFACES_CAN_REACH): bad value "gateway.lan": want an IPv4 address`},
 		{"interfaces skip container", "DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER", "sure", `interfaces_skip_container (env DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER): bad value "sure": want true/false`},
@@ -203,46 +201,25 @@ func TestLoadOptionsEncryption(t *testing.T) {
 	})
 }
 
-// TestEnvKeysMatchTheCLI keeps LoadOptions in step with the bridge command
-// without making the library depend on internal/config: the same keys read the
-// same variables, the CLI's defaults given as environment values load
-// DefaultOptions, and durations parse alike.
-func TestEnvKeysMatchTheCLI(t *testing.T) {
-	cli := map[string]config.Key{}
-	for _, k := range config.NewSchema().Keys() {
-		if k.Group == config.GroupDiscovery {
-			cli[k.Name] = k
-		}
-	}
+// TestKeyDefaultsLoadDefaultOptions: the defaults of Keys, given as
+// environment values, load DefaultOptions, and every key has a variable.
+func TestKeyDefaultsLoadDefaultOptions(t *testing.T) {
 	defaults := env{}
-	for _, k := range envKeys {
-		ck, ok := cli[k.key]
-		if !ok {
-			t.Errorf("LoadOptions reads %s, which the CLI does not have", k.key)
+	for _, k := range Keys() {
+		if len(k.Env) == 0 {
+			t.Errorf("%s has no environment variable", k.Name)
 			continue
 		}
-		delete(cli, k.key)
-		if !slices.Equal(k.vars, ck.Env) {
-			t.Errorf("%s: LoadOptions reads %v, the CLI %v", k.key, k.vars, ck.Env)
+		if k.Default != "" {
+			defaults[k.Env[0]] = k.Default
 		}
-		defaults[k.vars[0]] = ck.Default
-	}
-	for name := range cli {
-		t.Errorf("the CLI's discovery key %s is missing from LoadOptions", name)
 	}
 	o, err := LoadOptions(defaults.lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(o, DefaultOptions()) {
-		t.Errorf("the CLI's defaults load %+v\nwant DefaultOptions %+v", o, DefaultOptions())
-	}
-	for _, s := range []string{"5", "0.5", "-1", "500ms", "1m30s", "", "soon", "1e300", "5 s"} {
-		d1, e1 := parseDuration(s)
-		d2, e2 := config.ParseDuration(s)
-		if d1 != d2 || (e1 == nil) != (e2 == nil) || (e1 != nil && e1.Error() != e2.Error()) {
-			t.Errorf("duration %q: LoadOptions %v, %v; CLI %v, %v", s, d1, e1, d2, e2)
-		}
+		t.Errorf("the keys' defaults load %+v\nwant DefaultOptions %+v", o, DefaultOptions())
 	}
 }
 

@@ -116,27 +116,3 @@ const (
 	// maxUDPPayload is the largest IPv4 UDP payload.
 	maxUDPPayload = 65507
 )
-
-// DefaultOptions returns the upstream client's defaults (port 9999,
-// DISCOVER_SERVER, SERVER_IP:, 5 s, 3 retries, subnet scan on, default port
-// 8000) plus this package's bounds: address policy auto, 1000 scan probes/s,
-// 100,000 servers, 1024-byte datagrams, an 8 MiB receive buffer, tokens at
-// most 60 s old with 30 s of clock skew.
-func DefaultOptions() Options {
-	return Options{
-		Port:        9999,
-		Message:     []byte("DISCOVER_SERVER"),
-		Prefix:      []byte("SERVER_IP:"),
-		Timeout:     5 * time.Second,
-		Retries:     3,
-		DefaultPort: 8000,
-		AddressFrom: AddressAuto,
-		SubnetScan:  true,
-		ScanRate:    1000,
-		MaxReplies:  100_000,
-		MaxDatagram: DefaultMaxDatagram,
-		RecvBuffer:  DefaultRecvBuffer,
-		MaxTokenAge: DefaultMaxTokenAge,
-		ClockSkew:   DefaultClockSkew,
-	}
-}

@@ -171,21 +171,21 @@ func (s *Section) Load(r *config.Reader) {
 	ttl := r.Duration("consul_ttl")
 	var takeover time.Duration
 	if c.LockKey != "" && c.Mode != ModeCatalog {
-		takeover = LockTakeover(c.LockSessionTTL, c.LockWait, core.Interval, core.Timeout)
+		takeover = LockTakeover(c.LockSessionTTL, c.LockWait, core.Interval, core.Discovery.Timeout)
 	}
 	switch {
 	case ttl < 0:
 		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl, Why: "must be >= 0"})
-	case ttl > 0 && ttl <= core.Interval+core.Timeout:
+	case ttl > 0 && ttl <= core.Interval+core.Discovery.Timeout:
 		r.Report(&config.KeyError{Key: "consul_ttl", Value: ttl,
-			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Timeout)})
+			Why: fmt.Sprintf("must exceed interval + timeout (%s), or every round would let the heartbeat lapse", core.Interval+core.Discovery.Timeout)})
 	case ttl > 0 && takeover > 0 && ttl < takeover+core.Interval:
 		r.Report(fmt.Errorf("%s %s is too short for %s %s: a standby takes the lock up to %s after the holder dies (2 x consul_lock_session_ttl + %s lock wait + interval + timeout), so the heartbeat TTL must be at least %s (that + interval) or every server turns critical before the standby re-registers it",
 			r.Origin("consul_ttl"), config.FormatDuration(ttl), r.Origin("consul_lock_session_ttl"), config.FormatDuration(c.LockSessionTTL),
 			config.FormatDuration(takeover), config.FormatDuration(c.LockWait), config.FormatDuration(takeover+core.Interval)))
 	}
-	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Timeout, takeover)
-	c.Round = core.Interval + core.Timeout
+	c.TTL = HeartbeatTTL(ttl, core.Interval, core.Discovery.Timeout, takeover)
+	c.Round = core.Interval + core.Discovery.Timeout
 	// A new leader, or one that finds Consul back after an outage, waits
 	// for every bridge to have had a round to publish, after the session
 	// it may have to create first.

@@ -1,0 +1,361 @@
+// Package setting declares configuration keys once: a Key carries its name,
+// flag, environment variables, default, kind, bounds and help, and its one
+// parser, so every surface built from it (flags, a file, the environment,
+// documentation, a Helm schema) takes and refuses the same values.
+//
+// pkg/discover declares the discovery keys with it (discover.Keys); the
+// bridge command declares the rest.
+package setting
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/duration"
+)
+
+// Kind says how a key's value is parsed and what Parse returns.
+type Kind int
+
+const (
+	String   Kind = iota // string
+	Int                  // decimal integer: int
+	Port                 // 1..65535: uint16
+	Bool                 // true/false, 1/0, yes/no, on/off: bool
+	Duration             // seconds as a number ("5", "0.5") or a Go duration ("500ms"): time.Duration
+	List                 // comma-separated in env, repeatable flag, YAML list: []string
+	Float                // decimal number (0.5): float64
+)
+
+// Group says which subcommands of the bridge take a key as a flag.
+type Group int
+
+const (
+	Global    Group = iota // every command
+	Discovery              // discover, doctor, run
+	Run                    // run (the sidecar and its sinks)
+)
+
+// Key describes one configuration key.
+type Key struct {
+	// Name is the key in a config file ("retries").
+	Name string
+	// Flag is the command-line flag without dashes ("retries"); Aliases
+	// are further names of it.
+	Flag    string
+	Aliases []string
+	// Env lists the environment variables of the key; the first one set
+	// wins.
+	Env []string
+	// Default is the value when nothing sets the key, in the key's own
+	// syntax ("5", "10s", "a,b" for a list); "" means none.
+	Default string
+	Kind    Kind
+	// Min and Max are inclusive bounds in the key's own syntax ("0",
+	// "100", "100ms", "10m", "0.5"); "" means none. MinExclusive refuses
+	// Min itself ("must be > 0").
+	Min, Max     string
+	MinExclusive bool
+	// Hint follows a refusal by the bounds or NonEmpty: "(0 turns the
+	// removal guard off)".
+	Hint string
+	// OneOf lists the allowed values of a String key, or of each element
+	// of a List.
+	OneOf []string
+	// NonEmpty refuses the empty string (or an empty list).
+	NonEmpty bool
+	// Secret keys are never echoed in errors or logs.
+	Secret bool
+	Group  Group
+	// Category titles the key's group in --help and in the example file
+	// ("Consul sink"); empty means the title of its Group.
+	Category string
+	Usage    string
+}
+
+// Title is the heading of k in --help and the example file.
+func (k Key) Title() string {
+	if k.Category != "" {
+		return k.Category
+	}
+	switch k.Group {
+	case Discovery:
+		return "Discovery"
+	case Run:
+		return "Sidecar"
+	}
+	return "Global"
+}
+
+// ValueError is a value a key refuses. Value is the part at fault, as
+// written: the whole value, or one element of a list; Why says why
+// ("want 0..100"). Error returns Why alone, so callers add the key, the
+// value and where it came from.
+type ValueError struct {
+	Value string
+	Why   string
+}
+
+func (e *ValueError) Error() string { return e.Why }
+
+// Parse reads raw, a string from the environment or a flag, or what a YAML
+// file holds (bool, number, []any), as k's Kind, and checks it against
+// k's bounds, OneOf and NonEmpty. It returns string, int, uint16 (Port),
+// bool, time.Duration, []string or float64; the error is a *ValueError.
+// An empty string is the zero value of Int, Float and Bool.
+func (k Key) Parse(raw any) (any, error) {
+	if k.Kind == List {
+		l := list(raw)
+		return l, k.Check(l)
+	}
+	var s string
+	switch t := raw.(type) {
+	case nil:
+	case string:
+		s = t
+	case []any, []string, map[string]any:
+		return nil, &ValueError{Value: fmt.Sprint(raw), Why: "want a single value"}
+	case bool:
+		if k.Kind == Bool {
+			return t, nil
+		}
+		s = strconv.FormatBool(t)
+	default:
+		s = fmt.Sprint(t)
+	}
+	v, err := k.scalar(s)
+	if err != nil {
+		return nil, err
+	}
+	return v, k.Check(v)
+}
+
+func (k Key) scalar(s string) (any, error) {
+	bad := func(why string) error { return &ValueError{Value: s, Why: why} }
+	t := strings.TrimSpace(s)
+	switch k.Kind {
+	case Int:
+		if t == "" {
+			return 0, nil
+		}
+		n, err := strconv.Atoi(t)
+		if err != nil {
+			return nil, bad("want a whole number")
+		}
+		return n, nil
+	case Float:
+		if t == "" {
+			return 0.0, nil
+		}
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, bad("want a decimal number such as 0.5")
+		}
+		return f, nil
+	case Port:
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, bad("want a port number 1..65535")
+		}
+		return uint16(n), nil
+	case Bool:
+		switch strings.ToLower(t) {
+		case "true", "1", "yes", "on":
+			return true, nil
+		case "false", "0", "no", "off", "":
+			return false, nil
+		}
+		return nil, bad("want true/false, 1/0, yes/no or on/off")
+	case Duration:
+		d, err := duration.Parse(t)
+		if err != nil {
+			return nil, bad(err.Error())
+		}
+		return d, nil
+	}
+	return s, nil
+}
+
+// list splits a list value: a comma-separated string, repeated flags
+// ([]string, each comma-separated too) or a YAML list; elements are
+// trimmed and empty ones dropped.
+func list(raw any) []string {
+	var parts []string
+	switch t := raw.(type) {
+	case nil:
+	case string:
+		parts = strings.Split(t, ",")
+	case []string:
+		for _, s := range t {
+			parts = append(parts, strings.Split(s, ",")...)
+		}
+	case []any:
+		for _, e := range t {
+			parts = append(parts, fmt.Sprint(e))
+		}
+	default:
+		parts = []string{fmt.Sprint(t)}
+	}
+	var out []string
+	for _, s := range parts {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Check checks v, a value of k's Kind as Parse returns it, against k's
+// bounds, OneOf and NonEmpty: the library checks the values a program sets
+// in code with it, so they meet the bounds a file or flag must meet. The
+// error is a *ValueError.
+func (k Key) Check(v any) error {
+	if v != nil && !k.holds(v) {
+		return &ValueError{Value: fmt.Sprint(v), Why: fmt.Sprintf("want a %s value, got %T", k.Kind, v)}
+	}
+	switch t := v.(type) {
+	case string:
+		if k.NonEmpty && t == "" {
+			return &ValueError{Value: t, Why: k.hinted("must not be empty")}
+		}
+		return k.oneOf(t)
+	case []string:
+		if k.NonEmpty && len(t) == 0 {
+			return &ValueError{Why: k.hinted("must not be empty")}
+		}
+		for _, e := range t {
+			if err := k.oneOf(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	case uint16:
+		if t == 0 && k.Kind == Port {
+			return &ValueError{Value: "0", Why: "want a port number 1..65535"}
+		}
+		return k.bounds(float64(t), strconv.Itoa(int(t)))
+	case int:
+		return k.bounds(float64(t), strconv.Itoa(t))
+	case float64:
+		return k.bounds(t, strconv.FormatFloat(t, 'g', -1, 64))
+	case time.Duration:
+		return k.bounds(float64(t), t.String())
+	}
+	return nil
+}
+
+// holds reports whether v has the type Parse returns for k's Kind.
+func (k Key) holds(v any) bool {
+	switch v.(type) {
+	case string:
+		return k.Kind == String
+	case int:
+		return k.Kind == Int
+	case uint16:
+		return k.Kind == Port
+	case bool:
+		return k.Kind == Bool
+	case time.Duration:
+		return k.Kind == Duration
+	case []string:
+		return k.Kind == List
+	case float64:
+		return k.Kind == Float
+	}
+	return false
+}
+
+func (k Key) oneOf(s string) error {
+	if len(k.OneOf) == 0 || slices.Contains(k.OneOf, s) {
+		return nil
+	}
+	return &ValueError{Value: s, Why: "want one of " + strings.Join(k.OneOf, ", ")}
+}
+
+// bounds checks x (a number, or a duration in nanoseconds) against Min
+// and Max; shown is x as written in a message.
+func (k Key) bounds(x float64, shown string) error {
+	lo, hasLo := k.bound(k.Min)
+	hi, hasHi := k.bound(k.Max)
+	below := hasLo && (x < lo || (k.MinExclusive && x == lo))
+	above := hasHi && x > hi
+	if !below && !above {
+		return nil
+	}
+	return &ValueError{Value: shown, Why: k.hinted(k.boundsWhy(below))}
+}
+
+// hinted appends k's Hint to why.
+func (k Key) hinted(why string) string {
+	if k.Hint == "" {
+		return why
+	}
+	return why + " " + k.Hint
+}
+
+// boundsWhy words the bounds of k, from the side that failed.
+func (k Key) boundsWhy(below bool) string {
+	op := ">="
+	if k.MinExclusive {
+		op = ">"
+	}
+	switch {
+	case k.Kind == Float && k.Min != "" && k.Max != "":
+		lt := "<="
+		if k.MinExclusive {
+			lt = "<"
+		}
+		return fmt.Sprintf("want a fraction %s %s f <= %s", k.Min, lt, k.Max)
+	case k.Kind == Int && k.Min != "" && k.Max != "" && !k.MinExclusive:
+		return fmt.Sprintf("want %s..%s", k.Min, k.Max)
+	case !below:
+		return "at most " + k.Max
+	case k.Kind == Duration && !k.MinExclusive && k.Min != "0":
+		return "at least " + k.Min
+	}
+	return fmt.Sprintf("must be %s %s", op, k.Min)
+}
+
+// bound parses a bound in k's syntax; false for none.
+func (k Key) bound(s string) (float64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if k.Kind == Duration {
+		d, err := duration.Parse(s)
+		if err != nil {
+			panic(fmt.Sprintf("setting: key %s: bad bound %q: %v", k.Name, s, err))
+		}
+		return float64(d), true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		panic(fmt.Sprintf("setting: key %s: bad bound %q: %v", k.Name, s, err))
+	}
+	return f, true
+}
+
+// String names the kind ("duration").
+func (k Kind) String() string {
+	switch k {
+	case String:
+		return "string"
+	case Int:
+		return "int"
+	case Port:
+		return "port"
+	case Bool:
+		return "bool"
+	case Duration:
+		return "duration"
+	case List:
+		return "list"
+	case Float:
+		return "float"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
