@@ -40,7 +40,7 @@ func configCheckCommand(schema *config.Schema) *cli.Command {
 			if err := cfg.ValidateLoop(); err != nil {
 				return usageErr(err)
 			}
-			opts, err := discoverOptions(cfg)
+			opts, err := cfg.DiscoveryOptions()
 			if err != nil {
 				return usageErr(err)
 			}

@@ -40,3 +40,11 @@ func TestChartFilesMatchKeyTable(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundsTableOnlyFillsGaps keeps chartgen's own bounds to the keys
+// whose declaration has none.
+func TestBoundsTableOnlyFillsGaps(t *testing.T) {
+	if err := chartgen.CheckTable(builtin.Registry().Schema().Keys()); err != nil {
+		t.Error(err)
+	}
+}

@@ -12,8 +12,7 @@ import (
 
 // Chart is the chart's view of a build's key table.
 type Chart struct {
-	keys  []config.Key // the keys of .Values.config, in documentation order
-	sinks []string
+	keys []config.Key // the keys of .Values.config, in documentation order
 	// flagKey maps each flag name to its key, to speak of keys, not
 	// flags, in values.yaml.
 	flagKey map[string]string
@@ -21,7 +20,7 @@ type Chart struct {
 
 // New takes the keys of schema the chart exposes as config values.
 func New(schema *config.Schema) *Chart {
-	c := &Chart{sinks: schema.SinkNames(), flagKey: map[string]string{}}
+	c := &Chart{flagKey: map[string]string{}}
 	for _, k := range schema.Keys() {
 		c.flagKey[k.Flag] = k.Name
 		if !managed[k.Name] {
@@ -96,7 +95,7 @@ func (c *Chart) kindOf(k config.Key) kind {
 	case config.KindFloat:
 		return kindFloat
 	}
-	if boundsOf(k, c.sinks).Float {
+	if boundsOf(k).Float {
 		return kindFloat
 	}
 	return kindString
