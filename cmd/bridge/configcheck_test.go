@@ -42,3 +42,16 @@ func TestConfigCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpMentionsConfigCheck checks that --help lists the config command
+// and that its own help tells what check does.
+func TestHelpMentionsConfigCheck(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "--help")
+	if code != 0 || !strings.Contains(out, "   config ") {
+		t.Errorf("--help (exit %d) lacks config:\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, nil, "config", "check", "--help")
+	if code != 0 || !strings.Contains(out, "without sending anything") || !strings.Contains(out, "--interval") {
+		t.Errorf("config check --help (exit %d) does not describe the check or lacks run's flags:\n%s", code, out)
+	}
+}
