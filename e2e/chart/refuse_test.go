@@ -128,6 +128,8 @@ var goodValues = []valuesCase{
 	{config: []string{"sinks={consul,stdout}", "log_level=debug"}},
 	{config: []string{"sinks={file}", "file_path=/var/lib/bridge/servers.json"}},
 	{config: []string{"consul_kv_prefix=bridges/django"}},
+	// Empty values are not rendered: the bridge's defaults apply.
+	{config: []string{"consul_service=", "discovery_message=", "timeout=", "consul_tags={}"}},
 	{config: []string{"encryption_enabled=true"}, helm: []string{"--set", "secretKey.value=" + fernetKey}},
 }
 

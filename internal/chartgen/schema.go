@@ -105,18 +105,14 @@ func (c *Chart) keySchema(k config.Key) (obj, error) {
 		}
 	case kindList:
 		items := c.stringSchema(k, b)
+		// NonEmpty is not a schema rule: the chart renders nothing for an
+		// empty value, and the bridge's default applies.
 		s = obj{{"type", "array"}, {"items", items}}
-		if b.NonEmpty {
-			s = append(s, field{"minItems", 1})
-		}
 		if b.Unique {
 			s = append(s, field{"uniqueItems", true})
 		}
 	default:
 		s = c.stringSchema(k, b)
-		if b.NonEmpty {
-			s = append(s, field{"minLength", 1})
-		}
 	}
 	return append(s, field{"description", c.usage(k) + " (env " + k.Env[0] + ")"}), nil
 }
