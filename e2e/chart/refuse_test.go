@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/internal/chartgen"
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/duration"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/builtin"
 )
 
 // A values case: config values as `--set config.<key>=<value>` writes
@@ -142,7 +146,7 @@ func TestChartRefusesWhatTheBridgeRefuses(t *testing.T) {
 	bin := bridgebin.Path(t)
 	keys := exampleKeys(t)
 	defaults, _ := chartValues(t)["config"].(map[string]any)
-	for _, c := range badValues {
+	for _, c := range append(slices.Clone(badValues), boundsCases(t)...) {
 		t.Run("bad "+c.String(), func(t *testing.T) {
 			_, errOut, err := helm(t, append([]string{"template", "r", chartDir(t)}, c.helmArgs()...)...)
 			if err == nil {
@@ -259,4 +263,71 @@ func configCheck(t *testing.T, bin string, env map[string]string) (int, string) 
 		t.Fatalf("bridge config check: %v", err)
 	}
 	return 0, string(out)
+}
+
+// boundsCases are bad values made from every config key's declaration:
+// a word for a number, duration, port or boolean, a value just outside
+// each bound, a value outside OneOf. A key that gains bounds is covered
+// without a new line here.
+func boundsCases(t *testing.T) []valuesCase {
+	t.Helper()
+	var cases []valuesCase
+	add := func(k config.Key, v string) {
+		cases = append(cases, valuesCase{config: []string{k.Name + "=" + v}, key: k.Name})
+	}
+	for _, k := range builtin.Registry().Schema().Keys() {
+		if _, managed := chartManaged[k.Name]; managed {
+			continue
+		}
+		b := chartgen.BoundsOf(k)
+		kind := k.Kind
+		if b.Float {
+			kind = config.KindFloat
+		}
+		switch kind {
+		case config.KindInt, config.KindFloat, config.KindPort, config.KindDuration, config.KindBool:
+			add(k, "banana")
+		}
+		if kind == config.KindPort {
+			add(k, "0")
+			add(k, "65536")
+		}
+		if len(b.OneOf) > 0 {
+			if kind == config.KindList {
+				add(k, "{bogus}")
+			} else {
+				add(k, "bogus")
+			}
+		}
+		if b.Min != "" {
+			add(k, outside(t, k, kind, b.Min, b.MinExclusive, -1))
+		}
+		if b.Max != "" {
+			add(k, outside(t, k, kind, b.Max, false, +1))
+		}
+	}
+	return cases
+}
+
+// outside returns a value of kind just past bound (below it for dir -1,
+// above for +1); an exclusive bound is itself outside.
+func outside(t *testing.T, k config.Key, kind config.Kind, bound string, exclusive bool, dir int) string {
+	t.Helper()
+	if exclusive {
+		return bound
+	}
+	switch kind {
+	case config.KindDuration:
+		d, err := duration.Parse(bound)
+		if err != nil {
+			t.Fatalf("%s: bound %q: %v", k.Name, bound, err)
+		}
+		return (d + time.Duration(dir)*time.Millisecond).String()
+	default: // whole or decimal numbers
+		var f float64
+		if _, err := fmt.Sscan(bound, &f); err != nil {
+			t.Fatalf("%s: bound %q: %v", k.Name, bound, err)
+		}
+		return fmt.Sprint(f + float64(dir))
+	}
 }

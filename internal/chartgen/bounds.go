@@ -49,8 +49,8 @@ func declared(k config.Key) bool {
 	return k.Min != "" || k.Max != "" || len(k.OneOf) > 0 || k.NonEmpty
 }
 
-// boundsOf returns k's bounds: its own, with the table's Unique and Float.
-func boundsOf(k config.Key) Bounds {
+// BoundsOf returns k's bounds: its own, with the table's Unique and Float.
+func BoundsOf(k config.Key) Bounds {
 	b := keyBounds[k.Name]
 	if declared(k) {
 		b.Min, b.Max, b.MinExclusive, b.OneOf, b.NonEmpty = k.Min, k.Max, k.MinExclusive, slices.Clone(k.OneOf), k.NonEmpty

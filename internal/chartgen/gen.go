@@ -95,7 +95,7 @@ func (c *Chart) kindOf(k config.Key) kind {
 	case config.KindFloat:
 		return kindFloat
 	}
-	if boundsOf(k).Float {
+	if BoundsOf(k).Float {
 		return kindFloat
 	}
 	return kindString

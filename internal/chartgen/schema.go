@@ -78,7 +78,7 @@ func (c *Chart) configSchema() (obj, error) {
 
 // keySchema is the schema of one config value.
 func (c *Chart) keySchema(k config.Key) (obj, error) {
-	b := boundsOf(k)
+	b := BoundsOf(k)
 	var s obj
 	var err error
 	switch c.kindOf(k) {

@@ -28,7 +28,7 @@ func (c *Chart) keysTemplate() ([]byte, error) {
 		kd := c.kindOf(k)
 		fields := []string{"env: " + k.Env[0], "kind: " + string(kd), "default: " + strconv.Quote(k.Default)}
 		if kd == kindDuration || kd == kindFloat {
-			bd := boundsOf(k)
+			bd := BoundsOf(k)
 			if bd.Min != "" {
 				fields = append(fields, "min: "+strconv.Quote(bd.Min))
 				if bd.MinExclusive {
