@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -20,10 +21,10 @@ const exitUnhealthy = 1
 // healthcheckCommand is the container image's HEALTHCHECK: the image has no
 // shell and no curl, so the binary probes its own sibling process.
 func healthcheckCommand(schema *config.Schema) *cli.Command {
-	def := ""
+	var addr config.Key
 	for _, k := range schema.Keys() {
 		if k.Name == "metrics_addr" {
-			def = k.Default
+			addr = k
 		}
 	}
 	return &cli.Command{
@@ -31,11 +32,11 @@ func healthcheckCommand(schema *config.Schema) *cli.Command {
 		Usage: "exit 0 when a running `bridge run` answers 200 on /healthz, 1 otherwise (a container HEALTHCHECK)",
 		Description: "GETs http://<metrics-addr>/healthz. An address without a host, or with a wildcard host\n" +
 			"(\":9108\", \"0.0.0.0:9108\", \"[::]:9108\"), is probed on loopback. The address comes from\n" +
-			"--metrics-addr or DISCOVERY_CLIENT_METRICS_ADDR, not from a --config file: in a container, set\n" +
+			"--metrics-addr or " + strings.Join(addr.Env, " or ") + ", not from a --config file: in a container, set\n" +
 			"the variable rather than the flag when `bridge run` listens elsewhere, so both commands see it.\n" +
 			"On failure it prints one line saying why on stderr.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "metrics-addr", Usage: "where bridge run serves /healthz (host:port; a wildcard host means loopback)", Value: def, EnvVars: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "where bridge run serves /healthz (host:port; a wildcard host means loopback)", Value: addr.Default, EnvVars: addr.Env},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long", Value: 3 * time.Second},
 		},
 		Action: func(c *cli.Context) error {

@@ -20,6 +20,9 @@ import (
 )
 
 func respondCommand(schema *config.Schema) *cli.Command {
+	// The server side answers what a client sends by default: the
+	// discovery keys' defaults.
+	def := discover.DefaultOptions()
 	return &cli.Command{
 		Name:  "respond",
 		Usage: "answer discovery probes like a django-udp-discovery server (for demos and tests)",
@@ -32,10 +35,10 @@ func respondCommand(schema *config.Schema) *cli.Command {
 		Flags: append(keyFlags(schema, config.GroupGlobal), []cli.Flag{
 			&cli.StringFlag{Name: "ip", Value: "auto", Usage: "IPv4 address to advertise, or auto"},
 			&cli.UintFlag{Name: "app-port", Usage: "port to append to the reply (0: none, as the stock server)"},
-			&cli.UintFlag{Name: "port", Value: 9999, Usage: "UDP port to listen on"},
+			&cli.UintFlag{Name: "port", Value: uint(def.Port), Usage: "UDP port to listen on"},
 			&cli.StringFlag{Name: "bind", Value: "0.0.0.0", Usage: "address to listen on"},
-			&cli.StringFlag{Name: "message", Value: "DISCOVER_SERVER", Usage: "probe payload to answer"},
-			&cli.StringFlag{Name: "response-prefix", Value: "SERVER_IP:", Usage: "reply prefix"},
+			&cli.StringFlag{Name: "message", Value: string(def.Message), Usage: "probe payload to answer"},
+			&cli.StringFlag{Name: "response-prefix", Value: string(def.Prefix), Usage: "reply prefix"},
 			&cli.StringFlag{Name: "secret-key", Usage: "Fernet key: encrypted mode", EnvVars: []string{"DISCOVERY_SECRET_KEY"}},
 			&cli.StringFlag{Name: "secret-key-file", Usage: "file holding the Fernet key"},
 			&cli.IntFlag{Name: "replies", Value: 1, Usage: "distinct replies per probe (IP, IP+1, ...), for load tests"},

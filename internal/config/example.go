@@ -54,3 +54,31 @@ func exampleValue(k Key) string {
 	}
 	return k.Default
 }
+
+// MarkdownTable renders the keys titled title (Key.Title: "Discovery",
+// "Sidecar", "File sink", ...) as the README's table: key, flag,
+// variables, default and meaning, one row per key.
+func (s *Schema) MarkdownTable(title string) string {
+	var b strings.Builder
+	b.WriteString("| key | flag | env | default | meaning |\n|---|---|---|---|---|\n")
+	for _, k := range s.keys {
+		if k.Title() != title {
+			continue
+		}
+		flag := "`--" + k.Flag + "`"
+		if k.Kind == KindList {
+			flag += " (repeat)"
+		}
+		def := "none"
+		switch {
+		case k.Default == "":
+		case k.Kind == KindString:
+			def = "`" + k.Default + "`"
+		default:
+			def = k.Default
+		}
+		cell := strings.NewReplacer("|", `\|`, "\n", " ")
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", k.Name, flag, strings.Join(k.Env, ", "), cell.Replace(def), cell.Replace(k.Usage))
+	}
+	return b.String()
+}

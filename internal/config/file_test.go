@@ -6,27 +6,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 )
 
-// TestManyUnknownKeys: a file of 100,000 unknown keys (just under 1 MiB) is
-// refused quickly with one short line naming the first few and the count.
-// yaml.v3 decoding such a mapping is quadratic (40,000 keys took 10 s).
-func TestManyUnknownKeys(t *testing.T) {
-	var b strings.Builder
-	for i := range 100_000 {
-		fmt.Fprintf(&b, "u%d: 1\n", i)
+// TestManyUnknownKeysOneShortError: a file of 100,000 unknown keys (just
+// under 1 MiB) is refused with one short line naming the first few and the
+// count. (That none of them is decoded, which keeps it fast, is
+// TestUnknownKeysAreNotDecoded's.)
+func TestManyUnknownKeysOneShortError(t *testing.T) {
+	file := config.UnknownKeys(100_000)
+	if len(file) > config.MaxFileSize {
+		t.Fatalf("test file is %d bytes, over the limit", len(file))
 	}
-	if b.Len() > config.MaxFileSize {
-		t.Fatalf("test file is %d bytes, over the limit", b.Len())
-	}
-	p := writeFile(t, "many.yaml", b.String())
-	start := time.Now()
+	p := writeFile(t, "many.yaml", file)
 	_, err := Load(Inputs{File: p})
-	took := time.Since(start)
-	t.Logf("100,000 unknown keys (%d bytes) refused in %s: %v", b.Len(), took, err)
 	if err == nil {
 		t.Fatal("Load accepted 100,000 unknown keys")
 	}
@@ -38,9 +32,6 @@ func TestManyUnknownKeys(t *testing.T) {
 	}
 	if len(msg) > 300 || strings.Contains(msg, "\n") {
 		t.Errorf("error is %d bytes (want one short line): %.400s", len(msg), msg)
-	}
-	if took > 10*time.Second { // generous: a busy machine; measured ~0.3 s
-		t.Errorf("took %s", took)
 	}
 }
 

@@ -35,6 +35,11 @@ const (
 	GroupRun       = setting.Run       // run (the sidecar and its sinks)
 )
 
+// minInterval is the floor of interval: a round a tenth of a second is
+// already far more than any registry needs, and a shorter one only burns
+// CPU and floods the LAN with broadcasts.
+const minInterval = "100ms"
+
 // coreKeys returns the keys every build of the bridge has (logging,
 // discovery, the sidecar loop), in documentation order; sinkNames are the
 // valid values of sinks. The discovery keys are pkg/discover's (Keys),
@@ -51,8 +56,8 @@ func coreKeys(sinkNames []string) []Key {
 	keys = append(keys, discover.Keys()...)
 	return append(keys, []Key{
 		// Sidecar.
-		{Name: "interval", Flag: "interval", Env: []string{"DISCOVERY_CLIENT_INTERVAL"}, Default: "10s", Kind: KindDuration, Min: "100ms", Group: GroupRun,
-			Usage: "time between round starts: at least 100ms, and more than --timeout"},
+		{Name: "interval", Flag: "interval", Env: []string{"DISCOVERY_CLIENT_INTERVAL"}, Default: "10s", Kind: KindDuration, Min: minInterval, Group: GroupRun,
+			Usage: "time between round starts: at least " + minInterval + ", and more than --timeout"},
 		{Name: "missed_rounds", Flag: "missed-rounds", Env: []string{"DISCOVERY_CLIENT_MISSED_ROUNDS"}, Default: "3", Kind: KindInt, Min: "1", Group: GroupRun,
 			Usage: "consecutive rounds without a reply before a server is removed"},
 		{Name: "max_removal_fraction", Flag: "max-removal-fraction", Env: []string{"DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION"}, Default: "0.5", Kind: KindFloat, Min: "0", MinExclusive: true, Max: "1", Hint: "(1 turns the removal guard off)", Group: GroupRun,

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -90,7 +91,7 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 	for _, k := range s.keys {
 		byName[k.Name] = k
 	}
-	m := merged{k: koanf.New("\x00"), src: map[string]string{}}
+	m := merged{k: koanf.New(delim), src: map[string]string{}}
 	defaults := map[string]any{}
 	for _, k := range s.keys {
 		if k.Default != "" {
@@ -152,6 +153,10 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 	return c, nil
 }
 
+// delim separates koanf's key paths: none of ours is nested, so it is a
+// byte no key holds.
+const delim = "\x00"
+
 // merged is the one koanf instance of every layer, and where each key's
 // value came from ("default", "file x.yaml", "env VAR", "flag --name").
 type merged struct {
@@ -162,11 +167,12 @@ type merged struct {
 // load merges a layer over the ones before, naming the source of each of
 // its keys with source.
 func (m merged) load(p koanf.Provider, pa koanf.Parser, source func(key string) string) error {
-	layer := koanf.New("\x00")
+	layer := koanf.New(delim)
 	if err := layer.Load(p, pa); err != nil {
 		return err
 	}
 	for _, key := range layer.Keys() {
+		key, _, _ = strings.Cut(key, delim) // a YAML mapping as a value
 		m.src[key] = source(key)
 	}
 	return m.k.Merge(layer)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
 // ValidateLoop checks what only the sidecar loop (`bridge run`) needs: a
@@ -33,7 +35,7 @@ func OneOf(key, v string, allowed ...string) error {
 func (c *Config) validate() error {
 	var errs []error
 	if c.Encryption && c.SecretKey == "" && c.SecretKeyFile == "" {
-		errs = append(errs, fmt.Errorf("%s: encryption is on but no secret key is set (secret_key, secret_key_file, DISCOVERY_CLIENT_SECRET_KEY or DISCOVERY_SECRET_KEY)", c.origin("encryption_enabled")))
+		errs = append(errs, fmt.Errorf("%s: encryption is on but no secret key is set (secret_key, secret_key_file, %s)", c.origin("encryption_enabled"), orList(secretKeyEnv())))
 	}
 	if c.SecretKey != "" && c.SecretKeyFile != "" {
 		errs = append(errs, fmt.Errorf("%s and %s: set one, not both", c.origin("secret_key"), c.origin("secret_key_file")))
@@ -70,4 +72,14 @@ func FormatDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// secretKeyEnv lists the variables of secret_key (pkg/discover's keys).
+func secretKeyEnv() []string {
+	for _, k := range discover.Keys() {
+		if k.Name == "secret_key" {
+			return k.Env
+		}
+	}
+	return nil
 }

@@ -4,7 +4,11 @@
 // LoadOptions build Options as upstream's load_config(**overrides) and
 // ClientConfig.from_env() do (defaults < DISCOVERY_CLIENT_* environment <
 // overrides); each Server is a DiscoveryResult. They use the host's
-// interfaces and log nothing unless Options.Logger is set.
+// interfaces and log nothing unless Options.Logger is set. Keys declares
+// every discovery key once (name, variables, default, bounds, help):
+// LoadOptions, New's validation and the bridge command all apply it, and a
+// program may generate its own documentation or flags from it and fill
+// Options with Options.Set.
 //
 // Underneath are the protocol's parts: the reply codec (ParseReply, plain
 // and Fernet), a Client that runs rounds on any interface Lister

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -102,9 +103,9 @@ func LoadOptions(lookupEnv func(string) (string, bool), overrides ...func(*Optio
 		f(&l.o)
 	}
 	if l.encryption && l.o.Key == nil && l.key == "" && l.keyFile == "" {
-		errs = append(errs, fmt.Errorf("encryption_enabled (env %s): encryption is on but no secret key is set "+
-			"(DISCOVERY_CLIENT_SECRET_KEY, DISCOVERY_SECRET_KEY, DISCOVERY_CLIENT_SECRET_KEY_FILE or an override of Key)",
-			l.vars["encryption_enabled"]))
+		vars := append(slices.Clone(fieldNamed(keySecret).Env), fieldNamed(keySecretFile).Env...)
+		errs = append(errs, fmt.Errorf("encryption_enabled (env %s): encryption is on but no secret key is set (%s or an override of Key)",
+			l.vars["encryption_enabled"], strings.Join(vars, ", ")))
 	}
 	errs = append(errs, validate(withDefaults(l.o)))
 	return l.o, errors.Join(errs...)

@@ -54,8 +54,13 @@ var fields = []field{
 		}, func(o Options) any { return string(o.Message) }},
 	{with(key("response_prefix", "response-prefix", setting.String, "SERVER_IP:", "prefix of a valid reply", "DISCOVERY_CLIENT_RESPONSE_PREFIX"), func(k *setting.Key) { k.NonEmpty = true }),
 		func(o *Options, v any) error { o.Prefix = []byte(v.(string)); return nil }, func(o Options) any { return string(o.Prefix) }},
-	{with(key("timeout", "timeout", setting.Duration, "5", "deadline for a whole round: seconds (5, 0.5) or a duration (500ms); at most 10m", "DISCOVERY_CLIENT_TIMEOUT"),
-		func(k *setting.Key) { k.Min, k.MinExclusive, k.Max = "0", true, "10m" }),
+	// timeout is a deadline for a whole round. Replies come back within
+	// milliseconds; the longest legitimate round is a subnet scan of the
+	// most hosts allowed (65,536), 66 s at the default scan_rate and 10
+	// minutes at about 110 probes/s. A longer deadline is a mistake (a
+	// unit: "600" is seconds) that would make one round hang.
+	{with(key("timeout", "timeout", setting.Duration, "5", "deadline for a whole round: seconds (5, 0.5) or a duration (500ms)", "DISCOVERY_CLIENT_TIMEOUT"),
+		func(k *setting.Key) { k.Min, k.MinExclusive, k.Max = "0", true, "10m"; k.Usage += "; at most " + k.Max }),
 		func(o *Options, v any) error { o.Timeout = v.(time.Duration); return nil }, func(o Options) any { return o.Timeout }},
 	{with(key("retries", "retries", setting.Int, "3", "extra probe sends spread over the round", "DISCOVERY_CLIENT_RETRIES"), func(k *setting.Key) { k.Min, k.Max = "0", "100" }),
 		func(o *Options, v any) error { o.Retries = v.(int); return nil }, func(o Options) any { return o.Retries }},
@@ -104,6 +109,16 @@ var fields = []field{
 		func(o *Options, v any) error { o.Settle = v.(time.Duration); return nil }, func(o Options) any { return o.Settle }},
 	{with(key("max_replies", "max-replies", setting.Int, "100000", "servers kept per round; more are counted and dropped", "DISCOVERY_CLIENT_MAX_REPLIES"), func(k *setting.Key) { k.Min, k.MinExclusive = "0", true }),
 		func(o *Options, v any) error { o.MaxReplies = v.(int); return nil }, func(o Options) any { return o.MaxReplies }},
+}
+
+// fieldNamed returns the field of the discovery key name.
+func fieldNamed(name string) field {
+	for _, f := range fields {
+		if f.Name == name {
+			return f
+		}
+	}
+	panic("discover: no discovery key " + name)
 }
 
 // key declares a discovery key; with adds what most keys do not have.
