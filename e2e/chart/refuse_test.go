@@ -92,6 +92,9 @@ var badValues = []valuesCase{
 	// Addresses, networks, patterns.
 	{config: []string{"interfaces_can_reach=eleven"}, key: "interfaces_can_reach"},
 	{config: []string{"interfaces_cidrs={10.0.0.1}"}, key: "interfaces_cidrs"},
+	{config: []string{"interfaces_cidrs={10.0.0.0/33}"}, key: "interfaces_cidrs"},
+	{config: []string{"interfaces_can_reach=192.168.1.256"}, key: "interfaces_can_reach"},
+	{config: []string{"scan_cidrs={010.0.0.0/24}"}, key: "scan_cidrs"},
 	{config: []string{"scan_cidrs={10.0.0.0/8}"}, key: "scan_cidrs"},
 	{config: []string{"scan_cidrs={10.0.0.0/16,10.1.0.0/24}"}, key: "scan_cidrs"},
 	{config: []string{"interfaces_regex=eth("}, key: "interfaces_regex"},

@@ -61,8 +61,9 @@ var before = map[string][]string{
 
 // Patterns of the values the bridge parses beyond their kind.
 const (
-	ipv4     = `[0-9]{1,3}(\.[0-9]{1,3}){3}`
-	ipv4CIDR = `^` + ipv4 + `/[0-9]{1,2}$`
+	octet    = `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])`
+	ipv4     = octet + `(\.` + octet + `){3}`
+	ipv4CIDR = `^` + ipv4 + `/([0-9]|[12][0-9]|3[0-2])$`
 )
 
 // stringPatterns are the schema patterns of string keys (of each element
