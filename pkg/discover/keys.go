@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,7 +142,9 @@ func with(k setting.Key, f func(*setting.Key)) setting.Key { f(&k); return k }
 func Keys() []setting.Key {
 	out := make([]setting.Key, len(fields))
 	for i, f := range fields {
-		out[i] = f.Key
+		k := f.Key
+		k.Env, k.Aliases, k.OneOf = slices.Clone(k.Env), slices.Clone(k.Aliases), slices.Clone(k.OneOf)
+		out[i] = k // a copy: the caller may change it
 	}
 	return out
 }
