@@ -140,8 +140,10 @@ config:
 	}
 	writeValues(`"v1"`)
 
-	// The schema refuses bad values before anything reaches the cluster.
-	for _, bad := range [][]string{{"--set", "foo=bar"}, {"--set", "config.discovery_port=ninety"}} {
+	// The schema and the validation template refuse bad values before
+	// anything reaches the cluster: interval=1ns once installed a pod that
+	// crash-looped while helm said deployed.
+	for _, bad := range [][]string{{"--set", "foo=bar"}, {"--set", "config.discovery_port=ninety"}, {"--set", "config.interval=1ns"}} {
 		if out, err := helm(t, c.Kubeconfig(), append([]string{"install", "bad", chartDir(t), "-f", values}, bad...)...); err == nil {
 			t.Errorf("helm install %v succeeded: %s", bad, out)
 		}
@@ -159,7 +161,7 @@ config:
 	})
 	for _, set := range [][]string{
 		nil,
-		{"--set", "config.consul_mode=agent"},
+		{"--set", "config.consul_mode=agent", "--set", "config.consul_deregister_after=1m"}, // agent mode's floor
 		{"--set", "config.encryption_enabled=true", "--set", "secretKey.existingSecret=fernet", "--set", "consulToken.existingSecret=acl"},
 		{"--set", "config.encryption_enabled=true", "--set", "secretKey.value=x", "--set", "consulToken.value=y"},
 		{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true"},

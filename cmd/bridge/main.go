@@ -134,6 +134,7 @@ func newApp(stdout, stderr io.Writer, reg *sink.Registry) *cli.App {
 			discoverCommand(schema),
 			interfacesCommand(schema),
 			doctorCommand(reg, schema),
+			configCommand(schema),
 			respondCommand(schema),
 			keygenCommand(),
 			healthcheckCommand(schema),

@@ -448,6 +448,34 @@ func TestChartRenderChartSecret(t *testing.T) {
 	}
 }
 
+// TestChartRenderFernetKeyOnlyWithEncryption checks that a configured
+// Fernet key is neither put in the chart's Secret nor mounted while
+// encryption is off, and the Consul token still is.
+func TestChartRenderFernetKeyOnlyWithEncryption(t *testing.T) {
+	const key, token = "cw_0nGl0FHMuZ8yb7NyyWaznM3-cDmZf1H3kpQcxuXE=", "3f0b5c57-0c3a-4d1e-9a8e-token-value"
+	r := render(t, "--set", "secretKey.value="+key, "--set", "consulToken.value="+token)
+	checkCommon(t, r, false)
+	if len(r.secrets) != 1 {
+		t.Fatalf("rendered %d Secrets, want 1 (the token's)", len(r.secrets))
+	}
+	if _, ok := r.secrets[0].Data["secret-key"]; ok {
+		t.Error("the chart's Secret holds the Fernet key though encryption is off")
+	}
+	if r.volume("secret-key") != nil || r.env(t, "DISCOVERY_CLIENT_SECRET_KEY_FILE") != nil {
+		t.Error("the Fernet key is mounted though encryption is off")
+	}
+	checkSecretFile(t, r, "consul-token", r.secrets[0].Name, "token", "CONSUL_HTTP_TOKEN_FILE")
+
+	r = render(t, "--set", "secretKey.existingSecret=fernet")
+	checkCommon(t, r, false)
+	if r.volume("secret-key") != nil || r.env(t, "DISCOVERY_CLIENT_SECRET_KEY_FILE") != nil {
+		t.Error("an existing Fernet key Secret is mounted though encryption is off")
+	}
+	if len(r.secrets) != 0 || r.pod().Volumes != nil {
+		t.Errorf("with encryption off and no token: %d Secrets, volumes %v; want none", len(r.secrets), r.pod().Volumes)
+	}
+}
+
 func TestChartRenderMonitors(t *testing.T) {
 	r := render(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.interval=30s",
 		"--set", "metrics.serviceMonitor.labels.release=prom", "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.port=9200")

@@ -1,0 +1,69 @@
+{{/*
+Generated from the bridge's key table by internal/chartgen
+(go test ./internal/chartgen -update): edit the key table, not this file.
+
+udb.keys: every key of .Values.config with the environment variable the
+DaemonSet renders it as (the first the bridge reads), its kind and the
+bridge's default; durations and decimal numbers also carry their bounds in
+the key's own syntax, which _validate.tpl checks (values.schema.json checks
+only their syntax when they are strings, such as "1ns" or "0.5").
+*/}}
+{{- define "udb.keys" -}}
+log_level: {env: BRIDGE_LOG_LEVEL, kind: string, default: "info"}
+log_format: {env: BRIDGE_LOG_FORMAT, kind: string, default: "console"}
+discovery_port: {env: DISCOVERY_CLIENT_PORT, kind: port, default: "9999"}
+discovery_message: {env: DISCOVERY_CLIENT_MESSAGE, kind: string, default: "DISCOVER_SERVER"}
+response_prefix: {env: DISCOVERY_CLIENT_RESPONSE_PREFIX, kind: string, default: "SERVER_IP:"}
+timeout: {env: DISCOVERY_CLIENT_TIMEOUT, kind: duration, default: "5", min: "0", minExclusive: true, max: "10m"}
+retries: {env: DISCOVERY_CLIENT_RETRIES, kind: int, default: "3"}
+enable_subnet_scan: {env: DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN, kind: bool, default: "true"}
+scan_cidrs: {env: DISCOVERY_CLIENT_SCAN_CIDRS, kind: list, default: ""}
+scan_rate: {env: DISCOVERY_CLIENT_SCAN_RATE, kind: int, default: "1000"}
+interfaces_whitelist: {env: DISCOVERY_CLIENT_INTERFACES_WHITELIST, kind: list, default: ""}
+interfaces_blacklist: {env: DISCOVERY_CLIENT_INTERFACES_BLACKLIST, kind: list, default: ""}
+interfaces_regex: {env: DISCOVERY_CLIENT_INTERFACES_REGEX, kind: string, default: ""}
+interfaces_cidrs: {env: DISCOVERY_CLIENT_INTERFACES_CIDRS, kind: list, default: ""}
+interfaces_can_reach: {env: DISCOVERY_CLIENT_INTERFACES_CAN_REACH, kind: string, default: ""}
+interfaces_skip_regex: {env: DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX, kind: string, default: ""}
+interfaces_skip_container: {env: DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER, kind: bool, default: "false"}
+default_port: {env: DISCOVERY_CLIENT_DEFAULT_PORT, kind: port, default: "8000"}
+address_from: {env: DISCOVERY_CLIENT_ADDRESS_FROM, kind: string, default: "auto"}
+encryption_enabled: {env: DISCOVERY_CLIENT_ENCRYPTION_ENABLED, kind: bool, default: "false"}
+max_token_age: {env: DISCOVERY_CLIENT_MAX_TOKEN_AGE, kind: duration, default: "60s", min: "0", minExclusive: true}
+clock_skew: {env: DISCOVERY_CLIENT_CLOCK_SKEW, kind: duration, default: "30s", min: "0"}
+settle: {env: DISCOVERY_CLIENT_SETTLE, kind: duration, default: "0", min: "0"}
+max_replies: {env: DISCOVERY_CLIENT_MAX_REPLIES, kind: int, default: "100000"}
+interval: {env: DISCOVERY_CLIENT_INTERVAL, kind: duration, default: "10s", min: "100ms"}
+missed_rounds: {env: DISCOVERY_CLIENT_MISSED_ROUNDS, kind: int, default: "3"}
+max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, default: "0.5", min: "0", minExclusive: true, max: "1"}
+removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
+sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
+file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
+consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}
+on_exit: {env: DISCOVERY_CLIENT_ON_EXIT, kind: string, default: "deregister"}
+consul_addr: {env: CONSUL_HTTP_ADDR, kind: string, default: "127.0.0.1:8500"}
+consul_ssl: {env: CONSUL_HTTP_SSL, kind: bool, default: "false"}
+consul_cacert: {env: CONSUL_CACERT, kind: string, default: ""}
+consul_client_cert: {env: CONSUL_CLIENT_CERT, kind: string, default: ""}
+consul_client_key: {env: CONSUL_CLIENT_KEY, kind: string, default: ""}
+consul_tls_server_name: {env: CONSUL_TLS_SERVER_NAME, kind: string, default: ""}
+consul_datacenter: {env: CONSUL_DATACENTER, kind: string, default: ""}
+consul_namespace: {env: CONSUL_NAMESPACE, kind: string, default: ""}
+consul_partition: {env: CONSUL_PARTITION, kind: string, default: ""}
+consul_service: {env: DISCOVERY_CLIENT_CONSUL_SERVICE, kind: string, default: "django"}
+consul_tags: {env: DISCOVERY_CLIENT_CONSUL_TAGS, kind: list, default: ""}
+consul_ttl: {env: DISCOVERY_CLIENT_CONSUL_TTL, kind: duration, default: "0", min: "0"}
+consul_deregister_after: {env: DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER, kind: duration, default: "1m"}
+consul_check: {env: DISCOVERY_CLIENT_CONSUL_CHECK, kind: string, default: ""}
+consul_check_interval: {env: DISCOVERY_CLIENT_CONSUL_CHECK_INTERVAL, kind: duration, default: "10s"}
+consul_http_path: {env: DISCOVERY_CLIENT_CONSUL_HTTP_PATH, kind: string, default: "/"}
+consul_resync: {env: DISCOVERY_CLIENT_CONSUL_RESYNC, kind: duration, default: "1m", min: "0", minExclusive: true}
+consul_lock: {env: DISCOVERY_CLIENT_CONSUL_LOCK, kind: string, default: ""}
+consul_lock_session_ttl: {env: DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL, kind: duration, default: "10s"}
+consul_kv_prefix: {env: DISCOVERY_CLIENT_CONSUL_KV_PREFIX, kind: string, default: ""}
+segment: {env: DISCOVERY_CLIENT_SEGMENT, kind: string, default: ""}
+consul_segment_tag: {env: DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG, kind: bool, default: "false"}
+consul_observers_meta: {env: DISCOVERY_CLIENT_CONSUL_OBSERVERS_META, kind: bool, default: "false"}
+consul_write_rate: {env: DISCOVERY_CLIENT_CONSUL_WRITE_RATE, kind: float, default: "0", min: "0"}
+consul_parallel: {env: DISCOVERY_CLIENT_CONSUL_PARALLEL, kind: int, default: "8"}
+{{- end }}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
+)
+
+// configCommand groups the commands about the configuration itself.
+func configCommand(schema *config.Schema) *cli.Command {
+	return &cli.Command{
+		Name:        "config",
+		Usage:       "work with the configuration (check)",
+		Subcommands: []*cli.Command{configCheckCommand(schema)},
+	}
+}
+
+// configCheckCommand loads and validates everything `bridge run` would
+// take with the same flags, environment and file, and sends nothing: no
+// probe, no registry request, no listening socket.
+func configCheckCommand(schema *config.Schema) *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "validate the configuration of `bridge run` (same flags, environment and --config file) without sending anything",
+		Description: "Loads every key as `bridge run` does, applies the run's rules (the sinks' settings, interval above timeout,\n" +
+			"the discovery options; with encryption on it reads and parses the Fernet key), prints \"configuration ok\" and exits 0;\n" +
+			"else prints every problem, naming the key, the value and its source, and exits 2. It sends no probe, contacts no\n" +
+			"registry and opens no socket (sinks are not started), so it is safe anywhere, e.g. before a deploy or in CI.",
+		Flags: keyFlags(schema, config.GroupDiscovery, config.GroupRun),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c, schema)
+			if err != nil {
+				return err
+			}
+			if err := cfg.ValidateLoop(); err != nil {
+				return usageErr(err)
+			}
+			opts, err := cfg.DiscoveryOptions()
+			if err != nil {
+				return usageErr(err)
+			}
+			// discover.New validates the options and compiles the
+			// interface rules; it lists the interfaces only when a round
+			// runs.
+			if _, err := discover.New(opts, iface.OS(), flagLogger(c, schema), clock.Real()); err != nil {
+				return usageErr(err)
+			}
+			fmt.Fprintln(c.App.Writer, "configuration ok")
+			return nil
+		},
+	}
+}

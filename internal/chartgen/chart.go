@@ -1,0 +1,75 @@
+// Package chartgen generates the Helm chart's copy of the bridge's key
+// table (charts/udp-discovery-bridge), as internal/config generates
+// bridge.example.yaml: the `config:` block of values.yaml with its
+// comments, the `config` object of values.schema.json (types, patterns,
+// enums, bounds) and templates/_keys.tpl (each key's environment variable,
+// kind, default and bounds, read by the chart's validation template).
+//
+// The chart's own choices are in this file: the keys it sets itself, the
+// defaults where it departs from the bridge, and the notes a chart user
+// needs. Everything else comes from the key table. The files are rewritten
+// by `go test ./internal/chartgen -update`, and that test fails when they
+// drift from the key table.
+package chartgen
+
+// managed are the keys the chart sets itself rather than taking them from
+// .Values.config.
+var managed = map[string]bool{
+	"bridge_id":         true, // the node name (downward API)
+	"metrics_addr":      true, // :<metrics.port>
+	"secret_key":        true, // never a value: secretKey mounts a file
+	"secret_key_file":   true, // the mounted Secret
+	"consul_token":      true, // never a value: consulToken mounts a file
+	"consul_token_file": true, // the mounted Secret
+}
+
+// chartDefault is a default where the chart departs from the bridge, on
+// purpose, and the reason told in the value's comment.
+type chartDefault struct {
+	value any
+	why   string
+}
+
+var chartDefaults = map[string]chartDefault{
+	"log_format":                {"json", "structured logs for the cluster's log pipeline"},
+	"sinks":                     {[]string{"consul"}, "a DaemonSet is for Consul"},
+	"consul_mode":               {"catalog", "consul-k8s 1.0+ runs no client agents"},
+	"consul_addr":               {"consul-server.consul.svc:8500", "consul-k8s's server Service"},
+	"interfaces_skip_container": {true, "a node's CNI bridges are pod networks"},
+}
+
+// notes are added to a key's usage in values.yaml: what a chart user does
+// differently from a command-line user.
+var notes = map[string]string{
+	"encryption_enabled": "set secretKey too; the key is mounted only while this is on",
+	"file_path":          "mount a writable volume for it (extraVolumes, extraVolumeMounts)",
+	"consul_addr":        "agent mode with consulAgent.useHostIP: replaced by the node's IP",
+	"consul_cacert":      "mount the file with extraVolumes",
+	"consul_client_cert": "mount the file with extraVolumes",
+	"consul_client_key":  "mount the file with extraVolumes",
+}
+
+// before are comment paragraphs written above a key in values.yaml.
+var before = map[string][]string{
+	"interfaces_whitelist": {
+		"Interface choice (README, \"Interface selection on Kubernetes nodes\"). Every rule",
+		"is a filter; /31 and /32 addresses (flannel.1, kube-ipvs0's ClusterIPs, tunl0) are",
+		"never probed. The default skips container/CNI interfaces, which leaves the LAN",
+		"interfaces of a node; on multi-homed nodes choose one by pattern, CIDR or route.",
+	},
+}
+
+// Patterns of the values the bridge parses beyond their kind.
+const (
+	octet    = `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])`
+	ipv4     = octet + `(\.` + octet + `){3}`
+	ipv4CIDR = `^` + ipv4 + `/([0-9]|[12][0-9]|3[0-2])$`
+)
+
+// stringPatterns are the schema patterns of string keys (of each element
+// of a list key) that the bridge parses as addresses or networks.
+var stringPatterns = map[string]string{
+	"scan_cidrs":           ipv4CIDR,
+	"interfaces_cidrs":     ipv4CIDR,
+	"interfaces_can_reach": `^$|^` + ipv4 + `$`,
+}
