@@ -101,7 +101,7 @@ var badValues = []valuesCase{
 	{config: []string{"interfaces_skip_regex=veth[0-9"}, key: "interfaces_skip_regex"},
 	// Rules across keys and modes.
 	{config: []string{"consul_mode=agent", "consul_deregister_after=30s"}, key: "consul_deregister_after"},
-	{config: []string{"consul_ttl=5s"}, key: "consul_ttl"},
+	{config: []string{"consul_mode=agent", "consul_deregister_after=1m", "consul_ttl=5s"}, key: "consul_ttl"},
 	{config: []string{"consul_mode=agent", "consul_lock=bridges/lan1", "consul_ttl=20s"}, key: "consul_ttl"},
 	{config: []string{"consul_mode=agent", "consul_lock=bridges/lan1", "consul_lock_session_ttl=5s"}, key: "consul_lock_session_ttl"},
 	{config: []string{"consul_lock_session_ttl=5s"}, key: "consul_lock_session_ttl"},

@@ -25,23 +25,16 @@ type Bounds struct {
 	Float bool
 }
 
-// keyBounds are the rules of the keys whose declaration does not carry
-// its bounds yet (the Consul sink's, checked by its Section and
-// Config.Validate), and what setting.Key has no field for (Unique, Float).
-// A key that declares bounds of its own must not be here (the test checks
-// it); the lead moves these into the sinks' keys. Rules that span several
-// keys or depend on the Consul mode are in the chart's
-// templates/_validate.tpl.
+// keyBounds are what setting.Key has no field for: a list whose elements
+// must be unique (sinks), a string key the bridge parses as a decimal
+// (consul_write_rate), and an enum whose empty value means "off"
+// (consul_check). A key that declares bounds of its own must not be here
+// (the test checks it). Rules that span several keys or depend on the
+// Consul mode are in the chart's templates/_validate.tpl.
 var keyBounds = map[string]Bounds{
 	"sinks":             {Unique: true},
-	"consul_mode":       {OneOf: []string{"agent", "catalog"}},
-	"on_exit":           {OneOf: []string{"deregister", "keep"}},
-	"consul_service":    {NonEmpty: true},
-	"consul_ttl":        {Min: "0"},
 	"consul_check":      {OneOf: []string{"", "tcp", "http"}},
-	"consul_resync":     {Min: "0", MinExclusive: true},
 	"consul_write_rate": {Min: "0", Float: true},
-	"consul_parallel":   {Min: "1", Max: "64"},
 }
 
 // declared reports whether k carries bounds of its own.

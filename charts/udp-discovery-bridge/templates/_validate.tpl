@@ -143,7 +143,7 @@ duration or a number out of the bounds in udb.keys.
 {{- fail (printf "config.consul_deregister_after: bad value %q: Consul's floor is 1m (agent mode; catalog mode's is 5s)" (toString $c.consul_deregister_after)) }}
 {{- end }}
 {{- $round := addf $n.interval $n.timeout }}
-{{- if and (gt $n.consul_ttl 0.0) (le $n.consul_ttl $round) }}
+{{- if and (not $catalog) (gt $n.consul_ttl 0.0) (le $n.consul_ttl $round) }}
 {{- fail (printf "config.consul_ttl: bad value %q: must exceed interval + timeout (%vs), or every round would let the heartbeat lapse" (toString $c.consul_ttl) $round) }}
 {{- end }}
 {{- if and $c.consul_lock (not $catalog) (gt $n.consul_ttl 0.0) }}

@@ -48,11 +48,11 @@ func (s *Section) Keys() []config.Key {
 	const cat = "Consul sink"
 	d := DefaultConfig()
 	return []config.Key{
-		{Name: "consul_mode", Flag: "consul-mode", Env: []string{"DISCOVERY_CLIENT_CONSUL_MODE"}, Default: d.Mode, Group: config.GroupRun, Category: cat,
+		{Name: "consul_mode", Flag: "consul-mode", Env: []string{"DISCOVERY_CLIENT_CONSUL_MODE"}, Default: d.Mode, OneOf: []string{ModeAgent, ModeCatalog}, Group: config.GroupRun, Category: cat,
 			Usage: "agent (register with the local Consul agent) or catalog (no local agent: bridges publish observations and one elected bridge writes the catalog)"},
 		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: config.GroupRun, Category: cat,
 			Usage: "this bridge's identity in registries (default: the host name)"},
-		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: d.OnExit, Group: config.GroupRun, Category: cat,
+		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: d.OnExit, OneOf: []string{OnExitDeregister, OnExitKeep}, Group: config.GroupRun, Category: cat,
 			Usage: "on SIGTERM: deregister what this bridge registered, or keep it for the heartbeat to expire"},
 
 		{Name: "consul_addr", Flag: "consul-addr", Env: []string{"CONSUL_HTTP_ADDR"}, Default: "127.0.0.1:8500", Group: config.GroupRun, Category: cat,
@@ -77,11 +77,11 @@ func (s *Section) Keys() []config.Key {
 			Usage: "Consul Enterprise namespace (passed through)"},
 		{Name: "consul_partition", Flag: "consul-partition", Env: []string{"CONSUL_PARTITION"}, Group: config.GroupRun, Category: cat,
 			Usage: "Consul Enterprise admin partition (passed through)"},
-		{Name: "consul_service", Flag: "consul-service", Env: []string{"DISCOVERY_CLIENT_CONSUL_SERVICE"}, Default: d.Service, Group: config.GroupRun, Category: cat,
+		{Name: "consul_service", Flag: "consul-service", Env: []string{"DISCOVERY_CLIENT_CONSUL_SERVICE"}, Default: d.Service, NonEmpty: true, Group: config.GroupRun, Category: cat,
 			Usage: "service name the discovered servers are registered under"},
 		{Name: "consul_tags", Flag: "consul-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_TAGS"}, Kind: config.KindList, Group: config.GroupRun, Category: cat,
 			Usage: "tag for every registered server (repeatable)"},
-		{Name: "consul_ttl", Flag: "consul-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_TTL"}, Default: "0", Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+		{Name: "consul_ttl", Flag: "consul-ttl", Env: []string{"DISCOVERY_CLIENT_CONSUL_TTL"}, Default: "0", Kind: config.KindDuration, Min: "0", Group: config.GroupRun, Category: cat,
 			Usage: "TTL of the bridge's heartbeat check (0: 3 x interval + timeout, at least 15s; with --consul-lock at least 2 x lock session TTL + 5s + 2 x interval + timeout, so a standby takes over before the servers turn critical)"},
 		{Name: "consul_deregister_after", Flag: "consul-deregister-after", Env: []string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER"}, Default: config.FormatDuration(d.DeregisterAfter), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
 			Usage: "a server is removed this long after its check turned critical: by Consul in agent mode (1m at least, Consul's floor), by the leader in catalog mode (5s at least)"},
@@ -91,7 +91,7 @@ func (s *Section) Keys() []config.Key {
 			Usage: "interval of the --consul-check check"},
 		{Name: "consul_http_path", Flag: "consul-http-path", Env: []string{"DISCOVERY_CLIENT_CONSUL_HTTP_PATH"}, Default: d.HTTPPath, Group: config.GroupRun, Category: cat,
 			Usage: "path the --consul-check http check requests"},
-		{Name: "consul_resync", Flag: "consul-resync", Env: []string{"DISCOVERY_CLIENT_CONSUL_RESYNC"}, Default: config.FormatDuration(d.Resync), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
+		{Name: "consul_resync", Flag: "consul-resync", Env: []string{"DISCOVERY_CLIENT_CONSUL_RESYNC"}, Default: config.FormatDuration(d.Resync), Kind: config.KindDuration, Min: "0", MinExclusive: true, Group: config.GroupRun, Category: cat,
 			Usage: "how often to compare what the agent holds with what the bridge owns"},
 		{Name: "consul_lock", Flag: "consul-lock", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK"}, Group: config.GroupRun, Category: cat,
 			Usage: "KV key of a lock: of several bridges on one LAN only the holder registers (empty: off)"},
@@ -107,7 +107,7 @@ func (s *Section) Keys() []config.Key {
 			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
 		{Name: "consul_write_rate", Flag: "consul-write-rate", Env: []string{"DISCOVERY_CLIENT_CONSUL_WRITE_RATE"}, Default: "0", Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: transactions per second the leader sends at most (0: no cap; it slows down by itself when Consul's request_limits refuse writes); keep it below the servers' write_rate so that session renewals always get through"},
-		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Agent.Parallel), Kind: config.KindInt, Group: config.GroupRun, Category: cat,
+		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Agent.Parallel), Kind: config.KindInt, Min: "1", Max: strconv.Itoa(MaxParallel), Group: config.GroupRun, Category: cat,
 			Usage: "writes kept in flight (1..64): agent mode, registrations or deregistrations during one apply; catalog mode, the leader's transactions (of up to 64 operations each)"},
 	}
 }
