@@ -33,12 +33,9 @@ func configCheckCommand(schema *config.Schema) *cli.Command {
 			"registry and opens no socket (sinks are not started), so it is safe anywhere, e.g. before a deploy or in CI.",
 		Flags: keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c, schema)
+			cfg, err := loadRunConfig(c, schema)
 			if err != nil {
 				return err
-			}
-			if err := cfg.ValidateLoop(); err != nil {
-				return usageErr(err)
 			}
 			opts, err := cfg.DiscoveryOptions()
 			if err != nil {

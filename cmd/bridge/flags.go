@@ -167,3 +167,16 @@ func buildLogger(w io.Writer, level, format string) zerolog.Logger {
 	}
 	return log.Level(lvl).With().Timestamp().Logger()
 }
+
+// loadRunConfig is loadConfig plus the rules of the sidecar loop (interval
+// above timeout): what `bridge run` and `bridge config check` accept.
+func loadRunConfig(c *cli.Context, schema *config.Schema) (*config.Config, error) {
+	cfg, err := loadConfig(c, schema)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.ValidateLoop(); err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
+}

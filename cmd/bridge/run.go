@@ -40,12 +40,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c, schema)
+			cfg, err := loadRunConfig(c, schema)
 			if err != nil {
 				return err
-			}
-			if err := cfg.ValidateLoop(); err != nil {
-				return usageErr(err)
 			}
 			log := newLogger(c, cfg)
 			once, dry := c.Bool("once"), c.Bool("dry-run")

@@ -15,11 +15,7 @@ func validCatalogConfig() Config {
 // own, with its own floors; agent mode's part is not its business, except a
 // lock key, which it refuses.
 func TestCatalogConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mod     func(*Config)
-		wantErr string // substring; "" means valid
-	}{
+	tests := []validateCase{
 		{"defaults", func(*Config) {}, ""},
 		{"deregister below agent floor", func(c *Config) { c.DeregisterAfter = 30 * time.Second }, ""},
 		{"deregister at floor", func(c *Config) { c.DeregisterAfter = 5 * time.Second }, ""},
@@ -39,22 +35,7 @@ func TestCatalogConfigValidate(t *testing.T) {
 		{"in flight 65", func(c *Config) { c.Catalog.InFlight = 65 }, "consul_parallel"},
 		{"in flight negative", func(c *Config) { c.Catalog.InFlight = -1 }, "consul_parallel"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := validCatalogConfig()
-			tt.mod(&c)
-			err := c.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate() = %v, want error naming %q", err, tt.wantErr)
-			}
-		})
-	}
+	checkValidate(t, validCatalogConfig, tests)
 }
 
 // TestDefaultsByMode: withDefaults fills the shared part and the part of
@@ -71,5 +52,34 @@ func TestDefaultsByMode(t *testing.T) {
 	if d := DefaultConfig(); d.Agent.Parallel != d.Catalog.InFlight || d.Agent.LockSessionTTL != d.Catalog.SessionTTL {
 		t.Errorf("one key, two defaults: consul_parallel %d/%d, consul_lock_session_ttl %s/%s",
 			d.Agent.Parallel, d.Catalog.InFlight, d.Agent.LockSessionTTL, d.Catalog.SessionTTL)
+	}
+}
+
+// validateCase is one row of a Config.Validate table: a change to a valid
+// Config and the key the error must name ("" when the result is valid).
+type validateCase struct {
+	name    string
+	mod     func(*Config)
+	wantErr string // substring; "" means valid
+}
+
+// checkValidate runs each case on a fresh valid() Config.
+func checkValidate(t *testing.T, valid func() Config, tests []validateCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.mod(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want error naming %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -140,11 +140,7 @@ func validConsulConfig() Config {
 }
 
 func TestConsulConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		mod     func(*Config)
-		wantErr string // substring; "" means valid
-	}{
+	tests := []validateCase{
 		{"defaults", func(*Config) {}, ""},
 		{"deregister at floor", func(c *Config) { c.DeregisterAfter = time.Minute }, ""},
 		{"deregister below floor", func(c *Config) { c.DeregisterAfter = 30 * time.Second }, "consul_deregister_after"},
@@ -164,22 +160,7 @@ func TestConsulConfigValidate(t *testing.T) {
 		{"parallel at most", func(c *Config) { c.Agent.Parallel = 64 }, ""},
 		{"catalog part ignored", func(c *Config) { c.Catalog.WriteRate = -1; c.Catalog.KVPrefix = "/x/" }, ""},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := validConsulConfig()
-			tt.mod(&c)
-			err := c.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate() = %v, want error naming %q", err, tt.wantErr)
-			}
-		})
-	}
+	checkValidate(t, validConsulConfig, tests)
 }
 
 func TestConsulValidateReportsAllProblems(t *testing.T) {
