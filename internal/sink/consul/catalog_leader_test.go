@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 // Catalog mode through fakeCatalog: sessions that expire, leader changes
@@ -158,7 +160,7 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 	other, _ := h.fc.CreateSession(&api.SessionEntry{Node: "n", Behavior: api.SessionBehaviorDelete}, nil)
 	var p catalogPlan
 	for i := range 30 { // 90 operations: two transactions
-		p.register = append(p.register, c.shape().entryFor(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 8000), &observed{bridges: 1}))
+		p.Register = append(p.Register, c.shape().entryFor(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 8000), fleet.Observed{Bridges: 1}))
 	}
 	before := h.fc.Catalog()
 	for _, holder := range []string{"", other} {
