@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,6 +169,9 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 			h.fc.PutKV(testLockKey, []byte("b"), holder)
 		}
 		txns := h.fc.Count("Txn")
+		// Both batches go out before either answers (the leader sends no
+		// more once a guard said it no longer leads).
+		c.api = &txnBarrier{fakeCatalog: h.fc, n: 2, all: make(chan struct{})}
 		n, err := c.write(context.Background(), mine, p, map[string]catalogEntry{})
 		if !errors.Is(err, errNotLeader) || n != 0 {
 			t.Errorf("lock held by %q: write = %d, %v; want 0, errNotLeader", holder, n, err)
@@ -185,6 +189,26 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 	if n, err := c.write(context.Background(), mine, p, map[string]catalogEntry{}); err != nil || n != 90 {
 		t.Errorf("write as leader = %d, %v; want 90 operations", n, err)
 	}
+}
+
+// txnBarrier holds each transaction until n are in flight (a second at
+// most), then lets them through to the fake.
+type txnBarrier struct {
+	*fakeCatalog
+	n   int32
+	in  atomic.Int32
+	all chan struct{}
+}
+
+func (b *txnBarrier) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error) {
+	if b.in.Add(1) == b.n {
+		close(b.all)
+	}
+	select {
+	case <-b.all:
+	case <-time.After(time.Second):
+	}
+	return b.fakeCatalog.Txn(ops, q)
 }
 
 // TestCatalogRetryReapAfterFailure: when the removal of a server fails,
@@ -346,4 +370,39 @@ func TestCatalogLeaderBridgesAnOverwrittenKey(t *testing.T) {
 	// Overwritten again and never repaired: critical after the grace.
 	h.fc.PutKV(key, []byte("garbage again"), h.session(b))
 	h.pump("b's server critical", time.Second, func() bool { return h.observed("10.0.0.3:8000", api.HealthCritical, "1") })
+}
+
+// TestCatalogLeaderStopsWhenItsLockGoes: the lock key is taken away from
+// the leader's session (the session itself lives on). The leader's term
+// ends at once: it stops, saying so, without waiting for its blocking read
+// of the observations to end (the clock does not move), and writes nothing
+// more; the lock is free, so the same bridge, its session intact, takes it
+// again and leads a new term.
+func TestCatalogLeaderStopsWhenItsLockGoes(t *testing.T) {
+	h, a := loneBridge(t, nil, "10.0.0.1:8000")
+	h.eventually("leader blocked in a read", func() bool { return h.clk.Pending() > 0 })
+	txns := h.fc.Count("Txn")
+	h.fc.PutKV(testLockKey, []byte("someone"), "") // the key changes: the lock is lost
+	h.eventually("the leader says it stopped", func() bool {
+		return len(a.logs.Grep("leadership lost; stopped writing the catalog")) == 1
+	})
+	if got := h.fc.Count("Txn"); got != txns {
+		t.Errorf("%d transactions after the lock was lost", got-txns)
+	}
+	h.pump("leads again", 50*time.Millisecond, func() bool { return len(a.logs.Grep("leading: merging observations")) == 2 })
+	h.pump("leader", 50*time.Millisecond, a.c.Leader)
+	if kv, _ := h.fc.KV(testLockKey); kv.Session != h.session(a) {
+		t.Errorf("lock key held by %q, want a's session", kv.Session)
+	}
+}
+
+// TestCatalogApplyBeforeStart: Apply before Start says so, without naming a
+// lock (catalog mode has none of its own).
+func TestCatalogApplyBeforeStart(t *testing.T) {
+	h := newCatHarness(t)
+	a := h.bridge("a")
+	_, err := a.c.Apply(context.Background(), snap(1, "10.0.0.1:8000"))
+	if !errors.Is(err, errCatalogNotStarted) || strings.Contains(err.Error(), "lock") {
+		t.Errorf("Apply before Start = %v, want errCatalogNotStarted", err)
+	}
 }
