@@ -95,8 +95,9 @@ type Leader[S any] struct {
 	Timing   Timing
 	Clock    clock.Clock
 	Log      zerolog.Logger
-	// Backend names the store's service in logs ("Consul").
-	Backend string
+	// Backend names the store's service in logs ("Consul"), Target what
+	// the leader writes ("catalog").
+	Backend, Target string
 }
 
 // Run leads for the term: it wakes when an observation changes (a blocking
@@ -106,10 +107,10 @@ type Leader[S any] struct {
 // under way is cancelled with it) or a write finds that this bridge no
 // longer leads, and logs that it stopped writing.
 func (l *Leader[S]) Run(term context.Context) {
-	clk, log, tm := clock.OrReal(l.Clock), l.Log, l.Timing
+	clk, log, tm, reg := clock.OrReal(l.Clock), l.Log, l.Timing, l.Target
 	var hold Hold
 	hold.Extend(clk.Now(), tm.StartupGrace)
-	log.Info().Dur("startup_grace", tm.StartupGrace).Msg("leading: merging observations into the catalog")
+	log.Info().Dur("startup_grace", tm.StartupGrace).Msg("leading: merging observations into the " + reg)
 	var (
 		current  map[string]Entry[S]
 		lastRead time.Time
@@ -123,7 +124,7 @@ func (l *Leader[S]) Run(term context.Context) {
 		reread                bool // the registry was just read: plan on it without waiting
 		moved                 bool // a write found that another bridge leads
 	)
-	defer func() { l.stopped(term, moved) }()
+	defer func() { l.stopped(term, moved, reg) }()
 	// holdFor makes missing observations unknown rather than unobserved
 	// for a start-up grace from now: after the store comes back, or its
 	// data went back in time, every bridge needs a round (and maybe a new
@@ -153,7 +154,7 @@ func (l *Leader[S]) Run(term context.Context) {
 		if current == nil || now.Sub(lastRead) >= tm.Resync {
 			cur, err := l.Registry.Entries(term)
 			if err != nil {
-				if term.Err() != nil || !fail(StageRegistryRead, "catalog", err) {
+				if term.Err() != nil || !fail(StageRegistryRead, reg, err) {
 					return
 				}
 				continue
@@ -218,7 +219,7 @@ func (l *Leader[S]) Run(term context.Context) {
 		}
 		ev.Int("registered", len(p.Register)).Int("updated", len(p.Update)).Int("passing", len(p.Pass)).Int("critical", len(p.Fail)).
 			Int("removed", len(p.Remove)).Int("unchanged", p.Unchanged).Int("observers", len(list)).Int("writes", n).
-			Str("took", clk.Now().Sub(writeStart).String()).Err(err).Msg("catalog reconciled")
+			Str("took", clk.Now().Sub(writeStart).String()).Err(err).Msg(reg + " reconciled")
 		if term.Err() != nil {
 			return
 		}
@@ -239,7 +240,7 @@ func (l *Leader[S]) Run(term context.Context) {
 		}
 		if writeFailing {
 			writeFailing = false
-			log.Info().Msg("leader: catalog writes succeed again")
+			log.Info().Msg("leader: " + reg + " writes succeed again")
 		}
 		retry = tm.RetryMin
 		l.Report.Succeeded()
@@ -249,14 +250,14 @@ func (l *Leader[S]) Run(term context.Context) {
 // stopped logs why the leader stopped writing: leadership lost (the term's
 // cause, or a write that found another leader) at WARN, the end of the
 // term otherwise (shutdown) at INFO.
-func (l *Leader[S]) stopped(term context.Context, moved bool) {
+func (l *Leader[S]) stopped(term context.Context, moved bool, reg string) {
 	cause := context.Cause(term)
 	switch {
 	case moved:
-		l.Log.Warn().Msg("leader: the lock moved to another bridge; stopped writing the catalog")
+		l.Log.Warn().Msg("leader: the lock moved to another bridge; stopped writing the " + reg)
 	case errors.Is(cause, ErrLeadershipLost):
-		l.Log.Warn().Str("why", cause.Error()).Msg("leader: leadership lost; stopped writing the catalog")
+		l.Log.Warn().Str("why", cause.Error()).Msg("leader: leadership lost; stopped writing the " + reg)
 	default:
-		l.Log.Info().Msg("leader: term ended; stopped writing the catalog")
+		l.Log.Info().Msg("leader: term ended; stopped writing the " + reg)
 	}
 }

@@ -230,7 +230,7 @@ func lead(t *testing.T, entries map[string]Entry[spec], obs ...observation.Obser
 		rep: &fakeReport{}, logs: &syncBuffer{}, done: make(chan struct{})}
 	maps.Copy(h.reg.entries, entries)
 	h.store.set(obs...)
-	l := &Leader[spec]{Store: h.store, Registry: h.reg, Shape: shape{}, Report: h.rep, Clock: clk, Backend: "Store",
+	l := &Leader[spec]{Store: h.store, Registry: h.reg, Shape: shape{}, Report: h.rep, Clock: clk, Backend: "Store", Target: "catalog",
 		Log: zerolog.New(h.logs), Timing: Timing{StartupGrace: testGrace, DeregisterAfter: testDereg, Resync: testResync,
 			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}}
 	term, end := context.WithCancelCause(context.Background())

@@ -17,7 +17,7 @@ import (
 // Unit tests of catalog mode through fakeCatalog: bridges (Catalog
 // instances) on one fake Consul and one manual clock. The leader works in
 // the background, so the tests poll the fake's state; the steps that wait
-// on the sink's clock (a follower's poll for the lock, the start-up grace,
+// on the sink's clock (the lock's retries, the start-up grace,
 // session renewals, the deregister delay) are driven by advancing it.
 
 const testFleet = "udp-discovery-bridge/django"
@@ -271,7 +271,7 @@ func TestCatalogTwoBridges(t *testing.T) {
 	if _, s, _, _ := h.server("10.0.0.2:8000"); s.Meta[MetaSegments] != "lan-a,lan-b" {
 		t.Errorf("shared server segments = %q, want lan-a,lan-b", s.Meta[MetaSegments])
 	}
-	h.replanned(2, 200*time.Millisecond) // b polls for the lock meanwhile
+	h.replanned(2, 200*time.Millisecond) // b waits for the lock meanwhile
 	if !a.c.Leader() || b.c.Leader() {
 		t.Errorf("leaders: a %v, b %v; want a only", a.c.Leader(), b.c.Leader())
 	}
