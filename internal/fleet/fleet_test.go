@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 )
 
@@ -270,5 +271,40 @@ func TestObservationsList(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{"a", "b", "c"}) {
 		t.Errorf("List order %v, want by bridge", ids)
+	}
+}
+
+func TestObservationOf(t *testing.T) {
+	ep := func(addr, network string) endpoint.Endpoint {
+		e := endpoint.Endpoint{Addr: netip.MustParseAddrPort(addr)}
+		if network != "" {
+			e.Network = netip.MustParsePrefix(network)
+		}
+		return e
+	}
+	s := endpoint.Snapshot{Endpoints: []endpoint.Endpoint{
+		ep("10.0.0.2:80", "10.0.0.0/24"),
+		ep("[::ffff:10.0.0.1]:80", "10.0.0.0/24"), // mapped: unmapped
+		ep("10.0.0.2:80", "10.9.0.0/24"),          // twice: the first kept
+		ep("10.0.0.3:0", ""),                      // no port: left out
+		ep("10.0.0.4:80", ""),                     // network unknown
+	}}
+	tests := []struct {
+		name, segment, want string
+	}{
+		{"segments from the networks", "", "10.0.0.1:80@10.0.0.0/24 10.0.0.2:80@10.0.0.0/24 10.0.0.4:80@"},
+		{"a configured segment", "lab", "10.0.0.1:80@lab 10.0.0.2:80@lab 10.0.0.4:80@lab"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ObservationOf("b1", tt.segment, s)
+			var got []string
+			for _, e := range o.Entries {
+				got = append(got, e.Addr.String()+"@"+e.Segment)
+			}
+			if o.Bridge != "b1" || strings.Join(got, " ") != tt.want {
+				t.Errorf("ObservationOf = %s %v, want b1 %s", o.Bridge, got, tt.want)
+			}
+		})
 	}
 }

@@ -406,3 +406,23 @@ func TestCatalogApplyBeforeStart(t *testing.T) {
 		t.Errorf("Apply before Start = %v, want errCatalogNotStarted", err)
 	}
 }
+
+// TestCatalogLogsEveryReconcileThatWrote: a leader that turns three
+// servers critical and later removes them, three writes each time, logs
+// both reconciles at INFO.
+func TestCatalogLogsEveryReconcileThatWrote(t *testing.T) {
+	h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")
+	before := len(a.logs.Grep("catalog reconciled"))
+	h.apply(a, snap(2))
+	h.pump("removed", time.Second, func() bool { return len(h.fc.Nodes()) == 1 }) // the fleet's own node
+	var got []string
+	for _, l := range a.logs.Grep("catalog reconciled")[before:] {
+		if strings.Contains(l, `"level":"info"`) && strings.Contains(l, `"writes":3`) &&
+			(strings.Contains(l, `"critical":3`) || strings.Contains(l, `"removed":3`)) {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("reconcile lines after the servers went = %v, want one of 3 turned critical and one of 3 removed", a.logs.Grep("catalog reconciled")[before:])
+	}
+}
