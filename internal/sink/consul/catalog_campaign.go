@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -49,6 +50,12 @@ func (c *Catalog) campaign(ctx context.Context, s *session) {
 	lock.lead = func(term context.Context) {
 		c.firstTerm.done()
 		c.lead(term, s)
+		if errors.Is(context.Cause(term), errLockLost) {
+			// Destroyed or expired, the session takes the lock with it:
+			// find out now, not at the next renewal, so that a new session
+			// publishes this bridge's observation and stands again.
+			s.checkNow()
+		}
 	}
 	c.lock.Store(lock)
 	lock.Start()

@@ -426,3 +426,19 @@ func TestCatalogLogsEveryReconcileThatWrote(t *testing.T) {
 		t.Errorf("reconcile lines after the servers went = %v, want one of 3 turned critical and one of 3 removed", a.logs.Grep("catalog reconciled")[before:])
 	}
 }
+
+// TestCatalogLoneLeaderBackAtOnce: the session of a lone leader is
+// destroyed (by hand, or it expired): the loss of the lock makes it check
+// its session at once, not at its next renewal, so a new session publishes
+// its observation again and it leads again without the clock moving.
+func TestCatalogLoneLeaderBackAtOnce(t *testing.T) {
+	h, a := loneBridge(t, func(c *Config) { c.Round = 0 }, "10.0.0.1:8000")
+	old := h.session(a)
+	h.fc.ExpireSession(old)
+	h.eventually("a new session", func() bool { s := h.session(a); return s != "" && s != old })
+	h.eventually("leading again", func() bool { return len(a.logs.Grep("leading: merging observations")) == 2 && a.c.Leader() })
+	h.eventually("the observation republished", func() bool {
+		kv, ok := h.fc.KV(testObsPrefix + "a/0")
+		return ok && kv.Session == h.session(a)
+	})
+}
