@@ -62,6 +62,18 @@ func TestRunCatalogLeaderLosesItsLock(t *testing.T) {
 		}
 	}
 
+	// The old leader's observation went with its session; it publishes it
+	// again on a new one.
+	obsKey := "udp-discovery-bridge/" + catService + "/obs/" + leader + "/0"
+	took = runWait(t, 3*renewal, leader+" republished on a new session", func() (bool, string) {
+		kv, _, err := l.consul.KV().Get(obsKey, nil)
+		if err != nil || kv == nil {
+			return false, fmt.Sprint(kv, err)
+		}
+		return kv.Session != "" && kv.Session != se.ID, "session " + kv.Session
+	})
+	t.Logf("MEASURED: %s's observation back on a new session %s after the stop line", leader, took.Round(100*time.Millisecond))
+
 	// Someone leads afterwards.
 	var next string
 	took = runWait(t, 30*time.Second, "a leader after the loss", func() (bool, string) { next = l.leader(); return next != "", "no leader" })
