@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +33,7 @@ type fakeStore struct {
 	index   uint64
 	changed chan struct{}
 	fail    int // the next reads that fail
-	reads   int
+	reads   atomic.Int64
 }
 
 func newFakeStore(clk clock.Clock) *fakeStore {
@@ -63,8 +63,8 @@ func (s *fakeStore) bumpLocked() {
 }
 
 func (s *fakeStore) Observations(ctx context.Context, index uint64, wait time.Duration) (Observations, error) {
+	s.reads.Add(1)
 	s.mu.Lock()
-	s.reads++
 	if s.fail > 0 {
 		s.fail--
 		s.mu.Unlock()
@@ -92,17 +92,11 @@ func (s *fakeStore) Observations(ctx context.Context, index uint64, wait time.Du
 	return out, nil
 }
 
-func (s *fakeStore) Reads() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.reads
-}
-
 // fakeRegistry is a Registry holding entries in memory.
 type fakeRegistry struct {
 	mu       sync.Mutex
 	entries  map[string]Entry[spec]
-	writes   int
+	writes   atomic.Int64
 	writeErr error // returned by the next Write
 	cut      chan struct{}
 }
@@ -143,7 +137,7 @@ func (r *fakeRegistry) Write(ctx context.Context, p Plan[spec], current map[stri
 		delete(current, e.Key)
 		n++
 	}
-	r.writes += n
+	r.writes.Add(int64(n))
 	return n, nil
 }
 
@@ -155,12 +149,6 @@ func (r *fakeRegistry) state() map[string]string {
 		out[k] = map[bool]string{true: "passing", false: "unobserved"}[e.Passing]
 	}
 	return out
-}
-
-func (r *fakeRegistry) Writes() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.writes
 }
 
 // fakeReport is a Reporter that records.
@@ -179,26 +167,32 @@ func (r *fakeReport) Merged(int, time.Duration) {
 }
 func (r *fakeReport) Describe(ev *zerolog.Event, _ error) *zerolog.Event { return ev }
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// logLines collects the leader's log lines (zerolog writes one a call)
+// for the test's goroutine, which alone reads them.
+type logLines struct {
+	ch   chan string
+	seen []string
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+func (l *logLines) Write(p []byte) (int, error) {
+	l.ch <- string(p)
+	return len(p), nil
 }
 
-// grep returns the lines that contain s.
-func (b *syncBuffer) grep(s string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// grep returns the lines logged so far that contain s.
+func (l *logLines) grep(s string) []string {
+	for more := true; more; {
+		select {
+		case line := <-l.ch:
+			l.seen = append(l.seen, line)
+		default:
+			more = false
+		}
+	}
 	var out []string
-	for _, l := range strings.Split(b.buf.String(), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
+	for _, line := range l.seen {
+		if strings.Contains(line, s) {
+			out = append(out, strings.TrimSpace(line))
 		}
 	}
 	return out
@@ -210,7 +204,7 @@ type leaderHarness struct {
 	store *fakeStore
 	reg   *fakeRegistry
 	rep   *fakeReport
-	logs  *syncBuffer
+	logs  *logLines
 	end   context.CancelCauseFunc
 	done  chan struct{}
 }
@@ -227,7 +221,7 @@ func lead(t *testing.T, entries map[string]Entry[spec], obs ...observation.Obser
 	t.Helper()
 	clk := clocktest.New(t0)
 	h := &leaderHarness{t: t, clk: clk, store: newFakeStore(clk), reg: &fakeRegistry{entries: map[string]Entry[spec]{}},
-		rep: &fakeReport{}, logs: &syncBuffer{}, done: make(chan struct{})}
+		rep: &fakeReport{}, logs: &logLines{ch: make(chan string, 10000)}, done: make(chan struct{})}
 	maps.Copy(h.reg.entries, entries)
 	h.store.set(obs...)
 	l := &Leader[spec]{Store: h.store, Registry: h.reg, Shape: shape{}, Report: h.rep, Clock: clk, Backend: "Store", Target: "catalog",
@@ -273,7 +267,7 @@ func registered(addrs ...string) map[string]Entry[spec] {
 func TestLeaderLifeCycle(t *testing.T) {
 	const x, y, z, w = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"
 	h := lead(t, registered(x, y, z, w), obsOf("a", "s", x))
-	h.pump("observed server kept", 0, func() bool { return h.store.Reads() > 0 })
+	h.pump("observed server kept", 0, func() bool { return h.store.reads.Load() > 0 })
 	time.Sleep(20 * time.Millisecond)
 	if got := h.reg.state(); got[y] != "passing" || got[z] != "passing" || got[w] != "passing" {
 		t.Fatalf("within the grace: %v, want all passing", got)
@@ -306,7 +300,7 @@ func TestLeaderTermEnds(t *testing.T) {
 			h := lead(t, nil, obsOf("a", "s", x))
 			h.pump("registered", 0, h.is(map[string]string{x: "passing"}))
 			h.pump("blocked in a read", 0, func() bool { return h.clk.Pending() > 0 })
-			writes := h.reg.Writes()
+			writes := h.reg.writes.Load()
 			h.end(tt.cause)
 			select {
 			case <-h.done:
@@ -315,7 +309,7 @@ func TestLeaderTermEnds(t *testing.T) {
 			}
 			h.store.set(obsOf("a", "s", x, "10.0.0.2:80"))
 			h.clk.Advance(time.Minute)
-			if h.reg.Writes() != writes {
+			if h.reg.writes.Load() != writes {
 				t.Errorf("wrote after the term ended")
 			}
 			if got := h.logs.grep("stopped writing the catalog"); len(got) != 1 || !strings.Contains(got[0], tt.want) {
