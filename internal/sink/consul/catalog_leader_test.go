@@ -323,8 +323,7 @@ func TestCatalogLeaderHoldsAfterAnOutage(t *testing.T) {
 	h.fc.FailNext("ListKV", 5, nil)
 	// Wake the leader's read under way (a key that is no observation), so
 	// that its next reads fail; only then does b go.
-	h.fc.PutKV(testObsPrefix+"wake", nil, "")
-	h.replanned(1, 0)
+	h.replannedAfter(func() { h.fc.PutKV(testObsPrefix+"wake", nil, "") })
 	h.die(b)
 	// Five failed reads, then one that succeeds, merged and written by the
 	// time the next read starts.
@@ -347,10 +346,9 @@ func TestCatalogLeaderBridgesAnOverwrittenKey(t *testing.T) {
 	h, a, b := twoBridges(t)
 	h.replanned(2, time.Second)
 	key := testObsPrefix + "b/0"
-	h.fc.PutKV(key, []byte("garbage"), h.session(b))
 	// The blocking read under way wakes at the change; the next one starts
 	// once that read was merged and written.
-	h.replanned(1, 0)
+	h.replannedAfter(func() { h.fc.PutKV(key, []byte("garbage"), h.session(b)) })
 	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
 		t.Fatalf("b's server lost its observer at the overwrite: %v", a.logs.Lines()[len(a.logs.Lines())-5:])
 	}
@@ -362,8 +360,7 @@ func TestCatalogLeaderBridgesAnOverwrittenKey(t *testing.T) {
 		t.Errorf("errors{observation} = %v, want 1", v)
 	}
 	// b repairs at its next round; nothing turned critical.
-	h.apply(b, snap(2, "10.0.0.2:8000", "10.0.0.3:8000"))
-	h.replanned(1, 0)
+	h.replannedAfter(func() { h.apply(b, snap(2, "10.0.0.2:8000", "10.0.0.3:8000")) })
 	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
 		t.Fatal("b's server not passing after the repair")
 	}

@@ -155,6 +155,17 @@ func (h *catHarness) replanned(n int, step time.Duration) {
 	h.pump("leader re-plan", step, func() bool { return h.fc.Count("ListKV") >= from+n })
 }
 
+// replannedAfter makes change, which wakes the leader's blocking read of
+// the observations, and waits without moving the clock until the leader
+// merged it and read again. The reads are counted from before the change:
+// the leader may be through with it before a count taken after.
+func (h *catHarness) replannedAfter(change func()) {
+	h.t.Helper()
+	from := h.fc.Count("ListKV")
+	change()
+	h.eventually("leader re-plan", func() bool { return h.fc.Count("ListKV") >= from+1 })
+}
+
 // count returns how many applied ops start with prefix.
 func (h *catHarness) count(prefix string) int {
 	n := 0
