@@ -81,7 +81,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	}
 	var lock *Lock
 	if h.lk != nil {
-		lock = newLock(h.lk, h.cfg.Agent.LockKey, log, h.clk, h.redact)
+		lock = newLock(context.Background(), h.lk, h.cfg.Agent.LockKey, log, h.clk, h.redact)
 	}
 	s, err := newAgent(h.cfg, log, h.fa, lock, h.redact)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
@@ -29,14 +30,18 @@ import (
 // Apply publishes (a KV write only when this bridge's set changed); the
 // leader works in the background from Start to Close.
 type Catalog struct {
-	cfg     Config
-	log     zerolog.Logger
-	api     catalogAPI
-	redact  func(error) error
-	sess    sessionManager
-	leader  leaderState
-	metrics *catalogMetrics
-	foreign foreignNodes // leader only: nodes in the way
+	cfg    Config
+	log    zerolog.Logger
+	api    catalogAPI
+	redact func(error) error
+	sess   sessionManager
+	// lock is the lock of the current session (nil between sessions): its
+	// term is the one truth of whether this bridge leads.
+	lock atomic.Pointer[Lock]
+	// firstTerm happens when this bridge leads for the first time.
+	firstTerm once
+	metrics   *catalogMetrics
+	foreign   foreignNodes // leader only: nodes in the way
 	// pace paces the leader's transactions under Consul's rate limit;
 	// rlLog logs rate limiting once per episode; renewLimited is set while
 	// a renewal of this bridge's session is refused for it.
@@ -91,7 +96,7 @@ func (f *faults) get() (session, leader error) {
 
 // NewCatalog validates cfg and builds the sink, registering its metrics with
 // reg (nil: none). It makes no network call; Start must be called before
-// Apply.
+// Apply (errCatalogNotStarted).
 func NewCatalog(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Catalog, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -116,8 +121,9 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 		obsPrefix: path.Join(cfg.Catalog.KVPrefix, "obs") + "/",
 		lockKey:   path.Join(cfg.Catalog.KVPrefix, "leader"),
 		ready:     make(chan struct{}),
-		leader:    leaderState{first: make(chan struct{})},
+		firstTerm: once{ch: make(chan struct{})},
 	}
+	m.leading.Store(c)
 	c.sess = sessionManager{
 		api: a, node: bridgesNode(cfg.Catalog.KVPrefix), fleet: cfg.Catalog.KVPrefix, bridgeID: cfg.BridgeID,
 		ttl: cfg.Catalog.SessionTTL, clock: cfg.Clock, log: log, redact: redact,
@@ -157,7 +163,7 @@ func (c *Catalog) Start(ctx context.Context) error {
 		t2 := c.cfg.Clock.NewTimer(firstLockWait)
 		defer t2.Stop()
 		select {
-		case <-c.leader.acquired():
+		case <-c.firstTerm.wait():
 		case <-t2.C():
 		case <-ctx.Done():
 		}
@@ -167,8 +173,12 @@ func (c *Catalog) Start(ctx context.Context) error {
 	return nil
 }
 
-// Leader reports whether this bridge writes the catalog now.
-func (c *Catalog) Leader() bool { return c.leader.is() }
+// Leader reports whether this bridge writes the catalog now: whether the
+// lock of its session is in a term. The leader gauge reads it.
+func (c *Catalog) Leader() bool {
+	l := c.lock.Load()
+	return l != nil && l.Leader()
+}
 
 // run keeps a session, the lock on it and the leader loop going until ctx
 // ends. A lost session (Consul unreachable for longer than its TTL, or the
@@ -201,7 +211,7 @@ func (c *Catalog) run(ctx context.Context) {
 		c.mu.Unlock()
 		c.readyOnce.Do(func() { close(c.ready) })
 		c.republish(ctx, s)
-		c.follow(ctx, s)
+		c.campaign(ctx, s)
 		c.mu.Lock()
 		if ctx.Err() == nil {
 			c.cur = nil
@@ -217,6 +227,9 @@ func (c *Catalog) run(ctx context.Context) {
 // while a lost one is replaced; the runner retries with backoff.
 var errNoSession = errors.New("no consul session yet (Consul unreachable?); the observation will be published once there is one")
 
+// errCatalogNotStarted is returned by Apply before Start.
+var errCatalogNotStarted = errors.New("consul sink in catalog mode: Start must be called before Apply")
+
 // Apply implements sink.Sink: it publishes this bridge's observation (the
 // planner's set) under its session, writing only when the set or the
 // session changed; otherwise it reads its own keys back and rewrites them
@@ -226,7 +239,7 @@ var errNoSession = errors.New("no consul session yet (Consul unreachable?); the 
 func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, error) {
 	var res sink.Result
 	if c.stop == nil {
-		return res, errNotStarted
+		return res, errCatalogNotStarted
 	}
 	if age, stale := c.stale(s); stale {
 		c.log.Warn().Uint64("round", s.Round).Str("age", age.Round(time.Millisecond).String()).
@@ -284,26 +297,23 @@ func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff,
 		return endpoint.Diff{}, err
 	}
 	c.logBad(obs)
-	obs.byBridge[c.cfg.BridgeID] = c.observation(s)
+	obs.ByBridge[c.cfg.BridgeID] = c.observation(s)
 	current, err := c.readCatalog(ctx)
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
-	p := planCatalog(c.shape(), merge(obs.list()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, false)
-	d := endpoint.Diff{Unchanged: p.unchanged}
-	for _, e := range slices.Concat(p.register, p.update) {
-		d.Added = append(d.Added, e.endpoint())
+	p := fleet.Reconcile(c.shape(), fleet.Merge(obs.List()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, false)
+	d := endpoint.Diff{Unchanged: p.Unchanged}
+	for _, e := range slices.Concat(p.Register, p.Update) {
+		d.Added = append(d.Added, e.Spec.endpoint())
 	}
-	for _, e := range slices.Concat(p.fail, p.reap) {
-		d.Removed = append(d.Removed, e.endpoint())
+	for _, e := range slices.Concat(p.Fail, p.Remove) {
+		d.Removed = append(d.Removed, e.Spec.endpoint())
 	}
 	slices.SortFunc(d.Added, endpoint.Compare)
 	slices.SortFunc(d.Removed, endpoint.Compare)
 	return d, nil
 }
-
-// endpoint is the server an entry describes.
-func (e catalogEntry) endpoint() endpoint.Endpoint { return e.svc.endpoint() }
 
 // Close implements sink.Sink: it stops the leader loop and the session's
 // renewal. With OnExit "deregister" it destroys the session, so Consul

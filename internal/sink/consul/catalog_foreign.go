@@ -81,9 +81,9 @@ func (c *Catalog) skipForeign(p catalogPlan) catalogPlan {
 		return p
 	}
 	wanted := map[string]bool{}
-	p.register = slices.DeleteFunc(p.register, func(e catalogEntry) bool {
-		_, skip := f.inWay[e.node]
-		wanted[e.node] = skip
+	p.Register = slices.DeleteFunc(p.Register, func(e catalogEntry) bool {
+		_, skip := f.inWay[e.Key]
+		wanted[e.Key] = skip
 		return skip
 	})
 	maps.DeleteFunc(f.inWay, func(node, _ string) bool { return !wanted[node] })
@@ -184,7 +184,7 @@ func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeI
 		failed := map[int]bool{}
 		for _, te := range rb.errs {
 			i, ok := slices.BinarySearch(first, te.OpIndex)
-			if !ok || !items[i].e.claim {
+			if !ok || !items[i].e.New {
 				return nil, err
 			}
 			failed[i] = true
@@ -195,9 +195,9 @@ func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeI
 				keep = append(keep, it)
 				continue
 			}
-			n, rerr := c.api.Node(it.e.node, (&api.QueryOptions{}).WithContext(ctx))
+			n, rerr := c.api.Node(it.e.Key, (&api.QueryOptions{}).WithContext(ctx))
 			if rerr != nil {
-				return nil, fmt.Errorf("%w; reading node %s to see who holds it: %w", err, it.e.node, c.redact(rerr))
+				return nil, fmt.Errorf("%w; reading node %s to see who holds it: %w", err, it.e.Key, c.redact(rerr))
 			}
 			switch {
 			case n == nil: // not a conflict (a permission denied?): as it is
@@ -216,8 +216,8 @@ func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeI
 // claimed forgets, as foreign, the nodes the written items claimed.
 func (c *Catalog) claimed(items []writeItem) {
 	for _, it := range items {
-		if it.e.claim {
-			c.foreignGone(it.e.node)
+		if it.e.New {
+			c.foreignGone(it.e.Key)
 		}
 	}
 }
@@ -225,7 +225,7 @@ func (c *Catalog) claimed(items []writeItem) {
 // takeOver is it with its node claim replaced by a NodeSet: the node is
 // this fleet's already.
 func (it writeItem) takeOver() writeItem {
-	it.e.claim = false
+	it.e.New = false
 	it.ops = slices.Clone(it.ops)
 	op := *it.ops[0].Node
 	op.Verb = api.NodeSet

@@ -2,13 +2,13 @@ package consul
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 const (
@@ -19,8 +19,14 @@ const (
 )
 
 // errNotLeader means a transaction's guard found the lock held by another
-// session: this bridge is no longer the leader and must stop writing.
-var errNotLeader = errors.New("consul lock no longer held by this bridge's session")
+// session: this bridge is no longer the leader and must stop writing. It is
+// a fleet.ErrNotLeader.
+var errNotLeader error = notLeaderError{}
+
+type notLeaderError struct{}
+
+func (notLeaderError) Error() string        { return "consul lock no longer held by this bridge's session" }
+func (notLeaderError) Is(target error) bool { return target == fleet.ErrNotLeader }
 
 // shape is what every catalog entry of this fleet shares.
 func (c *Catalog) shape() catalogShape {
@@ -33,184 +39,95 @@ func (c *Catalog) shape() catalogShape {
 	return sh
 }
 
-// lead merges observations and writes the catalog for as long as this
-// bridge holds the lock with session s. It wakes when an observation
-// changes (blocking query), when an unobserved server is due for removal,
-// and at least every maxLeaderWait; it re-reads the catalog every Resync.
-func (c *Catalog) lead(ctx context.Context, s *session, lock *Lock) {
-	// Losing the session ends every wait and request of the leader too.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.lost:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	log := c.log.With().Str("session", s.id).Logger()
-	start := c.cfg.Clock.Now()
-	holdUntil := start.Add(c.cfg.Catalog.StartupGrace)
-	log.Info().Dur("startup_grace", c.cfg.Catalog.StartupGrace).Msg("leading: merging observations into the catalog")
-	var (
-		current  map[string]catalogEntry
-		lastRead time.Time
-		index    uint64
-		retry    = lockRetryMin
-		retryMax = c.cfg.retryCap()
-		// failing is set while reads fail (Consul unreachable, no raft
-		// leader); writeFailing while writes fail, so each episode logs
-		// once at WARN.
-		failing, writeFailing bool
-		good                  = map[string]goodObservation{}
-		reread                bool // the catalog was just read: plan on it without waiting
-	)
-	// hold makes missing observations unknown rather than unobserved for
-	// a start-up grace from now: after Consul comes back, or its data
-	// went back in time, every bridge needs a round (and maybe a new
-	// session) to publish again.
-	hold := func(why string) {
-		until := c.cfg.Clock.Now().Add(c.cfg.Catalog.StartupGrace)
-		if until.After(holdUntil) {
-			holdUntil = until
-		}
-		log.Info().Dur("hold", c.cfg.Catalog.StartupGrace).Str("why", why).
-			Msg("leader: nothing turns critical or is removed until every bridge had a round to publish")
-	}
-	// fail forgets what the leader read, so that it re-reads everything
-	// (the catalog may have been lost meanwhile), and backs off.
-	fail := func(stage, what string, err error) bool {
-		if !failing {
-			log.Warn().Err(err).Msg("leader: cannot read the " + what + "; retrying")
-		} else {
-			log.Debug().Err(err).Msg("leader: cannot read the " + what + "; retrying")
-		}
-		failing = true
-		c.metrics.errors.WithLabelValues(stage).Inc()
-		current, index = nil, 0
-		ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
-		retry = min(retry*2, retryMax)
-		return ok
-	}
+// timing is the leader's delays, from the configuration.
+func (c *Catalog) timing() fleet.Timing {
+	return fleet.Timing{StartupGrace: c.cfg.Catalog.StartupGrace, DeregisterAfter: c.cfg.DeregisterAfter, Resync: c.cfg.Resync,
+		MaxWait: maxLeaderWait, RetryMin: lockRetryMin, RetryMax: c.cfg.retryCap()}
+}
+
+// lead merges observations and writes the catalog for one term of
+// leadership won with session s (package fleet's leader loop, on the
+// observations in KV and the catalog). It returns when the term ends or a
+// guarded write finds the lock held by another session.
+func (c *Catalog) lead(term context.Context, s *session) {
 	// An ACL refusal stands until a read or write succeeds: Apply returns
 	// it (a sink error, /readyz fails), and it is logged once.
 	defer c.faults.set(&c.faults.leader, nil)
-	var lastACL string
-	refused := func(err error) {
-		if !isACL(err) {
-			return
-		}
-		c.faults.set(&c.faults.leader, err)
-		if err.Error() != lastACL {
-			lastACL = err.Error()
-			withRule(log.Error(), err).Err(err).Msg("leader: Consul refused a catalog operation for its ACLs; fix the token's policy")
-		}
+	log := c.log.With().Str("session", s.id).Logger()
+	io := &catalogLeaderIO{c: c, sid: s.id, log: log}
+	l := fleet.Leader[catalogSpec]{Store: io, Registry: io, Shape: c.shape(), Report: io,
+		Timing: c.timing(), Clock: c.cfg.Clock, Log: log, Backend: "Consul", Target: "catalog"}
+	l.Run(term)
+}
+
+// catalogLeaderIO is the Consul side of the leader's loop for one session:
+// the observations in KV (fleet.Store), the catalog and writes guarded by
+// the session's hold of the lock (fleet.Registry), and the metrics and
+// standing ACL faults (fleet.Reporter).
+type catalogLeaderIO struct {
+	c       *Catalog
+	sid     string
+	log     zerolog.Logger
+	lastACL string // the ACL refusal last logged
+}
+
+func (io *catalogLeaderIO) Observations(ctx context.Context, index uint64, wait time.Duration) (fleet.Observations, error) {
+	return io.c.readObservations(ctx, index, wait)
+}
+
+// Entries reads the catalog and checks again the nodes in the way.
+func (io *catalogLeaderIO) Entries(ctx context.Context) (map[string]catalogEntry, error) {
+	cur, err := io.c.readCatalog(ctx)
+	if err != nil {
+		return nil, err
 	}
-	cleared := func() {
-		if lastACL != "" {
-			lastACL = ""
-			c.faults.set(&c.faults.leader, nil)
-			log.Info().Msg("leader: Consul accepts the catalog operations again")
-		}
+	io.c.recheckForeign(ctx)
+	return cur, nil
+}
+
+func (io *catalogLeaderIO) Skip(p catalogPlan) catalogPlan { return io.c.skipForeign(p) }
+
+func (io *catalogLeaderIO) Write(ctx context.Context, p catalogPlan, current map[string]catalogEntry) (int, error) {
+	return io.c.write(ctx, io.sid, p, current)
+}
+
+// stages are the errors_total labels of the leader's stages.
+var stages = map[fleet.Stage]string{
+	fleet.StageObservations: "kv_read", fleet.StageRegistryRead: "catalog_read",
+	fleet.StageRegistryWrite: "catalog_write", fleet.StageUndecodable: "observation",
+}
+
+// Failed counts the failure and keeps an ACL refusal as the leader's
+// standing fault, logged once.
+func (io *catalogLeaderIO) Failed(stage fleet.Stage, err error) {
+	io.c.metrics.errors.WithLabelValues(stages[stage]).Inc()
+	if !isACL(err) {
+		return
 	}
-	for ctx.Err() == nil && lock.Leader() {
-		select {
-		case <-s.lost:
-			return
-		default:
-		}
-		now := c.cfg.Clock.Now()
-		if current == nil || now.Sub(lastRead) >= c.cfg.Resync {
-			cur, err := c.readCatalog(ctx)
-			if err != nil {
-				refused(err)
-				if ctx.Err() != nil || !fail("catalog_read", "catalog", err) {
-					return
-				}
-				continue
-			}
-			current, lastRead, reread = cur, now, true
-			c.recheckForeign(ctx)
-		}
-		// Wake at the next resync too, and plan right after each read of
-		// the catalog, so that what a resync finds (an entry changed behind
-		// the leader's back, a node in the way that went) is acted on then,
-		// not at the next change of the observations.
-		wait := min(maxLeaderWait, max(lastRead.Add(c.cfg.Resync).Sub(now), time.Millisecond))
-		if at, ok := nextReap(current, c.cfg.DeregisterAfter); ok {
-			wait = min(wait, max(at.Sub(now), 0))
-		}
-		if now.Before(holdUntil) {
-			wait = min(wait, holdUntil.Sub(now))
-		}
-		if reread {
-			wait, reread = 0, false
-		}
-		obs, err := c.readObservations(ctx, index, wait)
-		if err != nil {
-			refused(err)
-			if ctx.Err() != nil || !fail("kv_read", "observations", err) {
-				return
-			}
-			continue
-		}
-		if failing {
-			failing = false
-			log.Info().Msg("leader: Consul answers again")
-			hold("Consul answers again")
-		}
-		if obs.reset {
-			hold("the observations' index went back (a snapshot restore or a new cluster)")
-			current = nil
-		}
-		index = obs.index
-		mergeStart := c.cfg.Clock.Now()
-		c.keepGood(log, obs, good, mergeStart)
-		list := obs.list()
-		c.metrics.observers.Set(float64(len(list)))
-		p := planCatalog(c.shape(), merge(list), current, mergeStart, c.cfg.DeregisterAfter, mergeStart.Before(holdUntil))
-		p = c.skipForeign(p)
-		c.metrics.mergeSeconds.Set(c.cfg.Clock.Now().Sub(mergeStart).Seconds())
-		if p.empty() {
-			retry = lockRetryMin
-			cleared()
-			continue
-		}
-		writeStart := c.cfg.Clock.Now()
-		n, err := c.write(ctx, s.id, p, current)
-		ev := log.Info()
-		switch {
-		case err != nil && !writeFailing:
-			ev = withRule(log.Warn(), err)
-		case err != nil:
-			ev = log.Debug()
-		}
-		ev.Int("registered", len(p.register)).Int("updated", len(p.update)).Int("passing", len(p.pass)).Int("critical", len(p.fail)).
-			Int("removed", len(p.reap)).Int("unchanged", p.unchanged).Int("observers", len(list)).Int("writes", n).
-			Str("took", c.cfg.Clock.Now().Sub(writeStart).String()).Err(err).Msg("catalog reconciled")
-		if errors.Is(err, errNotLeader) {
-			log.Warn().Msg("leader: the lock moved to another bridge; stopping writes")
-			return
-		}
-		if err != nil {
-			writeFailing = true
-			c.metrics.errors.WithLabelValues("catalog_write").Inc()
-			refused(err)
-			index = 0 // re-plan right after the backoff, not at the next change
-			ok := clock.Sleep(c.cfg.Clock, retry, ctx.Done())
-			retry = min(retry*2, retryMax)
-			if !ok {
-				return
-			}
-			continue
-		}
-		if writeFailing {
-			writeFailing = false
-			log.Info().Msg("leader: catalog writes succeed again")
-		}
-		retry = lockRetryMin
-		cleared()
+	io.c.faults.set(&io.c.faults.leader, err)
+	if err.Error() != io.lastACL {
+		io.lastACL = err.Error()
+		withRule(io.log.Error(), err).Err(err).Msg("leader: Consul refused a catalog operation for its ACLs; fix the token's policy")
 	}
+}
+
+// Succeeded clears a standing ACL fault.
+func (io *catalogLeaderIO) Succeeded() {
+	if io.lastACL != "" {
+		io.lastACL = ""
+		io.c.faults.set(&io.c.faults.leader, nil)
+		io.log.Info().Msg("leader: Consul accepts the catalog operations again")
+	}
+}
+
+func (io *catalogLeaderIO) Merged(observers int, took time.Duration) {
+	io.c.metrics.observers.Set(float64(observers))
+	io.c.metrics.mergeSeconds.Set(took.Seconds())
+}
+
+// Describe names the missing ACL rule of err, if any.
+func (io *catalogLeaderIO) Describe(ev *zerolog.Event, err error) *zerolog.Event {
+	return withRule(ev, err)
 }
 
 // reconcileOnce is one merge and write, for `run --once` as leader. It
@@ -226,7 +143,7 @@ func (c *Catalog) reconcileOnce(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	p := planCatalog(c.shape(), merge(obs.list()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, true)
+	p := fleet.Reconcile(c.shape(), fleet.Merge(obs.List()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, true)
 	_, err = c.write(ctx, s.id, p, current)
 	return err
 }
@@ -258,28 +175,28 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
 			continue
 		}
-		e := catalogEntry{
-			node: se.Node.Node, nodeAddr: se.Node.Address, nodeMeta: se.Node.Meta,
+		e := catalogEntry{Key: se.Node.Node, Spec: catalogSpec{
+			nodeAddr: se.Node.Address, nodeMeta: se.Node.Meta,
 			svcID: se.Service.ID,
 			svc:   service{Name: se.Service.Service, Address: se.Service.Address, Port: se.Service.Port, Tags: se.Service.Tags, Meta: se.Service.Meta},
-		}
-		if e.svc.Tags == nil {
-			e.svc.Tags = []string{}
+		}}
+		if e.Spec.svc.Tags == nil {
+			e.Spec.svc.Tags = []string{}
 		}
 		for _, chk := range se.Checks {
 			if chk.CheckID != ObservedCheckID {
 				continue
 			}
-			e.passing = chk.Status == api.HealthPassing
-			if !e.passing {
+			e.Passing = chk.Status == api.HealthPassing
+			if !e.Passing {
 				since, ok := parseSince(chk.Output)
 				if !ok {
 					since = now // unknown: start the delay now
 				}
-				e.since = since
+				e.Since = since
 			}
 		}
-		out[e.node] = e
+		out[e.Key] = e
 	}
 	return out, nil
 }

@@ -7,11 +7,14 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 // Catalog mode through fakeCatalog: sessions that expire, leader changes
@@ -158,7 +161,7 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 	other, _ := h.fc.CreateSession(&api.SessionEntry{Node: "n", Behavior: api.SessionBehaviorDelete}, nil)
 	var p catalogPlan
 	for i := range 30 { // 90 operations: two transactions
-		p.register = append(p.register, c.shape().entryFor(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 8000), &observed{bridges: 1}))
+		p.Register = append(p.Register, c.shape().entryFor(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 8000), fleet.Observed{Bridges: 1}))
 	}
 	before := h.fc.Catalog()
 	for _, holder := range []string{"", other} {
@@ -166,6 +169,9 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 			h.fc.PutKV(testLockKey, []byte("b"), holder)
 		}
 		txns := h.fc.Count("Txn")
+		// Both batches go out before either answers (the leader sends no
+		// more once a guard said it no longer leads).
+		c.api = &txnBarrier{fakeCatalog: h.fc, n: 2, all: make(chan struct{})}
 		n, err := c.write(context.Background(), mine, p, map[string]catalogEntry{})
 		if !errors.Is(err, errNotLeader) || n != 0 {
 			t.Errorf("lock held by %q: write = %d, %v; want 0, errNotLeader", holder, n, err)
@@ -183,6 +189,26 @@ func TestCatalogStaleLeaderCannotWrite(t *testing.T) {
 	if n, err := c.write(context.Background(), mine, p, map[string]catalogEntry{}); err != nil || n != 90 {
 		t.Errorf("write as leader = %d, %v; want 90 operations", n, err)
 	}
+}
+
+// txnBarrier holds each transaction until n are in flight (a second at
+// most), then lets them through to the fake.
+type txnBarrier struct {
+	*fakeCatalog
+	n   int32
+	in  atomic.Int32
+	all chan struct{}
+}
+
+func (b *txnBarrier) Txn(ops api.TxnOps, q *api.QueryOptions) (bool, *api.TxnResponse, error) {
+	if b.in.Add(1) == b.n {
+		close(b.all)
+	}
+	select {
+	case <-b.all:
+	case <-time.After(time.Second):
+	}
+	return b.fakeCatalog.Txn(ops, q)
 }
 
 // TestCatalogRetryReapAfterFailure: when the removal of a server fails,
@@ -297,8 +323,7 @@ func TestCatalogLeaderHoldsAfterAnOutage(t *testing.T) {
 	h.fc.FailNext("ListKV", 5, nil)
 	// Wake the leader's read under way (a key that is no observation), so
 	// that its next reads fail; only then does b go.
-	h.fc.PutKV(testObsPrefix+"wake", nil, "")
-	h.replanned(1, 0)
+	h.replannedAfter(func() { h.fc.PutKV(testObsPrefix+"wake", nil, "") })
 	h.die(b)
 	// Five failed reads, then one that succeeds, merged and written by the
 	// time the next read starts.
@@ -321,10 +346,9 @@ func TestCatalogLeaderBridgesAnOverwrittenKey(t *testing.T) {
 	h, a, b := twoBridges(t)
 	h.replanned(2, time.Second)
 	key := testObsPrefix + "b/0"
-	h.fc.PutKV(key, []byte("garbage"), h.session(b))
 	// The blocking read under way wakes at the change; the next one starts
 	// once that read was merged and written.
-	h.replanned(1, 0)
+	h.replannedAfter(func() { h.fc.PutKV(key, []byte("garbage"), h.session(b)) })
 	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
 		t.Fatalf("b's server lost its observer at the overwrite: %v", a.logs.Lines()[len(a.logs.Lines())-5:])
 	}
@@ -336,12 +360,82 @@ func TestCatalogLeaderBridgesAnOverwrittenKey(t *testing.T) {
 		t.Errorf("errors{observation} = %v, want 1", v)
 	}
 	// b repairs at its next round; nothing turned critical.
-	h.apply(b, snap(2, "10.0.0.2:8000", "10.0.0.3:8000"))
-	h.replanned(1, 0)
+	h.replannedAfter(func() { h.apply(b, snap(2, "10.0.0.2:8000", "10.0.0.3:8000")) })
 	if !h.observed("10.0.0.3:8000", api.HealthPassing, "1") {
 		t.Fatal("b's server not passing after the repair")
 	}
 	// Overwritten again and never repaired: critical after the grace.
 	h.fc.PutKV(key, []byte("garbage again"), h.session(b))
 	h.pump("b's server critical", time.Second, func() bool { return h.observed("10.0.0.3:8000", api.HealthCritical, "1") })
+}
+
+// TestCatalogLeaderStopsWhenItsLockGoes: the lock key is taken away from
+// the leader's session (the session itself lives on). The leader's term
+// ends at once: it stops, saying so, without waiting for its blocking read
+// of the observations to end (the clock does not move), and writes nothing
+// more; the lock is free, so the same bridge, its session intact, takes it
+// again and leads a new term.
+func TestCatalogLeaderStopsWhenItsLockGoes(t *testing.T) {
+	h, a := loneBridge(t, nil, "10.0.0.1:8000")
+	h.eventually("leader blocked in a read", func() bool { return h.clk.Pending() > 0 })
+	txns := h.fc.Count("Txn")
+	h.fc.PutKV(testLockKey, []byte("someone"), "") // the key changes: the lock is lost
+	h.eventually("the leader says it stopped", func() bool {
+		return len(a.logs.Grep("leadership lost; stopped writing the catalog")) == 1
+	})
+	if got := h.fc.Count("Txn"); got != txns {
+		t.Errorf("%d transactions after the lock was lost", got-txns)
+	}
+	h.pump("leads again", 50*time.Millisecond, func() bool { return len(a.logs.Grep("leading: merging observations")) == 2 })
+	h.pump("leader", 50*time.Millisecond, a.c.Leader)
+	if kv, _ := h.fc.KV(testLockKey); kv.Session != h.session(a) {
+		t.Errorf("lock key held by %q, want a's session", kv.Session)
+	}
+}
+
+// TestCatalogApplyBeforeStart: Apply before Start says so, without naming a
+// lock (catalog mode has none of its own).
+func TestCatalogApplyBeforeStart(t *testing.T) {
+	h := newCatHarness(t)
+	a := h.bridge("a")
+	_, err := a.c.Apply(context.Background(), snap(1, "10.0.0.1:8000"))
+	if !errors.Is(err, errCatalogNotStarted) || strings.Contains(err.Error(), "lock") {
+		t.Errorf("Apply before Start = %v, want errCatalogNotStarted", err)
+	}
+}
+
+// TestCatalogLogsEveryReconcileThatWrote: a leader that turns three
+// servers critical and later removes them, three writes each time, logs
+// both reconciles at INFO.
+func TestCatalogLogsEveryReconcileThatWrote(t *testing.T) {
+	h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")
+	before := len(a.logs.Grep("catalog reconciled"))
+	h.apply(a, snap(2))
+	h.pump("removed", time.Second, func() bool { return len(h.fc.Nodes()) == 1 }) // the fleet's own node
+	var got []string
+	for _, l := range a.logs.Grep("catalog reconciled")[before:] {
+		if strings.Contains(l, `"level":"info"`) && strings.Contains(l, `"writes":3`) &&
+			(strings.Contains(l, `"critical":3`) || strings.Contains(l, `"removed":3`)) {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("reconcile lines after the servers went = %v, want one of 3 turned critical and one of 3 removed", a.logs.Grep("catalog reconciled")[before:])
+	}
+}
+
+// TestCatalogLoneLeaderBackAtOnce: the session of a lone leader is
+// destroyed (by hand, or it expired): the loss of the lock makes it check
+// its session at once, not at its next renewal, so a new session publishes
+// its observation again and it leads again without the clock moving.
+func TestCatalogLoneLeaderBackAtOnce(t *testing.T) {
+	h, a := loneBridge(t, func(c *Config) { c.Round = 0 }, "10.0.0.1:8000")
+	old := h.session(a)
+	h.fc.ExpireSession(old)
+	h.eventually("a new session", func() bool { s := h.session(a); return s != "" && s != old })
+	h.eventually("leading again", func() bool { return len(a.logs.Grep("leading: merging observations")) == 2 && a.c.Leader() })
+	h.eventually("the observation republished", func() bool {
+		kv, ok := h.fc.KV(testObsPrefix + "a/0")
+		return ok && kv.Session == h.session(a)
+	})
 }

@@ -1,10 +1,17 @@
 package consul
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // catalogMetrics are the catalog mode's Prometheus metrics.
 type catalogMetrics struct {
-	leader          prometheus.Gauge
+	// leading is the sink whose Leader the leader gauge reads (set once by
+	// newCatalog; nil: 0).
+	leading         atomic.Pointer[Catalog]
+	leader          prometheus.GaugeFunc
 	observers       prometheus.Gauge
 	catalogWrites   prometheus.Counter
 	txns            prometheus.Counter
@@ -22,9 +29,15 @@ type catalogMetrics struct {
 // not exported, as in tests).
 func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 	const ns, sub = "udp_discovery_bridge", "consul_catalog"
-	m := &catalogMetrics{
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",
-			Help: "1 while this bridge holds the lock and writes the catalog, else 0."}),
+	m := &catalogMetrics{}
+	*m = catalogMetrics{
+		leader: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",
+			Help: "1 while this bridge holds the lock and writes the catalog, else 0."}, func() float64 {
+			if c := m.leading.Load(); c != nil && c.Leader() {
+				return 1
+			}
+			return 0
+		}),
 		observers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "observers",
 			Help: "Bridges whose observations the leader merged last (leader only)."}),
 		catalogWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "writes_total",

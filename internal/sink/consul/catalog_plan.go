@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
-// This file is the pure part of catalog mode: the merge of every bridge's
-// observations into the desired catalog, and the plan that brings the
-// catalog there. No I/O; time comes in as an argument.
+// This file is the catalog's shape of a fleet (package fleet merges and
+// plans): a node per server with its service and checks, the meta that
+// marks them the fleet's, and the check output that carries the time a
+// server went unobserved. No I/O.
 
 // Meta, node meta and check names written in catalog mode.
 const (
@@ -40,40 +42,31 @@ const (
 	maxMetaValue = 512
 )
 
-// observed is one server as the merged observations describe it.
-type observed struct {
-	segments []string // sorted, unique
-	bridges  int
+// catalogSpec is how the catalog spells one server: a node of its own
+// (named by the entry's key) with the service on it. The observed check's
+// state is the entry's (fleet.Entry.Passing, Since).
+type catalogSpec struct {
+	nodeAddr string
+	nodeMeta map[string]string
+	svcID    string
+	svc      service
 }
 
-// merge folds the observations of live bridges into one desired set: a
-// server is wanted while at least one bridge observes it. An observation
-// listing a server twice counts once.
-func merge(obs []observation.Observation) map[netip.AddrPort]*observed {
-	out := map[netip.AddrPort]*observed{}
-	for _, o := range obs {
-		for i, e := range o.Entries {
-			if i > 0 && o.Entries[i-1].Addr == e.Addr {
-				continue
-			}
-			d := out[e.Addr]
-			if d == nil {
-				d = &observed{}
-				out[e.Addr] = d
-			}
-			d.bridges++
-			if e.Segment != "" && !slices.Contains(d.segments, e.Segment) {
-				d.segments = append(d.segments, e.Segment)
-			}
-		}
-	}
-	for _, d := range out {
-		slices.Sort(d.segments)
-	}
-	return out
-}
+// endpoint is the server a spec describes.
+func (s catalogSpec) endpoint() endpoint.Endpoint { return s.svc.endpoint() }
 
-// catalogShape is what every catalog entry of a fleet shares.
+// catalogEntry is one server as the catalog holds it (or should hold it).
+// New is set on registrations of a node the fleet does not hold yet: the
+// node is created only if no node of that name exists, so that a node of
+// someone else (another fleet, a hand-registered node, a node with an
+// agent) is never overwritten.
+type catalogEntry = fleet.Entry[catalogSpec]
+
+// catalogPlan is what the leader writes to bring the catalog in line.
+type catalogPlan = fleet.Plan[catalogSpec]
+
+// catalogShape is what every catalog entry of a fleet shares; it spells a
+// server as the catalog holds it (fleet.Shape).
 type catalogShape struct {
 	service    string
 	tags       []string
@@ -91,27 +84,16 @@ type probeDef struct {
 	interval time.Duration
 }
 
-// catalogEntry is one server as the catalog holds it (or should hold it):
-// its node, its service and the state of its observed check.
-type catalogEntry struct {
-	node     string
-	nodeAddr string
-	nodeMeta map[string]string
-	svcID    string
-	svc      service
-	passing  bool
-	// claim is set on entries to register on a node the fleet does not
-	// hold yet: the node is created only if no node of that name exists,
-	// so that a node of someone else (another fleet, a hand-registered
-	// node, a node with an agent) is never overwritten.
-	claim bool
-	// since is when the last observer went away (critical entries only).
-	since time.Time
+var _ fleet.Shape[catalogSpec] = catalogShape{}
+
+// Key is the node name of the server at addr.
+func (sh catalogShape) Key(addr netip.AddrPort) string {
+	return CatalogNodeName(sh.service, sh.fleet, addr)
 }
 
-// entryFor is the desired catalog entry of addr.
-func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
-	id := CatalogNodeName(sh.service, sh.fleet, addr)
+// Spec is the wanted node and service of the server at addr.
+func (sh catalogShape) Spec(addr netip.AddrPort, d fleet.Observed) catalogSpec {
+	id := sh.Key(addr)
 	nodeMeta := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
 	if sh.probe != nil {
 		nodeMeta[NodeMetaExternal] = "true"
@@ -119,7 +101,7 @@ func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
 	}
 	tags := slices.Clone(sh.tags)
 	if sh.segmentTag {
-		for _, s := range d.segments {
+		for _, s := range d.Segments {
 			tags = append(tags, "segment="+s)
 		}
 	}
@@ -127,13 +109,12 @@ func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
 		MetaManagedBy: ManagedByValue,
 		MetaFleet:     sh.fleet,
 		MetaChecks:    sh.checks,
-		MetaSegments:  segmentsMeta(d.segments),
+		MetaSegments:  segmentsMeta(d.Segments),
 	}
 	if sh.observers {
-		meta[MetaObservers] = strconv.Itoa(d.bridges)
+		meta[MetaObservers] = strconv.Itoa(d.Bridges)
 	}
-	return catalogEntry{
-		node:     id,
+	return catalogSpec{
 		nodeAddr: addr.Addr().String(),
 		nodeMeta: nodeMeta,
 		svcID:    id,
@@ -144,8 +125,24 @@ func (sh catalogShape) entryFor(addr netip.AddrPort, d *observed) catalogEntry {
 			Tags:    tags,
 			Meta:    meta,
 		},
-		passing: true,
 	}
+}
+
+// Compare: a node that differs is written whole (node, service, checks); a
+// service that differs (tags, segments, observers meta) alone.
+func (sh catalogShape) Compare(held, want catalogSpec) fleet.Difference {
+	switch {
+	case held.nodeAddr != want.nodeAddr || !maps.Equal(held.nodeMeta, want.nodeMeta):
+		return fleet.Replaced
+	case held.svcID != want.svcID || !held.svc.equal(want.svc):
+		return fleet.Changed
+	}
+	return fleet.Same
+}
+
+// entryFor is the desired catalog entry of addr, passing.
+func (sh catalogShape) entryFor(addr netip.AddrPort, d fleet.Observed) catalogEntry {
+	return catalogEntry{Key: sh.Key(addr), Spec: sh.Spec(addr, d), Passing: true}
 }
 
 // segmentsMeta joins segments with commas, cut to Consul's meta value limit
@@ -168,107 +165,6 @@ func segmentsMeta(segs []string) string {
 		b.WriteString(seg)
 	}
 	return b.String()
-}
-
-// sameNode reports whether the node of a and b match.
-func sameNode(a, b catalogEntry) bool {
-	return a.node == b.node && a.nodeAddr == b.nodeAddr && maps.Equal(a.nodeMeta, b.nodeMeta)
-}
-
-// sameRegistration reports whether the node and service of a and b match
-// (the check state aside).
-func sameRegistration(a, b catalogEntry) bool {
-	return sameNode(a, b) && a.svcID == b.svcID && a.svc.equal(b.svc)
-}
-
-// catalogPlan is what the leader writes to bring the catalog in line. Each
-// list is sorted by node name.
-type catalogPlan struct {
-	// register: new entries, or entries whose node differs (written
-	// whole: node, service, checks).
-	register []catalogEntry
-	// update: entries whose node is right but whose service differs (tags,
-	// segments, observers meta): the service alone is written, and the check
-	// when its state changes too.
-	update []catalogEntry
-	// pass: entries observed again whose check is critical.
-	pass []catalogEntry
-	// fail: entries no bridge observes any more whose check is passing;
-	// their since is the time of the plan.
-	fail []catalogEntry
-	// reap: entries unobserved for at least the deregister-after delay.
-	reap []catalogEntry
-	// unchanged counts entries already right.
-	unchanged int
-}
-
-// empty reports whether the plan writes nothing.
-func (p catalogPlan) empty() bool {
-	return len(p.register)+len(p.update)+len(p.pass)+len(p.fail)+len(p.reap) == 0
-}
-
-// planCatalog compares the desired set with the catalog. now is the time of
-// the plan; an unobserved entry is removed once deregisterAfter has passed
-// since it turned critical. With hold set (a leader's start-up grace, while
-// bridges may not have published yet) nothing turns critical or is removed.
-func planCatalog(sh catalogShape, desired map[netip.AddrPort]*observed, current map[string]catalogEntry,
-	now time.Time, deregisterAfter time.Duration, hold bool) catalogPlan {
-	var p catalogPlan
-	want := make(map[string]bool, len(desired))
-	for addr, d := range desired {
-		e := sh.entryFor(addr, d)
-		want[e.node] = true
-		cur, ok := current[e.node]
-		switch {
-		case !ok || !sameNode(cur, e):
-			e.claim = !ok
-			p.register = append(p.register, e)
-		case !sameRegistration(cur, e):
-			e.passing = cur.passing // the write sets it passing if it was not
-			p.update = append(p.update, e)
-		case !cur.passing:
-			p.pass = append(p.pass, e)
-		default:
-			p.unchanged++
-		}
-	}
-	for node, cur := range current {
-		if want[node] {
-			continue
-		}
-		switch {
-		case hold:
-			p.unchanged++
-		case cur.passing:
-			cur.passing, cur.since = false, now
-			p.fail = append(p.fail, cur)
-		case !now.Before(cur.since.Add(deregisterAfter)):
-			p.reap = append(p.reap, cur)
-		default:
-			p.unchanged++
-		}
-	}
-	byNode := func(a, b catalogEntry) int { return strings.Compare(a.node, b.node) }
-	for _, l := range [][]catalogEntry{p.register, p.update, p.pass, p.fail, p.reap} {
-		slices.SortFunc(l, byNode)
-	}
-	return p
-}
-
-// nextReap is the earliest time an unobserved entry of current is due for
-// removal, and false when none is critical.
-func nextReap(current map[string]catalogEntry, deregisterAfter time.Duration) (time.Time, bool) {
-	var at time.Time
-	found := false
-	for _, e := range current {
-		if e.passing {
-			continue
-		}
-		if t := e.since.Add(deregisterAfter); !found || t.Before(at) {
-			at, found = t, true
-		}
-	}
-	return at, found
 }
 
 // parseSince reads the time an unobserved entry turned critical from its

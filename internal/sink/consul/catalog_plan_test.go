@@ -6,45 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 var tc0 = time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
-
-func obsOf(bridge string, seg string, addrs ...string) observation.Observation {
-	o := observation.Observation{Bridge: bridge}
-	for _, a := range addrs {
-		o.Entries = append(o.Entries, observation.Entry{Addr: netip.MustParseAddrPort(a), Segment: seg})
-	}
-	return o
-}
-
-func TestMerge(t *testing.T) {
-	got := merge([]observation.Observation{
-		obsOf("a1", "10.1.0.0/24", "10.1.0.5:8000", "10.1.0.6:8000"),
-		obsOf("a2", "10.1.0.0/24", "10.1.0.5:8000"),
-		obsOf("b1", "10.2.0.0/24", "10.2.0.7:8000", "10.1.0.5:8000"),
-		obsOf("dup", "", "10.3.0.1:80", "10.3.0.1:80"),
-	})
-	want := map[string]struct {
-		segs    string
-		bridges int
-	}{
-		"10.1.0.5:8000": {"10.1.0.0/24,10.2.0.0/24", 3},
-		"10.1.0.6:8000": {"10.1.0.0/24", 1},
-		"10.2.0.7:8000": {"10.2.0.0/24", 1},
-		"10.3.0.1:80":   {"", 1},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("merge has %d servers, want %d: %v", len(got), len(want), got)
-	}
-	for a, w := range want {
-		d := got[netip.MustParseAddrPort(a)]
-		if d == nil || strings.Join(d.segments, ",") != w.segs || d.bridges != w.bridges {
-			t.Errorf("%s: %+v, want segments %q observers %d", a, d, w.segs, w.bridges)
-		}
-	}
-}
 
 func testShape() catalogShape {
 	return catalogShape{service: "django", tags: []string{"lab"}, fleet: "udp-discovery-bridge/django", checks: "alias/1m0s"}
@@ -52,14 +17,14 @@ func testShape() catalogShape {
 
 // current returns the catalog as it would be after registering desired,
 // with the entries in unobserved marked critical since the given times.
-func currentOf(sh catalogShape, desired map[netip.AddrPort]*observed, unobserved map[string]time.Time) map[string]catalogEntry {
+func currentOf(sh catalogShape, desired map[netip.AddrPort]fleet.Observed, unobserved map[string]time.Time) map[string]catalogEntry {
 	out := map[string]catalogEntry{}
 	for a, d := range desired {
 		e := sh.entryFor(a, d)
-		if since, ok := unobserved[e.node]; ok {
-			e.passing, e.since = false, since
+		if since, ok := unobserved[e.Key]; ok {
+			e.Passing, e.Since = false, since
 		}
-		out[e.node] = e
+		out[e.Key] = e
 	}
 	return out
 }
@@ -68,14 +33,14 @@ func TestPlanCatalog(t *testing.T) {
 	sh := testShape()
 	sh.observers = true // for the observer count case
 	a, b, c := netip.MustParseAddrPort("10.1.0.5:8000"), netip.MustParseAddrPort("10.1.0.6:8000"), netip.MustParseAddrPort("10.2.0.7:8000")
-	seg := func(s string, n int) *observed { return &observed{segments: []string{s}, bridges: n} }
-	all := map[netip.AddrPort]*observed{a: seg("s1", 2), b: seg("s1", 1), c: seg("s2", 1)}
+	seg := func(s string, n int) fleet.Observed { return fleet.Observed{Segments: []string{s}, Bridges: n} }
+	all := map[netip.AddrPort]fleet.Observed{a: seg("s1", 2), b: seg("s1", 1), c: seg("s2", 1)}
 	idA, idB, idC := ServiceID("django", a), ServiceID("django", b), ServiceID("django", c)
 	const dereg = time.Minute
 
 	tests := []struct {
 		name    string
-		desired map[netip.AddrPort]*observed
+		desired map[netip.AddrPort]fleet.Observed
 		current map[string]catalogEntry
 		now     time.Time
 		hold    bool
@@ -85,42 +50,42 @@ func TestPlanCatalog(t *testing.T) {
 		{"empty catalog registers all", all, nil, tc0, false,
 			"register=" + idA + "," + idB + "," + idC, 0},
 		{"quiet: nothing to write", all, currentOf(sh, all, nil), tc0, false, "", 3},
-		{"observer count change rewrites the service alone", map[netip.AddrPort]*observed{a: seg("s1", 1), b: seg("s1", 1), c: seg("s2", 1)},
+		{"observer count change rewrites the service alone", map[netip.AddrPort]fleet.Observed{a: seg("s1", 1), b: seg("s1", 1), c: seg("s2", 1)},
 			currentOf(sh, all, nil), tc0, false, "update=" + idA, 2},
-		{"last observer gone: critical at once", map[netip.AddrPort]*observed{a: seg("s1", 2), b: seg("s1", 1)},
+		{"last observer gone: critical at once", map[netip.AddrPort]fleet.Observed{a: seg("s1", 2), b: seg("s1", 1)},
 			currentOf(sh, all, nil), tc0, false, "fail=" + idC, 2},
-		{"held during the start-up grace", map[netip.AddrPort]*observed{a: seg("s1", 2)},
+		{"held during the start-up grace", map[netip.AddrPort]fleet.Observed{a: seg("s1", 2)},
 			currentOf(sh, all, nil), tc0, true, "", 3},
-		{"critical, not yet due", map[netip.AddrPort]*observed{a: seg("s1", 2), b: seg("s1", 1)},
+		{"critical, not yet due", map[netip.AddrPort]fleet.Observed{a: seg("s1", 2), b: seg("s1", 1)},
 			currentOf(sh, all, map[string]time.Time{idC: tc0}), tc0.Add(dereg - time.Second), false, "", 3},
-		{"critical and due: removed", map[netip.AddrPort]*observed{a: seg("s1", 2), b: seg("s1", 1)},
+		{"critical and due: removed", map[netip.AddrPort]fleet.Observed{a: seg("s1", 2), b: seg("s1", 1)},
 			currentOf(sh, all, map[string]time.Time{idC: tc0}), tc0.Add(dereg), false, "reap=" + idC, 2},
 		{"observed again: passing, not re-registered", all,
 			currentOf(sh, all, map[string]time.Time{idC: tc0}), tc0.Add(dereg + time.Hour), false, "pass=" + idC, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := planCatalog(sh, tt.desired, tt.current, tt.now, dereg, tt.hold)
+			p := fleet.Reconcile(sh, tt.desired, tt.current, tt.now, dereg, tt.hold)
 			var parts []string
 			for _, l := range []struct {
 				name string
 				es   []catalogEntry
-			}{{"register", p.register}, {"update", p.update}, {"pass", p.pass}, {"fail", p.fail}, {"reap", p.reap}} {
+			}{{"register", p.Register}, {"update", p.Update}, {"pass", p.Pass}, {"fail", p.Fail}, {"reap", p.Remove}} {
 				if len(l.es) == 0 {
 					continue
 				}
 				var nodes []string
 				for _, e := range l.es {
-					nodes = append(nodes, e.node)
+					nodes = append(nodes, e.Key)
 				}
 				parts = append(parts, l.name+"="+strings.Join(nodes, ","))
 			}
-			if got := strings.Join(parts, " "); got != tt.want || p.unchanged != tt.same {
-				t.Errorf("plan = %q unchanged %d, want %q unchanged %d", got, p.unchanged, tt.want, tt.same)
+			if got := strings.Join(parts, " "); got != tt.want || p.Unchanged != tt.same {
+				t.Errorf("plan = %q unchanged %d, want %q unchanged %d", got, p.Unchanged, tt.want, tt.same)
 			}
-			for _, e := range p.fail {
-				if !e.since.Equal(tt.now) || e.passing {
-					t.Errorf("failed entry %s: since %v passing %v, want since %v", e.node, e.since, e.passing, tt.now)
+			for _, e := range p.Fail {
+				if !e.Since.Equal(tt.now) || e.Passing {
+					t.Errorf("failed entry %s: since %v passing %v, want since %v", e.Key, e.Since, e.Passing, tt.now)
 				}
 			}
 		})
@@ -132,31 +97,31 @@ func TestCatalogEntryShape(t *testing.T) {
 	sh.segmentTag = true
 	sh.observers = true
 	sh.probe = &probeDef{kind: CheckTCP, interval: 10 * time.Second}
-	e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), &observed{segments: []string{"10.1.0.0/24", "10.9.0.0/24"}, bridges: 2})
-	if e.node != "django-10.1.0.5-8000" || e.svcID != e.node || e.nodeAddr != "10.1.0.5" {
+	e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Segments: []string{"10.1.0.0/24", "10.9.0.0/24"}, Bridges: 2})
+	if e.Key != "django-10.1.0.5-8000" || e.Spec.svcID != e.Key || e.Spec.nodeAddr != "10.1.0.5" {
 		t.Errorf("names: %+v", e)
 	}
 	wantMeta := map[string]string{"managed-by": "udp-discovery-bridge", "bridge-fleet": "udp-discovery-bridge/django",
 		"segments": "10.1.0.0/24,10.9.0.0/24", "observers": "2", "bridge-checks": "alias/1m0s"}
 	for k, v := range wantMeta {
-		if e.svc.Meta[k] != v {
-			t.Errorf("meta[%s] = %q, want %q", k, e.svc.Meta[k], v)
+		if e.Spec.svc.Meta[k] != v {
+			t.Errorf("meta[%s] = %q, want %q", k, e.Spec.svc.Meta[k], v)
 		}
 	}
-	if e.nodeMeta["external-node"] != "true" || e.nodeMeta["external-probe"] != "true" || e.nodeMeta["managed-by"] != "udp-discovery-bridge" {
-		t.Errorf("node meta = %v", e.nodeMeta)
+	if e.Spec.nodeMeta["external-node"] != "true" || e.Spec.nodeMeta["external-probe"] != "true" || e.Spec.nodeMeta["managed-by"] != "udp-discovery-bridge" {
+		t.Errorf("node meta = %v", e.Spec.nodeMeta)
 	}
-	if strings.Join(e.svc.Tags, " ") != "lab segment=10.1.0.0/24 segment=10.9.0.0/24" {
-		t.Errorf("tags = %v", e.svc.Tags)
+	if strings.Join(e.Spec.svc.Tags, " ") != "lab segment=10.1.0.0/24 segment=10.9.0.0/24" {
+		t.Errorf("tags = %v", e.Spec.svc.Tags)
 	}
 	sh.probe = nil
-	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), &observed{bridges: 1}); e.nodeMeta["external-node"] != "" {
-		t.Errorf("external-node meta without a probe: %v", e.nodeMeta)
+	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Bridges: 1}); e.Spec.nodeMeta["external-node"] != "" {
+		t.Errorf("external-node meta without a probe: %v", e.Spec.nodeMeta)
 	}
 	// Without consul_observers_meta (the default) the count is not written.
 	sh.observers = false
-	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), &observed{bridges: 2}); e.svc.Meta[MetaObservers] != "" {
-		t.Errorf("observers meta without consul_observers_meta: %q", e.svc.Meta[MetaObservers])
+	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Bridges: 2}); e.Spec.svc.Meta[MetaObservers] != "" {
+		t.Errorf("observers meta without consul_observers_meta: %q", e.Spec.svc.Meta[MetaObservers])
 	}
 }
 
@@ -182,8 +147,8 @@ func TestUnobservedSinceRoundTrip(t *testing.T) {
 			t.Errorf("parseSince(%q) succeeded", bad)
 		}
 	}
-	cur := map[string]catalogEntry{"x": {passing: true}, "y": {since: tc0.Add(time.Minute)}, "z": {since: tc0}}
-	if at, ok := nextReap(cur, time.Minute); !ok || !at.Equal(tc0.Add(time.Minute)) {
+	cur := map[string]catalogEntry{"x": {Passing: true}, "y": {Since: tc0.Add(time.Minute)}, "z": {Since: tc0}}
+	if at, ok := fleet.NextRemoval(cur, time.Minute); !ok || !at.Equal(tc0.Add(time.Minute)) {
 		t.Errorf("nextReap = %v %v, want %v", at, ok, tc0.Add(time.Minute))
 	}
 }

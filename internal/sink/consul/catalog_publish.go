@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
@@ -141,20 +141,7 @@ func (c *Catalog) verify(ctx context.Context, sid string, chunks [][]byte) (stri
 
 // observation is this bridge's observation of s.
 func (c *Catalog) observation(s endpoint.Snapshot) observation.Observation {
-	o := observation.Observation{Bridge: c.cfg.BridgeID, Entries: make([]observation.Entry, 0, len(s.Endpoints))}
-	for _, e := range s.Endpoints {
-		if !e.Addr.IsValid() || e.Addr.Port() == 0 {
-			continue
-		}
-		seg := c.cfg.Catalog.Segment
-		if seg == "" && e.Network.IsValid() {
-			seg = e.Network.String()
-		}
-		o.Entries = append(o.Entries, observation.Entry{Addr: netip.AddrPortFrom(e.Addr.Addr().Unmap(), e.Addr.Port()), Segment: seg})
-	}
-	slices.SortFunc(o.Entries, func(a, b observation.Entry) int { return a.Addr.Compare(b.Addr) })
-	o.Entries = slices.CompactFunc(o.Entries, func(a, b observation.Entry) bool { return a.Addr == b.Addr })
-	return o
+	return fleet.ObservationOf(c.cfg.BridgeID, c.cfg.Catalog.Segment, s)
 }
 
 // obsKey is the key of chunk i of this bridge's observation.

@@ -33,8 +33,19 @@ func bridgesNode(fleet string) string {
 type session struct {
 	id   string
 	lost chan struct{} // closed when renewal found the session gone
-	stop context.CancelFunc
-	done chan struct{}
+	// check asks for a renewal now (buffered): after the lock it holds
+	// was lost, the session may have gone with it.
+	check chan struct{}
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// checkNow asks the renewal to renew s now rather than at its next turn.
+func (s *session) checkNow() {
+	select {
+	case s.check <- struct{}{}:
+	default:
+	}
 }
 
 // sessionManager creates sessions and keeps the current one renewed.
@@ -92,22 +103,29 @@ func (m *sessionManager) create(ctx context.Context) (*session, error) {
 		return nil, consulError("create session on node "+m.node, m.redact(err), m.rules)
 	}
 	sctx, stop := context.WithCancel(context.Background())
-	s := &session{id: id, lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	s := &session{id: id, lost: make(chan struct{}), check: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
 	go m.renew(sctx, s)
 	m.log.Info().Str("session", id).Str("node", m.node).Dur("ttl", m.ttl).Msg("consul session created")
 	return s, nil
 }
 
-// renew renews s every TTL/2 (retrying sooner after a failure) until ctx
-// ends or Consul says the session is gone, which closes s.lost. Renewals go
-// to whichever server answers; they are not raft writes.
+// renew renews s every TTL/2 (retrying sooner after a failure, and at
+// once when asked with checkNow) until ctx ends or Consul says the session
+// is gone, which closes s.lost. Renewals go to whichever server answers;
+// they are not raft writes.
 func (m *sessionManager) renew(ctx context.Context, s *session) {
 	defer close(s.done)
 	every := m.ttl / 2
 	wait := every
 	last := m.clock.Now() // of the last renewal (or the creation)
 	for {
-		if !clock.Sleep(m.clock, wait, ctx.Done()) {
+		t := m.clock.NewTimer(wait)
+		select {
+		case <-t.C():
+		case <-s.check:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
 			return
 		}
 		se, err := m.api.RenewSession(s.id, (&api.WriteOptions{}).WithContext(ctx))

@@ -17,7 +17,7 @@ import (
 // Unit tests of catalog mode through fakeCatalog: bridges (Catalog
 // instances) on one fake Consul and one manual clock. The leader works in
 // the background, so the tests poll the fake's state; the steps that wait
-// on the sink's clock (a follower's poll for the lock, the start-up grace,
+// on the sink's clock (the lock's retries, the start-up grace,
 // session renewals, the deregister delay) are driven by advancing it.
 
 const testFleet = "udp-discovery-bridge/django"
@@ -155,6 +155,17 @@ func (h *catHarness) replanned(n int, step time.Duration) {
 	h.pump("leader re-plan", step, func() bool { return h.fc.Count("ListKV") >= from+n })
 }
 
+// replannedAfter makes change, which wakes the leader's blocking read of
+// the observations, and waits without moving the clock until the leader
+// merged it and read again. The reads are counted from before the change:
+// the leader may be through with it before a count taken after.
+func (h *catHarness) replannedAfter(change func()) {
+	h.t.Helper()
+	from := h.fc.Count("ListKV")
+	change()
+	h.eventually("leader re-plan", func() bool { return h.fc.Count("ListKV") >= from+1 })
+}
+
 // count returns how many applied ops start with prefix.
 func (h *catHarness) count(prefix string) int {
 	n := 0
@@ -271,7 +282,7 @@ func TestCatalogTwoBridges(t *testing.T) {
 	if _, s, _, _ := h.server("10.0.0.2:8000"); s.Meta[MetaSegments] != "lan-a,lan-b" {
 		t.Errorf("shared server segments = %q, want lan-a,lan-b", s.Meta[MetaSegments])
 	}
-	h.replanned(2, 200*time.Millisecond) // b polls for the lock meanwhile
+	h.replanned(2, 200*time.Millisecond) // b waits for the lock meanwhile
 	if !a.c.Leader() || b.c.Leader() {
 		t.Errorf("leaders: a %v, b %v; want a only", a.c.Leader(), b.c.Leader())
 	}

@@ -21,31 +21,33 @@ import (
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
 	type item = writeItem // one entry's operations (catalog_foreign.go)
 	var items []item
-	for _, e := range p.register {
-		items = append(items, item{e, c.registerOps(e), func() { current[e.node] = e }})
+	for _, e := range p.Register {
+		written := e
+		written.New = false
+		items = append(items, item{e, c.registerOps(e), func() { current[e.Key] = written }})
 	}
-	for _, e := range p.update {
+	for _, e := range p.Update {
 		ops := api.TxnOps{c.serviceOp(e)}
-		if !e.passing {
+		if !e.Passing {
 			ops = append(ops, c.observedCheck(e, true, time.Time{}))
 		}
 		items = append(items, item{e, ops, func() {
-			e.passing, e.since = true, time.Time{}
-			current[e.node] = e
+			e.Passing, e.Since = true, time.Time{}
+			current[e.Key] = e
 		}})
 	}
-	for _, e := range p.pass {
+	for _, e := range p.Pass {
 		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
-			cur := current[e.node]
-			cur.passing, cur.since = true, time.Time{}
-			current[e.node] = cur
+			cur := current[e.Key]
+			cur.Passing, cur.Since = true, time.Time{}
+			current[e.Key] = cur
 		}})
 	}
-	for _, e := range p.fail {
-		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.since)}, func() { current[e.node] = e }})
+	for _, e := range p.Fail {
+		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.Since)}, func() { current[e.Key] = e }})
 	}
-	for _, e := range p.reap {
-		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}}, func() { delete(current, e.node) }})
+	for _, e := range p.Remove {
+		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Key}}}}, func() { delete(current, e.Key) }})
 	}
 	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
 	// Pack whole items into batches.
@@ -194,16 +196,16 @@ func txnErrors(resp *api.TxnResponse) string {
 // of its name exists (NodeCAS with index 0; see txnItems).
 func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 	nodeVerb := api.NodeSet
-	if e.claim {
+	if e.New {
 		nodeVerb = api.NodeCAS
 	}
 	ops := api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: nodeVerb, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}},
+		{Node: &api.NodeTxnOp{Verb: nodeVerb, Node: api.Node{Node: e.Key, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}},
 		c.serviceOp(e),
 		c.observedCheck(e, true, time.Time{}),
 	}
 	if c.cfg.Check != CheckNone {
-		hostPort := net.JoinHostPort(e.svc.Address, strconv.Itoa(e.svc.Port))
+		hostPort := net.JoinHostPort(e.Spec.svc.Address, strconv.Itoa(e.Spec.svc.Port))
 		def := api.HealthCheckDefinition{
 			IntervalDuration: c.cfg.CheckInterval,
 			TimeoutDuration:  min(c.cfg.CheckInterval, 5*time.Second),
@@ -215,7 +217,7 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
 		}
 		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-			Node: e.node, CheckID: ProbeCheckID, Name: name, ServiceID: e.svcID, ServiceName: e.svc.Name, Status: api.HealthPassing,
+			Node: e.Key, CheckID: ProbeCheckID, Name: name, ServiceID: e.Spec.svcID, ServiceName: e.Spec.svc.Name, Status: api.HealthPassing,
 			Notes: "run by consul-esm, where deployed", Definition: def,
 		}}})
 	}
@@ -224,16 +226,17 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 
 // serviceOp sets the service of e.
 func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
-	return &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.node, Service: api.AgentService{
-		ID: e.svcID, Service: e.svc.Name, Address: e.svc.Address, Port: e.svc.Port, Tags: e.svc.Tags, Meta: e.svc.Meta,
+	s := e.Spec
+	return &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.Key, Service: api.AgentService{
+		ID: s.svcID, Service: s.svc.Name, Address: s.svc.Address, Port: s.svc.Port, Tags: s.svc.Tags, Meta: s.svc.Meta,
 	}}}
 }
 
 // observedCheck sets the observed check of e: passing, or critical since t.
 func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
 	chk := api.HealthCheck{
-		Node: e.node, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.svcID,
-		ServiceName: e.svc.Name, Status: api.HealthPassing, Output: "observed by a live bridge",
+		Node: e.Key, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.Spec.svcID,
+		ServiceName: e.Spec.svc.Name, Status: api.HealthPassing, Output: "observed by a live bridge",
 	}
 	if !passing {
 		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)

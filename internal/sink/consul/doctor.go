@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 // Finding is the outcome of one operation Doctor tried.
@@ -112,19 +114,19 @@ func (d *doctor) dryTxn(op string, ops ...*api.TxnOp) error {
 // catalog checks what catalog mode needs.
 func (d *doctor) catalog() {
 	sh := (&Catalog{cfg: d.cfg}).shape()
-	e := sh.entryFor(doctorServer, &observed{bridges: 1})
+	e := sh.entryFor(doctorServer, fleet.Observed{Bridges: 1})
 	c := &Catalog{cfg: d.cfg}
 	d.add("read this fleet's catalog entries (service "+d.cfg.Service+")", d.readService())
-	d.add("write a server's node ("+e.node+")", d.dryTxn("write node "+e.node,
-		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.node, Address: e.nodeAddr, Meta: e.nodeMeta}}}))
-	d.add("write a server's service ("+d.cfg.Service+")", d.dryTxn("write service "+e.svcID, c.serviceOp(e)))
-	d.add("write a server's observed check", d.dryTxn("write check "+ObservedCheckID+" of "+e.svcID, c.observedCheck(e, true, time.Time{})))
+	d.add("write a server's node ("+e.Key+")", d.dryTxn("write node "+e.Key,
+		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.Key, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}}))
+	d.add("write a server's service ("+d.cfg.Service+")", d.dryTxn("write service "+e.Spec.svcID, c.serviceOp(e)))
+	d.add("write a server's observed check", d.dryTxn("write check "+ObservedCheckID+" of "+e.Spec.svcID, c.observedCheck(e, true, time.Time{})))
 	if d.cfg.Check != CheckNone {
 		ops := c.registerOps(e)
-		d.add("write a server's consul-esm check ("+d.cfg.Check+")", d.dryTxn("write check "+ProbeCheckID+" of "+e.svcID, ops[len(ops)-1]))
+		d.add("write a server's consul-esm check ("+d.cfg.Check+")", d.dryTxn("write check "+ProbeCheckID+" of "+e.Spec.svcID, ops[len(ops)-1]))
 	}
-	d.add("remove a server's node", d.dryTxn("delete node "+e.node,
-		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.node}}}))
+	d.add("remove a server's node", d.dryTxn("delete node "+e.Key,
+		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Key}}}))
 
 	node := bridgesNode(d.cfg.Catalog.KVPrefix)
 	w := (&api.WriteOptions{}).WithContext(d.ctx)

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -21,14 +22,17 @@ const (
 )
 
 // Lock elects one leader among bridges: it holds (or waits for) a Consul
-// lock in the background and says whether this bridge holds it. When the
-// lock is lost (session invalidated, key changed, Consul unreachable beyond
-// the monitor retries) it reports follower, logs once and waits for the lock
-// again. The model is consul-esm's leader loop.
+// lock in the background. Each time it takes the lock it begins a term, a
+// context that ends when the lock is lost (session invalidated, key
+// changed, Consul unreachable beyond the monitor retries) or released; the
+// leader's work (lead, when set) runs under it, and the lock waits for the
+// work to return before it waits for the lock again, so terms never
+// overlap. The model is consul-esm's leader loop, whose lock's lost channel
+// is the work goroutine's stop channel.
 //
-// Start starts the loop, Leader reads the state, Acquired tells the first
-// acquisition, Close stops the loop and releases the lock. All are safe for
-// concurrent use.
+// Start starts the loop, Leader says whether a term is running, Acquired
+// tells the first acquisition, Close stops the loop and releases the lock.
+// All are safe for concurrent use.
 type Lock struct {
 	key   string
 	l     locker
@@ -39,15 +43,20 @@ type Lock struct {
 	// before Start): a round in catalog mode, so a bridge takes the lock
 	// within a round of Consul answering again.
 	retryMax time.Duration
+	// lead, when set before Start, is the work of a term: called with the
+	// term when the lock is taken, it must return once the term ends. If it
+	// returns before (it found another holder), the term ends: the lock is
+	// released and waited for again.
+	lead func(term context.Context)
 
-	leader   atomic.Bool
-	acquired chan struct{} // closed at the first acquisition
+	term     atomic.Pointer[context.Context] // the running term, nil between terms
+	acquired chan struct{}                   // closed at the first acquisition
 	acqOnce  sync.Once
 
 	startOnce sync.Once
 	started   atomic.Bool
 	ctx       context.Context
-	stop      context.CancelFunc
+	stop      context.CancelCauseFunc
 	done      chan struct{}
 
 	// rules names a missing ACL rule (exactRule unless set before Start).
@@ -74,11 +83,13 @@ func NewLock(client *Client, opts *api.LockOptions, log zerolog.Logger, clk cloc
 	if err != nil {
 		return nil, fmt.Errorf("consul lock %q: %w", opts.Key, client.Redact(err))
 	}
-	return newLock(l, opts.Key, log, clk, client.Redact), nil
+	return newLock(context.Background(), l, opts.Key, log, clk, client.Redact), nil
 }
 
-func newLock(l locker, key string, log zerolog.Logger, clk clock.Clock, redact func(error) error) *Lock {
-	ctx, stop := context.WithCancel(context.Background())
+// newLock prepares a lock whose loop (and every term) ends with parent too,
+// with parent's cause.
+func newLock(parent context.Context, l locker, key string, log zerolog.Logger, clk clock.Clock, redact func(error) error) *Lock {
+	ctx, stop := context.WithCancelCause(parent)
 	if redact == nil {
 		redact = func(err error) error { return err }
 	}
@@ -89,9 +100,6 @@ func newLock(l locker, key string, log zerolog.Logger, clk clock.Clock, redact f
 	}
 }
 
-// Key is the lock's KV key.
-func (l *Lock) Key() string { return l.key }
-
 // Start starts the lock loop; later calls do nothing.
 func (l *Lock) Start() {
 	l.startOnce.Do(func() {
@@ -100,8 +108,11 @@ func (l *Lock) Start() {
 	})
 }
 
-// Leader reports whether this bridge holds the lock now.
-func (l *Lock) Leader() bool { return l.leader.Load() }
+// Leader reports whether this bridge holds the lock now: a term is running.
+func (l *Lock) Leader() bool {
+	t := l.term.Load()
+	return t != nil && (*t).Err() == nil
+}
 
 // Acquired is closed the first time the lock is acquired.
 func (l *Lock) Acquired() <-chan struct{} { return l.acquired }
@@ -110,11 +121,12 @@ func (l *Lock) Acquired() <-chan struct{} { return l.acquired }
 // for that until ctx ends. It is safe to call before Start and more than
 // once.
 func (l *Lock) Close(ctx context.Context) error {
-	l.stop()
+	held := l.term.Load() != nil
+	l.stop(nil)
 	if !l.started.Load() {
 		return nil
 	}
-	if !l.leader.Load() {
+	if !held {
 		// A follower is inside consul/api's blocking read of the lock key,
 		// which takes no context and returns within LockWaitTime; it holds
 		// nothing to release, so shutdown does not wait for it.
@@ -165,21 +177,51 @@ func (l *Lock) run() {
 			l.unlock()
 			return
 		}
-		l.leader.Store(true)
-		l.acqOnce.Do(func() { close(l.acquired) })
 		l.log.Info().Msg("consul lock acquired: this bridge leads")
-		select {
-		case <-lost:
-			l.leader.Store(false)
-			l.log.Warn().Msg("consul lock lost: following and waiting for the lock again")
-			l.unlock() // resets the lock's state so Lock can be called again
-		case <-ctx.Done():
-			l.leader.Store(false)
-			l.unlock()
+		l.hold(ctx, lost)
+		l.unlock() // after a loss too: resets the lock's state so Lock can be called again
+		if ctx.Err() != nil {
 			l.log.Info().Msg("consul lock released")
 			return
 		}
 	}
+}
+
+// errLockLost ends a term whose lock was lost; errWorkEnded one whose work
+// returned by itself (it found the lock held by another session).
+var (
+	errLockLost  = fmt.Errorf("%w: consul lock lost", fleet.ErrLeadershipLost)
+	errWorkEnded = fmt.Errorf("%w: the leader's work found the lock held by another session", fleet.ErrLeadershipLost)
+)
+
+// hold runs one term: from the acquisition until the lock is lost, ctx ends
+// (the term ends with ctx's cause) or the work returns; it returns once the
+// work did.
+func (l *Lock) hold(ctx context.Context, lost <-chan struct{}) {
+	term, end := context.WithCancelCause(ctx)
+	defer end(nil)
+	l.term.Store(&term)
+	defer l.term.Store(nil)
+	l.acqOnce.Do(func() { close(l.acquired) })
+	worked := make(chan struct{})
+	go func() {
+		defer close(worked)
+		if l.lead != nil {
+			l.lead(term)
+		} else {
+			<-term.Done()
+		}
+	}()
+	select {
+	case <-lost:
+		end(errLockLost)
+		l.log.Warn().Msg("consul lock lost: following and waiting for the lock again")
+	case <-worked:
+		end(errWorkEnded)
+		l.log.Warn().Msg("consul lock given up: following and waiting for the lock again")
+	case <-ctx.Done():
+	}
+	<-worked
 }
 
 // unlock releases the lock; after a loss the release fails harmlessly, but

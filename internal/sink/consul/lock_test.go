@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 // Leader election through a fakeLocker: the sink registers servers only
@@ -202,5 +204,76 @@ func TestLockRetryBackoff(t *testing.T) {
 	h.grant()
 	if n := len(h.logs.Grep("consul lock acquired")); n != 1 {
 		t.Errorf("%d acquisitions logged, want 1", n)
+	}
+}
+
+// TestLockTerms: each acquisition begins a term that the work runs under;
+// the loss of the lock ends it with fleet.ErrLeadershipLost, and the lock is
+// released only once the work returned; work that returns by itself (it
+// found another holder) ends its term and the lock is waited for again;
+// Close ends the term with no loss.
+func TestLockTerms(t *testing.T) {
+	lk := newFakeLocker()
+	log, logs := newTestLogger()
+	l := newLock(context.Background(), lk, "fleet/leader", log, nil, nil)
+	terms := make(chan context.Context)
+	release := make(chan struct{})
+	l.lead = func(term context.Context) {
+		terms <- term
+		select {
+		case <-term.Done():
+			<-release // the work takes a moment to stop
+		case <-release: // returns by itself
+		}
+	}
+	l.Start()
+	defer func() { _ = l.Close(context.Background()) }()
+
+	// Lost: the term ends at once, the release waits for the work.
+	<-lk.waiting
+	lk.grant <- struct{}{}
+	term := <-terms
+	if !l.Leader() {
+		t.Fatal("not leader in a term")
+	}
+	lk.Revoke()
+	<-term.Done()
+	if !errors.Is(context.Cause(term), fleet.ErrLeadershipLost) {
+		t.Errorf("cause of a lost term = %v, want ErrLeadershipLost", context.Cause(term))
+	}
+	waitFor(t, "follower", func() bool { return !l.Leader() })
+	if n := lk.Unlocks(); n != 0 {
+		t.Errorf("%d Unlock calls before the work returned, want 0", n)
+	}
+	release <- struct{}{}
+	<-lk.unlocks
+	if n := len(logs.Grep("consul lock lost")); n != 1 {
+		t.Errorf("%d 'consul lock lost' lines, want 1", n)
+	}
+
+	// The work gives up: the term ends, the lock is released and waited for.
+	<-lk.waiting
+	lk.grant <- struct{}{}
+	term = <-terms
+	release <- struct{}{}
+	<-term.Done()
+	<-lk.unlocks
+	if !errors.Is(context.Cause(term), fleet.ErrLeadershipLost) || l.Leader() {
+		t.Errorf("work returned: cause %v, leader %v; want ErrLeadershipLost, follower", context.Cause(term), l.Leader())
+	}
+
+	// Close: the term ends without a loss, after the work returned.
+	<-lk.waiting
+	lk.grant <- struct{}{}
+	term = <-terms
+	go func() { <-term.Done(); release <- struct{}{} }()
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if cause := context.Cause(term); errors.Is(cause, fleet.ErrLeadershipLost) || cause == nil {
+		t.Errorf("cause at Close = %v, want a plain cancellation", cause)
+	}
+	if l.Leader() {
+		t.Error("leader after Close")
 	}
 }
