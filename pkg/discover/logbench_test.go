@@ -21,14 +21,16 @@ func BenchmarkLogEvent(b *testing.B) {
 	junk := []byte("not a token")
 	for _, bc := range []struct {
 		name string
-		log  func() zerolog.Logger
+		log  func() *slog.Logger
 	}{
-		{"library_slog_json", func() zerolog.Logger {
-			return zerologToSlog(slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		{"library_slog_json", func() *slog.Logger {
+			return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}},
-		{"cli_zerolog_json", func() zerolog.Logger { return zerolog.New(io.Discard).Level(zerolog.DebugLevel).With().Timestamp().Logger() }},
-		{"disabled", func() zerolog.Logger {
-			return zerologToSlog(slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
+		{"cli_zerolog_json", func() *slog.Logger {
+			return slog.New(zerolog.NewSlogHandler(zerolog.New(io.Discard).Level(zerolog.DebugLevel).With().Timestamp().Logger()))
+		}},
+		{"disabled", func() *slog.Logger {
+			return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -1,6 +1,8 @@
 package discover
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
@@ -26,8 +28,9 @@ func (c *Client) notePolicy(payload, source netip.Addr, reason string) {
 	}
 	c.mu.Unlock()
 	if !done {
-		c.log.Info().Stringer("payload_ip", payload).Stringer("source_ip", source).Str("reason", reason).
-			Msg("reply advertises an address that cannot be registered; using the packet's source address")
+		c.log.LogAttrs(context.Background(), slog.LevelInfo,
+			"reply advertises an address that cannot be registered; using the packet's source address",
+			slog.String("payload_ip", payload.String()), slog.String("source_ip", source.String()), slog.String("reason", reason))
 	}
 }
 
@@ -42,12 +45,13 @@ func (c *Client) diagnose(sel []iface.Interface) {
 		return
 	}
 	for _, s := range iface.Diagnose(sel) {
-		c.log.Warn().Str("interface", s.Interface).Stringer("ip", s.IP).Stringer("network", s.Network).
-			Int("prefix", s.Prefix).Uint64("total_hosts", s.TotalHosts).
-			Stringer("calculated_broadcast", s.CalculatedBroadcast).
-			Stringer("likely_broadcast_domain", s.LikelyBroadcastDomain).
-			Bool("is_corporate", s.IsCorporate).Int("segments", s.Segments).
-			Str("advice", s.Advice()).
-			Msg("no servers found; this network is probably segmented and broadcast may not reach them")
+		c.log.LogAttrs(context.Background(), slog.LevelWarn,
+			"no servers found; this network is probably segmented and broadcast may not reach them",
+			slog.String("interface", s.Interface), slog.String("ip", s.IP.String()), slog.String("network", s.Network.String()),
+			slog.Int("prefix", s.Prefix), slog.Uint64("total_hosts", s.TotalHosts),
+			slog.String("calculated_broadcast", s.CalculatedBroadcast.String()),
+			slog.String("likely_broadcast_domain", s.LikelyBroadcastDomain.String()),
+			slog.Bool("is_corporate", s.IsCorporate), slog.Int("segments", s.Segments),
+			slog.String("advice", s.Advice()))
 	}
 }
