@@ -74,8 +74,11 @@ func TestRemovalGuard(t *testing.T) {
 	if len(end) != 1 || end[0]["round"] != float64(5) || end[0]["released"] != float64(3) {
 		t.Errorf("guard end lines = %v, want one in round 5 with released=3", end)
 	}
-	if n := len(h.logs.lines(t, "info", "endpoint removed")); n != 3 {
+	if n := len(h.logs.lines(t, "debug", "endpoint removed")); n != 3 {
 		t.Errorf("endpoint removed lines = %d, want 3", n)
+	}
+	if ch := h.logs.lines(t, "info", "endpoints changed"); len(ch) != 2 || ch[1]["round"] != float64(5) || ch[1]["removed"] != float64(3) {
+		t.Errorf("endpoints changed lines = %v, want the add in round 1 and 3 removals in round 5", ch)
 	}
 }
 
