@@ -77,7 +77,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Timeout, Once: once, DryRun: dry,
-				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
+				Encryption: client.Options().Key != nil, MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the

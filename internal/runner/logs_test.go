@@ -74,3 +74,21 @@ func TestChangesSummarizedPerRound(t *testing.T) {
 		})
 	}
 }
+
+// TestStartLineSaysEncryption: the start-up line reports whether the
+// probes are encrypted.
+func TestStartLineSaysEncryption(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h := newHarness(t, roundScript{})
+		cfg := h.config()
+		cfg.Encryption = on
+		h.start(cfg)
+		h.d.nextRound(t)
+		h.idle()
+		h.stop()
+		start := h.logs.lines(t, "info", "loop started")
+		if len(start) != 1 || start[0]["encryption"] != on {
+			t.Errorf("loop started lines = %v, want one with encryption=%v", start, on)
+		}
+	}
+}

@@ -100,7 +100,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 	}
 	r.log.Info().Str("interval", r.cfg.Interval.String()).Int("missed_rounds", r.cfg.MissedRounds).
 		Float64("max_removal_fraction", r.cfg.MaxRemovalFraction).Int("removal_guard_rounds", r.cfg.RemovalGuardRounds).
-		Bool("dry_run", r.cfg.DryRun).Strs("sinks", r.names).Msg("loop started")
+		Bool("dry_run", r.cfg.DryRun).Bool("encryption", r.cfg.Encryption).Strs("sinks", r.names).Msg("loop started")
 	r.logScanPlan()
 
 	next := r.clock.Now()
