@@ -29,6 +29,11 @@ func TestRemovalGuard(t *testing.T) {
 		h.d.nextRound(t)
 		c := s.nextApply(t)
 		h.idle()
+		if round == 1 {
+			// The sink's first result reaches Health after Apply returns,
+			// which nextApply and idle do not wait for.
+			waitFor(t, "the first apply recorded", func() bool { ok, _ := h.health.Ready(); return ok })
+		}
 		want := all
 		if round >= 5 {
 			want = nil
