@@ -21,8 +21,8 @@ type Client struct {
 	lister iface.Lister
 	sel    *iface.Selector // opts' interface rules, compiled
 	router iface.Router    // route lookups for InterfaceCanReach
-	log    *slog.Logger    // never nil
-	clock  clock.Clock     // stamps results and judges token age; see socketNow
+	log    logger
+	clock  clock.Clock // stamps results and judges token age; see socketNow
 
 	mu          sync.Mutex
 	policyNotes map[[2]netip.Addr]struct{} // (payload, source) pairs already logged
@@ -47,9 +47,6 @@ type Client struct {
 // All problems are reported at once (errors.Join), each naming its config
 // key and value, e.g. "timeout: must be > 0, got -1s".
 func New(opts Options, lister iface.Lister, log *slog.Logger, clk clock.Clock) (*Client, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if opts.MaxDatagram == 0 {
 		opts.MaxDatagram = DefaultMaxDatagram
 	}
@@ -85,7 +82,7 @@ func New(opts Options, lister iface.Lister, log *slog.Logger, clk clock.Clock) (
 	if !ok {
 		router = iface.OSRouter()
 	}
-	return &Client{opts: opts, lister: lister, sel: sel, router: router, log: log, clock: clock.OrReal(clk),
+	return &Client{opts: opts, lister: lister, sel: sel, router: router, log: newLogger(log), clock: clock.OrReal(clk),
 		scan: newScanCursor(opts.ScanCIDRs), neigh: ReadNeighParams}, nil
 }
 

@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 
@@ -28,7 +27,7 @@ func (c *Client) notePolicy(payload, source netip.Addr, reason string) {
 	}
 	c.mu.Unlock()
 	if !done {
-		c.log.LogAttrs(context.Background(), slog.LevelInfo,
+		c.log.log(slog.LevelInfo,
 			"reply advertises an address that cannot be registered; using the packet's source address",
 			slog.String("payload_ip", payload.String()), slog.String("source_ip", source.String()), slog.String("reason", reason))
 	}
@@ -45,7 +44,7 @@ func (c *Client) diagnose(sel []iface.Interface) {
 		return
 	}
 	for _, s := range iface.Diagnose(sel) {
-		c.log.LogAttrs(context.Background(), slog.LevelWarn,
+		c.log.log(slog.LevelWarn,
 			"no servers found; this network is probably segmented and broadcast may not reach them",
 			slog.String("interface", s.Interface), slog.String("ip", s.IP.String()), slog.String("network", s.Network.String()),
 			slog.Int("prefix", s.Prefix), slog.Uint64("total_hosts", s.TotalHosts),

@@ -42,7 +42,7 @@ func (r *round) receive(ctx context.Context) error {
 				}
 				sd := quiet.Add(o.Settle)
 				if !now.Before(sd) {
-					r.c.log.LogAttrs(ctx, slog.LevelDebug, "round settled", slog.Duration("settle", o.Settle))
+					r.c.log.log(slog.LevelDebug, "round settled", slog.Duration("settle", o.Settle))
 					return nil
 				}
 				dl = minTime(dl, sd)
@@ -98,8 +98,8 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		pt, err := o.Key.Open(b, r.c.clock.Now(), o.MaxTokenAge, o.ClockSkew)
 		if err != nil {
 			r.st.Rejected++
-			if r.c.log.Enabled(context.Background(), slog.LevelDebug) { // per datagram: no src.String() when off
-				r.c.log.LogAttrs(context.Background(), slog.LevelDebug, "reply rejected", slog.String("from", src.String()), slog.Any("error", err))
+			if r.c.log.enabled(slog.LevelDebug) { // per datagram: no src.String() when off
+				r.c.log.log(slog.LevelDebug, "reply rejected", slog.String("from", src.String()), slog.Any("error", err))
 			}
 			return false
 		}

@@ -50,7 +50,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	}
 	defer conn.Close()
 	res.RecvBuffer = granted
-	c.log.LogAttrs(ctx, slog.LevelDebug, "receive buffer", slog.Int("requested", c.opts.RecvBuffer), slog.Int("granted", granted))
+	c.log.log(slog.LevelDebug, "receive buffer", slog.Int("requested", c.opts.RecvBuffer), slog.Int("granted", granted))
 
 	r := newRound(c, conn, all, sel, begin, deadline)
 	// Sends never block past the deadline: probes to unresolved on-link
@@ -60,7 +60,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("set write deadline: %w", err)
 	}
 	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagInterface, true); err != nil {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "no IP_PKTINFO: ingress interface from source address only", slog.Any("error", err))
+		c.log.log(slog.LevelDebug, "no IP_PKTINFO: ingress interface from source address only", slog.Any("error", err))
 	}
 
 	if err := r.firstBurst(); err != nil {

@@ -41,12 +41,12 @@ func (r *round) firstBurst() error {
 		}
 		if err := r.probe(d.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s -> %s: %w", d.names, d.addr, err))
-			r.c.log.LogAttrs(context.Background(), slog.LevelWarn, "probe not sent",
+			r.c.log.log(slog.LevelWarn, "probe not sent",
 				slog.String("interface", d.names), slog.String("to", d.addr.String()), slog.Any("error", err))
 			continue
 		}
-		if r.c.log.Enabled(context.Background(), slog.LevelDebug) {
-			r.c.log.LogAttrs(context.Background(), slog.LevelDebug, "probe sent", slog.String("interface", d.names), slog.String("to", d.addr.String()))
+		if r.c.log.enabled(slog.LevelDebug) {
+			r.c.log.log(slog.LevelDebug, "probe sent", slog.String("interface", d.names), slog.String("to", d.addr.String()))
 		}
 	}
 	if len(errs) == len(r.dests) {
@@ -72,7 +72,7 @@ func (r *round) sendRetries(ctx context.Context) {
 		for _, d := range r.dests {
 			if d.addr.Addr().Is4() {
 				if err := r.probe(d.addr); err != nil {
-					r.c.log.LogAttrs(ctx, slog.LevelDebug, "retry not sent",
+					r.c.log.log(slog.LevelDebug, "retry not sent",
 						slog.String("interface", d.names), slog.String("to", d.addr.String()), slog.Any("error", err))
 				}
 			}
@@ -95,7 +95,7 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 	var firstErr error
 	defer func() {
 		if firstErr != nil {
-			r.c.log.LogAttrs(ctx, slog.LevelDebug, "subnet scan: some probes not sent", slog.Any("error", firstErr))
+			r.c.log.log(slog.LevelDebug, "subnet scan: some probes not sent", slog.Any("error", firstErr))
 		}
 	}()
 	stopAt := r.deadline.Add(-scanReplyMargin(r.c.opts.Timeout))
