@@ -77,12 +77,13 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Timeout, Once: once, DryRun: dry,
-				Encryption: client.Options().Key != nil, MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
+				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the
 				// pages now rather than hold them through the idle interval.
 				AfterRound: debug.FreeOSMemory,
+				Encryption: client.Options().Key != nil,
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {
