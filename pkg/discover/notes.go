@@ -8,11 +8,18 @@ import (
 )
 
 // maxPolicyNotes bounds the (payload, source) pairs a Client remembers
-// having logged an address-policy substitution for.
-const maxPolicyNotes = 4096
+// having logged an address-policy substitution for; policyNotesAtInfo is
+// how many of them are logged at info (the rest at debug, so that 10,000
+// stock servers with no default route are not 10,000 info lines).
+const (
+	maxPolicyNotes    = 4096
+	policyNotesAtInfo = 5
+)
 
 // notePolicy logs, once per (payload, source) pair per Client, that
-// AddressAuto registered the source address instead of the payload's.
+// AddressAuto registered the source address instead of the payload's: the
+// first policyNotesAtInfo pairs at info, then one info line saying the
+// others follow at debug, and each of them at debug.
 func (c *Client) notePolicy(payload, source netip.Addr, reason string) {
 	c.mu.Lock()
 	k := [2]netip.Addr{payload, source}
@@ -25,10 +32,21 @@ func (c *Client) notePolicy(payload, source netip.Addr, reason string) {
 	} else {
 		done = true
 	}
+	n := len(c.policyNotes)
 	c.mu.Unlock()
-	if !done {
-		c.log.log(slog.LevelInfo,
-			"reply advertises an address that cannot be registered; using the packet's source address",
+	if done {
+		return
+	}
+	level := slog.LevelInfo
+	if n > policyNotesAtInfo {
+		level = slog.LevelDebug
+	}
+	if n == policyNotesAtInfo+1 {
+		c.log.log(slog.LevelInfo, "more replies advertise addresses that cannot be registered; each is logged at debug",
+			slog.Int("logged_at_info", policyNotesAtInfo))
+	}
+	if c.log.enabled(level) {
+		c.log.log(level, "reply advertises an address that cannot be registered; using the packet's source address",
 			slog.String("payload_ip", payload.String()), slog.String("source_ip", source.String()), slog.String("reason", reason))
 	}
 }

@@ -169,6 +169,44 @@ func TestRoundAddressPolicy(t *testing.T) {
 	}
 }
 
+// TestPolicyNotesAtScale: eight replies advertising loopback addresses
+// give five policy notes at info, one line saying the rest are at debug,
+// and all eight at debug.
+func TestPolicyNotesAtScale(t *testing.T) {
+	p := freePort(t)
+	r := plainResponder("127.0.0.1", 0)
+	r.Replies = 8 // 127.0.0.1 .. 127.0.0.8, all loopback, from 127.0.0.2
+	startResponder(t, addrPort("127.0.0.2", p), r)
+	for _, tc := range []struct {
+		name  string
+		debug bool
+		want  int
+	}{{"info", false, policyNotesAtInfo}, {"debug", true, 8}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuf
+			log := logs.logger()
+			if tc.debug {
+				log = logs.debugLogger()
+			}
+			c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), log)
+			for range 2 {
+				if _, err := c.Round(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := logs.count("using the packet's source address"); n != tc.want {
+				t.Errorf("%d policy notes, want %d:\n%s", n, tc.want, logs.b.String())
+			}
+			if n := logs.count(`"level":"INFO","msg":"reply advertises`); n != policyNotesAtInfo {
+				t.Errorf("%d policy notes at info, want %d", n, policyNotesAtInfo)
+			}
+			if n := logs.count(`"level":"INFO","msg":"more replies advertise addresses that cannot be registered; each is logged at debug","logged_at_info":5`); n != 1 {
+				t.Errorf("%d lines saying the rest are at debug, want 1:\n%s", n, logs.b.String())
+			}
+		})
+	}
+}
+
 func TestRoundMaxReplies(t *testing.T) {
 	p := freePort(t)
 	r := plainResponder("10.213.1.1", 0)
