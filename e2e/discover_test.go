@@ -482,6 +482,43 @@ func TestDiscoverEncrypted(t *testing.T) {
 		})
 	}
 
+	// bridge run's start-up line says whether encryption is on.
+	for _, tc := range []struct {
+		name string
+		args []string
+		on   bool
+	}{
+		{"run with the key", []string{"--encryption", "--secret-key", key}, true},
+		{"run in plaintext", nil, false},
+	} {
+		t.Run(tc.name+" says so at start", func(t *testing.T) {
+			b := startRun(t, l.client, tc.name, append([]string{"--sink", "stdout", "--interval", "2s", "--timeout", "1",
+				"--metrics-addr", "", "--log-format", "json"}, tc.args...)...)
+			var starts []map[string]any
+			runWait(t, 10*time.Second, "the start-up line", func() (bool, string) {
+				_, stderr := b.Output()
+				starts = nil
+				for line := range strings.Lines(stderr) {
+					var m map[string]any
+					if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "loop started" {
+						starts = append(starts, m)
+					}
+				}
+				return len(starts) > 0, stderr
+			})
+			if code := b.sigterm(t, 5*time.Second); code != 0 {
+				t.Errorf("bridge exit %d", code)
+			}
+			_, stderr := b.Output()
+			if len(starts) != 1 || starts[0]["encryption"] != tc.on {
+				t.Errorf("loop started lines %v, want one with encryption=%v", starts, tc.on)
+			}
+			if strings.Contains(stderr, key) {
+				t.Errorf("stderr leaks the secret key:\n%s", stderr)
+			}
+		})
+	}
+
 	for _, tc := range []struct {
 		name string
 		args []string

@@ -24,7 +24,8 @@ const (
 	guardMsgRound   = "round complete"
 	guardMsgStart   = "removal guard: too many servers unseen at once (a network or firewall hiccup?); holding their removals, the sinks keep them"
 	guardMsgEnd     = "removal guard: no removal held any more (released after the guard rounds, or the servers answered again)"
-	guardMsgRemoved = "endpoint removed"
+	guardMsgRemoved = "endpoint removed" // at debug; "endpoints changed" at info sums up the round
+	guardMsgChanged = "endpoints changed"
 )
 
 // guardLogLines returns the bridge's JSON log lines (stderr) with message msg.
@@ -39,6 +40,14 @@ func guardLogLines(t *testing.T, b *runBridge, msg string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// firstOf is l's first line, nil if none.
+func firstOf(l []map[string]any) map[string]any {
+	if len(l) == 0 {
+		return nil
+	}
+	return l[0]
 }
 
 // guardLastRound is the number of the bridge's last completed round (0 before
@@ -257,6 +266,16 @@ func TestRunRemovalGuard(t *testing.T) {
 		if int(r["round"].(float64)) != release {
 			t.Errorf("removed line %v, want round %d", r, release)
 		}
+	}
+	// At info the release is one summary line, not six.
+	var summary []map[string]any
+	for _, c := range guardLogLines(t, b, guardMsgChanged) {
+		if int(c["round"].(float64)) == release {
+			summary = append(summary, c)
+		}
+	}
+	if first, _ := firstOf(summary)["removed_first"].([]any); len(summary) != 1 || summary[0]["level"] != "info" || summary[0]["removed"] != float64(6) || len(first) != 5 {
+		t.Errorf("endpoints changed lines of round %d = %v, want one at info with removed=6 and 5 addresses", release, summary)
 	}
 	if n := guardMetric(t, l.client.NS, "udp_discovery_bridge_removals_held"); n != 0 {
 		t.Errorf("removals_held after the release = %v, want 0", n)

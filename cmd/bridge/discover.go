@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
@@ -93,7 +94,9 @@ func newClient(cfg *config.Config, log zerolog.Logger, one bool) (*discover.Clie
 			log.Warn().Str("interface", name).Msg("interfaces_blacklist names an interface this host does not have")
 		}
 	}
-	client, err := discover.New(opts, lister, log, clock.Real())
+	// The Client logs through slog; zerolog.NewSlogHandler writes each event
+	// to log as typed fields (no JSON in between).
+	client, err := discover.New(opts, lister, slog.New(zerolog.NewSlogHandler(log)), clock.Real())
 	if err != nil {
 		return nil, usageErr(err)
 	}

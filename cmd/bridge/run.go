@@ -80,6 +80,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				// dead once the snapshot is out: collect it and return the
 				// pages now rather than hold them through the idle interval.
 				AfterRound: debug.FreeOSMemory,
+				Encryption: client.Options().Key != nil,
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {

@@ -16,8 +16,6 @@
 //     and it is removed when the count reaches Config.MissedRounds;
 //   - a failed round (Observation.Failed) changes nothing: no miss is
 //     counted and nothing is added;
-//   - nothing is removed before the first complete round (a State restored
-//     with Seed keeps its endpoints through failed rounds at start-up);
 //   - the removal guard: when the removals due in a round (endpoints at or
 //     past MissedRounds misses, already held ones included) are at least 2
 //     and more than Config.MaxRemovalFraction of the endpoints known before
@@ -108,32 +106,14 @@ func (e entry) endpoint(addr netip.AddrPort) endpoint.Endpoint {
 // state at start-up. A State is immutable: Next never modifies the State it
 // is given, so old States stay valid and may be shared between goroutines.
 type State struct {
-	held     map[netip.AddrPort]entry
-	complete bool
+	held map[netip.AddrPort]entry
 	// holdSince is the round the current removal-guard episode began, 0
 	// when no removal is held.
 	holdSince uint64
 }
 
-// Seed returns a start-up State holding eps (for example restored from a
-// previous run), each with no misses and no complete round yet. Later
-// duplicates of an Addr replace earlier ones; invalid Addrs are ignored.
-func Seed(eps []endpoint.Endpoint) State {
-	s := State{held: make(map[netip.AddrPort]entry, len(eps))}
-	for _, e := range eps {
-		if e.Addr.IsValid() {
-			s.held[e.Addr] = newEntry(e)
-		}
-	}
-	return s
-}
-
 // Len reports how many endpoints the state holds.
 func (s State) Len() int { return len(s.held) }
-
-// Complete reports whether at least one complete (non-failed) round has been
-// observed.
-func (s State) Complete() bool { return s.complete }
 
 // Endpoints returns the held endpoints sorted by endpoint.Compare.
 func (s State) Endpoints() []endpoint.Endpoint {
@@ -143,13 +123,6 @@ func (s State) Endpoints() []endpoint.Endpoint {
 	}
 	slices.SortFunc(out, endpoint.Compare)
 	return out
-}
-
-// Misses reports the consecutive missed complete rounds of addr and whether
-// the state holds it.
-func (s State) Misses(addr netip.AddrPort) (int, bool) {
-	e, ok := s.held[addr]
-	return e.misses, ok
 }
 
 // Plan is what one round changes. Added, Removed and Kept are sorted by
@@ -172,9 +145,6 @@ type Plan struct {
 	// Guard is what the removal guard did this round.
 	Guard Guard
 }
-
-// Empty reports whether the plan adds and removes nothing.
-func (p Plan) Empty() bool { return len(p.Added) == 0 && len(p.Removed) == 0 }
 
 // Snapshot returns the desired set after the plan: Added and Kept,
 // sorted, stamped with the plan's round and time.
@@ -279,7 +249,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		return prev, p
 	}
 
-	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen))), complete: true}
+	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen)))}
 	p.Guard.Known = len(prev.held)
 	p.Kept = make([]endpoint.Endpoint, 0, len(prev.held))
 	for _, s := range obs.Seen {

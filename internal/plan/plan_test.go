@@ -52,7 +52,6 @@ func TestNextRules(t *testing.T) {
 		name   string
 		missed int
 		guard  Config // the removal guard's settings (off when zero)
-		seed   []endpoint.Endpoint
 		steps  []step
 	}{
 		{
@@ -127,19 +126,6 @@ func TestNextRules(t *testing.T) {
 			},
 		},
 		{
-			name:   "start-up grace with a seeded state",
-			missed: 1,
-			seed: []endpoint.Endpoint{
-				{Addr: ap(a), FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(-time.Hour)},
-				{Addr: ap(b), FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(-time.Hour)},
-			},
-			steps: []step{
-				{failed: true, unchanged: []string{a, b}},
-				{failed: true, unchanged: []string{a, b}},
-				{seen: seen(a), unchanged: []string{a}, removes: []string{b}},
-			},
-		},
-		{
 			name:   "re-added after removal",
 			missed: 1,
 			steps: []step{
@@ -202,9 +188,6 @@ func TestNextRules(t *testing.T) {
 			cfg := tt.guard
 			cfg.MissedRounds = tt.missed
 			st := State{}
-			if tt.seed != nil {
-				st = Seed(tt.seed)
-			}
 			for i, s := range tt.steps {
 				round := uint64(i + 1)
 				at := t0.Add(time.Duration(i) * 10 * time.Second)
@@ -242,17 +225,14 @@ func TestNextFields(t *testing.T) {
 	if !reflect.DeepEqual(p.Added, []endpoint.Endpoint{want}) {
 		t.Fatalf("adds = %+v, want %+v", p.Added, want)
 	}
-	if !st.Complete() {
-		t.Fatal("state not complete after a complete round")
-	}
 
 	t.Run("miss keeps last seen fields", func(t *testing.T) {
 		st2, p2 := Next(cfg, st, Observation{Round: 2, At: t0.Add(time.Minute)})
 		if !reflect.DeepEqual(p2.Kept, []endpoint.Endpoint{want}) {
 			t.Fatalf("unchanged = %+v, want %+v", p2.Kept, want)
 		}
-		if m, ok := st2.Misses(a); !ok || m != 1 {
-			t.Fatalf("misses = %d, %v; want 1, true", m, ok)
+		if e, ok := st2.held[a]; !ok || e.misses != 1 {
+			t.Fatalf("misses = %d, %v; want 1, true", e.misses, ok)
 		}
 	})
 
@@ -264,7 +244,7 @@ func TestNextFields(t *testing.T) {
 		if len(p3.Added) != 0 || len(p3.Removed) != 0 || !reflect.DeepEqual(p3.Kept, []endpoint.Endpoint{got}) {
 			t.Fatalf("plan = %+v, want only unchanged %+v", p3, got)
 		}
-		if m, _ := st3.Misses(a); m != 0 {
+		if m := st3.held[a].misses; m != 0 {
 			t.Fatalf("misses after reply = %d, want 0", m)
 		}
 	})
@@ -310,10 +290,10 @@ func TestNextPure(t *testing.T) {
 	for i, o := range obs {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			before := maps.Clone(st.held)
-			complete := st.complete
+			since := st.holdSince
 			Next(cfg, st, o)
 			Next(cfg, st, o)
-			if !maps.Equal(before, st.held) || complete != st.complete {
+			if !maps.Equal(before, st.held) || since != st.holdSince {
 				t.Fatalf("prev modified: %v -> %v", before, st.held)
 			}
 		})

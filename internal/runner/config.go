@@ -79,6 +79,10 @@ type Config struct {
 	RemovalGuardRounds int
 	// Once runs one round, applies it synchronously and returns.
 	Once bool
+	// Encryption says whether the probes and replies are Fernet tokens; the
+	// start-up line ("loop started") reports it, so an operator sees the
+	// mode without reading the configuration.
+	Encryption bool
 	// DryRun never applies or closes a sink; it writes each round's
 	// operations as JSON lines to DryRunOut.
 	DryRun    bool

@@ -29,6 +29,11 @@ func TestRemovalGuard(t *testing.T) {
 		h.d.nextRound(t)
 		c := s.nextApply(t)
 		h.idle()
+		if round == 1 {
+			// The sink's first result reaches Health after Apply returns,
+			// which nextApply and idle do not wait for.
+			waitFor(t, "the first apply recorded", func() bool { ok, _ := h.health.Ready(); return ok })
+		}
 		want := all
 		if round >= 5 {
 			want = nil
@@ -74,8 +79,11 @@ func TestRemovalGuard(t *testing.T) {
 	if len(end) != 1 || end[0]["round"] != float64(5) || end[0]["released"] != float64(3) {
 		t.Errorf("guard end lines = %v, want one in round 5 with released=3", end)
 	}
-	if n := len(h.logs.lines(t, "info", "endpoint removed")); n != 3 {
+	if n := len(h.logs.lines(t, "debug", "endpoint removed")); n != 3 {
 		t.Errorf("endpoint removed lines = %d, want 3", n)
+	}
+	if ch := h.logs.lines(t, "info", "endpoints changed"); len(ch) != 2 || ch[1]["round"] != float64(5) || ch[1]["removed"] != float64(3) {
+		t.Errorf("endpoints changed lines = %v, want the add in round 1 and 3 removals in round 5", ch)
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
@@ -101,7 +100,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 	}
 	r.log.Info().Str("interval", r.cfg.Interval.String()).Int("missed_rounds", r.cfg.MissedRounds).
 		Float64("max_removal_fraction", r.cfg.MaxRemovalFraction).Int("removal_guard_rounds", r.cfg.RemovalGuardRounds).
-		Bool("dry_run", r.cfg.DryRun).Strs("sinks", r.names).Msg("loop started")
+		Bool("dry_run", r.cfg.DryRun).Bool("encryption", r.cfg.Encryption).Strs("sinks", r.names).Msg("loop started")
 	r.logScanPlan()
 
 	next := r.clock.Now()
@@ -230,12 +229,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
 	r.reportGuard(p)
-	for _, e := range p.Added {
-		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Msg("endpoint added")
-	}
-	for _, e := range p.Removed {
-		logEndpoint(r.log.Info(), e).Uint64("round", r.round).Time("last_seen", e.LastSeen).Msg("endpoint removed")
-	}
+	r.logChanges(p)
 	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
 		Int("added", len(p.Added)).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
 	return p, true
@@ -292,16 +286,6 @@ func (r *runner) logScanPlan() {
 		ev = ev.Int("onlink_hosts", p.OnLink).Float64("onlink_rate", p.OnLinkRate).Int("neigh_limit", p.NeighLimit)
 	}
 	ev.Msg("subnet scan: every host is probed once per cycle")
-}
-
-func logEndpoint(ev *zerolog.Event, e endpoint.Endpoint) *zerolog.Event {
-	ev = ev.Str("ip", e.Addr.Addr().String()).Uint16("port", e.Addr.Port()).Str("interface", e.Interface)
-	if e.Source.IsValid() {
-		ev = ev.Str("source", e.Source.String())
-	} else {
-		ev = ev.Str("source", "")
-	}
-	return ev
 }
 
 // reason is a short, bounded label for a failed round.

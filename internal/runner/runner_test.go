@@ -294,10 +294,18 @@ func TestFailedRounds(t *testing.T) {
 	if len(back) != 1 || back[0]["failed_rounds"] != float64(2) {
 		t.Errorf("recovery lines = %v, want one with failed_rounds=2", back)
 	}
-	added, removed := h.logs.lines(t, "info", "endpoint added"), h.logs.lines(t, "info", "endpoint removed")
+	added, removed := h.logs.lines(t, "debug", "endpoint added"), h.logs.lines(t, "debug", "endpoint removed")
 	if len(added) != 1 || len(removed) != 1 || added[0]["ip"] != "10.0.0.1" || added[0]["port"] != float64(8000) ||
-		added[0]["source"] != "10.0.0.1:9999" || added[0]["interface"] != "eth0" {
+		added[0]["source"] != "10.0.0.1:9999" || added[0]["interface"] != "eth0" || added[0]["round"] != float64(1) ||
+		removed[0]["ip"] != "10.0.0.1" || removed[0]["round"] != float64(5) || removed[0]["last_seen"] == nil {
 		t.Errorf("endpoint lines: added %v removed %v", added, removed)
+	}
+	changed := h.logs.lines(t, "info", "endpoints changed")
+	if len(changed) != 2 || changed[0]["round"] != float64(1) || changed[0]["added"] != float64(1) || changed[0]["removed"] != float64(0) ||
+		fmt.Sprint(changed[0]["added_first"]) != "[10.0.0.1:8000]" || changed[0]["removed_first"] != nil ||
+		changed[1]["round"] != float64(5) || changed[1]["added"] != float64(0) || changed[1]["removed"] != float64(1) ||
+		changed[1]["held"] != float64(0) || fmt.Sprint(changed[1]["removed_first"]) != "[10.0.0.1:8000]" {
+		t.Errorf("endpoints changed lines = %v, want round 1 adding and round 5 removing 10.0.0.1:8000", changed)
 	}
 	for _, tc := range []struct {
 		name   string

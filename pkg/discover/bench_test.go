@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 func BenchmarkParseReply(b *testing.B) {
@@ -57,7 +55,7 @@ func benchRound(b *testing.B, maxReplies int) *round {
 	b.Helper()
 	o := DefaultOptions()
 	o.MaxReplies = maxReplies
-	c, err := New(o, lister(b), zerolog.Nop(), nil)
+	c, err := New(o, lister(b), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -113,7 +111,7 @@ func BenchmarkRoundIngest(b *testing.B) {
 	o := DefaultOptions()
 	o.Port, o.Retries, o.SubnetScan = p, 0, false
 	o.Timeout, o.Settle = 5*time.Second, 100*time.Millisecond
-	c, err := New(o, lister(b, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop(), nil)
+	c, err := New(o, lister(b, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

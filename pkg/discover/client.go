@@ -3,12 +3,11 @@ package discover
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
-
-	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
@@ -22,7 +21,7 @@ type Client struct {
 	lister iface.Lister
 	sel    *iface.Selector // opts' interface rules, compiled
 	router iface.Router    // route lookups for InterfaceCanReach
-	log    zerolog.Logger
+	log    logger
 	clock  clock.Clock // stamps results and judges token age; see socketNow
 
 	mu          sync.Mutex
@@ -43,9 +42,11 @@ type Client struct {
 // interfaces with lister. clk (the real clock if nil) stamps Result.Started,
 // Result.Duration and Server.Received and judges Fernet token ages; socket
 // deadlines and the pacing measured against them always use the real clock.
+// The Client logs to log (nil: nowhere); opts.Logger is for Discover,
+// DiscoverOne and SelectInterfaces only.
 // All problems are reported at once (errors.Join), each naming its config
 // key and value, e.g. "timeout: must be > 0, got -1s".
-func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock) (*Client, error) {
+func New(opts Options, lister iface.Lister, log *slog.Logger, clk clock.Clock) (*Client, error) {
 	opts = withDefaults(opts)
 	var problems []error
 	if lister == nil {
@@ -70,7 +71,7 @@ func New(opts Options, lister iface.Lister, log zerolog.Logger, clk clock.Clock)
 	if !ok {
 		router = iface.OSRouter()
 	}
-	return &Client{opts: opts, lister: lister, sel: sel, router: router, log: log, clock: clock.OrReal(clk),
+	return &Client{opts: opts, lister: lister, sel: sel, router: router, log: newLogger(log), clock: clock.OrReal(clk),
 		scan: newScanCursor(opts.ScanCIDRs), neigh: ReadNeighParams}, nil
 }
 

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -53,7 +51,7 @@ func TestNewValidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultOptions()
 			tc.mutate(&o)
-			c, err := New(o, l, zerolog.Nop(), nil)
+			c, err := New(o, l, nil, nil)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("New = %v, want ok", err)
@@ -72,13 +70,13 @@ func TestNewValidates(t *testing.T) {
 	t.Run("all problems at once", func(t *testing.T) {
 		o := DefaultOptions()
 		o.Port, o.Timeout = 0, 0
-		_, err := New(o, l, zerolog.Nop(), nil)
+		_, err := New(o, l, nil, nil)
 		if err == nil || !strings.Contains(err.Error(), "discovery_port") || !strings.Contains(err.Error(), "timeout") {
 			t.Fatalf("New error = %v, want both keys", err)
 		}
 	})
 	t.Run("nil lister", func(t *testing.T) {
-		if _, err := New(DefaultOptions(), nil, zerolog.Nop(), nil); err == nil {
+		if _, err := New(DefaultOptions(), nil, nil, nil); err == nil {
 			t.Fatal("New accepted a nil lister")
 		}
 	})

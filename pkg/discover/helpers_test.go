@@ -3,6 +3,7 @@ package discover
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -10,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
@@ -109,7 +108,14 @@ func (l *logBuf) count(s string) int {
 	return strings.Count(l.b.String(), s)
 }
 
-func (l *logBuf) logger() zerolog.Logger { return zerolog.New(l).Level(zerolog.InfoLevel) }
+// logger and debugLogger log JSON to l, at info and at debug.
+func (l *logBuf) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func (l *logBuf) debugLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
 
 // testOptions are quick loopback options on port p.
 func testOptions(p uint16) Options {
@@ -122,7 +128,7 @@ func testOptions(p uint16) Options {
 	return o
 }
 
-func newClient(t testing.TB, o Options, l iface.Lister, log zerolog.Logger) *Client {
+func newClient(t testing.TB, o Options, l iface.Lister, log *slog.Logger) *Client {
 	t.Helper()
 	c, err := New(o, l, log, nil)
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 	"github.com/udp-discovery-bridge/bridge/pkg/setting"
 )
@@ -52,7 +50,7 @@ func TestKeysBoundNewAsTheyBoundTheEnvironment(t *testing.T) {
 		if err := fieldNamed(k.Name).set(&o, v.code); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := New(o, l, zerolog.Nop(), nil); err == nil || !strings.Contains(err.Error(), k.Name+":") {
+		if _, err := New(o, l, nil, nil); err == nil || !strings.Contains(err.Error(), k.Name+":") {
 			t.Errorf("%s = %v: New = %v", k.Name, v.code, err)
 		}
 	}

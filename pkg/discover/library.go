@@ -46,7 +46,7 @@ func DiscoverOne(ctx context.Context, opts Options) (s Server, ok bool, err erro
 // order of iface.Rules. None left is an error wrapping ErrNoInterfaces that
 // lists what the host has and why each was skipped.
 func SelectInterfaces(opts Options) ([]iface.Interface, error) {
-	c, err := New(opts, iface.OS(), zerologToSlog(opts.Logger), nil)
+	c, err := New(opts, iface.OS(), opts.Logger, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func discoverOne(ctx context.Context, opts Options, lister iface.Lister) (Server
 }
 
 func runOnce(ctx context.Context, opts Options, lister iface.Lister) ([]Server, error) {
-	c, err := New(opts, lister, zerologToSlog(opts.Logger), nil)
+	c, err := New(opts, lister, opts.Logger, nil)
 	if err != nil {
 		return nil, err
 	}

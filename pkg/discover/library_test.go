@@ -3,14 +3,18 @@ package discover
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestDiscoverFindsAllAndOneStopsAtFirst(t *testing.T) {
@@ -111,30 +115,55 @@ func TestDiscoverLogsToSlog(t *testing.T) {
 	}
 }
 
-func TestZerologToSlog(t *testing.T) {
+// TestClientLogsToZerolog runs a round logging through zerolog's slog
+// handler, as the CLI does: each event is one zerolog JSON line with the
+// level, message and typed fields the Client gave it, and none below the
+// zerolog logger's level.
+func TestClientLogsToZerolog(t *testing.T) {
+	p := freePort(t)
+	startResponder(t, addrPort("127.0.0.2", p), plainResponder("127.0.0.1", 0))
 	var buf syncBuf
-	h := slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})
-	zl := zerologToSlog(slog.New(h))
-	zl.Warn().Str("interface", "eth0").Int("n", 3).Float64("f", 0.5).Bool("b", true).
-		Err(errors.New("boom")).Interface("obj", map[string]int{"x": 1}).Msg("hello")
-	got := buf.String()
-	for _, want := range []string{`"level":"WARN"`, `"msg":"hello"`, `"interface":"eth0"`, `"n":3`, `"f":0.5`, `"b":true`, `"error":"boom"`, `"obj":{"x":1}`} {
-		if !strings.Contains(got, want) {
-			t.Errorf("record lacks %s: %s", want, got)
+	zl := zerolog.New(&buf).Level(zerolog.DebugLevel)
+	c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), slog.New(zerolog.NewSlogHandler(zl)))
+	if res, err := c.Round(context.Background()); err != nil || len(res.Servers) != 1 {
+		t.Fatalf("round = %v, %v", res.Servers, err)
+	}
+	want := map[string]map[string]any{
+		"reply advertises an address that cannot be registered; using the packet's source address": {
+			"level": "info", "payload_ip": "127.0.0.1", "source_ip": "127.0.0.2", "reason": "loopback"},
+		"probe sent":     {"level": "debug", "interface": "fake2", "to": "127.0.0.2:" + strconv.Itoa(int(p))},
+		"receive buffer": {"level": "debug", "requested": float64(DefaultRecvBuffer)},
+		"round settled":  {"level": "debug", "settle": float64(150)}, // zerolog's default: milliseconds
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	for _, line := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not one JSON event per line: %q: %v", line, err)
+		}
+		msg, _ := ev[zerolog.MessageFieldName].(string)
+		fields, ok := want[msg]
+		if !ok {
+			continue
+		}
+		delete(want, msg)
+		for k, v := range fields {
+			if ev[k] != v {
+				t.Errorf("%q: %s = %v (%T), want %v", msg, k, ev[k], ev[k], v)
+			}
 		}
 	}
-	if strings.Count(got, `"level"`) != 1 || strings.Contains(got, `"message"`) {
-		t.Errorf("zerolog's level/message fields leaked as attributes: %s", got)
+	for msg := range want {
+		t.Errorf("no %q event in:\n%s", msg, buf.String())
 	}
 
-	if z := zerologToSlog(nil); z.GetLevel() != zerologToSlog(slog.New(slog.DiscardHandler)).GetLevel() {
-		t.Errorf("nil logger level %v, discard handler level %v: both should log nothing", z.GetLevel(), zerologToSlog(slog.New(slog.DiscardHandler)).GetLevel())
-	}
 	buf = syncBuf{}
-	warnOnly := zerologToSlog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	warnOnly.Info().Msg("quiet")
-	warnOnly.Error().Msg("loud")
-	if got := buf.String(); strings.Contains(got, "quiet") || !strings.Contains(got, "loud") {
-		t.Errorf("warn handler got: %s", got)
+	quiet := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")),
+		slog.New(zerolog.NewSlogHandler(zerolog.New(&buf).Level(zerolog.WarnLevel))))
+	if _, err := quiet.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := buf.String(); got != "" {
+		t.Errorf("a warn-level zerolog logger got: %s", got)
 	}
 }

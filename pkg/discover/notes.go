@@ -1,17 +1,25 @@
 package discover
 
 import (
+	"log/slog"
 	"net/netip"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // maxPolicyNotes bounds the (payload, source) pairs a Client remembers
-// having logged an address-policy substitution for.
-const maxPolicyNotes = 4096
+// having logged an address-policy substitution for; policyNotesAtInfo is
+// how many of them are logged at info (the rest at debug, so that 10,000
+// stock servers with no default route are not 10,000 info lines).
+const (
+	maxPolicyNotes    = 4096
+	policyNotesAtInfo = 5
+)
 
 // notePolicy logs, once per (payload, source) pair per Client, that
-// AddressAuto registered the source address instead of the payload's.
+// AddressAuto registered the source address instead of the payload's: the
+// first policyNotesAtInfo pairs at info, then one info line saying the
+// others follow at debug, and each of them at debug.
 func (c *Client) notePolicy(payload, source netip.Addr, reason string) {
 	c.mu.Lock()
 	k := [2]netip.Addr{payload, source}
@@ -24,10 +32,22 @@ func (c *Client) notePolicy(payload, source netip.Addr, reason string) {
 	} else {
 		done = true
 	}
+	n := len(c.policyNotes)
 	c.mu.Unlock()
-	if !done {
-		c.log.Info().Stringer("payload_ip", payload).Stringer("source_ip", source).Str("reason", reason).
-			Msg("reply advertises an address that cannot be registered; using the packet's source address")
+	if done {
+		return
+	}
+	level := slog.LevelInfo
+	if n > policyNotesAtInfo {
+		level = slog.LevelDebug
+	}
+	if n == policyNotesAtInfo+1 {
+		c.log.log(slog.LevelInfo, "more replies advertise addresses that cannot be registered; each is logged at debug",
+			slog.Int("logged_at_info", policyNotesAtInfo))
+	}
+	if c.log.enabled(level) {
+		c.log.log(level, "reply advertises an address that cannot be registered; using the packet's source address",
+			slog.String("payload_ip", payload.String()), slog.String("source_ip", source.String()), slog.String("reason", reason))
 	}
 }
 
@@ -42,12 +62,13 @@ func (c *Client) diagnose(sel []iface.Interface) {
 		return
 	}
 	for _, s := range iface.Diagnose(sel) {
-		c.log.Warn().Str("interface", s.Interface).Stringer("ip", s.IP).Stringer("network", s.Network).
-			Int("prefix", s.Prefix).Uint64("total_hosts", s.TotalHosts).
-			Stringer("calculated_broadcast", s.CalculatedBroadcast).
-			Stringer("likely_broadcast_domain", s.LikelyBroadcastDomain).
-			Bool("is_corporate", s.IsCorporate).Int("segments", s.Segments).
-			Str("advice", s.Advice()).
-			Msg("no servers found; this network is probably segmented and broadcast may not reach them")
+		c.log.log(slog.LevelWarn,
+			"no servers found; this network is probably segmented and broadcast may not reach them",
+			slog.String("interface", s.Interface), slog.String("ip", s.IP.String()), slog.String("network", s.Network.String()),
+			slog.Int("prefix", s.Prefix), slog.Uint64("total_hosts", s.TotalHosts),
+			slog.String("calculated_broadcast", s.CalculatedBroadcast.String()),
+			slog.String("likely_broadcast_domain", s.LikelyBroadcastDomain.String()),
+			slog.Bool("is_corporate", s.IsCorporate), slog.Int("segments", s.Segments),
+			slog.String("advice", s.Advice()))
 	}
 }

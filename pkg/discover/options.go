@@ -90,7 +90,7 @@ type Options struct {
 
 	// Logger receives the logs of Discover, DiscoverOne and
 	// SelectInterfaces; nil (the default) means no logging. New ignores it:
-	// a Client logs to the zerolog.Logger given to New.
+	// a Client logs to the *slog.Logger given to New.
 	Logger *slog.Logger
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -41,7 +42,7 @@ func (r *round) receive(ctx context.Context) error {
 				}
 				sd := quiet.Add(o.Settle)
 				if !now.Before(sd) {
-					r.c.log.Debug().Dur("settle", o.Settle).Msg("round settled")
+					r.c.log.log(slog.LevelDebug, "round settled", slog.Duration("settle", o.Settle))
 					return nil
 				}
 				dl = minTime(dl, sd)
@@ -97,7 +98,9 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		pt, err := o.Key.Open(b, r.c.clock.Now(), o.MaxTokenAge, o.ClockSkew)
 		if err != nil {
 			r.st.Rejected++
-			r.c.log.Debug().Stringer("from", src).Err(err).Msg("reply rejected")
+			if r.c.log.enabled(slog.LevelDebug) { // per datagram: no src.String() when off
+				r.c.log.log(slog.LevelDebug, "reply rejected", slog.String("from", src.String()), slog.Any("error", err))
+			}
 			return false
 		}
 		plain = pt

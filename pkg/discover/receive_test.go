@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
@@ -43,7 +41,7 @@ func TestRoundCountsBadDatagrams(t *testing.T) {
 		[]byte("SERVER_IP:10.213.0.1000"), // bad octet
 		[]byte("SERVER_IP:10.213.0.7\n"),  // valid
 	)
-	c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop())
+	c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	res, err := c.Round(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +69,7 @@ func TestRoundEncrypted(t *testing.T) {
 	t.Run("same key", func(t *testing.T) {
 		o := testOptions(p)
 		o.Key = key
-		res, err := newClient(t, o, l, zerolog.Nop()).Round(context.Background())
+		res, err := newClient(t, o, l, nil).Round(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +83,7 @@ func TestRoundEncrypted(t *testing.T) {
 	t.Run("wrong key finds nothing", func(t *testing.T) {
 		o := testOptions(p)
 		o.Key, o.Settle, o.Timeout = otherKey(t), 0, 300*time.Millisecond
-		res, err := newClient(t, o, l, zerolog.Nop()).Round(context.Background())
+		res, err := newClient(t, o, l, nil).Round(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +94,7 @@ func TestRoundEncrypted(t *testing.T) {
 	t.Run("plaintext client finds nothing", func(t *testing.T) {
 		o := testOptions(p)
 		o.Settle, o.Timeout = 0, 300*time.Millisecond
-		res, err := newClient(t, o, l, zerolog.Nop()).Round(context.Background())
+		res, err := newClient(t, o, l, nil).Round(context.Background())
 		if err != nil || len(res.Servers) != 0 || res.Stats.Replies != 0 {
 			t.Fatalf("servers %v, stats %+v, err %v", endpoints(res.Servers), res.Stats, err)
 		}
@@ -106,7 +104,7 @@ func TestRoundEncrypted(t *testing.T) {
 		rawServer(t, addrPort("127.0.0.5", q), []byte("SERVER_IP:10.213.0.5"), key.Seal([]byte("SERVER_IP:10.213.0.6"), time.Now().Add(-time.Hour)))
 		o := testOptions(q)
 		o.Key, o.Settle, o.Timeout = key, 0, 300*time.Millisecond
-		res, err := newClient(t, o, lister(t, fakeIf("fake5", "127.0.1.5", "127.0.0.5")), zerolog.Nop()).Round(context.Background())
+		res, err := newClient(t, o, lister(t, fakeIf("fake5", "127.0.1.5", "127.0.0.5")), nil).Round(context.Background())
 		if err != nil || len(res.Servers) != 0 || res.Stats.Rejected != 2 {
 			t.Fatalf("servers %v, stats %+v, err %v", endpoints(res.Servers), res.Stats, err)
 		}
@@ -171,6 +169,44 @@ func TestRoundAddressPolicy(t *testing.T) {
 	}
 }
 
+// TestPolicyNotesAtScale: eight replies advertising loopback addresses
+// give five policy notes at info, one line saying the rest are at debug,
+// and all eight at debug.
+func TestPolicyNotesAtScale(t *testing.T) {
+	p := freePort(t)
+	r := plainResponder("127.0.0.1", 0)
+	r.Replies = 8 // 127.0.0.1 .. 127.0.0.8, all loopback, from 127.0.0.2
+	startResponder(t, addrPort("127.0.0.2", p), r)
+	for _, tc := range []struct {
+		name  string
+		debug bool
+		want  int
+	}{{"info", false, policyNotesAtInfo}, {"debug", true, 8}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuf
+			log := logs.logger()
+			if tc.debug {
+				log = logs.debugLogger()
+			}
+			c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), log)
+			for range 2 {
+				if _, err := c.Round(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := logs.count("using the packet's source address"); n != tc.want {
+				t.Errorf("%d policy notes, want %d:\n%s", n, tc.want, logs.b.String())
+			}
+			if n := logs.count(`"level":"INFO","msg":"reply advertises`); n != policyNotesAtInfo {
+				t.Errorf("%d policy notes at info, want %d", n, policyNotesAtInfo)
+			}
+			if n := logs.count(`"level":"INFO","msg":"more replies advertise addresses that cannot be registered; each is logged at debug","logged_at_info":5`); n != 1 {
+				t.Errorf("%d lines saying the rest are at debug, want 1:\n%s", n, logs.b.String())
+			}
+		})
+	}
+}
+
 func TestRoundMaxReplies(t *testing.T) {
 	p := freePort(t)
 	r := plainResponder("10.213.1.1", 0)
@@ -178,7 +214,7 @@ func TestRoundMaxReplies(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.2", p), r)
 	o := testOptions(p)
 	o.MaxReplies = 10
-	res, err := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop()).Round(context.Background())
+	res, err := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil).Round(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +255,7 @@ func TestReceivedIsFirstArrival(t *testing.T) {
 	// duplicate does not restamp it.
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	clk := clocktest.New(start)
-	c, err := New(DefaultOptions(), lister(t), zerolog.Nop(), clk)
+	c, err := New(DefaultOptions(), lister(t), nil, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -49,7 +50,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	}
 	defer conn.Close()
 	res.RecvBuffer = granted
-	c.log.Debug().Int("requested", c.opts.RecvBuffer).Int("granted", granted).Msg("receive buffer")
+	c.log.log(slog.LevelDebug, "receive buffer", slog.Int("requested", c.opts.RecvBuffer), slog.Int("granted", granted))
 
 	r := newRound(c, conn, all, sel, begin, deadline)
 	// Sends never block past the deadline: probes to unresolved on-link
@@ -59,7 +60,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("set write deadline: %w", err)
 	}
 	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagInterface, true); err != nil {
-		c.log.Debug().Err(err).Msg("no IP_PKTINFO: ingress interface from source address only")
+		c.log.log(slog.LevelDebug, "no IP_PKTINFO: ingress interface from source address only", slog.Any("error", err))
 	}
 
 	if err := r.firstBurst(); err != nil {

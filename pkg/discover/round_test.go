@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
@@ -23,7 +21,7 @@ func TestRoundFindsServers(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.4", p), plainResponder("10.213.0.4", 0))
 	l := lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3"),
 		fakeIf("fake4", "127.0.1.4", "127.0.0.4"))
-	c := newClient(t, testOptions(p), l, zerolog.Nop())
+	c := newClient(t, testOptions(p), l, nil)
 
 	res, err := c.Round(context.Background())
 	if err != nil {
@@ -64,7 +62,7 @@ func TestRoundDedupeAndRetries(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.9", 0))
 	o := testOptions(p)
 	o.Timeout, o.Retries, o.Settle = 1500*time.Millisecond, 2, 0
-	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), zerolog.Nop())
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 
 	res, err := c.Round(context.Background())
 	if err != nil {
@@ -91,7 +89,7 @@ func TestRoundOneReturnsEarly(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
 	o := testOptions(p)
 	o.Timeout, o.One, o.Settle, o.Retries = 10*time.Second, true, 0, 3
-	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), zerolog.Nop())
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 
 	begin := time.Now()
 	res, err := c.Round(context.Background())
@@ -118,7 +116,7 @@ func TestRoundSettleEndsEarly(t *testing.T) {
 	o := testOptions(p)
 	o.Timeout, o.Settle = 10*time.Second, 100*time.Millisecond
 	var logs logBuf
-	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.New(&logs))
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), logs.debugLogger())
 	begin := time.Now()
 	res, err := c.Round(context.Background())
 	took := time.Since(begin)
@@ -141,7 +139,7 @@ func TestRoundSettleWaitsForRetries(t *testing.T) {
 	// before the 2s deadline.
 	o.Timeout, o.Settle, o.Retries = 2*time.Second, 50*time.Millisecond, 1
 	var logs logBuf
-	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.New(&logs))
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), logs.debugLogger())
 	begin := time.Now()
 	res, err := c.Round(context.Background())
 	took := time.Since(begin)
@@ -160,7 +158,7 @@ func TestRoundCancel(t *testing.T) {
 	p := freePort(t)
 	o := testOptions(p)
 	o.Timeout, o.Settle, o.Retries = 10*time.Second, 0, 3
-	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop())
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	begin := time.Now()
@@ -177,7 +175,7 @@ func TestRoundCtxDeadlineIsNotAnError(t *testing.T) {
 	p := freePort(t)
 	o := testOptions(p)
 	o.Timeout, o.Settle = 10*time.Second, 0
-	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop())
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	res, err := c.Round(ctx)
@@ -202,7 +200,7 @@ func TestRoundDiagnosisOnce(t *testing.T) {
 	var logs logBuf
 	o := testOptions(freePort(t))
 	o.Timeout, o.Settle = 50*time.Millisecond, 0
-	c := newClient(t, o, iface.ListerFunc(func() ([]iface.Interface, error) { return []iface.Interface{ifc}, nil }), zerolog.New(&logs))
+	c := newClient(t, o, iface.ListerFunc(func() ([]iface.Interface, error) { return []iface.Interface{ifc}, nil }), logs.debugLogger())
 	var sent []netip.AddrPort
 	c.sendHook = func(_ *net.UDPConn, _ []byte, dst netip.AddrPort) error { sent = append(sent, dst); return nil }
 	for range 3 {
@@ -236,7 +234,7 @@ func TestRoundUsesClientClock(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.2", p), r)
 	o := testOptions(p)
 	o.Key = key
-	c, err := New(o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), zerolog.Nop(), clk)
+	c, err := New(o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

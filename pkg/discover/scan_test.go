@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
@@ -180,7 +178,7 @@ func TestNeighParamsOnLinkRate(t *testing.T) {
 // scanClient is a client whose probes go to a hook that records them.
 func scanClient(t *testing.T, o Options, ifs []iface.Interface) (*Client, func() []netip.AddrPort) {
 	t.Helper()
-	c := newClient(t, o, iface.ListerFunc(func() ([]iface.Interface, error) { return ifs, nil }), zerolog.Nop())
+	c := newClient(t, o, iface.ListerFunc(func() ([]iface.Interface, error) { return ifs, nil }), nil)
 	c.neigh = func() NeighParams { return DefaultNeighParams }
 	var mu sync.Mutex
 	var sent []netip.AddrPort

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -33,7 +31,7 @@ func TestRoundNoInterfaces(t *testing.T) {
 			}
 			o := testOptions(freePort(t))
 			o.Whitelist, o.Blacklist = tc.whitelist, tc.blacklist
-			c := newClient(t, o, l, zerolog.Nop())
+			c := newClient(t, o, l, nil)
 			_, err := c.Round(context.Background())
 			if !errors.Is(err, ErrNoInterfaces) || !strings.Contains(err.Error(), "lo 127.0.0.1 (loopback: loopback interface)") {
 				t.Fatalf("Round = %v, want ErrNoInterfaces listing what exists", err)
@@ -45,7 +43,7 @@ func TestRoundNoInterfaces(t *testing.T) {
 	}
 	t.Run("lister fails", func(t *testing.T) {
 		boom := errors.New("netlink: boom")
-		c := newClient(t, testOptions(1), iface.ListerFunc(func() ([]iface.Interface, error) { return nil, boom }), zerolog.Nop())
+		c := newClient(t, testOptions(1), iface.ListerFunc(func() ([]iface.Interface, error) { return nil, boom }), nil)
 		if _, err := c.Round(context.Background()); !errors.Is(err, boom) {
 			t.Fatalf("Round = %v", err)
 		}
@@ -105,7 +103,7 @@ func TestRoundOnANode(t *testing.T) {
 			o := testOptions(p)
 			o.Retries = 0
 			tt.set(&o)
-			c := newClient(t, o, nodeLister{ifs}, zerolog.Nop())
+			c := newClient(t, o, nodeLister{ifs}, nil)
 			var mu sync.Mutex
 			var sent []string
 			c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
@@ -132,7 +130,7 @@ func TestRoundOnANode(t *testing.T) {
 	t.Run("decisions name the rule", func(t *testing.T) {
 		o := testOptions(p)
 		o.SkipContainerInterfaces = true
-		ds, err := newClient(t, o, nodeLister{ifs}, zerolog.Nop()).Decisions()
+		ds, err := newClient(t, o, nodeLister{ifs}, nil).Decisions()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"time"
@@ -40,10 +41,13 @@ func (r *round) firstBurst() error {
 		}
 		if err := r.probe(d.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s -> %s: %w", d.names, d.addr, err))
-			r.c.log.Warn().Str("interface", d.names).Stringer("to", d.addr).Err(err).Msg("probe not sent")
+			r.c.log.log(slog.LevelWarn, "probe not sent",
+				slog.String("interface", d.names), slog.String("to", d.addr.String()), slog.Any("error", err))
 			continue
 		}
-		r.c.log.Debug().Str("interface", d.names).Stringer("to", d.addr).Msg("probe sent")
+		if r.c.log.enabled(slog.LevelDebug) {
+			r.c.log.log(slog.LevelDebug, "probe sent", slog.String("interface", d.names), slog.String("to", d.addr.String()))
+		}
 	}
 	if len(errs) == len(r.dests) {
 		return fmt.Errorf("%w: %w", ErrNoProbeSent, errors.Join(errs...))
@@ -68,7 +72,8 @@ func (r *round) sendRetries(ctx context.Context) {
 		for _, d := range r.dests {
 			if d.addr.Addr().Is4() {
 				if err := r.probe(d.addr); err != nil {
-					r.c.log.Debug().Str("interface", d.names).Stringer("to", d.addr).Err(err).Msg("retry not sent")
+					r.c.log.log(slog.LevelDebug, "retry not sent",
+						slog.String("interface", d.names), slog.String("to", d.addr.String()), slog.Any("error", err))
 				}
 			}
 		}
@@ -90,7 +95,7 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 	var firstErr error
 	defer func() {
 		if firstErr != nil {
-			r.c.log.Debug().Err(firstErr).Msg("subnet scan: some probes not sent")
+			r.c.log.log(slog.LevelDebug, "subnet scan: some probes not sent", slog.Any("error", firstErr))
 		}
 	}()
 	stopAt := r.deadline.Add(-scanReplyMargin(r.c.opts.Timeout))

@@ -9,14 +9,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/rs/zerolog"
 )
 
 func TestRoundNoProbeSent(t *testing.T) {
 	t.Run("kernel refuses every send", func(t *testing.T) {
 		o := testOptions(freePort(t))
-		c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), zerolog.Nop())
+		c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 		c.sendHook = func(*net.UDPConn, []byte, netip.AddrPort) error { return syscall.ENETUNREACH }
 		res, err := c.Round(context.Background())
 		if !errors.Is(err, ErrNoProbeSent) || !errors.Is(err, syscall.ENETUNREACH) ||
@@ -30,7 +28,7 @@ func TestRoundNoProbeSent(t *testing.T) {
 	t.Run("one interface still works", func(t *testing.T) {
 		p := freePort(t)
 		startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
-		c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), zerolog.Nop())
+		c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 		c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
 			if dst.Addr() == netip.MustParseAddr("127.0.0.2") {
 				return syscall.ENETDOWN
@@ -46,7 +44,7 @@ func TestRoundNoProbeSent(t *testing.T) {
 	t.Run("no IPv4 broadcast at all", func(t *testing.T) {
 		ifc := fakeIf("odd0", "127.0.1.2", "127.0.0.2")
 		ifc.Broadcast, ifc.Prefix = netip.Addr{}, netip.Prefix{}
-		c := newClient(t, testOptions(freePort(t)), lister(t, ifc), zerolog.Nop())
+		c := newClient(t, testOptions(freePort(t)), lister(t, ifc), nil)
 		if _, err := c.Round(context.Background()); !errors.Is(err, ErrNoInterfaces) ||
 			!strings.Contains(err.Error(), "odd0 127.0.1.2 (no_broadcast_domain: address has no network prefix") {
 			t.Fatalf("Round = %v, want ErrNoInterfaces naming odd0's missing broadcast domain", err)
@@ -62,7 +60,7 @@ func TestRoundSubnetScan(t *testing.T) {
 	o.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/29")}
 	o.ScanRate = 1000
 	// The broadcast (127.0.0.7) reaches nobody; our own address 127.0.0.2 is skipped.
-	c := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), zerolog.Nop())
+	c := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), nil)
 	res, err := c.Round(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +74,7 @@ func TestRoundSubnetScan(t *testing.T) {
 	}
 	t.Run("off", func(t *testing.T) {
 		o.SubnetScan = false
-		res, err := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), zerolog.Nop()).Round(context.Background())
+		res, err := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), nil).Round(context.Background())
 		if err != nil || len(res.Servers) != 0 || res.Stats.ScanTargets != 0 {
 			t.Fatalf("servers %v, stats %+v, err %v", endpoints(res.Servers), res.Stats, err)
 		}
