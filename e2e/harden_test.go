@@ -228,7 +228,13 @@ func TestHardenMetricsSlowClients(t *testing.T) {
 	}
 	t.Logf("%d clients x %d pipelined /metrics, never reading: descriptors %d at baseline, peak %d, back to baseline after %s",
 		clients, pipelined, base, peak, back.Round(100*time.Millisecond))
-	if peak > base+64+16 { // 16: a round's sockets
+	// Above the 64 connections: a round's sockets, and connections the
+	// server has closed whose descriptor the Go runtime releases only when
+	// the write blocked on it wakes (the cap's slot is free before that).
+	// Measured: peak base+67..68 on an idle machine, base+84 under the
+	// whole suite's load. Without the cap all 100 would be held (base+100
+	// and more), so base+64+28 still tells the two apart.
+	if peak > base+64+28 {
 		t.Errorf("peak %d descriptors, baseline %d: more than the 64-connection cap", peak, base)
 	}
 	if back == 0 {
