@@ -127,6 +127,7 @@ func (r *runner) addArrivals(a *arrivals, stop <-chan struct{}) {
 			continue
 		}
 		next, added := plan.Arrive(r.state, seen, now)
+		r.log.Debug().Uint64("round", r.round).Int("arrived", len(seen)).Int("added", len(added)).Msg("arrivals gathered")
 		if len(added) == 0 {
 			continue
 		}
