@@ -65,12 +65,19 @@ func seenOf(s discover.Server) plan.Seen {
 	return plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface, Network: s.Network, At: s.Received}
 }
 
-// earlyAdds reports whether this run adds servers as they arrive: the
+// earlyAdds reports whether this round adds servers as they arrive: the
 // loop (not Once, not DryRun, whose outputs stay one per round), a
-// Discoverer that reports arrivals and an AddWindow that is not negative.
+// Discoverer that reports arrivals, an AddWindow that is not negative, and
+// a round completed since start-up. Before that the state is empty while
+// the registries may still hold every server a previous run registered: an
+// early snapshot would be a partial view, and a sink that brings its
+// registry in line with it would remove the servers that had not answered
+// yet, only to add them back at the round's end. From the first complete
+// round on, an early snapshot is the last round's set plus the new servers,
+// so a sink only ever adds.
 func (r *runner) earlyAdds() (Notifier, bool) {
 	n, ok := r.d.(Notifier)
-	return n, ok && !r.cfg.Once && !r.cfg.DryRun && r.cfg.AddWindow >= 0
+	return n, ok && r.completed && !r.cfg.Once && !r.cfg.DryRun && r.cfg.AddWindow >= 0
 }
 
 // discoverRound runs one round. When servers are added as they arrive, a

@@ -22,6 +22,7 @@ type notifyStep struct {
 	advance time.Duration
 	arrive  []string
 	end     bool
+	err     error         // with end: the round's error
 	done    chan struct{} // closed once the step was played
 }
 
@@ -66,7 +67,7 @@ func (d *notifyingDiscoverer) RoundNotify(ctx context.Context, onServer func(dis
 			}
 			close(st.done)
 			if st.end {
-				return res, nil
+				return res, st.err
 			}
 		}
 	}
@@ -133,6 +134,23 @@ func gathered(t *testing.T, h *harness, round uint64, n int) map[string]any {
 	return last
 }
 
+// firstRound plays round 1 (early adds are off until a round completed):
+// servers answer 1 s into it and it ends; then it waits for the sinks'
+// applies and starts round 2, at t0+10s.
+func firstRound(t *testing.T, h *harness, d *notifyingDiscoverer, sinks []*fakeSink, servers ...string) {
+	t.Helper()
+	d.nextRound(t)
+	d.play(t, notifyStep{advance: time.Second, arrive: servers, end: true})
+	for _, s := range sinks {
+		if c := s.nextApply(t); c.round != 1 {
+			t.Fatalf("sink %s applied round %d, want 1", s.name, c.round)
+		}
+	}
+	h.idle()
+	h.clock.Advance(9 * time.Second)
+	d.nextRound(t)
+}
+
 // TestEarlyAddReachesSinkBeforeRoundEnds: a reply 1 s into a 5 s round is
 // applied AddWindow later, while the round is still running; the round's
 // end applies the same set again (heartbeat sinks refresh) and reports no
@@ -143,21 +161,22 @@ func TestEarlyAddReachesSinkBeforeRoundEnds(t *testing.T) {
 	cfg := h.config(s)
 	cfg.RoundTimeout = 5 * time.Second
 	h.start(cfg)
+	firstRound(t, h, d, []*fakeSink{s})
 
-	d.nextRound(t)
+	round2 := t0.Add(10 * time.Second)
 	d.play(t, notifyStep{advance: time.Second, arrive: []string{"10.0.0.1:8000"}})
 	h.waitTimers(1) // the add window
 	h.clock.Advance(runner.DefaultAddWindow)
 	c := s.nextApply(t)
-	if c.round != 1 || !slices.Equal(c.addrs, []string{"10.0.0.1:8000"}) {
-		t.Fatalf("early apply = %+v, want round 1 (in progress) with 10.0.0.1:8000", c)
+	if c.round != 2 || !slices.Equal(c.addrs, []string{"10.0.0.1:8000"}) {
+		t.Fatalf("early apply = %+v, want round 2 (in progress) with 10.0.0.1:8000", c)
 	}
-	if now, end := h.clock.Now(), t0.Add(5*time.Second); !now.Before(end) || !now.Equal(t0.Add(time.Second+runner.DefaultAddWindow)) {
-		t.Fatalf("applied at %v, want at the reply + the add window (%v), before the round's end %v", now, t0.Add(time.Second+runner.DefaultAddWindow), end)
+	if now, end := h.clock.Now(), round2.Add(5*time.Second); !now.Before(end) || !now.Equal(round2.Add(time.Second+runner.DefaultAddWindow)) {
+		t.Fatalf("applied at %v, want at the reply + the add window (%v), before the round's end %v", now, round2.Add(time.Second+runner.DefaultAddWindow), end)
 	}
 	d.play(t, notifyStep{advance: 4*time.Second - runner.DefaultAddWindow, end: true})
-	if c := s.nextApply(t); c.round != 1 || !slices.Equal(c.addrs, []string{"10.0.0.1:8000"}) {
-		t.Fatalf("round end apply = %+v, want round 1 with 10.0.0.1:8000", c)
+	if c := s.nextApply(t); c.round != 2 || !slices.Equal(c.addrs, []string{"10.0.0.1:8000"}) {
+		t.Fatalf("round end apply = %+v, want round 2 with 10.0.0.1:8000", c)
 	}
 	h.idle()
 	for _, m := range []struct {
@@ -175,12 +194,12 @@ func TestEarlyAddReachesSinkBeforeRoundEnds(t *testing.T) {
 		}
 	}
 	changed := h.logs.lines(t, "info", "endpoints changed")
-	if len(changed) != 1 || changed[0]["early"] != true || changed[0]["added"] != float64(1) || changed[0]["round"] != float64(1) {
-		t.Errorf("endpoints changed lines %v, want one early add of round 1 and none at the round's end", changed)
+	if len(changed) != 1 || changed[0]["early"] != true || changed[0]["added"] != float64(1) || changed[0]["round"] != float64(2) {
+		t.Errorf("endpoints changed lines %v, want one early add of round 2 and none at the round's end", changed)
 	}
 	done := h.logs.lines(t, "debug", "round complete")
-	if len(done) != 1 || done[0]["added"] != float64(0) || done[0]["added_early"] != float64(1) {
-		t.Errorf("round complete lines %v, want added 0, added_early 1", done)
+	if len(done) != 2 || done[1]["added"] != float64(0) || done[1]["added_early"] != float64(1) {
+		t.Errorf("round complete lines %v, want round 2 with added 0, added_early 1", done)
 	}
 	h.stop()
 }
@@ -193,29 +212,29 @@ func TestEarlyAddsBurst(t *testing.T) {
 	var out syncBuffer
 	cfg := h.config(s, sink.NewStdout(&out))
 	h.start(cfg)
+	firstRound(t, h, d, []*fakeSink{s})
 
-	d.nextRound(t)
 	first, second := addrList(0, 10000), addrList(10000, 20000)
 	d.play(t, notifyStep{advance: time.Second, arrive: first})
 	h.waitTimers(1)
 	h.clock.Advance(runner.DefaultAddWindow)
-	if c := s.nextApply(t); c.round != 1 || len(c.addrs) != 10000 {
-		t.Fatalf("first early apply: round %d, %d endpoints; want round 1, 10000", c.round, len(c.addrs))
+	if c := s.nextApply(t); c.round != 2 || len(c.addrs) != 10000 {
+		t.Fatalf("first early apply: round %d, %d endpoints; want round 2, 10000", c.round, len(c.addrs))
 	}
 	// Duplicates of the first burst and a second burst.
 	d.play(t, notifyStep{advance: time.Second, arrive: append(slices.Clone(first[:5000]), second...)})
 	h.waitTimers(1)
 	h.clock.Advance(runner.DefaultAddWindow)
-	if c := s.nextApply(t); c.round != 1 || len(c.addrs) != 20000 {
-		t.Fatalf("second early apply: round %d, %d endpoints; want round 1, 20000", c.round, len(c.addrs))
+	if c := s.nextApply(t); c.round != 2 || len(c.addrs) != 20000 {
+		t.Fatalf("second early apply: round %d, %d endpoints; want round 2, 20000", c.round, len(c.addrs))
 	}
 	d.play(t, notifyStep{advance: time.Second, end: true})
-	if c := s.nextApply(t); c.round != 1 || len(c.addrs) != 20000 {
-		t.Fatalf("round end apply: round %d, %d endpoints; want round 1, 20000", c.round, len(c.addrs))
+	if c := s.nextApply(t); c.round != 2 || len(c.addrs) != 20000 {
+		t.Fatalf("round end apply: round %d, %d endpoints; want round 2, 20000", c.round, len(c.addrs))
 	}
 	h.idle()
-	if got := s.rounds(); len(got) != 3 {
-		t.Errorf("%d applies for two bursts of 10,000 and the round's end, want 3", len(got))
+	if got := s.rounds(); !slices.Equal(got, []uint64{1, 2, 2, 2}) {
+		t.Errorf("applies of rounds %v, want round 1's and 3 of round 2 (two bursts of 10,000 and its end)", got)
 	}
 	if n := metricValue(t, h, "early_snapshots_total"); n != 2 {
 		t.Errorf("early_snapshots_total = %v, want 2", n)
@@ -235,15 +254,7 @@ func TestEarlyKnownServerNoApply(t *testing.T) {
 	h, d := newNotifyHarness(t)
 	s := newSink("fake")
 	h.start(h.config(s))
-
-	d.nextRound(t)
-	d.play(t, notifyStep{advance: time.Second, arrive: []string{"10.0.0.1:8000"}, end: true})
-	if c := s.nextApply(t); c.round != 1 {
-		t.Fatalf("apply of round %d, want 1", c.round)
-	}
-	h.idle()
-	h.clock.Advance(9 * time.Second)
-	d.nextRound(t)
+	firstRound(t, h, d, []*fakeSink{s}, "10.0.0.1:8000")
 	d.play(t, notifyStep{advance: time.Second, arrive: []string{"10.0.0.1:8000"}})
 	h.waitTimers(1)
 	h.clock.Advance(runner.DefaultAddWindow)
@@ -290,15 +301,10 @@ func TestEarlyAddsRemovalsWait(t *testing.T) {
 		h.clock.Advance(runner.DefaultAddWindow)
 		apply()
 	}
-	// Round 1: a and b arrive.
-	d.nextRound(t)
-	early(notifyStep{advance: time.Second, arrive: []string{a, b}})
-	d.play(t, notifyStep{advance: time.Second, end: true})
-	apply()
+	// Round 1: a and b answer (the first round adds at its end).
+	firstRound(t, h, d, []*fakeSink{s}, a, b)
+	got = append(got, want{1, []string{a, b}})
 	// Round 2: a answers, b does not, c is new.
-	h.idle()
-	h.clock.Advance(10*time.Second - time.Second - runner.DefaultAddWindow - time.Second)
-	d.nextRound(t)
 	d.play(t, notifyStep{advance: time.Second, arrive: []string{a}})
 	h.waitTimers(1)
 	h.clock.Advance(runner.DefaultAddWindow)
@@ -316,7 +322,7 @@ func TestEarlyAddsRemovalsWait(t *testing.T) {
 	apply()
 	h.idle()
 
-	wantSeq := []want{{1, []string{a, b}}, {1, []string{a, b}}, {2, []string{a, b, c}}, {2, []string{a, b, c}}, {3, []string{a, c}}}
+	wantSeq := []want{{1, []string{a, b}}, {2, []string{a, b, c}}, {2, []string{a, b, c}}, {3, []string{a, c}}}
 	if !slices.EqualFunc(got, wantSeq, func(x, y want) bool { return x.round == y.round && slices.Equal(x.addrs, y.addrs) }) {
 		t.Errorf("applies %v, want %v", got, wantSeq)
 	}
@@ -347,14 +353,25 @@ func TestEarlyAddsModes(t *testing.T) {
 			cfg := h.config(s)
 			tt.mutate(&cfg, &out)
 			h.start(cfg)
-
-			d.nextRound(t)
+			if !cfg.Once {
+				var sinks []*fakeSink
+				if !cfg.DryRun {
+					sinks = []*fakeSink{s}
+				}
+				firstRound(t, h, d, sinks)
+			} else {
+				d.nextRound(t)
+			}
+			round := uint64(1)
+			if !cfg.Once {
+				round = 2
+			}
 			d.play(t, notifyStep{advance: time.Second, arrive: []string{a}})
 			if n := h.clock.Pending(); n != 0 {
 				t.Fatalf("%d timers pending after an arrival, want none (no add window)", n)
 			}
-			if got := s.rounds(); len(got) != 0 {
-				t.Fatalf("applies %v before the round's end, want none", got)
+			if got := s.rounds(); len(got) != int(round-1) && !cfg.DryRun || cfg.DryRun && len(got) != 0 {
+				t.Fatalf("applies %v before the round's end, want none of round %d", got, round)
 			}
 			out.mu.Lock()
 			early := out.buf.String()
@@ -377,6 +394,9 @@ func TestEarlyAddsModes(t *testing.T) {
 				h.stop()
 			}
 			wantApplies := []uint64{1}
+			if !cfg.Once {
+				wantApplies = []uint64{1, 2}
+			}
 			if cfg.DryRun {
 				wantApplies = nil
 			}
@@ -387,7 +407,7 @@ func TestEarlyAddsModes(t *testing.T) {
 				out.mu.Lock()
 				got := out.buf.String()
 				out.mu.Unlock()
-				want := `{"op":"add","ip":"10.0.0.1","port":8000,"source_address":"10.0.0.1:9999","interface":"eth0","round":1,"sink":"fake"}` + "\n"
+				want := fmt.Sprintf(`{"op":"add","ip":"10.0.0.1","port":8000,"source_address":"10.0.0.1:9999","interface":"eth0","round":%d,"sink":"fake"}`+"\n", round)
 				if got != want {
 					t.Errorf("dry-run output %q, want %q", got, want)
 				}
@@ -411,19 +431,66 @@ func TestEarlyAddsPausedWindow(t *testing.T) {
 	cfg := h.config(s)
 	cfg.RoundTimeout = time.Second
 	h.start(cfg)
+	firstRound(t, h, d, []*fakeSink{s})
 
-	d.nextRound(t)
 	d.play(t, notifyStep{advance: 100 * time.Millisecond, arrive: []string{"10.0.0.1:8000"}})
 	h.waitTimers(1)
 	h.clock.Advance(3 * time.Second) // > 2 × RoundTimeout and 1 s over it
 	waitFor(t, "the batch to be dropped", func() bool { return len(h.logs.lines(t, "debug", "early adds dropped")) == 1 })
 	d.play(t, notifyStep{end: true})
 	h.idle()
-	if got := s.rounds(); len(got) != 0 {
-		t.Errorf("applies of rounds %v, want none (the stale round adds nothing)", got)
+	if got := s.rounds(); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("applies of rounds %v, want only round 1's (the stale round 2 adds nothing)", got)
 	}
 	if n := metricValue(t, h, "early_adds_total"); n != 0 {
 		t.Errorf("early_adds_total = %v, want 0", n)
+	}
+	h.stop()
+}
+
+// TestEarlyAddsWaitForFirstCompleteRound: until a round completed, the
+// state is no full view (a registry may hold every server of a previous
+// run), so the rounds before, a failed one included, add at their end.
+func TestEarlyAddsWaitForFirstCompleteRound(t *testing.T) {
+	const a, b = "10.0.0.1:8000", "10.0.0.2:8000"
+	h, d := newNotifyHarness(t)
+	s := newSink("fake")
+	h.start(h.config(s))
+
+	// Round 1 fails (after a reply): nothing is added.
+	d.nextRound(t)
+	d.play(t, notifyStep{advance: time.Second, arrive: []string{a}})
+	if n := h.clock.Pending(); n != 0 {
+		t.Fatalf("%d timers pending in round 1, want no add window before a complete round", n)
+	}
+	d.play(t, notifyStep{advance: time.Second, end: true, err: discover.ErrNoProbeSent})
+	h.idle()
+	h.clock.Advance(8 * time.Second)
+	// Round 2 completes: its servers are added at its end.
+	d.nextRound(t)
+	d.play(t, notifyStep{advance: time.Second, arrive: []string{a}})
+	if n := h.clock.Pending(); n != 0 {
+		t.Fatalf("%d timers pending in round 2, want no add window before a complete round", n)
+	}
+	d.play(t, notifyStep{advance: time.Second, end: true})
+	if c := s.nextApply(t); c.round != 2 || !slices.Equal(c.addrs, []string{a}) {
+		t.Fatalf("apply %+v, want round 2's end with %s", c, a)
+	}
+	h.idle()
+	h.clock.Advance(8 * time.Second)
+	// Round 3: b is added as it arrives.
+	d.nextRound(t)
+	d.play(t, notifyStep{advance: time.Second, arrive: []string{a, b}})
+	h.waitTimers(1)
+	h.clock.Advance(runner.DefaultAddWindow)
+	if c := s.nextApply(t); c.round != 3 || !slices.Equal(c.addrs, []string{a, b}) {
+		t.Fatalf("apply %+v, want round 3 in progress with %s and %s", c, a, b)
+	}
+	d.play(t, notifyStep{advance: time.Second, end: true})
+	s.nextApply(t)
+	h.idle()
+	if got := s.rounds(); !slices.Equal(got, []uint64{2, 3, 3}) {
+		t.Errorf("applies of rounds %v, want [2 3 3]", got)
 	}
 	h.stop()
 }

@@ -38,6 +38,7 @@ type runner struct {
 
 	workers    []*worker // the loop's, one per sink (none with DryRun or Once)
 	addedEarly int       // servers added as they arrived in the current round
+	completed  bool      // a round completed since start-up (early adds are on)
 }
 
 // Run runs the loop until ctx is cancelled (or one round with Once).
@@ -47,10 +48,11 @@ type runner struct {
 // Every completed round reaches the sinks, each through its own worker with
 // a one-slot "latest snapshot" mailbox, retried with capped exponential
 // backoff. With a Discoverer that is a Notifier, a server's first reply in
-// a round also reaches them at once: arrivals are gathered for AddWindow
-// and handed over as one snapshot of the round in progress (adds as they
-// arrive); removals wait for the round's end. Once and DryRun hand over
-// only the round's end. On cancellation the in-flight round is abandoned, each worker
+// a round also reaches them at once, from the second round after start-up
+// on (the first complete round is the first full view): arrivals are
+// gathered for AddWindow and handed over as one snapshot of the round in
+// progress (adds as they arrive); removals wait for the round's end. Once
+// and DryRun hand over only the round's end. On cancellation the in-flight round is abandoned, each worker
 // finishes its current Apply and applies the newest snapshot it has not
 // applied yet (together bounded by ShutdownTimeout), then every sink is
 // closed once; Run returns a nil error.
@@ -231,6 +233,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 		obs.Seen = append(obs.Seen, seenOf(s))
 	}
 	r.state, p = plan.Next(cfg, r.state, obs)
+	r.completed = true
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
 	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
