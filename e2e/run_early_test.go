@@ -46,8 +46,12 @@ func TestRunEarlyAdd(t *testing.T) {
 	runWait(t, 15*time.Second, "round 1 to complete", func() (bool, string) {
 		return len(guardLogLines(t, b, guardMsgRound)) >= 1, runTail(func() string { _, e := b.Output(); return e }(), 5)
 	})
-	// The server starts between rounds or inside one: its first reply
-	// answers the next probe (a round's first burst or one of its retries).
+	// Round 2 starts 1 s after round 1's end (interval 6, timeout 5): the
+	// server starts about 1 s into it and answers the round's next retry
+	// (retries 3: probes at 0, 1.25, 2.5 and 3.75 s), mid-round. Where it
+	// lands does not matter to the assertions below, which place it by the
+	// bridge's own fields.
+	time.Sleep(2 * time.Second)
 	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
 	started := time.Now()
 
