@@ -1,7 +1,8 @@
 // Package runner is the sidecar loop of `bridge run`: it runs a discovery
 // round every interval, turns each round into a plan with internal/plan, and hands
 // the resulting snapshot to every sink through a per-sink worker that never
-// holds up the loop or the other sinks.
+// holds up the loop or the other sinks. While a round runs, the servers it
+// reports as they arrive are added at once (early.go).
 //
 // It also implements --once and --dry-run, graceful shutdown, the loop's
 // Prometheus metrics and the /healthz and /readyz endpoints.
