@@ -26,15 +26,15 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "the sidecar: discover every --interval and keep the sinks (" + strings.Join(reg.Names(), ", ") + ") in step",
-		Description: "Runs a discovery round every --interval, adds a server the first round it answers and removes it after\n" +
-			"--missed-rounds rounds without a reply. A round whose probes could not be sent is a failed round: it\n" +
-			"counts as no miss. Removal guard: when one round would remove more than --max-removal-fraction of the\n" +
-			"known servers (and at least 2), the removals are held (the sinks keep them, /readyz says so) until\n" +
+		Description: "Runs a discovery round every --interval, adds a server as its first reply arrives (gathered over 5 ms,\n" +
+			"without waiting for the round's end) and removes it after --missed-rounds rounds without a reply.\n" +
+			"A round whose probes could not be sent is a failed round: it counts as no miss. Removal guard: when one\n" +
+			"round would remove more than --max-removal-fraction of the known servers (and at least 2), the removals are held (the sinks keep them, /readyz says so) until\n" +
 			"--removal-guard-rounds more rounds confirm them; --max-removal-fraction 1 turns the guard off.\n" +
 			"Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
 			"the loop. SIGTERM/SIGINT/SIGHUP: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
-			"--once: one round, apply, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each plan as JSON\n" +
-			"lines; with --once, exit 3 when a registry differs from what discovery sees.",
+			"--once: one round, apply once at its end, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each round's plan\n" +
+			"as JSON lines at its end; with --once, exit 3 when a registry differs from what discovery sees.",
 		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},

@@ -8,7 +8,9 @@
 // Rules:
 //   - an endpoint is added the first complete round it is seen
 //     (FirstSeen = LastSeen = when its reply arrived, Seen.At, or
-//     Observation.At when that is unknown);
+//     Observation.At when that is unknown), or earlier, as its first reply
+//     of a round arrives (Arrive: adds as they arrive); the round's end
+//     then finds it known and reports no add;
 //   - seen again, it is kept unchanged: LastSeen, Source and Interface are
 //     refreshed and its miss count is reset;
 //   - not seen in a complete round, its miss count grows by one (plus the

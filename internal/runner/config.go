@@ -103,6 +103,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// OnceAttempts is how many times Once tries each sink's Apply. Default 3.
 	OnceAttempts int
+	// AddWindow is how long the loop gathers the servers a round reports
+	// as they arrive (a Discoverer that is a Notifier) before handing them
+	// to the sinks as one early snapshot; default DefaultAddWindow. A
+	// negative AddWindow turns adds as they arrive off: adds wait for the
+	// round's end.
+	AddWindow time.Duration
 	// AfterRound, when set, is called after each round of the loop, once its
 	// snapshot was handed to the sinks. The loop is idle until the next
 	// round, which makes it the time to give memory back to the OS.
@@ -162,6 +168,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.Backoff.Max = max(c.Backoff.Max, c.Backoff.Min)
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.AddWindow == 0 {
+		c.AddWindow = DefaultAddWindow
 	}
 	if c.OnceAttempts == 0 {
 		c.OnceAttempts = DefaultOnceAttempts

@@ -236,6 +236,7 @@ type harness struct {
 	t       *testing.T
 	clock   *clocktest.Clock
 	d       *fakeDiscoverer
+	disc    runner.Discoverer // when set, runs instead of d
 	logs    *syncBuffer
 	reg     *prometheus.Registry
 	health  *runner.Health
@@ -271,7 +272,11 @@ func (h *harness) start(cfg runner.Config) {
 	h.cancel, h.done = cancel, make(chan struct{})
 	go func() {
 		defer close(h.done)
-		h.outcome, h.err = runner.Run(ctx, h.d, cfg)
+		var d runner.Discoverer = h.d
+		if h.disc != nil {
+			d = h.disc
+		}
+		h.outcome, h.err = runner.Run(ctx, d, cfg)
 	}()
 	h.t.Cleanup(func() {
 		// After a failed test, push time on so shutdown bounds expire

@@ -11,31 +11,46 @@ import (
 // lists.
 const changeExamples = 5
 
-// logChanges logs what a round changed: one info line with the counts and
-// the first changeExamples addresses added and removed, in address order
-// (a first round that finds 10,000 servers is one line, not 10,000), then
-// each endpoint at debug with its fields. A round that changed nothing
-// logs nothing here ("round complete" at debug has its counts).
+// logChanges logs what a round's end changed: one info line with the
+// counts and the first changeExamples addresses added and removed, in
+// address order (a first round that finds 10,000 servers is one line, not
+// 10,000), then each endpoint at debug with its fields. A round that
+// changed nothing logs nothing here ("round complete" at debug has its
+// counts); servers added as they arrived were logged then.
 func (r *runner) logChanges(p plan.Plan) {
-	if len(p.Added) == 0 && len(p.Removed) == 0 {
+	r.logChange(r.round, p.Added, p.Removed, r.state.Len(), false)
+}
+
+// logChange logs one change of the desired set in round: at a round's end,
+// or early (adds as they arrive: the lines say early=true) as arrivals are
+// handed to the sinks; held is how many servers the state holds after it.
+func (r *runner) logChange(round uint64, added, removed []endpoint.Endpoint, held int, early bool) {
+	if len(added) == 0 && len(removed) == 0 {
 		return
 	}
-	ev := r.log.Info().Uint64("round", r.round).Int("added", len(p.Added)).Int("removed", len(p.Removed)).Int("held", r.state.Len())
-	if len(p.Added) > 0 {
-		ev = ev.Strs("added_first", firstAddrs(p.Added))
+	ev := r.log.Info().Uint64("round", round).Int("added", len(added)).Int("removed", len(removed)).Int("held", held)
+	if early {
+		ev = ev.Bool("early", true)
 	}
-	if len(p.Removed) > 0 {
-		ev = ev.Strs("removed_first", firstAddrs(p.Removed))
+	if len(added) > 0 {
+		ev = ev.Strs("added_first", firstAddrs(added))
+	}
+	if len(removed) > 0 {
+		ev = ev.Strs("removed_first", firstAddrs(removed))
 	}
 	ev.Msg("endpoints changed")
-	for _, e := range p.Added {
+	for _, e := range added {
 		if ev := r.log.Debug(); ev != nil { // nil when debug is off: no fields built
-			logEndpoint(ev, e).Uint64("round", r.round).Msg("endpoint added")
+			ev = logEndpoint(ev, e).Uint64("round", round)
+			if early {
+				ev = ev.Bool("early", true)
+			}
+			ev.Msg("endpoint added")
 		}
 	}
-	for _, e := range p.Removed {
+	for _, e := range removed {
 		if ev := r.log.Debug(); ev != nil {
-			logEndpoint(ev, e).Uint64("round", r.round).Time("last_seen", e.LastSeen).Msg("endpoint removed")
+			logEndpoint(ev, e).Uint64("round", round).Time("last_seen", e.LastSeen).Msg("endpoint removed")
 		}
 	}
 }

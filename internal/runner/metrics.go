@@ -19,6 +19,8 @@ type Metrics struct {
 	probesSent      prometheus.Counter
 	probeSendErrors prometheus.Counter
 	changes         *prometheus.CounterVec
+	earlyAdds       prometheus.Counter
+	earlySnapshots  prometheus.Counter
 	sinkApplies     *prometheus.CounterVec
 	sinkWrites      *prometheus.CounterVec
 	sinkErrors      *prometheus.CounterVec
@@ -73,6 +75,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "endpoint_changes_total",
 			Help: "Endpoints added to or removed from the desired set.",
 		}, []string{"op"}),
+		earlyAdds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "early_adds_total",
+			Help: "Endpoints added as their first reply arrived, before their round ended (each also counts in endpoint_changes_total{op=\"add\"}).",
+		}),
+		earlySnapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "early_snapshots_total",
+			Help: "Snapshots handed to the sinks during a round for endpoints that arrived (coalesced over a few milliseconds).",
+		}),
 		sinkApplies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "sink_applies_total",
 			Help: "Sink Apply calls by sink and outcome (ok, error).",
@@ -129,7 +139,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.roundDuration, m.endpoints, m.replies, m.probesSent,
-			m.probeSendErrors, m.changes, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
+			m.probeSendErrors, m.changes, m.earlyAdds, m.earlySnapshots, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
 			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress,
 			m.removalsHeld, m.guardEpisodes)
 	}
@@ -178,6 +188,18 @@ func (m *Metrics) planned(held, adds, removes int) {
 	m.endpoints.Set(float64(held))
 	m.changes.WithLabelValues("add").Add(float64(adds))
 	m.changes.WithLabelValues("remove").Add(float64(removes))
+}
+
+// arrived records an early snapshot that added adds endpoints, after which
+// held are held.
+func (m *Metrics) arrived(held, adds int) {
+	if m == nil {
+		return
+	}
+	m.endpoints.Set(float64(held))
+	m.changes.WithLabelValues("add").Add(float64(adds))
+	m.earlyAdds.Add(float64(adds))
+	m.earlySnapshots.Inc()
 }
 
 // guard records the removals held after a round and whether an episode

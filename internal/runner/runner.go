@@ -1,7 +1,8 @@
 // Package runner is the sidecar loop of `bridge run`: it runs a discovery
 // round every interval, turns each round into a plan with internal/plan, and hands
 // the resulting snapshot to every sink through a per-sink worker that never
-// holds up the loop or the other sinks.
+// holds up the loop or the other sinks. While a round runs, the servers it
+// reports as they arrive are added at once (early.go).
 //
 // It also implements --once and --dry-run, graceful shutdown, the loop's
 // Prometheus metrics and the /healthz and /readyz endpoints.
@@ -35,15 +36,24 @@ type runner struct {
 	state        plan.State
 	failedRounds int // consecutive failed rounds
 	out          Outcome
+
+	workers    []*worker // the loop's, one per sink (none with DryRun or Once)
+	addedEarly int       // servers added as they arrived in the current round
+	completed  bool      // a round completed since start-up (early adds are on)
 }
 
 // Run runs the loop until ctx is cancelled (or one round with Once).
 //
 // Rounds start every Interval measured from the previous scheduled start, the
-// first at once; a round that overruns is followed at once by the next. Only
-// completed rounds reach the sinks, each through its own worker with a
-// one-slot "latest snapshot" mailbox, retried with capped exponential
-// backoff. On cancellation the in-flight round is abandoned, each worker
+// first at once; a round that overruns is followed at once by the next.
+// Every completed round reaches the sinks, each through its own worker with
+// a one-slot "latest snapshot" mailbox, retried with capped exponential
+// backoff. With a Discoverer that is a Notifier, a server's first reply in
+// a round also reaches them at once, from the second round after start-up
+// on (the first complete round is the first full view): arrivals are
+// gathered for AddWindow and handed over as one snapshot of the round in
+// progress (adds as they arrive); removals wait for the round's end. Once
+// and DryRun hand over only the round's end. On cancellation the in-flight round is abandoned, each worker
 // finishes its current Apply and applies the newest snapshot it has not
 // applied yet (together bounded by ShutdownTimeout), then every sink is
 // closed once; Run returns a nil error.
@@ -86,7 +96,6 @@ func sinkNames(sinks []sink.Sink) []string {
 }
 
 func (r *runner) loop(ctx context.Context) (Outcome, error) {
-	var workers []*worker
 	stop := make(chan struct{})
 	sinkCtx, cancelSinks := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSinks()
@@ -94,7 +103,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 	if !r.cfg.DryRun {
 		for i, s := range r.cfg.Sinks {
 			w := r.newWorker(s, r.names[i])
-			workers = append(workers, w)
+			r.workers = append(r.workers, w)
 			wg.Go(func() { w.run(sinkCtx, stop) })
 		}
 	}
@@ -114,7 +123,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 				_ = r.dryRun(ctx, p)
 			} else {
 				snap := p.Snapshot()
-				for _, w := range workers {
+				for _, w := range r.workers {
 					w.post(snap)
 				}
 			}
@@ -186,7 +195,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	start := r.clock.Now()
 	skipped := r.skippedRounds(start)
 	r.lastStart = start
-	res, err := r.d.Round(ctx)
+	res, err := r.discoverRound(ctx)
 	end := r.clock.Now()
 	if err == nil {
 		err = r.staleRound(end.Sub(start))
@@ -222,16 +231,17 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	}
 	obs := plan.Observation{Round: r.round, At: end, Skipped: skipped, Seen: make([]plan.Seen, 0, len(res.Servers))}
 	for _, s := range res.Servers {
-		obs.Seen = append(obs.Seen, plan.Seen{Addr: s.Endpoint(), Source: s.Source, Interface: s.Interface, Network: s.Network, At: s.Received})
+		obs.Seen = append(obs.Seen, seenOf(s))
 	}
 	r.state, p = plan.Next(cfg, r.state, obs)
+	r.completed = true
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
 	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
 	r.reportGuard(p)
 	r.logChanges(p)
 	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
-		Int("added", len(p.Added)).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
+		Int("added", len(p.Added)).Int("added_early", r.addedEarly).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
 	return p, true
 }
 

@@ -31,8 +31,10 @@ func (r *runner) newWorker(s sink.Sink, name string) *worker {
 	return &worker{r: r, sink: s, name: name, mailbox: make(chan endpoint.Snapshot, 1)}
 }
 
-// post replaces the mailbox content with s. It never blocks: the loop is the
-// only sender, so after the drain the slot is free.
+// post replaces the mailbox content with s. It never blocks: there is one
+// sender at a time (the goroutine making a round's early adds, which stops
+// before the round's end, then the loop), so after the drain the slot is
+// free.
 func (w *worker) post(s endpoint.Snapshot) {
 	select {
 	case <-w.mailbox:

@@ -5,7 +5,8 @@
 // a build has.
 //
 // A sink is handed the complete desired set (an endpoint.Snapshot) after every
-// completed round and brings its registry in line with it. Because each call
+// completed round, and as soon as new servers answer during a round, and
+// brings its registry in line with it. Because each call
 // carries the whole set, a sink that fell behind simply applies the newest
 // snapshot: there is no queue of stale changes to replay.
 package sink
@@ -23,7 +24,9 @@ type Sink interface {
 	Name() string
 	// Apply brings the registry in line with s. It is called once per
 	// completed round (even when nothing changed, so heartbeat-style sinks can
-	// refresh), never concurrently with itself. It returns how many writes it
+	// refresh) and, during a round, when new servers arrived (adds as they
+	// arrive: s.Round is then the round in progress and s holds every known
+	// server plus the new ones), never concurrently with itself. It returns how many writes it
 	// made to the registry and the first error that prevented it from
 	// converging; a failed Apply is retried with the next snapshot.
 	Apply(ctx context.Context, s endpoint.Snapshot) (Result, error)

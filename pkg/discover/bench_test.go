@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,6 +83,29 @@ func BenchmarkDedupe(b *testing.B) {
 			}
 			if len(r.servers()) != n {
 				b.Fatalf("%d servers", len(r.kept))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reply")
+	})
+	// new_10000_notify adds RoundNotify's report of each new server to a
+	// callback that does what the bridge's loop does (a lock and an append).
+	b.Run("new_10000_notify", func(b *testing.B) {
+		b.ReportAllocs()
+		var mu sync.Mutex
+		var got []Server
+		for b.Loop() {
+			r := benchRound(b, 100_000)
+			got = got[:0]
+			r.onServer = func(s Server) {
+				mu.Lock()
+				got = append(got, s)
+				mu.Unlock()
+			}
+			for _, p := range payloads {
+				r.ingest(p, src, 0)
+			}
+			if len(r.servers()) != n || len(got) != n {
+				b.Fatalf("%d servers, %d reported", len(r.kept), len(got))
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reply")

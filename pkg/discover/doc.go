@@ -12,7 +12,9 @@
 //
 // Underneath are the protocol's parts: the reply codec (ParseReply, plain
 // and Fernet), a Client that runs rounds on any interface Lister
-// (New, Client.Round, with statistics) and the server side (Responder).
+// (New, Client.Round, with statistics; Client.RoundNotify also reports each
+// new server the moment its first reply is kept, for callers that act on
+// a server before the round ends) and the server side (Responder).
 //
 // # Protocol
 //

@@ -147,6 +147,9 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		received: r.c.clock.Now().UnixNano(),
 	})
 	r.arena = append(r.arena, plain...)
+	if r.onServer != nil {
+		r.onServer(r.server(r.kept[len(r.kept)-1], string(plain)))
+	}
 	return true
 }
 
@@ -159,30 +162,34 @@ func (r *round) servers() []Server {
 	text := string(r.arena)
 	out := make([]Server, len(r.kept))
 	for i, k := range r.kept {
-		raw := text[k.rawOff : k.rawOff+k.rawLen]
-		if !utf8.ValidString(raw) {
-			raw = RawString([]byte(raw))
-		}
-		src := netip.AddrFrom4(k.src)
-		in := r.ingress(int(k.ifindex), src)
-		from := AddressPayload
-		if k.fromSrc {
-			from = AddressSource
-		}
-		out[i] = Server{
-			IP:            netip.AddrFrom4(k.ip),
-			Port:          k.port,
-			PayloadIP:     netip.AddrFrom4(k.payloadIP),
-			PortFromReply: k.hasPort,
-			Source:        netip.AddrPortFrom(src, k.srcPort),
-			Interface:     in.Name,
-			Network:       in.Prefix,
-			Raw:           raw,
-			AddressFrom:   from,
-			Received:      time.Unix(0, k.received),
-		}
+		out[i] = r.server(k, text[k.rawOff:k.rawOff+k.rawLen])
 	}
 	return out
+}
+
+// server builds the Server of kept record k whose payload is raw.
+func (r *round) server(k keptReply, raw string) Server {
+	if !utf8.ValidString(raw) {
+		raw = RawString([]byte(raw))
+	}
+	src := netip.AddrFrom4(k.src)
+	in := r.ingress(int(k.ifindex), src)
+	from := AddressPayload
+	if k.fromSrc {
+		from = AddressSource
+	}
+	return Server{
+		IP:            netip.AddrFrom4(k.ip),
+		Port:          k.port,
+		PayloadIP:     netip.AddrFrom4(k.payloadIP),
+		PortFromReply: k.hasPort,
+		Source:        netip.AddrPortFrom(src, k.srcPort),
+		Interface:     in.Name,
+		Network:       in.Prefix,
+		Raw:           raw,
+		AddressFrom:   from,
+		Received:      time.Unix(0, k.received),
+	}
 }
 
 // unusable says why a payload IP cannot be registered under AddressAuto,

@@ -30,6 +30,26 @@ import (
 // failures are returned wrapped. The Result is meaningful with every error
 // except a failed listing.
 func (c *Client) Round(ctx context.Context) (Result, error) {
+	return c.round(ctx, nil)
+}
+
+// RoundNotify runs one round like Round and also calls onServer with each
+// server as its first valid reply of the round is kept, before the round
+// ends: the Server it is given is the one Result.Servers will hold (the
+// same fields, Received included). Duplicates (a server already kept this
+// round, by (IP, Port)) and servers beyond MaxReplies are not reported, so
+// onServer is called at most once per server and round, in arrival order.
+//
+// onServer runs on the goroutine that reads the replies, before the next
+// datagram is read: it must return within microseconds (hand the server to
+// another goroutine; a burst of thousands of replies queues in the socket
+// meanwhile) and must not call the Client. A nil onServer makes RoundNotify
+// Round.
+func (c *Client) RoundNotify(ctx context.Context, onServer func(Server)) (Result, error) {
+	return c.round(ctx, onServer)
+}
+
+func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, error) {
 	started := c.clock.Now()
 	begin := socketNow()
 	all, sel, err := c.selected()
@@ -53,6 +73,7 @@ func (c *Client) Round(ctx context.Context) (Result, error) {
 	c.log.log(slog.LevelDebug, "receive buffer", slog.Int("requested", c.opts.RecvBuffer), slog.Int("granted", granted))
 
 	r := newRound(c, conn, all, sel, begin, deadline)
+	r.onServer = onServer
 	// Sends never block past the deadline: probes to unresolved on-link
 	// hosts wait in the kernel for ARP and fill the socket's send buffer,
 	// and a full buffer would block the next write until ARP gives up (3 s).
@@ -160,6 +181,9 @@ type round struct {
 	arena   []byte
 	lastNew time.Time // socketNow when the last new server was kept
 	st      Stats
+	// onServer, when set, is told of each kept server as it is kept
+	// (RoundNotify).
+	onServer func(Server)
 }
 
 // keptReply is a kept server before it becomes a Server.

@@ -250,3 +250,69 @@ func TestRoundUsesClientClock(t *testing.T) {
 			res.Started, res.Duration, res.Servers[0].Received, start)
 	}
 }
+
+// TestRoundNotify: RoundNotify reports each server once, as its first reply
+// is kept and while the round still runs, with the fields Result.Servers
+// then holds; duplicates (the same endpoint from another host, the replies
+// to the retries) are not reported again.
+func TestRoundNotify(t *testing.T) {
+	p := freePort(t)
+	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.9", 0))
+	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.9", 0))
+	startResponder(t, addrPort("127.0.0.4", p), plainResponder("10.213.0.4", 8443))
+	o := testOptions(p)
+	o.Timeout, o.Retries, o.Settle = 1500*time.Millisecond, 2, 0
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3"),
+		fakeIf("fake4", "127.0.1.4", "127.0.0.4")), nil)
+
+	var notified []Server
+	first := make(chan struct{})
+	done := make(chan struct{})
+	var res Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = c.RoundNotify(context.Background(), func(s Server) {
+			if len(notified) == 0 {
+				close(first)
+			}
+			notified = append(notified, s)
+		})
+	}()
+	select {
+	case <-first:
+	case <-done:
+		t.Fatal("the round ended before any server was reported")
+	}
+	select {
+	case <-done:
+		t.Fatalf("the round (timeout %v, no settle) ended right after the first report", o.Timeout)
+	default: // still running: the report came before the round's end
+	}
+	<-done
+	if err != nil {
+		t.Fatalf("RoundNotify: %v", err)
+	}
+	if got := endpoints(notified); !slices.Equal(got, []string{"10.213.0.4:8443", "10.213.0.9:8000"}) &&
+		!slices.Equal(got, []string{"10.213.0.9:8000", "10.213.0.4:8443"}) {
+		t.Fatalf("reported %v, want each of the two servers once", got)
+	}
+	if !slices.EqualFunc(notified, res.Servers, func(a, b Server) bool { return a == b }) {
+		t.Errorf("reported %+v, want exactly Result.Servers %+v", notified, res.Servers)
+	}
+	if s := res.Stats; s.Valid != 9 || s.Duplicates != 7 {
+		t.Errorf("stats %+v, want 9 valid, 7 duplicates", s)
+	}
+}
+
+// TestRoundNotifyNil: a nil callback is Round.
+func TestRoundNotifyNil(t *testing.T) {
+	p := freePort(t)
+	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.2", 0))
+	o := testOptions(p)
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
+	res, err := c.RoundNotify(context.Background(), nil)
+	if err != nil || !slices.Equal(endpoints(res.Servers), []string{"10.213.0.2:8000"}) {
+		t.Fatalf("RoundNotify(nil) = %v, %v", endpoints(res.Servers), err)
+	}
+}
