@@ -11,28 +11,33 @@ package e2e_test
 // bridge's own: the `first_seen` of the server's stdout (or file) record,
 // which is the bridge's clock as it parsed the server's first reply of the
 // round (`bridge respond` logs no per-reply line). The end is this test's
-// clock: when it read the stdout line (polling the captured stdout every
-// 1 ms), when it saw the server in the file (stat every 1 ms, read on a
+// clock: when it read the stdout line from the bridge's stdout pipe, when
+// it saw the server in the file (stat every 1 ms, read on a
 // change), or when a Consul blocking query on /v1/health/service (?index=)
 // returned the change. The bridge-side hand-over and sink-apply times come
 // from the bridge's JSON debug log (its clock).
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
 )
@@ -49,7 +54,7 @@ const (
 	// timeout (5 s) a start lands anywhere in a round or between rounds.
 	visGapMin = 200 * time.Millisecond
 	visGapMax = 1800 * time.Millisecond
-	// visPoll is the period of the stdout and file pollers.
+	// visPoll is the period of the file poller.
 	visPoll = time.Millisecond
 )
 
@@ -101,56 +106,114 @@ func visFmt(ds []time.Duration) string {
 // visKey is a server as the sinks name it.
 func visKey(ip string, port int) string { return ip + ":" + strconv.Itoa(port) }
 
-// visStdout polls a bridge's captured stdout every visPoll and records,
-// per server, its added lines with the time each was read.
+// visBridge is a `bridge run` whose stdout is read through a pipe, each
+// line stamped as it is read (the test's clock), and whose stderr (the
+// JSON log) is kept for parsing.
+type visBridge struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	out    *visStdout
+	done   chan struct{} // stdout read to its end and the process reaped
+}
+
+func (b *visBridge) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stderr.Write(p)
+}
+
+// log returns the bridge's stderr so far.
+func (b *visBridge) log() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stderr.String()
+}
+
+// visStdout holds, per server, the added lines of the stdout sink with the
+// time each was read, and first_seen of the first.
 type visStdout struct {
 	mu      sync.Mutex
-	added   map[string][]time.Time // read times of the added lines
-	first   map[string]time.Time   // first_seen of the first added line
+	added   map[string][]time.Time
+	first   map[string]time.Time
 	removed int
 	bad     []string
 }
 
-func visWatchStdout(t *testing.T, b *runBridge, stop <-chan struct{}) (*visStdout, <-chan struct{}) {
-	w := &visStdout{added: map[string][]time.Time{}, first: map[string]time.Time{}}
-	done := make(chan struct{})
+func (w *visStdout) servers() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.added)
+}
+
+// visStartBridge starts `bridge run args...` on h. At the test's end it gets
+// SIGTERM (SIGKILL after 10 s); when the test failed its log tail is shown.
+func visStartBridge(t *testing.T, h *netns.Host, args ...string) *visBridge {
+	t.Helper()
+	cmd := h.WithEnv(hermeticEnv()).Command(t.Context(), append([]string{bridgebin.Path(t), "run"}, args...)...)
+	b := &visBridge{cmd: cmd, done: make(chan struct{}),
+		out: &visStdout{added: map[string][]time.Time{}, first: map[string]time.Time{}}}
+	cmd.Stderr = b
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start bridge run on %s: %v", h.Name, err)
+	}
 	go func() {
-		defer close(done)
-		off := 0
-		for {
-			out, _ := b.Output()
+		defer close(b.done)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
 			now := time.Now()
-			if end := strings.LastIndexByte(out, '\n'); end+1 > off {
-				chunk := out[off : end+1]
-				off = end + 1
-				w.mu.Lock()
-				for line := range strings.Lines(chunk) {
-					var e stdoutEvent
-					if err := json.Unmarshal([]byte(line), &e); err != nil {
-						w.bad = append(w.bad, line)
-						continue
+			w := b.out
+			var e stdoutEvent
+			w.mu.Lock()
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				w.bad = append(w.bad, sc.Text())
+			} else {
+				k := visKey(e.IP, e.Port)
+				switch e.Event {
+				case "added":
+					if _, ok := w.first[k]; !ok {
+						w.first[k] = e.FirstSeen
 					}
-					k := visKey(e.IP, e.Port)
-					switch e.Event {
-					case "added":
-						if _, ok := w.first[k]; !ok {
-							w.first[k] = e.FirstSeen
-						}
-						w.added[k] = append(w.added[k], now)
-					case "removed":
-						w.removed++
-					}
+					w.added[k] = append(w.added[k], now)
+				case "removed":
+					w.removed++
 				}
-				w.mu.Unlock()
 			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(visPoll):
-			}
+			w.mu.Unlock()
 		}
+		_ = cmd.Wait()
 	}()
-	return w, done
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-b.done
+		}
+		if t.Failed() {
+			t.Logf("bridge run %s: %s\nstderr (tail):\n%s", strings.Join(args, " "), cmd.ProcessState, runTail(b.log(), 80))
+		}
+	})
+	return b
+}
+
+// visLogLines returns the bridge's JSON log lines whose message is msg.
+func visLogLines(b *visBridge, msg string) []map[string]any {
+	var out []map[string]any
+	for line := range strings.Lines(b.log()) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // visFile polls the file sink's file every visPoll (a stat; a read and
@@ -278,9 +341,9 @@ func visWatchHealth(c *api.Client, service string, stop <-chan struct{}) (*visHe
 // returns the hand-over-to-apply durations (the sink's write, as the
 // bridge logs it; its clock). For the catalog mode's consul sink the apply
 // is the publication of the observation in KV.
-func visApplies(t *testing.T, b *runBridge, sink string) []time.Duration {
+func visApplies(t *testing.T, b *visBridge, sink string) []time.Duration {
 	t.Helper()
-	_, stderr := b.Output()
+	stderr := b.log()
 	var out []time.Duration
 	var pending []time.Time
 	for line := range strings.Lines(stderr) {
@@ -308,9 +371,9 @@ func visApplies(t *testing.T, b *runBridge, sink string) []time.Duration {
 // first_seen (first, by ip:port) to its debug "endpoint added" line, which
 // the bridge logs as it hands the snapshot to the sinks (the 5 ms window
 // plus the planner): the bridge's clock at both ends.
-func visHandovers(t *testing.T, b *runBridge, first map[string]time.Time) []time.Duration {
+func visHandovers(t *testing.T, b *visBridge, first map[string]time.Time) []time.Duration {
 	t.Helper()
-	_, stderr := b.Output()
+	stderr := b.log()
 	var out []time.Duration
 	for line := range strings.Lines(stderr) {
 		var m map[string]any
@@ -328,9 +391,8 @@ func visHandovers(t *testing.T, b *runBridge, first map[string]time.Time) []time
 
 // visEarly counts the servers added early and at a round's end, from the
 // bridge's "round complete" lines.
-func visEarly(t *testing.T, b *runBridge) (early, atEnd int) {
-	t.Helper()
-	for _, r := range guardLogLines(t, b, guardMsgRound) {
+func visEarly(b *visBridge) (early, atEnd int) {
+	for _, r := range visLogLines(b, guardMsgRound) {
 		e, _ := r["added_early"].(float64)
 		a, _ := r["added"].(float64)
 		early += int(e)
@@ -378,13 +440,35 @@ func visDelays(keys []string, start, end map[string]time.Time) (ds []time.Durati
 	return ds, missing
 }
 
+// visRaw is a raw write baseline: each request's latency, and the time
+// from its start to the written service listed (and passing) by a
+// blocking query on /v1/health/service.
+type visRaw struct {
+	request, listed, passing []time.Duration
+}
+
+// visRawVisible waits until the watcher has listed and passed every id and
+// fills r's listed and passing from starts.
+func visRawVisible(t *testing.T, r *visRaw, w *visHealth, ids []string, starts map[string]time.Time) {
+	t.Helper()
+	visWaitAll(t, 30*time.Second, "the raw writes passing", len(ids), func() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.passing) })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r.listed, _ = visDelays(ids, starts, w.registered)
+	r.passing, _ = visDelays(ids, starts, w.passing)
+}
+
 // visRawAgent times n agent registrations of the kind the bridge makes
 // (service, address, port, meta, an alias check on the bridge's service)
-// under another service name, then deregisters them; it returns the
-// request latencies.
-func visRawAgent(t *testing.T, c *api.Client, bridgeSvc string, n int) []time.Duration {
+// under the service visible-raw, serially, then deregisters them.
+func visRawAgent(t *testing.T, c *api.Client, bridgeSvc string, n int) visRaw {
 	t.Helper()
-	var ds []time.Duration
+	stop := make(chan struct{})
+	w, done := visWatchHealth(c, "visible-raw", stop)
+	defer func() { close(stop); <-done }()
+	var r visRaw
+	var ids []string
+	starts := map[string]time.Time{}
 	for i := range n {
 		id := fmt.Sprintf("visible-raw-%d", i)
 		reg := &api.AgentServiceRegistration{
@@ -397,12 +481,15 @@ func visRawAgent(t *testing.T, c *api.Client, bridgeSvc string, n int) []time.Du
 		if err := c.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}); err != nil {
 			t.Fatalf("raw agent register %s: %v", id, err)
 		}
-		ds = append(ds, time.Since(start))
+		r.request = append(r.request, time.Since(start))
+		ids, starts[id] = append(ids, id), start
+		time.Sleep(50 * time.Millisecond) // one at a time, as the servers arrive
 	}
-	for i := range n {
-		_ = c.Agent().ServiceDeregister(fmt.Sprintf("visible-raw-%d", i))
+	visRawVisible(t, &r, w, ids, starts)
+	for _, id := range ids {
+		_ = c.Agent().ServiceDeregister(id)
 	}
-	return ds
+	return r
 }
 
 // TestPerfVisibleAgent: stdout, file and agent-mode Consul sinks in one
@@ -424,13 +511,13 @@ func TestPerfVisibleAgent(t *testing.T) {
 	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); bridge defaults --interval 10s --timeout 5 --retries 3 (add window %s); sinks stdout,file,consul (agent mode) in one bridge; Consul: one dev agent (consul 1.20.6) in the bridge's namespace",
 		n, visGapMin, visGapMax, seed, "5ms")
 	stop := make(chan struct{})
-	b := startRun(t, l.client, "vis", args...)
-	so, soDone := visWatchStdout(t, b, stop)
+	b := visStartBridge(t, l.client, args...)
+	so := b.out
 	fw, fwDone := visWatchFile(path, stop)
 	hw, hwDone := visWatchHealth(l.consul, perfService, stop)
-	defer func() { close(stop); <-soDone; <-fwDone; <-hwDone }()
+	defer func() { close(stop); <-fwDone; <-hwDone }()
 	runWait(t, 30*time.Second, "round 1 to complete", func() (bool, string) {
-		return len(guardLogLines(t, b, guardMsgRound)) >= 1, ""
+		return len(visLogLines(b, guardMsgRound)) >= 1, ""
 	})
 
 	keys, ids := make([]string, n), make([]string, n)
@@ -441,7 +528,7 @@ func TestPerfVisibleAgent(t *testing.T) {
 	}
 	visStart(t, l.servers, ips, visSchedule(seed, n))
 	wait := 30 * time.Second
-	visWaitAll(t, wait, "every server's stdout line", n, func() int { so.mu.Lock(); defer so.mu.Unlock(); return len(so.added) })
+	visWaitAll(t, wait, "every server's stdout line", n, so.servers)
 	visWaitAll(t, wait, "every server in the file", n, func() int { fw.mu.Lock(); defer fw.mu.Unlock(); return len(fw.seen) })
 	visWaitAll(t, wait, "every server passing in Consul", n, func() int { hw.mu.Lock(); defer hw.mu.Unlock(); return len(hw.passing) })
 	time.Sleep(11 * time.Second) // a full round after the last add: no second add, no removal
@@ -495,30 +582,37 @@ func TestPerfVisibleAgent(t *testing.T) {
 	}
 	regD, _ := visDelays(ids, firstByID, hw.registered)
 	passD, _ := visDelays(ids, firstByID, hw.passing)
-	early, atEnd := visEarly(t, b)
+	early, atEnd := visEarly(b)
 	hand := visHandovers(t, b, so.first)
 	applyStdout, applyFile, applyConsul := visApplies(t, b, "stdout"), visApplies(t, b, "file"), visApplies(t, b, "consul")
 	raw := visRawAgent(t, l.consul, consul.BridgeServiceID("vis"), n)
 
 	perfResult(t, "settings: %s; %d servers added early, %d at a round's end", settings, early, atEnd)
-	perfResult(t, "first reply (bridge first_seen) -> stdout line read by the test (1 ms poll): %s", visFmt(stdoutD))
+	perfResult(t, "first reply (bridge first_seen) -> stdout line read by the test from the bridge's stdout pipe: %s", visFmt(stdoutD))
 	perfResult(t, "first reply -> file rewritten, server seen by the test (1 ms stat poll): %s (%d versions)", visFmt(fileD), fw.versions)
 	perfResult(t, "first reply -> agent-mode registration listed by /v1/health/service (blocking query): %s", visFmt(regD))
 	perfResult(t, "first reply -> passing in /v1/health/service (alias check): %s", visFmt(passD))
 	perfResult(t, "bridge log: first reply -> early hand-over to the sinks (5 ms window): %s", visFmt(hand))
 	perfResult(t, "bridge log: hand-over -> sink applied: stdout %s; file %s; consul (agent ServiceRegister with alias check) %s",
 		visFmt(applyStdout), visFmt(applyFile), visFmt(applyConsul))
-	perfResult(t, "raw agent ServiceRegister of the same kind (alias check), %d serially in the same run after the servers: %s", n, visFmt(raw))
+	perfResult(t, "raw agent ServiceRegister of the same kind (alias check), %d one at a time in the same run after the servers: request %s; request start -> listed by /v1/health/service %s; -> passing %s",
+		n, visFmt(raw.request), visFmt(raw.listed), visFmt(raw.passing))
 	t.Logf("MEASURED %s", settings)
 }
 
 // visRawCatalog times n raw writes of the kinds catalog mode makes for one
-// new server, on the cluster before the bridge starts: a KV PUT of an
-// observation-sized value (4 KiB) and a /v1/txn of node + service + check
-// (the leader's operations for one server); it deletes what it wrote.
-func visRawCatalog(t *testing.T, c *api.Client, n int) (kv, txn []time.Duration) {
+// new server, serially, on the cluster before the bridge starts: a KV PUT
+// of an observation-sized value (4 KiB), then a /v1/txn of node + service +
+// check (the leader's operations for one server, service visible-raw); it
+// deletes what it wrote.
+func visRawCatalog(t *testing.T, c *api.Client, n int) (kv []time.Duration, txn visRaw) {
 	t.Helper()
+	stop := make(chan struct{})
+	w, done := visWatchHealth(c, "visible-raw", stop)
+	defer func() { close(stop); <-done }()
 	val := []byte(strings.Repeat("x", 4096))
+	var nodes []string
+	starts := map[string]time.Time{}
 	for i := range n {
 		start := time.Now()
 		if _, err := c.KV().Put(&api.KVPair{Key: fmt.Sprintf("visible-raw/%d", i), Value: val}, nil); err != nil {
@@ -538,11 +632,14 @@ func visRawCatalog(t *testing.T, c *api.Client, n int) (kv, txn []time.Duration)
 		if err != nil || !ok {
 			t.Fatalf("raw txn: %v %v", err, resp)
 		}
-		txn = append(txn, time.Since(start))
+		txn.request = append(txn.request, time.Since(start))
+		nodes, starts[node] = append(nodes, node), start
+		time.Sleep(50 * time.Millisecond)
 	}
+	visRawVisible(t, &txn, w, nodes, starts)
 	_, _ = c.KV().DeleteTree("visible-raw/", nil)
-	for i := range n {
-		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: fmt.Sprintf("visible-raw-10.213.250.%d", i+1)}, nil)
+	for _, node := range nodes {
+		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: node}, nil)
 	}
 	return kv, txn
 }
@@ -572,25 +669,24 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	}
 	h := l.lab.Host("ba1", l.seg["a"], "10.213.31.21/24")
 	h.AddLink(l.cons, "10.213.30.21/24")
-	l.hosts["a1"] = h
 	args := []string{"--sink", "consul,stdout", "--consul-mode", "catalog", "--consul-addr", l.consulAddrs,
 		"--bridge-id", "a1", "--whitelist", h.Dev(l.seg["a"]), "--metrics-addr", runMetricsAddr,
 		"--log-level", "debug", "--log-format", "json"}
 	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); one bridge, catalog mode, defaults --interval 10s --timeout 5 --retries 3 --consul-parallel %d (add window 5ms); sinks consul,stdout; Consul: three servers (consul 1.20.6) in namespaces on one bridge, the bridge given all three addresses; the test's blocking queries through server 0",
 		n, visGapMin, visGapMax, seed, consul.DefaultParallel)
 	stop := make(chan struct{})
-	b := startRun(t, h, "a1", args...)
-	l.bridges["a1"] = b
-	so, soDone := visWatchStdout(t, b, stop)
+	b := visStartBridge(t, h, args...)
+	so := b.out
 	hw, hwDone := visWatchHealth(cl.Client(0), catService, stop)
-	defer func() { close(stop); <-soDone; <-hwDone }()
+	defer func() { close(stop); <-hwDone }()
 	runWait(t, 60*time.Second, "a1 leads and completed round 1", func() (bool, string) {
-		return l.leader() == "a1" && len(guardLogLines(t, b, guardMsgRound)) >= 1, l.leader()
+		v, ok, err := runMetric(h.NS, "udp_discovery_bridge_consul_catalog_leader")
+		return err == nil && ok && v == 1 && len(visLogLines(b, guardMsgRound)) >= 1, fmt.Sprint("leader gauge ", v, ok, err)
 	})
 
 	visStart(t, hosts, ips, visSchedule(seed, n))
 	wait := 30 * time.Second
-	visWaitAll(t, wait, "every server's stdout line", n, func() int { so.mu.Lock(); defer so.mu.Unlock(); return len(so.added) })
+	visWaitAll(t, wait, "every server's stdout line", n, so.servers)
 	visWaitAll(t, wait, "every server passing in the catalog", n, func() int { hw.mu.Lock(); defer hw.mu.Unlock(); return len(hw.passing) })
 	time.Sleep(11 * time.Second)
 
@@ -617,7 +713,7 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	}
 	regD, _ := visDelays(ids, firstByID, hw.registered)
 	passD, _ := visDelays(ids, firstByID, hw.passing)
-	early, atEnd := visEarly(t, b)
+	early, atEnd := visEarly(b)
 	hand := visHandovers(t, b, so.first)
 	publish := visApplies(t, b, "consul")
 
@@ -626,7 +722,7 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	perfResult(t, "first reply -> passing in the catalog: %s", visFmt(passD))
 	perfResult(t, "bridge log: first reply -> early hand-over (5 ms window): %s; hand-over -> consul sink applied (observation published in KV): %s",
 		visFmt(hand), visFmt(publish))
-	perfResult(t, "raw writes of the same kinds, %d serially on the same cluster before the bridge started: KV PUT of 4 KiB %s; /v1/txn node+service+check %s",
-		n, visFmt(rawKV), visFmt(rawTxn))
+	perfResult(t, "raw writes of the same kinds, %d one at a time on the same cluster before the bridge started: KV PUT of 4 KiB %s; /v1/txn node+service+check: request %s, request start -> listed by /v1/health/service %s, -> passing %s",
+		n, visFmt(rawKV), visFmt(rawTxn.request), visFmt(rawTxn.listed), visFmt(rawTxn.passing))
 	t.Logf("MEASURED %s", settings)
 }
