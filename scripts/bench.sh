@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Reproducible performance run: the root module's Go benchmarks, then the
-# end-to-end performance scenarios of e2e/perf_test.go (network namespaces,
-# the real bridge binary, a real Consul agent). See the README's
+# end-to-end performance scenarios of e2e/perf_*_test.go (network namespaces,
+# the real bridge binary, a real Consul agent or three-server cluster), among
+# them the time-to-visible scenarios TestPerfVisibleAgent (stdout, file and
+# agent-mode Consul) and TestPerfVisibleCatalog (catalog mode) of
+# e2e/perf_visible_test.go. See the README's
 # "Performance" section for what each figure means.
 #
 # Usage: scripts/bench.sh [results-dir]          (default ./bench-results)
@@ -11,6 +14,8 @@
 #        BENCH_E2E   (1)       0 skips the end-to-end scenarios (they need root)
 #        BENCH_E2E_RUN (^TestPerf)  -run pattern of the e2e scenarios
 #        BRIDGE_PERF_CONSUL_SERVERS (2000)  servers of the quiet-rounds Consul scenario (10000: see the README)
+#        BRIDGE_PERF_VISIBLE_SERVERS (50)   servers the time-to-visible scenarios start one by one
+#        BRIDGE_PERF_VISIBLE_SEED (19)      seed of their random start schedule
 #        BENCHSTAT   (go run golang.org/x/perf/cmd/benchstat@latest)
 #        BENCH_RMEM_DEFAULT (1)  0 skips the receive-buffer scenario at rmem_max 208 KiB (it lowers the global sysctl for its duration, then restores it)
 set -euo pipefail
