@@ -345,6 +345,14 @@ func visWatchHealth(c *api.Client, service string, stop <-chan struct{}) (*visHe
 // apply takes microseconds (stdout) can log its apply first: this pairing
 // is meant for sinks whose write takes milliseconds (file, consul).
 func visApplies(t *testing.T, b *visBridge, sink string) []time.Duration {
+	return visAfterHandover(t, b, func(m map[string]any) bool {
+		return m["message"] == "sink applied" && m["sink"] == sink && m["added"] != float64(0)
+	})
+}
+
+// visAfterHandover pairs every early hand-over with the next log line that
+// matches done and returns the durations (the bridge's clock).
+func visAfterHandover(t *testing.T, b *visBridge, done func(map[string]any) bool) []time.Duration {
 	t.Helper()
 	stderr := b.log()
 	var out []time.Duration
@@ -357,7 +365,7 @@ func visApplies(t *testing.T, b *visBridge, sink string) []time.Duration {
 		switch {
 		case m["message"] == guardMsgChanged && m["early"] == true:
 			pending = append(pending, earlyLogTime(t, m))
-		case m["message"] == "sink applied" && m["sink"] == sink && m["added"] != float64(0) && len(pending) > 0:
+		case done(m) && len(pending) > 0:
 			at := earlyLogTime(t, m)
 			// One apply may carry several hand-overs (the mailbox keeps
 			// the newest): each is timed to this apply.
@@ -608,11 +616,12 @@ func TestPerfVisibleAgent(t *testing.T) {
 // of an observation-sized value (4 KiB), then a /v1/txn of node + service +
 // check (the leader's operations for one server, service visible-raw); it
 // deletes what it wrote.
-func visRawCatalog(t *testing.T, c *api.Client, n int) (kv []time.Duration, txn visRaw) {
+func visRawCatalog(t *testing.T, c, follower *api.Client, n int) (kv []time.Duration, txn, txnF visRaw) {
 	t.Helper()
 	stop := make(chan struct{})
 	w, done := visWatchHealth(c, "visible-raw", stop)
-	defer func() { close(stop); <-done }()
+	wf, doneF := visWatchHealth(follower, "visible-raw", stop)
+	defer func() { close(stop); <-done; <-doneF }()
 	val := []byte(strings.Repeat("x", 4096))
 	var nodes []string
 	starts := map[string]time.Time{}
@@ -640,11 +649,12 @@ func visRawCatalog(t *testing.T, c *api.Client, n int) (kv []time.Duration, txn 
 		time.Sleep(50 * time.Millisecond)
 	}
 	visRawVisible(t, &txn, w, nodes, starts)
+	visRawVisible(t, &txnF, wf, nodes, starts)
 	_, _ = c.KV().DeleteTree("visible-raw/", nil)
 	for _, node := range nodes {
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: node}, nil)
 	}
-	return kv, txn
+	return kv, txn, txnF
 }
 
 // TestPerfVisibleCatalog: catalog mode on the three-server cluster, one
@@ -661,7 +671,16 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	}
 	l := newCatLab(t)
 	cl := l.startCluster()
-	rawKV, rawTxn := visRawCatalog(t, l.consul, n)
+	ld, err := cl.WaitLeader(t.Context())
+	if err != nil {
+		t.Fatalf("raft leader: %v", err)
+	}
+	// The test's writes and blocking queries go through the raft leader;
+	// a second watcher reads through a follower (where a default-
+	// consistency read is forwarded to the leader).
+	fo := (ld + 1) % cl.N()
+	lc, fc := cl.Client(ld), cl.Client(fo)
+	rawKV, rawTxn, rawTxnF := visRawCatalog(t, lc, fc, n)
 
 	var hosts []*netns.Host
 	var keys, ids, ips []string
@@ -675,13 +694,14 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	args := []string{"--sink", "consul,stdout", "--consul-mode", "catalog", "--consul-addr", l.consulAddrs,
 		"--bridge-id", "a1", "--whitelist", h.Dev(l.seg["a"]), "--metrics-addr", runMetricsAddr,
 		"--log-level", "debug", "--log-format", "json"}
-	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); one bridge, catalog mode, defaults --interval 10s --timeout 5 --retries 3 --consul-parallel %d (add window 5ms); sinks consul,stdout; Consul: three servers (consul 1.20.6) in namespaces on one bridge, the bridge given all three addresses; the test's blocking queries through server 0",
+	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); one bridge, catalog mode, defaults --interval 10s --timeout 5 --retries 3 --consul-parallel %d (add window 5ms); sinks consul,stdout; Consul: three servers (consul 1.20.6) in namespaces on one bridge, the bridge given all three addresses; the test's writes and blocking queries through the raft leader and one follower",
 		n, visGapMin, visGapMax, seed, consul.DefaultParallel)
 	stop := make(chan struct{})
 	b := visStartBridge(t, h, args...)
 	so := b.out
-	hw, hwDone := visWatchHealth(cl.Client(0), catService, stop)
-	defer func() { close(stop); <-hwDone }()
+	hw, hwDone := visWatchHealth(lc, catService, stop)
+	hf, hfDone := visWatchHealth(fc, catService, stop)
+	defer func() { close(stop); <-hwDone; <-hfDone }()
 	runWait(t, 60*time.Second, "a1 leads and completed round 1", func() (bool, string) {
 		v, ok, err := runMetric(h.NS, "udp_discovery_bridge_consul_catalog_leader")
 		return err == nil && ok && v == 1 && len(visLogLines(b, guardMsgRound)) >= 1, fmt.Sprint("leader gauge ", v, ok, err)
@@ -716,16 +736,19 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	}
 	regD, _ := visDelays(ids, firstByID, hw.registered)
 	passD, _ := visDelays(ids, firstByID, hw.passing)
+	hf.mu.Lock()
+	passF, _ := visDelays(ids, firstByID, hf.passing)
+	hf.mu.Unlock()
 	early, atEnd := visEarly(b)
 	hand := visHandovers(t, b, so.first)
-	publish := visApplies(t, b, "consul")
+	publish := visAfterHandover(t, b, func(m map[string]any) bool { return m["message"] == "observation published" })
 
 	perfResult(t, "settings: %s; %d servers added early, %d at a round's end", settings, early, atEnd)
-	perfResult(t, "first reply (bridge first_seen) -> listed by /v1/health/service (blocking query): %s", visFmt(regD))
-	perfResult(t, "first reply -> passing in the catalog: %s", visFmt(passD))
+	perfResult(t, "first reply (bridge first_seen) -> listed by /v1/health/service on the raft leader (blocking query): %s", visFmt(regD))
+	perfResult(t, "first reply -> passing in the catalog: on the raft leader %s; through a follower %s", visFmt(passD), visFmt(passF))
 	perfResult(t, "bridge log: first reply -> early hand-over (5 ms window): %s; hand-over -> consul sink applied (observation published in KV): %s",
 		visFmt(hand), visFmt(publish))
-	perfResult(t, "raw writes of the same kinds, %d one at a time on the same cluster before the bridge started: KV PUT of 4 KiB %s; /v1/txn node+service+check: request %s, request start -> listed by /v1/health/service %s, -> passing %s",
-		n, visFmt(rawKV), visFmt(rawTxn.request), visFmt(rawTxn.listed), visFmt(rawTxn.passing))
+	perfResult(t, "raw writes of the same kinds through the raft leader, %d one at a time on the same cluster before the bridge started: KV PUT of 4 KiB %s; /v1/txn node+service+check: request %s, request start -> listed by /v1/health/service on the leader %s, -> passing there %s, passing through a follower %s",
+		n, visFmt(rawKV), visFmt(rawTxn.request), visFmt(rawTxn.listed), visFmt(rawTxn.passing), visFmt(rawTxnF.passing))
 	t.Logf("MEASURED %s", settings)
 }
