@@ -694,8 +694,8 @@ func TestPerfVisibleCatalog(t *testing.T) {
 	args := []string{"--sink", "consul,stdout", "--consul-mode", "catalog", "--consul-addr", l.consulAddrs,
 		"--bridge-id", "a1", "--whitelist", h.Dev(l.seg["a"]), "--metrics-addr", runMetricsAddr,
 		"--log-level", "debug", "--log-format", "json"}
-	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); one bridge, catalog mode, defaults --interval 10s --timeout 5 --retries 3 --consul-parallel %d (add window 5ms); sinks consul,stdout; Consul: three servers (consul 1.20.6) in namespaces on one bridge, the bridge given all three addresses; the test's writes and blocking queries through the raft leader and one follower",
-		n, visGapMin, visGapMax, seed, consul.DefaultParallel)
+	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); one bridge, catalog mode, defaults --interval 10s --timeout 5 --retries 3 --consul-parallel %d (add window 5ms); sinks consul,stdout; Consul: three servers (consul 1.20.6) in namespaces on one bridge, the bridge given all three addresses; the bridge's first address is server 0 (it reads and writes through it), the raft leader was server %d; the test's writes and blocking queries through the raft leader and through server %d, a follower",
+		n, visGapMin, visGapMax, seed, consul.DefaultParallel, ld, fo)
 	stop := make(chan struct{})
 	b := visStartBridge(t, h, args...)
 	so := b.out
