@@ -271,6 +271,13 @@ func (f *fakeCatalog) FailNext(method string, n int, err error) {
 	f.fails = append(f.fails, &fakeFailure{op: fakeOp(method), n: n, err: err})
 }
 
+// Heal drops the injected failures of method.
+func (f *fakeCatalog) Heal(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fails = slices.DeleteFunc(f.fails, func(fl *fakeFailure) bool { return string(fl.op) == method })
+}
+
 // FailTxnOn makes the next transaction with an op matching match fail at
 // that op (rolled back, reported in TxnResponse.Errors).
 func (f *fakeCatalog) FailTxnOn(match func(*api.TxnOp) bool) {

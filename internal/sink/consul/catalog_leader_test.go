@@ -113,8 +113,15 @@ func TestCatalogLeaderLost(t *testing.T) {
 	applied := catalogOps(h.fc.Applied())
 
 	old := h.session(a)
+	// The fake has no lock-delay: a, alive, would stand again on a new
+	// session at once and could win the race for the free lock. Hold its
+	// new session back until b leads, as Consul's lock-delay holds back
+	// every new holder of a lapsed session's lock (b, already waiting,
+	// takes it when the delay ends; here at once).
+	h.fc.FailNext("CreateSession", -1, nil)
 	h.fc.ExpireSession(old)
 	h.pump("b leads", 200*time.Millisecond, b.c.Leader)
+	h.fc.Heal("CreateSession")
 	// a, alive, republishes its (empty) observation on a new session at
 	// once: two observers.
 	h.pump("b merges", 200*time.Millisecond, func() bool { return testutil.ToFloat64(b.c.metrics.observers) == 2 })
