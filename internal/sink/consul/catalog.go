@@ -42,6 +42,10 @@ type Catalog struct {
 	firstTerm once
 	metrics   *catalogMetrics
 	foreign   foreignNodes // leader only: nodes in the way
+	// sharedChecked is set once the leader found the fleet's shared node
+	// as it should be (LayoutSharedNode), and cleared at every read of the
+	// catalog and after a failed write, so that the node is read again.
+	sharedChecked atomic.Bool
 	// pace paces the leader's transactions under Consul's rate limit;
 	// rlLog logs rate limiting once per episode; renewLimited is set while
 	// a renewal of this bridge's session is refused for it.

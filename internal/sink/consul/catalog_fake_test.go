@@ -251,6 +251,12 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 	case op.Service != nil:
 		s := op.Service
 		what := "service " + string(s.Verb) + " " + s.Node + "/" + s.Service.ID
+		if s.Verb == api.ServiceDelete {
+			// As Consul: the service goes with its checks; deleting one
+			// that does not exist is no error.
+			st.deleteService(s.Node, s.Service.ID)
+			return what, nil
+		}
 		if s.Verb != api.ServiceSet {
 			f.t.Errorf("fake catalog: unexpected service verb %q", s.Verb)
 			return what, fmt.Errorf("unsupported verb %q", s.Verb)
@@ -309,6 +315,15 @@ func (st *fakeState) lockKey(key string, value []byte, session string, idx uint6
 
 // deleteNode deletes a node with its services and checks, and invalidates
 // the sessions on it, as Consul does.
+func (st *fakeState) deleteService(node, id string) {
+	delete(st.services, fakeRef{node, id})
+	for r, c := range st.checks {
+		if r.Node == node && c.ServiceID == id {
+			delete(st.checks, r)
+		}
+	}
+}
+
 func (st *fakeState) deleteNode(node string, idx uint64) {
 	delete(st.nodes, node)
 	for r := range st.services {

@@ -86,7 +86,8 @@ func (c *Catalog) skipForeign(p catalogPlan) catalogPlan {
 		wanted[e.Key] = skip
 		return skip
 	})
-	maps.DeleteFunc(f.inWay, func(node, _ string) bool { return !wanted[node] })
+	shared := SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix) // in the way of every registration
+	maps.DeleteFunc(f.inWay, func(node, _ string) bool { return !wanted[node] && node != shared })
 	c.metrics.foreignNodes.Set(float64(len(f.inWay)))
 	return p
 }
@@ -140,11 +141,14 @@ func metaKey(meta map[string]string) string {
 	return b.String()
 }
 
-// writeItem is one entry's operations in a transaction.
+// writeItem is one entry's operations in a transaction: what to write
+// (kind) and how many operations that takes (n); txnItems builds them (ops)
+// just before the transaction is sent.
 type writeItem struct {
-	e   catalogEntry
-	ops api.TxnOps
-	fn  func() // updates the leader's view once written
+	e    catalogEntry
+	kind writeKind
+	n    int
+	ops  api.TxnOps
 }
 
 // txnRolledBack is a transaction Consul rolled back, with the failed
@@ -165,6 +169,12 @@ func (e *txnRolledBack) Error() string {
 // hand) is taken over with NodeSet, anyone else's is skipped as foreign,
 // and the rest is sent again. Any other failure is returned as it is.
 func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeItem) ([]writeItem, error) {
+	// The operations live as long as this transaction: a copy of the items
+	// holds them, not the write's list of every item.
+	items = slices.Clone(items)
+	for i := range items {
+		items[i].ops = c.ops(items[i])
+	}
 	for len(items) > 0 {
 		ops := api.TxnOps{guard}
 		first := make([]int, len(items)) // index of each item's first op
@@ -184,7 +194,7 @@ func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeI
 		failed := map[int]bool{}
 		for _, te := range rb.errs {
 			i, ok := slices.BinarySearch(first, te.OpIndex)
-			if !ok || !items[i].e.New {
+			if !ok || !items[i].claims() {
 				return nil, err
 			}
 			failed[i] = true
@@ -195,9 +205,9 @@ func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeI
 				keep = append(keep, it)
 				continue
 			}
-			n, rerr := c.api.Node(it.e.Key, (&api.QueryOptions{}).WithContext(ctx))
+			n, rerr := c.api.Node(it.e.Spec.node, (&api.QueryOptions{}).WithContext(ctx))
 			if rerr != nil {
-				return nil, fmt.Errorf("%w; reading node %s to see who holds it: %w", err, it.e.Key, c.redact(rerr))
+				return nil, fmt.Errorf("%w; reading node %s to see who holds it: %w", err, it.e.Spec.node, c.redact(rerr))
 			}
 			switch {
 			case n == nil: // not a conflict (a permission denied?): as it is
@@ -216,10 +226,15 @@ func (c *Catalog) txnItems(ctx context.Context, guard *api.TxnOp, items []writeI
 // claimed forgets, as foreign, the nodes the written items claimed.
 func (c *Catalog) claimed(items []writeItem) {
 	for _, it := range items {
-		if it.e.New {
+		if it.claims() {
 			c.foreignGone(it.e.Key)
 		}
 	}
+}
+
+// claims reports whether it creates a node (a new server's own node).
+func (it writeItem) claims() bool {
+	return it.kind == writeRegister && it.e.New && !it.e.Spec.shared()
 }
 
 // takeOver is it with its node claim replaced by a NodeSet: the node is

@@ -2,7 +2,12 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -36,6 +41,12 @@ func (c *Catalog) shape() catalogShape {
 	if c.cfg.Check != CheckNone {
 		sh.probe = &probeDef{kind: c.cfg.Check, path: c.cfg.HTTPPath, interval: c.cfg.CheckInterval}
 	}
+	if c.cfg.Catalog.Layout == LayoutSharedNode {
+		sh.sharedNode = SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
+	} else {
+		sh.nodeMeta = sh.serverNodeMeta()
+	}
+	sh.metas = &metaCache{}
 	return sh
 }
 
@@ -68,7 +79,8 @@ type catalogLeaderIO struct {
 	c       *Catalog
 	sid     string
 	log     zerolog.Logger
-	lastACL string // the ACL refusal last logged
+	lastACL  string // the ACL refusal last logged
+	standing bool   // a standing fault is set (Failed)
 }
 
 func (io *catalogLeaderIO) Observations(ctx context.Context, index uint64, wait time.Duration) (fleet.Observations, error) {
@@ -97,25 +109,35 @@ var stages = map[fleet.Stage]string{
 	fleet.StageRegistryWrite: "catalog_write", fleet.StageUndecodable: "observation",
 }
 
-// Failed counts the failure and keeps an ACL refusal as the leader's
-// standing fault, logged once.
+// Failed counts the failure and keeps an ACL refusal, or the shared node
+// in the way, as the leader's standing fault (Apply returns it), logged
+// once.
 func (io *catalogLeaderIO) Failed(stage fleet.Stage, err error) {
 	io.c.metrics.errors.WithLabelValues(stages[stage]).Inc()
-	if !isACL(err) {
-		return
-	}
-	io.c.faults.set(&io.c.faults.leader, err)
-	if err.Error() != io.lastACL {
-		io.lastACL = err.Error()
-		withRule(io.log.Error(), err).Err(err).Msg("leader: Consul refused a catalog operation for its ACLs; fix the token's policy")
+	var inWay *sharedNodeInWay
+	switch {
+	case errors.As(err, &inWay): // logged by foreignFound
+		io.c.faults.set(&io.c.faults.leader, err)
+		io.standing = true
+	case isACL(err):
+		io.c.faults.set(&io.c.faults.leader, err)
+		io.standing = true
+		if err.Error() != io.lastACL {
+			io.lastACL = err.Error()
+			withRule(io.log.Error(), err).Err(err).Msg("leader: Consul refused a catalog operation for its ACLs; fix the token's policy")
+		}
 	}
 }
 
-// Succeeded clears a standing ACL fault.
+// Succeeded clears a standing fault.
 func (io *catalogLeaderIO) Succeeded() {
+	if !io.standing {
+		return
+	}
+	io.standing = false
+	io.c.faults.set(&io.c.faults.leader, nil)
 	if io.lastACL != "" {
 		io.lastACL = ""
-		io.c.faults.set(&io.c.faults.leader, nil)
 		io.log.Info().Msg("leader: Consul accepts the catalog operations again")
 	}
 }
@@ -157,9 +179,13 @@ func (c *Catalog) ownedFilterCatalog() (string, error) {
 	return `Service.Meta["` + MetaManagedBy + `"] == "` + ManagedByValue + `" and Service.Meta["` + MetaFleet + `"] == ` + q, nil
 }
 
-// readCatalog reads this fleet's entries, by node name. Instances of the
-// service that are not this fleet's (other owners, other fleets) are
-// filtered out on the server and never touched.
+// readCatalog reads this fleet's entries, by key: the servers on their own
+// nodes and those on the fleet's shared node, whatever the layout
+// configured (entries of the other layout are not wanted, so they turn
+// critical and are removed like any server no bridge observes). Instances
+// of the service that are not this fleet's (other owners, other fleets) are
+// filtered out on the server and never touched. The entries share their
+// meta maps and tags where they are equal.
 func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, error) {
 	filter, err := c.ownedFilterCatalog()
 	if err != nil {
@@ -169,22 +195,33 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	if err != nil {
 		return nil, consulError("read service "+c.cfg.Service, c.redact(err), c.catalogRules)
 	}
+	c.sharedChecked.Store(false) // read the shared node again at the next write
 	now := c.cfg.Clock.Now()
+	shared := SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
+	var in interner
 	out := make(map[string]catalogEntry, len(entries))
-	for _, se := range entries {
+	for i, se := range entries {
+		entries[i] = nil // let the decoded entry go as soon as it is read
 		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
 			continue
 		}
 		e := catalogEntry{Key: se.Node.Node, Spec: catalogSpec{
-			nodeAddr: se.Node.Address, nodeMeta: se.Node.Meta,
+			node:  se.Node.Node,
 			svcID: se.Service.ID,
-			svc:   service{Name: se.Service.Service, Address: se.Service.Address, Port: se.Service.Port, Tags: se.Service.Tags, Meta: se.Service.Meta},
+			svc: service{Name: se.Service.Service, Address: se.Service.Address, Port: se.Service.Port,
+				Tags: in.tags(se.Service.Tags), Meta: in.meta(se.Service.Meta)},
 		}}
-		if e.Spec.svc.Tags == nil {
-			e.Spec.svc.Tags = []string{}
+		switch se.Node.Node {
+		case se.Service.ID: // the server's own node
+			e.Spec.nodeAddr, e.Spec.nodeMeta = se.Node.Address, in.meta(se.Node.Meta)
+		case shared:
+			e.Key = sharedKey(shared, se.Service.ID)
+		default: // the fleet's meta on a node of no name of the fleet's
+			continue
 		}
+		observed := e.Spec.checkID(ObservedCheckID)
 		for _, chk := range se.Checks {
-			if chk.CheckID != ObservedCheckID {
+			if chk.CheckID != observed {
 				continue
 			}
 			e.Passing = chk.Status == api.HealthPassing
@@ -199,4 +236,52 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		out[e.Key] = e
 	}
 	return out, nil
+}
+
+// interner hands out one copy of equal meta maps and tag lists, so that
+// the leader's view of 10,000 servers holds a few maps, not 20,000.
+type interner struct {
+	metas map[string]map[string]string
+	tagss map[string][]string
+}
+
+func (in *interner) meta(m map[string]string) map[string]string {
+	k := exactKey(m)
+	if v, ok := in.metas[k]; ok {
+		return v
+	}
+	if in.metas == nil {
+		in.metas = map[string]map[string]string{}
+	}
+	in.metas[k] = m
+	return m
+}
+
+func (in *interner) tags(t []string) []string {
+	if t == nil {
+		t = []string{}
+	}
+	var b strings.Builder
+	for _, s := range t {
+		b.WriteString(strconv.Itoa(len(s)) + ":" + s)
+	}
+	k := b.String()
+	if v, ok := in.tagss[k]; ok {
+		return v
+	}
+	if in.tagss == nil {
+		in.tagss = map[string][]string{}
+	}
+	in.tagss[k] = t
+	return t
+}
+
+// exactKey is m as a string that no other map has: sorted keys, each key
+// and value preceded by its length.
+func exactKey(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		b.WriteString(strconv.Itoa(len(k)) + ":" + k + strconv.Itoa(len(m[k])) + ":" + m[k])
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
@@ -42,14 +43,33 @@ const (
 	maxMetaValue = 512
 )
 
-// catalogSpec is how the catalog spells one server: a node of its own
-// (named by the entry's key) with the service on it. The observed check's
-// state is the entry's (fleet.Entry.Passing, Since).
+// catalogSpec is how the catalog spells one server: its service, on a node
+// of its own (node per server: the node is named like the service) or on
+// the fleet's shared node. The observed check's state is the entry's
+// (fleet.Entry.Passing, Since). Specs built by one shape share their
+// maps: nothing modifies a spec's maps or slices in place.
 type catalogSpec struct {
+	// node is the node the service is on.
+	node string
+	// nodeAddr and nodeMeta are the server's own node (node per server);
+	// empty on the shared node, which ensureSharedNode writes.
 	nodeAddr string
 	nodeMeta map[string]string
 	svcID    string
 	svc      service
+}
+
+// shared reports whether the server is on the fleet's shared node.
+func (s catalogSpec) shared() bool { return s.node != s.svcID }
+
+// checkID is the ID of the server's check named base (ObservedCheckID,
+// ProbeCheckID): check IDs are unique per node, so on the shared node each
+// server's carry its service ID.
+func (s catalogSpec) checkID(base string) string {
+	if s.shared() {
+		return base + ":" + s.svcID
+	}
+	return base
 }
 
 // endpoint is the server a spec describes.
@@ -66,7 +86,8 @@ type catalogEntry = fleet.Entry[catalogSpec]
 type catalogPlan = fleet.Plan[catalogSpec]
 
 // catalogShape is what every catalog entry of a fleet shares; it spells a
-// server as the catalog holds it (fleet.Shape).
+// server as the catalog holds it (fleet.Shape). Build it with
+// Catalog.shape.
 type catalogShape struct {
 	service    string
 	tags       []string
@@ -75,6 +96,15 @@ type catalogShape struct {
 	segmentTag bool
 	observers  bool      // the observers meta (consul_observers_meta)
 	probe      *probeDef // nil without --consul-check
+	// sharedNode is the fleet's shared node (LayoutSharedNode); "" for a
+	// node per server.
+	sharedNode string
+	// nodeMeta is the meta of every server's own node (node per server),
+	// one map for all.
+	nodeMeta map[string]string
+	// metas holds the service meta maps handed out, one per distinct
+	// value: 10,000 servers of one segment share one.
+	metas *metaCache
 }
 
 // probeDef is the definition of the consul-esm check.
@@ -86,53 +116,126 @@ type probeDef struct {
 
 var _ fleet.Shape[catalogSpec] = catalogShape{}
 
-// Key is the node name of the server at addr.
+// sharedKey is the key of the entry of the service svcID on the shared node
+// node: never a node name (node names hold no '/').
+func sharedKey(node, svcID string) string { return node + "/" + svcID }
+
+// Key is the entry's key of the server at addr: its node's name (node per
+// server) or "<shared node>/<service ID>".
 func (sh catalogShape) Key(addr netip.AddrPort) string {
-	return CatalogNodeName(sh.service, sh.fleet, addr)
+	id := CatalogNodeName(sh.service, sh.fleet, addr)
+	if sh.sharedNode != "" {
+		return sharedKey(sh.sharedNode, id)
+	}
+	return id
 }
 
 // Spec is the wanted node and service of the server at addr.
 func (sh catalogShape) Spec(addr netip.AddrPort, d fleet.Observed) catalogSpec {
-	id := sh.Key(addr)
-	nodeMeta := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
-	if sh.probe != nil {
-		nodeMeta[NodeMetaExternal] = "true"
-		nodeMeta[NodeMetaProbe] = "true"
-	}
-	tags := slices.Clone(sh.tags)
-	if sh.segmentTag {
+	id := CatalogNodeName(sh.service, sh.fleet, addr)
+	tags := sh.tags
+	if sh.segmentTag && len(d.Segments) > 0 {
+		tags = slices.Clip(slices.Clone(sh.tags))
 		for _, s := range d.Segments {
 			tags = append(tags, "segment="+s)
 		}
 	}
-	meta := map[string]string{
-		MetaManagedBy: ManagedByValue,
-		MetaFleet:     sh.fleet,
-		MetaChecks:    sh.checks,
-		MetaSegments:  segmentsMeta(d.Segments),
-	}
+	observers := -1
 	if sh.observers {
-		meta[MetaObservers] = strconv.Itoa(d.Bridges)
+		observers = d.Bridges
 	}
-	return catalogSpec{
-		nodeAddr: addr.Addr().String(),
-		nodeMeta: nodeMeta,
-		svcID:    id,
+	spec := catalogSpec{
+		node:  id,
+		svcID: id,
 		svc: service{
 			Name:    sh.service,
 			Address: addr.Addr().String(),
 			Port:    int(addr.Port()),
 			Tags:    tags,
-			Meta:    meta,
+			Meta:    sh.metas.get(sh, segmentsMeta(d.Segments), observers),
 		},
 	}
+	if sh.sharedNode != "" {
+		spec.node = sh.sharedNode
+	} else {
+		spec.nodeAddr, spec.nodeMeta = spec.svc.Address, sh.nodeMeta
+	}
+	return spec
 }
 
-// Compare: a node that differs is written whole (node, service, checks); a
-// service that differs (tags, segments, observers meta) alone.
+// serverNodeMeta is the meta of a server's own node (node per server).
+func (sh catalogShape) serverNodeMeta() map[string]string {
+	m := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
+	if sh.probe != nil {
+		m[NodeMetaExternal] = "true"
+		m[NodeMetaProbe] = "true"
+	}
+	return m
+}
+
+// sharedNodeMeta is the meta of the fleet's shared node: consul-esm runs
+// the checks of an external node's services, and pings the node only with
+// external-probe, which the shared node (at 127.0.0.1) does not carry.
+func (sh catalogShape) sharedNodeMeta() map[string]string {
+	m := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
+	if sh.probe != nil {
+		m[NodeMetaExternal] = "true"
+	}
+	return m
+}
+
+// metaCache hands out one service meta map per distinct value; safe for
+// concurrent use.
+type metaCache struct {
+	mu sync.Mutex
+	m  map[metaKeyOf]map[string]string
+}
+
+// metaKeyOf is what varies in a service's meta; observers is -1 without
+// the observers meta.
+type metaKeyOf struct {
+	segments  string
+	observers int
+}
+
+// get returns the service meta of a server seen on segments by observers
+// bridges (observers < 0: no observers meta). Without a cache (a shape
+// built by hand in a test) every call builds its own map.
+func (c *metaCache) get(sh catalogShape, segments string, observers int) map[string]string {
+	build := func() map[string]string {
+		meta := map[string]string{
+			MetaManagedBy: ManagedByValue,
+			MetaFleet:     sh.fleet,
+			MetaChecks:    sh.checks,
+			MetaSegments:  segments,
+		}
+		if observers >= 0 {
+			meta[MetaObservers] = strconv.Itoa(observers)
+		}
+		return meta
+	}
+	if c == nil {
+		return build()
+	}
+	k := metaKeyOf{segments, observers}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.m[k]; ok {
+		return m
+	}
+	if c.m == nil {
+		c.m = map[metaKeyOf]map[string]string{}
+	}
+	m := build()
+	c.m[k] = m
+	return m
+}
+
+// Compare: a server whose node differs is written whole (node, service,
+// checks); a service that differs (tags, segments, observers meta) alone.
 func (sh catalogShape) Compare(held, want catalogSpec) fleet.Difference {
 	switch {
-	case held.nodeAddr != want.nodeAddr || !maps.Equal(held.nodeMeta, want.nodeMeta):
+	case held.node != want.node || held.nodeAddr != want.nodeAddr || !maps.Equal(held.nodeMeta, want.nodeMeta):
 		return fleet.Replaced
 	case held.svcID != want.svcID || !held.svc.equal(want.svc):
 		return fleet.Changed

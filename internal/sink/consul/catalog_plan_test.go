@@ -12,7 +12,9 @@ import (
 var tc0 = time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
 
 func testShape() catalogShape {
-	return catalogShape{service: "django", tags: []string{"lab"}, fleet: "udp-discovery-bridge/django", checks: "alias/1m0s"}
+	sh := catalogShape{service: "django", tags: []string{"lab"}, fleet: "udp-discovery-bridge/django", checks: "alias/1m0s"}
+	sh.nodeMeta = sh.serverNodeMeta()
+	return sh
 }
 
 // current returns the catalog as it would be after registering desired,
@@ -97,6 +99,7 @@ func TestCatalogEntryShape(t *testing.T) {
 	sh.segmentTag = true
 	sh.observers = true
 	sh.probe = &probeDef{kind: CheckTCP, interval: 10 * time.Second}
+	sh.nodeMeta = sh.serverNodeMeta()
 	e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Segments: []string{"10.1.0.0/24", "10.9.0.0/24"}, Bridges: 2})
 	if e.Key != "django-10.1.0.5-8000" || e.Spec.svcID != e.Key || e.Spec.nodeAddr != "10.1.0.5" {
 		t.Errorf("names: %+v", e)
@@ -115,6 +118,7 @@ func TestCatalogEntryShape(t *testing.T) {
 		t.Errorf("tags = %v", e.Spec.svc.Tags)
 	}
 	sh.probe = nil
+	sh.nodeMeta = sh.serverNodeMeta()
 	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Bridges: 1}); e.Spec.nodeMeta["external-node"] != "" {
 		t.Errorf("external-node meta without a probe: %v", e.Spec.nodeMeta)
 	}

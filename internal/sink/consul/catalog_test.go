@@ -31,6 +31,9 @@ type catHarness struct {
 	t   *testing.T
 	fc  *fakeCatalog
 	clk *clocktest.Clock
+	// layout is every bridge's consul_catalog_layout: node-per-server
+	// unless a test says otherwise (catalog_layout_test.go).
+	layout string
 }
 
 // catBridge is one bridge of the fleet.
@@ -42,7 +45,7 @@ type catBridge struct {
 
 func newCatHarness(t *testing.T) *catHarness {
 	clk := clocktest.New(testStart)
-	return &catHarness{t: t, fc: newFakeCatalog(t, clk), clk: clk}
+	return &catHarness{t: t, fc: newFakeCatalog(t, clk), clk: clk, layout: LayoutNodePerServer}
 }
 
 // bridge builds a bridge with ID id observing on segment "lan-<id>", with a
@@ -52,7 +55,7 @@ func (h *catHarness) bridge(id string, mod ...func(*Config)) *catBridge {
 	h.t.Helper()
 	log, logs := newTestLogger()
 	cfg := Config{Mode: ModeCatalog, SharedConfig: SharedConfig{BridgeID: id, Tags: []string{"lab"}, Clock: h.clk},
-		Catalog: CatalogConfig{Segment: "lan-" + id, StartupGrace: 10 * time.Second, LockWait: 100 * time.Millisecond, ObserversMeta: true}}
+		Catalog: CatalogConfig{Segment: "lan-" + id, StartupGrace: 10 * time.Second, LockWait: 100 * time.Millisecond, ObserversMeta: true, Layout: h.layout}}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -123,6 +126,9 @@ func (h *catHarness) session(b *catBridge) string { return h.fc.SessionNamed(ses
 // server is the catalog entry of the server at addr (node, service and
 // observed check); ok is false when any is missing.
 func (h *catHarness) server(addr string) (fakeNode, api.AgentService, api.HealthCheck, bool) {
+	if h.layout == LayoutSharedNode {
+		return h.fc.Entry(SharedNodeName("django", testFleet), sid(addr), ObservedCheckID+":"+sid(addr))
+	}
 	return h.fc.Entry(sid(addr), sid(addr), ObservedCheckID)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -17,58 +18,200 @@ import (
 // write applies plan p in transactions of at most 64 operations, each
 // guarded by a check that this bridge's session still holds the lock, paced
 // by c.pace (at most consul_parallel in flight), and updates current with what
-// succeeded. It returns the catalog operations written.
+// succeeded. It returns the catalog operations written. The operations of
+// a transaction are built just before it is sent, so that a first write of
+// 10,000 servers holds at most the transactions in flight, not 30,000
+// operations.
 func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current map[string]catalogEntry) (int, error) {
-	type item = writeItem // one entry's operations (catalog_foreign.go)
-	var items []item
-	for _, e := range p.Register {
-		written := e
-		written.New = false
-		items = append(items, item{e, c.registerOps(e), func() { current[e.Key] = written }})
+	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
+	nodeWrites, err := c.ensureSharedNode(ctx, guard, p)
+	if err != nil {
+		return 0, err
 	}
-	for _, e := range p.Update {
+	items := make([]writeItem, 0, len(p.Register)+len(p.Update)+len(p.Pass)+len(p.Fail)+len(p.Remove))
+	add := func(kind writeKind, es []catalogEntry) {
+		for _, e := range es {
+			it := writeItem{e: e, kind: kind}
+			it.n = c.opCount(it)
+			items = append(items, it)
+		}
+	}
+	add(writeRegister, p.Register)
+	add(writeUpdate, p.Update)
+	add(writePass, p.Pass)
+	add(writeFail, p.Fail)
+	add(writeRemove, p.Remove)
+	// Pack whole items into batches.
+	var sends []txnBatch
+	first, n := 0, 1
+	for i, it := range items {
+		if n+it.n > maxTxnOps {
+			sends, first, n = append(sends, txnBatch{items: items[first:i:i]}), i, 1
+		}
+		n += it.n
+	}
+	if first < len(items) {
+		sends = append(sends, txnBatch{items: items[first:]})
+	}
+	written, err := c.send(ctx, guard, sends, current)
+	if err != nil {
+		c.sharedChecked.Store(false) // the shared node may be what failed
+		return nodeWrites + written, err
+	}
+	dropped, err := c.dropSharedNode(ctx, guard, p, current)
+	return nodeWrites + written + dropped, err
+}
+
+// dropSharedNode deletes the fleet's shared node once p removed the last
+// server on it while the fleet is not in the shared-node layout (it moved
+// to a node per server). It returns the operations it wrote.
+func (c *Catalog) dropSharedNode(ctx context.Context, guard *api.TxnOp, p catalogPlan, current map[string]catalogEntry) (int, error) {
+	onShared := func(e catalogEntry) bool { return e.Spec.shared() }
+	if c.cfg.Catalog.Layout == LayoutSharedNode || !slices.ContainsFunc(p.Remove, onShared) {
+		return 0, nil
+	}
+	for _, e := range current {
+		if e.Spec.shared() {
+			return 0, nil
+		}
+	}
+	name := SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
+	op := &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: name}}}
+	if err := c.txn(ctx, api.TxnOps{guard, op}); err != nil {
+		return 0, fmt.Errorf("delete the fleet's emptied shared node %s: %w", name, err)
+	}
+	c.log.Info().Str("node", name).Msg("deleted the fleet's shared node: its last server is gone, and consul_catalog_layout is node-per-server")
+	return 1, nil
+}
+
+// sharedNodeInWay is the error of a write that found the fleet's shared
+// node held by someone else.
+type sharedNodeInWay struct{ node, owner string }
+
+func (e *sharedNodeInWay) Error() string {
+	return fmt.Sprintf("the fleet's shared node %s belongs to someone else (%s): never overwritten, so no server is registered until it is gone; "+
+		"give this fleet another consul_kv_prefix, or set consul_catalog_layout node-per-server", e.node, e.owner)
+}
+
+// sharedNodeAddr is the address of the fleet's shared node: the servers'
+// services carry their own addresses, which is what lookups return (DNS
+// and the health API); consul-k8s's catalog sync gives its synthetic node
+// the same.
+const sharedNodeAddr = "127.0.0.1"
+
+// ensureSharedNode makes sure, before p writes services on it, that the
+// fleet's shared node exists with its address and meta: it creates it if
+// no node of its name exists (NodeCAS with index 0, so that a node created
+// meanwhile is never overwritten), sets it again if it is the fleet's but
+// differs, and refuses to write when it is someone else's (logged once,
+// counted as a node in the way, checked again at every resync). It returns
+// the operations it wrote.
+func (c *Catalog) ensureSharedNode(ctx context.Context, guard *api.TxnOp, p catalogPlan) (int, error) {
+	onShared := func(e catalogEntry) bool { return e.Spec.shared() }
+	if c.sharedChecked.Load() || (!slices.ContainsFunc(p.Register, onShared) && !slices.ContainsFunc(p.Update, onShared)) {
+		return 0, nil
+	}
+	name := SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
+	meta := c.shape().sharedNodeMeta()
+	n, err := c.api.Node(name, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return 0, consulError("read the fleet's shared node "+name, c.redact(err), c.catalogRules)
+	}
+	verb := api.NodeSet
+	switch {
+	case n == nil:
+		verb = api.NodeCAS // ModifyIndex 0: only if no node of the name exists
+	case !c.ownNode(n):
+		c.foreignFound(n)
+		return 0, &sharedNodeInWay{node: name, owner: ownerOf(n.Meta)}
+	case n.Address == sharedNodeAddr && maps.Equal(n.Meta, meta):
+		c.foreignGone(name)
+		c.sharedChecked.Store(true)
+		return 0, nil
+	}
+	op := &api.TxnOp{Node: &api.NodeTxnOp{Verb: verb, Node: api.Node{Node: name, Address: sharedNodeAddr, Meta: meta}}}
+	if err := c.txn(ctx, api.TxnOps{guard, op}); err != nil {
+		return 0, fmt.Errorf("write the fleet's shared node %s: %w", name, err)
+	}
+	c.foreignGone(name)
+	c.sharedChecked.Store(true)
+	return 1, nil
+}
+
+// writeKind is what a write item does to its entry.
+type writeKind int
+
+const (
+	writeRegister writeKind = iota // node (node per server), service, checks
+	writeUpdate                    // the service (and the observed check, if not passing)
+	writePass                      // the observed check, passing
+	writeFail                      // the observed check, critical since e.Since
+	writeRemove                    // the node (node per server) or the service with its checks
+)
+
+// opCount is how many operations it takes, without building them.
+func (c *Catalog) opCount(it writeItem) int {
+	switch it.kind {
+	case writeRegister:
+		n := 2
+		if !it.e.Spec.shared() {
+			n++ // the node
+		}
+		if c.cfg.Check != CheckNone {
+			n++
+		}
+		return n
+	case writeUpdate:
+		if !it.e.Passing {
+			return 2
+		}
+	}
+	return 1
+}
+
+// ops builds the operations of it.
+func (c *Catalog) ops(it writeItem) api.TxnOps {
+	e := it.e
+	switch it.kind {
+	case writeRegister:
+		return c.registerOps(e)
+	case writeUpdate:
 		ops := api.TxnOps{c.serviceOp(e)}
 		if !e.Passing {
 			ops = append(ops, c.observedCheck(e, true, time.Time{}))
 		}
-		items = append(items, item{e, ops, func() {
-			e.Passing, e.Since = true, time.Time{}
-			current[e.Key] = e
-		}})
-	}
-	for _, e := range p.Pass {
-		items = append(items, item{e, api.TxnOps{c.observedCheck(e, true, time.Time{})}, func() {
-			cur := current[e.Key]
-			cur.Passing, cur.Since = true, time.Time{}
-			current[e.Key] = cur
-		}})
-	}
-	for _, e := range p.Fail {
-		items = append(items, item{e, api.TxnOps{c.observedCheck(e, false, e.Since)}, func() { current[e.Key] = e }})
-	}
-	for _, e := range p.Remove {
-		items = append(items, item{e, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Key}}}}, func() { delete(current, e.Key) }})
-	}
-	guard := &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey, Session: sid}}
-	// Pack whole items into batches.
-	var batches [][]item
-	var cur []item
-	n := 1
-	for _, it := range items {
-		if n+len(it.ops) > maxTxnOps {
-			batches, cur, n = append(batches, cur), nil, 1
+		return ops
+	case writePass:
+		return api.TxnOps{c.observedCheck(e, true, time.Time{})}
+	case writeFail:
+		return api.TxnOps{c.observedCheck(e, false, e.Since)}
+	default: // writeRemove
+		if e.Spec.shared() {
+			return api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: e.Spec.node, Service: api.AgentService{ID: e.Spec.svcID}}}}
 		}
-		cur = append(cur, it)
-		n += len(it.ops)
+		return api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Spec.node}}}}
 	}
-	if len(cur) > 0 {
-		batches = append(batches, cur)
+}
+
+// apply records in current that it was written.
+func (it writeItem) apply(current map[string]catalogEntry) {
+	e := it.e
+	switch it.kind {
+	case writeRegister:
+		e.New = false
+		current[e.Key] = e
+	case writeUpdate:
+		e.Passing, e.Since = true, time.Time{}
+		current[e.Key] = e
+	case writePass:
+		cur := current[e.Key]
+		cur.Passing, cur.Since = true, time.Time{}
+		current[e.Key] = cur
+	case writeFail:
+		current[e.Key] = e
+	case writeRemove:
+		delete(current, e.Key)
 	}
-	sends := make([]txnBatch, 0, len(batches))
-	for _, b := range batches {
-		sends = append(sends, txnBatch{items: b})
-	}
-	return c.send(ctx, guard, sends)
 }
 
 // txnBatch is the items of one guarded transaction.
@@ -85,7 +228,7 @@ const maxRateLimitedTries = 10
 // refused for Consul's rate limit goes back in the queue (after the pause
 // the pacer imposes), anything else is an error of this write. It stops
 // sending once a guard says this bridge no longer leads.
-func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches []txnBatch) (int, error) {
+func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches []txnBatch, current map[string]catalogEntry) (int, error) {
 	type queued struct {
 		txnBatch
 		tries int
@@ -129,8 +272,8 @@ func (c *Catalog) send(ctx context.Context, guard *api.TxnOp, batches []txnBatch
 					errs = append(errs, err)
 				default:
 					for _, it := range done {
-						it.fn()
-						written += len(it.ops)
+						it.apply(current)
+						written += it.n
 					}
 				}
 			}()
@@ -195,15 +338,15 @@ func txnErrors(resp *api.TxnResponse) string {
 // A claimed node (one the fleet does not hold yet) is created only if none
 // of its name exists (NodeCAS with index 0; see txnItems).
 func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
-	nodeVerb := api.NodeSet
-	if e.New {
-		nodeVerb = api.NodeCAS
+	var ops api.TxnOps
+	if !e.Spec.shared() {
+		nodeVerb := api.NodeSet
+		if e.New {
+			nodeVerb = api.NodeCAS
+		}
+		ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: nodeVerb, Node: api.Node{Node: e.Spec.node, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}})
 	}
-	ops := api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: nodeVerb, Node: api.Node{Node: e.Key, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}},
-		c.serviceOp(e),
-		c.observedCheck(e, true, time.Time{}),
-	}
+	ops = append(ops, c.serviceOp(e), c.observedCheck(e, true, time.Time{}))
 	if c.cfg.Check != CheckNone {
 		hostPort := net.JoinHostPort(e.Spec.svc.Address, strconv.Itoa(e.Spec.svc.Port))
 		def := api.HealthCheckDefinition{
@@ -217,7 +360,7 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
 		}
 		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-			Node: e.Key, CheckID: ProbeCheckID, Name: name, ServiceID: e.Spec.svcID, ServiceName: e.Spec.svc.Name, Status: api.HealthPassing,
+			Node: e.Spec.node, CheckID: e.Spec.checkID(ProbeCheckID), Name: name, ServiceID: e.Spec.svcID, ServiceName: e.Spec.svc.Name, Status: api.HealthPassing,
 			Notes: "run by consul-esm, where deployed", Definition: def,
 		}}})
 	}
@@ -227,7 +370,7 @@ func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
 // serviceOp sets the service of e.
 func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
 	s := e.Spec
-	return &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: e.Key, Service: api.AgentService{
+	return &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: s.node, Service: api.AgentService{
 		ID: s.svcID, Service: s.svc.Name, Address: s.svc.Address, Port: s.svc.Port, Tags: s.svc.Tags, Meta: s.svc.Meta,
 	}}}
 }
@@ -235,7 +378,7 @@ func (c *Catalog) serviceOp(e catalogEntry) *api.TxnOp {
 // observedCheck sets the observed check of e: passing, or critical since t.
 func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *api.TxnOp {
 	chk := api.HealthCheck{
-		Node: e.Key, CheckID: ObservedCheckID, Name: "observed by udp-discovery-bridge", ServiceID: e.Spec.svcID,
+		Node: e.Spec.node, CheckID: e.Spec.checkID(ObservedCheckID), Name: "observed by udp-discovery-bridge", ServiceID: e.Spec.svcID,
 		ServiceName: e.Spec.svc.Name, Status: api.HealthPassing, Output: "observed by a live bridge",
 	}
 	if !passing {

@@ -48,6 +48,12 @@ const (
 	ModeAgent   = "agent"
 	ModeCatalog = "catalog"
 
+	// Catalog layouts (consul_catalog_layout).
+	LayoutSharedNode    = "shared-node"
+	LayoutNodePerServer = "node-per-server"
+	// DefaultLayout is consul_catalog_layout's default.
+	DefaultLayout = LayoutNodePerServer
+
 	// Check values.
 	CheckNone = ""
 	CheckTCP  = "tcp"
@@ -79,6 +85,7 @@ func DefaultConfig() Config {
 			Parallel:       DefaultParallel,
 		},
 		Catalog: CatalogConfig{
+			Layout:     DefaultLayout,
 			SessionTTL: MinSessionTTL,
 			LockWait:   5 * time.Second,
 			InFlight:   DefaultParallel,
@@ -179,6 +186,11 @@ type CatalogConfig struct {
 	// see the server (consul_observers_meta): off by default, because then
 	// a bridge joining or leaving rewrites every server it sees.
 	ObserversMeta bool
+	// Layout is how the leader spells servers in the catalog
+	// (consul_catalog_layout): LayoutSharedNode, every server a service
+	// with its check on one synthetic node of the fleet, or
+	// LayoutNodePerServer, an external node per server.
+	Layout string
 	// SessionTTL is the TTL of this bridge's session, which holds its
 	// observation and, on the leader, the leader key
 	// (consul_lock_session_ttl; at least 10s). LockWait bounds one blocking
@@ -243,6 +255,7 @@ func (c Config) withDefaults() Config {
 		orDefault(&k.SessionTTL, d.Catalog.SessionTTL)
 		orDefault(&k.LockWait, d.Catalog.LockWait)
 		orDefault(&k.InFlight, d.Catalog.InFlight)
+		orDefault(&k.Layout, d.Catalog.Layout)
 	}
 	return c
 }
@@ -362,6 +375,9 @@ func (k CatalogConfig) validate(s SharedConfig) []error {
 	}
 	if k.WriteRate < 0 || math.IsNaN(k.WriteRate) || math.IsInf(k.WriteRate, 0) {
 		p.bad("consul_write_rate", k.WriteRate, "want writes per second, a number >= 0 (0: no cap)")
+	}
+	if k.Layout != LayoutSharedNode && k.Layout != LayoutNodePerServer {
+		p = append(p, config.OneOf("consul_catalog_layout", k.Layout, LayoutSharedNode, LayoutNodePerServer))
 	}
 	if k.InFlight < 1 || k.InFlight > MaxParallel {
 		p.bad("consul_parallel", k.InFlight, fmt.Sprintf("want 1..%d (transactions the leader keeps in flight)", MaxParallel))

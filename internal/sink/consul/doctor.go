@@ -117,16 +117,24 @@ func (d *doctor) catalog() {
 	e := sh.entryFor(doctorServer, fleet.Observed{Bridges: 1})
 	c := &Catalog{cfg: d.cfg}
 	d.add("read this fleet's catalog entries (service "+d.cfg.Service+")", d.readService())
-	d.add("write a server's node ("+e.Key+")", d.dryTxn("write node "+e.Key,
-		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.Key, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}}))
+	if e.Spec.shared() {
+		d.add("write the fleet's shared node ("+e.Spec.node+")", d.dryTxn("write node "+e.Spec.node,
+			&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.Spec.node, Address: sharedNodeAddr, Meta: sh.sharedNodeMeta()}}}))
+	} else {
+		d.add("write a server's node ("+e.Spec.node+")", d.dryTxn("write node "+e.Spec.node,
+			&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: e.Spec.node, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}}))
+	}
 	d.add("write a server's service ("+d.cfg.Service+")", d.dryTxn("write service "+e.Spec.svcID, c.serviceOp(e)))
-	d.add("write a server's observed check", d.dryTxn("write check "+ObservedCheckID+" of "+e.Spec.svcID, c.observedCheck(e, true, time.Time{})))
+	d.add("write a server's observed check", d.dryTxn("write check "+e.Spec.checkID(ObservedCheckID)+" of "+e.Spec.svcID, c.observedCheck(e, true, time.Time{})))
 	if d.cfg.Check != CheckNone {
 		ops := c.registerOps(e)
-		d.add("write a server's consul-esm check ("+d.cfg.Check+")", d.dryTxn("write check "+ProbeCheckID+" of "+e.Spec.svcID, ops[len(ops)-1]))
+		d.add("write a server's consul-esm check ("+d.cfg.Check+")", d.dryTxn("write check "+e.Spec.checkID(ProbeCheckID)+" of "+e.Spec.svcID, ops[len(ops)-1]))
 	}
-	d.add("remove a server's node", d.dryTxn("delete node "+e.Key,
-		&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Key}}}))
+	if e.Spec.shared() {
+		d.add("remove a server's service", d.dryTxn("delete service "+e.Spec.svcID, c.ops(writeItem{e: e, kind: writeRemove})...))
+	} else {
+		d.add("remove a server's node", d.dryTxn("delete node "+e.Spec.node, c.ops(writeItem{e: e, kind: writeRemove})...))
+	}
 
 	node := bridgesNode(d.cfg.Catalog.KVPrefix)
 	w := (&api.WriteOptions{}).WithContext(d.ctx)

@@ -35,6 +35,21 @@ func CatalogNodeName(service, fleet string, addr netip.AddrPort) string {
 	return id + "-" + FleetNodeSuffix(fleet)
 }
 
+// SharedNodeName returns the name of the synthetic node that holds every
+// server of the fleet whose KV prefix is fleet in the shared-node layout:
+// "<service>-servers" for the default fleet of service, and
+// "<service>-servers-<FleetNodeSuffix(fleet)>" for any other, e.g.
+// "django-servers-5d41402a". It starts with "<service>-" like every node
+// name of catalog mode, and never equals a server's node name (those end
+// in an address and a port).
+func SharedNodeName(service, fleet string) string {
+	name := sanitizeID(service + "-servers")
+	if fleet == DefaultKVPrefix(service) {
+		return name
+	}
+	return name + "-" + FleetNodeSuffix(fleet)
+}
+
 // FleetNodeSuffix is the fleet-scoping suffix of the catalog node names of
 // the fleet with KV prefix fleet: the first 8 hex digits of the SHA-256 of
 // the prefix. Short (a node name with an IPv6 address stays within a DNS

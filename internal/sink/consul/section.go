@@ -105,6 +105,8 @@ func (s *Section) Keys() []config.Key {
 			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
 		{Name: "consul_observers_meta", Flag: "consul-observers-meta", Env: []string{"DISCOVERY_CLIENT_CONSUL_OBSERVERS_META"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
+		{Name: "consul_catalog_layout", Flag: "consul-catalog-layout", Env: []string{"DISCOVERY_CLIENT_CONSUL_CATALOG_LAYOUT"}, Default: d.Catalog.Layout, OneOf: []string{LayoutSharedNode, LayoutNodePerServer}, Group: config.GroupRun, Category: cat,
+			Usage: "catalog mode: shared-node (every server a service on one synthetic node of the fleet, <consul_service>-servers) or node-per-server (an external node per server, for consul-esm's ping of each server's address)"},
 		{Name: "consul_write_rate", Flag: "consul-write-rate", Env: []string{"DISCOVERY_CLIENT_CONSUL_WRITE_RATE"}, Default: "0", Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: transactions per second the leader sends at most (0: no cap; it slows down by itself when Consul's request_limits refuse writes); keep it below the servers' write_rate so that session renewals always get through"},
 		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Agent.Parallel), Kind: config.KindInt, Min: "1", Max: strconv.Itoa(MaxParallel), Group: config.GroupRun, Category: cat,
@@ -152,6 +154,7 @@ func (s *Section) Load(r *config.Reader) Config {
 	segment := r.String("segment")
 	segmentTag := r.Bool("consul_segment_tag")
 	observersMeta := r.Bool("consul_observers_meta")
+	layout := r.String("consul_catalog_layout")
 	var writeRate float64
 	if v := strings.TrimSpace(r.String("consul_write_rate")); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
@@ -180,7 +183,7 @@ func (s *Section) Load(r *config.Reader) Config {
 		if kvPrefix == "" {
 			kvPrefix = DefaultKVPrefix(c.Service)
 		}
-		c.Catalog = CatalogConfig{KVPrefix: kvPrefix, Segment: segment, SegmentTag: segmentTag, ObserversMeta: observersMeta,
+		c.Catalog = CatalogConfig{KVPrefix: kvPrefix, Segment: segment, SegmentTag: segmentTag, ObserversMeta: observersMeta, Layout: layout,
 			SessionTTL: sessionTTL, LockWait: d.Catalog.LockWait, WriteRate: writeRate, InFlight: parallel,
 			// A new leader, or one that finds Consul back after an
 			// outage, waits for every bridge to have had a round to
