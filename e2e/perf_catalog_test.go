@@ -204,6 +204,7 @@ func TestPerfCatalog10k(t *testing.T) {
 	})
 	slices.Sort(baselines)
 	baseline := baselines[1]
+	stopPeak := perfPeak(l.bridges["a1"].PID)
 	// a1 leads (it started alone); its write counter reaches 30,000 (node,
 	// service, check of each server) when the last transaction is in.
 	var done time.Time
@@ -225,6 +226,16 @@ func TestPerfCatalog10k(t *testing.T) {
 
 	leader := l.leader10k(t)
 	pid := l.bridges[leader].PID
+	defer func() {
+		pk, at := stopPeak()
+		t.Logf("TEMP peak %s at %s after publish (done at %s)", perfMiB(pk), at.Sub(published), done.Sub(published))
+		_, se := l.bridges["a1"].Output()
+		for _, line := range strings.Split(se, "\n") {
+			if strings.HasPrefix(line, "gc ") || strings.Contains(line, "reconciled") || strings.Contains(line, "leading") || strings.Contains(line, "published") {
+				t.Log("TEMP " + line)
+			}
+		}
+	}()
 	time.Sleep(6 * time.Second)
 	a := perfMustSample(t, pid)
 	time.Sleep(20 * time.Second)

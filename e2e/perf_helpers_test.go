@@ -428,3 +428,39 @@ func (s *perfSampler) rss() (lo, med, hi int64) {
 	slices.Sort(v)
 	return v[0], v[len(v)/2], v[len(v)-1]
 }
+
+// perfPeak samples a process's VmRSS every 50 ms until stop is called and
+// then returns the largest sample and when it was taken, so a peak can be
+// placed among the test's events (VmHWM gives the size, not the moment).
+func perfPeak(pid int) (stop func() (peakKiB int64, at time.Time)) {
+	done := make(chan struct{})
+	var (
+		mu   sync.Mutex
+		peak int64
+		when time.Time
+	)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if s, err := perfSample(pid); err == nil {
+				mu.Lock()
+				if s.RSSKiB > peak {
+					peak, when = s.RSSKiB, s.At
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() (int64, time.Time) {
+		close(done)
+		mu.Lock()
+		defer mu.Unlock()
+		return peak, when
+	}
+}

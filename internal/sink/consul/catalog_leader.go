@@ -76,9 +76,9 @@ func (c *Catalog) lead(term context.Context, s *session) {
 // the session's hold of the lock (fleet.Registry), and the metrics and
 // standing ACL faults (fleet.Reporter).
 type catalogLeaderIO struct {
-	c       *Catalog
-	sid     string
-	log     zerolog.Logger
+	c        *Catalog
+	sid      string
+	log      zerolog.Logger
 	lastACL  string // the ACL refusal last logged
 	standing bool   // a standing fault is set (Failed)
 }
