@@ -125,26 +125,39 @@ func (l *catLab) leader10k(t *testing.T) string {
 var catInFlight = consul.DefaultParallel
 
 // rawTxnBaseline writes the same operations the leader writes for n new
-// servers (node, service, check) straight to /v1/txn, 64 per transaction
-// with inFlight in flight, under another service name, and returns how
-// long that took; then it deletes them.
-func rawTxnBaseline(t *testing.T, c *api.Client, n, inFlight int) time.Duration {
+// servers in layout straight to /v1/txn, under another service name, with
+// inFlight transactions in flight and as many operations in each as the
+// leader puts next to its guard: node-per-server, node + service + check
+// per server, 21 servers (63 operations) per transaction; shared-node, one
+// node write, then service + check per server, 31 servers (62 operations)
+// per transaction. It returns how long that took and the CPU the Consul
+// servers used meanwhile; then it deletes them.
+func rawTxnBaseline(t *testing.T, cl *consulcluster.Cluster, c *api.Client, n, inFlight int, layout string) (time.Duration, float64) {
 	t.Helper()
-	const perTxn = 21 // 3 operations per server, 63 per transaction
+	perTxn, shared := 21, layout == consul.LayoutSharedNode
+	if shared {
+		perTxn = 31
+	}
+	const sharedNode = "baseline-servers"
 	var batches []api.TxnOps
 	var cur api.TxnOps
-	base := netip.MustParseAddr("10.213.200.0")
+	if shared {
+		batches = append(batches, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: sharedNode, Address: "127.0.0.1", Meta: map[string]string{"managed-by": "baseline"}}}}})
+	}
+	a := netip.MustParseAddr("10.213.200.0")
 	for i := range n {
-		a := base
-		for range i + 1 {
-			a = a.Next()
+		a = a.Next()
+		id := "baseline-" + a.String()
+		node, check := id, "observed"
+		if shared {
+			node, check = sharedNode, "observed:"+id
+		} else {
+			cur = append(cur, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: a.String(), Meta: map[string]string{"managed-by": "baseline"}}}})
 		}
-		node := "baseline-" + a.String()
 		cur = append(cur,
-			&api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: a.String(), Meta: map[string]string{"managed-by": "baseline"}}}},
-			&api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{ID: node, Service: "baseline", Address: a.String(), Port: 8000,
-				Meta: map[string]string{"managed-by": "baseline", "segments": "10.213.31.0/24", "observers": "2"}}}},
-			&api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{Node: node, CheckID: "observed", Name: "observed", ServiceID: node, Status: api.HealthPassing}}})
+			&api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{ID: id, Service: "baseline", Address: a.String(), Port: 8000,
+				Meta: map[string]string{"managed-by": "baseline", "segments": "10.213.31.0/24", "bridge-fleet": "udp-discovery-bridge/baseline"}}}},
+			&api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{Node: node, CheckID: check, Name: "observed", ServiceID: id, ServiceName: "baseline", Status: api.HealthPassing}}})
 		if (i+1)%perTxn == 0 {
 			batches, cur = append(batches, cur), nil
 		}
@@ -156,7 +169,13 @@ func rawTxnBaseline(t *testing.T, c *api.Client, n, inFlight int) time.Duration 
 		start := time.Now()
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, inFlight)
-		for _, b := range bs {
+		for i, b := range bs {
+			if shared && i == 0 {
+				if ok, resp, _, err := c.Txn().Txn(b, nil); err != nil || !ok { // the node first
+					t.Errorf("baseline txn: %v %v", err, resp)
+				}
+				continue
+			}
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
@@ -169,7 +188,9 @@ func rawTxnBaseline(t *testing.T, c *api.Client, n, inFlight int) time.Duration 
 		wg.Wait()
 		return time.Since(start)
 	}
+	cpu0 := clusterCPU(t, cl)
 	took := run(batches)
+	cpu := clusterCPU(t, cl) - cpu0
 	var dels []api.TxnOps
 	var d api.TxnOps
 	for _, b := range batches {
@@ -186,62 +207,99 @@ func rawTxnBaseline(t *testing.T, c *api.Client, n, inFlight int) time.Duration 
 		dels = append(dels, d)
 	}
 	run(dels)
-	return took
+	return took, cpu
 }
 
-// TestPerfCatalog10k measures, on one three-server cluster in one run:
-// the raw /v1/txn baseline for 10,000 servers; the bridge's time from the
-// end of the round that saw them to all of them in the catalog; the
+// clusterCPU is the CPU time, in seconds, the cluster's servers have used.
+func clusterCPU(t *testing.T, cl *consulcluster.Cluster) float64 {
+	t.Helper()
+	var ticks int64
+	for i := range cl.N() {
+		if pid := cl.PID(i); pid != 0 {
+			ticks += perfMustSample(t, pid).CPUTicks
+		}
+	}
+	return float64(ticks) / perfClkTck
+}
+
+// TestPerfCatalog10k measures each catalog layout on its own three-server
+// cluster, in one run: the raw /v1/txn baseline of that layout for 10,000
+// servers; the bridge's time from the end of the round that saw them to all
+// of them in the catalog, and the Consul servers' CPU for each; the
 // leader's footprint; and a failover.
 func TestPerfCatalog10k(t *testing.T) {
 	perfRequire(t)
 	netns.Require(t)
+	for _, layout := range []string{consul.LayoutNodePerServer, consul.LayoutSharedNode} {
+		t.Run(layout, func(t *testing.T) { perfCatalog10k(t, layout) })
+	}
+}
+
+func perfCatalog10k(t *testing.T, layout string) {
 	var baselines []time.Duration
-	l, _, published := start10k(t, func(l *catLab, cl *consulcluster.Cluster) {
+	var baseCPU []float64
+	var cl *consulcluster.Cluster
+	var stopLife func() (int64, time.Time)
+	l, _, published := start10k(t, func(l *catLab, c *consulcluster.Cluster) {
+		cl = c
+		l.args = []string{"--consul-catalog-layout", layout}
+		l.started = func(b *runBridge) {
+			if b.name == "a1" {
+				stopLife = perfPeak(b.PID)
+			}
+		}
 		for range 3 {
-			baselines = append(baselines, rawTxnBaseline(t, l.consul, cat10k, catInFlight))
+			took, cpu := rawTxnBaseline(t, c, l.consul, cat10k, catInFlight, layout)
+			baselines, baseCPU = append(baselines, took), append(baseCPU, cpu)
 		}
 	})
-	slices.Sort(baselines)
-	baseline := baselines[1]
+	cpu0 := clusterCPU(t, cl)
 	stopPeak := perfPeak(l.bridges["a1"].PID)
-	// a1 leads (it started alone); its write counter reaches 30,000 (node,
-	// service, check of each server) when the last transaction is in.
+	order := []int{0, 1, 2}
+	slices.SortFunc(order, func(i, j int) int { return int(baselines[i] - baselines[j]) })
+	baseline, baselineCPU := baselines[order[1]], baseCPU[order[1]]
+	slices.Sort(baselines)
+	// a1 leads (it started alone); its write counter reaches every
+	// operation of the layout when the last transaction is in:
+	// node, service, check per server, or the shared node once and a
+	// service and check per server.
+	wantWrites := 3 * cat10k
+	if layout == consul.LayoutSharedNode {
+		wantWrites = 2*cat10k + 1
+	}
 	var done time.Time
-	runWait(t, 180*time.Second, "a1 wrote 30,000 operations", func() (bool, string) {
+	runWait(t, 180*time.Second, fmt.Sprintf("a1 wrote %d operations", wantWrites), func() (bool, string) {
 		v, _, err := runMetric(l.hosts["a1"].NS, "udp_discovery_bridge_consul_catalog_writes_total")
-		if err == nil && v >= 3*cat10k {
+		if err == nil && v >= float64(wantWrites) {
 			done = time.Now()
 			return true, ""
 		}
 		return false, fmt.Sprint(v, err)
 	})
+	bridgeCPU := clusterCPU(t, cl) - cpu0
 	took := done.Sub(published)
+	peak, peakAt := stopPeak()
 	n, distinct, passing, _, err := catCount(l.consul, catService)
 	if err != nil || n != cat10k || distinct != cat10k || passing != cat10k {
 		t.Errorf("catalog: %d instances, %d distinct, %d passing, %v", n, distinct, passing, err)
 	}
-	perfResult(t, "10,000 new servers, round end (observation published) to all in the catalog: %s; raw /v1/txn of the same operations (3 per server, 64 per txn, %d in flight as the leader), median of 3 on the same cluster before the bridges started: %s (%v); ratio %.2f",
-		took.Round(10*time.Millisecond), catInFlight, baseline.Round(10*time.Millisecond), baselines, took.Seconds()/baseline.Seconds())
+	perfResult(t, "layout %s, 10,000 new servers, round end (observation published) to all in the catalog: %s, Consul servers' CPU %.1f s; "+
+		"raw /v1/txn of the same layout and operations (%d in flight as the leader), median of 3 on the same cluster before the bridges started: %s (%v), CPU %.1f s; "+
+		"ratio %.2f (bridge settings: --interval 5s --timeout 1 --consul-parallel %d --consul-catalog-layout %s, 2 bridges)",
+		layout, took.Round(10*time.Millisecond), bridgeCPU, catInFlight, baseline.Round(10*time.Millisecond), baselines, baselineCPU,
+		took.Seconds()/baseline.Seconds(), catInFlight, layout)
 
 	leader := l.leader10k(t)
 	pid := l.bridges[leader].PID
-	defer func() {
-		pk, at := stopPeak()
-		t.Logf("TEMP peak %s at %s after publish (done at %s)", perfMiB(pk), at.Sub(published), done.Sub(published))
-		_, se := l.bridges["a1"].Output()
-		for _, line := range strings.Split(se, "\n") {
-			if strings.HasPrefix(line, "gc ") || strings.Contains(line, "reconciled") || strings.Contains(line, "leading") || strings.Contains(line, "published") {
-				t.Log("TEMP " + line)
-			}
-		}
-	}()
 	time.Sleep(6 * time.Second)
 	a := perfMustSample(t, pid)
 	time.Sleep(20 * time.Second)
 	b := perfMustSample(t, pid)
-	perfResult(t, "leader with 10,000 servers: VmRSS %s (VmHWM %s); CPU %.2f%% of one core over 20 s of quiet rounds (interval 5s)",
-		perfMiB(b.RSSKiB), perfMiB(b.HWMKiB), 100*float64(b.CPUTicks-a.CPUTicks)/perfClkTck/b.At.Sub(a.At).Seconds())
+	life, lifeAt := stopLife()
+	perfResult(t, "layout %s, leader (a1) with 10,000 servers: VmRSS %s after the write (VmHWM %s); largest 50 ms sample over its life %s, %.1f s after the first observation was published "+
+		"(rounds every 5 s: each ingests 40,000 datagrams), and %s from the observation to the last write (%.1f s after the observation); CPU %.2f%% of one core over 20 s of quiet rounds (interval 5s)",
+		layout, perfMiB(b.RSSKiB), perfMiB(b.HWMKiB), perfMiB(life), lifeAt.Sub(published).Seconds(), perfMiB(peak), peakAt.Sub(published).Seconds(),
+		100*float64(b.CPUTicks-a.CPUTicks)/perfClkTck/b.At.Sub(a.At).Seconds())
 
 	other := map[string]string{"a1": "a2", "a2": "a1"}[leader]
 	w0, _, _ := runMetric(l.hosts[other].NS, "udp_discovery_bridge_consul_catalog_writes_total")

@@ -35,6 +35,9 @@ type catLab struct {
 	consulAddrs string
 	consul      *api.Client
 	args        []string // extra flags of every bridge
+	// started, when set, is called with every bridge right after it
+	// started.
+	started func(*runBridge)
 }
 
 // segNet is the /24 of segment "a" (31) or "b" (32).
@@ -97,6 +100,9 @@ func (l *catLab) bridge(name string, extra ...string) *runBridge {
 	args = append(append(args, l.args...), extra...)
 	b := startRun(l.t, h, name, args...)
 	l.bridges[name] = b
+	if l.started != nil {
+		l.started(b)
+	}
 	return b
 }
 

@@ -253,7 +253,10 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 		what := "service " + string(s.Verb) + " " + s.Node + "/" + s.Service.ID
 		if s.Verb == api.ServiceDelete {
 			// As Consul: the service goes with its checks; deleting one
-			// that does not exist is no error.
+			// that does not exist is no error; the name is required.
+			if s.Service.Service == "" {
+				return what, errors.New("Must provide service name (Service.Service) when service ID is provided")
+			}
 			st.deleteService(s.Node, s.Service.ID)
 			return what, nil
 		}

@@ -187,7 +187,7 @@ func (c *Catalog) ops(it writeItem) api.TxnOps {
 		return api.TxnOps{c.observedCheck(e, false, e.Since)}
 	default: // writeRemove
 		if e.Spec.shared() {
-			return api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: e.Spec.node, Service: api.AgentService{ID: e.Spec.svcID}}}}
+			return api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: e.Spec.node, Service: api.AgentService{ID: e.Spec.svcID, Service: e.Spec.svc.Name}}}} // Consul wants the name too
 		}
 		return api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Spec.node}}}}
 	}
