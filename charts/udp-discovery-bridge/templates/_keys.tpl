@@ -64,6 +64,7 @@ consul_kv_prefix: {env: DISCOVERY_CLIENT_CONSUL_KV_PREFIX, kind: string, default
 segment: {env: DISCOVERY_CLIENT_SEGMENT, kind: string, default: ""}
 consul_segment_tag: {env: DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG, kind: bool, default: "false"}
 consul_observers_meta: {env: DISCOVERY_CLIENT_CONSUL_OBSERVERS_META, kind: bool, default: "false"}
+consul_catalog_layout: {env: DISCOVERY_CLIENT_CONSUL_CATALOG_LAYOUT, kind: string, default: "node-per-server"}
 consul_write_rate: {env: DISCOVERY_CLIENT_CONSUL_WRITE_RATE, kind: float, default: "0", min: "0"}
 consul_parallel: {env: DISCOVERY_CLIENT_CONSUL_PARALLEL, kind: int, default: "8"}
 {{- end }}
