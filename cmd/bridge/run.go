@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
@@ -65,8 +66,27 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			metrics := runner.NewMetrics(promReg)
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
+			var targets *promsd.Targets
+			handler := health.Handler()
+			if cfg.PrometheusSD.Enabled && !once {
+				token, err := promSDToken(cfg)
+				if err != nil {
+					return usageErr(err)
+				}
+				targets = promsd.NewTargets(bridgeIdentity(cfg))
+				sd := targets.Handler(token, log)
+				if cfg.PrometheusSD.Addr == "" {
+					handler = withPromSD(handler, sd)
+				} else {
+					stopSD, err := serveHTTP(c.Context, "prometheus_sd_addr", cfg.PrometheusSD.Addr, withPromSD(http.NotFoundHandler(), sd), log)
+					if err != nil {
+						return runtimeErr(err)
+					}
+					defer stopSD()
+				}
+			}
 			if cfg.MetricsAddr != "" && !once {
-				stopHTTP, err := serveHTTP(c.Context, cfg.MetricsAddr, health.Handler(), log)
+				stopHTTP, err := serveHTTP(c.Context, "metrics_addr", cfg.MetricsAddr, handler, log)
 				if err != nil {
 					return runtimeErr(err)
 				}
@@ -75,7 +95,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Discovery.Timeout, Once: once, DryRun: dry,
 				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
-				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
+				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: inventory(targets),
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the
 				// pages now rather than hold them through the idle interval.
@@ -123,12 +143,21 @@ const (
 	httpMaxConns          = 64
 )
 
-// serveHTTP serves /metrics, /healthz and /readyz on addr until the returned
-// stop function is called or ctx ends.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
+// inventory returns t as the runner's Inventory, nil when t is nil (the
+// http_sd endpoint is off).
+func inventory(t *promsd.Targets) runner.Inventory {
+	if t == nil {
+		return nil
+	}
+	return t
+}
+
+// serveHTTP serves h on addr (the value of key) until the returned stop
+// function is called or ctx ends.
+func serveHTTP(ctx context.Context, key, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics_addr %q: %w", addr, err)
+		return nil, fmt.Errorf("%s %q: %w", key, addr, err)
 	}
 	ln = netutil.LimitListener(ln, httpMaxConns)
 	srv := &http.Server{
@@ -144,7 +173,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Log
 			log.Error().Err(err).Msg("metrics server stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	log.Info().Str("addr", ln.Addr().String()).Str("key", key).Msg("serving HTTP")
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -119,13 +119,16 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 			break
 		}
 		if ok {
+			snap := p.Snapshot()
 			if r.cfg.DryRun {
 				_ = r.dryRun(ctx, p)
 			} else {
-				snap := p.Snapshot()
 				for _, w := range r.workers {
 					w.post(snap)
 				}
+			}
+			if r.cfg.Inventory != nil {
+				r.cfg.Inventory.Round(snap)
 			}
 		}
 		if r.cfg.AfterRound != nil {
@@ -211,6 +214,9 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 		r.out.Failed, r.out.RoundErr = true, err
 		r.cfg.Metrics.round(false, end.Sub(start), res.Stats)
 		r.cfg.Health.round(fmt.Errorf("round %d: %w", r.round, err))
+		if r.cfg.Inventory != nil {
+			r.cfg.Inventory.Failed(fmt.Errorf("round %d: %w", r.round, err))
+		}
 		if r.failedRounds == 1 {
 			r.log.Warn().Uint64("round", r.round).Str("reason", reason(err)).Err(err).
 				Msg("discovery round failed; no endpoint counts as missed until a round completes")
