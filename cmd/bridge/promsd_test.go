@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 )
 
 // freeAddr returns a loopback address nobody listens on (listen, close).
@@ -117,4 +119,23 @@ func TestRunServesPrometheusSD(t *testing.T) {
 			t.Errorf("exit %d %q, want %d naming the key", code, stderr, exitUsage)
 		}
 	})
+}
+
+// TestBridgeIdentity: the labels' bridge id and segment are the bridge_id
+// and segment keys (bridge_id defaulting to the host name; segment read in
+// catalog mode only).
+func TestBridgeIdentity(t *testing.T) {
+	host, _ := os.Hostname()
+	for _, tc := range []struct {
+		env  []string
+		want promsd.Identity
+	}{
+		{nil, promsd.Identity{BridgeID: host}},
+		{[]string{"DISCOVERY_CLIENT_BRIDGE_ID", "b-1", "DISCOVERY_CLIENT_SEGMENT", "hall-3"}, promsd.Identity{BridgeID: "b-1"}},
+		{[]string{"DISCOVERY_CLIENT_BRIDGE_ID", "b-1", "DISCOVERY_CLIENT_SEGMENT", "hall-3", "DISCOVERY_CLIENT_CONSUL_MODE", "catalog"}, promsd.Identity{BridgeID: "b-1", Segment: "hall-3"}},
+	} {
+		if got := bridgeIdentity(loadTestConfig(t, tc.env...)); got != tc.want {
+			t.Errorf("env %v: identity %+v, want %+v", tc.env, got, tc.want)
+		}
+	}
 }

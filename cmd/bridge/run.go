@@ -60,7 +60,8 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			logInterfaceChoice(log, client)
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg})
+			id := bridgeIdentity(cfg)
+			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -73,7 +74,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				if err != nil {
 					return usageErr(err)
 				}
-				targets = promsd.NewTargets(bridgeIdentity(cfg))
+				targets = promsd.NewTargets(id)
 				sd := targets.Handler(token, log)
 				if cfg.PrometheusSD.Addr == "" {
 					handler = withPromSD(handler, sd)

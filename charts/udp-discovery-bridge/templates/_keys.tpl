@@ -42,6 +42,7 @@ prometheus_sd: {env: DISCOVERY_CLIENT_PROMETHEUS_SD, kind: bool, default: "false
 prometheus_sd_addr: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR, kind: string, default: ""}
 prometheus_sd_token_file: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE, kind: string, default: ""}
 file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
+file_format: {env: DISCOVERY_CLIENT_FILE_FORMAT, kind: string, default: "bridge"}
 consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}
 on_exit: {env: DISCOVERY_CLIENT_ON_EXIT, kind: string, default: "deregister"}
 consul_addr: {env: CONSUL_HTTP_ADDR, kind: string, default: "127.0.0.1:8500"}
