@@ -89,8 +89,9 @@ func TestRunServesPrometheusSD(t *testing.T) {
 			!(strings.Contains(body, "no discovery round completed yet") || strings.Contains(body, "no usable IPv4 interface")) {
 			t.Errorf("failing rounds: %d %q, want 503 with the reason", code, body)
 		}
-		if code, _ := getURL(t, base+"/metrics", ""); code != http.StatusOK {
-			t.Errorf("/metrics: %d, want 200 without a token", code)
+		if code, body := getURL(t, base+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "udp_discovery_bridge_build_info{goversion=") ||
+			!strings.Contains(body, `version="`+bridgeVersion()+`"} 1`) {
+			t.Errorf("/metrics: %d, want 200 without a token, with build_info", code)
 		}
 	})
 	t.Run("on its own address", func(t *testing.T) {

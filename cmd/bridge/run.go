@@ -59,7 +59,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			logInterfaceChoice(log, client)
 			promReg := prometheus.NewRegistry()
-			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			bi, _ := debug.ReadBuildInfo()
+			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+				runner.NewBuildInfo(bridgeVersion(), bi))
 			id := bridgeIdentity(cfg)
 			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment})
 			if err != nil {
