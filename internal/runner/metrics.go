@@ -36,6 +36,7 @@ type Metrics struct {
 	scanProgress    prometheus.Gauge
 	removalsHeld    prometheus.Gauge
 	guardEpisodes   prometheus.Counter
+	interval        prometheus.Gauge
 }
 
 // Outcome label values.
@@ -139,6 +140,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "removal_guard_episodes_total",
 			Help: "Times the removal guard started holding removals (one round would have removed more than max_removal_fraction of the known servers).",
 		}),
+		interval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "interval_seconds",
+			Help: "The configured time between round starts (interval), for alerts that count rounds.",
+		}),
 	}
 	for _, o := range []string{outcomeOK, outcomeFailed} {
 		m.rounds.WithLabelValues(o)
@@ -154,7 +159,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.probeSendErrors, m.changes, m.earlyAdds, m.earlySnapshots, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
 			m.sinkLastAttempt, m.sinkFailing,
 			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress,
-			m.removalsHeld, m.guardEpisodes)
+			m.removalsHeld, m.guardEpisodes, m.interval)
 	}
 	return m
 }
@@ -185,6 +190,13 @@ func (m *Metrics) round(ok bool, d time.Duration, st discover.Stats) {
 		m.scanCycles.Add(float64(st.ScanCycles))
 		m.scanProgress.Set(st.ScanProgress)
 	}
+}
+
+func (m *Metrics) started(interval time.Duration) {
+	if m == nil {
+		return
+	}
+	m.interval.Set(interval.Seconds())
 }
 
 func (m *Metrics) scanPlanned(hosts int) {

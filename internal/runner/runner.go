@@ -111,6 +111,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 		Float64("max_removal_fraction", r.cfg.MaxRemovalFraction).Int("removal_guard_rounds", r.cfg.RemovalGuardRounds).
 		Bool("dry_run", r.cfg.DryRun).Bool("encryption", r.cfg.Encryption).Strs("sinks", r.names).Msg("loop started")
 	r.logScanPlan()
+	r.cfg.Metrics.started(r.cfg.Interval)
 
 	next := r.clock.Now()
 	for r.wait(ctx, next) == nil {

@@ -53,7 +53,7 @@ func TestSinkFailureMetrics(t *testing.T) {
 	h.d.nextRound(t)
 	flaky.nextApply(t)
 	h.waitTimers(2)
-	for series, want := range map[string]string{failing: "1", attempt: ts(t0), success: "", attempts: "1"} {
+	for series, want := range map[string]string{failing: "1", attempt: ts(t0), success: "", attempts: "1", "udp_discovery_bridge_interval_seconds": "10"} {
 		if got := metricLine(t, h, series); want == "" && got != "" || want != "" && got != series+" "+want {
 			t.Errorf("after one failure: %q, want %s %s", got, series, want)
 		}
