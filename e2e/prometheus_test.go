@@ -404,3 +404,33 @@ func checkDashboard(t *testing.T, p *prom, ns string, metricsAddrs ...string) {
 	slices.Sort(names)
 	t.Logf("dashboard: %d panels, metrics %v all exposed and every query runs", len(d.Panels), slices.Compact(names))
 }
+
+// TestPrometheusConsulSD: the README's consul_sd_configs example on the
+// Consul sink (agent mode) finds every server with the bridge's service
+// meta relabelled into labels, and its keep-passing rule drops them when
+// their bridge dies (its TTL expires: the servers' alias checks turn
+// critical).
+func TestPrometheusConsulSD(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	l := newRunLAN(t, 2, true)
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
+	respond(t, l.servers[1], 1, "--ip", "10.213.1.12", "--app-port", "8001")
+	dev := l.client.Dev(l.br)
+	b := startRun(t, l.client, "consul-sd", consulRunArgs("consul-sd-bridge", "--whitelist", dev, "--metrics-addr", "", "--consul-ttl", "2s")...)
+
+	sc := readmeScrapeConfig(t, "consul_sd")
+	cs := sdConfig(t, sc, "consul_sd_configs")
+	cs["server"] = runConsulAddr
+	cs["refresh_interval"] = "1s"
+	p := startPrometheus(t, l.client, nil, sc)
+	labels := map[string]string{"bridge": "consul-sd-bridge", "interface": dev, "job": "django"}
+	p.waitTargets(t, "django", map[string]map[string]string{"10.213.1.11:8000": labels, "10.213.1.12:8001": labels})
+	t.Logf("targets through consul_sd %s after start", time.Since(start).Round(time.Millisecond))
+
+	b.kill9(t)
+	killed := time.Now()
+	p.waitTargets(t, "django", map[string]map[string]string{})
+	t.Logf("targets dropped %s after the bridge's kill -9 (critical checks); whole test %s",
+		time.Since(killed).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
