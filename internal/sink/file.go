@@ -163,6 +163,7 @@ func (fileSDFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
 	for _, g := range groups {
 		for _, t := range g.Targets {
 			if ap, err := netip.ParseAddrPort(t); err == nil && ap.Port() != 0 {
+				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) // as Groups writes them
 				eps = append(eps, endpoint.Endpoint{Addr: ap, Interface: g.Labels[promsd.LabelInterface]})
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
@@ -115,4 +116,44 @@ func TestFileFormatKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `file_format (env DISCOVERY_CLIENT_FILE_FORMAT): bad value "yaml"`) {
 		t.Errorf("bad format error = %v", err)
 	}
+}
+
+// FuzzFileSDDecode: whatever is at the path (another tool's file, a torn
+// write by hand), reading it back never panics, yields only endpoints with
+// an address and a port, and what it yields survives a write and a read.
+func FuzzFileSDDecode(f *testing.F) {
+	for _, seed := range []string{
+		`[]`,
+		`[{"targets":["10.0.0.1:8000","10.0.0.2:8000"],"labels":{"__meta_udb_interface":"eth0"}}]`,
+		`[{"targets":["10.0.0.1:0","nope","[::1]:80"],"labels":{}}]`,
+		`{"updated_at":"2026-01-01T00:00:00Z","servers":[]}`,
+		`[{"targets":null,"labels":null}]`, `not json`, ``, `[{"targets":["[::ffff:10.0.0.1]:80"]}]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	format := fileSDFormat{id: promsd.Identity{BridgeID: "b"}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		eps, _, ok := format.decode(b)
+		if !ok {
+			return
+		}
+		for _, e := range eps {
+			if !e.Addr.IsValid() || e.Addr.Port() == 0 {
+				t.Fatalf("decoded an endpoint without address or port: %v", e.Addr)
+			}
+		}
+		s := snapshotOf(eps)
+		key, err := format.key(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := format.document(s, key, t0)
+		again, _, ok := format.decode(doc)
+		if !ok {
+			t.Fatalf("our own document does not decode: %s", doc)
+		}
+		if d := endpoint.Between(s.Endpoints, snapshotOf(again).Endpoints); !d.Empty() {
+			t.Fatalf("round trip changed the set: %+v\nfrom %q\nwrote %s", d, b, doc)
+		}
+	})
 }
