@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/rs/zerolog"
+
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
@@ -41,10 +43,39 @@ func promSDToken(cfg *config.Config) (promsd.Token, error) {
 	return nil, nil
 }
 
-// withPromSD returns a handler serving h and, at promsd.Path, sd.
-func withPromSD(h, sd http.Handler) http.Handler {
+// promSD is the http_sd endpoint as `bridge run` serves it.
+type promSD struct {
+	// targets is fed by the runner; nil when prometheus_sd is off.
+	targets *promsd.Targets
+	// metrics is what metrics_addr serves: its handler, plus
+	// promsd.Path unless the endpoint has an address of its own.
+	metrics http.Handler
+	// own is what prometheus_sd_addr serves (promsd.Path alone); nil
+	// without an address of its own.
+	own http.Handler
+}
+
+// newPromSD builds the http_sd endpoint of cfg labelled with id beside h,
+// the metrics server's handler. An unreadable or empty token file is an
+// error.
+func newPromSD(cfg *config.Config, id promsd.Identity, h http.Handler, log zerolog.Logger) (promSD, error) {
+	if !cfg.PrometheusSD.Enabled {
+		return promSD{metrics: h}, nil
+	}
+	token, err := promSDToken(cfg)
+	if err != nil {
+		return promSD{}, err
+	}
+	sd := promSD{targets: promsd.NewTargets(id)}
+	path := http.NewServeMux()
+	path.Handle(promsd.Path, sd.targets.Handler(token, log))
+	if cfg.PrometheusSD.Addr != "" {
+		sd.metrics, sd.own = h, path
+		return sd, nil
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.Handle(promsd.Path, sd)
-	return mux
+	mux.Handle(promsd.Path, path)
+	sd.metrics = mux
+	return sd, nil
 }

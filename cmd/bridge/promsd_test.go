@@ -1,125 +1,103 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 )
 
-// freeAddr returns a loopback address nobody listens on (listen, close).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// serveGet serves one GET of path through h, without sockets.
+func serveGet(h http.Handler, path, token string) (int, string) {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
 }
 
-// startRun runs `bridge run` in-process until the test ends. Its interface
-// whitelist names no interface, so no packet leaves: every round fails.
-func startRun(t *testing.T, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb bytes.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"bridge", "run", "--whitelist", "no-such-if0", "--interval", "200ms", "--timeout", "100ms", "--log-format", "json"}, args...), &out, &errb)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("bridge run did not stop")
+// TestPromSDServing: where `bridge run` serves /sd/prometheus (beside
+// /metrics, or alone on its own address), its token, and the start-up
+// errors of a token file. The endpoint's own states are internal/promsd's
+// tests; a real bridge serving it is e2e/prometheus_test.go's.
+func TestPromSDServing(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	empty := filepath.Join(dir, "empty")
+	for file, content := range map[string]string{tokenFile: "sd-token-123\n", empty: "\n"} {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := http.NewServeMux()
+	metrics.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics") })
+	id := promsd.Identity{BridgeID: "b"}
+
+	t.Run("off by default", func(t *testing.T) {
+		sd, err := newPromSD(loadTestConfig(t), id, metrics, zerolog.Nop())
+		if err != nil || sd.targets != nil || sd.own != nil {
+			t.Fatalf("default: %+v, %v; want no endpoint", sd, err)
+		}
+		if code, _ := serveGet(sd.metrics, "/sd/prometheus", ""); code != http.StatusNotFound {
+			t.Errorf("default /sd/prometheus: %d, want 404", code)
 		}
 	})
-}
-
-// getURL polls url until it answers (the server starts asynchronously;
-// the deadline is a safety net) and returns the status and body.
-func getURL(t *testing.T, url, token string) (int, string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+	t.Run("beside /metrics, with a token", func(t *testing.T) {
+		sd, err := newPromSD(loadTestConfig(t, "DISCOVERY_CLIENT_PROMETHEUS_SD", "true", "DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE", tokenFile), id, metrics, zerolog.Nop())
+		if err != nil || sd.targets == nil || sd.own != nil {
+			t.Fatalf("%+v, %v", sd, err)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode, string(b)
+		for _, tc := range []struct {
+			path, token string
+			code        int
+		}{
+			{"/sd/prometheus", "", http.StatusUnauthorized},
+			{"/sd/prometheus", "wrong", http.StatusUnauthorized},
+			{"/sd/prometheus", "sd-token-123", http.StatusServiceUnavailable}, // no round yet
+			{"/metrics", "", http.StatusOK},                                  // no token needed
+		} {
+			if code, body := serveGet(sd.metrics, tc.path, tc.token); code != tc.code {
+				t.Errorf("GET %s (token %q): %d %q, want %d", tc.path, tc.token, code, body, tc.code)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func TestRunServesPrometheusSD(t *testing.T) {
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("sd-token-123\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Run("on the metrics server", func(t *testing.T) {
-		addr := freeAddr(t)
-		startRun(t, "--metrics-addr", addr, "--prometheus-sd", "--prometheus-sd-token-file", tokenFile)
-		base := "http://" + addr
-		if code, _ := getURL(t, base+"/sd/prometheus", ""); code != http.StatusUnauthorized {
-			t.Errorf("no token: %d, want 401", code)
-		}
-		if code, _ := getURL(t, base+"/sd/prometheus", "wrong"); code != http.StatusUnauthorized {
-			t.Errorf("wrong token: %d, want 401", code)
-		}
-		// Rounds fail (no interface): 503, so Prometheus keeps its targets.
-		if code, body := getURL(t, base+"/sd/prometheus", "sd-token-123"); code != http.StatusServiceUnavailable ||
-			!(strings.Contains(body, "no discovery round completed yet") || strings.Contains(body, "no usable IPv4 interface")) {
-			t.Errorf("failing rounds: %d %q, want 503 with the reason", code, body)
-		}
-		if code, body := getURL(t, base+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "udp_discovery_bridge_build_info{goversion=") ||
-			!strings.Contains(body, `version="`+bridgeVersion()+`"} 1`) {
-			t.Errorf("/metrics: %d, want 200 without a token, with build_info", code)
+		sd.targets.Round(endpoint.Snapshot{Round: 1})
+		if code, body := serveGet(sd.metrics, "/sd/prometheus", "sd-token-123"); code != http.StatusOK || body != "[]\n" {
+			t.Errorf("after a round: %d %q, want 200 []", code, body)
 		}
 	})
 	t.Run("on its own address", func(t *testing.T) {
-		metrics, sd := freeAddr(t), freeAddr(t)
-		startRun(t, "--metrics-addr", metrics, "--prometheus-sd", "--prometheus-sd-addr", sd)
-		if code, _ := getURL(t, "http://"+sd+"/sd/prometheus", ""); code != http.StatusServiceUnavailable {
-			t.Errorf("own address: %d, want 503 (rounds fail)", code)
+		sd, err := newPromSD(loadTestConfig(t, "DISCOVERY_CLIENT_PROMETHEUS_SD", "true", "DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR", "127.0.0.1:9109"), id, metrics, zerolog.Nop())
+		if err != nil || sd.own == nil {
+			t.Fatalf("%+v, %v", sd, err)
 		}
-		if code, _ := getURL(t, "http://"+sd+"/metrics", ""); code != http.StatusNotFound {
-			t.Errorf("/metrics on the sd address: %d, want 404", code)
+		if code, _ := serveGet(sd.own, "/sd/prometheus", ""); code != http.StatusServiceUnavailable {
+			t.Errorf("own address /sd/prometheus: %d, want 503 (no round yet)", code)
 		}
-		if code, _ := getURL(t, "http://"+metrics+"/sd/prometheus", ""); code != http.StatusNotFound {
-			t.Errorf("/sd/prometheus on metrics_addr: %d, want 404 when it has its own address", code)
+		if code, _ := serveGet(sd.own, "/metrics", ""); code != http.StatusNotFound {
+			t.Errorf("own address /metrics: %d, want 404", code)
 		}
-	})
-	t.Run("off by default", func(t *testing.T) {
-		addr := freeAddr(t)
-		startRun(t, "--metrics-addr", addr)
-		if code, _ := getURL(t, "http://"+addr+"/sd/prometheus", ""); code != http.StatusNotFound {
-			t.Errorf("default: %d, want 404", code)
+		if code, _ := serveGet(sd.metrics, "/sd/prometheus", ""); code != http.StatusNotFound {
+			t.Errorf("metrics_addr /sd/prometheus: %d, want 404 when it has its own address", code)
 		}
 	})
-	t.Run("a missing token file stops start-up", func(t *testing.T) {
-		code, _, stderr := runCLI(t, nil, "run", "--whitelist", "no-such-if0", "--metrics-addr", freeAddr(t), "--prometheus-sd", "--prometheus-sd-token-file", filepath.Join(t.TempDir(), "nope"))
-		if code != exitUsage || !strings.Contains(stderr, "prometheus_sd_token_file (flag --prometheus-sd-token-file)") {
-			t.Errorf("exit %d %q, want %d naming the key", code, stderr, exitUsage)
-		}
-	})
+	for name, file := range map[string]string{"a missing token file": filepath.Join(dir, "nope"), "an empty token file": empty} {
+		t.Run(name+" stops start-up", func(t *testing.T) {
+			code, _, stderr := runCLI(t, nil, "run", "--prometheus-sd", "--prometheus-sd-token-file", file)
+			if code != exitUsage || !strings.Contains(stderr, "prometheus_sd_token_file (flag --prometheus-sd-token-file) "+file) {
+				t.Errorf("exit %d %q, want %d naming the key and the file", code, stderr, exitUsage)
+			}
+		})
+	}
 }
 
 // TestBridgeIdentity: the labels' bridge id and segment are the bridge_id

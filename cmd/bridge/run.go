@@ -69,19 +69,16 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			metrics := runner.NewMetrics(promReg)
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
-			var targets *promsd.Targets
+			var sd promSD
 			handler := health.Handler()
-			if cfg.PrometheusSD.Enabled && !once {
-				token, err := promSDToken(cfg)
+			if !once {
+				sd, err = newPromSD(cfg, id, handler, log)
 				if err != nil {
 					return usageErr(err)
 				}
-				targets = promsd.NewTargets(id)
-				sd := targets.Handler(token, log)
-				if cfg.PrometheusSD.Addr == "" {
-					handler = withPromSD(handler, sd)
-				} else {
-					stopSD, err := serveHTTP(c.Context, "prometheus_sd_addr", cfg.PrometheusSD.Addr, withPromSD(http.NotFoundHandler(), sd), log)
+				handler = sd.metrics
+				if sd.own != nil {
+					stopSD, err := serveHTTP(c.Context, "prometheus_sd_addr", cfg.PrometheusSD.Addr, sd.own, log)
 					if err != nil {
 						return runtimeErr(err)
 					}
@@ -98,7 +95,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Discovery.Timeout, Once: once, DryRun: dry,
 				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
-				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: inventory(targets),
+				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: inventory(sd.targets),
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the
 				// pages now rather than hold them through the idle interval.
