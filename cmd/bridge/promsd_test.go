@@ -64,7 +64,7 @@ func TestPromSDServing(t *testing.T) {
 			{"/sd/prometheus", "", http.StatusUnauthorized},
 			{"/sd/prometheus", "wrong", http.StatusUnauthorized},
 			{"/sd/prometheus", "sd-token-123", http.StatusServiceUnavailable}, // no round yet
-			{"/metrics", "", http.StatusOK},                                  // no token needed
+			{"/metrics", "", http.StatusOK},                                   // no token needed
 		} {
 			if code, body := serveGet(sd.metrics, tc.path, tc.token); code != tc.code {
 				t.Errorf("GET %s (token %q): %d %q, want %d", tc.path, tc.token, code, body, tc.code)
