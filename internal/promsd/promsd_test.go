@@ -190,3 +190,33 @@ func TestHandlerToken(t *testing.T) {
 		t.Errorf("an unreadable token file was not logged: %s", logs.String())
 	}
 }
+
+// TestTokenFailureLoggedOnTransitions: a token file that cannot be read is
+// logged once when it starts failing and once when it is back, not at
+// every refresh.
+func TestTokenFailureLoggedOnTransitions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"})
+	tg.Round(endpoint.Snapshot{Round: 1})
+	var logs strings.Builder
+	h := tg.Handler(promsd.TokenFile(file), zerolog.New(&logs))
+	for range 3 {
+		if code, _, _ := serve(t, h, "Bearer x"); code != http.StatusInternalServerError {
+			t.Fatalf("missing token file: %d, want 500", code)
+		}
+	}
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if code, _, _ := serve(t, h, "Bearer x"); code != http.StatusOK {
+			t.Fatalf("token file back: %d, want 200", code)
+		}
+	}
+	if n := strings.Count(logs.String(), "bearer token unavailable"); n != 1 {
+		t.Errorf("%d error lines for 3 failing requests, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "bearer token readable again"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, logs.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
@@ -108,8 +109,10 @@ func TokenFile(path string) Token {
 // when there are no servers), 503 with a one-line reason before the first
 // complete round and while rounds fail. With token non-nil a request
 // without "Authorization: Bearer <token>" gets 401; a token that cannot be
-// read gets 500 and an error in log (the token itself is never logged).
+// read gets 500, and log an error when that starts and an info line when
+// it ends (the token itself is never logged).
 func (t *Targets) Handler(token Token, log zerolog.Logger) http.Handler {
+	var tokenFailing atomic.Bool // log transitions, not every refresh
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -120,9 +123,14 @@ func (t *Targets) Handler(token Token, log zerolog.Logger) http.Handler {
 		if token != nil {
 			want, err := token()
 			if err != nil {
-				log.Error().Err(err).Msg("prometheus http_sd: bearer token unavailable; refusing every request")
+				if !tokenFailing.Swap(true) {
+					log.Error().Err(err).Msg("prometheus http_sd: bearer token unavailable; refusing every request")
+				}
 				http.Error(w, "bearer token unavailable", http.StatusInternalServerError)
 				return
+			}
+			if tokenFailing.Swap(false) {
+				log.Info().Msg("prometheus http_sd: bearer token readable again")
 			}
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
