@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: vet, unit tests with the race detector, brief fuzzing
 # of every fuzz target, and the end-to-end tests (network namespaces, a real
-# Consul and Helm built from their Go modules, the real bridge binary).
+# Consul, Helm and Prometheus built from their Go modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables,
 # and for the Kubernetes lab (e2e/internal/k8slab) containerd and runc; as
@@ -55,6 +55,8 @@ if [ "${E2E:-1}" != 0 ]; then
   (cd e2e && go test -count=1 -timeout 20m -run '^TestHelmBinary$' -v ./internal/helmbin/ | grep -v '^=== ')
   step "kubernetes binaries (built from Go modules once, then cached)"
   (cd e2e && go test -count=1 -timeout 30m -run '^TestK8sBinaries$' -v ./internal/k8slab/ | grep -v '^=== ')
+  step "prometheus and promtool binaries (built from Prometheus's Go module once, then cached)"
+  (cd e2e && go test -count=1 -timeout 30m -run '^TestPromBinaries$' -v ./internal/prombin/ | grep -v '^=== ')
   step "end-to-end tests"
   # The Kubernetes lab runs on its own afterwards: its start-up load would
   # disturb the timing-sensitive tests of the other packages.

@@ -29,12 +29,18 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "print the version",
 		Action: func(c *cli.Context) error {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			_, err := fmt.Fprintf(c.App.Writer, "bridge %s\n", v)
+			_, err := fmt.Fprintf(c.App.Writer, "bridge %s\n", bridgeVersion())
 			return err
 		},
 	}
+}
+
+// bridgeVersion is the version set at build time, else the module version
+// the binary was built from (go install), else "dev".
+func bridgeVersion() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
@@ -58,15 +59,34 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			logInterfaceChoice(log, client)
 			promReg := prometheus.NewRegistry()
-			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg})
+			bi, _ := debug.ReadBuildInfo()
+			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+				runner.NewBuildInfo(bridgeVersion(), bi))
+			id := bridgeIdentity(cfg)
+			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment})
 			if err != nil {
 				return usageErr(err)
 			}
 			metrics := runner.NewMetrics(promReg)
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
+			var sd promSD
+			handler := health.Handler()
+			if !once {
+				sd, err = newPromSD(cfg, id, handler, log)
+				if err != nil {
+					return usageErr(err)
+				}
+				handler = sd.metrics
+				if sd.own != nil {
+					stopSD, err := serveHTTP(c.Context, "prometheus_sd_addr", cfg.PrometheusSD.Addr, sd.own, log)
+					if err != nil {
+						return runtimeErr(err)
+					}
+					defer stopSD()
+				}
+			}
 			if cfg.MetricsAddr != "" && !once {
-				stopHTTP, err := serveHTTP(c.Context, cfg.MetricsAddr, health.Handler(), log)
+				stopHTTP, err := serveHTTP(c.Context, "metrics_addr", cfg.MetricsAddr, handler, log)
 				if err != nil {
 					return runtimeErr(err)
 				}
@@ -75,7 +95,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Discovery.Timeout, Once: once, DryRun: dry,
 				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
-				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health,
+				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: inventory(sd.targets),
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the
 				// pages now rather than hold them through the idle interval.
@@ -123,12 +143,21 @@ const (
 	httpMaxConns          = 64
 )
 
-// serveHTTP serves /metrics, /healthz and /readyz on addr until the returned
-// stop function is called or ctx ends.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
+// inventory returns t as the runner's Inventory, nil when t is nil (the
+// http_sd endpoint is off).
+func inventory(t *promsd.Targets) runner.Inventory {
+	if t == nil {
+		return nil
+	}
+	return t
+}
+
+// serveHTTP serves h on addr (the value of key) until the returned stop
+// function is called or ctx ends.
+func serveHTTP(ctx context.Context, key, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics_addr %q: %w", addr, err)
+		return nil, fmt.Errorf("%s %q: %w", key, addr, err)
 	}
 	ln = netutil.LimitListener(ln, httpMaxConns)
 	srv := &http.Server{
@@ -144,7 +173,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Log
 			log.Error().Err(err).Msg("metrics server stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	log.Info().Str("addr", ln.Addr().String()).Str("key", key).Msg("serving HTTP")
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

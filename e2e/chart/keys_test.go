@@ -65,12 +65,13 @@ func exampleKeys(t testing.TB) []exampleKey {
 // chartManaged are the keys the chart sets itself instead of taking them
 // from .Values.config, with the variable it renders for each (empty: none).
 var chartManaged = map[string]string{
-	"bridge_id":         "DISCOVERY_CLIENT_BRIDGE_ID",       // the node name
-	"metrics_addr":      "DISCOVERY_CLIENT_METRICS_ADDR",    // :<metrics.port>
-	"secret_key":        "",                                 // never a value: the file below
-	"secret_key_file":   "DISCOVERY_CLIENT_SECRET_KEY_FILE", // the mounted Secret
-	"consul_token":      "",                                 // never a value: the file below
-	"consul_token_file": "CONSUL_HTTP_TOKEN_FILE",           // the mounted Secret
+	"bridge_id":           "DISCOVERY_CLIENT_BRIDGE_ID",       // the node name
+	"metrics_addr":        "DISCOVERY_CLIENT_METRICS_ADDR",    // :<metrics.port>
+	"secret_key":          "",                                 // never a value: the file below
+	"secret_key_file":     "DISCOVERY_CLIENT_SECRET_KEY_FILE", // the mounted Secret
+	"consul_token":        "",                                 // never a value: the file below
+	"consul_token_file":   "CONSUL_HTTP_TOKEN_FILE",           // the mounted Secret
+	"prometheus_sd_token": "",                                 // never a value: prometheus_sd_token_file
 }
 
 // chartDefaults are the config defaults where the chart departs from the

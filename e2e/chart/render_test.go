@@ -57,6 +57,7 @@ type rendered struct {
 	services        []corev1.Service
 	serviceMonitors []serviceMonitor
 	podMonitors     []podMonitor
+	prometheusRules []prometheusRule
 }
 
 // render templates the chart and decodes every document strictly: an
@@ -94,6 +95,9 @@ func render(t *testing.T, args ...string) *rendered {
 		case "PodMonitor":
 			r.podMonitors = append(r.podMonitors, podMonitor{})
 			target, want = &r.podMonitors[len(r.podMonitors)-1], "monitoring.coreos.com/v1"
+		case "PrometheusRule":
+			r.prometheusRules = append(r.prometheusRules, prometheusRule{})
+			target, want = &r.prometheusRules[len(r.prometheusRules)-1], "monitoring.coreos.com/v1"
 		default:
 			t.Fatalf("unexpected kind %q (%s) in the rendered chart", tm.Kind, tm.APIVersion)
 		}

@@ -21,6 +21,8 @@ var managed = map[string]bool{
 	"secret_key_file":   true, // the mounted Secret
 	"consul_token":      true, // never a value: consulToken mounts a file
 	"consul_token_file": true, // the mounted Secret
+	// never a value: mount a file and set prometheus_sd_token_file
+	"prometheus_sd_token": true,
 }
 
 // chartDefault is a default where the chart departs from the bridge, on
@@ -41,12 +43,14 @@ var chartDefaults = map[string]chartDefault{
 // notes are added to a key's usage in values.yaml: what a chart user does
 // differently from a command-line user.
 var notes = map[string]string{
-	"encryption_enabled": "set secretKey too; the key is mounted only while this is on",
-	"file_path":          "mount a writable volume for it (extraVolumes, extraVolumeMounts)",
-	"consul_addr":        "agent mode with consulAgent.useHostIP: replaced by the node's IP",
-	"consul_cacert":      "mount the file with extraVolumes",
-	"consul_client_cert": "mount the file with extraVolumes",
-	"consul_client_key":  "mount the file with extraVolumes",
+	"encryption_enabled":       "set secretKey too; the key is mounted only while this is on",
+	"file_path":                "mount a writable volume for it (extraVolumes, extraVolumeMounts)",
+	"consul_addr":              "agent mode with consulAgent.useHostIP: replaced by the node's IP",
+	"consul_cacert":            "mount the file with extraVolumes",
+	"consul_client_cert":       "mount the file with extraVolumes",
+	"consul_client_key":        "mount the file with extraVolumes",
+	"prometheus_sd":            "without prometheus_sd_addr it is served on metrics.port; scrape configs: README, \"Prometheus\"",
+	"prometheus_sd_token_file": "mount the token file with extraVolumes (a Secret); prometheus_sd_token is not offered",
 }
 
 // before are comment paragraphs written above a key in values.yaml.

@@ -39,8 +39,18 @@ type Config struct {
 	RemovalGuardRounds int
 	Sinks              []string
 	MetricsAddr        string
-	sources            map[string]string
-	sinkSettings       map[string]any // by sink name: what its Section loaded
+	// PrometheusSD configures the http_sd endpoint (prometheus_sd*).
+	PrometheusSD PrometheusSD
+	sources      map[string]string
+	sinkSettings map[string]any // by sink name: what its Section loaded
+}
+
+// PrometheusSD is the http_sd endpoint's configuration.
+type PrometheusSD struct {
+	Enabled   bool
+	Addr      string // own listen address; "" for metrics_addr
+	Token     string // never log
+	TokenFile string
 }
 
 // Source names where a key's effective value came from ("default",

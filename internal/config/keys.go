@@ -40,6 +40,13 @@ const (
 // CPU and floods the LAN with broadcasts.
 const minInterval = "100ms"
 
+// PrometheusSDPath is where the metrics server (or prometheus_sd_addr)
+// serves the Prometheus http_sd list.
+const PrometheusSDPath = "/sd/prometheus"
+
+// promSDCategory titles the Prometheus service discovery keys.
+const promSDCategory = "Prometheus service discovery"
+
 // coreKeys returns the keys every build of the bridge has (logging,
 // discovery, the sidecar loop), in documentation order; sinkNames are the
 // valid values of sinks. The discovery keys are pkg/discover's (Keys),
@@ -68,5 +75,14 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
 			Usage: "listen address for /metrics, /healthz, /readyz; the default :9108 listens on every interface, 127.0.0.1:9108 on loopback only (empty disables)"},
+		// Prometheus service discovery (internal/promsd).
+		{Name: "prometheus_sd", Flag: "prometheus-sd", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD"}, Default: "false", Kind: KindBool, Group: GroupRun, Category: promSDCategory,
+			Usage: "serve the servers as Prometheus http_sd targets at " + PrometheusSDPath + " (on metrics_addr, or on prometheus_sd_addr when set)"},
+		{Name: "prometheus_sd_addr", Flag: "prometheus-sd-addr", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR"}, Group: GroupRun, Category: promSDCategory,
+			Usage: "own listen address for " + PrometheusSDPath + " (it is then not served on metrics_addr); empty: served on metrics_addr"},
+		{Name: "prometheus_sd_token", Flag: "prometheus-sd-token", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN"}, Secret: true, Group: GroupRun, Category: promSDCategory,
+			Usage: "bearer token a request to " + PrometheusSDPath + " must carry (401 without it); never logged"},
+		{Name: "prometheus_sd_token_file", Flag: "prometheus-sd-token-file", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE"}, Group: GroupRun, Category: promSDCategory,
+			Usage: "file holding the bearer token, read at every request (a rotated file takes effect at once)"},
 	}...)
 }

@@ -178,4 +178,6 @@ func (p *parser) fill(c *Config) {
 	c.RemovalGuardRounds = p.integer("removal_guard_rounds")
 	c.Sinks = p.list("sinks")
 	c.MetricsAddr = p.str("metrics_addr")
+	c.PrometheusSD = PrometheusSD{Enabled: p.boolean("prometheus_sd"), Addr: p.str("prometheus_sd_addr"),
+		Token: p.str("prometheus_sd_token"), TokenFile: p.str("prometheus_sd_token_file")}
 }

@@ -40,6 +40,13 @@ func (c *Config) validate() error {
 	if c.SecretKey != "" && c.SecretKeyFile != "" {
 		errs = append(errs, fmt.Errorf("%s and %s: set one, not both", c.origin("secret_key"), c.origin("secret_key_file")))
 	}
+	if c.PrometheusSD.Token != "" && c.PrometheusSD.TokenFile != "" {
+		errs = append(errs, fmt.Errorf("%s and %s: set one, not both", c.origin("prometheus_sd_token"), c.origin("prometheus_sd_token_file")))
+	}
+	if c.PrometheusSD.Enabled && c.PrometheusSD.Addr == "" && c.MetricsAddr == "" {
+		errs = append(errs, fmt.Errorf("%s: %s is served on metrics_addr, which is empty (disabled): set %s or prometheus_sd_addr",
+			c.origin("prometheus_sd"), PrometheusSDPath, c.origin("metrics_addr")))
+	}
 	seen := map[string]bool{}
 	for _, s := range c.Sinks {
 		if seen[s] {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
@@ -36,6 +37,16 @@ type KeepAliver interface {
 // the loop logs the plan at start.
 type ScanPlanner interface {
 	ScanPlan() discover.ScanPlan
+}
+
+// Inventory is told what the bridge holds: the snapshot of every completed
+// round (Round), each snapshot of servers added as they arrived during a
+// round (Arrived) and every failed round (Failed). Its methods must not
+// block: the loop calls them.
+type Inventory interface {
+	Round(s endpoint.Snapshot)
+	Arrived(s endpoint.Snapshot)
+	Failed(err error)
 }
 
 // BackoffConfig bounds the capped exponential backoff (with jitter) between
@@ -96,6 +107,11 @@ type Config struct {
 	// Metrics and Health may be nil.
 	Metrics *Metrics
 	Health  *Health
+	// Inventory, when set, is handed every snapshot the sinks are handed
+	// and told of every failed round (the Prometheus http_sd endpoint,
+	// internal/promsd). With DryRun it still gets them: it changes no
+	// registry.
+	Inventory Inventory
 	// Backoff between retries of a failed sink Apply.
 	Backoff BackoffConfig
 	// ShutdownTimeout bounds, at shutdown, the wait for in-flight and final

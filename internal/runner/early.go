@@ -144,6 +144,9 @@ func (r *runner) addArrivals(a *arrivals, stop <-chan struct{}) {
 		for _, w := range r.workers {
 			w.post(snap)
 		}
+		if r.cfg.Inventory != nil {
+			r.cfg.Inventory.Arrived(snap)
+		}
 		r.cfg.Metrics.arrived(next.Len(), len(added))
 		r.logChange(r.round, added, nil, next.Len(), true)
 	}

@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +27,8 @@ type Metrics struct {
 	sinkWrites      *prometheus.CounterVec
 	sinkErrors      *prometheus.CounterVec
 	sinkLastSuccess *prometheus.GaugeVec
+	sinkLastAttempt *prometheus.GaugeVec
+	sinkFailing     *prometheus.GaugeVec
 	scanHosts       prometheus.Gauge
 	scanProbed      prometheus.Counter
 	scanKeepAlives  prometheus.Counter
@@ -32,6 +36,7 @@ type Metrics struct {
 	scanProgress    prometheus.Gauge
 	removalsHeld    prometheus.Gauge
 	guardEpisodes   prometheus.Counter
+	interval        prometheus.Gauge
 }
 
 // Outcome label values.
@@ -99,6 +104,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "sink_last_success_timestamp_seconds",
 			Help: "Unix time of each sink's last successful Apply.",
 		}, []string{"sink"}),
+		sinkLastAttempt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "sink_last_attempt_timestamp_seconds",
+			Help: "Unix time each sink's last Apply ended, successful or not.",
+		}, []string{"sink"}),
+		sinkFailing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "sink_consecutive_failures",
+			Help: "Failed Apply calls of each sink since its last success (0 while it succeeds).",
+		}, []string{"sink"}),
 		scanHosts: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "scan", Name: "hosts",
 			Help: "Hosts of the configured scan CIDRs: one scan cycle probes each once.",
@@ -127,6 +140,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "removal_guard_episodes_total",
 			Help: "Times the removal guard started holding removals (one round would have removed more than max_removal_fraction of the known servers).",
 		}),
+		interval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "interval_seconds",
+			Help: "The configured time between round starts (interval), for alerts that count rounds.",
+		}),
 	}
 	for _, o := range []string{outcomeOK, outcomeFailed} {
 		m.rounds.WithLabelValues(o)
@@ -140,8 +157,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.roundDuration, m.endpoints, m.replies, m.probesSent,
 			m.probeSendErrors, m.changes, m.earlyAdds, m.earlySnapshots, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
+			m.sinkLastAttempt, m.sinkFailing,
 			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress,
-			m.removalsHeld, m.guardEpisodes)
+			m.removalsHeld, m.guardEpisodes, m.interval)
 	}
 	return m
 }
@@ -172,6 +190,13 @@ func (m *Metrics) round(ok bool, d time.Duration, st discover.Stats) {
 		m.scanCycles.Add(float64(st.ScanCycles))
 		m.scanProgress.Set(st.ScanProgress)
 	}
+}
+
+func (m *Metrics) started(interval time.Duration) {
+	if m == nil {
+		return
+	}
+	m.interval.Set(interval.Seconds())
 }
 
 func (m *Metrics) scanPlanned(hosts int) {
@@ -222,6 +247,7 @@ func (m *Metrics) addSink(name string) {
 	m.sinkApplies.WithLabelValues(name, outcomeError)
 	m.sinkWrites.WithLabelValues(name)
 	m.sinkErrors.WithLabelValues(name)
+	m.sinkFailing.WithLabelValues(name)
 }
 
 // sinkWrote counts n writes a sink made during an apply still running.
@@ -232,11 +258,15 @@ func (m *Metrics) sinkWrote(name string, n int) {
 	m.sinkWrites.WithLabelValues(name).Add(float64(n))
 }
 
-func (m *Metrics) sinkApply(name string, writes int, err error, at time.Time) {
+// sinkApply records an Apply of sink name that ended at at, after which
+// the sink has failed failures times in a row.
+func (m *Metrics) sinkApply(name string, writes int, err error, at time.Time, failures int) {
 	if m == nil {
 		return
 	}
 	m.sinkWrites.WithLabelValues(name).Add(float64(writes))
+	m.sinkLastAttempt.WithLabelValues(name).Set(float64(at.UnixNano()) / 1e9)
+	m.sinkFailing.WithLabelValues(name).Set(float64(failures))
 	if err != nil {
 		m.sinkApplies.WithLabelValues(name, outcomeError).Inc()
 		m.sinkErrors.WithLabelValues(name).Inc()
@@ -244,4 +274,26 @@ func (m *Metrics) sinkApply(name string, writes int, err error, at time.Time) {
 	}
 	m.sinkApplies.WithLabelValues(name, outcomeOK).Inc()
 	m.sinkLastSuccess.WithLabelValues(name).Set(float64(at.UnixNano()) / 1e9)
+}
+
+// NewBuildInfo returns udp_discovery_bridge_build_info: a gauge of 1
+// labelled with the bridge's version, the Go version it was built with and
+// the VCS revision from bi (bi may be nil; "unknown" when the binary
+// carries no revision, as a build outside a git checkout).
+func NewBuildInfo(version string, bi *debug.BuildInfo) prometheus.Collector {
+	revision := "unknown"
+	if bi != nil {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "The bridge's build: version, Go version and VCS revision, as labels of a constant 1.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "revision": revision},
+	})
+	g.Set(1)
+	return g
 }

@@ -111,6 +111,7 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 		Float64("max_removal_fraction", r.cfg.MaxRemovalFraction).Int("removal_guard_rounds", r.cfg.RemovalGuardRounds).
 		Bool("dry_run", r.cfg.DryRun).Bool("encryption", r.cfg.Encryption).Strs("sinks", r.names).Msg("loop started")
 	r.logScanPlan()
+	r.cfg.Metrics.started(r.cfg.Interval)
 
 	next := r.clock.Now()
 	for r.wait(ctx, next) == nil {
@@ -119,13 +120,16 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 			break
 		}
 		if ok {
+			snap := p.Snapshot()
 			if r.cfg.DryRun {
 				_ = r.dryRun(ctx, p)
 			} else {
-				snap := p.Snapshot()
 				for _, w := range r.workers {
 					w.post(snap)
 				}
+			}
+			if r.cfg.Inventory != nil {
+				r.cfg.Inventory.Round(snap)
 			}
 		}
 		if r.cfg.AfterRound != nil {
@@ -211,6 +215,9 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 		r.out.Failed, r.out.RoundErr = true, err
 		r.cfg.Metrics.round(false, end.Sub(start), res.Stats)
 		r.cfg.Health.round(fmt.Errorf("round %d: %w", r.round, err))
+		if r.cfg.Inventory != nil {
+			r.cfg.Inventory.Failed(fmt.Errorf("round %d: %w", r.round, err))
+		}
 		if r.failedRounds == 1 {
 			r.log.Warn().Uint64("round", r.round).Str("reason", reason(err)).Err(err).
 				Msg("discovery round failed; no endpoint counts as missed until a round completes")

@@ -152,7 +152,11 @@ func (w *worker) apply(ctx context.Context, s endpoint.Snapshot) error {
 	})
 	res, err := w.sink.Apply(pctx, s)
 	now := w.r.clock.Now()
-	w.r.cfg.Metrics.sinkApply(w.name, max(res.Writes-int(reported.Load()), 0), err, now)
+	failures := 0
+	if err != nil {
+		failures = w.failures + 1
+	}
+	w.r.cfg.Metrics.sinkApply(w.name, max(res.Writes-int(reported.Load()), 0), err, now, failures)
 	w.r.cfg.Health.sinkApply(w.name, err)
 	if err != nil {
 		w.failures++

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -34,8 +36,9 @@ type FileDocument struct {
 // sees the old document or the new one, never half of one. An existing
 // file's mode and owner are kept; a new file gets mode 0644.
 type File struct {
-	path  string
-	clock clock.Clock
+	path   string
+	clock  clock.Clock
+	format fileFormat
 	// last is the servers part of the document on disk, nil when unknown;
 	// prev the endpoints it holds.
 	last []byte
@@ -77,7 +80,95 @@ func NewFile(path string, clk clock.Clock) (*File, error) {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	return &File{path: path, clock: clock.OrReal(clk)}, nil
+	return &File{path: path, clock: clock.OrReal(clk), format: bridgeFormat{}}, nil
+}
+
+// NewFileSD is NewFile writing Prometheus file_sd target groups
+// (internal/promsd, the list /sd/prometheus serves) labelled with id
+// instead of the bridge's own document. The file holds no timestamp: it
+// changes only when the set of targets or their labels do.
+func NewFileSD(path string, clk clock.Clock, id promsd.Identity) (*File, error) {
+	f, err := NewFile(path, clk)
+	if err != nil {
+		return nil, err
+	}
+	f.format = fileSDFormat{id: id}
+	return f, nil
+}
+
+// fileFormat is how the file sink spells a set on disk.
+type fileFormat interface {
+	// key returns what tells whether the set changed: the part of the
+	// document that describes the servers.
+	key(snap endpoint.Snapshot) ([]byte, error)
+	// document returns the file content for snap, whose key is key.
+	document(snap endpoint.Snapshot, key []byte, now time.Time) ([]byte, error)
+	// decode returns the endpoints of a file's content and its key; ok is
+	// false when b is not a document of this format.
+	decode(b []byte) (eps []endpoint.Endpoint, key []byte, ok bool)
+}
+
+// bridgeFormat is the bridge's own document (FileDocument).
+type bridgeFormat struct{}
+
+func (bridgeFormat) key(snap endpoint.Snapshot) ([]byte, error) {
+	b, _, err := serversJSON(snap)
+	return b, err
+}
+
+func (bridgeFormat) document(snap endpoint.Snapshot, _ []byte, now time.Time) ([]byte, error) {
+	_, recs, err := serversJSON(snap)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: now.UTC(), Servers: recs}, "", "  ")
+	return append(doc, '\n'), err
+}
+
+func (bridgeFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
+	var doc FileDocument
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, nil, false // not ours or corrupt: replaced by the next write
+	}
+	servers, err := json.Marshal(doc.Servers)
+	if err != nil {
+		return nil, nil, false
+	}
+	var eps []endpoint.Endpoint
+	for _, r := range doc.Servers {
+		if e, ok := r.Endpoint(); ok {
+			eps = append(eps, e)
+		}
+	}
+	return eps, servers, true
+}
+
+// fileSDFormat is Prometheus file_sd: the JSON list of target groups.
+type fileSDFormat struct{ id promsd.Identity }
+
+func (f fileSDFormat) key(snap endpoint.Snapshot) ([]byte, error) {
+	return promsd.Marshal(promsd.Groups(f.id, snap.Endpoints))
+}
+
+func (fileSDFormat) document(_ endpoint.Snapshot, key []byte, _ time.Time) ([]byte, error) {
+	return append(slices.Clone(key), '\n'), nil
+}
+
+func (fileSDFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
+	var groups []promsd.Group
+	if err := json.Unmarshal(b, &groups); err != nil {
+		return nil, nil, false
+	}
+	var eps []endpoint.Endpoint
+	for _, g := range groups {
+		for _, t := range g.Targets {
+			if ap, err := netip.ParseAddrPort(t); err == nil && ap.Port() != 0 {
+				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) // as Groups writes them
+				eps = append(eps, endpoint.Endpoint{Addr: ap, Interface: g.Labels[promsd.LabelInterface]})
+			}
+		}
+	}
+	return eps, bytes.TrimSpace(b), true
 }
 
 // maxLinkHops bounds symbolic link resolution, as the kernel's ELOOP.
@@ -119,8 +210,10 @@ func serversJSON(snap endpoint.Snapshot) ([]byte, []Record, error) {
 	return b, recs, err
 }
 
-// read returns the document on disk (nil, nil when there is none).
-func (f *File) read() (*FileDocument, []byte, error) {
+// read returns the endpoints of the document on disk and its key (nil
+// key when there is none, or it is not a document of the sink's format:
+// it is replaced by the next write).
+func (f *File) read() ([]endpoint.Endpoint, []byte, error) {
 	b, err := os.ReadFile(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -128,56 +221,42 @@ func (f *File) read() (*FileDocument, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("file sink: read %s: %w", f.path, err)
 	}
-	var doc FileDocument
-	if err := json.Unmarshal(b, &doc); err != nil {
-		// Not ours or corrupt: it will be replaced by the next write.
+	eps, key, ok := f.format.decode(b)
+	if !ok {
 		return nil, nil, nil
 	}
-	servers, err := json.Marshal(doc.Servers)
-	if err != nil {
-		return nil, nil, fmt.Errorf("file sink: %s: %w", f.path, err)
-	}
-	return &doc, servers, nil
+	return eps, key, nil
 }
 
 // Plan implements Planner: what Apply would change in the file.
 func (f *File) Plan(_ context.Context, snap endpoint.Snapshot) (endpoint.Diff, error) {
-	doc, _, err := f.read()
+	eps, _, err := f.read()
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
-	return endpoint.Between(snapshotOf(doc).Endpoints, snap.Endpoints), nil
+	return endpoint.Between(snapshotOf(eps).Endpoints, snap.Endpoints), nil
 }
 
-// snapshotOf returns the endpoints of doc (none for a nil doc), sorted and
-// deduplicated, skipping records that do not parse.
-func snapshotOf(doc *FileDocument) endpoint.Snapshot {
+// snapshotOf returns eps sorted and deduplicated.
+func snapshotOf(eps []endpoint.Endpoint) endpoint.Snapshot {
 	var s endpoint.Snapshot
-	if doc == nil {
-		return s
-	}
-	for _, r := range doc.Servers {
-		if e, ok := r.Endpoint(); ok {
-			s.Endpoints = append(s.Endpoints, e)
-		}
-	}
-	s.Endpoints = endpoint.Sorted(s.Endpoints)
+	s.Endpoints = endpoint.Sorted(eps)
 	s.Endpoints = slices.CompactFunc(s.Endpoints, func(a, b endpoint.Endpoint) bool { return a.Addr == b.Addr })
 	return s
 }
 
 // Apply implements Sink.
 func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) {
-	servers, recs, err := serversJSON(snap)
+	servers, err := f.format.key(snap)
 	if err != nil {
 		return Result{}, fmt.Errorf("file sink: encode: %w", err)
 	}
 	if f.last == nil {
-		doc, onDisk, err := f.read()
+		eps, onDisk, err := f.read()
 		if err != nil {
 			return Result{}, err
 		}
-		f.prev, f.last = snapshotOf(doc), onDisk
+		f.prev, f.last = snapshotOf(eps), onDisk
 		if f.last == nil {
 			f.last = []byte{} // known: nothing usable on disk
 		}
@@ -185,11 +264,11 @@ func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) 
 	if bytes.Equal(servers, f.last) {
 		return Result{}, nil
 	}
-	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: f.clock.Now().UTC(), Servers: recs}, "", "  ")
+	doc, err := f.format.document(snap, servers, f.clock.Now())
 	if err != nil {
 		return Result{}, fmt.Errorf("file sink: encode: %w", err)
 	}
-	if err := writeAtomic(f.path, append(doc, '\n')); err != nil {
+	if err := writeAtomic(f.path, doc); err != nil {
 		return Result{}, err
 	}
 	d := endpoint.Between(f.prev.Endpoints, snap.Endpoints)

@@ -26,6 +26,10 @@ type Deps struct {
 	Once bool
 	// Registerer takes the sink's own metrics (nil: none).
 	Registerer prometheus.Registerer
+	// BridgeID and Segment say who this bridge is (bridge_id, segment), for
+	// sinks that label what they export (file_format prometheus).
+	BridgeID string
+	Segment  string
 }
 
 // Factory makes one kind of sink: its name (the value of --sink), its

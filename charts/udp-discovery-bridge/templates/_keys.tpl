@@ -38,7 +38,11 @@ missed_rounds: {env: DISCOVERY_CLIENT_MISSED_ROUNDS, kind: int, default: "3"}
 max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, default: "0.5", min: "0", minExclusive: true, max: "1"}
 removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
 sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
+prometheus_sd: {env: DISCOVERY_CLIENT_PROMETHEUS_SD, kind: bool, default: "false"}
+prometheus_sd_addr: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR, kind: string, default: ""}
+prometheus_sd_token_file: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE, kind: string, default: ""}
 file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
+file_format: {env: DISCOVERY_CLIENT_FILE_FORMAT, kind: string, default: "bridge"}
 consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}
 on_exit: {env: DISCOVERY_CLIENT_ON_EXIT, kind: string, default: "deregister"}
 consul_addr: {env: CONSUL_HTTP_ADDR, kind: string, default: "127.0.0.1:8500"}
