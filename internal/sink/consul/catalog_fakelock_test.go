@@ -105,16 +105,24 @@ func (f *fakeCatalog) NodeSessions(node string, q *api.QueryOptions) ([]*api.Ses
 // filter, which must have exactly the shape of ownedFilterCatalog; any
 // other filter fails the test. Each comes with its node and the checks of
 // the node and of the service.
-func (f *fakeCatalog) ServiceEntries(service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+func (f *fakeCatalog) ServiceEntries(service string, q *api.QueryOptions, each func(*api.ServiceEntry)) error {
+	out, err := f.serviceEntries(service, q)
+	for _, e := range out {
+		each(e)
+	}
+	return err
+}
+
+func (f *fakeCatalog) serviceEntries(service string, q *api.QueryOptions) ([]*api.ServiceEntry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.beginLocked("ServiceEntries", q); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	managedBy, fleet, err := parseOwnedFilterCatalog(q.Filter)
 	if err != nil {
 		f.t.Errorf("fake catalog: unexpected filter %s: %v", q.Filter, err)
-		return nil, nil, api.StatusError{Code: 400, Body: "Failed to create boolean expression evaluator: " + err.Error()}
+		return nil, api.StatusError{Code: 400, Body: "Failed to create boolean expression evaluator: " + err.Error()}
 	}
 	refs := slices.SortedFunc(maps.Keys(f.st.services), func(a, b fakeRef) int {
 		return strings.Compare(a.Node+"/"+a.ID, b.Node+"/"+b.ID)
@@ -134,7 +142,7 @@ func (f *fakeCatalog) ServiceEntries(service string, q *api.QueryOptions) ([]*ap
 		}
 		out = append(out, e)
 	}
-	return out, &api.QueryMeta{LastIndex: max(f.index, 1)}, nil
+	return out, nil
 }
 
 // Node returns the node named node (nil when there is none).

@@ -191,19 +191,14 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	if err != nil {
 		return nil, err
 	}
-	entries, _, err := c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx))
-	if err != nil {
-		return nil, consulError("read service "+c.cfg.Service, c.redact(err), c.catalogRules)
-	}
 	c.sharedChecked.Store(false) // read the shared node again at the next write
 	now := c.cfg.Clock.Now()
 	shared := SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
 	var in interner
-	out := make(map[string]catalogEntry, len(entries))
-	for i, se := range entries {
-		entries[i] = nil // let the decoded entry go as soon as it is read
+	out := map[string]catalogEntry{}
+	err = c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx), func(se *api.ServiceEntry) {
 		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
-			continue
+			return
 		}
 		e := catalogEntry{Key: se.Node.Node, Spec: catalogSpec{
 			node:  se.Node.Node,
@@ -214,10 +209,11 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		switch se.Node.Node {
 		case se.Service.ID: // the server's own node
 			e.Spec.nodeAddr, e.Spec.nodeMeta = se.Node.Address, in.meta(se.Node.Meta)
+			e.Spec.svcID = e.Spec.node // one string for both
 		case shared:
 			e.Key = sharedKey(shared, se.Service.ID)
 		default: // the fleet's meta on a node of no name of the fleet's
-			continue
+			return
 		}
 		observed := e.Spec.checkID(ObservedCheckID)
 		for _, chk := range se.Checks {
@@ -234,6 +230,9 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 			}
 		}
 		out[e.Key] = e
+	})
+	if err != nil {
+		return nil, consulError("read service "+c.cfg.Service, c.redact(err), c.catalogRules)
 	}
 	return out, nil
 }

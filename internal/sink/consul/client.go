@@ -79,6 +79,7 @@ func (c ClientConfig) NewClient() (*Client, error) {
 		hc.Transport = &tokenTransport{base: hc.Transport, file: tf}
 		red = redactor{secrets: tf.secrets}
 	}
+	hc.Transport = streamTransport{base: hc.Transport} // catalog reads entry by entry (streamArray)
 	ac.HttpClient = hc
 	client, err := api.NewClient(ac)
 	if err != nil {
