@@ -6,8 +6,8 @@ package e2e_test
 
 import (
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
