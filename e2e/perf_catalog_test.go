@@ -244,7 +244,7 @@ func perfCatalog10k(t *testing.T, layout string) {
 	var baselines []time.Duration
 	var baseCPU []float64
 	var cl *consulcluster.Cluster
-	var stopLife func() (int64, time.Time)
+	var stopLife func() perfProc
 	l, _, published := start10k(t, func(l *catLab, c *consulcluster.Cluster) {
 		cl = c
 		// A resync (a full read of the catalog) every 10 s, so that one
@@ -285,7 +285,7 @@ func perfCatalog10k(t *testing.T, layout string) {
 	})
 	bridgeCPU := clusterCPU(t, cl) - cpu0
 	took := done.Sub(published)
-	peak, peakAt := stopPeak()
+	peak := stopPeak()
 	n, distinct, passing, _, err := catCount(l.consul, catService)
 	if err != nil || n != cat10k || distinct != cat10k || passing != cat10k {
 		t.Errorf("catalog: %d instances, %d distinct, %d passing, %v", n, distinct, passing, err)
@@ -302,10 +302,11 @@ func perfCatalog10k(t *testing.T, layout string) {
 	a := perfMustSample(t, pid)
 	time.Sleep(20 * time.Second)
 	b := perfMustSample(t, pid)
-	life, lifeAt := stopLife()
-	perfResult(t, "layout %s, leader (a1) with 10,000 servers: VmRSS %s after the write (VmHWM %s); largest 50 ms sample over its life %s, %.1f s after the first observation was published "+
-		"(rounds every 5 s: each ingests 40,000 datagrams), and %s from the observation to the last write (%.1f s after the observation); CPU %.2f%% of one core over 20 s of quiet rounds (interval 5s)",
-		layout, perfMiB(b.RSSKiB), perfMiB(b.HWMKiB), perfMiB(life), lifeAt.Sub(published).Seconds(), perfMiB(peak), peakAt.Sub(published).Seconds(),
+	life := stopLife()
+	perfResult(t, "layout %s, leader (a1) with 10,000 servers: VmRSS %s 26 s after the write (VmHWM %s); largest 50 ms sample over its life %s (anonymous %s, the binary's pages %s), %.1f s after the first observation was published "+
+		"(rounds every 5 s: each ingests 40,000 datagrams; a resync every 10 s), and %s (anonymous %s) from the observation to the last write (%.1f s after the observation); CPU %.2f%% of one core over 20 s of quiet rounds (interval 5s)",
+		layout, perfMiB(b.RSSKiB), perfMiB(b.HWMKiB), perfMiB(life.RSSKiB), perfMiB(life.AnonKiB), perfMiB(life.FileKiB), life.At.Sub(published).Seconds(),
+		perfMiB(peak.RSSKiB), perfMiB(peak.AnonKiB), peak.At.Sub(published).Seconds(),
 		100*float64(b.CPUTicks-a.CPUTicks)/perfClkTck/b.At.Sub(a.At).Seconds())
 
 	other := map[string]string{"a1": "a2", "a2": "a1"}[leader]

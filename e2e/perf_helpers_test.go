@@ -237,6 +237,8 @@ type perfProc struct {
 	At       time.Time
 	RSSKiB   int64 // VmRSS
 	HWMKiB   int64 // VmHWM (peak RSS)
+	AnonKiB  int64 // RssAnon: the heap, stacks and the runtime's own memory
+	FileKiB  int64 // RssFile: mapped pages of the binary
 	CPUTicks int64 // utime + stime, in 1/perfClkTck s
 }
 
@@ -261,6 +263,10 @@ func perfSample(pid int) (perfProc, error) {
 			s.RSSKiB, _ = strconv.ParseInt(f[1], 10, 64)
 		case "VmHWM:":
 			s.HWMKiB, _ = strconv.ParseInt(f[1], 10, 64)
+		case "RssAnon:":
+			s.AnonKiB, _ = strconv.ParseInt(f[1], 10, 64)
+		case "RssFile:":
+			s.FileKiB, _ = strconv.ParseInt(f[1], 10, 64)
 		}
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -432,12 +438,11 @@ func (s *perfSampler) rss() (lo, med, hi int64) {
 // perfPeak samples a process's VmRSS every 50 ms until stop is called and
 // then returns the largest sample and when it was taken, so a peak can be
 // placed among the test's events (VmHWM gives the size, not the moment).
-func perfPeak(pid int) (stop func() (peakKiB int64, at time.Time)) {
+func perfPeak(pid int) (stop func() perfProc) {
 	done := make(chan struct{})
 	var (
 		mu   sync.Mutex
-		peak int64
-		when time.Time
+		peak perfProc
 	)
 	go func() {
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -445,8 +450,8 @@ func perfPeak(pid int) (stop func() (peakKiB int64, at time.Time)) {
 		for {
 			if s, err := perfSample(pid); err == nil {
 				mu.Lock()
-				if s.RSSKiB > peak {
-					peak, when = s.RSSKiB, s.At
+				if s.RSSKiB > peak.RSSKiB {
+					peak = s
 				}
 				mu.Unlock()
 			}
@@ -457,10 +462,10 @@ func perfPeak(pid int) (stop func() (peakKiB int64, at time.Time)) {
 			}
 		}
 	}()
-	return func() (int64, time.Time) {
+	return func() perfProc {
 		close(done)
 		mu.Lock()
 		defer mu.Unlock()
-		return peak, when
+		return peak
 	}
 }
