@@ -338,3 +338,29 @@ func perfCatalog10k(t *testing.T, layout string) {
 		"its reconcile made %v catalog writes, the service's index %d -> %d, %d of %d servers passing",
 		other, led.Round(100*time.Millisecond), leader, merged.Round(100*time.Millisecond), w1-w0, idxBefore, idxAfter, passing, cat10k)
 }
+
+// TestPerfCatalogLayoutSizes measures, on one three-server cluster, raw
+// /v1/txn registrations of n servers in each layout (the operations the
+// leader writes, 8 in flight) for growing n: where the shared node's cost,
+// which grows with the servers on it, starts to matter.
+func TestPerfCatalogLayoutSizes(t *testing.T) {
+	perfRequire(t)
+	netns.Require(t)
+	l := newCatLab(t)
+	cl := l.startCluster()
+	for _, n := range []int{100, 300, 1000, 3000} {
+		var line []string
+		for _, layout := range []string{consul.LayoutNodePerServer, consul.LayoutSharedNode} {
+			var took []time.Duration
+			var cpu []float64
+			for range 3 {
+				d, c := rawTxnBaseline(t, cl, l.consul, n, catInFlight, layout)
+				took, cpu = append(took, d), append(cpu, c)
+			}
+			slices.Sort(took)
+			slices.Sort(cpu)
+			line = append(line, fmt.Sprintf("%s %s (%v), Consul CPU %.2f s", layout, took[1].Round(time.Millisecond), took, cpu[1]))
+		}
+		perfResult(t, "%d servers, raw /v1/txn, median of 3: %s", n, strings.Join(line, "; "))
+	}
+}
