@@ -296,6 +296,9 @@ func checkCommon(t *testing.T, r *rendered, netAdmin bool) {
 }
 
 func bridgeVar(name string) bool {
+	if name == "KUBECONFIG" { // the kubernetes sink's kubeconfig key
+		return true
+	}
 	for _, p := range []string{"DISCOVERY_", "CONSUL_", "BRIDGE_"} {
 		if strings.HasPrefix(name, p) {
 			return true

@@ -1,0 +1,412 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
+)
+
+var t0 = time.Date(2026, 12, 4, 1, 0, 0, 0, time.UTC)
+
+func testConfig(id string) Config {
+	return Config{Service: "django", PortName: "http", ServicePort: 8000, Headless: true, MaxPerSlice: 100,
+		DeregisterAfter: time.Minute, LeaseDuration: 15 * time.Second, Resync: time.Minute, BridgeID: id,
+		Round: 6 * time.Second, StartupGrace: 21 * time.Second, Deregister: true}
+}
+
+func newTestSink(t *testing.T, f *fakeAPI, clk *clocktest.Clock, cfg Config) *Sink {
+	t.Helper()
+	cfg.Clock = clk
+	return New(cfg, f.client(t), zerolog.Nop(), nil)
+}
+
+func addrs(n int, port uint16) []netip.AddrPort {
+	out := make([]netip.AddrPort, n)
+	for i := range out {
+		out[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 213, byte(i / 250), byte(1 + i%250)}), port)
+	}
+	return out
+}
+
+func desired(as ...[]netip.AddrPort) map[netip.AddrPort]fleet.Observed {
+	out := map[netip.AddrPort]fleet.Observed{}
+	for _, l := range as {
+		for _, a := range l {
+			out[a] = fleet.Observed{Bridges: 1}
+		}
+	}
+	return out
+}
+
+// round plans desired against the slices and writes the plan, as the
+// leader's loop does; it returns the plan and the writes.
+func round(t *testing.T, io *leaderIO, want map[netip.AddrPort]fleet.Observed, now time.Time) (fleet.Plan[spec], int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := io.s.leader.acquire(ctx); err != nil { // renew, as the elector does every third of the lease
+		t.Fatal(err)
+	}
+	cur, err := io.Entries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := io.Skip(fleet.Reconcile[spec](shape{}, want, cur, now, io.s.cfg.DeregisterAfter, false))
+	if p.Empty() {
+		return p, 0
+	}
+	n, err := io.Write(ctx, p, cur)
+	if err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	return p, n
+}
+
+func readSlices(t *testing.T, s *Sink) map[string]EndpointSlice {
+	t.Helper()
+	var items []EndpointSlice
+	if err := s.o.list(context.Background(), slicesRes, selector(LabelService, "django"), &items); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]EndpointSlice{}
+	for _, es := range items {
+		out[es.Metadata.Name] = es
+	}
+	return out
+}
+
+func leading(t *testing.T, f *fakeAPI, clk *clocktest.Clock, cfg Config) (*Sink, *leaderIO) {
+	t.Helper()
+	s := newTestSink(t, f, clk, cfg)
+	if err := s.leader.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, newLeaderIO(s, zerolog.Nop())
+}
+
+// The slices a user sees: one Service, 250 servers on one port in slices of
+// at most 100 (3 slices), 10 on another port in a slice set of their own,
+// labelled as the docs ask; a quiet round writes nothing.
+func TestSlicesFirstApplyAndQuietRound(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	want := desired(addrs(250, 8000), addrs(10, 9000))
+	_, n := round(t, io, want, clk.Now())
+	if n != 1+3+1 { // the Service, three slices of port 8000, one of 9000
+		t.Fatalf("first apply: %d writes, want 5", n)
+	}
+	got := readSlices(t, s)
+	if len(got) != 4 {
+		t.Fatalf("slices: %d, want 4: %v", len(got), got)
+	}
+	count := map[netip.AddrPort]int{}
+	for name, es := range got {
+		if es.AddressType != "IPv4" || es.Metadata.Labels[LabelManagedBy] != ManagedBy || es.Metadata.Labels[LabelService] != "django" {
+			t.Errorf("%s: addressType %q labels %v", name, es.AddressType, es.Metadata.Labels)
+		}
+		if len(es.Endpoints) > 100 || len(es.Ports) != 1 || es.Ports[0].Name != "http" {
+			t.Errorf("%s: %d endpoints, ports %v", name, len(es.Endpoints), es.Ports)
+		}
+		if len(es.Metadata.OwnerReferences) != 1 || es.Metadata.OwnerReferences[0].Kind != "Service" {
+			t.Errorf("%s: owner %v", name, es.Metadata.OwnerReferences)
+		}
+		for _, ep := range es.Endpoints {
+			if !*ep.Conditions.Ready || !*ep.Conditions.Serving {
+				t.Errorf("%s: %v not ready", name, ep.Addresses)
+			}
+			count[netip.AddrPortFrom(netip.MustParseAddr(ep.Addresses[0]), uint16(es.Ports[0].Port))]++
+		}
+	}
+	for a := range want {
+		if count[a] != 1 {
+			t.Errorf("%s in %d slices, want 1", a, count[a])
+		}
+	}
+	var svc Service
+	if err := s.o.get(context.Background(), services, "django", &svc); err != nil || svc.Spec.ClusterIP != "None" {
+		t.Fatalf("service: %+v %v", svc, err)
+	}
+	objects := func() int { return f.writeCount("endpointslices") + f.writeCount("services") + f.writeCount("configmaps") }
+	before := objects()
+	for range 3 {
+		if _, n := round(t, io, want, clk.Now()); n != 0 {
+			t.Fatalf("quiet round: %d writes", n)
+		}
+	}
+	if d := objects() - before; d != 0 {
+		t.Fatalf("quiet rounds: %d API writes of slices, services or configmaps, want 0", d)
+	}
+}
+
+// A server keeps its slot: removing one leaves a hole that the next new
+// server fills, in the same slice, and only that slice is written.
+func TestSlicesStableSlots(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	cfg := testConfig("a")
+	cfg.MaxPerSlice = 10
+	cfg.DeregisterAfter = time.Second
+	s, io := leading(t, f, clk, cfg)
+	all := addrs(25, 8000)
+	round(t, io, desired(all), clk.Now())
+	where := func() map[string]string {
+		out := map[string]string{}
+		for name, es := range readSlices(t, s) {
+			for _, ep := range es.Endpoints {
+				out[ep.Addresses[0]] = name
+			}
+		}
+		return out
+	}
+	before := where()
+	gone := all[3] // in the first slice
+	rest := append(append([]netip.AddrPort{}, all[:3]...), all[4:]...)
+	p, n := round(t, io, desired(rest), clk.Now())
+	if len(p.Fail) != 1 || n != 1 {
+		t.Fatalf("unobserved: plan %+v, %d writes; want 1 fail, 1 write", p, n)
+	}
+	clk.Advance(2 * time.Second)
+	if p, n = round(t, io, desired(rest), clk.Now()); len(p.Remove) != 1 || n != 1 {
+		t.Fatalf("removal: plan %+v, %d writes", p, n)
+	}
+	newcomer := netip.MustParseAddrPort("10.213.9.9:8000")
+	if _, n = round(t, io, desired(rest, []netip.AddrPort{newcomer}), clk.Now()); n != 1 {
+		t.Fatalf("add: %d writes, want 1", n)
+	}
+	after := where()
+	if after[newcomer.Addr().String()] != before[gone.Addr().String()] {
+		t.Errorf("newcomer in %s, want the hole's slice %s", after[newcomer.Addr().String()], before[gone.Addr().String()])
+	}
+	for _, a := range rest {
+		if after[a.Addr().String()] != before[a.Addr().String()] {
+			t.Errorf("%s moved from %s to %s", a, before[a.Addr().String()], after[a.Addr().String()])
+		}
+	}
+}
+
+// The last observer gone: ready false and serving false at once, the time
+// in an annotation (so another leader knows when it is due), removed
+// deregister_after later; a leader reading the slices afresh keeps the time.
+func TestSlicesUnobservedThenRemoved(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	a := netip.MustParseAddrPort("10.213.0.5:8000")
+	round(t, io, desired([]netip.AddrPort{a}), clk.Now())
+	round(t, io, desired(), clk.Now())
+	es := readSlices(t, s)["django-8000-0"]
+	if len(es.Endpoints) != 1 || *es.Endpoints[0].Conditions.Ready || *es.Endpoints[0].Conditions.Serving {
+		t.Fatalf("unobserved endpoint: %+v", es.Endpoints)
+	}
+	var since map[string]string
+	if err := json.Unmarshal([]byte(es.Metadata.Annotations[AnnotUnobserved]), &since); err != nil || since["10.213.0.5"] != t0.Format(time.RFC3339Nano) {
+		t.Fatalf("annotation %q: %v", es.Metadata.Annotations[AnnotUnobserved], err)
+	}
+	clk.Advance(59 * time.Second)
+	io2 := newLeaderIO(s, zerolog.Nop()) // a new term reads the time back
+	if _, n := round(t, io2, desired(), clk.Now()); n != 0 {
+		t.Fatalf("before deregister_after: %d writes", n)
+	}
+	clk.Advance(time.Second)
+	if p, n := round(t, io2, desired(), clk.Now()); len(p.Remove) != 1 || n != 1 {
+		t.Fatalf("at deregister_after: %+v, %d writes", p, n)
+	}
+	if got := readSlices(t, s); len(got) != 0 {
+		t.Fatalf("empty slice not deleted: %v", got)
+	}
+}
+
+// Loopback, link-local and IPv6 servers are skipped, not written.
+func TestSlicesRefuseAddresses(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	bad := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8000"), netip.MustParseAddrPort("169.254.1.1:8000"), netip.MustParseAddrPort("[2001:db8::1]:8000")}
+	good := netip.MustParseAddrPort("10.213.0.1:8000")
+	round(t, io, desired(bad, []netip.AddrPort{good}), clk.Now())
+	got := readSlices(t, s)
+	if len(got) != 1 || len(got["django-8000-0"].Endpoints) != 1 || got["django-8000-0"].Endpoints[0].Addresses[0] != "10.213.0.1" {
+		t.Fatalf("slices: %+v", got)
+	}
+}
+
+// Fencing: a slice changed behind the leader's back makes its write a
+// conflict (not an overwrite) and the next write reads the slices again;
+// a deposed leader's write finds another holder and stops: ErrNotLeader.
+func TestSlicesFencing(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	ctx := context.Background()
+	round(t, io, desired(addrs(3, 8000)), clk.Now())
+	cur, _ := io.Entries(ctx)
+	f.bump("endpointslices", "django-8000-0")
+	p := fleet.Reconcile[spec](shape{}, desired(addrs(4, 8000)), cur, clk.Now(), time.Minute, false)
+	if _, err := io.Write(ctx, p, cur); !IsConflict(err) || errors.Is(err, fleet.ErrNotLeader) {
+		t.Fatalf("write over a changed slice: %v, want a conflict", err)
+	}
+	if _, err := io.Write(ctx, p, cur); err != nil {
+		t.Fatalf("write after re-reading: %v", err)
+	}
+	// Another bridge takes the leader lease (a's expired on its clock).
+	b := newTestSink(t, f, clk, testConfig("b"))
+	if err := b.leader.acquire(ctx); !errors.Is(err, errHeld) {
+		t.Fatalf("b takes a live lease: %v", err)
+	}
+	clk.Advance(16 * time.Second)
+	if err := b.leader.acquire(ctx); err != nil {
+		t.Fatalf("b takes the expired lease: %v", err)
+	}
+	p = fleet.Reconcile[spec](shape{}, desired(addrs(5, 8000)), cur, clk.Now(), time.Minute, false)
+	writes := f.writeCount("endpointslices")
+	if _, err := io.Write(ctx, p, cur); !errors.Is(err, fleet.ErrNotLeader) {
+		t.Fatalf("deposed leader's write: %v, want ErrNotLeader", err)
+	}
+	if f.writeCount("endpointslices") != writes {
+		t.Fatal("the deposed leader wrote a slice")
+	}
+	_ = s
+}
+
+// A leader whose renewals fail for two thirds of the lease ends its term
+// (ErrLeaseLost); a standby takes over once the lease went unchanged for its
+// duration on the standby's own clock, and the old leader's check then
+// says ErrNotLeader.
+func TestElectionTakeover(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	a := newTestSink(t, f, clk, testConfig("a"))
+	b := newTestSink(t, f, clk, testConfig("b"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctxA, cancelA := context.WithCancel(ctx)
+	defer cancelA()
+	terms := make(chan string, 4)
+	ended := make(chan error, 4)
+	lead := func(name string) func(context.Context) {
+		return func(term context.Context) {
+			terms <- name
+			<-term.Done()
+			ended <- context.Cause(term)
+		}
+	}
+	go a.leader.campaign(ctxA, lead("a"))
+	if got := <-terms; got != "a" {
+		t.Fatalf("first leader %s", got)
+	}
+	go b.leader.campaign(ctx, lead("b"))
+	step := func(timers int) {
+		t.Helper()
+		if err := clk.WaitForTimers(ctx, timers); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(5 * time.Second)
+	}
+	step(2) // t0+5s: a renews, b sees a live lease
+	if err := clk.WaitForTimers(ctx, 2); err != nil { // both done with t0+5s
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.refuse = func(method, path string) int {
+		if method == "PUT" {
+			return 503 // a's renewals fail from now on
+		}
+		return 0
+	}
+	f.mu.Unlock()
+	step(2) // t0+10s: a's renewal fails, 5s since the last
+	step(2) // t0+15s: 10s since the last: the term ends
+	if cause := <-ended; !errors.Is(cause, ErrLeaseLost) {
+		t.Fatalf("a's term ended with %v, want ErrLeaseLost", cause)
+	}
+	cancelA()
+	f.mu.Lock()
+	f.refuse = nil
+	f.mu.Unlock()
+	select {
+	case got := <-terms:
+		t.Fatalf("%s leads before the lease expired for b", got)
+	default:
+	}
+	// b takes over at t0+20s (the lease unchanged since a's renewal at
+	// t0+5s for 15s), or a period later if b read the lease just before
+	// that renewal.
+	var got string
+	for i := 0; i < 2 && got == ""; i++ {
+		step(1)
+		select {
+		case got = <-terms:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if got != "b" {
+		t.Fatalf("leader %q, want b", got)
+	}
+	if err := a.leader.check(ctx); !errors.Is(err, fleet.ErrNotLeader) {
+		t.Fatalf("a's check after the takeover: %v", err)
+	}
+}
+
+func TestObjectName(t *testing.T) {
+	for _, c := range []struct{ id, want string }{
+		{"node-1", "x-node-1"},
+		{"Node_1", "x-node-1-"},
+	} {
+		got := objectName("x-", c.id)
+		if got[:len(c.want)] != c.want {
+			t.Errorf("objectName(%q) = %q, want prefix %q", c.id, got, c.want)
+		}
+	}
+	if objectName("x-", "Node_1") == objectName("x-", "node-1") {
+		t.Error("two IDs share a name")
+	}
+}
+
+// Publishing: a ConfigMap write when the set changes, none when it does
+// not; the leader reads it while the bridge's lease lives, not after.
+func TestObservationsPublishAndLiveness(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	a := newTestSink(t, f, clk, testConfig("a"))
+	ctx := context.Background()
+	if err := a.own.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap := func(as ...netip.AddrPort) endpoint.Snapshot {
+		s := endpoint.Snapshot{At: clk.Now()}
+		for _, x := range as {
+			s.Endpoints = append(s.Endpoints, endpoint.Endpoint{Addr: x})
+		}
+		return s
+	}
+	s1 := snap(addrs(3, 8000)...)
+	a.stop = func() {}
+	for i, want := range []int{1, 0, 0} {
+		res, err := a.Apply(ctx, s1)
+		if err != nil || res.Writes != want {
+			t.Fatalf("apply %d: %d writes (%v), want %d", i, res.Writes, err, want)
+		}
+	}
+	if res, _ := a.Apply(ctx, snap(addrs(4, 8000)...)); res.Writes != 1 {
+		t.Fatalf("changed set: %d writes, want 1", res.Writes)
+	}
+	io := newLeaderIO(a, zerolog.Nop())
+	obs, err := io.Observations(ctx, 0, 0)
+	if err != nil || len(obs.ByBridge["a"].Entries) != 4 {
+		t.Fatalf("observations: %+v %v", obs, err)
+	}
+	clk.Advance(16 * time.Second) // a's lease not renewed for its duration
+	obs, err = io.Observations(ctx, 0, 0)
+	if err != nil || len(obs.ByBridge) != 0 {
+		t.Fatalf("observations of a dead bridge: %+v %v", obs, err)
+	}
+}
