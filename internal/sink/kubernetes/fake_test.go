@@ -5,11 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 )
+
+// labelValue is what the API server accepts as a label value.
+var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
 
 // fakeAPI is an in-memory Kubernetes API server for the unit tests, with the
 // semantics the sink relies on: resourceVersion preconditions on PUT,
@@ -127,6 +131,13 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		curRV, _ = meta(cur)["resourceVersion"].(string)
 	}
 	store := func(o map[string]any, code int) {
+		labels, _ := meta(o)["labels"].(map[string]any)
+		for k, v := range labels {
+			if s, _ := v.(string); !labelValue.MatchString(s) {
+				status(w, 422, "Invalid", "metadata.labels: Invalid value: "+strconv.Quote(s)+" of "+k+": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'")
+				return
+			}
+		}
 		f.rv++
 		m := meta(o)
 		m["resourceVersion"] = strconv.Itoa(f.rv)

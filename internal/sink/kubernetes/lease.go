@@ -19,8 +19,9 @@ import (
 const (
 	// ManagedBy is the value of endpointslice.kubernetes.io/managed-by: a
 	// domain-style controller name of ours (never the built-in
-	// controller's endpointslice-controller.k8s.io).
-	ManagedBy       = "udp-discovery-bridge.io/bridge"
+	// controller's endpointslice-controller.k8s.io). A label value takes no
+	// '/': the API server refuses "udp-discovery-bridge.io/bridge".
+	ManagedBy       = "bridge.udp-discovery-bridge.io"
 	LabelManagedBy  = "endpointslice.kubernetes.io/managed-by"
 	LabelService    = "kubernetes.io/service-name"
 	LabelFleet      = "udp-discovery-bridge.io/fleet"

@@ -135,7 +135,9 @@ func TestSlicesFirstApplyAndQuietRound(t *testing.T) {
 	if err := s.o.get(context.Background(), services, "django", &svc); err != nil || svc.Spec.ClusterIP != "None" {
 		t.Fatalf("service: %+v %v", svc, err)
 	}
-	objects := func() int { return f.writeCount("endpointslices") + f.writeCount("services") + f.writeCount("configmaps") }
+	objects := func() int {
+		return f.writeCount("endpointslices") + f.writeCount("services") + f.writeCount("configmaps")
+	}
 	before := objects()
 	for range 3 {
 		if _, n := round(t, io, want, clk.Now()); n != 0 {
@@ -311,7 +313,7 @@ func TestElectionTakeover(t *testing.T) {
 		}
 		clk.Advance(5 * time.Second)
 	}
-	step(2) // t0+5s: a renews, b sees a live lease
+	step(2)                                           // t0+5s: a renews, b sees a live lease
 	if err := clk.WaitForTimers(ctx, 2); err != nil { // both done with t0+5s
 		t.Fatal(err)
 	}

@@ -1,0 +1,322 @@
+package e2e_test
+
+// The kubernetes sink against a real kube-apiserver and etcd (the lean lab,
+// k8slab.StartAPI, inside a namespace of the test): two bridges, three
+// responders, every write counted in the API server's audit log.
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+const k8sAPIIP = "10.213.41.5"
+
+// k8sSlice is the part of an EndpointSlice the test reads.
+type k8sSlice struct {
+	Metadata struct {
+		Name            string            `json:"name"`
+		ResourceVersion string            `json:"resourceVersion"`
+		Labels          map[string]string `json:"labels"`
+	} `json:"metadata"`
+	AddressType string `json:"addressType"`
+	Endpoints   []struct {
+		Addresses  []string `json:"addresses"`
+		Conditions struct {
+			Ready   *bool `json:"ready"`
+			Serving *bool `json:"serving"`
+		} `json:"conditions"`
+	} `json:"endpoints"`
+	Ports []struct {
+		Name string `json:"name"`
+		Port int    `json:"port"`
+	} `json:"ports"`
+}
+
+// k8sSlices reads the Service's slices: the slices by name, and each
+// server ("ip:port") with its ready condition; a server listed twice fails
+// the test.
+func k8sSlices(t *testing.T, a *k8slab.API) (map[string]k8sSlice, map[string]bool) {
+	t.Helper()
+	b, err := a.Get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io/service-name=django")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l struct{ Items []k8sSlice }
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatal(err)
+	}
+	slices, servers := map[string]k8sSlice{}, map[string]bool{}
+	for _, s := range l.Items {
+		slices[s.Metadata.Name] = s
+		if s.AddressType != "IPv4" || s.Metadata.Labels["endpointslice.kubernetes.io/managed-by"] != "bridge.udp-discovery-bridge.io" || len(s.Ports) != 1 || s.Ports[0].Name != "http" {
+			t.Errorf("slice %s: addressType %s labels %v ports %v", s.Metadata.Name, s.AddressType, s.Metadata.Labels, s.Ports)
+		}
+		for _, ep := range s.Endpoints {
+			k := fmt.Sprintf("%s:%d", ep.Addresses[0], s.Ports[0].Port)
+			if _, dup := servers[k]; dup {
+				t.Errorf("%s listed twice", k)
+			}
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			if serving := ep.Conditions.Serving == nil || *ep.Conditions.Serving; serving != ready {
+				t.Errorf("%s: ready %v but serving %v", k, ready, serving)
+			}
+			servers[k] = ready
+		}
+	}
+	return slices, servers
+}
+
+func rvs(s map[string]k8sSlice) map[string]string {
+	out := map[string]string{}
+	for n, sl := range s {
+		out[n] = sl.Metadata.ResourceVersion
+	}
+	return out
+}
+
+// k8sBridgeUser is the bridges' identity: what it may do is the Role below.
+const k8sBridgeUser = "udb-bridge"
+
+// k8sRole is the Role the chart renders for the kubernetes sink (see
+// charts/udp-discovery-bridge/templates/rbac.yaml): the bridges run with
+// nothing else.
+const k8sRole = `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"udb-bridge"},"rules":[
+ {"apiGroups":["discovery.k8s.io"],"resources":["endpointslices"],"verbs":["get","list","create","update","patch","delete"]},
+ {"apiGroups":[""],"resources":["services"],"verbs":["get","create"]},
+ {"apiGroups":["coordination.k8s.io"],"resources":["leases"],"verbs":["get","list","create","update","delete"]},
+ {"apiGroups":[""],"resources":["configmaps"],"verbs":["get","list","create","update","patch","delete"]},
+ {"apiGroups":[""],"resources":["events"],"verbs":["create","patch"]}]}`
+
+const k8sRoleBinding = `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"udb-bridge"},
+ "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"udb-bridge"},
+ "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"` + k8sBridgeUser + `"}]}`
+
+// writes counts the audit log's successful writes by the bridges, by
+// "verb resource".
+func writes(evs []k8slab.AuditEvent) map[string]int {
+	out := map[string]int{}
+	for _, e := range evs {
+		if e.Code/100 == 2 && e.User == k8sBridgeUser {
+			out[e.Verb+" "+e.Resource]++
+		}
+	}
+	return out
+}
+
+func objectWrites(w map[string]int) int {
+	n := 0
+	for k, v := range w {
+		if !strings.HasSuffix(k, " leases") {
+			n += v
+		}
+	}
+	return n
+}
+
+func fmtWrites(w map[string]int) string {
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%d ", k, w[k])
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// TestRunKubernetes: two bridges see the same three servers; each is in the
+// slices once, ready; a quiet round writes nothing; the leader killed with
+// kill -9, the other leads and writes nothing; a server that stops
+// answering turns ready: false, serving: false and is removed
+// deregister_after later.
+func TestRunKubernetes(t *testing.T) {
+	netns.Require(t)
+	k8slab.Require(t)
+	begin := time.Now()
+	lab := netns.New(t)
+	br := lab.Bridge("k8s")
+	apiHost := lab.Host("kapi", br, k8sAPIIP+"/24")
+	bridgebin.Path(t)
+	a := k8slab.StartAPI(t, apiHost, k8sAPIIP)
+	t.Logf("MEASURED: etcd + kube-apiserver ready %s after the test began", time.Since(begin).Round(100*time.Millisecond))
+	for path, body := range map[string]string{"roles": k8sRole, "rolebindings": k8sRoleBinding} {
+		if _, err := a.Send("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/"+path, "application/json", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubeconfig := a.UserKubeconfig(t, k8sBridgeUser)
+	var responders []*netns.Proc
+	var want []string
+	for i := range 3 {
+		ip := fmt.Sprintf("10.213.41.%d", 31+i)
+		h := lab.Host(fmt.Sprintf("ks%d", i), br, ip+"/24")
+		responders = append(responders, respond(t, h, 1, "--ip", ip))
+		want = append(want, ip+":8000")
+	}
+	bridges := map[string]*runBridge{}
+	hosts := map[string]*netns.Host{}
+	for i, name := range []string{"kb1", "kb2"} {
+		h := lab.Host(name, br, fmt.Sprintf("10.213.41.%d/24", 21+i))
+		hosts[name] = h
+		bridges[name] = startRun(t, h, name, "--sink", "kubernetes", "--kubeconfig", kubeconfig, "--k8s-namespace", "default",
+			"--bridge-id", name, "--whitelist", h.Dev(br), "--metrics-addr", runMetricsAddr, "--interval", "1s", "--timeout", "0.5",
+			"--missed-rounds", "2", "--k8s-lease-duration", "3s", "--k8s-deregister-after", "4s", "--log-format", "json")
+	}
+	started := time.Now()
+	runWait(t, 30*time.Second, "three servers in the slices, ready", func() (bool, string) {
+		_, got := k8sSlices(t, a)
+		for _, w := range want {
+			if !got[w] {
+				return false, fmt.Sprint(got)
+			}
+		}
+		return len(got) == 3, fmt.Sprint(got)
+	})
+	t.Logf("MEASURED: 3 servers in the EndpointSlices, each once and ready, %s after two bridges started", time.Since(started).Round(100*time.Millisecond))
+	leader := func() string {
+		var ls []string
+		for name, h := range hosts {
+			if bridges[name].Exited() {
+				continue
+			}
+			if v, _, err := runMetric(h.NS, "udp_discovery_bridge_kubernetes_leader"); err == nil && v == 1 {
+				ls = append(ls, name)
+			}
+		}
+		slices.Sort(ls)
+		return strings.Join(ls, ",")
+	}
+	var lead string
+	runWait(t, 10*time.Second, "one leader", func() (bool, string) { lead = leader(); return lead != "" && !strings.Contains(lead, ","), lead })
+	var svc struct {
+		Spec struct {
+			ClusterIP string `json:"clusterIP"`
+		}
+	}
+	if b, err := a.Get("/api/v1/namespaces/default/services/django"); err != nil || json.Unmarshal(b, &svc) != nil || svc.Spec.ClusterIP != "None" {
+		t.Fatalf("service django: %+v %v", svc, err)
+	}
+	first := writes(a.Audit(t))
+	t.Logf("MEASURED: API writes up to here (first apply, both bridges): %s", fmtWrites(first))
+
+	// Quiet rounds: nothing changes, nothing but Lease renewals is written.
+	time.Sleep(1500 * time.Millisecond) // let the last adds as they arrive settle
+	before, _ := k8sSlices(t, a)
+	n0 := len(a.Audit(t))
+	time.Sleep(4 * time.Second) // four rounds of both bridges
+	after, _ := k8sSlices(t, a)
+	quiet := writes(a.Audit(t)[n0:])
+	if !maps2Equal(rvs(before), rvs(after)) {
+		t.Errorf("quiet rounds changed slices: %v -> %v", rvs(before), rvs(after))
+	}
+	if n := objectWrites(quiet); n != 0 {
+		t.Errorf("quiet rounds: %d writes of slices, services or configmaps (%s), want 0", n, fmtWrites(quiet))
+	}
+	t.Logf("MEASURED: 4 s of quiet rounds (2 bridges, a round a second): %s; slices' resourceVersions unchanged", fmtWrites(quiet))
+
+	// kill -9 of the leader: the other takes over and writes nothing.
+	other := map[string]string{"kb1": "kb2", "kb2": "kb1"}[lead]
+	n1 := len(a.Audit(t))
+	killed := time.Now()
+	bridges[lead].kill9(t)
+	took := runWait(t, 15*time.Second, other+" leads", func() (bool, string) { l := leader(); return l == other, l })
+	time.Sleep(2 * time.Second) // the new leader's startup grace and first merge
+	afterKill, got := k8sSlices(t, a)
+	w := writes(a.Audit(t)[n1:])
+	if !maps2Equal(rvs(before), rvs(afterKill)) || len(got) != 3 {
+		t.Errorf("after the takeover: slices %v (were %v), servers %v", rvs(afterKill), rvs(before), got)
+	}
+	if n := w["patch endpointslices"] + w["create endpointslices"] + w["delete endpointslices"] + w["create services"]; n != 0 {
+		t.Errorf("the new leader wrote %d slices or services with nothing changed (%s)", n, fmtWrites(w))
+	}
+	t.Logf("MEASURED: leader %s killed with kill -9; %s led %s later (lease 3s); writes since: %s", lead, other, took.Round(100*time.Millisecond), fmtWrites(w))
+	_ = killed
+
+	// A server that stops answering: ready false at once, then removed.
+	runStopResponder(t, responders[2])
+	stopped := time.Now()
+	gone := want[2]
+	runWait(t, 15*time.Second, gone+" not ready", func() (bool, string) {
+		_, got := k8sSlices(t, a)
+		r, ok := got[gone]
+		return ok && !r, fmt.Sprint(got)
+	})
+	notReady := time.Since(stopped)
+	runWait(t, 15*time.Second, gone+" removed", func() (bool, string) {
+		_, got := k8sSlices(t, a)
+		_, ok := got[gone]
+		return !ok && len(got) == 2, fmt.Sprint(got)
+	})
+	t.Logf("MEASURED: a server stopped answering: ready: false %s later (missed_rounds 2, a round a second), removed %s later (deregister_after 4s)",
+		notReady.Round(100*time.Millisecond), time.Since(stopped).Round(100*time.Millisecond))
+	all := a.Audit(t)
+	conflicts := 0
+	for _, e := range all {
+		if e.Code == 409 {
+			conflicts++
+		}
+	}
+	denied := 0
+	for _, e := range all {
+		if e.Code == 403 {
+			denied++
+		}
+	}
+	if denied > 0 {
+		t.Errorf("%d writes refused by RBAC (403): the Role lacks a rule", denied)
+	}
+
+	// Fencing as the API server does it: a server-side apply carrying the
+	// resourceVersion a deposed leader last saw is refused (409), not
+	// applied over what the new leader wrote.
+	for name, rv := range rvs(before) {
+		stale := fmt.Sprintf(`{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":%q,"resourceVersion":%q},"addressType":"IPv4","endpoints":[],"ports":[]}`, name, rv)
+		_, err := a.Send("PATCH", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/"+name+"?fieldManager=udp-discovery-bridge&force=true",
+			"application/apply-patch+yaml", []byte(stale))
+		if err == nil || !strings.Contains(err.Error(), ": 409:") {
+			t.Errorf("apply to slice %s with its stale resourceVersion %s: %v, want 409 Conflict", name, rv, err)
+		}
+	}
+
+	// SIGTERM of the last bridge: it gives the leader Lease up and deletes
+	// its own Lease and observation.
+	if code := bridges[other].sigterm(t, 10*time.Second); code != 0 {
+		t.Errorf("bridge %s exited %d on SIGTERM", other, code)
+	}
+	var holder struct {
+		Spec struct {
+			HolderIdentity string `json:"holderIdentity"`
+		}
+	}
+	if b, err := a.Get("/apis/coordination.k8s.io/v1/namespaces/default/leases/django-leader"); err != nil || json.Unmarshal(b, &holder) != nil || holder.Spec.HolderIdentity != "" {
+		t.Errorf("leader lease after SIGTERM: holder %q (%v), want released", holder.Spec.HolderIdentity, err)
+	}
+	if _, err := a.Get("/api/v1/namespaces/default/configmaps/django-obs-" + other); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("observation of %s after SIGTERM: %v, want 404", other, err)
+	}
+	all = a.Audit(t)
+	t.Logf("MEASURED: all API writes of the bridges in the test: %s; 409 conflicts: %d; test took %s", fmtWrites(writes(all)), conflicts, time.Since(begin).Round(100*time.Millisecond))
+}
+
+func maps2Equal(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
