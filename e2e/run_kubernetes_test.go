@@ -7,13 +7,19 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/helmbin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
@@ -86,19 +92,44 @@ func rvs(s map[string]k8sSlice) map[string]string {
 // k8sBridgeUser is the bridges' identity: what it may do is the Role below.
 const k8sBridgeUser = "udb-bridge"
 
-// k8sRole is the Role the chart renders for the kubernetes sink (see
-// charts/udp-discovery-bridge/templates/rbac.yaml): the bridges run with
-// nothing else.
-const k8sRole = `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"udb-bridge"},"rules":[
- {"apiGroups":["discovery.k8s.io"],"resources":["endpointslices"],"verbs":["get","list","create","update","patch","delete"]},
- {"apiGroups":[""],"resources":["services"],"verbs":["get","create"]},
- {"apiGroups":["coordination.k8s.io"],"resources":["leases"],"verbs":["get","list","create","update","delete"]},
- {"apiGroups":[""],"resources":["configmaps"],"verbs":["get","list","create","update","patch","delete"]},
- {"apiGroups":[""],"resources":["events"],"verbs":["create","patch"]}]}`
+// k8sChartRole is the Role the chart renders with the kubernetes sink on
+// (templates/rbac.yaml, `helm template`), as JSON: the bridges run with it
+// and nothing else.
+func k8sChartRole(t *testing.T) (name string, js []byte) {
+	t.Helper()
+	root, err := bridgebin.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(helmbin.Path(t), "template", "r", filepath.Join(root, "charts", "udp-discovery-bridge"), "--namespace", "default",
+		"--set", "config.sinks={kubernetes}", "--show-only", "templates/rbac.yaml")
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm template rbac.yaml: %v", err)
+	}
+	for _, doc := range strings.Split("\n"+string(out), "\n---") {
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Kind     string
+			Metadata struct{ Name string }
+		}
+		if json.Unmarshal(js, &m) == nil && m.Kind == "Role" {
+			return m.Metadata.Name, js
+		}
+	}
+	t.Fatalf("the chart rendered no Role with the kubernetes sink on:\n%s", out)
+	return "", nil
+}
 
-const k8sRoleBinding = `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"udb-bridge"},
- "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"udb-bridge"},
+func k8sRoleBinding(role string) string {
+	return `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"udb-bridge"},
+ "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"` + role + `"},
  "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"` + k8sBridgeUser + `"}]}`
+}
 
 // writes counts the audit log's successful writes by the bridges, by
 // "verb resource".
@@ -150,8 +181,9 @@ func TestRunKubernetes(t *testing.T) {
 	bridgebin.Path(t)
 	a := k8slab.StartAPI(t, apiHost, k8sAPIIP)
 	t.Logf("MEASURED: etcd + kube-apiserver ready %s after the test began", time.Since(begin).Round(100*time.Millisecond))
-	for path, body := range map[string]string{"roles": k8sRole, "rolebindings": k8sRoleBinding} {
-		if _, err := a.Send("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/"+path, "application/json", []byte(body)); err != nil {
+	role, roleJS := k8sChartRole(t)
+	for path, body := range map[string][]byte{"roles": roleJS, "rolebindings": []byte(k8sRoleBinding(role))} {
+		if _, err := a.Send("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/"+path, "application/json", body); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -57,6 +58,8 @@ type rendered struct {
 	services        []corev1.Service
 	serviceMonitors []serviceMonitor
 	podMonitors     []podMonitor
+	roles           []rbacv1.Role
+	roleBindings    []rbacv1.RoleBinding
 }
 
 // render templates the chart and decodes every document strictly: an
@@ -94,6 +97,12 @@ func render(t *testing.T, args ...string) *rendered {
 		case "PodMonitor":
 			r.podMonitors = append(r.podMonitors, podMonitor{})
 			target, want = &r.podMonitors[len(r.podMonitors)-1], "monitoring.coreos.com/v1"
+		case "Role":
+			r.roles = append(r.roles, rbacv1.Role{})
+			target, want = &r.roles[len(r.roles)-1], "rbac.authorization.k8s.io/v1"
+		case "RoleBinding":
+			r.roleBindings = append(r.roleBindings, rbacv1.RoleBinding{})
+			target, want = &r.roleBindings[len(r.roleBindings)-1], "rbac.authorization.k8s.io/v1"
 		default:
 			t.Fatalf("unexpected kind %q (%s) in the rendered chart", tm.Kind, tm.APIVersion)
 		}

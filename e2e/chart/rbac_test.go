@@ -1,0 +1,75 @@
+package chart_test
+
+import (
+	"slices"
+	"testing"
+)
+
+// The chart renders the kubernetes sink's RBAC only with the sink on: no
+// Role, no RoleBinding and no API token by default; with config.sinks
+// holding kubernetes, a ServiceAccount of its own, the token mounted, and a
+// Role in the sink's namespace with exactly the rules the sink uses (the
+// same rules the e2e test grants the bridges against a real API server),
+// bound to that ServiceAccount.
+func TestChartRenderKubernetesRBAC(t *testing.T) {
+	def := render(t)
+	if len(def.roles)+len(def.roleBindings) != 0 {
+		t.Errorf("default render has %d Roles and %d RoleBindings, want none", len(def.roles), len(def.roleBindings))
+	}
+	if a := def.pod().AutomountServiceAccountToken; a == nil || *a {
+		t.Errorf("default render: automountServiceAccountToken %v, want false", a)
+	}
+
+	r := render(t, "--set", "config.sinks={kubernetes}")
+	if a := r.pod().AutomountServiceAccountToken; a == nil || !*a {
+		t.Errorf("kubernetes sink: automountServiceAccountToken %v, want true", a)
+	}
+	if len(r.serviceAccounts) != 1 || r.pod().ServiceAccountName != r.serviceAccounts[0].Name {
+		t.Fatalf("kubernetes sink: service accounts %v, pod's %q: want one of its own", r.serviceAccounts, r.pod().ServiceAccountName)
+	}
+	if len(r.roles) != 1 || len(r.roleBindings) != 1 {
+		t.Fatalf("kubernetes sink: %d Roles, %d RoleBindings, want 1 and 1", len(r.roles), len(r.roleBindings))
+	}
+	role, rb := r.roles[0], r.roleBindings[0]
+	if role.Namespace != "udb" || rb.Namespace != "udb" {
+		t.Errorf("Role in %q, RoleBinding in %q, want the release's namespace udb", role.Namespace, rb.Namespace)
+	}
+	want := map[string][]string{
+		"discovery.k8s.io/endpointslices": {"create", "delete", "get", "list", "patch", "update"},
+		"/services":                       {"create", "get"},
+		"coordination.k8s.io/leases":      {"create", "delete", "get", "list", "update"},
+		"/configmaps":                     {"create", "delete", "get", "list", "patch", "update"},
+		"/events":                         {"create", "patch"},
+	}
+	got := map[string][]string{}
+	for _, rule := range role.Rules {
+		for _, g := range rule.APIGroups {
+			for _, res := range rule.Resources {
+				v := slices.Clone(rule.Verbs)
+				slices.Sort(v)
+				got[g+"/"+res] = v
+			}
+		}
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("Role rule %s: verbs %v, want %v", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("Role has rules for %d resources, want %d: %v", len(got), len(want), got)
+	}
+	if rb.RoleRef.Name != role.Name || len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" ||
+		rb.Subjects[0].Name != r.serviceAccounts[0].Name || rb.Subjects[0].Namespace != "udb" {
+		t.Errorf("RoleBinding %+v does not bind Role %s to the pods' ServiceAccount", rb, role.Name)
+	}
+
+	other := render(t, "--set", "config.sinks={kubernetes,consul}", "--set", "config.k8s_namespace=apps")
+	if len(other.roles) != 1 || other.roles[0].Namespace != "apps" || other.roleBindings[0].Subjects[0].Namespace != "udb" {
+		t.Errorf("k8s_namespace apps: Role in %v, want apps (the ServiceAccount stays in udb)", other.roles)
+	}
+	off := render(t, "--set", "config.sinks={kubernetes}", "--set", "rbac.create=false")
+	if len(off.roles) != 0 {
+		t.Error("rbac.create=false still renders a Role")
+	}
+}
