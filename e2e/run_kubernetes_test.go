@@ -273,7 +273,6 @@ func TestRunKubernetes(t *testing.T) {
 		t.Errorf("the new leader wrote %d slices or services with nothing changed (%s)", n, fmtWrites(w))
 	}
 	t.Logf("MEASURED: leader %s killed with kill -9; %s led %s later (lease 3s); writes since: %s", lead, other, took.Round(100*time.Millisecond), fmtWrites(w))
-	_ = killed
 
 	// A server that stops answering: ready false at once, then removed.
 	runStopResponder(t, responders[2])
@@ -308,6 +307,15 @@ func TestRunKubernetes(t *testing.T) {
 	if denied > 0 {
 		t.Errorf("%d writes refused by RBAC (403): the Role lacks a rule", denied)
 	}
+
+	// The killed bridge's Lease and ConfigMap are deleted by the leader once
+	// its Lease went unrenewed for its duration plus deregister_after.
+	runWait(t, 15*time.Second, lead+"'s lease and observation deleted", func() (bool, string) {
+		_, e1 := a.Get("/api/v1/namespaces/default/configmaps/django-obs-" + lead)
+		_, e2 := a.Get("/apis/coordination.k8s.io/v1/namespaces/default/leases/django-bridge-" + lead)
+		return e1 != nil && e2 != nil && strings.Contains(e1.Error(), "404") && strings.Contains(e2.Error(), "404"), fmt.Sprint(e1, e2)
+	})
+	t.Logf("MEASURED: the killed bridge's Lease and ConfigMap deleted by the leader %s after the kill", time.Since(killed).Round(100*time.Millisecond))
 
 	// Fencing as the API server does it: a server-side apply carrying the
 	// resourceVersion a deposed leader last saw is refused (409), not

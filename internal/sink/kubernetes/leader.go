@@ -40,6 +40,16 @@ type leaderIO struct {
 	seen  map[string]leaseSeen
 	fp    string
 	index uint64
+	// dead are the bridges whose Lease went unrenewed long enough that
+	// their Lease and ConfigMap are deleted (read collects them).
+	dead []deadBridge
+}
+
+// deadBridge is a bridge killed without its cleanup: its Lease and
+// ConfigMap as last read.
+type deadBridge struct {
+	lease, leaseRV string
+	cm, cmRV       string // "" when it has none
 }
 
 type leaseSeen struct {
@@ -61,6 +71,7 @@ func (io *leaderIO) Observations(ctx context.Context, index uint64, wait time.Du
 		if err != nil {
 			return fleet.Observations{}, err
 		}
+		io.collect(ctx)
 		if fp != io.fp {
 			io.fp = fp
 			io.index++
@@ -93,6 +104,8 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 	now := s.clk.Now()
 	obs := fleet.Observations{ByBridge: map[string]observation.Observation{}, Holders: map[string]string{}}
 	seen := make(map[string]leaseSeen, len(ls))
+	io.dead = io.dead[:0]
+	deadLeases := map[string]Lease{} // by bridge
 	for _, l := range ls {
 		prev, ok := io.seen[l.Metadata.Name]
 		if !ok || prev.rv != l.Metadata.ResourceVersion {
@@ -102,9 +115,21 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 		dur := time.Duration(l.Spec.LeaseDurationSeconds) * time.Second
 		bridge := l.Metadata.Annotations[AnnotBridge]
 		if bridge == "" || l.Spec.HolderIdentity == "" || now.Sub(prev.at) >= dur {
+			if bridge != "" && now.Sub(prev.at) >= dur+s.cfg.DeregisterAfter {
+				deadLeases[bridge] = l
+			}
 			continue
 		}
 		obs.Holders[bridge] = l.Spec.HolderIdentity
+	}
+	for bridge, l := range deadLeases {
+		d := deadBridge{lease: l.Metadata.Name, leaseRV: l.Metadata.ResourceVersion}
+		for _, cm := range cms {
+			if cm.Metadata.Annotations[AnnotBridge] == bridge && cm.Metadata.Annotations[AnnotHolder] == l.Spec.HolderIdentity {
+				d.cm, d.cmRV = cm.Metadata.Name, cm.Metadata.ResourceVersion
+			}
+		}
+		io.dead = append(io.dead, d)
 	}
 	io.seen = seen
 	fp := ""
@@ -134,6 +159,32 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 		obs.ByBridge[bridge] = o
 	}
 	return obs, fp, nil
+}
+
+// collect deletes the Lease and ConfigMap of each bridge that died without
+// its cleanup (kill -9, a node lost) once its Lease went unrenewed for its
+// duration plus k8s_deregister_after: its servers are gone from the slices
+// by then. Each delete carries the resourceVersion read, so a bridge that
+// came back meanwhile (its Lease renewed) keeps its objects.
+func (io *leaderIO) collect(ctx context.Context) {
+	s := io.s
+	for _, d := range io.dead {
+		if d.cm != "" {
+			if err := s.o.remove(ctx, configMaps, d.cm, d.cmRV); err != nil {
+				io.log.Debug().Err(err).Str("configmap", d.cm).Msg("cannot delete a dead bridge's observation; retrying later")
+				continue
+			}
+			s.countWrite("configmap")
+		}
+		if err := s.o.remove(ctx, leases, d.lease, d.leaseRV); err != nil {
+			io.log.Debug().Err(err).Str("lease", d.lease).Msg("cannot delete a dead bridge's lease; retrying later")
+			continue
+		}
+		s.countWrite("lease")
+		delete(io.seen, d.lease)
+		io.log.Info().Str("lease", d.lease).Str("configmap", d.cm).Msg("deleted the lease and observation of a bridge that died without deregistering")
+	}
+	io.dead = io.dead[:0]
 }
 
 func compareStrings(a, b string) int {

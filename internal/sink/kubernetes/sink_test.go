@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -410,5 +411,44 @@ func TestObservationsPublishAndLiveness(t *testing.T) {
 	obs, err = io.Observations(ctx, 0, 0)
 	if err != nil || len(obs.ByBridge) != 0 {
 		t.Fatalf("observations of a dead bridge: %+v %v", obs, err)
+	}
+	var cm ConfigMap
+	if err := a.o.get(ctx, configMaps, "django-obs-a", &cm); err != nil {
+		t.Fatalf("the dead bridge's observation went before deregister_after: %v", err)
+	}
+	// Its lease duration plus deregister_after unrenewed: the leader
+	// deletes its Lease and ConfigMap.
+	clk.Advance(time.Minute)
+	if _, err := io.Observations(ctx, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	var l Lease
+	if err := a.o.get(ctx, configMaps, "django-obs-a", &cm); !IsNotFound(err) {
+		t.Errorf("dead bridge's configmap: %v, want deleted", err)
+	}
+	if err := a.o.get(ctx, leases, "django-bridge-a", &l); !IsNotFound(err) {
+		t.Errorf("dead bridge's lease: %v, want deleted", err)
+	}
+}
+
+// A Service of the configured name that is not the fleet's is never
+// taken over: the leader's writes fail, naming it.
+func TestForeignServiceRefused(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	ctx := context.Background()
+	foreign := Service{APIVersion: "v1", Kind: "Service", Metadata: Meta{Name: "django", Labels: map[string]string{"app": "theirs"}},
+		Spec: ServiceSpec{Ports: []ServicePort{{Name: "http", Port: 80, Protocol: "TCP"}}}}
+	if err := s.o.create(ctx, services, &foreign, nil); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := io.Entries(ctx)
+	p := fleet.Reconcile[spec](shape{}, desired(addrs(2, 8000)), cur, clk.Now(), time.Minute, false)
+	if _, err := io.Write(ctx, p, cur); err == nil || !strings.Contains(err.Error(), "not this fleet's") {
+		t.Fatalf("write beside a foreign service: %v", err)
+	}
+	if n := f.writeCount("endpointslices"); n != 0 {
+		t.Fatalf("%d slices written for a foreign service", n)
 	}
 }
