@@ -293,6 +293,11 @@ const maxBody = 64 << 20
 // do sends one request: body (nil: none) as contentType, the JSON answer
 // decoded into out (nil: discarded). A non-2xx answer is a *StatusError.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, contentType string, body []byte, out any) error {
+	return c.doAccept(ctx, "application/json", method, path, query, contentType, body, out)
+}
+
+// doAccept is do asking for the answer as accept.
+func (c *Client) doAccept(ctx context.Context, accept, method, path string, query url.Values, contentType string, body []byte, out any) error {
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	u.RawQuery = query.Encode()
@@ -304,7 +309,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return fmt.Errorf("kubernetes %s %s: %w", method, path, err)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
 	}

@@ -25,13 +25,14 @@ type fakeAPI struct {
 	rv      int
 	objs    map[string]map[string]any // by collection path, then name
 	writes  map[string]int            // "METHOD plural"
+	gets    map[string]int            // GETs of one object, by plural
 	srv     *httptest.Server
 	refuse  func(method, path string) int // status to answer instead (0: none)
 	lastReq *http.Request
 }
 
 func newFakeAPI(t *testing.T) *fakeAPI {
-	f := &fakeAPI{objs: map[string]map[string]any{}, writes: map[string]int{}}
+	f := &fakeAPI{objs: map[string]map[string]any{}, writes: map[string]int{}, gets: map[string]int{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -162,6 +163,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
 		if name != "" {
+			f.gets[plural]++
 			if !exists {
 				status(w, 404, "NotFound", name+" not found")
 				return

@@ -40,6 +40,9 @@ type leaderIO struct {
 	seen  map[string]leaseSeen
 	fp    string
 	index uint64
+	// cms caches the observation ConfigMaps by name, read whole only when
+	// their resourceVersion changed.
+	cms map[string]ConfigMap
 	// dead are the bridges whose Lease went unrenewed long enough that
 	// their Lease and ConfigMap are deleted (read collects them).
 	dead []deadBridge
@@ -97,9 +100,9 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 	if err := s.o.list(ctx, leases, selector(LabelFleet, s.cfg.Service, LabelRole, roleBridge), &ls); err != nil {
 		return fleet.Observations{}, "", fmt.Errorf("list bridge leases: %w", err)
 	}
-	var cms []ConfigMap
-	if err := s.o.list(ctx, configMaps, selector(LabelFleet, s.cfg.Service, LabelRole, roleObservation), &cms); err != nil {
-		return fleet.Observations{}, "", fmt.Errorf("list observation configmaps: %w", err)
+	cms, err := io.configMaps(ctx)
+	if err != nil {
+		return fleet.Observations{}, "", err
 	}
 	now := s.clk.Now()
 	obs := fleet.Observations{ByBridge: map[string]observation.Observation{}, Holders: map[string]string{}}
@@ -185,6 +188,34 @@ func (io *leaderIO) collect(ctx context.Context) {
 		io.log.Info().Str("lease", d.lease).Str("configmap", d.cm).Msg("deleted the lease and observation of a bridge that died without deregistering")
 	}
 	io.dead = io.dead[:0]
+}
+
+// configMaps reads the observation ConfigMaps: their metadata every time,
+// their data only when their resourceVersion changed since the last read.
+func (io *leaderIO) configMaps(ctx context.Context) ([]ConfigMap, error) {
+	s := io.s
+	metas, err := s.o.listMeta(ctx, configMaps, selector(LabelFleet, s.cfg.Service, LabelRole, roleObservation))
+	if err != nil {
+		return nil, fmt.Errorf("list observation configmaps: %w", err)
+	}
+	next := make(map[string]ConfigMap, len(metas))
+	out := make([]ConfigMap, 0, len(metas))
+	for _, m := range metas {
+		cm, ok := io.cms[m.Name]
+		if !ok || cm.Metadata.ResourceVersion != m.ResourceVersion {
+			cm = ConfigMap{}
+			if err := s.o.get(ctx, configMaps, m.Name, &cm); err != nil {
+				if IsNotFound(err) {
+					continue // deleted since the list
+				}
+				return nil, fmt.Errorf("read observation configmap %s: %w", m.Name, err)
+			}
+		}
+		next[m.Name] = cm
+		out = append(out, cm)
+	}
+	io.cms = next
+	return out, nil
 }
 
 func compareStrings(a, b string) int {

@@ -73,6 +73,9 @@ type elector struct {
 	dur    time.Duration
 	// writes counts each Lease write.
 	writes func()
+	// created, when set, is called after the Lease was created (it did not
+	// exist: first start, or deleted meanwhile).
+	created func()
 	// own: the Lease is this bridge's by name (its liveness Lease): an
 	// earlier incarnation's hold is taken over at once.
 	own bool
@@ -99,6 +102,9 @@ func (e *elector) acquire(ctx context.Context) error {
 			return fmt.Errorf("create lease %s: %w", e.name, err)
 		}
 		e.took(l, now)
+		if e.created != nil {
+			e.created()
+		}
 		return nil
 	}
 	if err != nil {

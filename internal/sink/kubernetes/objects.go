@@ -195,6 +195,29 @@ func (o objects) list(ctx context.Context, r resource, selector string, items an
 	return json.Unmarshal(l.Items, items)
 }
 
+// listMeta lists only the metadata of the objects matching selector (a
+// PartialObjectMetadataList: names, labels, annotations, resourceVersions,
+// no data), so that polling reads little.
+func (o objects) listMeta(ctx context.Context, r resource, selector string) ([]Meta, error) {
+	q := url.Values{}
+	if selector != "" {
+		q.Set("labelSelector", selector)
+	}
+	var l struct {
+		Items []struct {
+			Metadata Meta `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := o.c.doAccept(ctx, "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json", http.MethodGet, r.path(o.ns, ""), q, "", nil, &l); err != nil {
+		return nil, err
+	}
+	out := make([]Meta, len(l.Items))
+	for i, it := range l.Items {
+		out[i] = it.Metadata
+	}
+	return out, nil
+}
+
 func (o objects) send(ctx context.Context, method string, r resource, name, contentType string, q url.Values, obj, out any) error {
 	b, err := json.Marshal(obj)
 	if err != nil {

@@ -70,8 +70,17 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(cfg.Clock), o: objects{c: c, ns: ns}, ns: ns,
 		holder: cfg.BridgeID + "_" + hex.EncodeToString(inc), started: make(chan struct{})}
 	s.metrics = newMetrics(reg, s.leading.Load)
+	// A Lease created anew (after the leader deleted a Lease and ConfigMap
+	// it took for dead: this process was paused for long) means the
+	// observation may be gone too: the next Apply publishes it again.
+	republish := func() {
+		s.pubMu.Lock()
+		s.pubVal = nil
+		s.pubMu.Unlock()
+	}
 	s.own = &elector{o: s.o, clk: s.clk, log: log, name: objectName(cfg.Service+"-bridge-", cfg.BridgeID), holder: s.holder,
 		dur: cfg.LeaseDuration, own: true, writes: func() { s.countWrite("lease") }, annots: map[string]string{AnnotBridge: cfg.BridgeID},
+		created: republish,
 		labels: map[string]string{LabelFleet: cfg.Service, LabelRole: roleBridge}}
 	s.leader = &elector{o: s.o, clk: s.clk, log: log, name: cfg.Service + "-leader", holder: s.holder,
 		dur: cfg.LeaseDuration, writes: func() { s.countWrite("lease") },

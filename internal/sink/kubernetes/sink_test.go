@@ -407,6 +407,11 @@ func TestObservationsPublishAndLiveness(t *testing.T) {
 	if err != nil || len(obs.ByBridge["a"].Entries) != 4 {
 		t.Fatalf("observations: %+v %v", obs, err)
 	}
+	// Polling reads the ConfigMaps' metadata; their data only when changed.
+	gets := f.gets["configmaps"]
+	if obs2, err := io.Observations(ctx, 0, 0); err != nil || len(obs2.ByBridge["a"].Entries) != 4 || f.gets["configmaps"] != gets {
+		t.Fatalf("second read: %+v %v, %d configmap GETs, want none", obs2, err, f.gets["configmaps"]-gets)
+	}
 	clk.Advance(16 * time.Second) // a's lease not renewed for its duration
 	obs, err = io.Observations(ctx, 0, 0)
 	if err != nil || len(obs.ByBridge) != 0 {
@@ -428,6 +433,14 @@ func TestObservationsPublishAndLiveness(t *testing.T) {
 	}
 	if err := a.o.get(ctx, leases, "django-bridge-a", &l); !IsNotFound(err) {
 		t.Errorf("dead bridge's lease: %v, want deleted", err)
+	}
+	// The bridge was only paused: its Lease is created anew and its
+	// observation published again, unchanged as it is.
+	if err := a.own.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Apply(ctx, snap(addrs(4, 8000)...)); err != nil || res.Writes != 1 {
+		t.Fatalf("apply after the lease was recreated: %d writes (%v), want 1", res.Writes, err)
 	}
 }
 
