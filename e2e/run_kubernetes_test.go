@@ -166,6 +166,26 @@ func fmtWrites(w map[string]int) string {
 	return strings.TrimSpace(b.String())
 }
 
+// k8sLab starts the namespaces' switch, the API server on it, the chart's
+// Role bound to the bridges' user, and returns that user's kubeconfig.
+func k8sLab(t *testing.T) (*netns.Lab, *netns.Bridge, *k8slab.API, string) {
+	t.Helper()
+	begin := time.Now()
+	lab := netns.New(t)
+	br := lab.Bridge("k8s")
+	apiHost := lab.Host("kapi", br, k8sAPIIP+"/24")
+	bridgebin.Path(t)
+	a := k8slab.StartAPI(t, apiHost, k8sAPIIP)
+	t.Logf("MEASURED: etcd + kube-apiserver ready %s", time.Since(begin).Round(100*time.Millisecond))
+	role, roleJS := k8sChartRole(t)
+	for path, body := range map[string][]byte{"roles": roleJS, "rolebindings": []byte(k8sRoleBinding(role))} {
+		if _, err := a.Send("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/"+path, "application/json", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lab, br, a, a.UserKubeconfig(t, k8sBridgeUser)
+}
+
 // TestRunKubernetes: two bridges see the same three servers; each is in the
 // slices once, ready; a quiet round writes nothing; the leader killed with
 // kill -9, the other leads and writes nothing; a server that stops
@@ -175,19 +195,7 @@ func TestRunKubernetes(t *testing.T) {
 	netns.Require(t)
 	k8slab.Require(t)
 	begin := time.Now()
-	lab := netns.New(t)
-	br := lab.Bridge("k8s")
-	apiHost := lab.Host("kapi", br, k8sAPIIP+"/24")
-	bridgebin.Path(t)
-	a := k8slab.StartAPI(t, apiHost, k8sAPIIP)
-	t.Logf("MEASURED: etcd + kube-apiserver ready %s after the test began", time.Since(begin).Round(100*time.Millisecond))
-	role, roleJS := k8sChartRole(t)
-	for path, body := range map[string][]byte{"roles": roleJS, "rolebindings": []byte(k8sRoleBinding(role))} {
-		if _, err := a.Send("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/"+path, "application/json", body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kubeconfig := a.UserKubeconfig(t, k8sBridgeUser)
+	lab, br, a, kubeconfig := k8sLab(t)
 	var responders []*netns.Proc
 	var want []string
 	for i := range 3 {
