@@ -5,8 +5,10 @@ package e2e_test
 // responders, every write counted in the API server's audit log.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/corednsbin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/helmbin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
@@ -186,6 +189,81 @@ func k8sLab(t *testing.T) (*netns.Lab, *netns.Bridge, *k8slab.API, string) {
 	return lab, br, a, a.UserKubeconfig(t, k8sBridgeUser)
 }
 
+// k8sDNS is CoreDNS (its kubernetes plugin) watching the lab's API server.
+type k8sDNS struct {
+	r *net.Resolver
+}
+
+// k8sCoreDNS starts CoreDNS at 10.213.41.53:53 on the lab's switch, serving
+// cluster.local from the API server.
+func k8sCoreDNS(t *testing.T, lab *netns.Lab, br *netns.Bridge, a *k8slab.API) *k8sDNS {
+	t.Helper()
+	const ip = "10.213.41.53"
+	h := lab.Host("kdns", br, ip+"/24")
+	corefile := filepath.Join(t.TempDir(), "Corefile")
+	conf := "cluster.local:53 {\n  errors\n  kubernetes cluster.local {\n    kubeconfig " + a.Kubeconfig + " k8slab\n    namespaces default\n    ttl 0\n  }\n}\n"
+	if err := os.WriteFile(corefile, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.Start(t.Context(), corednsbin.Path(t), "-conf", corefile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			stdout, stderr := p.Output()
+			t.Logf("coredns (exit %d):\n%s\n%s", p.ExitCode(), runTail(stdout, 40), runTail(stderr, 40))
+		}
+	})
+	return &k8sDNS{r: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return netns.Dial(ctx, h.NS, network, ip+":53")
+	}}}
+}
+
+// answers is what CoreDNS answers for the Service: the A records' addresses
+// and the SRV records as "ip:port", sorted.
+func (d *k8sDNS) answers() (a, srv []string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	const name = "django.default.svc.cluster.local"
+	a, err = d.r.LookupHost(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, srvs, err := d.r.LookupSRV(ctx, "http", "tcp", name)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range srvs {
+		// The target is <hash>.django.default.svc.cluster.local: resolve it.
+		ips, err := d.r.LookupHost(ctx, s.Target)
+		if err != nil || len(ips) != 1 {
+			return nil, nil, fmt.Errorf("SRV target %s: %v %v", s.Target, ips, err)
+		}
+		srv = append(srv, fmt.Sprintf("%s:%d", ips[0], s.Port))
+	}
+	slices.Sort(a)
+	slices.Sort(srv)
+	return a, srv, nil
+}
+
+// wait waits until CoreDNS answers an A record per server of want
+// ("ip:port") and an SRV record with each one's own port.
+func (d *k8sDNS) wait(t *testing.T, want []string, what string) time.Duration {
+	t.Helper()
+	var wantA []string
+	for _, w := range want {
+		wantA = append(wantA, strings.Split(w, ":")[0])
+	}
+	wantSRV := slices.Clone(want)
+	slices.Sort(wantA)
+	slices.Sort(wantSRV)
+	return runWait(t, 20*time.Second, what, func() (bool, string) {
+		a, srv, err := d.answers()
+		return err == nil && slices.Equal(a, wantA) && slices.Equal(srv, wantSRV), fmt.Sprint("A ", a, " SRV ", srv, " ", err)
+	})
+}
+
 // TestRunKubernetes: two bridges see the same three servers; each is in the
 // slices once, ready; a quiet round writes nothing; the leader killed with
 // kill -9, the other leads and writes nothing; a server that stops
@@ -201,8 +279,9 @@ func TestRunKubernetes(t *testing.T) {
 	for i := range 3 {
 		ip := fmt.Sprintf("10.213.41.%d", 31+i)
 		h := lab.Host(fmt.Sprintf("ks%d", i), br, ip+"/24")
-		responders = append(responders, respond(t, h, 1, "--ip", ip))
-		want = append(want, ip+":8000")
+		port := 8000 + i%2 // two ports: two slice sets, SRV records with each server's own port
+		responders = append(responders, respond(t, h, 1, "--ip", ip, "--app-port", fmt.Sprint(port)))
+		want = append(want, fmt.Sprintf("%s:%d", ip, port))
 	}
 	bridges := map[string]*runBridge{}
 	hosts := map[string]*netns.Host{}
@@ -224,6 +303,12 @@ func TestRunKubernetes(t *testing.T) {
 		return len(got) == 3, fmt.Sprint(got)
 	})
 	t.Logf("MEASURED: 3 servers in the EndpointSlices, each once and ready, %s after two bridges started", time.Since(started).Round(100*time.Millisecond))
+	if sl, _ := k8sSlices(t, a); len(sl) != 2 {
+		t.Errorf("%d slices for servers on two ports, want 2 (one slice set per port)", len(sl))
+	}
+	dns := k8sCoreDNS(t, lab, br, a)
+	took := dns.wait(t, want, "A and SRV records of the three servers")
+	t.Logf("MEASURED: CoreDNS (kubernetes plugin) answers an A record per server and SRV records with each one's own port (8000, 8001) %s after it started", took.Round(100*time.Millisecond))
 	leader := func() string {
 		var ls []string
 		for name, h := range hosts {
@@ -270,7 +355,7 @@ func TestRunKubernetes(t *testing.T) {
 	n1 := len(a.Audit(t))
 	killed := time.Now()
 	bridges[lead].kill9(t)
-	took := runWait(t, 15*time.Second, other+" leads", func() (bool, string) { l := leader(); return l == other, l })
+	took = runWait(t, 15*time.Second, other+" leads", func() (bool, string) { l := leader(); return l == other, l })
 	time.Sleep(2 * time.Second) // the new leader's startup grace and first merge
 	afterKill, got := k8sSlices(t, a)
 	w := writes(a.Audit(t)[n1:])
@@ -292,6 +377,8 @@ func TestRunKubernetes(t *testing.T) {
 		return ok && !r, fmt.Sprint(got)
 	})
 	notReady := time.Since(stopped)
+	dns.wait(t, want[:2], "A and SRV records without the server that stopped answering")
+	t.Logf("MEASURED: CoreDNS answers without it %s after it stopped answering", time.Since(stopped).Round(100*time.Millisecond))
 	runWait(t, 15*time.Second, gone+" removed", func() (bool, string) {
 		_, got := k8sSlices(t, a)
 		_, ok := got[gone]
@@ -328,13 +415,22 @@ func TestRunKubernetes(t *testing.T) {
 	// Fencing as the API server does it: a server-side apply carrying the
 	// resourceVersion a deposed leader last saw is refused (409), not
 	// applied over what the new leader wrote.
+	nowSlices, _ := k8sSlices(t, a)
+	staleSeen := 0
 	for name, rv := range rvs(before) {
+		if cur, ok := nowSlices[name]; !ok || cur.Metadata.ResourceVersion == rv {
+			continue // not changed since: its resourceVersion is not stale
+		}
+		staleSeen++
 		stale := fmt.Sprintf(`{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":%q,"resourceVersion":%q},"addressType":"IPv4","endpoints":[],"ports":[]}`, name, rv)
 		_, err := a.Send("PATCH", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/"+name+"?fieldManager=udp-discovery-bridge&force=true",
 			"application/apply-patch+yaml", []byte(stale))
 		if err == nil || !strings.Contains(err.Error(), ": 409:") {
 			t.Errorf("apply to slice %s with its stale resourceVersion %s: %v, want 409 Conflict", name, rv, err)
 		}
+	}
+	if staleSeen == 0 {
+		t.Error("no slice changed since the quiet rounds: nothing to try a stale write on")
 	}
 
 	// SIGTERM of the last bridge: it gives the leader Lease up and deletes
