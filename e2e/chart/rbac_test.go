@@ -64,6 +64,35 @@ func TestChartRenderKubernetesRBAC(t *testing.T) {
 		t.Errorf("RoleBinding %+v does not bind Role %s to the pods' ServiceAccount", rb, role.Name)
 	}
 
+	// The selectorless Service, as the sink would create it, labelled for
+	// the fleet (the sink attaches to it), a release object.
+	var svcs []string
+	for _, s := range r.services {
+		svcs = append(svcs, s.Name)
+		if s.Name != "django" {
+			continue
+		}
+		if s.Spec.ClusterIP != "None" || len(s.Spec.Selector) != 0 || len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Name != "http" || s.Spec.Ports[0].Port != 8000 ||
+			s.Labels["udp-discovery-bridge.io/fleet"] != "django" || s.Namespace != "udb" {
+			t.Errorf("service django: %+v", s)
+		}
+	}
+	if !slices.Contains(svcs, "django") || slices.Contains(func() []string {
+		var n []string
+		for _, s := range def.services {
+			n = append(n, s.Name)
+		}
+		return n
+	}(), "django") {
+		t.Errorf("the django Service: rendered %v with the sink, want it only then", svcs)
+	}
+	cip := render(t, "--set", "config.sinks={kubernetes}", "--set", "config.k8s_service_type=clusterip", "--set", "config.k8s_service=apps-db")
+	for _, s := range cip.services {
+		if s.Name == "apps-db" && s.Spec.ClusterIP != "" {
+			t.Errorf("clusterip service: clusterIP %q, want one allocated", s.Spec.ClusterIP)
+		}
+	}
+
 	other := render(t, "--set", "config.sinks={kubernetes,consul}", "--set", "config.k8s_namespace=apps")
 	if len(other.roles) != 1 || other.roles[0].Namespace != "apps" || other.roleBindings[0].Subjects[0].Namespace != "udb" {
 		t.Errorf("k8s_namespace apps: Role in %v, want apps (the ServiceAccount stays in udb)", other.roles)

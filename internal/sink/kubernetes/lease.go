@@ -170,9 +170,9 @@ func (e *elector) check(ctx context.Context) error {
 	return nil
 }
 
-// release gives the Lease up (holder cleared) so a standby takes it at
-// once; only while this bridge still holds it (resourceVersion
-// precondition).
+// release gives the Lease up, so a standby takes it at once: it deletes
+// it, only while this bridge still holds it (resourceVersion precondition),
+// so that nothing of the fleet stays behind when the last bridge goes.
 func (e *elector) release(ctx context.Context) error {
 	var l Lease
 	if err := e.o.get(ctx, leases, e.name, &l); err != nil {
@@ -181,8 +181,7 @@ func (e *elector) release(ctx context.Context) error {
 	if l.Spec.HolderIdentity != e.holder {
 		return nil
 	}
-	l.Spec.HolderIdentity, l.Spec.RenewTime = "", nil
-	if err := e.o.update(ctx, leases, e.name, &l, nil); err != nil {
+	if err := e.o.remove(ctx, leases, e.name, l.Metadata.ResourceVersion); err != nil {
 		return fmt.Errorf("release lease %s: %w", e.name, err)
 	}
 	if e.writes != nil {
