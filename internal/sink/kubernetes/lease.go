@@ -73,6 +73,9 @@ type elector struct {
 	dur    time.Duration
 	// writes counts each Lease write.
 	writes func()
+	// owners, when set, gives the Lease's owner references (the fleet's
+	// Service: the garbage collector deletes the Lease with it).
+	owners func(ctx context.Context) []OwnerReference
 	// created, when set, is called after the Lease was created (it did not
 	// exist: first start, or deleted meanwhile).
 	created func()
@@ -96,7 +99,7 @@ func (e *elector) acquire(ctx context.Context) error {
 	var l Lease
 	err := e.o.get(ctx, leases, e.name, &l)
 	if IsNotFound(err) {
-		l = e.lease(now, 0)
+		l = e.lease(ctx, now, 0)
 		l.Spec.AcquireTime = &MicroTime{now}
 		if err := e.o.create(ctx, leases, &l, &l); err != nil {
 			return fmt.Errorf("create lease %s: %w", e.name, err)
@@ -122,7 +125,7 @@ func (e *elector) acquire(ctx context.Context) error {
 		e.log.Info().Str("lease", e.name).Str("holder", l.Spec.HolderIdentity).Str("unchanged_for", now.Sub(e.seenAt).Round(time.Millisecond).String()).
 			Msg("taking over an expired lease")
 	}
-	n := e.lease(now, l.Spec.LeaseTransitions)
+	n := e.lease(ctx, now, l.Spec.LeaseTransitions)
 	n.Metadata.ResourceVersion = l.Metadata.ResourceVersion
 	n.Spec.AcquireTime = l.Spec.AcquireTime
 	if !mine {
@@ -136,9 +139,13 @@ func (e *elector) acquire(ctx context.Context) error {
 	return nil
 }
 
-func (e *elector) lease(now time.Time, transitions int32) Lease {
+func (e *elector) lease(ctx context.Context, now time.Time, transitions int32) Lease {
+	var owners []OwnerReference
+	if e.owners != nil {
+		owners = e.owners(ctx)
+	}
 	return Lease{APIVersion: leases.apiVersion(), Kind: leases.kind,
-		Metadata: Meta{Name: e.name, Labels: e.labels, Annotations: e.annots},
+		Metadata: Meta{Name: e.name, Labels: e.labels, Annotations: e.annots, OwnerReferences: owners},
 		Spec: LeaseSpec{HolderIdentity: e.holder, LeaseDurationSeconds: int32((e.dur + time.Second - 1) / time.Second),
 			RenewTime: &MicroTime{now}, LeaseTransitions: transitions}}
 }

@@ -48,6 +48,10 @@ type Sink struct {
 
 	pubMu  sync.Mutex
 	pubVal [][]byte // chunks last published
+	pubOwn bool     // the last publish carried the owner reference
+
+	ownerMu sync.Mutex
+	owner   *OwnerReference // the fleet's Service, once read
 
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -77,12 +81,15 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 		s.pubMu.Lock()
 		s.pubVal = nil
 		s.pubMu.Unlock()
+		s.ownerMu.Lock()
+		s.owner = nil // the Service may be a new one too
+		s.ownerMu.Unlock()
 	}
 	s.own = &elector{o: s.o, clk: s.clk, log: log, name: objectName(cfg.Service+"-bridge-", cfg.BridgeID), holder: s.holder,
 		dur: cfg.LeaseDuration, own: true, writes: func() { s.countWrite("lease") }, annots: map[string]string{AnnotBridge: cfg.BridgeID},
-		created: republish,
+		created: republish, owners: s.owners,
 		labels:  map[string]string{LabelFleet: cfg.Service, LabelRole: roleBridge}}
-	s.leader = &elector{o: s.o, clk: s.clk, log: log, name: cfg.Service + "-leader", holder: s.holder,
+	s.leader = &elector{o: s.o, clk: s.clk, log: log, name: cfg.Service + "-leader", holder: s.holder, owners: s.owners,
 		dur: cfg.LeaseDuration, writes: func() { s.countWrite("lease") },
 		labels: map[string]string{LabelFleet: cfg.Service, LabelRole: roleLeader}}
 	return s
@@ -174,12 +181,13 @@ func (s *Sink) publish(ctx context.Context, o observation.Observation) (int, err
 	}
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
-	if s.pubVal != nil && slices.EqualFunc(s.pubVal, chunks, bytes.Equal) {
+	owners := s.owners(ctx)
+	if s.pubVal != nil && slices.EqualFunc(s.pubVal, chunks, bytes.Equal) && s.pubOwn == (owners != nil) {
 		return 0, nil
 	}
 	cm := ConfigMap{APIVersion: configMaps.apiVersion(), Kind: configMaps.kind,
 		Metadata: Meta{Name: s.obsName(), Labels: map[string]string{LabelFleet: s.cfg.Service, LabelRole: roleObservation},
-			Annotations: map[string]string{AnnotBridge: s.cfg.BridgeID, AnnotHolder: s.holder}},
+			Annotations: map[string]string{AnnotBridge: s.cfg.BridgeID, AnnotHolder: s.holder}, OwnerReferences: owners},
 		BinaryData: map[string][]byte{}}
 	for i, c := range chunks {
 		cm.BinaryData[strconv.Itoa(i)] = c
@@ -189,9 +197,27 @@ func (s *Sink) publish(ctx context.Context, o observation.Observation) (int, err
 	}
 	s.countWrite("configmap")
 	sink.Wrote(ctx, 1)
-	s.pubVal = chunks
+	s.pubVal, s.pubOwn = chunks, owners != nil
 	s.log.Debug().Int("servers", len(o.Entries)).Int("chunks", len(chunks)).Msg("observation published")
 	return 1, nil
+}
+
+// owners is the owner reference of the fleet's Leases and ConfigMaps: the
+// fleet's Service, read once it exists (none before: the leader creates it),
+// so that deleting the Service (helm uninstall) has the garbage collector
+// delete them too, even when the bridges' own cleanup is refused (their
+// Role deleted first).
+func (s *Sink) owners(ctx context.Context) []OwnerReference {
+	s.ownerMu.Lock()
+	defer s.ownerMu.Unlock()
+	if s.owner == nil {
+		var svc Service
+		if err := s.o.get(ctx, services, s.cfg.Service, &svc); err != nil || svc.Metadata.Labels[LabelFleet] != s.cfg.Service {
+			return nil
+		}
+		s.owner = &OwnerReference{APIVersion: "v1", Kind: "Service", Name: svc.Metadata.Name, UID: svc.Metadata.UID}
+	}
+	return []OwnerReference{*s.owner}
 }
 
 func (s *Sink) obsName() string { return objectName(s.cfg.Service+"-obs-", s.cfg.BridgeID) }

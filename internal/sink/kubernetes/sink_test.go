@@ -465,3 +465,40 @@ func TestForeignServiceRefused(t *testing.T) {
 		t.Fatalf("%d slices written for a foreign service", n)
 	}
 }
+
+// The fleet's Leases and ConfigMaps are owned by its Service once it
+// exists, so that deleting the Service (helm uninstall) has the garbage
+// collector delete them; an observation published before gets the owner
+// at the next Apply.
+func TestOwnedByTheService(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	a := newTestSink(t, f, clk, testConfig("a"))
+	a.stop = func() {}
+	ctx := context.Background()
+	snap := endpoint.Snapshot{At: t0, Endpoints: []endpoint.Endpoint{{Addr: netip.MustParseAddrPort("10.213.0.1:8000")}}}
+	if res, err := a.Apply(ctx, snap); err != nil || res.Writes != 1 {
+		t.Fatalf("first apply: %+v %v", res, err)
+	}
+	svc := a.service()
+	if err := a.o.create(ctx, services, &svc, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Apply(ctx, snap); err != nil || res.Writes != 1 {
+		t.Fatalf("apply once the service exists: %+v %v, want 1 write (the owner)", res, err)
+	}
+	if res, _ := a.Apply(ctx, snap); res.Writes != 0 {
+		t.Fatalf("quiet apply: %d writes", res.Writes)
+	}
+	if err := a.own.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var cm ConfigMap
+	var l Lease
+	if err := a.o.get(ctx, configMaps, "django-obs-a", &cm); err != nil || len(cm.Metadata.OwnerReferences) != 1 || cm.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
+		t.Errorf("configmap owners %+v (%v), want the service %s", cm.Metadata.OwnerReferences, err, svc.Metadata.UID)
+	}
+	if err := a.o.get(ctx, leases, "django-bridge-a", &l); err != nil || len(l.Metadata.OwnerReferences) != 1 || l.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
+		t.Errorf("lease owners %+v (%v), want the service", l.Metadata.OwnerReferences, err)
+	}
+}
