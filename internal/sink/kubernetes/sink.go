@@ -88,7 +88,7 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 	s.own = &elector{o: s.o, clk: s.clk, log: log, name: objectName(cfg.Service+"-bridge-", cfg.BridgeID), holder: s.holder,
 		dur: cfg.LeaseDuration, own: true, writes: func() { s.countWrite("lease") }, annots: map[string]string{AnnotBridge: cfg.BridgeID},
 		created: republish, owners: s.owners,
-		labels:  map[string]string{LabelFleet: cfg.Service, LabelRole: roleBridge}}
+		labels: map[string]string{LabelFleet: cfg.Service, LabelRole: roleBridge}}
 	s.leader = &elector{o: s.o, clk: s.clk, log: log, name: cfg.Service + "-leader", holder: s.holder, owners: s.owners,
 		dur: cfg.LeaseDuration, writes: func() { s.countWrite("lease") },
 		labels: map[string]string{LabelFleet: cfg.Service, LabelRole: roleLeader}}
