@@ -90,3 +90,23 @@ func TestInCluster(t *testing.T) {
 		t.Fatalf("outside a cluster: %v", err)
 	}
 }
+
+// Exec and auth-provider plugins are refused with a clear error: the image
+// has no programs to run.
+func TestKubeconfigExecRefused(t *testing.T) {
+	dir := t.TempDir()
+	kc := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://10.0.0.1:6443"}}]
+users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.k8s.io/v1}}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	p := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewClient(p); err == nil || !strings.Contains(err.Error(), "exec") {
+		t.Fatalf("kubeconfig with an exec plugin: %v, want refused", err)
+	}
+}

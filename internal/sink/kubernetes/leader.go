@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -323,10 +324,19 @@ var stages = map[fleet.Stage]string{
 	fleet.StageRegistryWrite: "slices_write", fleet.StageUndecodable: "observation",
 }
 
-func (io *leaderIO) Failed(stage fleet.Stage, _ error) {
+// Failed counts the failure and keeps a refusal for the bridge's rights
+// (403) as the leader's standing fault, which Apply returns (a sink error:
+// /readyz fails) until a plan is written again.
+func (io *leaderIO) Failed(stage fleet.Stage, err error) {
 	io.s.metrics.errors.WithLabelValues(stages[stage]).Inc()
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+		io.s.fault.Store(&err)
+	}
 }
-func (io *leaderIO) Succeeded() {}
+
+// Succeeded clears the standing fault.
+func (io *leaderIO) Succeeded() { io.s.fault.Store(nil) }
 func (io *leaderIO) Merged(observers int, _ time.Duration) {
 	io.s.metrics.observers.Set(float64(observers))
 }

@@ -45,6 +45,8 @@ type Sink struct {
 	own, leader *elector
 	metrics     *metrics
 	leading     atomic.Bool
+	// fault is the leader's standing refusal (403), nil when none.
+	fault atomic.Pointer[error]
 
 	pubMu  sync.Mutex
 	pubVal [][]byte // chunks last published
@@ -129,7 +131,10 @@ func (s *Sink) Start(ctx context.Context) error {
 // lead runs the fleet's leader loop for one term.
 func (s *Sink) lead(term context.Context) {
 	s.leading.Store(true)
-	defer s.leading.Store(false)
+	defer func() {
+		s.leading.Store(false)
+		s.fault.Store(nil)
+	}()
 	log := s.log.With().Str("holder", s.holder).Logger()
 	io := newLeaderIO(s, log)
 	l := fleet.Leader[spec]{Store: io, Registry: io, Shape: shape{}, Report: io,
@@ -161,6 +166,9 @@ func (s *Sink) Apply(ctx context.Context, snap endpoint.Snapshot) (sink.Result, 
 		if err != nil {
 			return res, err
 		}
+	}
+	if f := s.fault.Load(); f != nil && s.Leader() {
+		return res, fmt.Errorf("kubernetes leader: %w (check the Role bound to this bridge's service account)", *f)
 	}
 	return res, nil
 }

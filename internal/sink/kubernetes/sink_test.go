@@ -502,3 +502,33 @@ func TestOwnedByTheService(t *testing.T) {
 		t.Errorf("lease owners %+v (%v), want the service", l.Metadata.OwnerReferences, err)
 	}
 }
+
+// A leader refused for its rights (403) makes Apply fail, so /readyz says
+// so, until a plan is written again.
+func TestForbiddenIsAStandingFault(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	s.stop = func() {}
+	s.leading.Store(true)
+	ctx := context.Background()
+	f.mu.Lock()
+	f.refuse = func(method, path string) int {
+		if method == "POST" && strings.Contains(path, "endpointslices") {
+			return 403
+		}
+		return 0
+	}
+	f.mu.Unlock()
+	cur, _ := io.Entries(ctx)
+	p := fleet.Reconcile[spec](shape{}, desired(addrs(1, 8000)), cur, clk.Now(), time.Minute, false)
+	_, err := io.Write(ctx, p, cur)
+	io.Failed(fleet.StageRegistryWrite, err)
+	if _, err := s.Apply(ctx, endpoint.Snapshot{At: t0}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("apply while the leader is forbidden: %v", err)
+	}
+	io.Succeeded()
+	if _, err := s.Apply(ctx, endpoint.Snapshot{At: t0}); err != nil {
+		t.Fatalf("apply after a write succeeded: %v", err)
+	}
+}
