@@ -14,13 +14,13 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 )
 
-// TestRunKubernetes10k: 10,000 servers through a real leader into a real
+// TestK8sSink10k: 10,000 servers through a real leader into a real
 // API server. The observation of the 10,000 is published by the test as a
 // bridge would (its Lease renewed every second, its ConfigMap in the
 // observation encoding); a real `bridge run` leads and writes the slices.
 // Every server once, in slices of at most 100, the first apply's writes
 // counted in the audit log, then 0 object writes per quiet round.
-func TestRunKubernetes10k(t *testing.T) {
+func TestK8sSink10k(t *testing.T) {
 	netns.Require(t)
 	k8slab.Require(t)
 	const n, perSlice = 10000, 100

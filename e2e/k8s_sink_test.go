@@ -264,12 +264,12 @@ func (d *k8sDNS) wait(t *testing.T, want []string, what string) time.Duration {
 	})
 }
 
-// TestRunKubernetes: two bridges see the same three servers; each is in the
+// TestK8sSink: two bridges see the same three servers; each is in the
 // slices once, ready; a quiet round writes nothing; the leader killed with
 // kill -9, the other leads and writes nothing; a server that stops
 // answering turns ready: false, serving: false and is removed
 // deregister_after later.
-func TestRunKubernetes(t *testing.T) {
+func TestK8sSink(t *testing.T) {
 	netns.Require(t)
 	k8slab.Require(t)
 	begin := time.Now()
