@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -85,8 +86,11 @@ type elector struct {
 
 	seenRV string    // resourceVersion of another holder's Lease last read
 	seenAt time.Time // when it was first read with seenRV
-	rv     string    // resourceVersion of our own hold
-	renew  time.Time // last successful renewal
+
+	// mu guards renew: the elector's loop writes it, the leader's work
+	// reads it (check) from its own goroutine.
+	mu    sync.Mutex
+	renew time.Time // last successful renewal
 }
 
 // errHeld: another holder's Lease has not expired.
@@ -104,7 +108,7 @@ func (e *elector) acquire(ctx context.Context) error {
 		if err := e.o.create(ctx, leases, &l, &l); err != nil {
 			return fmt.Errorf("create lease %s: %w", e.name, err)
 		}
-		e.took(l, now)
+		e.took(now)
 		if e.created != nil {
 			e.created()
 		}
@@ -135,7 +139,7 @@ func (e *elector) acquire(ctx context.Context) error {
 	if err := e.o.update(ctx, leases, e.name, &n, &n); err != nil {
 		return fmt.Errorf("renew lease %s: %w", e.name, err)
 	}
-	e.took(n, now)
+	e.took(now)
 	return nil
 }
 
@@ -150,11 +154,19 @@ func (e *elector) lease(ctx context.Context, now time.Time, transitions int32) L
 			RenewTime: &MicroTime{now}, LeaseTransitions: transitions}}
 }
 
-func (e *elector) took(l Lease, now time.Time) {
-	e.rv, e.renew = l.Metadata.ResourceVersion, now
+func (e *elector) took(now time.Time) {
+	e.mu.Lock()
+	e.renew = now
+	e.mu.Unlock()
 	if e.writes != nil {
 		e.writes()
 	}
+}
+
+func (e *elector) lastRenew() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.renew
 }
 
 // check reads the Lease back: ErrNotLeader unless this bridge holds it and
@@ -171,7 +183,7 @@ func (e *elector) check(ctx context.Context) error {
 	if l.Spec.HolderIdentity != e.holder {
 		return fmt.Errorf("%w: lease %s is held by %q", fleet.ErrNotLeader, e.name, l.Spec.HolderIdentity)
 	}
-	if age := e.clk.Now().Sub(e.renew); age >= e.dur*2/3 {
+	if age := e.clk.Now().Sub(e.lastRenew()); age >= e.dur*2/3 {
 		return fmt.Errorf("%w: lease %s not renewed for %s", fleet.ErrNotLeader, e.name, age.Round(time.Millisecond))
 	}
 	return nil
@@ -260,7 +272,7 @@ func (e *elector) hold(ctx context.Context, lead func(term context.Context), per
 			<-worked
 			return
 		}
-		if errors.Is(err, errHeld) || IsConflict(err) || e.clk.Now().Sub(e.renew) >= e.dur*2/3 {
+		if errors.Is(err, errHeld) || IsConflict(err) || e.clk.Now().Sub(e.lastRenew()) >= e.dur*2/3 {
 			end(ErrLeaseLost)
 			e.log.Warn().Err(err).Msg("kubernetes leader lease lost: following")
 			<-worked

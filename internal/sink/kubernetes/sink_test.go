@@ -298,7 +298,13 @@ func TestElectionTakeover(t *testing.T) {
 	lead := func(name string) func(context.Context) {
 		return func(term context.Context) {
 			terms <- name
-			<-term.Done()
+			// The leader's work checks its lease (before writes) while the
+			// elector renews it: concurrently, as in the sink.
+			e := map[string]*elector{"a": a.leader, "b": b.leader}[name]
+			for term.Err() == nil {
+				_ = e.check(term)
+				time.Sleep(time.Millisecond)
+			}
 			ended <- context.Cause(term)
 		}
 	}
