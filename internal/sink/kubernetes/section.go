@@ -121,25 +121,39 @@ func (s *Section) Load(r *config.Reader) Config {
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout
 	c.StartupGrace = c.Round + c.LeaseDuration
-	if err := c.Validate(); err != nil && r.Enabled() {
-		r.Report(err)
+	if r.Enabled() {
+		for _, k := range []struct{ key, v string }{{"k8s_service", c.Service}, {"k8s_port_name", c.PortName}} {
+			if why := nameProblem(k.key, k.v); why != "" {
+				r.Bad(k.key, k.v, why)
+			}
+		}
 	}
 	return c
 }
 
-// Validate checks what the keys' own bounds do not.
+// nameProblem says why v is no good as the Service's (k8s_service) or the
+// port's (k8s_port_name) name, or "".
+func nameProblem(key, v string) string {
+	limit, what := 40, "at most 40 characters (the slices are named <service>-<port>-<n>)"
+	if key == "k8s_port_name" {
+		limit, what = 15, "at most 15 characters (a Kubernetes port name)"
+	}
+	if err := checkLabelValue(key, v, true); err != nil {
+		return "want a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)"
+	}
+	if len(v) > limit {
+		return what
+	}
+	return ""
+}
+
+// Validate checks a Config built by a program (the keys' own bounds and
+// Load check the same for a loaded one).
 func (c Config) Validate() error {
-	if err := checkLabelValue("k8s_service", c.Service, true); err != nil {
-		return err
-	}
-	if len(c.Service) > 40 {
-		return fmt.Errorf("k8s_service %q: at most 40 characters (the slices are named <service>-<port>-<n>)", c.Service)
-	}
-	if err := checkLabelValue("k8s_port_name", c.PortName, true); err != nil {
-		return err
-	}
-	if len(c.PortName) > 15 {
-		return fmt.Errorf("k8s_port_name %q: at most 15 characters (a Kubernetes port name)", c.PortName)
+	for _, k := range []struct{ key, v string }{{"k8s_service", c.Service}, {"k8s_port_name", c.PortName}} {
+		if why := nameProblem(k.key, k.v); why != "" {
+			return fmt.Errorf("%s %q: %s", k.key, k.v, why)
+		}
 	}
 	if c.MaxPerSlice < 1 || c.MaxPerSlice > MaxPerSliceLimit {
 		return fmt.Errorf("k8s_max_endpoints_per_slice %d: want 1..%d", c.MaxPerSlice, MaxPerSliceLimit)
