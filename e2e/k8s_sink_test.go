@@ -303,6 +303,21 @@ func TestK8sSink(t *testing.T) {
 		return len(got) == 3, fmt.Sprint(got)
 	})
 	t.Logf("MEASURED: 3 servers in the EndpointSlices, each once and ready, %s after two bridges started", time.Since(started).Round(100*time.Millisecond))
+	// bridge doctor: the bridges' user may do all the sink does; a user
+	// with no Role may not, and doctor says so and fails.
+	doctor := func(kc string) netns.Result {
+		h := hosts["kb1"]
+		return runCmd(t, h, "doctor", "--sink", "kubernetes", "--kubeconfig", kc, "--k8s-namespace", "default", "--bridge-id", "kb1",
+			"--whitelist", h.Dev(br), "--timeout", "0.5")
+	}
+	if r := doctor(kubeconfig); r.ExitCode != 0 || !strings.Contains(r.Stdout, "ok    endpointslices.discovery.k8s.io") || !strings.Contains(r.Stdout, "service default/django: the fleet's") {
+		t.Errorf("bridge doctor as the bridges' user: exit %d\n%s\n%s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := doctor(a.UserKubeconfig(t, "nobody")); r.ExitCode == 0 || !strings.Contains(r.Stdout, "FAIL  endpointslices.discovery.k8s.io: may not get") {
+		t.Errorf("bridge doctor as a user without the Role: exit %d\n%s\n%s", r.ExitCode, r.Stdout, r.Stderr)
+	} else {
+		t.Logf("bridge doctor without the Role says:\n%s", r.Stdout[strings.Index(r.Stdout, "== sinks"):])
+	}
 	if sl, _ := k8sSlices(t, a); len(sl) != 2 {
 		t.Errorf("%d slices for servers on two ports, want 2 (one slice set per port)", len(sl))
 	}

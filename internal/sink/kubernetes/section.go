@@ -63,7 +63,7 @@ type Section struct {
 
 // Factory registers the kubernetes sink.
 func Factory() sink.Factory {
-	return sink.NewFactory("kubernetes", &Section{hostname: os.Hostname}, build, nil)
+	return sink.NewFactory("kubernetes", &Section{hostname: os.Hostname}, build, runDoctor)
 }
 
 // Keys implements config.Section.

@@ -64,13 +64,7 @@ type Sink struct {
 // New builds the sink on client c, registering its metrics with reg (nil:
 // none). It makes no API call; Start must come before Apply.
 func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *Sink {
-	ns := cfg.Namespace
-	if ns == "" {
-		ns = c.Namespace
-	}
-	if ns == "" {
-		ns = "default"
-	}
+	ns := namespaceOf(cfg, c)
 	inc := make([]byte, 6)
 	_, _ = rand.Read(inc) // never fails (crypto/rand)
 	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(cfg.Clock), o: objects{c: c, ns: ns}, ns: ns,
@@ -95,6 +89,18 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 		dur: cfg.LeaseDuration, writes: func() { s.countWrite("lease") },
 		labels: map[string]string{LabelFleet: cfg.Service, LabelRole: roleLeader}}
 	return s
+}
+
+// namespaceOf is the namespace of the sink's objects: k8s_namespace, else
+// the kubeconfig context's or the service account's, else default.
+func namespaceOf(cfg Config, c *Client) string {
+	switch {
+	case cfg.Namespace != "":
+		return cfg.Namespace
+	case c.Namespace != "":
+		return c.Namespace
+	}
+	return "default"
 }
 
 // Name implements sink.Sink.
