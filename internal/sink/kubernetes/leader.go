@@ -235,7 +235,9 @@ func (io *leaderIO) Entries(ctx context.Context) (map[string]fleet.Entry[spec], 
 	if err != nil {
 		return nil, err
 	}
-	io.lay, io.stale = lay, false
+	// Make sure of the Service again at the next write: it may have been
+	// deleted (and its slices with it) or replaced since.
+	io.lay, io.stale, io.owner = lay, false, nil
 	return lay.entries(), nil
 }
 

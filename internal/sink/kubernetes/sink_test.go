@@ -538,3 +538,30 @@ func TestForbiddenIsAStandingFault(t *testing.T) {
 		t.Fatalf("apply after a write succeeded: %v", err)
 	}
 }
+
+// A Service deleted behind the leader's back (its slices go with it, by
+// their owner reference) is created again at the next write after a read
+// of the slices, and the slices are owned by the new one.
+func TestServiceRecreatedAfterResync(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s, io := leading(t, f, clk, testConfig("a"))
+	ctx := context.Background()
+	round(t, io, desired(addrs(2, 8000)), clk.Now())
+	if err := s.o.remove(ctx, services, "django", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.o.remove(ctx, slicesRes, "django-8000-0", ""); err != nil { // the garbage collector's part
+		t.Fatal(err)
+	}
+	if _, n := round(t, io, desired(addrs(2, 8000)), clk.Now()); n != 2 {
+		t.Fatalf("after the service went: %d writes, want 2 (the service, the slice)", n)
+	}
+	var svc Service
+	if err := s.o.get(ctx, services, "django", &svc); err != nil {
+		t.Fatal(err)
+	}
+	if es := readSlices(t, s)["django-8000-0"]; len(es.Metadata.OwnerReferences) != 1 || es.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
+		t.Fatalf("slice owners %+v, want the new service %s", es.Metadata.OwnerReferences, svc.Metadata.UID)
+	}
+}
