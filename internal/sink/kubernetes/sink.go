@@ -59,6 +59,9 @@ type Sink struct {
 	done    chan struct{}
 	started chan struct{} // closed after the first renewal of the own Lease
 	once    sync.Once
+	// firstTerm is closed when this bridge leads for the first time.
+	firstTerm     chan struct{}
+	firstTermOnce sync.Once
 }
 
 // New builds the sink on client c, registering its metrics with reg (nil:
@@ -68,7 +71,7 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 	inc := make([]byte, 6)
 	_, _ = rand.Read(inc) // never fails (crypto/rand)
 	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(cfg.Clock), o: objects{c: c, ns: ns}, ns: ns,
-		holder: cfg.BridgeID + "_" + hex.EncodeToString(inc), started: make(chan struct{})}
+		holder: cfg.BridgeID + "_" + hex.EncodeToString(inc), started: make(chan struct{}), firstTerm: make(chan struct{})}
 	s.metrics = newMetrics(reg, s.leading.Load)
 	// A Lease created anew (after the leader deleted a Lease and ConfigMap
 	// it took for dead: this process was paused for long) means the
@@ -131,12 +134,24 @@ func (s *Sink) Start(ctx context.Context) error {
 	case <-t.C():
 	case <-ctx.Done():
 	}
+	if s.cfg.Once {
+		// run --once writes the slices only as leader: give a lone
+		// bridge's campaign the moment it needs to take a free Lease.
+		t2 := s.clk.NewTimer(2 * time.Second)
+		defer t2.Stop()
+		select {
+		case <-s.firstTerm:
+		case <-t2.C():
+		case <-ctx.Done():
+		}
+	}
 	return nil
 }
 
 // lead runs the fleet's leader loop for one term.
 func (s *Sink) lead(term context.Context) {
 	s.leading.Store(true)
+	s.firstTermOnce.Do(func() { close(s.firstTerm) })
 	defer func() {
 		s.leading.Store(false)
 		s.fault.Store(nil)
@@ -160,6 +175,13 @@ func (s *Sink) Apply(ctx context.Context, snap endpoint.Snapshot) (sink.Result, 
 	var res sink.Result
 	if s.stop == nil {
 		return res, errNotStarted
+	}
+	if s.cfg.Round > 0 && !snap.At.IsZero() {
+		if age := s.clk.Now().Sub(snap.At); age > 2*s.cfg.Round {
+			s.log.Warn().Uint64("round", snap.Round).Str("age", age.Round(time.Millisecond).String()).
+				Msg("not publishing an observation older than two rounds (the process was paused?); the next fresh round will be published")
+			return res, nil
+		}
 	}
 	n, err := s.publish(ctx, fleet.ObservationOf(s.cfg.BridgeID, s.cfg.Segment, snap))
 	res.Writes = n

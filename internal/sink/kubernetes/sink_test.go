@@ -565,3 +565,60 @@ func TestServiceRecreatedAfterResync(t *testing.T) {
 		t.Fatalf("slice owners %+v, want the new service %s", es.Metadata.OwnerReferences, svc.Metadata.UID)
 	}
 }
+
+// A snapshot older than two rounds (the process was paused) is not
+// published: the next fresh round's is.
+func TestStaleSnapshotNotPublished(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	a := newTestSink(t, f, clk, testConfig("a")) // a round of 6s
+	a.stop = func() {}
+	ctx := context.Background()
+	old := endpoint.Snapshot{At: t0.Add(-13 * time.Second), Endpoints: []endpoint.Endpoint{{Addr: netip.MustParseAddrPort("10.213.0.1:8000")}}}
+	if res, err := a.Apply(ctx, old); err != nil || res.Writes != 0 {
+		t.Fatalf("stale snapshot: %+v %v, want no write", res, err)
+	}
+	old.At = t0
+	if res, err := a.Apply(ctx, old); err != nil || res.Writes != 1 {
+		t.Fatalf("fresh snapshot: %+v %v, want 1 write", res, err)
+	}
+}
+
+// run --once as leader: Apply publishes and writes the slices in one go,
+// and never turns anything not ready or removes it (bridges that have not
+// published yet must not cost their servers).
+func TestOnceAsLeader(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	cfg := testConfig("a")
+	cfg.Once = true
+	s, io := leading(t, f, clk, cfg)
+	ctx := context.Background()
+	round(t, io, desired(addrs(3, 8000)), clk.Now()) // slices from an earlier run
+	if err := s.own.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.stop = func() {}
+	s.leading.Store(true)
+	snap := endpoint.Snapshot{At: t0}
+	for _, a := range addrs(4, 8000)[2:] { // two of the three, and a new one
+		snap.Endpoints = append(snap.Endpoints, endpoint.Endpoint{Addr: a})
+	}
+	res, err := s.Apply(ctx, snap)
+	if err != nil || res.Writes != 2 { // the observation, the slice
+		t.Fatalf("once: %+v %v, want 2 writes", res, err)
+	}
+	_, got := func() (map[string]EndpointSlice, map[string]bool) {
+		ready := map[string]bool{}
+		sl := readSlices(t, s)
+		for _, es := range sl {
+			for _, ep := range es.Endpoints {
+				ready[ep.Addresses[0]] = *ep.Conditions.Ready
+			}
+		}
+		return sl, ready
+	}()
+	if len(got) != 4 || !got["10.213.0.1"] || !got["10.213.0.4"] {
+		t.Fatalf("after once: %v, want the earlier three still ready and the new one", got)
+	}
+}
