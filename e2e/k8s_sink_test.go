@@ -382,6 +382,29 @@ func TestK8sSink(t *testing.T) {
 	}
 	t.Logf("MEASURED: leader %s killed with kill -9; %s led %s later (lease 3s); writes since: %s", lead, other, took.Round(100*time.Millisecond), fmtWrites(w))
 
+	// The new leader recorded it on the Service (kubectl describe shows it).
+	runWait(t, 5*time.Second, "a LeaderElected event of "+other, func() (bool, string) {
+		b, err := a.Get("/api/v1/namespaces/default/events")
+		if err != nil {
+			return false, err.Error()
+		}
+		var l struct {
+			Items []struct {
+				Reason, Message string
+				InvolvedObject  struct{ Kind, Name string } `json:"involvedObject"`
+			}
+		}
+		if err := json.Unmarshal(b, &l); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range l.Items {
+			if e.Reason == "LeaderElected" && e.InvolvedObject.Kind == "Service" && e.InvolvedObject.Name == "django" && strings.Contains(e.Message, "bridge "+other+" leads") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(l.Items)
+	})
+
 	// A server that stops answering: ready false at once, then removed.
 	runStopResponder(t, responders[2])
 	stopped := time.Now()

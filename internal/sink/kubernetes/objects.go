@@ -141,6 +141,7 @@ var (
 	configMaps = resource{"", "v1", "configmaps", "ConfigMap"}
 	slicesRes  = resource{"discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"}
 	services   = resource{"", "v1", "services", "Service"}
+	events     = resource{"", "v1", "events", "Event"}
 )
 
 func (r resource) apiVersion() string {

@@ -157,6 +157,7 @@ func (s *Sink) lead(term context.Context) {
 		s.fault.Store(nil)
 	}()
 	log := s.log.With().Str("holder", s.holder).Logger()
+	s.event(term, "LeaderElected", "bridge "+s.cfg.BridgeID+" leads the fleet: it merges the observations and writes the EndpointSlices")
 	io := newLeaderIO(s, log)
 	l := fleet.Leader[spec]{Store: io, Registry: io, Shape: shape{}, Report: io,
 		Timing: fleet.Timing{StartupGrace: s.cfg.StartupGrace, DeregisterAfter: s.cfg.DeregisterAfter, Resync: s.cfg.Resync,
@@ -256,6 +257,29 @@ func (s *Sink) owners(ctx context.Context) []OwnerReference {
 	return []OwnerReference{*s.owner}
 }
 
+// event records a Normal Event on the fleet's Service (kubectl describe
+// shows who leads), best effort: a failure is logged at debug and changes
+// nothing. No Service yet: no event.
+func (s *Sink) event(ctx context.Context, reason, msg string) {
+	owners := s.owners(ctx)
+	if owners == nil {
+		return
+	}
+	now := s.clk.Now().UTC().Format(time.RFC3339)
+	ev := map[string]any{"apiVersion": "v1", "kind": "Event",
+		"metadata":       map[string]any{"generateName": s.cfg.Service + ".", "namespace": s.ns},
+		"involvedObject": map[string]any{"apiVersion": "v1", "kind": "Service", "name": s.cfg.Service, "namespace": s.ns, "uid": owners[0].UID},
+		"reason":         reason, "message": msg, "type": "Normal", "count": 1,
+		"firstTimestamp": now, "lastTimestamp": now,
+		"source":             map[string]any{"component": "udp-discovery-bridge"},
+		"reportingComponent": ManagedBy, "reportingInstance": s.holder}
+	if err := s.o.create(ctx, events, ev, nil); err != nil {
+		s.log.Debug().Err(err).Str("reason", reason).Msg("cannot record an event on the service")
+		return
+	}
+	s.countWrite("event")
+}
+
 func (s *Sink) obsName() string { return objectName(s.cfg.Service+"-obs-", s.cfg.BridgeID) }
 
 // reconcileOnce is one merge and write for `run --once` as leader; it never
@@ -329,7 +353,7 @@ func newMetrics(reg prometheus.Registerer, leading func() bool) *metrics {
 	const ns, sub = "udp_discovery_bridge", "kubernetes"
 	m := &metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "writes_total",
-			Help: "API writes by this bridge, by object: endpointslice, service, configmap (its observation), lease."}, []string{"object"}),
+			Help: "API writes by this bridge, by object: endpointslice, service, configmap (its observation), lease, event."}, []string{"object"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
 			Help: "Leader failures by stage: observations_read, slices_read, slices_write, observation (undecodable)."}, []string{"stage"}),
 		observers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "observers",

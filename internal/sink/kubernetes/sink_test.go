@@ -622,3 +622,29 @@ func TestOnceAsLeader(t *testing.T) {
 		t.Fatalf("after once: %v, want the earlier three still ready and the new one", got)
 	}
 }
+
+// A bridge that starts leading records an Event on the Service (once the
+// Service exists): kubectl describe shows who leads.
+func TestLeaderEvent(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	s := newTestSink(t, f, clk, testConfig("a"))
+	ctx := context.Background()
+	s.event(ctx, "LeaderElected", "x")
+	if n := f.writeCount("events"); n != 0 {
+		t.Fatalf("%d events without a service", n)
+	}
+	svc := s.service()
+	if err := s.o.create(ctx, services, &svc, &svc); err != nil {
+		t.Fatal(err)
+	}
+	s.event(ctx, "LeaderElected", "bridge a leads")
+	var evs []map[string]any
+	if err := s.o.list(ctx, events, "", &evs); err != nil || len(evs) != 1 {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	io, _ := evs[0]["involvedObject"].(map[string]any)
+	if evs[0]["reason"] != "LeaderElected" || io["kind"] != "Service" || io["uid"] != svc.Metadata.UID {
+		t.Fatalf("event %v", evs[0])
+	}
+}
