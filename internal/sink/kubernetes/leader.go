@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -140,7 +141,7 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 	for _, b := range slices.Sorted(maps.Keys(obs.Holders)) {
 		fp += b + "=" + obs.Holders[b] + ";"
 	}
-	slices.SortFunc(cms, func(a, b ConfigMap) int { return compareStrings(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortFunc(cms, func(a, b ConfigMap) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	for _, cm := range cms {
 		bridge, holder := cm.Metadata.Annotations[AnnotBridge], cm.Metadata.Annotations[AnnotHolder]
 		if bridge == "" || obs.Holders[bridge] == "" || obs.Holders[bridge] != holder {
@@ -217,16 +218,6 @@ func (io *leaderIO) configMaps(ctx context.Context) ([]ConfigMap, error) {
 	}
 	io.cms = next
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Entries reads the fleet's slices.
@@ -353,7 +344,7 @@ func (s *Sink) readLayout(ctx context.Context) (*layout, error) {
 	}
 	now := s.clk.Now()
 	lay := newLayout()
-	slices.SortFunc(items, func(a, b EndpointSlice) int { return compareStrings(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortFunc(items, func(a, b EndpointSlice) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	for _, es := range items {
 		sl, err := parseSlice(es, now)
 		if err != nil {
