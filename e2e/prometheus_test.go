@@ -287,7 +287,7 @@ func TestPrometheusSD(t *testing.T) {
 				detail = append(detail, r.Name+":"+r.Health+" "+r.LastError)
 			}
 		}
-		return ok == 7, strings.Join(detail, "; ")
+		return ok == 10, strings.Join(detail, "; ")
 	})
 
 	checkDashboard(t, p, l.client.NS, runMetricsAddr, catalogMetrics)
