@@ -1,0 +1,153 @@
+package k8slab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+// TestK8sMultiLab starts a two-node lab, runs a hostNetwork DaemonSet on
+// it and checks that each node's pod runs in that node's network namespace;
+// then fails one node: its processes are gone, the Node turns NotReady and
+// its DaemonSet pod stays in the API. The teardown leaves nothing.
+func TestK8sMultiLab(t *testing.T) {
+	lab := netns.New(t)
+	lan := lab.Bridge("lan")
+	c := StartMulti(t, MultiOptions{Lab: lab, Nodes: []NodeSpec{
+		{Name: "node1", LAN: lan, LANAddr: "10.213.41.21/24"},
+		{Name: "node2", LAN: lan, LANAddr: "10.213.41.22/24"},
+	}})
+	st := c.Stats()
+	t.Logf("MEASURED: two-node lab, start to every node Ready: %s", st.StartTime.Round(10*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	ds := fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: multi
+  namespace: default
+spec:
+  selector:
+    matchLabels: {app: multi}
+  template:
+    metadata:
+      labels: {app: multi}
+    spec:
+      hostNetwork: true
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: pause
+        image: %s
+        imagePullPolicy: Never
+`, PauseImage)
+	begin := time.Now()
+	if _, err := c.KubectlIn(ctx, strings.NewReader(ds), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Kubectl(ctx, "rollout", "status", "daemonset/multi", "--timeout=120s"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("MEASURED: DaemonSet created to rolled out on 2 nodes: %s", time.Since(begin).Round(10*time.Millisecond))
+	podsOn := func() map[string]int {
+		out, err := c.Kubectl(ctx, "get", "pods", "-l", "app=multi", "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pods struct {
+			Items []struct {
+				Spec struct{ NodeName string } `json:"spec"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(out), &pods); err != nil {
+			t.Fatal(err)
+		}
+		by := map[string]int{}
+		for _, p := range pods.Items {
+			by[p.Spec.NodeName]++
+		}
+		return by
+	}
+	if by := podsOn(); len(by) != 2 || by["node1"] != 1 || by["node2"] != 1 {
+		t.Fatalf("pods by node %v, want one on each of node1 and node2", by)
+	}
+
+	// Every process of a node's pods (in its cgroup root) is in the
+	// node's network namespace.
+	for _, n := range c.Nodes() {
+		want := netnsInode(t, "/run/netns/"+n.Host().NS)
+		pids := cgroupPIDs(n.cgroup)
+		if len(pids) == 0 {
+			t.Fatalf("node %s: no process in cgroup %s", n.Name(), n.cgroup)
+		}
+		for _, pid := range pids {
+			if got := netnsInode(t, fmt.Sprintf("/proc/%d/ns/net", pid)); got != want {
+				t.Errorf("node %s: pod process %d is in network namespace %d, want the node's %d", n.Name(), pid, got, want)
+			}
+		}
+		for _, name := range []string{"kubelet", "containerd"} {
+			p := n.proc(name)
+			if got := netnsInode(t, fmt.Sprintf("/proc/%d/ns/net", p.cmd.Process.Pid)); got != want {
+				t.Errorf("node %s: %s is in network namespace %d, want the node's %d", n.Name(), name, got, want)
+			}
+		}
+		t.Logf("node %s (%s, LAN %s): %d pod processes in its namespace", n.Name(), n.IP(), n.LANDev(), len(pids))
+	}
+
+	// node1 fails.
+	n1 := c.Node("node1")
+	failed := time.Now()
+	if err := c.FailNode("node1"); err != nil {
+		t.Fatal(err)
+	}
+	if left := pidsMentioning(n1.dir + "/"); len(left) > 0 {
+		t.Errorf("node1's processes still running after FailNode: %v", left)
+	}
+	if left := cgroupPIDs(n1.cgroup); len(left) > 0 {
+		t.Errorf("node1's pod processes still running after FailNode: %v", left)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, NodeGrace+30*time.Second)
+	status, err := c.WaitNodeNotReady(wctx, "node1")
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURED: node1 failed; NotReady (Ready=%s) %s later (grace %s)", status, time.Since(failed).Round(100*time.Millisecond), NodeGrace)
+	if st, _, err := c.NodeReady("node2"); err != nil || st != "True" {
+		t.Errorf("node2 Ready=%s (%v), want True", st, err)
+	}
+	if by := podsOn(); by["node1"] != 1 || by["node2"] != 1 {
+		t.Errorf("pods by node after node1 failed: %v; want its pod still in the API", by)
+	}
+
+	c.Stop()
+	t.Logf("teardown: %s", c.Stats().StopTime.Round(10*time.Millisecond))
+	if left := pidsMentioning(c.Dir() + "/"); len(left) > 0 {
+		t.Errorf("processes left running: %v", left)
+	}
+	if left := mountsUnder(c.Dir()); len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
+	}
+	if left := kubepodsDirs(); len(left) > 0 {
+		t.Errorf("cgroups left: %v", left)
+	}
+}
+
+func netnsInode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		if os.IsNotExist(err) {
+			t.Fatalf("%s: %v", path, err)
+		}
+		t.Fatalf("stat %s: %v", path, err)
+	}
+	return st.Ino
+}
