@@ -1,0 +1,334 @@
+package e2e_test
+
+// The Helm chart on a multi-node Kubernetes (k8slab.StartMulti): every node
+// a network namespace that is a host on the test LAN, so each pod of the
+// hostNetwork DaemonSet sees exactly its node's interfaces, as on a real
+// cluster. Catalog mode against a three-server Consul on the lab's
+// management network; the servers (`bridge respond`) on the LAN.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+// k8sMulti is a multi-node lab with the chart's image imported and a Consul
+// cluster on its management network.
+type k8sMulti struct {
+	t           *testing.T
+	c           *k8slab.Cluster
+	cl          *consulcluster.Cluster
+	lc          *catLab
+	values      string // the values file
+	metricsPort int
+	repo, tag   string
+}
+
+// startK8sMulti starts the lab with nodes, Consul's three servers on the
+// management network (.11-.13), and imports the bridge's image into every
+// node.
+func startK8sMulti(t *testing.T, lab *netns.Lab, nodes []k8slab.NodeSpec) *k8sMulti {
+	t.Helper()
+	dockerimg.Require(t)
+	img := dockerimg.Build(t)
+	bridgebin.Path(t)
+	begin := time.Now()
+	c := k8slab.StartMulti(t, k8slab.MultiOptions{Lab: lab, Nodes: nodes})
+	t.Logf("MEASURED: %d-node lab: start to every node Ready %s (build %s)", len(nodes),
+		c.Stats().StartTime.Round(100*time.Millisecond), c.Stats().BuildTime.Round(time.Second))
+	cl := consulcluster.Start(t, lab, c.Management(), consulcluster.Options{Subnet: c.ManagementSubnet().String()})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	archive, err := exec.CommandContext(ctx, "docker", "save", img.Tag).Output()
+	if err != nil {
+		t.Fatalf("docker save %s: %v", img.Tag, err)
+	}
+	if err := c.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
+		t.Fatalf("import the image: %v", err)
+	}
+	t.Logf("MEASURED: lab, Consul and the image in every node: %s", time.Since(begin).Round(100*time.Millisecond))
+	m := &k8sMulti{t: t, c: c, cl: cl, lc: &catLab{t: t, consul: cl.Client(0)},
+		values: filepath.Join(t.TempDir(), "values.yaml"), metricsPort: freePort(t)}
+	m.repo, m.tag, _ = strings.Cut(img.Tag, ":")
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.Kubectl(context.Background(), "logs", "-l", "app.kubernetes.io/instance="+k8sRelease, "--tail", "60", "--prefix")
+			t.Logf("pod logs:\n%s", out)
+		}
+	})
+	return m
+}
+
+// writeValues writes the chart's values: catalog mode, the whitelist pinned
+// to the nodes' LAN device (the same name on every node), tags.
+func (m *k8sMulti) writeValues(tags string) {
+	m.t.Helper()
+	v := fmt.Sprintf(`image:
+  repository: %s
+  tag: %q
+  pullPolicy: Never
+metrics:
+  port: %d
+terminationGracePeriodSeconds: 10
+config:
+  consul_addr: %q
+  interfaces_whitelist: [%q]
+  interval: 1s
+  timeout: 0.5
+  consul_deregister_after: 10s
+  consul_tags: [%s]
+`, m.repo, m.tag, m.metricsPort, strings.Join(m.cl.HTTPAddrs(), ","), m.c.Nodes()[0].LANDev(), tags)
+	if err := os.WriteFile(m.values, []byte(v), 0o600); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// rollout runs helm (install or upgrade) with the values and waits for the
+// DaemonSet to be rolled out on every node; it returns how long that took.
+func (m *k8sMulti) rollout(verb string) time.Duration {
+	m.t.Helper()
+	begin := time.Now()
+	if out, err := helm(m.t, m.c.Kubeconfig(), verb, k8sRelease, chartDir(m.t), "-f", m.values, "--wait", "--timeout", "3m"); err != nil {
+		m.t.Fatalf("helm %s: %v\n%s", verb, err, out)
+	}
+	ctx, cancel := context.WithTimeout(m.t.Context(), 3*time.Minute)
+	defer cancel()
+	if out, err := m.c.Kubectl(ctx, "rollout", "status", "ds/"+k8sRelease+"-udp-discovery-bridge", "--timeout", "180s"); err != nil {
+		m.t.Fatalf("rollout status: %v\n%s", err, out)
+	}
+	return time.Since(begin)
+}
+
+// k8sPod is what the tests read of a pod.
+type k8sPod struct {
+	Name, Node string
+	Ready      bool
+	Created    time.Time
+}
+
+// pods lists the release's pods.
+func (m *k8sMulti) pods() []k8sPod {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(m.t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := m.c.Kubectl(ctx, "get", "pods", "-l", "app.kubernetes.io/instance="+k8sRelease, "-o", "json")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name              string    `json:"name"`
+				CreationTimestamp time.Time `json:"creationTimestamp"`
+			} `json:"metadata"`
+			Spec struct {
+				NodeName string `json:"nodeName"`
+			} `json:"spec"`
+			Status struct {
+				Conditions []struct{ Type, Status string } `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		m.t.Fatalf("pods: %v", err)
+	}
+	var pods []k8sPod
+	for _, it := range list.Items {
+		p := k8sPod{Name: it.Metadata.Name, Node: it.Spec.NodeName, Created: it.Metadata.CreationTimestamp}
+		for _, c := range it.Status.Conditions {
+			p.Ready = p.Ready || (c.Type == "Ready" && c.Status == "True")
+		}
+		pods = append(pods, p)
+	}
+	return pods
+}
+
+// metric reads a metric of the pod on node (in the node's namespace).
+func (m *k8sMulti) metric(node, name string) (float64, bool, error) {
+	n := m.c.Node(node)
+	code, body, err := runNSGet(n.Host().NS, fmt.Sprintf("http://127.0.0.1:%d/metrics", m.metricsPort))
+	if err != nil {
+		return 0, false, err
+	}
+	if code != http.StatusOK {
+		return 0, false, fmt.Errorf("GET /metrics on %s: %d", node, code)
+	}
+	return runMetricIn(body, name)
+}
+
+// leaders lists the nodes (of those given) whose pod's leader gauge is 1.
+func (m *k8sMulti) leaders(nodes ...string) []string {
+	var out []string
+	for _, n := range nodes {
+		if v, ok, err := m.metric(n, "udp_discovery_bridge_consul_catalog_leader"); err == nil && ok && v == 1 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitOneLeader waits until exactly one of nodes leads and returns it.
+func (m *k8sMulti) waitOneLeader(timeout time.Duration, nodes ...string) (string, time.Duration) {
+	m.t.Helper()
+	var ld []string
+	took := runWait(m.t, timeout, "exactly one leading pod", func() (bool, string) {
+		ld = m.leaders(nodes...)
+		return len(ld) == 1, fmt.Sprintf("leaders %v", ld)
+	})
+	return ld[0], took
+}
+
+// notReady is what watchNotReady reports.
+type notReady struct {
+	status string
+	after  time.Duration
+	err    error
+}
+
+// watchNotReady reports, on the channel, when the node turned NotReady
+// (how long after since), or why it did not within NodeGrace + 30 s.
+func (m *k8sMulti) watchNotReady(node string, since time.Time) <-chan notReady {
+	ch := make(chan notReady, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(m.t.Context(), k8slab.NodeGrace+30*time.Second)
+		defer cancel()
+		st, err := m.c.WaitNodeNotReady(ctx, node)
+		ch <- notReady{status: st, after: time.Since(since), err: err}
+	}()
+	return ch
+}
+
+// TestK8sMultiNodeCatalog: the chart on two nodes of one LAN segment, two
+// servers on it. One pod per node, each server registered once and
+// passing, one pod leads; a helm upgrade rolls the pods node by node while a
+// poller reads the passing instances every 100 ms; then the leader's node
+// fails: the other pod leads, writes nothing, and the servers stay passing.
+func TestK8sMultiNodeCatalog(t *testing.T) {
+	k8slab.Require(t)
+	lab := netns.New(t)
+	lan := lab.Bridge("lan")
+	var want []string
+	for i := range 2 {
+		ip := fmt.Sprintf("10.213.41.%d", 31+i)
+		respond(t, lab.Host(fmt.Sprintf("s%d", i), lan, ip+"/24"), 1, "--ip", ip)
+		want = append(want, runServerID(catService, ip, 8000))
+	}
+	nodes := []string{"node1", "node2"}
+	m := startK8sMulti(t, lab, []k8slab.NodeSpec{
+		{Name: nodes[0], LAN: lan, LANAddr: "10.213.41.21/24"},
+		{Name: nodes[1], LAN: lan, LANAddr: "10.213.41.22/24"},
+	})
+
+	m.writeValues(`"v1"`)
+	took := m.rollout("install")
+	t.Logf("MEASURED: helm install to every pod Ready (2 nodes): %s", took.Round(100*time.Millisecond))
+	pods := m.pods()
+	byNode := map[string]int{}
+	for _, p := range pods {
+		byNode[p.Node]++
+	}
+	if len(pods) != 2 || byNode[nodes[0]] != 1 || byNode[nodes[1]] != 1 {
+		t.Fatalf("pods %v; want one on each node", pods)
+	}
+	took = m.lc.waitCatalog(60*time.Second, "each server once, passing", all("passing", want))
+	t.Logf("MEASURED: 2 servers in the catalog, once each, passing, %s after the rollout", took.Round(100*time.Millisecond))
+	leader, _ := m.waitOneLeader(30*time.Second, nodes...)
+	t.Logf("pod on %s leads", leader)
+
+	// helm upgrade (a tag changed) rolls the pods one node at a time; no
+	// read of the passing instances misses one.
+	poll := m.lc.poll(all("passing", want))
+	upgraded := time.Now().Truncate(time.Second)
+	m.writeValues(`"v2"`)
+	took = m.rollout("upgrade")
+	runWait(t, 60*time.Second, "tag v2 on every server", func() (bool, string) {
+		_, byID, _, err := catEntries(t, m.lc.consul)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, id := range want {
+			if e := byID[id]; e == nil || !slices.Contains(e.Service.Tags, "v2") {
+				return false, fmt.Sprintf("%s: %v", id, e)
+			}
+		}
+		return true, ""
+	})
+	reads, missing, critical, errs := poll.finish()
+	if len(missing)+len(critical) > 0 {
+		t.Errorf("helm upgrade: servers missing in %d and not passing in %d of %d reads: %v %v", len(missing), len(critical), reads,
+			missing[:min(10, len(missing))], critical[:min(10, len(critical))])
+	}
+	pods = m.pods()
+	if len(pods) != 2 || pods[0].Created.Before(upgraded) || pods[1].Created.Before(upgraded) {
+		t.Errorf("after the upgrade: pods %v; want two, both created by the upgrade", pods)
+	}
+	t.Logf("MEASURED: helm upgrade rolled 2 nodes in %s; %d reads of the passing instances at 100 ms: %d missing, %d not passing, %d errors",
+		took.Round(100*time.Millisecond), reads, len(missing), len(critical), errs)
+
+	// The leader's node fails: kubelet, containerd, shims and the pod
+	// killed, links cut. The other pod leads within about twice the lock
+	// session's TTL (10s) and writes nothing; the servers stay passing.
+	leader, _ = m.waitOneLeader(30*time.Second, nodes...)
+	other := nodes[0]
+	if other == leader {
+		other = nodes[1]
+	}
+	idx := m.lc.settledIndex(30 * time.Second)
+	poll = m.lc.poll(all("passing", want))
+	failed := time.Now()
+	if err := m.c.FailNode(leader); err != nil {
+		t.Fatal(err)
+	}
+	notReady := m.watchNotReady(leader, failed)
+	next, _ := m.waitOneLeader(2*10*time.Second+15*time.Second, other)
+	failover := time.Since(failed)
+	t.Logf("MEASURED: the leader's node %s failed; the pod on %s led %s later", leader, next, failover.Round(100*time.Millisecond))
+	nr := <-notReady
+	if nr.err != nil {
+		t.Fatal(nr.err)
+	}
+	t.Logf("MEASURED: node %s NotReady (Ready=%s) %s after it failed", leader, nr.status, nr.after.Round(100*time.Millisecond))
+	// The new leader merges the live observation, waits out its start-up
+	// grace (interval + timeout) and finds nothing to write.
+	time.Sleep(1500*time.Millisecond + 3*time.Second)
+	if w, _, err := m.metric(next, "udp_discovery_bridge_consul_catalog_writes_total"); err != nil || w != 0 {
+		t.Errorf("the new leader on %s wrote %v catalog operations (%v); want 0: nothing changed", next, w, err)
+	}
+	if now := m.lc.serviceIndex(); now != idx {
+		t.Errorf("after the leader's node failed the service's index moved from %d to %d; want it unchanged", idx, now)
+	}
+	reads, missing, critical, errs = poll.finish()
+	if len(missing)+len(critical) > 0 {
+		t.Errorf("node failure: servers missing in %d and not passing in %d of %d reads: %v %v", len(missing), len(critical), reads,
+			missing[:min(10, len(missing))], critical[:min(10, len(critical))])
+	}
+	t.Logf("node failure: %d reads of the passing instances at 100 ms: %d missing, %d not passing, %d errors", reads, len(missing), len(critical), errs)
+	// The failed node's pod stays in the API (DaemonSet pods tolerate the
+	// unreachable taint), no longer Ready.
+	var onFailed []k8sPod
+	for _, p := range m.pods() {
+		if p.Node == leader {
+			onFailed = append(onFailed, p)
+		}
+	}
+	if len(onFailed) != 1 {
+		t.Errorf("pods on the failed node %s: %v; want its pod still in the API", leader, onFailed)
+	} else {
+		t.Logf("the failed node's pod %s stays in the API, Ready=%v", onFailed[0].Name, onFailed[0].Ready)
+	}
+}
