@@ -213,46 +213,51 @@ func (m *k8sMulti) watchNotReady(node string, since time.Time) <-chan notReady {
 	return ch
 }
 
-// TestK8sMultiNodeCatalog: the chart on two nodes of one LAN segment, two
-// servers on it. One pod per node, each server registered once and
-// passing, one pod leads; a helm upgrade rolls the pods node by node while a
-// poller reads the passing instances every 100 ms; then the leader's node
-// fails: the other pod leads, writes nothing, and the servers stay passing.
+// TestK8sMultiNodeCatalog: the chart on three nodes, node1 and node2 on
+// LAN segment a with two servers, node3 alone on segment b with one. One pod
+// per node, each server registered once and passing, one pod leads. A helm
+// upgrade rolls the pods node by node while a poller reads the passing
+// instances every 100 ms. Segment b's only node fails: its server turns
+// critical and is removed, segment a's stay passing. Then the leader's node
+// of segment a fails: the other pod leads, writes nothing, and the servers
+// stay passing. A failed node turns NotReady and its pod stays in the API.
 func TestK8sMultiNodeCatalog(t *testing.T) {
 	k8slab.Require(t)
 	lab := netns.New(t)
-	lan := lab.Bridge("lan")
-	var want []string
-	for i := range 2 {
-		ip := fmt.Sprintf("10.213.41.%d", 31+i)
-		respond(t, lab.Host(fmt.Sprintf("s%d", i), lan, ip+"/24"), 1, "--ip", ip)
-		want = append(want, runServerID(catService, ip, 8000))
+	seg := map[string]*netns.Bridge{"a": lab.Bridge("lana"), "b": lab.Bridge("lanb")}
+	server := func(seg *netns.Bridge, name, ip string) string {
+		respond(t, lab.Host(name, seg, ip+"/24"), 1, "--ip", ip)
+		return runServerID(catService, ip, 8000)
 	}
-	nodes := []string{"node1", "node2"}
+	wantA := []string{server(seg["a"], "sa0", "10.213.41.31"), server(seg["a"], "sa1", "10.213.41.32")}
+	wantB := []string{server(seg["b"], "sb0", "10.213.42.31")}
+	nodes := []string{"node1", "node2", "node3"}
 	m := startK8sMulti(t, lab, []k8slab.NodeSpec{
-		{Name: nodes[0], LAN: lan, LANAddr: "10.213.41.21/24"},
-		{Name: nodes[1], LAN: lan, LANAddr: "10.213.41.22/24"},
+		{Name: nodes[0], LAN: seg["a"], LANAddr: "10.213.41.21/24"},
+		{Name: nodes[1], LAN: seg["a"], LANAddr: "10.213.41.22/24"},
+		{Name: nodes[2], LAN: seg["b"], LANAddr: "10.213.42.21/24"},
 	})
+	everything := all("passing", wantA, wantB)
 
 	m.writeValues(`"v1"`)
 	took := m.rollout("install")
-	t.Logf("MEASURED: helm install to every pod Ready (2 nodes): %s", took.Round(100*time.Millisecond))
+	t.Logf("MEASURED: helm install to every pod Ready (3 nodes): %s", took.Round(100*time.Millisecond))
 	pods := m.pods()
 	byNode := map[string]int{}
 	for _, p := range pods {
 		byNode[p.Node]++
 	}
-	if len(pods) != 2 || byNode[nodes[0]] != 1 || byNode[nodes[1]] != 1 {
+	if len(pods) != 3 || byNode[nodes[0]] != 1 || byNode[nodes[1]] != 1 || byNode[nodes[2]] != 1 {
 		t.Fatalf("pods %v; want one on each node", pods)
 	}
-	took = m.lc.waitCatalog(60*time.Second, "each server once, passing", all("passing", want))
-	t.Logf("MEASURED: 2 servers in the catalog, once each, passing, %s after the rollout", took.Round(100*time.Millisecond))
+	took = m.lc.waitCatalog(60*time.Second, "each server once, passing", everything)
+	t.Logf("MEASURED: 3 servers of 2 segments in the catalog, once each, passing, %s after the rollout", took.Round(100*time.Millisecond))
 	leader, _ := m.waitOneLeader(30*time.Second, nodes...)
 	t.Logf("pod on %s leads", leader)
 
 	// helm upgrade (a tag changed) rolls the pods one node at a time; no
 	// read of the passing instances misses one.
-	poll := m.lc.poll(all("passing", want))
+	poll := m.lc.poll(everything)
 	upgraded := time.Now().Truncate(time.Second)
 	m.writeValues(`"v2"`)
 	took = m.rollout("upgrade")
@@ -261,7 +266,7 @@ func TestK8sMultiNodeCatalog(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		for _, id := range want {
+		for id := range everything {
 			if e := byID[id]; e == nil || !slices.Contains(e.Service.Tags, "v2") {
 				return false, fmt.Sprintf("%s: %v", id, e)
 			}
@@ -274,31 +279,62 @@ func TestK8sMultiNodeCatalog(t *testing.T) {
 			missing[:min(10, len(missing))], critical[:min(10, len(critical))])
 	}
 	pods = m.pods()
-	if len(pods) != 2 || pods[0].Created.Before(upgraded) || pods[1].Created.Before(upgraded) {
-		t.Errorf("after the upgrade: pods %v; want two, both created by the upgrade", pods)
+	for _, p := range pods {
+		if p.Created.Before(upgraded) {
+			t.Errorf("after the upgrade: pod %s on %s was created before it", p.Name, p.Node)
+		}
 	}
-	t.Logf("MEASURED: helm upgrade rolled 2 nodes in %s; %d reads of the passing instances at 100 ms: %d missing, %d not passing, %d errors",
+	if len(pods) != 3 {
+		t.Errorf("after the upgrade: pods %v; want three", pods)
+	}
+	t.Logf("MEASURED: helm upgrade rolled 3 nodes in %s; %d reads of the passing instances at 100 ms: %d missing, %d not passing, %d errors",
 		took.Round(100*time.Millisecond), reads, len(missing), len(critical), errs)
 
-	// The leader's node fails: kubelet, containerd, shims and the pod
-	// killed, links cut. The other pod leads within about twice the lock
-	// session's TTL (10s) and writes nothing; the servers stay passing.
-	leader, _ = m.waitOneLeader(30*time.Second, nodes...)
+	// Segment b's only node fails (whether or not its pod leads): its
+	// server turns critical, then is removed deregister_after (10s) later;
+	// segment a's servers stay passing throughout.
+	poll = m.lc.poll(all("passing", wantA))
+	failed := time.Now()
+	if err := m.c.FailNode(nodes[2]); err != nil {
+		t.Fatal(err)
+	}
+	nrB := m.watchNotReady(nodes[2], failed)
+	crit := all("passing", wantA)
+	crit[wantB[0]] = "critical"
+	m.lc.waitCatalog(2*10*time.Second+15*time.Second, "segment b's server critical", crit)
+	t.Logf("MEASURED: segment b's only node failed; its server critical %s later", time.Since(failed).Round(100*time.Millisecond))
+	m.lc.waitCatalog(30*time.Second, "segment b's server removed", all("passing", wantA))
+	t.Logf("MEASURED: and removed %s after the node failed (deregister_after 10s)", time.Since(failed).Round(100*time.Millisecond))
+	reads, missing, critical, errs = poll.finish()
+	if len(missing)+len(critical) > 0 {
+		t.Errorf("segment b failed: segment a's servers missing in %d and not passing in %d of %d reads: %v %v", len(missing), len(critical), reads,
+			missing[:min(10, len(missing))], critical[:min(10, len(critical))])
+	}
+	if nr := <-nrB; nr.err != nil {
+		t.Error(nr.err)
+	} else {
+		t.Logf("MEASURED: node %s NotReady (Ready=%s) %s after it failed", nodes[2], nr.status, nr.after.Round(100*time.Millisecond))
+	}
+
+	// The leader's node of segment a fails: kubelet, containerd, shims and
+	// the pod killed, links cut. The other pod leads within about twice the
+	// lock session's TTL (10s) and, never having led, writes nothing: its
+	// segment's servers stay passing.
+	leader, _ = m.waitOneLeader(30*time.Second, nodes[:2]...)
 	other := nodes[0]
 	if other == leader {
 		other = nodes[1]
 	}
 	idx := m.lc.settledIndex(30 * time.Second)
-	poll = m.lc.poll(all("passing", want))
-	failed := time.Now()
+	poll = m.lc.poll(all("passing", wantA))
+	failed = time.Now()
 	if err := m.c.FailNode(leader); err != nil {
 		t.Fatal(err)
 	}
-	notReady := m.watchNotReady(leader, failed)
+	nrA := m.watchNotReady(leader, failed)
 	next, _ := m.waitOneLeader(2*10*time.Second+15*time.Second, other)
-	failover := time.Since(failed)
-	t.Logf("MEASURED: the leader's node %s failed; the pod on %s led %s later", leader, next, failover.Round(100*time.Millisecond))
-	nr := <-notReady
+	t.Logf("MEASURED: the leader's node %s failed; the pod on %s led %s later", leader, next, time.Since(failed).Round(100*time.Millisecond))
+	nr := <-nrA
 	if nr.err != nil {
 		t.Fatal(nr.err)
 	}
@@ -317,18 +353,20 @@ func TestK8sMultiNodeCatalog(t *testing.T) {
 		t.Errorf("node failure: servers missing in %d and not passing in %d of %d reads: %v %v", len(missing), len(critical), reads,
 			missing[:min(10, len(missing))], critical[:min(10, len(critical))])
 	}
-	t.Logf("node failure: %d reads of the passing instances at 100 ms: %d missing, %d not passing, %d errors", reads, len(missing), len(critical), errs)
-	// The failed node's pod stays in the API (DaemonSet pods tolerate the
+	t.Logf("leader's node failure: %d reads of the passing instances at 100 ms: %d missing, %d not passing, %d errors", reads, len(missing), len(critical), errs)
+	// The failed nodes' pods stay in the API (DaemonSet pods tolerate the
 	// unreachable taint), no longer Ready.
-	var onFailed []k8sPod
-	for _, p := range m.pods() {
-		if p.Node == leader {
-			onFailed = append(onFailed, p)
+	for _, n := range []string{nodes[2], leader} {
+		var on []k8sPod
+		for _, p := range m.pods() {
+			if p.Node == n {
+				on = append(on, p)
+			}
 		}
-	}
-	if len(onFailed) != 1 {
-		t.Errorf("pods on the failed node %s: %v; want its pod still in the API", leader, onFailed)
-	} else {
-		t.Logf("the failed node's pod %s stays in the API, Ready=%v", onFailed[0].Name, onFailed[0].Ready)
+		if len(on) != 1 {
+			t.Errorf("pods on the failed node %s: %v; want its pod still in the API", n, on)
+		} else {
+			t.Logf("the failed node %s's pod %s stays in the API, Ready=%v", n, on[0].Name, on[0].Ready)
+		}
 	}
 }
