@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulbin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
@@ -369,4 +372,166 @@ func TestK8sMultiNodeCatalog(t *testing.T) {
 			t.Logf("the failed node %s's pod %s stays in the API, Ready=%v", n, on[0].Name, on[0].Ready)
 		}
 	}
+}
+
+// startNodeAgent runs a Consul client agent in the node's namespace, bound
+// to the node's address on the management network (status.hostIP, where
+// the chart's agent mode finds it), joined to the servers; it returns a
+// client of that agent.
+func (m *k8sMulti) startNodeAgent(n *k8slab.Node) *api.Client {
+	m.t.Helper()
+	dir := m.t.TempDir()
+	var join []string
+	for _, s := range m.cl.Servers {
+		join = append(join, fmt.Sprintf("%q", s.IP.String()))
+	}
+	cfg := fmt.Sprintf(`node_name = %q
+datacenter = "dc1"
+data_dir = %q
+server = false
+bind_addr = %q
+advertise_addr = %q
+client_addr = %q
+retry_join = [%s]
+retry_interval = "1s"
+disable_update_check = true
+log_level = "warn"
+ports {
+  http = %d
+  dns = -1
+  grpc = -1
+  grpc_tls = -1
+  https = -1
+}
+`, n.Name(), filepath.Join(dir, "data"), n.IP(), n.IP(), n.IP(), strings.Join(join, ", "), consulcluster.HTTPPort)
+	path := filepath.Join(dir, "agent.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		m.t.Fatal(err)
+	}
+	p, err := n.Host().Start(m.t.Context(), consulbin.Path(m.t), "agent", "-config-file", path)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() {
+		if m.t.Failed() {
+			stdout, stderr := p.Output()
+			m.t.Logf("agent on %s:\n%s%s", n.Name(), runTail(stdout, 30), runTail(stderr, 30))
+		}
+	})
+	cfgAPI := api.DefaultConfig()
+	cfgAPI.Address = fmt.Sprintf("%s:%d", n.IP(), consulcluster.HTTPPort)
+	cfgAPI.Transport = netns.Transport(n.Host().NS)
+	cl, err := api.NewClient(cfgAPI)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	runWait(m.t, 30*time.Second, "agent on "+n.Name()+" joined", func() (bool, string) {
+		members, err := cl.Agent().Members(false)
+		return err == nil && len(members) >= 1+len(m.cl.Servers), fmt.Sprint(len(members), err)
+	})
+	return cl
+}
+
+// agentEntries counts the instances of the service by node and ID, and
+// their status.
+func (m *k8sMulti) agentEntries() (map[string]int, map[string]string, error) {
+	entries, _, err := m.lc.consul.Health().Service(catService, "", false, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	count, status := map[string]int{}, map[string]string{}
+	for _, e := range entries {
+		k := e.Node.Node + "/" + e.Service.ID
+		count[k]++
+		status[k] = e.Checks.AggregatedStatus()
+	}
+	return count, status, nil
+}
+
+// waitAgentEntries waits until the instances are exactly want (node/ID ->
+// status), each listed once.
+func (m *k8sMulti) waitAgentEntries(timeout time.Duration, what string, want map[string]string) time.Duration {
+	m.t.Helper()
+	return runWait(m.t, timeout, what, func() (bool, string) {
+		count, status, err := m.agentEntries()
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(count) != len(want) {
+			return false, fmt.Sprintf("have %v", status)
+		}
+		for k, s := range want {
+			if count[k] != 1 || status[k] != s {
+				return false, fmt.Sprintf("%s: %d times, %q; have %v", k, count[k], status[k], status)
+			}
+		}
+		return true, ""
+	})
+}
+
+// TestK8sMultiNodeAgent: agent mode on two nodes of one segment, each with
+// its own Consul client agent in its namespace (at the node's IP, where
+// the chart points the bridge). Without a lock each server is registered
+// once on each agent; `helm upgrade` setting consul_lock leaves each server
+// registered once in all, by the lock holder.
+func TestK8sMultiNodeAgent(t *testing.T) {
+	k8slab.Require(t)
+	lab := netns.New(t)
+	lan := lab.Bridge("lan")
+	var ids []string
+	for i := range 2 {
+		ip := fmt.Sprintf("10.213.41.%d", 31+i)
+		respond(t, lab.Host(fmt.Sprintf("s%d", i), lan, ip+"/24"), 1, "--ip", ip)
+		ids = append(ids, runServerID(catService, ip, 8000))
+	}
+	nodes := []string{"node1", "node2"}
+	m := startK8sMulti(t, lab, []k8slab.NodeSpec{
+		{Name: nodes[0], LAN: lan, LANAddr: "10.213.41.21/24"},
+		{Name: nodes[1], LAN: lan, LANAddr: "10.213.41.22/24"},
+	})
+	for _, n := range m.c.Nodes() {
+		m.startNodeAgent(n)
+	}
+	agentValues := func(lock string) {
+		m.writeValues(`"agent"`)
+		f, err := os.OpenFile(m.values, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "  consul_mode: agent\n  consul_deregister_after: 1m\n  consul_lock: %q\n", lock)
+	}
+	agentValues("")
+	took := m.rollout("install")
+	t.Logf("MEASURED: agent mode: helm install to every pod Ready (2 nodes): %s", took.Round(100*time.Millisecond))
+	perAgent := map[string]string{}
+	for _, n := range nodes {
+		for _, id := range ids {
+			perAgent[n+"/"+id] = "passing"
+		}
+	}
+	took = m.waitAgentEntries(60*time.Second, "each server once per agent, passing", perAgent)
+	t.Logf("MEASURED: agent mode, no lock: 2 servers once on each of 2 agents, passing, %s after the rollout", took.Round(100*time.Millisecond))
+
+	agentValues("udp-discovery-bridge/lock")
+	took = m.rollout("upgrade")
+	var holder string
+	took += runWait(t, 60*time.Second, "each server once in all, passing", func() (bool, string) {
+		count, status, err := m.agentEntries()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range nodes {
+			ok := len(count) == len(ids)
+			for _, id := range ids {
+				ok = ok && count[n+"/"+id] == 1 && status[n+"/"+id] == "passing"
+			}
+			if ok {
+				holder = n
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("have %v", status)
+	})
+	t.Logf("MEASURED: agent mode with consul_lock: helm upgrade to each server once in all (on %s's agent), passing: %s", holder, took.Round(100*time.Millisecond))
 }
