@@ -253,6 +253,11 @@ func TestK8sMultiNodeCatalog(t *testing.T) {
 	if len(pods) != 3 || byNode[nodes[0]] != 1 || byNode[nodes[1]] != 1 || byNode[nodes[2]] != 1 {
 		t.Fatalf("pods %v; want one on each node", pods)
 	}
+	for _, p := range pods {
+		if !p.Ready {
+			t.Errorf("pod %s on %s not Ready after the rollout", p.Name, p.Node)
+		}
+	}
 	took = m.lc.waitCatalog(60*time.Second, "each server once, passing", everything)
 	t.Logf("MEASURED: 3 servers of 2 segments in the catalog, once each, passing, %s after the rollout", took.Round(100*time.Millisecond))
 	leader, _ := m.waitOneLeader(30*time.Second, nodes...)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,36 +49,51 @@ spec:
         image: %s
         imagePullPolicy: Never
 `, PauseImage)
-	begin := time.Now()
-	if _, err := c.KubectlIn(ctx, strings.NewReader(ds), "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := c.Kubectl(ctx, "rollout", "status", "daemonset/multi", "--timeout=120s"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	t.Logf("MEASURED: DaemonSet created to rolled out on 2 nodes: %s", time.Since(begin).Round(10*time.Millisecond))
-	podsOn := func() map[string]int {
+	// podsOn counts the DaemonSet's pods by node, and those Ready.
+	podsOn := func() (all, ready map[string]int) {
 		out, err := c.Kubectl(ctx, "get", "pods", "-l", "app=multi", "-o", "json")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var pods struct {
 			Items []struct {
-				Spec struct{ NodeName string } `json:"spec"`
+				Spec   struct{ NodeName string } `json:"spec"`
+				Status struct {
+					Conditions []struct{ Type, Status string } `json:"conditions"`
+				} `json:"status"`
 			} `json:"items"`
 		}
 		if err := json.Unmarshal([]byte(out), &pods); err != nil {
 			t.Fatal(err)
 		}
-		by := map[string]int{}
+		all, ready = map[string]int{}, map[string]int{}
 		for _, p := range pods.Items {
-			by[p.Spec.NodeName]++
+			all[p.Spec.NodeName]++
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == "Ready" && cond.Status == "True" {
+					ready[p.Spec.NodeName]++
+				}
+			}
 		}
-		return by
+		return all, ready
 	}
-	if by := podsOn(); len(by) != 2 || by["node1"] != 1 || by["node2"] != 1 {
-		t.Fatalf("pods by node %v, want one on each of node1 and node2", by)
+	begin := time.Now()
+	if _, err := c.KubectlIn(ctx, strings.NewReader(ds), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
 	}
+	// (rollout status may report a DaemonSet done before its controller
+	// has counted the nodes: wait for the pods themselves.)
+	for {
+		all, ready := podsOn()
+		if len(all) == 2 && all["node1"] == 1 && all["node2"] == 1 && ready["node1"] == 1 && ready["node2"] == 1 {
+			break
+		}
+		if time.Since(begin) > 2*time.Minute {
+			t.Fatalf("pods by node %v, Ready %v; want one Ready on each of node1 and node2", all, ready)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("MEASURED: DaemonSet created to a Ready pod on each of 2 nodes: %s", time.Since(begin).Round(10*time.Millisecond))
 
 	// Every process of a node's pods (in its cgroup root) is in the
 	// node's network namespace.
@@ -101,6 +117,9 @@ spec:
 		t.Logf("node %s (%s, LAN %s): %d pod processes in its namespace", n.Name(), n.IP(), n.LANDev(), len(pids))
 	}
 
+	total, by := c.Memory()
+	t.Logf("MEASURED: memory (RSS) of the two-node lab with its DaemonSet: %d MiB in all; %s", total>>20, formatMemMulti(by))
+
 	// node1 fails.
 	n1 := c.Node("node1")
 	failed := time.Now()
@@ -123,7 +142,7 @@ spec:
 	if st, _, err := c.NodeReady("node2"); err != nil || st != "True" {
 		t.Errorf("node2 Ready=%s (%v), want True", st, err)
 	}
-	if by := podsOn(); by["node1"] != 1 || by["node2"] != 1 {
+	if by, _ := podsOn(); by["node1"] != 1 || by["node2"] != 1 {
 		t.Errorf("pods by node after node1 failed: %v; want its pod still in the API", by)
 	}
 
@@ -150,4 +169,58 @@ func netnsInode(t *testing.T, path string) uint64 {
 		t.Fatalf("stat %s: %v", path, err)
 	}
 	return st.Ino
+}
+
+func formatMemMulti(by map[string]int64) string {
+	var parts []string
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node1-kubelet", "node1-containerd", "node2-kubelet", "node2-containerd", "shims", "pods"} {
+		parts = append(parts, fmt.Sprintf("%s %d", name, by[name]>>20))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TestK8sMultiLeftoverNetworks: what a multi-node lab of a dead test
+// process left in the network (its nodes' namespaces, the management bridge
+// and its iptables rule) is removed by the next lab's leftover cleanup.
+func TestK8sMultiLeftoverNetworks(t *testing.T) {
+	netns.Require(t)
+	ip, err := lookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("%d", os.Getpid()%100000)
+	ns, dev := "ude-k8sleft-"+suffix, "k8sl"+suffix
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v: %s", name, args, err, out)
+		}
+	}
+	run(ip, "netns", "add", ns)
+	run(ip, "link", "add", dev, "type", "bridge")
+	ipt, iptErr := lookPath("iptables")
+	if iptErr == nil {
+		run(ipt, "-I", "FORWARD", "1", "-i", dev, "-o", dev, "-j", "ACCEPT")
+	}
+	t.Cleanup(func() { // only if the test failed to remove them
+		_ = exec.Command(ip, "netns", "del", ns).Run()
+		_ = exec.Command(ip, "link", "del", dev).Run()
+		if iptErr == nil {
+			_ = exec.Command(ipt, "-D", "FORWARD", "-i", dev, "-o", dev, "-j", "ACCEPT").Run()
+		}
+	})
+	if errs := removeNetworks(record{NodeNetns: []string{ns, "ude-gone-" + suffix}, MgmtDev: dev}); len(errs) > 0 {
+		t.Fatalf("removeNetworks: %v", errs)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err == nil {
+		t.Errorf("namespace %s left", ns)
+	}
+	if _, err := os.Stat("/sys/class/net/" + dev); err == nil {
+		t.Errorf("device %s left", dev)
+	}
+	if iptErr == nil {
+		if err := exec.Command(ipt, "-C", "FORWARD", "-i", dev, "-o", dev, "-j", "ACCEPT").Run(); err == nil {
+			t.Errorf("iptables rule for %s left", dev)
+		}
+	}
 }
