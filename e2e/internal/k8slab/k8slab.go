@@ -1,20 +1,22 @@
-// Package k8slab runs a real single-node Kubernetes for end-to-end tests:
+// Package k8slab runs a real Kubernetes for end-to-end tests, of one node or several:
 // etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kubelet
 // on a private containerd instance, all built from Go modules (see Build),
 // with every file, socket and log under one test directory and no image
 // pulled from anywhere.
 //
-// The node is the machine itself: a hostNetwork pod is in the machine's root
-// network namespace. Whatever runs there must be confined by its own
+// Start's node is the machine itself: a hostNetwork pod is in the machine's
+// root network namespace. Whatever runs there must be confined by its own
 // configuration (the bridge: its interface whitelist pinned to a test
-// bridge).
+// bridge). StartMulti's nodes are network namespaces of the test's
+// netns.Lab, hosts on the test's LAN segments, each with its own containerd
+// and kubelet started in it; FailNode fails one as a real node fails.
 //
 // Only one lab runs on a machine at a time (the kubelet owns host-wide
 // cgroups and kernel settings): Start takes a machine-wide lock, cleans up
 // after a crashed earlier run, and its teardown (registered with t.Cleanup,
 // or Stop) stops every process by PID, unmounts what was mounted under the
-// test directory, removes the cgroups the kubelet made (all under
-// <hierarchy>/udb-k8slab, its cgroupRoot) and restores
+// test directory, removes the cgroups the kubelets made (all under
+// <hierarchy>/udb-k8slab, the cgroupRoot, or udb-k8slab/<node>) and restores
 // the kernel settings the kubelet changed.
 package k8slab
 
