@@ -16,15 +16,12 @@ import (
 // kubelet renews the lease every quarter of it.
 const multiLeaseDuration = 12 * time.Second
 
-// multiNodeGrace is the controller-manager's node-monitor-grace-period in a
-// multi-node lab: a node whose lease has not been renewed for this long is
-// marked NotReady (Ready=Unknown). Kubernetes' default is 50 s.
-const multiNodeGrace = 15 * time.Second
-
-// NodeGrace is how long after a node fails (FailNode) the controller-manager
-// of a multi-node lab marks it NotReady, at most (plus its 1 s monitor
-// period).
-const NodeGrace = multiNodeGrace
+// NodeGrace is the controller-manager's node-monitor-grace-period in a
+// multi-node lab (Kubernetes' default is 50 s): a node whose lease has not
+// been renewed for this long is marked NotReady (Ready=Unknown), so a node
+// failed by FailNode turns NotReady at most this long (plus the 1 s monitor
+// period) after it failed.
+const NodeGrace = 15 * time.Second
 
 // NodeSpec is one worker node of a multi-node lab.
 type NodeSpec struct {

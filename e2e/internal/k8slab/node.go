@@ -196,7 +196,7 @@ evictionHard:
 `, n.ctrSock, n.cgroup, address, n.kubeletPort, n.healthzPort, serving.CertFile, serving.KeyFile, caFile, mkdir(filepath.Join(n.dir, "pod-logs")))
 	if c.multi {
 		// A lease renewed every 3 s (a quarter of its duration), so that
-		// the controller-manager's short grace period (multiNodeGrace)
+		// the controller-manager's short grace period (NodeGrace)
 		// tells a failed node from a busy one.
 		cfg += fmt.Sprintf("nodeLeaseDurationSeconds: %d\n", int(multiLeaseDuration.Seconds()))
 	}

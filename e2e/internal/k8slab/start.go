@@ -207,7 +207,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		"--profiling=false",
 	}
 	if c.multi {
-		cmArgs = append(cmArgs, "--node-monitor-period=1s", "--node-monitor-grace-period="+multiNodeGrace.String())
+		cmArgs = append(cmArgs, "--node-monitor-period=1s", "--node-monitor-grace-period="+NodeGrace.String())
 	}
 	if err := c.run("kube-controller-manager", c.bins.ControllerManager, cmArgs...); err != nil {
 		return err
