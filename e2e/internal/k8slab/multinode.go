@@ -122,6 +122,12 @@ func StartMulti(t testing.TB, opts MultiOptions) *Cluster {
 // address, with a leg of every node.
 func (c *Cluster) Management() *netns.Bridge { return c.mgmt }
 
+// APIServerURL is the apiserver's address: on the management network's .1
+// in a multi-node lab, reachable from every node's namespace (a hostNetwork
+// pod there can use it in place of the kubernetes Service, which no proxy
+// serves in the lab); the serving certificate names that address.
+func (c *Cluster) APIServerURL() string { return c.apiURL }
+
 // ManagementSubnet is the management network's /24.
 func (c *Cluster) ManagementSubnet() netip.Prefix { return c.mgmtNet }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -117,6 +118,34 @@ spec:
 		t.Logf("node %s (%s, LAN %s): %d pod processes in its namespace", n.Name(), n.IP(), n.LANDev(), len(pids))
 	}
 
+	// The control plane listens on the management bridge's address
+	// (apiserver) and on loopback (the rest), nowhere else; every node's
+	// namespace reaches the apiserver.
+	apiHost := strings.TrimPrefix(c.APIServerURL(), "https://")
+	apiIP, _, _ := strings.Cut(apiHost, ":")
+	if !c.ManagementSubnet().Contains(netip.MustParseAddr(apiIP)) {
+		t.Errorf("apiserver at %s, not on the management network %s", apiHost, c.ManagementSubnet())
+	}
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		addrs := listening(t, c.proc(name).cmd.Process.Pid)
+		if len(addrs) == 0 {
+			t.Errorf("%s listens on nothing", name)
+		}
+		for _, a := range addrs {
+			if ip := a.Addr().Unmap(); !ip.IsLoopback() && ip.String() != apiIP {
+				t.Errorf("%s listens on %s: want only loopback or the management address %s", name, a, apiIP)
+			}
+		}
+	}
+	for _, n := range c.Nodes() {
+		conn, err := netns.Dial(ctx, n.Host().NS, "tcp", apiHost)
+		if err != nil {
+			t.Errorf("node %s cannot reach the apiserver at %s: %v", n.Name(), apiHost, err)
+			continue
+		}
+		conn.Close()
+	}
+
 	total, by := c.Memory()
 	t.Logf("MEASURED: memory (RSS) of the two-node lab with its DaemonSet: %d MiB in all; %s", total>>20, formatMemMulti(by))
 
@@ -223,4 +252,36 @@ func TestK8sMultiLeftoverNetworks(t *testing.T) {
 			t.Errorf("iptables rule for %s left", dev)
 		}
 	}
+}
+
+// listening returns the TCP addresses the process listens on (ss -ltnp in
+// the test's namespace).
+func listening(t *testing.T, pid int) []netip.AddrPort {
+	t.Helper()
+	ss, err := lookPath("ss")
+	if err != nil {
+		t.Skipf("no ss: %v", err)
+	}
+	out, err := exec.Command(ss, "-H", "-ltnp").Output()
+	if err != nil {
+		t.Fatalf("ss -ltnp: %v", err)
+	}
+	var addrs []netip.AddrPort
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.Contains(line, fmt.Sprintf("pid=%d,", pid)) {
+			continue
+		}
+		local := f[3]
+		if strings.HasPrefix(local, "*:") {
+			local = "[::]" + local[1:] // every address
+		}
+		a, err := netip.ParseAddrPort(local)
+		if err != nil {
+			t.Errorf("ss: local address %q of pid %d: %v", f[3], pid, err)
+			continue
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs
 }
