@@ -8,6 +8,7 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,6 +267,39 @@ func TestACLCatalogPolicy(t *testing.T) {
 	if strings.Contains(stderr, tok) || strings.Contains(stderr, tok2) {
 		t.Error("the bridge logged its token")
 	}
+
+	// The same policy in the shared-node layout: the servers move to the
+	// fleet's node, passing, their own nodes go (deregister-after 5s), and
+	// doctor finds every operation of that layout allowed.
+	delete(l.bridges, "a1")
+	b = l.bridge("a1", "--consul-token-file", tokFile, "--consul-catalog-layout", "shared-node", "--consul-deregister-after", "5s")
+	want := map[string]string{}
+	for _, id := range ids {
+		want["django-servers/"+id] = "passing"
+	}
+	runWait(t, 40*time.Second, "the servers on the shared node only, with the README policy", func() (bool, string) {
+		got, err := catalogByNode(l.consul)
+		return err == nil && maps.Equal(got, want), fmt.Sprint(got, err)
+	})
+	res = l.doctor("a1", "--consul-token-file", tokFile, "--consul-catalog-layout", "shared-node")
+	if res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Contains(res.Stdout, "FAILED") || !strings.Contains(res.Stdout, "django-servers") {
+		t.Errorf("doctor, shared-node layout, with the README policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	b.sigterm(t, 10*time.Second)
+}
+
+// catalogByNode is every instance of the service as "<node>/<service ID>"
+// with its status.
+func catalogByNode(c *api.Client) (map[string]string, error) {
+	entries, _, err := c.Health().Service(catService, "", false, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		out[e.Node.Node+"/"+e.Service.ID] = e.Checks.AggregatedStatus()
+	}
+	return out, nil
 }
 
 // policyRules splits a policy into its rules, one per line, comments and

@@ -309,6 +309,18 @@ func perfCatalog10k(t *testing.T, layout string) {
 		perfMiB(peak.RSSKiB), perfMiB(peak.AnonKiB), peak.At.Sub(published).Seconds(),
 		100*float64(b.CPUTicks-a.CPUTicks)/perfClkTck/b.At.Sub(a.At).Seconds())
 
+	// The baseline again, now with both bridges running their rounds (each
+	// ingests 40,000 datagrams every 5 s on this 2-core machine, as they did
+	// while the leader wrote), under another service name.
+	var during []time.Duration
+	for range 3 {
+		d, _ := rawTxnBaseline(t, cl, l.consul, cat10k, catInFlight, layout)
+		during = append(during, d)
+	}
+	slices.Sort(during)
+	perfResult(t, "layout %s: raw /v1/txn with both bridges running their rounds, median of 3: %s (%v); the bridge's %s against it: ratio %.2f",
+		layout, during[1].Round(10*time.Millisecond), during, took.Round(10*time.Millisecond), took.Seconds()/during[1].Seconds())
+
 	other := map[string]string{"a1": "a2", "a2": "a1"}[leader]
 	w0, _, _ := runMetric(l.hosts[other].NS, "udp_discovery_bridge_consul_catalog_writes_total")
 	_, _, _, idxBefore, _ := catCount(l.consul, catService)
@@ -337,4 +349,30 @@ func perfCatalog10k(t *testing.T, layout string) {
 	perfResult(t, "failover: %s led %s after kill -9 of %s (session TTL 10s) and had merged the observation left %s after the kill; "+
 		"its reconcile made %v catalog writes, the service's index %d -> %d, %d of %d servers passing",
 		other, led.Round(100*time.Millisecond), leader, merged.Round(100*time.Millisecond), w1-w0, idxBefore, idxAfter, passing, cat10k)
+}
+
+// TestPerfCatalogLayoutSizes measures, on one three-server cluster, raw
+// /v1/txn registrations of n servers in each layout (the operations the
+// leader writes, 8 in flight) for growing n: where the shared node's cost,
+// which grows with the servers on it, starts to matter.
+func TestPerfCatalogLayoutSizes(t *testing.T) {
+	perfRequire(t)
+	netns.Require(t)
+	l := newCatLab(t)
+	cl := l.startCluster()
+	for _, n := range []int{100, 300, 1000, 3000} {
+		var line []string
+		for _, layout := range []string{consul.LayoutNodePerServer, consul.LayoutSharedNode} {
+			var took []time.Duration
+			var cpu []float64
+			for range 3 {
+				d, c := rawTxnBaseline(t, cl, l.consul, n, catInFlight, layout)
+				took, cpu = append(took, d), append(cpu, c)
+			}
+			slices.Sort(took)
+			slices.Sort(cpu)
+			line = append(line, fmt.Sprintf("%s %s (%v), Consul CPU %.2f s", layout, took[1].Round(time.Millisecond), took, cpu[1]))
+		}
+		perfResult(t, "%d servers, raw /v1/txn, median of 3: %s", n, strings.Join(line, "; "))
+	}
 }

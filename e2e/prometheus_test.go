@@ -231,6 +231,18 @@ func TestPrometheusSD(t *testing.T) {
 	startRun(t, l.client, "catalog-metrics", append([]string{"--sink", "consul", "--consul-mode", "catalog", "--consul-addr", "127.0.0.1:1",
 		"--metrics-addr", catalogMetrics, "--bridge-id", "catalog-metrics", "--whitelist", dev}, runFast...)...)
 
+	// And one with the Kubernetes sink, for its leader's metric names (its
+	// API server does not exist either).
+	const kubernetesMetrics = "127.0.0.1:9110"
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	kc := "apiVersion: v1\nkind: Config\nclusters: [{name: none, cluster: {server: \"https://127.0.0.1:1\"}}]\n" +
+		"users: [{name: none, user: {token: none}}]\ncontexts: [{name: none, context: {cluster: none, user: none, namespace: default}}]\ncurrent-context: none\n"
+	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, l.client, "kubernetes-metrics", append([]string{"--sink", "kubernetes", "--kubeconfig", kubeconfig,
+		"--metrics-addr", kubernetesMetrics, "--bridge-id", "kubernetes-metrics", "--whitelist", dev}, runFast...)...)
+
 	httpSD := readmeScrapeConfig(t, "http_sd")
 	httpSD["job_name"] = "django-http-sd"
 	hs := sdConfig(t, httpSD, "http_sd_configs")
@@ -244,7 +256,7 @@ func TestPrometheusSD(t *testing.T) {
 	fs := sdConfig(t, fileSD, "file_sd_configs")
 	fs["files"] = []string{sdFile}
 	fs["refresh_interval"] = "1s"
-	self := map[string]any{"job_name": "udp-discovery-bridge", "static_configs": []any{map[string]any{"targets": []string{runMetricsAddr, catalogMetrics}}}}
+	self := map[string]any{"job_name": "udp-discovery-bridge", "static_configs": []any{map[string]any{"targets": []string{runMetricsAddr, catalogMetrics, kubernetesMetrics}}}}
 	rules := filepath.Join(repoRootDir(t), "charts", "udp-discovery-bridge", "files", "prometheus-rules.yaml")
 	p := startPrometheus(t, l.client, []string{rules}, httpSD, fileSD, self)
 
@@ -287,10 +299,10 @@ func TestPrometheusSD(t *testing.T) {
 				detail = append(detail, r.Name+":"+r.Health+" "+r.LastError)
 			}
 		}
-		return ok == 7, strings.Join(detail, "; ")
+		return ok == 10, strings.Join(detail, "; ")
 	})
 
-	checkDashboard(t, p, l.client.NS, runMetricsAddr, catalogMetrics)
+	checkDashboard(t, p, l.client.NS, runMetricsAddr, catalogMetrics, kubernetesMetrics)
 
 	// Restart the bridge with a first round that takes 3 s: /sd/prometheus
 	// answers 503 meanwhile, and Prometheus keeps both targets.

@@ -45,20 +45,32 @@ func TestRunCatalogSharedNode(t *testing.T) {
 	}
 	delete(l.bridges, "a1")
 	l.bridge("a1", "--consul-catalog-layout", "shared-node")
+	twice := false // an ID listed twice, on its old node critical: the README says so
 	took := runWait(t, 40*time.Second, "only the shared node's entries", func() (bool, string) {
 		entries, _, err := l.consul.Health().Service(catService, "", false, nil)
 		if err != nil {
 			return false, err.Error()
 		}
 		var on []string
+		seen := map[string]int{}
 		for _, e := range entries {
 			on = append(on, e.Node.Node+"/"+e.Service.ID+" "+e.Checks.AggregatedStatus())
+			seen[e.Service.ID]++
+		}
+		for _, e := range entries {
+			// Both entries of a server: the old one critical, the new passing.
+			if seen[e.Service.ID] == 2 && e.Node.Node == e.Service.ID && e.Checks.AggregatedStatus() == api.HealthCritical {
+				twice = true
+			}
 		}
 		want := []string{"django-servers/" + ids[0] + " passing", "django-servers/" + ids[1] + " passing"}
 		slices.Sort(on)
 		return slices.Equal(on, want), fmt.Sprint(on)
 	})
 	reads, gaps := stop()
+	if !twice {
+		t.Errorf("no read saw a server listed on both nodes, its old node critical, during the change")
+	}
 	if reads < 20 || len(gaps) > 0 {
 		t.Errorf("poller during the layout change: %d reads, %d with a server missing from ?passing: %v", reads, len(gaps), gaps)
 	}

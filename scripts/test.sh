@@ -53,6 +53,8 @@ if [ "${E2E:-1}" != 0 ]; then
   (cd e2e && go test -count=1 -timeout 20m -run '^TestConsulBinary$' -v ./internal/consulbin/ | grep -v '^=== ')
   step "helm binary (built from its Go module once, then cached)"
   (cd e2e && go test -count=1 -timeout 20m -run '^TestHelmBinary$' -v ./internal/helmbin/ | grep -v '^=== ')
+  step "coredns binary (built from its Go module once, then cached)"
+  (cd e2e && go test -count=1 -timeout 20m -run '^TestCoreDNSBinary$' -v ./internal/corednsbin/ | grep -v '^=== ')
   step "kubernetes binaries (built from Go modules once, then cached)"
   (cd e2e && go test -count=1 -timeout 30m -run '^TestK8sBinaries$' -v ./internal/k8slab/ | grep -v '^=== ')
   step "prometheus and promtool binaries (built from Prometheus's Go module once, then cached)"

@@ -25,7 +25,7 @@ type exampleKey struct {
 
 var (
 	flagLine = regexp.MustCompile(`^# flag --\S+, env (.+)$`)
-	keyLine  = regexp.MustCompile(`^# ([a-z_]+): (.*)$`)
+	keyLine  = regexp.MustCompile(`^# ([a-z0-9_]+): (.*)$`)
 )
 
 func exampleKeys(t testing.TB) []exampleKey {

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -58,6 +59,8 @@ type rendered struct {
 	serviceMonitors []serviceMonitor
 	podMonitors     []podMonitor
 	prometheusRules []prometheusRule
+	roles           []rbacv1.Role
+	roleBindings    []rbacv1.RoleBinding
 }
 
 // render templates the chart and decodes every document strictly: an
@@ -98,6 +101,12 @@ func render(t *testing.T, args ...string) *rendered {
 		case "PrometheusRule":
 			r.prometheusRules = append(r.prometheusRules, prometheusRule{})
 			target, want = &r.prometheusRules[len(r.prometheusRules)-1], "monitoring.coreos.com/v1"
+		case "Role":
+			r.roles = append(r.roles, rbacv1.Role{})
+			target, want = &r.roles[len(r.roles)-1], "rbac.authorization.k8s.io/v1"
+		case "RoleBinding":
+			r.roleBindings = append(r.roleBindings, rbacv1.RoleBinding{})
+			target, want = &r.roleBindings[len(r.roleBindings)-1], "rbac.authorization.k8s.io/v1"
 		default:
 			t.Fatalf("unexpected kind %q (%s) in the rendered chart", tm.Kind, tm.APIVersion)
 		}
@@ -300,6 +309,9 @@ func checkCommon(t *testing.T, r *rendered, netAdmin bool) {
 }
 
 func bridgeVar(name string) bool {
+	if name == "KUBECONFIG" { // the kubernetes sink's kubeconfig key
+		return true
+	}
 	for _, p := range []string{"DISCOVERY_", "CONSUL_", "BRIDGE_"} {
 		if strings.HasPrefix(name, p) {
 			return true

@@ -13,6 +13,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
@@ -25,7 +26,7 @@ type (
 // testSchema is the configuration of a bridge with the built-in sinks, and
 // a reader of the Consul settings a Config loaded with it carries.
 func testSchema() (*config.Schema, func(*Config) consul.Config) {
-	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), consul.Factory()).Schema(),
+	return sink.NewRegistry(sink.StdoutFactory(), sink.FileFactory(), consul.Factory(), kubernetes.Factory()).Schema(),
 		func(c *Config) consul.Config { cc, _ := c.SinkSettings("consul").(consul.Config); return cc }
 }
 

@@ -36,8 +36,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+udb.k8sSink: "true" when the kubernetes sink is on; it then needs the API
+(a token, a ServiceAccount of its own and the Role of templates/rbac.yaml).
+*/}}
+{{- define "udb.k8sSink" -}}
+{{- if has "kubernetes" (.Values.config.sinks | default list) }}true{{ end -}}
+{{- end }}
+
+{{/* udb.createServiceAccount: "true" when the chart creates the ServiceAccount. */}}
+{{- define "udb.createServiceAccount" -}}
+{{- if or .Values.serviceAccount.create (and (include "udb.k8sSink" .) (not .Values.serviceAccount.name)) }}true{{ end -}}
+{{- end }}
+
+{{/* udb.automountToken: the pods get an API token only with the kubernetes sink (or when asked). */}}
+{{- define "udb.automountToken" -}}
+{{- if or .Values.automountServiceAccountToken (include "udb.k8sSink" .) }}true{{ else }}false{{ end -}}
+{{- end }}
+
 {{- define "udb.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
+{{- if include "udb.createServiceAccount" . }}
 {{- default (include "udb.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}

@@ -71,4 +71,14 @@ consul_observers_meta: {env: DISCOVERY_CLIENT_CONSUL_OBSERVERS_META, kind: bool,
 consul_catalog_layout: {env: DISCOVERY_CLIENT_CONSUL_CATALOG_LAYOUT, kind: string, default: "node-per-server"}
 consul_write_rate: {env: DISCOVERY_CLIENT_CONSUL_WRITE_RATE, kind: float, default: "0", min: "0"}
 consul_parallel: {env: DISCOVERY_CLIENT_CONSUL_PARALLEL, kind: int, default: "8"}
+kubeconfig: {env: KUBECONFIG, kind: string, default: ""}
+k8s_namespace: {env: DISCOVERY_CLIENT_K8S_NAMESPACE, kind: string, default: ""}
+k8s_service: {env: DISCOVERY_CLIENT_K8S_SERVICE, kind: string, default: "django"}
+k8s_port_name: {env: DISCOVERY_CLIENT_K8S_PORT_NAME, kind: string, default: "http"}
+k8s_service_port: {env: DISCOVERY_CLIENT_K8S_SERVICE_PORT, kind: int, default: "8000"}
+k8s_service_type: {env: DISCOVERY_CLIENT_K8S_SERVICE_TYPE, kind: string, default: "headless"}
+k8s_max_endpoints_per_slice: {env: DISCOVERY_CLIENT_K8S_MAX_ENDPOINTS_PER_SLICE, kind: int, default: "100"}
+k8s_deregister_after: {env: DISCOVERY_CLIENT_K8S_DEREGISTER_AFTER, kind: duration, default: "1m", min: "1s"}
+k8s_lease_duration: {env: DISCOVERY_CLIENT_K8S_LEASE_DURATION, kind: duration, default: "15s", min: "3s"}
+k8s_resync: {env: DISCOVERY_CLIENT_K8S_RESYNC, kind: duration, default: "1m", min: "1s"}
 {{- end }}

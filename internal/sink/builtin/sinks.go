@@ -6,6 +6,7 @@ package builtin
 import (
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes"
 )
 
 // Registry returns a registry of the built-in sinks. It keeps no loaded
@@ -16,5 +17,6 @@ func Registry() *sink.Registry {
 		sink.StdoutFactory(),
 		sink.FileFactory(),
 		consul.Factory(),
+		kubernetes.Factory(),
 	)
 }

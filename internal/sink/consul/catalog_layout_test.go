@@ -38,13 +38,8 @@ func TestSharedNodeName(t *testing.T) {
 // operations per server: its service and its own observed check. Quiet
 // rounds write nothing; the node is not written again.
 func TestCatalogSharedNodeRegisters(t *testing.T) {
-	h := sharedHarness(t)
-	a := h.bridge("a")
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
 	servers := []string{"10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8001"}
-	h.apply(a, snap(1, servers...))
-	h.settled(map[string]string{servers[0]: "1", servers[1]: "1", servers[2]: "1"})
+	h, a := loneBridgeIn(t, LayoutSharedNode, nil, servers...)
 
 	if got, want := h.fc.Nodes(), []string{testSharedNode, bridgesNode(testFleet)}; !slices.Equal(got, want) {
 		t.Errorf("nodes = %v, want %v: no node per server", got, want)
@@ -80,12 +75,7 @@ func TestCatalogSharedNodeRegisters(t *testing.T) {
 // at once and, deregister_after later, its service is deleted with its
 // checks; the shared node and the other servers stay.
 func TestCatalogSharedNodeRemoves(t *testing.T) {
-	h := sharedHarness(t)
-	a := h.bridge("a")
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	h.apply(a, snap(1, "10.0.0.1:8000", "10.0.0.2:8000"))
-	h.settled(map[string]string{"10.0.0.1:8000": "1", "10.0.0.2:8000": "1"})
+	h, a := loneBridgeIn(t, LayoutSharedNode, nil, "10.0.0.1:8000", "10.0.0.2:8000")
 	h.replanned(2, time.Second) // past the grace
 
 	h.apply(a, snap(2, "10.0.0.1:8000"))
@@ -183,12 +173,7 @@ func TestCatalogSharedNodeForeign(t *testing.T) {
 // TestCatalogSharedNodeDeletedByHand: deleting the shared node takes every
 // server with it; the leader's next resync registers them all again.
 func TestCatalogSharedNodeDeletedByHand(t *testing.T) {
-	h := sharedHarness(t)
-	a := h.bridge("a")
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	h.apply(a, snap(1, "10.0.0.1:8000", "10.0.0.2:8000"))
-	h.settled(map[string]string{"10.0.0.1:8000": "1", "10.0.0.2:8000": "1"})
+	h, _ := loneBridgeIn(t, LayoutSharedNode, nil, "10.0.0.1:8000", "10.0.0.2:8000")
 	txn := api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: testSharedNode}}}}
 	if ok, _, err := h.fc.Txn(txn, (&api.QueryOptions{}).WithContext(context.Background())); !ok || err != nil {
 		t.Fatalf("delete the shared node: %v %v", ok, err)

@@ -232,7 +232,13 @@ func TestCatalogLoneBridge(t *testing.T) {
 // loneBridge is a started lone bridge, leading, whose servers are
 // registered.
 func loneBridge(t *testing.T, mod func(*Config), addrs ...string) (*catHarness, *catBridge) {
+	return loneBridgeIn(t, LayoutNodePerServer, mod, addrs...)
+}
+
+// loneBridgeIn is loneBridge in the catalog layout layout.
+func loneBridgeIn(t *testing.T, layout string, mod func(*Config), addrs ...string) (*catHarness, *catBridge) {
 	h := newCatHarness(t)
+	h.layout = layout
 	a := h.bridge("a", func(c *Config) {
 		if mod != nil {
 			mod(c)

@@ -1,0 +1,26 @@
+package corednsbin
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestCoreDNSBinary builds (or finds cached) the CoreDNS binary and checks
+// it is the pinned version with the kubernetes plugin. scripts/test.sh runs
+// it before the end-to-end tests so the first build does not compete with
+// them for the CPU.
+func TestCoreDNSBinary(t *testing.T) {
+	bin := Path(t)
+	out, err := exec.Command(bin, "-version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -version: %v\n%s", bin, err, out)
+	}
+	if want := "CoreDNS-" + strings.TrimPrefix(Version, "v"); !strings.Contains(string(out), want) {
+		t.Fatalf("%s -version printed %q, want %s", bin, out, want)
+	}
+	out, err = exec.Command(bin, "-plugins").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kubernetes") {
+		t.Fatalf("%s -plugins: %v\n%s, want the kubernetes plugin", bin, err, out)
+	}
+}

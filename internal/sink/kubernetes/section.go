@@ -1,0 +1,199 @@
+package kubernetes
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+)
+
+// Service types of k8s_service_type.
+const (
+	TypeHeadless  = "headless"
+	TypeClusterIP = "clusterip"
+)
+
+// Limits of the settings.
+const (
+	DefaultMaxPerSlice = 100
+	MaxPerSliceLimit   = 1000 // Kubernetes' limit of endpoints in one slice
+)
+
+// Config configures the kubernetes sink.
+type Config struct {
+	// Kubeconfig is the kubeconfig file ("": in-cluster).
+	Kubeconfig string
+	// Namespace of every object ("": the kubeconfig context's or the
+	// service account's, else "default").
+	Namespace string
+	// Service, PortName, ServicePort, Headless describe the Service.
+	Service     string
+	PortName    string
+	ServicePort int
+	Headless    bool
+	// MaxPerSlice bounds the endpoints of one slice.
+	MaxPerSlice int
+	// DeregisterAfter: an endpoint no live bridge observes goes this long
+	// after it turned not ready.
+	DeregisterAfter time.Duration
+	// LeaseDuration is the leader Lease's and every bridge Lease's
+	// duration; they are renewed every third of it.
+	LeaseDuration time.Duration
+	// Resync is how often the leader re-reads the slices.
+	Resync time.Duration
+	// BridgeID and Segment are this bridge's identity and LAN segment
+	// (the keys bridge_id and segment, shared with the Consul sink).
+	BridgeID, Segment string
+	// Deregister: on Close, delete this bridge's Lease and observation.
+	Deregister bool
+	// Round is interval + timeout; StartupGrace the leader's hold.
+	Round, StartupGrace time.Duration
+	Once                bool
+	Clock               clock.Clock
+}
+
+// Section is the kubernetes sink's part of the configuration.
+type Section struct {
+	hostname func() (string, error)
+}
+
+// Factory registers the kubernetes sink.
+func Factory() sink.Factory {
+	return sink.NewFactory("kubernetes", &Section{hostname: os.Hostname}, build, runDoctor)
+}
+
+// Keys implements config.Section.
+func (s *Section) Keys() []config.Key {
+	const cat = "Kubernetes sink"
+	return []config.Key{
+		{Name: "kubeconfig", Flag: "kubeconfig", Env: []string{"KUBECONFIG"}, Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: kubeconfig file (its current context) for use outside a cluster (empty: in-cluster service account, whose token is re-read on every request)"},
+		{Name: "k8s_namespace", Flag: "k8s-namespace", Env: []string{"DISCOVERY_CLIENT_K8S_NAMESPACE"}, Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: namespace of the Service, its EndpointSlices, the Leases and the observation ConfigMaps (default: the kubeconfig context's or the service account's, else default)"},
+		{Name: "k8s_service", Flag: "k8s-service", Env: []string{"DISCOVERY_CLIENT_K8S_SERVICE"}, Default: "django", NonEmpty: true, Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: name of the selectorless Service (created if missing, owned by the fleet); it also names the fleet's Leases and ConfigMaps"},
+		{Name: "k8s_port_name", Flag: "k8s-port-name", Env: []string{"DISCOVERY_CLIENT_K8S_PORT_NAME"}, Default: "http", NonEmpty: true, Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: name of the Service's port and of every slice's port (SRV records _<name>._tcp)"},
+		{Name: "k8s_service_port", Flag: "k8s-service-port", Env: []string{"DISCOVERY_CLIENT_K8S_SERVICE_PORT"}, Default: "8000", Kind: config.KindInt, Min: "1", Max: "65535", Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: the Service's port number (what a ClusterIP Service listens on; each slice carries its servers' own port)"},
+		{Name: "k8s_service_type", Flag: "k8s-service-type", Env: []string{"DISCOVERY_CLIENT_K8S_SERVICE_TYPE"}, Default: TypeHeadless, OneOf: []string{TypeHeadless, TypeClusterIP}, Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: headless (DNS answers the servers' addresses) or clusterip (a virtual IP kube-proxy balances over them)"},
+		{Name: "k8s_max_endpoints_per_slice", Flag: "k8s-max-endpoints-per-slice", Env: []string{"DISCOVERY_CLIENT_K8S_MAX_ENDPOINTS_PER_SLICE"}, Default: strconv.Itoa(DefaultMaxPerSlice), Kind: config.KindInt, Min: "1", Max: strconv.Itoa(MaxPerSliceLimit), Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: endpoints in one EndpointSlice at most (1..1000)"},
+		{Name: "k8s_deregister_after", Flag: "k8s-deregister-after", Env: []string{"DISCOVERY_CLIENT_K8S_DEREGISTER_AFTER"}, Default: "1m", Kind: config.KindDuration, Min: "1s", Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: an endpoint no live bridge observes turns ready: false at once and is removed this long after"},
+		{Name: "k8s_lease_duration", Flag: "k8s-lease-duration", Env: []string{"DISCOVERY_CLIENT_K8S_LEASE_DURATION"}, Default: "15s", Kind: config.KindDuration, Min: "3s", Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: duration of the leader Lease and of each bridge's own Lease, renewed every third of it; a standby takes over about this long after the leader dies"},
+		{Name: "k8s_resync", Flag: "k8s-resync", Env: []string{"DISCOVERY_CLIENT_K8S_RESYNC"}, Default: "1m", Kind: config.KindDuration, Min: "1s", Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: how often the leader re-reads the EndpointSlices (changes made behind its back are undone then)"},
+	}
+}
+
+// Load implements sink.Section. bridge_id, segment and on_exit are the keys
+// the Consul sink declares; this sink reads them too.
+func (s *Section) Load(r *config.Reader) Config {
+	c := Config{
+		Kubeconfig:      r.String("kubeconfig"),
+		Namespace:       r.String("k8s_namespace"),
+		Service:         r.String("k8s_service"),
+		PortName:        r.String("k8s_port_name"),
+		ServicePort:     r.Int("k8s_service_port"),
+		Headless:        r.String("k8s_service_type") != TypeClusterIP,
+		MaxPerSlice:     r.Int("k8s_max_endpoints_per_slice"),
+		DeregisterAfter: r.Duration("k8s_deregister_after"),
+		LeaseDuration:   r.Duration("k8s_lease_duration"),
+		Resync:          r.Duration("k8s_resync"),
+		BridgeID:        r.String("bridge_id"),
+		Segment:         r.String("segment"),
+		Deregister:      r.String("on_exit") != "keep",
+	}
+	if c.BridgeID == "" {
+		h, err := s.hostname()
+		if err != nil {
+			r.Bad("bridge_id", "", "not set, and the host name to default it to is unknown: "+err.Error())
+		}
+		c.BridgeID = h
+	}
+	core := r.Core()
+	c.Round = core.Interval + core.Discovery.Timeout
+	c.StartupGrace = c.Round + c.LeaseDuration
+	if r.Enabled() {
+		for _, k := range []struct{ key, v string }{{"k8s_service", c.Service}, {"k8s_port_name", c.PortName}} {
+			if why := nameProblem(k.key, k.v); why != "" {
+				r.Bad(k.key, k.v, why)
+			}
+		}
+	}
+	return c
+}
+
+// nameProblem says why v is no good as the Service's (k8s_service) or the
+// port's (k8s_port_name) name, or "".
+func nameProblem(key, v string) string {
+	limit, what := 40, "at most 40 characters (the slices are named <service>-<port>-<n>)"
+	if key == "k8s_port_name" {
+		limit, what = 15, "at most 15 characters (a Kubernetes port name)"
+	}
+	if err := checkLabelValue(key, v, true); err != nil {
+		return "want a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)"
+	}
+	if len(v) > limit {
+		return what
+	}
+	return ""
+}
+
+// Validate checks a Config built by a program (the keys' own bounds and
+// Load check the same for a loaded one).
+func (c Config) Validate() error {
+	for _, k := range []struct{ key, v string }{{"k8s_service", c.Service}, {"k8s_port_name", c.PortName}} {
+		if why := nameProblem(k.key, k.v); why != "" {
+			return fmt.Errorf("%s %q: %s", k.key, k.v, why)
+		}
+	}
+	if c.MaxPerSlice < 1 || c.MaxPerSlice > MaxPerSliceLimit {
+		return fmt.Errorf("k8s_max_endpoints_per_slice %d: want 1..%d", c.MaxPerSlice, MaxPerSliceLimit)
+	}
+	if c.BridgeID == "" {
+		return fmt.Errorf("bridge_id: empty")
+	}
+	return nil
+}
+
+// checkLabelValue checks s is a DNS label (RFC 1123: lower-case letters,
+// digits, '-', alphanumeric at both ends), as Service and port names are.
+func checkLabelValue(key, s string, required bool) error {
+	if s == "" {
+		if required {
+			return fmt.Errorf("%s: empty", key)
+		}
+		return nil
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0 && i < len(s)-1
+		if !ok {
+			return fmt.Errorf("%s %q: want a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)", key, s)
+		}
+	}
+	return nil
+}
+
+// build implements sink.Factory.Build.
+func build(cfg Config, d sink.Deps) (sink.Sink, error) {
+	cfg.Clock, cfg.Once = d.Clock, d.Once
+	if d.Once {
+		cfg.Deregister = false
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kubernetes sink: %w", err)
+	}
+	c, err := NewClient(cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes sink: %w", err)
+	}
+	return New(cfg, c, d.Log, d.Registerer), nil
+}
