@@ -15,51 +15,63 @@ import (
 
 // cgroupRoot is the kubelet's cgroupRoot: the lab's pods live in
 // <hierarchy>/udb-k8slab/kubepods/..., apart from any other kubelet's
-// kubepods, so the cleanup touches only the lab's.
+// kubepods, so the cleanup touches only the lab's. In a multi-node lab each
+// node's kubelet has <cgroupRoot>/<node name> as its own.
 const cgroupRoot = "udb-k8slab"
 
-// makeCgroupRoot creates cgroupRoot in every hierarchy (the kubelet wants it
-// to exist). A v1 cpuset cgroup starts with no CPUs and memory nodes: it
-// gets its parent's.
-func makeCgroupRoot() error {
+// makeCgroupRoot creates the cgroup rel (a relative path, one or more
+// levels) in every hierarchy (the kubelet wants its cgroupRoot to exist). A
+// v1 cpuset cgroup starts with no CPUs and memory nodes: each level gets its
+// parent's.
+func makeCgroupRoot(rel string) error {
 	hier, _ := filepath.Glob("/sys/fs/cgroup/*/cgroup.procs")
 	if len(hier) == 0 { // cgroup v2 only
 		hier = []string{"/sys/fs/cgroup/cgroup.procs"}
 	}
 	for _, h := range hier {
 		parent := filepath.Dir(h)
-		d := filepath.Join(parent, cgroupRoot)
-		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("create cgroup %s: %w", d, err)
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			b, err := os.ReadFile(filepath.Join(parent, f))
-			if err != nil {
-				continue
+		for _, part := range strings.Split(rel, "/") {
+			d := filepath.Join(parent, part)
+			if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("create cgroup %s: %w", d, err)
 			}
-			if cur, _ := os.ReadFile(filepath.Join(d, f)); strings.TrimSpace(string(cur)) != "" {
-				continue
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				b, err := os.ReadFile(filepath.Join(parent, f))
+				if err != nil {
+					continue
+				}
+				if cur, _ := os.ReadFile(filepath.Join(d, f)); strings.TrimSpace(string(cur)) != "" {
+					continue
+				}
+				if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+					return fmt.Errorf("set %s/%s: %w", d, f, err)
+				}
 			}
-			if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
-				return fmt.Errorf("set %s/%s: %w", d, f, err)
-			}
+			parent = d
 		}
 	}
 	return nil
 }
 
-// kubepodsDirs are the lab's cgroup trees (cgroupRoot) of every hierarchy.
-func kubepodsDirs() []string {
-	d1, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupRoot)
-	d2, _ := filepath.Glob("/sys/fs/cgroup/" + cgroupRoot)
+// cgroupDirs are the cgroup rel of every hierarchy (those that exist).
+func cgroupDirs(rel string) []string {
+	d1, _ := filepath.Glob("/sys/fs/cgroup/*/" + rel)
+	d2, _ := filepath.Glob("/sys/fs/cgroup/" + rel)
 	return append(d1, d2...)
 }
 
+// kubepodsDirs are the lab's cgroup trees (cgroupRoot) of every hierarchy.
+func kubepodsDirs() []string { return cgroupDirs(cgroupRoot) }
+
 // kubepodsPIDs lists the processes in the lab's cgroups.
-func kubepodsPIDs() []int {
+func kubepodsPIDs() []int { return cgroupPIDs(cgroupRoot) }
+
+// cgroupPIDs lists the processes in the cgroup trees rel of every
+// hierarchy.
+func cgroupPIDs(rel string) []int {
 	seen := map[int]bool{}
 	var pids []int
-	for _, root := range kubepodsDirs() {
+	for _, root := range cgroupDirs(rel) {
 		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
 				return nil

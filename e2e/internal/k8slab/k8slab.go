@@ -1,20 +1,22 @@
-// Package k8slab runs a real single-node Kubernetes for end-to-end tests:
+// Package k8slab runs a real Kubernetes for end-to-end tests, of one node or several:
 // etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kubelet
 // on a private containerd instance, all built from Go modules (see Build),
 // with every file, socket and log under one test directory and no image
 // pulled from anywhere.
 //
-// The node is the machine itself: a hostNetwork pod is in the machine's root
-// network namespace. Whatever runs there must be confined by its own
+// Start's node is the machine itself: a hostNetwork pod is in the machine's
+// root network namespace. Whatever runs there must be confined by its own
 // configuration (the bridge: its interface whitelist pinned to a test
-// bridge).
+// bridge). StartMulti's nodes are network namespaces of the test's
+// netns.Lab, hosts on the test's LAN segments, each with its own containerd
+// and kubelet started in it; FailNode fails one as a real node fails.
 //
 // Only one lab runs on a machine at a time (the kubelet owns host-wide
 // cgroups and kernel settings): Start takes a machine-wide lock, cleans up
 // after a crashed earlier run, and its teardown (registered with t.Cleanup,
 // or Stop) stops every process by PID, unmounts what was mounted under the
-// test directory, removes the cgroups the kubelet made (all under
-// <hierarchy>/udb-k8slab, its cgroupRoot) and restores
+// test directory, removes the cgroups the kubelets made (all under
+// <hierarchy>/udb-k8slab, the cgroupRoot, or udb-k8slab/<node>) and restores
 // the kernel settings the kubelet changed.
 package k8slab
 
@@ -26,9 +28,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -66,16 +70,21 @@ type Stats struct {
 
 // Cluster is a running lab. Its methods may be called from any goroutine.
 type Cluster struct {
-	t        testing.TB
-	dir      string
-	bins     Binaries
-	nodeName string
-	nodeIP   string
+	t     testing.TB
+	dir   string
+	bins  Binaries
+	nodes []*Node
+	// multi is set for a multi-node lab (StartMulti): the nodes are
+	// network namespaces, the apiserver listens on the management bridge.
+	multi   bool
+	apiAddr string // the apiserver's bind and advertise address
+	mgmt    *netns.Bridge
+	mgmtNet netip.Prefix
 
 	kubeconfig string
 	apiURL     string
-	ctrSock    string
 	ctrBin     string
+	nsenter    string
 	pauseBin   string
 	api        *http.Client
 
@@ -84,7 +93,8 @@ type Cluster struct {
 	stats       Stats
 	sysctl      map[string]string // kernel settings to restore
 	netnsBefore []string
-	created     []string // host directories to remove (record.Created)
+	created     []string        // host directories to remove (record.Created)
+	failed      map[string]bool // nodes failed by FailNode
 
 	unlock     func()
 	stopOnce   sync.Once
@@ -119,33 +129,66 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.NodeName == "" {
 		opts.NodeName = "udb-k8slab"
 	}
-	if opts.ReadyTimeout == 0 {
-		opts.ReadyTimeout = 3 * time.Minute
-	}
+	c := newCluster(t, opts.Dir)
+	c.apiAddr = "127.0.0.1"
+	c.nodes = []*Node{{
+		c: c, name: opts.NodeName, ip: hostIP(), dir: c.dir, cgroup: cgroupRoot,
+		ctrSock: filepath.Join(c.dir, "containerd", "containerd.sock"),
+	}}
+	c.launch(opts.ReadyTimeout, nil)
+	return c
+}
+
+// newCluster builds (or finds cached) the binaries and returns a cluster
+// with its state in dir (default t.TempDir()) and no node yet.
+func newCluster(t testing.TB, dir string) *Cluster {
+	t.Helper()
 	bins := Build(t)
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
+	if dir == "" {
+		dir = t.TempDir()
 	}
-	dir, err := filepath.Abs(opts.Dir)
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatalf("k8slab: %v", err)
 	}
-	c := &Cluster{t: t, dir: dir, bins: bins, nodeName: opts.NodeName, sysctl: map[string]string{}}
+	c := &Cluster{t: t, dir: dir, bins: bins, sysctl: map[string]string{}, failed: map[string]bool{}}
 	c.stats.Built, c.stats.BuildTime = bins.Built, bins.BuildTime
-	c.ctrSock = filepath.Join(dir, "containerd", "containerd.sock")
 	if c.ctrBin, err = lookPath("ctr"); err != nil {
 		t.Fatalf("k8slab: %v", err)
 	}
-	if len(c.ctrSock)+len(".ttrpc") >= 108 {
-		t.Fatalf("k8slab: state directory %s is too long for containerd's socket path", dir)
-	}
+	return c
+}
 
+// launch takes the machine-wide lock, cleans up after a crashed earlier
+// lab, has setup (when not nil) create what the nodes need on the host (it
+// runs holding the lock; it may fail t), records what the teardown must
+// undo, starts every component and waits for every node to be Ready.
+func (c *Cluster) launch(readyTimeout time.Duration, setup func()) {
+	t := c.t
+	t.Helper()
+	if readyTimeout == 0 {
+		readyTimeout = 3 * time.Minute
+	}
 	unlock, err := lockMachine(t)
 	if err != nil {
 		t.Fatalf("k8slab: %v", err)
 	}
 	c.unlock = unlock
 	CleanupLeftovers(t.Logf)
+	locked := true
+	defer func() {
+		if locked { // setup failed t before the teardown was registered
+			unlock()
+		}
+	}()
+	if setup != nil {
+		setup()
+	}
+	for _, n := range c.nodes {
+		if len(n.ctrSock)+len(".ttrpc") >= 108 {
+			t.Fatalf("k8slab: state directory %s is too long for containerd's socket path", n.dir)
+		}
+	}
 	// The kubelet changes these kernel settings (protectKernelDefaults is
 	// false); teardown puts them back.
 	for _, k := range []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"} {
@@ -160,12 +203,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	if err := writeRecord(c.record()); err != nil {
-		unlock()
 		t.Fatalf("k8slab: %v", err)
 	}
+	locked = false
 	t.Cleanup(c.Stop)
 
-	ctx, cancel := context.WithTimeout(context.Background(), opts.ReadyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	begin := time.Now()
 	if err := c.start(ctx); err != nil {
@@ -175,19 +218,31 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c.mu.Lock()
 	c.stats.StartTime = time.Since(begin)
 	c.mu.Unlock()
-	return c
 }
 
 // Kubeconfig is the path of a kubeconfig with cluster-admin rights
 // (group system:masters).
 func (c *Cluster) Kubeconfig() string { return c.kubeconfig }
 
-// NodeName is the name of the cluster's only node.
-func (c *Cluster) NodeName() string { return c.nodeName }
+// NodeName is the name of the cluster's (first) node.
+func (c *Cluster) NodeName() string { return c.nodes[0].name }
 
-// NodeIP is the node's InternalIP (the machine's own address), or "" when
-// the kubelet chose it.
-func (c *Cluster) NodeIP() string { return c.nodeIP }
+// NodeIP is the (first) node's InternalIP (for the single-node lab the
+// machine's own address), or "" when the kubelet chose it.
+func (c *Cluster) NodeIP() string { return c.nodes[0].ip }
+
+// Nodes are the cluster's nodes, in the order they were asked for.
+func (c *Cluster) Nodes() []*Node { return slices.Clone(c.nodes) }
+
+// Node returns the node called name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
 
 // Dir is the directory holding all of the cluster's state and logs.
 func (c *Cluster) Dir() string { return c.dir }
@@ -195,8 +250,9 @@ func (c *Cluster) Dir() string { return c.dir }
 // Binaries are the binaries the cluster runs.
 func (c *Cluster) Binaries() Binaries { return c.bins }
 
-// ContainerdSocket is the address of the node's containerd (for ctr -a).
-func (c *Cluster) ContainerdSocket() string { return c.ctrSock }
+// ContainerdSocket is the address of the (first) node's containerd (for
+// ctr -a).
+func (c *Cluster) ContainerdSocket() string { return c.nodes[0].ctrSock }
 
 // Stats returns the lab's measurements so far.
 func (c *Cluster) Stats() Stats {
@@ -224,10 +280,24 @@ func (c *Cluster) KubectlIn(ctx context.Context, stdin io.Reader, args ...string
 }
 
 // ImportImage imports an image archive (OCI layout or `docker save`
-// output) into the node's containerd, namespace k8s.io, where the kubelet
-// finds it; pods then use it with imagePullPolicy Never or IfNotPresent.
+// output) into every node's containerd (but a failed node's), namespace
+// k8s.io, where the kubelet finds it; pods then use it with imagePullPolicy
+// Never or IfNotPresent.
 func (c *Cluster) ImportImage(ctx context.Context, archive io.Reader) error {
-	return c.ctr(ctx, archive, "images", "import", "-")
+	nodes := c.liveNodes()
+	if len(nodes) == 1 {
+		return nodes[0].ImportImage(ctx, archive)
+	}
+	b, err := io.ReadAll(archive)
+	if err != nil {
+		return fmt.Errorf("read the image archive: %w", err)
+	}
+	for _, n := range nodes {
+		if err := n.ImportImage(ctx, bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+	}
+	return nil
 }
 
 // ImportImageFile is ImportImage of an archive file.
@@ -243,23 +313,6 @@ func (c *Cluster) ImportImageFile(ctx context.Context, path string) error {
 // PauseBinary is the static pause program the sandbox image holds; with
 // WriteStaticImage a test can package it under another name.
 func (c *Cluster) PauseBinary() string { return c.pauseBin }
-
-// ctr runs ctr against the node's containerd in namespace k8s.io.
-func (c *Cluster) ctr(ctx context.Context, stdin io.Reader, args ...string) error {
-	_, err := c.ctrOut(ctx, stdin, args...)
-	return err
-}
-
-func (c *Cluster) ctrOut(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, c.ctrBin, append([]string{"--address", c.ctrSock, "--namespace", "k8s.io"}, args...)...)
-	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()+out.String()))
-	}
-	return out.String(), nil
-}
 
 func httpGet(client *http.Client, url string) ([]byte, error) {
 	resp, err := client.Get(url)

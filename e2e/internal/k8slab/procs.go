@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
 // proc is one process of the lab.
@@ -23,12 +25,24 @@ type proc struct {
 // run starts a process of the lab with its output in <dir>/logs/<name>.log.
 // It gets SIGKILL should the test process die first.
 func (c *Cluster) run(name, bin string, args ...string) error {
+	return c.runIn(nil, name, bin, args...)
+}
+
+// runIn is run in the network namespace of host (nil: the test's). The
+// process joins that namespace only (nsenter --net, which execs it, so the
+// PID is the process's own): `ip netns exec` would also give it a mount
+// namespace of its own with a fresh /sys, hiding the cgroup hierarchies from
+// the kubelet and its volume mounts from containerd.
+func (c *Cluster) runIn(host *netns.Host, name, bin string, args ...string) error {
 	logPath := filepath.Join(mkdir(filepath.Join(c.dir, "logs")), name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
+	if host != nil {
+		cmd = exec.Command(c.nsenter, append([]string{"--net=/run/netns/" + host.NS, "--", bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.dir
 	// The kubelet runs mount, containerd runs runc and its shim: make sure
@@ -76,6 +90,15 @@ func (c *Cluster) proc(name string) *proc {
 	return nil
 }
 
+// kill sends SIGKILL and waits for the process to exit.
+func (p *proc) kill() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // stop sends SIGTERM to the process, and SIGKILL after grace.
 func (p *proc) stop(grace time.Duration) {
 	if p == nil {
@@ -111,8 +134,10 @@ func (c *Cluster) Memory() (total int64, by map[string]int64) {
 		}
 		by[p.name] += rss(p.cmd.Process.Pid)
 	}
-	for _, pid := range pidsMentioning(c.ctrSock) {
-		by["shims"] += rss(pid)
+	for _, n := range c.nodes {
+		for _, pid := range pidsMentioning(n.ctrSock) {
+			by["shims"] += rss(pid)
+		}
 	}
 	for _, pid := range kubepodsPIDs() {
 		by["pods"] += rss(pid)

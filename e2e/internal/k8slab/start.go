@@ -16,15 +16,19 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/freeport"
 )
 
-// ports are the lab's listening ports, free at Start and outside the
-// kernel's ephemeral range (see package freeport).
+// ports are the control plane's listening ports, free at Start and outside
+// the kernel's ephemeral range (see package freeport); each node has three
+// more (Node.kubeletPort, healthzPort, streamPort).
 type ports struct {
-	etcdClient, etcdPeer, apiserver, cm, scheduler, kubelet, kubeletHealthz, stream int
+	etcdClient, etcdPeer, apiserver, cm, scheduler int
 }
 
 func (c *Cluster) start(ctx context.Context) error {
 	var p ports
-	fields := []*int{&p.etcdClient, &p.etcdPeer, &p.apiserver, &p.cm, &p.scheduler, &p.kubelet, &p.kubeletHealthz, &p.stream}
+	fields := []*int{&p.etcdClient, &p.etcdPeer, &p.apiserver, &p.cm, &p.scheduler}
+	for _, n := range c.nodes {
+		fields = append(fields, &n.kubeletPort, &n.healthzPort, &n.streamPort)
+	}
 	free, err := freeport.Take(len(fields))
 	if err != nil {
 		return err
@@ -32,8 +36,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	for i, ptr := range fields {
 		*ptr = free[i]
 	}
-	c.nodeIP = hostIP()
-	c.apiURL = fmt.Sprintf("https://127.0.0.1:%d", p.apiserver)
+	c.apiURL = fmt.Sprintf("https://%s:%d", c.apiAddr, p.apiserver)
 
 	// Certificates and kubeconfigs.
 	pk, err := newPKI(filepath.Join(c.dir, "pki"))
@@ -44,15 +47,11 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("service-account keys: %w", err)
 	}
-	serving, err := pk.issue("apiserver", "kube-apiserver", nil, "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "10.96.0.1")
-	if err != nil {
-		return err
+	apiHosts := []string{"127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "10.96.0.1"}
+	if c.apiAddr != "127.0.0.1" {
+		apiHosts = append([]string{c.apiAddr}, apiHosts...)
 	}
-	kubeletHosts := []string{c.nodeName, "127.0.0.1", "localhost"}
-	if c.nodeIP != "" {
-		kubeletHosts = append(kubeletHosts, c.nodeIP)
-	}
-	kubeletServing, err := pk.issue("kubelet-serving", "system:node:"+c.nodeName, []string{"system:nodes"}, kubeletHosts...)
+	serving, err := pk.issue("apiserver", "kube-apiserver", nil, apiHosts...)
 	if err != nil {
 		return err
 	}
@@ -68,7 +67,6 @@ func (c *Cluster) start(ctx context.Context) error {
 		"admin":              {"udb-k8slab-admin", "system:masters"},
 		"controller-manager": {"system:kube-controller-manager", ""},
 		"scheduler":          {"system:kube-scheduler", ""},
-		"kubelet":            {"system:node:" + c.nodeName, "system:nodes"},
 	}
 	kubeconfigs := map[string]string{}
 	var admin keyPair
@@ -90,6 +88,27 @@ func (c *Cluster) start(ctx context.Context) error {
 		}
 		kubeconfigs[name] = path
 	}
+	// Each node's kubelet: a serving certificate for its name and address,
+	// a client identity system:node:<name>.
+	kubeletServing := map[*Node]keyPair{}
+	kubeletKubeconfig := map[*Node]string{}
+	for _, n := range c.nodes {
+		hosts := []string{n.name, "127.0.0.1", "localhost"}
+		if n.ip != "" {
+			hosts = append(hosts, n.ip)
+		}
+		if kubeletServing[n], err = pk.issue(n.prefix+"kubelet-serving", "system:node:"+n.name, []string{"system:nodes"}, hosts...); err != nil {
+			return err
+		}
+		kp, err := pk.issue(n.prefix+"kubelet", "system:node:"+n.name, []string{"system:nodes"})
+		if err != nil {
+			return err
+		}
+		kubeletKubeconfig[n] = filepath.Join(n.dir, "kubelet.kubeconfig")
+		if err := pk.kubeconfig(kubeletKubeconfig[n], c.apiURL, kp); err != nil {
+			return err
+		}
+	}
 	c.kubeconfig = kubeconfigs["admin"]
 	cert, err := tls.X509KeyPair(admin.CertPEM, admin.KeyPEM)
 	if err != nil {
@@ -107,7 +126,8 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 
-	// etcd and containerd first: neither needs the other.
+	// etcd and containerd first: neither needs the other. etcd listens on
+	// loopback: only the apiserver talks to it.
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", p.etcdClient)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", p.etcdPeer)
 	etcdDir := filepath.Join(c.dir, "etcd")
@@ -123,8 +143,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
-	if err := c.startContainerd(p); err != nil {
-		return err
+	for _, n := range c.nodes {
+		if err := c.startContainerd(n); err != nil {
+			return err
+		}
 	}
 	if err := c.waitFor(ctx, "etcd healthy", func() error { return httpOK(http.DefaultClient, etcdURL+"/health") }); err != nil {
 		return err
@@ -132,7 +154,7 @@ func (c *Cluster) start(ctx context.Context) error {
 
 	if err := c.run("kube-apiserver", c.bins.APIServer,
 		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p.apiserver),
+		"--bind-address="+c.apiAddr, "--advertise-address="+c.apiAddr, fmt.Sprintf("--secure-port=%d", p.apiserver),
 		"--cert-dir="+mkdir(filepath.Join(c.dir, "apiserver")),
 		"--tls-cert-file="+serving.CertFile, "--tls-private-key-file="+serving.KeyFile,
 		"--client-ca-file="+pk.caFile(),
@@ -157,31 +179,37 @@ func (c *Cluster) start(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
-	if err := c.waitFor(ctx, "containerd serving", func() error { return c.ctr(ctx, nil, "version") }); err != nil {
-		return err
-	}
 	var archive bytes.Buffer
 	if err := WriteStaticImage(&archive, PauseImage, c.pauseBin); err != nil {
 		return fmt.Errorf("pause image: %w", err)
 	}
-	if err := c.ImportImage(ctx, &archive); err != nil {
-		return fmt.Errorf("import pause image: %w", err)
+	for _, n := range c.nodes {
+		if err := c.waitFor(ctx, "containerd serving"+n.of(), func() error { return n.ctr(ctx, nil, "version") }); err != nil {
+			return err
+		}
+		if err := n.ImportImage(ctx, bytes.NewReader(archive.Bytes())); err != nil {
+			return fmt.Errorf("import pause image%s: %w", n.of(), err)
+		}
 	}
 	if err := c.waitFor(ctx, "kube-apiserver ready", func() error { return httpOK(c.api, c.apiURL+"/readyz") }); err != nil {
 		return err
 	}
 
-	if err := c.run("kube-controller-manager", c.bins.ControllerManager,
-		"--kubeconfig="+kubeconfigs["controller-manager"],
-		"--authentication-kubeconfig="+kubeconfigs["controller-manager"],
-		"--authorization-kubeconfig="+kubeconfigs["controller-manager"],
+	cmArgs := []string{
+		"--kubeconfig=" + kubeconfigs["controller-manager"],
+		"--authentication-kubeconfig=" + kubeconfigs["controller-manager"],
+		"--authorization-kubeconfig=" + kubeconfigs["controller-manager"],
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p.cm),
-		"--cert-dir="+mkdir(filepath.Join(c.dir, "controller-manager")),
+		"--cert-dir=" + mkdir(filepath.Join(c.dir, "controller-manager")),
 		"--controllers=*,-nodeipam", "--leader-elect=false",
 		"--use-service-account-credentials=true",
-		"--service-account-private-key-file="+saKey, "--root-ca-file="+pk.caFile(),
+		"--service-account-private-key-file=" + saKey, "--root-ca-file=" + pk.caFile(),
 		"--profiling=false",
-	); err != nil {
+	}
+	if c.multi {
+		cmArgs = append(cmArgs, "--node-monitor-period=1s", "--node-monitor-grace-period="+NodeGrace.String())
+	}
+	if err := c.run("kube-controller-manager", c.bins.ControllerManager, cmArgs...); err != nil {
 		return err
 	}
 	if err := c.run("kube-scheduler", c.bins.Scheduler,
@@ -195,138 +223,47 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 
-	if err := makeCgroupRoot(); err != nil {
-		return err
+	for _, n := range c.nodes {
+		if err := c.startKubelet(n, pk.caFile(), kubeletKubeconfig[n], kubeletServing[n]); err != nil {
+			return err
+		}
 	}
-	kubeletDir := mkdir(filepath.Join(c.dir, "kubelet"))
-	cfg := filepath.Join(c.dir, "kubelet-config.yaml")
-	if err := os.WriteFile(cfg, []byte(kubeletConfig(c, p, pk.caFile(), kubeletServing)), 0o644); err != nil {
-		return err
-	}
-	args := []string{
-		"--config=" + cfg, "--kubeconfig=" + kubeconfigs["kubelet"],
-		"--root-dir=" + kubeletDir, "--cert-dir=" + mkdir(filepath.Join(c.dir, "kubelet-pki")),
-		"--hostname-override=" + c.nodeName, "--v=1",
-	}
-	if c.nodeIP != "" {
-		args = append(args, "--node-ip="+c.nodeIP)
-	}
-	if err := c.run("kubelet", c.bins.Kubelet, args...); err != nil {
-		return err
-	}
-
-	if err := c.waitFor(ctx, "node "+c.nodeName+" Ready", c.nodeReady); err != nil {
-		return err
+	for _, n := range c.nodes {
+		if err := c.waitFor(ctx, "node "+n.name+" Ready", func() error { return c.nodeReady(n.name) }); err != nil {
+			return err
+		}
 	}
 	return c.waitFor(ctx, "service account default/default", func() error {
 		return httpOK(c.api, c.apiURL+"/api/v1/namespaces/default/serviceaccounts/default")
 	})
 }
 
-func (c *Cluster) startContainerd(p ports) error {
-	d := mkdir(filepath.Join(c.dir, "containerd"))
-	cniConf := mkdir(filepath.Join(c.dir, "cni", "net.d"))
-	if err := os.WriteFile(filepath.Join(cniConf, "10-loopback.conflist"),
-		[]byte(`{"cniVersion": "1.0.0", "name": "k8slab-loopback", "plugins": [{"type": "loopback"}]}`+"\n"), 0o644); err != nil {
-		return err
+// of is " of node <name>" in a multi-node lab, "" otherwise (for messages).
+func (n *Node) of() string {
+	if n.host == nil {
+		return ""
 	}
-	runc, err := lookPath("runc")
-	if err != nil {
-		return err
-	}
-	cfg := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = %[3]q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %[5]q
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "%[6]d"
-  enable_selinux = false
-
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = %[7]q
-        Root = %[8]q
-        SystemdCgroup = false
-
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = %[9]q
-    conf_dir = %[10]q
-    max_conf_num = 1
-`, filepath.Join(d, "root"), filepath.Join(d, "state"), c.ctrSock, filepath.Join(d, "opt"),
-		PauseImage, p.stream, runc, mkdir(filepath.Join(d, "runc")), c.bins.CNIBinDir, cniConf)
-	cfgPath := filepath.Join(d, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	containerd, err := lookPath("containerd")
-	if err != nil {
-		return err
-	}
-	return c.run("containerd", containerd, "--config", cfgPath, "--log-level", "warn")
-}
-
-func kubeletConfig(c *Cluster, p ports, caFile string, serving keyPair) string {
-	address := "127.0.0.1"
-	if c.nodeIP != "" {
-		address = c.nodeIP // the apiserver reaches the kubelet at the node's InternalIP
-	}
-	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://%s
-cgroupDriver: cgroupfs
-cgroupRoot: /%s
-failCgroupV1: false
-failSwapOn: false
-makeIPTablesUtilChains: false
-address: %s
-port: %d
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: %d
-tlsCertFile: %s
-tlsPrivateKeyFile: %s
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: %s
-authorization:
-  mode: Webhook
-podLogsDir: %s
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: "50Mi"
-  nodefs.available: "50Mi"
-  nodefs.inodesFree: "1%%"
-  imagefs.available: "50Mi"
-  imagefs.inodesFree: "1%%"
-`, c.ctrSock, cgroupRoot, address, p.kubelet, p.kubeletHealthz, serving.CertFile, serving.KeyFile, caFile, mkdir(filepath.Join(c.dir, "pod-logs")))
+	return " of node " + n.name
 }
 
 // nodeReady reports nil once the node's Ready condition is True.
-func (c *Cluster) nodeReady() error {
-	body, err := httpGet(c.api, c.apiURL+"/api/v1/nodes/"+c.nodeName)
+func (c *Cluster) nodeReady(name string) error {
+	st, reason, err := c.readyCondition(name)
 	if err != nil {
 		return err
+	}
+	if st != "True" {
+		return fmt.Errorf("Ready=%s (%s)", st, reason)
+	}
+	return nil
+}
+
+// readyCondition returns the status (True, False, Unknown) of the node's
+// Ready condition and its reason and message.
+func (c *Cluster) readyCondition(name string) (status, reason string, err error) {
+	body, err := httpGet(c.api, c.apiURL+"/api/v1/nodes/"+name)
+	if err != nil {
+		return "", "", err
 	}
 	var node struct {
 		Status struct {
@@ -336,17 +273,14 @@ func (c *Cluster) nodeReady() error {
 		}
 	}
 	if err := json.Unmarshal(body, &node); err != nil {
-		return err
+		return "", "", err
 	}
 	for _, cond := range node.Status.Conditions {
 		if cond.Type == "Ready" {
-			if cond.Status == "True" {
-				return nil
-			}
-			return fmt.Errorf("Ready=%s (%s: %s)", cond.Status, cond.Reason, cond.Message)
+			return cond.Status, cond.Reason + ": " + cond.Message, nil
 		}
 	}
-	return errors.New("node has no Ready condition yet")
+	return "", "", errors.New("node has no Ready condition yet")
 }
 
 // waitFor polls check until it returns nil, ctx ends, or a process of the

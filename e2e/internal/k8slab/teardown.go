@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +31,12 @@ type record struct {
 	// did not exist before the lab started.
 	Created []string `json:"created"`
 	PID     int      `json:"pid"`
+	// NodeNetns and MgmtDev are what a multi-node lab created in the test's
+	// netns.Lab (the nodes' namespaces, the management bridge in the root
+	// namespace): the Lab's teardown deletes them, CleanupLeftovers does
+	// when the test process died.
+	NodeNetns []string `json:"node_netns,omitempty"`
+	MgmtDev   string   `json:"mgmt_dev,omitempty"`
 }
 
 // lockMachine takes the machine-wide lab lock, logging when it has to wait
@@ -56,7 +64,16 @@ func lockMachine(t interface{ Logf(string, ...any) }) (func(), error) {
 var hostDirs = []string{"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers", "/var/log/pods"}
 
 func (c *Cluster) record() record {
-	return record{Dir: c.dir, Sysctl: c.sysctl, Netns: c.netnsBefore, Created: c.created, PID: os.Getpid()}
+	r := record{Dir: c.dir, Sysctl: c.sysctl, Netns: c.netnsBefore, Created: c.created, PID: os.Getpid()}
+	for _, n := range c.nodes {
+		if n.host != nil {
+			r.NodeNetns = append(r.NodeNetns, n.host.NS)
+		}
+	}
+	if c.mgmt != nil {
+		r.MgmtDev = c.mgmt.Dev
+	}
+	return r
 }
 
 func recordPath() string { return filepath.Join(runDir, "running.json") }
@@ -85,6 +102,9 @@ func CleanupLeftovers(logf func(string, ...any)) {
 	}
 	logf("k8slab: cleaning up after an earlier lab (pid %d) in %s", r.PID, r.Dir)
 	for _, err := range cleanupHost(r) {
+		logf("k8slab: leftover cleanup: %v", err)
+	}
+	for _, err := range removeNetworks(r) {
 		logf("k8slab: leftover cleanup: %v", err)
 	}
 	if err := os.RemoveAll(r.Dir); err != nil {
@@ -124,8 +144,7 @@ func (c *Cluster) Stop() {
 }
 
 func (c *Cluster) teardown() []error {
-	alive := func(name string) bool {
-		p := c.proc(name)
+	alive := func(p *proc) bool {
 		if p == nil {
 			return false
 		}
@@ -143,11 +162,24 @@ func (c *Cluster) teardown() []error {
 		last = time.Now()
 	}
 	defer func() { c.t.Logf("k8slab teardown: %s", strings.Join(steps, ", ")) }()
+	// eachNode runs f for every node at once.
+	eachNode := func(f func(n *Node)) {
+		var wg sync.WaitGroup
+		for _, n := range c.nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); f(n) }()
+		}
+		wg.Wait()
+	}
 
 	c.proc("kube-controller-manager").stop(10 * time.Second)
 	mark("controller-manager")
 
-	if alive("kube-apiserver") && alive("kubelet") {
+	// The single node's pods are deleted through the API, so its kubelet
+	// tears them down. A multi-node lab skips that (a failed node's pods
+	// would never go): its kubelets are stopped and the containers killed
+	// through containerd, and the host cleanup does the rest.
+	if !c.multi && alive(c.proc("kube-apiserver")) && alive(c.nodes[0].proc("kubelet")) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		if _, err := c.Kubectl(ctx, "delete", "daemonsets,deployments,replicasets,statefulsets,jobs", "--all", "--all-namespaces", "--wait=false"); err != nil {
 			c.t.Logf("k8slab teardown: %v", err)
@@ -158,26 +190,29 @@ func (c *Cluster) teardown() []error {
 		cancel()
 		mark("workloads")
 	}
-	c.proc("kubelet").stop(10 * time.Second)
+	eachNode(func(n *Node) { n.proc("kubelet").stop(10 * time.Second) })
 	mark("kubelet")
 
-	if alive("containerd") {
+	eachNode(func(n *Node) {
+		if !alive(n.proc("containerd")) {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if out, err := c.ctrOut(ctx, nil, "tasks", "ls", "--quiet"); err == nil {
+		defer cancel()
+		if out, err := n.ctrOut(ctx, nil, "tasks", "ls", "--quiet"); err == nil {
 			for _, id := range strings.Fields(out) {
-				_ = c.ctr(ctx, nil, "tasks", "kill", "--signal", "SIGKILL", id)
-				_ = c.ctr(ctx, nil, "tasks", "delete", "--force", id)
+				_ = n.ctr(ctx, nil, "tasks", "kill", "--signal", "SIGKILL", id)
+				_ = n.ctr(ctx, nil, "tasks", "delete", "--force", id)
 			}
 		}
-		if out, err := c.ctrOut(ctx, nil, "containers", "ls", "--quiet"); err == nil {
+		if out, err := n.ctrOut(ctx, nil, "containers", "ls", "--quiet"); err == nil {
 			for _, id := range strings.Fields(out) {
-				_ = c.ctr(ctx, nil, "containers", "delete", id)
+				_ = n.ctr(ctx, nil, "containers", "delete", id)
 			}
 		}
-		cancel()
-		mark("containers")
-	}
-	c.proc("containerd").stop(10 * time.Second)
+	})
+	mark("containers")
+	eachNode(func(n *Node) { n.proc("containerd").stop(10 * time.Second) })
 	mark("containerd")
 	c.proc("kube-scheduler").stop(10 * time.Second)
 	c.proc("kube-apiserver").stop(10 * time.Second)
@@ -203,6 +238,8 @@ func cleanupHost(r record) []error {
 	// Shim sockets live outside the state directory; note them first.
 	var sockets []string
 	addrs, _ := filepath.Glob(filepath.Join(r.Dir, "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "address"))
+	nodeAddrs, _ := filepath.Glob(filepath.Join(r.Dir, "*", "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "address"))
+	addrs = append(addrs, nodeAddrs...)
 	for _, a := range addrs {
 		if b, err := os.ReadFile(a); err == nil {
 			if s, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "unix://"); ok && strings.HasPrefix(s, "/run/containerd/s/") {
@@ -291,4 +328,37 @@ func pidsMentioning(s string) []int {
 		}
 	}
 	return pids
+}
+
+// removeNetworks deletes the network namespaces and the management bridge
+// a multi-node lab of a dead test process left (the netns.Lab's teardown
+// did not run), with the bridge's iptables rule (netns.Lab.HostBridge).
+func removeNetworks(r record) []error {
+	var errs []error
+	ip, err := lookPath("ip")
+	if err != nil {
+		if len(r.NodeNetns) > 0 || r.MgmtDev != "" {
+			errs = append(errs, err)
+		}
+		return errs
+	}
+	for _, ns := range r.NodeNetns {
+		if _, err := os.Stat("/run/netns/" + ns); err != nil {
+			continue
+		}
+		if out, err := exec.Command(ip, "netns", "del", ns).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip netns del %s: %w: %s", ns, err, strings.TrimSpace(string(out))))
+		}
+	}
+	if r.MgmtDev != "" {
+		if ipt, err := lookPath("iptables"); err == nil {
+			_ = exec.Command(ipt, "-D", "FORWARD", "-i", r.MgmtDev, "-o", r.MgmtDev, "-j", "ACCEPT").Run()
+		}
+		if _, err := os.Stat("/sys/class/net/" + r.MgmtDev); err == nil {
+			if out, err := exec.Command(ip, "link", "del", r.MgmtDev).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", r.MgmtDev, err, strings.TrimSpace(string(out))))
+			}
+		}
+	}
+	return errs
 }
