@@ -116,6 +116,7 @@ func (l *Leader[S]) Run(term context.Context) {
 		lastRead time.Time
 		index    uint64
 		retry    = tm.RetryMin
+		wake     time.Time // the store's own next change (Observations.Wake)
 		// failing is set while reads fail (the store unreachable, no
 		// quorum); writeFailing while writes fail, so each episode logs
 		// once at WARN.
@@ -172,6 +173,9 @@ func (l *Leader[S]) Run(term context.Context) {
 		if hold.Holds(now) {
 			wait = min(wait, hold.Until().Sub(now))
 		}
+		if !wake.IsZero() {
+			wait = min(wait, max(wake.Sub(now), time.Millisecond))
+		}
 		if reread {
 			wait, reread = 0, false
 		}
@@ -191,7 +195,7 @@ func (l *Leader[S]) Run(term context.Context) {
 			holdFor("the observations' index went back (a snapshot restore or a new cluster)")
 			current = nil
 		}
-		index = obs.Index
+		index, wake = obs.Index, obs.Wake
 		mergeStart := clk.Now()
 		for _, bad := range standins.Apply(obs, mergeStart, tm.StartupGrace) {
 			l.Report.Failed(StageUndecodable, bad.Err)

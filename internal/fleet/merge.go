@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 )
@@ -52,6 +53,10 @@ type Observations struct {
 	// Reset: the index went backwards (a snapshot restore, a new cluster
 	// at the same addresses).
 	Reset bool
+	// Wake, when set, is when the observations change without a write to
+	// the store (a stand-in of the store's own expires): the leader reads
+	// them again then at the latest.
+	Wake time.Time
 }
 
 // Bad is a bridge whose keys do not decode.

@@ -341,11 +341,14 @@ func (c *Catalog) Close(ctx context.Context) error {
 	if cur == nil {
 		return nil
 	}
+	if c.cfg.OnExit == OnExitDeregister {
+		c.handOver(ctx, cur)
+	}
 	if err := c.sess.close(ctx, cur, c.cfg.OnExit == OnExitDeregister); err != nil {
 		return fmt.Errorf("consul close: %w", err)
 	}
 	if c.cfg.OnExit == OnExitDeregister {
-		c.log.Info().Msg("consul session destroyed on exit: this bridge's observation is withdrawn")
+		c.log.Info().Msg("consul session destroyed on exit: this bridge's observation is handed over (released) for its successor")
 	}
 	return nil
 }

@@ -15,9 +15,10 @@ import (
 // Catalog mode through fakeCatalog: Close, Plan, untrusted observations
 // and failures (harness in catalog_test.go).
 
-// TestCatalogClose: with on_exit deregister Close destroys the session, so
-// the observation goes at once; with keep the session and its keys stay
-// (until its TTL lapses). Either way the lock is released.
+// TestCatalogClose: with on_exit deregister Close hands the observation
+// over (its keys released, their value kept) and destroys the session; with
+// keep the session and its keys stay (until its TTL lapses). Either way the
+// lock is released.
 func TestCatalogClose(t *testing.T) {
 	for _, onExit := range []string{OnExitDeregister, OnExitKeep} {
 		t.Run(onExit, func(t *testing.T) {
@@ -31,8 +32,9 @@ func TestCatalogClose(t *testing.T) {
 				t.Errorf("session alive after Close: %v, want %v", got, keep)
 			}
 			kv, ok := h.fc.KV(testObsPrefix + "a/0")
-			if ok != keep || (keep && kv.Session != sess) {
-				t.Errorf("observation after Close = %+v (present %v), want present and held: %v", kv, ok, keep)
+			wantHolder := map[bool]string{true: sess, false: ""}[keep]
+			if !ok || kv.Session != wantHolder || len(kv.Value) == 0 {
+				t.Errorf("observation after Close = %+v (present %v), want present, held by %q", kv, ok, wantHolder)
 			}
 			if kv, ok := h.fc.KV(testLockKey); ok && kv.Session != "" {
 				t.Errorf("lock key still held by %s after Close", kv.Session)

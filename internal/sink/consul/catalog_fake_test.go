@@ -203,6 +203,24 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 				return what, fmt.Errorf("failed to lock key %q, lock is already held", k.Key)
 			}
 			st.lockKey(k.Key, slices.Clone(k.Value), k.Session, idx)
+		case api.KVUnlock: // as Consul: the holder releases, the value is set
+			if k.Session == "" {
+				return what, errors.New("missing session")
+			}
+			if e == nil || e.Session != k.Session {
+				return what, fmt.Errorf("failed to unlock key %q, lock isn't held, or is held by another session", k.Key)
+			}
+			st.kv[k.Key] = &fakeKVPair{Value: slices.Clone(k.Value), CreateIndex: e.CreateIndex, ModifyIndex: idx, LockIndex: e.LockIndex}
+			st.kvIndex = idx
+		case api.KVDeleteCAS: // as Consul: a missing key is no error
+			if e == nil {
+				break
+			}
+			if e.ModifyIndex != k.Index {
+				return what, fmt.Errorf("failed to delete key %q, index is stale", k.Key)
+			}
+			delete(st.kv, k.Key)
+			st.tomb[k.Key], st.kvIndex = idx, idx
 		case api.KVDelete:
 			if e != nil {
 				delete(st.kv, k.Key)

@@ -81,10 +81,72 @@ type catalogLeaderIO struct {
 	log      zerolog.Logger
 	lastACL  string // the ACL refusal last logged
 	standing bool   // a standing fault is set (Failed)
+	// releasedSince: when this term first saw each handed-over
+	// observation (Observations).
+	releasedSince map[string]time.Time
 }
 
+// Observations reads the observations, and stands in for a grace the
+// observation a bridge handed over on exit (released keys, see handOver):
+// its successor (the same bridge_id) takes the keys over within a round,
+// and meanwhile the servers only it saw stay observed. A released
+// observation nobody took over is deleted once its grace is over (as its
+// keys were: a CAS on their indexes), and its servers are unobserved from
+// then on.
 func (io *catalogLeaderIO) Observations(ctx context.Context, index uint64, wait time.Duration) (fleet.Observations, error) {
-	return io.c.readObservations(ctx, index, wait)
+	obs, rel, err := io.c.readObservationsReleased(ctx, index, wait)
+	if err != nil {
+		return obs, err
+	}
+	now, grace := io.c.cfg.Clock.Now(), io.c.cfg.Catalog.StartupGrace
+	if io.releasedSince == nil {
+		io.releasedSince = map[string]time.Time{}
+	}
+	for b := range io.releasedSince {
+		if _, ok := rel[b]; !ok {
+			delete(io.releasedSince, b) // taken over, or gone
+		}
+	}
+	for _, b := range slices.Sorted(maps.Keys(rel)) {
+		r := rel[b]
+		since, ok := io.releasedSince[b]
+		if !ok {
+			since = now
+			io.releasedSince[b] = now
+			io.log.Info().Str("bridge", b).Dur("grace", grace).
+				Msg("leader: a bridge handed its observation over on exit; its servers stay observed until a bridge of its ID takes it over, for the grace at most")
+		}
+		if end := since.Add(grace); now.Before(end) {
+			obs.ByBridge[b] = r.obs
+			obs.Holders[b] = "released"
+			if obs.Wake.IsZero() || end.Before(obs.Wake) {
+				obs.Wake = end
+			}
+			continue
+		}
+		io.dropReleased(ctx, b, r)
+	}
+	return obs, nil
+}
+
+// dropReleased deletes the released observation r of bridge b, guarded by
+// this leader's lock and by the keys' indexes (a successor that took a key
+// over meanwhile keeps it).
+func (io *catalogLeaderIO) dropReleased(ctx context.Context, b string, r released) {
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: io.c.lockKey, Session: io.sid}}}
+	for _, k := range slices.Sorted(maps.Keys(r.keys)) {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDeleteCAS, Key: k, Index: r.keys[k]}})
+	}
+	ok, resp, err := io.c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	switch {
+	case err != nil:
+		io.log.Debug().Err(io.c.redact(err)).Str("bridge", b).Msg("leader: cannot delete a handed-over observation whose grace is over; trying again")
+	case !ok:
+		io.log.Debug().Str("why", txnErrors(resp)).Str("bridge", b).Msg("leader: a handed-over observation changed before it was deleted")
+	default:
+		io.c.metrics.kvWrites.Add(float64(len(ops) - 1))
+		io.log.Info().Str("bridge", b).Msg("leader: no bridge took the handed-over observation over within the grace; deleted it, its servers are unobserved")
+	}
 }
 
 // Entries reads the catalog and checks again the nodes in the way.

@@ -22,6 +22,22 @@ import (
 // keys do not decode is left out and listed in Bad (untrusted input: anyone
 // with write access to the prefix can put anything there).
 func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.Duration) (fleet.Observations, error) {
+	obs, _, err := c.readObservationsReleased(ctx, index, wait)
+	return obs, err
+}
+
+// released is the observation a bridge handed over on exit (handOver): its
+// keys, held by no session, and their indexes (to delete them only as they
+// are).
+type released struct {
+	obs  observation.Observation
+	keys map[string]uint64 // key -> ModifyIndex
+}
+
+// readObservationsReleased is readObservations, and the observations that
+// bridges with no live keys handed over (released) on exit; released keys
+// that do not decode are left out.
+func (c *Catalog) readObservationsReleased(ctx context.Context, index uint64, wait time.Duration) (fleet.Observations, map[string]released, error) {
 	q := &api.QueryOptions{}
 	if wait > 0 && index > 0 {
 		// Only with a wait: WaitTime 0 is Consul's default (5 minutes).
@@ -29,7 +45,7 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 	}
 	pairs, meta, err := c.api.ListKV(c.obsPrefix, q.WithContext(ctx))
 	if err != nil {
-		return fleet.Observations{}, consulError("list "+c.obsPrefix, c.redact(err), c.catalogRules)
+		return fleet.Observations{}, nil, consulError("list "+c.obsPrefix, c.redact(err), c.catalogRules)
 	}
 	out := fleet.Observations{ByBridge: map[string]observation.Observation{}, Holders: map[string]string{}}
 	if meta != nil {
@@ -39,12 +55,17 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 		}
 	}
 	chunks := map[string][][]byte{}
-	last := map[string]*api.KVPair{} // the newest key of each bridge
+	last := map[string]*api.KVPair{}   // the newest key of each bridge
+	free := map[string][]*api.KVPair{} // keys held by no session, by bridge
 	for _, p := range pairs {
 		rest := strings.TrimPrefix(p.Key, c.obsPrefix)
 		bridge, _, ok := strings.Cut(rest, "/")
-		if !ok || p.Session == "" {
-			continue // not a chunk key, or not held by a live session
+		if !ok {
+			continue // not a chunk key
+		}
+		if p.Session == "" {
+			free[bridge] = append(free[bridge], p) // released, or written by someone else
+			continue
 		}
 		chunks[bridge] = append(chunks[bridge], p.Value)
 		if l := last[bridge]; l == nil || p.ModifyIndex > l.ModifyIndex {
@@ -65,7 +86,25 @@ func (c *Catalog) readObservations(ctx context.Context, index uint64, wait time.
 		out.ByBridge[bridge] = o
 	}
 	slices.SortFunc(out.Bad, func(a, b fleet.Bad) int { return strings.Compare(a.Bridge, b.Bridge) })
-	return out, nil
+	rel := map[string]released{}
+	for bridge, ps := range free {
+		if _, live := out.Holders[bridge]; live {
+			continue // its bridge is back: its own repair deletes stray keys
+		}
+		var cs [][]byte
+		r := released{keys: map[string]uint64{}}
+		for _, p := range ps {
+			cs = append(cs, p.Value)
+			r.keys[p.Key] = p.ModifyIndex
+		}
+		o, err := observation.Decode(cs)
+		if err != nil || o.Bridge != bridge {
+			continue
+		}
+		r.obs = o
+		rel[bridge] = r
+	}
+	return out, rel, nil
 }
 
 // logBad logs and counts the undecodable observations of a one-off read

@@ -184,3 +184,36 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 	sink.Wrote(ctx, len(ops))
 	return len(ops), nil
 }
+
+// handOver releases this bridge's observation keys (a clean exit): they
+// keep their value but no session holds them, so that destroying the
+// session does not delete them. The leader stands a released observation
+// in for a grace (a round plus the retry bound) and then deletes it: a
+// bridge of the same bridge_id that starts meanwhile (a DaemonSet's
+// rolling update replacing this pod) takes the keys over, and a server
+// only this bridge saw never turns critical in between. A failure is
+// logged and the exit goes on (the observation is then withdrawn, as
+// before).
+func (c *Catalog) handOver(ctx context.Context, cur *session) {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	vals, sess := c.pubVals, c.pubSess
+	c.mu.Unlock()
+	if sess != cur.id || len(vals) == 0 {
+		return // nothing published under this session
+	}
+	var ops api.TxnOps
+	for i, v := range vals {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: c.obsKey(i), Value: v, Session: cur.id}})
+	}
+	ok, resp, err := c.api.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	switch {
+	case err != nil:
+		c.log.Warn().Err(c.redact(err)).Msg("cannot hand this bridge's observation over on exit; it is withdrawn")
+	case !ok:
+		c.log.Warn().Str("why", txnErrors(resp)).Msg("cannot hand this bridge's observation over on exit; it is withdrawn")
+	default:
+		c.metrics.kvWrites.Add(float64(len(ops)))
+	}
+}

@@ -34,6 +34,8 @@ type catHarness struct {
 	// layout is every bridge's consul_catalog_layout: node-per-server
 	// unless a test says otherwise (catalog_layout_test.go).
 	layout string
+	// leaderLogs, when set, returns the leader's log lines (for failures).
+	leaderLogs func() []string
 }
 
 // catBridge is one bridge of the fleet.
