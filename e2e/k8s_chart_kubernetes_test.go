@@ -6,13 +6,11 @@ package e2e_test
 // nothing of ours.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -31,14 +29,7 @@ func TestK8sChartKubernetesSink(t *testing.T) {
 	c := k8slab.Start(t, k8slab.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	save := exec.CommandContext(ctx, "docker", "save", img.Tag)
-	archive, err := save.Output()
-	if err != nil {
-		t.Fatalf("docker save %s: %v", img.Tag, err)
-	}
-	if err := c.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
-		t.Fatalf("import the image: %v", err)
-	}
+	importImage(ctx, t, c, img.Tag)
 	// The lab has no kube-proxy: the pod reaches the API server (on the
 	// node's loopback: the pod is hostNetwork) at its own address.
 	kc, err := os.ReadFile(c.Kubeconfig())

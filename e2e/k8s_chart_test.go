@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -88,14 +89,7 @@ func TestK8sChartInstall(t *testing.T) {
 	defer cancel()
 
 	// The image, as `docker save` gives it, into the node's containerd.
-	save := exec.CommandContext(ctx, "docker", "save", img.Tag)
-	archive, err := save.Output()
-	if err != nil {
-		t.Fatalf("docker save %s: %v", img.Tag, err)
-	}
-	if err := c.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
-		t.Fatalf("import the image: %v", err)
-	}
+	importImage(ctx, t, c, img.Tag)
 
 	// A Linux bridge in the root namespace (where the hostNetwork pod
 	// lives), Consul servers and bridge servers in namespaces behind it.
@@ -324,3 +318,18 @@ spec:
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 `
+
+// importImage puts the image with tag, as `docker save` writes it, into the
+// lab's containerd (every node's, in a multi-node lab).
+func importImage(ctx context.Context, t *testing.T, into interface {
+	ImportImage(context.Context, io.Reader) error
+}, tag string) {
+	t.Helper()
+	archive, err := exec.CommandContext(ctx, "docker", "save", tag).Output()
+	if err != nil {
+		t.Fatalf("docker save %s: %v", tag, err)
+	}
+	if err := into.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
+		t.Fatalf("import the image: %v", err)
+	}
+}

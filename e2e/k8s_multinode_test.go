@@ -7,13 +7,11 @@ package e2e_test
 // management network; the servers (`bridge respond`) on the LAN.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,13 +56,7 @@ func startK8sMulti(t *testing.T, lab *netns.Lab, nodes []k8slab.NodeSpec) *k8sMu
 	cl := consulcluster.Start(t, lab, c.Management(), consulcluster.Options{Subnet: c.ManagementSubnet().String()})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	archive, err := exec.CommandContext(ctx, "docker", "save", img.Tag).Output()
-	if err != nil {
-		t.Fatalf("docker save %s: %v", img.Tag, err)
-	}
-	if err := c.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
-		t.Fatalf("import the image: %v", err)
-	}
+	importImage(ctx, t, c, img.Tag)
 	t.Logf("MEASURED: lab, Consul and the image in every node: %s", time.Since(begin).Round(100*time.Millisecond))
 	m := &k8sMulti{t: t, c: c, cl: cl, lc: &catLab{t: t, consul: cl.Client(0)},
 		values: filepath.Join(t.TempDir(), "values.yaml"), metricsPort: freePort(t)}

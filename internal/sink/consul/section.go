@@ -136,7 +136,7 @@ func (s *Section) Load(r *config.Reader) Config {
 			},
 			Service:         r.String("consul_service"),
 			Tags:            r.List("consul_tags"),
-			BridgeID:        r.String("bridge_id"),
+			BridgeID:        sink.BridgeID(r, s.hostname),
 			DeregisterAfter: r.Duration("consul_deregister_after"),
 			Check:           r.String("consul_check"),
 			CheckInterval:   r.Duration("consul_check_interval"),
@@ -165,13 +165,6 @@ func (s *Section) Load(r *config.Reader) Config {
 	}
 	if c.Client.Token != "" && c.Client.TokenFile != "" {
 		r.Report(fmt.Errorf("%s and %s: set one, not both", r.Origin("consul_token"), r.Origin("consul_token_file")))
-	}
-	if c.BridgeID == "" {
-		h, err := s.hostname()
-		if err != nil {
-			r.Bad("bridge_id", "", "not set, and the host name to default it to is unknown: "+err.Error())
-		}
-		c.BridgeID = h
 	}
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout

@@ -107,16 +107,9 @@ func (s *Section) Load(r *config.Reader) Config {
 		DeregisterAfter: r.Duration("k8s_deregister_after"),
 		LeaseDuration:   r.Duration("k8s_lease_duration"),
 		Resync:          r.Duration("k8s_resync"),
-		BridgeID:        r.String("bridge_id"),
+		BridgeID:        sink.BridgeID(r, s.hostname),
 		Segment:         r.String("segment"),
 		Deregister:      r.String("on_exit") != "keep",
-	}
-	if c.BridgeID == "" {
-		h, err := s.hostname()
-		if err != nil {
-			r.Bad("bridge_id", "", "not set, and the host name to default it to is unknown: "+err.Error())
-		}
-		c.BridgeID = h
 	}
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout
