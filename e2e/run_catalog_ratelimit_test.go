@@ -32,9 +32,14 @@ const (
 	rlWarn = "consul is rate-limiting this bridge's writes"
 )
 
+// Not parallel: it runs before the package's parallel tests, on an
+// otherwise idle machine. Under the CPU load of the whole e2e package on two
+// cores a follower bridge's renewals, forwarded by a follower to the raft
+// leader under write_rate = 1, once took 26 s in all and its session was
+// lost (CI, 2026-12-04): how the fleet shares a budget that small with a
+// machine that busy is not solved.
 func TestRunCatalogRateLimit(t *testing.T) {
 	netns.Require(t)
-	t.Parallel()
 	l := newCatLab(t)
 	cl := consulcluster.Start(t, l.lab, l.cons, consulcluster.Options{Subnet: "10.213.30.0/24",
 		ExtraHCL: `limits { request_limits { mode = "enforcing", write_rate = 1 } }`})
