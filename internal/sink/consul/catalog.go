@@ -296,11 +296,14 @@ func (c *Catalog) countRateLimit(op string, err error) bool {
 // Plan implements sink.Planner: what the leader would change in the catalog
 // if this bridge's observation were s (no write).
 func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff, error) {
-	obs, err := c.readObservations(ctx, 0, 0)
+	obs, rel, err := c.readObservationsReleased(ctx, 0, 0)
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
 	c.logBad(obs)
+	for b, r := range rel { // handed over on exit: the leader stands them in for a while
+		obs.ByBridge[b] = r.obs
+	}
 	obs.ByBridge[c.cfg.BridgeID] = c.observation(s)
 	current, err := c.readCatalog(ctx)
 	if err != nil {
@@ -320,10 +323,11 @@ func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff,
 }
 
 // Close implements sink.Sink: it stops the leader loop and the session's
-// renewal. With OnExit "deregister" it destroys the session, so Consul
-// deletes this bridge's observation at once (the servers only it observes
-// turn critical at the leader's next merge) and the lock passes on; with
-// "keep" the session expires by itself within twice its TTL.
+// renewal. With OnExit "deregister" it hands the observation over
+// (handOver: released, so that a successor of the same bridge_id takes it
+// over; the leader deletes it after a grace otherwise) and destroys the
+// session, so the lock passes on at once; with "keep" the session expires
+// by itself within twice its TTL, and the observation with it.
 func (c *Catalog) Close(ctx context.Context) error {
 	if c.stop == nil {
 		return nil
