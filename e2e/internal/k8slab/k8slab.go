@@ -95,6 +95,7 @@ type Cluster struct {
 	netnsBefore []string
 	created     []string        // host directories to remove (record.Created)
 	failed      map[string]bool // nodes failed by FailNode
+	restarts    map[string]int  // kubelets started again during start-up (restartDuringStart)
 
 	unlock     func()
 	stopOnce   sync.Once

@@ -294,7 +294,13 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func() error) 
 			return nil
 		}
 		if p := c.exited(); p != nil {
-			return fmt.Errorf("waiting for %s: %s exited: %v (log %s)", what, p.name, p.err, p.log)
+			again, rerr := c.restartDuringStart(p)
+			if rerr != nil {
+				return fmt.Errorf("waiting for %s: %s exited (%v) and could not be started again: %w", what, p.name, p.err, rerr)
+			}
+			if !again {
+				return fmt.Errorf("waiting for %s: %s exited: %v (log %s)", what, p.name, p.err, p.log)
+			}
 		}
 		select {
 		case <-ctx.Done():
