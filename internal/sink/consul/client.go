@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/internal/tlsroots"
 )
 
 // ClientConfig says how to reach Consul. Empty fields fall back to
@@ -74,6 +77,9 @@ func (c ClientConfig) NewClient() (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
 	}
+	if err := fillRoots(hc.Transport, ac); err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, err)
+	}
 	hc.Transport = rateLimitTransport{base: hc.Transport}
 	if tf != nil && !strings.HasPrefix(ac.Address, "unix://") {
 		hc.Transport = &tokenTransport{base: hc.Transport, file: tf}
@@ -86,6 +92,17 @@ func (c ClientConfig) NewClient() (*Client, error) {
 		return nil, fmt.Errorf("consul client for %s: %w", ac.Address, red.err(err))
 	}
 	return &Client{API: client, Addr: ac.Address, red: red}, nil
+}
+
+// fillRoots gives an https client without --consul-cacert the system's
+// roots, else the embedded bundle (the FROM scratch image has no
+// /etc/ssl/certs); a plain-http client loads no roots at all.
+func fillRoots(tr http.RoundTripper, ac *api.Config) error {
+	t, ok := tr.(*http.Transport)
+	if !ok || (ac.Scheme != "https" && !strings.HasPrefix(ac.Address, "https://")) {
+		return nil
+	}
+	return tlsroots.Fill(t.TLSClientConfig)
 }
 
 // Redact returns err with the token, should it appear, replaced by

@@ -2,8 +2,16 @@ package consul
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // TestFailoverDialer: the dialer skips an address that refuses, sticks to
@@ -56,5 +64,43 @@ func TestClientConfigSeveralAddrs(t *testing.T) {
 	}
 	if _, _, _, err := (ClientConfig{Addr: "https://a:8501,https://b:8501"}).apiConfig(); err == nil {
 		t.Fatal("URLs in a list accepted")
+	}
+}
+
+// TestFillRoots: an https client without a CA file gets roots (the
+// system's or the embedded bundle), one with a CA file keeps its own, and a
+// plain-http client loads none.
+func TestFillRoots(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	own := x509.NewCertPool()
+	own.AddCert(srv.Certificate())
+	for _, tc := range []struct {
+		name, scheme, addr, caFile string
+		want                       func(*x509.CertPool) bool
+	}{
+		{"https, no CA file", "https", "127.0.0.1:8501", "", func(p *x509.CertPool) bool { return p != nil && !p.Equal(x509.NewCertPool()) }},
+		{"https address, no CA file", "http", "https://127.0.0.1:8501", "", func(p *x509.CertPool) bool { return p != nil }},
+		{"https, CA file", "https", "127.0.0.1:8501", ca, func(p *x509.CertPool) bool { return p.Equal(own) }},
+		{"http", "http", "127.0.0.1:8500", "", func(p *x509.CertPool) bool { return p == nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ac := api.DefaultNonPooledConfig()
+			ac.Scheme, ac.Address, ac.TLSConfig.CAFile = tc.scheme, tc.addr, tc.caFile
+			hc, err := api.NewHttpClient(ac.Transport, ac.TLSConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fillRoots(hc.Transport, ac); err != nil {
+				t.Fatal(err)
+			}
+			if got := hc.Transport.(*http.Transport).TLSClientConfig.RootCAs; !tc.want(got) {
+				t.Fatalf("RootCAs: %v", got)
+			}
+		})
 	}
 }

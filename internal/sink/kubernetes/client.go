@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/udp-discovery-bridge/bridge/internal/tlsroots"
 )
 
 // The in-cluster service account's files (mounted when
@@ -277,6 +279,13 @@ func fromKubeconfig(path string) (*Client, error) {
 		case u.User.Token != "":
 			t := u.User.Token
 			token = func() (string, error) { return t, nil }
+		}
+	}
+	if strings.HasPrefix(server, "https://") {
+		// No certificate-authority: the system's roots, else the embedded
+		// bundle (the FROM scratch image has no /etc/ssl/certs).
+		if err := tlsroots.Fill(tlsCfg); err != nil {
+			return nil, bad("%w", err)
 		}
 	}
 	c, err := newClient(server, tlsCfg)
