@@ -98,7 +98,9 @@ func (h *Health) Handler() http.Handler {
 		writeJSON(w, ok, body)
 	})
 	if h.gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{}))
+		// Uncompressed: the page is a few tens of KiB, and gzip would
+		// allocate a compressor (~1.2 MiB) per scrape.
+		mux.Handle("GET /metrics", promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{DisableCompression: true}))
 	}
 	return mux
 }

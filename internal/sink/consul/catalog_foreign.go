@@ -145,7 +145,7 @@ func metaKey(meta map[string]string) string {
 // (kind) and how many operations that takes (n); txnItems builds them (ops)
 // just before the transaction is sent.
 type writeItem struct {
-	e    catalogEntry
+	e    *catalogEntry // in the plan: an item is a few words, not a copy
 	kind writeKind
 	n    int
 	ops  api.TxnOps
@@ -240,7 +240,9 @@ func (it writeItem) claims() bool {
 // takeOver is it with its node claim replaced by a NodeSet: the node is
 // this fleet's already.
 func (it writeItem) takeOver() writeItem {
-	it.e.New = false
+	e := *it.e
+	e.New = false
+	it.e = &e
 	it.ops = slices.Clone(it.ops)
 	op := *it.ops[0].Node
 	op.Verb = api.NodeSet

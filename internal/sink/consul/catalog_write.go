@@ -29,8 +29,8 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 	}
 	items := make([]writeItem, 0, len(p.Register)+len(p.Update)+len(p.Pass)+len(p.Fail)+len(p.Remove))
 	add := func(kind writeKind, es []catalogEntry) {
-		for _, e := range es {
-			it := writeItem{e: e, kind: kind}
+		for i := range es {
+			it := writeItem{e: &es[i], kind: kind}
 			it.n = c.opCount(it)
 			items = append(items, it)
 		}
@@ -94,7 +94,7 @@ func (c *Catalog) opCount(it writeItem) int {
 
 // ops builds the operations of it.
 func (c *Catalog) ops(it writeItem) api.TxnOps {
-	e := it.e
+	e := *it.e
 	switch it.kind {
 	case writeRegister:
 		return c.registerOps(e)
@@ -118,7 +118,7 @@ func (c *Catalog) ops(it writeItem) api.TxnOps {
 
 // apply records in current that it was written.
 func (it writeItem) apply(current map[string]catalogEntry) {
-	e := it.e
+	e := *it.e
 	switch it.kind {
 	case writeRegister:
 		e.New = false

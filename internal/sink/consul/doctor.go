@@ -131,9 +131,9 @@ func (d *doctor) catalog() {
 		d.add("write a server's consul-esm check ("+d.cfg.Check+")", d.dryTxn("write check "+e.Spec.checkID(ProbeCheckID)+" of "+e.Spec.svcID, ops[len(ops)-1]))
 	}
 	if e.Spec.shared() {
-		d.add("remove a server's service", d.dryTxn("delete service "+e.Spec.svcID, c.ops(writeItem{e: e, kind: writeRemove})...))
+		d.add("remove a server's service", d.dryTxn("delete service "+e.Spec.svcID, c.ops(writeItem{e: &e, kind: writeRemove})...))
 	} else {
-		d.add("remove a server's node", d.dryTxn("delete node "+e.Spec.node, c.ops(writeItem{e: e, kind: writeRemove})...))
+		d.add("remove a server's node", d.dryTxn("delete node "+e.Spec.node, c.ops(writeItem{e: &e, kind: writeRemove})...))
 	}
 
 	node := bridgesNode(d.cfg.Catalog.KVPrefix)
