@@ -62,7 +62,7 @@ type spec struct{ addr, segs string }
 type shape struct{}
 
 func (shape) Key(a netip.AddrPort) string { return a.String() }
-func (shape) Spec(a netip.AddrPort, o Observed) spec {
+func (shape) Spec(_ string, a netip.AddrPort, o Observed) spec {
 	return spec{addr: a.Addr().String(), segs: strings.Join(o.Segments, ",")}
 }
 func (shape) Compare(held, want spec) Difference {
@@ -80,7 +80,7 @@ func (shape) Compare(held, want spec) Difference {
 func held(desired map[netip.AddrPort]Observed, unobserved map[string]time.Time) map[string]Entry[spec] {
 	out := map[string]Entry[spec]{}
 	for a, o := range desired {
-		e := Entry[spec]{Key: a.String(), Spec: shape{}.Spec(a, o), Passing: true}
+		e := Entry[spec]{Key: a.String(), Spec: shape{}.Spec(a.String(), a, o), Passing: true}
 		if since, ok := unobserved[e.Key]; ok {
 			e.Passing, e.Since = false, since
 		}

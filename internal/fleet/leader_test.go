@@ -256,7 +256,7 @@ func registered(addrs ...string) map[string]Entry[spec] {
 	out := map[string]Entry[spec]{}
 	for _, a := range addrs {
 		ap := netip.MustParseAddrPort(a)
-		out[a] = Entry[spec]{Key: a, Spec: shape{}.Spec(ap, Observed{Segments: []string{"s"}, Bridges: 1}), Passing: true}
+		out[a] = Entry[spec]{Key: a, Spec: shape{}.Spec(a, ap, Observed{Segments: []string{"s"}, Bridges: 1}), Passing: true}
 	}
 	return out
 }

@@ -39,8 +39,10 @@ const (
 type Shape[S any] interface {
 	// Key is the name of the entry of the server at addr.
 	Key(addr netip.AddrPort) string
-	// Spec is the wanted entry of the server at addr, observed as o.
-	Spec(addr netip.AddrPort, o Observed) S
+	// Spec is the wanted entry of the server at addr, observed as o; key
+	// is Key(addr), which the spec may share (10,000 servers, one string
+	// each instead of two).
+	Spec(key string, addr netip.AddrPort, o Observed) S
 	// Compare says how the held spec differs from the wanted one.
 	Compare(held, want S) Difference
 }
@@ -78,11 +80,17 @@ func (p Plan[S]) Empty() bool {
 func Reconcile[S any](sh Shape[S], desired map[netip.AddrPort]Observed, current map[string]Entry[S],
 	now time.Time, deregisterAfter time.Duration, hold bool) Plan[S] {
 	var p Plan[S]
-	want := make(map[string]bool, len(desired))
+	if len(current) == 0 {
+		// A first write (or one after the registry was lost): every
+		// desired server is a registration.
+		p.Register = make([]Entry[S], 0, len(desired))
+	}
+	want := make(map[string]struct{}, len(desired))
 	for addr, o := range desired {
-		e := Entry[S]{Key: sh.Key(addr), Spec: sh.Spec(addr, o), Passing: true}
-		want[e.Key] = true
-		cur, ok := current[e.Key]
+		key := sh.Key(addr)
+		want[key] = struct{}{}
+		e := Entry[S]{Key: key, Spec: sh.Spec(key, addr, o), Passing: true}
+		cur, ok := current[key]
 		switch {
 		case !ok:
 			e.New = true
@@ -99,7 +107,7 @@ func Reconcile[S any](sh Shape[S], desired map[netip.AddrPort]Observed, current 
 		}
 	}
 	for key, cur := range current {
-		if want[key] {
+		if _, ok := want[key]; ok {
 			continue
 		}
 		switch {

@@ -149,8 +149,17 @@ type Plan struct {
 }
 
 // Snapshot returns the desired set after the plan: Added and Kept,
-// sorted, stamped with the plan's round and time.
+// sorted, stamped with the plan's round and time. When one of them is
+// empty (a first round, a round with no add) the snapshot shares the other
+// list instead of copying it (10,000 endpoints are 1.5 MiB); neither the
+// plan nor the snapshot is modified after it is made.
 func (p Plan) Snapshot() endpoint.Snapshot {
+	switch {
+	case len(p.Added) == 0 && len(p.Kept) > 0:
+		return endpoint.Snapshot{Round: p.Round, At: p.At, Endpoints: slices.Clip(p.Kept)}
+	case len(p.Kept) == 0 && len(p.Added) > 0:
+		return endpoint.Snapshot{Round: p.Round, At: p.At, Endpoints: slices.Clip(p.Added)}
+	}
 	// Both halves are sorted: merge them instead of sorting again.
 	eps := make([]endpoint.Endpoint, 0, len(p.Added)+len(p.Kept))
 	a, u := p.Added, p.Kept

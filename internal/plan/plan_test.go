@@ -353,6 +353,37 @@ func TestPlanOps(t *testing.T) {
 	}
 }
 
+// TestSnapshotHalves: a snapshot of a plan with one half empty is that
+// half (shared, not copied, and clipped so that an append to it cannot
+// write into the plan); an empty plan's snapshot is empty, not nil.
+func TestSnapshotHalves(t *testing.T) {
+	a := endpoint.Endpoint{Addr: netip.MustParseAddrPort("10.0.0.1:8000")}
+	b := endpoint.Endpoint{Addr: netip.MustParseAddrPort("10.0.0.2:8000")}
+	for _, tc := range []struct {
+		name        string
+		added, kept []endpoint.Endpoint
+		want        []string
+	}{
+		{"empty", nil, nil, []string{}},
+		{"added only", []endpoint.Endpoint{a, b}, nil, []string{"10.0.0.1:8000", "10.0.0.2:8000"}},
+		{"kept only", nil, []endpoint.Endpoint{a, b}, []string{"10.0.0.1:8000", "10.0.0.2:8000"}},
+		{"both", []endpoint.Endpoint{b}, []endpoint.Endpoint{a}, []string{"10.0.0.1:8000", "10.0.0.2:8000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			added := append(make([]endpoint.Endpoint, 0, 8), tc.added...)
+			kept := append(make([]endpoint.Endpoint, 0, 8), tc.kept...)
+			snap := Plan{Added: added, Kept: kept}.Snapshot()
+			if snap.Endpoints == nil || !slices.Equal(addrs(snap.Endpoints), tc.want) {
+				t.Fatalf("snapshot = %v, want %v", snap.Endpoints, tc.want)
+			}
+			_ = append(snap.Endpoints, endpoint.Endpoint{Addr: netip.MustParseAddrPort("10.9.9.9:1")})
+			if added[:cap(added)][len(added)].Addr.IsValid() || kept[:cap(kept)][len(kept)].Addr.IsValid() {
+				t.Fatal("an append to the snapshot wrote into the plan's lists")
+			}
+		})
+	}
+}
+
 func benchSeen(n int, offset int) []Seen {
 	out := make([]Seen, n)
 	for i := range out {

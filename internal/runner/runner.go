@@ -240,6 +240,9 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	for _, s := range res.Servers {
 		obs.Seen = append(obs.Seen, seenOf(s))
 	}
+	// The planner needs obs only: let the round's list go before it builds
+	// the next state (10,000 servers are 2 MiB).
+	res.Servers = nil
 	r.state, p = plan.Next(cfg, r.state, obs)
 	r.completed = true
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
@@ -247,7 +250,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.cfg.Health.round(nil)
 	r.reportGuard(p)
 	r.logChanges(p)
-	r.log.Debug().Uint64("round", r.round).Int("servers", len(res.Servers)).Int("held", r.state.Len()).
+	r.log.Debug().Uint64("round", r.round).Int("servers", r.out.Found).Int("held", r.state.Len()).
 		Int("added", len(p.Added)).Int("added_early", r.addedEarly).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")
 	return p, true
 }

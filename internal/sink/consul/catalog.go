@@ -46,6 +46,10 @@ type Catalog struct {
 	// as it should be (LayoutSharedNode), and cleared at every read of the
 	// catalog and after a failed write, so that the node is read again.
 	sharedChecked atomic.Bool
+	// entries is how many entries the last read of the catalog found: the
+	// next read sizes its map by it (a map grown entry by entry to 10,000
+	// leaves several times its size of garbage).
+	entries atomic.Int64
 	// pace paces the leader's transactions under Consul's rate limit;
 	// rlLog logs rate limiting once per episode; renewLimited is set while
 	// a renewal of this bridge's session is refused for it.

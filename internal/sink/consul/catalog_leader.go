@@ -257,7 +257,7 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	now := c.cfg.Clock.Now()
 	shared := SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
 	var in interner
-	out := map[string]catalogEntry{}
+	out := make(map[string]catalogEntry, c.entries.Load())
 	err = c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx), func(se *api.ServiceEntry) {
 		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
 			return
@@ -272,6 +272,9 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		case se.Service.ID: // the server's own node
 			e.Spec.nodeAddr, e.Spec.nodeMeta = se.Node.Address, in.meta(se.Node.Meta)
 			e.Spec.svcID = e.Spec.node // one string for both
+			if e.Spec.nodeAddr == e.Spec.svc.Address {
+				e.Spec.nodeAddr = e.Spec.svc.Address
+			}
 		case shared:
 			e.Key = sharedKey(shared, se.Service.ID)
 		default: // the fleet's meta on a node of no name of the fleet's
@@ -296,6 +299,7 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	if err != nil {
 		return nil, consulError("read service "+c.cfg.Service, c.redact(err), c.catalogRules)
 	}
+	c.entries.Store(int64(len(out)))
 	return out, nil
 }
 

@@ -130,9 +130,14 @@ func (sh catalogShape) Key(addr netip.AddrPort) string {
 	return id
 }
 
-// Spec is the wanted node and service of the server at addr.
-func (sh catalogShape) Spec(addr netip.AddrPort, d fleet.Observed) catalogSpec {
-	id := CatalogNodeName(sh.service, sh.fleet, addr)
+// Spec is the wanted node and service of the server at addr whose key is
+// key (Key(addr)): its node name and service ID are the key, or the key's
+// tail on the shared node, so they share its bytes.
+func (sh catalogShape) Spec(key string, addr netip.AddrPort, d fleet.Observed) catalogSpec {
+	id := key
+	if sh.sharedNode != "" {
+		id = key[len(sh.sharedNode)+1:]
+	}
 	tags := sh.tags
 	if sh.segmentTag && len(d.Segments) > 0 {
 		tags = slices.Clip(slices.Clone(sh.tags))
@@ -245,7 +250,8 @@ func (sh catalogShape) Compare(held, want catalogSpec) fleet.Difference {
 
 // entryFor is the desired catalog entry of addr, passing.
 func (sh catalogShape) entryFor(addr netip.AddrPort, d fleet.Observed) catalogEntry {
-	return catalogEntry{Key: sh.Key(addr), Spec: sh.Spec(addr, d), Passing: true}
+	key := sh.Key(addr)
+	return catalogEntry{Key: key, Spec: sh.Spec(key, addr, d), Passing: true}
 }
 
 // segmentsMeta joins segments with commas, cut to Consul's meta value limit

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
@@ -154,5 +155,48 @@ func TestUnobservedSinceRoundTrip(t *testing.T) {
 	cur := map[string]catalogEntry{"x": {Passing: true}, "y": {Since: tc0.Add(time.Minute)}, "z": {Since: tc0}}
 	if at, ok := fleet.NextRemoval(cur, time.Minute); !ok || !at.Equal(tc0.Add(time.Minute)) {
 		t.Errorf("nextReap = %v %v, want %v", at, ok, tc0.Add(time.Minute))
+	}
+}
+
+// TestPlanCatalogSharesNames: a first plan of 1,000 servers spells each
+// server's name once, in both layouts: the entry's key, its node (node per
+// server) and its service ID share one string, and the plan's registrations
+// are allocated once, not grown. (10,000 servers held two names each and a
+// grown list, about a MiB more, at the leader's peak.)
+func TestPlanCatalogSharesNames(t *testing.T) {
+	const n = 1000
+	desired := make(map[netip.AddrPort]fleet.Observed, n)
+	for i := range n {
+		desired[netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 213, byte(100 + i/250), byte(1 + i%250)}), 8000)] = fleet.Observed{Segments: []string{"a"}, Bridges: 1}
+	}
+	for _, shared := range []bool{false, true} {
+		sh := testShape()
+		sh.metas = &metaCache{}
+		if shared {
+			sh.sharedNode, sh.nodeMeta = SharedNodeName(sh.service, sh.fleet), nil
+		}
+		var p catalogPlan
+		allocs := testing.AllocsPerRun(3, func() { p = fleet.Reconcile(sh, desired, nil, tc0, time.Minute, false) })
+		if len(p.Register) != n || cap(p.Register) != n {
+			t.Fatalf("shared=%v: %d registrations in a list of capacity %d, want %d in %d", shared, len(p.Register), cap(p.Register), n, n)
+		}
+		for _, e := range p.Register {
+			id := e.Spec.svcID
+			if unsafe.StringData(id) != unsafe.StringData(e.Key[len(e.Key)-len(id):]) ||
+				(!shared && unsafe.StringData(e.Spec.node) != unsafe.StringData(e.Key)) {
+				t.Fatalf("shared=%v: entry %q: key, node %q and service ID %q are separate strings", shared, e.Key, e.Spec.node, id)
+			}
+		}
+		// Per server: its name (the address, the port, the joined and the
+		// sanitized string; on the shared node one more, the key) and its
+		// service address, measured 4 and 5; the rest is a few maps per
+		// plan. Spelling the name twice adds its allocations once more.
+		want := 4.5
+		if shared {
+			want = 5.5
+		}
+		if perServer := allocs / n; perServer > want {
+			t.Errorf("shared=%v: %.2f allocations per server, want at most %.1f", shared, perServer, want)
+		}
 	}
 }

@@ -25,9 +25,9 @@ type spec struct{ addr netip.AddrPort }
 // shape spells servers as endpoints (fleet.Shape).
 type shape struct{}
 
-func (shape) Key(a netip.AddrPort) string                  { return a.String() }
-func (shape) Spec(a netip.AddrPort, _ fleet.Observed) spec { return spec{addr: a} }
-func (shape) Compare(_, _ spec) fleet.Difference           { return fleet.Same }
+func (shape) Key(a netip.AddrPort) string                            { return a.String() }
+func (shape) Spec(_ string, a netip.AddrPort, _ fleet.Observed) spec { return spec{addr: a} }
+func (shape) Compare(_, _ spec) fleet.Difference                     { return fleet.Same }
 func sliceName(service string, port uint16, n int) string {
 	return service + "-" + strconv.Itoa(int(port)) + "-" + strconv.Itoa(n)
 }
