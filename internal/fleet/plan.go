@@ -14,10 +14,10 @@ type Entry[S any] struct {
 	// Key is the registry's name of the entry, unique in the fleet.
 	Key  string
 	Spec S
-	// Passing: at least one live bridge observes the server.
-	Passing bool
 	// Since is when the last observer went away (entries not passing).
 	Since time.Time
+	// Passing: at least one live bridge observes the server.
+	Passing bool
 	// New is set on a plan's registrations of a key the registry holds no
 	// entry of: a writer creates it only if nobody else did meanwhile.
 	New bool

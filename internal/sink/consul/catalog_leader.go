@@ -66,7 +66,7 @@ func (c *Catalog) lead(term context.Context, s *session) {
 	defer c.faults.set(&c.faults.leader, nil)
 	log := c.log.With().Str("session", s.id).Logger()
 	io := &catalogLeaderIO{c: c, sid: s.id, log: log}
-	l := fleet.Leader[catalogSpec]{Store: io, Registry: io, Shape: c.shape(), Report: io,
+	l := fleet.Leader[*catalogSpec]{Store: io, Registry: io, Shape: c.shape(), Report: io,
 		Timing: c.timing(), Clock: c.cfg.Clock, Log: log, Backend: "Consul", Target: "catalog"}
 	l.Run(term)
 }
@@ -262,7 +262,7 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		if se.Node == nil || se.Service == nil || se.Node.Meta[MetaManagedBy] != ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
 			return
 		}
-		e := catalogEntry{Key: se.Node.Node, Spec: catalogSpec{
+		e := catalogEntry{Key: se.Node.Node, Spec: &catalogSpec{
 			node:  se.Node.Node,
 			svcID: se.Service.ID,
 			svc: service{Name: se.Service.Service, Address: se.Service.Address, Port: se.Service.Port,

@@ -60,12 +60,12 @@ type catalogSpec struct {
 }
 
 // shared reports whether the server is on the fleet's shared node.
-func (s catalogSpec) shared() bool { return s.node != s.svcID }
+func (s *catalogSpec) shared() bool { return s.node != s.svcID }
 
 // checkID is the ID of the server's check named base (ObservedCheckID,
 // ProbeCheckID): check IDs are unique per node, so on the shared node each
 // server's carry its service ID.
-func (s catalogSpec) checkID(base string) string {
+func (s *catalogSpec) checkID(base string) string {
 	if s.shared() {
 		return base + ":" + s.svcID
 	}
@@ -73,17 +73,22 @@ func (s catalogSpec) checkID(base string) string {
 }
 
 // endpoint is the server a spec describes.
-func (s catalogSpec) endpoint() endpoint.Endpoint { return s.svc.endpoint() }
+func (s *catalogSpec) endpoint() endpoint.Endpoint { return s.svc.endpoint() }
 
 // catalogEntry is one server as the catalog holds it (or should hold it).
 // New is set on registrations of a node the fleet does not hold yet: the
 // node is created only if no node of that name exists, so that a node of
 // someone else (another fleet, a hand-registered node, a node with an
 // agent) is never overwritten.
-type catalogEntry = fleet.Entry[catalogSpec]
+//
+// An entry holds its spec by pointer: the plan's registration, the leader's
+// view after the write and every copy of the entry share one spec (10,000
+// servers: 1.3 MiB of specs once, not once per copy, and a view of 72
+// bytes per server). A spec is never modified once an entry holds it.
+type catalogEntry = fleet.Entry[*catalogSpec]
 
 // catalogPlan is what the leader writes to bring the catalog in line.
-type catalogPlan = fleet.Plan[catalogSpec]
+type catalogPlan = fleet.Plan[*catalogSpec]
 
 // catalogShape is what every catalog entry of a fleet shares; it spells a
 // server as the catalog holds it (fleet.Shape). Build it with
@@ -114,7 +119,7 @@ type probeDef struct {
 	interval time.Duration
 }
 
-var _ fleet.Shape[catalogSpec] = catalogShape{}
+var _ fleet.Shape[*catalogSpec] = catalogShape{}
 
 // sharedKey is the key of the entry of the service svcID on the shared node
 // node: never a node name (node names hold no '/').
@@ -133,7 +138,7 @@ func (sh catalogShape) Key(addr netip.AddrPort) string {
 // Spec is the wanted node and service of the server at addr whose key is
 // key (Key(addr)): its node name and service ID are the key, or the key's
 // tail on the shared node, so they share its bytes.
-func (sh catalogShape) Spec(key string, addr netip.AddrPort, d fleet.Observed) catalogSpec {
+func (sh catalogShape) Spec(key string, addr netip.AddrPort, d fleet.Observed) *catalogSpec {
 	id := key
 	if sh.sharedNode != "" {
 		id = key[len(sh.sharedNode)+1:]
@@ -149,7 +154,7 @@ func (sh catalogShape) Spec(key string, addr netip.AddrPort, d fleet.Observed) c
 	if sh.observers {
 		observers = d.Bridges
 	}
-	spec := catalogSpec{
+	spec := &catalogSpec{
 		node:  id,
 		svcID: id,
 		svc: service{
@@ -238,7 +243,7 @@ func (c *metaCache) get(sh catalogShape, segments string, observers int) map[str
 
 // Compare: a server whose node differs is written whole (node, service,
 // checks); a service that differs (tags, segments, observers meta) alone.
-func (sh catalogShape) Compare(held, want catalogSpec) fleet.Difference {
+func (sh catalogShape) Compare(held, want *catalogSpec) fleet.Difference {
 	switch {
 	case held.node != want.node || held.nodeAddr != want.nodeAddr || !maps.Equal(held.nodeMeta, want.nodeMeta):
 		return fleet.Replaced
