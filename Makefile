@@ -14,7 +14,7 @@ LICENSES ?= NOASSERTION
 .PHONY: build test unit e2e fuzz bench vet clean image consul-image demo demo-down
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
 
 ## image: the container image (Dockerfile: FROM scratch + bin/bridge), tagged $(VERSION) and dev.
 # The legacy builder is enough (and the only one on some CI hosts); BuildKit builds it too.

@@ -5,7 +5,6 @@ package bridgebin
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -32,10 +31,12 @@ var build struct {
 	err  error
 }
 
-// Path returns the absolute path of the bridge binary. The first call builds
-// it (`go build -o <tempdir>/bridge ./cmd/bridge` in the root module, so the
-// binary links exactly the root go.mod's dependency versions, not the e2e
-// module's); later calls reuse it. A build failure fails every caller.
+// Path returns the absolute path of the bridge binary: BRIDGE_BIN, or else
+// one built as `make build` builds what ships (static, CGO_ENABLED=0,
+// -trimpath, -tags urfave_cli_no_docs, stripped, version "e2e"), in the
+// root module, so the binary links exactly the root go.mod's dependency
+// versions, not the e2e module's. The first call builds it; later calls
+// reuse it. A build failure fails every caller.
 func Path(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() { build.path, build.err = resolve() })
@@ -55,8 +56,9 @@ var static struct {
 
 // Static returns the path of a bridge binary built exactly as `make build`
 // builds bin/bridge for the container image: CGO_ENABLED=0, -trimpath,
-// stripped (-s -w), version "e2e". It is built once per test binary and
-// ignores BRIDGE_BIN (that binary need not be static).
+// -tags urfave_cli_no_docs, stripped (-s -w), version "e2e". It is built
+// once per test binary and ignores BRIDGE_BIN (that binary need not be
+// static).
 func Static(t testing.TB) string {
 	t.Helper()
 	static.once.Do(func() { static.dir, static.path, static.err = buildStatic() })
@@ -76,13 +78,27 @@ func buildStatic() (dir, path string, err error) {
 		return "", "", fmt.Errorf("temp dir for the static bridge binary: %w", err)
 	}
 	path = filepath.Join(dir, "bridge")
-	cmd := exec.Command(goBin(), "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", path, "./cmd/bridge")
+	if err := shippedBuild(root, path); err != nil {
+		return dir, "", err
+	}
+	return dir, path, nil
+}
+
+// Tags are the build tags of `make build`: urfave_cli_no_docs leaves out
+// urfave/cli's markdown and man page generators, which the bridge does not
+// use (a smaller binary is fewer resident pages in every process).
+const Tags = "urfave_cli_no_docs"
+
+// shippedBuild builds ./cmd/bridge of the module at root into path as
+// `make build` does.
+func shippedBuild(root, path string) error {
+	cmd := exec.Command(goBin(), "build", "-trimpath", "-tags", Tags, "-ldflags", "-s -w -X main.version=e2e", "-o", path, "./cmd/bridge")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return dir, "", fmt.Errorf("CGO_ENABLED=0 go build ./cmd/bridge in %s: %w\n%s", root, err, out)
+		return fmt.Errorf("CGO_ENABLED=0 go build -tags %s ./cmd/bridge in %s: %w\n%s", Tags, root, err, out)
 	}
-	return dir, path, nil
+	return nil
 }
 
 // Root returns the directory of the root module (the repository), found by
@@ -131,12 +147,8 @@ func resolve() (string, error) {
 	}
 	build.dir = dir
 	out := filepath.Join(dir, "bridge")
-	cmd := exec.Command(goBin(), "build", "-o", out, "./cmd/bridge")
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/bridge in %s: %w\n%s", root, err, stderr.String())
+	if err := shippedBuild(root, out); err != nil {
+		return "", err
 	}
 	return out, nil
 }
