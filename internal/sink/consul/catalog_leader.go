@@ -271,8 +271,9 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		switch se.Node.Node {
 		case se.Service.ID: // the server's own node
 			e.Spec.nodeAddr, e.Spec.nodeMeta = se.Node.Address, in.meta(se.Node.Meta)
-			e.Spec.svcID = e.Spec.node                 // one string for both
-			if e.Spec.nodeAddr == e.Spec.svc.Address { // one string for both
+			e.Spec.svcID = e.Spec.node // one string for both
+			// The same for the node's address when it is the service's.
+			if e.Spec.nodeAddr == e.Spec.svc.Address {
 				e.Spec.nodeAddr = e.Spec.svc.Address
 			}
 		case shared:
