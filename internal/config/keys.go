@@ -73,6 +73,8 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "removal guard: further rounds a held removal must stay unseen before it goes ahead; 0 turns the guard off"},
 		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, NonEmpty: true, OneOf: sinkNames, Hint: "(at least one sink is needed: " + orList(sinkNames) + ")", Group: GroupRun,
 			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
+		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: GroupRun,
+			Usage: "this bridge's identity in registries, read by every sink that keeps a fleet (consul, kubernetes; default: the host name)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
 			Usage: "listen address for /metrics, /healthz, /readyz; the default :9108 listens on every interface, 127.0.0.1:9108 on loopback only (empty disables)"},
 		// Prometheus service discovery (internal/promsd).

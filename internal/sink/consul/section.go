@@ -50,8 +50,6 @@ func (s *Section) Keys() []config.Key {
 	return []config.Key{
 		{Name: "consul_mode", Flag: "consul-mode", Env: []string{"DISCOVERY_CLIENT_CONSUL_MODE"}, Default: d.Mode, OneOf: []string{ModeAgent, ModeCatalog}, Group: config.GroupRun, Category: cat,
 			Usage: "agent (register with the local Consul agent) or catalog (no local agent: bridges publish observations and one elected bridge writes the catalog)"},
-		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: config.GroupRun, Category: cat,
-			Usage: "this bridge's identity in registries (default: the host name)"},
 		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: d.OnExit, OneOf: []string{OnExitDeregister, OnExitKeep}, Group: config.GroupRun, Category: cat,
 			Usage: "on SIGTERM: deregister what this bridge registered, or keep it for the heartbeat to expire"},
 
