@@ -19,8 +19,16 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/helmbin"
 )
+
+// TestMain removes the bridge binary built for the refusal tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	bridgebin.Cleanup()
+	os.Exit(code)
+}
 
 // repoRoot is the root of the bridge repository (two levels above this
 // package's directory, where `go test` runs it).
