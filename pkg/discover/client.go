@@ -29,6 +29,12 @@ type Client struct {
 	diagnosed   bool                       // segmented-network warning given
 	scan        scanCursor                 // the rolling scan's position, across rounds
 	keepAlive   []netip.AddrPort           // servers to keep alive (KeepAlive)
+	// refusing are the (source, reason) pairs the last round refused;
+	// refusalEpisode whether it refused anything, refusalsWarned how many
+	// pairs the current episode logged at warn (noteRefusals).
+	refusing       map[refusalNote]struct{}
+	refusalEpisode bool
+	refusalsWarned int
 
 	// neigh reads the kernel's neighbour-table settings (tests replace it).
 	neigh func() NeighParams
@@ -38,7 +44,8 @@ type Client struct {
 }
 
 // New validates opts, fills in the defaults of zero MaxDatagram,
-// RecvBuffer, MaxTokenAge and ClockSkew, and returns a Client listing
+// RecvBuffer, MaxTokenAge, ClockSkew, MaxServersPerSource and
+// AdvertisedAddresses, and returns a Client listing
 // interfaces with lister. clk (the real clock if nil) stamps Result.Started,
 // Result.Duration and Server.Received and judges Fernet token ages; socket
 // deadlines and the pacing measured against them always use the real clock.
@@ -76,7 +83,7 @@ func New(opts Options, lister iface.Lister, log *slog.Logger, clk clock.Clock) (
 }
 
 // withDefaults fills in the defaults of zero MaxDatagram, RecvBuffer,
-// MaxTokenAge and ClockSkew.
+// MaxTokenAge, ClockSkew, MaxServersPerSource and AdvertisedAddresses.
 func withDefaults(o Options) Options {
 	if o.MaxDatagram == 0 {
 		o.MaxDatagram = DefaultMaxDatagram
@@ -89,6 +96,12 @@ func withDefaults(o Options) Options {
 	}
 	if o.ClockSkew == 0 {
 		o.ClockSkew = DefaultClockSkew
+	}
+	if o.MaxServersPerSource == 0 {
+		o.MaxServersPerSource = DefaultMaxServersPerSource
+	}
+	if o.AdvertisedAddresses == "" {
+		o.AdvertisedAddresses = AdvertisedLocal
 	}
 	return o
 }

@@ -59,6 +59,24 @@ func (c *scanCursor) at(i uint64) netip.Addr {
 	return netip.Addr{}
 }
 
+// index returns the cursor index of host h, and false when h is no host
+// of the scan CIDRs.
+func (c *scanCursor) index(h netip.Addr) (uint64, bool) {
+	if !h.Is4() {
+		return 0, false
+	}
+	b := h.As4()
+	v := binary.BigEndian.Uint32(b[:])
+	var base uint64
+	for _, r := range c.ranges {
+		if v >= r.first && uint64(v-r.first) < r.n {
+			return base + uint64(v-r.first), true
+		}
+		base += r.n
+	}
+	return 0, false
+}
+
 // next returns the host at the cursor and moves past it; wrapped is true
 // when that host was the last of a cycle (the cursor is back at host 0).
 func (c *scanCursor) next() (h netip.Addr, wrapped bool) {
@@ -121,15 +139,18 @@ func (c *Client) scanDone(cur scanCursor) {
 }
 
 // KeepAlive sets the servers that every following round probes by unicast,
-// before the scan continues, as long as they are outside broadcast reach
-// (the source address of their reply outside the network of every selected
-// interface) and the subnet scan is on: a server that only the scan can
-// reach then answers every round, so a round without its reply is a real
-// miss and not "the scan was elsewhere". Pass the replies' source
+// beside the scan, as long as they are outside broadcast reach (the source
+// address of their reply outside the network of every selected interface),
+// inside a scan CIDR, and the subnet scan is on: a server that only the
+// scan can reach then answers every round, so a round without its reply is
+// a real miss and not "the scan was elsewhere". Pass the replies' source
 // addresses of the servers still held (bridge run passes the planner's held
 // set before each round, so a server the planner removed is no longer
-// probed); nil stops all keep-alives. At most MaxScanHosts are kept. The
-// probes share the scan's rate.
+// probed), and only of servers whose advertised address is their source
+// (bridge run does): a forged reply then earns no keep-alive, and a reply
+// from outside the scan CIDRs never steers the bridge's probes. nil stops
+// all keep-alives. At most MaxScanHosts are kept. The keep-alive probes
+// alternate with the scan's, so they take at most half of its rate.
 func (c *Client) KeepAlive(sources []netip.AddrPort) {
 	c.mu.Lock()
 	c.keepAlive = slices.Clone(sources[:min(len(sources), MaxScanHosts)])

@@ -55,27 +55,34 @@ func (k *Key) Seal(msg []byte, now time.Time) []byte {
 // than now+skew is ErrTokenFromFuture. Anything else that fails is
 // ErrTokenInvalid. Errors never contain the key or the plaintext.
 func (k *Key) Open(token []byte, now time.Time, maxAge, skew time.Duration) ([]byte, error) {
+	msg, _, err := k.open(token, now, maxAge, skew)
+	return msg, err
+}
+
+// open is Open that also returns the authentic token's stamp (whole
+// seconds), for the round's replay check.
+func (k *Key) open(token []byte, now time.Time, maxAge, skew time.Duration) ([]byte, time.Time, error) {
 	if k == nil {
-		return nil, fmt.Errorf("%w: no key", ErrTokenInvalid)
+		return nil, time.Time{}, fmt.Errorf("%w: no key", ErrTokenInvalid)
 	}
 	token = trimASCIISpace(token)
 	ts, err := fernetHeader(token)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	msg := fernet.VerifyAndDecrypt(token, 0, []*fernet.Key{&k.k})
 	if msg == nil {
-		return nil, fmt.Errorf("%w: signature or padding check failed", ErrTokenInvalid)
+		return nil, time.Time{}, fmt.Errorf("%w: signature or padding check failed", ErrTokenInvalid)
 	}
 	stamp := time.Unix(ts, 0)
 	age := now.Sub(stamp)
 	switch {
 	case age > maxAge+skew:
-		return nil, fmt.Errorf("%w: stamped %s ago, limit %s + %s skew", ErrTokenExpired, age.Truncate(time.Second), maxAge, skew)
+		return nil, stamp, fmt.Errorf("%w: stamped %s ago, limit %s + %s skew", ErrTokenExpired, age.Truncate(time.Second), maxAge, skew)
 	case -age > skew:
-		return nil, fmt.Errorf("%w: stamped %s ahead, skew limit %s", ErrTokenFromFuture, (-age).Truncate(time.Second), skew)
+		return nil, stamp, fmt.Errorf("%w: stamped %s ahead, skew limit %s", ErrTokenFromFuture, (-age).Truncate(time.Second), skew)
 	}
-	return msg, nil
+	return msg, stamp, nil
 }
 
 // fernetHeader checks the token's shape before any cryptography (padded

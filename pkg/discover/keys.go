@@ -97,6 +97,13 @@ var fields = []field{
 			k.OneOf = []string{string(AddressAuto), string(AddressPayload), string(AddressSource)}
 		}),
 		func(o *Options, v any) error { o.AddressFrom = AddressPolicy(v.(string)); return nil }, func(o Options) any { return string(o.AddressFrom) }},
+	{with(key("advertised_addresses", "advertised-addresses", setting.String, string(AdvertisedLocal), "advertised addresses to admit: local (the reply's source, or inside a selected interface's network or a scan CIDR) or any (upstream: also elsewhere, for a multi-homed server)", "DISCOVERY_CLIENT_ADVERTISED_ADDRESSES"),
+		func(k *setting.Key) { k.OneOf = []string{string(AdvertisedLocal), string(AdvertisedAny)} }),
+		func(o *Options, v any) error { o.AdvertisedAddresses = AdvertisedPolicy(v.(string)); return nil },
+		func(o Options) any { return string(o.AdvertisedAddresses) }},
+	{with(key("max_servers_per_source", "max-servers-per-source", setting.Int, strconv.Itoa(DefaultMaxServersPerSource), "new servers one source address may introduce in a round (a stock server answers with one); more are refused and counted", "DISCOVERY_CLIENT_MAX_SERVERS_PER_SOURCE"),
+		func(k *setting.Key) { k.Min = "1" }),
+		func(o *Options, v any) error { o.MaxServersPerSource = v.(int); return nil }, func(o Options) any { return o.MaxServersPerSource }},
 	{key(keyEncryption, "encryption", setting.Bool, "false", "Fernet-encrypted probes and replies (needs a secret key)", "DISCOVERY_CLIENT_ENCRYPTION_ENABLED", "DISCOVERY_ENCRYPTION_ENABLED"), nil, nil},
 	{with(key(keySecret, "secret-key", setting.String, "", "Fernet key shared with the servers (prefer --secret-key-file)", "DISCOVERY_CLIENT_SECRET_KEY", "DISCOVERY_SECRET_KEY"),
 		func(k *setting.Key) { k.Secret = true }), nil, nil},

@@ -19,13 +19,14 @@ func TestKeysBoundNewAsTheyBoundTheEnvironment(t *testing.T) {
 		env  string
 		code any
 	}{
-		"timeout":       {"11m", 11 * time.Minute},
-		"retries":       {"101", 101},
-		"scan_rate":     {"0", 0},
-		"max_token_age": {"-1s", -time.Second},
-		"clock_skew":    {"-1s", -time.Second},
-		"settle":        {"-1s", -time.Second},
-		"max_replies":   {"0", 0},
+		"timeout":                {"11m", 11 * time.Minute},
+		"retries":                {"101", 101},
+		"scan_rate":              {"0", 0},
+		"max_token_age":          {"-1s", -time.Second},
+		"clock_skew":             {"-1s", -time.Second},
+		"settle":                 {"-1s", -time.Second},
+		"max_replies":            {"0", 0},
+		"max_servers_per_source": {"-1", -1},
 	}
 	l := iface.ListerFunc(func() ([]iface.Interface, error) { return nil, nil })
 	for _, k := range Keys() {

@@ -72,3 +72,76 @@ func (c *Client) diagnose(sel []iface.Interface) {
 			slog.String("advice", s.Advice()))
 	}
 }
+
+// refusalsAtWarn is how many (source, reason) pairs an episode of refusals
+// logs at warn; the others are logged at debug.
+const refusalsAtWarn = 5
+
+// noteRefusals logs what a round's admission policy refused. An episode of
+// refusals is a run of rounds that each refused something; a (source,
+// reason) pair's own episode is a run of rounds that each refused it. A
+// pair is logged once per its episode: the first refusalsAtWarn pairs of a
+// whole episode at warn, the rest at debug (a flood from forged sources
+// is a few lines, not one a source). The end of an episode is one info
+// line. notes are the round's pairs (at most maxRoundNotes), refused its
+// counts by reason.
+func (c *Client) noteRefusals(notes map[refusalNote]struct{}, refused RefusalCounts) {
+	c.mu.Lock()
+	prev := c.refusing
+	c.refusing = notes
+	episode := c.refusalEpisode
+	c.refusalEpisode = refused.Total() > 0
+	if !episode {
+		c.refusalsWarned = 0
+	}
+	type line struct {
+		n    refusalNote
+		warn bool
+	}
+	var lines []line
+	for n := range notes {
+		if _, ongoing := prev[n]; ongoing {
+			continue
+		}
+		warn := c.refusalsWarned < refusalsAtWarn
+		if warn {
+			c.refusalsWarned++
+		}
+		lines = append(lines, line{n, warn})
+	}
+	warned := c.refusalsWarned
+	c.mu.Unlock()
+
+	switch {
+	case !episode && refused.Total() > 0:
+		c.log.log(slog.LevelWarn, "replies refused by the admission policy (forged, misconfigured or foreign servers?); each source is logged once while it goes on",
+			refusalAttrs(refused)...)
+	case episode && refused.Total() == 0:
+		c.log.log(slog.LevelInfo, "no reply refused by the admission policy any more")
+	}
+	for _, l := range lines {
+		level := slog.LevelDebug
+		if l.warn {
+			level = slog.LevelWarn
+		}
+		if c.log.enabled(level) {
+			c.log.log(level, "replies from this source refused", slog.String("source_ip", l.n.src.String()),
+				slog.String("reason", l.n.reason.String()), slog.String("why", l.n.reason.explain()))
+		}
+		if l.warn && warned == refusalsAtWarn && l == lines[len(lines)-1] {
+			c.log.log(slog.LevelWarn, "more sources are refused; each is logged at debug until no reply is refused for a round",
+				slog.Int("logged_at_warn", refusalsAtWarn))
+		}
+	}
+}
+
+// refusalAttrs are refused's counts as log attributes, one per reason.
+func refusalAttrs(refused RefusalCounts) []slog.Attr {
+	var out []slog.Attr
+	for _, r := range Refusals() {
+		if n := refused[r]; n > 0 {
+			out = append(out, slog.Int(r.String(), n))
+		}
+	}
+	return out
+}

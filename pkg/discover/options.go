@@ -46,6 +46,16 @@ type Options struct {
 	ScanCIDRs  []netip.Prefix
 	ScanRate   int
 
+	// AdvertisedAddresses (advertised_addresses) says which advertised
+	// addresses a round admits: AdvertisedLocal (the default; "" means it)
+	// or AdvertisedAny. Admission refuses more than this, whatever it says:
+	// see Refusal.
+	AdvertisedAddresses AdvertisedPolicy
+	// MaxServersPerSource (max_servers_per_source) caps the new servers one
+	// source address introduces in a round; more are refused
+	// (RefusedSourceCap). 0 means DefaultMaxServersPerSource.
+	MaxServersPerSource int
+
 	// MaxReplies caps the servers kept per round; further new servers are
 	// counted in Stats.Dropped.
 	MaxReplies int

@@ -86,6 +86,8 @@ func minTime(a, b time.Time) time.Time {
 // ingest handles one datagram and reports whether it added a server. A new
 // server is stamped with the Client's clock as it is kept, so its Received
 // is when its first reply of the round arrived; duplicates never restamp it.
+// The admission policy (admit.go) runs in the order of the Refusal values,
+// cheapest first: the source before any cryptography.
 func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 	o := &r.c.opts
 	r.st.Replies++
@@ -93,15 +95,25 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		r.st.Oversized++
 		return false
 	}
+	srcIP := src.Addr().Unmap()
+	if src.Port() != o.Port {
+		return r.refuse(srcIP, RefusedSourcePort)
+	}
+	if !r.adm.onLink(srcIP, ifindex) && !r.adm.wasProbed(srcIP) {
+		return r.refuse(srcIP, RefusedOffLink)
+	}
 	plain := b
 	if o.Key != nil {
-		pt, err := o.Key.Open(b, r.c.clock.Now(), o.MaxTokenAge, o.ClockSkew)
+		pt, stamp, err := o.Key.open(b, r.c.clock.Now(), o.MaxTokenAge, o.ClockSkew)
 		if err != nil {
 			r.st.Rejected++
 			if r.c.log.enabled(slog.LevelDebug) { // per datagram: no src.String() when off
 				r.c.log.log(slog.LevelDebug, "reply rejected", slog.String("from", src.String()), slog.Any("error", err))
 			}
 			return false
+		}
+		if stamp.Before(r.notBefore) {
+			return r.refuse(srcIP, RefusedReplay)
 		}
 		plain = pt
 	}
@@ -110,8 +122,6 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		r.st.Invalid++
 		return false
 	}
-	r.st.Valid++
-	srcIP := src.Addr().Unmap()
 	ip, from := payloadIP, AddressPayload
 	switch o.AddressFrom {
 	case AddressSource:
@@ -122,6 +132,15 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 			r.c.notePolicy(payloadIP, srcIP, reason)
 		}
 	}
+	switch {
+	case r.adm.unroutable(ip):
+		return r.refuse(srcIP, RefusedUnroutable)
+	case r.adm.isEdge(ip):
+		return r.refuse(srcIP, RefusedSubnetEdge)
+	case o.AdvertisedAddresses != AdvertisedAny && ip != srcIP && !r.adm.local(ip):
+		return r.refuse(srcIP, RefusedForeign)
+	}
+	r.st.Valid++
 	if !hasPort {
 		port = o.DefaultPort
 	}
@@ -131,14 +150,19 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		r.st.Duplicates++
 		return false
 	}
+	src4 := srcIP.As4()
+	if r.perSource[src4] >= o.MaxServersPerSource {
+		return r.refuse(srcIP, RefusedSourceCap)
+	}
 	if len(r.seen) >= o.MaxReplies {
 		r.st.Dropped++
 		return false
 	}
+	r.perSource[src4]++
 	r.seen[key] = struct{}{}
 	r.lastNew = socketNow()
 	r.kept = append(r.kept, keptReply{
-		ip: ip4, payloadIP: payloadIP.As4(), src: srcIP.As4(),
+		ip: ip4, payloadIP: payloadIP.As4(), src: src4,
 		port: port, srcPort: src.Port(),
 		hasPort: hasPort, fromSrc: from == AddressSource,
 		ifindex:  int32(ifindex),
@@ -151,6 +175,18 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 		r.onServer(r.server(r.kept[len(r.kept)-1], string(plain)))
 	}
 	return true
+}
+
+// refuse counts a reply from src that the admission policy refused for
+// why, remembers the (source, reason) pair for the round's log (at most
+// maxRoundNotes pairs) and returns false.
+func (r *round) refuse(src netip.Addr, why Refusal) bool {
+	r.refused[why]++
+	n := refusalNote{src: src, reason: why}
+	if _, ok := r.notes[n]; !ok && len(r.notes) < maxRoundNotes {
+		r.notes[n] = struct{}{}
+	}
+	return false
 }
 
 // servers builds the round's Servers from the kept records, in arrival

@@ -84,10 +84,21 @@ func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, erro
 		c.log.log(slog.LevelDebug, "no IP_PKTINFO: ingress interface from source address only", slog.Any("error", err))
 	}
 
-	if err := r.firstBurst(); err != nil {
+	scanning := c.opts.SubnetScan && len(c.opts.ScanCIDRs) > 0
+	var cur scanCursor
+	if scanning {
+		cur, r.keepAlive = c.scanStart(r)
+		r.onLinkRate = c.neigh().OnLinkRate()
+		r.adm.scanning(cur, r.keepAlive)
+	}
+	// A first burst that could not be sent at all fails the round only
+	// when no retry follows: a link that comes up, or a route that
+	// appears, within the round still lets a retry out.
+	burstErr := r.firstBurst()
+	if burstErr != nil && (c.opts.Retries == 0 || !r.anyBroadcast()) {
 		res.Stats = r.stats()
 		res.Duration = c.clock.Now().Sub(started)
-		return res, err
+		return res, burstErr
 	}
 
 	stop := context.AfterFunc(rctx, r.kick)
@@ -95,11 +106,7 @@ func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, erro
 	sendCtx, stopSending := context.WithCancel(rctx)
 	var senders sync.WaitGroup
 	senders.Go(func() { r.sendRetries(sendCtx) })
-	scanning := c.opts.SubnetScan && len(c.opts.ScanCIDRs) > 0
-	var cur scanCursor
 	if scanning {
-		cur, r.keepAlive = c.scanStart(r)
-		r.onLinkRate = c.neigh().OnLinkRate()
 		senders.Go(func() { r.scan(sendCtx, &cur) })
 	}
 	go func() {
@@ -116,7 +123,11 @@ func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, erro
 	}
 
 	res.Servers = r.servers()
+	if n, ok := socketDrops(conn); ok {
+		r.st.KernelDrops = n
+	}
 	res.Stats = r.stats()
+	c.noteRefusals(r.notes, res.Stats.Refused)
 	if scanning {
 		res.Stats.ScanHosts = int(cur.total)
 		res.Stats.ScanProgress = cur.progress()
@@ -131,6 +142,9 @@ func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, erro
 	}
 	if rerr == nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		rerr = fmt.Errorf("discovery round: %w", ctx.Err())
+	}
+	if rerr == nil && burstErr != nil && r.broadcastsSent.Load() == 0 {
+		rerr = fmt.Errorf("%w (first burst and %d retries)", burstErr, c.opts.Retries)
 	}
 	return res, rerr
 }
@@ -171,6 +185,13 @@ type round struct {
 	scanFirst, scanLast                 atomic.Int64 // clk, Unix nanos; 0 before the first scan probe
 	sendsDoneAt                         atomic.Int64 // socketNow, Unix nanos; 0 while sending
 	kicks                               atomic.Uint64
+	broadcastsSent                      atomic.Int64 // broadcast probes sent, first burst and retries
+
+	// adm is the admission policy's view of this round; notBefore the
+	// oldest stamp an encrypted reply may carry (the round's start on the
+	// Client's clock, in the token's whole seconds, less ClockSkew).
+	adm       *admission
+	notBefore time.Time
 
 	// receiver-owned. Kept servers are compact pointer-free records plus
 	// a byte arena of their payloads, so ingesting thousands of new servers
@@ -181,6 +202,12 @@ type round struct {
 	arena   []byte
 	lastNew time.Time // socketNow when the last new server was kept
 	st      Stats
+	// perSource counts the new servers each source introduced; refused
+	// the refusals by reason; notes the (source, reason) pairs refused,
+	// at most maxRoundNotes, for the Client's log.
+	perSource map[[4]byte]int
+	refused   RefusalCounts
+	notes     map[refusalNote]struct{}
 	// onServer, when set, is told of each kept server as it is kept
 	// (RoundNotify).
 	onServer func(Server)
@@ -215,6 +242,10 @@ func newRound(c *Client, conn *net.UDPConn, all, sel []iface.Interface, begin, d
 		seen:      make(map[uint64]struct{}, min(c.opts.MaxReplies, 1024)),
 		clk:       clock.Real(),
 		onLink:    onLinkPrefixes(all),
+		adm:       newAdmission(&c.opts, all, sel),
+		notBefore: c.clock.Now().Truncate(time.Second).Add(-c.opts.ClockSkew),
+		perSource: map[[4]byte]int{},
+		notes:     map[refusalNote]struct{}{},
 	}
 	for _, i := range all {
 		r.own[i.Addr] = struct{}{}
@@ -256,5 +287,6 @@ func (r *round) stats() Stats {
 	if first, last := r.scanFirst.Load(), r.scanLast.Load(); first != 0 && last > first {
 		s.ScanSeconds = float64(last-first) / 1e9
 	}
+	s.Refused = r.refused
 	return s
 }

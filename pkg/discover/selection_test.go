@@ -3,6 +3,7 @@ package discover
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -82,8 +83,12 @@ func TestRoundOnANode(t *testing.T) {
 		mk("kube-ipvs0", "127.0.50.2", "127.0.50.2", 32),
 		mk("tunl0", "127.0.60.1", "127.0.60.1", 32),
 	}
+	// Each responder listens on a probe destination (or a /32's address)
+	// and advertises an address of its own, 10.213.<third octet>.1: a
+	// subnet's broadcast address is never registered (RefusedSubnetEdge).
 	for _, a := range []string{"127.0.10.255", "127.0.20.255", "127.0.40.1", "127.0.50.1"} {
-		startResponder(t, addrPort(a, p), plainResponder(a, 0))
+		b := netip.MustParseAddr(a).As4()
+		startResponder(t, addrPort(a, p), plainResponder(fmt.Sprintf("10.213.%d.1", b[2]), 0))
 	}
 	tests := []struct {
 		name    string
@@ -91,12 +96,12 @@ func TestRoundOnANode(t *testing.T) {
 		targets []string // probe destinations, once each per send
 		servers []string
 	}{
-		{"no rule: no /32 is probed", func(*Options) {}, []string{"127.0.10.255", "127.0.20.255", "127.0.30.255"}, []string{"127.0.10.255:8000", "127.0.20.255:8000"}},
-		{"skip container interfaces", func(o *Options) { o.SkipContainerInterfaces = true }, []string{"127.0.10.255"}, []string{"127.0.10.255:8000"}},
-		{"regex", func(o *Options) { o.InterfaceRegex = `eth[0-9]+|ens[0-9]+` }, []string{"127.0.10.255"}, []string{"127.0.10.255:8000"}},
-		{"cidrs", func(o *Options) { o.InterfaceCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.8.0/21")} }, []string{"127.0.10.255"}, []string{"127.0.10.255:8000"}},
-		{"can reach", func(o *Options) { o.InterfaceCanReach = netip.MustParseAddr("192.0.2.1") }, []string{"127.0.10.255"}, []string{"127.0.10.255:8000"}},
-		{"whitelisted /32 is still not probed", func(o *Options) { o.Whitelist = []string{"eth0", "kube-ipvs0"} }, []string{"127.0.10.255"}, []string{"127.0.10.255:8000"}},
+		{"no rule: no /32 is probed", func(*Options) {}, []string{"127.0.10.255", "127.0.20.255", "127.0.30.255"}, []string{"10.213.10.1:8000", "10.213.20.1:8000"}},
+		{"skip container interfaces", func(o *Options) { o.SkipContainerInterfaces = true }, []string{"127.0.10.255"}, []string{"10.213.10.1:8000"}},
+		{"regex", func(o *Options) { o.InterfaceRegex = `eth[0-9]+|ens[0-9]+` }, []string{"127.0.10.255"}, []string{"10.213.10.1:8000"}},
+		{"cidrs", func(o *Options) { o.InterfaceCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.8.0/21")} }, []string{"127.0.10.255"}, []string{"10.213.10.1:8000"}},
+		{"can reach", func(o *Options) { o.InterfaceCanReach = netip.MustParseAddr("192.0.2.1") }, []string{"127.0.10.255"}, []string{"10.213.10.1:8000"}},
+		{"whitelisted /32 is still not probed", func(o *Options) { o.Whitelist = []string{"eth0", "kube-ipvs0"} }, []string{"127.0.10.255"}, []string{"10.213.10.1:8000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,8 +30,29 @@ func (r *round) probe(dst netip.AddrPort) error {
 	return nil
 }
 
-// firstBurst probes every selected broadcast once; if none could be sent
-// the round has failed.
+// broadcast sends one broadcast probe to dst and counts it when sent.
+func (r *round) broadcast(dst netip.AddrPort) error {
+	if err := r.probe(dst); err != nil {
+		return err
+	}
+	r.broadcastsSent.Add(1)
+	return nil
+}
+
+// anyBroadcast reports whether some selected interface has an IPv4
+// broadcast address to probe (a retry could be sent).
+func (r *round) anyBroadcast() bool {
+	for _, d := range r.dests {
+		if d.addr.Addr().Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// firstBurst probes every selected broadcast once. It returns an
+// ErrNoProbeSent error when none could be sent; the round then fails at
+// once only when no retry can follow (Round).
 func (r *round) firstBurst() error {
 	var errs []error
 	for _, d := range r.dests {
@@ -39,7 +60,7 @@ func (r *round) firstBurst() error {
 			errs = append(errs, fmt.Errorf("%s: no IPv4 broadcast address", d.names))
 			continue
 		}
-		if err := r.probe(d.addr); err != nil {
+		if err := r.broadcast(d.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s -> %s: %w", d.names, d.addr, err))
 			r.c.log.log(slog.LevelWarn, "probe not sent",
 				slog.String("interface", d.names), slog.String("to", d.addr.String()), slog.Any("error", err))
@@ -71,7 +92,7 @@ func (r *round) sendRetries(ctx context.Context) {
 		}
 		for _, d := range r.dests {
 			if d.addr.Addr().Is4() {
-				if err := r.probe(d.addr); err != nil {
+				if err := r.broadcast(d.addr); err != nil {
 					r.c.log.log(slog.LevelDebug, "retry not sent",
 						slog.String("interface", d.names), slog.String("to", d.addr.String()), slog.Any("error", err))
 				}
@@ -81,11 +102,11 @@ func (r *round) sendRetries(ctx context.Context) {
 }
 
 // scan sends this round's unicast probes, all paced at ScanRate per second
-// (and on-link hosts also at the on-link rate): first a keep-alive probe to
-// every server outside broadcast reach that the caller holds (KeepAlive),
-// then the hosts of ScanCIDRs from the Client's cursor on, skipping our own
-// addresses, until the deadline or until every host was covered once this
-// round. It stops scanReplyMargin before the deadline, so the last hosts
+// (and on-link hosts also at the on-link rate): a keep-alive probe to every
+// server outside broadcast reach that the caller holds (KeepAlive),
+// alternating with the hosts of ScanCIDRs from the Client's cursor on,
+// skipping our own addresses, until the deadline or until every host was
+// covered once this round and every keep-alive sent. It stops scanReplyMargin before the deadline, so the last hosts
 // probed have time to answer (the cursor has moved past them: a reply lost
 // to the deadline would wait a whole cycle); a send blocked past the
 // deadline (the socket's write deadline) ends the scan too.
@@ -122,15 +143,29 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 		}
 		return true
 	}
-	for _, h := range r.keepAlive {
+	// Keep-alives alternate with scan probes, so they take at most half
+	// of the scan's rate however many there are: the scan never stalls
+	// behind them.
+	ka := r.keepAlive
+	keepAlive := func() bool {
+		if len(ka) == 0 {
+			return true
+		}
+		h := ka[0]
+		ka = ka[1:]
 		if !send(h) {
-			return
+			return false
 		}
 		r.keepAlives.Add(1)
+		return true
 	}
 	for covered := uint64(0); covered < cur.total; covered++ {
+		if !keepAlive() {
+			return
+		}
 		h := cur.at(cur.pos)
 		if _, mine := r.own[h]; !mine {
+			r.adm.probedHost(cur.pos) // before the send: the reply may beat the bookkeeping
 			if !send(h) {
 				return
 			}
@@ -140,6 +175,11 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 			r.scanCycles.Add(1)
 		}
 		r.scanCovered.Add(1)
+	}
+	for len(ka) > 0 {
+		if !keepAlive() {
+			return
+		}
 	}
 }
 

@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestRoundNoProbeSent(t *testing.T) {
@@ -39,6 +41,35 @@ func TestRoundNoProbeSent(t *testing.T) {
 		res, err := c.Round(context.Background())
 		if err != nil || len(res.Servers) != 1 || res.Stats.SendErrors != 1 {
 			t.Fatalf("Round = %v, %v, stats %+v", endpoints(res.Servers), err, res.Stats)
+		}
+	})
+	t.Run("a retry goes out after a failed first burst", func(t *testing.T) {
+		p := freePort(t)
+		startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
+		o := testOptions(p)
+		o.Retries, o.Timeout, o.Settle = 2, 600*time.Millisecond, 0
+		c := newClient(t, o, lister(t, fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
+		var calls atomic.Int32
+		c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
+			if calls.Add(1) == 1 { // the link is down for the first burst only
+				return syscall.ENETDOWN
+			}
+			_, err := conn.WriteToUDPAddrPort(b, dst)
+			return err
+		}
+		res, err := c.Round(context.Background())
+		if err != nil || len(res.Servers) != 1 || res.Stats.SendErrors != 1 || res.Stats.ProbesSent != 2 {
+			t.Fatalf("Round = %v, %v, stats %+v: want the server found by a retry", endpoints(res.Servers), err, res.Stats)
+		}
+	})
+	t.Run("every burst failed", func(t *testing.T) {
+		o := testOptions(freePort(t))
+		o.Retries, o.Timeout, o.Settle = 2, 300*time.Millisecond, 0
+		c := newClient(t, o, lister(t, fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
+		c.sendHook = func(*net.UDPConn, []byte, netip.AddrPort) error { return syscall.ENETUNREACH }
+		res, err := c.Round(context.Background())
+		if !errors.Is(err, ErrNoProbeSent) || !errors.Is(err, syscall.ENETUNREACH) || res.Stats.SendErrors != 3 {
+			t.Fatalf("Round = %v, stats %+v: want ErrNoProbeSent after the first burst and 2 retries", err, res.Stats)
 		}
 	})
 	t.Run("no IPv4 broadcast at all", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,4 +84,32 @@ func reuseControl(_, _ string, rc syscall.RawConn) error {
 		return err
 	}
 	return serr
+}
+
+// The layout of SO_MEMINFO's answer (linux/sock_diag.h): SK_MEMINFO_DROPS
+// is the 9th of SK_MEMINFO_VARS (10 since Linux 5.x; 9 before BACKLOG).
+const (
+	skMeminfoDrops = 8
+	skMeminfoVars  = 10
+)
+
+// socketDrops returns how many datagrams the kernel dropped on conn because
+// its receive buffer was full: SO_MEMINFO's SK_MEMINFO_DROPS (Linux 4.6+).
+func socketDrops(conn *net.UDPConn) (int, bool) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var drops int
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		var mem [skMeminfoVars]uint32
+		size := uint32(unsafe.Sizeof(mem))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
+		if errno == 0 && size >= (skMeminfoDrops+1)*4 {
+			drops, ok = int(mem[skMeminfoDrops]), true
+		}
+	})
+	return drops, ok
 }

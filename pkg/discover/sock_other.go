@@ -37,3 +37,6 @@ func listenProbe(ctx context.Context, want int) (*net.UDPConn, int, error) {
 func pktinfoIndex([]byte) int { return 0 }
 
 func reuseControl(_, _ string, _ syscall.RawConn) error { return nil }
+
+// socketDrops: the kernel's drop count is read on Linux only.
+func socketDrops(*net.UDPConn) (int, bool) { return 0, false }

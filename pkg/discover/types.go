@@ -50,13 +50,21 @@ type Stats struct {
 	ProbesSent  int `json:"probes_sent"`  // broadcast + retries + scan probes sent
 	SendErrors  int `json:"send_errors"`  // probes the kernel refused
 	Replies     int `json:"replies"`      // datagrams received
-	Valid       int `json:"valid"`        // parsed into a server (duplicates and dropped included)
+	Valid       int `json:"valid"`        // parsed and admitted (duplicates, refused by source_cap and dropped included)
 	Duplicates  int `json:"duplicates"`   // valid but (ip, port) already seen
 	Invalid     int `json:"invalid"`      // wrong prefix, bad ip/port, garbage
 	Oversized   int `json:"oversized"`    // longer than MaxDatagram
 	Rejected    int `json:"rejected"`     // encrypted: bad token, wrong key, too old
 	Dropped     int `json:"dropped"`      // new servers beyond MaxReplies
 	ScanTargets int `json:"scan_targets"` // hosts the subnet scan probed
+
+	// Refused counts the replies the admission policy refused, by
+	// Refusal (Refused[RefusedOffLink]).
+	Refused RefusalCounts `json:"refused"`
+	// KernelDrops is how many datagrams the kernel dropped on the round's
+	// socket because its receive buffer was full (SO_MEMINFO; 0 where the
+	// OS does not say).
+	KernelDrops int `json:"kernel_drops"`
 
 	// The rolling subnet scan (zero without one). ScanHosts is the hosts of
 	// the scan CIDRs; ScanCovered how many of them the cursor passed this
@@ -98,7 +106,7 @@ var (
 	// ErrNoInterfaces: no interface survived selection (none up, or the
 	// whitelist/blacklist excluded all). The round is a failed round.
 	ErrNoInterfaces = errors.New("no usable IPv4 interface selected")
-	// ErrNoProbeSent: every probe send failed (link down, no route). The
-	// round is a failed round.
+	// ErrNoProbeSent: no broadcast probe could be sent, in the first burst
+	// nor in any retry (link down, no route). The round is a failed round.
 	ErrNoProbeSent = errors.New("no probe could be sent on any interface")
 )
