@@ -37,8 +37,11 @@ type Config struct {
 	// (internal/plan): 1 or 0 respectively turn it off.
 	MaxRemovalFraction float64
 	RemovalGuardRounds int
-	Sinks              []string
-	MetricsAddr        string
+	// MaxServers caps the servers the bridge holds (max_servers); each
+	// source's share is Discovery.MaxServersPerSource.
+	MaxServers  int
+	Sinks       []string
+	MetricsAddr string
 	// PrometheusSD configures the http_sd endpoint (prometheus_sd*).
 	PrometheusSD PrometheusSD
 	sources      map[string]string

@@ -176,6 +176,7 @@ func (p *parser) fill(c *Config) {
 	c.MissedRounds = p.integer("missed_rounds")
 	c.MaxRemovalFraction = p.float("max_removal_fraction")
 	c.RemovalGuardRounds = p.integer("removal_guard_rounds")
+	c.MaxServers = p.integer("max_servers")
 	c.Sinks = p.list("sinks")
 	c.MetricsAddr = p.str("metrics_addr")
 	c.PrometheusSD = PrometheusSD{Enabled: p.boolean("prometheus_sd"), Addr: p.str("prometheus_sd_addr"),

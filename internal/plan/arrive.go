@@ -28,14 +28,16 @@ import (
 //
 // Next then finds an arrived endpoint known: the round's Plan lists it in
 // Kept (with its FirstSeen), not in Added, so no add is reported twice.
-// Arrived endpoints count among the known ones of the removal guard's
-// fraction (Guard.Known) in that round.
+// An arrived endpoint is not established (it counts for the removal guard
+// once MissedRounds complete rounds in a row saw it).
 //
-// prev is not modified; when nothing is new, Arrive returns prev itself
-// and no endpoints.
-func Arrive(prev State, seen []Seen, at time.Time) (State, []endpoint.Endpoint) {
+// New endpoints beyond lim are refused and counted in the Refused
+// returned, as Next refuses them. prev is not modified; when nothing is
+// new, Arrive returns prev itself and no endpoints.
+func Arrive(prev State, seen []Seen, at time.Time, lim Limits) (State, []endpoint.Endpoint, Refused) {
 	var next map[netip.AddrPort]entry
 	var added []endpoint.Endpoint
+	adm := newAdmitter(lim, prev.held)
 	for _, s := range seen {
 		if !s.Addr.IsValid() {
 			continue
@@ -44,6 +46,9 @@ func Arrive(prev State, seen []Seen, at time.Time) (State, []endpoint.Endpoint) 
 			continue
 		}
 		if _, dup := next[s.Addr]; dup {
+			continue
+		}
+		if !adm.admit(s.Source) {
 			continue
 		}
 		if next == nil {
@@ -59,10 +64,10 @@ func Arrive(prev State, seen []Seen, at time.Time) (State, []endpoint.Endpoint) 
 		added = append(added, e.endpoint(s.Addr))
 	}
 	if next == nil {
-		return prev, nil
+		return prev, nil, adm.refused
 	}
 	slices.SortFunc(added, endpoint.Compare)
-	return State{held: next, holdSince: prev.holdSince}, added
+	return State{held: next, holdSince: prev.holdSince}, added, adm.refused
 }
 
 // Snapshot returns the desired set the state stands for, stamped with

@@ -95,7 +95,7 @@ func TestArrive(t *testing.T) {
 			round++
 			for i, batch := range tt.early {
 				before := st.Endpoints()
-				next, added := Arrive(st, batch, t0)
+				next, added, _ := Arrive(st, batch, t0, tt.cfg.Limits)
 				if got := addrs(added); !slices.Equal(got, orEmpty(tt.added[i])) {
 					t.Errorf("batch %d added %v, want %v", i, got, orEmpty(tt.added[i]))
 				}
@@ -138,10 +138,10 @@ func orEmpty(s []string) []string {
 func TestArriveFields(t *testing.T) {
 	a, b := ap("10.0.0.1:8000"), ap("10.0.0.2:8000")
 	at, batch := t0.Add(time.Second), t0.Add(2*time.Second)
-	st, added := Arrive(State{}, []Seen{
+	st, added, _ := Arrive(State{}, []Seen{
 		{Addr: a, Source: ap("10.0.0.1:9999"), Interface: "eth0", At: at},
 		{Addr: b, Source: ap("10.0.0.2:9999"), Interface: "eth1"},
-	}, batch)
+	}, batch, Limits{})
 	want := []endpoint.Endpoint{
 		{Addr: a, Source: ap("10.0.0.1:9999"), Interface: "eth0", FirstSeen: at, LastSeen: at},
 		{Addr: b, Source: ap("10.0.0.2:9999"), Interface: "eth1", FirstSeen: batch, LastSeen: batch},
@@ -152,7 +152,7 @@ func TestArriveFields(t *testing.T) {
 	if e := st.held[a]; e.misses != 0 {
 		t.Errorf("misses %d, want 0", e.misses)
 	}
-	if same, none := Arrive(st, []Seen{{Addr: a, At: t0.Add(time.Hour)}}, batch); none != nil || !reflect.DeepEqual(same.Endpoints(), want) {
+	if same, none, _ := Arrive(st, []Seen{{Addr: a, At: t0.Add(time.Hour)}}, batch, Limits{}); none != nil || !reflect.DeepEqual(same.Endpoints(), want) {
 		t.Errorf("a known arrival: added %v, state %+v; want nothing and the state unchanged", none, same.Endpoints())
 	}
 	end := t0.Add(5 * time.Second)

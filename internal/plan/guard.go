@@ -29,9 +29,10 @@ type Guard struct {
 	// Held are the endpoints whose removal is held, sorted; each is also
 	// in Kept (and so in the snapshot).
 	Held []endpoint.Endpoint
-	// Due is how many removals were due this round (reached MissedRounds
-	// misses), held ones included, and Known how many endpoints were
-	// known before the round (the fraction's denominator).
+	// Due is how many removals of established endpoints were due this
+	// round (reached MissedRounds misses), held ones included, and Known
+	// how many established endpoints were known before the round (the
+	// fraction's denominator).
 	Due, Known int
 	// Since is the first round of the current episode, 0 when none.
 	Since uint64

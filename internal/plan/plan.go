@@ -18,10 +18,17 @@
 //     and it is removed when the count reaches Config.MissedRounds;
 //   - a failed round (Observation.Failed) changes nothing: no miss is
 //     counted and nothing is added;
-//   - the removal guard: when the removals due in a round (endpoints at or
-//     past MissedRounds misses, already held ones included) are at least 2
-//     and more than Config.MaxRemovalFraction of the endpoints known before
-//     the round, they are held: kept in the state and the snapshot (listed
+//   - limits: a new endpoint is refused (Plan.Refused) when the state holds
+//     Config.Limits.MaxServers endpoints, or MaxPerSource whose reply came
+//     from its source IP; endpoints already held stay;
+//   - established: an endpoint is established once MissedRounds complete
+//     rounds in a row saw it; only established endpoints count for the
+//     removal guard, so identities of a flood, or a server that came and
+//     went, are removed when due and never hold the guard;
+//   - the removal guard: when the removals due in a round (established
+//     endpoints at or past MissedRounds misses, already held ones included)
+//     are at least 2 and more than Config.MaxRemovalFraction of the
+//     established endpoints known before the round, they are held: kept in the state and the snapshot (listed
 //     in Plan.Guard.Held), their misses still counting, each until it has
 //     missed Config.GuardRounds more complete rounds; a held removal stays
 //     held for that long even if the others' servers answer meanwhile, and
@@ -48,6 +55,66 @@ type Config struct {
 	// off (the zero Config has it off).
 	MaxRemovalFraction float64
 	GuardRounds        int
+	// Limits bound what the state holds.
+	Limits Limits
+}
+
+// Limits bound the endpoints a State holds, whatever the rounds report: a
+// new endpoint beyond one is refused (counted in Plan.Refused), while the
+// endpoints already held stay. Zero fields are no limit.
+type Limits struct {
+	// MaxServers caps the endpoints held in all.
+	MaxServers int
+	// MaxPerSource caps the endpoints held whose reply came from one source
+	// IP address.
+	MaxPerSource int
+}
+
+// Refused counts the new endpoints a round (or Arrive) refused at a limit.
+type Refused struct {
+	MaxServers   int // the state held Limits.MaxServers endpoints
+	MaxPerSource int // their source held Limits.MaxPerSource endpoints
+}
+
+// Total is the sum of the counts.
+func (r Refused) Total() int { return r.MaxServers + r.MaxPerSource }
+
+// admitter applies Limits to the new endpoints of one round or batch.
+type admitter struct {
+	lim       Limits
+	held      int // endpoints held, those admitted so far included
+	perSource map[netip.Addr]int
+	prev      map[netip.AddrPort]entry // counted into perSource on first use
+	refused   Refused
+}
+
+func newAdmitter(lim Limits, prev map[netip.AddrPort]entry) *admitter {
+	return &admitter{lim: lim, held: len(prev), prev: prev}
+}
+
+// admit reports whether a new endpoint whose reply came from src may be
+// held, and counts it when so.
+func (a *admitter) admit(src netip.AddrPort) bool {
+	if a.lim.MaxServers > 0 && a.held >= a.lim.MaxServers {
+		a.refused.MaxServers++
+		return false
+	}
+	ip := src.Addr().Unmap()
+	if a.lim.MaxPerSource > 0 {
+		if a.perSource == nil {
+			a.perSource = make(map[netip.Addr]int)
+			for _, e := range a.prev {
+				a.perSource[e.source.Addr().Unmap()]++
+			}
+		}
+		if a.perSource[ip] >= a.lim.MaxPerSource {
+			a.refused.MaxPerSource++
+			return false
+		}
+		a.perSource[ip]++
+	}
+	a.held++
+	return true
 }
 
 // Seen is one server that answered in a round, as the planner needs it.
@@ -94,6 +161,20 @@ type entry struct {
 	firstSeen time.Time
 	lastSeen  time.Time
 	misses    int
+	// streak counts the complete rounds in a row that saw the endpoint
+	// until it is established: seen in MissedRounds of them. Only
+	// established endpoints count for the removal guard.
+	streak      int32
+	established bool
+}
+
+// seenAgain returns e refreshed by a complete round that saw it.
+func (e entry) seenAgain(missed int) entry {
+	if !e.established {
+		e.streak++
+		e.established = int(e.streak) >= missed
+	}
+	return e
 }
 
 func newEntry(e endpoint.Endpoint) entry {
@@ -146,6 +227,8 @@ type Plan struct {
 	Kept []endpoint.Endpoint
 	// Guard is what the removal guard did this round.
 	Guard Guard
+	// Refused counts the new endpoints refused at Config.Limits.
+	Refused Refused
 }
 
 // Snapshot returns the desired set after the plan: Added and Kept,
@@ -260,9 +343,14 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		return prev, p
 	}
 
-	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), len(obs.Seen)))}
-	p.Guard.Known = len(prev.held)
+	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), min(len(obs.Seen), max(cfg.Limits.MaxServers, len(prev.held)))))}
+	for _, e := range prev.held {
+		if e.established {
+			p.Guard.Known++
+		}
+	}
 	p.Kept = make([]endpoint.Endpoint, 0, len(prev.held))
+	adm := newAdmitter(cfg.Limits, prev.held)
 	for _, s := range obs.Seen {
 		if !s.Addr.IsValid() {
 			continue
@@ -271,15 +359,18 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			continue
 		}
 		old, known := prev.held[s.Addr]
+		if !known && !adm.admit(s.Source) {
+			continue
+		}
 		at := s.At
 		if at.IsZero() {
 			at = obs.At
 		}
-		first := at
+		e := entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: at, lastSeen: at}
 		if known {
-			first = old.firstSeen
+			e.firstSeen, e.streak, e.established = old.firstSeen, old.streak, old.established
 		}
-		e := entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: first, lastSeen: at}
+		e = e.seenAgain(missed)
 		next.held[s.Addr] = e
 		if known && old.misses >= missed {
 			p.Guard.Returned++
@@ -290,14 +381,25 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			p.Added = append(p.Added, e.endpoint(s.Addr))
 		}
 	}
+	p.Refused = adm.refused
 	// Removals due this round, decided below once their number is known.
+	// Only established endpoints are guarded: one that never answered
+	// MissedRounds rounds in a row (a flood's identity, a server that came
+	// and went) is removed when due, and counts neither way.
 	var due []netip.AddrPort
 	for k, old := range prev.held {
 		if _, seen := next.held[k]; seen {
 			continue
 		}
 		old.misses += 1 + max(obs.Skipped, 0)
+		if !old.established {
+			old.streak = 0
+		}
 		if old.misses >= missed {
+			if !old.established {
+				p.Removed = append(p.Removed, old.endpoint(k))
+				continue
+			}
 			due = append(due, k)
 			continue
 		}
@@ -305,7 +407,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		p.Kept = append(p.Kept, old.endpoint(k))
 	}
 	p.Guard.Due = len(due)
-	hold := cfg.Exceeds(len(due), len(prev.held))
+	hold := cfg.Exceeds(len(due), p.Guard.Known)
 	for _, k := range due {
 		e := prev.held[k]
 		// Past MissedRounds an entry was held last round: a held removal

@@ -605,6 +605,9 @@ func TestNextRemovalGuard(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := Next(tt.cfg, State{}, Observation{Round: 1, At: t0, Seen: seen(tt.first...)})
+			// The first servers have answered long enough to be
+			// established (TestNextEstablished tests how they become so).
+			st = established(st)
 			known := slices.Clone(tt.first)
 			for i, s := range tt.steps {
 				round := uint64(i + 2)
@@ -700,5 +703,110 @@ func TestGuardOpsAndReason(t *testing.T) {
 	}
 	if r := (Guard{}).Reason(2, 0.5); r != "" {
 		t.Fatalf("reason with nothing held = %q", r)
+	}
+}
+
+// established returns st with every endpoint established, as if each had
+// answered MissedRounds rounds in a row.
+func established(st State) State {
+	held := maps.Clone(st.held)
+	for k, e := range held {
+		e.established = true
+		held[k] = e
+	}
+	return State{held: held, holdSince: st.holdSince}
+}
+
+// TestNextEstablished: an endpoint counts for the removal guard once
+// MissedRounds complete rounds in a row saw it. A flood's identities that
+// came once, or came and went, are removed when due and hold nothing.
+func TestNextEstablished(t *testing.T) {
+	cfg := Config{MissedRounds: 3, MaxRemovalFraction: 0.5, GuardRounds: 10}
+	honest := []string{"10.0.0.1:8000", "10.0.0.2:8000"}
+	var fakes []string
+	for i := range 20 {
+		fakes = append(fakes, fmt.Sprintf("10.0.9.%d:8000", i+1))
+	}
+	var st State
+	var p Plan
+	round := uint64(0)
+	next := func(s ...string) {
+		round++
+		st, p = Next(cfg, st, Observation{Round: round, At: t0.Add(time.Duration(round) * time.Second), Seen: seen(s...)})
+	}
+	for range 3 {
+		next(honest...)
+	}
+	if e := st.held[ap(honest[0])]; !e.established {
+		t.Fatalf("after 3 rounds in a row: %+v, want established", e)
+	}
+	// A flood: twenty identities for two rounds (never three in a row).
+	next(append(slices.Clone(honest), fakes...)...)
+	next(append(slices.Clone(honest), fakes...)...)
+	if p.Guard.Known != 2 {
+		t.Errorf("guard known %d during the flood, want the 2 established", p.Guard.Known)
+	}
+	// The flood stops: its identities are removed when due (3 misses),
+	// all at once, and the guard holds none of them.
+	next(honest...)
+	next(honest...)
+	next(honest...)
+	if got := addrs(p.Removed); len(got) != 20 || len(p.Guard.Held) != 0 || p.Guard.Started {
+		t.Fatalf("removed %d, held %v, started %v: want the 20 fakes removed, nothing held", len(got), addrs(p.Guard.Held), p.Guard.Started)
+	}
+	// A miss resets a streak: seen, missed, seen, seen is not established.
+	const late = "10.0.0.3:8000"
+	next(append(slices.Clone(honest), late)...)
+	next(honest...)
+	next(append(slices.Clone(honest), late)...)
+	next(append(slices.Clone(honest), late)...)
+	if e := st.held[ap(late)]; e.established {
+		t.Errorf("%s established after a broken streak: %+v", late, e)
+	}
+	next(append(slices.Clone(honest), late)...)
+	if e := st.held[ap(late)]; !e.established {
+		t.Errorf("%s not established after 3 rounds in a row: %+v", late, e)
+	}
+	// The established servers silenced together are held, as before.
+	next()
+	next()
+	next()
+	if len(p.Guard.Held) != 3 || !p.Guard.Started {
+		t.Errorf("held %v, want the 3 established servers", addrs(p.Guard.Held))
+	}
+}
+
+func TestNextLimits(t *testing.T) {
+	src := func(ip string, addrs ...string) []Seen {
+		var out []Seen
+		for _, a := range addrs {
+			out = append(out, Seen{Addr: ap(a), Source: ap(ip + ":9999")})
+		}
+		return out
+	}
+	cfg := Config{MissedRounds: 3, Limits: Limits{MaxServers: 5, MaxPerSource: 2}}
+	st, p := Next(cfg, State{}, Observation{Round: 1, At: t0, Seen: append(
+		src("10.0.0.66", "10.0.1.1:1", "10.0.1.2:1", "10.0.1.3:1", "10.0.1.4:1"),
+		src("10.0.0.7", "10.0.0.7:8000")...)})
+	if got := addrs(p.Added); !slices.Equal(got, []string{"10.0.0.7:8000", "10.0.1.1:1", "10.0.1.2:1"}) || p.Refused != (Refused{MaxPerSource: 2}) {
+		t.Fatalf("added %v, refused %+v: want two of .66's and .7's, 2 refused per source", got, p.Refused)
+	}
+	// The total cap: 3 held, room for 2 more.
+	st, p = Next(cfg, st, Observation{Round: 2, At: t0, Seen: append(append(
+		src("10.0.0.7", "10.0.0.7:8000"),
+		src("10.0.0.8", "10.0.0.8:8000")...),
+		src("10.0.0.9", "10.0.0.9:8000", "10.0.0.9:8001")...)})
+	if got := addrs(p.Added); !slices.Equal(got, []string{"10.0.0.8:8000", "10.0.0.9:8000"}) || p.Refused != (Refused{MaxServers: 1}) {
+		t.Fatalf("added %v, refused %+v: want .8 and one of .9's, 1 refused at max_servers", got, p.Refused)
+	}
+	// Held servers stay at the cap, seen or not; a refused one is not held.
+	_, p = Next(cfg, st, Observation{Round: 3, At: t0, Seen: src("10.0.0.9", "10.0.0.9:8001")})
+	if len(p.Kept) != 5 || len(p.Added) != 0 || p.Refused.MaxServers != 1 {
+		t.Errorf("kept %v added %v refused %+v", addrs(p.Kept), addrs(p.Added), p.Refused)
+	}
+	// Arrive refuses as Next does.
+	_, added, refused := Arrive(st, src("10.0.0.10", "10.0.0.10:1"), t0, cfg.Limits)
+	if len(added) != 0 || refused.MaxServers != 1 {
+		t.Errorf("arrive added %v refused %+v", addrs(added), refused)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
@@ -88,6 +89,11 @@ type Config struct {
 	// turns the guard off.
 	MaxRemovalFraction float64
 	RemovalGuardRounds int
+	// Limits bound the servers the planner holds (max_servers and
+	// max_servers_per_source): new ones beyond them are refused, counted,
+	// logged once per episode and reported on /readyz; those held stay.
+	// Zero fields are no limit.
+	Limits plan.Limits
 	// Once runs one round, applies it synchronously and returns.
 	Once bool
 	// Encryption says whether the probes and replies are Fernet tokens; the
@@ -161,6 +167,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RemovalGuardRounds < 0 {
 		errs = append(errs, fmt.Errorf("%w: removal guard rounds %d: must be >= 0", ErrInvalidConfig, c.RemovalGuardRounds))
+	}
+	if c.Limits.MaxServers < 0 || c.Limits.MaxPerSource < 0 {
+		errs = append(errs, fmt.Errorf("%w: limits %+v: must not be negative", ErrInvalidConfig, c.Limits))
 	}
 	if c.DryRun && c.DryRunOut == nil {
 		errs = append(errs, fmt.Errorf("%w: dry run needs an output writer", ErrInvalidConfig))

@@ -133,7 +133,9 @@ func (r *runner) addArrivals(a *arrivals, stop <-chan struct{}) {
 			r.log.Debug().Uint64("round", r.round).Int("servers", len(seen)).Err(err).Msg("early adds dropped")
 			continue
 		}
-		next, added := plan.Arrive(r.state, seen, now)
+		// What the limits refuse here, the round's end refuses again and
+		// counts (Next sees every server of the round).
+		next, added, _ := plan.Arrive(r.state, seen, now, r.cfg.Limits)
 		r.log.Debug().Uint64("round", r.round).Int("arrived", len(seen)).Int("added", len(added)).Msg("arrivals gathered")
 		if len(added) == 0 {
 			continue

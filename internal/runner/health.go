@@ -25,6 +25,7 @@ type Health struct {
 	completed bool   // a round completed since start
 	roundErr  error  // the latest round failed with this error
 	guarding  string // the removal guard's reason while it holds removals
+	limiting  string // the limits' reason while they refuse new servers
 	sinks     map[string]*sinkHealth
 	order     []string
 }
@@ -51,8 +52,9 @@ func (h *Health) Alive() (bool, time.Time) {
 }
 
 // Ready reports whether a round completed since start, the latest round did
-// not fail, the removal guard holds no removal and every sink's last Apply
-// succeeded; otherwise it says why.
+// not fail, the removal guard holds no removal, the latest round refused no
+// new server at a limit and every sink's last Apply succeeded; otherwise it
+// says why.
 func (h *Health) Ready() (bool, []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -65,6 +67,9 @@ func (h *Health) Ready() (bool, []string) {
 	}
 	if h.guarding != "" {
 		reasons = append(reasons, h.guarding)
+	}
+	if h.limiting != "" {
+		reasons = append(reasons, h.limiting)
 	}
 	for _, name := range h.order {
 		s := h.sinks[name]
@@ -148,6 +153,17 @@ func (h *Health) guard(reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.guarding = reason
+}
+
+// limit records the limits' reason after a completed round, "" when they
+// refused nothing.
+func (h *Health) limit(reason string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.limiting = reason
 }
 
 func (h *Health) addSink(name string) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
@@ -37,6 +38,9 @@ type Metrics struct {
 	removalsHeld    prometheus.Gauge
 	guardEpisodes   prometheus.Counter
 	interval        prometheus.Gauge
+	refused         *prometheus.CounterVec
+	receiveDrops    prometheus.Counter
+	limitRefused    *prometheus.CounterVec
 }
 
 // Outcome label values.
@@ -144,6 +148,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "interval_seconds",
 			Help: "The configured time between round starts (interval), for alerts that count rounds.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "replies_refused_total",
+			Help: "Replies the admission policy refused, by reason (source_port, off_link_source, replay, unroutable_address, subnet_address, foreign_address, source_cap).",
+		}, []string{"reason"}),
+		receiveDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "receive_drops_total",
+			Help: "Reply datagrams the kernel dropped on a round's socket because its receive buffer was full.",
+		}),
+		limitRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "servers_refused_total",
+			Help: "New servers refused because the bridge held max_servers, or their source held max_servers_per_source (limit).",
+		}, []string{"limit"}),
+	}
+	for _, r := range discover.Refusals() {
+		m.refused.WithLabelValues(r.String())
+	}
+	for _, l := range []string{limitMaxServers, limitPerSource} {
+		m.limitRefused.WithLabelValues(l)
 	}
 	for _, o := range []string{outcomeOK, outcomeFailed} {
 		m.rounds.WithLabelValues(o)
@@ -159,7 +181,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.probeSendErrors, m.changes, m.earlyAdds, m.earlySnapshots, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
 			m.sinkLastAttempt, m.sinkFailing,
 			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress,
-			m.removalsHeld, m.guardEpisodes, m.interval)
+			m.removalsHeld, m.guardEpisodes, m.interval, m.refused, m.receiveDrops, m.limitRefused)
 	}
 	return m
 }
@@ -176,8 +198,15 @@ func (m *Metrics) round(ok bool, d time.Duration, st discover.Stats) {
 	m.roundDuration.Observe(d.Seconds())
 	m.probesSent.Add(float64(st.ProbesSent))
 	m.probeSendErrors.Add(float64(st.SendErrors))
-	// Stats.Valid includes duplicates; count each datagram once.
-	m.replies.WithLabelValues("valid").Add(float64(max(st.Valid-st.Duplicates-st.Dropped, 0)))
+	// Stats.Valid includes duplicates, the per-source cap's refusals and
+	// the dropped; count each datagram once.
+	m.replies.WithLabelValues("valid").Add(float64(max(st.Valid-st.Duplicates-st.Dropped-st.Refused[discover.RefusedSourceCap], 0)))
+	for _, r := range discover.Refusals() {
+		if n := st.Refused[r]; n > 0 {
+			m.refused.WithLabelValues(r.String()).Add(float64(n))
+		}
+	}
+	m.receiveDrops.Add(float64(st.KernelDrops))
 	m.replies.WithLabelValues("duplicate").Add(float64(st.Duplicates))
 	m.replies.WithLabelValues("invalid").Add(float64(st.Invalid))
 	m.replies.WithLabelValues("oversized").Add(float64(st.Oversized))
@@ -190,6 +219,21 @@ func (m *Metrics) round(ok bool, d time.Duration, st discover.Stats) {
 		m.scanCycles.Add(float64(st.ScanCycles))
 		m.scanProgress.Set(st.ScanProgress)
 	}
+}
+
+// Label values of servers_refused_total.
+const (
+	limitMaxServers = "max_servers"
+	limitPerSource  = "max_servers_per_source"
+)
+
+// limited records the new servers a round refused at the limits.
+func (m *Metrics) limited(r plan.Refused) {
+	if m == nil {
+		return
+	}
+	m.limitRefused.WithLabelValues(limitMaxServers).Add(float64(r.MaxServers))
+	m.limitRefused.WithLabelValues(limitPerSource).Add(float64(r.MaxPerSource))
 }
 
 func (m *Metrics) started(interval time.Duration) {

@@ -40,6 +40,7 @@ type runner struct {
 	workers    []*worker // the loop's, one per sink (none with DryRun or Once)
 	addedEarly int       // servers added as they arrived in the current round
 	completed  bool      // a round completed since start-up (early adds are on)
+	limiting   bool      // the last completed round refused new servers at a limit
 }
 
 // Run runs the loop until ctx is cancelled (or one round with Once).
@@ -188,9 +189,12 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.out.Rounds = r.round
 	r.cfg.Health.tick()
 	if ka, ok := r.d.(KeepAliver); ok {
+		// Only a server whose advertised address is its reply's source
+		// earns a keep-alive: a forged reply naming another address never
+		// steers the bridge's probes.
 		sources := make([]netip.AddrPort, 0, r.state.Len())
 		for _, e := range r.state.Endpoints() {
-			if e.Source.IsValid() {
+			if e.Source.IsValid() && e.Source.Addr().Unmap() == e.Addr.Addr().Unmap() {
 				sources = append(sources, e.Source)
 			}
 		}
@@ -249,6 +253,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
 	r.reportGuard(p)
+	r.reportLimits(p, r.state.Len())
 	r.logChanges(p)
 	r.log.Debug().Uint64("round", r.round).Int("servers", r.out.Found).Int("held", r.state.Len()).
 		Int("added", len(p.Added)).Int("added_early", r.addedEarly).Int("removed", len(p.Removed)).Dur("duration", end.Sub(start)).Msg("round complete")

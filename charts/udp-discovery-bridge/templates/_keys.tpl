@@ -28,6 +28,8 @@ interfaces_skip_regex: {env: DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX, kind: strin
 interfaces_skip_container: {env: DISCOVERY_CLIENT_INTERFACES_SKIP_CONTAINER, kind: bool, default: "false"}
 default_port: {env: DISCOVERY_CLIENT_DEFAULT_PORT, kind: port, default: "8000"}
 address_from: {env: DISCOVERY_CLIENT_ADDRESS_FROM, kind: string, default: "auto"}
+advertised_addresses: {env: DISCOVERY_CLIENT_ADVERTISED_ADDRESSES, kind: string, default: "local"}
+max_servers_per_source: {env: DISCOVERY_CLIENT_MAX_SERVERS_PER_SOURCE, kind: int, default: "8"}
 encryption_enabled: {env: DISCOVERY_CLIENT_ENCRYPTION_ENABLED, kind: bool, default: "false"}
 max_token_age: {env: DISCOVERY_CLIENT_MAX_TOKEN_AGE, kind: duration, default: "60s", min: "0", minExclusive: true}
 clock_skew: {env: DISCOVERY_CLIENT_CLOCK_SKEW, kind: duration, default: "30s", min: "0"}
@@ -37,6 +39,7 @@ interval: {env: DISCOVERY_CLIENT_INTERVAL, kind: duration, default: "10s", min: 
 missed_rounds: {env: DISCOVERY_CLIENT_MISSED_ROUNDS, kind: int, default: "3"}
 max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, default: "0.5", min: "0", minExclusive: true, max: "1"}
 removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
+max_servers: {env: DISCOVERY_CLIENT_MAX_SERVERS, kind: int, default: "10000"}
 sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
 prometheus_sd: {env: DISCOVERY_CLIENT_PROMETHEUS_SD, kind: bool, default: "false"}
 prometheus_sd_addr: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR, kind: string, default: ""}
