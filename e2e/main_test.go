@@ -6,6 +6,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/forge"
 )
 
 // TestMain removes the bridge binaries and the image built for this test
@@ -14,5 +15,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	dockerimg.Cleanup()
 	bridgebin.Cleanup()
+	forge.Cleanup()
 	os.Exit(code)
 }

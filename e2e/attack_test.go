@@ -1,0 +1,385 @@
+package e2e_test
+
+// End-to-end tests of a stranger on the LAN (README, "Security"): an
+// attacker host on the bridge's segment forges replies (e2e/internal/forge:
+// raw sockets, any source address and port) while honest servers answer.
+// With the defaults none of the forged identities that no honest server
+// sends reaches a sink, a flood stays within the limits and the memory
+// limit, and the honest servers are unaffected. Everything runs in network
+// namespaces the tests create.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/bridgebin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/forge"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/memcg"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
+)
+
+// attackLAN is a runLAN (bridge at 10.213.1.10, honest servers from .11)
+// with an attacker host at 10.213.1.66.
+type attackLAN struct {
+	*runLAN
+	attacker *netns.Host
+}
+
+func newAttackLAN(t *testing.T, honest int) *attackLAN {
+	t.Helper()
+	l := newRunLAN(t, honest, false)
+	a := &attackLAN{runLAN: l, attacker: l.lab.Host("attacker", l.br, "10.213.1.66/24")}
+	for i, h := range l.servers {
+		respond(t, h, 1, "--ip", fmt.Sprintf("10.213.1.%d", 11+i))
+	}
+	return a
+}
+
+// sinkView is what every sink of a bridge holds: the stdout sink's adds
+// less its removes, the file sink's servers and the http_sd targets.
+type sinkView struct {
+	stdout, file, httpSD []string
+}
+
+// readSinks reads the three sinks of bridge b (file at path).
+func readSinks(t *testing.T, l *attackLAN, b *runBridge, path string) sinkView {
+	t.Helper()
+	var v sinkView
+	out, _ := b.Output()
+	held := map[string]bool{}
+	for _, e := range stdoutEvents(t, out) {
+		k := fmt.Sprintf("%s:%d", e.IP, e.Port)
+		held[k] = e.Event == "added"
+	}
+	for k, ok := range held {
+		if ok {
+			v.stdout = append(v.stdout, k)
+		}
+	}
+	if doc, err := readFileDoc(path); err == nil {
+		for _, s := range doc.Servers {
+			v.file = append(v.file, fmt.Sprintf("%s:%d", s.IP, s.Port))
+		}
+	}
+	if code, body, err := runNSGet(l.client.NS, "http://"+runMetricsAddr+"/sd/prometheus"); err == nil && code == http.StatusOK {
+		var groups []struct {
+			Targets []string `json:"targets"`
+		}
+		if err := json.Unmarshal([]byte(body), &groups); err != nil {
+			t.Fatalf("http_sd body %q: %v", body, err)
+		}
+		for _, g := range groups {
+			v.httpSD = append(v.httpSD, g.Targets...)
+		}
+	}
+	for _, s := range [][]string{v.stdout, v.file, v.httpSD} {
+		slices.Sort(s)
+	}
+	return v
+}
+
+// startAttackBridge runs `bridge run` in the client namespace with the
+// stdout, file and http_sd outputs, a round a second, and extra args.
+func startAttackBridge(t *testing.T, l *attackLAN, name string, extra ...string) (*runBridge, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "servers.json")
+	args := append([]string{"--sink", "stdout,file", "--file-path", path, "--prometheus-sd",
+		"--metrics-addr", runMetricsAddr, "--interval", "1s", "--timeout", "0.5", "--missed-rounds", "3"}, extra...)
+	return startRun(t, l.client, name, args...), path
+}
+
+// forgedReply answers every probe the attacker sees with one fixed reply
+// from src.
+func forgedReply(t *testing.T, h *netns.Host, src, payload string) *forge.Proc {
+	t.Helper()
+	ap := netip.MustParseAddrPort(src)
+	return forge.Answer(t, h, forge.AnswerOptions{
+		Src: ap.Addr().String(), SrcPorts: fmt.Sprint(ap.Port()), Payload: []byte(payload),
+	})
+}
+
+// TestAttackForgedRepliesRefused (issue 28 (1) and (7)): an attacker on the
+// LAN answers every probe with replies no honest server sends (addresses
+// elsewhere, cloud metadata, 240/4, 0/8, the subnet's network address, an
+// off-link source, a random source port) and sprays the ephemeral ports
+// blind from an off-link source. With the defaults none reaches a sink,
+// each is counted by reason, and the honest servers are there throughout.
+// A bridge with advertised_addresses any admits the address elsewhere (a
+// multi-homed server's), and only it.
+func TestAttackForgedRepliesRefused(t *testing.T) {
+	t.Parallel()
+	l := newAttackLAN(t, 2)
+	honest := []string{"10.213.1.11:8000", "10.213.1.12:8000"}
+	forged := []struct{ src, payload, reason string }{
+		{"10.213.1.66:9999", "SERVER_IP:192.0.2.7:8080", "foreign_address"},
+		{"10.213.1.66:9999", "SERVER_IP:169.254.169.254:80", "unroutable_address"},
+		{"10.213.1.66:9999", "SERVER_IP:240.0.0.1", "unroutable_address"},
+		{"10.213.1.66:9999", "SERVER_IP:0.1.2.3", "unroutable_address"},
+		{"10.213.1.66:9999", "SERVER_IP:10.213.1.0", "subnet_address"},
+		{"198.51.100.9:9999", "SERVER_IP:198.51.100.9", "off_link_source"},
+		{"10.213.1.66:40001", "SERVER_IP:10.213.1.66:9000", "source_port"},
+	}
+	var attackers []*forge.Proc
+	for _, f := range forged {
+		attackers = append(attackers, forgedReply(t, l.attacker, f.src, f.payload))
+	}
+	spray := forge.Spray(t, l.attacker, forge.SprayOptions{
+		Src: netip.MustParseAddrPort("198.51.100.10:9999"), Dst: netip.MustParseAddr(runClientIP),
+		Template: "SERVER_IP:198.51.100.10:{dport}", Rate: 40000, Rounds: 1000,
+	})
+	b, path := startAttackBridge(t, l, "defaults")
+
+	want := sinkView{honest, honest, honest}
+	runWait(t, 15*time.Second, "the honest servers in every sink", func() (bool, string) {
+		v := readSinks(t, l, b, path)
+		return slices.Equal(v.stdout, honest) && slices.Equal(v.file, honest) && slices.Equal(v.httpSD, honest), fmt.Sprintf("%+v", v)
+	})
+	// Eight more rounds under attack: every sink holds the honest servers
+	// and nothing else, every time we look.
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		if v := readSinks(t, l, b, path); !slices.Equal(v.stdout, want.stdout) || !slices.Equal(v.file, want.file) || !slices.Equal(v.httpSD, want.httpSD) {
+			t.Fatalf("sinks hold %+v, want only %v", v, honest)
+		}
+	}
+	for i, a := range attackers {
+		if ans, err := a.Answers(); err != nil || len(ans) < 8 {
+			t.Fatalf("attacker %d (%s) answered %d probes (%v): the attack did not run", i, forged[i].payload, len(ans), err)
+		}
+	}
+	body, err := runMetricsBody(l.client.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range forged {
+		if n, _, _ := runMetricIn(body, `udp_discovery_bridge_replies_refused_total{reason="`+f.reason+`"}`); n < 8 {
+			t.Errorf("replies_refused_total{reason=%q} = %v, want one a round at least", f.reason, n)
+		}
+	}
+	if n, _, _ := runMetricIn(body, "udp_discovery_bridge_endpoints"); n != 2 {
+		t.Errorf("endpoints = %v, want 2", n)
+	}
+	sp := spray.Finish(t)
+	t.Logf("blind spray from 198.51.100.10: %d datagrams at %.0f/s, none admitted", sp.Sent, sp.RatePPS)
+	if sp.Sent < 100000 {
+		t.Errorf("the spray sent %d datagrams, want a real spray", sp.Sent)
+	}
+	_, stderr := b.Output()
+	if !strings.Contains(stderr, "replies refused by the admission policy") {
+		t.Errorf("no WARN about refused replies in the log:\n%s", runTail(stderr, 40))
+	}
+	if n := strings.Count(stderr, `"message":"replies from this source refused"`); n > 2*len(forged) {
+		t.Errorf("%d per-source refusal lines for %d forged kinds: want each once while it goes on", n, len(forged))
+	}
+	b.sigterm(t, 5*time.Second)
+
+	// (7) advertised_addresses any: the address elsewhere is admitted, as
+	// upstream admits it; everything else is still refused.
+	b2, path2 := startAttackBridge(t, l, "any", "--advertised-addresses", "any")
+	withForeign := append(slices.Clone(honest), "192.0.2.7:8080")
+	slices.Sort(withForeign)
+	runWait(t, 15*time.Second, "the multi-homed address admitted", func() (bool, string) {
+		v := readSinks(t, l, b2, path2)
+		return slices.Equal(v.file, withForeign) && slices.Equal(v.stdout, withForeign), fmt.Sprintf("%+v", v)
+	})
+	time.Sleep(3 * time.Second)
+	if v := readSinks(t, l, b2, path2); !slices.Equal(v.file, withForeign) || !slices.Equal(v.httpSD, withForeign) {
+		t.Errorf("with advertised_addresses any the sinks hold %+v, want %v", v, withForeign)
+	}
+}
+
+// TestAttackFloodWithinLimits (issue 28 (2)): one attacker host answers
+// every probe with 2,000 fresh identities of its own address; then with
+// identities of 150 forged on-link sources. The bridge holds at most
+// max_servers_per_source of one source and max_servers in all, counts the
+// refusals, says so on /readyz, keeps the honest servers, and once the
+// flood stops drops the fakes after missed_rounds without the removal
+// guard holding them.
+func TestAttackFloodWithinLimits(t *testing.T) {
+	t.Parallel()
+	l := newAttackLAN(t, 2)
+	honest := []string{"10.213.1.11:8000", "10.213.1.12:8000"}
+	b, path := startAttackBridge(t, l, "limits", "--max-servers", "40")
+	runWait(t, 15*time.Second, "the honest servers", func() (bool, string) {
+		v := readSinks(t, l, b, path)
+		return slices.Equal(v.file, honest), fmt.Sprintf("%+v", v)
+	})
+
+	held := func() []string { return readSinks(t, l, b, path).file }
+	one := forge.Answer(t, l.attacker, forge.AnswerOptions{
+		Src: "10.213.1.66", IdentityPorts: "1-60000", PerProbe: 2000,
+	})
+	time.Sleep(6 * time.Second)
+	v := held()
+	fakes := slices.DeleteFunc(slices.Clone(v), func(s string) bool { return slices.Contains(honest, s) })
+	if len(fakes) != discover.DefaultMaxServersPerSource || !slices.Contains(v, honest[0]) || !slices.Contains(v, honest[1]) {
+		t.Fatalf("one flooding source: the file holds %d fakes and %v; want %d fakes (max_servers_per_source) and the honest servers", len(fakes), v, discover.DefaultMaxServersPerSource)
+	}
+	code, body, _ := runNSGet(l.client.NS, "http://"+runMetricsAddr+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "max_servers_per_source") {
+		t.Errorf("/readyz during the flood = %d %s, want 503 naming the limits", code, body)
+	}
+	ans := one.Finish(t)
+	t.Logf("one source: %d forged replies", ans.Sent)
+
+	many := forge.Answer(t, l.attacker, forge.AnswerOptions{
+		Src: "10.213.1.100-10.213.1.249", IdentityPorts: "1-60000", PerProbe: 3000,
+	})
+	time.Sleep(6 * time.Second)
+	v = held()
+	if len(v) > 40 || !slices.Contains(v, honest[0]) || !slices.Contains(v, honest[1]) {
+		t.Fatalf("150 forged sources: the file holds %d servers, want at most max_servers (40) with the honest ones", len(v))
+	}
+	body, err := runMetricsBody(l.client.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{`udp_discovery_bridge_servers_refused_total{limit="max_servers"}`, `udp_discovery_bridge_replies_refused_total{reason="source_cap"}`} {
+		if n, _, _ := runMetricIn(body, p); n == 0 {
+			t.Errorf("%s = 0 after the floods", p)
+		}
+	}
+	many.Finish(t)
+
+	// The flood stops: the fakes never answered three rounds in a row as
+	// the same identities... some did (a source's first 8 each round). The
+	// guard must not hold them for removal_guard_rounds either way: they
+	// are gone within missed_rounds plus a round or two.
+	stopped := time.Now()
+	runWait(t, 12*time.Second, "only the honest servers again", func() (bool, string) {
+		v := held()
+		return slices.Equal(v, honest), fmt.Sprint(len(v), " held")
+	})
+	t.Logf("fakes gone %s after the flood stopped", time.Since(stopped).Round(100*time.Millisecond))
+	runWait(t, 5*time.Second, "/readyz 200", func() (bool, string) {
+		code, body, _ := runNSGet(l.client.NS, "http://"+runMetricsAddr+"/readyz")
+		return code == http.StatusOK, body
+	})
+	if n, _, _ := runMetric(l.client.NS, "udp_discovery_bridge_removal_guard_episodes_total"); n != 0 {
+		t.Errorf("removal_guard_episodes_total = %v: the flood's identities held the guard", n)
+	}
+}
+
+// TestAttackReplayedToken (issue 28 (6)): in encrypted mode an attacker
+// replays a captured reply token of a server that died 45 s ago: within
+// max_token_age + clock_skew, but older than the probe it answers beyond
+// clock_skew. It is refused as a replay and never registered, while a
+// token sealed now (a control: the attack is real) is admitted.
+func TestAttackReplayedToken(t *testing.T) {
+	t.Parallel()
+	l := newRunLAN(t, 1, false)
+	attacker := l.lab.Host("attacker", l.br, "10.213.1.66/24")
+	keyText, err := discover.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(keyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := discover.ParseKey(keyText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	respond(t, l.servers[0], 1, "--ip", "10.213.1.11", "--secret-key-file", keyFile)
+	old := key.Seal([]byte("SERVER_IP:10.213.1.13"), time.Now().Add(-45*time.Second))
+	fresh := key.Seal([]byte("SERVER_IP:10.213.1.14"), time.Now())
+	forge.Answer(t, attacker, forge.AnswerOptions{Src: "10.213.1.13", Payload: old})
+	forge.Answer(t, attacker, forge.AnswerOptions{Src: "10.213.1.14", Payload: fresh})
+
+	path := filepath.Join(t.TempDir(), "servers.json")
+	b := startRun(t, l.client, "encrypted", "--sink", "file", "--file-path", path, "--metrics-addr", runMetricsAddr,
+		"--interval", "1s", "--timeout", "0.5", "--encryption", "--secret-key-file", keyFile)
+	want := []string{"10.213.1.11:8000", "10.213.1.14:8000"}
+	runWait(t, 15*time.Second, "the server and the fresh token's", func() (bool, string) {
+		doc, _ := readFileDoc(path)
+		var got []string
+		for _, s := range doc.Servers {
+			got = append(got, fmt.Sprintf("%s:%d", s.IP, s.Port))
+		}
+		slices.Sort(got)
+		return slices.Equal(got, want), fmt.Sprint(got)
+	})
+	time.Sleep(4 * time.Second)
+	doc, _ := readFileDoc(path)
+	for _, s := range doc.Servers {
+		if s.IP == "10.213.1.13" {
+			t.Fatalf("the replayed token registered 10.213.1.13: %+v", doc.Servers)
+		}
+	}
+	if n, _, _ := runMetric(l.client.NS, `udp_discovery_bridge_replies_refused_total{reason="replay"}`); n < 4 {
+		t.Errorf("replies_refused_total{reason=\"replay\"} = %v, want the replay refused every round", n)
+	}
+	b.sigterm(t, 5*time.Second)
+}
+
+// TestAttackFloodMemory (issue 28 (3)): the bridge runs in a memory cgroup
+// with the chart's limit (128 MiB) and GOMEMLIMIT as the chart sets it
+// (90% of it) while an attacker answers every probe with 25,000 fresh
+// identities from rotating forged sources on a /16 (100,000 new
+// identities a round with the 4 probes of a round). It is never
+// OOM-killed and stays within the limit; it holds at most max_servers.
+func TestAttackFloodMemory(t *testing.T) {
+	memcg.Require(t)
+	lab := netns.New(t)
+	br := lab.Bridge("lan")
+	client := lab.Host("client", br, "10.213.0.10/16")
+	srv := lab.Host("s1", br, "10.213.0.11/16")
+	attacker := lab.Host("attacker", br, "10.213.0.66/16")
+	respond(t, srv, 1, "--ip", "10.213.0.11")
+
+	const limit = 128 << 20
+	g := memcg.New(t, limit)
+	argv := []string{bridgebin.Path(t), "run", "--sink", "stdout", "--metrics-addr", runMetricsAddr,
+		"--interval", "2s", "--timeout", "1"}
+	p := g.Start(t, client.WithEnv(hermeticEnv(fmt.Sprintf("GOMEMLIMIT=%d", limit/10*9))), argv...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, errOut := p.Output()
+			t.Logf("bridge exit %d\nstdout (tail):\n%s\nstderr (tail):\n%s", p.ExitCode(), runTail(out, 5), runTail(errOut, 40))
+		}
+	})
+	runWait(t, 15*time.Second, "the honest server", func() (bool, string) {
+		n, _, err := runMetric(client.NS, "udp_discovery_bridge_endpoints")
+		return err == nil && n == 1, fmt.Sprint(n, err)
+	})
+	flood := forge.Answer(t, attacker, forge.AnswerOptions{
+		Src: "10.213.100.0-10.213.255.255", PerProbe: 25000,
+	})
+	var peakHeld float64
+	for end := time.Now().Add(40 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if p.Exited() {
+			break
+		}
+		if n, _, err := runMetric(client.NS, "udp_discovery_bridge_endpoints"); err == nil {
+			peakHeld = max(peakHeld, n)
+		}
+	}
+	st, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := flood.Finish(t)
+	t.Logf("flood: %d forged replies to %d probes; bridge peak %.1f MiB of %d MiB (failcnt %d, OOM kills %d), held at most %.0f servers",
+		ans.Sent, ans.Probes, float64(st.MaxUsage)/(1<<20), limit>>20, st.Failcnt, st.OOMKills, peakHeld)
+	if st.OOMKills != 0 || p.Exited() {
+		t.Fatalf("the bridge was killed (exit %d, OOM kills %d)", p.ExitCode(), st.OOMKills)
+	}
+	if ans.Probes < 10 || ans.Sent < 250000 {
+		t.Fatalf("the flood answered %d probes with %d replies: it did not run", ans.Probes, ans.Sent)
+	}
+	if peakHeld > 10001 {
+		t.Errorf("held %v servers, more than max_servers (10000) plus the honest one", peakHeld)
+	}
+	if n, _, _ := runMetric(client.NS, `udp_discovery_bridge_endpoints`); n < 1 {
+		t.Errorf("the honest server is gone")
+	}
+}
