@@ -383,3 +383,78 @@ func TestAttackFloodMemory(t *testing.T) {
 		t.Errorf("the honest server is gone")
 	}
 }
+
+// TestAttackScanKeepAlives (issue 28 (5)): a routed server found by the
+// subnet scan stays registered while an attacker on the bridge's LAN
+// answers every probe with 2,000 forged replies from off-LAN sources
+// outside the scan CIDR and 1,000 from addresses inside it. Forged replies
+// from hosts the round did not probe are refused, so they earn no
+// keep-alive; the bridge never probes an address outside its scan CIDR;
+// keep-alive probes take at most half of the scan's probes.
+func TestAttackScanKeepAlives(t *testing.T) {
+	t.Parallel()
+	lab := netns.New(t)
+	brA, brT := lab.Bridge("a"), lab.Bridge("t")
+	router := lab.Router("r", map[*netns.Bridge]string{brA: "10.213.1.1/24", brT: "10.213.3.1/24"})
+	client := lab.Host("client", brA, "10.213.1.10/24")
+	client.SetDefaultRoute("10.213.1.1")
+	attacker := lab.Host("attacker", brA, "10.213.1.66/24")
+	s22 := lab.Host("s22", brT, "10.213.3.2/24")
+	routedServer(t, router, s22, "10.213.3.2", "10.213.7.254", "10.213.4.0/22")
+	bridgebin.Path(t)
+	respond(t, s22, 1, "--ip", "10.213.7.254")
+	// Count every probe the bridge sends outside its scan CIDR, towards
+	// the forged sources' network.
+	mustHost(t, client, "iptables", "-A", "OUTPUT", "-d", "10.213.200.0/21", "-p", "udp", "--dport", "9999")
+
+	b := startRun(t, client, "scan", "--interval", "500ms", "--timeout", "0.4", "--retries", "0",
+		"--scan-cidr", "10.213.4.0/22", "--scan-rate", "2000", "--missed-rounds", "3",
+		"--sink", "stdout", "--metrics-addr", runMetricsAddr, "--log-format", "json")
+	find := func(event, ip string) bool {
+		out, _ := b.Output()
+		for _, e := range stdoutEvents(t, out) {
+			if e.Event == event && e.IP == ip {
+				return true
+			}
+		}
+		return false
+	}
+	runWait(t, 15*time.Second, "the routed server added", func() (bool, string) {
+		return find("added", "10.213.7.254"), "not yet"
+	})
+	out := forge.Answer(t, attacker, forge.AnswerOptions{Src: "10.213.200.0-10.213.207.255", PerProbe: 2000})
+	in := forge.Answer(t, attacker, forge.AnswerOptions{Src: "10.213.4.1-10.213.7.253", PerProbe: 1000})
+	time.Sleep(10 * time.Second) // 20 rounds under attack
+	if find("removed", "10.213.7.254") {
+		t.Fatal("the routed server was removed under the attack")
+	}
+	so, si := out.Finish(t), in.Finish(t)
+	if so.Probes < 15 || si.Probes < 15 {
+		t.Fatalf("the attackers answered %d and %d probes: the attack did not run", so.Probes, si.Probes)
+	}
+	r := client.Run(t.Context(), "iptables", "-L", "OUTPUT", "-v", "-x", "-n")
+	var pkts int
+	for line := range strings.Lines(r.Stdout) {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "10.213.200.0/21") {
+			fmt.Sscan(f[0], &pkts)
+		}
+	}
+	body, err := runMetricsBody(client.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, _, _ := runMetricIn(body, "udp_discovery_bridge_scan_keepalive_probes_total")
+	probed, _, _ := runMetricIn(body, "udp_discovery_bridge_scan_hosts_probed_total")
+	offLink, _, _ := runMetricIn(body, `udp_discovery_bridge_replies_refused_total{reason="off_link_source"}`)
+	t.Logf("%d + %d forged replies; %v refused off_link_source; %v keep-alive and %v scan probes; %d probes towards the forged network",
+		so.Sent, si.Sent, offLink, keep, probed, pkts)
+	if pkts != 0 {
+		t.Errorf("the bridge sent %d probes to 10.213.200.0/21, outside its scan CIDR", pkts)
+	}
+	if offLink < float64(so.Sent)/2 {
+		t.Errorf("only %v replies refused as off-link of %d forged from outside", offLink, so.Sent)
+	}
+	if keep > probed {
+		t.Errorf("keep-alive probes %v exceed scan probes %v: more than half the scan's rate", keep, probed)
+	}
+}
