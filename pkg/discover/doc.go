@@ -74,7 +74,20 @@
 //     after it is not sent.
 //   - Bounds: datagrams longer than MaxDatagram, garbage, rejected tokens,
 //     duplicates and new servers beyond MaxReplies are counted in Stats and
-//     dropped; memory stays bounded by MaxReplies.
+//     dropped; memory stays bounded by MaxReplies. The kernel's drops on
+//     the round's socket are Stats.KernelDrops.
+//   - Admission: before a reply becomes a server the round refuses, and
+//     counts by Refusal in Stats.Refused, what no honest server sends: a
+//     reply not from the discovery port; from a source neither on the
+//     receiving interface's network nor a host this round probed by
+//     unicast; an encrypted reply stamped before the round's start less
+//     ClockSkew (a replay); an unroutable address (0/8, loopback,
+//     link-local, multicast, 240/4) or a selected subnet's network or
+//     broadcast address; an advertised address that is not the source and
+//     lies outside the selected networks and the scan CIDRs (unless
+//     AdvertisedAddresses is AdvertisedAny); more than MaxServersPerSource
+//     new servers from one source. Refusals are logged once per source and
+//     reason while they go on.
 //
 // A round that finds nothing is not an error; the first such round of a
 // Client logs the segmented-network diagnosis of the selected interfaces.
