@@ -233,3 +233,57 @@ func TestSocketDrops(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// FuzzAdmission feeds arbitrary datagrams from arbitrary sources through a
+// round's ingest: it never panics, and whatever it keeps is what the
+// policy promises: from the discovery port, from the LAN or a probed host,
+// never an unroutable or subnet-edge address, an advertised address that
+// is the source or inside the LAN or the scan CIDR, at most
+// MaxServersPerSource per source.
+func FuzzAdmission(f *testing.F) {
+	for _, tc := range []struct {
+		payload string
+		src     [4]byte
+		port    uint16
+		ifindex int
+	}{
+		{"SERVER_IP:10.213.1.2", [4]byte{10, 213, 1, 2}, 9999, 5},
+		{"SERVER_IP:169.254.169.254:80", [4]byte{10, 213, 1, 66}, 9999, 5},
+		{"SERVER_IP:10.99.0.5", [4]byte{10, 99, 0, 5}, 9999, 0},
+		{"SERVER_IP: 127.0.0.1 \n", [4]byte{10, 213, 1, 3}, 9999, 1},
+		{"SERVER_IP:192.0.2.7:8080", [4]byte{198, 51, 100, 9}, 40000, 6},
+	} {
+		f.Add([]byte(tc.payload), tc.src[0], tc.src[1], tc.src[2], tc.src[3], tc.port, tc.ifindex)
+	}
+	scan := netip.MustParsePrefix("10.99.0.0/24")
+	f.Fuzz(func(t *testing.T, payload []byte, a, b, c, d byte, port uint16, ifindex int) {
+		o := DefaultOptions()
+		o.ScanCIDRs = []netip.Prefix{scan}
+		o.MaxServersPerSource = 2
+		r := admitRound(t, o, clocktest.New(time.Now()))
+		cur := newScanCursor(o.ScanCIDRs)
+		r.adm.scanning(cur, nil)
+		r.adm.probedHost(4) // 10.99.0.5
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{a, b, c, d}), port)
+		for range 3 { // the same datagram thrice: duplicates and the cap
+			r.ingest(payload, src, ifindex)
+		}
+		r.ingest(append(payload, ':', '1'), src, ifindex) // another port, same source
+		for _, s := range r.servers() {
+			ip := s.IP
+			switch {
+			case s.Source.Port() != o.Port:
+				t.Fatalf("kept %v from port %d", s.Endpoint(), s.Source.Port())
+			case !lanIf.Prefix.Contains(s.Source.Addr()) && !otherIf.Prefix.Contains(s.Source.Addr()) && s.Source.Addr() != netip.MustParseAddr("10.99.0.5"):
+				t.Fatalf("kept %v from %v, neither on a network of ours nor probed", s.Endpoint(), s.Source)
+			case unroutable(ip), ip == netip.MustParseAddr("10.213.1.0"), ip == netip.MustParseAddr("10.213.1.255"):
+				t.Fatalf("kept the address %v", ip)
+			case ip != s.Source.Addr() && !lanIf.Prefix.Contains(ip) && !scan.Contains(ip):
+				t.Fatalf("kept the advertised %v from %v", ip, s.Source)
+			}
+		}
+		if n := len(r.servers()); n > o.MaxServersPerSource {
+			t.Fatalf("kept %d servers of one source", n)
+		}
+	})
+}
