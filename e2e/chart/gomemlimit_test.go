@@ -58,7 +58,7 @@ func TestChartRenderGoMemLimitRefuses(t *testing.T) {
 		{[]string{"--set", "resources.limits.memory=12Xi"}, `resources.limits.memory "12Xi"`},
 		{[]string{"--set", "resources.limits.memory=1e9"}, `resources.limits.memory "1e9"`},
 		{[]string{"--set", "resources.limits.memory=100000K"}, `resources.limits.memory "100000K"`}, // Kubernetes' kilo is k
-		{[]string{"--set", "goMemLimit=100Mi"}, "goMemLimit"}, // Go reads MiB, not Kubernetes' Mi
+		{[]string{"--set", "goMemLimit=100Mi"}, "goMemLimit"},                                       // Go reads MiB, not Kubernetes' Mi
 	} {
 		_, errOut, err := helm(t, append([]string{"template", "r", chartDir(t)}, tc.args...)...)
 		if err == nil || !strings.Contains(errOut, tc.want) {
