@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/net/netutil"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/connlimit"
 	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
@@ -71,6 +71,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				return usageErr(err)
 			}
 			metrics := runner.NewMetrics(promReg)
+			web := httpOptions{bounds: defaultHTTPBounds(), metrics: connlimit.NewMetrics(promReg), log: log}
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
 			var sd promSD
 			handler := health.Handler()
@@ -81,7 +82,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				}
 				handler = sd.metrics
 				if sd.own != nil {
-					stopSD, err := serveHTTP(c.Context, "prometheus_sd_addr", cfg.PrometheusSD.Addr, sd.own, log)
+					stopSD, err := serveHTTP(c.Context, "prometheus_sd_addr", cfg.PrometheusSD.Addr, sd.own, web)
 					if err != nil {
 						return runtimeErr(err)
 					}
@@ -89,7 +90,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				}
 			}
 			if cfg.MetricsAddr != "" && !once {
-				stopHTTP, err := serveHTTP(c.Context, "metrics_addr", cfg.MetricsAddr, handler, log)
+				stopHTTP, err := serveHTTP(c.Context, "metrics_addr", cfg.MetricsAddr, handler, web)
 				if err != nil {
 					return runtimeErr(err)
 				}
@@ -131,21 +132,41 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 	}
 }
 
-// Bounds of the /metrics, /healthz and /readyz server. A scrape is one small
-// request and a response of some kilobytes, served in milliseconds: a
-// client slower than these is broken or hostile. The default address
-// listens on every interface, so a neighbour on the LAN can connect; the
-// cap keeps such clients from taking the descriptors the discovery socket
-// and the registry clients need (connections beyond it wait in the
-// kernel's accept queue).
-const (
-	httpReadHeaderTimeout = 5 * time.Second
-	httpReadTimeout       = 10 * time.Second
-	httpWriteTimeout      = 10 * time.Second
-	httpIdleTimeout       = 15 * time.Second
-	httpMaxHeaderBytes    = 16 << 10
-	httpMaxConns          = 64
-)
+// httpBounds are the bounds of the /metrics, /healthz and /readyz server
+// and of the http_sd server.
+type httpBounds struct {
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	maxHeaderBytes                                            int
+	conns                                                     connlimit.Limits
+}
+
+// defaultHTTPBounds are the servers' bounds. A scrape is one small request
+// and a response of some kilobytes, served in milliseconds: a client
+// slower than the timeouts is broken or hostile; a connection that never
+// sends is closed after readHeaderTimeout. The default address listens on
+// every interface, so a neighbour on the LAN can connect: the connection
+// caps keep such clients from taking the descriptors the discovery socket
+// and the registry clients need, and the host's own connections (the
+// kubelet's probe, `bridge healthcheck`) have a pool of their own that no
+// LAN client counts against. A connection over a cap is closed at once
+// (internal/connlimit).
+func defaultHTTPBounds() httpBounds {
+	return httpBounds{
+		readHeaderTimeout: 5 * time.Second,
+		readTimeout:       10 * time.Second,
+		writeTimeout:      10 * time.Second,
+		idleTimeout:       15 * time.Second,
+		maxHeaderBytes:    16 << 10,
+		conns:             connlimit.Limits{Host: 16, PerClient: 8, Total: 64},
+	}
+}
+
+// httpOptions are what serveHTTP needs besides the address and handler.
+type httpOptions struct {
+	bounds  httpBounds
+	metrics *connlimit.Metrics
+	log     zerolog.Logger
+}
 
 // inventory returns t as the runner's Inventory, nil when t is nil (the
 // http_sd endpoint is off).
@@ -158,29 +179,36 @@ func inventory(t *promsd.Targets) runner.Inventory {
 
 // serveHTTP serves h on addr (the value of key) until the returned stop
 // function is called or ctx ends.
-func serveHTTP(ctx context.Context, key, addr string, h http.Handler, log zerolog.Logger) (func(), error) {
+func serveHTTP(ctx context.Context, key, addr string, h http.Handler, o httpOptions) (func(), error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", key, addr, err)
 	}
-	ln = netutil.LimitListener(ln, httpMaxConns)
+	o.log.Info().Str("addr", ln.Addr().String()).Str("key", key).Msg("serving HTTP")
+	return serveOn(ln, key, h, o), nil
+}
+
+// serveOn serves h on ln, bounded by o, until the returned stop function is
+// called.
+func serveOn(ln net.Listener, key string, h http.Handler, o httpOptions) func() {
+	b := o.bounds
+	lim := connlimit.Wrap(ln, connlimit.Options{Limits: b.conns, Name: key, Metrics: o.metrics, Log: o.log})
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
-		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ReadHeaderTimeout: b.readHeaderTimeout,
+		ReadTimeout:       b.readTimeout,
+		WriteTimeout:      b.writeTimeout,
+		IdleTimeout:       b.idleTimeout,
+		MaxHeaderBytes:    b.maxHeaderBytes,
 	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error().Err(err).Msg("metrics server stopped")
+		if err := srv.Serve(lim); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error().Err(err).Str("key", key).Msg("HTTP server stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Str("key", key).Msg("serving HTTP")
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-	}, nil
+	}
 }

@@ -119,3 +119,32 @@ periodSeconds: {{ .periodSeconds }}
 timeoutSeconds: {{ .timeoutSeconds }}
 failureThreshold: {{ .failureThreshold }}
 {{- end }}
+
+{{/*
+udb.goMemLimit: the value of GOMEMLIMIT, or "" to leave it unset.
+.Values.goMemLimit when set; else 90% of resources.limits.memory in bytes
+(a Kubernetes quantity: plain bytes, or a number with a suffix Ki Mi Gi Ti
+(powers of 1024) or k M G T (powers of 1000); Kubernetes has no "K"),
+rounded down, so that the
+Go collector works harder before the kernel's OOM killer is reached; else
+"". A limit in another form fails the render naming it.
+*/}}
+{{- define "udb.goMemLimit" -}}
+{{- if .Values.goMemLimit -}}
+{{- .Values.goMemLimit -}}
+{{- else -}}
+{{- $lim := "" -}}
+{{- with .Values.resources -}}{{- with .limits -}}{{- with .memory -}}
+{{- if kindIs "string" . -}}{{- $lim = . -}}{{- else -}}{{- $lim = printf "%.0f" (float64 .) -}}{{- end -}}
+{{- end -}}{{- end -}}{{- end -}}
+{{- if $lim -}}
+{{- $re := "^([0-9]+(?:\\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$" -}}
+{{- if not (regexMatch $re $lim) -}}
+{{- fail (printf "resources.limits.memory %q: goMemLimit \"\" (auto) reads plain bytes or a suffix Ki, Mi, Gi, Ti, k, M, G, T; set goMemLimit explicitly" $lim) -}}
+{{- end -}}
+{{- $unit := regexReplaceAll $re $lim "${2}" -}}
+{{- $mult := get (dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000) $unit -}}
+{{- printf "%.0f" (floor (mulf (float64 (regexReplaceAll $re $lim "${1}")) (float64 $mult) 0.9)) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
