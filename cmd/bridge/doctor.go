@@ -63,8 +63,8 @@ func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				fmt.Fprintf(w, "round failed: %v\n", roundErr)
 			} else {
 				st := res.Stats
-				fmt.Fprintf(w, "probes sent %d (send errors %d), replies %d: valid %d, duplicate %d, invalid %d, oversized %d, rejected %d, dropped %d; took %s\n",
-					st.ProbesSent, st.SendErrors, st.Replies, st.Valid, st.Duplicates, st.Invalid, st.Oversized, st.Rejected, st.Dropped, res.Duration.Round(1e6))
+				fmt.Fprintf(w, "probes sent %d (send errors %d), replies %d: valid %d, duplicate %d, invalid %d, oversized %d, rejected %d, refused %d, dropped %d; kernel drops %d; took %s\n",
+					st.ProbesSent, st.SendErrors, st.Replies, st.Valid, st.Duplicates, st.Invalid, st.Oversized, st.Rejected, st.Refused.Total(), st.Dropped, st.KernelDrops, res.Duration.Round(1e6))
 				if scan, ok := newScanReport(cfg, res); ok {
 					fmt.Fprintf(w, "subnet scan: %s\n", scan.Message)
 				}
@@ -130,10 +130,11 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 	case roundErr != nil:
 		return append(h, "the round failed: run with --log-level debug for details")
 	}
-	if len(res.Servers) > 0 {
-		return nil
-	}
 	st := res.Stats
+	h = append(h, refusalHints(cfg, st.Refused)...)
+	if len(res.Servers) > 0 {
+		return h
+	}
 	if st.Rejected > 0 {
 		h = append(h, fmt.Sprintf("%d encrypted replies were rejected: the secret key differs from the servers', or the clocks differ by more than clock_skew (%s)", st.Rejected, cfg.Discovery.ClockSkew))
 	}
@@ -168,6 +169,37 @@ func doctorHints(cfg *config.Config, sel []iface.Interface, res discover.Result,
 		if cfg.Discovery.Timeout < 1e9 {
 			h = append(h, "the timeout is under a second: try --timeout 5")
 		}
+	}
+	return h
+}
+
+// refusalHints says, for each reason the admission policy refused replies
+// for, what it likely means and what to try.
+func refusalHints(cfg *config.Config, refused discover.RefusalCounts) []string {
+	var h []string
+	for _, r := range discover.Refusals() {
+		n := refused[r]
+		if n == 0 {
+			continue
+		}
+		var why string
+		switch r {
+		case discover.RefusedForeign:
+			why = "advertised addresses neither their source nor inside this host's networks or the scan CIDRs: a multi-homed server whose default route leaves by another network? " +
+				"--advertised-addresses any admits them (upstream's behaviour); or add their network with --scan-cidr"
+		case discover.RefusedOffLink:
+			why = "came from sources off the network they arrived on and not probed by unicast: forged, or a server answering through a router (probe its network with --scan-cidr)"
+		case discover.RefusedSourcePort:
+			why = fmt.Sprintf("did not come from the discovery port %d, as every stock server's do: forged, or a NAT rewriting the port", cfg.Discovery.Port)
+		case discover.RefusedUnroutable, discover.RefusedSubnetEdge:
+			why = "advertised an address no registry should hold (loopback, link-local, multicast, 0/8, 240/4, a subnet's network or broadcast address): a misconfigured or forged server"
+		case discover.RefusedSourceCap:
+			why = fmt.Sprintf("were more than max_servers_per_source (%d) new servers from one source address: several servers behind one address (raise --max-servers-per-source), or a flood",
+				cfg.Discovery.MaxServersPerSource)
+		case discover.RefusedReplay:
+			why = fmt.Sprintf("were encrypted replies stamped before the probe less clock_skew (%s): replayed, or a server whose clock is far behind", cfg.Discovery.ClockSkew)
+		}
+		h = append(h, fmt.Sprintf("%d replies refused (%s): they %s", n, r, why))
 	}
 	return h
 }

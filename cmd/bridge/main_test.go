@@ -187,6 +187,9 @@ func TestDoctorHints(t *testing.T) {
 		{"silence, encrypted", enc, sel, discover.Result{}, nil, "same key"},
 		{"rejected replies", enc, sel, discover.Result{Stats: discover.Stats{Replies: 2, Rejected: 2}}, nil, "2 encrypted replies were rejected"},
 		{"wrong prefix", base, sel, discover.Result{Stats: discover.Stats{Replies: 1, Invalid: 1}}, nil, "response_prefix"},
+		{"foreign address", base, sel, refusedResult(discover.RefusedForeign, 3, true), nil, "3 replies refused (foreign_address): they advertised addresses neither their source"},
+		{"source cap", base, sel, refusedResult(discover.RefusedSourceCap, 40, false), nil, "max_servers_per_source (8)"},
+		{"replay", enc, sel, refusedResult(discover.RefusedReplay, 2, false), nil, "clock_skew (30s)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,6 +202,18 @@ func TestDoctorHints(t *testing.T) {
 	if h := doctorHints(base, sel, discover.Result{Servers: []discover.Server{{}}}, nil); h != nil {
 		t.Errorf("hints when servers were found: %v", h)
 	}
+}
+
+// refusedResult is a round that refused n replies for why, and found a
+// server or not.
+func refusedResult(why discover.Refusal, n int, found bool) discover.Result {
+	var res discover.Result
+	res.Stats.Replies = n
+	res.Stats.Refused[why] = n
+	if found {
+		res.Servers = []discover.Server{{}}
+	}
+	return res
 }
 
 // loadTestConfig loads the configuration from defaults and env, given as
