@@ -585,7 +585,13 @@ func TestDiscoverSubnetScan(t *testing.T) {
 
 // TestDiscoverAddressPolicy checks which address a reply is registered under:
 // a server advertising 127.0.0.1 (as the stock server does without a default
-// route) and a multi-homed server advertising an address other than its source.
+// route) and a multi-homed server advertising an address other than its source
+// and off the LAN (10.213.9.9). The admission policy refuses what would be
+// registered at an unroutable address (127.0.0.1 with --address-from payload,
+// whatever advertised_addresses says), and by default (advertised_addresses
+// local) an address that is neither the source nor on a selected interface's
+// network or a scan CIDR: the multi-homed server is found only with
+// advertised_addresses any, the setting for it, or at its source address.
 func TestDiscoverAddressPolicy(t *testing.T) {
 	t.Parallel()
 	l := newLAN(t, 2)
@@ -593,30 +599,48 @@ func TestDiscoverAddressPolicy(t *testing.T) {
 	respond(t, l.servers[0], 1, "--ip", "127.0.0.1")
 	respond(t, l.servers[1], 1, "--ip", "10.213.9.9")
 
+	const (
+		loopback = "10.213.1.11:9999" // advertises 127.0.0.1
+		homed    = "10.213.1.12:9999" // advertises 10.213.9.9
+	)
 	type want struct{ ip, payloadIP, from string }
+	anyAddr := []string{"--advertised-addresses", "any"}
 	for _, tc := range []struct {
-		policy []string
-		want   map[string]want // by source address
+		name    string
+		args    []string
+		want    map[string]want   // by source address
+		refused map[string]string // source IP -> refusal reason
 	}{
-		{nil, map[string]want{
-			"10.213.1.11:9999": {"10.213.1.11", "127.0.0.1", "source"},
-			"10.213.1.12:9999": {"10.213.9.9", "10.213.9.9", "payload"},
-		}},
-		{[]string{"--address-from", "auto"}, map[string]want{
-			"10.213.1.11:9999": {"10.213.1.11", "127.0.0.1", "source"},
-			"10.213.1.12:9999": {"10.213.9.9", "10.213.9.9", "payload"},
-		}},
-		{[]string{"--address-from", "payload"}, map[string]want{
-			"10.213.1.11:9999": {"127.0.0.1", "127.0.0.1", "payload"},
-			"10.213.1.12:9999": {"10.213.9.9", "10.213.9.9", "payload"},
-		}},
-		{[]string{"--address-from", "source"}, map[string]want{
-			"10.213.1.11:9999": {"10.213.1.11", "127.0.0.1", "source"},
-			"10.213.1.12:9999": {"10.213.1.12", "10.213.9.9", "source"},
-		}},
+		{"defaults (auto, local): the foreign address is refused", nil, map[string]want{
+			loopback: {"10.213.1.11", "127.0.0.1", "source"},
+		}, map[string]string{"10.213.1.12": "foreign_address"}},
+		{"auto, any", anyAddr, map[string]want{
+			loopback: {"10.213.1.11", "127.0.0.1", "source"},
+			homed:    {"10.213.9.9", "10.213.9.9", "payload"},
+		}, nil},
+		{"--address-from auto, any", append([]string{"--address-from", "auto"}, anyAddr...), map[string]want{
+			loopback: {"10.213.1.11", "127.0.0.1", "source"},
+			homed:    {"10.213.9.9", "10.213.9.9", "payload"},
+		}, nil},
+		// 127.0.0.1 taken as it is: unroutable, refused even with any.
+		{"--address-from payload, any: loopback refused", append([]string{"--address-from", "payload"}, anyAddr...), map[string]want{
+			homed: {"10.213.9.9", "10.213.9.9", "payload"},
+		}, map[string]string{"10.213.1.11": "unroutable_address"}},
+		{"--address-from payload, local: both refused", []string{"--address-from", "payload"}, nil,
+			map[string]string{"10.213.1.11": "unroutable_address", "10.213.1.12": "foreign_address"}},
+		// The source address is admitted by local: no foreign address.
+		{"--address-from source", []string{"--address-from", "source"}, map[string]want{
+			loopback: {"10.213.1.11", "127.0.0.1", "source"},
+			homed:    {"10.213.1.12", "10.213.9.9", "source"},
+		}, nil},
 	} {
-		t.Run(fmt.Sprintf("%v", tc.policy), func(t *testing.T) {
-			got, r := discoverJSON(t, l.client, nil, 0, append([]string{"--timeout", "1"}, tc.policy...)...)
+		t.Run(tc.name, func(t *testing.T) {
+			exit := 0
+			if len(tc.want) == 0 {
+				exit = 1 // nothing found
+			}
+			got, r := discoverJSON(t, l.client, []string{"BRIDGE_LOG_LEVEL=debug", "BRIDGE_LOG_FORMAT=json"}, exit,
+				append([]string{"--timeout", "1"}, tc.args...)...)
 			bySource := map[string]server{}
 			for _, s := range got {
 				bySource[s.SourceAddress] = s
@@ -635,8 +659,46 @@ func TestDiscoverAddressPolicy(t *testing.T) {
 						src, s.IP, s.PayloadIP, s.AddressFrom, s.Port, w.ip, w.payloadIP, w.from)
 				}
 			}
+			// Each refused source is logged with its reason, and the
+			// round's stats count the refusals by reason.
+			st := roundStats(t, r.Stderr)
+			wantCounts := map[string]bool{}
+			for src, reason := range tc.refused {
+				wantCounts[reason] = true
+				if !refusalLogged(r.Stderr, src, reason) {
+					t.Errorf("no \"replies from this source refused\" line for %s with reason %s:\n%s", src, reason, r.Stderr)
+				}
+			}
+			for reason, n := range st.Refused {
+				if !wantCounts[reason] || n < 1 {
+					t.Errorf("round stats refused %v, want only %v", st.Refused, tc.refused)
+					break
+				}
+			}
+			for reason := range wantCounts {
+				if st.Refused[reason] < 1 {
+					t.Errorf("round stats refused %v, want %s counted", st.Refused, reason)
+				}
+			}
 		})
 	}
+}
+
+// refusalLogged reports whether a JSON log holds the line of the admission
+// policy refusing the replies of source src for reason.
+func refusalLogged(stderr, src, reason string) bool {
+	for line := range strings.Lines(stderr) {
+		var rec struct {
+			Message  string `json:"message"`
+			SourceIP string `json:"source_ip"`
+			Reason   string `json:"reason"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Message == "replies from this source refused" &&
+			rec.SourceIP == src && rec.Reason == reason {
+			return true
+		}
+	}
+	return false
 }
 
 // TestDiscoverTwoRespondersOneHost runs two responders bound to :9999 on one
@@ -680,6 +742,8 @@ func roundStats(t *testing.T, stderr string) (st struct {
 	Replies    int `json:"replies"`
 	Valid      int `json:"valid"`
 	Duplicates int `json:"duplicates"`
+	// Refused counts the replies the admission policy refused, by reason.
+	Refused map[string]int `json:"refused"`
 }) {
 	t.Helper()
 	for line := range strings.Lines(stderr) {

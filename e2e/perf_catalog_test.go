@@ -53,9 +53,12 @@ func start10k(t *testing.T, before func(*catLab, *consulcluster.Cluster)) (*catL
 	}
 	h := l.lab.Host("s10k", l.seg["a"], "10.213.31.100/24")
 	// Payload addresses 10.213.100.1 and up: none is the segment's broadcast
-	// address (which the address policy would replace by the source).
+	// address (which the address policy would replace by the source). All
+	// come from one source and lie off the segment: the bridges admit them
+	// with loadTestFlags.
 	respond(t, h, 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(cat10k))
-	l.bridge("a1", "--interval", "5s", "--timeout", "1")
+	loop := append([]string{"--interval", "5s", "--timeout", "1"}, loadTestFlags...)
+	l.bridge("a1", loop...)
 	// The first observation is published right after a1's first round.
 	var published time.Time
 	runWait(t, 60*time.Second, "a1's observation", func() (bool, string) {
@@ -66,7 +69,7 @@ func start10k(t *testing.T, before func(*catLab, *consulcluster.Cluster)) (*catL
 		}
 		return false, fmt.Sprint(pairs, err)
 	})
-	l.bridge("a2", "--interval", "5s", "--timeout", "1")
+	l.bridge("a2", loop...)
 	return l, cl, published
 }
 

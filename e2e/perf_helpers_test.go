@@ -98,8 +98,12 @@ func perfNewLAN(t *testing.T, servers int, withConsul bool) *perfLAN {
 // perfRun starts `bridge run args...` on h with stdout discarded by the
 // shell (a stdout sink with 10,000 servers would otherwise fill a buffer in
 // this process). `sh -c exec` keeps the PID: Proc.PID is the bridge's.
+// Every scenario here is a load test whose responders answer as thousands
+// of servers from one source each, advertising addresses off the LAN: the
+// bridge runs with loadTestFlags first (args may override them).
 func perfRun(t *testing.T, h *netns.Host, args ...string) *netns.Proc {
 	t.Helper()
+	args = append(slices.Clone(loadTestFlags), args...)
 	argv := append([]string{"sh", "-c", `exec "$0" run "$@" >/dev/null`, bridgebin.Path(t)}, args...)
 	p, err := h.WithEnv(append(hermeticEnv(), "BRIDGE_LOG_LEVEL=warn")).Start(t.Context(), argv...)
 	if err != nil {

@@ -51,8 +51,11 @@ func TestPerfImageReceiveBuffer(t *testing.T) {
 		{"cap-drop ALL, cap-add NET_ADMIN, user 0", []string{"--cap-add", "NET_ADMIN", "--user", "0:0"}},
 	} {
 		args := append([]string{"run", "--rm", "--network", "host", "--read-only", "--cap-drop", "ALL"}, tc.caps...)
+		// One source answering as burst servers off its network: a load
+		// test's responder (loadTestDiscoverFlags).
 		args = append(args, img.Tag, "discover", "--json", "--whitelist", br.Dev, "--timeout", "2", "--retries", "0",
 			"--log-level", "debug", "--log-format", "json")
+		args = append(args, loadTestDiscoverFlags...)
 		stdout, stderr, err := dockerimg.Run(t.Context(), "docker", args...)
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", tc.name, err, stderr)

@@ -35,6 +35,9 @@ type catLab struct {
 	consulAddrs string
 	consul      *api.Client
 	args        []string // extra flags of every bridge
+	// multiHomed is set once shared() started its server: segment b's
+	// bridges then admit advertised addresses off their segment.
+	multiHomed bool
 	// started, when set, is called with every bridge right after it
 	// started.
 	started func(*runBridge)
@@ -73,13 +76,30 @@ func (l *catLab) servers(seg string, n int) []string {
 }
 
 // shared starts a responder on a host with a leg in both segments, which
-// answers with its segment-a address, and returns its service ID.
+// answers with its segment-a address, and returns its service ID. It is a
+// multi-homed server: segment b's bridges get its replies from
+// 10.213.32.90 naming 10.213.31.90, outside their whitelisted segment,
+// which advertised_addresses local refuses (foreign_address). The bridges
+// of segment b started from now on run with advertised_addresses any, the
+// setting for such a server (segmentArgs); segment a's keep the default,
+// which admits the address: it is on their segment.
 func (l *catLab) shared() string {
 	l.t.Helper()
 	h := l.lab.Host("sab", l.seg["a"], "10.213.31.90/24")
 	h.AddLink(l.seg["b"], "10.213.32.90/24")
 	respond(l.t, h, 1, "--ip", "10.213.31.90")
+	l.multiHomed = true
 	return runServerID(catService, "10.213.31.90", 8000)
+}
+
+// segmentArgs are the flags of every bridge (and one-shot run) on segment
+// seg: advertised_addresses any on segment b once the multi-homed shared
+// server answers there.
+func (l *catLab) segmentArgs(seg string) []string {
+	if l.multiHomed && seg == "b" {
+		return []string{"--advertised-addresses", "any"}
+	}
+	return nil
 }
 
 // bridge starts (or restarts) catalog-mode bridge name (e.g. "a1") on its
@@ -97,7 +117,7 @@ func (l *catLab) bridge(name string, extra ...string) *runBridge {
 	args := []string{"--sink", "consul", "--consul-mode", "catalog", "--consul-addr", l.consulAddrs,
 		"--bridge-id", name, "--whitelist", h.Dev(l.seg[seg]), "--metrics-addr", runMetricsAddr,
 		"--interval", "1s", "--timeout", "0.5", "--log-format", "json"}
-	args = append(append(args, l.args...), extra...)
+	args = append(append(append(args, l.segmentArgs(seg)...), l.args...), extra...)
 	b := startRun(l.t, h, name, args...)
 	l.bridges[name] = b
 	if l.started != nil {

@@ -88,7 +88,9 @@ func TestRunCatalogRateLimit(t *testing.T) {
 
 	names := []string{"a1", "a2", "a3"}
 	for _, n := range names {
-		l.bridge(n)
+		// One source answering as rlServers servers off its segment: a
+		// load test's responder (loadTestFlags).
+		l.bridge(n, loadTestFlags...)
 	}
 	took := l.waitCatalog(5*time.Minute, fmt.Sprintf("%d servers passing under write_rate = 1", rlServers), want)
 	// A few more rounds and renewals: a session starved during the

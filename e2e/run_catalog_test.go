@@ -122,8 +122,9 @@ func TestRunCatalogTwoSegments(t *testing.T) {
 	// catalog no longer holds: it lists them as adds and exits 3. (Changed
 	// entries, e.g. an observers count the leader has not rewritten yet, are
 	// adds too.)
-	dry := runCmd(t, l.hosts["b1"], "run", "--once", "--dry-run", "--sink", "consul", "--consul-mode", "catalog",
-		"--consul-addr", l.consulAddrs, "--bridge-id", "b1", "--whitelist", l.hosts["b1"].Dev(l.seg["b"]), "--timeout", "0.5", "--metrics-addr", "")
+	dry := runCmd(t, l.hosts["b1"], append([]string{"run", "--once", "--dry-run", "--sink", "consul", "--consul-mode", "catalog",
+		"--consul-addr", l.consulAddrs, "--bridge-id", "b1", "--whitelist", l.hosts["b1"].Dev(l.seg["b"]), "--timeout", "0.5", "--metrics-addr", ""},
+		l.segmentArgs("b")...)...)
 	if dry.ExitCode != 3 {
 		t.Errorf("dry run on segment b: exit %d, want 3; stdout %s, stderr %s", dry.ExitCode, dry.Stdout, runTail(dry.Stderr, 20))
 	}

@@ -383,7 +383,10 @@ func TestRunConsulThousandQuiet(t *testing.T) {
 	l := newRunLAN(t, 1, true)
 	c := l.consul
 	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000")
-	startRun(t, l.client, "bulk", consulRunArgs("bulk", "--consul-resync", "3s", "--metrics-addr", runMetricsAddr)...)
+	// One source advertising 1,000 addresses off the LAN: a load test's
+	// responder, which the bridge admits with loadTestFlags.
+	args := append([]string{"--consul-resync", "3s", "--metrics-addr", runMetricsAddr}, loadTestFlags...)
+	startRun(t, l.client, "bulk", consulRunArgs("bulk", args...)...)
 
 	start := time.Now()
 	runWait(t, 90*time.Second, "1000 instances in the catalog", func() (bool, string) {

@@ -88,6 +88,18 @@ func guardWaitRound(t *testing.T, b *runBridge, n int) {
 	})
 }
 
+// guardEstablished waits until the servers the file sink just listed are
+// established: seen in missed complete rounds in a row. Only established
+// servers count for the removal guard (internal/plan: a flood's identities,
+// or a server that came and went, must not hold it), so servers silenced
+// sooner after they (re)appear are removed when due, without the guard.
+// The file may list them from an early add in a round still running: that
+// round and missed-1 more must complete.
+func guardEstablished(t *testing.T, b *runBridge, missed int) {
+	t.Helper()
+	guardWaitRound(t, b, guardLastRound(t, b)+missed)
+}
+
 // guardFileServers returns the IPs in the file sink's document.
 func guardFileServers(t *testing.T, path string) ([]string, error) {
 	t.Helper()
@@ -133,11 +145,14 @@ func guardMetric(t *testing.T, ns, name string) float64 {
 }
 
 // TestRunRemovalGuard: with the default guard (max_removal_fraction 0.5,
-// removal_guard_rounds 10) and --missed-rounds 2, one of six servers stopped
-// is removed after 2 rounds as before; all six stopped at once stay in the
-// file for 10 rounds more, /readyz says why (503) and
+// removal_guard_rounds 10) and --missed-rounds 2, one of six established
+// servers stopped is removed after 2 rounds as before; all six stopped at
+// once stay in the file for 10 rounds more, /readyz says why (503) and
 // udp_discovery_bridge_removals_held is 6, then all six go in one round;
-// silent again and back during the hold, they simply stay.
+// silent again and back during the hold, they simply stay. Each time the
+// servers (re)appear the test waits until they are established (2 complete
+// rounds in a row saw them) before silencing them: only established servers
+// count for the guard.
 func TestRunRemovalGuard(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 6, false)
@@ -152,7 +167,8 @@ func TestRunRemovalGuard(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "servers.json")
 	// The guard's keys stay at their defaults, so the same test runs
 	// against a bridge without the guard (BRIDGE_BIN) and fails there.
-	args := append([]string{"--sink", "file", "--file-path", path, "--missed-rounds", "2",
+	const missed = 2
+	args := append([]string{"--sink", "file", "--file-path", path, "--missed-rounds", fmt.Sprint(missed),
 		"--whitelist", l.client.Dev(l.br), "--metrics-addr", runMetricsAddr,
 		"--log-level", "debug", "--log-format", "json"}, runFast...)
 	b := startRun(t, l.client, "guard", args...)
@@ -168,6 +184,7 @@ func TestRunRemovalGuard(t *testing.T) {
 		})
 	}
 	waitSix("all six servers in the file and /readyz 200")
+	guardEstablished(t, b, missed)
 
 	// One of six: an ordinary removal, after --missed-rounds rounds.
 	last := guardBetweenRounds(t, b)
@@ -199,6 +216,7 @@ func TestRunRemovalGuard(t *testing.T) {
 	}
 	responders[5] = respondOn(l.servers[5])
 	waitSix("the sixth server back")
+	guardEstablished(t, b, missed) // else the sixth would not be held below
 
 	// All six at once: held for removal_guard_rounds rounds past
 	// --missed-rounds.
@@ -293,6 +311,7 @@ func TestRunRemovalGuard(t *testing.T) {
 		responders[i] = respondOn(h)
 	}
 	waitSix("all six back after the release")
+	guardEstablished(t, b, missed) // else they would be removed when due, without the guard
 	last = guardBetweenRounds(t, b)
 	for _, p := range responders {
 		if err := p.Signal(syscall.SIGKILL); err != nil {

@@ -42,6 +42,26 @@ const (
 // second, each 0.5 s long.
 var runFast = []string{"--interval", "1s", "--timeout", "0.5"}
 
+// loadTestMax is the value of the limits in the load tests: max_replies'
+// default, so that no limit is below what a round keeps anyway.
+const loadTestMax = "100000"
+
+// loadTestDiscoverFlags admit the replies of a load test's responder: one
+// `bridge respond --replies N` host answering each probe as N servers that
+// advertise addresses off its LAN (10.213.100.1 and up). The defaults
+// refuse all but a few of them: advertised_addresses local refuses every
+// address that is neither the source nor on the LAN (foreign_address),
+// and max_servers_per_source 8 caps what one source introduces in a
+// round (source_cap). The issue of those limits: "The project's own load
+// tests set them high." These are `bridge discover`'s (and run's) flags.
+var loadTestDiscoverFlags = []string{"--advertised-addresses", "any", "--max-servers-per-source", loadTestMax}
+
+// loadTestFlags are loadTestDiscoverFlags plus `bridge run`'s own limit:
+// max_servers (10,000 by default, which the 10,000-server tests reach
+// exactly and the churn test passes), and max_servers_per_source also caps
+// what one source holds in `bridge run`.
+var loadTestFlags = append(slices.Clone(loadTestDiscoverFlags), "--max-servers", loadTestMax)
+
 // runLAN is one segment: a client at 10.213.1.10 (bridge and, optionally, the
 // Consul agent) and server hosts from 10.213.1.11 up.
 type runLAN struct {
