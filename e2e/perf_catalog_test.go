@@ -54,7 +54,7 @@ func start10k(t *testing.T, before func(*catLab, *consulcluster.Cluster)) (*catL
 	h := l.lab.Host("s10k", l.seg["a"], "10.213.31.100/24")
 	// Payload addresses 10.213.100.1 and up: none is the segment's broadcast
 	// address (which the address policy would replace by the source).
-	respond(t, h, 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(cat10k))
+	respond(t, h, 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(cat10k), "--global-rate-limit", "0")
 	l.bridge("a1", "--interval", "5s", "--timeout", "1")
 	// The first observation is published right after a1's first round.
 	var published time.Time

@@ -382,7 +382,7 @@ func TestRunConsulThousandQuiet(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 1, true)
 	c := l.consul
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000")
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000", "--global-rate-limit", "0")
 	startRun(t, l.client, "bulk", consulRunArgs("bulk", "--consul-resync", "3s", "--metrics-addr", runMetricsAddr)...)
 
 	start := time.Now()
