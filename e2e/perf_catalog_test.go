@@ -56,7 +56,7 @@ func start10k(t *testing.T, before func(*catLab, *consulcluster.Cluster)) (*catL
 	// address (which the address policy would replace by the source). All
 	// come from one source and lie off the segment: the bridges admit them
 	// with loadTestFlags.
-	respond(t, h, 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(cat10k))
+	respond(t, h, 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(cat10k), "--global-rate-limit", "0")
 	loop := append([]string{"--interval", "5s", "--timeout", "1"}, loadTestFlags...)
 	l.bridge("a1", loop...)
 	// The first observation is published right after a1's first round.

@@ -36,7 +36,7 @@ func TestPerfImageReceiveBuffer(t *testing.T) {
 	h := lab.Host("s1", br, ip(11)+"/24")
 	// Payload addresses far from the bridge's network (none is its
 	// broadcast address, which the address policy would replace).
-	if _, err := h.WithEnv(hermeticEnv()).Start(t.Context(), bridgebin.Path(t), "respond", "--ip", "10.213.100.1", "--replies", strconv.Itoa(burst)); err != nil {
+	if _, err := h.WithEnv(hermeticEnv()).Start(t.Context(), bridgebin.Path(t), "respond", "--ip", "10.213.100.1", "--replies", strconv.Itoa(burst), "--global-rate-limit", "0"); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.WaitUDPListeners(t.Context(), 9999, 1); err != nil {

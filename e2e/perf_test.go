@@ -110,7 +110,7 @@ func TestPerfFootprint(t *testing.T) {
 	empty := perfMustSample(t, p.PID)
 	perfResult(t, "no servers (baseline): VmRSS %s, Go heap in use %.1f MiB", perfMiB(empty.RSSKiB), m[perfHeapInuse]/(1<<20))
 
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(servers))
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(servers), "--global-rate-limit", "0")
 	m = perfWaitMetric(t, ns, 60*time.Second, 100*time.Millisecond, fmt.Sprintf("%d endpoints", servers),
 		func(m perfMetrics) bool { return m[perfEndpoints] >= servers })
 	s := &perfSampler{pid: p.PID}
@@ -180,9 +180,9 @@ func TestPerfChurn(t *testing.T) {
 	)
 	l := perfNewLAN(t, 3, false)
 	// 10 rounds a second: above respond's default per-source limit.
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(base), "--rate-limit", "0")
-	respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(toggled), "--rate-limit", "0")
-	respond(t, l.servers[2], 1, "--ip", "10.213.170.1", "--replies", strconv.Itoa(toggled), "--rate-limit", "0")
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(base), "--global-rate-limit", "0", "--rate-limit", "0")
+	respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(toggled), "--global-rate-limit", "0", "--rate-limit", "0")
+	respond(t, l.servers[2], 1, "--ip", "10.213.170.1", "--replies", strconv.Itoa(toggled), "--global-rate-limit", "0", "--rate-limit", "0")
 	if err := l.servers[2].SetLinkDown(); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestPerfChangeReachesConsul(t *testing.T) {
 			tmo, _ := strconv.Atoi(timeout)
 			interval := 10 * time.Second
 			l := perfNewLAN(t, 2, true)
-			respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(servers))
+			respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(servers), "--global-rate-limit", "0")
 			p := perfRun(t, l.client, "--sink", "consul", "--interval", interval.String(), "--timeout", timeout,
 				"--metrics-addr", perfMetricsAddr, "--consul-addr", perfClientIP+":8500", "--bridge-id", "perf-b",
 			)
@@ -297,7 +297,7 @@ func TestPerfChangeReachesConsul(t *testing.T) {
 			w0 := m[perfSinkWrites("consul")]
 
 			t0 := time.Now()
-			respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(servers))
+			respond(t, l.servers[1], 1, "--ip", "10.213.150.1", "--replies", strconv.Itoa(servers), "--global-rate-limit", "0")
 			bound := time.Since(t0)
 			var seen, done time.Duration
 			var seenRound float64
@@ -357,7 +357,7 @@ func TestPerfQuietRoundsConsul(t *testing.T) {
 		servers = n
 	}
 	l := perfNewLAN(t, 1, true)
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(servers))
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", strconv.Itoa(servers), "--global-rate-limit", "0")
 	p := perfRun(t, l.client, "--sink", "consul", "--interval", "2s", "--timeout", "1", "--missed-rounds", "3",
 		"--metrics-addr", perfMetricsAddr, "--consul-addr", perfClientIP+":8500", "--bridge-id", "perf-a",
 	)

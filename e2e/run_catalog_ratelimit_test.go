@@ -79,7 +79,7 @@ func TestRunCatalogRateLimit(t *testing.T) {
 	time.Sleep(10 * time.Second)
 
 	h := l.lab.Host("srl", l.seg["a"], "10.213.31.100/24")
-	respond(t, h, 1, "--ip", "10.213.40.1", "--replies", strconv.Itoa(rlServers))
+	respond(t, h, 1, "--ip", "10.213.40.1", "--replies", strconv.Itoa(rlServers), "--global-rate-limit", "0")
 	var ids []string
 	for i := range rlServers {
 		ids = append(ids, runServerID(catService, fmt.Sprintf("10.213.%d.%d", 40+(1+i)/256, (1+i)%256), 8000))

@@ -382,7 +382,7 @@ func TestRunConsulThousandQuiet(t *testing.T) {
 	t.Parallel()
 	l := newRunLAN(t, 1, true)
 	c := l.consul
-	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000")
+	respond(t, l.servers[0], 1, "--ip", "10.213.100.1", "--replies", "1000", "--global-rate-limit", "0")
 	// One source advertising 1,000 addresses off the LAN: a load test's
 	// responder, which the bridge admits with loadTestFlags.
 	args := append([]string{"--consul-resync", "3s", "--metrics-addr", runMetricsAddr}, loadTestFlags...)

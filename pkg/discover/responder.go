@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -25,6 +26,17 @@ import (
 // garbage or wrong-key token, a token whose plaintext is not Message; and,
 // beyond the stock server, a token older than MaxTokenAge+ClockSkew or
 // further than ClockSkew in the future.
+//
+// A probe's source address can be forged, and a reply is bigger than the
+// probe, so beyond the stock server a valid probe also goes unanswered when
+// its source address is one no host sends from or one that reaches many
+// hosts (see ProbeRefusal), when its source is over its per-source Rate, or when
+// the replies would exceed the GlobalRate budget over all sources. It
+// cannot tell a bridge's real probes from forged ones: a probe forged from
+// a bridge's address uses up that bridge's per-source allowance. In
+// encrypted mode only a holder of the key can make a probe, but a valid
+// probe can be replayed, from any source, until it is MaxTokenAge+ClockSkew
+// old, and every host of the LAN receives a bridge's broadcast probes.
 type Responder struct {
 	Message, Prefix []byte
 	// IP is the address advertised (IPv4).
@@ -50,13 +62,135 @@ type Responder struct {
 	// flood towards whatever address the probes claim.
 	Rate  float64
 	Burst int
+	// GlobalRate is how many replies per second all sources together get
+	// (after a burst of GlobalBurst); 0 means no limit. It counts replies,
+	// not probes: a probe is answered with all its Replies or not at all,
+	// so GlobalBurst must be at least Replies. It bounds what forged
+	// sources, one per probe, can make the responder send in total, which
+	// the per-source Rate cannot.
+	GlobalRate  float64
+	GlobalBurst int
+	// Networks returns the host's own IPv4 networks (interface prefixes).
+	// A probe from the network or broadcast address of one that is /30 or
+	// shorter is refused: a reply to it would reach every host of that
+	// network. It is called for each valid probe, concurrently with
+	// whatever refreshes it; nil means no networks.
+	Networks func() []netip.Prefix
 
-	dropped atomic.Uint64
+	dropped, droppedGlobal atomic.Uint64
+	refused                [numProbeRefusals]atomic.Uint64
+}
+
+// ProbeRefusal is why a valid probe's source address gets no reply.
+type ProbeRefusal int
+
+// The refusals, in the order checkSource tests them.
+const (
+	// RefusedNotIPv4: the source is not an IPv4 UDP address.
+	RefusedNotIPv4 ProbeRefusal = iota
+	// RefusedThisNetwork: 0.0.0.0/8, "this host on this network", never a
+	// unicast source.
+	RefusedThisNetwork
+	// RefusedLimitedBroadcast: 255.255.255.255, every host of the LAN.
+	RefusedLimitedBroadcast
+	// RefusedMulticast: 224.0.0.0/4.
+	RefusedMulticast
+	// RefusedReserved: 240.0.0.0/4 other than 255.255.255.255.
+	RefusedReserved
+	// RefusedNetworkAddress: the network address of one of Networks.
+	RefusedNetworkAddress
+	// RefusedNetworkBroadcast: the broadcast address of one of Networks.
+	RefusedNetworkBroadcast
+	// RefusedPortZero: source port 0, which no socket sends from.
+	RefusedPortZero
+	numProbeRefusals
+)
+
+// ProbeRefusals returns every ProbeRefusal, in order.
+func ProbeRefusals() []ProbeRefusal {
+	out := make([]ProbeRefusal, numProbeRefusals)
+	for i := range out {
+		out[i] = ProbeRefusal(i)
+	}
+	return out
+}
+
+// String returns the refusal's name as logs and counters spell it.
+func (w ProbeRefusal) String() string {
+	switch w {
+	case RefusedNotIPv4:
+		return "not_ipv4"
+	case RefusedThisNetwork:
+		return "this_network"
+	case RefusedLimitedBroadcast:
+		return "limited_broadcast"
+	case RefusedMulticast:
+		return "multicast"
+	case RefusedReserved:
+		return "reserved"
+	case RefusedNetworkAddress:
+		return "network_address"
+	case RefusedNetworkBroadcast:
+		return "network_broadcast"
+	case RefusedPortZero:
+		return "port_zero"
+	}
+	return "refusal(" + strconv.Itoa(int(w)) + ")"
+}
+
+// checkSource returns why src gets no reply, and false when it may get one.
+// Loopback sources are answered: Linux drops a packet from 127.0.0.0/8 that
+// arrives on any other interface (a martian), so such a probe comes from
+// this host, and the reply stays on it.
+func checkSource(src netip.AddrPort, networks []netip.Prefix) (ProbeRefusal, bool) {
+	ip := src.Addr().Unmap()
+	if !ip.Is4() {
+		return RefusedNotIPv4, true
+	}
+	b := ip.As4()
+	switch {
+	case b[0] == 0:
+		return RefusedThisNetwork, true
+	case b == [4]byte{255, 255, 255, 255}:
+		return RefusedLimitedBroadcast, true
+	case b[0] >= 240:
+		return RefusedReserved, true
+	case b[0] >= 224:
+		return RefusedMulticast, true
+	}
+	for _, p := range networks {
+		// A /31 or /32 has neither network nor broadcast address (RFC 3021).
+		if !p.IsValid() || !p.Addr().Is4() || p.Bits() > 30 {
+			continue
+		}
+		switch ip {
+		case p.Masked().Addr():
+			return RefusedNetworkAddress, true
+		case cidr.Broadcast(p):
+			return RefusedNetworkBroadcast, true
+		}
+	}
+	if src.Port() == 0 {
+		return RefusedPortZero, true
+	}
+	return 0, false
 }
 
 // Dropped is how many valid probes went unanswered because their source
 // exceeded Rate.
 func (r *Responder) Dropped() uint64 { return r.dropped.Load() }
+
+// DroppedGlobal is how many valid probes went unanswered because their
+// replies would have exceeded the GlobalRate budget.
+func (r *Responder) DroppedGlobal() uint64 { return r.droppedGlobal.Load() }
+
+// Refused is how many valid probes went unanswered for reason why.
+func (r *Responder) Refused(why ProbeRefusal) uint64 {
+	if why < 0 || why >= numProbeRefusals {
+		return 0
+	}
+	return r.refused[why].Load()
+}
 
 // maxLimiters bounds the per-source limiters kept: a flood from many
 // (forged) sources empties the table instead of growing it.
@@ -103,6 +237,13 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 		return fmt.Errorf("responder: ip must be IPv4, got %q", r.IP)
 	}
 	clk, maxAge, skew, n := clock.OrReal(r.Clock), r.MaxTokenAge, r.ClockSkew, max(r.Replies, 1)
+	var global *rate.Limiter
+	if r.GlobalRate > 0 {
+		if n > r.GlobalBurst {
+			return fmt.Errorf("responder: global burst %d is below the %d replies of a probe: no probe could be answered", r.GlobalBurst, n)
+		}
+		global = rate.NewLimiter(rate.Limit(r.GlobalRate), r.GlobalBurst)
+	}
 	if maxAge == 0 {
 		maxAge = DefaultMaxTokenAge
 	}
@@ -128,15 +269,35 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 			}
 			return fmt.Errorf("responder: read probes: %w", err)
 		}
-		if why := r.check(buf[:m], clk.Now(), maxAge, skew); why != nil {
+		now := clk.Now()
+		if why := r.check(buf[:m], now, maxAge, skew); why != nil {
 			r.Log.Debug().Stringer("from", from).Err(why).Msg("probe ignored")
 			continue
 		}
-		if ua, ok := from.(*net.UDPAddr); ok {
-			if l := r.limiter(limiters, ua.AddrPort().Addr().Unmap()); l != nil && !l.AllowN(clk.Now(), 1) {
-				r.dropped.Add(1)
-				continue
-			}
+		src := sourceOf(from)
+		var nets []netip.Prefix
+		if r.Networks != nil {
+			nets = r.Networks()
+		}
+		if why, refused := checkSource(src, nets); refused {
+			r.refused[why].Add(1)
+			r.Log.Debug().Stringer("from", from).Stringer("reason", why).Msg("probe refused for its source address")
+			continue
+		}
+		// The source's token is taken only once the global budget has
+		// room: a probe dropped for the budget does not also cost its
+		// source, and a source over its own rate does not spend the budget.
+		l := r.limiter(limiters, src.Addr().Unmap())
+		if l != nil && l.TokensAt(now) < 1 {
+			r.dropped.Add(1)
+			continue
+		}
+		if global != nil && !global.AllowN(now, n) {
+			r.droppedGlobal.Add(1)
+			continue
+		}
+		if l != nil {
+			l.AllowN(now, 1)
 		}
 		sent := 0
 		for _, p := range replies {
@@ -160,6 +321,22 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		r.Log.Debug().Stringer("from", from).Int("replies", sent).Msg("probe answered")
 	}
+}
+
+// sourceOf returns from as an address and port, or the zero AddrPort
+// (refused as not IPv4) when it is not an IP address and port.
+func sourceOf(from net.Addr) netip.AddrPort {
+	if ua, ok := from.(*net.UDPAddr); ok {
+		return ua.AddrPort()
+	}
+	if from == nil {
+		return netip.AddrPort{}
+	}
+	ap, err := netip.ParseAddrPort(from.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return ap
 }
 
 // check returns why a probe gets no reply, or nil.
