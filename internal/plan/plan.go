@@ -343,7 +343,11 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		return prev, p
 	}
 
-	next := State{held: make(map[netip.AddrPort]entry, max(len(prev.held), min(len(obs.Seen), max(cfg.Limits.MaxServers, len(prev.held)))))}
+	size := max(len(prev.held), len(obs.Seen)) // every seen server may be new
+	if m := cfg.Limits.MaxServers; m > 0 {
+		size = min(size, max(m, len(prev.held))) // but at most MaxServers are held
+	}
+	next := State{held: make(map[netip.AddrPort]entry, size)}
 	for _, e := range prev.held {
 		if e.established {
 			p.Guard.Known++
