@@ -18,9 +18,24 @@ import (
 // thread is not unlocked if switching back fails: the runtime then discards
 // it instead of reusing a thread in the wrong namespace.
 func Dial(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	return DialFrom(ctx, ns, network, "", addr)
+}
+
+// DialFrom is Dial from the local address local ("10.213.1.20:0"; ""
+// lets the kernel choose), for a client holding several addresses of its
+// namespace.
+func DialFrom(ctx context.Context, ns, network, local, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
+	}
+	var d net.Dialer
+	if local != "" {
+		la, err := net.ResolveTCPAddr(network, local)
+		if err != nil {
+			return nil, fmt.Errorf("local address %q: %w", local, err)
+		}
+		d.LocalAddr = la
 	}
 	ch := make(chan result, 1)
 	go func() {
@@ -44,7 +59,6 @@ func Dial(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 			ch <- result{err: fmt.Errorf("enter netns %s: %w", ns, err)}
 			return
 		}
-		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
