@@ -168,6 +168,16 @@ type entry struct {
 	established bool
 }
 
+// seenEntry is the entry of a server seen in a round that completed at
+// roundAt (its reply's time when known).
+func seenEntry(s Seen, roundAt time.Time) entry {
+	at := s.At
+	if at.IsZero() {
+		at = roundAt
+	}
+	return entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: at, lastSeen: at}
+}
+
 // seenAgain returns e refreshed by a complete round that saw it.
 func (e entry) seenAgain(missed int) entry {
 	if !e.established {
@@ -354,7 +364,10 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		}
 	}
 	p.Kept = make([]endpoint.Endpoint, 0, len(prev.held))
-	adm := newAdmitter(cfg.Limits, prev.held)
+	// The known servers seen first; the new ones wait until the removals
+	// are decided, so that the limits count only what stays held.
+	var fresh []Seen
+	var freshSeen map[netip.AddrPort]struct{}
 	for _, s := range obs.Seen {
 		if !s.Addr.IsValid() {
 			continue
@@ -363,29 +376,25 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			continue
 		}
 		old, known := prev.held[s.Addr]
-		if !known && !adm.admit(s.Source) {
+		if !known {
+			if freshSeen == nil {
+				freshSeen = make(map[netip.AddrPort]struct{})
+			}
+			if _, dup := freshSeen[s.Addr]; !dup {
+				freshSeen[s.Addr] = struct{}{}
+				fresh = append(fresh, s)
+			}
 			continue
 		}
-		at := s.At
-		if at.IsZero() {
-			at = obs.At
-		}
-		e := entry{source: s.Source, iface: s.Interface, network: s.Network, firstSeen: at, lastSeen: at}
-		if known {
-			e.firstSeen, e.streak, e.established = old.firstSeen, old.streak, old.established
-		}
+		e := seenEntry(s, obs.At)
+		e.firstSeen, e.streak, e.established = old.firstSeen, old.streak, old.established
 		e = e.seenAgain(missed)
 		next.held[s.Addr] = e
-		if known && old.misses >= missed {
+		if old.misses >= missed {
 			p.Guard.Returned++
 		}
-		if known {
-			p.Kept = append(p.Kept, e.endpoint(s.Addr))
-		} else {
-			p.Added = append(p.Added, e.endpoint(s.Addr))
-		}
+		p.Kept = append(p.Kept, e.endpoint(s.Addr))
 	}
-	p.Refused = adm.refused
 	// Removals due this round, decided below once their number is known.
 	// Only established endpoints are guarded: one that never answered
 	// MissedRounds rounds in a row (a flood's identity, a server that came
@@ -445,6 +454,18 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 	}
 	p.Guard.Since = next.holdSince
 	p.Kept = append(p.Kept, p.Guard.Held...)
+	// The new servers, against the limits of what stays held: a flood's
+	// identities removed this round make room for this round's.
+	adm := newAdmitter(cfg.Limits, next.held)
+	for _, s := range fresh {
+		if !adm.admit(s.Source) {
+			continue
+		}
+		e := seenEntry(s, obs.At).seenAgain(missed)
+		next.held[s.Addr] = e
+		p.Added = append(p.Added, e.endpoint(s.Addr))
+	}
+	p.Refused = adm.refused
 	slices.SortFunc(p.Added, endpoint.Compare)
 	slices.SortFunc(p.Removed, endpoint.Compare)
 	slices.SortFunc(p.Kept, endpoint.Compare)

@@ -810,3 +810,22 @@ func TestNextLimits(t *testing.T) {
 		t.Errorf("arrive added %v refused %+v", addrs(added), refused)
 	}
 }
+
+// TestNextLimitsRotatingFlood: one source answering every round with fresh
+// identities holds exactly MaxPerSource of them in every round: those
+// removed in a round (MissedRounds misses) make room for that round's.
+func TestNextLimitsRotatingFlood(t *testing.T) {
+	cfg := Config{MissedRounds: 3, MaxRemovalFraction: 0.5, GuardRounds: 10, Limits: Limits{MaxServers: 100, MaxPerSource: 4}}
+	var st State
+	for round := uint64(1); round <= 12; round++ {
+		var seen []Seen
+		for i := range 50 {
+			seen = append(seen, Seen{Addr: ap(fmt.Sprintf("10.0.0.66:%d", int(round)*100+i)), Source: ap("10.0.0.66:9999")})
+		}
+		var p Plan
+		st, p = Next(cfg, st, Observation{Round: round, At: t0.Add(time.Duration(round) * time.Second), Seen: seen})
+		if st.Len() != 4 || len(p.Guard.Held) != 0 {
+			t.Fatalf("round %d: %d held (%d held by the guard), want 4 every round", round, st.Len(), len(p.Guard.Held))
+		}
+	}
+}
