@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e fuzz bench vet clean image consul-image demo demo-down
+.PHONY: build test unit e2e fuzz bench vet generate clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -40,6 +40,14 @@ demo-down:
 ## test: everything CI runs (scripts/test.sh): vet, unit tests (race), brief fuzzing, end-to-end tests (needs root).
 test:
 	scripts/test.sh
+
+## generate: rewrite every file generated from the key table (the chart's values, schema and
+## key template; bridge.example.yaml; the README's key tables) and the chart README's values
+## table. The tests that compare them fail when one is stale.
+generate:
+	$(GO) test ./internal/chartgen -run . -count=1 -update
+	$(GO) test ./internal/config -run 'Example|README' -count=1 -update
+	cd e2e && $(GO) test ./chart -run '^TestChartReadmeValues$$' -count=1 -update
 
 vet:
 	$(GO) vet ./...
