@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e fuzz bench vet generate clean image consul-image demo demo-down
+.PHONY: build test unit e2e fuzz bench vet lint generate clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -48,6 +48,10 @@ generate:
 	$(GO) test ./internal/chartgen -run . -count=1 -update
 	$(GO) test ./internal/config -run 'Example|README' -count=1 -update
 	cd e2e && $(GO) test ./chart -run '^TestChartReadmeValues$$' -count=1 -update
+
+## lint: golangci-lint v2 with .golangci.yml (built from its Go module once, then cached).
+lint:
+	scripts/lint.sh
 
 vet:
 	$(GO) vet ./...

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: vet, unit tests with the race detector, brief fuzzing
+# The whole test suite: vet, golangci-lint, unit tests with the race detector, brief fuzzing
 # of every fuzz target, and the end-to-end tests (network namespaces, a real
 # Consul, Helm and Prometheus built from their Go modules, the real bridge binary).
 #
@@ -41,6 +41,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "go vet"
 go vet ./...
 (cd e2e && go vet ./...)
+
+step "golangci-lint (built from its Go module once, then cached)"
+scripts/lint.sh
 
 step "unit tests (race)"
 go test -race -count=1 ./...

@@ -59,7 +59,7 @@ func interrupted(ctx context.Context) error {
 	if ctx.Err() == nil {
 		return nil
 	}
-	return &exitError{code: exitInterrupted, err: fmt.Errorf("interrupted (%v)", context.Cause(ctx))}
+	return &exitError{code: exitInterrupted, err: fmt.Errorf("interrupted (%w)", context.Cause(ctx))}
 }
 
 // stopSignals end every command: a one-shot command exits 130, `run` and

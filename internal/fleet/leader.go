@@ -44,13 +44,13 @@ type Registry[S any] interface {
 type Stage int
 
 const (
-	// StageObservations: reading the observations.
+	// StageObservations is reading the observations.
 	StageObservations Stage = iota
-	// StageRegistryRead: reading the registry's entries.
+	// StageRegistryRead is reading the registry's entries.
 	StageRegistryRead
-	// StageRegistryWrite: a write of a plan.
+	// StageRegistryWrite is a write of a plan.
 	StageRegistryWrite
-	// StageUndecodable: an observation that does not decode.
+	// StageUndecodable is an observation that does not decode.
 	StageUndecodable
 )
 

@@ -98,7 +98,6 @@ type fakeRegistry struct {
 	entries  map[string]Entry[spec]
 	writes   atomic.Int64
 	writeErr error // returned by the next Write
-	cut      chan struct{}
 }
 
 func (r *fakeRegistry) Entries(context.Context) (map[string]Entry[spec], error) {

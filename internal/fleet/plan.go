@@ -27,11 +27,11 @@ type Entry[S any] struct {
 type Difference int
 
 const (
-	// Same: nothing to write (but the state, if it is not passing).
+	// Same is nothing to write (but the state, if it is not passing).
 	Same Difference = iota
-	// Changed: the entry is rewritten in place (Plan.Update).
+	// Changed means the entry is rewritten in place (Plan.Update).
 	Changed
-	// Replaced: the entry is written whole (Plan.Register).
+	// Replaced means the entry is written whole (Plan.Register).
 	Replaced
 )
 

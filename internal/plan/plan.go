@@ -187,10 +187,6 @@ func (e entry) seenAgain(missed int) entry {
 	return e
 }
 
-func newEntry(e endpoint.Endpoint) entry {
-	return entry{source: e.Source, iface: e.Interface, network: e.Network, firstSeen: e.FirstSeen, lastSeen: e.LastSeen}
-}
-
 func (e entry) endpoint(addr netip.AddrPort) endpoint.Endpoint {
 	return endpoint.Endpoint{Addr: addr, Source: e.source, Interface: e.iface, Network: e.network, FirstSeen: e.firstSeen, LastSeen: e.lastSeen}
 }

@@ -28,7 +28,7 @@ func (r *round) receive(ctx context.Context) error {
 			dirty = false
 			gen := r.kicks.Load()
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // a cancelled round ends normally; Round decides what ctx's end means
 			}
 			now := socketNow()
 			dl := r.deadline
@@ -58,7 +58,7 @@ func (r *round) receive(ctx context.Context) error {
 		n, oobn, _, src, err := r.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) && ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // the socket was closed because the round ended
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {

@@ -103,10 +103,10 @@ type Result struct {
 }
 
 var (
-	// ErrNoInterfaces: no interface survived selection (none up, or the
+	// ErrNoInterfaces means no interface survived selection (none up, or the
 	// whitelist/blacklist excluded all). The round is a failed round.
 	ErrNoInterfaces = errors.New("no usable IPv4 interface selected")
-	// ErrNoProbeSent: no broadcast probe could be sent, in the first burst
+	// ErrNoProbeSent means no broadcast probe could be sent, in the first burst
 	// nor in any retry (link down, no route). The round is a failed round.
 	ErrNoProbeSent = errors.New("no probe could be sent on any interface")
 )

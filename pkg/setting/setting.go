@@ -21,6 +21,7 @@ import (
 // Kind says how a key's value is parsed and what Parse returns.
 type Kind int
 
+// The kinds, each with the type Parse returns.
 const (
 	String   Kind = iota // string
 	Int                  // decimal integer: int
@@ -34,6 +35,7 @@ const (
 // Group says which subcommands of the bridge take a key as a flag.
 type Group int
 
+// The groups.
 const (
 	Global    Group = iota // every command
 	Discovery              // discover, doctor, run

@@ -68,7 +68,7 @@ var (
 // wrapping ErrInvalid; Encode calls it.
 func (o Observation) Validate() error {
 	if err := checkBridge(o.Bridge); err != nil {
-		return fmt.Errorf("observe: %v: %w", err, ErrInvalid)
+		return fmt.Errorf("observe: %w: %w", err, ErrInvalid)
 	}
 	for i, e := range o.Entries {
 		err := checkAddr(e.Addr)
@@ -79,7 +79,7 @@ func (o Observation) Validate() error {
 			err = checkOrder(o.Entries[i-1].Addr, e.Addr)
 		}
 		if err != nil {
-			return fmt.Errorf("observe: bridge %q: entry %d: %v: %w", o.Bridge, i, err, ErrInvalid)
+			return fmt.Errorf("observe: bridge %q: entry %d: %w: %w", o.Bridge, i, err, ErrInvalid)
 		}
 	}
 	return nil

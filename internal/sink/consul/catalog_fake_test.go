@@ -54,10 +54,10 @@ type fakeState struct {
 	checks   map[fakeRef]*api.HealthCheck
 }
 
-func (s *fakeState) clone() *fakeState {
-	return &fakeState{kv: maps.Clone(s.kv), tomb: maps.Clone(s.tomb), kvIndex: s.kvIndex,
-		sessions: maps.Clone(s.sessions), nodes: maps.Clone(s.nodes),
-		services: maps.Clone(s.services), checks: maps.Clone(s.checks)}
+func (st *fakeState) clone() *fakeState {
+	return &fakeState{kv: maps.Clone(st.kv), tomb: maps.Clone(st.tomb), kvIndex: st.kvIndex,
+		sessions: maps.Clone(st.sessions), nodes: maps.Clone(st.nodes),
+		services: maps.Clone(st.services), checks: maps.Clone(st.checks)}
 }
 
 // fakeConsulWait is Consul's wait when a blocking query sets no WaitTime.

@@ -272,10 +272,10 @@ func TestConsulRedact(t *testing.T) {
 		t.Errorf("redacted error does not unwrap to the original")
 	}
 	clean := errors.New("connection refused")
-	if r.err(clean) != clean {
+	if r.err(clean) != clean { //nolint:errorlint // the very same error value, unwrapped
 		t.Errorf("an error without the secret must be returned unchanged")
 	}
-	if (redactor{}).err(base) != base {
+	if (redactor{}).err(base) != base { //nolint:errorlint // the very same error value, unwrapped
 		t.Errorf("an empty secret must not redact")
 	}
 	if r.err(nil) != nil {

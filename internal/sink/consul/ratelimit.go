@@ -117,7 +117,7 @@ func (t rateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 	if rerr != nil || (resp.StatusCode == http.StatusServiceUnavailable && !bytes.Contains(head, []byte(rateLimitText))) {
-		return resp, nil
+		return resp, nil //nolint:nilerr // the response goes to the caller as it came; a short body read is not this transport's error
 	}
 	n.mu.Lock()
 	n.status = resp.StatusCode

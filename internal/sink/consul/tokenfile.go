@@ -122,7 +122,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	if rerr != nil || !strings.Contains(string(body), "ACL not found") || !t.file.reload() {
-		return resp, nil
+		return resp, nil //nolint:nilerr // no retry: the caller gets the response as it came
 	}
 	if req.Body != nil && req.GetBody == nil {
 		return resp, nil // the body cannot be sent again
@@ -131,7 +131,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.GetBody != nil {
 		b, err := req.GetBody()
 		if err != nil {
-			return resp, nil
+			return resp, nil //nolint:nilerr // no retry: the caller gets the first response
 		}
 		again.Body = b
 	}

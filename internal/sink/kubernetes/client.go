@@ -55,14 +55,14 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("kubernetes %s %s: %d %s: %s", e.Method, e.Path, e.Code, e.Reason, e.Message)
 }
 
-// IsConflict: a resourceVersion precondition failed (409 Conflict) or the
+// IsConflict reports a failed resourceVersion precondition (409 Conflict) or the
 // object already exists (409 AlreadyExists).
 func IsConflict(err error) bool {
 	var se *StatusError
 	return errors.As(err, &se) && se.Code == http.StatusConflict
 }
 
-// IsNotFound: the object does not exist.
+// IsNotFound reports that the object does not exist.
 func IsNotFound(err error) bool {
 	var se *StatusError
 	return errors.As(err, &se) && se.Code == http.StatusNotFound

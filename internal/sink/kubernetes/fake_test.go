@@ -59,16 +59,6 @@ func (f *fakeAPI) writeCount(kind string) int {
 	return n
 }
 
-func (f *fakeAPI) totalWrites() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, v := range f.writes {
-		n += v
-	}
-	return n
-}
-
 func status(w http.ResponseWriter, code int, reason, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

@@ -303,7 +303,7 @@ func (io *leaderIO) Write(ctx context.Context, p fleet.Plan[spec], current map[s
 		io.stale = true
 		if IsConflict(err) {
 			if cerr := s.leader.check(ctx); errors.Is(cerr, fleet.ErrNotLeader) {
-				return writes, fmt.Errorf("%w (write of endpointslice %s refused: %v)", cerr, sl.name, err)
+				return writes, fmt.Errorf("%w (write of endpointslice %s refused: %v)", cerr, sl.name, err) //nolint:errorlint // the term's end is the error; the refused write is only its context
 			}
 		}
 		return writes, fmt.Errorf("write endpointslice %s: %w", sl.describe(), err)

@@ -37,10 +37,12 @@ type MicroTime struct{ time.Time }
 
 const microLayout = "2006-01-02T15:04:05.000000Z07:00"
 
+// MarshalJSON writes t in UTC with microseconds, as the API server does.
 func (t MicroTime) MarshalJSON() ([]byte, error) {
 	return json.Marshal(t.UTC().Format(microLayout))
 }
 
+// UnmarshalJSON reads a MicroTime (RFC 3339 with or without a fraction).
 func (t *MicroTime) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
