@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -111,4 +112,22 @@ func yamlScalar(k config.Key) string {
 		return "[" + k.Default + "]"
 	}
 	return `"` + k.Default + `"`
+}
+
+// TestKeyPatternsCompile: every key's declared Pattern is an RE2
+// expression (a bad one would refuse every value).
+func TestKeyPatternsCompile(t *testing.T) {
+	n := 0
+	for _, k := range builtin.Registry().Schema().Keys() {
+		if k.Pattern == "" {
+			continue
+		}
+		n++
+		if _, err := regexp.Compile(`^(?:` + k.Pattern + `)$`); err != nil {
+			t.Errorf("%s: pattern %q: %v", k.Name, k.Pattern, err)
+		}
+	}
+	if n == 0 {
+		t.Error("no key declares a pattern")
+	}
 }

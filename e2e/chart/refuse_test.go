@@ -56,6 +56,12 @@ var badValues = []valuesCase{
 	{config: []string{"consul_deregister_after=1s"}, key: "consul_deregister_after"},
 	{config: []string{"max_token_age=forever"}, key: "max_token_age"},
 	{config: []string{"missed_rounds=0"}, key: "missed_rounds"},
+	// Names the Kubernetes API refuses (issue 31): the keys' Pattern and
+	// MaxLen reach the schema.
+	{config: []string{"sinks={kubernetes}", "k8s_service=Bad_Name"}, key: "k8s_service"},
+	{config: []string{"sinks={kubernetes}", "k8s_service=" + strings.Repeat("a", 41)}, key: "k8s_service"},
+	{config: []string{"sinks={kubernetes}", "k8s_port_name=averyveryverylongname"}, key: "k8s_port_name"},
+	{config: []string{"sinks={kubernetes}", "k8s_namespace=Team_A"}, key: "k8s_namespace"},
 	// Durations: syntax, floors and ceilings, as strings and numbers.
 	{config: []string{"timeout=11m"}, key: "timeout"},
 	{config: []string{"timeout=601"}, key: "timeout"},

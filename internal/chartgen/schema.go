@@ -126,6 +126,13 @@ func (c *Chart) stringSchema(k config.Key, b Bounds) obj {
 	if p := stringPatterns[k.Name]; p != "" {
 		s = append(s, field{"pattern", p})
 	}
+	if k.Pattern != "" {
+		// Empty renders nothing: the bridge's default applies.
+		s = append(s, field{"pattern", `^$|^(?:` + k.Pattern + `)$`})
+	}
+	if k.MaxLen > 0 {
+		s = append(s, field{"maxLength", k.MaxLen})
+	}
 	return s
 }
 

@@ -10,10 +10,12 @@ package setting
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/udp-discovery-bridge/bridge/internal/duration"
 )
@@ -70,6 +72,14 @@ type Key struct {
 	OneOf []string
 	// NonEmpty refuses the empty string (or an empty list).
 	NonEmpty bool
+	// Pattern is an RE2 expression a non-empty String value (each
+	// element of a List) must match whole; PatternHint says what it
+	// means in a refusal ("want a DNS label ..."). MaxLen, when > 0, is
+	// the most characters such a value may have (Hint follows its
+	// refusal). The chart's schema carries both.
+	Pattern     string
+	PatternHint string
+	MaxLen      int
 	// Secret keys are never echoed in errors or logs.
 	Secret bool
 	Group  Group
@@ -272,10 +282,29 @@ func (k Key) holds(v any) bool {
 }
 
 func (k Key) oneOf(s string) error {
-	if len(k.OneOf) == 0 || slices.Contains(k.OneOf, s) {
+	if len(k.OneOf) > 0 && !slices.Contains(k.OneOf, s) {
+		return &ValueError{Value: s, Why: "want one of " + strings.Join(k.OneOf, ", ")}
+	}
+	if s == "" {
 		return nil
 	}
-	return &ValueError{Value: s, Why: "want one of " + strings.Join(k.OneOf, ", ")}
+	if k.Pattern != "" {
+		re, err := regexp.Compile(`^(?:` + k.Pattern + `)$`)
+		if err != nil { // the declaration's own mistake: a test compiles every pattern
+			return &ValueError{Value: s, Why: fmt.Sprintf("key %s has a bad pattern %q: %v", k.Name, k.Pattern, err)}
+		}
+		if !re.MatchString(s) {
+			why := k.PatternHint
+			if why == "" {
+				why = "want a value matching " + k.Pattern
+			}
+			return &ValueError{Value: s, Why: why}
+		}
+	}
+	if k.MaxLen > 0 && utf8.RuneCountInString(s) > k.MaxLen {
+		return &ValueError{Value: s, Why: k.hinted(fmt.Sprintf("at most %d characters, got %d", k.MaxLen, utf8.RuneCountInString(s)))}
+	}
+	return nil
 }
 
 // bounds checks x (a number, or a duration in nanoseconds) against Min

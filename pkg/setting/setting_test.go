@@ -20,6 +20,8 @@ func TestParse(t *testing.T) {
 	msg := Key{Name: "m", NonEmpty: true}
 	port := Key{Name: "p", Kind: Port}
 	flag := Key{Name: "b", Kind: Bool}
+	label := Key{Name: "svc", Pattern: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, PatternHint: "want a DNS label", MaxLen: 5, Hint: "(a name)"}
+	labels := Key{Name: "svcs", Kind: List, Pattern: `[a-z]+`}
 	for _, tc := range []struct {
 		name string
 		k    Key
@@ -57,6 +59,12 @@ func TestParse(t *testing.T) {
 		{"bool", flag, "on", true, "", ""},
 		{"bool yaml", flag, false, false, "", ""},
 		{"bool bad", flag, "maybe", nil, "want true/false, 1/0, yes/no or on/off", "maybe"},
+		{"pattern", label, "web-1", "web-1", "", ""},
+		{"pattern empty", label, "", "", "", ""},
+		{"pattern bad", label, "Bad_N", nil, "want a DNS label", "Bad_N"},
+		{"pattern whole", label, "web-", nil, "want a DNS label", "web-"},
+		{"max length", label, "webweb", nil, "at most 5 characters, got 6 (a name)", "webweb"},
+		{"pattern list element", labels, "ab,c1", nil, "want a value matching [a-z]+", "c1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := tc.k.Parse(tc.raw)

@@ -73,10 +73,13 @@ func (s *Section) Keys() []config.Key {
 		{Name: "kubeconfig", Flag: "kubeconfig", Env: []string{"KUBECONFIG"}, Group: config.GroupRun, Category: cat,
 			Usage: "kubernetes sink: kubeconfig file (its current context) for use outside a cluster (empty: in-cluster service account, whose token is re-read on every request)"},
 		{Name: "k8s_namespace", Flag: "k8s-namespace", Env: []string{"DISCOVERY_CLIENT_K8S_NAMESPACE"}, Group: config.GroupRun, Category: cat,
+			Pattern: dnsLabel, PatternHint: dnsLabelHint, MaxLen: 63, Hint: "(a Kubernetes namespace)",
 			Usage: "kubernetes sink: namespace of the Service, its EndpointSlices, the Leases and the observation ConfigMaps (default: the kubeconfig context's or the service account's, else default)"},
 		{Name: "k8s_service", Flag: "k8s-service", Env: []string{"DISCOVERY_CLIENT_K8S_SERVICE"}, Default: "django", NonEmpty: true, Group: config.GroupRun, Category: cat,
+			Pattern: dnsLabel, PatternHint: dnsLabelHint, MaxLen: maxServiceName, Hint: "(the slices are named <service>-<port>-<n>)",
 			Usage: "kubernetes sink: name of the selectorless Service (created if missing, owned by the fleet); it also names the fleet's Leases and ConfigMaps"},
 		{Name: "k8s_port_name", Flag: "k8s-port-name", Env: []string{"DISCOVERY_CLIENT_K8S_PORT_NAME"}, Default: "http", NonEmpty: true, Group: config.GroupRun, Category: cat,
+			Pattern: dnsLabel, PatternHint: dnsLabelHint, MaxLen: maxPortName, Hint: "(a Kubernetes port name)",
 			Usage: "kubernetes sink: name of the Service's port and of every slice's port (SRV records _<name>._tcp)"},
 		{Name: "k8s_service_port", Flag: "k8s-service-port", Env: []string{"DISCOVERY_CLIENT_K8S_SERVICE_PORT"}, Default: "8000", Kind: config.KindInt, Min: "1", Max: "65535", Group: config.GroupRun, Category: cat,
 			Usage: "kubernetes sink: the Service's port number (what a ClusterIP Service listens on; each slice carries its servers' own port)"},
@@ -114,22 +117,27 @@ func (s *Section) Load(r *config.Reader) Config {
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout
 	c.StartupGrace = c.Round + c.LeaseDuration
-	if r.Enabled() {
-		for _, k := range []struct{ key, v string }{{"k8s_service", c.Service}, {"k8s_port_name", c.PortName}} {
-			if why := nameProblem(k.key, k.v); why != "" {
-				r.Bad(k.key, k.v, why)
-			}
-		}
-	}
 	return c
 }
 
+// dnsLabel is an RFC 1123 DNS label, as Service, port and namespace names
+// are; the keys declare it (with their lengths), so the chart's schema
+// refuses what the bridge refuses.
+const (
+	dnsLabel       = `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+	dnsLabelHint   = "want a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)"
+	maxServiceName = 40 // the slices are named <service>-<port>-<n>, at most 63
+	maxPortName    = 15
+)
+
 // nameProblem says why v is no good as the Service's (k8s_service) or the
-// port's (k8s_port_name) name, or "".
+// port's (k8s_port_name) name, or "", for a Config built by a program
+// (Validate); a loaded one was checked by the keys' Pattern and MaxLen,
+// which a test holds to the same verdicts.
 func nameProblem(key, v string) string {
-	limit, what := 40, "at most 40 characters (the slices are named <service>-<port>-<n>)"
+	limit, what := maxServiceName, "at most 40 characters (the slices are named <service>-<port>-<n>)"
 	if key == "k8s_port_name" {
-		limit, what = 15, "at most 15 characters (a Kubernetes port name)"
+		limit, what = maxPortName, "at most 15 characters (a Kubernetes port name)"
 	}
 	if err := checkLabelValue(key, v, true); err != nil {
 		return "want a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)"

@@ -56,3 +56,27 @@ func TestSectionDefaultsAndBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestNameKeysAgreeWithValidate: the keys' Pattern and MaxLen (what the
+// chart's schema carries and a loaded configuration is checked by) refuse
+// exactly what Config.Validate refuses in a Config built by a program.
+func TestNameKeysAgreeWithValidate(t *testing.T) {
+	keys := map[string]config.Key{}
+	for _, k := range (&Section{}).Keys() {
+		keys[k.Name] = k
+	}
+	for _, key := range []string{"k8s_service", "k8s_port_name"} {
+		k := keys[key]
+		if k.Pattern == "" || k.MaxLen == 0 {
+			t.Fatalf("%s declares no pattern or length", key)
+		}
+		for _, v := range []string{"django", "a", "a-b", "-ab", "ab-", "Ab", "a_b", "a.b", "1abc", strings.Repeat("a", 15), strings.Repeat("a", 16),
+			strings.Repeat("a", 40), strings.Repeat("a", 41), "é"} {
+			keyErr := k.Check(v)
+			valid := nameProblem(key, v) == ""
+			if (keyErr == nil) != valid {
+				t.Errorf("%s=%q: the key says %v, Validate says valid=%v", key, v, keyErr, valid)
+			}
+		}
+	}
+}
