@@ -28,8 +28,9 @@
 //   - the removal guard: when the removals due in a round (established
 //     endpoints at or past MissedRounds misses, already held ones included)
 //     are at least 2 and more than Config.MaxRemovalFraction of the
-//     established endpoints known before the round, they are held: kept in the state and the snapshot (listed
-//     in Plan.Guard.Held), their misses still counting, each until it has
+//     established endpoints known before the round, they are held: kept
+//     in the state and the snapshot (listed in Plan.Guard.Held), their
+//     misses still counting, each until it has
 //     missed Config.GuardRounds more complete rounds; a held removal stays
 //     held for that long even if the others' servers answer meanwhile, and
 //     an endpoint that answers simply stays. See Guard.
@@ -57,64 +58,6 @@ type Config struct {
 	GuardRounds        int
 	// Limits bound what the state holds.
 	Limits Limits
-}
-
-// Limits bound the endpoints a State holds, whatever the rounds report: a
-// new endpoint beyond one is refused (counted in Plan.Refused), while the
-// endpoints already held stay. Zero fields are no limit.
-type Limits struct {
-	// MaxServers caps the endpoints held in all.
-	MaxServers int
-	// MaxPerSource caps the endpoints held whose reply came from one source
-	// IP address.
-	MaxPerSource int
-}
-
-// Refused counts the new endpoints a round (or Arrive) refused at a limit.
-type Refused struct {
-	MaxServers   int // the state held Limits.MaxServers endpoints
-	MaxPerSource int // their source held Limits.MaxPerSource endpoints
-}
-
-// Total is the sum of the counts.
-func (r Refused) Total() int { return r.MaxServers + r.MaxPerSource }
-
-// admitter applies Limits to the new endpoints of one round or batch.
-type admitter struct {
-	lim       Limits
-	held      int // endpoints held, those admitted so far included
-	perSource map[netip.Addr]int
-	prev      map[netip.AddrPort]entry // counted into perSource on first use
-	refused   Refused
-}
-
-func newAdmitter(lim Limits, prev map[netip.AddrPort]entry) *admitter {
-	return &admitter{lim: lim, held: len(prev), prev: prev}
-}
-
-// admit reports whether a new endpoint whose reply came from src may be
-// held, and counts it when so.
-func (a *admitter) admit(src netip.AddrPort) bool {
-	if a.lim.MaxServers > 0 && a.held >= a.lim.MaxServers {
-		a.refused.MaxServers++
-		return false
-	}
-	ip := src.Addr().Unmap()
-	if a.lim.MaxPerSource > 0 {
-		if a.perSource == nil {
-			a.perSource = make(map[netip.Addr]int)
-			for _, e := range a.prev {
-				a.perSource[e.source.Addr().Unmap()]++
-			}
-		}
-		if a.perSource[ip] >= a.lim.MaxPerSource {
-			a.refused.MaxPerSource++
-			return false
-		}
-		a.perSource[ip]++
-	}
-	a.held++
-	return true
 }
 
 // Seen is one server that answered in a round, as the planner needs it.
@@ -261,73 +204,6 @@ func (p Plan) Snapshot() endpoint.Snapshot {
 	}
 	eps = append(append(eps, a...), u...)
 	return endpoint.Snapshot{Round: p.Round, At: p.At, Endpoints: eps}
-}
-
-// Op values.
-const (
-	OpAdd    = "add"
-	OpRemove = "remove"
-	OpNoop   = "noop"
-)
-
-// Op is one line of --dry-run output.
-type Op struct {
-	Op            string `json:"op"` // OpAdd, OpRemove or OpNoop
-	IP            string `json:"ip"`
-	Port          uint16 `json:"port"`
-	SourceAddress string `json:"source_address"`
-	Interface     string `json:"interface"`
-	Round         uint64 `json:"round"`
-	Sink          string `json:"sink,omitempty"`
-	// Held marks a noop that is a removal held by the removal guard.
-	Held bool `json:"held,omitempty"`
-}
-
-// NewOp describes e as an operation op in round.
-func NewOp(op string, e endpoint.Endpoint, round uint64) Op {
-	o := Op{Op: op, Port: e.Addr.Port(), Interface: e.Interface, Round: round}
-	if e.Addr.IsValid() {
-		o.IP = e.Addr.Addr().String()
-	}
-	if e.Source.IsValid() {
-		o.SourceAddress = e.Source.String()
-	}
-	return o
-}
-
-// Ops lists the plan as operations: adds, then removes, then one noop per
-// unchanged endpoint; the noop of a removal held by the guard says held.
-// A failed round proposes nothing and returns nil.
-func (p Plan) Ops() []Op {
-	if p.Failed {
-		return nil
-	}
-	ops := make([]Op, 0, len(p.Added)+len(p.Removed)+len(p.Kept))
-	for _, e := range p.Added {
-		ops = append(ops, NewOp(OpAdd, e, p.Round))
-	}
-	for _, e := range p.Removed {
-		ops = append(ops, NewOp(OpRemove, e, p.Round))
-	}
-	held := p.HeldSet()
-	for _, e := range p.Kept {
-		op := NewOp(OpNoop, e, p.Round)
-		op.Held = held[e.Addr]
-		ops = append(ops, op)
-	}
-	return ops
-}
-
-// HeldSet returns the addresses of Guard.Held as a set (nil when none).
-func (p Plan) HeldSet() map[netip.AddrPort]bool {
-	if len(p.Guard.Held) == 0 {
-		return nil
-	}
-	m := make(map[netip.AddrPort]bool, len(p.Guard.Held))
-	for _, e := range p.Guard.Held {
-		m[e.Addr] = true
-	}
-	return m
 }
 
 // Next applies obs to prev and returns the new state and the plan. prev is
