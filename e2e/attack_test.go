@@ -393,11 +393,7 @@ func TestAttackFloodMemory(t *testing.T) {
 // keep-alive probes take at most half of the scan's probes.
 func TestAttackScanKeepAlives(t *testing.T) {
 	t.Parallel()
-	lab := netns.New(t)
-	brA, brT := lab.Bridge("a"), lab.Bridge("t")
-	router := lab.Router("r", map[*netns.Bridge]string{brA: "10.213.1.1/24", brT: "10.213.3.1/24"})
-	client := lab.Host("client", brA, "10.213.1.10/24")
-	client.SetDefaultRoute("10.213.1.1")
+	lab, brA, brT, router, client := newRoutedLab(t)
 	attacker := lab.Host("attacker", brA, "10.213.1.66/24")
 	s22 := lab.Host("s22", brT, "10.213.3.2/24")
 	routedServer(t, router, s22, "10.213.3.2", "10.213.7.254", "10.213.4.0/22")

@@ -74,6 +74,20 @@ func mustHost(t *testing.T, h *netns.Host, argv ...string) {
 	}
 }
 
+// newRoutedLab is the routed scan's topology: the bridge's LAN a
+// (10.213.1.0/24, the client at .10 with its default route via the
+// router at .1) and a transit segment t (10.213.3.0/24) where routedServer
+// places the servers of the networks behind the router.
+func newRoutedLab(t *testing.T) (lab *netns.Lab, brA, brT *netns.Bridge, router, client *netns.Host) {
+	t.Helper()
+	lab = netns.New(t)
+	brA, brT = lab.Bridge("a"), lab.Bridge("t")
+	router = lab.Router("r", map[*netns.Bridge]string{brA: "10.213.1.1/24", brT: "10.213.3.1/24"})
+	client = lab.Host("client", brA, "10.213.1.10/24")
+	client.SetDefaultRoute("10.213.1.1")
+	return lab, brA, brT, router, client
+}
+
 // routedServer makes srv (on the transit segment at transit) own addr
 // (a /32 on lo) and answer from it, with the router sending net to it.
 // Probes to the other addresses of net reach srv and are dropped there (it
@@ -93,11 +107,7 @@ func routedServer(t *testing.T, router, srv *netns.Host, transit, addr, network 
 // and removes them after missed_rounds once their responders stop.
 func TestScanRoutedRollingCoverage(t *testing.T) {
 	t.Parallel()
-	lab := netns.New(t)
-	brA, brT := lab.Bridge("a"), lab.Bridge("t")
-	router := lab.Router("r", map[*netns.Bridge]string{brA: "10.213.1.1/24", brT: "10.213.3.1/24"})
-	client := lab.Host("client", brA, "10.213.1.10/24")
-	client.SetDefaultRoute("10.213.1.1")
+	lab, _, brT, router, client := newRoutedLab(t)
 	s22 := lab.Host("s22", brT, "10.213.3.2/24")
 	s20 := lab.Host("s20", brT, "10.213.3.3/24")
 	routedServer(t, router, s22, "10.213.3.2", "10.213.7.254", "10.213.4.0/22")
