@@ -287,3 +287,37 @@ func FuzzAdmission(f *testing.F) {
 		}
 	})
 }
+
+// TestNoteRefusals: an episode logs its first five (source, reason) pairs
+// at warn, says once that the others follow at debug, logs a pair once
+// while it goes on, and ends with one info line; the next episode starts
+// afresh.
+func TestNoteRefusals(t *testing.T) {
+	var logs logBuf
+	c, err := New(DefaultOptions(), lister(t), logs.debugLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	round := func(sources int) {
+		notes := map[refusalNote]struct{}{}
+		var counts RefusalCounts
+		for i := range sources {
+			notes[refusalNote{src: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), reason: RefusedOffLink}] = struct{}{}
+			counts[RefusedOffLink]++
+		}
+		c.noteRefusals(notes, counts)
+	}
+	count := func(level, msg string) int { return logs.count(`"level":"` + level + `","msg":"` + msg) }
+	const pair, more = "replies from this source refused", "more sources are refused"
+	round(8)
+	round(8) // the same pairs: nothing new
+	if w, d, m := count("WARN", pair), count("DEBUG", pair), count("WARN", more); w != 5 || d != 3 || m != 1 {
+		t.Fatalf("warn %d, debug %d, more %d; want 5, 3, 1:\n%s", w, d, m, logs.b.String())
+	}
+	round(9) // one new pair, past the budget: debug, no second "more"
+	round(0)
+	round(2) // a new episode: warn again
+	if w, d, m, end := count("WARN", pair), count("DEBUG", pair), count("WARN", more), count("INFO", "no reply refused"); w != 7 || d != 4 || m != 1 || end != 1 {
+		t.Fatalf("warn %d, debug %d, more %d, end %d; want 7, 4, 1, 1:\n%s", w, d, m, end, logs.b.String())
+	}
+}

@@ -35,6 +35,9 @@ type Client struct {
 	refusing       map[refusalNote]struct{}
 	refusalEpisode bool
 	refusalsWarned int
+	// refusalsOverflowed: the current episode said that further pairs
+	// are logged at debug.
+	refusalsOverflowed bool
 
 	// neigh reads the kernel's neighbour-table settings (tests replace it).
 	neigh func() NeighParams

@@ -3,6 +3,7 @@ package discover
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
@@ -92,7 +93,7 @@ func (c *Client) noteRefusals(notes map[refusalNote]struct{}, refused RefusalCou
 	episode := c.refusalEpisode
 	c.refusalEpisode = refused.Total() > 0
 	if !episode {
-		c.refusalsWarned = 0
+		c.refusalsWarned, c.refusalsOverflowed = 0, false
 	}
 	type line struct {
 		n    refusalNote
@@ -109,7 +110,12 @@ func (c *Client) noteRefusals(notes map[refusalNote]struct{}, refused RefusalCou
 		}
 		lines = append(lines, line{n, warn})
 	}
-	warned := c.refusalsWarned
+	// The first pair of an episode past the warn budget says, once, that
+	// the others follow at debug.
+	overflow := false
+	if c.refusalsWarned == refusalsAtWarn && !c.refusalsOverflowed && slices.ContainsFunc(lines, func(l line) bool { return !l.warn }) {
+		c.refusalsOverflowed, overflow = true, true
+	}
 	c.mu.Unlock()
 
 	switch {
@@ -128,10 +134,10 @@ func (c *Client) noteRefusals(notes map[refusalNote]struct{}, refused RefusalCou
 			c.log.log(level, "replies from this source refused", slog.String("source_ip", l.n.src.String()),
 				slog.String("reason", l.n.reason.String()), slog.String("why", l.n.reason.explain()))
 		}
-		if l.warn && warned == refusalsAtWarn && l == lines[len(lines)-1] {
-			c.log.log(slog.LevelWarn, "more sources are refused; each is logged at debug until no reply is refused for a round",
-				slog.Int("logged_at_warn", refusalsAtWarn))
-		}
+	}
+	if overflow {
+		c.log.log(slog.LevelWarn, "more sources are refused; each is logged at debug until no reply is refused for a round",
+			slog.Int("logged_at_warn", refusalsAtWarn))
 	}
 }
 
