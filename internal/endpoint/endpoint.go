@@ -30,6 +30,9 @@ type Endpoint struct {
 	// lifetime of the process; LastSeen when it last answered.
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+	// Check is the app check's verdict (health.go); its zero value is
+	// Ready, as every endpoint is when no app check is configured.
+	Check Check `json:"-"`
 }
 
 // Compare orders endpoints by address then port, for deterministic output.
@@ -59,17 +62,23 @@ func Sorted(eps []Endpoint) []Endpoint {
 type Diff struct {
 	Added   []Endpoint
 	Removed []Endpoint
-	// Unchanged counts endpoints present on both sides.
+	// Changed are endpoints present on both sides whose Check.State
+	// differs (as the new side holds them): health transitions.
+	Changed []Endpoint
+	// Unchanged counts endpoints present on both sides (Changed
+	// included).
 	Unchanged int
 }
 
-// Empty reports whether the diff changes nothing.
-func (d Diff) Empty() bool { return len(d.Added) == 0 && len(d.Removed) == 0 }
+// Empty reports whether the diff changes nothing: no add, no removal, no
+// health transition.
+func (d Diff) Empty() bool { return len(d.Added) == 0 && len(d.Removed) == 0 && len(d.Changed) == 0 }
 
 // Between computes the diff from old to new, both sorted by Compare with no
 // duplicate Addr (as Snapshot.Endpoints are), in one merge walk without maps.
 // An endpoint present on both sides counts as unchanged even if its other
-// fields differ. Added and Removed come out sorted.
+// fields differ; when its Check.State differs it is also listed in Changed
+// (as new holds it). Added, Removed and Changed come out sorted.
 func Between(old, new []Endpoint) Diff {
 	var d Diff
 	i, j := 0, 0
@@ -82,6 +91,9 @@ func Between(old, new []Endpoint) Diff {
 			d.Added = append(d.Added, new[j])
 			j++
 		default:
+			if old[i].Check.State != new[j].Check.State {
+				d.Changed = append(d.Changed, new[j])
+			}
 			d.Unchanged++
 			i++
 			j++

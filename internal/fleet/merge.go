@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 )
 
@@ -13,6 +14,10 @@ import (
 type Observed struct {
 	Segments []string // sorted, unique
 	Bridges  int      // live bridges that observe it
+	// Health is the fleet's verdict from the observers' app checks: ready
+	// when at least one observer's check passes, failing when every
+	// observer that has a verdict says it fails, pending otherwise.
+	Health endpoint.Health
 }
 
 // Merge folds the observations of live bridges into one desired set: a

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 )
 
 // Entry is one observed server.
@@ -16,6 +18,9 @@ type Entry struct {
 	// Segment is the LAN segment it was seen on, e.g. "10.1.4.0/24". It may
 	// be empty; at most MaxSegmentLen bytes of UTF-8.
 	Segment string
+	// Health is the observing bridge's app check verdict on the server
+	// (endpoint.Ready when it runs no app check).
+	Health endpoint.Health
 }
 
 // Observation is what one bridge observes now.
