@@ -10,6 +10,7 @@
 package appserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -93,6 +94,7 @@ type Server struct {
 	closed  bool
 	conns   atomic.Int64
 	request atomic.Int64
+	tlsFail atomic.Int64
 }
 
 // Start listens, serving, and registers Close with t.Cleanup.
@@ -191,6 +193,10 @@ func (s *Server) RequestsFrom(ip netip.Addr) int {
 // makes, which sends no request).
 func (s *Server) Conns() int { return int(s.conns.Load()) }
 
+// HandshakeFailures is the number of TLS handshakes that failed so far (a
+// client that does not trust the CA, or asked for another name).
+func (s *Server) HandshakeFailures() int { return int(s.tlsFail.Load()) }
+
 // Close stops the server for good and releases hung requests.
 func (s *Server) Close() {
 	s.mu.Lock()
@@ -228,8 +234,9 @@ func (s *Server) listen() error {
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(s.serve),
 		ReadHeaderTimeout: 10 * time.Second,
-		// A check without the CA fails its handshake: not news.
-		ErrorLog: log.New(io.Discard, "", 0),
+		// A check without the CA fails its handshake: counted, not
+		// logged.
+		ErrorLog: log.New(handshakeCounter{&s.tlsFail}, "", 0),
 	}
 	s.srv = srv
 	go func() {
@@ -293,4 +300,15 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.n.Add(1)
 	}
 	return c, err
+}
+
+// handshakeCounter is the http.Server's error log: it counts the TLS
+// handshake errors and drops every line.
+type handshakeCounter struct{ n *atomic.Int64 }
+
+func (h handshakeCounter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("TLS handshake error")) {
+		h.n.Add(1)
+	}
+	return len(p), nil
 }

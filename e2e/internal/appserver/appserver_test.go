@@ -139,6 +139,13 @@ func TestTLS(t *testing.T) {
 	if !errors.As(err, &ua) {
 		t.Errorf("https without the CA: %v, want an unknown authority error", err)
 	}
+	// The server notes the failure after the client gave up.
+	for deadline := time.Now().Add(2 * time.Second); s.HandshakeFailures() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.HandshakeFailures() == 0 {
+		t.Error("HandshakeFailures() = 0 2 s after a client refused the certificate")
+	}
 	other := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "other.test"}}}
 	var hn x509.HostnameError
 	if _, err := get(other, "https", s); !errors.As(err, &hn) {
