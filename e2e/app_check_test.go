@@ -467,19 +467,19 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 	}
 	took := l.waitCatalog(60*time.Second, "the server passing", all("passing", ids))
 	t.Logf("MEASURED: the server passing %s after two bridges started", took.Round(100*time.Millisecond))
-	obsKey := func(obs map[string]uint64, name string) (string, uint64) {
-		for k, v := range obs {
-			if strings.HasSuffix(k, "/"+name) {
-				return k, v
+	// obsIndex is the highest ModifyIndex of bridge name's observation
+	// keys (<prefix>/obs/<bridge-id>/<chunk>); 0 when it has none.
+	obsIndex := func(name string) uint64 {
+		var idx uint64
+		for k, v := range l.obsIndexes() {
+			if strings.Contains(k, "/obs/"+name+"/") {
+				idx = max(idx, v)
 			}
 		}
-		return "", 0
+		return idx
 	}
 	runWait(t, 20*time.Second, "both bridges' observations", func() (bool, string) {
-		obs := l.obsIndexes()
-		k1, _ := obsKey(obs, "a1")
-		k2, _ := obsKey(obs, "a2")
-		return k1 != "" && k2 != "", fmt.Sprint(obs)
+		return obsIndex("a1") != 0 && obsIndex("a2") != 0, fmt.Sprint(l.obsIndexes())
 	})
 	idx := l.settled(30*time.Second, "health", l.healthIndex)
 	kvWrites := func(name string) float64 {
@@ -489,7 +489,7 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 	// a2 cannot reach the app.
 	a2IP := l.hosts["a2"].IP(l.seg["a"])
 	kv1, kv2 := kvWrites("a1"), kvWrites("a2")
-	_, obs1 := obsKey(l.obsIndexes(), "a1")
+	obs1 := obsIndex("a1")
 	dropped2, unblock2 := iptablesDrop(t, ipt, l.hosts["a2"], app.Addr())
 	blocked := time.Now()
 	runWait(t, appBound(appFall), "a2 publishes its failing verdict", func() (bool, string) {
@@ -512,7 +512,7 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 	if d1, d2 := kvWrites("a1")-kv1, kvWrites("a2")-kv2; d1 != 0 || d2 != 1 {
 		t.Errorf("KV writes while a2 is blocked: a1 %v, a2 %v; want 0 and 1 (a2's verdict, published once)", d1, d2)
 	}
-	if _, now := obsKey(l.obsIndexes(), "a1"); now != obs1 {
+	if now := obsIndex("a1"); now != obs1 {
 		t.Errorf("a1's observation moved (%d -> %d) though its verdict did not change", obs1, now)
 	}
 	t.Logf("MEASURED: a2 blocked (%d packets dropped): the server passing and the health index unchanged over %s", dropped2(), window)
