@@ -656,13 +656,13 @@ func TestAppCheckTLS(t *testing.T) {
 		return f
 	}
 	const withCA, withoutCA = "127.0.0.1:9108", "127.0.0.1:9109"
-	startRun(t, l.client, "ca", append([]string{"--sink", "stdout", "--whitelist", dev, "--metrics-addr", withCA, "--prometheus-sd",
+	withCABridge := startRun(t, l.client, "ca", append([]string{"--sink", "stdout", "--whitelist", dev, "--metrics-addr", withCA, "--prometheus-sd",
 		"--app-check-ca-file", caFile}, append(https(appCheckFlags), runFast...)...)...)
 	env := []string{"DISCOVERY_CLIENT_APP_CHECK=https", "DISCOVERY_CLIENT_APP_CHECK_PATH=" + appPath,
 		"DISCOVERY_CLIENT_APP_CHECK_INTERVAL=" + appInterval.String(), "DISCOVERY_CLIENT_APP_CHECK_TIMEOUT=" + appTimeout.String(),
 		"DISCOVERY_CLIENT_APP_CHECK_RISE=" + strconv.Itoa(appRise), "DISCOVERY_CLIENT_APP_CHECK_FALL=" + strconv.Itoa(appFall),
 		"DISCOVERY_CLIENT_APP_CHECK_JITTER=0"}
-	startRunEnv(t, l.client, "no-ca", env, append([]string{"--sink", "stdout", "--whitelist", dev, "--metrics-addr", withoutCA,
+	withoutCABridge := startRunEnv(t, l.client, "no-ca", env, append([]string{"--sink", "stdout", "--whitelist", dev, "--metrics-addr", withoutCA,
 		"--prometheus-sd", "--sd-targets", "all"}, runFast...)...)
 
 	took := runWait(t, 30*time.Second, "the https server an http_sd target of the bridge with the CA", func() (bool, string) {
@@ -696,18 +696,55 @@ func TestAppCheckTLS(t *testing.T) {
 	}
 	t.Logf("MEASURED: https check without the CA: the server listed as %s (sd_targets all) throughout", health)
 
-	doctor := func(extra ...string) netns.Result {
-		return runCmd(t, l.client, append([]string{"doctor", "--whitelist", dev, "--timeout", "0.5",
+	// stdout: a line per transition, whose event is the new state.
+	if ev := appStdoutEvents(t, withCABridge, ip); !slices.Equal(ev, []string{"added", "ready"}) {
+		t.Errorf("stdout of the bridge with the CA: events %v for %s, want added, ready", ev, ip)
+	}
+	if ev := appStdoutEvents(t, withoutCABridge, ip); len(ev) == 0 || ev[0] != "added" || slices.Contains(ev, "ready") {
+		t.Errorf("stdout of the bridge without the CA: events %v for %s, want added and never ready", ev, ip)
+	}
+
+	// bridge doctor checks each server once and prints a line per server:
+	// SERVER, RESULT (pass|fail), OUTPUT.
+	doctor := func(extra ...string) (string, netns.Result) {
+		r := runCmd(t, l.client, append([]string{"doctor", "--whitelist", dev, "--timeout", "0.5",
 			"--app-check", "https", "--app-check-path", appPath, "--app-check-timeout", appTimeout.String()}, extra...)...)
+		for line := range strings.Lines(r.Stdout) {
+			if strings.HasPrefix(line, target+" ") {
+				return strings.Join(strings.Fields(line), " "), r
+			}
+		}
+		return "", r
 	}
-	if r := doctor(); !strings.Contains(r.Stdout, target) || !strings.Contains(r.Stdout, "certificate") {
-		t.Errorf("bridge doctor, https check without the CA: exit %d, want the server %s and a reason naming the certificate:\n%s\n%s",
-			r.ExitCode, target, r.Stdout, r.Stderr)
+	if line, r := doctor(); !strings.HasPrefix(line, target+" fail ") || !strings.Contains(line, "certificate") {
+		t.Errorf("bridge doctor, https check without the CA: exit %d, line %q; want %s failing with a reason naming the certificate:\n%s\n%s",
+			r.ExitCode, line, target, r.Stdout, r.Stderr)
 	} else {
-		t.Logf("bridge doctor without the CA:\n%s", r.Stdout)
+		t.Logf("bridge doctor without the CA: %s", line)
 	}
-	if r := doctor("--app-check-ca-file", caFile); !strings.Contains(r.Stdout, target) || strings.Contains(r.Stdout, "unknown authority") {
-		t.Errorf("bridge doctor, https check with the CA: exit %d, want the server %s and no certificate error:\n%s\n%s",
-			r.ExitCode, target, r.Stdout, r.Stderr)
+	if line, r := doctor("--app-check-ca-file", caFile); !strings.HasPrefix(line, target+" pass ") {
+		t.Errorf("bridge doctor, https check with the CA: exit %d, line %q; want %s passing:\n%s\n%s",
+			r.ExitCode, line, target, r.Stdout, r.Stderr)
+	} else {
+		t.Logf("bridge doctor with the CA: %s", line)
 	}
+}
+
+// appStdoutEvents returns the events of the stdout sink's lines about ip,
+// in order (stdoutEvents holds lines to the keys of a bridge without app
+// checks; these carry health, check and health_since too).
+func appStdoutEvents(t *testing.T, b *runBridge, ip string) []string {
+	t.Helper()
+	stdout, _ := b.Output()
+	var out []string
+	for line := range strings.Lines(stdout) {
+		var e stdoutEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("stdout of %s: %q: %v", b.name, line, err)
+		}
+		if e.IP == ip {
+			out = append(out, e.Event)
+		}
+	}
+	return out
 }
