@@ -142,14 +142,22 @@ func sdTargets(ns, addr string) (map[string]map[string]string, error) {
 }
 
 // appSteady polls cond every 100 ms for the whole window and fails the
-// test the first time it does not hold. It returns how many times it
-// polled.
-func appSteady(t *testing.T, window time.Duration, what string, cond func() (bool, string)) int {
+// test the first time it does not hold. A poll whose reads failed (err)
+// judges nothing, but more than half of them failing fails the test. It
+// returns how many polls judged.
+func appSteady(t *testing.T, window time.Duration, what string, cond func() (ok bool, detail string, err error)) int {
 	t.Helper()
-	n := 0
-	for start := time.Now(); time.Since(start) < window; n++ {
-		if ok, detail := cond(); !ok {
+	judged, unread := 0, 0
+	var lastErr error
+	for start := time.Now(); time.Since(start) < window; {
+		switch ok, detail, err := cond(); {
+		case err != nil:
+			unread++
+			lastErr = err
+		case !ok:
 			t.Fatalf("%s: broken %s into the %s window: %s", what, time.Since(start).Round(10*time.Millisecond), window, detail)
+		default:
+			judged++
 		}
 		select {
 		case <-t.Context().Done():
@@ -157,7 +165,10 @@ func appSteady(t *testing.T, window time.Duration, what string, cond func() (boo
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return n
+	if unread > judged {
+		t.Fatalf("%s: %d polls of %d could not read what they judge (last: %v)", what, unread, judged+unread, lastErr)
+	}
+	return judged
 }
 
 // appWatch polls cond every 200 ms in the background until the returned
@@ -263,6 +274,21 @@ func TestAppCheckCatalog(t *testing.T) {
 	targets := []string{apps[0].Addr().String(), apps[1].Addr().String()}
 	took := l.waitCatalog(60*time.Second, "both servers passing", all("passing", ids))
 	t.Logf("MEASURED: 2 servers passing (rise %d) %s after the bridge started", appRise, took.Round(100*time.Millisecond))
+	// state reads whether s0 is ?passing and an http_sd target, and the
+	// health index.
+	state := func() (passing, listed bool, idx uint64, detail string, err error) {
+		p, err := appPassing(l.consul)
+		if err != nil {
+			return false, false, 0, "", err
+		}
+		sd, err := sdTargets(ns, runMetricsAddr)
+		if err != nil {
+			return false, false, 0, "", err
+		}
+		_, _, idx, err = catEntries(t, l.consul)
+		_, listed = sd[targets[0]]
+		return p[ids[0]], listed, idx, fmt.Sprint("passing ", runKeys(p), "; http_sd ", runKeys(sd), "; health index ", idx), err
+	}
 	inSD := func(target string) (bool, string) {
 		sd, err := sdTargets(ns, runMetricsAddr)
 		_, ok := sd[target]
@@ -296,9 +322,9 @@ func TestAppCheckCatalog(t *testing.T) {
 		kv0 := l.metricSum("udp_discovery_bridge_consul_catalog_kv_writes_total", "a1")
 		wr0 := l.metricSum("udp_discovery_bridge_consul_catalog_writes_total", "a1")
 		const window = 6 * appInterval
-		appSteady(t, window, "quiet rounds", func() (bool, string) {
-			now := l.healthIndex()
-			return now == idx, fmt.Sprintf("health index %d -> %d", idx, now)
+		appSteady(t, window, "quiet rounds", func() (bool, string, error) {
+			_, _, now, err := catEntries(t, l.consul)
+			return now == idx, fmt.Sprintf("health index %d -> %d", idx, now), err
 		})
 		checks := apps[0].Requests() + apps[1].Requests() - req0
 		if checks < 2*(int(window/appInterval)-2) {
@@ -366,11 +392,9 @@ func TestAppCheckCatalog(t *testing.T) {
 		req := app.Requests()
 		window := 10 * appInterval
 		app.Cycle(appserver.Unavailable, appserver.Serving)
-		polls := appSteady(t, window, "a ready server whose app fails every other check", func() (bool, string) {
-			p, err := appPassing(l.consul)
-			ok, d := inSD(targets[0])
-			now := l.healthIndex()
-			return err == nil && p[ids[0]] && ok && now == idx, fmt.Sprintf("passing %v (%v); %s; health index %d -> %d", runKeys(p), err, d, idx, now)
+		polls := appSteady(t, window, "a ready server whose app fails every other check", func() (bool, string, error) {
+			passing, listed, now, detail, err := state()
+			return passing && listed && now == idx, detail, err
 		})
 		if n := app.Requests() - req; n < int(window/(appInterval+appTimeout)) {
 			t.Errorf("%d checks of the flapping app in %s: too few to prove anything", n, window)
@@ -388,11 +412,9 @@ func TestAppCheckCatalog(t *testing.T) {
 		idx = l.settled(30*time.Second, "health", l.healthIndex)
 		req = app.Requests()
 		app.Cycle(appserver.Serving, appserver.Unavailable)
-		polls = appSteady(t, window, "a failing server whose app passes every other check", func() (bool, string) {
-			p, err := appPassing(l.consul)
-			ok, d := inSD(targets[0])
-			now := l.healthIndex()
-			return err == nil && !p[ids[0]] && !ok && now == idx, fmt.Sprintf("passing %v (%v); %s; health index %d -> %d", runKeys(p), err, d, idx, now)
+		polls = appSteady(t, window, "a failing server whose app passes every other check", func() (bool, string, error) {
+			passing, listed, now, detail, err := state()
+			return !passing && !listed && now == idx, detail, err
 		})
 		if n := app.Requests() - req; n < int(window/(appInterval+appTimeout)) {
 			t.Errorf("%d checks of the flapping app in %s: too few to prove anything", n, window)
@@ -498,10 +520,9 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 	t.Logf("MEASURED: a2, blocked, published its failing verdict %s after the rule", time.Since(blocked).Round(100*time.Millisecond))
 	reqFromA2 := app.RequestsFrom(a2IP)
 	window := time.Duration(appFall+2) * (appInterval + appTimeout)
-	appSteady(t, window, "the server passing while only a2 is blocked", func() (bool, string) {
-		p, err := appPassing(l.consul)
-		now := l.healthIndex()
-		return err == nil && p[id] && now == idx, fmt.Sprintf("passing %v (%v); health index %d -> %d", runKeys(p), err, idx, now)
+	appSteady(t, window, "the server passing while only a2 is blocked", func() (bool, string, error) {
+		st, _, now, err := catEntries(t, l.consul)
+		return st[id] == api.HealthPassing && now == idx, fmt.Sprintf("%v; health index %d -> %d", st, idx, now), err
 	})
 	if n := dropped2(); n == 0 {
 		t.Errorf("the rule in a2's namespace dropped nothing: a2 did not try to check the app")
@@ -526,9 +547,9 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 		return err == nil && !p[id], fmt.Sprint("passing ", runKeys(p), " ", err)
 	})
 	l.waitCatalog(appWrite, "the server critical", map[string]string{id: api.HealthCritical})
-	appSteady(t, window, "the server critical while both bridges are blocked", func() (bool, string) {
+	appSteady(t, window, "the server critical while both bridges are blocked", func() (bool, string, error) {
 		st, _, _, err := catEntries(t, l.consul)
-		return err == nil && st[id] == api.HealthCritical, fmt.Sprint(st, err)
+		return st[id] == api.HealthCritical, fmt.Sprint(st), err
 	})
 	statuses, moves := stopStatus()
 	if !slices.Equal(statuses, []string{api.HealthPassing, api.HealthCritical}) || moves != 1 {
@@ -597,9 +618,9 @@ func TestAppCheckConsulAgent(t *testing.T) {
 	const writes, rounds = `udp_discovery_bridge_sink_writes_total{sink="consul"}`, `udp_discovery_bridge_rounds_total{outcome="ok"}`
 	w0, r0, q0 := metric(writes), metric(rounds), apps[0].Requests()+apps[1].Requests()
 	window := 6 * appInterval
-	appSteady(t, window, "quiet rounds, both passing", func() (bool, string) {
+	appSteady(t, window, "quiet rounds, both passing", func() (bool, string, error) {
 		st, err := runHealth(c, catService)
-		return err == nil && st[ids[0]] == api.HealthPassing && st[ids[1]] == api.HealthPassing, fmt.Sprint(st, err)
+		return st[ids[0]] == api.HealthPassing && st[ids[1]] == api.HealthPassing, fmt.Sprint(st), err
 	})
 	w, r, q := metric(writes)-w0, metric(rounds)-r0, apps[0].Requests()+apps[1].Requests()-q0
 	if q < 2*(int(window/appInterval)-2) {
@@ -680,13 +701,13 @@ func TestAppCheckTLS(t *testing.T) {
 	})
 	fails := app.HandshakeFailures()
 	var health string
-	appSteady(t, time.Duration(appRise+appFall)*(appInterval+appTimeout), "the server not ready without the CA", func() (bool, string) {
+	appSteady(t, time.Duration(appRise+appFall)*(appInterval+appTimeout), "the server not ready without the CA", func() (bool, string, error) {
 		sd, err := sdTargets(l.client.NS, withoutCA)
 		if err != nil {
-			return false, err.Error()
+			return false, "", err
 		}
 		health = sd[target]["__meta_udb_health"]
-		return health == "pending" || health == "failing", fmt.Sprint(sd)
+		return health == "pending" || health == "failing", fmt.Sprint(sd), nil
 	})
 	if n := app.HandshakeFailures() - fails; n < appFall {
 		t.Errorf("%d TLS handshakes failed at the app over rise + fall intervals: the bridge without the CA did not check it", n)

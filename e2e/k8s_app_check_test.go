@@ -89,9 +89,9 @@ func TestK8sAppCheck(t *testing.T) {
 	n0 := len(a.Audit(t))
 	req0 := apps[0].Requests() + apps[1].Requests()
 	window := 6 * appInterval
-	appSteady(t, window, "quiet rounds", func() (bool, string) {
+	appSteady(t, window, "quiet rounds", func() (bool, string, error) {
 		sl, _ := k8sSlices(t, a)
-		return maps2Equal(rvs(sl), before), fmt.Sprintf("resourceVersions %v -> %v", before, rvs(sl))
+		return maps2Equal(rvs(sl), before), fmt.Sprintf("resourceVersions %v -> %v", before, rvs(sl)), nil
 	})
 	quiet := writes(a.Audit(t)[n0:])
 	if n := objectWrites(quiet); n != 0 {
