@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/explain"
+	"github.com/udp-discovery-bridge/bridge/internal/secretfile"
 )
 
 // explainCommand asks a running bridge why a server is, or is not, ready.
@@ -60,11 +60,11 @@ func explainCommand(schema *config.Schema) *cli.Command {
 			}
 			token := ""
 			if f := c.String("token-file"); f != "" {
-				b, err := os.ReadFile(f)
+				t, err := secretfile.Read("--token-file", f)
 				if err != nil {
-					return usageErr(fmt.Errorf("explain: token file: %w", err))
+					return usageErr(fmt.Errorf("explain: %w", err))
 				}
-				token = strings.TrimSpace(string(b))
+				token = t
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
