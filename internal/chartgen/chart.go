@@ -62,18 +62,3 @@ var before = map[string][]string{
 		"interfaces of a node; on multi-homed nodes choose one by pattern, CIDR or route.",
 	},
 }
-
-// Patterns of the values the bridge parses beyond their kind.
-const (
-	octet    = `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])`
-	ipv4     = octet + `(\.` + octet + `){3}`
-	ipv4CIDR = `^` + ipv4 + `/([0-9]|[12][0-9]|3[0-2])$`
-)
-
-// stringPatterns are the schema patterns of string keys (of each element
-// of a list key) that the bridge parses as addresses or networks.
-var stringPatterns = map[string]string{
-	"scan_cidrs":           ipv4CIDR,
-	"interfaces_cidrs":     ipv4CIDR,
-	"interfaces_can_reach": `^$|^` + ipv4 + `$`,
-}
