@@ -9,14 +9,14 @@ import (
 
 // Explain implements sink.Explainer for agent mode: the server's service
 // on the local agent.
-func (a *Agent) Explain(_ context.Context, addr netip.AddrPort, applied bool) sink.Explanation {
-	x := sink.Explanation{Sink: a.Name()}
+func (c *Agent) Explain(_ context.Context, addr netip.AddrPort, applied bool) sink.Explanation {
+	x := sink.Explanation{Sink: c.Name()}
 	if !applied {
 		x.State, x.Detail = sink.ExplainAbsent, "not in the snapshot this bridge applied last"
 		return x
 	}
 	x.State = sink.ExplainWritten
-	x.Detail = "registered with the local agent as service " + a.cfg.Service + ", ID " + ServiceID(a.cfg.Service, addr) +
+	x.Detail = "registered with the local agent as service " + c.cfg.Service + ", ID " + ServiceID(c.cfg.Service, addr) +
 		" (passing while this bridge's heartbeat is, and its app check when one runs)"
 	return x
 }
