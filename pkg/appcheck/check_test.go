@@ -201,7 +201,9 @@ func TestHTTPRedirects(t *testing.T) {
 	mux.HandleFunc("/moved-absolute", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, srv.URL+"/ok", http.StatusFound)
 	})
-	mux.HandleFunc("/moved-to-sick", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/sick", http.StatusTemporaryRedirect) })
+	mux.HandleFunc("/moved-to-sick", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/sick", http.StatusTemporaryRedirect)
+	})
 	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
 	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, elsewhere.URL+"/", http.StatusFound) })
 	mux.HandleFunc("/by-name", func(w http.ResponseWriter, r *http.Request) {
