@@ -24,6 +24,9 @@ import (
 // must not hold 10,000 descriptors) would only add its goroutines (a
 // dialer, a reader and a writer per connection) to every check.
 
+// readBuf is the size of a check's read buffer.
+const readBuf = 2 << 10
+
 // maxInterim bounds the 1xx interim responses skipped before the final
 // one.
 const maxInterim = 5
@@ -97,11 +100,12 @@ func (c *Checker) exchange(cctx context.Context, addr netip.AddrPort, u *url.URL
 	}
 	var conn net.Conn = tcp
 	defer func() { _ = conn.Close() }() // the exchange is over: a close error changes nothing
-	// One deadline for the whole exchange; ctx's end cuts it short.
+	// One deadline for the whole exchange; ctx's end cuts it short (on
+	// the TCP connection: conn becomes the TLS one below).
 	if dl, ok := cctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
+		_ = tcp.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(cctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(cctx, func() { _ = tcp.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if c.o.Kind == HTTPS {
 		cfg := c.tls
@@ -126,7 +130,7 @@ func (c *Checker) exchange(cctx context.Context, addr netip.AddrPort, u *url.URL
 	if _, err := conn.Write(out.Bytes()); err != nil {
 		return 0, "", err
 	}
-	br := bufio.NewReaderSize(&limitReader{r: conn, n: maxHeaderBytes + MaxBody}, 2<<10)
+	br := bufio.NewReaderSize(&limitReader{r: conn, n: maxHeaderBytes + MaxBody + readBuf}, readBuf)
 	var resp *http.Response
 	for range maxInterim + 1 {
 		if resp, err = http.ReadResponse(br, req); err != nil {
@@ -148,7 +152,8 @@ func (c *Checker) exchange(cctx context.Context, addr netip.AddrPort, u *url.URL
 }
 
 // limitReader reads from r until n bytes were read, then fails with
-// errTooLarge: a response's headers and the body a check reads fit in n.
+// errTooLarge: a response's headers, the body a check reads and one
+// buffer read ahead fit in n.
 type limitReader struct {
 	r io.Reader
 	n int
