@@ -223,9 +223,9 @@ func (c *Checks) schedule(ctx context.Context) {
 		}
 	}()
 	for {
-		next, ok, tns, count := c.step()
+		next, ok, tns := c.step()
 		if len(tns) > 0 {
-			c.publish(tns, count)
+			c.publish(tns)
 		}
 		if !ok || !next.Equal(armed) {
 			if timer != nil {
@@ -255,19 +255,20 @@ func (c *Checks) setIdle(idle bool, armed time.Time) {
 	c.mu.Unlock()
 }
 
-// step does what is due now: it takes the transitions to publish (tns,
-// with the counts by state after them) when flushEvery has passed since
-// the last publication, and hands the due checks to the workers. next is
-// when it has something to do again; ok is false for never (a worker or
+// step does what is due now: it takes the transitions to publish when
+// flushEvery has passed since the last publication (and sets the gauges
+// of the states), and hands the due checks to the workers. next is when
+// it has something to do again; ok is false for never (a worker or
 // SetTargets wakes it).
-func (c *Checks) step() (next time.Time, ok bool, tns []transition, count [3]int) {
+func (c *Checks) step() (next time.Time, ok bool, tns []transition) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seen = c.pokes
 	now := c.clock.Now()
 	if len(c.pending) > 0 {
 		if at := c.lastFlush.Add(flushEvery); c.lastFlush.IsZero() || !at.After(now) {
-			tns, c.pending, c.lastFlush, count = c.pending, nil, now, c.tr.count
+			tns, c.pending, c.lastFlush = c.pending, nil, now
+			c.setGauges()
 		} else {
 			next, ok = at, true
 		}
@@ -275,7 +276,7 @@ func (c *Checks) step() (next time.Time, ok bool, tns []transition, count [3]int
 	if due, more := c.dispatch(now); more && (!ok || due.Before(next)) {
 		next, ok = due, true
 	}
-	return next, ok, tns, count
+	return next, ok, tns
 }
 
 // dispatch hands the checks due by now (and within the slack after it)
@@ -331,13 +332,11 @@ func (c *Checks) firstGap() time.Duration {
 	return time.Duration(float64(c.o.Interval) * c.o.Jitter * c.rand())
 }
 
-// publish counts, logs and signals a batch of transitions; count is the
-// number of targets by state after them.
-func (c *Checks) publish(tns []transition, count [3]int) {
+// publish counts, logs and signals a batch of transitions.
+func (c *Checks) publish(tns []transition) {
 	for _, tn := range tns {
 		c.m.transitions[tn.to].Inc()
 	}
-	c.setGauges(count)
 	c.logTransitions(tns)
 	select {
 	case c.changed <- struct{}{}:
@@ -345,9 +344,12 @@ func (c *Checks) publish(tns []transition, count [3]int) {
 	}
 }
 
-func (c *Checks) setGauges(count [3]int) {
+// setGauges sets the gauge of each state to the tracker's count (c.mu
+// held: the counts the gauges show are never older than those they
+// replace).
+func (c *Checks) setGauges() {
 	for _, h := range healths {
-		c.m.servers[h].Set(float64(count[h]))
+		c.m.servers[h].Set(float64(c.tr.count[h]))
 	}
 }
 
@@ -381,11 +383,10 @@ func (c *Checks) SetTargets(eps []endpoint.Endpoint) {
 			}
 		}
 	}
-	count := c.tr.count
+	c.setGauges()
 	c.pokeLocked()
 	c.mu.Unlock()
 	c.m.transitions[endpoint.Pending].Add(float64(added))
-	c.setGauges(count)
 }
 
 // Decorate returns a copy of s whose endpoints carry their Check: the

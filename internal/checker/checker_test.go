@@ -603,9 +603,9 @@ func TestBatch(t *testing.T) {
 		c.record(j, r)
 	}
 	publish := func() bool {
-		next, ok, tns, count := c.step()
+		next, ok, tns := c.step()
 		if len(tns) > 0 {
-			c.publish(tns, count)
+			c.publish(tns)
 			return true
 		}
 		if !ok || next.After(clk.Now().Add(flushEvery)) {
@@ -664,7 +664,7 @@ func TestBatch(t *testing.T) {
 	for _, j := range jobs[:7] {
 		c.record(j, appcheck.Result{OK: true, Output: "pass"})
 	}
-	if _, _, tns, _ := c.step(); len(tns) != 0 || len(c.Changed()) != 0 {
+	if _, _, tns := c.step(); len(tns) != 0 || len(c.Changed()) != 0 {
 		t.Error("published without a transition")
 	}
 }
