@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
@@ -716,7 +715,6 @@ func TestNewRefuses(t *testing.T) {
 	if _, ok := c.prober.(*appcheck.Checker); !ok {
 		t.Errorf("default prober %T", c.prober)
 	}
-	_ = testutil.ToFloat64
 }
 
 // TestStop: with every worker held in a check, SetTargets, Decorate and
