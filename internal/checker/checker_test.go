@@ -19,13 +19,6 @@ import (
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
-// proberFunc is a Prober.
-type proberFunc func(ctx context.Context, addr netip.AddrPort) appcheck.Result
-
-func (f proberFunc) Check(ctx context.Context, addr netip.AddrPort) appcheck.Result {
-	return f(ctx, addr)
-}
-
 // fakeProber answers each address as told (pass unless failing), and can
 // hold checks until the test releases them; it counts the checks, and the
 // most in flight at once, overall and per address.
