@@ -48,9 +48,10 @@ const (
 	// ProbeCheckID is the tcp/http check definition catalog mode wrote for
 	// consul-esm with --consul-check, before the bridges ran app checks
 	// themselves (consul_check now configures the bridges' app check). It
-	// is no longer written: the leader deletes it from an entry the next
-	// time it writes that entry, and at once from every entry that has it
-	// (an entry with it differs from the wanted one).
+	// is no longer written, and an entry that has it differs from the
+	// wanted one: the leader deletes it (and the external-node meta) in
+	// its first write after it read the catalog, when it starts leading
+	// and at every resync.
 	ProbeCheckID = "udp-discovery-bridge:probe"
 
 	// unobservedPrefix starts the Output of a critical observed check; the
