@@ -36,9 +36,8 @@ import (
 // update (PUT /v1/agent/check/update/<id>) of that server only, and a
 // round without one writes no check. Its TTL (AppCheckTTL) is long enough
 // that the agent never expires it: whether the bridge lives is the alias
-// check's business, not this one's. It has no
-// DeregisterCriticalServiceAfter: a failing server is never removed for
-// failing.
+// check's business, not this one's. It has no DeregisterCriticalServiceAfter:
+// a failing server is never removed for failing.
 //
 // Ownership: everything the sink lists, changes or removes is selected on the
 // agent by a meta filter (managed-by and bridge-id); services of anyone else
@@ -235,8 +234,8 @@ var errNotStarted = errors.New("consul sink with a lock: Start must be called be
 // bridge service first if the agent does not have it), re-reads what it owns
 // (and their app checks) on resync rounds, then registers new or changed
 // servers, updates the app check of servers whose verdict changed, and
-// deregisters owned ones that are no longer desired. Each operation is tried once;
-// errors name the operation and the service ID. A quiet round makes one
+// deregisters owned ones that are no longer desired. Each operation is
+// tried once; errors name the operation and the service ID. A quiet round makes one
 // write: the TTL update. Result.Writes counts every write, the TTL update
 // included; Result.Diff.Added holds new and re-registered (changed) servers,
 // Result.Diff.Changed those whose app check was updated (transitions).
@@ -308,12 +307,11 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 		res.Diff.Added = append(res.Diff.Added, desired[id].ep)
 	}
 	fatal := func() bool { return slices.ContainsFunc(errs, func(e error) bool { return fatalForRound(ctx, e) }) }
-	var toUpdate []string
 	if c.shape.appCheck && !fatal() {
 		// Health transitions (and the output of new registrations): one
 		// check update per server whose check the agent does not hold as
 		// wanted; none in a quiet round.
-		toUpdate = appUpdates(desired, c.known, c.apps, nil)
+		toUpdate := appUpdates(desired, c.known, c.apps, nil)
 		changes += len(toUpdate)
 		updErrs := c.writer.run(ctx, "update app check", toUpdate, keepAlive, func(ctx context.Context, id string) error {
 			return c.updateApp(ctx, id, desired[id].app)
