@@ -24,9 +24,7 @@ type CheckSource interface {
 
 // FleetSource reads, from the fleet's registry, which bridges observe the
 // server at addr (a fleet sink: Consul catalog mode, Kubernetes).
-type FleetSource interface {
-	Observers(ctx context.Context, addr netip.AddrPort) ([]Observer, error)
-}
+type FleetSource = sink.FleetExplainer
 
 // Config is what a Board reports besides what it is fed.
 type Config struct {

@@ -9,6 +9,8 @@ package explain
 import (
 	"net/netip"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
 // Report is the answer for one query: every server the bridge holds at the
@@ -109,11 +111,5 @@ type Sink struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// Observer is one bridge of the fleet that observes the server, as the
-// fleet's registry holds its observation.
-type Observer struct {
-	Bridge  string `json:"bridge"`
-	Segment string `json:"segment,omitempty"`
-	Health  string `json:"health"`
-	Output  string `json:"output,omitempty"`
-}
+// Observer is one bridge of the fleet that observes the server.
+type Observer = sink.Observer

@@ -36,3 +36,19 @@ type Explanation struct {
 type Explainer interface {
 	Explain(ctx context.Context, addr netip.AddrPort, applied bool) Explanation
 }
+
+// Observer is one bridge of a fleet that observes a server, as the fleet's
+// registry holds its observation: its segment and its app check verdict.
+type Observer struct {
+	Bridge  string `json:"bridge"`
+	Segment string `json:"segment,omitempty"`
+	Health  string `json:"health"`
+	Output  string `json:"output,omitempty"`
+}
+
+// FleetExplainer is implemented by sinks that keep a fleet (Consul catalog
+// mode, Kubernetes): Observers reads, from the fleet's registry, the live
+// bridges whose observations hold the server at addr, sorted by bridge.
+type FleetExplainer interface {
+	Observers(ctx context.Context, addr netip.AddrPort) ([]Observer, error)
+}

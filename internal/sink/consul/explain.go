@@ -2,8 +2,10 @@ package consul
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
@@ -54,3 +56,21 @@ var (
 	_ sink.Explainer = (*Agent)(nil)
 	_ sink.Explainer = (*Catalog)(nil)
 )
+
+// Observers implements sink.FleetExplainer for catalog mode: it reads the
+// fleet's observations from the KV store once and lists the live bridges
+// (those whose keys a session holds) that observe addr.
+func (c *Catalog) Observers(ctx context.Context, addr netip.AddrPort) ([]sink.Observer, error) {
+	obs, err := c.readObservations(ctx, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read the fleet's observations: %w", err)
+	}
+	found := fleet.ObserversOf(obs, addr)
+	out := make([]sink.Observer, len(found))
+	for i, o := range found {
+		out[i] = sink.Observer{Bridge: o.Bridge, Segment: o.Segment, Health: o.Health.String(), Output: o.Output}
+	}
+	return out, nil
+}
+
+var _ sink.FleetExplainer = (*Catalog)(nil)

@@ -33,3 +33,19 @@ func TestAgentExplain(t *testing.T) {
 		t.Errorf("written: %+v", x)
 	}
 }
+
+// TestCatalogObservers: explain's view of the fleet, from the KV store.
+func TestCatalogObservers(t *testing.T) {
+	_, a, b := twoBridges(t)
+	ctx := context.Background()
+	got, err := b.c.Observers(ctx, netip.MustParseAddrPort("10.0.0.2:8000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Bridge != "a" || got[0].Segment != "lan-a" || got[0].Health != "ready" || got[1].Bridge != "b" {
+		t.Fatalf("observers of a shared server: %+v", got)
+	}
+	if got, err := a.c.Observers(ctx, netip.MustParseAddrPort("10.0.0.3:8000")); err != nil || len(got) != 1 || got[0].Bridge != "b" {
+		t.Fatalf("observers of b's server: %+v %v", got, err)
+	}
+}

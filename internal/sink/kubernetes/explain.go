@@ -2,8 +2,10 @@ package kubernetes
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
@@ -33,3 +35,26 @@ func (s *Sink) Explain(_ context.Context, addr netip.AddrPort, applied bool) sin
 }
 
 var _ sink.Explainer = (*Sink)(nil)
+
+// Observers implements sink.FleetExplainer: it reads the fleet's Leases
+// and observation ConfigMaps once (as a leader would, with a reader of its
+// own) and lists the live bridges whose observations hold addr.
+func (s *Sink) Observers(ctx context.Context, addr netip.AddrPort) ([]sink.Observer, error) {
+	io := newLeaderIO(s, s.log)
+	obs, _, err := io.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the fleet's observations: %w", err)
+	}
+	return observers(fleet.ObserversOf(obs, addr)), nil
+}
+
+// observers spells fleet observers for `bridge explain`.
+func observers(in []fleet.Observer) []sink.Observer {
+	out := make([]sink.Observer, len(in))
+	for i, o := range in {
+		out[i] = sink.Observer{Bridge: o.Bridge, Segment: o.Segment, Health: o.Health.String(), Output: o.Output}
+	}
+	return out
+}
+
+var _ sink.FleetExplainer = (*Sink)(nil)
