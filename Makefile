@@ -41,12 +41,14 @@ demo-down:
 test:
 	scripts/test.sh
 
-## generate: rewrite every file generated from the key table (the chart's values, schema and
-## key template; bridge.example.yaml; the README's key tables) and the chart README's values
-## table. The tests that compare them fail when one is stale.
+## generate: rewrite every generated file: from the key table, the chart's values, schema and
+## key template, bridge.example.yaml and the key tables of docs/; from the registered metrics,
+## docs/operations/metrics.md; and the chart README's values table. The tests that compare
+## them fail when one is stale.
 generate:
 	$(GO) test ./internal/chartgen -run . -count=1 -update
-	$(GO) test ./internal/config -run 'Example|README' -count=1 -update
+	$(GO) test ./internal/config -run 'Example|KeyTables' -count=1 -update
+	$(GO) test ./internal/metricsdoc -count=1 -update
 	cd e2e && $(GO) test ./chart -run '^TestChartReadmeValues$$' -count=1 -update
 
 ## lint: golangci-lint v2 with .golangci.yml (built from its Go module once, then cached).
