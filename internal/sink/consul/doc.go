@@ -6,5 +6,5 @@
 // on transitions only); catalog mode,
 // for clusters without client agents, has each bridge publish what it
 // observes under a session and one elected bridge write the catalog in
-// /v1/txn batches. The README's "Consul design" section explains both.
+// /v1/txn batches. docs/sinks/consul-agent.md and docs/sinks/consul-catalog.md explain both.
 package consul
