@@ -17,12 +17,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/internal/checker"
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/connlimit"
 	"github.com/udp-discovery-bridge/bridge/internal/metricsdoc"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/builtin"
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite the metrics table of docs/operations/metrics.md")
@@ -44,6 +46,11 @@ func bridgeMetrics(t *testing.T) []metricsdoc.Metric {
 	rec.MustRegister(runner.NewBuildInfo("v0.0.0", nil))
 	runner.NewMetrics(rec)
 	connlimit.NewMetrics(rec)
+	checks := appcheck.DefaultOptions()
+	checks.Kind = appcheck.HTTP
+	if _, err := checker.New(checker.Config{Options: checks, Registerer: rec}); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
