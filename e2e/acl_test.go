@@ -154,7 +154,7 @@ func (l *catLab) startACLCluster() *consulcluster.Cluster {
 
 // hasProbeCheck reports whether every entry of ids carries the consul-esm
 // check.
-func (l *catLab) hasProbeCheck(ids []string) (bool, string) {
+func (l *catLab) hasAppCheck(ids []string, status, output string) (bool, string) {
 	_, byID, _, err := catEntries(l.t, l.consul)
 	if err != nil {
 		return false, err.Error()
@@ -166,10 +166,10 @@ func (l *catLab) hasProbeCheck(ids []string) (bool, string) {
 		}
 		found := false
 		for _, chk := range e.Checks {
-			found = found || chk.CheckID == consul.ProbeCheckID
+			found = found || (chk.CheckID == consul.AppCheckID && chk.Status == status && strings.Contains(chk.Output, output))
 		}
 		if !found {
-			return false, id + " has no " + consul.ProbeCheckID
+			return false, fmt.Sprintf("%s has no %s %s with %q: %v", id, status, consul.AppCheckID, output, e.Checks)
 		}
 	}
 	return true, ""
@@ -177,7 +177,8 @@ func (l *catLab) hasProbeCheck(ids []string) (bool, string) {
 
 // TestACLCatalogPolicy: on a three-server default-deny cluster, a bridge
 // with a token of exactly the documented catalog-mode policy registers its
-// servers, passing, first without and then with the consul-esm check.
+// servers, passing; with the app check (the deprecated --consul-check)
+// it writes each server's app check too.
 func TestACLCatalogPolicy(t *testing.T) {
 	netns.Require(t)
 	t.Parallel()
@@ -260,15 +261,23 @@ func TestACLCatalogPolicy(t *testing.T) {
 		t.Error("the bridge logged its rotated token")
 	}
 
-	// The same policy with the consul-esm check: every entry is rewritten
-	// with its external-node meta and the tcp check.
-	b = l.bridge("a1", "--consul-token-file", tokFile, "--consul-check", "tcp")
-	runWait(t, 40*time.Second, "servers with the consul-esm check", func() (bool, string) { return l.hasProbeCheck(ids) })
-	l.waitCatalog(20*time.Second, "servers passing with --consul-check tcp", all("passing", ids))
+	// The same policy with the app check, turned on here through the
+	// deprecated --consul-check tcp (read as app_check tcp): the leader
+	// writes each server's app check. The lab's responders serve no TCP on
+	// the port they announce, so every check turns critical (failing)
+	// while the servers stay registered.
+	b = l.bridge("a1", "--consul-token-file", tokFile, "--consul-check", "tcp", "--app-check-interval", "1s", "--app-check-timeout", "0.5")
+	took = runWait(t, 40*time.Second, "every server's app check written, critical", func() (bool, string) {
+		return l.hasAppCheck(ids, api.HealthCritical, "failing: TCP connect")
+	})
+	t.Logf("MEASURED: with the catalog policy, every server's app check written critical (no app listening) %s after the bridge started", took.Round(100*time.Millisecond))
 	b.sigterm(t, 10*time.Second)
 	_, stderr = b.Output()
 	if strings.Contains(stderr, tok) || strings.Contains(stderr, tok2) {
 		t.Error("the bridge logged its token")
+	}
+	if !strings.Contains(stderr, "consul_check") || !strings.Contains(stderr, "app_check") {
+		t.Errorf("no deprecation warning naming consul_check and app_check:\n%s", runTail(stderr, 20))
 	}
 
 	// The same policy in the shared-node layout: the servers move to the

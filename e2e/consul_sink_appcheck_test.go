@@ -80,7 +80,7 @@ func TestConsulSinkAppCheck(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{ACLToken: aclManagement, KeepLocalState: true})
 	mgmt := ag.Client()
 	const tok = "5e1d7c2a-9b34-4f60-a8d2-7c0b3e9f1a45"
-	rules := readmePolicy(t, "agent mode")
+	rules := docsPolicy(t, "agent mode")
 	policyToken(t, mgmt, "bridge-agent-app", rules, tok)
 	s := newConsulSink(t, ag, func(cfg *consul.Config) {
 		cfg.Client.Token = tok
