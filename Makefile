@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e fuzz bench vet lint generate clean image consul-image demo demo-down
+.PHONY: build test unit e2e fuzz bench vet lint generate docs clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -41,13 +41,20 @@ demo-down:
 test:
 	scripts/test.sh
 
-## generate: rewrite every file generated from the key table (the chart's values, schema and
-## key template; bridge.example.yaml; the README's key tables) and the chart README's values
-## table. The tests that compare them fail when one is stale.
+## generate: rewrite every generated file: from the key table, the chart's values, schema and
+## key template, bridge.example.yaml and the key tables of docs/; from the registered metrics,
+## docs/operations/metrics.md; and the chart README's values table. The tests that compare
+## them fail when one is stale.
 generate:
 	$(GO) test ./internal/chartgen -run . -count=1 -update
-	$(GO) test ./internal/config -run 'Example|README' -count=1 -update
+	$(GO) test ./internal/config -run 'Example|KeyTables' -count=1 -update
+	$(GO) test ./internal/metricsdoc -count=1 -update
 	cd e2e && $(GO) test ./chart -run '^TestChartReadmeValues$$' -count=1 -update
+
+## docs: build the documentation site (mkdocs.yml, docs/) with mkdocs --strict into site/,
+## and check the links of README.md and the chart README (scripts/docs.sh).
+docs:
+	scripts/docs.sh site
 
 ## lint: golangci-lint v2 with .golangci.yml (built from its Go module once, then cached).
 lint:
@@ -70,4 +77,4 @@ bench:
 	scripts/bench.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin site

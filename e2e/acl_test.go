@@ -1,7 +1,7 @@
 package e2e_test
 
-// ACL end-to-end tests: the README's least-privilege policies, taken
-// verbatim from README.md, on default-deny Consul (a dev agent for agent
+// ACL end-to-end tests: the documented least-privilege policies, taken
+// verbatim from docs/operations/acls.md, on default-deny Consul (a dev agent for agent
 // mode, three servers for catalog mode), with the real bridge binary using a
 // token of exactly that policy.
 
@@ -26,29 +26,32 @@ import (
 // aclManagement is the initial management token of the ACL clusters.
 const aclManagement = "3f0e9c1b-7a52-4d6e-8b90-5c2a1d4e7f36"
 
-// readmePolicy returns the ```hcl block of README.md that follows the line
+// aclPage is the documentation page that holds the ACL policies.
+const aclPage = "docs/operations/acls.md"
+
+// docsPolicy returns the ```hcl block of aclPage that follows the line
 // marker "**ACL policy, <mode>**".
-func readmePolicy(t *testing.T, mode string) string {
+func docsPolicy(t *testing.T, mode string) string {
 	t.Helper()
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile(filepath.Join(repoRootDir(t), aclPage))
 	if err != nil {
 		t.Fatal(err)
 	}
 	marker := "**ACL policy, " + mode + "**"
 	i := strings.Index(string(b), marker)
 	if i < 0 {
-		t.Fatalf("README.md has no %q", marker)
+		t.Fatalf("%s has no %q", aclPage, marker)
 	}
 	rest := string(b[i:])
 	const open = "```hcl\n"
 	j := strings.Index(rest, open)
 	if j < 0 {
-		t.Fatalf("README.md: no ```hcl block after %q", marker)
+		t.Fatalf("%s: no ```hcl block after %q", aclPage, marker)
 	}
 	rest = rest[j+len(open):]
 	k := strings.Index(rest, "```")
 	if k < 0 {
-		t.Fatalf("README.md: the hcl block after %q is not closed", marker)
+		t.Fatalf("%s: the hcl block after %q is not closed", aclPage, marker)
 	}
 	return rest[:k]
 }
@@ -79,7 +82,7 @@ func writeTokenFile(t *testing.T, secret string) string {
 }
 
 // TestACLAgentPolicy: a bridge in agent mode with a token of exactly the
-// README's agent-mode policy registers its servers, passing, on a
+// documented agent-mode policy registers its servers, passing, on a
 // default-deny agent.
 func TestACLAgentPolicy(t *testing.T) {
 	netns.Require(t)
@@ -89,25 +92,25 @@ func TestACLAgentPolicy(t *testing.T) {
 	c := l.agent.Client()
 	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
 	respond(t, l.servers[1], 1, "--ip", "10.213.1.12")
-	rules := readmePolicy(t, "agent mode")
+	rules := docsPolicy(t, "agent mode")
 	tok := aclToken(t, c, "bridge-agent", rules)
 	b := startRun(t, l.client, "acl", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, tok),
 		"--metrics-addr", runMetricsAddr, "--log-format", "json")...)
 	ids := []string{runServerID(catService, "10.213.1.11", 8000), runServerID(catService, "10.213.1.12", 8000)}
 	took := wantPassing(t, c, catService, 30*time.Second, ids...)
-	t.Logf("MEASURED: agent mode with the README policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
+	t.Logf("MEASURED: agent mode with the documented policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
 	runWait(t, 10*time.Second, "/readyz 200", func() (bool, string) {
 		code, body := readyz(l.client.NS)
 		return code == 200, fmt.Sprintf("%d %s", code, body)
 	})
-	// bridge doctor: all allowed with the README policy; without the
+	// bridge doctor: all allowed with the documented policy; without the
 	// bridge's own service rule it names that rule.
 	doctor := func(tok string) netns.Result {
 		return runCmd(t, l.client, "doctor", "--sink", "consul", "--consul-addr", runConsulAddr, "--bridge-id", "acl",
 			"--timeout", "0.5", "--consul-token-file", writeTokenFile(t, tok))
 	}
 	if res := doctor(tok); res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Count(res.Stdout, "\nok ") != 2 {
-		t.Errorf("doctor with the README agent policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+		t.Errorf("doctor with the documented agent policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
 	}
 	lacking := aclToken(t, c, "bridge-agent-lacking", `service "django" { policy = "write" }`)
 	const want = `REFUSED register the bridge's own service (udp-discovery-bridge): add to the token's policy: service "udp-discovery-bridge" { policy = "write" }`
@@ -151,7 +154,7 @@ func (l *catLab) startACLCluster() *consulcluster.Cluster {
 
 // hasProbeCheck reports whether every entry of ids carries the consul-esm
 // check.
-func (l *catLab) hasProbeCheck(ids []string) (bool, string) {
+func (l *catLab) hasAppCheck(ids []string, status, output string) (bool, string) {
 	_, byID, _, err := catEntries(l.t, l.consul)
 	if err != nil {
 		return false, err.Error()
@@ -163,41 +166,42 @@ func (l *catLab) hasProbeCheck(ids []string) (bool, string) {
 		}
 		found := false
 		for _, chk := range e.Checks {
-			found = found || chk.CheckID == consul.ProbeCheckID
+			found = found || (chk.CheckID == consul.AppCheckID && chk.Status == status && strings.Contains(chk.Output, output))
 		}
 		if !found {
-			return false, id + " has no " + consul.ProbeCheckID
+			return false, fmt.Sprintf("%s has no %s %s with %q: %v", id, status, consul.AppCheckID, output, e.Checks)
 		}
 	}
 	return true, ""
 }
 
 // TestACLCatalogPolicy: on a three-server default-deny cluster, a bridge
-// with a token of exactly the README's catalog-mode policy registers its
-// servers, passing, first without and then with the consul-esm check.
+// with a token of exactly the documented catalog-mode policy registers its
+// servers, passing; with the app check (the deprecated --consul-check)
+// it writes each server's app check too.
 func TestACLCatalogPolicy(t *testing.T) {
 	netns.Require(t)
 	t.Parallel()
 	l := newCatLab(t)
 	l.startACLCluster()
 	ids := l.servers("a", 2)
-	rules := readmePolicy(t, "catalog mode")
+	rules := docsPolicy(t, "catalog mode")
 	tok := aclToken(t, l.consul, "bridge-catalog", rules)
 	tokFile := writeTokenFile(t, tok)
 
 	b := l.bridge("a1", "--consul-token-file", tokFile)
-	took := l.waitCatalog(40*time.Second, "servers passing with the README's catalog policy", all("passing", ids))
-	t.Logf("MEASURED: catalog mode with the README policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
+	took := l.waitCatalog(40*time.Second, "servers passing with the documented catalog policy", all("passing", ids))
+	t.Logf("MEASURED: catalog mode with the documented policy: 2 servers passing %s after start", took.Round(100*time.Millisecond))
 	ns := l.hosts["a1"].NS
 	// bridge doctor with the full policy: every operation allowed, nothing
 	// of others changed (its test server never reaches the catalog).
 	idx := l.serviceIndex()
 	res := l.doctor("a1", "--consul-token-file", tokFile)
 	if res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Contains(res.Stdout, "FAILED") {
-		t.Errorf("doctor with the README policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+		t.Errorf("doctor with the documented policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
 	}
 	if _, sinks, ok := strings.Cut(res.Stdout, "== sinks"); ok {
-		t.Logf("doctor with the README policy:\n== sinks%s", sinks)
+		t.Logf("doctor with the documented policy:\n== sinks%s", sinks)
 	}
 	if n := strings.Count(res.Stdout, "\nok "); n < 8 {
 		t.Errorf("doctor: %d operations ok, want at least 8:\n%s", n, res.Stdout)
@@ -257,15 +261,23 @@ func TestACLCatalogPolicy(t *testing.T) {
 		t.Error("the bridge logged its rotated token")
 	}
 
-	// The same policy with the consul-esm check: every entry is rewritten
-	// with its external-node meta and the tcp check.
-	b = l.bridge("a1", "--consul-token-file", tokFile, "--consul-check", "tcp")
-	runWait(t, 40*time.Second, "servers with the consul-esm check", func() (bool, string) { return l.hasProbeCheck(ids) })
-	l.waitCatalog(20*time.Second, "servers passing with --consul-check tcp", all("passing", ids))
+	// The same policy with the app check, turned on here through the
+	// deprecated --consul-check tcp (read as app_check tcp): the leader
+	// writes each server's app check. The lab's responders serve no TCP on
+	// the port they announce, so every check turns critical (failing)
+	// while the servers stay registered.
+	b = l.bridge("a1", "--consul-token-file", tokFile, "--consul-check", "tcp", "--app-check-interval", "1s", "--app-check-timeout", "0.5")
+	took = runWait(t, 40*time.Second, "every server's app check written, critical", func() (bool, string) {
+		return l.hasAppCheck(ids, api.HealthCritical, "failing: TCP connect")
+	})
+	t.Logf("MEASURED: with the catalog policy, every server's app check written critical (no app listening) %s after the bridge started", took.Round(100*time.Millisecond))
 	b.sigterm(t, 10*time.Second)
 	_, stderr = b.Output()
 	if strings.Contains(stderr, tok) || strings.Contains(stderr, tok2) {
 		t.Error("the bridge logged its token")
+	}
+	if !strings.Contains(stderr, "consul_check") || !strings.Contains(stderr, "app_check") {
+		t.Errorf("no deprecation warning naming consul_check and app_check:\n%s", runTail(stderr, 20))
 	}
 
 	// The same policy in the shared-node layout: the servers move to the
@@ -277,13 +289,13 @@ func TestACLCatalogPolicy(t *testing.T) {
 	for _, id := range ids {
 		want["django-servers/"+id] = "passing"
 	}
-	runWait(t, 40*time.Second, "the servers on the shared node only, with the README policy", func() (bool, string) {
+	runWait(t, 40*time.Second, "the servers on the shared node only, with the documented policy", func() (bool, string) {
 		got, err := catalogByNode(l.consul)
 		return err == nil && maps.Equal(got, want), fmt.Sprint(got, err)
 	})
 	res = l.doctor("a1", "--consul-token-file", tokFile, "--consul-catalog-layout", "shared-node")
 	if res.ExitCode != 0 || strings.Contains(res.Stdout, "REFUSED") || strings.Contains(res.Stdout, "FAILED") || !strings.Contains(res.Stdout, "django-servers") {
-		t.Errorf("doctor, shared-node layout, with the README policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
+		t.Errorf("doctor, shared-node layout, with the documented policy: exit %d:\n%s\n%s", res.ExitCode, res.Stdout, res.Stderr)
 	}
 	b.sigterm(t, 10*time.Second)
 }
@@ -316,7 +328,7 @@ func policyRules(policy string) []string {
 	return out
 }
 
-// TestACLCatalogMissingRule: for each rule of the README's catalog-mode
+// TestACLCatalogMissingRule: for each rule of the documented catalog-mode
 // policy, a bridge whose token lacks only that rule logs the rule in HCL,
 // fails /readyz naming it and counts sink errors (one cluster, a fresh
 // token and bridge per rule).
@@ -326,9 +338,9 @@ func TestACLCatalogMissingRule(t *testing.T) {
 	l := newCatLab(t)
 	l.startACLCluster()
 	l.servers("a", 1)
-	rules := policyRules(readmePolicy(t, "catalog mode"))
+	rules := policyRules(docsPolicy(t, "catalog mode"))
 	if len(rules) < 5 {
-		t.Fatalf("README catalog policy has %d rules: %q", len(rules), rules)
+		t.Fatalf("documented catalog policy has %d rules: %q", len(rules), rules)
 	}
 	for i, missing := range rules {
 		t.Run(strings.Fields(missing)[0]+" "+strings.Fields(missing)[1], func(t *testing.T) {
@@ -429,7 +441,7 @@ func (l *catLab) doctor(name string, extra ...string) netns.Result {
 }
 
 // TestACLAgentLockPolicy: agent mode with --consul-lock and a token of
-// exactly the README's policy for it: the bridge takes the lock and
+// exactly the documented policy for it: the bridge takes the lock and
 // registers its servers.
 func TestACLAgentLockPolicy(t *testing.T) {
 	netns.Require(t)
@@ -438,11 +450,11 @@ func TestACLAgentLockPolicy(t *testing.T) {
 	l.agent = consulagent.Start(t, consulagent.Options{Netns: l.client.NS, BindAddr: runClientIP, ACLToken: aclManagement})
 	c := l.agent.Client()
 	respond(t, l.servers[0], 1, "--ip", "10.213.1.11")
-	tok := aclToken(t, c, "bridge-agent-lock", readmePolicy(t, "agent mode with `--consul-lock`"))
+	tok := aclToken(t, c, "bridge-agent-lock", docsPolicy(t, "agent mode with `--consul-lock`"))
 	startRun(t, l.client, "acl", consulRunArgs("acl", "--consul-token-file", writeTokenFile(t, tok),
 		"--consul-lock", "service/udp-discovery-bridge/lock", "--metrics-addr", runMetricsAddr, "--log-format", "json")...)
 	took := wantPassing(t, c, catService, 40*time.Second, runServerID(catService, "10.213.1.11", 8000))
-	t.Logf("MEASURED: agent mode with --consul-lock and the README policy: the server passing %s after start", took.Round(100*time.Millisecond))
+	t.Logf("MEASURED: agent mode with --consul-lock and the documented policy: the server passing %s after start", took.Round(100*time.Millisecond))
 	if kv, _, err := c.KV().Get("service/udp-discovery-bridge/lock", nil); err != nil || kv == nil || kv.Session == "" {
 		t.Errorf("lock key %+v (%v): want it held", kv, err)
 	}

@@ -4,7 +4,7 @@ package e2e_test
 // its Go module, internal/prombin) in the client's namespace discovers
 // `bridge respond` servers through the bridge's http_sd endpoint, its
 // file_sd file and the Consul sink's catalog, with the scrape configs of the
-// README's "Prometheus" section as they are written there (only addresses,
+// docs/sinks/prometheus.md as they are written there (only addresses,
 // paths and refresh intervals replaced); a bridge restart leaves its target
 // list alone (the endpoint answers 503 until a round completes); the
 // rules file loads and evaluates, and every query of the dashboard names
@@ -32,27 +32,30 @@ import (
 // promAddr is where Prometheus listens inside the client namespace.
 const promAddr = "127.0.0.1:9090"
 
-// readmeScrapeConfig returns the scrape config of the README's example
-// block marked `<!-- prometheus-example: name -->`.
-func readmeScrapeConfig(t *testing.T, name string) map[string]any {
+// promPage is the documentation page that holds the scrape configs.
+const promPage = "docs/sinks/prometheus.md"
+
+// docsScrapeConfig returns the scrape config of promPage's example block
+// marked `<!-- prometheus-example: name -->`.
+func docsScrapeConfig(t *testing.T, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRootDir(t), "README.md"))
+	b, err := os.ReadFile(filepath.Join(repoRootDir(t), promPage))
 	if err != nil {
 		t.Fatal(err)
 	}
 	re := regexp.MustCompile("(?s)<!-- prometheus-example: " + regexp.QuoteMeta(name) + " -->\n```yaml\n(.*?)```")
 	m := re.FindSubmatch(b)
 	if m == nil {
-		t.Fatalf("README has no prometheus-example %q block", name)
+		t.Fatalf("%s has no prometheus-example %q block", promPage, name)
 	}
 	var doc struct {
 		ScrapeConfigs []map[string]any `json:"scrape_configs"`
 	}
 	if err := yaml.UnmarshalStrict(m[1], &doc); err != nil {
-		t.Fatalf("README example %q: %v", name, err)
+		t.Fatalf("%s example %q: %v", promPage, name, err)
 	}
 	if len(doc.ScrapeConfigs) != 1 {
-		t.Fatalf("README example %q has %d scrape configs, want 1", name, len(doc.ScrapeConfigs))
+		t.Fatalf("%s example %q has %d scrape configs, want 1", promPage, name, len(doc.ScrapeConfigs))
 	}
 	return doc.ScrapeConfigs[0]
 }
@@ -202,7 +205,7 @@ func (p *prom) promMetric(t *testing.T, prefix string) float64 {
 	return v
 }
 
-// TestPrometheusSD: http_sd and file_sd with the README's scrape configs
+// TestPrometheusSD: http_sd and file_sd with the documented scrape configs
 // show the servers as targets with the relabelled labels; a bridge restart
 // keeps them (503 until its first round completes, which Prometheus counts
 // as a failed refresh and holds its targets through); the rules file loads
@@ -243,15 +246,15 @@ func TestPrometheusSD(t *testing.T) {
 	startRun(t, l.client, "kubernetes-metrics", append([]string{"--sink", "kubernetes", "--kubeconfig", kubeconfig,
 		"--metrics-addr", kubernetesMetrics, "--bridge-id", "kubernetes-metrics", "--whitelist", dev}, runFast...)...)
 
-	httpSD := readmeScrapeConfig(t, "http_sd")
+	httpSD := docsScrapeConfig(t, "http_sd")
 	httpSD["job_name"] = "django-http-sd"
 	hs := sdConfig(t, httpSD, "http_sd_configs")
 	if hs["url"] != "http://"+runMetricsAddr+"/sd/prometheus" {
-		t.Fatalf("README http_sd url %v, want the default metrics address", hs["url"])
+		t.Fatalf("documented http_sd url %v, want the default metrics address", hs["url"])
 	}
 	hs["refresh_interval"] = "1s"
 	hs["authorization"].(map[string]any)["credentials_file"] = token
-	fileSD := readmeScrapeConfig(t, "file_sd")
+	fileSD := docsScrapeConfig(t, "file_sd")
 	fileSD["job_name"] = "django-file-sd"
 	fs := sdConfig(t, fileSD, "file_sd_configs")
 	fs["files"] = []string{sdFile}
@@ -417,7 +420,7 @@ func checkDashboard(t *testing.T, p *prom, ns string, metricsAddrs ...string) {
 	t.Logf("dashboard: %d panels, metrics %v all exposed and every query runs", len(d.Panels), slices.Compact(names))
 }
 
-// TestPrometheusConsulSD: the README's consul_sd_configs example on the
+// TestPrometheusConsulSD: the documented consul_sd_configs example on the
 // Consul sink (agent mode) finds every server with the bridge's service
 // meta relabelled into labels, and its keep-passing rule drops them when
 // their bridge dies (its TTL expires: the servers' alias checks turn
@@ -431,7 +434,7 @@ func TestPrometheusConsulSD(t *testing.T) {
 	dev := l.client.Dev(l.br)
 	b := startRun(t, l.client, "consul-sd", consulRunArgs("consul-sd-bridge", "--whitelist", dev, "--metrics-addr", "", "--consul-ttl", "2s")...)
 
-	sc := readmeScrapeConfig(t, "consul_sd")
+	sc := docsScrapeConfig(t, "consul_sd")
 	cs := sdConfig(t, sc, "consul_sd_configs")
 	cs["server"] = runConsulAddr
 	cs["refresh_interval"] = "1s"

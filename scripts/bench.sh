@@ -4,8 +4,8 @@
 # the real bridge binary, a real Consul agent or three-server cluster), among
 # them the time-to-visible scenarios TestPerfVisibleAgent (stdout, file and
 # agent-mode Consul) and TestPerfVisibleCatalog (catalog mode) of
-# e2e/perf_visible_test.go. See the README's
-# "Performance" section for what each figure means.
+# e2e/perf_visible_test.go. See docs/performance.md for what each figure
+# means.
 #
 # Usage: scripts/bench.sh [results-dir]          (default ./bench-results)
 # Env:   BENCH_COUNT (6)       -count of the Go benchmarks (benchstat wants >= 6 for a confidence interval)
@@ -13,7 +13,7 @@
 #        BENCH_PKGS  (./pkg/... ./internal/...)
 #        BENCH_E2E   (1)       0 skips the end-to-end scenarios (they need root)
 #        BENCH_E2E_RUN (^TestPerf)  -run pattern of the e2e scenarios
-#        BRIDGE_PERF_CONSUL_SERVERS (2000)  servers of the quiet-rounds Consul scenario (10000: see the README)
+#        BRIDGE_PERF_CONSUL_SERVERS (2000)  servers of the quiet-rounds Consul scenario (10000: see docs/performance.md, "Consul with many servers")
 #        BRIDGE_PERF_VISIBLE_SERVERS (50)   servers the time-to-visible scenarios start one by one
 #        BRIDGE_PERF_VISIBLE_SEED (19)      seed of their random start schedule
 #        BENCHSTAT   (go run golang.org/x/perf/cmd/benchstat@latest)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: vet, golangci-lint, unit tests with the race detector, brief fuzzing
-# of every fuzz target, and the end-to-end tests (network namespaces, a real
+# of every fuzz target, the documentation site (mkdocs build --strict and a check of every
+# link: scripts/docs.sh, which installs the Debian packages mkdocs and mkdocs-material as
+# root when missing), and the end-to-end tests (network namespaces, a real
 # Consul, Helm and Prometheus built from their Go modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables,
@@ -50,6 +52,9 @@ go test -race -count=1 ./...
 
 step "fuzzing (${FUZZTIME:-5s} per target)"
 FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
+
+step "docs (mkdocs build --strict, every link and anchor)"
+DOCS_OPTIONAL=1 scripts/docs.sh
 
 if [ "${E2E:-1}" != 0 ]; then
   step "consul binary (built from its Go module once, then cached)"

@@ -138,6 +138,7 @@ func newApp(stdout, stderr io.Writer, reg *sink.Registry) *cli.App {
 			respondCommand(schema),
 			keygenCommand(),
 			healthcheckCommand(schema),
+			explainCommand(schema),
 			versionCommand(),
 		},
 	}

@@ -53,7 +53,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				// between them: a tight heap goal costs little CPU (the
 				// collector runs only during rounds and writes) and keeps
 				// a sidecar with 10,000 servers under 30 MiB, a catalog
-				// leader of 10,000 under 40 (README, Performance).
+				// leader of 10,000 under 40 (docs/performance.md).
 				debug.SetGCPercent(25)
 			}
 			client, err := newClient(cfg, log, false)

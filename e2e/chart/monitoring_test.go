@@ -61,8 +61,8 @@ func promtool(t *testing.T, dir string, args ...string) string {
 
 func TestPrometheusRules(t *testing.T) {
 	out := promtool(t, ".", "check", "rules", rulesFile(t))
-	if !strings.Contains(out, "SUCCESS: 10 rules found") {
-		t.Errorf("promtool check rules: %s, want 10 rules", out)
+	if !strings.Contains(out, "SUCCESS: 11 rules found") {
+		t.Errorf("promtool check rules: %s, want 11 rules", out)
 	}
 	out = promtool(t, "testdata", "test", "rules", "prometheus-rules.test.yaml")
 	if !strings.Contains(out, "SUCCESS") {
@@ -105,7 +105,7 @@ func TestChartRenderPrometheusRule(t *testing.T) {
 	if err := os.WriteFile(rendered, js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out := promtool(t, ".", "check", "rules", rendered); !strings.Contains(out, "SUCCESS: 10 rules found") {
+	if out := promtool(t, ".", "check", "rules", rendered); !strings.Contains(out, "SUCCESS: 11 rules found") {
 		t.Errorf("promtool check rules on the PrometheusRule: %s", out)
 	}
 }

@@ -25,14 +25,12 @@ type Bounds struct {
 	Float bool
 }
 
-// keyBounds are what setting.Key has no field for: a list whose elements
-// must be unique (sinks), a string key the bridge parses as a decimal
+// keyBounds are what setting.Key has no field for: a string key the bridge parses as a decimal
 // (consul_write_rate), and an enum whose empty value means "off"
 // (consul_check). A key that declares bounds of its own must not be here
 // (the test checks it). Rules that span several keys or depend on the
 // Consul mode are in the chart's templates/_validate.tpl.
 var keyBounds = map[string]Bounds{
-	"sinks":             {Unique: true},
 	"consul_check":      {OneOf: []string{"", "tcp", "http"}},
 	"consul_write_rate": {Min: "0", Float: true},
 }

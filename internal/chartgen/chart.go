@@ -49,31 +49,16 @@ var notes = map[string]string{
 	"consul_cacert":            "mount the file with extraVolumes",
 	"consul_client_cert":       "mount the file with extraVolumes",
 	"consul_client_key":        "mount the file with extraVolumes",
-	"prometheus_sd":            "without prometheus_sd_addr it is served on metrics.port; scrape configs: README, \"Prometheus\"",
+	"prometheus_sd":            "without prometheus_sd_addr it is served on metrics.port; scrape configs: docs/sinks/prometheus.md",
 	"prometheus_sd_token_file": "mount the token file with extraVolumes (a Secret); prometheus_sd_token is not offered",
 }
 
 // before are comment paragraphs written above a key in values.yaml.
 var before = map[string][]string{
 	"interfaces_whitelist": {
-		"Interface choice (README, \"Interface selection on Kubernetes nodes\"). Every rule",
+		"Interface choice (docs/configuration/interfaces.md). Every rule",
 		"is a filter; /31 and /32 addresses (flannel.1, kube-ipvs0's ClusterIPs, tunl0) are",
 		"never probed. The default skips container/CNI interfaces, which leaves the LAN",
 		"interfaces of a node; on multi-homed nodes choose one by pattern, CIDR or route.",
 	},
-}
-
-// Patterns of the values the bridge parses beyond their kind.
-const (
-	octet    = `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])`
-	ipv4     = octet + `(\.` + octet + `){3}`
-	ipv4CIDR = `^` + ipv4 + `/([0-9]|[12][0-9]|3[0-2])$`
-)
-
-// stringPatterns are the schema patterns of string keys (of each element
-// of a list key) that the bridge parses as addresses or networks.
-var stringPatterns = map[string]string{
-	"scan_cidrs":           ipv4CIDR,
-	"interfaces_cidrs":     ipv4CIDR,
-	"interfaces_can_reach": `^$|^` + ipv4 + `$`,
 }

@@ -108,7 +108,7 @@ func (c *Chart) keySchema(k config.Key) (obj, error) {
 		// NonEmpty is not a schema rule: the chart renders nothing for an
 		// empty value, and the bridge's default applies.
 		s = obj{{"type", "array"}, {"items", items}}
-		if b.Unique {
+		if k.Unique || b.Unique {
 			s = append(s, field{"uniqueItems", true})
 		}
 	default:
@@ -122,9 +122,6 @@ func (c *Chart) stringSchema(k config.Key, b Bounds) obj {
 	s := obj{{"type", "string"}}
 	if len(b.OneOf) > 0 {
 		s = append(s, field{"enum", b.OneOf})
-	}
-	if p := stringPatterns[k.Name]; p != "" {
-		s = append(s, field{"pattern", p})
 	}
 	if k.Pattern != "" {
 		// Empty renders nothing: the bridge's default applies.

@@ -10,11 +10,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/internal/secretfile"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
@@ -82,11 +83,13 @@ func (c *Config) ReadSecretKey() (string, error) {
 	if c.SecretKeyFile == "" {
 		return strings.TrimSpace(c.SecretKey), nil
 	}
-	b, err := os.ReadFile(c.SecretKeyFile)
-	if err != nil {
-		return "", fmt.Errorf("%s: read secret key file: %w", c.Source("secret_key_file"), err)
+	s, err := secretfile.Read("secret_key_file ("+c.Source("secret_key_file")+")", c.SecretKeyFile)
+	if errors.Is(err, secretfile.ErrEmpty) {
+		// An empty key file is the same mistake as no key: ParseKey says
+		// what a key looks like.
+		return "", nil
 	}
-	return strings.TrimSpace(string(b)), nil
+	return s, err
 }
 
 // DiscoveryOptions returns Discovery with the Fernet key read and parsed

@@ -56,7 +56,7 @@ func exampleValue(k Key) string {
 }
 
 // MarkdownTable renders the keys titled title (Key.Title: "Discovery",
-// "Sidecar", "File sink", ...) as the README's table: key, flag,
+// "Sidecar", "File sink", ...) as the documentation's key table: key, flag,
 // variables, default and meaning, one row per key.
 func (s *Schema) MarkdownTable(title string) string {
 	var b strings.Builder

@@ -73,7 +73,7 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "removal guard: further rounds a held removal must stay unseen before it goes ahead; 0 turns the guard off"},
 		{Name: "max_servers", Flag: "max-servers", Env: []string{"DISCOVERY_CLIENT_MAX_SERVERS"}, Default: "10000", Kind: KindInt, Min: "1", Group: GroupRun,
 			Usage: "servers the bridge holds at most; new ones beyond it are refused and counted (those held stay) and /readyz says so; with max_servers_per_source, each source's share of them"},
-		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, NonEmpty: true, OneOf: sinkNames, Hint: "(at least one sink is needed: " + orList(sinkNames) + ")", Group: GroupRun,
+		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, NonEmpty: true, Unique: true, OneOf: sinkNames, Hint: "(at least one sink is needed: " + orList(sinkNames) + ")", Group: GroupRun,
 			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
 		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: GroupRun,
 			Usage: "this bridge's identity in registries, read by every sink that keeps a fleet (consul, kubernetes; default: the host name)"},

@@ -47,13 +47,6 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s is served on metrics_addr, which is empty (disabled): set %s or prometheus_sd_addr",
 			c.origin("prometheus_sd"), PrometheusSDPath, c.origin("metrics_addr")))
 	}
-	seen := map[string]bool{}
-	for _, s := range c.Sinks {
-		if seen[s] {
-			errs = append(errs, &KeyError{Key: "sinks", Value: s, Why: "listed twice"})
-		}
-		seen[s] = true
-	}
 	return errors.Join(errs...)
 }
 

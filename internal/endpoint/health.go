@@ -28,9 +28,9 @@ const (
 	// Ready is the zero Health: with no app check every held server is
 	// ready.
 	Ready Health = iota
-	// Pending: not yet checked, or still rising.
+	// Pending is a server not yet checked, or still rising.
 	Pending
-	// Failing: the app check failed fall times in a row.
+	// Failing is a server whose app check failed fall times in a row.
 	Failing
 )
 

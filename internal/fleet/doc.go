@@ -12,6 +12,19 @@
 // failed reads (every bridge needs a round to publish), and a bridge's last
 // good observation standing in while its keys do not decode.
 //
+// Each bridge that runs app checks (app_check) also publishes its verdict
+// on each server it observes (observation format version 2; version 1 while
+// it has none, so a fleet without app checks publishes what it always did).
+// A verdict changes only on a transition (pending, ready, failing), so a
+// bridge rewrites its observation on a transition, never per check. Merge
+// makes one verdict of them: ready when at least one live observer's check
+// passes, failing when every observer with a verdict says it fails, pending
+// otherwise (Observed.Health, with the check's Output). A registry's Shape
+// puts the verdict in its spec and its Compare reports a different one as
+// Changed, so the leader rewrites a server once per transition of the
+// fleet's verdict and quiet rounds write nothing. A failing verdict never
+// removes a server: presence is the observations', readiness the checks'.
+//
 // The package is pure: no I/O and no clock of its own. The leader's loop
 // (Leader.Run) reads through small interfaces defined here: a Store of
 // observations and a Registry that reads and writes the entries, whose

@@ -56,20 +56,21 @@ func TestMerge(t *testing.T) {
 }
 
 // spec is the fake registry's spelling of a server.
-type spec struct{ addr, segs string }
+type spec struct{ addr, segs, health string }
 
-// shape spells a server as its address (the key) and its segments.
+// shape spells a server as its address (the key), its segments and its
+// health, as a registry that carries the verdict does.
 type shape struct{}
 
 func (shape) Key(a netip.AddrPort) string { return a.String() }
 func (shape) Spec(_ string, a netip.AddrPort, o Observed) spec {
-	return spec{addr: a.Addr().String(), segs: strings.Join(o.Segments, ",")}
+	return spec{addr: a.Addr().String(), segs: strings.Join(o.Segments, ","), health: o.Health.String() + " " + o.Output}
 }
 func (shape) Compare(held, want spec) Difference {
 	switch {
 	case held.addr != want.addr:
 		return Replaced
-	case held.segs != want.segs:
+	case held.segs != want.segs || held.health != want.health:
 		return Changed
 	}
 	return Same
@@ -113,6 +114,10 @@ func TestReconcile(t *testing.T) {
 		{"quiet: nothing to write", all, held(all, nil), t0, false, "", 3},
 		{"segments changed: updated in place", map[netip.AddrPort]Observed{a: seg("s9"), b: seg("s1"), c: seg("s2")},
 			held(all, nil), t0, false, "update=" + ka, 2},
+		{"health changed: updated in place", map[netip.AddrPort]Observed{a: {Segments: []string{"s1"}, Bridges: 1, Health: endpoint.Failing, Output: "503"}, b: seg("s1"), c: seg("s2")},
+			held(all, nil), t0, false, "update=" + ka, 2},
+		{"health changed back: updated in place", all,
+			held(map[netip.AddrPort]Observed{a: {Segments: []string{"s1"}, Bridges: 1, Health: endpoint.Pending}, b: seg("s1"), c: seg("s2")}, nil), t0, false, "update=" + ka, 2},
 		{"changed while unobserved: updated, held state kept", map[netip.AddrPort]Observed{a: seg("s9"), b: seg("s1"), c: seg("s2")},
 			held(all, map[string]time.Time{ka: t0}), t0, false, "update=" + ka + " held-state=critical", 2},
 		{"replaced: registered whole, not new", all, moved, t0, false, "register=" + kb, 2},
@@ -306,5 +311,111 @@ func TestObservationOf(t *testing.T) {
 				t.Errorf("ObservationOf = %s %v, want b1 %s", o.Bridge, got, tt.want)
 			}
 		})
+	}
+}
+
+// judge sets the verdict of addr in o.
+func judge(o observation.Observation, addr string, h endpoint.Health, out string) observation.Observation {
+	o.Entries = slices.Clone(o.Entries)
+	for i, e := range o.Entries {
+		if e.Addr == netip.MustParseAddrPort(addr) {
+			o.Entries[i].Health, o.Entries[i].Output = h, out
+		}
+	}
+	return o
+}
+
+// TestMergeHealth: the fleet's verdict on one server x from its
+// observers' verdicts, given by bridge in order: ready when any observer
+// says ready, else failing when any says failing, else pending; the output
+// is the first non-empty one of the observers whose verdict won.
+func TestMergeHealth(t *testing.T) {
+	const x = "10.0.0.1:80"
+	type v struct {
+		h   endpoint.Health
+		out string
+	}
+	var (
+		ready    = v{endpoint.Ready, "HTTP GET /: 200 in 3 ms"}
+		ready2   = v{endpoint.Ready, "HTTP GET /: 200 in 9 ms"}
+		noCheck  = v{endpoint.Ready, ""} // a bridge without app checks
+		pending  = v{endpoint.Pending, ""}
+		pendingO = v{endpoint.Pending, "HTTP GET /: 200 in 3 ms (1 of 2)"}
+		failing  = v{endpoint.Failing, "HTTP GET /: 503 in 4 ms"}
+		refused  = v{endpoint.Failing, "TCP connect: connection refused"}
+	)
+	tests := []struct {
+		name string
+		obs  []v // by bridge b0, b1, ...
+		want v
+	}{
+		{"one bridge, ready", []v{ready}, ready},
+		{"one bridge, failing", []v{failing}, failing},
+		{"one bridge, pending", []v{pending}, pending},
+		{"no app checks", []v{noCheck, noCheck}, noCheck},
+		{"one failing, one ready: ready (the other cannot reach it)", []v{failing, ready}, ready},
+		{"one ready, one failing: ready", []v{ready, failing}, ready},
+		{"both failing: failing, the first output", []v{refused, failing}, refused},
+		{"one pending, one failing: failing (pending has no verdict)", []v{pending, failing}, failing},
+		{"one failing, one pending: failing", []v{failing, pending}, failing},
+		{"one pending, one ready: ready", []v{pending, ready}, ready},
+		{"both pending: pending", []v{pending, pending}, pending},
+		{"pending, the first output there is", []v{pending, pendingO}, pendingO},
+		{"ready twice: the first output", []v{ready2, ready}, ready2},
+		{"ready without an output, then with one: the output", []v{noCheck, ready}, ready},
+		{"a bridge without app checks outweighs a failing one", []v{failing, noCheck}, noCheck},
+		{"three: failing, pending, failing", []v{failing, pending, refused}, failing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var obs []observation.Observation
+			for i, o := range tt.obs {
+				b := "b" + strconv.Itoa(i)
+				obs = append(obs, judge(obsOf(b, "s", x, "10.0.0.9:80"), x, o.h, o.out))
+			}
+			got := Merge(obs)[netip.MustParseAddrPort(x)]
+			if got.Health != tt.want.h || got.Output != tt.want.out || got.Bridges != len(tt.obs) {
+				t.Errorf("merged %v %q (%d bridges), want %v %q", got.Health, got.Output, got.Bridges, tt.want.h, tt.want.out)
+			}
+			if other := Merge(obs)[netip.MustParseAddrPort("10.0.0.9:80")]; other.Health != endpoint.Ready || other.Output != "" {
+				t.Errorf("another server: %v %q, want ready with no output", other.Health, other.Output)
+			}
+		})
+	}
+}
+
+func TestObservationOfHealth(t *testing.T) {
+	long := strings.Repeat("x", observation.MaxOutputLen-1) + "é" // the é straddles the limit
+	ep := func(addr string, h endpoint.Health, out string) endpoint.Endpoint {
+		return endpoint.Endpoint{Addr: netip.MustParseAddrPort(addr), Check: endpoint.Check{State: h, Output: out, Since: t0}}
+	}
+	s := endpoint.Snapshot{Endpoints: []endpoint.Endpoint{
+		ep("10.0.0.1:80", endpoint.Ready, ""),
+		ep("10.0.0.2:80", endpoint.Pending, ""),
+		ep("10.0.0.3:80", endpoint.Failing, "HTTP GET /: 503 in 4 ms"),
+		ep("10.0.0.4:80", endpoint.Failing, long),
+		ep("10.0.0.5:80", endpoint.Failing, "HTTP GET /: 503 Se\xffrvice in 4 ms"),
+	}}
+	want := []struct {
+		h   endpoint.Health
+		out string
+	}{
+		{endpoint.Ready, ""},
+		{endpoint.Pending, ""},
+		{endpoint.Failing, "HTTP GET /: 503 in 4 ms"},
+		{endpoint.Failing, strings.Repeat("x", observation.MaxOutputLen-1)},
+		{endpoint.Failing, "HTTP GET /: 503 Se\uFFFDrvice in 4 ms"},
+	}
+	o := ObservationOf("b1", "lab", s)
+	if len(o.Entries) != len(want) {
+		t.Fatalf("%d entries, want %d", len(o.Entries), len(want))
+	}
+	for i, e := range o.Entries {
+		if e.Health != want[i].h || e.Output != want[i].out {
+			t.Errorf("%s: %v %q, want %v %q", e.Addr, e.Health, e.Output, want[i].h, want[i].out)
+		}
+	}
+	if _, err := observation.Encode(o, 1<<20); err != nil {
+		t.Errorf("Encode of ObservationOf: %v", err)
 	}
 }

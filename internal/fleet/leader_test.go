@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
@@ -368,5 +369,50 @@ func TestLeaderHoldsAfterFailedReads(t *testing.T) {
 	defer h.rep.mu.Unlock()
 	if len(h.rep.failed) != 3 || h.rep.failed[0] != StageObservations {
 		t.Errorf("failures reported = %v, want 3 of the observations", h.rep.failed)
+	}
+}
+
+// TestLeaderHealthTransitions: the leader writes a server's merged verdict
+// when it changes, once, and nothing in the rounds between: two bridges,
+// one of which cannot reach the app, keep it ready; both failing turn it
+// failing once; a bridge's rounds that change nothing write nothing.
+func TestLeaderHealthTransitions(t *testing.T) {
+	const x = "10.0.0.1:80"
+	a, b := obsOf("a", "s", x), obsOf("b", "s", x)
+	h := lead(t, nil, judge(a, x, endpoint.Failing, "TCP connect: connection refused"), judge(b, x, endpoint.Ready, "TCP connect: ok in 1 ms"))
+	health := func() string {
+		h.reg.mu.Lock()
+		defer h.reg.mu.Unlock()
+		return h.reg.entries[x].Spec.health
+	}
+	h.pump("registered ready", 0, func() bool { return health() == "ready TCP connect: ok in 1 ms" })
+	h.pump("blocked in a read", 0, func() bool { return h.clk.Pending() > 0 })
+	steps := []struct {
+		name   string
+		obs    []observation.Observation
+		health string
+		writes int64
+	}{
+		{"a's round, nothing changed", []observation.Observation{judge(a, x, endpoint.Failing, "TCP connect: connection refused")},
+			"ready TCP connect: ok in 1 ms", 0},
+		{"b fails too", []observation.Observation{judge(b, x, endpoint.Failing, "TCP connect: timeout after 2s")},
+			"failing TCP connect: connection refused", 1},
+		{"b's round, nothing changed", []observation.Observation{judge(b, x, endpoint.Failing, "TCP connect: timeout after 2s")},
+			"failing TCP connect: connection refused", 0},
+		{"a is pending (restarted), b failing", []observation.Observation{judge(a, x, endpoint.Pending, "")},
+			"failing TCP connect: timeout after 2s", 1},
+		{"a ready", []observation.Observation{judge(a, x, endpoint.Ready, "TCP connect: ok in 2 ms")},
+			"ready TCP connect: ok in 2 ms", 1},
+	}
+	for _, st := range steps {
+		writes, reads := h.reg.writes.Load(), h.store.reads.Load()
+		h.store.set(st.obs...)
+		h.pump(st.name, 0, func() bool { return h.store.reads.Load() >= reads+1 && h.clk.Pending() > 0 })
+		if got := health(); got != st.health {
+			t.Errorf("%s: %q, want %q", st.name, got, st.health)
+		}
+		if got := h.reg.writes.Load() - writes; got != st.writes {
+			t.Errorf("%s: %d writes, want %d", st.name, got, st.writes)
+		}
 	}
 }

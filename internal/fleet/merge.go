@@ -14,15 +14,52 @@ import (
 type Observed struct {
 	Segments []string // sorted, unique
 	Bridges  int      // live bridges that observe it
-	// Health is the fleet's verdict from the observers' app checks: ready
-	// when at least one observer's check passes, failing when every
-	// observer that has a verdict says it fails, pending otherwise.
+	// Health is the fleet's verdict from the observers' app checks (see
+	// Merge): Ready when at least one observer says Ready, else Failing
+	// when at least one says Failing, else Pending. A fleet without app
+	// checks is Ready throughout.
 	Health endpoint.Health
+	// Output is the check output that goes with Health: the first
+	// non-empty Output, in the order of the observations, of the
+	// observers whose verdict is Health ("" when none has one, and
+	// always in a fleet without app checks).
+	Output string
+}
+
+// rank orders verdicts for the merge: a Ready verdict outweighs a Failing
+// one, which outweighs a Pending one.
+func rank(h endpoint.Health) int {
+	switch h {
+	case endpoint.Ready:
+		return 3
+	case endpoint.Failing:
+		return 2
+	}
+	return 1
 }
 
 // Merge folds the observations of live bridges into one desired set: a
 // server is wanted while at least one bridge observes it. An observation
 // listing a server twice (in a row, as sorted observations do) counts once.
+//
+// The fleet's verdict on a server's app check follows the rule:
+// ready when at least one live observer's check passes, failing when every
+// observer that has a verdict says it fails. An observer whose check is
+// Pending (not yet checked, or still rising) has no verdict yet, so:
+//
+//	any observer Ready                      -> Ready
+//	else any observer Failing               -> Failing
+//	else (every observer Pending)           -> Pending
+//
+// Ready wins because each bridge checks from where it stands: a bridge
+// that cannot reach the app port (a firewall between it and the server)
+// must not take a server out that others reach. Consumers reach it from
+// somewhere too, and a server is taken out only when no bridge reaches it.
+// A bridge that runs no app check says Ready of every server it sees (its
+// entries carry no verdict), so every bridge of a fleet should run the
+// same app_check. Output is taken from the observers in the order of obs;
+// Observations.List gives them by bridge ID, so every leader merges to the
+// same Output.
 func Merge(obs []observation.Observation) map[netip.AddrPort]Observed {
 	out := map[netip.AddrPort]Observed{}
 	for _, o := range obs {
@@ -31,6 +68,12 @@ func Merge(obs []observation.Observation) map[netip.AddrPort]Observed {
 				continue
 			}
 			d := out[e.Addr]
+			switch r := rank(e.Health); {
+			case d.Bridges == 0 || r > rank(d.Health):
+				d.Health, d.Output = e.Health, e.Output
+			case r == rank(d.Health) && d.Output == "":
+				d.Output = e.Output
+			}
 			d.Bridges++
 			if e.Segment != "" && !slices.Contains(d.Segments, e.Segment) {
 				d.Segments = append(d.Segments, e.Segment)

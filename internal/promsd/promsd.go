@@ -16,8 +16,7 @@ import (
 )
 
 // The labels of every target group. Prometheus drops __meta_ labels after
-// relabelling, so a scrape config copies the ones it wants (README,
-// "Prometheus").
+// relabelling, so a scrape config copies the ones it wants (docs/sinks/prometheus.md).
 const (
 	LabelInterface = "__meta_udb_interface"
 	LabelSegment   = "__meta_udb_segment"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
+	"github.com/udp-discovery-bridge/bridge/internal/secretfile"
 )
 
 // Path is where the metrics server serves the http_sd list.
@@ -92,17 +92,7 @@ func StaticToken(s string) Token { return func() (string, error) { return s, nil
 // white space trimmed). An empty file is an error: it would let anyone in.
 // Errors name the file, never its content.
 func TokenFile(path string) Token {
-	return func() (string, error) {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("read token file: %w", err)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", fmt.Errorf("token file %s is empty", path)
-		}
-		return s, nil
-	}
+	return func() (string, error) { return secretfile.Read("prometheus_sd_token_file", path) }
 }
 
 // Handler serves GET of the target groups: 200 with the JSON list ([]

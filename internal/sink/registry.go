@@ -30,6 +30,12 @@ type Deps struct {
 	// sinks that label what they export (file_format prometheus).
 	BridgeID string
 	Segment  string
+	// AppCheck is set when the bridge runs app checks (app_check is not
+	// none): every endpoint's Check then carries the check's verdict, and
+	// sinks that keep a check of their own per server (Consul) add it.
+	// Without app checks every Check is the zero value (Ready) and says
+	// nothing, so such sinks leave it out.
+	AppCheck bool
 }
 
 // Factory makes one kind of sink: its name (the value of --sink), its

@@ -67,7 +67,7 @@ var fields = []field{
 		func(o *Options, v any) error { o.Retries = v.(int); return nil }, func(o Options) any { return o.Retries }},
 	{key("enable_subnet_scan", "enable-subnet-scan", setting.Bool, "true", "send unicast probes to every host of --scan-cidr networks", "DISCOVERY_CLIENT_ENABLE_SUBNET_SCAN"),
 		func(o *Options, v any) error { o.SubnetScan = v.(bool); return nil }, func(o Options) any { return o.SubnetScan }},
-	{key("scan_cidrs", "scan-cidr", setting.List, "", "IPv4 network to scan by unicast (repeatable; at most 65536 hosts in all)", "DISCOVERY_CLIENT_SCAN_CIDRS"),
+	{with(key("scan_cidrs", "scan-cidr", setting.List, "", "IPv4 network to scan by unicast (repeatable; at most 65536 hosts in all)", "DISCOVERY_CLIENT_SCAN_CIDRS"), ipv4NetworkKey("10.1.0.0/22")),
 		func(o *Options, v any) (err error) { o.ScanCIDRs, err = ipv4Networks(v, "10.1.0.0/22"); return err }, nil},
 	{with(key("scan_rate", "scan-rate", setting.Int, "1000", "subnet-scan probes per second", "DISCOVERY_CLIENT_SCAN_RATE"), func(k *setting.Key) { k.Min, k.MinExclusive = "0", true }),
 		func(o *Options, v any) error { o.ScanRate = v.(int); return nil }, func(o Options) any { return o.ScanRate }},
@@ -79,12 +79,13 @@ var fields = []field{
 		func(o *Options, v any) error { o.Blacklist = v.([]string); return nil }, nil},
 	{key("interfaces_regex", "interfaces-regex", setting.String, "", "only interfaces whose whole name matches this RE2 pattern, | between alternatives (eth[0-9]+|ens[0-9]+|bond[0-9]+(\\.[0-9]+)?)", "DISCOVERY_CLIENT_INTERFACES_REGEX"),
 		func(o *Options, v any) (err error) { o.InterfaceRegex, err = pattern(v); return err }, nil},
-	{key("interfaces_cidrs", "interfaces-cidr", setting.List, "", "only interface addresses inside one of these IPv4 networks (repeatable or comma-separated)", "DISCOVERY_CLIENT_INTERFACES_CIDRS"),
+	{with(key("interfaces_cidrs", "interfaces-cidr", setting.List, "", "only interface addresses inside one of these IPv4 networks (repeatable or comma-separated)", "DISCOVERY_CLIENT_INTERFACES_CIDRS"), ipv4NetworkKey("192.168.0.0/16")),
 		func(o *Options, v any) (err error) {
 			o.InterfaceCIDRs, err = ipv4Networks(v, "192.168.0.0/16")
 			return err
 		}, nil},
-	{key("interfaces_can_reach", "interfaces-can-reach", setting.String, "", "only the interface the kernel routes this IPv4 address through (looked up each round; nothing is sent to it)", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH"),
+	{with(key("interfaces_can_reach", "interfaces-can-reach", setting.String, "", "only the interface the kernel routes this IPv4 address through (looked up each round; nothing is sent to it)", "DISCOVERY_CLIENT_INTERFACES_CAN_REACH"),
+		func(k *setting.Key) { k.Pattern, k.PatternHint = `\s*`+setting.IPv4Pattern+`\s*`, canReachHint }),
 		setCanReach, nil},
 	{key("interfaces_skip_regex", "interfaces-skip-regex", setting.String, "", "never interfaces whose whole name matches this RE2 pattern", "DISCOVERY_CLIENT_INTERFACES_SKIP_REGEX"),
 		func(o *Options, v any) (err error) { o.InterfaceSkipRegex, err = pattern(v); return err }, nil},
@@ -177,6 +178,18 @@ func (o *Options) Set(name string, v any) error {
 	return fmt.Errorf("discovery key %s: %w", name, ErrNoField)
 }
 
+// ipv4NetworkKey declares a list of IPv4 networks: its pattern (which the
+// chart's schema carries) refuses what ipv4Networks refuses, with the same
+// words; example is shown in the refusal.
+func ipv4NetworkKey(example string) func(*setting.Key) {
+	return func(k *setting.Key) {
+		k.Pattern, k.PatternHint = setting.IPv4CIDRPattern, "want an IPv4 network such as "+example
+	}
+}
+
+// canReachHint is interfaces_can_reach's refusal.
+const canReachHint = "want an IPv4 address such as 192.168.1.1"
+
 // ipv4Networks parses a list of IPv4 networks (masked); example is shown in
 // the refusal.
 func ipv4Networks(v any, example string) ([]netip.Prefix, error) {
@@ -211,7 +224,7 @@ func setCanReach(o *Options, v any) error {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Unmap().Is4() {
-		return &setting.ValueError{Value: s, Why: "want an IPv4 address such as 192.168.1.1"}
+		return &setting.ValueError{Value: s, Why: canReachHint}
 	}
 	o.InterfaceCanReach = a.Unmap()
 	return nil

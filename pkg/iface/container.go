@@ -43,7 +43,7 @@ var containerNames = []containerName{
 }
 
 // ContainerInterface reports whether name is a container, CNI or
-// cluster-internal interface (see the README's list: docker0, br-<id>,
+// cluster-internal interface (see the list in docs/configuration/interfaces.md: docker0, br-<id>,
 // veth*, cni0, cbr0, podman0, flannel.*, cali*, vxlan.calico, tunl0,
 // kube-ipvs0, kube-bridge, nodelocaldns, cilium_*, lxc*, weave, genev_sys_*,
 // ovn-k8s-mp0, antrea-*, eni*, gke*, azv*, virbr0, lxdbr0, ...) and, if so,

@@ -80,6 +80,9 @@ type Key struct {
 	Pattern     string
 	PatternHint string
 	MaxLen      int
+	// Unique refuses a List naming an element twice. The chart's schema
+	// carries it (uniqueItems).
+	Unique bool
 	// Secret keys are never echoed in errors or logs.
 	Secret bool
 	Group  Group
@@ -239,9 +242,12 @@ func (k Key) Check(v any) error {
 		if k.NonEmpty && len(t) == 0 {
 			return &ValueError{Why: k.hinted("must not be empty")}
 		}
-		for _, e := range t {
+		for i, e := range t {
 			if err := k.oneOf(e); err != nil {
 				return err
+			}
+			if k.Unique && slices.Contains(t[:i], e) {
+				return &ValueError{Value: e, Why: "listed twice"}
 			}
 		}
 		return nil
@@ -390,3 +396,15 @@ func (k Kind) String() string {
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
+
+// Patterns of values the bridge parses as addresses, for Key.Pattern: the
+// key's own parser refuses the same values, and the chart's schema carries
+// the pattern.
+const (
+	octet = `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])`
+	// IPv4Pattern is a dotted-quad IPv4 address, optionally in its
+	// IPv4-mapped IPv6 spelling (::ffff:10.0.0.1), as netip parses it.
+	IPv4Pattern = `(::[fF]{4}:)?` + octet + `(\.` + octet + `){3}`
+	// IPv4CIDRPattern is an IPv4 network in CIDR notation (10.1.0.0/22).
+	IPv4CIDRPattern = octet + `(\.` + octet + `){3}/([0-9]|[12][0-9]|3[0-2])`
+)

@@ -22,6 +22,9 @@ func TestParse(t *testing.T) {
 	flag := Key{Name: "b", Kind: Bool}
 	label := Key{Name: "svc", Pattern: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, PatternHint: "want a DNS label", MaxLen: 5, Hint: "(a name)"}
 	labels := Key{Name: "svcs", Kind: List, Pattern: `[a-z]+`}
+	unique := Key{Name: "sinks", Kind: List, Unique: true}
+	cidrs := Key{Name: "cidrs", Kind: List, Pattern: IPv4CIDRPattern, PatternHint: "want an IPv4 network"}
+	addr := Key{Name: "addr", Pattern: IPv4Pattern, PatternHint: "want an IPv4 address"}
 	for _, tc := range []struct {
 		name string
 		k    Key
@@ -65,6 +68,15 @@ func TestParse(t *testing.T) {
 		{"pattern whole", label, "web-", nil, "want a DNS label", "web-"},
 		{"max length", label, "webweb", nil, "at most 5 characters, got 6 (a name)", "webweb"},
 		{"pattern list element", labels, "ab,c1", nil, "want a value matching [a-z]+", "c1"},
+		{"unique", unique, "stdout,file", []string{"stdout", "file"}, "", ""},
+		{"unique twice", unique, "stdout,file,stdout", nil, "listed twice", "stdout"},
+		{"cidr", cidrs, "10.1.0.0/22,192.168.0.0/16", []string{"10.1.0.0/22", "192.168.0.0/16"}, "", ""},
+		{"cidr bits", cidrs, "10.1.0.0/33", nil, "want an IPv4 network", "10.1.0.0/33"},
+		{"cidr octet", cidrs, "10.256.0.0/16", nil, "want an IPv4 network", "10.256.0.0/16"},
+		{"cidr leading zero", cidrs, "10.01.0.0/16", nil, "want an IPv4 network", "10.01.0.0/16"},
+		{"ipv4", addr, "192.168.1.1", "192.168.1.1", "", ""},
+		{"ipv4 mapped", addr, "::ffff:192.168.1.1", "::ffff:192.168.1.1", "", ""},
+		{"ipv6", addr, "2001:db8::1", nil, "want an IPv4 address", "2001:db8::1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := tc.k.Parse(tc.raw)

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 )
 
 // Chunk is the header of one chunk: whose observation it belongs to and
@@ -19,6 +21,8 @@ type Chunk struct {
 	Index int
 	// Count is how many chunks the observation has.
 	Count int
+	// Version is the chunk's format version, 1..Version.
+	Version int
 }
 
 // DecodeChunk checks one chunk's magic, version, checksum and header and
@@ -54,11 +58,11 @@ func parseHeader(b []byte) (Chunk, int, error) {
 	if len(b) >= prefix+n {
 		bridge = string(b[prefix : prefix+n])
 	}
-	if v := b[4]; v != Version {
+	if v := b[4]; v < 1 || v > Version {
 		if v > Version && bridge != "" && checkBridge(bridge) == nil {
-			return Chunk{}, 0, offsetErr(4, ErrVersion, "observation from bridge %q uses format v%d; this bridge understands v%d", bridge, v, Version)
+			return Chunk{}, 0, offsetErr(4, ErrVersion, "observation from bridge %q uses format v%d; this bridge understands v1 to v%d", bridge, v, Version)
 		}
-		return Chunk{}, 0, offsetErr(4, ErrVersion, "format v%d; this bridge understands v%d", v, Version)
+		return Chunk{}, 0, offsetErr(4, ErrVersion, "format v%d; this bridge understands v1 to v%d", v, Version)
 	}
 	end := len(b) - crcLen
 	if end < headerLen(n) {
@@ -72,9 +76,10 @@ func parseHeader(b []byte) (Chunk, int, error) {
 	}
 	off := prefix + n
 	c := Chunk{
-		Bridge: bridge,
-		Index:  int(binary.BigEndian.Uint16(b[off:])),
-		Count:  int(binary.BigEndian.Uint16(b[off+2:])),
+		Bridge:  bridge,
+		Index:   int(binary.BigEndian.Uint16(b[off:])),
+		Count:   int(binary.BigEndian.Uint16(b[off+2:])),
+		Version: int(b[4]),
 	}
 	if c.Count < 1 || c.Count > MaxChunks {
 		return Chunk{}, 0, offsetErr(off+2, ErrFormat, "chunk count %d, want 1..%d", c.Count, MaxChunks)
@@ -120,18 +125,21 @@ func count(b []byte, off, end int, what string, size, reserve int) (int, int, er
 type part struct {
 	b        []byte
 	pos      int // position in Decode's argument
+	version  int
 	segs     []string
-	n        int // number of entries
-	off, end int // entries start at off; the checksum at end
+	outs     []string // version 2
+	n        int      // number of entries
+	off, end int      // entries start at off; the checksum at end
 }
 
-// Decode decodes the chunks of one observation, given in any order. It
-// treats them as untrusted: every chunk must be well-formed and carry a
-// valid checksum, all must name the same bridge and count, every index must
-// be present exactly once, and the entries must obey the rules of
-// Observation and Entry across chunks. It allocates in proportion to the
-// input's size, never to a count read from it: one slice for all entries,
-// with equal segment names sharing one string.
+// Decode decodes the chunks of one observation, given in any order, of
+// format version 1 (every entry Ready, with no Output) or 2. It treats them
+// as untrusted: every chunk must be well-formed and carry a valid checksum,
+// all must name the same bridge, count and version, every index must be
+// present exactly once, and the entries must obey the rules of Observation
+// and Entry across chunks. It allocates in proportion to the input's size,
+// never to a count read from it: one slice for all entries, with equal
+// segment names, and equal outputs, sharing one string.
 //
 // Errors wrap ErrFormat, ErrVersion, ErrChecksum, ErrChunks or ErrInvalid
 // and name the chunk by its position in chunks and, where it applies, the
@@ -157,13 +165,15 @@ func Decode(chunks [][]byte) (Observation, error) {
 			return Observation{}, fmt.Errorf("observe: chunk %d is from bridge %q, chunk 0 from bridge %q: %w", i, c.Bridge, first.Bridge, ErrChunks)
 		} else if c.Count != first.Count {
 			return Observation{}, fmt.Errorf("observe: bridge %q: chunk %d says %d chunks, chunk 0 says %d: %w", c.Bridge, i, c.Count, first.Count, ErrChunks)
+		} else if c.Version != first.Version {
+			return Observation{}, fmt.Errorf("observe: bridge %q: chunk %d is format v%d, chunk 0 v%d: %w", c.Bridge, i, c.Version, first.Version, ErrChunks)
 		}
 		if p := at[c.Index]; p != 0 {
 			return Observation{}, fmt.Errorf("observe: bridge %q: chunks %d and %d both have index %d: %w", c.Bridge, p-1, i, c.Index, ErrChunks)
 		}
 		at[c.Index] = int16(i + 1)
 		if c.Index < len(chunks) { // else a lower index is missing
-			parts[c.Index] = part{b: b, pos: i, off: off, end: len(b) - crcLen}
+			parts[c.Index] = part{b: b, pos: i, version: c.Version, off: off, end: len(b) - crcLen}
 		}
 	}
 	if first.Count != len(chunks) { // more would have repeated an index
@@ -171,12 +181,12 @@ func Decode(chunks [][]byte) (Observation, error) {
 			first.Bridge, len(chunks), first.Count, missing(at[:first.Count]), ErrChunks)
 	}
 
-	// Segment tables and entry counts first, to allocate the entries once.
-	seen := map[string]segSeen{}
+	// String tables and entry counts first, to allocate the entries once.
+	segs, outs := map[string]strSeen{}, map[string]strSeen{}
 	total := 0
 	for i := range parts {
 		p := &parts[i]
-		if err := p.table(seen); err != nil {
+		if err := p.tables(segs, outs); err != nil {
 			return Observation{}, fmt.Errorf("observe: chunk %d: %w", p.pos, err)
 		}
 		total += p.n
@@ -209,45 +219,64 @@ func missing(at []int16) string {
 	return "missing index " + strings.Join(idx, ", ")
 }
 
-// table reads the chunk's segment table and entry count. seen maps each
-// segment name met so far to its shared string and the position of the last
-// chunk that listed it, to catch a name listed twice in one table.
-func (p *part) table(seen map[string]segSeen) error {
-	nsegs, off, err := count(p.b, p.off, p.end, "segment count", 1, 1)
-	if err != nil {
+// tables reads the chunk's segment table, its output table (version 2)
+// and its entry count. segs and outs map each name and output met so far
+// to its shared string and the position of the last chunk that listed it,
+// to catch a string listed twice in one table.
+func (p *part) tables(segs, outs map[string]strSeen) error {
+	var err error
+	off := p.off
+	if p.segs, off, err = p.table(off, segs, "segment", checkSegment); err != nil {
 		return err
 	}
-	p.segs = make([]string, nsegs)
-	for j := range p.segs {
+	size := minEntry
+	if p.version >= 2 {
+		if p.outs, off, err = p.table(off, outs, "output", checkOutput); err != nil {
+			return err
+		}
+		size = minEntry2
+	}
+	p.n, p.off, err = count(p.b, off, p.end, "entry count", size, 0)
+	return err
+}
+
+// table reads a string table of what (segments, outputs) at off, each
+// string checked by check, and returns it and the offset after it.
+func (p *part) table(off int, seen map[string]strSeen, what string, check func(string) error) ([]string, int, error) {
+	n, off, err := count(p.b, off, p.end, what+" count", 1, 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	list := make([]string, n)
+	for j := range list {
 		if off >= p.end {
-			return offsetErr(off, ErrFormat, "segment %d of %d runs past the end of the chunk", j, nsegs)
+			return nil, 0, offsetErr(off, ErrFormat, "%s %d of %d runs past the end of the chunk", what, j, n)
 		}
-		n := int(p.b[off])
-		if off+1+n > p.end {
-			return offsetErr(off, ErrFormat, "segment %d is %d bytes, past the end of the chunk", j, n)
+		l := int(p.b[off])
+		if off+1+l > p.end {
+			return nil, 0, offsetErr(off, ErrFormat, "%s %d is %d bytes, past the end of the chunk", what, j, l)
 		}
-		raw := p.b[off+1 : off+1+n]
+		raw := p.b[off+1 : off+1+l]
 		s, ok := seen[string(raw)]
 		switch {
 		case !ok:
-			s = segSeen{name: string(raw), pos: p.pos}
-			if err := checkSegment(s.name); err != nil {
-				return offsetErr(off+1, ErrInvalid, "segment %d: %s", j, err)
+			s = strSeen{name: string(raw), pos: p.pos}
+			if err := check(s.name); err != nil {
+				return nil, 0, offsetErr(off+1, ErrInvalid, "%s %d: %s", what, j, err)
 			}
 		case s.pos == p.pos:
-			return offsetErr(off, ErrFormat, "segment %d (%q) is listed twice", j, s.name)
+			return nil, 0, offsetErr(off, ErrFormat, "%s %d (%q) is listed twice", what, j, s.name)
 		default:
 			s.pos = p.pos
 		}
 		seen[s.name] = s
-		p.segs[j] = s.name
-		off += 1 + n
+		list[j] = s.name
+		off += 1 + l
 	}
-	p.n, p.off, err = count(p.b, off, p.end, "entry count", minEntry, 0)
-	return err
+	return list, off, nil
 }
 
-type segSeen struct {
+type strSeen struct {
 	name string
 	pos  int
 }
@@ -288,6 +317,25 @@ func (p *part) entries(dst []Entry) ([]Entry, error) {
 			return dst, offsetErr(off, ErrFormat, "entry %d: segment index %d out of range, the table has %d", j, idx, len(p.segs))
 		}
 		off = next
+		e := Entry{Addr: ap, Segment: p.segs[idx]}
+		if p.version >= 2 {
+			if off >= p.end {
+				return dst, offsetErr(off, ErrFormat, "entry %d: health runs past the end of the chunk", j)
+			}
+			e.Health = endpoint.Health(p.b[off])
+			if err := checkHealth(e.Health); err != nil {
+				return dst, offsetErr(off, ErrFormat, "entry %d: %s", j, err)
+			}
+			idx, next, err := uvarint(p.b, off+1, p.end, "output index")
+			if err != nil {
+				return dst, fmt.Errorf("entry %d: %w", j, err)
+			}
+			if idx >= len(p.outs) {
+				return dst, offsetErr(off+1, ErrFormat, "entry %d: output index %d out of range, the table has %d", j, idx, len(p.outs))
+			}
+			e.Output = p.outs[idx]
+			off = next
+		}
 		if err := checkAddr(ap); err != nil {
 			return dst, offsetErr(at, ErrInvalid, "entry %d: %s", j, err)
 		}
@@ -296,7 +344,7 @@ func (p *part) entries(dst []Entry) ([]Entry, error) {
 				return dst, offsetErr(at, ErrInvalid, "entry %d: %s", j, err)
 			}
 		}
-		dst = append(dst, Entry{Addr: ap, Segment: p.segs[idx]})
+		dst = append(dst, e)
 	}
 	if off != p.end {
 		return dst, offsetErr(off, ErrFormat, "%d bytes after the last entry, before the checksum", p.end-off)

@@ -19,8 +19,13 @@ type Entry struct {
 	// be empty; at most MaxSegmentLen bytes of UTF-8.
 	Segment string
 	// Health is the observing bridge's app check verdict on the server
-	// (endpoint.Ready when it runs no app check).
+	// (endpoint.Ready when it runs no app check): Ready, Pending or
+	// Failing.
 	Health endpoint.Health
+	// Output is what the check said when Health last changed, e.g.
+	// "HTTP GET /healthz: 503 in 4 ms" ("" when the bridge runs no app
+	// check): at most MaxOutputLen bytes of UTF-8.
+	Output string
 }
 
 // Observation is what one bridge observes now.
@@ -35,13 +40,17 @@ type Observation struct {
 
 // Limits of the format.
 const (
-	// Version is the format version Encode writes and the newest Decode
-	// reads.
-	Version = 1
+	// Version is the newest format version: Decode reads versions 1 to
+	// Version, and Encode writes version 1 when every entry is Ready with
+	// no Output (so that bridges of the release before app checks read
+	// it) and Version otherwise.
+	Version = 2
 	// MaxBridgeLen is the longest bridge ID in bytes.
 	MaxBridgeLen = 253
 	// MaxSegmentLen is the longest segment name in bytes.
 	MaxSegmentLen = 255
+	// MaxOutputLen is the longest check output in bytes.
+	MaxOutputLen = 255
 	// MaxChunks is the most chunks one observation may have: 1024 chunks of
 	// 400 KiB hold some 50 million IPv4 servers.
 	MaxChunks = 1024
@@ -51,7 +60,7 @@ const (
 // exactly one of them and says what is wrong where.
 var (
 	// ErrFormat: the bytes are not a chunk of this format (magic, lengths,
-	// address family, segment index, trailing bytes).
+	// address family, segment or output index, health, trailing bytes).
 	ErrFormat = errors.New("malformed observation")
 	// ErrVersion: the chunk uses a format version this package cannot read.
 	ErrVersion = errors.New("unsupported observation format version")
@@ -59,10 +68,11 @@ var (
 	// corrupted.
 	ErrChecksum = errors.New("observation checksum mismatch")
 	// ErrChunks: the chunks do not make up one observation (none, a
-	// duplicate or missing index, different bridges or counts).
+	// duplicate or missing index, different bridges, counts or versions).
 	ErrChunks = errors.New("inconsistent observation chunks")
 	// ErrInvalid: the observation breaks the rules of Observation and Entry
-	// (bridge ID, segment name, zero port, zone, order, duplicates).
+	// (bridge ID, segment name, health, output, zero port, zone, order,
+	// duplicates).
 	ErrInvalid = errors.New("invalid observation")
 	// ErrChunkSize: Encode cannot fit the observation into MaxChunks chunks
 	// of the requested size.
@@ -79,6 +89,12 @@ func (o Observation) Validate() error {
 		err := checkAddr(e.Addr)
 		if err == nil && (i == 0 || e.Segment != o.Entries[i-1].Segment) {
 			err = checkSegment(e.Segment)
+		}
+		if err == nil {
+			err = checkHealth(e.Health)
+		}
+		if err == nil && e.Output != "" && (i == 0 || e.Output != o.Entries[i-1].Output) {
+			err = checkOutput(e.Output)
 		}
 		if err == nil && i > 0 {
 			err = checkOrder(o.Entries[i-1].Addr, e.Addr)
@@ -114,6 +130,23 @@ func checkSegment(s string) error {
 	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("segment %q is not valid UTF-8", s)
+	}
+	return nil
+}
+
+func checkHealth(h endpoint.Health) error {
+	if h > endpoint.Failing {
+		return fmt.Errorf("health %d, want %d (ready), %d (pending) or %d (failing)", h, endpoint.Ready, endpoint.Pending, endpoint.Failing)
+	}
+	return nil
+}
+
+func checkOutput(s string) error {
+	if len(s) > MaxOutputLen {
+		return fmt.Errorf("check output %.20q... is %d bytes, want at most %d", s, len(s), MaxOutputLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("check output %q is not valid UTF-8", s)
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func checkRoundTrip(t *testing.T, o Observation, maxChunk int) [][]byte {
 		if err != nil {
 			t.Fatalf("DecodeChunk(chunk %d): %v", i, err)
 		}
-		if want := (Chunk{Bridge: o.Bridge, Index: i, Count: len(chunks)}); h != want {
+		if want := (Chunk{Bridge: o.Bridge, Index: i, Count: len(chunks), Version: wantVersion(o)}); h != want {
 			t.Errorf("DecodeChunk(chunk %d) = %+v, want %+v", i, h, want)
 		}
 	}
@@ -299,8 +299,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"empty chunk", [][]byte{{}}, ErrFormat, "chunk 0: offset 0"},
 		{"wrong magic", [][]byte{append([]byte("UDBX"), one[4:]...)}, ErrFormat, "magic"},
 		{"json", [][]byte{[]byte(`{"bridge":"b1"}`)}, ErrFormat, "magic"},
-		{"newer version", [][]byte{sum(hdr(2, "b1", 0, 1), uv(0), uv(0))}, ErrVersion, `observation from bridge "b1" uses format v2; this bridge understands v1`},
-		{"newer version, unknown layout", [][]byte{append(hdr(9, "b1", 0, 1)[:6], 'b')}, ErrVersion, "format v9; this bridge understands v1"},
+		{"newer version", [][]byte{sum(hdr(3, "b1", 0, 1), uv(0), uv(0))}, ErrVersion, `observation from bridge "b1" uses format v3; this bridge understands v1 to v2`},
+		{"newer version, unknown layout", [][]byte{append(hdr(9, "b1", 0, 1)[:6], 'b')}, ErrVersion, "format v9; this bridge understands v1 to v2"},
 		{"version 0", [][]byte{sum(hdr(0, "b1", 0, 1), uv(0), uv(0))}, ErrVersion, "v0"},
 		{"flipped byte in entry", [][]byte{flip(one, len(one)-8)}, ErrChecksum, "chunk 0: offset"},
 		{"flipped byte in bridge", [][]byte{flip(one, 6)}, ErrChecksum, "CRC-32C"},
@@ -379,7 +379,7 @@ func TestDecodeChunk(t *testing.T) {
 	chunks := mustEncode(t, servers("bridge-7", 100), 200)
 	for i, c := range chunks {
 		got, err := DecodeChunk(c)
-		if want := (Chunk{Bridge: "bridge-7", Index: i, Count: len(chunks)}); err != nil || got != want {
+		if want := (Chunk{Bridge: "bridge-7", Index: i, Count: len(chunks), Version: 1}); err != nil || got != want {
 			t.Errorf("DecodeChunk(chunk %d) = %+v, %v; want %+v", i, got, err, want)
 		}
 	}

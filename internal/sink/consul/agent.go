@@ -27,6 +27,18 @@ import (
 // servers there are; if the bridge dies its servers turn critical within the
 // TTL and the agent reaps them after DeregisterAfter.
 //
+// App checks (AppCheck set: the bridge runs app_check): every server also
+// carries a TTL check of the bridge's own, "<service id>:app" (AppCheckName),
+// whose status says the bridge's verdict (passing when ready, critical when
+// pending or failing, so ?passing leaves those out) and whose output is
+// that of the check result which made the transition. The registration
+// carries the status of the moment; a transition afterwards is one check
+// update (PUT /v1/agent/check/update/<id>) of that server only, and a
+// round without one writes no check. Its TTL (AppCheckTTL) is long enough
+// that the agent never expires it: whether the bridge lives is the alias
+// check's business, not this one's. It has no DeregisterCriticalServiceAfter:
+// a failing server is never removed for failing.
+//
 // Ownership: everything the sink lists, changes or removes is selected on the
 // agent by a meta filter (managed-by and bridge-id); services of anyone else
 // are never touched, even with the same service name.
@@ -51,7 +63,12 @@ type Agent struct {
 	// known is what this process believes the agent holds of what it owns,
 	// by service ID: rebuilt from the agent on resync rounds and kept
 	// consistent with the writes that succeeded.
-	known      map[string]service
+	known map[string]service
+	// apps is, likewise, the app check the agent holds of each known
+	// server (with AppCheck); an ID missing here is a check in an unknown
+	// state, which the round writes.
+	apps       map[string]appState
+	appsFilter string // selects the app checks on the agent
 	lastResync time.Time
 	needResync bool
 	wasLeader  bool
@@ -76,7 +93,7 @@ type heartbeat struct {
 
 // counters are cumulative counts of API operations.
 type counters struct {
-	registers, deregisters, ttlUpdates, lists, rateLimited atomic.Uint64
+	registers, deregisters, ttlUpdates, appUpdates, lists, rateLimited atomic.Uint64
 }
 
 // Counters are cumulative counts of Consul API operations made by one sink;
@@ -85,7 +102,8 @@ type Counters struct {
 	Registers   uint64 // service registrations (servers and the bridge itself)
 	Deregisters uint64 // service deregistrations
 	TTLUpdates  uint64 // heartbeat TTL updates
-	Lists       uint64 // filtered reads of owned services
+	AppUpdates  uint64 // app check updates (transitions)
+	Lists       uint64 // filtered reads of owned services and of app checks
 	RateLimited uint64 // writes Consul refused for its rate limit
 }
 
@@ -134,6 +152,12 @@ func newAgent(cfg Config, log zerolog.Logger, a agentAPI, lock *Lock, redact fun
 	if err != nil {
 		return nil, fmt.Errorf("bridge_id %q: %w", cfg.BridgeID, err)
 	}
+	var appsFilter string
+	if cfg.AppCheck {
+		if appsFilter, err = appChecksFilter(cfg.Service); err != nil {
+			return nil, fmt.Errorf("consul_service %q: %w", cfg.Service, err)
+		}
+	}
 	if redact == nil {
 		redact = func(err error) error { return err }
 	}
@@ -148,6 +172,8 @@ func newAgent(cfg Config, log zerolog.Logger, a agentAPI, lock *Lock, redact fun
 			filter:    filter,
 		},
 		shape:      shapeOf(cfg),
+		appsFilter: appsFilter,
+		apps:       map[string]appState{},
 		writer:     writer{parallel: cfg.Agent.Parallel, clock: cfg.Clock, log: log},
 		lock:       lock,
 		needResync: true,
@@ -191,6 +217,7 @@ func (c *Agent) Counters() Counters {
 		Registers:   c.counters.registers.Load(),
 		Deregisters: c.counters.deregisters.Load(),
 		TTLUpdates:  c.counters.ttlUpdates.Load(),
+		AppUpdates:  c.counters.appUpdates.Load(),
 		Lists:       c.counters.lists.Load(),
 		RateLimited: c.counters.rateLimited.Load(),
 	}
@@ -205,11 +232,13 @@ var errNotStarted = errors.New("consul sink with a lock: Start must be called be
 
 // Apply implements sink.Sink. It refreshes the heartbeat (registering the
 // bridge service first if the agent does not have it), re-reads what it owns
-// on resync rounds, then registers new or changed servers and deregisters
-// owned ones that are no longer desired. Each operation is tried once;
-// errors name the operation and the service ID. A quiet round makes one
+// (and their app checks) on resync rounds, then registers new or changed
+// servers, updates the app check of servers whose verdict changed, and
+// deregisters owned ones that are no longer desired. Each operation is
+// tried once; errors name the operation and the service ID. A quiet round makes one
 // write: the TTL update. Result.Writes counts every write, the TTL update
-// included; Result.Diff.Added holds new and re-registered (changed) servers.
+// included; Result.Diff.Added holds new and re-registered (changed) servers,
+// Result.Diff.Changed those whose app check was updated (transitions).
 func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, error) {
 	var res sink.Result
 	if c.lock != nil && !c.lock.started.Load() {
@@ -227,11 +256,11 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 		c.wasLeader = leader
 	}
 	if c.needResync || c.cfg.Clock.Now().Sub(c.lastResync) >= c.cfg.Resync {
-		owned, err := c.listOwned(ctx)
+		owned, apps, err := c.readOwned(ctx)
 		if err != nil {
 			return res, err
 		}
-		c.known = owned
+		c.known, c.apps = owned, apps
 		c.lastResync = c.cfg.Clock.Now()
 		c.needResync = false
 	}
@@ -245,9 +274,10 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 
 	// A long round (thousands of first registrations) must not let the
 	// heartbeat lapse under the servers it is registering.
+	changes := len(toReg) + len(toDereg)
 	keepAlive := func() {
 		if c.beat.registered && c.cfg.Clock.Now().Sub(c.beat.last) >= c.cfg.Agent.TTL/2 {
-			if c.updateTTL(ctx, fmt.Sprintf("round %d: applying %d changes", s.Round, len(toReg)+len(toDereg))) == nil {
+			if c.updateTTL(ctx, fmt.Sprintf("round %d: applying %d changes", s.Round, changes)) == nil {
 				res.Writes++
 			}
 		}
@@ -262,10 +292,50 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 			continue
 		}
 		res.Writes++
+		_, held := c.known[id]
 		c.known[id] = desired[id].svc
+		if c.shape.appCheck {
+			if held {
+				// The agent restores a TTL check's persisted state over
+				// the status a registration of an existing check carries:
+				// what it holds now is unknown, and written next.
+				delete(c.apps, id)
+			} else {
+				c.apps[id] = appState{Status: desired[id].app.Status}
+			}
+		}
 		res.Diff.Added = append(res.Diff.Added, desired[id].ep)
 	}
-	if !slices.ContainsFunc(errs, func(e error) bool { return fatalForRound(ctx, e) }) {
+	fatal := func() bool { return slices.ContainsFunc(errs, func(e error) bool { return fatalForRound(ctx, e) }) }
+	if c.shape.appCheck && !fatal() {
+		// Health transitions (and the output of new registrations): one
+		// check update per server whose check the agent does not hold as
+		// wanted; none in a quiet round.
+		toUpdate := appUpdates(desired, c.known, c.apps, nil)
+		changes += len(toUpdate)
+		updErrs := c.writer.run(ctx, "update app check", toUpdate, keepAlive, func(ctx context.Context, id string) error {
+			return c.updateApp(ctx, id, desired[id].app)
+		})
+		for i, id := range toUpdate {
+			if err := updErrs[i]; err != nil {
+				errs = append(errs, err)
+				if errors.Is(err, errAppCheckMissing) {
+					// Someone removed the service or its check behind
+					// the bridge's back: register it again, with the
+					// status of the moment, next time.
+					delete(c.known, id)
+					delete(c.apps, id)
+				}
+				continue
+			}
+			res.Writes++
+			c.apps[id] = desired[id].app
+			if _, reg := slices.BinarySearch(toReg, id); !reg {
+				res.Diff.Changed = append(res.Diff.Changed, desired[id].ep)
+			}
+		}
+	}
+	if !fatal() {
 		deregErrs := c.writer.run(ctx, "deregister", toDereg, keepAlive, c.deregister)
 		for i, id := range toDereg {
 			if deregErrs[i] != nil {
@@ -275,9 +345,11 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 			res.Writes++
 			res.Diff.Removed = append(res.Diff.Removed, c.known[id].endpoint())
 			delete(c.known, id)
+			delete(c.apps, id)
 		}
 	}
 	slices.SortFunc(res.Diff.Added, endpoint.Compare)
+	slices.SortFunc(res.Diff.Changed, endpoint.Compare)
 	slices.SortFunc(res.Diff.Removed, endpoint.Compare)
 	for _, err := range errs {
 		if _, ok := rateLimited(err); ok {
@@ -285,12 +357,12 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 			c.rlLog.reject("register", c.redact(err))
 		}
 	}
-	if len(errs) == 0 && len(toReg)+len(toDereg) > 0 {
+	if len(errs) == 0 && changes > 0 {
 		c.rlLog.ok()
 	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("consul apply round %d: %d of %d writes failed: %w",
-			s.Round, len(errs), len(toReg)+len(toDereg), joinCapped(errs, maxErrsShown))
+			s.Round, len(errs), changes, joinCapped(errs, maxErrsShown))
 	}
 	if c.lock != nil {
 		if err := c.lock.Fault(); err != nil {
@@ -302,15 +374,23 @@ func (c *Agent) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, er
 
 // Plan implements sink.Planner: it reads what this bridge owns (no write)
 // and returns what Apply would change as leader. Added holds new and changed
-// servers, Removed owned services no longer desired.
+// servers, Changed those whose app check would be updated, Removed owned
+// services no longer desired.
 func (c *Agent) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff, error) {
-	owned, err := c.listOwned(ctx)
+	owned, apps, err := c.readOwned(ctx)
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
 	desired := c.shape.desired(s)
 	toReg, toDereg, unchanged := reconcile(desired, owned)
-	return diff(desired, owned, toReg, toDereg, unchanged), nil
+	d := diff(desired, owned, toReg, toDereg, unchanged)
+	if c.shape.appCheck {
+		for _, id := range appUpdates(desired, owned, apps, toReg) {
+			d.Changed = append(d.Changed, desired[id].ep)
+		}
+		slices.SortFunc(d.Changed, endpoint.Compare)
+	}
+	return d, nil
 }
 
 // Close implements sink.Sink. With OnExit "deregister" it removes every

@@ -94,8 +94,32 @@ func (c *Agent) registerBridge(ctx context.Context, s endpoint.Snapshot) error {
 	return nil
 }
 
-// register registers one server with its alias check (and optional TCP or
-// HTTP check), replacing any checks it had.
+// AppCheckName is the name of the bridge's app check on every server
+// (agent mode, with app checks).
+const AppCheckName = "app check by udp-discovery-bridge"
+
+// AppCheckTTL is the TTL of the app check: ten years. The bridge writes
+// the check on transitions only, so its TTL must never run out between
+// two of them; Consul sets no upper bound (it requires a TTL > 0, arms a
+// Go timer of that length, and keeps the persisted state of a non-dev
+// agent until now + TTL), and every update, registration and agent restart
+// starts the TTL anew. Whether the bridge itself lives is what the alias
+// check on its heartbeat says.
+const AppCheckTTL = 10 * 365 * 24 * time.Hour
+
+// appCheckNotes are the app check's notes: what its status means.
+const appCheckNotes = "the app check udp-discovery-bridge runs against this server (app_check): passing when ready; " +
+	"critical while pending (not yet passed app_check_rise times in a row) or failing (failed app_check_fall times in a row); " +
+	"written on each transition, with the output of the check that made it"
+
+// errAppCheckMissing marks an app check update the agent refused because
+// it does not hold the check (the service was removed behind the bridge's
+// back).
+var errAppCheckMissing = errors.New("the agent does not hold the app check")
+
+// register registers one server with its alias check and, with app
+// checks, its app check at the status of the moment, replacing any checks
+// it had.
 func (c *Agent) register(ctx context.Context, id string, d desiredEntry) error {
 	checks := api.AgentServiceChecks{{
 		CheckID:                        id + ":alias",
@@ -103,20 +127,14 @@ func (c *Agent) register(ctx context.Context, id string, d desiredEntry) error {
 		AliasService:                   c.ids.bridgeSvc,
 		DeregisterCriticalServiceAfter: c.cfg.DeregisterAfter.String(),
 	}}
-	hostPort := net.JoinHostPort(d.svc.Address, strconv.Itoa(d.svc.Port))
-	timeout := min(c.cfg.CheckInterval, 5*time.Second).String()
-	switch c.cfg.Check {
-	case CheckTCP:
+	if c.shape.appCheck {
+		// No DeregisterCriticalServiceAfter: a failing server is kept.
 		checks = append(checks, &api.AgentServiceCheck{
-			CheckID: id + ":tcp", Name: "tcp " + hostPort,
-			TCP: hostPort, Interval: c.cfg.CheckInterval.String(), Timeout: timeout,
-		})
-	case CheckHTTP:
-		checks = append(checks, &api.AgentServiceCheck{
-			CheckID: id + ":http", Name: "http " + hostPort,
-			HTTP: "http://" + hostPort + c.cfg.HTTPPath, Interval: c.cfg.CheckInterval.String(), Timeout: timeout,
+			CheckID: appCheckID(id), Name: AppCheckName, TTL: AppCheckTTL.String(),
+			Status: d.app.Status, Notes: appCheckNotes,
 		})
 	}
+	hostPort := net.JoinHostPort(d.svc.Address, strconv.Itoa(d.svc.Port))
 	reg := &api.AgentServiceRegistration{
 		ID:      id,
 		Name:    d.svc.Name,
@@ -131,6 +149,24 @@ func (c *Agent) register(ctx context.Context, id string, d desiredEntry) error {
 		return consulError(fmt.Sprintf("register %s (%s)", id, hostPort), c.redact(err), exactRule)
 	}
 	c.counters.registers.Add(1)
+	sink.Wrote(ctx, 1)
+	return nil
+}
+
+// updateApp sets the app check of the server with service ID id to st: one
+// write (PUT /v1/agent/check/update/<check id>), which also starts its TTL
+// anew. A check the agent does not hold is errAppCheckMissing.
+func (c *Agent) updateApp(ctx context.Context, id string, st appState) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := c.agent.UpdateTTLOpts(appCheckID(id), st.Output, st.Status, q); err != nil {
+		missing := checkMissing(err)
+		err = consulError("update app check "+appCheckID(id)+" to "+st.Status, c.redact(err), exactRule)
+		if missing {
+			return fmt.Errorf("%w: %w", errAppCheckMissing, err)
+		}
+		return err
+	}
+	c.counters.appUpdates.Add(1)
 	sink.Wrote(ctx, 1)
 	return nil
 }
@@ -153,6 +189,31 @@ func (c *Agent) deregister(ctx context.Context, id string) error {
 	c.counters.deregisters.Add(1)
 	sink.Wrote(ctx, 1)
 	return nil
+}
+
+// readOwned reads the servers this bridge owns and, with app checks, what
+// the agent holds of their app checks.
+func (c *Agent) readOwned(ctx context.Context) (map[string]service, map[string]appState, error) {
+	owned, err := c.listOwned(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	apps := map[string]appState{}
+	if !c.shape.appCheck {
+		return owned, apps, nil
+	}
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	checks, err := c.agent.ChecksWithFilterOpts(c.appsFilter, q)
+	if err != nil {
+		return nil, nil, consulError(fmt.Sprintf("list app checks of service %q", c.cfg.Service), c.redact(err), exactRule)
+	}
+	c.counters.lists.Add(1)
+	for _, ch := range checks {
+		if _, ok := owned[ch.ServiceID]; ok && ch.CheckID == appCheckID(ch.ServiceID) {
+			apps[ch.ServiceID] = appState{Status: ch.Status, Output: ch.Output}
+		}
+	}
+	return owned, apps, nil
 }
 
 // listOwned reads the servers this bridge owns from the agent, filtered on

@@ -218,31 +218,46 @@ func TestAgentFirstApply(t *testing.T) {
 	}
 }
 
-// TestAgentServerChecks checks the optional check on each server next to the
-// alias check.
+// TestAgentServerChecks checks the checks on each server next to the alias
+// check: the bridge's app check when it runs app checks, and never a check
+// the agent would run itself, not for the deprecated consul_check either
+// (the bridge runs that check: cmd/bridge maps it to app_check).
 func TestAgentServerChecks(t *testing.T) {
 	tests := []struct {
-		check     string
-		wantID    string
-		wantTCP   string
-		wantHTTP  string
+		name      string
+		mod       func(*Config)
+		wantApp   bool
 		wantPrint string
 	}{
-		{CheckTCP, ":tcp", "10.0.0.1:8000", "", "alias/1m0s+tcp/10s"},
-		{CheckHTTP, ":http", "", "http://10.0.0.1:8000/health", "alias/1m0s+http/10s/health"},
+		{"none", func(*Config) {}, false, "alias/1m0s"},
+		{"deprecated consul_check tcp", func(c *Config) { c.Check = CheckTCP }, false, "alias/1m0s"},
+		{"deprecated consul_check http", func(c *Config) { c.Check = CheckHTTP; c.HTTPPath = "/health" }, false, "alias/1m0s"},
+		{"app check", func(c *Config) { c.AppCheck = true }, true, "alias/1m0s+app"},
+		{"app check and consul_check", func(c *Config) { c.AppCheck = true; c.Check = CheckHTTP }, true, "alias/1m0s+app"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.check, func(t *testing.T) {
-			h := newHarness(t, withConfig(func(c *Config) { c.Check = tt.check; c.HTTPPath = "/health" }))
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withConfig(tt.mod))
 			h.apply(snap(1, "10.0.0.1:8000"))
 			id := sid("10.0.0.1:8000")
 			svc, checks, _ := h.fa.Service(id)
-			if len(checks) != 2 || checks[0].Alias != testBridgeSvc {
-				t.Fatalf("checks = %+v, want alias + %s", checks, tt.check)
+			want := 1
+			if tt.wantApp {
+				want = 2
 			}
-			c := checks[1]
-			if c.ID != id+tt.wantID || c.TCP != tt.wantTCP || c.HTTP != tt.wantHTTP {
-				t.Errorf("%s check = %+v", tt.check, c)
+			if len(checks) != want || checks[0].Alias != testBridgeSvc {
+				t.Fatalf("checks = %+v, want the alias check (and the app check: %v)", checks, tt.wantApp)
+			}
+			for _, c := range checks {
+				if c.TCP != "" || c.HTTP != "" {
+					t.Errorf("check %s is run by the agent: %+v", c.ID, c)
+				}
+			}
+			if tt.wantApp {
+				c := checks[1]
+				if c.ID != id+":app" || c.Name != AppCheckName || c.TTL != "87600h0m0s" || c.DeregAfter != "" || c.Notes == "" {
+					t.Errorf("app check = %+v, want %s:app, a 87600h TTL, notes, no DeregisterCriticalServiceAfter", c, id)
+				}
 			}
 			if svc.Meta[MetaChecks] != tt.wantPrint {
 				t.Errorf("checks fingerprint = %q, want %q", svc.Meta[MetaChecks], tt.wantPrint)

@@ -9,6 +9,7 @@ type agentAPI interface {
 	ServiceDeregisterOpts(serviceID string, q *api.QueryOptions) error
 	UpdateTTLOpts(checkID, output, status string, q *api.QueryOptions) error
 	ServicesWithFilterOpts(filter string, q *api.QueryOptions) (map[string]*api.AgentService, error)
+	ChecksWithFilterOpts(filter string, q *api.QueryOptions) (map[string]*api.AgentCheck, error)
 }
 
 // locker is the part of consul/api's *api.Lock that Lock uses.

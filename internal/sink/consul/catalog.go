@@ -25,7 +25,16 @@ import (
 // held by its own session; the bridges elect a leader with a lock on
 // <prefix>/leader held by the same session, and the leader merges every
 // observation and writes the catalog: each server once, on a node of its
-// own, with a check that is passing while a live bridge observes it.
+// own, with a check that is passing while a live bridge observes it and,
+// when the bridges run app checks (app_check), a check that carries the
+// fleet's verdict on its app (AppCheckID; fleet.Merge): passing while it is
+// ready, critical while it is pending or failing, written on a transition
+// of the verdict only. Consul's ?passing ANDs a service's checks, so it
+// leaves a server out while its app is not ready; DNS, which by default
+// leaves out only critical instances, does too. The consul-esm check that
+// --consul-check used to add (ProbeCheckID) is no longer written: the
+// bridges run the check themselves (consul_check configures it), and the
+// leader deletes the old definition where it finds it.
 //
 // Apply publishes (a KV write only when this bridge's set changed); the
 // leader works in the background from Start to Close.
@@ -315,14 +324,34 @@ func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff,
 	}
 	p := fleet.Reconcile(c.shape(), fleet.Merge(obs.List()), current, c.cfg.Clock.Now(), c.cfg.DeregisterAfter, false)
 	d := endpoint.Diff{Unchanged: p.Unchanged}
-	for _, e := range slices.Concat(p.Register, p.Update) {
+	for _, e := range p.Register {
 		d.Added = append(d.Added, e.Spec.endpoint())
+	}
+	for _, e := range p.Update {
+		// A server whose app check alone changes is a transition of the
+		// fleet's verdict (or a new output of the same state); any other
+		// update rewrites it.
+		held, want := current[e.Key].Spec, e.Spec
+		if held.svcID != want.svcID || !held.svc.equal(want.svc) {
+			d.Added = append(d.Added, want.endpoint())
+			continue
+		}
+		d.Unchanged++
+		if healthOf(held.app) != healthOf(want.app) {
+			ep := want.endpoint()
+			ep.Check = endpoint.Check{State: healthOf(want.app)}
+			if want.app != nil {
+				ep.Check.Output = want.app.output
+			}
+			d.Changed = append(d.Changed, ep)
+		}
 	}
 	for _, e := range slices.Concat(p.Fail, p.Remove) {
 		d.Removed = append(d.Removed, e.Spec.endpoint())
 	}
 	slices.SortFunc(d.Added, endpoint.Compare)
 	slices.SortFunc(d.Removed, endpoint.Compare)
+	slices.SortFunc(d.Changed, endpoint.Compare)
 	return d, nil
 }
 

@@ -294,6 +294,16 @@ func (f *fakeCatalog) applyOp(st *fakeState, op *api.TxnOp, idx uint64) (string,
 	case op.Check != nil:
 		c := op.Check.Check
 		what := "check " + string(op.Check.Verb) + " " + c.Node + "/" + c.CheckID
+		if op.Check.Verb == api.CheckDelete {
+			// As Consul: vetted by service:write on the op's ServiceName
+			// when it names a service (node:write on the node otherwise);
+			// deleting a check that does not exist is no error.
+			if svc := st.services[fakeRef{c.Node, c.ServiceID}]; c.ServiceID != "" && svc != nil && c.ServiceName != svc.Service {
+				return what, fmt.Errorf("Permission denied: token lacks permission 'service:write' on %q", c.ServiceName)
+			}
+			delete(st.checks, fakeRef{c.Node, c.CheckID})
+			return what, nil
+		}
 		if op.Check.Verb != api.CheckSet {
 			f.t.Errorf("fake catalog: unexpected check verb %q", op.Check.Verb)
 			return what, fmt.Errorf("unsupported verb %q", op.Check.Verb)

@@ -142,13 +142,15 @@ func metaKey(meta map[string]string) string {
 }
 
 // writeItem is one entry's operations in a transaction: what to write
-// (kind) and how many operations that takes (n); txnItems builds them (ops)
-// just before the transaction is sent.
+// (kind, and the operations that takes: parts) and how many operations
+// that is (n); txnItems builds them (ops) just before the transaction is
+// sent.
 type writeItem struct {
-	e    *catalogEntry // in the plan: an item is a few words, not a copy
-	kind writeKind
-	n    int
-	ops  api.TxnOps
+	e     *catalogEntry // in the plan: an item is a few words, not a copy
+	kind  writeKind
+	parts writeParts
+	n     int
+	ops   api.TxnOps
 }
 
 // txnRolledBack is a transaction Consul rolled back, with the failed

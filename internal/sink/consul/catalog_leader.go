@@ -36,11 +36,8 @@ func (notLeaderError) Is(target error) bool { return target == fleet.ErrNotLeade
 // shape is what every catalog entry of this fleet shares.
 func (c *Catalog) shape() catalogShape {
 	sh := catalogShape{service: c.cfg.Service, tags: c.cfg.Tags, fleet: c.cfg.Catalog.KVPrefix,
-		checks: checksFingerprint(c.cfg), segmentTag: c.cfg.Catalog.SegmentTag,
+		checks: catalogChecksFingerprint(c.cfg), segmentTag: c.cfg.Catalog.SegmentTag,
 		observers: c.cfg.Catalog.ObserversMeta}
-	if c.cfg.Check != CheckNone {
-		sh.probe = &probeDef{kind: c.cfg.Check, path: c.cfg.HTTPPath, interval: c.cfg.CheckInterval}
-	}
 	if c.cfg.Catalog.Layout == LayoutSharedNode {
 		sh.sharedNode = SharedNodeName(c.cfg.Service, c.cfg.Catalog.KVPrefix)
 	} else {
@@ -281,18 +278,22 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 		default: // the fleet's meta on a node of no name of the fleet's
 			return
 		}
-		observed := e.Spec.checkID(ObservedCheckID)
+		observed, app, probe := e.Spec.checkID(ObservedCheckID), e.Spec.checkID(AppCheckID), e.Spec.checkID(ProbeCheckID)
 		for _, chk := range se.Checks {
-			if chk.CheckID != observed {
-				continue
-			}
-			e.Passing = chk.Status == api.HealthPassing
-			if !e.Passing {
-				since, ok := parseSince(chk.Output)
-				if !ok {
-					since = now // unknown: start the delay now
+			switch chk.CheckID {
+			case observed:
+				e.Passing = chk.Status == api.HealthPassing
+				if !e.Passing {
+					since, ok := parseSince(chk.Output)
+					if !ok {
+						since = now // unknown: start the delay now
+					}
+					e.Since = since
 				}
-				e.Since = since
+			case app:
+				e.Spec.app = in.app(chk.Status, chk.Output)
+			case probe:
+				e.Spec.probe = true
 			}
 		}
 		out[e.Key] = e
@@ -304,11 +305,26 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	return out, nil
 }
 
-// interner hands out one copy of equal meta maps and tag lists, so that
-// the leader's view of 10,000 servers holds a few maps, not 20,000.
+// interner hands out one copy of equal meta maps, tag lists and app
+// checks, so that the leader's view of 10,000 servers holds a few maps,
+// not 20,000.
 type interner struct {
 	metas map[string]map[string]string
 	tagss map[string][]string
+	apps  map[appCheck]*appCheck
+}
+
+// app is the app check of status and output.
+func (in *interner) app(status, output string) *appCheck {
+	k := appCheck{status: status, output: output}
+	if v, ok := in.apps[k]; ok {
+		return v
+	}
+	if in.apps == nil {
+		in.apps = map[appCheck]*appCheck{}
+	}
+	in.apps[k] = &k
+	return &k
 }
 
 func (in *interner) meta(m map[string]string) map[string]string {

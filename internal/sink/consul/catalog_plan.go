@@ -9,14 +9,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
 // This file is the catalog's shape of a fleet (package fleet merges and
 // plans): a node per server with its service and checks, the meta that
-// marks them the fleet's, and the check output that carries the time a
-// server went unobserved. No I/O.
+// marks them the fleet's, the check output that carries the time a
+// server went unobserved, and the app check that carries the fleet's
+// verdict. No I/O.
 
 // Meta, node meta and check names written in catalog mode.
 const (
@@ -25,14 +28,30 @@ const (
 	MetaFleet     = "bridge-fleet"
 	MetaSegments  = "segments"
 	MetaObservers = "observers"
-	// External-node meta read by consul-esm.
+	// External-node meta read by consul-esm, which catalog mode wrote on
+	// the servers' nodes with --consul-check before the bridges ran app
+	// checks themselves. It is no longer written: the leader rewrites a
+	// node that carries it (consul-esm would ping such a node and reap it
+	// after its node_reconnect_timeout).
 	NodeMetaExternal = "external-node"
 	NodeMetaProbe    = "external-probe"
 
 	// ObservedCheckID is the check the leader keeps on every server:
 	// passing while at least one live bridge observes it.
 	ObservedCheckID = "udp-discovery-bridge:observed"
-	// ProbeCheckID is the tcp/http check run by consul-esm (--consul-check).
+	// AppCheckID is the check that carries the fleet's app check verdict
+	// (fleet.Merge): passing while it is ready, critical while it is
+	// pending or failing. The leader writes it on a server once any of its
+	// observers runs an app check (app_check), and removes it when none
+	// does any more; a fleet without app checks has none.
+	AppCheckID = "udp-discovery-bridge:app"
+	// ProbeCheckID is the tcp/http check definition catalog mode wrote for
+	// consul-esm with --consul-check, before the bridges ran app checks
+	// themselves (consul_check now configures the bridges' app check). It
+	// is no longer written, and an entry that has it differs from the
+	// wanted one: the leader deletes it (and the external-node meta) in
+	// its first write after it read the catalog, when it starts leading
+	// and at every resync.
 	ProbeCheckID = "udp-discovery-bridge:probe"
 
 	// unobservedPrefix starts the Output of a critical observed check; the
@@ -41,13 +60,17 @@ const (
 	unobservedPrefix = "unobserved since "
 	// maxMetaValue is Consul's limit on a meta value.
 	maxMetaValue = 512
+
+	// appCheckName is the Name of the app check.
+	appCheckName = "app check by udp-discovery-bridge"
 )
 
 // catalogSpec is how the catalog spells one server: its service, on a node
 // of its own (node per server: the node is named like the service) or on
-// the fleet's shared node. The observed check's state is the entry's
-// (fleet.Entry.Passing, Since). Specs built by one shape share their
-// maps: nothing modifies a spec's maps or slices in place.
+// the fleet's shared node, and its app check. The observed check's state
+// is the entry's (fleet.Entry.Passing, Since). Specs built by one shape
+// share their maps and app checks: nothing modifies a spec's maps, slices
+// or app check in place.
 type catalogSpec struct {
 	// node is the node the service is on.
 	node string
@@ -57,6 +80,68 @@ type catalogSpec struct {
 	nodeMeta map[string]string
 	svcID    string
 	svc      service
+	// app is the server's app check (AppCheckID); nil when it has none.
+	app *appCheck
+	// probe is set on a held entry that still has the consul-esm check
+	// (ProbeCheckID), which the leader deletes; never on a wanted one.
+	probe bool
+}
+
+// appCheck is a server's app check as the leader writes it, or as the
+// catalog holds it.
+type appCheck struct {
+	// status is api.HealthPassing or api.HealthCritical (as read: any).
+	status string
+	// output is the state and the check's output, "<state>: <output>",
+	// e.g. "failing: HTTP GET /healthz: 503 in 4 ms".
+	output string
+}
+
+// sameApp reports whether a and b are the same app check, or both none.
+func sameApp(a, b *appCheck) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// appCheckOf is the app check of a server the fleet observes with the
+// verdict h and its output: passing while h is Ready; critical while it is
+// Pending or Failing, so that ?passing (which ANDs a service's checks)
+// leaves the server out while the observed check stays passing (a failing
+// app never removes a server). Its output names the state, since critical
+// is both.
+func appCheckOf(h endpoint.Health, output string) appCheck {
+	if output == "" {
+		switch h {
+		case endpoint.Ready:
+			output = "the app check passes"
+		case endpoint.Pending:
+			output = "the app check has not passed yet"
+		default:
+			output = "the app check fails"
+		}
+	}
+	c := appCheck{status: api.HealthCritical, output: h.String() + ": " + output}
+	if h == endpoint.Ready {
+		c.status = api.HealthPassing
+	}
+	return c
+}
+
+// wantsApp reports whether a server observed as d gets an app check: not
+// when no observer runs one (a verdict Ready with no output is what a
+// bridge without app checks publishes).
+func wantsApp(d fleet.Observed) bool { return d.Health != endpoint.Ready || d.Output != "" }
+
+// healthOf is the state an app check's output names (Ready without one).
+func healthOf(c *appCheck) endpoint.Health {
+	if c == nil {
+		return endpoint.Ready
+	}
+	state, _, _ := strings.Cut(c.output, ": ")
+	h, _ := endpoint.ParseHealth(state)
+	return h
 }
 
 // shared reports whether the server is on the fleet's shared node.
@@ -83,7 +168,7 @@ func (s *catalogSpec) endpoint() endpoint.Endpoint { return s.svc.endpoint() }
 //
 // An entry holds its spec by pointer: the plan's registration, the leader's
 // view after the write and every copy of the entry share one spec (10,000
-// servers: 1.3 MiB of specs once, not once per copy, and a view of 72
+// servers: 1.4 MiB of specs once, not once per copy, and a view of 72
 // bytes per server). A spec is never modified once an entry holds it.
 type catalogEntry = fleet.Entry[*catalogSpec]
 
@@ -99,8 +184,7 @@ type catalogShape struct {
 	fleet      string // the KV prefix
 	checks     string // fingerprint of the check configuration
 	segmentTag bool
-	observers  bool      // the observers meta (consul_observers_meta)
-	probe      *probeDef // nil without --consul-check
+	observers  bool // the observers meta (consul_observers_meta)
 	// sharedNode is the fleet's shared node (LayoutSharedNode); "" for a
 	// node per server.
 	sharedNode string
@@ -110,13 +194,6 @@ type catalogShape struct {
 	// metas holds the service meta maps handed out, one per distinct
 	// value: 10,000 servers of one segment share one.
 	metas *metaCache
-}
-
-// probeDef is the definition of the consul-esm check.
-type probeDef struct {
-	kind     string // CheckTCP or CheckHTTP
-	path     string
-	interval time.Duration
 }
 
 var _ fleet.Shape[*catalogSpec] = catalogShape{}
@@ -165,6 +242,9 @@ func (sh catalogShape) Spec(key string, addr netip.AddrPort, d fleet.Observed) *
 			Meta:    sh.metas.get(sh, segmentsMeta(d.Segments), observers),
 		},
 	}
+	if wantsApp(d) {
+		spec.app = sh.metas.app(d.Health, d.Output)
+	}
 	if sh.sharedNode != "" {
 		spec.node = sh.sharedNode
 	} else {
@@ -175,30 +255,49 @@ func (sh catalogShape) Spec(key string, addr netip.AddrPort, d fleet.Observed) *
 
 // serverNodeMeta is the meta of a server's own node (node per server).
 func (sh catalogShape) serverNodeMeta() map[string]string {
-	m := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
-	if sh.probe != nil {
-		m[NodeMetaExternal] = "true"
-		m[NodeMetaProbe] = "true"
-	}
-	return m
+	return map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
 }
 
-// sharedNodeMeta is the meta of the fleet's shared node: consul-esm runs
-// the checks of an external node's services, and pings the node only with
-// external-probe, which the shared node (at 127.0.0.1) does not carry.
+// sharedNodeMeta is the meta of the fleet's shared node.
 func (sh catalogShape) sharedNodeMeta() map[string]string {
-	m := map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
-	if sh.probe != nil {
-		m[NodeMetaExternal] = "true"
-	}
-	return m
+	return map[string]string{MetaManagedBy: ManagedByValue, MetaFleet: sh.fleet}
 }
 
-// metaCache hands out one service meta map per distinct value; safe for
-// concurrent use.
+// metaCache hands out one service meta map per distinct value, and one app
+// check per distinct verdict; safe for concurrent use.
 type metaCache struct {
-	mu sync.Mutex
-	m  map[metaKeyOf]map[string]string
+	mu   sync.Mutex
+	m    map[metaKeyOf]map[string]string
+	apps map[verdict]*appCheck
+}
+
+// verdict is the fleet's verdict on a server's app check.
+type verdict struct {
+	health endpoint.Health
+	output string
+}
+
+// app returns the app check of the verdict h with output (appCheckOf),
+// built once per distinct verdict: a plan of 10,000 servers holds a few
+// checks, and builds no string per server. Without a cache every call
+// builds its own.
+func (c *metaCache) app(h endpoint.Health, output string) *appCheck {
+	if c == nil {
+		a := appCheckOf(h, output)
+		return &a
+	}
+	k := verdict{h, output}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.apps[k]; ok {
+		return p
+	}
+	if c.apps == nil {
+		c.apps = map[verdict]*appCheck{}
+	}
+	a := appCheckOf(h, output)
+	c.apps[k] = &a
+	return &a
 }
 
 // metaKeyOf is what varies in a service's meta; observers is -1 without
@@ -242,12 +341,15 @@ func (c *metaCache) get(sh catalogShape, segments string, observers int) map[str
 }
 
 // Compare: a server whose node differs is written whole (node, service,
-// checks); a service that differs (tags, segments, observers meta) alone.
+// checks); a service that differs (tags, segments, observers meta), an app
+// check that differs (the fleet's verdict changed, or no observer runs app
+// checks any more) or a consul-esm check left over is Changed, and the
+// writer rewrites what differs of it alone (writePartsOf).
 func (sh catalogShape) Compare(held, want *catalogSpec) fleet.Difference {
 	switch {
 	case held.node != want.node || held.nodeAddr != want.nodeAddr || !maps.Equal(held.nodeMeta, want.nodeMeta):
 		return fleet.Replaced
-	case held.svcID != want.svcID || !held.svc.equal(want.svc):
+	case held.svcID != want.svcID || !held.svc.equal(want.svc) || !sameApp(held.app, want.app) || held.probe:
 		return fleet.Changed
 	}
 	return fleet.Same
@@ -298,4 +400,14 @@ func parseSince(output string) (time.Time, bool) {
 // unobservedOutput is the check output of an entry unobserved since t.
 func unobservedOutput(t time.Time) string {
 	return unobservedPrefix + t.UTC().Format(time.RFC3339Nano) + " (no live bridge observes it)"
+}
+
+// catalogChecksFingerprint is the MetaChecks value of catalog mode's
+// services: what agent mode's checksFingerprint says without a
+// consul_check, which catalog mode no longer turns into a check of its own
+// (the bridges run the app check; their verdict is the app check's). A
+// fleet that had --consul-check has its services rewritten once, with the
+// consul-esm check deleted.
+func catalogChecksFingerprint(cfg Config) string {
+	return "alias/" + cfg.DeregisterAfter.String()
 }

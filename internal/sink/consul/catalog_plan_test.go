@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -99,7 +100,6 @@ func TestCatalogEntryShape(t *testing.T) {
 	sh := testShape()
 	sh.segmentTag = true
 	sh.observers = true
-	sh.probe = &probeDef{kind: CheckTCP, interval: 10 * time.Second}
 	sh.nodeMeta = sh.serverNodeMeta()
 	e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Segments: []string{"10.1.0.0/24", "10.9.0.0/24"}, Bridges: 2})
 	if e.Key != "django-10.1.0.5-8000" || e.Spec.svcID != e.Key || e.Spec.nodeAddr != "10.1.0.5" {
@@ -112,16 +112,15 @@ func TestCatalogEntryShape(t *testing.T) {
 			t.Errorf("meta[%s] = %q, want %q", k, e.Spec.svc.Meta[k], v)
 		}
 	}
-	if e.Spec.nodeMeta["external-node"] != "true" || e.Spec.nodeMeta["external-probe"] != "true" || e.Spec.nodeMeta["managed-by"] != "udp-discovery-bridge" {
+	// No consul-esm meta: nothing but the bridges checks the servers.
+	if !maps.Equal(e.Spec.nodeMeta, map[string]string{"managed-by": "udp-discovery-bridge", "bridge-fleet": "udp-discovery-bridge/django"}) {
 		t.Errorf("node meta = %v", e.Spec.nodeMeta)
 	}
 	if strings.Join(e.Spec.svc.Tags, " ") != "lab segment=10.1.0.0/24 segment=10.9.0.0/24" {
 		t.Errorf("tags = %v", e.Spec.svc.Tags)
 	}
-	sh.probe = nil
-	sh.nodeMeta = sh.serverNodeMeta()
-	if e := sh.entryFor(netip.MustParseAddrPort("10.1.0.5:8000"), fleet.Observed{Bridges: 1}); e.Spec.nodeMeta["external-node"] != "" {
-		t.Errorf("external-node meta without a probe: %v", e.Spec.nodeMeta)
+	if e.Spec.app != nil || e.Spec.probe {
+		t.Errorf("app check %+v, probe %v without verdicts; want none", e.Spec.app, e.Spec.probe)
 	}
 	// Without consul_observers_meta (the default) the count is not written.
 	sh.observers = false

@@ -89,7 +89,7 @@ func (c *Catalog) sync(ctx context.Context, cur *session, s endpoint.Snapshot, v
 		}
 		c.metrics.repairs.Inc()
 		c.log.Warn().Str("key", c.obsKey(0)).Str("found", why).
-			Msg("this bridge's observation keys were changed by someone else; rewriting them (see the README on scoping bridge tokens)")
+			Msg("this bridge's observation keys were changed by someone else; rewriting them (see docs/design/catalog-fencing.md on scoping bridge tokens)")
 	}
 	n, err := c.publish(ctx, cur.id, chunks, prev, extra)
 	if err != nil {

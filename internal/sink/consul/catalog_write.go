@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"math/bits"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +30,14 @@ func (c *Catalog) write(ctx context.Context, sid string, p catalogPlan, current 
 	add := func(kind writeKind, es []catalogEntry) {
 		for i := range es {
 			it := writeItem{e: &es[i], kind: kind}
-			it.n = c.opCount(it)
+			// What it writes follows from what the catalog holds, read
+			// here: the transactions update current as they succeed.
+			var held *catalogSpec
+			if cur, ok := current[es[i].Key]; ok {
+				held = cur.Spec
+			}
+			it.parts = writePartsOf(it, held)
+			it.n = it.parts.count()
 			items = append(items, it)
 		}
 	}
@@ -66,54 +72,106 @@ type writeKind int
 
 const (
 	writeRegister writeKind = iota // node (node per server), service, checks
-	writeUpdate                    // the service (and the observed check, if not passing)
+	writeUpdate                    // what differs: the service, the app check (and the observed check, if not passing)
 	writePass                      // the observed check, passing
 	writeFail                      // the observed check, critical since e.Since
 	writeRemove                    // the node (node per server) or the service with its checks
 )
 
-// opCount is how many operations it takes, without building them.
-func (c *Catalog) opCount(it writeItem) int {
+// writeParts are the operations of a write item, one bit each, in the
+// order they are written: a check after its service.
+type writeParts uint8
+
+const (
+	partNode        writeParts = 1 << iota // the server's own node (node per server)
+	partService                            // its service
+	partObserved                           // the observed check: passing, or critical since e.Since (writeFail)
+	partApp                                // the app check, set
+	partAppDelete                          // the app check, deleted: no observer runs app checks any more
+	partProbeDelete                        // the consul-esm check of --consul-check, deleted
+	partRemove                             // the node (node per server) or the service with its checks, deleted
+)
+
+func (p writeParts) count() int { return bits.OnesCount8(uint8(p)) }
+
+// writePartsOf is what it writes, given the spec the catalog holds of its
+// entry (nil: none). A registration writes the entry whole: its node, its
+// service, its observed check, its app check (or deletes one it no longer
+// has) and deletes a leftover consul-esm check. An update writes what
+// differs of it: the service, the app check (on a transition of the
+// fleet's verdict: one operation), the observed check if it was not
+// passing, and the deletions.
+func writePartsOf(it writeItem, held *catalogSpec) writeParts {
+	e := it.e
 	switch it.kind {
-	case writeRegister:
-		n := 2
-		if !it.e.Spec.shared() {
-			n++ // the node
-		}
-		if c.cfg.Check != CheckNone {
-			n++
-		}
-		return n
-	case writeUpdate:
-		if !it.e.Passing {
-			return 2
-		}
+	case writePass, writeFail:
+		return partObserved
+	case writeRemove:
+		return partRemove
 	}
-	return 1
+	var p writeParts
+	switch {
+	case e.Spec.app != nil && (it.kind == writeRegister || held == nil || !sameApp(held.app, e.Spec.app)):
+		p |= partApp
+	case e.Spec.app == nil && held != nil && held.app != nil:
+		p |= partAppDelete
+	}
+	if held != nil && held.probe {
+		p |= partProbeDelete
+	}
+	if it.kind == writeRegister {
+		p |= partService | partObserved
+		if !e.Spec.shared() {
+			p |= partNode
+		}
+		return p
+	}
+	if held == nil || held.svcID != e.Spec.svcID || !held.svc.equal(e.Spec.svc) {
+		p |= partService
+	}
+	if !e.Passing {
+		p |= partObserved
+	}
+	if p == 0 { // Compare found a difference that this does not see: write the service
+		p = partService
+	}
+	return p
 }
 
 // ops builds the operations of it.
 func (c *Catalog) ops(it writeItem) api.TxnOps {
 	e := *it.e
-	switch it.kind {
-	case writeRegister:
-		return c.registerOps(e)
-	case writeUpdate:
-		ops := api.TxnOps{c.serviceOp(e)}
-		if !e.Passing {
+	ops := make(api.TxnOps, 0, it.parts.count())
+	if it.parts&partNode != 0 {
+		ops = append(ops, c.nodeOp(e))
+	}
+	if it.parts&partService != 0 {
+		ops = append(ops, c.serviceOp(e))
+	}
+	if it.parts&partObserved != 0 {
+		if it.kind == writeFail {
+			ops = append(ops, c.observedCheck(e, false, e.Since))
+		} else {
 			ops = append(ops, c.observedCheck(e, true, time.Time{}))
 		}
-		return ops
-	case writePass:
-		return api.TxnOps{c.observedCheck(e, true, time.Time{})}
-	case writeFail:
-		return api.TxnOps{c.observedCheck(e, false, e.Since)}
-	default: // writeRemove
-		if e.Spec.shared() {
-			return api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: e.Spec.node, Service: api.AgentService{ID: e.Spec.svcID, Service: e.Spec.svc.Name}}}} // Consul wants the name too
-		}
-		return api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Spec.node}}}}
 	}
+	if it.parts&partApp != 0 {
+		ops = append(ops, c.appCheckOp(e))
+	}
+	if it.parts&partAppDelete != 0 {
+		ops = append(ops, c.deleteCheckOp(e, AppCheckID))
+	}
+	if it.parts&partProbeDelete != 0 {
+		ops = append(ops, c.deleteCheckOp(e, ProbeCheckID))
+	}
+	if it.parts&partRemove != 0 {
+		if e.Spec.shared() {
+			ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: e.Spec.node, Service: api.AgentService{ID: e.Spec.svcID, Service: e.Spec.svc.Name}}}) // Consul wants the name too
+		} else {
+			ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: e.Spec.node}}})
+		}
+	}
+	return ops
 }
 
 // apply records in current that it was written.
@@ -257,37 +315,15 @@ func txnErrors(resp *api.TxnResponse) string {
 	return b.String()
 }
 
-// registerOps writes an entry whole: its node, its service and its checks.
-// A claimed node (one the fleet does not hold yet) is created only if none
-// of its name exists (NodeCAS with index 0; see txnItems).
-func (c *Catalog) registerOps(e catalogEntry) api.TxnOps {
-	var ops api.TxnOps
-	if !e.Spec.shared() {
-		nodeVerb := api.NodeSet
-		if e.New {
-			nodeVerb = api.NodeCAS
-		}
-		ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: nodeVerb, Node: api.Node{Node: e.Spec.node, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}})
+// nodeOp writes the server's own node (node per server). A claimed node
+// (one the fleet does not hold yet) is created only if none of its name
+// exists (NodeCAS with index 0; see txnItems).
+func (c *Catalog) nodeOp(e catalogEntry) *api.TxnOp {
+	verb := api.NodeSet
+	if e.New {
+		verb = api.NodeCAS
 	}
-	ops = append(ops, c.serviceOp(e), c.observedCheck(e, true, time.Time{}))
-	if c.cfg.Check != CheckNone {
-		hostPort := net.JoinHostPort(e.Spec.svc.Address, strconv.Itoa(e.Spec.svc.Port))
-		def := api.HealthCheckDefinition{
-			IntervalDuration: c.cfg.CheckInterval,
-			TimeoutDuration:  min(c.cfg.CheckInterval, 5*time.Second),
-		}
-		name := c.cfg.Check + " " + hostPort
-		if c.cfg.Check == CheckTCP {
-			def.TCP = hostPort
-		} else {
-			def.HTTP = "http://" + hostPort + c.cfg.HTTPPath
-		}
-		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-			Node: e.Spec.node, CheckID: e.Spec.checkID(ProbeCheckID), Name: name, ServiceID: e.Spec.svcID, ServiceName: e.Spec.svc.Name, Status: api.HealthPassing,
-			Notes: "run by consul-esm, where deployed", Definition: def,
-		}}})
-	}
-	return ops
+	return &api.TxnOp{Node: &api.NodeTxnOp{Verb: verb, Node: api.Node{Node: e.Spec.node, Address: e.Spec.nodeAddr, Meta: e.Spec.nodeMeta}}}
 }
 
 // serviceOp sets the service of e.
@@ -308,6 +344,26 @@ func (c *Catalog) observedCheck(e catalogEntry, passing bool, since time.Time) *
 		chk.Status, chk.Output = api.HealthCritical, unobservedOutput(since)
 	}
 	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: chk}}
+}
+
+// appCheckOp sets the app check of e (e.Spec.app): the fleet's verdict
+// on its app, which no agent and no consul-esm runs (it has no
+// definition); the leader writes it on each transition of the verdict.
+func (c *Catalog) appCheckOp(e catalogEntry) *api.TxnOp {
+	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
+		Node: e.Spec.node, CheckID: e.Spec.checkID(AppCheckID), Name: appCheckName, ServiceID: e.Spec.svcID, ServiceName: e.Spec.svc.Name,
+		Status: e.Spec.app.status, Output: e.Spec.app.output,
+		Notes: "the bridges' app check (app_check): passing while at least one live bridge's check passes",
+	}}}
+}
+
+// deleteCheckOp deletes e's check named base. It names the service too:
+// Consul vets a check operation of a service by service:write on the
+// service's name, as it does the check's writes (the same policy rule).
+func (c *Catalog) deleteCheckOp(e catalogEntry, base string) *api.TxnOp {
+	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckDelete, Check: api.HealthCheck{
+		Node: e.Spec.node, CheckID: e.Spec.checkID(base), ServiceID: e.Spec.svcID, ServiceName: e.Spec.svc.Name,
+	}}}
 }
 
 // txnACL is the *ACLError of the first operation of a rolled-back

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/udp-discovery-bridge/bridge/internal/secretfile"
 	"github.com/udp-discovery-bridge/bridge/internal/tlsroots"
 )
 
@@ -223,16 +223,7 @@ func (f *failoverDialer) DialContext(ctx context.Context, network, _ string) (ne
 
 // readTokenFile reads a token from path; key names the setting for errors.
 func readTokenFile(key, path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		// *PathError names the path and the reason, not the content.
-		return "", fmt.Errorf("%s: read token: %w", key, err)
-	}
-	t := strings.TrimSpace(string(data))
-	if t == "" {
-		return "", fmt.Errorf("%s %q: file is empty", key, path)
-	}
-	return t, nil
+	return secretfile.Read(key, path)
 }
 
 // redactor hides secrets (every token the client used) in error strings.

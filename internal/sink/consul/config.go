@@ -125,12 +125,21 @@ type SharedConfig struct {
 	// DeregisterCriticalServiceAfter on each server's alias check (Consul's
 	// floor, 1m), catalog mode's leader reaps (5s at least).
 	DeregisterAfter time.Duration
-	// Check adds a check on the server itself (consul_check): "" (none),
-	// "tcp" or "http", run every CheckInterval (consul_check_interval);
-	// HTTPPath (consul_http_path) is the path the http check requests.
+	// Check, CheckInterval and HTTPPath are the deprecated consul_check,
+	// consul_check_interval and consul_http_path: a check on the server
+	// itself, "" (none), "tcp" or "http", every CheckInterval, of path
+	// HTTPPath. The bridge now runs that check itself (cmd/bridge maps
+	// these keys to app_check, app_check_interval and app_check_path), so
+	// agent mode ignores them and carries the bridge's verdict (AppCheck)
+	// instead of registering a check the agent would run.
 	Check         string
 	CheckInterval time.Duration
 	HTTPPath      string
+	// AppCheck is set when the bridge runs app checks (sink.Deps.AppCheck):
+	// agent mode then gives every server a TTL check of the bridge's own,
+	// "<service id>:app", whose status and output follow the endpoint's
+	// Check (see AppCheckTTL).
+	AppCheck bool
 	// Resync is how often the sink re-reads what it owns (consul_resync;
 	// anti-entropy). The first Apply always reads.
 	Resync time.Duration

@@ -315,7 +315,7 @@ func TestConsulReconcile(t *testing.T) {
 }
 
 func TestConsulDesiredMeta(t *testing.T) {
-	c, err := NewAgent(Config{SharedConfig: SharedConfig{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}, Tags: []string{"lab"}, Check: "tcp"}}, zerolog.Nop())
+	c, err := NewAgent(Config{SharedConfig: SharedConfig{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}, Tags: []string{"lab"}, Check: "tcp", AppCheck: true}}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func TestConsulDesiredMeta(t *testing.T) {
 	}
 	want := map[string]string{
 		"managed-by": "udp-discovery-bridge", "bridge-id": "host-1", "interface": "veth0",
-		"source-address": "10.213.1.5:9999", "bridge-checks": "alias/1m0s+tcp/10s",
+		"source-address": "10.213.1.5:9999", "bridge-checks": "alias/1m0s+app",
 	}
 	for k, v := range want {
 		if e.svc.Meta[k] != v {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
@@ -126,14 +127,14 @@ func (d *doctor) catalog() {
 	}
 	d.add("write a server's service ("+d.cfg.Service+")", d.dryTxn("write service "+e.Spec.svcID, c.serviceOp(e)))
 	d.add("write a server's observed check", d.dryTxn("write check "+e.Spec.checkID(ObservedCheckID)+" of "+e.Spec.svcID, c.observedCheck(e, true, time.Time{})))
-	if d.cfg.Check != CheckNone {
-		ops := c.registerOps(e)
-		d.add("write a server's consul-esm check ("+d.cfg.Check+")", d.dryTxn("write check "+e.Spec.checkID(ProbeCheckID)+" of "+e.Spec.svcID, ops[len(ops)-1]))
-	}
+	app := sh.entryFor(doctorServer, fleet.Observed{Bridges: 1, Health: endpoint.Failing, Output: "bridge doctor"})
+	d.add("write and delete a server's app check", d.dryTxn("write and delete check "+e.Spec.checkID(AppCheckID)+" of "+e.Spec.svcID,
+		c.appCheckOp(app), c.deleteCheckOp(app, AppCheckID)))
+	remove := writeItem{e: &e, kind: writeRemove, parts: partRemove}
 	if e.Spec.shared() {
-		d.add("remove a server's service", d.dryTxn("delete service "+e.Spec.svcID, c.ops(writeItem{e: &e, kind: writeRemove})...))
+		d.add("remove a server's service", d.dryTxn("delete service "+e.Spec.svcID, c.ops(remove)...))
 	} else {
-		d.add("remove a server's node", d.dryTxn("delete node "+e.Spec.node, c.ops(writeItem{e: &e, kind: writeRemove})...))
+		d.add("remove a server's node", d.dryTxn("delete node "+e.Spec.node, c.ops(remove)...))
 	}
 
 	node := bridgesNode(d.cfg.Catalog.KVPrefix)

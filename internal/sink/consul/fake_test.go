@@ -29,10 +29,12 @@ const (
 	opDeregister fakeOp = "deregister"
 	opTTL        fakeOp = "ttl"
 	opList       fakeOp = "list"
+	opChecks     fakeOp = "checks"
 )
 
 // fakeCall is one recorded agent call: the service ID (register,
-// deregister), check ID (ttl) or filter (list), and the error returned.
+// deregister), check ID (ttl) or filter (list, checks), and the error
+// returned.
 type fakeCall struct {
 	Op  fakeOp
 	ID  string
@@ -43,6 +45,8 @@ type fakeCall struct {
 type fakeCheck struct {
 	ID         string
 	ServiceID  string
+	Name       string
+	Notes      string
 	TTL        string
 	Alias      string // AliasService
 	DeregAfter string // DeregisterCriticalServiceAfter
@@ -79,12 +83,18 @@ type fakeAgent struct {
 	// onCall, when set, runs (without the lock held) before each call is
 	// served, e.g. to move a test clock.
 	onCall func(op fakeOp, id string)
+	// persist makes it a non-dev agent for TTL checks: each update's
+	// status and output are kept by check ID, and a registration of a
+	// check with that ID gets them instead of the status it carries (as
+	// the agent's loadCheckState does), until the service is deregistered.
+	persist   bool
+	persisted map[string][2]string
 }
 
 var _ agentAPI = (*fakeAgent)(nil)
 
 func newFakeAgent(t testing.TB) *fakeAgent {
-	return &fakeAgent{t: t, services: map[string]*fakeService{}, checks: map[string]*fakeCheck{}}
+	return &fakeAgent{t: t, services: map[string]*fakeService{}, checks: map[string]*fakeCheck{}, persisted: map[string][2]string{}}
 }
 
 // transportError is what consul/api returns when the agent cannot be
@@ -182,14 +192,17 @@ func (f *fakeAgent) ServiceRegisterOpts(reg *api.AgentServiceRegistration, opts 
 		if c.TTL == "" && c.AliasService == "" && c.TCP == "" && c.HTTP == "" {
 			return f.record(opRegister, reg.ID, api.StatusError{Code: 400, Body: fmt.Sprintf("Invalid check %q: no type", id)})
 		}
-		status := c.Status
+		status, output := c.Status, ""
 		if status == "" {
 			status = api.HealthCritical
 		}
+		if p, ok := f.persisted[id]; ok && c.TTL != "" {
+			status, output = p[0], p[1]
+		}
 		ids = append(ids, id)
 		newChecks = append(newChecks, &fakeCheck{
-			ID: id, ServiceID: reg.ID, TTL: c.TTL, Alias: c.AliasService, DeregAfter: c.DeregisterCriticalServiceAfter,
-			TCP: c.TCP, HTTP: c.HTTP, Status: status,
+			ID: id, ServiceID: reg.ID, Name: c.Name, Notes: c.Notes, TTL: c.TTL, Alias: c.AliasService, DeregAfter: c.DeregisterCriticalServiceAfter,
+			TCP: c.TCP, HTTP: c.HTTP, Status: status, Output: output,
 		})
 	}
 	if old, ok := f.services[reg.ID]; ok && opts.ReplaceExistingChecks {
@@ -239,6 +252,7 @@ func (f *fakeAgent) deleteLocked(id string) bool {
 	}
 	for _, c := range s.Checks {
 		delete(f.checks, c)
+		delete(f.persisted, c)
 	}
 	delete(f.services, id)
 	return true
@@ -265,6 +279,9 @@ func (f *fakeAgent) UpdateTTLOpts(checkID, output, status string, q *api.QueryOp
 		err = api.StatusError{Code: 400, Body: "Invalid status " + status}
 	default:
 		c.Status, c.Output = status, output
+		if f.persist {
+			f.persisted[checkID] = [2]string{status, output}
+		}
 	}
 	return f.record(opTTL, checkID, err)
 }
@@ -292,6 +309,67 @@ func (f *fakeAgent) ServicesWithFilterOpts(filter string, q *api.QueryOptions) (
 		}
 	}
 	return out, f.record(opList, filter, nil)
+}
+
+// ChecksWithFilterOpts returns the checks matching filter, which must have
+// exactly the shape of appChecksFilter; any other filter fails the test.
+func (f *fakeAgent) ChecksWithFilterOpts(filter string, q *api.QueryOptions) (map[string]*api.AgentCheck, error) {
+	err := f.begin(opChecks, filter, "/v1/agent/checks")
+	defer f.mu.Unlock()
+	if err == nil {
+		err = ctxErr(q)
+	}
+	if err != nil {
+		return nil, f.record(opChecks, filter, err)
+	}
+	name, service, perr := parseChecksFilter(filter)
+	if perr != nil {
+		f.t.Errorf("fake agent: unexpected filter %s: %v", filter, perr)
+		return nil, f.record(opChecks, filter, api.StatusError{Code: 400, Body: "Failed to create boolean expression evaluator: " + perr.Error()})
+	}
+	out := map[string]*api.AgentCheck{}
+	for id, c := range f.checks {
+		s, ok := f.services[c.ServiceID]
+		if !ok || c.Name != name || s.Svc.Service != service {
+			continue
+		}
+		out[id] = &api.AgentCheck{CheckID: id, Name: c.Name, Status: c.Status, Notes: c.Notes, Output: c.Output,
+			ServiceID: c.ServiceID, ServiceName: s.Svc.Service, Type: map[bool]string{true: "ttl", false: "alias"}[c.TTL != ""]}
+	}
+	return out, f.record(opChecks, filter, nil)
+}
+
+// parseChecksFilter parses `Name == "..." and ServiceName == L`.
+func parseChecksFilter(filter string) (name, service string, err error) {
+	rest, ok := strings.CutPrefix(filter, `Name == `)
+	if !ok {
+		return "", "", errors.New(`want Name == ... first`)
+	}
+	name, rest, err = cutFilterLiteral(rest)
+	if err != nil {
+		return "", "", err
+	}
+	rest, ok = strings.CutPrefix(rest, ` and ServiceName == `)
+	if !ok {
+		return "", "", errors.New(`want and ServiceName == ... second`)
+	}
+	service, rest, err = cutFilterLiteral(rest)
+	if err != nil {
+		return "", "", err
+	}
+	if rest != "" {
+		return "", "", fmt.Errorf("trailing %q", rest)
+	}
+	return name, service, nil
+}
+
+// SetCheck changes a check's status and output behind the sink's back.
+func (f *fakeAgent) SetCheck(id, status, output string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.checks[id]; ok {
+		c.Status, c.Output = status, output
+	}
 }
 
 func cloneService(s *api.AgentService) *api.AgentService {
@@ -349,6 +427,7 @@ func (f *fakeAgent) Restart() {
 	defer f.mu.Unlock()
 	f.services = map[string]*fakeService{}
 	f.checks = map[string]*fakeCheck{}
+	f.persisted = map[string][2]string{}
 }
 
 // Put registers a service directly (someone else's, or one to find on

@@ -70,6 +70,10 @@ func bridgeCheckID(bridgeID string) string {
 	return BridgeServiceID(bridgeID) + ":ttl"
 }
 
+// appCheckID is the ID of the bridge's app check on the server whose
+// service ID is serviceID (agent mode).
+func appCheckID(serviceID string) string { return serviceID + ":app" }
+
 // sanitizeID replaces every byte outside [A-Za-z0-9._-] with '-'.
 func sanitizeID(s string) string {
 	var b strings.Builder
@@ -107,6 +111,17 @@ func quoteFilterString(s string) (string, error) {
 		return "`" + s + "`", nil
 	}
 	return "", errUnquotable
+}
+
+// appChecksFilter returns the server-side filter that selects the app
+// checks of the servers registered under service (of every bridge: the
+// caller keeps those of the services it owns).
+func appChecksFilter(service string) (string, error) {
+	q, err := quoteFilterString(service)
+	if err != nil {
+		return "", err
+	}
+	return `Name == "` + AppCheckName + `" and ServiceName == ` + q, nil
 }
 
 // ownedFilter returns the server-side filter that selects the services a

@@ -84,11 +84,11 @@ func (s *Section) Keys() []config.Key {
 		{Name: "consul_deregister_after", Flag: "consul-deregister-after", Env: []string{"DISCOVERY_CLIENT_CONSUL_DEREGISTER_AFTER"}, Default: config.FormatDuration(d.DeregisterAfter), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
 			Usage: "a server is removed this long after its check turned critical: by Consul in agent mode (1m at least, Consul's floor), by the leader in catalog mode (5s at least)"},
 		{Name: "consul_check", Flag: "consul-check", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK"}, Group: config.GroupRun, Category: cat,
-			Usage: "extra check on each server itself: tcp or http (empty: none)"},
+			Usage: "deprecated: use app_check (the bridge runs the check itself and every sink follows it); tcp or http is read as app_check tcp or http"},
 		{Name: "consul_check_interval", Flag: "consul-check-interval", Env: []string{"DISCOVERY_CLIENT_CONSUL_CHECK_INTERVAL"}, Default: config.FormatDuration(d.CheckInterval), Kind: config.KindDuration, Group: config.GroupRun, Category: cat,
-			Usage: "interval of the --consul-check check"},
+			Usage: "deprecated: use app_check_interval (read as it when consul_check is set)"},
 		{Name: "consul_http_path", Flag: "consul-http-path", Env: []string{"DISCOVERY_CLIENT_CONSUL_HTTP_PATH"}, Default: d.HTTPPath, Group: config.GroupRun, Category: cat,
-			Usage: "path the --consul-check http check requests"},
+			Usage: "deprecated: use app_check_path (read as it when consul_check is http)"},
 		{Name: "consul_resync", Flag: "consul-resync", Env: []string{"DISCOVERY_CLIENT_CONSUL_RESYNC"}, Default: config.FormatDuration(d.Resync), Kind: config.KindDuration, Min: "0", MinExclusive: true, Group: config.GroupRun, Category: cat,
 			Usage: "how often to compare what the agent holds with what the bridge owns"},
 		{Name: "consul_lock", Flag: "consul-lock", Env: []string{"DISCOVERY_CLIENT_CONSUL_LOCK"}, Group: config.GroupRun, Category: cat,
@@ -238,6 +238,7 @@ func LockTakeover(sessionTTL, lockWait, interval, timeout time.Duration) time.Du
 // refreshes it.
 func build(cfg Config, d sink.Deps) (sink.Sink, error) {
 	cfg.Clock = d.Clock
+	cfg.AppCheck = d.AppCheck
 	if d.Once {
 		cfg.OnExit = OnExitKeep
 	}

@@ -20,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/udp-discovery-bridge/bridge/internal/secretfile"
 	"github.com/udp-discovery-bridge/bridge/internal/tlsroots"
 )
 
@@ -108,15 +109,7 @@ func inCluster(getenv func(string) string, dir string) (*Client, error) {
 // readToken reads a bearer token file; the error names the file, never its
 // content.
 func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("kubernetes token file: %w", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("kubernetes token file %s is empty", path)
-	}
-	return t, nil
+	return secretfile.Read("kubernetes token file", path)
 }
 
 func pool(pem []byte, what string) (*x509.CertPool, error) {

@@ -9,7 +9,7 @@
 // merges the observations of the live bridges and is the only writer of the
 // Service and its EndpointSlices. Every write is fenced: a slice is written
 // with its resourceVersion as precondition, and the leader Lease is read
-// back before each write (see README, "Kubernetes sink").
+// back before each write (see docs/design/kubernetes-fencing.md).
 //
 // The API is spoken by a small REST client of this package (client.go), not
 // by client-go: a stripped bridge binary is 15.3 MB without client-go and

@@ -277,12 +277,13 @@ func (io *leaderIO) Write(ctx context.Context, p fleet.Plan[spec], current map[s
 		delete(current, e.Key)
 	}
 	for _, e := range p.Fail {
-		lay.set(s.cfg.Service, e.Spec.addr, false, e.Since, max)
+		lay.set(s.cfg.Service, e.Spec.addr, false, false, e.Since, max)
+		e.Spec.ready = false
 		current[e.Key] = e
 	}
 	for _, l := range [][]fleet.Entry[spec]{p.Pass, p.Update, p.Register} {
 		for _, e := range l {
-			lay.set(s.cfg.Service, e.Spec.addr, true, time.Time{}, max)
+			lay.set(s.cfg.Service, e.Spec.addr, true, e.Spec.ready, time.Time{}, max)
 			e.Passing, e.Since, e.New = true, time.Time{}, false
 			current[e.Key] = e
 		}

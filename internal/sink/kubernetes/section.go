@@ -38,7 +38,8 @@ type Config struct {
 	// MaxPerSlice bounds the endpoints of one slice.
 	MaxPerSlice int
 	// DeregisterAfter: an endpoint no live bridge observes goes this long
-	// after it turned not ready.
+	// after it turned unobserved (terminating). One that is observed but
+	// not ready (its app check pending or failing) is never removed.
 	DeregisterAfter time.Duration
 	// LeaseDuration is the leader Lease's and every bridge Lease's
 	// duration; they are renewed every third of it.
@@ -88,7 +89,7 @@ func (s *Section) Keys() []config.Key {
 		{Name: "k8s_max_endpoints_per_slice", Flag: "k8s-max-endpoints-per-slice", Env: []string{"DISCOVERY_CLIENT_K8S_MAX_ENDPOINTS_PER_SLICE"}, Default: strconv.Itoa(DefaultMaxPerSlice), Kind: config.KindInt, Min: "1", Max: strconv.Itoa(MaxPerSliceLimit), Group: config.GroupRun, Category: cat,
 			Usage: "kubernetes sink: endpoints in one EndpointSlice at most (1..1000)"},
 		{Name: "k8s_deregister_after", Flag: "k8s-deregister-after", Env: []string{"DISCOVERY_CLIENT_K8S_DEREGISTER_AFTER"}, Default: "1m", Kind: config.KindDuration, Min: "1s", Group: config.GroupRun, Category: cat,
-			Usage: "kubernetes sink: an endpoint no live bridge observes turns ready: false at once and is removed this long after"},
+			Usage: "kubernetes sink: an endpoint no live bridge observes turns ready: false, terminating: true at once and is removed this long after (one whose app check fails is kept, ready: false)"},
 		{Name: "k8s_lease_duration", Flag: "k8s-lease-duration", Env: []string{"DISCOVERY_CLIENT_K8S_LEASE_DURATION"}, Default: "15s", Kind: config.KindDuration, Min: "3s", Group: config.GroupRun, Category: cat,
 			Usage: "kubernetes sink: duration of the leader Lease and of each bridge's own Lease, renewed every third of it; a standby takes over about this long after the leader dies"},
 		{Name: "k8s_resync", Flag: "k8s-resync", Env: []string{"DISCOVERY_CLIENT_K8S_RESYNC"}, Default: "1m", Kind: config.KindDuration, Min: "1s", Group: config.GroupRun, Category: cat,

@@ -283,7 +283,8 @@ func (s *Sink) event(ctx context.Context, reason, msg string) {
 func (s *Sink) obsName() string { return objectName(s.cfg.Service+"-obs-", s.cfg.BridgeID) }
 
 // reconcileOnce is one merge and write for `run --once` as leader; it never
-// turns anything not ready or removes it.
+// turns anything unobserved or removes it (a server's readiness follows
+// the merged health).
 func (s *Sink) reconcileOnce(ctx context.Context) (int, error) {
 	io := newLeaderIO(s, s.log)
 	obs, _, err := io.read(ctx)

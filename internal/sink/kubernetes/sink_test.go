@@ -196,9 +196,10 @@ func TestSlicesStableSlots(t *testing.T) {
 	}
 }
 
-// The last observer gone: ready false and serving false at once, the time
-// in an annotation (so another leader knows when it is due), removed
-// deregister_after later; a leader reading the slices afresh keeps the time.
+// The last observer gone: ready false, serving false and terminating true
+// at once, the time in an annotation (so another leader knows when it is
+// due), removed deregister_after later; a leader reading the slices afresh
+// keeps the time.
 func TestSlicesUnobservedThenRemoved(t *testing.T) {
 	f := newFakeAPI(t)
 	clk := clocktest.New(t0)
@@ -207,7 +208,7 @@ func TestSlicesUnobservedThenRemoved(t *testing.T) {
 	round(t, io, desired([]netip.AddrPort{a}), clk.Now())
 	round(t, io, desired(), clk.Now())
 	es := readSlices(t, s)["django-8000-0"]
-	if len(es.Endpoints) != 1 || *es.Endpoints[0].Conditions.Ready || *es.Endpoints[0].Conditions.Serving {
+	if len(es.Endpoints) != 1 || *es.Endpoints[0].Conditions.Ready || *es.Endpoints[0].Conditions.Serving || !*es.Endpoints[0].Conditions.Terminating {
 		t.Fatalf("unobserved endpoint: %+v", es.Endpoints)
 	}
 	var since map[string]string

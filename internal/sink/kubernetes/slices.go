@@ -18,16 +18,46 @@ import (
 // of the slice set of its port; a server keeps its slot (its slice) for as
 // long as it is there, a new one fills the first slice of its port with
 // room, and a slice is written only when one of its own endpoints changed.
+//
+// An endpoint's conditions say the server's state, in Kubernetes' own
+// meaning (KEP-1672: ready, may receive new traffic; serving, serves
+// regardless of termination; terminating, on its way out):
+//
+//	state                           ready  serving  terminating
+//	observed, ready                 true   true     false
+//	observed, pending or failing    false  false    false
+//	unobserved                      false  false    true
+//
+// Observed is at least one live bridge seeing the server; ready is the
+// fleet's merged Health (every server is ready without app checks). A
+// pending or failing server is kept: it is not on its way out, and only
+// an unobserved one is removed, deregister_after after it turned
+// unobserved. Pending and failing look alike in a slice (bridge explain
+// tells them apart), so a server moving between the two writes nothing.
 
-// spec is how a slice spells a server: its address and port (the key).
-type spec struct{ addr netip.AddrPort }
+// spec is how a slice spells a server: its address and port (the key), and
+// whether it is ready (observed servers; the fleet's merged Health).
+type spec struct {
+	addr  netip.AddrPort
+	ready bool
+}
 
 // shape spells servers as endpoints (fleet.Shape).
 type shape struct{}
 
-func (shape) Key(a netip.AddrPort) string                            { return a.String() }
-func (shape) Spec(_ string, a netip.AddrPort, _ fleet.Observed) spec { return spec{addr: a} }
-func (shape) Compare(_, _ spec) fleet.Difference                     { return fleet.Same }
+func (shape) Key(a netip.AddrPort) string { return a.String() }
+func (shape) Spec(_ string, a netip.AddrPort, o fleet.Observed) spec {
+	return spec{addr: a, ready: o.Health.IsReady()}
+}
+
+// Compare rewrites an endpoint in place (its conditions) when its
+// readiness changed.
+func (shape) Compare(held, want spec) fleet.Difference {
+	if held.ready != want.ready {
+		return fleet.Changed
+	}
+	return fleet.Same
+}
 func sliceName(service string, port uint16, n int) string {
 	return service + "-" + strconv.Itoa(int(port)) + "-" + strconv.Itoa(n)
 }
@@ -53,9 +83,35 @@ func refusal(a netip.Addr) (string, bool) {
 
 // slot is one endpoint of a slice.
 type slot struct {
-	addr  netip.Addr
-	ready bool
-	since time.Time // when it turned not ready
+	addr     netip.Addr
+	observed bool      // at least one live bridge observes it
+	ready    bool      // observed, and the fleet's Health is Ready
+	since    time.Time // when it turned unobserved
+}
+
+// conditions are the endpoint's conditions for the slot's state.
+func (e slot) conditions() Conditions {
+	t, f := true, false
+	switch {
+	case !e.observed:
+		return Conditions{Ready: &f, Serving: &f, Terminating: &t}
+	case e.ready:
+		return Conditions{Ready: &t, Serving: &t, Terminating: &f}
+	}
+	return Conditions{Ready: &f, Serving: &f, Terminating: &f}
+}
+
+// same reports whether read conditions say what c says (an absent ready
+// is true, an absent serving is ready, an absent terminating is false).
+func (c Conditions) same(o Conditions) bool {
+	flag := func(p *bool, def bool) bool {
+		if p == nil {
+			return def
+		}
+		return *p
+	}
+	ready := flag(o.Ready, true)
+	return *c.Ready == ready && *c.Serving == flag(o.Serving, ready) && *c.Terminating == flag(o.Terminating, false)
 }
 
 // sliceState is one slice as last read or written.
@@ -82,6 +138,12 @@ func newLayout() *layout {
 }
 
 // parseSlice reads one of our slices; an endpoint listed twice counts once.
+// An endpoint is unobserved when the unobserved-since annotation lists it
+// (since then) or when it is terminating (since now, if not listed);
+// otherwise it is observed, ready or not. An endpoint whose conditions
+// differ from what its state writes (a slice written by an older bridge,
+// whose unobserved endpoints were not terminating) marks the slice to be
+// rewritten.
 func parseSlice(es EndpointSlice, now time.Time) (*sliceState, error) {
 	if len(es.Ports) != 1 || es.Ports[0].Port < 1 || es.Ports[0].Port > 65535 {
 		return nil, fmt.Errorf("endpointslice %s: want exactly one port, found %d", es.Metadata.Name, len(es.Ports))
@@ -100,12 +162,19 @@ func parseSlice(es EndpointSlice, now time.Time) (*sliceState, error) {
 			s.dirty = true // rewritten without it
 			continue
 		}
-		sl := slot{addr: a, ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready}
-		if !sl.ready {
-			sl.since = now
-			if t, err := time.Parse(time.RFC3339Nano, since[a.String()]); err == nil {
-				sl.since = t
+		c := ep.Conditions
+		ready := c.Ready == nil || *c.Ready
+		terminating := c.Terminating != nil && *c.Terminating
+		t, listed := since[a.String()]
+		sl := slot{addr: a, observed: true, ready: ready}
+		if listed || terminating {
+			sl.observed, sl.ready, sl.since = false, false, now
+			if v, err := time.Parse(time.RFC3339Nano, t); err == nil {
+				sl.since = v
 			}
+		}
+		if !sl.conditions().same(c) {
+			s.dirty = true
 		}
 		s.eps = append(s.eps, sl)
 	}
@@ -135,7 +204,7 @@ func (l *layout) entries() map[string]fleet.Entry[spec] {
 	for _, s := range l.byName {
 		for _, e := range s.eps {
 			a := netip.AddrPortFrom(e.addr, s.port)
-			out[a.String()] = fleet.Entry[spec]{Key: a.String(), Spec: spec{addr: a}, Passing: e.ready, Since: e.since}
+			out[a.String()] = fleet.Entry[spec]{Key: a.String(), Spec: spec{addr: a, ready: e.ready}, Passing: e.observed, Since: e.since}
 		}
 	}
 	return out
@@ -151,10 +220,12 @@ func (l *layout) slot(a netip.AddrPort) (*sliceState, int) {
 	return s, s.index(a.Addr())
 }
 
-// set marks the server at a ready (since zero) or not ready since then,
-// placing it when it has no slot yet: in the first slice of its port (by
-// name) with fewer than max endpoints, else in a new slice.
-func (l *layout) set(service string, a netip.AddrPort, ready bool, since time.Time, max int) {
+// set marks the server at a observed, ready or not (since zero), or
+// unobserved since then (ready is then ignored), placing it when it has no
+// slot yet: in the first slice of its port (by name) with fewer than max
+// endpoints, else in a new slice. Its slice is marked to be written when
+// its state changed.
+func (l *layout) set(service string, a netip.AddrPort, observed, ready bool, since time.Time, max int) {
 	s, i := l.slot(a)
 	if s == nil {
 		s = l.room(service, a.Port(), max)
@@ -164,11 +235,13 @@ func (l *layout) set(service string, a netip.AddrPort, ready bool, since time.Ti
 		s.dirty = true
 	}
 	e := &s.eps[i]
-	if ready {
+	if observed {
 		since = time.Time{}
+	} else {
+		ready = false
 	}
-	if e.ready != ready || !e.since.Equal(since) {
-		e.ready, e.since = ready, since
+	if e.observed != observed || e.ready != ready || !e.since.Equal(since) {
+		e.observed, e.ready, e.since = observed, ready, since
 		s.dirty = true
 	}
 }
@@ -222,10 +295,10 @@ func (l *layout) dirty() []*sliceState {
 }
 
 // object is the slice as written: every endpoint with its conditions, the
-// times of those not ready in an annotation (so any leader knows when they
-// are due for removal), the resourceVersion as precondition.
+// times of those unobserved in an annotation (so any leader knows when
+// they are due for removal; an observed endpoint that is not ready is not
+// on its way out and is not listed), the resourceVersion as precondition.
 func (s *sliceState) object(ns, service, portName string, owner *OwnerReference) EndpointSlice {
-	t, f := true, false
 	es := EndpointSlice{APIVersion: slicesRes.apiVersion(), Kind: slicesRes.kind, AddressType: "IPv4",
 		Metadata: Meta{Name: s.name, Namespace: ns, ResourceVersion: s.rv, Labels: map[string]string{
 			LabelService: service, LabelManagedBy: ManagedBy, LabelFleet: service}},
@@ -236,12 +309,10 @@ func (s *sliceState) object(ns, service, portName string, owner *OwnerReference)
 	}
 	since := map[string]string{}
 	for _, e := range s.eps {
-		c := Conditions{Ready: &t, Serving: &t, Terminating: &f}
-		if !e.ready {
-			c.Ready, c.Serving = &f, &f
+		if !e.observed {
 			since[e.addr.String()] = e.since.UTC().Format(time.RFC3339Nano)
 		}
-		es.Endpoints = append(es.Endpoints, Endpoint{Addresses: []string{e.addr.String()}, Conditions: c})
+		es.Endpoints = append(es.Endpoints, Endpoint{Addresses: []string{e.addr.String()}, Conditions: e.conditions()})
 	}
 	if len(since) > 0 {
 		b, _ := json.Marshal(since) // a map of strings always encodes

@@ -1,0 +1,60 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
+)
+
+// Explain implements sink.Explainer: whether the server at addr can be an
+// endpoint of the fleet's EndpointSlices and who writes them. Each bridge
+// publishes what it observes; the leader writes the slices.
+func (s *Sink) Explain(_ context.Context, addr netip.AddrPort, applied bool) sink.Explanation {
+	x := sink.Explanation{Sink: s.Name()}
+	if why, bad := refusal(addr.Addr()); bad {
+		x.State = sink.ExplainSkipped
+		x.Detail = "Kubernetes cannot carry the address (" + why + "): the leader leaves it out of the EndpointSlices of service " +
+			s.ns + "/" + s.cfg.Service + "; it is still in this bridge's observation"
+		return x
+	}
+	if !applied {
+		x.State, x.Detail = sink.ExplainAbsent, "not in the snapshot this bridge published last"
+		return x
+	}
+	who := "another bridge of the fleet leads"
+	if s.leading.Load() {
+		who = "this bridge leads"
+	}
+	x.State = sink.ExplainWritten
+	x.Detail = "in this bridge's observation (ConfigMap of bridge " + s.cfg.BridgeID + "); the leader writes it to the EndpointSlices of service " +
+		s.ns + "/" + s.cfg.Service + " (" + who + ")"
+	return x
+}
+
+var _ sink.Explainer = (*Sink)(nil)
+
+// Observers implements sink.FleetExplainer: it reads the fleet's Leases
+// and observation ConfigMaps once (as a leader would, with a reader of its
+// own) and lists the live bridges whose observations hold addr.
+func (s *Sink) Observers(ctx context.Context, addr netip.AddrPort) ([]sink.Observer, error) {
+	io := newLeaderIO(s, s.log)
+	obs, _, err := io.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the fleet's observations: %w", err)
+	}
+	return observers(fleet.ObserversOf(obs, addr)), nil
+}
+
+// observers spells fleet observers for `bridge explain`.
+func observers(in []fleet.Observer) []sink.Observer {
+	out := make([]sink.Observer, len(in))
+	for i, o := range in {
+		out[i] = sink.Observer{Bridge: o.Bridge, Segment: o.Segment, Health: o.Health.String(), Output: o.Output}
+	}
+	return out
+}
+
+var _ sink.FleetExplainer = (*Sink)(nil)
