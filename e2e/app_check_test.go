@@ -6,7 +6,7 @@ package e2e_test
 // test flips their health: serving, 503, hung, refused. The real bridge
 // binary checks them, and the tests read what the sinks say: Consul's
 // ?passing answer (catalog mode on a three-server cluster with ACLs on and
-// a token of the README's policy; agent mode on a dev agent with ACLs) and
+// a token of the documented policy; agent mode on a dev agent with ACLs) and
 // the bridge's http_sd list. Every bound is derived from the check's
 // settings with a margin, and every wait polls a condition.
 
@@ -253,7 +253,7 @@ func appStatusWatch(c *api.Client, id string) (stop func() (statuses []string, m
 }
 
 // TestAppCheckCatalog: catalog mode on a three-server cluster with ACLs on
-// (default deny) and a bridge with a token of the README's catalog-mode
+// (default deny) and a bridge with a token of the documented catalog-mode
 // policy; two apps, s0 flipped, s1 serving throughout. When s0's app
 // answers 503, hangs, or refuses connections, s0 leaves Consul's ?passing
 // answer and the bridge's http_sd within fall checks and the write, after
@@ -268,7 +268,7 @@ func TestAppCheckCatalog(t *testing.T) {
 	l := newCatLab(t)
 	l.startACLCluster()
 	apps, ids := l.appServers("a", 2, appserver.Options{})
-	tok := writeTokenFile(t, aclToken(t, l.consul, "bridge-catalog", readmePolicy(t, "catalog mode")))
+	tok := writeTokenFile(t, aclToken(t, l.consul, "bridge-catalog", docsPolicy(t, "catalog mode")))
 	l.bridge("a1", append([]string{"--consul-token-file", tok, "--prometheus-sd"}, appCheckFlags...)...)
 	ns := l.hosts["a1"].NS
 	targets := []string{apps[0].Addr().String(), apps[1].Addr().String()}
@@ -466,7 +466,7 @@ func iptablesDrop(t *testing.T, ipt string, h *netns.Host, dst netip.AddrPort) (
 }
 
 // TestAppCheckCatalogFleet: two catalog-mode bridges of one segment check
-// the same app (three Consul servers, ACLs on, the README's policy). A
+// the same app (three Consul servers, ACLs on, the documented policy). A
 // firewall rule in one bridge's namespace drops its packets to the app's
 // port: that bridge's check fails, and it publishes its verdict once (one
 // KV write), while the server stays passing and the service's health
@@ -482,7 +482,7 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 	l.startACLCluster()
 	apps, ids := l.appServers("a", 1, appserver.Options{})
 	app, id := apps[0], ids[0]
-	tok := writeTokenFile(t, aclToken(t, l.consul, "bridge-catalog", readmePolicy(t, "catalog mode")))
+	tok := writeTokenFile(t, aclToken(t, l.consul, "bridge-catalog", docsPolicy(t, "catalog mode")))
 	names := []string{"a1", "a2"}
 	for _, n := range names {
 		l.bridge(n, append([]string{"--consul-token-file", tok}, appCheckFlags...)...)
@@ -571,7 +571,7 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 }
 
 // TestAppCheckConsulAgent: agent mode on a dev agent with ACLs on (default
-// deny) and a bridge with a token of the README's agent-mode policy. Each
+// deny) and a bridge with a token of the documented agent-mode policy. Each
 // server carries the bridge-owned app check <service id>:app; when s0's
 // app answers 503 it leaves ?passing within fall checks and the write,
 // stays registered with its check critical and naming the status, and
@@ -591,7 +591,7 @@ func TestAppCheckConsulAgent(t *testing.T) {
 		respond(t, h, 1, "--ip", ip)
 		ids = append(ids, runServerID(catService, ip, appPort))
 	}
-	tok := aclToken(t, c, "bridge-agent", readmePolicy(t, "agent mode"))
+	tok := aclToken(t, c, "bridge-agent", docsPolicy(t, "agent mode"))
 	startRun(t, l.client, "app", consulRunArgs("app", append([]string{"--consul-token-file", writeTokenFile(t, tok),
 		"--metrics-addr", runMetricsAddr, "--log-format", "json"}, appCheckFlags...)...)...)
 	took := wantPassing(t, c, catService, 40*time.Second, ids...)
