@@ -61,6 +61,16 @@ var before = map[string][]string{
 		"never probed. The default skips container/CNI interfaces, which leaves the LAN",
 		"interfaces of a node; on multi-homed nodes choose one by pattern, CIDR or route.",
 	},
+	"app_check": {
+		"In production, check each server's app (README, \"What ready means\"):",
+		"  app_check: http",
+		"  app_check_path: /healthz   # a path your app answers 2xx only while it serves",
+		"A discovery reply proves only that the server's UDP listener lives (it can run in a",
+		"process of its own while the web workers are wedged); with a check, Consul ?passing,",
+		"EndpointSlice readiness and Prometheus targets follow whether the app serves. The",
+		"chart keeps the bridge's default none because only you know the path: a wrong one",
+		"would mark every server not ready. consul_check is deprecated: it maps onto these keys.",
+	},
 }
 
 // Patterns of the values the bridge parses beyond their kind.
@@ -76,4 +86,11 @@ var stringPatterns = map[string]string{
 	"scan_cidrs":           ipv4CIDR,
 	"interfaces_cidrs":     ipv4CIDR,
 	"interfaces_can_reach": `^$|^` + ipv4 + `$`,
+	// appcheck.ParseStatus: codes 100..599 and ranges of them, comma-separated
+	// (an empty range such as 399-200 is left to the bridge).
+	"app_check_status": `^$|^` + statusRange + `(,` + statusRange + `)*$`,
 }
+
+// statusRange is one HTTP status code or range, as app_check_status lists
+// them.
+const statusRange = `\s*[1-5][0-9]{2}\s*(-\s*[1-5][0-9]{2}\s*)?`

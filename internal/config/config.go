@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	MaxServers  int
 	Sinks       []string
 	MetricsAddr string
+	// AppCheck holds the app check keys' values (pkg/appcheck's Keys):
+	// how the bridge checks each server's app, which decides its
+	// readiness in every sink. Its Kind is appcheck.None by default.
+	AppCheck appcheck.Options
 	// PrometheusSD configures the http_sd endpoint (prometheus_sd*).
 	PrometheusSD PrometheusSD
 	sources      map[string]string
@@ -54,7 +59,18 @@ type PrometheusSD struct {
 	Addr      string // own listen address; "" for metrics_addr
 	Token     string // never log
 	TokenFile string
+	// Targets is sd_targets: SDTargetsReady (only ready servers, the
+	// default) or SDTargetsAll (every held server, labelled with its
+	// health). It applies to the http_sd list and to the file sink's
+	// prometheus format alike.
+	Targets string
 }
+
+// The values of sd_targets.
+const (
+	SDTargetsReady = "ready"
+	SDTargetsAll   = "all"
+)
 
 // Source names where a key's effective value came from ("default",
 // "flag --port", "env DISCOVERY_CLIENT_PORT", "file bridge.yaml"). It knows
