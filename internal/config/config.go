@@ -77,6 +77,12 @@ const (
 // every key of the schema the Config was loaded with, sections included.
 func (c *Config) Source(key string) string { return c.sources[key] }
 
+// Fold records that key's value was taken from the key from (a deprecated
+// key folded into its successor, such as consul_check_interval into
+// app_check_interval): Source(key) then names from and where its value
+// came from, "consul_check_interval, flag --consul-check-interval".
+func (c *Config) Fold(key, from string) { c.sources[key] = from + ", " + c.Source(from) }
+
 // Error collects every configuration problem found by Load.
 type Error struct{ Problems []error }
 
