@@ -3,6 +3,8 @@ package appcheck
 import (
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,6 +97,10 @@ const category = "App check"
 type field struct {
 	setting.Key
 	set func(o *Options, v any) error
+	// get returns the field's value as the key's parser returns it, so
+	// Validate holds values set in code to the key's bounds (nil: Validate
+	// checks the field itself).
+	get func(o Options) any
 }
 
 func key(name string, kind setting.Kind, def, usage string, edit ...func(*setting.Key)) setting.Key {
@@ -114,41 +120,53 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 var fields = []field{
 	{key("app_check", setting.String, string(None), "check each discovered server's app itself: none (ready as soon as it answers discovery), tcp (connect), http or https (GET app_check_path, judged by app_check_status); the check decides readiness in every sink, discovery decides presence",
 		func(k *setting.Key) { k.OneOf = []string{string(None), string(TCP), string(HTTP), string(HTTPS)} }),
-		func(o *Options, v any) error { o.Kind = Kind(v.(string)); return nil }},
+		func(o *Options, v any) error { o.Kind = Kind(v.(string)); return nil },
+		func(o Options) any { return string(o.Kind) }},
 	{key("app_check_path", setting.String, DefaultPath, "path an http or https app check requests (GET); redirects are followed only to the same host and port",
 		func(k *setting.Key) {
 			k.Pattern, k.PatternHint, k.MaxLen = `/[\x21-\x7e]*`, "want a path starting with / (printable ASCII, no spaces)", 1024
 		}),
-		func(o *Options, v any) error { o.Path = v.(string); return nil }},
+		func(o *Options, v any) error { o.Path = v.(string); return nil },
+		func(o Options) any { return o.Path }},
 	{key("app_check_status", setting.String, DefaultStatus, "HTTP statuses that pass an http or https app check: codes and ranges, comma-separated (200-299,301)"),
-		func(o *Options, v any) (err error) { o.Status, err = ParseStatus(v.(string)); return err }},
+		func(o *Options, v any) (err error) { o.Status, err = ParseStatus(v.(string)); return err },
+		nil},
 	{key("app_check_timeout", setting.Duration, seconds(DefaultTimeout), "deadline of one app check (connect, TLS, request, the first 4 KiB of the body); at most app_check_interval",
 		func(k *setting.Key) { k.Min, k.MinExclusive, k.Max = "0", true, "1m" }),
-		func(o *Options, v any) error { o.Timeout = v.(time.Duration); return nil }},
+		func(o *Options, v any) error { o.Timeout = v.(time.Duration); return nil },
+		func(o Options) any { return o.Timeout }},
 	{key("app_check_interval", setting.Duration, seconds(DefaultInterval), "time between two app checks of one server",
 		func(k *setting.Key) { k.Min, k.Max = "1s", "1h" }),
-		func(o *Options, v any) error { o.Interval = v.(time.Duration); return nil }},
+		func(o *Options, v any) error { o.Interval = v.(time.Duration); return nil },
+		func(o Options) any { return o.Interval }},
 	{key("app_check_rise", setting.Int, strconv.Itoa(DefaultRise), "passing app checks in a row that make a server ready (a new server is pending until then)",
 		func(k *setting.Key) { k.Min, k.Max = "1", "100" }),
-		func(o *Options, v any) error { o.Rise = v.(int); return nil }},
+		func(o *Options, v any) error { o.Rise = v.(int); return nil },
+		func(o Options) any { return o.Rise }},
 	{key("app_check_fall", setting.Int, strconv.Itoa(DefaultFall), "failing app checks in a row that make a ready server failing (kept, not ready)",
 		func(k *setting.Key) { k.Min, k.Max = "1", "100" }),
-		func(o *Options, v any) error { o.Fall = v.(int); return nil }},
+		func(o *Options, v any) error { o.Fall = v.(int); return nil },
+		func(o Options) any { return o.Fall }},
 	{key("app_check_concurrency", setting.Int, strconv.Itoa(DefaultConcurrency), "app checks in flight at once at most",
 		func(k *setting.Key) { k.Min, k.Max = "1", "4096" }),
-		func(o *Options, v any) error { o.Concurrency = v.(int); return nil }},
+		func(o *Options, v any) error { o.Concurrency = v.(int); return nil },
+		func(o Options) any { return o.Concurrency }},
 	{key("app_check_jitter", setting.Float, strconv.FormatFloat(DefaultJitter, 'f', -1, 64), "spread of the app checks, a fraction of app_check_interval: 0 checks every server on a fixed beat, 0.2 moves each check by up to ±20%",
 		func(k *setting.Key) { k.Min, k.Max = "0", "1" }),
-		func(o *Options, v any) error { o.Jitter = v.(float64); return nil }},
+		func(o *Options, v any) error { o.Jitter = v.(float64); return nil },
+		func(o Options) any { return o.Jitter }},
 	{key("app_check_tls_server_name", setting.String, "", "https app check: the name sent in SNI and verified in the certificate (empty: the server's IP address, which the certificate must then hold)",
 		func(k *setting.Key) {
 			k.Pattern, k.PatternHint, k.MaxLen = `[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?`, "want a DNS name such as app.example.com", 253
 		}),
-		func(o *Options, v any) error { o.TLSServerName = v.(string); return nil }},
+		func(o *Options, v any) error { o.TLSServerName = v.(string); return nil },
+		func(o Options) any { return o.TLSServerName }},
 	{key("app_check_ca_file", setting.String, "", "https app check: PEM file of the CAs to trust (empty: the system roots)"),
-		func(o *Options, v any) error { o.CAFile = v.(string); return nil }},
+		func(o *Options, v any) error { o.CAFile = v.(string); return nil },
+		func(o Options) any { return o.CAFile }},
 	{key("app_check_tls_insecure", setting.Bool, "false", "https app check: do not verify the server's certificate (an explicit opt-in, warned about at start)"),
-		func(o *Options, v any) error { o.InsecureSkipVerify = v.(bool); return nil }},
+		func(o *Options, v any) error { o.InsecureSkipVerify = v.(bool); return nil },
+		func(o Options) any { return o.InsecureSkipVerify }},
 }
 
 // ErrNoField is returned by Options.Set for a name that is no app check
@@ -204,9 +222,16 @@ func DefaultOptions() Options {
 // Enabled reports whether o checks anything.
 func (o Options) Enabled() bool { return o.Kind != "" && o.Kind != None }
 
-// Validate checks the rules that span keys; each problem names its keys.
+// Validate checks o: when o is enabled, each field against its key's
+// bounds (as Set would, so Options built in code meet the bounds a file or
+// flag must meet), the status list and the path of an http or https check;
+// and, whatever the kind, the rules that span keys. Each problem names its
+// keys; all of them are joined.
 func (o Options) Validate() error {
 	var errs []error
+	if o.Enabled() {
+		errs = o.validateFields()
+	}
 	if o.Enabled() && o.Timeout > o.Interval {
 		errs = append(errs, fmt.Errorf("app_check_timeout %s must not exceed app_check_interval %s: one server's checks never overlap", o.Timeout, o.Interval))
 	}
@@ -217,6 +242,60 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("app_check_tls_server_name, app_check_ca_file and app_check_tls_insecure apply to app_check https only, not %s", o.Kind))
 	}
 	return errors.Join(errs...)
+}
+
+// validateFields checks each field of an enabled o against its key.
+func (o Options) validateFields() []error {
+	var errs []error
+	for _, f := range fields {
+		if f.get == nil {
+			continue
+		}
+		if err := f.Check(f.get(o)); err != nil {
+			var ve *setting.ValueError
+			shown := fmt.Sprint(f.get(o))
+			if errors.As(err, &ve) && ve.Value != "" {
+				shown = ve.Value
+			}
+			errs = append(errs, fmt.Errorf("%s: bad value %q: %w", f.Name, shown, err))
+		}
+	}
+	if math.IsNaN(o.Jitter) {
+		errs = append(errs, fmt.Errorf("app_check_jitter: bad value NaN: want a fraction 0 <= f <= 1"))
+	}
+	if o.Kind != HTTP && o.Kind != HTTPS {
+		return errs
+	}
+	if len(o.Status) == 0 {
+		errs = append(errs, fmt.Errorf("app_check_status: empty: no status would pass the check"))
+	}
+	for _, r := range o.Status {
+		if r.Min < 100 || r.Max > 599 || r.Min > r.Max {
+			errs = append(errs, fmt.Errorf("app_check_status: bad range %d-%d: want HTTP status codes 100..599, low to high", r.Min, r.Max))
+		}
+	}
+	if o.Path != "" {
+		if _, err := requestURL(o.Path); err != nil {
+			errs = append(errs, fmt.Errorf("app_check_path: bad value %q: %w", o.Path, err))
+		}
+	}
+	return errs
+}
+
+// requestURL parses path, the request path (and query) of an http check,
+// into a URL whose Scheme and Host the check fills in. It is parsed after
+// a host of its own so that "//name/x" stays a path and never names a
+// host.
+func requestURL(path string) (*url.URL, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, errors.New("want a path starting with /")
+	}
+	u, err := url.Parse("http://h" + path)
+	if err != nil || u.Host != "h" || u.User != nil {
+		return nil, errors.New("want a path and query, such as /healthz or /status?full=1")
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u, nil
 }
 
 // ParseStatus parses app_check_status: HTTP status codes (100..599) and
@@ -253,9 +332,15 @@ func statusRange(lo, hi string, isRange bool) (StatusRange, error) {
 	return StatusRange{a, b}, nil
 }
 
+// statusCode parses a status code: three decimal digits, 100..599 (not
+// "+200" or "0200", which strconv.Atoi would take).
 func statusCode(s string) (int, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 100 || n > 599 {
+	t := strings.TrimSpace(s)
+	if len(t) != 3 || strings.Trim(t, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is no status code", s)
+	}
+	n, _ := strconv.Atoi(t)
+	if n < 100 || n > 599 {
 		return 0, fmt.Errorf("%q is no status code", s)
 	}
 	return n, nil
