@@ -1,7 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +15,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/builtin"
 	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
+	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
 // TestFoldConsulCheck: the deprecated consul_check keys keep old
@@ -104,5 +111,93 @@ func TestConfigCheckFoldsConsulCheck(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, nil, "config", "check"); code != 0 || strings.Contains(errOut, "deprecated") {
 		t.Errorf("defaults: exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// TestConfigCheckAppCheck: config check refuses what the app check would
+// refuse at start (an unreadable CA file), naming the key and its source.
+func TestConfigCheckAppCheck(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "ca.pem")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"http with a path", []string{"--app-check", "http", "--app-check-path", "/healthz"}, 0, "configuration ok"},
+		{"an unreadable CA file", []string{"--app-check", "https", "--app-check-ca-file", missing}, 2, "app_check_ca_file (flag --app-check-ca-file) " + strconv.Quote(missing)},
+		{"timeout above interval", []string{"--app-check", "tcp", "--app-check-interval", "1s"}, 2,
+			"app_check_timeout (default) 2s must not exceed app_check_interval (flag --app-check-interval) 1s"},
+		{"sd_targets", []string{"--sd-targets", "some"}, 2, `sd_targets (flag --sd-targets): bad value "some": want one of ready, all`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, nil, append([]string{"config", "check"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+				t.Errorf("exit %d, want %d with %q\nstdout: %s\nstderr: %s", code, tc.code, tc.want, out, errOut)
+			}
+		})
+	}
+}
+
+// TestDoctorAppCheck: doctor checks each server found once and prints a
+// line per server with the check's output and how many pass.
+func TestDoctorAppCheck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := netip.MustParseAddrPort(closed.Addr().String())
+	closed.Close() // nothing listens there now: connection refused
+	serving := netip.MustParseAddrPort(ln.Addr().String())
+	o := appcheck.DefaultOptions()
+	o.Kind = appcheck.TCP
+	c, err := appcheck.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := func(ap netip.AddrPort) discover.Server { return discover.Server{IP: ap.Addr(), Port: ap.Port()} }
+	for _, tc := range []struct {
+		name    string
+		servers []discover.Server
+		passed  int
+		want    []string
+	}{
+		{"one passes, one fails", []discover.Server{srv(serving), srv(refused)}, 1, []string{
+			"== app check (tcp, timeout 2s; rise 2, fall 3, every 10s in `bridge run`)",
+			serving.String() + "  pass    TCP connect: ok in",
+			refused.String() + "  fail    TCP connect: connection refused",
+			"1 of 2 servers pass"}},
+		{"none found", nil, 0, []string{"no server to check"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			passed, err := doctorAppCheck(context.Background(), &buf, c, tc.servers)
+			if err != nil || passed != tc.passed {
+				t.Fatalf("passed %d, %v; want %d", passed, err, tc.passed)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, buf.String())
+				}
+			}
+		})
+	}
+	cfg := loadTestConfig(t, "DISCOVERY_CLIENT_APP_CHECK", "http", "DISCOVERY_CLIENT_APP_CHECK_PATH", "/healthz")
+	if h := appCheckHint(cfg); !strings.Contains(h, "GET /healthz answers a status in app_check_status (200-399)") || !strings.Contains(h, "default_port 8000") {
+		t.Errorf("hint %q", h)
 	}
 }

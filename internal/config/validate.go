@@ -69,6 +69,18 @@ func (c *Config) ValidateAppCheck() error {
 	if err == nil {
 		return nil
 	}
+	return c.AppCheckSources(err)
+}
+
+// AppCheckSources returns err (each error it joins) with every app check
+// key its message names followed by the key's source, for errors of
+// pkg/appcheck that name keys but cannot know where their values came
+// from (appcheck.New: "app_check_ca_file (flag --app-check-ca-file)
+// "/ca.pem": no such file"). Nil for nil.
+func (c *Config) AppCheckSources(err error) error {
+	if err == nil {
+		return nil
+	}
 	var errs []error
 	for _, e := range unjoin(err) {
 		errs = append(errs, errors.New(c.withSources(e.Error())))
