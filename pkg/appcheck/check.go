@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -76,8 +75,8 @@ type Checker struct {
 	timeout string
 	dialer  net.Dialer
 	// http and https checks:
-	base      *url.URL // Path and query; Scheme and Host set per check
-	transport *http.Transport
+	base *url.URL    // Path and query; Scheme and Host set per check
+	tls  *tls.Config // https: ServerName empty means the address checked
 }
 
 // New returns a Checker for o. It validates o (o.Validate), parses the
@@ -113,30 +112,11 @@ func New(o Options) (*Checker, error) {
 	c.prefix = "HTTP GET " + o.Path
 	if o.Kind == HTTPS {
 		c.prefix = "HTTPS GET " + o.Path
-	}
-	c.transport = &http.Transport{
-		// No proxy, and every connection goes to the address checked
-		// (dial), whatever the URL says.
-		Proxy:       nil,
-		DialContext: c.dial,
-		// No idle connections: 10,000 servers must not hold 10,000
-		// descriptors between checks.
-		DisableKeepAlives:      true,
-		DisableCompression:     true,
-		TLSHandshakeTimeout:    o.Timeout,
-		ResponseHeaderTimeout:  o.Timeout,
-		MaxResponseHeaderBytes: maxHeaderBytes,
-		WriteBufferSize:        1 << 10,
-		ReadBufferSize:         MaxBody,
-	}
-	c.transport.Protocols = new(http.Protocols)
-	c.transport.Protocols.SetHTTP1(true)
-	if o.Kind == HTTPS {
 		cfg, err := tlsConfig(o)
 		if err != nil {
 			return nil, err
 		}
-		c.transport.TLSClientConfig = cfg
+		c.tls = cfg
 	}
 	return c, nil
 }
@@ -181,7 +161,7 @@ func (c *Checker) Check(ctx context.Context, addr netip.AddrPort) Result {
 	if c.o.Kind == TCP {
 		r = c.checkTCP(ctx, cctx, addr)
 	} else {
-		r = c.checkHTTP(ctx, context.WithValue(cctx, targetKey{}, addr))
+		r = c.checkHTTP(ctx, cctx, addr)
 	}
 	r.At = start
 	r.Latency = time.Since(start)
@@ -206,21 +186,6 @@ func (c *Checker) failure(ctx, cctx context.Context, err error) string {
 		return c.timeout
 	}
 	return reasonOf(err)
-}
-
-// targetKey carries the address an http check may connect to in its
-// context: dial connects there and nowhere else.
-type targetKey struct{}
-
-// dial connects to the address being checked, whatever addr the
-// transport asks for (the URL of a followed redirect names the same
-// server, possibly by the TLS server name, which is never resolved).
-func (c *Checker) dial(ctx context.Context, network, _ string) (net.Conn, error) {
-	target, ok := ctx.Value(targetKey{}).(netip.AddrPort)
-	if !ok {
-		return nil, errors.New("appcheck: a connection outside a check")
-	}
-	return c.dialer.DialContext(ctx, network, target.String())
 }
 
 // CheckServers checks each of servers once, concurrently (at most

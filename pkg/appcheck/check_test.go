@@ -359,7 +359,7 @@ func TestHostileServer(t *testing.T) {
 		{"redirect elsewhere", "HTTP/1.1 302 EVIL\r\nLocation: http://EVIL/EVIL\r\nContent-Length: 0\r\n\r\n", true, 302, "302 Found (redirect to another host not followed)"},
 		{"nothing", "", false, 0, "connection closed early"},
 		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nEVIL", false, 200, "200 OK, reading the body: connection closed early"},
-		{"huge header", "HTTP/1.1 200 OK\r\nX-Evil: " + strings.Repeat("EVIL", 10<<10) + "\r\n\r\n", false, 0, "no valid HTTP response"},
+		{"huge header", "HTTP/1.1 200 OK\r\nX-Evil: " + strings.Repeat("EVIL", 10<<10) + "\r\n\r\n", false, 0, "response headers too large"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := rawServer(t, tt.reply)

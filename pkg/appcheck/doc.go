@@ -55,8 +55,9 @@
 // The servers checked may be hostile; the rules:
 //
 //   - A check connects only to the address it is given (every connection
-//     of an http check is dialled to it, whatever a URL names); the
-//     bridge gives only servers it discovered and admitted.
+//     of an http check, a followed redirect's too, is dialled to it,
+//     whatever the URL names); the bridge gives only servers it
+//     discovered and admitted.
 //   - Redirects are followed at most MaxRedirects times, and only when
 //     the Location names the same scheme, host (the IP address, or
 //     TLSServerName) and port; any other redirect is not followed: the 3xx
@@ -68,8 +69,20 @@
 //   - Reason and Output never hold bytes the server sent (not its reason
 //     phrase, a header, the body, nor an error text quoting them): they are
 //     chosen from the error's type and the status code's standard text.
-//   - No connection outlives its check (no keep-alive, no idle pool), so
-//     checking 10,000 servers holds no descriptor between checks.
+//   - No connection outlives its check: each exchange has a connection of
+//     its own ("Connection: close"), closed when the check ends, and no
+//     pool holds any, so checking 10,000 servers holds no descriptor
+//     between checks. A tcp check closes with a reset (SO_LINGER 0), as
+//     health checkers commonly do, so that 10,000 checks every 10 s leave
+//     no TIME_WAIT sockets behind.
+//   - One deadline, Options.Timeout, bounds the whole check: connect,
+//     TLS handshake, request, headers and body.
 //   - Requests carry the User-Agent UserAgent, and Host: TLSServerName
-//     when set, else the address checked (ip:port).
+//     when set, else the address checked (ip:port). HTTP/1.1 only.
+//
+// An http check runs on its caller's goroutine with net/http's wire code
+// (Request.Write, ReadResponse) rather than an http.Transport, whose pool
+// would never reuse a connection here and whose per-connection goroutines
+// cost a third of an http check's CPU time (10,000 checks: about 1.0 s
+// instead of 1.45 s on the benchmark's loopback).
 package appcheck

@@ -53,6 +53,8 @@ func reasonOf(err error) string {
 	switch {
 	case err == nil:
 		return "failed"
+	case errors.Is(err, errTooLarge):
+		return "response headers too large"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET):

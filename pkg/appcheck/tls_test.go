@@ -1,6 +1,7 @@
 package appcheck_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -196,5 +197,37 @@ func TestCAFile(t *testing.T) {
 		if _, err := appcheck.New(o); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("New with CA file %s = %v, want %q...", tt.file, err, tt.want)
 		}
+	}
+}
+
+// TestHTTPCanceled: the caller's context ending cuts an exchange short,
+// over plain HTTP and over TLS, long before the check's deadline.
+func TestHTTPCanceled(t *testing.T) {
+	ca := newCA(t, "ca")
+	for _, kind := range []appcheck.Kind{appcheck.HTTP, appcheck.HTTPS} {
+		t.Run(string(kind), func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				<-r.Context().Done()
+			}))
+			edit := func(o *appcheck.Options) { o.Timeout, o.Interval = time.Minute, time.Minute }
+			if kind == appcheck.HTTPS {
+				srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf(t)}}
+				srv.StartTLS()
+				edit = func(o *appcheck.Options) { o.Timeout, o.Interval, o.CAFile = time.Minute, time.Minute, ca.file }
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			c := newChecker(t, kind, edit)
+			ctx, cancel := context.WithCancel(t.Context())
+			go func() {
+				<-arrived
+				cancel()
+			}()
+			r := c.Check(ctx, serverAddr(t, srv))
+			checkResult(t, r, false, 0, "canceled", strings.ToUpper(string(kind))+" GET /")
+		})
 	}
 }
