@@ -148,7 +148,7 @@ var goodValues = []valuesCase{
 	{config: []string{"scan_cidrs={10.0.0.0/24,10.1.0.0/24}", "scan_rate=200", "retries=100"}},
 	{config: []string{"interfaces_regex=eth[0-9]+", "interfaces_cidrs={192.168.0.0/16}", "interfaces_can_reach=192.168.1.1"}},
 	{config: []string{"consul_check=http", "consul_http_path=/health", "consul_check_interval=5s"}},
-	{config: []string{"app_check=http", "app_check_path=/healthz", "app_check_status=200-299,301", "sd_targets=all"}},
+	{config: []string{"app_check=http", "app_check_path=/healthz", "app_check_status=200-299", "sd_targets=all"}},
 	{config: []string{"consul_check=tcp", "app_check=tcp", "app_check_interval=30s", "app_check_timeout=1"}},
 	{config: []string{"sinks={consul,stdout}", "log_level=debug"}},
 	{config: []string{"sinks={file}", "file_path=/var/lib/bridge/servers.json"}},

@@ -2,7 +2,9 @@
 // round every interval, turns each round into a plan with internal/plan, and hands
 // the resulting snapshot to every sink through a per-sink worker that never
 // holds up the loop or the other sinks. While a round runs, the servers it
-// reports as they arrive are added at once (early.go).
+// reports as they arrive are added at once (early.go). With an app check,
+// every snapshot carries each server's health and a health transition
+// reaches the sinks between rounds (appcheck.go).
 //
 // It also implements --once and --dry-run, graceful shutdown, the loop's
 // Prometheus metrics and the /healthz and /readyz endpoints.
