@@ -36,7 +36,11 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			"Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
 			"the loop. SIGTERM/SIGINT/SIGHUP: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
 			"--once: one round, apply once at its end, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each round's plan\n" +
-			"as JSON lines at its end; with --once, exit 3 when a registry differs from what discovery sees.",
+			"as JSON lines at its end; with --once, exit 3 when a registry differs from what discovery sees.\n" +
+			"--app-check tcp, http or https: the bridge checks each held server's app; discovery decides whether a server is held, the\n" +
+			"check whether every sink calls it ready (rise/fall hysteresis; a transition reaches the sinks at once). With --once each\n" +
+			"server found is checked once after the round and that result decides ready or failing for the one apply. /readyz does not\n" +
+			"depend on the apps' checks.",
 		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},
@@ -70,6 +74,11 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if err != nil {
 				return usageErr(err)
 			}
+			checks, err := startAppChecks(c.Context, cfg, once, dry, log, promReg)
+			if err != nil {
+				return usageErr(err)
+			}
+			defer checks.stop()
 			metrics := runner.NewMetrics(promReg)
 			web := httpOptions{bounds: defaultHTTPBounds(), metrics: connlimit.NewMetrics(promReg), log: log}
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
@@ -106,6 +115,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				// pages now rather than hold them through the idle interval.
 				AfterRound: debug.FreeOSMemory,
 				Encryption: client.Options().Key != nil,
+				Checker:    checks.checker, Probe: checks.probe, ProbeConcurrency: cfg.AppCheck.Concurrency,
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {
