@@ -18,6 +18,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/connlimit"
+	"github.com/udp-discovery-bridge/bridge/internal/explain"
 	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
@@ -70,7 +71,8 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 				runner.NewBuildInfo(bridgeVersion(), bi))
 			id := bridgeIdentity(cfg)
-			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment})
+			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment,
+				AppCheck: cfg.AppCheck.Enabled()})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -98,6 +100,16 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 					defer stopSD()
 				}
 			}
+			var board *explain.Board
+			if cfg.DebugEndpoint && !once {
+				token, err := promSDToken(cfg)
+				if err != nil {
+					return usageErr(err)
+				}
+				board = newBoard(cfg, id, checks.sched, sinks)
+				handler = debugHandler(board, token, handler)
+				log.Info().Str("path", explain.Path).Bool("bearer_token", token != nil).Msg("debug endpoint on: bridge explain can ask this bridge")
+			}
 			if cfg.MetricsAddr != "" && !once {
 				stopHTTP, err := serveHTTP(c.Context, "metrics_addr", cfg.MetricsAddr, handler, web)
 				if err != nil {
@@ -116,6 +128,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				AfterRound: debug.FreeOSMemory,
 				Encryption: client.Options().Key != nil,
 				Checker:    checks.checker, Probe: checks.probe, ProbeConcurrency: cfg.AppCheck.Concurrency,
+				Board: boardOf(board),
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {

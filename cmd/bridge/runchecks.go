@@ -17,9 +17,10 @@ import (
 
 // appChecks is what `bridge run` hands the runner for app_check.
 type appChecks struct {
-	checker runner.Checker // the scheduler (the loop, --dry-run included); nil otherwise
-	probe   runner.Probe   // one check per server (--once); nil otherwise
-	stop    func()         // stops the scheduler and waits for it
+	checker runner.Checker  // the scheduler (the loop, --dry-run included); nil otherwise
+	sched   *checker.Checks // the same scheduler, for bridge explain
+	probe   runner.Probe    // one check per server (--once); nil otherwise
+	stop    func()          // stops the scheduler and waits for it
 }
 
 // startAppChecks builds the app checks of cfg: nothing with app_check
@@ -50,7 +51,7 @@ func startAppChecks(ctx context.Context, cfg *config.Config, once, dry bool, log
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.Run(ctx) })
-	a.checker, a.stop = checks, func() { cancel(); wg.Wait() }
+	a.checker, a.sched, a.stop = checks, checks, func() { cancel(); wg.Wait() }
 	return a, nil
 }
 

@@ -44,6 +44,9 @@ type Config struct {
 	MaxServers  int
 	Sinks       []string
 	MetricsAddr string
+	// DebugEndpoint serves `bridge explain`'s reports on MetricsAddr
+	// (debug_endpoint).
+	DebugEndpoint bool
 	// AppCheck holds the app check keys' values (pkg/appcheck's Keys):
 	// how the bridge checks each server's app, which decides its
 	// readiness in every sink. Its Kind is appcheck.None by default.

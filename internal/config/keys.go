@@ -81,6 +81,8 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "this bridge's identity in registries, read by every sink that keeps a fleet (consul, kubernetes; default: the host name)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
 			Usage: "listen address for /metrics, /healthz, /readyz; the default :9108 listens on every interface, 127.0.0.1:9108 on loopback only (empty disables)"},
+		{Name: "debug_endpoint", Flag: "debug-endpoint", Env: []string{"DISCOVERY_CLIENT_DEBUG_ENDPOINT"}, Default: "false", Kind: KindBool, Group: GroupRun,
+			Usage: "serve /debug/explain on metrics_addr for `bridge explain` (why a server is, or is not, ready); it needs the prometheus_sd token when one is set"},
 	}...)
 	// App check (pkg/appcheck, run by internal/checker).
 	keys = append(keys, appcheck.Keys()...)

@@ -191,6 +191,7 @@ func (p *parser) fill(c *Config) {
 	c.MaxServers = p.integer("max_servers")
 	c.Sinks = p.list("sinks")
 	c.MetricsAddr = p.str("metrics_addr")
+	c.DebugEndpoint = p.boolean("debug_endpoint")
 	c.AppCheck = appcheck.DefaultOptions()
 	for _, k := range appcheck.Keys() {
 		v, ok := p.typed(k.Name, k.Kind)

@@ -35,6 +35,8 @@ func TestPrometheusSDKeys(t *testing.T) {
 			"prometheus_sd (flag --prometheus-sd): /sd/prometheus is served on metrics_addr, which is empty (disabled): set metrics_addr (flag --metrics-addr) or prometheus_sd_addr"},
 		{"not a boolean", map[string]any{"prometheus_sd": "maybe"}, `prometheus_sd (flag --prometheus-sd): bad value "maybe"`},
 		{"sd_targets neither ready nor all", map[string]any{"sd_targets": "failing"}, `sd_targets (flag --sd-targets): bad value "failing": want one of ready, all`},
+		{"debug endpoint without a server", map[string]any{"debug_endpoint": "true", "metrics_addr": ""},
+			"debug_endpoint (flag --debug-endpoint): /debug/explain is served on metrics_addr, which is empty (disabled): set metrics_addr (flag --metrics-addr)"},
 	} {
 		_, err := Load(Inputs{Flags: tc.flags})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

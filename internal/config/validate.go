@@ -44,6 +44,10 @@ func (c *Config) validate() error {
 	if c.PrometheusSD.Token != "" && c.PrometheusSD.TokenFile != "" {
 		errs = append(errs, fmt.Errorf("%s and %s: set one, not both", c.origin("prometheus_sd_token"), c.origin("prometheus_sd_token_file")))
 	}
+	if c.DebugEndpoint && c.MetricsAddr == "" {
+		errs = append(errs, fmt.Errorf("%s: /debug/explain is served on metrics_addr, which is empty (disabled): set %s",
+			c.origin("debug_endpoint"), c.origin("metrics_addr")))
+	}
 	if c.PrometheusSD.Enabled && c.PrometheusSD.Addr == "" && c.MetricsAddr == "" {
 		errs = append(errs, fmt.Errorf("%s: %s is served on metrics_addr, which is empty (disabled): set %s or prometheus_sd_addr",
 			c.origin("prometheus_sd"), PrometheusSDPath, c.origin("metrics_addr")))

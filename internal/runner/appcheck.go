@@ -38,10 +38,14 @@ type Checker interface {
 // rise or fall.
 type Probe func(ctx context.Context, addr netip.AddrPort) endpoint.Check
 
-// setTargets hands the planner's held set (eps, sorted) to the Checker.
+// setTargets hands the planner's held set (eps, sorted) to the Checker,
+// and the planner's state to the Board.
 func (r *runner) setTargets(eps []endpoint.Endpoint) {
 	if r.cfg.Checker != nil {
 		r.cfg.Checker.SetTargets(eps)
+	}
+	if r.cfg.Board != nil {
+		r.cfg.Board.Planned(r.round, r.state)
 	}
 }
 

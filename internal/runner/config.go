@@ -52,6 +52,16 @@ type Inventory interface {
 	Failed(err error)
 }
 
+// Board is told what the bridge holds, for `bridge explain`
+// (internal/explain): the planner's state whenever the held set changed,
+// each sink as its worker is made, and the outcome of every apply. Its
+// methods must not block: the loop and the workers call them.
+type Board interface {
+	Planned(round uint64, s plan.State)
+	AddSink(name string, s sink.Sink)
+	Applied(name string, s endpoint.Snapshot, err error)
+}
+
 // BackoffConfig bounds the capped exponential backoff (with jitter) between
 // retries of a failed sink Apply. Zero values take the defaults.
 type BackoffConfig struct {
@@ -140,6 +150,9 @@ type Config struct {
 	// them the held set again at once (not with DryRun). Nil: no app
 	// checks, every held server is ready.
 	Checker Checker
+	// Board, when set, is told what the bridge holds, for `bridge
+	// explain` (internal/explain).
+	Board Board
 	// Probe, when set with Once, checks each server the round found once
 	// after the round; that result makes it ready or failing for the one
 	// apply. ProbeConcurrency bounds the checks in flight (default

@@ -41,6 +41,7 @@ max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, 
 removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
 max_servers: {env: DISCOVERY_CLIENT_MAX_SERVERS, kind: int, default: "10000"}
 sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
+debug_endpoint: {env: DISCOVERY_CLIENT_DEBUG_ENDPOINT, kind: bool, default: "false"}
 app_check: {env: DISCOVERY_CLIENT_APP_CHECK, kind: string, default: "none"}
 app_check_path: {env: DISCOVERY_CLIENT_APP_CHECK_PATH, kind: string, default: "/"}
 app_check_status: {env: DISCOVERY_CLIENT_APP_CHECK_STATUS, kind: string, default: "200-399"}
