@@ -129,6 +129,10 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				Encryption: client.Options().Key != nil,
 				Checker:    checks.checker, Probe: checks.probe, ProbeConcurrency: cfg.AppCheck.Concurrency,
 				Board: boardOf(board),
+				// The servers held at start-up are checked at once; their
+				// first verdicts come within a timeout, two when the
+				// first checks queue behind hung ones.
+				FirstVerdictWait: 2*cfg.AppCheck.Timeout + time.Second,
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {

@@ -128,3 +128,58 @@ func (r *runner) checkOnce(ctx context.Context, snap endpoint.Snapshot) endpoint
 	snap.Endpoints = eps
 	return snap
 }
+
+// InitialChecker is a Checker that treats the servers held at start-up
+// apart (internal/checker): checked at once, ready at their first passing
+// check, and Settled closed once each had its first result.
+type InitialChecker interface {
+	SetInitialTargets(eps []endpoint.Endpoint)
+	Settled() <-chan struct{}
+}
+
+// initialTargets hands the first completed round's held set to the
+// Checker and, when it is an InitialChecker, waits up to
+// FirstVerdictWait (not with DryRun) for each server's first verdict
+// before the round's snapshot goes to the sinks. A restarted bridge then
+// hands its registries each server's verdict, not "pending" for all of
+// them, which in Consul would take every server out of ?passing until its
+// checks rose again.
+func (r *runner) initialTargets(ctx context.Context, eps []endpoint.Endpoint) {
+	ic, ok := r.cfg.Checker.(InitialChecker)
+	if !ok {
+		r.setTargets(eps)
+		return
+	}
+	ic.SetInitialTargets(eps)
+	if r.cfg.Board != nil {
+		r.cfg.Board.Planned(r.round, r.state)
+	}
+	if r.cfg.DryRun || r.cfg.FirstVerdictWait <= 0 || len(eps) == 0 {
+		return
+	}
+	start := r.clock.Now()
+	t := r.clock.NewTimer(r.cfg.FirstVerdictWait)
+	defer t.Stop()
+	settled := true
+	select {
+	case <-ic.Settled():
+	case <-t.C():
+		settled = false
+	case <-ctx.Done():
+		return
+	}
+	s := r.decorate(endpoint.Snapshot{Endpoints: eps})
+	var n [3]int
+	for _, e := range s.Endpoints {
+		if int(e.Check.State) < len(n) {
+			n[e.Check.State]++
+		}
+	}
+	ev := r.log.Info()
+	if !settled {
+		ev = r.log.Warn()
+	}
+	ev.Uint64("round", r.round).Int("servers", len(eps)).Int("ready", n[endpoint.Ready]).Int("failing", n[endpoint.Failing]).
+		Int("pending", n[endpoint.Pending]).Dur("took", r.clock.Now().Sub(start)).Bool("all_checked", settled).
+		Msg("first app check verdicts of the servers held at start-up (ready at their first passing check); handing the round to the sinks")
+}

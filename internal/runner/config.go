@@ -150,6 +150,10 @@ type Config struct {
 	// them the held set again at once (not with DryRun). Nil: no app
 	// checks, every held server is ready.
 	Checker Checker
+	// FirstVerdictWait is how long the first completed round's snapshot
+	// waits for the app checks' first verdicts on the servers it holds,
+	// when the Checker is an InitialChecker (0: no wait).
+	FirstVerdictWait time.Duration
 	// Board, when set, is told what the bridge holds, for `bridge
 	// explain` (internal/explain).
 	Board Board

@@ -44,6 +44,9 @@ type runner struct {
 	completed  bool      // a round completed since start-up (early adds are on)
 	lastRound  uint64    // the last completed round (health transitions are posted with it)
 	limiting   bool      // the last completed round refused new servers at a limit
+	// initialDone: the first completed round's held set went to the
+	// Checker (initialTargets).
+	initialDone bool
 }
 
 // Run runs the loop until ctx is cancelled (or one round with Once).
@@ -125,7 +128,12 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 		}
 		if ok {
 			snap := p.Snapshot()
-			r.setTargets(snap.Endpoints)
+			if !r.initialDone {
+				r.initialDone = true
+				r.initialTargets(ctx, snap.Endpoints)
+			} else {
+				r.setTargets(snap.Endpoints)
+			}
 			r.drainChanged()
 			snap = r.decorate(snap)
 			if r.cfg.DryRun {
