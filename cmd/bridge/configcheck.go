@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
@@ -28,7 +29,8 @@ func configCheckCommand(schema *config.Schema) *cli.Command {
 		Name:  "check",
 		Usage: "validate the configuration of `bridge run` (same flags, environment and --config file) without sending anything",
 		Description: "Loads every key as `bridge run` does, applies the run's rules (the sinks' settings, interval above timeout,\n" +
-			"the discovery options; with encryption on it reads and parses the Fernet key), prints \"configuration ok\" and exits 0;\n" +
+			"the discovery options, the app check; with encryption on it reads and parses the Fernet key, with app_check https the\n" +
+			"CA file), folds the deprecated consul_check keys into app_check (warning once), prints \"configuration ok\" and exits 0;\n" +
 			"else prints every problem, naming the key, the value and its source, and exits 2. It sends no probe, contacts no\n" +
 			"registry and opens no socket (sinks are not started), so it is safe anywhere, e.g. before a deploy or in CI.",
 		Flags: keyFlags(schema, config.GroupDiscovery, config.GroupRun),
@@ -46,6 +48,13 @@ func configCheckCommand(schema *config.Schema) *cli.Command {
 			// runs, and has nothing to log here (nil: no logger).
 			if _, err := discover.New(opts, iface.OS(), nil, clock.Real()); err != nil {
 				return usageErr(err)
+			}
+			// appcheck.New reads app_check_ca_file, as `bridge run` does
+			// at start.
+			if cfg.AppCheck.Enabled() {
+				if _, err := appcheck.New(cfg.AppCheck); err != nil {
+					return usageErr(cfg.AppCheckSources(err))
+				}
 			}
 			fmt.Fprintln(c.App.Writer, "configuration ok")
 			return nil

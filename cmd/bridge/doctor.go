@@ -13,6 +13,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
@@ -20,8 +21,12 @@ import (
 func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 	return &cli.Command{
 		Name:  "doctor",
-		Usage: "check interfaces, run one discovery round and say what to try when nothing is found; check the sinks' access",
-		Description: "With the run's sink settings (--sink consul and the consul_* keys) doctor also tries each Consul operation the\n" +
+		Usage: "check interfaces, run one discovery round and say what to try when nothing is found; check the servers' apps and the sinks' access",
+		Description: "With --app-check tcp, http or https doctor checks each server the round found once, as `bridge run` would, and\n" +
+			"prints one line per server with the check's output. A failing app check is the server's problem, not the bridge's:\n" +
+			"it is reported and changes the exit code only when servers were found and none passes (exit 1, as when none is\n" +
+			"found: no server would be ready in any sink).\n" +
+			"With the run's sink settings (--sink consul and the consul_* keys) doctor also tries each Consul operation the\n" +
 			"mode needs and prints, for each one Consul refuses, the exact ACL rule to add. It changes nothing the bridge does not\n" +
 			"own: catalog writes are sent in transactions that roll back; it creates and destroys a session on the fleet's node and\n" +
 			"writes and deletes <consul_kv_prefix>/doctor/<bridge_id>. Exit 4 when a sink operation is refused or fails.",
@@ -30,6 +35,15 @@ func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			cfg, err := loadConfig(c, schema)
 			if err != nil {
 				return err
+			}
+			if err := foldDeprecated(c, cfg); err != nil {
+				return err
+			}
+			var checker *appcheck.Checker
+			if cfg.AppCheck.Enabled() {
+				if checker, err = appcheck.New(cfg.AppCheck); err != nil {
+					return usageErr(cfg.AppCheckSources(err))
+				}
 			}
 			log := newLogger(c, cfg)
 			w := c.App.Writer
@@ -72,7 +86,21 @@ func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 					return runtimeErr(err)
 				}
 			}
+			appsFailing := false
+			if checker != nil && roundErr == nil {
+				passed, err := doctorAppCheck(c.Context, w, checker, res.Servers)
+				if err != nil {
+					return runtimeErr(err)
+				}
+				if err := interrupted(c.Context); err != nil {
+					return err
+				}
+				appsFailing = passed == 0 && len(res.Servers) > 0
+			}
 			hints := doctorHints(cfg, sel, res, roundErr)
+			if appsFailing {
+				hints = append(hints, appCheckHint(cfg))
+			}
 			if len(hints) > 0 {
 				fmt.Fprintln(w, "\n== what to try")
 				for _, h := range hints {
@@ -90,7 +118,7 @@ func doctorCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if !sinksOK {
 				return quietExit(exitInternal)
 			}
-			if roundErr != nil || len(res.Servers) == 0 {
+			if roundErr != nil || len(res.Servers) == 0 || appsFailing {
 				return quietExit(exitNone)
 			}
 			return nil

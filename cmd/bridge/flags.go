@@ -169,7 +169,8 @@ func buildLogger(w io.Writer, level, format string) zerolog.Logger {
 }
 
 // loadRunConfig is loadConfig plus the rules of the sidecar loop (interval
-// above timeout): what `bridge run` and `bridge config check` accept.
+// above timeout) and the deprecated keys folded into their successors
+// (foldDeprecated): what `bridge run` and `bridge config check` accept.
 func loadRunConfig(c *cli.Context, schema *config.Schema) (*config.Config, error) {
 	cfg, err := loadConfig(c, schema)
 	if err != nil {
@@ -177,6 +178,9 @@ func loadRunConfig(c *cli.Context, schema *config.Schema) (*config.Config, error
 	}
 	if err := cfg.ValidateLoop(); err != nil {
 		return nil, usageErr(err)
+	}
+	if err := foldDeprecated(c, cfg); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

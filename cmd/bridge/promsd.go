@@ -66,7 +66,7 @@ func newPromSD(cfg *config.Config, id promsd.Identity, h http.Handler, log zerol
 	if err != nil {
 		return promSD{}, err
 	}
-	sd := promSD{targets: promsd.NewTargets(id)}
+	sd := promSD{targets: promsd.NewTargets(id, promsd.Selection(cfg.PrometheusSD.Targets))}
 	path := http.NewServeMux()
 	path.Handle(promsd.Path, sd.targets.Handler(token, log))
 	if cfg.PrometheusSD.Addr != "" {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/connlimit"
+	"github.com/udp-discovery-bridge/bridge/internal/explain"
 	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
@@ -36,7 +37,11 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			"Sinks apply the latest state asynchronously; a slow or unreachable sink never delays\n" +
 			"the loop. SIGTERM/SIGINT/SIGHUP: abandon the round, flush the sinks, deregister (--on-exit deregister), exit 0.\n" +
 			"--once: one round, apply once at its end, exit 0 (found) or 1 (none); a signal ends it with exit 130. --dry-run: apply nothing, print each round's plan\n" +
-			"as JSON lines at its end; with --once, exit 3 when a registry differs from what discovery sees.",
+			"as JSON lines at its end; with --once, exit 3 when a registry differs from what discovery sees.\n" +
+			"--app-check tcp, http or https: the bridge checks each held server's app; discovery decides whether a server is held, the\n" +
+			"check whether every sink calls it ready (rise/fall hysteresis; a transition reaches the sinks at once). With --once each\n" +
+			"server found is checked once after the round and that result decides ready or failing for the one apply. /readyz does not\n" +
+			"depend on the apps' checks.",
 		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},
@@ -66,10 +71,16 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 				runner.NewBuildInfo(bridgeVersion(), bi))
 			id := bridgeIdentity(cfg)
-			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment})
+			sinks, err := reg.Build(cfg, sink.Deps{Log: log, Out: c.App.Writer, Once: once, Registerer: promReg, BridgeID: id.BridgeID, Segment: id.Segment,
+				AppCheck: cfg.AppCheck.Enabled()})
 			if err != nil {
 				return usageErr(err)
 			}
+			checks, err := startAppChecks(c.Context, cfg, once, dry, log, promReg)
+			if err != nil {
+				return usageErr(err)
+			}
+			defer checks.stop()
 			metrics := runner.NewMetrics(promReg)
 			web := httpOptions{bounds: defaultHTTPBounds(), metrics: connlimit.NewMetrics(promReg), log: log}
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
@@ -89,6 +100,16 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 					defer stopSD()
 				}
 			}
+			var board *explain.Board
+			if cfg.DebugEndpoint && !once {
+				token, err := promSDToken(cfg)
+				if err != nil {
+					return usageErr(err)
+				}
+				board = newBoard(cfg, id, checks.sched, sinks)
+				handler = debugHandler(board, token, handler)
+				log.Info().Str("path", explain.Path).Bool("bearer_token", token != nil).Msg("debug endpoint on: bridge explain can ask this bridge")
+			}
 			if cfg.MetricsAddr != "" && !once {
 				stopHTTP, err := serveHTTP(c.Context, "metrics_addr", cfg.MetricsAddr, handler, web)
 				if err != nil {
@@ -106,6 +127,12 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				// pages now rather than hold them through the idle interval.
 				AfterRound: debug.FreeOSMemory,
 				Encryption: client.Options().Key != nil,
+				Checker:    checks.checker, Probe: checks.probe, ProbeConcurrency: cfg.AppCheck.Concurrency,
+				Board: boardOf(board),
+				// The servers held at start-up are checked at once; their
+				// first verdicts come within a timeout, two when the
+				// first checks queue behind hung ones.
+				FirstVerdictWait: 2*cfg.AppCheck.Timeout + time.Second,
 			})
 			if err != nil {
 				if errors.Is(err, runner.ErrInvalidConfig) {

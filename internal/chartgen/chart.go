@@ -61,4 +61,14 @@ var before = map[string][]string{
 		"never probed. The default skips container/CNI interfaces, which leaves the LAN",
 		"interfaces of a node; on multi-homed nodes choose one by pattern, CIDR or route.",
 	},
+	"app_check": {
+		"In production, check each server's app (docs/operations/ready.md):",
+		"  app_check: http",
+		"  app_check_path: /healthz   # a path your app answers 2xx only while it serves",
+		"A discovery reply proves only that the server's UDP listener lives (it can run in a",
+		"process of its own while the web workers are wedged); with a check, Consul ?passing,",
+		"EndpointSlice readiness and Prometheus targets follow whether the app serves. The",
+		"chart keeps the bridge's default none because only you know the path: a wrong one",
+		"would mark every server not ready. consul_check is deprecated: it maps onto these keys.",
+	},
 }

@@ -83,6 +83,14 @@ type Checks struct {
 	idle        bool
 	armed       time.Time
 
+	// started is set by SetInitialTargets, or the first SetTargets with
+	// targets (after which no target is initial). unsettled counts the
+	// initial targets without a result yet; settled is closed when none
+	// is left.
+	started   bool
+	unsettled int
+	settled   chan struct{}
+
 	jobs    chan job // to the workers; never more than Concurrency in it
 	wake    chan struct{}
 	changed chan struct{}
@@ -136,6 +144,7 @@ func New(cfg Config) (*Checks, error) {
 		jobs:    make(chan job, o.Concurrency),
 		wake:    make(chan struct{}, 1),
 		changed: make(chan struct{}, 1),
+		settled: make(chan struct{}),
 		fullAt:  -1,
 	}
 	if o.InsecureSkipVerify {
@@ -189,14 +198,36 @@ func (c *Checks) record(j job, r appcheck.Result) {
 	delete(c.busy, j.addr)
 	wake := c.starved
 	c.starved = false
+	t := c.tr.targets[j.addr]
+	unsettled := t != nil && t.gen == j.gen && t.initial && !t.verdict
 	if tn, changed, _ := c.tr.record(j.addr, j.gen, r, c.clock.Now()); changed {
 		c.pending = append(c.pending, tn)
 		wake = wake || len(c.pending) == 1
+	}
+	if unsettled {
+		c.settleOneLocked()
 	}
 	if wake {
 		c.pokeLocked()
 	}
 }
+
+// settleOneLocked counts one initial target's first verdict (or its
+// drop) and closes settled with the last.
+func (c *Checks) settleOneLocked() {
+	c.unsettled--
+	if c.unsettled == 0 {
+		close(c.settled)
+	}
+}
+
+// Settled is closed once every server SetInitialTargets handed over
+// (the servers held when the bridge started) had its first check's
+// result, or left the set. The loop holds
+// its first snapshot until then (or a deadline), so that a restarted
+// bridge hands its sinks each server's verdict, not "pending" for all:
+// those servers are ready at their first passing check.
+func (c *Checks) Settled() <-chan struct{} { return c.settled }
 
 // pokeLocked wakes the scheduler (c.mu held).
 func (c *Checks) pokeLocked() {
@@ -362,7 +393,33 @@ func (c *Checks) SetTargets(eps []endpoint.Endpoint) {
 	c.mu.Lock()
 	now := c.clock.Now()
 	c.epoch++
+	c.setTargetsLocked(eps, now, false)
+	c.setGauges()
+	c.pokeLocked()
+	c.mu.Unlock()
+}
+
+// SetInitialTargets is SetTargets for the servers held when the bridge
+// starts (its first complete round): each is checked at once and turns
+// ready at its first passing check (not app_check_rise), since a restart
+// is no news about a server, and Settled is closed once each had its
+// first result. Called after SetTargets, or a second time, it is
+// SetTargets.
+func (c *Checks) SetInitialTargets(eps []endpoint.Endpoint) {
+	c.mu.Lock()
+	now := c.clock.Now()
+	c.epoch++
+	c.setTargetsLocked(eps, now, !c.started)
+	c.setGauges()
+	c.pokeLocked()
+	c.mu.Unlock()
+}
+
+// setTargetsLocked makes eps the targets (c.mu held, epoch advanced);
+// initial marks the new ones as held at start-up.
+func (c *Checks) setTargetsLocked(eps []endpoint.Endpoint, now time.Time, initial bool) {
 	listed, added := 0, 0
+	c.started = c.started || initial || len(eps) > 0
 	for _, e := range eps {
 		t, isNew := c.tr.add(e.Addr, now)
 		if t.seen == c.epoch {
@@ -372,20 +429,30 @@ func (c *Checks) SetTargets(eps []endpoint.Endpoint) {
 		listed++
 		if isNew {
 			added++
-			heap.Push(&c.due, dueEntry{at: int64(now.Sub(c.base) + c.firstGap()), t: t})
+			first := c.firstGap()
+			if initial {
+				// Held at start-up: checked at once (the loop waits for
+				// these verdicts), ready at the first pass.
+				t.initial, first = true, 0
+				c.unsettled++
+			}
+			heap.Push(&c.due, dueEntry{at: int64(now.Sub(c.base) + first), t: t})
 		}
+	}
+	if initial && c.unsettled == 0 {
+		close(c.settled)
 	}
 	if listed < len(c.tr.targets) {
 		for addr, t := range c.tr.targets {
 			if t.seen != c.epoch {
+				if t.initial && !t.verdict {
+					c.settleOneLocked()
+				}
 				c.tr.drop(addr)
 				heap.Remove(&c.due, t.index)
 			}
 		}
 	}
-	c.setGauges()
-	c.pokeLocked()
-	c.mu.Unlock()
 	c.m.transitions[endpoint.Pending].Add(float64(added))
 }
 

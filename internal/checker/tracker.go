@@ -16,6 +16,7 @@ import (
 //
 //	new target                               -> pending
 //	pending, rise passes in a row             -> ready
+//	  (a target of the first held set, the bridge's start: at its first pass)
 //	pending, fall failures in a row           -> failing
 //	ready,   fall failures in a row           -> failing
 //	failing, rise passes in a row             -> ready
@@ -88,6 +89,10 @@ type target struct {
 	passes, fails int
 	hist          history
 	lastOutput    string // the newest result's Output
+	// initial marks a server of the first held set (the bridge's start):
+	// its first pass makes it ready (rise 1), since a restart is no news
+	// about a server; verdict says it had a result since.
+	initial, verdict bool
 	// scheduling
 	index int    // in the due heap
 	seen  uint64 // the SetTargets call that last listed it
@@ -167,8 +172,13 @@ func (tr *tracker) record(addr netip.AddrPort, gen uint64, r appcheck.Result, no
 		t.passes, t.fails = 0, t.fails+1
 	}
 	from, to := t.check.State, t.check.State
+	rise := tr.rise
+	if t.initial && from == endpoint.Pending {
+		rise = 1 // a server held before the bridge started: ready at its first pass
+	}
+	t.verdict = true
 	switch {
-	case r.OK && from != endpoint.Ready && t.passes >= tr.rise:
+	case r.OK && from != endpoint.Ready && t.passes >= rise:
 		to = endpoint.Ready
 	case !r.OK && from != endpoint.Failing && t.fails >= tr.fall:
 		to = endpoint.Failing

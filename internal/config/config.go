@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/secretfile"
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
 
@@ -43,6 +44,13 @@ type Config struct {
 	MaxServers  int
 	Sinks       []string
 	MetricsAddr string
+	// DebugEndpoint serves `bridge explain`'s reports on MetricsAddr
+	// (debug_endpoint).
+	DebugEndpoint bool
+	// AppCheck holds the app check keys' values (pkg/appcheck's Keys):
+	// how the bridge checks each server's app, which decides its
+	// readiness in every sink. Its Kind is appcheck.None by default.
+	AppCheck appcheck.Options
 	// PrometheusSD configures the http_sd endpoint (prometheus_sd*).
 	PrometheusSD PrometheusSD
 	sources      map[string]string
@@ -55,12 +63,29 @@ type PrometheusSD struct {
 	Addr      string // own listen address; "" for metrics_addr
 	Token     string // never log
 	TokenFile string
+	// Targets is sd_targets: SDTargetsReady (only ready servers, the
+	// default) or SDTargetsAll (every held server, labelled with its
+	// health). It applies to the http_sd list and to the file sink's
+	// prometheus format alike.
+	Targets string
 }
+
+// The values of sd_targets.
+const (
+	SDTargetsReady = "ready"
+	SDTargetsAll   = "all"
+)
 
 // Source names where a key's effective value came from ("default",
 // "flag --port", "env DISCOVERY_CLIENT_PORT", "file bridge.yaml"). It knows
 // every key of the schema the Config was loaded with, sections included.
 func (c *Config) Source(key string) string { return c.sources[key] }
+
+// Fold records that key's value was taken from the key from (a deprecated
+// key folded into its successor, such as consul_check_interval into
+// app_check_interval): Source(key) then names from and where its value
+// came from, "consul_check_interval, flag --consul-check-interval".
+func (c *Config) Fold(key, from string) { c.sources[key] = from + ", " + c.Source(from) }
 
 // Error collects every configuration problem found by Load.
 type Error struct{ Problems []error }

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/setting"
 )
@@ -51,7 +52,8 @@ const promSDCategory = "Prometheus service discovery"
 // discovery, the sidecar loop), in documentation order; sinkNames are the
 // valid values of sinks. The discovery keys are pkg/discover's (Keys),
 // which keep the upstream django-udp-discovery client's names, defaults
-// and environment variables; each sink's own keys come from its Section.
+// and environment variables; the app check keys are pkg/appcheck's (Keys);
+// each sink's own keys come from its Section.
 func coreKeys(sinkNames []string) []Key {
 	keys := []Key{
 		// Global.
@@ -61,7 +63,7 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "log format on stderr: console or json"},
 	}
 	keys = append(keys, discover.Keys()...)
-	return append(keys, []Key{
+	keys = append(keys, []Key{
 		// Sidecar.
 		{Name: "interval", Flag: "interval", Env: []string{"DISCOVERY_CLIENT_INTERVAL"}, Default: "10s", Kind: KindDuration, Min: minInterval, Group: GroupRun,
 			Usage: "time between round starts: at least " + minInterval + ", and more than --timeout"},
@@ -79,6 +81,12 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "this bridge's identity in registries, read by every sink that keeps a fleet (consul, kubernetes; default: the host name)"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
 			Usage: "listen address for /metrics, /healthz, /readyz; the default :9108 listens on every interface, 127.0.0.1:9108 on loopback only (empty disables)"},
+		{Name: "debug_endpoint", Flag: "debug-endpoint", Env: []string{"DISCOVERY_CLIENT_DEBUG_ENDPOINT"}, Default: "false", Kind: KindBool, Group: GroupRun,
+			Usage: "serve /debug/explain on metrics_addr for `bridge explain` (why a server is, or is not, ready); it needs the prometheus_sd token when one is set"},
+	}...)
+	// App check (pkg/appcheck, run by internal/checker).
+	keys = append(keys, appcheck.Keys()...)
+	return append(keys, []Key{
 		// Prometheus service discovery (internal/promsd).
 		{Name: "prometheus_sd", Flag: "prometheus-sd", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD"}, Default: "false", Kind: KindBool, Group: GroupRun, Category: promSDCategory,
 			Usage: "serve the servers as Prometheus http_sd targets at " + PrometheusSDPath + " (on metrics_addr, or on prometheus_sd_addr when set)"},
@@ -88,5 +96,7 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "bearer token a request to " + PrometheusSDPath + " must carry (401 without it); never logged"},
 		{Name: "prometheus_sd_token_file", Flag: "prometheus-sd-token-file", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE"}, Group: GroupRun, Category: promSDCategory,
 			Usage: "file holding the bearer token, read at every request (a rotated file takes effect at once)"},
+		{Name: "sd_targets", Flag: "sd-targets", Env: []string{"DISCOVERY_CLIENT_SD_TARGETS"}, Default: SDTargetsReady, OneOf: []string{SDTargetsReady, SDTargetsAll}, Group: GroupRun, Category: promSDCategory,
+			Usage: "which servers " + PrometheusSDPath + " and file_format prometheus list: ready (the servers whose app check passes; every server when app_check is none) or all (every server the bridge holds, labelled __meta_udb_health=ready, pending or failing)"},
 	}...)
 }

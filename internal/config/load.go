@@ -9,6 +9,8 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 )
 
 // Inputs are the raw sources of configuration.
@@ -141,6 +143,9 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 	}
 	p.fill(c)
 	p.report(c.validate())
+	if !p.anyFailed(appcheck.Keys()) { // else its defaults would stand in
+		p.report(c.ValidateAppCheck())
+	}
 	for _, sk := range s.sinks {
 		if sk.Section != nil {
 			c.setSinkSettings(sk.Name, sk.Section.Load(&Reader{p: &p, core: c, enabled: slices.Contains(c.Sinks, sk.Name)}))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/duration"
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 	"github.com/udp-discovery-bridge/bridge/pkg/setting"
 )
@@ -34,6 +35,16 @@ func (p *parser) source(key string) string {
 		return "default"
 	}
 	return src
+}
+
+// anyFailed reports whether the value of one of keys did not parse.
+func (p *parser) anyFailed(keys []Key) bool {
+	for _, k := range keys {
+		if p.failed[k.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 // origin formats "key (source)" for error messages.
@@ -148,7 +159,8 @@ func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // fill reads every core key into c: the discovery keys into c.Discovery
 // through pkg/discover's table (Options.Set), the Fernet key's source into
-// c's own fields.
+// c's own fields, the app check keys into c.AppCheck through pkg/appcheck's
+// table (Options.Set).
 func (p *parser) fill(c *Config) {
 	c.LogLevel = p.str("log_level")
 	c.LogFormat = p.str("log_format")
@@ -179,6 +191,18 @@ func (p *parser) fill(c *Config) {
 	c.MaxServers = p.integer("max_servers")
 	c.Sinks = p.list("sinks")
 	c.MetricsAddr = p.str("metrics_addr")
+	c.DebugEndpoint = p.boolean("debug_endpoint")
+	c.AppCheck = appcheck.DefaultOptions()
+	for _, k := range appcheck.Keys() {
+		v, ok := p.typed(k.Name, k.Kind)
+		if !ok {
+			continue
+		}
+		if err := c.AppCheck.Set(k.Name, v); err != nil {
+			raw, _, _ := p.value(k.Name)
+			p.refuse(k.Name, raw, err)
+		}
+	}
 	c.PrometheusSD = PrometheusSD{Enabled: p.boolean("prometheus_sd"), Addr: p.str("prometheus_sd_addr"),
-		Token: p.str("prometheus_sd_token"), TokenFile: p.str("prometheus_sd_token_file")}
+		Token: p.str("prometheus_sd_token"), TokenFile: p.str("prometheus_sd_token_file"), Targets: p.str("sd_targets")}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -43,11 +44,66 @@ func (c *Config) validate() error {
 	if c.PrometheusSD.Token != "" && c.PrometheusSD.TokenFile != "" {
 		errs = append(errs, fmt.Errorf("%s and %s: set one, not both", c.origin("prometheus_sd_token"), c.origin("prometheus_sd_token_file")))
 	}
+	if c.DebugEndpoint && c.MetricsAddr == "" {
+		errs = append(errs, fmt.Errorf("%s: /debug/explain is served on metrics_addr, which is empty (disabled): set %s",
+			c.origin("debug_endpoint"), c.origin("metrics_addr")))
+	}
 	if c.PrometheusSD.Enabled && c.PrometheusSD.Addr == "" && c.MetricsAddr == "" {
 		errs = append(errs, fmt.Errorf("%s: %s is served on metrics_addr, which is empty (disabled): set %s or prometheus_sd_addr",
 			c.origin("prometheus_sd"), PrometheusSDPath, c.origin("metrics_addr")))
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateAppCheck checks the rules of the app check that span keys
+// (appcheck.Options.Validate) on c.AppCheck, each problem with every app
+// check key it names followed by its source: "app_check_timeout (flag
+// --app-check-timeout) 3s must not exceed app_check_interval (default)
+// 2s: ...". Load runs it; a caller that changes c.AppCheck after Load (the
+// consul_check keys folded into it) runs it again.
+func (c *Config) ValidateAppCheck() error {
+	err := c.AppCheck.Validate()
+	if err == nil {
+		return nil
+	}
+	return c.AppCheckSources(err)
+}
+
+// AppCheckSources returns err (each error it joins) with every app check
+// key its message names followed by the key's source, for errors of
+// pkg/appcheck that name keys but cannot know where their values came
+// from (appcheck.New: "app_check_ca_file (flag --app-check-ca-file)
+// "/ca.pem": no such file"). Nil for nil.
+func (c *Config) AppCheckSources(err error) error {
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range unjoin(err) {
+		errs = append(errs, errors.New(c.withSources(e.Error())))
+	}
+	return errors.Join(errs...)
+}
+
+// appCheckKey matches the names of app check keys in a message.
+var appCheckKey = regexp.MustCompile(`\bapp_check[a-z_]*\b`)
+
+// withSources follows each app check key named in msg with its source.
+func (c *Config) withSources(msg string) string {
+	return appCheckKey.ReplaceAllStringFunc(msg, func(name string) string {
+		if _, known := c.sources[name]; !known {
+			return name
+		}
+		return c.origin(name)
+	})
+}
+
+// unjoin returns the errors an errors.Join holds, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // origin formats "key (source)".

@@ -2,7 +2,9 @@
 // discovery target groups (the JSON of http_sd and file_sd) and serves them
 // over HTTP: the full list every time, 200 with [] when there are no
 // servers, 503 before the first complete round and while rounds fail, so
-// that Prometheus keeps the targets it last had.
+// that Prometheus keeps the targets it last had. By default a list names
+// the ready servers only (with an app check, those whose check passes);
+// sd_targets all names every held server, labelled with its health.
 package promsd
 
 import (
@@ -21,6 +23,21 @@ const (
 	LabelInterface = "__meta_udb_interface"
 	LabelSegment   = "__meta_udb_segment"
 	LabelBridgeID  = "__meta_udb_bridge_id"
+	// LabelHealth is each target's health (ready, pending, failing), on
+	// the groups of a list that selects All.
+	LabelHealth = "__meta_udb_health"
+)
+
+// Selection says which held servers a list names (sd_targets).
+type Selection string
+
+// The values of sd_targets.
+const (
+	// Ready lists the ready servers only: Prometheus scrapes what serves.
+	// Without an app check every held server is ready.
+	Ready Selection = "ready"
+	// All lists every held server, each group labelled LabelHealth.
+	All Selection = "all"
 )
 
 // Group is one Prometheus target group: servers sharing one label set.
@@ -38,14 +55,17 @@ type Identity struct {
 	Segment string
 }
 
-// Groups returns the target groups of eps: one per distinct (interface,
-// segment), ordered by segment then interface, each with its targets
-// ("ip:port", IPv4-mapped addresses unmapped) in address order. Labels
-// carry no timestamps (a changing label makes new series); an empty value
-// is left out, as Prometheus treats it as unset. eps with an invalid
-// address or port 0 are skipped. The result is never nil.
-func Groups(id Identity, eps []endpoint.Endpoint) []Group {
-	type key struct{ iface, segment string }
+// Groups returns the target groups of the servers of eps that sel names
+// (every one with All, the ready ones otherwise): one group per distinct
+// (interface, segment) and, with All, health, ordered by segment,
+// interface then health, each with its targets ("ip:port", IPv4-mapped
+// addresses unmapped) in address order. Labels carry no timestamps (a
+// changing label makes new series; the health label changes only on a
+// transition); an empty value is left out, as Prometheus treats it as
+// unset. eps with an invalid address or port 0 are skipped. The result is
+// never nil.
+func Groups(id Identity, sel Selection, eps []endpoint.Endpoint) []Group {
+	type key struct{ iface, segment, health string }
 	byKey := map[key]int{}
 	groups := []Group{}
 	for _, e := range endpoint.Sorted(eps) {
@@ -53,13 +73,18 @@ func Groups(id Identity, eps []endpoint.Endpoint) []Group {
 			continue
 		}
 		k := key{iface: e.Interface, segment: id.Segment}
+		if sel == All {
+			k.health = e.Check.State.String()
+		} else if !e.Check.State.IsReady() {
+			continue
+		}
 		if k.segment == "" && e.Network.IsValid() {
 			k.segment = e.Network.Masked().String()
 		}
 		i, ok := byKey[k]
 		if !ok {
 			labels := map[string]string{}
-			for name, v := range map[string]string{LabelInterface: k.iface, LabelSegment: k.segment, LabelBridgeID: id.BridgeID} {
+			for name, v := range map[string]string{LabelInterface: k.iface, LabelSegment: k.segment, LabelBridgeID: id.BridgeID, LabelHealth: k.health} {
 				if v != "" {
 					labels[name] = v
 				}
@@ -74,7 +99,8 @@ func Groups(id Identity, eps []endpoint.Endpoint) []Group {
 		groups[i].Targets = slices.Compact(groups[i].Targets)
 	}
 	slices.SortFunc(groups, func(a, b Group) int {
-		return cmp.Or(cmp.Compare(a.Labels[LabelSegment], b.Labels[LabelSegment]), cmp.Compare(a.Labels[LabelInterface], b.Labels[LabelInterface]))
+		return cmp.Or(cmp.Compare(a.Labels[LabelSegment], b.Labels[LabelSegment]), cmp.Compare(a.Labels[LabelInterface], b.Labels[LabelInterface]),
+			cmp.Compare(a.Labels[LabelHealth], b.Labels[LabelHealth]))
 	})
 	return groups
 }

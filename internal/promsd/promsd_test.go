@@ -26,16 +26,29 @@ func ep(addr, iface, network string) endpoint.Endpoint {
 	return e
 }
 
+// checked returns e with the app check's verdict h.
+func checked(e endpoint.Endpoint, h endpoint.Health) endpoint.Endpoint {
+	e.Check = endpoint.Check{State: h, Output: "HTTP GET /healthz: " + h.String(), Since: e.FirstSeen}
+	return e
+}
+
 func TestGroups(t *testing.T) {
+	healthSet := []endpoint.Endpoint{
+		checked(ep("10.0.0.4:8000", "eth0", "10.0.0.0/24"), endpoint.Failing),
+		checked(ep("10.0.0.2:8000", "eth0", "10.0.0.0/24"), endpoint.Ready),
+		checked(ep("10.0.0.3:8000", "eth0", "10.0.0.0/24"), endpoint.Pending),
+		checked(ep("10.0.0.5:8000", "eth0", "10.0.0.0/24"), endpoint.Ready),
+	}
 	for _, tc := range []struct {
 		name string
 		id   promsd.Identity
+		sel  promsd.Selection
 		eps  []endpoint.Endpoint
 		want string
 	}{
-		{"no servers", promsd.Identity{BridgeID: "node-1"}, nil, `[]`},
+		{"no servers", promsd.Identity{BridgeID: "node-1"}, promsd.Ready, nil, `[]`},
 		{"one group per interface and network, targets in address order",
-			promsd.Identity{BridgeID: "node-1"},
+			promsd.Identity{BridgeID: "node-1"}, promsd.Ready,
 			[]endpoint.Endpoint{
 				ep("10.1.0.9:8000", "eth1", "10.1.0.0/24"),
 				ep("10.0.0.2:8000", "eth0", "10.0.0.0/24"),
@@ -45,20 +58,33 @@ func TestGroups(t *testing.T) {
 			`[{"targets":["10.0.0.2:8000","10.0.0.10:8443"],"labels":{"__meta_udb_bridge_id":"node-1","__meta_udb_interface":"eth0","__meta_udb_segment":"10.0.0.0/24"}},` +
 				`{"targets":["10.1.0.3:8000","10.1.0.9:8000"],"labels":{"__meta_udb_bridge_id":"node-1","__meta_udb_interface":"eth1","__meta_udb_segment":"10.1.0.0/24"}}]`},
 		{"a configured segment names every server's segment",
-			promsd.Identity{BridgeID: "b", Segment: "hall-3"},
+			promsd.Identity{BridgeID: "b", Segment: "hall-3"}, promsd.Ready,
 			[]endpoint.Endpoint{ep("10.0.0.2:8000", "eth0", "10.0.0.0/24"), ep("10.1.0.3:8000", "eth0", "10.1.0.0/24")},
 			`[{"targets":["10.0.0.2:8000","10.1.0.3:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_interface":"eth0","__meta_udb_segment":"hall-3"}}]`},
 		{"unknown interface and network: labels left out, never empty",
-			promsd.Identity{BridgeID: "b"},
+			promsd.Identity{BridgeID: "b"}, promsd.Ready,
 			[]endpoint.Endpoint{ep("10.0.0.2:8000", "", "")},
 			`[{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_bridge_id":"b"}}]`},
 		{"host bits of the network are masked; mapped addresses unmapped; port 0 skipped",
-			promsd.Identity{BridgeID: "b"},
+			promsd.Identity{BridgeID: "b"}, promsd.Ready,
 			[]endpoint.Endpoint{ep("[::ffff:10.0.0.2]:8000", "eth0", "10.0.0.7/24"), ep("10.0.0.3:0", "eth0", "10.0.0.0/24")},
 			`[{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_interface":"eth0","__meta_udb_segment":"10.0.0.0/24"}}]`},
+		{"ready only by default: pending and failing servers are left out",
+			promsd.Identity{BridgeID: "b"}, promsd.Ready, healthSet,
+			`[{"targets":["10.0.0.2:8000","10.0.0.5:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_interface":"eth0","__meta_udb_segment":"10.0.0.0/24"}}]`},
+		{"no server ready: an empty list",
+			promsd.Identity{BridgeID: "b"}, promsd.Ready, healthSet[:1], `[]`},
+		{"all: every server, one group per health, labelled",
+			promsd.Identity{BridgeID: "b"}, promsd.All, healthSet,
+			`[{"targets":["10.0.0.4:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_health":"failing","__meta_udb_interface":"eth0","__meta_udb_segment":"10.0.0.0/24"}},` +
+				`{"targets":["10.0.0.3:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_health":"pending","__meta_udb_interface":"eth0","__meta_udb_segment":"10.0.0.0/24"}},` +
+				`{"targets":["10.0.0.2:8000","10.0.0.5:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_health":"ready","__meta_udb_interface":"eth0","__meta_udb_segment":"10.0.0.0/24"}}]`},
+		{"all without an app check: every server ready",
+			promsd.Identity{BridgeID: "b"}, promsd.All, []endpoint.Endpoint{ep("10.0.0.2:8000", "eth0", "")},
+			`[{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_bridge_id":"b","__meta_udb_health":"ready","__meta_udb_interface":"eth0"}}]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := promsd.Marshal(promsd.Groups(tc.id, tc.eps))
+			b, err := promsd.Marshal(promsd.Groups(tc.id, tc.sel, tc.eps))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +96,7 @@ func TestGroups(t *testing.T) {
 			for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 				rev[i], rev[j] = rev[j], rev[i]
 			}
-			if b2, _ := promsd.Marshal(promsd.Groups(tc.id, rev)); string(b2) != string(b) {
+			if b2, _ := promsd.Marshal(promsd.Groups(tc.id, tc.sel, rev)); string(b2) != string(b) {
 				t.Errorf("reversed input gives %s", b2)
 			}
 		})
@@ -93,7 +119,7 @@ func serve(t *testing.T, h http.Handler, header string) (int, string, http.Heade
 // while rounds fail (early adds change the list but not the state), the
 // list again once a round completes.
 func TestHandlerStates(t *testing.T) {
-	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"})
+	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"}, promsd.Ready)
 	h := tg.Handler(nil, zerolog.Nop())
 	one := endpoint.Snapshot{Round: 1, Endpoints: []endpoint.Endpoint{ep("10.0.0.2:8000", "eth0", "10.0.0.0/24")}}
 	two := endpoint.Snapshot{Round: 3, Endpoints: append(one.Endpoints, ep("10.0.0.3:8000", "eth0", "10.0.0.0/24"))}
@@ -141,7 +167,7 @@ func TestHandlerToken(t *testing.T) {
 	if err := os.WriteFile(file, []byte("s3cret-one\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"})
+	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"}, promsd.Ready)
 	tg.Round(endpoint.Snapshot{Round: 1})
 	var logs strings.Builder
 	for _, tc := range []struct {
@@ -196,7 +222,7 @@ func TestHandlerToken(t *testing.T) {
 // every refresh.
 func TestTokenFailureLoggedOnTransitions(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "token")
-	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"})
+	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"}, promsd.Ready)
 	tg.Round(endpoint.Snapshot{Round: 1})
 	var logs strings.Builder
 	h := tg.Handler(promsd.TokenFile(file), zerolog.New(&logs))
@@ -218,5 +244,38 @@ func TestTokenFailureLoggedOnTransitions(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "bearer token readable again"); n != 1 {
 		t.Errorf("%d recovery lines, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestHandlerHealth: a health transition handed over between rounds
+// (Arrived) changes the list at once; sd_targets all serves every server
+// with its health label.
+func TestHandlerHealth(t *testing.T) {
+	a, b := ep("10.0.0.2:8000", "eth0", ""), ep("10.0.0.3:8000", "eth0", "")
+	round := endpoint.Snapshot{Round: 1, Endpoints: []endpoint.Endpoint{checked(a, endpoint.Ready), checked(b, endpoint.Pending)}}
+	flipped := endpoint.Snapshot{Round: 1, Endpoints: []endpoint.Endpoint{checked(a, endpoint.Failing), checked(b, endpoint.Ready)}}
+	for _, tc := range []struct {
+		sel           promsd.Selection
+		before, after string
+	}{
+		{promsd.Ready,
+			`[{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_bridge_id":"n1","__meta_udb_interface":"eth0"}}]` + "\n",
+			`[{"targets":["10.0.0.3:8000"],"labels":{"__meta_udb_bridge_id":"n1","__meta_udb_interface":"eth0"}}]` + "\n"},
+		{promsd.All,
+			`[{"targets":["10.0.0.3:8000"],"labels":{"__meta_udb_bridge_id":"n1","__meta_udb_health":"pending","__meta_udb_interface":"eth0"}},` +
+				`{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_bridge_id":"n1","__meta_udb_health":"ready","__meta_udb_interface":"eth0"}}]` + "\n",
+			`[{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_bridge_id":"n1","__meta_udb_health":"failing","__meta_udb_interface":"eth0"}},` +
+				`{"targets":["10.0.0.3:8000"],"labels":{"__meta_udb_bridge_id":"n1","__meta_udb_health":"ready","__meta_udb_interface":"eth0"}}]` + "\n"},
+	} {
+		tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"}, tc.sel)
+		h := tg.Handler(nil, zerolog.Nop())
+		tg.Round(round)
+		if code, body, _ := serve(t, h, ""); code != 200 || body != tc.before {
+			t.Errorf("%s: after the round %d %s\nwant %s", tc.sel, code, body, tc.before)
+		}
+		tg.Arrived(flipped)
+		if code, body, _ := serve(t, h, ""); code != 200 || body != tc.after {
+			t.Errorf("%s: after the transition %d %s\nwant %s", tc.sel, code, body, tc.after)
+		}
 	}
 }

@@ -23,7 +23,8 @@ const Path = "/sd/prometheus"
 // Failed); Handler serves it. It is safe for concurrent use; a nil
 // *Targets records nothing.
 type Targets struct {
-	id Identity
+	id  Identity
+	sel Selection
 
 	mu       sync.Mutex
 	snap     endpoint.Snapshot
@@ -31,8 +32,9 @@ type Targets struct {
 	err      error // the latest round failed with this error
 }
 
-// NewTargets returns Targets labelling every group with id.
-func NewTargets(id Identity) *Targets { return &Targets{id: id} }
+// NewTargets returns Targets listing the servers sel names, every group
+// labelled with id.
+func NewTargets(id Identity, sel Selection) *Targets { return &Targets{id: id, sel: sel} }
 
 // Round records the snapshot of a completed round: the list becomes s and
 // the endpoint answers 200.
@@ -45,8 +47,9 @@ func (t *Targets) Round(s endpoint.Snapshot) {
 	t.snap, t.complete, t.err = s, true, nil
 }
 
-// Arrived records a snapshot handed over during a round (servers that
-// just arrived): the list becomes s, the state is left as it is.
+// Arrived records a snapshot handed over between round ends (servers that
+// just arrived, or a health transition): the list becomes s, the state is
+// left as it is.
 func (t *Targets) Arrived(s endpoint.Snapshot) {
 	if t == nil {
 		return
@@ -78,7 +81,7 @@ func (t *Targets) state() ([]Group, error) {
 	case !complete:
 		return nil, errors.New("no discovery round completed yet")
 	}
-	return Groups(t.id, snap.Endpoints), nil
+	return Groups(t.id, t.sel, snap.Endpoints), nil
 }
 
 // Token returns the bearer token a request must carry. It is called for

@@ -13,6 +13,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/plan"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/discover"
 )
@@ -41,13 +42,24 @@ type ScanPlanner interface {
 }
 
 // Inventory is told what the bridge holds: the snapshot of every completed
-// round (Round), each snapshot of servers added as they arrived during a
-// round (Arrived) and every failed round (Failed). Its methods must not
-// block: the loop calls them.
+// round (Round), each snapshot handed over between round ends (Arrived:
+// servers added as they arrived during a round, and the held set after a
+// health transition of the app checks) and every failed round (Failed).
+// Its methods must not block: the loop calls them.
 type Inventory interface {
 	Round(s endpoint.Snapshot)
 	Arrived(s endpoint.Snapshot)
 	Failed(err error)
+}
+
+// Board is told what the bridge holds, for `bridge explain`
+// (internal/explain): the planner's state whenever the held set changed,
+// each sink as its worker is made, and the outcome of every apply. Its
+// methods must not block: the loop and the workers call them.
+type Board interface {
+	Planned(round uint64, s plan.State)
+	AddSink(name string, s sink.Sink)
+	Applied(name string, s endpoint.Snapshot, err error)
 }
 
 // BackoffConfig bounds the capped exponential backoff (with jitter) between
@@ -131,6 +143,26 @@ type Config struct {
 	// negative AddWindow turns adds as they arrive off: adds wait for the
 	// round's end.
 	AddWindow time.Duration
+	// Checker, when set, checks each held server's app (app_check): the
+	// loop tells it the held set after every change, every snapshot the
+	// sinks and the Inventory are handed carries each server's health
+	// (Checker.Decorate), and a health transition between rounds hands
+	// them the held set again at once (not with DryRun). Nil: no app
+	// checks, every held server is ready.
+	Checker Checker
+	// FirstVerdictWait is how long the first completed round's snapshot
+	// waits for the app checks' first verdicts on the servers it holds,
+	// when the Checker is an InitialChecker (0: no wait).
+	FirstVerdictWait time.Duration
+	// Board, when set, is told what the bridge holds, for `bridge
+	// explain` (internal/explain).
+	Board Board
+	// Probe, when set with Once, checks each server the round found once
+	// after the round; that result makes it ready or failing for the one
+	// apply. ProbeConcurrency bounds the checks in flight (default
+	// appcheck.DefaultConcurrency).
+	Probe            Probe
+	ProbeConcurrency int
 	// AfterRound, when set, is called after each round of the loop, once its
 	// snapshot was handed to the sinks. The loop is idle until the next
 	// round, which makes it the time to give memory back to the OS.
@@ -199,6 +231,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OnceAttempts == 0 {
 		c.OnceAttempts = DefaultOnceAttempts
+	}
+	if c.ProbeConcurrency <= 0 {
+		c.ProbeConcurrency = appcheck.DefaultConcurrency
 	}
 	return c, errors.Join(errs...)
 }

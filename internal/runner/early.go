@@ -143,6 +143,8 @@ func (r *runner) addArrivals(a *arrivals, stop <-chan struct{}) {
 		r.state = next
 		r.addedEarly += len(added)
 		snap := next.Snapshot(r.round, now)
+		r.setTargets(snap.Endpoints)
+		snap = r.decorate(snap)
 		for _, w := range r.workers {
 			w.post(snap)
 		}

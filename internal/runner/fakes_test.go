@@ -43,6 +43,7 @@ type roundScript struct {
 	takes   time.Duration // advances the fake clock during the round
 	block   bool          // blocks until ctx is cancelled
 	stats   discover.Stats
+	during  func() // called while the round runs
 }
 
 // fakeDiscoverer plays a script, repeating its last entry.
@@ -65,6 +66,9 @@ func (d *fakeDiscoverer) Round(ctx context.Context) (discover.Result, error) {
 	d.n++
 	d.mu.Unlock()
 	d.calls <- d.clock.Now()
+	if s.during != nil {
+		s.during()
+	}
 	if s.block {
 		<-ctx.Done()
 		return discover.Result{}, ctx.Err()
@@ -96,9 +100,10 @@ func (d *fakeDiscoverer) nextRound(t *testing.T) time.Time {
 
 // call is one Apply seen by a fakeSink.
 type call struct {
-	round uint64
-	addrs []string
-	err   error
+	round  uint64
+	addrs  []string
+	health []string // each endpoint's Check.State, as addrs
+	err    error
 }
 
 // fakeSink records Apply and Close calls. fail decides the error of the n-th
@@ -141,6 +146,7 @@ func (s *fakeSink) Apply(ctx context.Context, snap endpoint.Snapshot) (sink.Resu
 	c := call{round: snap.Round, err: err}
 	for _, e := range snap.Endpoints {
 		c.addrs = append(c.addrs, e.Addr.String())
+		c.health = append(c.health, e.Check.State.String())
 	}
 	s.mu.Lock()
 	s.calls[n-1] = c

@@ -22,7 +22,7 @@ func TestInventoryFollowsRounds(t *testing.T) {
 		roundScript{err: discover.ErrNoProbeSent},
 		roundScript{servers: []string{"10.0.0.2:8000"}},
 	)
-	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"})
+	tg := promsd.NewTargets(promsd.Identity{BridgeID: "n1"}, promsd.Ready)
 	srv := tg.Handler(nil, zerolog.Nop())
 	cfg := h.config(newSink("stdout"))
 	cfg.Inventory = tg

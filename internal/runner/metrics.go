@@ -41,6 +41,7 @@ type Metrics struct {
 	refused         *prometheus.CounterVec
 	receiveDrops    prometheus.Counter
 	limitRefused    *prometheus.CounterVec
+	healthPosts     prometheus.Counter
 }
 
 // Outcome label values.
@@ -160,6 +161,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "servers_refused_total",
 			Help: "New servers refused because the bridge held max_servers, or their source held max_servers_per_source (limit).",
 		}, []string{"limit"}),
+		healthPosts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "health_snapshots_total",
+			Help: "Snapshots handed to the sinks between rounds because a server's app check health changed (app_check).",
+		}),
 	}
 	for _, r := range discover.Refusals() {
 		m.refused.WithLabelValues(r.String())
@@ -181,7 +186,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.probeSendErrors, m.changes, m.earlyAdds, m.earlySnapshots, m.sinkApplies, m.sinkWrites, m.sinkErrors, m.sinkLastSuccess,
 			m.sinkLastAttempt, m.sinkFailing,
 			m.scanHosts, m.scanProbed, m.scanKeepAlives, m.scanCycles, m.scanProgress,
-			m.removalsHeld, m.guardEpisodes, m.interval, m.refused, m.receiveDrops, m.limitRefused)
+			m.removalsHeld, m.guardEpisodes, m.interval, m.refused, m.receiveDrops, m.limitRefused, m.healthPosts)
 	}
 	return m
 }
@@ -234,6 +239,14 @@ func (m *Metrics) limited(r plan.Refused) {
 	}
 	m.limitRefused.WithLabelValues(limitMaxServers).Add(float64(r.MaxServers))
 	m.limitRefused.WithLabelValues(limitPerSource).Add(float64(r.MaxPerSource))
+}
+
+// healthSnapshot counts a snapshot handed over for a health transition.
+func (m *Metrics) healthSnapshot() {
+	if m == nil {
+		return
+	}
+	m.healthPosts.Inc()
 }
 
 func (m *Metrics) started(interval time.Duration) {

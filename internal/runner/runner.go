@@ -2,7 +2,9 @@
 // round every interval, turns each round into a plan with internal/plan, and hands
 // the resulting snapshot to every sink through a per-sink worker that never
 // holds up the loop or the other sinks. While a round runs, the servers it
-// reports as they arrive are added at once (early.go).
+// reports as they arrive are added at once (early.go). With an app check,
+// every snapshot carries each server's health and a health transition
+// reaches the sinks between rounds (appcheck.go).
 //
 // It also implements --once and --dry-run, graceful shutdown, the loop's
 // Prometheus metrics and the /healthz and /readyz endpoints.
@@ -40,7 +42,11 @@ type runner struct {
 	workers    []*worker // the loop's, one per sink (none with DryRun or Once)
 	addedEarly int       // servers added as they arrived in the current round
 	completed  bool      // a round completed since start-up (early adds are on)
+	lastRound  uint64    // the last completed round (health transitions are posted with it)
 	limiting   bool      // the last completed round refused new servers at a limit
+	// initialDone: the first completed round's held set went to the
+	// Checker (initialTargets).
+	initialDone bool
 }
 
 // Run runs the loop until ctx is cancelled (or one round with Once).
@@ -122,6 +128,14 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 		}
 		if ok {
 			snap := p.Snapshot()
+			if !r.initialDone {
+				r.initialDone = true
+				r.initialTargets(ctx, snap.Endpoints)
+			} else {
+				r.setTargets(snap.Endpoints)
+			}
+			r.drainChanged()
+			snap = r.decorate(snap)
 			if r.cfg.DryRun {
 				_ = r.dryRun(ctx, p)
 			} else {
@@ -164,7 +178,9 @@ func (r *runner) loop(ctx context.Context) (Outcome, error) {
 	return r.out, nil
 }
 
-// wait blocks until the clock reaches at or ctx is done.
+// wait blocks until the clock reaches at or ctx is done. Meanwhile it
+// hands every health transition of the app checks to the sinks
+// (postHealth).
 func (r *runner) wait(ctx context.Context, at time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -174,12 +190,17 @@ func (r *runner) wait(ctx context.Context, at time.Time) error {
 		return nil
 	}
 	t := r.clock.NewTimer(d)
-	select {
-	case <-ctx.Done():
-		t.Stop()
-		return ctx.Err()
-	case <-t.C():
-		return nil
+	changed := r.changed()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+			return nil
+		case <-changed:
+			r.postHealth()
+		}
 	}
 }
 
@@ -228,6 +249,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 		}
 		r.log.Debug().Uint64("round", r.round).Int("consecutive", r.failedRounds).Err(err).Msg("discovery round failed")
 		r.state, p = plan.Next(cfg, r.state, plan.Observation{Round: r.round, At: end, Failed: true})
+		r.setTargets(p.Kept) // every held endpoint: unchanged, as a failed round changes nothing
 		return p, false
 	}
 	if r.failedRounds > 0 {
@@ -248,7 +270,7 @@ func (r *runner) doRound(ctx context.Context) (p plan.Plan, ok bool) {
 	// the next state (10,000 servers are 2 MiB).
 	res.Servers = nil
 	r.state, p = plan.Next(cfg, r.state, obs)
-	r.completed = true
+	r.completed, r.lastRound = true, r.round
 	r.cfg.Metrics.round(true, end.Sub(start), res.Stats)
 	r.cfg.Metrics.planned(r.state.Len(), len(p.Added), len(p.Removed))
 	r.cfg.Health.round(nil)
@@ -333,6 +355,9 @@ func (r *runner) once(ctx context.Context) (Outcome, error) {
 		errs = r.dryRun(ctx, p)
 	case ok:
 		snap := p.Snapshot()
+		if r.cfg.Probe != nil {
+			snap = r.checkOnce(ctx, snap)
+		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for i, s := range r.cfg.Sinks {

@@ -28,6 +28,9 @@ type worker struct {
 func (r *runner) newWorker(s sink.Sink, name string) *worker {
 	r.cfg.Metrics.addSink(name)
 	r.cfg.Health.addSink(name)
+	if r.cfg.Board != nil {
+		r.cfg.Board.AddSink(name, s)
+	}
 	return &worker{r: r, sink: s, name: name, mailbox: make(chan endpoint.Snapshot, 1)}
 }
 
@@ -151,6 +154,9 @@ func (w *worker) apply(ctx context.Context, s endpoint.Snapshot) error {
 		w.r.cfg.Metrics.sinkWrote(w.name, n)
 	})
 	res, err := w.sink.Apply(pctx, s)
+	if w.r.cfg.Board != nil {
+		w.r.cfg.Board.Applied(w.name, s, err)
+	}
 	now := w.r.clock.Now()
 	failures := 0
 	if err != nil {

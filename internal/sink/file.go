@@ -84,15 +84,16 @@ func NewFile(path string, clk clock.Clock) (*File, error) {
 }
 
 // NewFileSD is NewFile writing Prometheus file_sd target groups
-// (internal/promsd, the list /sd/prometheus serves) labelled with id
-// instead of the bridge's own document. The file holds no timestamp: it
-// changes only when the set of targets or their labels do.
-func NewFileSD(path string, clk clock.Clock, id promsd.Identity) (*File, error) {
+// (internal/promsd, the list /sd/prometheus serves) of the servers sel
+// names (sd_targets: the ready ones, or all with their health), labelled
+// with id, instead of the bridge's own document. The file holds no
+// timestamp: it changes only when the set of targets or their labels do.
+func NewFileSD(path string, clk clock.Clock, id promsd.Identity, sel promsd.Selection) (*File, error) {
 	f, err := NewFile(path, clk)
 	if err != nil {
 		return nil, err
 	}
-	f.format = fileSDFormat{id: id}
+	f.format = fileSDFormat{id: id, sel: sel}
 	return f, nil
 }
 
@@ -106,6 +107,9 @@ type fileFormat interface {
 	// decode returns the endpoints of a file's content and its key; ok is
 	// false when b is not a document of this format.
 	decode(b []byte) (eps []endpoint.Endpoint, key []byte, ok bool)
+	// listed returns the part of snap the file lists (what its diffs are
+	// computed on).
+	listed(snap endpoint.Snapshot) endpoint.Snapshot
 }
 
 // bridgeFormat is the bridge's own document (FileDocument).
@@ -124,6 +128,9 @@ func (bridgeFormat) document(snap endpoint.Snapshot, _ []byte, now time.Time) ([
 	doc, err := json.MarshalIndent(FileDocument{UpdatedAt: now.UTC(), Servers: recs}, "", "  ")
 	return append(doc, '\n'), err
 }
+
+// listed implements fileFormat: the document lists every held server.
+func (bridgeFormat) listed(snap endpoint.Snapshot) endpoint.Snapshot { return snap }
 
 func (bridgeFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
 	var doc FileDocument
@@ -144,17 +151,30 @@ func (bridgeFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
 }
 
 // fileSDFormat is Prometheus file_sd: the JSON list of target groups.
-type fileSDFormat struct{ id promsd.Identity }
+type fileSDFormat struct {
+	id  promsd.Identity
+	sel promsd.Selection
+}
 
 func (f fileSDFormat) key(snap endpoint.Snapshot) ([]byte, error) {
-	return promsd.Marshal(promsd.Groups(f.id, snap.Endpoints))
+	return promsd.Marshal(promsd.Groups(f.id, f.sel, snap.Endpoints))
 }
 
 func (fileSDFormat) document(_ endpoint.Snapshot, key []byte, _ time.Time) ([]byte, error) {
 	return append(slices.Clone(key), '\n'), nil
 }
 
-func (fileSDFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
+// listed implements fileFormat: the servers sel names.
+func (f fileSDFormat) listed(snap endpoint.Snapshot) endpoint.Snapshot {
+	if f.sel == promsd.All {
+		return snap
+	}
+	ready := snap
+	ready.Endpoints = slices.DeleteFunc(slices.Clone(snap.Endpoints), func(e endpoint.Endpoint) bool { return !e.Check.State.IsReady() })
+	return ready
+}
+
+func (f fileSDFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
 	var groups []promsd.Group
 	if err := json.Unmarshal(b, &groups); err != nil {
 		return nil, nil, false
@@ -164,7 +184,11 @@ func (fileSDFormat) decode(b []byte) ([]endpoint.Endpoint, []byte, bool) {
 		for _, t := range g.Targets {
 			if ap, err := netip.ParseAddrPort(t); err == nil && ap.Port() != 0 {
 				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) // as Groups writes them
-				eps = append(eps, endpoint.Endpoint{Addr: ap, Interface: g.Labels[promsd.LabelInterface]})
+				e := endpoint.Endpoint{Addr: ap, Interface: g.Labels[promsd.LabelInterface]}
+				if f.sel == promsd.All { // else every target listed is ready
+					e.Check.State, _ = endpoint.ParseHealth(g.Labels[promsd.LabelHealth])
+				}
+				eps = append(eps, e)
 			}
 		}
 	}
@@ -234,7 +258,7 @@ func (f *File) Plan(_ context.Context, snap endpoint.Snapshot) (endpoint.Diff, e
 	if err != nil {
 		return endpoint.Diff{}, err
 	}
-	return endpoint.Between(snapshotOf(eps).Endpoints, snap.Endpoints), nil
+	return endpoint.Between(snapshotOf(eps).Endpoints, f.format.listed(snap).Endpoints), nil
 }
 
 // snapshotOf returns eps sorted and deduplicated.
@@ -271,8 +295,9 @@ func (f *File) Apply(_ context.Context, snap endpoint.Snapshot) (Result, error) 
 	if err := writeAtomic(f.path, doc); err != nil {
 		return Result{}, err
 	}
-	d := endpoint.Between(f.prev.Endpoints, snap.Endpoints)
-	f.prev, f.last = snap, servers
+	listed := f.format.listed(snap)
+	d := endpoint.Between(f.prev.Endpoints, listed.Endpoints)
+	f.prev, f.last = listed, servers
 	return Result{Diff: d, Writes: 1}, nil
 }
 

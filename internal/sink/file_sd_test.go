@@ -23,7 +23,7 @@ func TestFileSDWritesTargetGroupsOnlyOnChange(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "udb.json")
 	clk := clocktest.New(t0)
 	id := promsd.Identity{BridgeID: "node-7"}
-	f, err := NewFileSD(path, clk, id)
+	f, err := NewFileSD(path, clk, id, promsd.Ready)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestFileSDWritesTargetGroupsOnlyOnChange(t *testing.T) {
 	}
 
 	// A restart with the same set writes nothing; Plan reads the targets back.
-	f2, _ := NewFileSD(path, clocktest.New(t0), id)
+	f2, _ := NewFileSD(path, clocktest.New(t0), id, promsd.Ready)
 	if res, err := f2.Apply(ctx, snap(1, a3, b3)); err != nil || res.Writes != 0 {
 		t.Fatalf("restart apply: %+v, %v", res, err)
 	}
@@ -80,7 +80,7 @@ func TestFileSDWritesTargetGroupsOnlyOnChange(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"updated_at":"2026-01-01T00:00:00Z","servers":[]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f3, _ := NewFileSD(path, clk, id)
+	f3, _ := NewFileSD(path, clk, id, promsd.Ready)
 	if res, err := f3.Apply(ctx, snap(1, a3)); err != nil || res.Writes != 1 {
 		t.Fatalf("over a bridge document: %+v, %v", res, err)
 	}
@@ -131,29 +131,37 @@ func FuzzFileSDDecode(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	format := fileSDFormat{id: promsd.Identity{BridgeID: "b"}}
+	f.Add([]byte(`[{"targets":["10.0.0.1:8000"],"labels":{"__meta_udb_health":"failing"}},{"targets":["10.0.0.2:8000"],"labels":{"__meta_udb_health":"x"}}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		eps, _, ok := format.decode(b)
-		if !ok {
-			return
-		}
-		for _, e := range eps {
-			if !e.Addr.IsValid() || e.Addr.Port() == 0 {
-				t.Fatalf("decoded an endpoint without address or port: %v", e.Addr)
-			}
-		}
-		s := snapshotOf(eps)
-		key, err := format.key(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, _ := format.document(s, key, t0)
-		again, _, ok := format.decode(doc)
-		if !ok {
-			t.Fatalf("our own document does not decode: %s", doc)
-		}
-		if d := endpoint.Between(s.Endpoints, snapshotOf(again).Endpoints); !d.Empty() {
-			t.Fatalf("round trip changed the set: %+v\nfrom %q\nwrote %s", d, b, doc)
+		for _, sel := range []promsd.Selection{promsd.Ready, promsd.All} {
+			fuzzFileSDRoundTrip(t, fileSDFormat{id: promsd.Identity{BridgeID: "b"}, sel: sel}, b)
 		}
 	})
+}
+
+// fuzzFileSDRoundTrip checks one format on one input of FuzzFileSDDecode.
+func fuzzFileSDRoundTrip(t *testing.T, format fileSDFormat, b []byte) {
+	t.Helper()
+	eps, _, ok := format.decode(b)
+	if !ok {
+		return
+	}
+	for _, e := range eps {
+		if !e.Addr.IsValid() || e.Addr.Port() == 0 {
+			t.Fatalf("decoded an endpoint without address or port: %v", e.Addr)
+		}
+	}
+	s := snapshotOf(eps)
+	key, err := format.key(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := format.document(s, key, t0)
+	again, _, ok := format.decode(doc)
+	if !ok {
+		t.Fatalf("our own document does not decode: %s", doc)
+	}
+	if d := endpoint.Between(s.Endpoints, snapshotOf(again).Endpoints); !d.Empty() {
+		t.Fatalf("%s: round trip changed the set: %+v\nfrom %q\nwrote %s", format.sel, d, b, doc)
+	}
 }

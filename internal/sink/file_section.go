@@ -19,6 +19,9 @@ type FileSettings struct {
 	// Origin is "file_path (<source>)", for errors raised when the sink is
 	// built.
 	Origin string
+	// SDTargets is the core's sd_targets: which servers the prometheus
+	// format lists (config.SDTargetsReady or config.SDTargetsAll).
+	SDTargets string
 }
 
 // The values of file_format.
@@ -36,13 +39,14 @@ func (FileSection) Keys() []config.Key {
 		{Name: "file_path", Flag: "file-path", Env: []string{"DISCOVERY_CLIENT_FILE_PATH"}, Group: config.GroupRun, Category: "File sink",
 			Usage: "file sink: JSON document to keep up to date"},
 		{Name: "file_format", Flag: "file-format", Env: []string{"DISCOVERY_CLIENT_FILE_FORMAT"}, Default: FileFormatBridge, OneOf: []string{FileFormatBridge, FileFormatPrometheus}, Group: config.GroupRun, Category: "File sink",
-			Usage: "file sink: bridge (the bridge's document: updated_at and servers) or prometheus (file_sd target groups, as " + config.PrometheusSDPath + " serves)"},
+			Usage: "file sink: bridge (the bridge's document: updated_at and servers, with each server's health when app_check is on) or prometheus (file_sd target groups, as " + config.PrometheusSDPath + " serves: the servers sd_targets names)"},
 	}
 }
 
 // Load implements Section: the path is needed when the sink is on.
 func (FileSection) Load(r *config.Reader) FileSettings {
-	s := FileSettings{Path: r.String("file_path"), Format: r.String("file_format"), Origin: r.Origin("file_path")}
+	s := FileSettings{Path: r.String("file_path"), Format: r.String("file_format"), Origin: r.Origin("file_path"),
+		SDTargets: r.Core().PrometheusSD.Targets}
 	if r.Enabled() && s.Path == "" {
 		r.Report(fmt.Errorf("%s: the file sink needs file_path (--file-path or DISCOVERY_CLIENT_FILE_PATH)", r.Origin("sinks")))
 	}
@@ -55,7 +59,7 @@ func FileFactory() Factory {
 		newFile := NewFile
 		if s.Format == FileFormatPrometheus {
 			newFile = func(path string, clk clock.Clock) (*File, error) {
-				return NewFileSD(path, clk, promsd.Identity{BridgeID: d.BridgeID, Segment: d.Segment})
+				return NewFileSD(path, clk, promsd.Identity{BridgeID: d.BridgeID, Segment: d.Segment}, promsd.Selection(s.SDTargets))
 			}
 		}
 		f, err := newFile(s.Path, d.Clock)

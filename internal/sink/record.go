@@ -16,9 +16,19 @@ type Record struct {
 	Interface     string     `json:"interface"`
 	FirstSeen     time.Time  `json:"first_seen"`
 	LastSeen      *time.Time `json:"last_seen,omitempty"`
+	// Health, Check and HealthSince are the app check's verdict
+	// (endpoint.Check): the state ("ready", "pending", "failing"), the
+	// output of the check that made the transition ("HTTP GET /healthz:
+	// 503 in 4 ms") and when the state began. They are left out when no
+	// app check runs, so the records are then what they were before app
+	// checks existed.
+	Health      string     `json:"health,omitempty"`
+	Check       string     `json:"check,omitempty"`
+	HealthSince *time.Time `json:"health_since,omitempty"`
 }
 
-// NewRecord converts e; lastSeen is included only when withLastSeen is set.
+// NewRecord converts e; lastSeen is included only when withLastSeen is set,
+// the health fields only when an app check judged e (checked).
 func NewRecord(e endpoint.Endpoint, withLastSeen bool) Record {
 	r := Record{
 		IP:        e.Addr.Addr().String(),
@@ -33,7 +43,20 @@ func NewRecord(e endpoint.Endpoint, withLastSeen bool) Record {
 		ls := e.LastSeen.UTC()
 		r.LastSeen = &ls
 	}
+	if checked(e.Check) {
+		r.Health, r.Check = e.Check.State.String(), e.Check.Output
+		if !e.Check.Since.IsZero() {
+			since := e.Check.Since.UTC()
+			r.HealthSince = &since
+		}
+	}
 	return r
+}
+
+// checked reports whether an app check gave c: with none running every
+// endpoint's Check is the zero value (ready, no output, no time).
+func checked(c endpoint.Check) bool {
+	return c.State != endpoint.Ready || c.Output != "" || !c.Since.IsZero()
 }
 
 // Endpoint converts r back; ok is false when IP or port are not valid.
@@ -48,6 +71,12 @@ func (r Record) Endpoint() (endpoint.Endpoint, bool) {
 	}
 	if r.LastSeen != nil {
 		e.LastSeen = *r.LastSeen
+	}
+	if h, ok := endpoint.ParseHealth(r.Health); ok {
+		e.Check = endpoint.Check{State: h, Output: r.Check}
+		if r.HealthSince != nil {
+			e.Check.Since = *r.HealthSince
+		}
 	}
 	return e, true
 }

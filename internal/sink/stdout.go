@@ -15,9 +15,16 @@ import (
 //	{"event":"added","ip":"10.0.0.5","port":8000,"source_address":"10.0.0.5:9999",
 //	 "interface":"eth0","first_seen":"...","last_seen":"..."}
 //
+// With an app check (app_check) each line also carries the server's
+// health, the check's output and since when ("health":"pending",
+// "check":"HTTP GET /healthz: 503 in 4 ms","health_since":"..."), and each
+// health transition of a held server is a line of its own whose event is
+// the new state: "ready", "pending" or "failing". Lines come in the order
+// added, removed, transitions, each in address order.
+//
 // It diffs each snapshot against the last one it printed, so a snapshot that
-// arrives late still yields exactly the adds and removes since the last
-// output.
+// arrives late still yields exactly the adds, removes and transitions since
+// the last output.
 type Stdout struct {
 	w    io.Writer
 	last []endpoint.Endpoint // the last snapshot printed (shared, read-only)
@@ -58,6 +65,11 @@ func (s *Stdout) Apply(ctx context.Context, snap endpoint.Snapshot) (Result, err
 	}
 	if err := emit("removed", d.Removed); err != nil {
 		return Result{}, fmt.Errorf("stdout sink: encode: %w", err)
+	}
+	for _, e := range d.Changed {
+		if err := emit(e.Check.State.String(), []endpoint.Endpoint{e}); err != nil {
+			return Result{}, fmt.Errorf("stdout sink: encode: %w", err)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		// Nothing is remembered, so the same changes are printed next time.

@@ -128,7 +128,8 @@ var fields = []field{
 		}),
 		func(o *Options, v any) error { o.Path = v.(string); return nil },
 		func(o Options) any { return o.Path }},
-	{key("app_check_status", setting.String, DefaultStatus, "HTTP statuses that pass an http or https app check: codes and ranges, comma-separated (200-299,301)"),
+	{key("app_check_status", setting.String, DefaultStatus, "HTTP statuses that pass an http or https app check: codes and ranges, comma-separated (200-299,301)",
+		func(k *setting.Key) { k.Pattern, k.PatternHint = statusList, statusHint }),
 		func(o *Options, v any) (err error) { o.Status, err = ParseStatus(v.(string)); return err },
 		nil},
 	{key("app_check_timeout", setting.Duration, seconds(DefaultTimeout), "deadline of one app check (connect, TLS, request, the first 4 KiB of the body); at most app_check_interval",
@@ -168,6 +169,15 @@ var fields = []field{
 		func(o *Options, v any) error { o.InsecureSkipVerify = v.(bool); return nil },
 		func(o Options) any { return o.InsecureSkipVerify }},
 }
+
+// statusList is the pattern of app_check_status (the chart's schema
+// carries it): status codes 100..599 and ranges of them, comma-separated;
+// an empty range such as 399-200 is left to ParseStatus.
+const (
+	statusRangePattern = `\s*[1-5][0-9]{2}\s*(-\s*[1-5][0-9]{2}\s*)?`
+	statusList         = statusRangePattern + `(,` + statusRangePattern + `)*`
+	statusHint         = "want HTTP status codes (100..599) or ranges of them, comma-separated, such as 200-299,301"
+)
 
 // ErrNoField is returned by Options.Set for a name that is no app check
 // key.

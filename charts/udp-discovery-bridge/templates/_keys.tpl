@@ -41,9 +41,23 @@ max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, 
 removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
 max_servers: {env: DISCOVERY_CLIENT_MAX_SERVERS, kind: int, default: "10000"}
 sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
+debug_endpoint: {env: DISCOVERY_CLIENT_DEBUG_ENDPOINT, kind: bool, default: "false"}
+app_check: {env: DISCOVERY_CLIENT_APP_CHECK, kind: string, default: "none"}
+app_check_path: {env: DISCOVERY_CLIENT_APP_CHECK_PATH, kind: string, default: "/"}
+app_check_status: {env: DISCOVERY_CLIENT_APP_CHECK_STATUS, kind: string, default: "200-399"}
+app_check_timeout: {env: DISCOVERY_CLIENT_APP_CHECK_TIMEOUT, kind: duration, default: "2s", min: "0", minExclusive: true, max: "1m"}
+app_check_interval: {env: DISCOVERY_CLIENT_APP_CHECK_INTERVAL, kind: duration, default: "10s", min: "1s", max: "1h"}
+app_check_rise: {env: DISCOVERY_CLIENT_APP_CHECK_RISE, kind: int, default: "2"}
+app_check_fall: {env: DISCOVERY_CLIENT_APP_CHECK_FALL, kind: int, default: "3"}
+app_check_concurrency: {env: DISCOVERY_CLIENT_APP_CHECK_CONCURRENCY, kind: int, default: "64"}
+app_check_jitter: {env: DISCOVERY_CLIENT_APP_CHECK_JITTER, kind: float, default: "0.2", min: "0", max: "1"}
+app_check_tls_server_name: {env: DISCOVERY_CLIENT_APP_CHECK_TLS_SERVER_NAME, kind: string, default: ""}
+app_check_ca_file: {env: DISCOVERY_CLIENT_APP_CHECK_CA_FILE, kind: string, default: ""}
+app_check_tls_insecure: {env: DISCOVERY_CLIENT_APP_CHECK_TLS_INSECURE, kind: bool, default: "false"}
 prometheus_sd: {env: DISCOVERY_CLIENT_PROMETHEUS_SD, kind: bool, default: "false"}
 prometheus_sd_addr: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR, kind: string, default: ""}
 prometheus_sd_token_file: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE, kind: string, default: ""}
+sd_targets: {env: DISCOVERY_CLIENT_SD_TARGETS, kind: string, default: "ready"}
 file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
 file_format: {env: DISCOVERY_CLIENT_FILE_FORMAT, kind: string, default: "bridge"}
 consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}

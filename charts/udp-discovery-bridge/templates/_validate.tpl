@@ -132,6 +132,21 @@ duration or a number out of the bounds in udb.keys.
 {{- fail "config.encryption_enabled needs a Fernet key: set secretKey.existingSecret (recommended) or secretKey.value" }}
 {{- end }}
 
+{{- /* The app check (pkg/appcheck Options.Validate) and the deprecated consul_check keys folded into it (cmd/bridge). */}}
+{{- $check := toString $c.app_check }}
+{{- if and (ne $check "none") (gt $n.app_check_timeout $n.app_check_interval) }}
+{{- fail (printf "config.app_check_timeout %s must not exceed config.app_check_interval %s: one server's checks never overlap" (include "udb.shown" $c.app_check_timeout) (include "udb.shown" $c.app_check_interval)) }}
+{{- end }}
+{{- if and $c.app_check_tls_insecure $c.app_check_ca_file }}
+{{- fail "config.app_check_tls_insecure and config.app_check_ca_file: set one, not both (an unverified check trusts no CA)" }}
+{{- end }}
+{{- if and (ne $check "none") (ne $check "https") (or $c.app_check_tls_insecure $c.app_check_ca_file $c.app_check_tls_server_name) }}
+{{- fail (printf "config.app_check_tls_server_name, config.app_check_ca_file and config.app_check_tls_insecure apply to app_check https only, not %s" $check) }}
+{{- end }}
+{{- if and $c.consul_check (ne $check "none") (ne $check (toString $c.consul_check)) }}
+{{- fail (printf "config.consul_check is %s but config.app_check is %s: consul_check is deprecated and folded into app_check; set app_check only" (toString $c.consul_check) $check) }}
+{{- end }}
+
 {{- /* Sinks (internal/sink, internal/sink/consul Config.Validate and its Section). */}}
 {{- if and (has "file" $c.sinks) (not $c.file_path) }}
 {{- fail "config.sinks: the file sink needs config.file_path" }}
