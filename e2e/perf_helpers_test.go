@@ -244,6 +244,7 @@ type perfProc struct {
 	AnonKiB  int64 // RssAnon: the heap, stacks and the runtime's own memory
 	FileKiB  int64 // RssFile: mapped pages of the binary
 	CPUTicks int64 // utime + stime, in 1/perfClkTck s
+	SysTicks int64 // stime alone: the kernel's share of CPUTicks
 }
 
 func (p perfProc) CPU() time.Duration {
@@ -292,7 +293,7 @@ func perfSample(pid int) (perfProc, error) {
 	if err1 != nil || err2 != nil {
 		return s, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
 	}
-	s.CPUTicks = ut + st
+	s.CPUTicks, s.SysTicks = ut+st, st
 	return s, nil
 }
 
