@@ -541,7 +541,6 @@ func TestAppCheckCatalogFleet(t *testing.T) {
 	// Both blocked: critical, once.
 	stopStatus := appStatusWatch(l.consul, id)
 	dropped1, unblock1 := iptablesDrop(t, ipt, l.hosts["a1"], app.Addr())
-	blocked = time.Now()
 	took = runWait(t, appBound(appFall), "the server out of ?passing", func() (bool, string) {
 		p, err := appPassing(l.consul)
 		return err == nil && !p[id], fmt.Sprint("passing ", runKeys(p), " ", err)

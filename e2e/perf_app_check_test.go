@@ -91,8 +91,8 @@ func TestPerfAppCheck(t *testing.T) {
 				return err == nil && ready == servers, fmt.Sprint(ready, " ", err)
 			})
 			run := perfAppRun{kind: kind, readyTook: time.Since(start)}
-			m := perfMustScrape(t, ns)
-			m = perfNextRound(t, ns, m[perfRoundsOK], 2*interval, 100*time.Millisecond)
+			// Start the window at a round's end.
+			perfNextRound(t, ns, perfMustScrape(t, ns)[perfRoundsOK], 2*interval, 100*time.Millisecond)
 
 			// The window: samples every 100 ms, round ends every 500 ms.
 			first := perfMustScrape(t, ns)
