@@ -666,7 +666,9 @@ func TestAppCheckTLS(t *testing.T) {
 	ca := appserver.NewCA(t)
 	const ip, port = "10.213.1.11", 8443
 	app := appserver.Start(t, appserver.Options{NS: l.servers[0].NS, Addr: fmt.Sprintf("%s:%d", ip, port), CA: ca})
-	respond(t, l.servers[0], 1, "--ip", ip, "--app-port", strconv.Itoa(port))
+	// Two bridges (and doctor) probe from one address: over the
+	// responder's default allowance per source (5 probes a second).
+	respond(t, l.servers[0], 1, "--ip", ip, "--app-port", strconv.Itoa(port), "--rate-limit", "0")
 	target := app.Addr().String()
 	caFile := ca.WriteFile(t)
 	dev := l.client.Dev(l.br)
