@@ -40,8 +40,9 @@ type k8sSlice struct {
 	Endpoints   []struct {
 		Addresses  []string `json:"addresses"`
 		Conditions struct {
-			Ready   *bool `json:"ready"`
-			Serving *bool `json:"serving"`
+			Ready       *bool `json:"ready"`
+			Serving     *bool `json:"serving"`
+			Terminating *bool `json:"terminating"`
 		} `json:"conditions"`
 	} `json:"endpoints"`
 	Ports []struct {

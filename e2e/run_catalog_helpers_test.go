@@ -67,12 +67,19 @@ func (l *catLab) servers(seg string, n int) []string {
 	l.t.Helper()
 	var ids []string
 	for i := range n {
-		ip := fmt.Sprintf("10.213.%d.%d", segNet(seg), 31+i)
-		h := l.lab.Host(fmt.Sprintf("s%s%d", seg, i), l.seg[seg], ip+"/24")
+		h, ip := l.serverHost(seg, i)
 		respond(l.t, h, 1, "--ip", ip)
 		ids = append(ids, runServerID(catService, ip, 8000))
 	}
 	return ids
+}
+
+// serverHost creates the host of server i of segment seg, at
+// 10.213.<31|32>.<31+i>, and returns it with that address.
+func (l *catLab) serverHost(seg string, i int) (*netns.Host, string) {
+	l.t.Helper()
+	ip := fmt.Sprintf("10.213.%d.%d", segNet(seg), 31+i)
+	return l.lab.Host(fmt.Sprintf("s%s%d", seg, i), l.seg[seg], ip+"/24"), ip
 }
 
 // shared starts a responder on a host with a leg in both segments, which
@@ -238,9 +245,27 @@ func (l *catLab) serviceIndex() uint64 {
 // moved for three seconds (three rounds), and returns it.
 func (l *catLab) settledIndex(timeout time.Duration) uint64 {
 	l.t.Helper()
-	idx, since := l.serviceIndex(), time.Now()
-	runWait(l.t, timeout, "a settled service index", func() (bool, string) {
-		if now := l.serviceIndex(); now != idx {
+	return l.settled(timeout, "service", l.serviceIndex)
+}
+
+// healthIndex is the X-Consul-Index of the service's health query (every
+// instance, whatever its state): a check's write moves it.
+func (l *catLab) healthIndex() uint64 {
+	l.t.Helper()
+	_, _, idx, err := catEntries(l.t, l.consul)
+	if err != nil {
+		l.t.Fatalf("reading the service's health: %v", err)
+	}
+	return idx
+}
+
+// settled waits (at most timeout) until index has not moved for three
+// seconds (three rounds), and returns it.
+func (l *catLab) settled(timeout time.Duration, what string, index func() uint64) uint64 {
+	l.t.Helper()
+	idx, since := index(), time.Now()
+	runWait(l.t, timeout, "a settled "+what+" index", func() (bool, string) {
+		if now := index(); now != idx {
 			idx, since = now, time.Now()
 		}
 		return time.Since(since) >= 3*time.Second, fmt.Sprintf("index %d", idx)

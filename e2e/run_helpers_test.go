@@ -112,8 +112,15 @@ type runBridge struct {
 // output is logged.
 func startRun(t *testing.T, h *netns.Host, name string, args ...string) *runBridge {
 	t.Helper()
+	return startRunEnv(t, h, name, nil, args...)
+}
+
+// startRunEnv is startRun with env added to the hermetic environment
+// (DISCOVERY_CLIENT_... settings).
+func startRunEnv(t *testing.T, h *netns.Host, name string, env []string, args ...string) *runBridge {
+	t.Helper()
 	argv := append([]string{bridgebin.Path(t), "run"}, args...)
-	p, err := h.WithEnv(hermeticEnv()).Start(t.Context(), argv...)
+	p, err := h.WithEnv(hermeticEnv(env...)).Start(t.Context(), argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +128,7 @@ func startRun(t *testing.T, h *netns.Host, name string, args ...string) *runBrid
 	t.Cleanup(func() {
 		if t.Failed() {
 			stdout, stderr := p.Output()
-			t.Logf("bridge %s (%s), exit %d\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), p.ExitCode(), runTail(stdout, 60), runTail(stderr, 120))
+			t.Logf("bridge %s (%s %s), exit %d\nstdout:\n%s\nstderr:\n%s", name, strings.Join(env, " "), strings.Join(args, " "), p.ExitCode(), runTail(stdout, 60), runTail(stderr, 120))
 		}
 	})
 	return b

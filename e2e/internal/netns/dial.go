@@ -14,9 +14,7 @@ import (
 
 // Dial dials addr from a socket created inside the named network namespace
 // (/var/run/netns/<ns>). A socket belongs to the namespace it was created
-// in, so the connection keeps working after the thread switches back. The
-// thread is not unlocked if switching back fails: the runtime then discards
-// it instead of reusing a thread in the wrong namespace.
+// in, so the connection keeps working after the thread switches back.
 func Dial(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	return DialFrom(ctx, ns, network, "", addr)
 }
@@ -25,10 +23,6 @@ func Dial(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 // lets the kernel choose), for a client holding several addresses of its
 // namespace.
 func DialFrom(ctx context.Context, ns, network, local, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
 	var d net.Dialer
 	if local != "" {
 		la, err := net.ResolveTCPAddr(network, local)
@@ -37,36 +31,66 @@ func DialFrom(ctx context.Context, ns, network, local, addr string) (net.Conn, e
 		}
 		d.LocalAddr = la
 	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := Do(ns, func() error {
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Listen listens on addr ("10.213.1.11:8000") with a socket created inside
+// the named network namespace. The listener, and every connection it
+// accepts, belong to that namespace, so the caller serves them from any
+// goroutine: a test can run a server inside a namespace from its own
+// process.
+func Listen(ctx context.Context, ns, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := Do(ns, func() error {
+		var err error
+		ln, err = (&net.ListenConfig{}).Listen(ctx, network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// Do runs fn on an OS thread switched into the named network namespace,
+// and waits for it: sockets fn creates belong to that namespace for their
+// whole life. fn must not start goroutines that expect the namespace (they
+// run on other threads). The thread is not unlocked if switching back
+// fails: the runtime then discards it instead of reusing a thread in the
+// wrong namespace.
+func Do(ns string, fn func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open own netns: %w", err)}
+			ch <- fmt.Errorf("open own netns: %w", err)
 			return
 		}
 		defer orig.Close()
 		target, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open netns %s: %w", ns, err)}
+			ch <- fmt.Errorf("open netns %s: %w", ns, err)
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter netns %s: %w", ns, err)}
+			ch <- fmt.Errorf("enter netns %s: %w", ns, err)
 			return
 		}
-		c, err := d.DialContext(ctx, network, addr)
+		err = fn()
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }
 
 // Transport returns an HTTP transport whose connections are made inside

@@ -322,3 +322,47 @@ func TestNetnsCleanup(t *testing.T) {
 		}
 	}
 }
+
+// TestNetnsListen: a listener created by Listen from the test's own
+// process lives in the host's namespace: another host of the lab reaches
+// it, and `ss` lists it in that namespace only.
+func TestNetnsListen(t *testing.T) {
+	t.Parallel()
+	lab := netns.New(t)
+	br := lab.Bridge("lan")
+	a := lab.Host("a", br, "10.213.1.10/24")
+	b := lab.Host("b", br, "10.213.1.11/24")
+	ln, err := netns.Listen(t.Context(), b.NS, "tcp", "10.213.1.11:7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hi"))
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	c, err := netns.Dial(ctx, a.NS, "tcp", "10.213.1.11:7000")
+	if err != nil {
+		t.Fatalf("dial from host a: %v", err)
+	}
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
+		t.Errorf("read from the listener: %q %v", buf, err)
+	}
+	c.Close()
+	// The socket is host b's: its namespace lists it, host a's does not.
+	for h, want := range map[*netns.Host]int{a: 0, b: 1} {
+		r := h.Run(ctx, "ss", "-H", "-t", "-l", "-n", "sport = :7000")
+		if got := strings.Count(r.Stdout, "\n"); r.Err != nil || got != want {
+			t.Errorf("listeners on :7000 in %s: %d (%v), want %d:\n%s", h.Name, got, r.Err, want, r.Stdout)
+		}
+	}
+}
