@@ -3,26 +3,18 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"os"
 
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
 )
 
 // bridgeIdentity is what Prometheus target labels say of this bridge: the
-// bridge_id and segment keys. Both are declared by the Consul sink's
-// section, which every configuration loads (bridge_id defaults to the host
-// name there; segment is read in catalog mode, else each server's segment
-// is the network it was seen on).
+// core keys bridge_id (defaulted to the host name) and segment (when
+// empty, each server's segment is the network it was seen on).
 func bridgeIdentity(cfg *config.Config) promsd.Identity {
-	if c, ok := cfg.SinkSettings("consul").(consul.Config); ok {
-		return promsd.Identity{BridgeID: c.BridgeID, Segment: c.Catalog.Segment}
-	}
-	h, _ := os.Hostname()
-	return promsd.Identity{BridgeID: h}
+	return promsd.Identity{BridgeID: cfg.BridgeID, Segment: cfg.Segment}
 }
 
 // promSDToken returns the bearer token source of the http_sd endpoint (nil

@@ -100,9 +100,8 @@ func TestPromSDServing(t *testing.T) {
 	}
 }
 
-// TestBridgeIdentity: the labels' bridge id and segment are the bridge_id
-// and segment keys (bridge_id defaulting to the host name; segment read in
-// catalog mode only).
+// TestBridgeIdentity: the labels' bridge id and segment are the core keys
+// bridge_id (defaulting to the host name) and segment, whatever the sinks.
 func TestBridgeIdentity(t *testing.T) {
 	host, _ := os.Hostname()
 	for _, tc := range []struct {
@@ -110,7 +109,7 @@ func TestBridgeIdentity(t *testing.T) {
 		want promsd.Identity
 	}{
 		{nil, promsd.Identity{BridgeID: host}},
-		{[]string{"DISCOVERY_CLIENT_BRIDGE_ID", "b-1", "DISCOVERY_CLIENT_SEGMENT", "hall-3"}, promsd.Identity{BridgeID: "b-1"}},
+		{[]string{"DISCOVERY_CLIENT_BRIDGE_ID", "b-1", "DISCOVERY_CLIENT_SEGMENT", "hall-3"}, promsd.Identity{BridgeID: "b-1", Segment: "hall-3"}},
 		{[]string{"DISCOVERY_CLIENT_BRIDGE_ID", "b-1", "DISCOVERY_CLIENT_SEGMENT", "hall-3", "DISCOVERY_CLIENT_CONSUL_MODE", "catalog"}, promsd.Identity{BridgeID: "b-1", Segment: "hall-3"}},
 	} {
 		if got := bridgeIdentity(loadTestConfig(t, tc.env...)); got != tc.want {

@@ -41,7 +41,14 @@ type Config struct {
 	RemovalGuardRounds int
 	// MaxServers caps the servers the bridge holds (max_servers); each
 	// source's share is Discovery.MaxServersPerSource.
-	MaxServers  int
+	MaxServers int
+	// BridgeID, Segment and OnExit say who this bridge is and what it
+	// leaves behind (bridge_id, defaulted to the host name; segment;
+	// on_exit): core keys, resolved once and read by every sink through
+	// Reader.Core.
+	BridgeID    string
+	Segment     string
+	OnExit      string
 	Sinks       []string
 	MetricsAddr string
 	// DebugEndpoint serves `bridge explain`'s reports on MetricsAddr

@@ -41,6 +41,12 @@ const (
 // CPU and floods the LAN with broadcasts.
 const minInterval = "100ms"
 
+// The values of on_exit.
+const (
+	OnExitDeregister = "deregister"
+	OnExitKeep       = "keep"
+)
+
 // PrometheusSDPath is where the metrics server (or prometheus_sd_addr)
 // serves the Prometheus http_sd list.
 const PrometheusSDPath = "/sd/prometheus"
@@ -79,6 +85,10 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "where to export: " + strings.Join(sinkNames, ", ") + " (repeatable or comma-separated)"},
 		{Name: "bridge_id", Flag: "bridge-id", Env: []string{"DISCOVERY_CLIENT_BRIDGE_ID"}, Group: GroupRun,
 			Usage: "this bridge's identity in registries, read by every sink that keeps a fleet (consul, kubernetes; default: the host name)"},
+		{Name: "segment", Flag: "segment", Env: []string{"DISCOVERY_CLIENT_SEGMENT"}, Group: GroupRun,
+			Usage: "this bridge's LAN segment name, for the sinks that keep a fleet (Consul catalog mode, Kubernetes) and the Prometheus labels (default: the network of the interface each reply came in on)"},
+		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: OnExitDeregister, OneOf: []string{OnExitDeregister, OnExitKeep}, Group: GroupRun,
+			Usage: "on SIGTERM: deregister what this bridge registered (Consul agent mode; a fleet's sinks withdraw its observation), or keep it for the heartbeat to expire"},
 		{Name: "metrics_addr", Flag: "metrics-addr", Env: []string{"DISCOVERY_CLIENT_METRICS_ADDR"}, Default: ":9108", Group: GroupRun,
 			Usage: "listen address for /metrics, /healthz, /readyz; the default :9108 listens on every interface, 127.0.0.1:9108 on loopback only (empty disables)"},
 		{Name: "debug_endpoint", Flag: "debug-endpoint", Env: []string{"DISCOVERY_CLIENT_DEBUG_ENDPOINT"}, Default: "false", Kind: KindBool, Group: GroupRun,

@@ -22,6 +22,8 @@ type Inputs struct {
 	// Flags holds the flags the user set, by key name (Key.Name). List
 	// values are []string; others are strings.
 	Flags map[string]any
+	// Hostname defaults bridge_id (nil: os.Hostname).
+	Hostname func() (string, error)
 }
 
 // SinkSpec declares one sink to the configuration: its name (a valid value
@@ -142,13 +144,19 @@ func (s *Schema) Load(in Inputs) (*Config, error) {
 		c.sources[k.Name] = p.source(k.Name)
 	}
 	p.fill(c)
+	c.BridgeID = p.bridgeID(in.Hostname)
 	p.report(c.validate())
 	if !p.anyFailed(appcheck.Keys()) { // else its defaults would stand in
 		p.report(c.ValidateAppCheck())
 	}
 	for _, sk := range s.sinks {
 		if sk.Section != nil {
-			c.setSinkSettings(sk.Name, sk.Section.Load(&Reader{p: &p, core: c, enabled: slices.Contains(c.Sinks, sk.Name)}))
+			owns := map[string]bool{}
+			for _, k := range sk.Section.Keys() {
+				owns[k.Name] = true
+			}
+			r := &Reader{p: &p, core: c, enabled: slices.Contains(c.Sinks, sk.Name), name: sk.Name, owns: owns}
+			c.setSinkSettings(sk.Name, sk.Section.Load(r))
 		}
 	}
 	problems = append(problems, p.problems...)

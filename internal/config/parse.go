@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -189,6 +190,8 @@ func (p *parser) fill(c *Config) {
 	c.MaxRemovalFraction = p.float("max_removal_fraction")
 	c.RemovalGuardRounds = p.integer("removal_guard_rounds")
 	c.MaxServers = p.integer("max_servers")
+	c.Segment = p.str("segment")
+	c.OnExit = p.str("on_exit")
 	c.Sinks = p.list("sinks")
 	c.MetricsAddr = p.str("metrics_addr")
 	c.DebugEndpoint = p.boolean("debug_endpoint")
@@ -205,4 +208,22 @@ func (p *parser) fill(c *Config) {
 	}
 	c.PrometheusSD = PrometheusSD{Enabled: p.boolean("prometheus_sd"), Addr: p.str("prometheus_sd_addr"),
 		Token: p.str("prometheus_sd_token"), TokenFile: p.str("prometheus_sd_token_file"), Targets: p.str("sd_targets")}
+}
+
+// bridgeID reads bridge_id and defaults it to the host name from hostname
+// (nil: os.Hostname); a host name that cannot be read is reported against
+// the key.
+func (p *parser) bridgeID(hostname func() (string, error)) string {
+	id := p.str("bridge_id")
+	if id != "" {
+		return id
+	}
+	if hostname == nil {
+		hostname = os.Hostname
+	}
+	h, err := hostname()
+	if err != nil {
+		p.bad("bridge_id", "", "not set, and the host name to default it to is unknown: "+err.Error())
+	}
+	return h
 }

@@ -55,6 +55,21 @@ type Reader struct {
 	p       *parser
 	core    *Config
 	enabled bool
+	// name and owns are the section's sink and keys: reading the value of
+	// a key the section does not declare is a programming error (a core
+	// key is read through Core, once resolved for every sink).
+	name string
+	owns map[string]bool
+}
+
+// own panics unless the section declares key: a section that reads
+// another's key (or a core key by name) is a programming error, which
+// every test that loads the section catches.
+func (r *Reader) own(key string) string {
+	if r.owns != nil && !r.owns[key] {
+		panic(fmt.Sprintf("config: section %s reads key %s, which it does not declare (core keys: Reader.Core)", r.name, key))
+	}
+	return key
 }
 
 // Core returns the loaded core configuration (interval, timeout, sinks...).
@@ -64,20 +79,20 @@ func (r *Reader) Core() *Config { return r.core }
 func (r *Reader) Enabled() bool { return r.enabled }
 
 // String returns key's value as a string ("" when unset).
-func (r *Reader) String(key string) string { return r.p.str(key) }
+func (r *Reader) String(key string) string { return r.p.str(r.own(key)) }
 
 // Int returns key's value as a decimal integer.
-func (r *Reader) Int(key string) int { return r.p.integer(key) }
+func (r *Reader) Int(key string) int { return r.p.integer(r.own(key)) }
 
 // Bool returns key's value as a boolean (true/false, 1/0, yes/no, on/off).
-func (r *Reader) Bool(key string) bool { return r.p.boolean(key) }
+func (r *Reader) Bool(key string) bool { return r.p.boolean(r.own(key)) }
 
 // Duration returns key's value as seconds or a Go duration.
-func (r *Reader) Duration(key string) time.Duration { return r.p.duration(key) }
+func (r *Reader) Duration(key string) time.Duration { return r.p.duration(r.own(key)) }
 
 // List returns key's value as a list (comma-separated, repeated or a YAML
 // list), empty elements dropped.
-func (r *Reader) List(key string) []string { return r.p.list(key) }
+func (r *Reader) List(key string) []string { return r.p.list(r.own(key)) }
 
 // Origin formats "key (source)" for messages.
 func (r *Reader) Origin(key string) string { return r.p.origin(key) }

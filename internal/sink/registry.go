@@ -188,18 +188,3 @@ func (r *Registry) Build(cfg *config.Config, deps Deps) ([]Sink, error) {
 	}
 	return out, nil
 }
-
-// BridgeID reads bridge_id (a core key, shared by every sink that keeps a
-// fleet) and defaults it to the host name from hostname; a host name that
-// cannot be read is reported against the key.
-func BridgeID(r *config.Reader, hostname func() (string, error)) string {
-	id := r.String("bridge_id")
-	if id != "" {
-		return id
-	}
-	h, err := hostname()
-	if err != nil {
-		r.Bad("bridge_id", "", "not set, and the host name to default it to is unknown: "+err.Error())
-	}
-	return h
-}

@@ -41,6 +41,8 @@ max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, 
 removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
 max_servers: {env: DISCOVERY_CLIENT_MAX_SERVERS, kind: int, default: "10000"}
 sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
+segment: {env: DISCOVERY_CLIENT_SEGMENT, kind: string, default: ""}
+on_exit: {env: DISCOVERY_CLIENT_ON_EXIT, kind: string, default: "deregister"}
 debug_endpoint: {env: DISCOVERY_CLIENT_DEBUG_ENDPOINT, kind: bool, default: "false"}
 app_check: {env: DISCOVERY_CLIENT_APP_CHECK, kind: string, default: "none"}
 app_check_path: {env: DISCOVERY_CLIENT_APP_CHECK_PATH, kind: string, default: "/"}
@@ -61,7 +63,6 @@ sd_targets: {env: DISCOVERY_CLIENT_SD_TARGETS, kind: string, default: "ready"}
 file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
 file_format: {env: DISCOVERY_CLIENT_FILE_FORMAT, kind: string, default: "bridge"}
 consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}
-on_exit: {env: DISCOVERY_CLIENT_ON_EXIT, kind: string, default: "deregister"}
 consul_addr: {env: CONSUL_HTTP_ADDR, kind: string, default: "127.0.0.1:8500"}
 consul_ssl: {env: CONSUL_HTTP_SSL, kind: bool, default: "false"}
 consul_cacert: {env: CONSUL_CACERT, kind: string, default: ""}
@@ -82,7 +83,6 @@ consul_resync: {env: DISCOVERY_CLIENT_CONSUL_RESYNC, kind: duration, default: "1
 consul_lock: {env: DISCOVERY_CLIENT_CONSUL_LOCK, kind: string, default: ""}
 consul_lock_session_ttl: {env: DISCOVERY_CLIENT_CONSUL_LOCK_SESSION_TTL, kind: duration, default: "10s"}
 consul_kv_prefix: {env: DISCOVERY_CLIENT_CONSUL_KV_PREFIX, kind: string, default: ""}
-segment: {env: DISCOVERY_CLIENT_SEGMENT, kind: string, default: ""}
 consul_segment_tag: {env: DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG, kind: bool, default: "false"}
 consul_observers_meta: {env: DISCOVERY_CLIENT_CONSUL_OBSERVERS_META, kind: bool, default: "false"}
 consul_catalog_layout: {env: DISCOVERY_CLIENT_CONSUL_CATALOG_LAYOUT, kind: string, default: "node-per-server"}

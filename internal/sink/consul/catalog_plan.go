@@ -403,7 +403,7 @@ func unobservedOutput(t time.Time) string {
 }
 
 // catalogChecksFingerprint is the MetaChecks value of catalog mode's
-// services: what agent mode's checksFingerprint says without a
+// services: what agent mode's agentChecksFingerprint says without a
 // consul_check, which catalog mode no longer turns into a check of its own
 // (the bridges run the app check; their verdict is the app check's). A
 // fleet that had --consul-check has its services rewritten once, with the

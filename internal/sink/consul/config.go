@@ -41,8 +41,8 @@ const (
 	MetaChecks = "bridge-checks"
 
 	// OnExit values.
-	OnExitDeregister = "deregister"
-	OnExitKeep       = "keep"
+	OnExitDeregister = config.OnExitDeregister
+	OnExitKeep       = config.OnExitKeep
 
 	// Mode values.
 	ModeAgent   = "agent"

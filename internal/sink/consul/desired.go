@@ -213,17 +213,3 @@ func agentChecksFingerprint(cfg Config) string {
 	}
 	return s
 }
-
-// checksFingerprint summarises catalog mode's per-server check
-// configuration; it is stored in meta so a restart with other check
-// settings re-registers.
-func checksFingerprint(cfg Config) string {
-	s := "alias/" + cfg.DeregisterAfter.String()
-	switch cfg.Check {
-	case CheckTCP:
-		s += "+tcp/" + cfg.CheckInterval.String()
-	case CheckHTTP:
-		s += "+http/" + cfg.CheckInterval.String() + cfg.HTTPPath
-	}
-	return s
-}

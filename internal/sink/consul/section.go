@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,12 +17,11 @@ import (
 // by Config.Validate plus the checks that need the core (interval, timeout).
 // It keeps no loaded values: Load returns them.
 type Section struct {
-	hostname func() (string, error)
 }
 
 // Factory registers the Consul sink.
 func Factory() sink.Factory {
-	s := &Section{hostname: os.Hostname}
+	s := &Section{}
 	return sink.NewFactory("consul", s, build, runDoctor)
 }
 
@@ -50,8 +48,6 @@ func (s *Section) Keys() []config.Key {
 	return []config.Key{
 		{Name: "consul_mode", Flag: "consul-mode", Env: []string{"DISCOVERY_CLIENT_CONSUL_MODE"}, Default: d.Mode, OneOf: []string{ModeAgent, ModeCatalog}, Group: config.GroupRun, Category: cat,
 			Usage: "agent (register with the local Consul agent) or catalog (no local agent: bridges publish observations and one elected bridge writes the catalog)"},
-		{Name: "on_exit", Flag: "on-exit", Env: []string{"DISCOVERY_CLIENT_ON_EXIT"}, Default: d.OnExit, OneOf: []string{OnExitDeregister, OnExitKeep}, Group: config.GroupRun, Category: cat,
-			Usage: "on SIGTERM: deregister what this bridge registered, or keep it for the heartbeat to expire"},
 
 		{Name: "consul_addr", Flag: "consul-addr", Env: []string{"CONSUL_HTTP_ADDR"}, Default: "127.0.0.1:8500", Group: config.GroupRun, Category: cat,
 			Usage: "Consul HTTP address: the local agent (agent mode) or the servers (catalog mode: several comma-separated host:port are tried in turn)"},
@@ -97,8 +93,6 @@ func (s *Section) Keys() []config.Key {
 			Usage: "TTL of the lock's session (10s at least): agent mode's --consul-lock, catalog mode's session of each bridge (its observation and the leader key); a standby takes over within about twice this after the holder dies"},
 		{Name: "consul_kv_prefix", Flag: "consul-kv-prefix", Env: []string{"DISCOVERY_CLIENT_CONSUL_KV_PREFIX"}, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: KV prefix of the observations and the leader lock (default udp-discovery-bridge/<consul_service>)"},
-		{Name: "segment", Flag: "segment", Env: []string{"DISCOVERY_CLIENT_SEGMENT"}, Group: config.GroupRun, Category: cat,
-			Usage: "catalog mode: this bridge's LAN segment name (default: the network of the interface each reply came in on)"},
 		{Name: "consul_segment_tag", Flag: "consul-segment-tag", Env: []string{"DISCOVERY_CLIENT_CONSUL_SEGMENT_TAG"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
 		{Name: "consul_observers_meta", Flag: "consul-observers-meta", Env: []string{"DISCOVERY_CLIENT_CONSUL_OBSERVERS_META"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
@@ -134,13 +128,13 @@ func (s *Section) Load(r *config.Reader) Config {
 			},
 			Service:         r.String("consul_service"),
 			Tags:            r.List("consul_tags"),
-			BridgeID:        sink.BridgeID(r, s.hostname),
+			BridgeID:        r.Core().BridgeID,
 			DeregisterAfter: r.Duration("consul_deregister_after"),
 			Check:           r.String("consul_check"),
 			CheckInterval:   r.Duration("consul_check_interval"),
 			HTTPPath:        r.String("consul_http_path"),
 			Resync:          r.Duration("consul_resync"),
-			OnExit:          r.String("on_exit"),
+			OnExit:          r.Core().OnExit,
 		},
 		Mode: r.String("consul_mode"),
 	}
@@ -149,7 +143,7 @@ func (s *Section) Load(r *config.Reader) Config {
 	sessionTTL := r.Duration("consul_lock_session_ttl")
 	parallel := r.Int("consul_parallel")
 	kvPrefix := r.String("consul_kv_prefix")
-	segment := r.String("segment")
+	segment := r.Core().Segment
 	segmentTag := r.Bool("consul_segment_tag")
 	observersMeta := r.Bool("consul_observers_meta")
 	layout := r.String("consul_catalog_layout")

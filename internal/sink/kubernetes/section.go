@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
@@ -59,12 +58,11 @@ type Config struct {
 
 // Section is the kubernetes sink's part of the configuration.
 type Section struct {
-	hostname func() (string, error)
 }
 
 // Factory registers the kubernetes sink.
 func Factory() sink.Factory {
-	return sink.NewFactory("kubernetes", &Section{hostname: os.Hostname}, build, runDoctor)
+	return sink.NewFactory("kubernetes", &Section{}, build, runDoctor)
 }
 
 // Keys implements config.Section.
@@ -97,8 +95,8 @@ func (s *Section) Keys() []config.Key {
 	}
 }
 
-// Load implements sink.Section. bridge_id, segment and on_exit are the keys
-// the Consul sink declares; this sink reads them too.
+// Load implements sink.Section. bridge_id, segment and on_exit are core
+// keys (Reader.Core).
 func (s *Section) Load(r *config.Reader) Config {
 	c := Config{
 		Kubeconfig:      r.String("kubeconfig"),
@@ -111,9 +109,9 @@ func (s *Section) Load(r *config.Reader) Config {
 		DeregisterAfter: r.Duration("k8s_deregister_after"),
 		LeaseDuration:   r.Duration("k8s_lease_duration"),
 		Resync:          r.Duration("k8s_resync"),
-		BridgeID:        sink.BridgeID(r, s.hostname),
-		Segment:         r.String("segment"),
-		Deregister:      r.String("on_exit") != "keep",
+		BridgeID:        r.Core().BridgeID,
+		Segment:         r.Core().Segment,
+		Deregister:      r.Core().OnExit != config.OnExitKeep,
 	}
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout
