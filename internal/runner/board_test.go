@@ -26,8 +26,13 @@ func TestBoardFollowsTheLoop(t *testing.T) {
 	h.d.nextRound(t)
 	s.nextApply(t)
 	h.idle()
+	// The worker tells the Board once Apply has returned.
+	waitFor(t, "the Board told of the apply", func() bool {
+		r, _ := board.Report(ctx, "10.0.0.2")
+		return len(r.Servers) == 1 && r.Servers[0].Sinks[0].State == sink.ExplainWritten
+	})
 	r, err := board.Report(ctx, "10.0.0.2")
-	if err != nil || len(r.Servers) != 1 || r.Round != 1 || r.Servers[0].State != "ready" || r.Servers[0].Sinks[0].State != sink.ExplainWritten {
+	if err != nil || len(r.Servers) != 1 || r.Round != 1 || r.Servers[0].State != "ready" {
 		t.Fatalf("after round 1: %+v %v", r, err)
 	}
 	h.clock.Advance(10 * time.Second)
