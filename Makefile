@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e fuzz bench vet lint generate docs clean image consul-image demo demo-down
+.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-perf fuzz bench vet lint generate docs clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -70,8 +70,38 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+## e2e: every end-to-end test but the Kubernetes lab's (as CI's e2e step), then e2e-k8s.
+## One area at a time (needs root; each builds what it needs once, then caches it):
+##   make e2e-discover  discovery, scan, attacks, hardening, the library
+##   make e2e-consul    agent mode, catalog mode, ACLs, app checks, explain
+##   make e2e-sinks     stdout, file, Prometheus, docs examples
+##   make e2e-docker    the image and the compose demo
+##   make e2e-k8s       the Kubernetes lab, the sink and the chart
+##   make e2e-perf      the measurements (BRIDGE_PERF=1; they fail only on functional errors)
+## RUN='<regexp>' runs those tests instead of the area's (make e2e-consul RUN='^TestAppCheckTLS$$').
+E2E_GO_TEST = cd e2e && $(GO) test -count=1 -timeout 30m
+run = -run '$(if $(RUN),$(RUN),$(1))'
 e2e:
-	cd e2e && $(GO) test -count=1 -timeout 20m ./...
+	$(E2E_GO_TEST) -skip '^TestK8s' $$($(GO) list ./... | grep -v '/internal/k8slab$$')
+	$(MAKE) e2e-k8s
+
+e2e-discover:
+	$(E2E_GO_TEST) $(call run,^Test(Discover|Scan|Attack|Harden|Library|NodeInterfaces)) .
+
+e2e-consul:
+	$(E2E_GO_TEST) $(call run,^Test(ACL|AppCheck|Consul|RunConsul|RunCatalog|Explain)) .
+
+e2e-sinks:
+	$(E2E_GO_TEST) $(call run,^Test(RunStdout|RunFile|RunEarly|RunRemoval|RunBad|Prometheus|Docs)) . ./chart
+
+e2e-docker:
+	$(E2E_GO_TEST) $(call run,^Test(Image|Docker|Compose)) .
+
+e2e-k8s:
+	$(E2E_GO_TEST) -p 1 $(call run,^TestK8s) ./internal/k8slab/ .
+
+e2e-perf:
+	cd e2e && BRIDGE_PERF=1 $(GO) test -count=1 -timeout 60m $(call run,^TestPerf) -v .
 
 bench:
 	scripts/bench.sh
