@@ -302,7 +302,7 @@ func TestPrometheusSD(t *testing.T) {
 				detail = append(detail, r.Name+":"+r.Health+" "+r.LastError)
 			}
 		}
-		return ok == 10, strings.Join(detail, "; ")
+		return ok == alertRules(t, rules), strings.Join(detail, "; ")
 	})
 
 	checkDashboard(t, p, l.client.NS, runMetricsAddr, catalogMetrics, kubernetesMetrics)
@@ -448,4 +448,14 @@ func TestPrometheusConsulSD(t *testing.T) {
 	p.waitTargets(t, "django", map[string]map[string]string{})
 	t.Logf("targets dropped %s after the bridge's kill -9 (critical checks); whole test %s",
 		time.Since(killed).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// alertRules counts the alerts of the rules file at path.
+func alertRules(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "- alert: ")
 }
