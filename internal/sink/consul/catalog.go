@@ -8,13 +8,13 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/member"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
@@ -47,10 +47,13 @@ type Catalog struct {
 	// lock is the lock of the current session (nil between sessions): its
 	// term is the one truth of whether this bridge leads.
 	lock atomic.Pointer[Lock]
-	// firstTerm happens when this bridge leads for the first time.
-	firstTerm once
-	metrics   *catalogMetrics
-	foreign   foreignNodes // leader only: nodes in the way
+	// member is this bridge's side of the fleet: publishing its
+	// observation (catalogPublisher) and standing for the lock
+	// (catalogElector).
+	member  *member.Member
+	pub     *catalogPublisher
+	metrics *catalogMetrics
+	foreign foreignNodes // leader only: nodes in the way
 	// sharedChecked is set once the leader found the fleet's shared node
 	// as it should be (LayoutSharedNode), and cleared at every read of the
 	// catalog and after a failed write, so that the node is read again.
@@ -69,14 +72,8 @@ type Catalog struct {
 	obsPrefix string // <prefix>/obs/
 	lockKey   string // <prefix>/leader
 
-	mu      sync.Mutex // guards cur, last and the published state
-	cur     *session
-	last    *endpoint.Snapshot // the newest fresh snapshot Apply was given
-	pubSess string             // session of the last publish
-	pubVals [][]byte           // chunks of the last publish
-	// pubMu serialises publishing (Apply, and run's republish on a new
-	// session); it is taken before mu.
-	pubMu sync.Mutex
+	mu  sync.Mutex // guards cur
+	cur *session
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -87,16 +84,14 @@ type Catalog struct {
 	faults faults
 }
 
-// faults are the standing errors of the background work, which Apply
-// returns so that they count as sink errors and fail /readyz.
+// faults are the standing errors of the session loop, which Apply
+// returns so that they count as sink errors and fail /readyz (the leader's
+// standing ACL refusal is the Member's: member.SetFault).
 type faults struct {
 	mu sync.Mutex
 	// session is why the last session could not be created (nil once one
 	// exists): an ACL refusal, a TLS error, Consul unreachable.
 	session error
-	// leader is the leader's standing ACL refusal (nil once it writes or
-	// reads again, and when it stops leading).
-	leader error
 }
 
 func (f *faults) set(dst *error, err error) {
@@ -105,10 +100,10 @@ func (f *faults) set(dst *error, err error) {
 	f.mu.Unlock()
 }
 
-func (f *faults) get() (session, leader error) {
+func (f *faults) get() (session error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.session, f.leader
+	return f.session
 }
 
 // NewCatalog validates cfg and builds the sink, registering its metrics with
@@ -138,8 +133,15 @@ func newCatalog(cfg Config, log zerolog.Logger, a catalogAPI, redact func(error)
 		obsPrefix: path.Join(cfg.Catalog.KVPrefix, "obs") + "/",
 		lockKey:   path.Join(cfg.Catalog.KVPrefix, "leader"),
 		ready:     make(chan struct{}),
-		firstTerm: once{ch: make(chan struct{})},
 	}
+	c.pub = &catalogPublisher{c: c}
+	c.member = member.New(member.Options{Registry: "consul", BridgeID: cfg.BridgeID, Segment: cfg.Catalog.Segment,
+		Round: cfg.Round, Clock: cfg.Clock, Log: log, MaxChunk: maxChunk,
+		// Let a lone bridge lead from its first round.
+		ReadyWait: firstLockWait + cfg.Catalog.LockWait, FirstTermWait: firstLockWait,
+		Fault: func(err error) error { return fmt.Errorf("consul catalog leader: %w", err) },
+		Once:  c.onceAsLeader(),
+	}, c.pub, catalogElector{c})
 	m.leading.Store(c)
 	c.sess = sessionManager{
 		api: a, node: bridgesNode(cfg.Catalog.KVPrefix), fleet: cfg.Catalog.KVPrefix, bridgeID: cfg.BridgeID,
@@ -170,29 +172,19 @@ func (c *Catalog) Start(ctx context.Context) error {
 	c.stop, c.done = stop, make(chan struct{})
 	go func() {
 		defer close(c.done)
-		c.run(bg)
+		c.member.Run(bg, func(term context.Context) { c.lead(term, termSession(term)) })
 	}()
-	t := c.cfg.Clock.NewTimer(firstLockWait + c.cfg.Catalog.LockWait)
-	defer t.Stop()
-	select {
-	case <-c.ready:
-		// Let a lone bridge lead from its first round.
-		t2 := c.cfg.Clock.NewTimer(firstLockWait)
-		defer t2.Stop()
-		select {
-		case <-c.firstTerm.wait():
-		case <-t2.C():
-		case <-ctx.Done():
-		}
-	case <-t.C():
-	case <-ctx.Done():
-	}
+	c.member.WaitStart(ctx)
 	return nil
 }
 
 // Leader reports whether this bridge writes the catalog now: whether the
 // lock of its session is in a term. The leader gauge reads it.
-func (c *Catalog) Leader() bool {
+func (c *Catalog) Leader() bool { return c.locked() }
+
+// locked reports whether the lock of the current session is in a term
+// (catalogElector.Leader).
+func (c *Catalog) locked() bool {
 	l := c.lock.Load()
 	return l != nil && l.Leader()
 }
@@ -200,7 +192,7 @@ func (c *Catalog) Leader() bool {
 // run keeps a session, the lock on it and the leader loop going until ctx
 // ends. A lost session (Consul unreachable for longer than its TTL, or the
 // servers invalidated it) is replaced; the next Apply re-publishes on it.
-func (c *Catalog) run(ctx context.Context) {
+func (c *Catalog) run(ctx context.Context, lead func(term context.Context)) {
 	retry := lockRetryMin
 	retryMax := c.cfg.retryCap()
 	failing := false
@@ -227,8 +219,8 @@ func (c *Catalog) run(ctx context.Context) {
 		c.cur = s
 		c.mu.Unlock()
 		c.readyOnce.Do(func() { close(c.ready) })
-		c.republish(ctx, s)
-		c.campaign(ctx, s)
+		c.republish(ctx)
+		c.campaign(ctx, s, lead)
 		c.mu.Lock()
 		if ctx.Err() == nil {
 			c.cur = nil
@@ -258,36 +250,7 @@ func (c *Catalog) Apply(ctx context.Context, s endpoint.Snapshot) (sink.Result, 
 	if c.stop == nil {
 		return res, errCatalogNotStarted
 	}
-	if age, stale := c.stale(s); stale {
-		c.log.Warn().Uint64("round", s.Round).Str("age", age.Round(time.Millisecond).String()).
-			Msg("not publishing an observation older than two rounds (the process was paused?); the next fresh round will be published")
-		return res, nil
-	}
-	c.mu.Lock()
-	c.last = &s
-	cur := c.cur
-	c.mu.Unlock()
-	sessFault, leadFault := c.faults.get()
-	if cur == nil {
-		if sessFault != nil {
-			return res, fmt.Errorf("no consul session: %w (the observation will be published once there is one)", sessFault)
-		}
-		return res, errNoSession
-	}
-	n, err := c.sync(ctx, cur, s, true)
-	res.Writes = n
-	if err != nil {
-		return res, err
-	}
-	if c.cfg.Catalog.Once && c.Leader() {
-		if err := c.reconcileOnce(ctx, cur); err != nil {
-			return res, err
-		}
-	}
-	if leadFault != nil && c.Leader() {
-		return res, fmt.Errorf("consul catalog leader: %w", leadFault)
-	}
-	return res, nil
+	return c.member.Apply(ctx, s)
 }
 
 // countRateLimit counts and logs (once per episode) a request of op that
@@ -317,7 +280,7 @@ func (c *Catalog) Plan(ctx context.Context, s endpoint.Snapshot) (endpoint.Diff,
 	for b, r := range rel { // handed over on exit: the leader stands them in for a while
 		obs.ByBridge[b] = r.obs
 	}
-	obs.ByBridge[c.cfg.BridgeID] = c.observation(s)
+	obs.ByBridge[c.cfg.BridgeID] = c.member.Observation(s)
 	current, err := c.readCatalog(ctx)
 	if err != nil {
 		return endpoint.Diff{}, err
@@ -371,23 +334,7 @@ func (c *Catalog) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("consul close: leader loop did not stop: %w", ctx.Err())
 	}
-	c.mu.Lock()
-	cur := c.cur
-	c.cur = nil
-	c.mu.Unlock()
-	if cur == nil {
-		return nil
-	}
-	if c.cfg.OnExit == OnExitDeregister {
-		c.handOver(ctx, cur)
-	}
-	if err := c.sess.close(ctx, cur, c.cfg.OnExit == OnExitDeregister); err != nil {
-		return fmt.Errorf("consul close: %w", err)
-	}
-	if c.cfg.OnExit == OnExitDeregister {
-		c.log.Info().Msg("consul session destroyed on exit: this bridge's observation is handed over (released) for its successor")
-	}
-	return nil
+	return c.member.Leave(ctx)
 }
 
 var _ interface {

@@ -4,18 +4,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 )
 
+// catalogElector is how a catalog-mode bridge stands for leadership: a
+// session at a time (run), and the leader lock held by it (campaign).
+type catalogElector struct{ c *Catalog }
+
+// Campaign keeps a session and the lock on it going until ctx ends (run).
+func (e catalogElector) Campaign(ctx context.Context, lead func(term context.Context)) {
+	e.c.run(ctx, lead)
+}
+
+// Leader reports whether the lock of the current session is in a term.
+func (e catalogElector) Leader() bool { return e.c.locked() }
+
+// Ready is closed once the first session exists.
+func (e catalogElector) Ready() <-chan struct{} { return e.c.ready }
+
+// sessionKey keys the session of a term in its context.
+type sessionKey struct{}
+
+// termSession is the session whose lock won term.
+func termSession(term context.Context) *session {
+	s, _ := term.Value(sessionKey{}).(*session)
+	return s
+}
+
 // campaign stands for the leader lock with session s until s is lost or
 // ctx ends, and leads for every term it wins: the lock hands the leader's
-// work a term (a context) that ends when the lock is lost, or when s is;
-// nothing polls whether this bridge still leads.
-func (c *Catalog) campaign(ctx context.Context, s *session) {
+// work a term (a context, carrying s: termSession) that ends when the lock
+// is lost, or when s is; nothing polls whether this bridge still leads.
+func (c *Catalog) campaign(ctx context.Context, s *session, lead func(term context.Context)) {
 	l, err := c.api.Lock(&api.LockOptions{
 		Key:          c.lockKey,
 		Value:        []byte(c.cfg.BridgeID),
@@ -48,8 +71,7 @@ func (c *Catalog) campaign(ctx context.Context, s *session) {
 	lock.retryMax = c.cfg.retryCap()
 	lock.rules = c.catalogRules
 	lock.lead = func(term context.Context) {
-		c.firstTerm.done()
-		c.lead(term, s)
+		lead(context.WithValue(term, sessionKey{}, s))
 		if errors.Is(context.Cause(term), errLockLost) {
 			// Destroyed or expired, the session takes the lock with it:
 			// find out now, not at the next renewal, so that a new session
@@ -65,12 +87,3 @@ func (c *Catalog) campaign(ctx context.Context, s *session) {
 	}()
 	<-sctx.Done()
 }
-
-// once is an event that happens at most once (ch made by its owner).
-type once struct {
-	ch chan struct{}
-	o  sync.Once
-}
-
-func (o *once) done()                 { o.o.Do(func() { close(o.ch) }) }
-func (o *once) wait() <-chan struct{} { return o.ch }

@@ -58,9 +58,9 @@ func (c *Catalog) timing() fleet.Timing {
 // observations in KV and the catalog). It returns when the term ends or a
 // guarded write finds the lock held by another session.
 func (c *Catalog) lead(term context.Context, s *session) {
-	// An ACL refusal stands until a read or write succeeds: Apply returns
-	// it (a sink error, /readyz fails), and it is logged once.
-	defer c.faults.set(&c.faults.leader, nil)
+	// An ACL refusal stands until a read or write succeeds, or the term
+	// ends (member.Run): Apply returns it (a sink error, /readyz fails),
+	// and it is logged once.
 	log := c.log.With().Str("session", s.id).Logger()
 	io := &catalogLeaderIO{c: c, sid: s.id, log: log}
 	l := fleet.Leader[*catalogSpec]{Store: io, Registry: io, Shape: c.shape(), Report: io,
@@ -176,10 +176,10 @@ func (io *catalogLeaderIO) Failed(stage fleet.Stage, err error) {
 	var inWay *sharedNodeInWay
 	switch {
 	case errors.As(err, &inWay): // logged by foreignFound
-		io.c.faults.set(&io.c.faults.leader, err)
+		io.c.member.SetFault(err)
 		io.standing = true
 	case isACL(err):
-		io.c.faults.set(&io.c.faults.leader, err)
+		io.c.member.SetFault(err)
 		io.standing = true
 		if err.Error() != io.lastACL {
 			io.lastACL = err.Error()
@@ -194,7 +194,7 @@ func (io *catalogLeaderIO) Succeeded() {
 		return
 	}
 	io.standing = false
-	io.c.faults.set(&io.c.faults.leader, nil)
+	io.c.member.SetFault(nil)
 	if io.lastACL != "" {
 		io.lastACL = ""
 		io.log.Info().Msg("leader: Consul accepts the catalog operations again")
@@ -209,6 +209,23 @@ func (io *catalogLeaderIO) Merged(observers int, took time.Duration) {
 // Describe names the missing ACL rule of err, if any.
 func (io *catalogLeaderIO) Describe(ev *zerolog.Event, err error) *zerolog.Event {
 	return withRule(ev, err)
+}
+
+// onceAsLeader is the Member's Once: with Once, reconcileOnce on the
+// current session.
+func (c *Catalog) onceAsLeader() func(ctx context.Context) (int, error) {
+	if !c.cfg.Catalog.Once {
+		return nil
+	}
+	return func(ctx context.Context) (int, error) {
+		c.mu.Lock()
+		cur := c.cur
+		c.mu.Unlock()
+		if cur == nil {
+			return 0, errNoSession
+		}
+		return 0, c.reconcileOnce(ctx, cur)
+	}
 }
 
 // reconcileOnce is one merge and write, for `run --once` as leader. It

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
-	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
@@ -24,82 +21,96 @@ import (
 // maxChunk bounds one observation key's value, well under Consul's 512 KiB.
 const maxChunk = 400 << 10
 
-// stale reports whether s is older than two rounds, and its age. Without a
-// round period (Config.Round 0) no snapshot is stale.
-func (c *Catalog) stale(s endpoint.Snapshot) (time.Duration, bool) {
-	if c.cfg.Round <= 0 || s.At.IsZero() {
-		return 0, false
+// catalogPublisher is where the Member publishes this bridge's
+// observation: KV keys held by the current session (the epoch is its ID),
+// read back every quiet round and rewritten if someone else changed them;
+// on exit (on_exit deregister) handed over, released for a successor.
+type catalogPublisher struct {
+	c *Catalog
+	// extra are the keys under this bridge's name that are not its chunks,
+	// as the last Verify found them; the next Write deletes them.
+	extra []string
+}
+
+// Epoch is the current session's ID; none: the observation will be
+// published once there is one.
+func (p *catalogPublisher) Epoch(context.Context) (string, error) {
+	c := p.c
+	c.mu.Lock()
+	cur := c.cur
+	c.mu.Unlock()
+	if cur == nil {
+		if sessFault := c.faults.get(); sessFault != nil {
+			return "", fmt.Errorf("no consul session: %w (the observation will be published once there is one)", sessFault)
+		}
+		return "", errNoSession
 	}
-	age := c.cfg.Clock.Now().Sub(s.At)
-	return age, age > 2*c.cfg.Round
+	return cur.id, nil
+}
+
+// Write publishes chunks under session sid (see publish).
+func (p *catalogPublisher) Write(ctx context.Context, sid string, chunks [][]byte, prev int) (int, error) {
+	extra := p.extra
+	p.extra = nil
+	return p.c.publish(ctx, sid, chunks, prev, extra)
+}
+
+// Verify reads this bridge's keys back (overwritten by a plain PUT,
+// deleted, or extra keys put under this bridge's name): repair when they
+// differ from what was published.
+func (p *catalogPublisher) Verify(ctx context.Context, sid string, chunks [][]byte) (bool, error) {
+	c := p.c
+	why, extra, err := c.verify(ctx, sid, chunks)
+	if err != nil || why == "" {
+		return false, err
+	}
+	c.metrics.repairs.Inc()
+	c.log.Warn().Str("key", c.obsKey(0)).Str("found", why).
+		Msg("this bridge's observation keys were changed by someone else; rewriting them (see docs/design/catalog-fencing.md on scoping bridge tokens)")
+	p.extra = extra
+	return true, nil
+}
+
+// Leave ends the current session on exit. With OnExit "deregister" it
+// hands the observation over (handOver: released, so that a successor of
+// the same bridge_id takes it over; the leader deletes it after a grace
+// otherwise) and destroys the session, so the lock passes on at once; with
+// "keep" the session expires by itself within twice its TTL, and the
+// observation with it.
+func (p *catalogPublisher) Leave(ctx context.Context, sid string, chunks [][]byte) error {
+	c := p.c
+	c.mu.Lock()
+	cur := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	if c.cfg.OnExit == OnExitDeregister && sid == cur.id {
+		c.handOver(ctx, cur, chunks)
+	}
+	if err := c.sess.close(ctx, cur, c.cfg.OnExit == OnExitDeregister); err != nil {
+		return fmt.Errorf("consul close: %w", err)
+	}
+	if c.cfg.OnExit == OnExitDeregister {
+		c.log.Info().Msg("consul session destroyed on exit: this bridge's observation is handed over (released) for its successor")
+	}
+	return nil
 }
 
 // republish publishes the newest snapshot under a new session at once, so a
 // bridge whose session was lost (a Consul outage, a data loss) is back in the
 // observations as soon as Consul answers, not at its next round or retry. A
 // snapshot that is no longer fresh is left for the next round.
-func (c *Catalog) republish(ctx context.Context, cur *session) {
-	c.mu.Lock()
-	last := c.last
-	c.mu.Unlock()
-	if last == nil {
-		return
-	}
-	if _, stale := c.stale(*last); stale {
-		return
-	}
-	if n, err := c.sync(ctx, cur, *last, false); err != nil {
+func (c *Catalog) republish(ctx context.Context) {
+	n, last, ok, err := c.member.Republish(ctx)
+	switch {
+	case !ok:
+	case err != nil:
 		c.log.Debug().Err(err).Msg("republish on the new session failed; the next round retries")
-	} else if n > 0 {
+	case n > 0:
 		c.log.Info().Int("servers", len(last.Endpoints)).Uint64("round", last.Round).Msg("observation republished on the new session")
 	}
-}
-
-// sync brings this bridge's keys in line with s under session cur: it
-// publishes when the observation or the session changed and, with verify,
-// otherwise reads the keys back and rewrites them if they differ from what
-// was published (overwritten by a plain PUT, deleted, or extra keys put
-// under this bridge's name). It returns the KV writes made.
-func (c *Catalog) sync(ctx context.Context, cur *session, s endpoint.Snapshot, verify bool) (int, error) {
-	chunks, err := observation.Encode(c.observation(s), maxChunk)
-	if err != nil {
-		return 0, fmt.Errorf("consul encode observation of %d servers: %w", len(s.Endpoints), err)
-	}
-	c.pubMu.Lock()
-	defer c.pubMu.Unlock()
-	c.mu.Lock()
-	same := c.pubSess == cur.id && slices.EqualFunc(c.pubVals, chunks, bytes.Equal)
-	prev := len(c.pubVals)
-	if c.pubSess != cur.id {
-		prev = 0 // a new session: nothing of ours is under it yet
-	}
-	c.mu.Unlock()
-	var extra []string
-	if same {
-		if !verify {
-			return 0, nil
-		}
-		var why string
-		why, extra, err = c.verify(ctx, cur.id, chunks)
-		if err != nil {
-			return 0, err
-		}
-		if why == "" {
-			return 0, nil
-		}
-		c.metrics.repairs.Inc()
-		c.log.Warn().Str("key", c.obsKey(0)).Str("found", why).
-			Msg("this bridge's observation keys were changed by someone else; rewriting them (see docs/design/catalog-fencing.md on scoping bridge tokens)")
-	}
-	n, err := c.publish(ctx, cur.id, chunks, prev, extra)
-	if err != nil {
-		return 0, err
-	}
-	c.mu.Lock()
-	c.pubSess, c.pubVals = cur.id, chunks
-	c.mu.Unlock()
-	c.log.Debug().Int("servers", len(s.Endpoints)).Int("chunks", len(chunks)).Msg("observation published")
-	return n, nil
 }
 
 // verify reads this bridge's keys and compares them with chunks as
@@ -141,7 +152,7 @@ func (c *Catalog) verify(ctx context.Context, sid string, chunks [][]byte) (stri
 
 // observation is this bridge's observation of s.
 func (c *Catalog) observation(s endpoint.Snapshot) observation.Observation {
-	return fleet.ObservationOf(c.cfg.BridgeID, c.cfg.Catalog.Segment, s)
+	return c.member.Observation(s)
 }
 
 // obsKey is the key of chunk i of this bridge's observation.
@@ -194,13 +205,8 @@ func (c *Catalog) publish(ctx context.Context, sid string, chunks [][]byte, prev
 // only this bridge saw never turns critical in between. A failure is
 // logged and the exit goes on (the observation is then withdrawn, as
 // before).
-func (c *Catalog) handOver(ctx context.Context, cur *session) {
-	c.pubMu.Lock()
-	defer c.pubMu.Unlock()
-	c.mu.Lock()
-	vals, sess := c.pubVals, c.pubSess
-	c.mu.Unlock()
-	if sess != cur.id || len(vals) == 0 {
+func (c *Catalog) handOver(ctx context.Context, cur *session, vals [][]byte) {
+	if len(vals) == 0 {
 		return // nothing published under this session
 	}
 	var ops api.TxnOps

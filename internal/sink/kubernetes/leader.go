@@ -325,12 +325,12 @@ func (io *leaderIO) Failed(stage fleet.Stage, err error) {
 	io.s.metrics.errors.WithLabelValues(stages[stage]).Inc()
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusForbidden {
-		io.s.fault.Store(&err)
+		io.s.member.SetFault(err)
 	}
 }
 
 // Succeeded clears the standing fault.
-func (io *leaderIO) Succeeded() { io.s.fault.Store(nil) }
+func (io *leaderIO) Succeeded() { io.s.member.SetFault(nil) }
 func (io *leaderIO) Merged(observers int, _ time.Duration) {
 	io.s.metrics.observers.Set(float64(observers))
 }

@@ -1,14 +1,11 @@
 package kubernetes
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +15,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
-	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/member"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
@@ -45,12 +42,10 @@ type Sink struct {
 	own, leader *elector
 	metrics     *metrics
 	leading     atomic.Bool
-	// fault is the leader's standing refusal (403), nil when none.
-	fault atomic.Pointer[error]
-
-	pubMu  sync.Mutex
-	pubVal [][]byte // chunks last published
-	pubOwn bool     // the last publish carried the owner reference
+	// member is this bridge's side of the fleet: publishing its
+	// observation (publisher) and standing for the leader Lease
+	// (leases); it keeps the leader's standing refusal (403).
+	member *member.Member
 
 	ownerMu sync.Mutex
 	owner   *OwnerReference // the fleet's Service, once read
@@ -59,9 +54,6 @@ type Sink struct {
 	done    chan struct{}
 	started chan struct{} // closed after the first renewal of the own Lease
 	once    sync.Once
-	// firstTerm is closed when this bridge leads for the first time.
-	firstTerm     chan struct{}
-	firstTermOnce sync.Once
 }
 
 // New builds the sink on client c, registering its metrics with reg (nil:
@@ -71,15 +63,13 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 	inc := make([]byte, 6)
 	_, _ = rand.Read(inc) // never fails (crypto/rand)
 	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(cfg.Clock), o: objects{c: c, ns: ns}, ns: ns,
-		holder: cfg.BridgeID + "_" + hex.EncodeToString(inc), started: make(chan struct{}), firstTerm: make(chan struct{})}
+		holder: cfg.BridgeID + "_" + hex.EncodeToString(inc), started: make(chan struct{})}
 	s.metrics = newMetrics(reg, s.leading.Load)
 	// A Lease created anew (after the leader deleted a Lease and ConfigMap
 	// it took for dead: this process was paused for long) means the
 	// observation may be gone too: the next Apply publishes it again.
 	republish := func() {
-		s.pubMu.Lock()
-		s.pubVal = nil
-		s.pubMu.Unlock()
+		s.member.Forget()
 		s.ownerMu.Lock()
 		s.owner = nil // the Service may be a new one too
 		s.ownerMu.Unlock()
@@ -91,6 +81,18 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 	s.leader = &elector{o: s.o, clk: s.clk, log: log, name: cfg.Service + "-leader", holder: s.holder, owners: s.owners,
 		dur: cfg.LeaseDuration, writes: func() { s.countWrite("lease") },
 		labels: map[string]string{LabelFleet: cfg.Service, LabelRole: roleLeader}}
+	opts := member.Options{Registry: "kubernetes", BridgeID: cfg.BridgeID, Segment: cfg.Segment, Round: cfg.Round, Clock: s.clk, Log: log,
+		MaxChunk: maxChunk, MaxBytes: maxObsBytes, Container: "ConfigMap", ReadyWait: cfg.LeaseDuration,
+		Fault: func(err error) error {
+			return fmt.Errorf("kubernetes leader: %w (check the Role bound to this bridge's service account)", err)
+		}}
+	if cfg.Once {
+		// run --once writes the slices only as leader: give a lone
+		// bridge's campaign the moment it needs to take a free Lease.
+		opts.FirstTermWait, opts.FirstTermUnready = 2*time.Second, true
+		opts.Once = s.reconcileOnce
+	}
+	s.member = member.New(opts, &publisher{s: s}, leaseElector{s})
 	return s
 }
 
@@ -122,40 +124,16 @@ func (s *Sink) Start(ctx context.Context) error {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.own.keepAlive(bg, func() { s.once.Do(func() { close(s.started) }) }) }()
-	go func() { defer wg.Done(); s.leader.campaign(bg, s.lead) }()
-	go func() { wg.Wait(); close(s.done) }()
-	t := s.clk.NewTimer(s.cfg.LeaseDuration)
-	defer t.Stop()
-	select {
-	case <-s.started:
-	case <-t.C():
-	case <-ctx.Done():
-	}
-	if s.cfg.Once {
-		// run --once writes the slices only as leader: give a lone
-		// bridge's campaign the moment it needs to take a free Lease.
-		t2 := s.clk.NewTimer(2 * time.Second)
-		defer t2.Stop()
-		select {
-		case <-s.firstTerm:
-		case <-t2.C():
-		case <-ctx.Done():
-		}
-	}
+	go func() {
+		defer close(s.done)
+		s.member.Run(bg, s.lead)
+	}()
+	s.member.WaitStart(ctx)
 	return nil
 }
 
 // lead runs the fleet's leader loop for one term.
 func (s *Sink) lead(term context.Context) {
-	s.leading.Store(true)
-	s.firstTermOnce.Do(func() { close(s.firstTerm) })
-	defer func() {
-		s.leading.Store(false)
-		s.fault.Store(nil)
-	}()
 	log := s.log.With().Str("holder", s.holder).Logger()
 	s.event(term, "LeaderElected", "bridge "+s.cfg.BridgeID+" leads the fleet: it merges the observations and writes the EndpointSlices")
 	io := newLeaderIO(s, log)
@@ -173,70 +151,10 @@ var errNotStarted = errors.New("kubernetes sink: Start must be called before App
 // in its ConfigMap when it changed (0 writes otherwise). With --once and the
 // leader Lease held it also writes the slices (no removals).
 func (s *Sink) Apply(ctx context.Context, snap endpoint.Snapshot) (sink.Result, error) {
-	var res sink.Result
 	if s.stop == nil {
-		return res, errNotStarted
+		return sink.Result{}, errNotStarted
 	}
-	if s.cfg.Round > 0 && !snap.At.IsZero() {
-		if age := s.clk.Now().Sub(snap.At); age > 2*s.cfg.Round {
-			s.log.Warn().Uint64("round", snap.Round).Str("age", age.Round(time.Millisecond).String()).
-				Msg("not publishing an observation older than two rounds (the process was paused?); the next fresh round will be published")
-			return res, nil
-		}
-	}
-	n, err := s.publish(ctx, fleet.ObservationOf(s.cfg.BridgeID, s.cfg.Segment, snap))
-	res.Writes = n
-	if err != nil {
-		return res, err
-	}
-	if s.cfg.Once && s.Leader() {
-		w, err := s.reconcileOnce(ctx)
-		res.Writes += w
-		if err != nil {
-			return res, err
-		}
-	}
-	if f := s.fault.Load(); f != nil && s.Leader() {
-		return res, fmt.Errorf("kubernetes leader: %w (check the Role bound to this bridge's service account)", *f)
-	}
-	return res, nil
-}
-
-// publish writes o to this bridge's ConfigMap (server-side apply: created
-// if missing) unless it is what was published last.
-func (s *Sink) publish(ctx context.Context, o observation.Observation) (int, error) {
-	chunks, err := observation.Encode(o, maxChunk)
-	if err != nil {
-		return 0, fmt.Errorf("kubernetes encode observation of %d servers: %w", len(o.Entries), err)
-	}
-	total := 0
-	for _, c := range chunks {
-		total += len(c)
-	}
-	if total > maxObsBytes {
-		return 0, fmt.Errorf("kubernetes observation of %d servers is %d bytes, more than a ConfigMap takes (%d); lower max_replies", len(o.Entries), total, maxObsBytes)
-	}
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
-	owners := s.owners(ctx)
-	if s.pubVal != nil && slices.EqualFunc(s.pubVal, chunks, bytes.Equal) && s.pubOwn == (owners != nil) {
-		return 0, nil
-	}
-	cm := ConfigMap{APIVersion: configMaps.apiVersion(), Kind: configMaps.kind,
-		Metadata: Meta{Name: s.obsName(), Labels: map[string]string{LabelFleet: s.cfg.Service, LabelRole: roleObservation},
-			Annotations: map[string]string{AnnotBridge: s.cfg.BridgeID, AnnotHolder: s.holder}, OwnerReferences: owners},
-		BinaryData: map[string][]byte{}}
-	for i, c := range chunks {
-		cm.BinaryData[strconv.Itoa(i)] = c
-	}
-	if err := s.o.apply(ctx, configMaps, cm.Metadata.Name, &cm, nil); err != nil {
-		return 0, fmt.Errorf("publish observation in configmap %s/%s: %w", s.ns, cm.Metadata.Name, err)
-	}
-	s.countWrite("configmap")
-	sink.Wrote(ctx, 1)
-	s.pubVal, s.pubOwn = chunks, owners != nil
-	s.log.Debug().Int("servers", len(o.Entries)).Int("chunks", len(chunks)).Msg("observation published")
-	return 1, nil
+	return s.member.Apply(ctx, snap)
 }
 
 // owners is the owner reference of the fleet's Leases and ConfigMaps: the
@@ -313,6 +231,16 @@ func (s *Sink) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("kubernetes close: background work did not stop: %w", ctx.Err())
 	}
+	return s.member.Leave(ctx)
+}
+
+// Leave implements member.Publisher: on exit it gives the leader Lease up
+// if held (a standby takes over at once) and, unless on_exit is keep,
+// withdraws this bridge's observation: it deletes its ConfigMap and Lease
+// so the observation stops counting at once. With keep the Lease expires
+// by itself and a successor of the same bridge_id takes it over at once.
+func (p *publisher) Leave(ctx context.Context, _ string, _ [][]byte) error {
+	s := p.s
 	var errs []error
 	if err := s.leader.release(ctx); err != nil && !IsNotFound(err) {
 		errs = append(errs, err)
