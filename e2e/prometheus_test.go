@@ -228,11 +228,12 @@ func TestPrometheusSD(t *testing.T) {
 		"--prometheus-sd", "--prometheus-sd-token-file", token, "--metrics-addr", runMetricsAddr,
 		"--bridge-id", "lab-bridge", "--whitelist", dev, "--log-format", "json"}
 	b := startRun(t, l.client, "sd", append(bridgeArgs, runFast...)...)
-	// A bridge in catalog mode, for the catalog's metric names (its Consul
-	// is unreachable: the names are registered all the same).
+	// A bridge in catalog mode with app checks, for the catalog's and the
+	// app checks' metric names (its Consul is unreachable and nothing
+	// serves on the servers' ports: the names are registered all the same).
 	const catalogMetrics = "127.0.0.1:9109"
 	startRun(t, l.client, "catalog-metrics", append([]string{"--sink", "consul", "--consul-mode", "catalog", "--consul-addr", "127.0.0.1:1",
-		"--metrics-addr", catalogMetrics, "--bridge-id", "catalog-metrics", "--whitelist", dev}, runFast...)...)
+		"--metrics-addr", catalogMetrics, "--bridge-id", "catalog-metrics", "--whitelist", dev, "--app-check", "tcp", "--app-check-interval", "1s", "--app-check-timeout", "0.5"}, runFast...)...)
 
 	// And one with the Kubernetes sink, for its leader's metric names (its
 	// API server does not exist either).
