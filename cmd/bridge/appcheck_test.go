@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -142,33 +141,7 @@ func TestConfigCheckAppCheck(t *testing.T) {
 // TestDoctorAppCheck: doctor checks each server found once and prints a
 // line per server with the check's output and how many pass.
 func TestDoctorAppCheck(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := netip.MustParseAddrPort(closed.Addr().String())
-	closed.Close() // nothing listens there now: connection refused
-	serving := netip.MustParseAddrPort(ln.Addr().String())
-	o := appcheck.DefaultOptions()
-	o.Kind = appcheck.TCP
-	c, err := appcheck.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serving, refused, c := tcpTargets(t)
 	srv := func(ap netip.AddrPort) discover.Server { return discover.Server{IP: ap.Addr(), Port: ap.Port()} }
 	for _, tc := range []struct {
 		name    string

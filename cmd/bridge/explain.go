@@ -17,12 +17,7 @@ import (
 
 // explainCommand asks a running bridge why a server is, or is not, ready.
 func explainCommand(schema *config.Schema) *cli.Command {
-	var addr config.Key
-	for _, k := range schema.Keys() {
-		if k.Name == "metrics_addr" {
-			addr = k
-		}
-	}
+	addr := metricsAddrKey(schema)
 	return &cli.Command{
 		Name:      "explain",
 		Usage:     "ask a running `bridge run` why a server is, or is not, ready",

@@ -21,12 +21,7 @@ const exitUnhealthy = 1
 // healthcheckCommand is the container image's HEALTHCHECK: the image has no
 // shell and no curl, so the binary probes its own sibling process.
 func healthcheckCommand(schema *config.Schema) *cli.Command {
-	var addr config.Key
-	for _, k := range schema.Keys() {
-		if k.Name == "metrics_addr" {
-			addr = k
-		}
-	}
+	addr := metricsAddrKey(schema)
 	return &cli.Command{
 		Name:  "healthcheck",
 		Usage: "exit 0 when a running `bridge run` answers 200 on /healthz, 1 otherwise (a container HEALTHCHECK)",
@@ -92,4 +87,16 @@ func probeHealth(ctx context.Context, url string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// metricsAddrKey is the metrics_addr key: the commands that talk to a
+// running `bridge run` (healthcheck, explain) take its default and
+// environment for their --metrics-addr.
+func metricsAddrKey(schema *config.Schema) config.Key {
+	for _, k := range schema.Keys() {
+		if k.Name == "metrics_addr" {
+			return k
+		}
+	}
+	return config.Key{}
 }

@@ -59,11 +59,27 @@ func TestStartAppChecks(t *testing.T) {
 // TestOnceProbe: --once's verdict of one check: ready when it passed,
 // failing when not, with the check's output and start.
 func TestOnceProbe(t *testing.T) {
+	serving, refused, c := tcpTargets(t)
+	probe := onceProbe(c)
+	if got := probe(context.Background(), serving); got.State != endpoint.Ready ||
+		!strings.HasPrefix(got.Output, "TCP connect: ok") || got.Since.IsZero() {
+		t.Errorf("serving: %+v, want ready with the output and when", got)
+	}
+	if got := probe(context.Background(), refused); got.State != endpoint.Failing || !strings.Contains(got.Output, "connection refused") {
+		t.Errorf("refused: %+v, want failing with connection refused", got)
+	}
+}
+
+// tcpTargets returns a loopback address where a listener accepts (and
+// closes) connections, one where nothing listens (connection refused),
+// and a tcp Checker with the default options.
+func tcpTargets(t *testing.T) (serving, refused netip.AddrPort, c *appcheck.Checker) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -77,20 +93,13 @@ func TestOnceProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refused := netip.MustParseAddrPort(gone.Addr().String())
-	gone.Close()
+	refused = netip.MustParseAddrPort(gone.Addr().String())
+	gone.Close() // nothing listens there now: connection refused
 	o := appcheck.DefaultOptions()
 	o.Kind = appcheck.TCP
-	c, err := appcheck.New(o)
+	c, err = appcheck.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	probe := onceProbe(c)
-	if got := probe(context.Background(), netip.MustParseAddrPort(ln.Addr().String())); got.State != endpoint.Ready ||
-		!strings.HasPrefix(got.Output, "TCP connect: ok") || got.Since.IsZero() {
-		t.Errorf("serving: %+v, want ready with the output and when", got)
-	}
-	if got := probe(context.Background(), refused); got.State != endpoint.Failing || !strings.Contains(got.Output, "connection refused") {
-		t.Errorf("refused: %+v, want failing with connection refused", got)
-	}
+	return netip.MustParseAddrPort(ln.Addr().String()), refused, c
 }

@@ -2,7 +2,6 @@ package explain
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 )
 
 // Path is where a bridge serves reports, on metrics_addr, when
@@ -37,10 +38,7 @@ func (b *Board) Handler(token func() (string, error)) http.Handler {
 				http.Error(w, "bearer token unavailable", http.StatusInternalServerError)
 				return
 			}
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="udp-discovery-bridge"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
+			if !promsd.Authorized(w, r, want) {
 				return
 			}
 		}

@@ -125,10 +125,7 @@ func (t *Targets) Handler(token Token, log zerolog.Logger) http.Handler {
 			if tokenFailing.Swap(false) {
 				log.Info().Msg("prometheus http_sd: bearer token readable again")
 			}
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="udp-discovery-bridge"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
+			if !Authorized(w, r, want) {
 				return
 			}
 		}
@@ -146,4 +143,18 @@ func (t *Targets) Handler(token Token, log zerolog.Logger) http.Handler {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(append(b, '\n'))
 	})
+}
+
+// Authorized reports whether r carries "Authorization: Bearer <want>"
+// (compared in constant time); when not, it has answered 401 with the
+// Bearer challenge. The bridge's endpoints that take the http_sd token
+// (/sd/prometheus, /debug/explain) check it this one way.
+func Authorized(w http.ResponseWriter, r *http.Request, want string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="udp-discovery-bridge"`)
+	http.Error(w, "unauthorized", http.StatusUnauthorized)
+	return false
 }
