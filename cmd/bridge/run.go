@@ -119,7 +119,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			}
 			out, err := runner.Run(c.Context, client, runner.Config{
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Discovery.Timeout, Once: once, DryRun: dry,
-				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds,
+				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds, HeldUnobserved: cfg.RemovalGuardHeld == "unobserved",
 				Limits:    plan.Limits{MaxServers: cfg.MaxServers, MaxPerSource: cfg.Discovery.MaxServersPerSource},
 				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: inventory(sd.targets),
 				// A round's garbage (every reply, the previous state) is

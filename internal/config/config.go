@@ -39,6 +39,9 @@ type Config struct {
 	// (internal/plan): 1 or 0 respectively turn it off.
 	MaxRemovalFraction float64
 	RemovalGuardRounds int
+	// RemovalGuardHeld is what the sinks say of a server whose removal
+	// the guard holds: "ready" (fail open) or "unobserved".
+	RemovalGuardHeld string
 	// MaxServers caps the servers the bridge holds (max_servers); each
 	// source's share is Discovery.MaxServersPerSource.
 	MaxServers int

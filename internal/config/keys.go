@@ -79,6 +79,8 @@ func coreKeys(sinkNames []string) []Key {
 			Usage: "removal guard: a round that would remove more than this fraction of the known servers (and at least 2) holds the removals; 0 < f <= 1, 1 turns the guard off"},
 		{Name: "removal_guard_rounds", Flag: "removal-guard-rounds", Env: []string{"DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS"}, Default: "10", Kind: KindInt, Min: "0", Hint: "(0 turns the removal guard off)", Group: GroupRun,
 			Usage: "removal guard: further rounds a held removal must stay unseen before it goes ahead; 0 turns the guard off"},
+		{Name: "removal_guard_held", Flag: "removal-guard-held", Env: []string{"DISCOVERY_CLIENT_REMOVAL_GUARD_HELD"}, Default: "ready", OneOf: []string{"ready", "unobserved"}, Group: GroupRun,
+			Usage: "removal guard: what the sinks say of a held server: ready (fail open: it stays passing and ready, its app check set aside) or unobserved (not ready, as the bridges see it, still not removed)"},
 		{Name: "max_servers", Flag: "max-servers", Env: []string{"DISCOVERY_CLIENT_MAX_SERVERS"}, Default: "10000", Kind: KindInt, Min: "1", Group: GroupRun,
 			Usage: "servers the bridge holds at most; new ones beyond it are refused and counted (those held stay) and /readyz says so; with max_servers_per_source, each source's share of them"},
 		{Name: "sinks", Flag: "sink", Env: []string{"DISCOVERY_CLIENT_SINKS"}, Default: "stdout", Kind: KindList, NonEmpty: true, Unique: true, OneOf: sinkNames, Hint: "(at least one sink is needed: " + orList(sinkNames) + ")", Group: GroupRun,

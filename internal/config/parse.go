@@ -189,6 +189,7 @@ func (p *parser) fill(c *Config) {
 	c.MissedRounds = p.integer("missed_rounds")
 	c.MaxRemovalFraction = p.float("max_removal_fraction")
 	c.RemovalGuardRounds = p.integer("removal_guard_rounds")
+	c.RemovalGuardHeld = p.str("removal_guard_held")
 	c.MaxServers = p.integer("max_servers")
 	c.Segment = p.str("segment")
 	c.OnExit = p.str("on_exit")

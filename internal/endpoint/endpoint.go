@@ -33,6 +33,11 @@ type Endpoint struct {
 	// Check is the app check's verdict (health.go); its zero value is
 	// Ready, as every endpoint is when no app check is configured.
 	Check Check `json:"-"`
+	// Held marks an endpoint the planner keeps only because the removal
+	// guard holds its removal: it stopped answering for missed_rounds
+	// rounds during a mass silence. A fleet's bridge does not publish it
+	// as observed: the fleet's leader judges the silence fleet-wide.
+	Held bool `json:"-"`
 }
 
 // Compare orders endpoints by address then port, for deterministic output.

@@ -289,10 +289,11 @@ func TestObservationOf(t *testing.T) {
 	}
 	s := endpoint.Snapshot{Endpoints: []endpoint.Endpoint{
 		ep("10.0.0.2:80", "10.0.0.0/24"),
-		ep("[::ffff:10.0.0.1]:80", "10.0.0.0/24"), // mapped: unmapped
-		ep("10.0.0.2:80", "10.9.0.0/24"),          // twice: the first kept
-		ep("10.0.0.3:0", ""),                      // no port: left out
-		ep("10.0.0.4:80", ""),                     // network unknown
+		ep("[::ffff:10.0.0.1]:80", "10.0.0.0/24"),                  // mapped: unmapped
+		ep("10.0.0.2:80", "10.9.0.0/24"),                           // twice: the first kept
+		ep("10.0.0.3:0", ""),                                       // no port: left out
+		ep("10.0.0.4:80", ""),                                      // network unknown
+		{Addr: netip.MustParseAddrPort("10.0.0.5:80"), Held: true}, // held by the bridge's guard: left out
 	}}
 	tests := []struct {
 		name, segment, want string

@@ -98,6 +98,12 @@ type Leader[S any] struct {
 	// Backend names the store's service in logs ("Consul"), Target what
 	// the leader writes ("catalog").
 	Backend, Target string
+	// Guard tunes the fleet's removal guard (guard.go); the zero value
+	// is off.
+	Guard GuardConfig
+	// OnGuard, when set, is told what the guard did after every plan
+	// (metrics, readiness).
+	OnGuard func(GuardState)
 }
 
 // Run leads for the term: it wakes when an observation changes (a blocking
@@ -122,8 +128,10 @@ func (l *Leader[S]) Run(term context.Context) {
 		// once at WARN.
 		failing, writeFailing bool
 		standins              Standins
-		reread                bool // the registry was just read: plan on it without waiting
-		moved                 bool // a write found that another bridge leads
+		guard                 = Guard{Config: l.Guard}
+		guardRelease          time.Time // the guard's next release, zero when it holds nothing
+		reread                bool      // the registry was just read: plan on it without waiting
+		moved                 bool      // a write found that another bridge leads
 	)
 	defer func() { l.stopped(term, moved, reg) }()
 	// holdFor makes missing observations unknown rather than unobserved
@@ -171,8 +179,11 @@ func (l *Leader[S]) Run(term context.Context) {
 		// behind the leader's back, an entry in the way that went) is
 		// acted on then, not at the next change of the observations.
 		wait := min(tm.MaxWait, max(lastRead.Add(tm.Resync).Sub(now), time.Millisecond))
-		if at, ok := NextRemoval(current, tm.DeregisterAfter); ok {
+		if at, ok := nextRemoval(current, tm.DeregisterAfter, guard.Holds); ok {
 			wait = min(wait, max(at.Sub(now), 0))
+		}
+		if !guardRelease.IsZero() {
+			wait = min(wait, max(guardRelease.Sub(now), time.Millisecond))
 		}
 		if hold.Holds(now) {
 			wait = min(wait, hold.Until().Sub(now))
@@ -207,7 +218,14 @@ func (l *Leader[S]) Run(term context.Context) {
 				Msg("ignoring an observation that does not decode (written by someone other than its bridge?); its bridge rewrites it within a round")
 		}
 		list := obs.List()
-		p := Reconcile(l.Shape, Merge(list), current, mergeStart, tm.DeregisterAfter, hold.Holds(mergeStart))
+		desired := Merge(list)
+		p := Reconcile(l.Shape, desired, current, mergeStart, tm.DeregisterAfter, hold.Holds(mergeStart))
+		var gs GuardState
+		if l.Guard.on() {
+			p, gs = GuardPlan(&guard, mergeStart, p, current, desiredKeys(l.Shape, desired))
+		}
+		guardRelease = gs.Release
+		l.reportGuard(gs, mergeStart)
 		p = l.Registry.Skip(p)
 		l.Report.Merged(len(list), clk.Now().Sub(mergeStart))
 		if p.Empty() {
@@ -267,5 +285,26 @@ func (l *Leader[S]) stopped(term context.Context, moved bool, reg string) {
 		l.Log.Warn().Str("why", cause.Error()).Msg("leader: leadership lost; stopped writing the " + reg)
 	default:
 		l.Log.Info().Msg("leader: term ended; stopped writing the " + reg)
+	}
+}
+
+// reportGuard tells OnGuard and the log what the fleet's removal guard did:
+// a WARN when an episode starts, an INFO when it ends.
+func (l *Leader[S]) reportGuard(st GuardState, now time.Time) {
+	if l.OnGuard != nil {
+		l.OnGuard(st)
+	}
+	switch {
+	case st.Started:
+		l.Log.Warn().Int("held", len(st.Held)).Int("going", st.Going).Int("known", st.Known).
+			Float64("max_removal_fraction", l.Guard.MaxFraction).Bool("held_ready", l.Guard.HeldReady).
+			Time("release", st.Release).Str("reason", st.Reason(now, l.Guard.MaxFraction, l.Guard.HeldReady)).
+			Msg("fleet removal guard: too many servers unobserved at once across the fleet (the bridges' network?); holding their removal")
+	case st.Ended:
+		l.Log.Info().Int("released", st.Released).Int("returned", st.Returned).
+			Msg("fleet removal guard: no removal held any more (released after confirmation, or observed again)")
+	case len(st.Held) > 0 && (st.Released > 0 || st.Returned > 0):
+		l.Log.Info().Int("held", len(st.Held)).Int("released", st.Released).Int("returned", st.Returned).
+			Time("release", st.Release).Msg("fleet removal guard: still holding removals")
 	}
 }

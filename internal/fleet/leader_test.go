@@ -219,6 +219,12 @@ const (
 // lead runs a Leader over a registry holding entries for one term.
 func lead(t *testing.T, entries map[string]Entry[spec], obs ...observation.Observation) *leaderHarness {
 	t.Helper()
+	return leadGuarded(t, GuardConfig{}, entries, obs...)
+}
+
+// leadGuarded is lead with the fleet's removal guard tuned as g.
+func leadGuarded(t *testing.T, g GuardConfig, entries map[string]Entry[spec], obs ...observation.Observation) *leaderHarness {
+	t.Helper()
 	clk := clocktest.New(t0)
 	h := &leaderHarness{t: t, clk: clk, store: newFakeStore(clk), reg: &fakeRegistry{entries: map[string]Entry[spec]{}},
 		rep: &fakeReport{}, logs: &logLines{ch: make(chan string, 10000)}, done: make(chan struct{})}
@@ -226,7 +232,7 @@ func lead(t *testing.T, entries map[string]Entry[spec], obs ...observation.Obser
 	h.store.set(obs...)
 	l := &Leader[spec]{Store: h.store, Registry: h.reg, Shape: shape{}, Report: h.rep, Clock: clk, Backend: "Store", Target: "catalog",
 		Log: zerolog.New(h.logs), Timing: Timing{StartupGrace: testGrace, DeregisterAfter: testDereg, Resync: testResync,
-			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}}
+			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}, Guard: g}
 	term, end := context.WithCancelCause(context.Background())
 	h.end = end
 	go func() { defer close(h.done); l.Run(term) }()
@@ -415,4 +421,35 @@ func TestLeaderHealthTransitions(t *testing.T) {
 			t.Errorf("%s: %d writes, want %d", st.name, got, st.writes)
 		}
 	}
+}
+
+// TestLeaderFleetGuard: four servers on two bridges (3 + 1) go silent
+// together, the lone one first. The leader holds all four passing for the
+// confirmation, logs the episode once, then turns them unobserved and
+// removes them deregister_after later; it does not spin while it holds.
+func TestLeaderFleetGuard(t *testing.T) {
+	const x, y, z, w = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"
+	g := GuardConfig{MaxFraction: 0.5, Confirm: 30 * time.Second, Window: 20 * time.Second, Established: 5 * time.Second, HeldReady: true}
+	h := leadGuarded(t, g, registered(x, y, z, w), obsOf("a", "s", x, y, z), obsOf("b", "s", w))
+	all := func(state string) map[string]string {
+		return map[string]string{x: state, y: state, z: state, w: state}
+	}
+	h.pump("past the grace", time.Second, func() bool { return h.clk.Now().Sub(t0) > testGrace })
+	h.store.set(obsOf("b", "s")) // the lone bridge's server first
+	h.pump("the lone one unobserved", 0, h.is(map[string]string{x: "passing", y: "passing", z: "passing", w: "unobserved"}))
+	h.store.set(obsOf("a", "s")) // the others, within the window
+	h.pump("the four held passing", 0, h.is(all("passing")))
+	held := h.clk.Now()
+	reads := h.store.reads.Load()
+	h.pump("released, unobserved", time.Second, h.is(all("unobserved")))
+	if d := h.clk.Now().Sub(held); d < g.Confirm {
+		t.Errorf("released %s after the hold began, want %s", d, g.Confirm)
+	}
+	if n := h.store.reads.Load() - reads; n > 100 {
+		t.Errorf("%d reads of the observations during a %s hold: the leader spins", n, g.Confirm)
+	}
+	if l := h.logs.grep("fleet removal guard: too many servers unobserved"); len(l) != 1 || !strings.Contains(l[0], `"held":4`) {
+		t.Errorf("episode WARN lines = %v, want one holding 4", l)
+	}
+	h.pump("removed", 5*time.Second, h.is(map[string]string{}))
 }

@@ -14,11 +14,15 @@ import (
 // port once, by address (IPv4-mapped addresses unmapped), on segment, or
 // when segment is empty on the network it was seen on, with its app
 // check's verdict (Check.State, and Check.Output made valid UTF-8 and cut
-// to observation.MaxOutputLen bytes).
+// to observation.MaxOutputLen bytes). A server the bridge's removal guard
+// holds (Endpoint.Held) is left out: it stopped answering, and the
+// fleet's leader judges whether that is a mass silence (guard.go).
 func ObservationOf(bridge, segment string, s endpoint.Snapshot) observation.Observation {
 	o := observation.Observation{Bridge: bridge, Entries: make([]observation.Entry, 0, len(s.Endpoints))}
 	for _, e := range s.Endpoints {
-		if !e.Addr.IsValid() || e.Addr.Port() == 0 {
+		if !e.Addr.IsValid() || e.Addr.Port() == 0 || e.Held {
+			// A server the bridge's own removal guard holds stopped
+			// answering: the leader judges the silence fleet-wide.
 			continue
 		}
 		seg := segment

@@ -132,10 +132,16 @@ func Reconcile[S any](sh Shape[S], desired map[netip.AddrPort]Observed, current 
 // NextRemoval is the earliest time an unobserved entry of current is due
 // for removal, and false when none is unobserved.
 func NextRemoval[S any](current map[string]Entry[S], deregisterAfter time.Duration) (time.Time, bool) {
+	return nextRemoval(current, deregisterAfter, nil)
+}
+
+// nextRemoval is NextRemoval of the entries whose key held does not
+// report (the removal guard holds them; nil: every entry).
+func nextRemoval[S any](current map[string]Entry[S], deregisterAfter time.Duration, held func(string) bool) (time.Time, bool) {
 	var at time.Time
 	found := false
 	for _, e := range current {
-		if e.Passing {
+		if e.Passing || (held != nil && held(e.Key)) {
 			continue
 		}
 		if t := e.Since.Add(deregisterAfter); !found || t.Before(at) {
@@ -143,4 +149,13 @@ func NextRemoval[S any](current map[string]Entry[S], deregisterAfter time.Durati
 		}
 	}
 	return at, found
+}
+
+// desiredKeys is the set of the keys of the desired servers.
+func desiredKeys[S any](sh Shape[S], desired map[netip.AddrPort]Observed) map[string]struct{} {
+	keys := make(map[string]struct{}, len(desired))
+	for addr := range desired {
+		keys[sh.Key(addr)] = struct{}{}
+	}
+	return keys
 }

@@ -34,6 +34,12 @@ type Guard struct {
 	// how many established endpoints were known before the round (the
 	// fraction's denominator).
 	Due, Known int
+	// Going is how many established endpoints not yet due were unseen
+	// long enough to be due next round if they stay unseen (the guard's
+	// window: a silence that begins while a round's replies arrive
+	// reaches them a round later); they count with Due against the
+	// fraction.
+	Going int
 	// Since is the first round of the current episode, 0 when none.
 	Since uint64
 	// Release is the round in which the first held removal goes ahead if

@@ -27,8 +27,10 @@
 //     went, are removed when due and never hold the guard;
 //   - the removal guard: when the removals due in a round (established
 //     endpoints at or past MissedRounds misses, already held ones included)
-//     are at least 2 and more than Config.MaxRemovalFraction of the
-//     established endpoints known before the round, they are held: kept
+//     together with the established endpoints due next round if they stay
+//     unseen (MissedRounds-1 misses, at least 1: the guard's window) are at
+//     least 2 and more than Config.MaxRemovalFraction of the
+//     established endpoints known before the round, the due ones are held: kept
 //     in the state and the snapshot (listed in Plan.Guard.Held), their
 //     misses still counting, each until it has
 //     missed Config.GuardRounds more complete rounds; a held removal stays
@@ -109,6 +111,9 @@ type entry struct {
 	// established endpoints count for the removal guard.
 	streak      int32
 	established bool
+	// guarded is set while the removal guard holds the endpoint's
+	// removal (a seen endpoint's entry is new, so it is clear).
+	guarded bool
 }
 
 // seenEntry is the entry of a server seen in a round that completed at
@@ -131,7 +136,7 @@ func (e entry) seenAgain(missed int) entry {
 }
 
 func (e entry) endpoint(addr netip.AddrPort) endpoint.Endpoint {
-	return endpoint.Endpoint{Addr: addr, Source: e.source, Interface: e.iface, Network: e.network, FirstSeen: e.firstSeen, LastSeen: e.lastSeen}
+	return endpoint.Endpoint{Addr: addr, Source: e.source, Interface: e.iface, Network: e.network, FirstSeen: e.firstSeen, LastSeen: e.lastSeen, Held: e.guarded}
 }
 
 // State is what the planner knows between rounds. The zero value is the
@@ -271,6 +276,11 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 	// Only established endpoints are guarded: one that never answered
 	// MissedRounds rounds in a row (a flood's identity, a server that came
 	// and went) is removed when due, and counts neither way.
+	// soon is the misses of a server due next round if it stays unseen:
+	// the guard's window. A silence that begins while a round's replies
+	// arrive reaches some servers a round later than others; counting
+	// those due next round with the due ones makes it one episode.
+	soon := max(missed-1, 1)
 	var due []netip.AddrPort
 	for k, old := range prev.held {
 		if _, seen := next.held[k]; seen {
@@ -288,11 +298,14 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			due = append(due, k)
 			continue
 		}
+		if old.established && old.misses >= soon {
+			p.Guard.Going++
+		}
 		next.held[k] = old
 		p.Kept = append(p.Kept, old.endpoint(k))
 	}
 	p.Guard.Due = len(due)
-	hold := cfg.Exceeds(len(due), p.Guard.Known)
+	hold := len(due) > 0 && cfg.Exceeds(len(due)+p.Guard.Going, p.Guard.Known)
 	for _, k := range due {
 		e := prev.held[k]
 		// Past MissedRounds an entry was held last round: a held removal
@@ -306,6 +319,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 			e.misses = missed
 		}
 		if (hold || wasHeld) && e.misses < missed+cfg.GuardRounds {
+			e.guarded = true
 			next.held[k] = e
 			p.Guard.Held = append(p.Guard.Held, e.endpoint(k))
 			p.Guard.Release = minRelease(p.Guard.Release, obs.Round+uint64(missed+cfg.GuardRounds-e.misses))

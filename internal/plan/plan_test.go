@@ -592,6 +592,41 @@ func TestNextRemovalGuard(t *testing.T) {
 			},
 		},
 		{
+			// A silence that begins while round 2's replies arrive: a, b
+			// and c miss round 2, d, e and f answered it. Judged per
+			// round, a, b and c (3 of 6) would go in round 3 and only the
+			// second wave be held; the window makes it one episode.
+			name: "a silence straddling a round boundary is one episode",
+			cfg:  on, first: all,
+			steps: []guardStep{
+				{seen: []string{d, e, f}},
+				{held: []string{a, b, c}, since: 3, release: 6, started: true},
+				{held: all, since: 3, release: 6},
+				{held: all, since: 3, release: 6},
+				{held: []string{d, e, f}, removes: []string{a, b, c}, since: 3, release: 7, released: 3},
+				{removes: []string{d, e, f}, released: 3, ended: true},
+			},
+		},
+		{
+			name: "with missed_rounds 3 the window is the servers at 2 misses",
+			cfg:  Config{MissedRounds: 3, MaxRemovalFraction: 0.5, GuardRounds: 1}, first: all,
+			steps: []guardStep{
+				{seen: []string{d, e, f}},
+				{},
+				{held: []string{a, b, c}, since: 4, release: 5, started: true},
+				{held: []string{d, e, f}, removes: []string{a, b, c}, since: 4, release: 6, released: 3},
+			},
+		},
+		{
+			name: "servers at a single miss are not in the window of missed_rounds 3",
+			cfg:  Config{MissedRounds: 3, MaxRemovalFraction: 0.5, GuardRounds: 1}, first: all,
+			steps: []guardStep{
+				{seen: []string{d, e, f}},
+				{seen: []string{d, e, f}},
+				{removes: []string{a, b, c}},
+			},
+		},
+		{
 			name: "a second episode starts afresh",
 			cfg:  Config{MissedRounds: 1, MaxRemovalFraction: 0.5, GuardRounds: 1}, first: all,
 			steps: []guardStep{
@@ -645,6 +680,16 @@ func TestNextRemovalGuard(t *testing.T) {
 				for _, h := range p.Guard.Held {
 					if !slices.ContainsFunc(p.Kept, func(k endpoint.Endpoint) bool { return k.Addr == h.Addr }) {
 						t.Errorf("round %d: held %v not in Kept", round, h.Addr)
+					}
+				}
+				// Endpoint.Held marks exactly the held ones, in the plan's
+				// snapshot and in the state's (what a health transition
+				// between rounds hands the sinks).
+				for _, snap := range []endpoint.Snapshot{p.Snapshot(), st.Snapshot(round, t0)} {
+					for _, e := range snap.Endpoints {
+						if want := slices.Contains(s.held, e.Addr.String()); e.Held != want {
+							t.Errorf("round %d: %v Held = %v, want %v", round, e.Addr, e.Held, want)
+						}
 					}
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 )
@@ -55,7 +56,31 @@ func (r *runner) decorate(s endpoint.Snapshot) endpoint.Snapshot {
 	if r.cfg.Checker == nil {
 		return s
 	}
-	return r.cfg.Checker.Decorate(s)
+	s = r.cfg.Checker.Decorate(s)
+	for i, e := range s.Endpoints {
+		if e.Held {
+			s.Endpoints[i].Check = heldCheck(e, r.cfg.HeldUnobserved)
+		}
+	}
+	return s
+}
+
+// heldCheck is the verdict the sinks get for e, whose removal the guard
+// holds (it stopped answering during a mass silence): ready, its app check
+// set aside, by default (fail open: the silence is far more often the
+// bridge's network than every server at once, and the app check crosses
+// the same network); failing with unobserved.
+func heldCheck(e endpoint.Endpoint, unobserved bool) endpoint.Check {
+	since := e.LastSeen
+	if unobserved {
+		return endpoint.Check{State: endpoint.Failing, Since: since,
+			Output: "removal guard: unseen since " + since.UTC().Format(time.RFC3339) + ", its removal held (removal_guard_held: unobserved)"}
+	}
+	if e.Check.State.IsReady() {
+		since = e.Check.Since
+	}
+	return endpoint.Check{State: endpoint.Ready, Since: since,
+		Output: "removal guard: unseen, its removal held; kept ready, its app check set aside (removal_guard_held: ready)"}
 }
 
 // changed returns the channel the loop's wait selects on for health

@@ -101,6 +101,11 @@ type Config struct {
 	// turns the guard off.
 	MaxRemovalFraction float64
 	RemovalGuardRounds int
+	// HeldUnobserved is removal_guard_held unobserved: with an app check,
+	// a server whose removal the guard holds is handed to the sinks
+	// failing ("unseen, its removal held"). By default (false: ready, fail
+	// open) it is handed to them ready, its app check set aside.
+	HeldUnobserved bool
 	// Limits bound the servers the planner holds (max_servers and
 	// max_servers_per_source): new ones beyond them are refused, counted,
 	// logged once per episode and reported on /readyz; those held stay.

@@ -39,6 +39,7 @@ interval: {env: DISCOVERY_CLIENT_INTERVAL, kind: duration, default: "10s", min: 
 missed_rounds: {env: DISCOVERY_CLIENT_MISSED_ROUNDS, kind: int, default: "3"}
 max_removal_fraction: {env: DISCOVERY_CLIENT_MAX_REMOVAL_FRACTION, kind: float, default: "0.5", min: "0", minExclusive: true, max: "1"}
 removal_guard_rounds: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_ROUNDS, kind: int, default: "10"}
+removal_guard_held: {env: DISCOVERY_CLIENT_REMOVAL_GUARD_HELD, kind: string, default: "ready"}
 max_servers: {env: DISCOVERY_CLIENT_MAX_SERVERS, kind: int, default: "10000"}
 sinks: {env: DISCOVERY_CLIENT_SINKS, kind: list, default: "stdout"}
 segment: {env: DISCOVERY_CLIENT_SEGMENT, kind: string, default: ""}
