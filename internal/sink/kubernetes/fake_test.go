@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 )
 
 // labelValue is what the API server accepts as a label value.
@@ -39,8 +41,8 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 }
 
 // client is a Client of the fake in namespace ns.
-func (f *fakeAPI) client(t *testing.T) *Client {
-	c, err := newClient(f.srv.URL, nil)
+func (f *fakeAPI) client(t *testing.T) *kubeapi.Client {
+	c, err := kubeapi.NewClientAt(f.srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		store(in, 200)
 	case http.MethodPatch:
-		if r.Header.Get("Content-Type") != "application/apply-patch+yaml" || r.URL.Query().Get("fieldManager") != FieldManager {
+		if r.Header.Get("Content-Type") != "application/apply-patch+yaml" || r.URL.Query().Get("fieldManager") != kubeapi.FieldManager {
 			status(w, 415, "UnsupportedMediaType", "want a server-side apply with our field manager")
 			return
 		}
