@@ -11,8 +11,6 @@
 // with its resourceVersion as precondition, and the leader Lease is read
 // back before each write (see docs/design/kubernetes-fencing.md).
 //
-// The API is spoken by a small REST client of this package (client.go), not
-// by client-go: a stripped bridge binary is 15.3 MB without client-go and
-// 42.2 MB with the clientset (40.4 MB with only the three typed clients), so
-// client-go alone would break the image's 24 MiB budget.
+// The API is spoken by the small REST client of package kubeapi, not by
+// client-go (image size: see that package).
 package kubernetes

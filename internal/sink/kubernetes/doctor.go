@@ -2,11 +2,11 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
+
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 )
 
 // Rights are what the sink does in its namespace, by API group and
@@ -29,12 +29,12 @@ var Rights = []struct {
 // is missing (the leader creates it), the fleet's, or someone else's. It
 // prints a line per check and reports whether all passed.
 func runDoctor(ctx context.Context, cfg Config, w io.Writer) (bool, error) {
-	c, err := NewClient(cfg.Kubeconfig)
+	c, err := kubeapi.NewClient(cfg.Kubeconfig)
 	if err != nil {
 		return false, err
 	}
 	ns := namespaceOf(cfg, c)
-	fmt.Fprintf(w, "kubernetes at %s (namespace %s, service %s, bridge_id %s):\n", c.base.Host, ns, cfg.Service, cfg.BridgeID)
+	fmt.Fprintf(w, "kubernetes at %s (namespace %s, service %s, bridge_id %s):\n", c.Host(), ns, cfg.Service, cfg.BridgeID)
 	ok := true
 	for _, r := range Rights {
 		res := r.Resource
@@ -43,7 +43,7 @@ func runDoctor(ctx context.Context, cfg Config, w io.Writer) (bool, error) {
 		}
 		var denied []string
 		for _, v := range r.Verbs {
-			allowed, reason, err := accessReview(ctx, c, ns, r.Group, r.Resource, v)
+			allowed, reason, err := c.AccessReview(ctx, ns, r.Group, r.Resource, v)
 			switch {
 			case err != nil:
 				fmt.Fprintf(w, "  FAIL  cannot ask whether it may %s %s: %v\n", v, res, err)
@@ -59,9 +59,9 @@ func runDoctor(ctx context.Context, cfg Config, w io.Writer) (bool, error) {
 			fmt.Fprintf(w, "  ok    %s: %s\n", res, strings.Join(r.Verbs, ", "))
 		}
 	}
-	var svc Service
-	switch err := (objects{c: c, ns: ns}).get(ctx, services, cfg.Service, &svc); {
-	case IsNotFound(err):
+	var svc kubeapi.Service
+	switch err := c.Objects(ns).Get(ctx, kubeapi.Services, cfg.Service, &svc); {
+	case kubeapi.IsNotFound(err):
 		fmt.Fprintf(w, "  ok    service %s/%s: missing, the leader creates it\n", ns, cfg.Service)
 	case err != nil:
 		ok = false
@@ -81,23 +81,4 @@ func reasonSuffix(r string) string {
 		return ""
 	}
 	return " (" + r + ")"
-}
-
-// accessReview asks whether the client may do verb on group/resource in ns.
-func accessReview(ctx context.Context, c *Client, ns, group, resource, verb string) (bool, string, error) {
-	body, err := json.Marshal(map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-		"spec": map[string]any{"resourceAttributes": map[string]string{"namespace": ns, "verb": verb, "group": group, "resource": resource}}})
-	if err != nil {
-		return false, "", err
-	}
-	var out struct {
-		Status struct {
-			Allowed bool   `json:"allowed"`
-			Reason  string `json:"reason"`
-		} `json:"status"`
-	}
-	if err := c.do(ctx, http.MethodPost, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", nil, "application/json", body, &out); err != nil {
-		return false, "", err
-	}
-	return out.Status.Allowed, out.Status.Reason, nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 )
 
 // labelValue is what the API server accepts as a label value.
@@ -26,21 +28,22 @@ type fakeAPI struct {
 	objs    map[string]map[string]any // by collection path, then name
 	writes  map[string]int            // "METHOD plural"
 	gets    map[string]int            // GETs of one object, by plural
+	lists   map[string]int            // GETs of a list, by plural
 	srv     *httptest.Server
 	refuse  func(method, path string) int // status to answer instead (0: none)
 	lastReq *http.Request
 }
 
 func newFakeAPI(t *testing.T) *fakeAPI {
-	f := &fakeAPI{objs: map[string]map[string]any{}, writes: map[string]int{}, gets: map[string]int{}}
+	f := &fakeAPI{objs: map[string]map[string]any{}, writes: map[string]int{}, gets: map[string]int{}, lists: map[string]int{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
 // client is a Client of the fake in namespace ns.
-func (f *fakeAPI) client(t *testing.T) *Client {
-	c, err := newClient(f.srv.URL, nil)
+func (f *fakeAPI) client(t *testing.T) *kubeapi.Client {
+	c, err := kubeapi.NewClientAt(f.srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +164,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			_ = json.NewEncoder(w).Encode(cur)
 			return
 		}
+		f.lists[plural]++
 		var sel [][2]string
 		for _, kv := range strings.Split(r.URL.Query().Get("labelSelector"), ",") {
 			if k, v, ok := strings.Cut(kv, "="); ok {
@@ -200,7 +204,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		store(in, 200)
 	case http.MethodPatch:
-		if r.Header.Get("Content-Type") != "application/apply-patch+yaml" || r.URL.Query().Get("fieldManager") != FieldManager {
+		if r.Header.Get("Content-Type") != "application/apply-patch+yaml" || r.URL.Query().Get("fieldManager") != kubeapi.FieldManager {
 			status(w, 415, "UnsupportedMediaType", "want a server-side apply with our field manager")
 			return
 		}
@@ -224,15 +228,37 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // bump changes an object behind the sink's back (a new resourceVersion).
-func (f *fakeAPI) bump(plural, name string) {
+func (f *fakeAPI) bump(plural, name string) { f.edit(plural, name, func(map[string]any) {}) }
+
+// edit changes an object behind the sink's back with change, giving it a
+// new resourceVersion; it reports whether the object exists.
+func (f *fakeAPI) edit(plural, name string, change func(o map[string]any)) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	found := false
 	for coll, items := range f.objs {
 		if strings.HasSuffix(coll, "/"+plural) {
 			if o, ok := items[name].(map[string]any); ok {
+				change(o)
 				f.rv++
 				meta(o)["resourceVersion"] = strconv.Itoa(f.rv)
+				found = true
 			}
 		}
 	}
+	return found
+}
+
+// listCount is how many lists of plural the fake answered.
+func (f *fakeAPI) listCount(plural string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lists[plural]
+}
+
+// setRefuse makes the fake answer refuse's status instead (nil: none).
+func (f *fakeAPI) setRefuse(refuse func(method, path string) int) {
+	f.mu.Lock()
+	f.refuse = refuse
+	f.mu.Unlock()
 }

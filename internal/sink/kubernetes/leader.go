@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/observation"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -35,7 +35,7 @@ type leaderIO struct {
 	lay   *layout
 	stale bool
 	// owner is the Service, once this term made sure it exists.
-	owner *OwnerReference
+	owner *kubeapi.OwnerReference
 	// refused are the addresses already warned about.
 	refused map[string]bool
 	// seen tracks each bridge Lease's last change, on this bridge's clock.
@@ -44,7 +44,7 @@ type leaderIO struct {
 	index uint64
 	// cms caches the observation ConfigMaps by name, read whole only when
 	// their resourceVersion changed.
-	cms map[string]ConfigMap
+	cms map[string]kubeapi.ConfigMap
 	// dead are the bridges whose Lease went unrenewed long enough that
 	// their Lease and ConfigMap are deleted (read collects them).
 	dead []deadBridge
@@ -98,8 +98,8 @@ func (io *leaderIO) Observations(ctx context.Context, index uint64, wait time.Du
 // fingerprints what was read.
 func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error) {
 	s := io.s
-	var ls []Lease
-	if err := s.o.list(ctx, leases, selector(LabelFleet, s.cfg.Service, LabelRole, roleBridge), &ls); err != nil {
+	var ls []kubeapi.Lease
+	if err := s.o.List(ctx, kubeapi.Leases, kubeapi.Selector(LabelFleet, s.cfg.Service, LabelRole, roleBridge), &ls); err != nil {
 		return fleet.Observations{}, "", fmt.Errorf("list bridge leases: %w", err)
 	}
 	cms, err := io.configMaps(ctx)
@@ -110,7 +110,7 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 	obs := fleet.Observations{ByBridge: map[string]observation.Observation{}, Holders: map[string]string{}}
 	seen := make(map[string]leaseSeen, len(ls))
 	io.dead = io.dead[:0]
-	deadLeases := map[string]Lease{} // by bridge
+	deadLeases := map[string]kubeapi.Lease{} // by bridge
 	for _, l := range ls {
 		prev, ok := io.seen[l.Metadata.Name]
 		if !ok || prev.rv != l.Metadata.ResourceVersion {
@@ -141,7 +141,7 @@ func (io *leaderIO) read(ctx context.Context) (fleet.Observations, string, error
 	for _, b := range slices.Sorted(maps.Keys(obs.Holders)) {
 		fp += b + "=" + obs.Holders[b] + ";"
 	}
-	slices.SortFunc(cms, func(a, b ConfigMap) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortFunc(cms, func(a, b kubeapi.ConfigMap) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	for _, cm := range cms {
 		bridge, holder := cm.Metadata.Annotations[AnnotBridge], cm.Metadata.Annotations[AnnotHolder]
 		if bridge == "" || obs.Holders[bridge] == "" || obs.Holders[bridge] != holder {
@@ -175,13 +175,13 @@ func (io *leaderIO) collect(ctx context.Context) {
 	s := io.s
 	for _, d := range io.dead {
 		if d.cm != "" {
-			if err := s.o.remove(ctx, configMaps, d.cm, d.cmRV); err != nil {
+			if err := s.o.Remove(ctx, kubeapi.ConfigMaps, d.cm, d.cmRV); err != nil {
 				io.log.Debug().Err(err).Str("configmap", d.cm).Msg("cannot delete a dead bridge's observation; retrying later")
 				continue
 			}
 			s.countWrite("configmap")
 		}
-		if err := s.o.remove(ctx, leases, d.lease, d.leaseRV); err != nil {
+		if err := s.o.Remove(ctx, kubeapi.Leases, d.lease, d.leaseRV); err != nil {
 			io.log.Debug().Err(err).Str("lease", d.lease).Msg("cannot delete a dead bridge's lease; retrying later")
 			continue
 		}
@@ -194,20 +194,20 @@ func (io *leaderIO) collect(ctx context.Context) {
 
 // configMaps reads the observation ConfigMaps: their metadata every time,
 // their data only when their resourceVersion changed since the last read.
-func (io *leaderIO) configMaps(ctx context.Context) ([]ConfigMap, error) {
+func (io *leaderIO) configMaps(ctx context.Context) ([]kubeapi.ConfigMap, error) {
 	s := io.s
-	metas, err := s.o.listMeta(ctx, configMaps, selector(LabelFleet, s.cfg.Service, LabelRole, roleObservation))
+	metas, err := s.o.ListMeta(ctx, kubeapi.ConfigMaps, kubeapi.Selector(LabelFleet, s.cfg.Service, LabelRole, roleObservation))
 	if err != nil {
 		return nil, fmt.Errorf("list observation configmaps: %w", err)
 	}
-	next := make(map[string]ConfigMap, len(metas))
-	out := make([]ConfigMap, 0, len(metas))
+	next := make(map[string]kubeapi.ConfigMap, len(metas))
+	out := make([]kubeapi.ConfigMap, 0, len(metas))
 	for _, m := range metas {
 		cm, ok := io.cms[m.Name]
 		if !ok || cm.Metadata.ResourceVersion != m.ResourceVersion {
-			cm = ConfigMap{}
-			if err := s.o.get(ctx, configMaps, m.Name, &cm); err != nil {
-				if IsNotFound(err) {
+			cm = kubeapi.ConfigMap{}
+			if err := s.o.Get(ctx, kubeapi.ConfigMaps, m.Name, &cm); err != nil {
+				if kubeapi.IsNotFound(err) {
 					continue // deleted since the list
 				}
 				return nil, fmt.Errorf("read observation configmap %s: %w", m.Name, err)
@@ -302,7 +302,7 @@ func (io *leaderIO) Write(ctx context.Context, p fleet.Plan[spec], current map[s
 			continue
 		}
 		io.stale = true
-		if IsConflict(err) {
+		if kubeapi.IsConflict(err) {
 			if cerr := s.leader.check(ctx); errors.Is(cerr, fleet.ErrNotLeader) {
 				return writes, fmt.Errorf("%w (write of endpointslice %s refused: %v)", cerr, sl.name, err) //nolint:errorlint // the term's end is the error; the refused write is only its context
 			}
@@ -323,8 +323,7 @@ var stages = map[fleet.Stage]string{
 // /readyz fails) until a plan is written again.
 func (io *leaderIO) Failed(stage fleet.Stage, err error) {
 	io.s.metrics.errors.WithLabelValues(stages[stage]).Inc()
-	var se *StatusError
-	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+	if kubeapi.IsForbidden(err) {
 		io.s.member.SetFault(err)
 	}
 }

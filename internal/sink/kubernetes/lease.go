@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -64,7 +65,7 @@ func objectName(prefix, id string) string {
 // bridge's clock, from when it saw the Lease last change (as client-go's
 // leader election does), so clock skew between hosts does not matter.
 type elector struct {
-	o      objects
+	o      kubeapi.Objects
 	clk    clock.Clock
 	log    zerolog.Logger
 	name   string
@@ -76,7 +77,7 @@ type elector struct {
 	writes func()
 	// owners, when set, gives the Lease's owner references (the fleet's
 	// Service: the garbage collector deletes the Lease with it).
-	owners func(ctx context.Context) []OwnerReference
+	owners func(ctx context.Context) []kubeapi.OwnerReference
 	// created, when set, is called after the Lease was created (it did not
 	// exist: first start, or deleted meanwhile).
 	created func()
@@ -100,12 +101,12 @@ var errHeld = errors.New("held by another bridge")
 // expired on this bridge's clock.
 func (e *elector) acquire(ctx context.Context) error {
 	now := e.clk.Now()
-	var l Lease
-	err := e.o.get(ctx, leases, e.name, &l)
-	if IsNotFound(err) {
+	var l kubeapi.Lease
+	err := e.o.Get(ctx, kubeapi.Leases, e.name, &l)
+	if kubeapi.IsNotFound(err) {
 		l = e.lease(ctx, now, 0)
-		l.Spec.AcquireTime = &MicroTime{now}
-		if err := e.o.create(ctx, leases, &l, &l); err != nil {
+		l.Spec.AcquireTime = &kubeapi.MicroTime{Time: now}
+		if err := e.o.Create(ctx, kubeapi.Leases, &l, &l); err != nil {
 			return fmt.Errorf("create lease %s: %w", e.name, err)
 		}
 		e.took(now)
@@ -133,25 +134,25 @@ func (e *elector) acquire(ctx context.Context) error {
 	n.Metadata.ResourceVersion = l.Metadata.ResourceVersion
 	n.Spec.AcquireTime = l.Spec.AcquireTime
 	if !mine {
-		n.Spec.AcquireTime = &MicroTime{now}
+		n.Spec.AcquireTime = &kubeapi.MicroTime{Time: now}
 		n.Spec.LeaseTransitions++
 	}
-	if err := e.o.update(ctx, leases, e.name, &n, &n); err != nil {
+	if err := e.o.Update(ctx, kubeapi.Leases, e.name, &n, &n); err != nil {
 		return fmt.Errorf("renew lease %s: %w", e.name, err)
 	}
 	e.took(now)
 	return nil
 }
 
-func (e *elector) lease(ctx context.Context, now time.Time, transitions int32) Lease {
-	var owners []OwnerReference
+func (e *elector) lease(ctx context.Context, now time.Time, transitions int32) kubeapi.Lease {
+	var owners []kubeapi.OwnerReference
 	if e.owners != nil {
 		owners = e.owners(ctx)
 	}
-	return Lease{APIVersion: leases.apiVersion(), Kind: leases.kind,
-		Metadata: Meta{Name: e.name, Labels: e.labels, Annotations: e.annots, OwnerReferences: owners},
-		Spec: LeaseSpec{HolderIdentity: e.holder, LeaseDurationSeconds: int32((e.dur + time.Second - 1) / time.Second),
-			RenewTime: &MicroTime{now}, LeaseTransitions: transitions}}
+	return kubeapi.Lease{APIVersion: kubeapi.Leases.APIVersion(), Kind: kubeapi.Leases.Kind(),
+		Metadata: kubeapi.Meta{Name: e.name, Labels: e.labels, Annotations: e.annots, OwnerReferences: owners},
+		Spec: kubeapi.LeaseSpec{HolderIdentity: e.holder, LeaseDurationSeconds: int32((e.dur + time.Second - 1) / time.Second),
+			RenewTime: &kubeapi.MicroTime{Time: now}, LeaseTransitions: transitions}}
 }
 
 func (e *elector) took(now time.Time) {
@@ -173,9 +174,9 @@ func (e *elector) lastRenew() time.Time {
 // renewed it within two thirds of its duration. The leader calls it before
 // every write.
 func (e *elector) check(ctx context.Context) error {
-	var l Lease
-	if err := e.o.get(ctx, leases, e.name, &l); err != nil {
-		if IsNotFound(err) {
+	var l kubeapi.Lease
+	if err := e.o.Get(ctx, kubeapi.Leases, e.name, &l); err != nil {
+		if kubeapi.IsNotFound(err) {
 			return fmt.Errorf("%w: lease %s is gone", fleet.ErrNotLeader, e.name)
 		}
 		return fmt.Errorf("read lease %s: %w", e.name, err)
@@ -193,14 +194,14 @@ func (e *elector) check(ctx context.Context) error {
 // it, only while this bridge still holds it (resourceVersion precondition),
 // so that nothing of the fleet stays behind when the last bridge goes.
 func (e *elector) release(ctx context.Context) error {
-	var l Lease
-	if err := e.o.get(ctx, leases, e.name, &l); err != nil {
+	var l kubeapi.Lease
+	if err := e.o.Get(ctx, kubeapi.Leases, e.name, &l); err != nil {
 		return fmt.Errorf("read lease %s: %w", e.name, err)
 	}
 	if l.Spec.HolderIdentity != e.holder {
 		return nil
 	}
-	if err := e.o.remove(ctx, leases, e.name, l.Metadata.ResourceVersion); err != nil {
+	if err := e.o.Remove(ctx, kubeapi.Leases, e.name, l.Metadata.ResourceVersion); err != nil {
 		return fmt.Errorf("release lease %s: %w", e.name, err)
 	}
 	if e.writes != nil {
@@ -272,7 +273,7 @@ func (e *elector) hold(ctx context.Context, lead func(term context.Context), per
 			<-worked
 			return
 		}
-		if errors.Is(err, errHeld) || IsConflict(err) || e.clk.Now().Sub(e.lastRenew()) >= e.dur*2/3 {
+		if errors.Is(err, errHeld) || kubeapi.IsConflict(err) || e.clk.Now().Sub(e.lastRenew()) >= e.dur*2/3 {
 			end(ErrLeaseLost)
 			e.log.Warn().Err(err).Msg("kubernetes leader lease lost: following")
 			<-worked

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 )
 
 // publisher is where the Member publishes this bridge's observation: its
@@ -17,7 +18,7 @@ type publisher struct {
 	s *Sink
 	// owners are the owner references Epoch found, which Write puts on
 	// the ConfigMap.
-	owners []OwnerReference
+	owners []kubeapi.OwnerReference
 }
 
 // Epoch reads the owner reference (once the Service exists).
@@ -32,14 +33,14 @@ func (p *publisher) Epoch(ctx context.Context) (string, error) {
 // Write puts chunks in this bridge's ConfigMap: one write.
 func (p *publisher) Write(ctx context.Context, _ string, chunks [][]byte, _ int) (int, error) {
 	s := p.s
-	cm := ConfigMap{APIVersion: configMaps.apiVersion(), Kind: configMaps.kind,
-		Metadata: Meta{Name: s.obsName(), Labels: map[string]string{LabelFleet: s.cfg.Service, LabelRole: roleObservation},
+	cm := kubeapi.ConfigMap{APIVersion: kubeapi.ConfigMaps.APIVersion(), Kind: kubeapi.ConfigMaps.Kind(),
+		Metadata: kubeapi.Meta{Name: s.obsName(), Labels: map[string]string{LabelFleet: s.cfg.Service, LabelRole: roleObservation},
 			Annotations: map[string]string{AnnotBridge: s.cfg.BridgeID, AnnotHolder: s.holder}, OwnerReferences: p.owners},
 		BinaryData: map[string][]byte{}}
 	for i, c := range chunks {
 		cm.BinaryData[strconv.Itoa(i)] = c
 	}
-	if err := s.o.apply(ctx, configMaps, cm.Metadata.Name, &cm, nil); err != nil {
+	if err := s.o.Apply(ctx, kubeapi.ConfigMaps, cm.Metadata.Name, &cm, nil); err != nil {
 		return 0, fmt.Errorf("publish observation in configmap %s/%s: %w", s.ns, cm.Metadata.Name, err)
 	}
 	s.countWrite("configmap")

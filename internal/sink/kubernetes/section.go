@@ -7,6 +7,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -191,7 +192,7 @@ func build(cfg Config, d sink.Deps) (sink.Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kubernetes sink: %w", err)
 	}
-	c, err := NewClient(cfg.Kubeconfig)
+	c, err := kubeapi.NewClient(cfg.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes sink: %w", err)
 	}

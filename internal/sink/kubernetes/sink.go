@@ -17,6 +17,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/member"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -35,7 +36,7 @@ type Sink struct {
 	cfg    Config
 	log    zerolog.Logger
 	clk    clock.Clock
-	o      objects
+	o      kubeapi.Objects
 	ns     string
 	holder string // this process's identity in the Leases: bridge ID and incarnation
 
@@ -48,7 +49,7 @@ type Sink struct {
 	member *member.Member
 
 	ownerMu sync.Mutex
-	owner   *OwnerReference // the fleet's Service, once read
+	owner   *kubeapi.OwnerReference // the fleet's Service, once read
 
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -58,11 +59,11 @@ type Sink struct {
 
 // New builds the sink on client c, registering its metrics with reg (nil:
 // none). It makes no API call; Start must come before Apply.
-func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *Sink {
+func New(cfg Config, c *kubeapi.Client, log zerolog.Logger, reg prometheus.Registerer) *Sink {
 	ns := namespaceOf(cfg, c)
 	inc := make([]byte, 6)
 	_, _ = rand.Read(inc) // never fails (crypto/rand)
-	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(cfg.Clock), o: objects{c: c, ns: ns}, ns: ns,
+	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(cfg.Clock), o: c.Objects(ns), ns: ns,
 		holder: cfg.BridgeID + "_" + hex.EncodeToString(inc), started: make(chan struct{})}
 	s.metrics = newMetrics(reg, s.leading.Load)
 	// A Lease created anew (after the leader deleted a Lease and ConfigMap
@@ -98,7 +99,7 @@ func New(cfg Config, c *Client, log zerolog.Logger, reg prometheus.Registerer) *
 
 // namespaceOf is the namespace of the sink's objects: k8s_namespace, else
 // the kubeconfig context's or the service account's, else default.
-func namespaceOf(cfg Config, c *Client) string {
+func namespaceOf(cfg Config, c *kubeapi.Client) string {
 	switch {
 	case cfg.Namespace != "":
 		return cfg.Namespace
@@ -162,17 +163,17 @@ func (s *Sink) Apply(ctx context.Context, snap endpoint.Snapshot) (sink.Result, 
 // so that deleting the Service (helm uninstall) has the garbage collector
 // delete them too, even when the bridges' own cleanup is refused (their
 // Role deleted first).
-func (s *Sink) owners(ctx context.Context) []OwnerReference {
+func (s *Sink) owners(ctx context.Context) []kubeapi.OwnerReference {
 	s.ownerMu.Lock()
 	defer s.ownerMu.Unlock()
 	if s.owner == nil {
-		var svc Service
-		if err := s.o.get(ctx, services, s.cfg.Service, &svc); err != nil || svc.Metadata.Labels[LabelFleet] != s.cfg.Service {
+		var svc kubeapi.Service
+		if err := s.o.Get(ctx, kubeapi.Services, s.cfg.Service, &svc); err != nil || svc.Metadata.Labels[LabelFleet] != s.cfg.Service {
 			return nil
 		}
-		s.owner = &OwnerReference{APIVersion: "v1", Kind: "Service", Name: svc.Metadata.Name, UID: svc.Metadata.UID}
+		s.owner = &kubeapi.OwnerReference{APIVersion: "v1", Kind: "Service", Name: svc.Metadata.Name, UID: svc.Metadata.UID}
 	}
-	return []OwnerReference{*s.owner}
+	return []kubeapi.OwnerReference{*s.owner}
 }
 
 // event records a Normal Event on the fleet's Service (kubectl describe
@@ -191,7 +192,7 @@ func (s *Sink) event(ctx context.Context, reason, msg string) {
 		"firstTimestamp": now, "lastTimestamp": now,
 		"source":             map[string]any{"component": "udp-discovery-bridge"},
 		"reportingComponent": ManagedBy, "reportingInstance": s.holder}
-	if err := s.o.create(ctx, events, ev, nil); err != nil {
+	if err := s.o.Create(ctx, kubeapi.Events, ev, nil); err != nil {
 		s.log.Debug().Err(err).Str("reason", reason).Msg("cannot record an event on the service")
 		return
 	}
@@ -242,16 +243,16 @@ func (s *Sink) Close(ctx context.Context) error {
 func (p *publisher) Leave(ctx context.Context, _ string, _ [][]byte) error {
 	s := p.s
 	var errs []error
-	if err := s.leader.release(ctx); err != nil && !IsNotFound(err) {
+	if err := s.leader.release(ctx); err != nil && !kubeapi.IsNotFound(err) {
 		errs = append(errs, err)
 	}
 	if s.cfg.Deregister {
-		if err := s.o.remove(ctx, configMaps, s.obsName(), ""); err != nil && !IsNotFound(err) {
+		if err := s.o.Remove(ctx, kubeapi.ConfigMaps, s.obsName(), ""); err != nil && !kubeapi.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete configmap %s: %w", s.obsName(), err))
 		} else if err == nil {
 			s.countWrite("configmap")
 		}
-		if err := s.o.remove(ctx, leases, s.own.name, ""); err != nil && !IsNotFound(err) {
+		if err := s.o.Remove(ctx, kubeapi.Leases, s.own.name, ""); err != nil && !kubeapi.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete lease %s: %w", s.own.name, err))
 		} else if err == nil {
 			s.countWrite("lease")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
@@ -71,13 +72,13 @@ func round(t *testing.T, io *leaderIO, want map[netip.AddrPort]fleet.Observed, n
 	return p, n
 }
 
-func readSlices(t *testing.T, s *Sink) map[string]EndpointSlice {
+func readSlices(t *testing.T, s *Sink) map[string]kubeapi.EndpointSlice {
 	t.Helper()
-	var items []EndpointSlice
-	if err := s.o.list(context.Background(), slicesRes, selector(LabelService, "django"), &items); err != nil {
+	var items []kubeapi.EndpointSlice
+	if err := s.o.List(context.Background(), kubeapi.EndpointSlices, kubeapi.Selector(LabelService, "django"), &items); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]EndpointSlice{}
+	out := map[string]kubeapi.EndpointSlice{}
 	for _, es := range items {
 		out[es.Metadata.Name] = es
 	}
@@ -132,8 +133,8 @@ func TestSlicesFirstApplyAndQuietRound(t *testing.T) {
 			t.Errorf("%s in %d slices, want 1", a, count[a])
 		}
 	}
-	var svc Service
-	if err := s.o.get(context.Background(), services, "django", &svc); err != nil || svc.Spec.ClusterIP != "None" {
+	var svc kubeapi.Service
+	if err := s.o.Get(context.Background(), kubeapi.Services, "django", &svc); err != nil || svc.Spec.ClusterIP != "None" {
 		t.Fatalf("service: %+v %v", svc, err)
 	}
 	objects := func() int {
@@ -255,7 +256,7 @@ func TestSlicesFencing(t *testing.T) {
 	cur, _ := io.Entries(ctx)
 	f.bump("endpointslices", "django-8000-0")
 	p := fleet.Reconcile[spec](shape{}, desired(addrs(4, 8000)), cur, clk.Now(), time.Minute, false)
-	if _, err := io.Write(ctx, p, cur); !IsConflict(err) || errors.Is(err, fleet.ErrNotLeader) {
+	if _, err := io.Write(ctx, p, cur); !kubeapi.IsConflict(err) || errors.Is(err, fleet.ErrNotLeader) {
 		t.Fatalf("write over a changed slice: %v, want a conflict", err)
 	}
 	if _, err := io.Write(ctx, p, cur); err != nil {
@@ -424,8 +425,8 @@ func TestObservationsPublishAndLiveness(t *testing.T) {
 	if err != nil || len(obs.ByBridge) != 0 {
 		t.Fatalf("observations of a dead bridge: %+v %v", obs, err)
 	}
-	var cm ConfigMap
-	if err := a.o.get(ctx, configMaps, "django-obs-a", &cm); err != nil {
+	var cm kubeapi.ConfigMap
+	if err := a.o.Get(ctx, kubeapi.ConfigMaps, "django-obs-a", &cm); err != nil {
 		t.Fatalf("the dead bridge's observation went before deregister_after: %v", err)
 	}
 	// Its lease duration plus deregister_after unrenewed: the leader
@@ -434,11 +435,11 @@ func TestObservationsPublishAndLiveness(t *testing.T) {
 	if _, err := io.Observations(ctx, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	var l Lease
-	if err := a.o.get(ctx, configMaps, "django-obs-a", &cm); !IsNotFound(err) {
+	var l kubeapi.Lease
+	if err := a.o.Get(ctx, kubeapi.ConfigMaps, "django-obs-a", &cm); !kubeapi.IsNotFound(err) {
 		t.Errorf("dead bridge's configmap: %v, want deleted", err)
 	}
-	if err := a.o.get(ctx, leases, "django-bridge-a", &l); !IsNotFound(err) {
+	if err := a.o.Get(ctx, kubeapi.Leases, "django-bridge-a", &l); !kubeapi.IsNotFound(err) {
 		t.Errorf("dead bridge's lease: %v, want deleted", err)
 	}
 	// The bridge was only paused: its Lease is created anew and its
@@ -458,9 +459,9 @@ func TestForeignServiceRefused(t *testing.T) {
 	clk := clocktest.New(t0)
 	s, io := leading(t, f, clk, testConfig("a"))
 	ctx := context.Background()
-	foreign := Service{APIVersion: "v1", Kind: "Service", Metadata: Meta{Name: "django", Labels: map[string]string{"app": "theirs"}},
-		Spec: ServiceSpec{Ports: []ServicePort{{Name: "http", Port: 80, Protocol: "TCP"}}}}
-	if err := s.o.create(ctx, services, &foreign, nil); err != nil {
+	foreign := kubeapi.Service{APIVersion: "v1", Kind: "Service", Metadata: kubeapi.Meta{Name: "django", Labels: map[string]string{"app": "theirs"}},
+		Spec: kubeapi.ServiceSpec{Ports: []kubeapi.ServicePort{{Name: "http", Port: 80, Protocol: "TCP"}}}}
+	if err := s.o.Create(ctx, kubeapi.Services, &foreign, nil); err != nil {
 		t.Fatal(err)
 	}
 	cur, _ := io.Entries(ctx)
@@ -488,7 +489,7 @@ func TestOwnedByTheService(t *testing.T) {
 		t.Fatalf("first apply: %+v %v", res, err)
 	}
 	svc := a.service()
-	if err := a.o.create(ctx, services, &svc, &svc); err != nil {
+	if err := a.o.Create(ctx, kubeapi.Services, &svc, &svc); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := a.Apply(ctx, snap); err != nil || res.Writes != 1 {
@@ -500,12 +501,12 @@ func TestOwnedByTheService(t *testing.T) {
 	if err := a.own.acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var cm ConfigMap
-	var l Lease
-	if err := a.o.get(ctx, configMaps, "django-obs-a", &cm); err != nil || len(cm.Metadata.OwnerReferences) != 1 || cm.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
+	var cm kubeapi.ConfigMap
+	var l kubeapi.Lease
+	if err := a.o.Get(ctx, kubeapi.ConfigMaps, "django-obs-a", &cm); err != nil || len(cm.Metadata.OwnerReferences) != 1 || cm.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
 		t.Errorf("configmap owners %+v (%v), want the service %s", cm.Metadata.OwnerReferences, err, svc.Metadata.UID)
 	}
-	if err := a.o.get(ctx, leases, "django-bridge-a", &l); err != nil || len(l.Metadata.OwnerReferences) != 1 || l.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
+	if err := a.o.Get(ctx, kubeapi.Leases, "django-bridge-a", &l); err != nil || len(l.Metadata.OwnerReferences) != 1 || l.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
 		t.Errorf("lease owners %+v (%v), want the service", l.Metadata.OwnerReferences, err)
 	}
 }
@@ -549,17 +550,17 @@ func TestServiceRecreatedAfterResync(t *testing.T) {
 	s, io := leading(t, f, clk, testConfig("a"))
 	ctx := context.Background()
 	round(t, io, desired(addrs(2, 8000)), clk.Now())
-	if err := s.o.remove(ctx, services, "django", ""); err != nil {
+	if err := s.o.Remove(ctx, kubeapi.Services, "django", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.o.remove(ctx, slicesRes, "django-8000-0", ""); err != nil { // the garbage collector's part
+	if err := s.o.Remove(ctx, kubeapi.EndpointSlices, "django-8000-0", ""); err != nil { // the garbage collector's part
 		t.Fatal(err)
 	}
 	if _, n := round(t, io, desired(addrs(2, 8000)), clk.Now()); n != 2 {
 		t.Fatalf("after the service went: %d writes, want 2 (the service, the slice)", n)
 	}
-	var svc Service
-	if err := s.o.get(ctx, services, "django", &svc); err != nil {
+	var svc kubeapi.Service
+	if err := s.o.Get(ctx, kubeapi.Services, "django", &svc); err != nil {
 		t.Fatal(err)
 	}
 	if es := readSlices(t, s)["django-8000-0"]; len(es.Metadata.OwnerReferences) != 1 || es.Metadata.OwnerReferences[0].UID != svc.Metadata.UID {
@@ -609,7 +610,7 @@ func TestOnceAsLeader(t *testing.T) {
 	if err != nil || res.Writes != 2 { // the observation, the slice
 		t.Fatalf("once: %+v %v, want 2 writes", res, err)
 	}
-	_, got := func() (map[string]EndpointSlice, map[string]bool) {
+	_, got := func() (map[string]kubeapi.EndpointSlice, map[string]bool) {
 		ready := map[string]bool{}
 		sl := readSlices(t, s)
 		for _, es := range sl {
@@ -636,12 +637,12 @@ func TestLeaderEvent(t *testing.T) {
 		t.Fatalf("%d events without a service", n)
 	}
 	svc := s.service()
-	if err := s.o.create(ctx, services, &svc, &svc); err != nil {
+	if err := s.o.Create(ctx, kubeapi.Services, &svc, &svc); err != nil {
 		t.Fatal(err)
 	}
 	s.event(ctx, "LeaderElected", "bridge a leads")
 	var evs []map[string]any
-	if err := s.o.list(ctx, events, "", &evs); err != nil || len(evs) != 1 {
+	if err := s.o.List(ctx, kubeapi.Events, "", &evs); err != nil || len(evs) != 1 {
 		t.Fatalf("events %v %v", evs, err)
 	}
 	io, _ := evs[0]["involvedObject"].(map[string]any)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 )
 
 // This file is the EndpointSlices' shape of a fleet: a server is an endpoint
@@ -90,20 +91,21 @@ type slot struct {
 }
 
 // conditions are the endpoint's conditions for the slot's state.
-func (e slot) conditions() Conditions {
+func (e slot) conditions() kubeapi.Conditions {
 	t, f := true, false
 	switch {
 	case !e.observed:
-		return Conditions{Ready: &f, Serving: &f, Terminating: &t}
+		return kubeapi.Conditions{Ready: &f, Serving: &f, Terminating: &t}
 	case e.ready:
-		return Conditions{Ready: &t, Serving: &t, Terminating: &f}
+		return kubeapi.Conditions{Ready: &t, Serving: &t, Terminating: &f}
 	}
-	return Conditions{Ready: &f, Serving: &f, Terminating: &f}
+	return kubeapi.Conditions{Ready: &f, Serving: &f, Terminating: &f}
 }
 
-// same reports whether read conditions say what c says (an absent ready
-// is true, an absent serving is ready, an absent terminating is false).
-func (c Conditions) same(o Conditions) bool {
+// sameConditions reports whether read conditions o say what c (written by
+// slot.conditions) says: an absent ready is true, an absent serving is
+// ready, an absent terminating is false.
+func sameConditions(c, o kubeapi.Conditions) bool {
 	flag := func(p *bool, def bool) bool {
 		if p == nil {
 			return def
@@ -144,7 +146,7 @@ func newLayout() *layout {
 // differ from what its state writes (a slice written by an older bridge,
 // whose unobserved endpoints were not terminating) marks the slice to be
 // rewritten.
-func parseSlice(es EndpointSlice, now time.Time) (*sliceState, error) {
+func parseSlice(es kubeapi.EndpointSlice, now time.Time) (*sliceState, error) {
 	if len(es.Ports) != 1 || es.Ports[0].Port < 1 || es.Ports[0].Port > 65535 {
 		return nil, fmt.Errorf("endpointslice %s: want exactly one port, found %d", es.Metadata.Name, len(es.Ports))
 	}
@@ -173,7 +175,7 @@ func parseSlice(es EndpointSlice, now time.Time) (*sliceState, error) {
 				sl.since = v
 			}
 		}
-		if !sl.conditions().same(c) {
+		if !sameConditions(sl.conditions(), c) {
 			s.dirty = true
 		}
 		s.eps = append(s.eps, sl)
@@ -298,21 +300,21 @@ func (l *layout) dirty() []*sliceState {
 // times of those unobserved in an annotation (so any leader knows when
 // they are due for removal; an observed endpoint that is not ready is not
 // on its way out and is not listed), the resourceVersion as precondition.
-func (s *sliceState) object(ns, service, portName string, owner *OwnerReference) EndpointSlice {
-	es := EndpointSlice{APIVersion: slicesRes.apiVersion(), Kind: slicesRes.kind, AddressType: "IPv4",
-		Metadata: Meta{Name: s.name, Namespace: ns, ResourceVersion: s.rv, Labels: map[string]string{
+func (s *sliceState) object(ns, service, portName string, owner *kubeapi.OwnerReference) kubeapi.EndpointSlice {
+	es := kubeapi.EndpointSlice{APIVersion: kubeapi.EndpointSlices.APIVersion(), Kind: kubeapi.EndpointSlices.Kind(), AddressType: "IPv4",
+		Metadata: kubeapi.Meta{Name: s.name, Namespace: ns, ResourceVersion: s.rv, Labels: map[string]string{
 			LabelService: service, LabelManagedBy: ManagedBy, LabelFleet: service}},
-		Ports:     []SlicePort{{Name: portName, Port: int32(s.port), Protocol: "TCP"}},
-		Endpoints: make([]Endpoint, 0, len(s.eps))}
+		Ports:     []kubeapi.SlicePort{{Name: portName, Port: int32(s.port), Protocol: "TCP"}},
+		Endpoints: make([]kubeapi.Endpoint, 0, len(s.eps))}
 	if owner != nil {
-		es.Metadata.OwnerReferences = []OwnerReference{*owner}
+		es.Metadata.OwnerReferences = []kubeapi.OwnerReference{*owner}
 	}
 	since := map[string]string{}
 	for _, e := range s.eps {
 		if !e.observed {
 			since[e.addr.String()] = e.since.UTC().Format(time.RFC3339Nano)
 		}
-		es.Endpoints = append(es.Endpoints, Endpoint{Addresses: []string{e.addr.String()}, Conditions: e.conditions()})
+		es.Endpoints = append(es.Endpoints, kubeapi.Endpoint{Addresses: []string{e.addr.String()}, Conditions: e.conditions()})
 	}
 	if len(since) > 0 {
 		b, _ := json.Marshal(since) // a map of strings always encodes

@@ -13,6 +13,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
@@ -70,7 +71,7 @@ func rewritten(before, after map[string]string) []string {
 }
 
 // unobservedSince reads a slice's unobserved-since annotation.
-func unobservedSince(t *testing.T, es EndpointSlice) map[string]string {
+func unobservedSince(t *testing.T, es kubeapi.EndpointSlice) map[string]string {
 	t.Helper()
 	v, ok := es.Metadata.Annotations[AnnotUnobserved]
 	if !ok {
@@ -242,20 +243,20 @@ func TestSlicesOlderUnobserved(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr, fa := true, false
-	old := EndpointSlice{APIVersion: slicesRes.apiVersion(), Kind: slicesRes.kind, AddressType: "IPv4",
-		Metadata: Meta{Name: "django-8000-0", Labels: map[string]string{LabelService: "django", LabelManagedBy: ManagedBy, LabelFleet: "django"},
+	old := kubeapi.EndpointSlice{APIVersion: kubeapi.EndpointSlices.APIVersion(), Kind: kubeapi.EndpointSlices.Kind(), AddressType: "IPv4",
+		Metadata: kubeapi.Meta{Name: "django-8000-0", Labels: map[string]string{LabelService: "django", LabelManagedBy: ManagedBy, LabelFleet: "django"},
 			Annotations:     map[string]string{AnnotUnobserved: `{"10.213.0.2":"` + t0.Format(time.RFC3339Nano) + `"}`},
-			OwnerReferences: []OwnerReference{*owner}},
-		Ports: []SlicePort{{Name: "http", Port: 8000, Protocol: "TCP"}},
-		Endpoints: []Endpoint{
-			{Addresses: []string{"10.213.0.1"}, Conditions: Conditions{Ready: &tr, Serving: &tr, Terminating: &fa}},
-			{Addresses: []string{"10.213.0.2"}, Conditions: Conditions{Ready: &fa, Serving: &fa, Terminating: &fa}},
+			OwnerReferences: []kubeapi.OwnerReference{*owner}},
+		Ports: []kubeapi.SlicePort{{Name: "http", Port: 8000, Protocol: "TCP"}},
+		Endpoints: []kubeapi.Endpoint{
+			{Addresses: []string{"10.213.0.1"}, Conditions: kubeapi.Conditions{Ready: &tr, Serving: &tr, Terminating: &fa}},
+			{Addresses: []string{"10.213.0.2"}, Conditions: kubeapi.Conditions{Ready: &fa, Serving: &fa, Terminating: &fa}},
 			// Terminating but not listed (the annotation edited by hand):
 			// unobserved from now.
-			{Addresses: []string{"10.213.0.4"}, Conditions: Conditions{Ready: &fa, Serving: &fa, Terminating: &tr}},
+			{Addresses: []string{"10.213.0.4"}, Conditions: kubeapi.Conditions{Ready: &fa, Serving: &fa, Terminating: &tr}},
 		}}
 	clk.Advance(time.Second)
-	if err := s.o.create(ctx, slicesRes, &old, nil); err != nil {
+	if err := s.o.Create(ctx, kubeapi.EndpointSlices, &old, nil); err != nil {
 		t.Fatal(err)
 	}
 	cur, err := io.Entries(ctx)
@@ -287,21 +288,21 @@ func TestConditionsSame(t *testing.T) {
 	tests := []struct {
 		name string
 		slot slot
-		read Conditions
+		read kubeapi.Conditions
 		same bool
 	}{
-		{"ready, all written", slot{observed: true, ready: true}, Conditions{&tr, &tr, &fa}, true},
-		{"ready, none written", slot{observed: true, ready: true}, Conditions{}, true},
-		{"ready, read not serving", slot{observed: true, ready: true}, Conditions{&tr, &fa, &fa}, false},
-		{"not ready, serving absent", slot{observed: true}, Conditions{Ready: &fa}, true},
-		{"not ready, read terminating", slot{observed: true}, Conditions{&fa, &fa, &tr}, false},
-		{"unobserved", slot{}, Conditions{&fa, &fa, &tr}, true},
-		{"unobserved, read not terminating (older bridge)", slot{}, Conditions{&fa, &fa, &fa}, false},
-		{"unobserved, read ready", slot{}, Conditions{Terminating: &tr}, false},
+		{"ready, all written", slot{observed: true, ready: true}, kubeapi.Conditions{Ready: &tr, Serving: &tr, Terminating: &fa}, true},
+		{"ready, none written", slot{observed: true, ready: true}, kubeapi.Conditions{}, true},
+		{"ready, read not serving", slot{observed: true, ready: true}, kubeapi.Conditions{Ready: &tr, Serving: &fa, Terminating: &fa}, false},
+		{"not ready, serving absent", slot{observed: true}, kubeapi.Conditions{Ready: &fa}, true},
+		{"not ready, read terminating", slot{observed: true}, kubeapi.Conditions{Ready: &fa, Serving: &fa, Terminating: &tr}, false},
+		{"unobserved", slot{}, kubeapi.Conditions{Ready: &fa, Serving: &fa, Terminating: &tr}, true},
+		{"unobserved, read not terminating (older bridge)", slot{}, kubeapi.Conditions{Ready: &fa, Serving: &fa, Terminating: &fa}, false},
+		{"unobserved, read ready", slot{}, kubeapi.Conditions{Terminating: &tr}, false},
 	}
 	for _, tt := range tests {
-		if got := tt.slot.conditions().same(tt.read); got != tt.same {
-			t.Errorf("%s: same = %v, want %v", tt.name, got, tt.same)
+		if got := sameConditions(tt.slot.conditions(), tt.read); got != tt.same {
+			t.Errorf("%s: sameConditions = %v, want %v", tt.name, got, tt.same)
 		}
 	}
 }

@@ -1,22 +1,15 @@
-package kubernetes
+package kubeapi
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -24,50 +17,14 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/tlsroots"
 )
 
+// This file is where a Client's server, TLS and credentials come from: the
+// in-cluster service account or a kubeconfig file.
+
 // The in-cluster service account's files (mounted when
 // automountServiceAccountToken is true).
 const (
 	saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 )
-
-// Client is a small REST client of the Kubernetes API: JSON over HTTPS with
-// a bearer token re-read from its file on every request (a projected
-// service-account token is rotated under a running pod) or a client
-// certificate. It never logs or returns the token.
-type Client struct {
-	base  *url.URL
-	http  *http.Client
-	token func() (string, error) // nil: no bearer token
-	// Namespace is the namespace of the kubeconfig's context or of the
-	// service account ("" when neither names one).
-	Namespace string
-}
-
-// StatusError is a request the API server refused: its HTTP code and the
-// reason and message of its Status object.
-type StatusError struct {
-	Method, Path string
-	Code         int
-	Reason       string
-	Message      string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("kubernetes %s %s: %d %s: %s", e.Method, e.Path, e.Code, e.Reason, e.Message)
-}
-
-// IsConflict reports a failed resourceVersion precondition (409 Conflict) or the
-// object already exists (409 AlreadyExists).
-func IsConflict(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Code == http.StatusConflict
-}
-
-// IsNotFound reports that the object does not exist.
-func IsNotFound(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Code == http.StatusNotFound
-}
 
 // NewClient connects with the kubeconfig at path, or in-cluster (the
 // service account's token and CA, KUBERNETES_SERVICE_HOST/PORT) when path is
@@ -97,7 +54,7 @@ func inCluster(getenv func(string) string, dir string) (*Client, error) {
 	if tlsCfg.RootCAs, err = pool(ca, "in-cluster ca.crt"); err != nil {
 		return nil, err
 	}
-	c, err := newClient("https://"+net.JoinHostPort(host, port), tlsCfg)
+	c, err := NewClientAt("https://"+net.JoinHostPort(host, port), tlsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -118,16 +75,6 @@ func pool(pem []byte, what string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("kubernetes %s: no PEM certificate in it", what)
 	}
 	return p, nil
-}
-
-func newClient(server string, tlsCfg *tls.Config) (*Client, error) {
-	u, err := url.Parse(server)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("kubernetes server %q: not a URL", server)
-	}
-	tr := &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ForceAttemptHTTP2: true}
-	return &Client{base: u, http: &http.Client{Transport: tr}}, nil
 }
 
 // kubeconfig is the part of a kubeconfig file this client reads.
@@ -281,76 +228,10 @@ func fromKubeconfig(path string) (*Client, error) {
 			return nil, bad("%w", err)
 		}
 	}
-	c, err := newClient(server, tlsCfg)
+	c, err := NewClientAt(server, tlsCfg)
 	if err != nil {
 		return nil, bad("%w", err)
 	}
 	c.token, c.Namespace = token, kctx.Namespace
 	return c, nil
-}
-
-// maxBody bounds a response body read into memory.
-const maxBody = 64 << 20
-
-// do sends one request: body (nil: none) as contentType, the JSON answer
-// decoded into out (nil: discarded). A non-2xx answer is a *StatusError.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, contentType string, body []byte, out any) error {
-	return c.doAccept(ctx, "application/json", method, path, query, contentType, body, out)
-}
-
-// doAccept is do asking for the answer as accept.
-func (c *Client) doAccept(ctx context.Context, accept, method, path string, query url.Values, contentType string, body []byte, out any) error {
-	u := *c.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	u.RawQuery = query.Encode()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return fmt.Errorf("kubernetes %s %s: %w", method, path, err)
-	}
-	req.Header.Set("Accept", accept)
-	if body != nil {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("User-Agent", "udp-discovery-bridge")
-	if c.token != nil {
-		t, err := c.token()
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+t)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL carries no secret, but the method and path say it already
-		}
-		return fmt.Errorf("kubernetes %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return fmt.Errorf("kubernetes %s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		se := &StatusError{Method: method, Path: path, Code: resp.StatusCode}
-		var st struct{ Reason, Message string }
-		if json.Unmarshal(b, &st) == nil && st.Message != "" {
-			se.Reason, se.Message = st.Reason, st.Message
-		} else {
-			se.Reason, se.Message = http.StatusText(resp.StatusCode), strings.TrimSpace(string(b[:min(len(b), 200)]))
-		}
-		return se
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("kubernetes %s %s: decode answer: %w", method, path, err)
-	}
-	return nil
 }

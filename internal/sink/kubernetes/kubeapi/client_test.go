@@ -1,4 +1,4 @@
-package kubernetes
+package kubeapi
 
 import (
 	"context"
@@ -19,7 +19,9 @@ func TestKubeconfigTokenFileRotation(t *testing.T) {
 	var seen []string
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen = append(seen, r.Header.Get("Authorization"))
-		status(w, 403, "Forbidden", "leases is forbidden")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"kind":"Status","reason":"Forbidden","message":"leases is forbidden","code":403}`))
 	}))
 	defer srv.Close()
 	dir := t.TempDir()
@@ -54,11 +56,11 @@ current-context: x
 	if c.Namespace != "lab" {
 		t.Errorf("namespace %q, want the context's lab", c.Namespace)
 	}
-	o := objects{c: c, ns: "lab"}
+	o := c.Objects("lab")
 	var l Lease
-	err = o.get(context.Background(), leases, "x", &l)
+	err = o.Get(context.Background(), Leases, "x", &l)
 	write("token", "second-secret\n")
-	err2 := o.get(context.Background(), leases, "x", &l)
+	err2 := o.Get(context.Background(), Leases, "x", &l)
 	if want := []string{"Bearer first-secret", "Bearer second-secret"}; strings.Join(seen, ",") != strings.Join(want, ",") {
 		t.Errorf("authorization headers %q, want %q", seen, want)
 	}
