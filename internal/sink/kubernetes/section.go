@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
@@ -53,6 +54,8 @@ type Config struct {
 	Deregister bool
 	// Round is interval + timeout; StartupGrace the leader's hold.
 	Round, StartupGrace time.Duration
+	// Guard is the fleet's removal guard, from the core's guard keys.
+	Guard fleet.GuardConfig
 	Once                bool
 	Clock               clock.Clock
 }
@@ -117,6 +120,7 @@ func (s *Section) Load(r *config.Reader) Config {
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout
 	c.StartupGrace = c.Round + c.LeaseDuration
+	c.Guard = fleet.NewGuardConfig(c.Round, core.MissedRounds, core.RemovalGuardRounds, core.MaxRemovalFraction, core.RemovalGuardHeld != "unobserved")
 	return c
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/fleetmetrics"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/member"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
@@ -141,7 +142,7 @@ func (s *Sink) lead(term context.Context) {
 	l := fleet.Leader[spec]{Store: io, Registry: io, Shape: shape{}, Report: io,
 		Timing: fleet.Timing{StartupGrace: s.cfg.StartupGrace, DeregisterAfter: s.cfg.DeregisterAfter, Resync: s.cfg.Resync,
 			MaxWait: 30 * time.Second, RetryMin: time.Second, RetryMax: max(s.cfg.Round, 2*time.Second)},
-		Clock: s.clk, Log: log, Backend: "Kubernetes", Target: "endpointslices"}
+		Clock: s.clk, Log: log, Backend: "Kubernetes", Target: "endpointslices", Guard: s.cfg.Guard, OnGuard: s.metrics.guard}
 	l.Run(term)
 }
 
@@ -277,6 +278,7 @@ type metrics struct {
 	writes    *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	observers prometheus.Gauge
+	guard     func(fleet.GuardState)
 }
 
 func newMetrics(reg prometheus.Registerer, leading func() bool) *metrics {
@@ -299,5 +301,6 @@ func newMetrics(reg prometheus.Registerer, leading func() bool) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.writes, m.errors, m.observers, leader)
 	}
+	m.guard = fleetmetrics.Guard(reg, sub)
 	return m
 }
