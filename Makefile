@@ -71,37 +71,43 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 ## e2e: every end-to-end test but the Kubernetes lab's (as CI's e2e step), then e2e-k8s.
-## One area at a time (needs root; each builds what it needs once, then caches it):
-##   make e2e-discover  discovery, scan, attacks, hardening, the library
-##   make e2e-consul    agent mode, catalog mode, ACLs, app checks, explain
-##   make e2e-sinks     stdout, file, Prometheus, docs examples
-##   make e2e-docker    the image and the compose demo
-##   make e2e-k8s       the Kubernetes lab, the sink and the chart
-##   make e2e-perf      the measurements (BRIDGE_PERF=1; they fail only on functional errors)
+## One area at a time, each a package of e2e/ (needs root; each builds what it needs
+## once, then caches it):
+##   make e2e-discover  e2e/discover: discovery, scan, attacks, hardening, the library
+##   make e2e-consul    e2e/consul: agent mode, catalog mode, ACLs, app checks, explain
+##   make e2e-sinks     e2e/sinks (and e2e/chart's TestPrometheusRules): stdout, file,
+##                      Prometheus, docs examples
+##   make e2e-docker    e2e/docker: the image and the compose demo
+##   make e2e-k8s       e2e/k8s: the Kubernetes lab, the sink and the chart
+##   make e2e-perf      e2e/perf: the measurements (BRIDGE_PERF=1; they fail only on
+##                      functional errors)
+## Their helpers are e2e/internal/harness and e2e/internal/catalogh.
 ## RUN='<regexp>' runs those tests instead of the area's (make e2e-consul RUN='^TestAppCheckTLS$$').
+## make e2e runs one package at a time (-p 1): each runs its tests GOMAXPROCS
+## at a time, as the single e2e package did, rather than areas side by side.
 E2E_GO_TEST = cd e2e && $(GO) test -count=1 -timeout 30m
 run = -run '$(if $(RUN),$(RUN),$(1))'
 e2e:
-	$(E2E_GO_TEST) -skip '^TestK8s' $$($(GO) list ./... | grep -v '/internal/k8slab$$')
+	$(E2E_GO_TEST) -p 1 -skip '^TestK8s' $$($(GO) list ./... | grep -v '/internal/k8slab$$')
 	$(MAKE) e2e-k8s
 
 e2e-discover:
-	$(E2E_GO_TEST) $(call run,^Test(Discover|Scan|Attack|Harden|Library|NodeInterfaces)) .
+	$(E2E_GO_TEST) $(call run,^Test(Discover|Scan|Attack|Harden|Library|NodeInterfaces)) ./discover/
 
 e2e-consul:
-	$(E2E_GO_TEST) $(call run,^Test(ACL|AppCheck|Consul|RunConsul|RunCatalog|Explain)) .
+	$(E2E_GO_TEST) $(call run,^Test(ACL|AppCheck|Consul|RunConsul|RunCatalog|Explain)) ./consul/
 
 e2e-sinks:
-	$(E2E_GO_TEST) $(call run,^Test(RunStdout|RunFile|RunEarly|RunRemoval|RunBad|Prometheus|Docs)) . ./chart
+	$(E2E_GO_TEST) $(call run,^Test(RunStdout|RunFile|RunEarly|RunRemoval|RunBad|Prometheus|Docs)) ./sinks/ ./chart/
 
 e2e-docker:
-	$(E2E_GO_TEST) $(call run,^Test(Image|Docker|Compose)) .
+	$(E2E_GO_TEST) $(call run,^Test(Image|Docker|Compose)) ./docker/
 
 e2e-k8s:
-	$(E2E_GO_TEST) -p 1 $(call run,^TestK8s) ./internal/k8slab/ .
+	$(E2E_GO_TEST) -p 1 $(call run,^TestK8s) ./internal/k8slab/ ./k8s/
 
 e2e-perf:
-	cd e2e && BRIDGE_PERF=1 $(GO) test -count=1 -timeout 60m $(call run,^TestPerf) -v .
+	cd e2e && BRIDGE_PERF=1 $(GO) test -count=1 -timeout 60m $(call run,^TestPerf) -v ./perf/
 
 bench:
 	scripts/bench.sh

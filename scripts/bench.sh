@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Reproducible performance run: the root module's Go benchmarks, then the
-# end-to-end performance scenarios of e2e/perf_*_test.go (network namespaces,
+# end-to-end performance scenarios of e2e/perf/perf_*_test.go (network namespaces,
 # the real bridge binary, a real Consul agent or three-server cluster), among
 # them the time-to-visible scenarios TestPerfVisibleAgent (stdout, file and
 # agent-mode Consul) and TestPerfVisibleCatalog (catalog mode) of
-# e2e/perf_visible_test.go. See docs/performance.md for what each figure
+# e2e/perf/perf_visible_test.go. See docs/performance.md for what each figure
 # means.
 #
 # Usage: scripts/bench.sh [results-dir]          (default ./bench-results)
@@ -91,7 +91,7 @@ if [ "${BENCH_RMEM_DEFAULT:-1}" != "0" ] && [ -w /proc/sys/net/core/rmem_max ]; 
   echo 212992 > /proc/sys/net/core/rmem_max
   echo
   echo "== net.core.rmem_max lowered from $saved to 212992 for TestPerfImageReceiveBuffer"
-  (cd "$root/e2e" && BRIDGE_PERF=1 BRIDGE_PERF_OUT="$results" go test -run '^TestPerfImageReceiveBuffer$' -count=1 -v -timeout 10m ./) | tee -a "$e2e" || rc=$?
+  (cd "$root/e2e" && BRIDGE_PERF=1 BRIDGE_PERF_OUT="$results" go test -run '^TestPerfImageReceiveBuffer$' -count=1 -v -timeout 10m ./perf/) | tee -a "$e2e" || rc=$?
   echo "$saved" > /proc/sys/net/core/rmem_max
   trap - EXIT
   echo "== net.core.rmem_max restored to $saved"

@@ -29,7 +29,7 @@ func serveGet(h http.Handler, path, token string) (int, string) {
 // TestPromSDServing: where `bridge run` serves /sd/prometheus (beside
 // /metrics, or alone on its own address), its token, and the start-up
 // errors of a token file. The endpoint's own states are internal/promsd's
-// tests; a real bridge serving it is e2e/prometheus_test.go's.
+// tests; a real bridge serving it is e2e/sinks/prometheus_test.go's.
 func TestPromSDServing(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")

@@ -21,7 +21,7 @@ var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])
 // semantics the sink relies on: resourceVersion preconditions on PUT,
 // apply PATCH and DELETE (409), AlreadyExists on POST (409), label
 // selectors of equality. The real one runs in the e2e test
-// (e2e/k8s_sink_test.go).
+// (e2e/k8s/k8s_sink_test.go).
 type fakeAPI struct {
 	mu      sync.Mutex
 	rv      int
