@@ -1,4 +1,4 @@
-package e2e_test
+package consul_test
 
 // The fleet's removal guard against a real three-server Consul cluster with
 // ACLs on (default_policy deny, bridges with the documented catalog-mode
@@ -7,12 +7,15 @@ package e2e_test
 // (BRIDGE_BIN pointing at such a build).
 
 import (
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/appserver"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/catalogh"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
@@ -30,14 +33,31 @@ const (
 
 // guardCatLab is a catalog lab on an ACL cluster whose bridges run with the
 // documented policy's token and --missed-rounds 2.
-func guardCatLab(t *testing.T, extra ...string) *catLab {
+func guardCatLab(t *testing.T, extra ...string) *catalogh.Lab {
 	t.Helper()
-	l := newCatLab(t)
-	l.startACLCluster()
-	tok := aclToken(t, l.consul, "bridge-catalog", docsPolicy(t, "catalog mode"))
-	l.args = append([]string{"--consul-token-file", writeTokenFile(t, tok), "--missed-rounds", guardCatMissed,
+	l := catalogh.NewLab(t)
+	l.StartACLCluster()
+	tok := catalogh.ACLToken(t, l.Consul, "bridge-catalog", harness.DocsPolicy(t, "catalog mode"))
+	l.Args = append([]string{"--consul-token-file", catalogh.WriteTokenFile(t, tok), "--missed-rounds", guardCatMissed,
 		"--log-level", "debug"}, extra...)
 	return l
+}
+
+// roundsDone is how many rounds b completed (its debug log's "round
+// complete" lines).
+func roundsDone(b *harness.BridgeProc) int {
+	_, stderr := b.Output()
+	return strings.Count(stderr, `"message":"round complete"`)
+}
+
+// betweenRounds waits for b to complete a round: its loop is then idle for
+// interval - timeout (0.5 s), so servers silenced now miss the same rounds.
+func betweenRounds(t *testing.T, b *harness.BridgeProc) {
+	t.Helper()
+	n := roundsDone(b)
+	harness.Wait(t, 10*time.Second, "a round completed", func() (bool, string) {
+		return roundsDone(b) > n, fmt.Sprintf("%d rounds", roundsDone(b))
+	})
 }
 
 // silence kills every responder within a millisecond (and closes the apps'
@@ -61,18 +81,18 @@ func silenceAll(t *testing.T, procs []*netns.Proc, apps ...*appserver.Server) ti
 
 // heldThroughout polls ?passing from now for guardCatHold after at and
 // fails the test if any of want was missing or not passing in any read.
-func (l *catLab) heldThroughout(want map[string]string, at time.Time, what string) {
-	l.t.Helper()
-	p := l.poll(want)
+func heldThroughout(l *catalogh.Lab, want map[string]string, at time.Time, what string) {
+	l.T.Helper()
+	p := l.Poll(want)
 	time.Sleep(time.Until(at.Add(guardCatHold)))
-	reads, missing, critical, errs := p.finish()
-	l.t.Logf("MEASURED: %s: %d reads of ?passing over %s after the silence: %d missing, %d not passing, %d errors",
+	reads, missing, critical, errs := p.Finish()
+	l.T.Logf("MEASURED: %s: %d reads of ?passing over %s after the silence: %d missing, %d not passing, %d errors",
 		what, reads, guardCatHold, len(missing), len(critical), errs)
 	if len(missing) > 0 || len(critical) > 0 {
-		l.t.Errorf("%s: servers left ?passing during the hold:\nmissing %v\nnot passing %v", what, firstFew(missing), firstFew(critical))
+		l.T.Errorf("%s: servers left ?passing during the hold:\nmissing %v\nnot passing %v", what, firstFew(missing), firstFew(critical))
 	}
 	if reads < int(guardCatHold/(200*time.Millisecond)) {
-		l.t.Errorf("%s: only %d reads of the catalog in %s", what, reads, guardCatHold)
+		l.T.Errorf("%s: only %d reads of the catalog in %s", what, reads, guardCatHold)
 	}
 }
 
@@ -80,9 +100,9 @@ func (l *catLab) heldThroughout(want map[string]string, at time.Time, what strin
 func firstFew(l []string) []string { return l[:min(len(l), 5)] }
 
 // guardLeaderLog is the leader's log lines (stderr) holding msg.
-func (l *catLab) guardLeaderLog(msg string) []string {
+func guardLeaderLog(l *catalogh.Lab, msg string) []string {
 	var out []string
-	for _, b := range l.bridges {
+	for _, b := range l.Bridges {
 		_, stderr := b.Output()
 		for line := range strings.Lines(stderr) {
 			if strings.Contains(line, msg) {
@@ -104,24 +124,24 @@ func TestRunCatalogGuardSmallSegments(t *testing.T) {
 	netns.Require(t)
 	t.Parallel()
 	l := guardCatLab(t)
-	ida, pa := l.faultServers("a", 3)
-	idb, pb := l.faultServers("b", 1)
-	want := all("passing", ida, idb)
-	l.bridge("a1")
-	l.bridge("b1")
-	l.waitCatalog(60*time.Second, "four servers passing", want)
+	ida, pa := faultServers(l, "a", 3)
+	idb, pb := faultServers(l, "b", 1)
+	want := catalogh.All("passing", ida, idb)
+	l.Bridge("a1")
+	l.Bridge("b1")
+	l.WaitCatalog(60*time.Second, "four servers passing", want)
 	time.Sleep(4 * guardCatRound) // established: observed for missed_rounds+1 rounds
 	at := silenceAll(t, append(pa, pb...))
-	l.heldThroughout(want, at, "3 + 1 servers silenced together")
-	if w := l.guardLeaderLog(guardFleetWarn); len(w) != 1 || !strings.Contains(w[0], `"held":4`) {
+	heldThroughout(l, want, at, "3 + 1 servers silenced together")
+	if w := guardLeaderLog(l, guardFleetWarn); len(w) != 1 || !strings.Contains(w[0], `"held":4`) {
 		t.Errorf("leader's episode lines = %v, want one holding 4", w)
 	}
-	if leader := l.leader(); leader != "" {
-		if v, _, err := runMetric(l.hosts[leader].NS, "udp_discovery_bridge_consul_catalog_removals_held"); err != nil || v != 4 {
+	if leader := l.Leader(); leader != "" {
+		if v, _, err := harness.Metric(l.Hosts[leader].NS, "udp_discovery_bridge_consul_catalog_removals_held"); err != nil || v != 4 {
 			t.Errorf("leader %s removals_held = %v (%v), want 4", leader, v, err)
 		}
 	}
-	took := l.waitCatalog(30*time.Second, "released: all four unobserved", all("critical", ida, idb))
+	took := l.WaitCatalog(30*time.Second, "released: all four unobserved", catalogh.All("critical", ida, idb))
 	t.Logf("MEASURED: the four turned critical %s after the hold was checked (%s after the silence)",
 		took.Round(100*time.Millisecond), time.Since(at).Round(100*time.Millisecond))
 }
@@ -134,19 +154,19 @@ func TestRunCatalogGuardStraddle(t *testing.T) {
 	netns.Require(t)
 	t.Parallel()
 	l := guardCatLab(t)
-	ids, procs := l.faultServers("a", 6)
-	want := all("passing", ids)
-	b := l.bridge("a1")
-	l.waitCatalog(60*time.Second, "six servers passing", want)
+	ids, procs := faultServers(l, "a", 6)
+	want := catalogh.All("passing", ids)
+	b := l.Bridge("a1")
+	l.WaitCatalog(60*time.Second, "six servers passing", want)
 	time.Sleep(4 * guardCatRound)
 	// Between two rounds the first three go; the next round misses them
 	// and sees the others, which go right after it.
-	guardBetweenRounds(t, b)
+	betweenRounds(t, b)
 	at := silenceAll(t, procs[:3])
-	guardBetweenRounds(t, b)
+	betweenRounds(t, b)
 	silenceAll(t, procs[3:])
-	l.heldThroughout(want, at, "six servers silenced across a round boundary")
-	if w := l.guardLeaderLog(guardFleetWarn); len(w) != 1 || !strings.Contains(w[0], `"held":6`) {
+	heldThroughout(l, want, at, "six servers silenced across a round boundary")
+	if w := guardLeaderLog(l, guardFleetWarn); len(w) != 1 || !strings.Contains(w[0], `"held":6`) {
 		t.Errorf("leader's episode lines = %v, want one holding 6", w)
 	}
 }
@@ -173,24 +193,24 @@ func TestRunCatalogGuardFailOpen(t *testing.T) {
 			var apps []*appserver.Server
 			var ids []string
 			for i := range 4 {
-				h, ip := l.serverHost("a", i)
-				procs = append(procs, respond(t, h, 1, "--ip", ip))
+				h, ip := l.ServerHost("a", i)
+				procs = append(procs, harness.Respond(t, h, 1, "--ip", ip))
 				apps = append(apps, appserver.Start(t, appserver.Options{NS: h.NS, Addr: ip + ":8000"}))
-				ids = append(ids, runServerID(catService, ip, 8000))
+				ids = append(ids, harness.ServerID(catalogh.Service, ip, 8000))
 			}
-			want := all("passing", ids)
-			l.bridge("a1")
-			l.waitCatalog(60*time.Second, "four servers passing, their apps ready", want)
+			want := catalogh.All("passing", ids)
+			l.Bridge("a1")
+			l.WaitCatalog(60*time.Second, "four servers passing, their apps ready", want)
 			time.Sleep(4 * guardCatRound)
 			at := silenceAll(t, procs, apps...)
 			if held == "ready" {
-				l.heldThroughout(want, at, "four servers and their apps silenced (fail open)")
+				heldThroughout(l, want, at, "four servers and their apps silenced (fail open)")
 				return
 			}
-			l.waitCatalog(guardCatHold, "held servers critical (removal_guard_held unobserved)", all("critical", ids))
-			p := l.poll(all("critical", ids))
+			l.WaitCatalog(guardCatHold, "held servers critical (removal_guard_held unobserved)", catalogh.All("critical", ids))
+			p := l.Poll(catalogh.All("critical", ids))
 			time.Sleep(time.Until(at.Add(guardCatHold)))
-			if _, missing, _, _ := p.finish(); len(missing) > 0 {
+			if _, missing, _, _ := p.Finish(); len(missing) > 0 {
 				t.Errorf("held servers removed during the hold: %v", firstFew(missing))
 			}
 		})
