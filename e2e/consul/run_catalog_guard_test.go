@@ -133,8 +133,10 @@ func TestRunCatalogGuardSmallSegments(t *testing.T) {
 	time.Sleep(4 * guardCatRound) // established: observed for missed_rounds+1 rounds
 	at := silenceAll(t, append(pa, pb...))
 	heldThroughout(l, want, at, "3 + 1 servers silenced together")
-	if w := guardLeaderLog(l, guardFleetWarn); len(w) != 1 || !strings.Contains(w[0], `"held":4`) {
-		t.Errorf("leader's episode lines = %v, want one holding 4", w)
+	// One episode: it may begin with the three of a1 and take b1's in
+	// when b1's round comes (the bridges' rounds are not aligned).
+	if w := guardLeaderLog(l, guardFleetWarn); len(w) != 1 {
+		t.Errorf("leader's episode lines = %v, want one", w)
 	}
 	if leader := l.Leader(); leader != "" {
 		if v, _, err := harness.Metric(l.Hosts[leader].NS, "udp_discovery_bridge_consul_catalog_removals_held"); err != nil || v != 4 {
@@ -167,7 +169,7 @@ func TestRunCatalogGuardStraddle(t *testing.T) {
 	silenceAll(t, procs[3:])
 	heldThroughout(l, want, at, "six servers silenced across a round boundary")
 	if w := guardLeaderLog(l, guardFleetWarn); len(w) != 1 || !strings.Contains(w[0], `"held":6`) {
-		t.Errorf("leader's episode lines = %v, want one holding 6", w)
+		t.Errorf("leader's episode lines = %v, want one holding all 6 (the three silenced a round later are on their way)", w)
 	}
 }
 

@@ -33,10 +33,11 @@ type Endpoint struct {
 	// Check is the app check's verdict (health.go); its zero value is
 	// Ready, as every endpoint is when no app check is configured.
 	Check Check `json:"-"`
-	// Held marks an endpoint the planner keeps only because the removal
-	// guard holds its removal: it stopped answering for missed_rounds
-	// rounds during a mass silence. A fleet's bridge does not publish it
-	// as observed: the fleet's leader judges the silence fleet-wide.
+	// Held marks an endpoint unseen during a removal guard episode: the
+	// guard holds its removal (it stopped answering for missed_rounds
+	// rounds in a mass silence), or it is due next round and would join
+	// the hold. A fleet's bridge does not publish it as observed: the
+	// fleet's leader judges the silence fleet-wide.
 	Held bool `json:"-"`
 }
 

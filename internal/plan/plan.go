@@ -281,7 +281,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 	// arrive reaches some servers a round later than others; counting
 	// those due next round with the due ones makes it one episode.
 	soon := max(missed-1, 1)
-	var due []netip.AddrPort
+	var due, going []netip.AddrPort
 	for k, old := range prev.held {
 		if _, seen := next.held[k]; seen {
 			continue
@@ -300,6 +300,7 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		}
 		if old.established && old.misses >= soon {
 			p.Guard.Going++
+			going = append(going, k)
 		}
 		next.held[k] = old
 		p.Kept = append(p.Kept, old.endpoint(k))
@@ -339,6 +340,21 @@ func Next(cfg Config, prev State, obs Observation) (State, Plan) {
 		p.Guard.Ended = true
 	}
 	p.Guard.Since = next.holdSince
+	if len(p.Guard.Held) > 0 && len(going) > 0 {
+		// During an episode the servers due next round are unseen with
+		// the held ones: marked Held too, so that a fleet's leader
+		// counts them in the same silence (they are kept as before).
+		for _, k := range going {
+			e := next.held[k]
+			e.guarded = true
+			next.held[k] = e
+		}
+		for i, e := range p.Kept {
+			if next.held[e.Addr].guarded {
+				p.Kept[i].Held = true
+			}
+		}
+	}
 	p.Kept = append(p.Kept, p.Guard.Held...)
 	// The new servers, against the limits of what stays held: a flood's
 	// identities removed this round make room for this round's.

@@ -64,7 +64,8 @@ func (c *Catalog) lead(term context.Context, s *session) {
 	log := c.log.With().Str("session", s.id).Logger()
 	io := &catalogLeaderIO{c: c, sid: s.id, log: log}
 	l := fleet.Leader[*catalogSpec]{Store: io, Registry: io, Shape: c.shape(), Report: io,
-		Timing: c.timing(), Clock: c.cfg.Clock, Log: log, Backend: "Consul", Target: "catalog"}
+		Timing: c.timing(), Clock: c.cfg.Clock, Log: log, Backend: "Consul", Target: "catalog",
+		Guard: c.cfg.Catalog.Guard, OnGuard: c.metrics.guard}
 	l.Run(term)
 }
 

@@ -4,6 +4,9 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/fleetmetrics"
 )
 
 // catalogMetrics are the catalog mode's Prometheus metrics.
@@ -23,6 +26,8 @@ type catalogMetrics struct {
 	foreignNodes    prometheus.Gauge
 	foreignFound    prometheus.Counter
 	rateLimited     *prometheus.CounterVec
+	// guard keeps the fleet removal guard's metrics (fleet.Leader.OnGuard).
+	guard func(fleet.GuardState)
 }
 
 // newCatalogMetrics creates the metrics and registers them with reg (nil:
@@ -64,5 +69,6 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 	if reg != nil {
 		reg.MustRegister(m.leader, m.observers, m.catalogWrites, m.txns, m.kvWrites, m.sessionRenewals, m.mergeSeconds, m.repairs, m.errors, m.foreignNodes, m.foreignFound, m.rateLimited)
 	}
+	m.guard = fleetmetrics.Guard(reg, sub)
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -218,6 +219,8 @@ type CatalogConfig struct {
 	// critical (bridges publish after their first round; the section sets
 	// a round plus the longest retry wait).
 	StartupGrace time.Duration
+	// Guard is the fleet's removal guard, from the core's guard keys.
+	Guard fleet.GuardConfig
 	// Once makes Apply reconcile as leader before it returns (run --once).
 	Once bool
 }

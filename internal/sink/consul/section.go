@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
@@ -173,7 +174,9 @@ func (s *Section) Load(r *config.Reader) Config {
 			// A new leader, or one that finds Consul back after an
 			// outage, waits for every bridge to have had a round to
 			// publish, after the session it may have to create first.
-			StartupGrace: c.Round + c.retryCap()}
+			StartupGrace: c.Round + c.retryCap(),
+			Guard: fleet.NewGuardConfig(c.Round, core.MissedRounds, core.RemovalGuardRounds, core.MaxRemovalFraction,
+				core.RemovalGuardHeld != "unobserved")}
 		c.Agent.LockKey = lockKey // refused by Validate: catalog mode has no consul_lock
 	}
 	r.Report(c.Validate())
