@@ -20,7 +20,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
 )
 
 // aclManagement is the initial management token of the ACL clusters.
@@ -166,10 +166,10 @@ func (l *catLab) hasAppCheck(ids []string, status, output string) (bool, string)
 		}
 		found := false
 		for _, chk := range e.Checks {
-			found = found || (chk.CheckID == consul.AppCheckID && chk.Status == status && strings.Contains(chk.Output, output))
+			found = found || (chk.CheckID == catalog.AppCheckID && chk.Status == status && strings.Contains(chk.Output, output))
 		}
 		if !found {
-			return false, fmt.Sprintf("%s has no %s %s with %q: %v", id, status, consul.AppCheckID, output, e.Checks)
+			return false, fmt.Sprintf("%s has no %s %s with %q: %v", id, status, catalog.AppCheckID, output, e.Checks)
 		}
 	}
 	return true, ""

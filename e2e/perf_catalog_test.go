@@ -19,7 +19,8 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 )
 
 const cat10k = 10_000
@@ -126,7 +127,7 @@ func (l *catLab) leader10k(t *testing.T) string {
 // consul_parallel's default, which the bridges here run with. The raw
 // baseline runs at the same count, so the ratio compares the bridge with
 // the same writes at the same concurrency, not with a slower baseline.
-var catInFlight = consul.DefaultParallel
+var catInFlight = consulclient.DefaultParallel
 
 // rawTxnBaseline writes the same operations the leader writes for n new
 // servers in layout straight to /v1/txn, under another service name, with
@@ -138,7 +139,7 @@ var catInFlight = consul.DefaultParallel
 // servers used meanwhile; then it deletes them.
 func rawTxnBaseline(t *testing.T, cl *consulcluster.Cluster, c *api.Client, n, inFlight int, layout string) (time.Duration, float64) {
 	t.Helper()
-	perTxn, shared := 21, layout == consul.LayoutSharedNode
+	perTxn, shared := 21, layout == catalog.LayoutSharedNode
 	if shared {
 		perTxn = 31
 	}
@@ -234,7 +235,7 @@ func clusterCPU(t *testing.T, cl *consulcluster.Cluster) float64 {
 func TestPerfCatalog10k(t *testing.T) {
 	perfRequire(t)
 	netns.Require(t)
-	layouts := []string{consul.LayoutNodePerServer, consul.LayoutSharedNode}
+	layouts := []string{catalog.LayoutNodePerServer, catalog.LayoutSharedNode}
 	if v := os.Getenv("BRIDGE_PERF_LAYOUTS"); v != "" { // e.g. node-per-server
 		layouts = strings.Split(v, ",")
 	}
@@ -274,7 +275,7 @@ func perfCatalog10k(t *testing.T, layout string) {
 	// node, service, check per server, or the shared node once and a
 	// service and check per server.
 	wantWrites := 3 * cat10k
-	if layout == consul.LayoutSharedNode {
+	if layout == catalog.LayoutSharedNode {
 		wantWrites = 2*cat10k + 1
 	}
 	var done time.Time
@@ -365,7 +366,7 @@ func TestPerfCatalogLayoutSizes(t *testing.T) {
 	cl := l.startCluster()
 	for _, n := range []int{100, 300, 1000, 3000} {
 		var line []string
-		for _, layout := range []string{consul.LayoutNodePerServer, consul.LayoutSharedNode} {
+		for _, layout := range []string{catalog.LayoutNodePerServer, catalog.LayoutSharedNode} {
 			var took []time.Duration
 			var cpu []float64
 			for range 3 {
