@@ -88,6 +88,9 @@ type fakeCatalog struct {
 	deny     func(*api.TxnOp) error // a standing ACL refusal of txn ops (Deny)
 	lockers  []*fakeCatLocker       // held locks, watched for loss
 	applied  []string               // catalog and KV ops applied by Txn, in order
+	// waitIndex is, by prefix, the highest WaitIndex a blocking ListKV
+	// was called with: the leader's, which has read the list up to it.
+	waitIndex map[string]uint64
 	// refuseTxn, when set, may refuse a transaction before it is tried
 	// (called with the lock held).
 	refuseTxn func(api.TxnOps) error
@@ -96,7 +99,7 @@ type fakeCatalog struct {
 var _ catalogAPI = (*fakeCatalog)(nil)
 
 func newFakeCatalog(t testing.TB, clk clock.Clock) *fakeCatalog {
-	return &fakeCatalog{t: t, clk: clock.OrReal(clk), changed: make(chan struct{}), calls: map[string]int{},
+	return &fakeCatalog{t: t, clk: clock.OrReal(clk), changed: make(chan struct{}), calls: map[string]int{}, waitIndex: map[string]uint64{},
 		st: &fakeState{kv: map[string]*fakeKVPair{}, tomb: map[string]uint64{}, sessions: map[string]*api.SessionEntry{},
 			nodes: map[string]*fakeNode{}, services: map[fakeRef]*api.AgentService{}, checks: map[fakeRef]*api.HealthCheck{}}}
 }
@@ -448,6 +451,9 @@ func (f *fakeCatalog) ListKV(prefix string, q *api.QueryOptions) (api.KVPairs, *
 	defer f.mu.Unlock()
 	if err := f.beginLocked("ListKV", q); err != nil {
 		return nil, nil, err
+	}
+	if q != nil {
+		f.waitIndex[prefix] = max(f.waitIndex[prefix], q.WaitIndex)
 	}
 	var timeout <-chan time.Time
 	for {

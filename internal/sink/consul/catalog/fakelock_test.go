@@ -274,6 +274,16 @@ func (f *fakeCatalog) Count(method string) int {
 	return f.calls[method]
 }
 
+// CaughtUp reports whether a blocking read of the list under prefix has
+// started from the list's index now or later: its reader (the leader, for
+// the observations) has read everything written under prefix so far, and
+// acted on it, before it waited again.
+func (f *fakeCatalog) CaughtUp(prefix string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waitIndex[prefix] >= f.st.listIndex(prefix)
+}
+
 // FailNext makes the next n calls of method fail with err (nil: a
 // transport error; n < 0: always).
 func (f *fakeCatalog) FailNext(method string, n int, err error) {
