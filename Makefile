@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-perf fuzz bench vet lint generate docs clean image consul-image demo demo-down
+.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-perf robustness fuzz bench vet lint generate docs clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -108,6 +108,16 @@ e2e-k8s:
 
 e2e-perf:
 	cd e2e && BRIDGE_PERF=1 $(GO) test -count=1 -timeout 60m $(call run,^TestPerf) -v ./perf/
+
+## robustness: the robustness harness (e2e/robustness, docs/development/robustness.md): a
+## catalog-mode fleet on a three-server ACL cluster under random faults, its history judged
+## offline. Without SEED: CI's seeds (and the kept histories' verdicts). SEED=n DURATION=90s
+## replays one run (DURATION: of faults, then the convergence bound); ROBUST_KEEP=1 keeps
+## every history under e2e/robustness/testdata/kept.
+SEED ?=
+DURATION ?=
+robustness:
+	cd e2e && ROBUST_SEED=$(SEED) ROBUST_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -run '^TestRobustness' -v ./robustness/
 
 bench:
 	scripts/bench.sh

@@ -9,6 +9,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 	"github.com/udp-discovery-bridge/bridge/pkg/appcheck"
 )
 
@@ -37,7 +38,7 @@ var consulCheckKeys = []struct{ old, new string }{
 // for the one deprecation warning, or an *config.Error (exit 2).
 func foldConsulCheck(cfg *config.Config) ([]string, error) {
 	cc, ok := cfg.SinkSettings("consul").(consul.Config)
-	if !ok || cfg.Source("consul_check") == "default" || cc.Check == consul.CheckNone {
+	if !ok || cfg.Source("consul_check") == "default" || cc.Check == consulclient.CheckNone {
 		return nil, nil
 	}
 	origin := func(key string) string { return key + " (" + cfg.Source(key) + ")" }

@@ -20,7 +20,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
 )
 
 // TestACLAgentPolicy: a bridge in agent mode with a token of exactly the
@@ -98,10 +98,10 @@ func hasAppCheck(l *catalogh.Lab, ids []string, status, output string) (bool, st
 		}
 		found := false
 		for _, chk := range e.Checks {
-			found = found || (chk.CheckID == consul.AppCheckID && chk.Status == status && strings.Contains(chk.Output, output))
+			found = found || (chk.CheckID == catalog.AppCheckID && chk.Status == status && strings.Contains(chk.Output, output))
 		}
 		if !found {
-			return false, fmt.Sprintf("%s has no %s %s with %q: %v", id, status, consul.AppCheckID, output, e.Checks)
+			return false, fmt.Sprintf("%s has no %s %s with %q: %v", id, status, catalog.AppCheckID, output, e.Checks)
 		}
 	}
 	return true, ""

@@ -12,7 +12,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	bendpoint "github.com/udp-discovery-bridge/bridge/internal/endpoint"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	agentsink "github.com/udp-discovery-bridge/bridge/internal/sink/consul/agent"
 )
 
 // appServers is a snapshot of the servers 10.213.0.<i+1>:8000 whose app
@@ -84,7 +84,7 @@ func TestConsulSinkAppCheck(t *testing.T) {
 	const tok = "5e1d7c2a-9b34-4f60-a8d2-7c0b3e9f1a45"
 	rules := harness.DocsPolicy(t, "agent mode")
 	policyToken(t, mgmt, "bridge-agent-app", rules, tok)
-	s := newConsulSink(t, ag, func(cfg *consul.Config) {
+	s := newConsulSink(t, ag, func(cfg *agentsink.Config) {
 		cfg.Client.Token = tok
 		cfg.AppCheck = true
 		cfg.Agent.TTL = 10 * time.Minute // Apply is called by hand, with waits between
@@ -112,7 +112,7 @@ func TestConsulSinkAppCheck(t *testing.T) {
 		}
 	}
 	agentApps := func() (map[string]string, error) {
-		checks, err := mgmt.Agent().ChecksWithFilter(fmt.Sprintf("Name == %q", consul.AppCheckName))
+		checks, err := mgmt.Agent().ChecksWithFilter(fmt.Sprintf("Name == %q", agentsink.AppCheckName))
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +137,7 @@ func TestConsulSinkAppCheck(t *testing.T) {
 		got := map[string]string{}
 		for _, e := range entries {
 			for _, ch := range e.Checks {
-				if ch.Name == consul.AppCheckName {
+				if ch.Name == agentsink.AppCheckName {
 					got[ch.CheckID] = ch.Status
 				}
 			}

@@ -17,7 +17,8 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulagent"
 	bendpoint "github.com/udp-discovery-bridge/bridge/internal/endpoint"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	agentsink "github.com/udp-discovery-bridge/bridge/internal/sink/consul/agent"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
@@ -44,20 +45,20 @@ func consulServers(round uint64, n int) bendpoint.Snapshot {
 }
 
 // newConsulSink builds a Consul sink against ag; mod adjusts the configuration.
-func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*consul.Config)) *consul.Agent {
+func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*agentsink.Config)) *agentsink.Agent {
 	t.Helper()
-	cfg := consul.Config{
-		SharedConfig: consul.SharedConfig{
-			Client:   consul.ClientConfig{Addr: ag.Addr},
+	cfg := agentsink.Config{
+		SharedConfig: consulclient.SharedConfig{
+			Client:   consulclient.ClientConfig{Addr: ag.Addr},
 			Service:  "django",
 			BridgeID: "bridge-a",
 		},
-		Agent: consul.AgentConfig{TTL: 30 * time.Second},
+		Agent: agentsink.Settings{TTL: 30 * time.Second},
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := consul.NewAgent(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	s, err := agentsink.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
 	if err != nil {
 		t.Fatalf("NewAgent: %v", err)
 	}
@@ -68,7 +69,7 @@ func newConsulSink(t testing.TB, ag *consulagent.Agent, mod func(*consul.Config)
 	return s
 }
 
-func consulApply(t testing.TB, s *consul.Agent, snap bendpoint.Snapshot) sink.Result {
+func consulApply(t testing.TB, s *agentsink.Agent, snap bendpoint.Snapshot) sink.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -79,7 +80,7 @@ func consulApply(t testing.TB, s *consul.Agent, snap bendpoint.Snapshot) sink.Re
 	return res
 }
 
-func consulClose(t testing.TB, s *consul.Agent) {
+func consulClose(t testing.TB, s *agentsink.Agent) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -162,7 +163,7 @@ func TestConsulSinkRegistersServers(t *testing.T) {
 	t.Parallel()
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
-	s := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.Tags = []string{"lab", "v1"} })
+	s := newConsulSink(t, ag, func(cfg *agentsink.Config) { cfg.Tags = []string{"lab", "v1"} })
 	snap := consulServers(1, 3)
 
 	res := consulApply(t, s, snap)
@@ -187,7 +188,7 @@ func TestConsulSinkRegistersServers(t *testing.T) {
 			t.Errorf("meta[%s] = %q, want %q", k, got.Meta[k], v)
 		}
 	}
-	if b := consulAgentServices(t, c, consul.BridgeServiceName); len(b) != 1 || b[s.BridgeServiceID()] == nil {
+	if b := consulAgentServices(t, c, consulclient.BridgeServiceName); len(b) != 1 || b[s.BridgeServiceID()] == nil {
 		t.Errorf("bridge service = %v, want %s", b, s.BridgeServiceID())
 	}
 	// Every instance is healthy through its alias check on the bridge.
@@ -235,7 +236,7 @@ func TestConsulSinkQuietRoundsLeaveIndexUnchanged(t *testing.T) {
 	// the agent's 1,000 alias checks to settle, which can take longer than
 	// 30 s on a loaded machine: a TTL shorter than that wait would turn the
 	// bridge check, and with it every alias check, critical before it ends.
-	s := newConsulSink(t, ag, func(cfg *consul.Config) {
+	s := newConsulSink(t, ag, func(cfg *agentsink.Config) {
 		cfg.Service = "django-big"
 		cfg.Clock = clk
 		cfg.Agent.TTL = 10 * time.Minute
@@ -317,7 +318,7 @@ func TestConsulSinkResyncRestoresDeletedAndLeavesForeign(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.Clock = clk })
+	s := newConsulSink(t, ag, func(cfg *agentsink.Config) { cfg.Clock = clk })
 	consulApply(t, s, consulServers(1, 3))
 
 	if err := c.Agent().ServiceDeregister("django-10.213.0.2-8000"); err != nil {
@@ -355,13 +356,13 @@ func TestConsulSinkRestartAndOnExit(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
 
-	first := newConsulSink(t, ag, func(cfg *consul.Config) { cfg.OnExit = consul.OnExitKeep })
+	first := newConsulSink(t, ag, func(cfg *agentsink.Config) { cfg.OnExit = consulclient.OnExitKeep })
 	consulApply(t, first, consulServers(1, 5))
 	consulClose(t, first) // keep: everything stays
 	if got := len(consulAgentServices(t, c, "django")); got != 5 {
 		t.Fatalf("after Close(keep): %d services, want 5", got)
 	}
-	if got := len(consulAgentServices(t, c, consul.BridgeServiceName)); got != 1 {
+	if got := len(consulAgentServices(t, c, consulclient.BridgeServiceName)); got != 1 {
 		t.Fatalf("after Close(keep): %d bridge services, want 1", got)
 	}
 
@@ -383,15 +384,15 @@ func TestConsulSinkRestartAndOnExit(t *testing.T) {
 	if got := consulAgentServices(t, c, "django"); len(got) != 0 {
 		t.Errorf("after Close(deregister): %v remain", consulKeys(got))
 	}
-	if got := consulAgentServices(t, c, consul.BridgeServiceName); len(got) != 0 {
+	if got := consulAgentServices(t, c, consulclient.BridgeServiceName); len(got) != 0 {
 		t.Errorf("after Close(deregister): bridge services %v remain", consulKeys(got))
 	}
 }
 
 // consulKeepSink is another process of the same bridge that writes 5 services
 // behind third's back (leftovers third does not know of).
-func consulKeepSink(t testing.TB, ag *consulagent.Agent) *consul.Agent {
-	return newConsulSink(t, ag, func(cfg *consul.Config) { cfg.OnExit = consul.OnExitKeep })
+func consulKeepSink(t testing.TB, ag *consulagent.Agent) *agentsink.Agent {
+	return newConsulSink(t, ag, func(cfg *agentsink.Config) { cfg.OnExit = consulclient.OnExitKeep })
 }
 
 func TestConsulSinkAgentRestartHeals(t *testing.T) {
@@ -457,7 +458,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 	logger := zerolog.New(&logs)
 
 	t.Run("good token", func(t *testing.T) {
-		s, err := consul.NewAgent(consul.Config{SharedConfig: consul.SharedConfig{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: good}, BridgeID: "acl"}}, logger)
+		s, err := agentsink.New(agentsink.Config{SharedConfig: consulclient.SharedConfig{Client: consulclient.ClientConfig{Addr: ag.Addr, TokenFile: good}, BridgeID: "acl"}}, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -468,7 +469,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 		consulClose(t, s)
 	})
 	t.Run("wrong token", func(t *testing.T) {
-		s, err := consul.NewAgent(consul.Config{SharedConfig: consul.SharedConfig{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: bad}, BridgeID: "acl"}}, logger)
+		s, err := agentsink.New(agentsink.Config{SharedConfig: consulclient.SharedConfig{Client: consulclient.ClientConfig{Addr: ag.Addr, TokenFile: bad}, BridgeID: "acl"}}, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -487,7 +488,7 @@ func TestConsulSinkTokenFileWithACLs(t *testing.T) {
 		}
 	})
 	t.Run("missing token file", func(t *testing.T) {
-		_, err := consul.NewAgent(consul.Config{SharedConfig: consul.SharedConfig{Client: consul.ClientConfig{Addr: ag.Addr, TokenFile: filepath.Join(dir, "nope")}, BridgeID: "acl"}}, logger)
+		_, err := agentsink.New(agentsink.Config{SharedConfig: consulclient.SharedConfig{Client: consulclient.ClientConfig{Addr: ag.Addr, TokenFile: filepath.Join(dir, "nope")}, BridgeID: "acl"}}, logger)
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "nope")) {
 			t.Errorf("NewConsul with a missing token file = %v, want an error naming the path", err)
 		}
@@ -502,8 +503,8 @@ func TestConsulSinkLockFailover(t *testing.T) {
 	ag := consulagent.Start(t, consulagent.Options{})
 	c := ag.Client()
 	const n = 10
-	lockCfg := func(id string) func(*consul.Config) {
-		return func(cfg *consul.Config) {
+	lockCfg := func(id string) func(*agentsink.Config) {
+		return func(cfg *agentsink.Config) {
 			cfg.BridgeID = id
 			cfg.Agent.LockKey = "udp-discovery-bridge/e2e/leader"
 			cfg.Agent.LockSessionTTL = 10 * time.Second
@@ -530,7 +531,7 @@ func TestConsulSinkLockFailover(t *testing.T) {
 		t.Fatalf("owners = %v, want only bridge-a with %d", got, n)
 	}
 	// Both bridges stay visible.
-	if got := len(consulAgentServices(t, c, consul.BridgeServiceName)); got != 2 {
+	if got := len(consulAgentServices(t, c, consulclient.BridgeServiceName)); got != 2 {
 		t.Errorf("bridge services = %d, want 2", got)
 	}
 
@@ -594,7 +595,7 @@ func TestConsulSinkLockFailover(t *testing.T) {
 func BenchmarkConsulSinkQuietApply10k(b *testing.B) {
 	ag := consulagent.Start(b, consulagent.Options{})
 	clk := newConsulClock()
-	s := newConsulSink(b, ag, func(cfg *consul.Config) { cfg.Service = "django-10k"; cfg.Clock = clk })
+	s := newConsulSink(b, ag, func(cfg *agentsink.Config) { cfg.Service = "django-10k"; cfg.Clock = clk })
 	const n = 10000
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)

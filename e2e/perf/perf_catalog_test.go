@@ -20,14 +20,15 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 )
 
 // catInFlight is how many transactions the catalog leader keeps in flight:
 // consul_parallel's default, which the bridges here run with. The raw
 // baseline runs at the same count, so the ratio compares the bridge with
 // the same writes at the same concurrency, not with a slower baseline.
-var catInFlight = consul.DefaultParallel
+var catInFlight = consulclient.DefaultParallel
 
 // rawTxnBaseline writes the same operations the leader writes for n new
 // servers in layout straight to /v1/txn, under another service name, with
@@ -39,7 +40,7 @@ var catInFlight = consul.DefaultParallel
 // servers used meanwhile; then it deletes them.
 func rawTxnBaseline(t *testing.T, cl *consulcluster.Cluster, c *api.Client, n, inFlight int, layout string) (time.Duration, float64) {
 	t.Helper()
-	perTxn, shared := 21, layout == consul.LayoutSharedNode
+	perTxn, shared := 21, layout == catalog.LayoutSharedNode
 	if shared {
 		perTxn = 31
 	}
@@ -135,7 +136,7 @@ func clusterCPU(t *testing.T, cl *consulcluster.Cluster) float64 {
 func TestPerfCatalog10k(t *testing.T) {
 	perfRequire(t)
 	netns.Require(t)
-	layouts := []string{consul.LayoutNodePerServer, consul.LayoutSharedNode}
+	layouts := []string{catalog.LayoutNodePerServer, catalog.LayoutSharedNode}
 	if v := os.Getenv("BRIDGE_PERF_LAYOUTS"); v != "" { // e.g. node-per-server
 		layouts = strings.Split(v, ",")
 	}
@@ -175,7 +176,7 @@ func perfCatalog10k(t *testing.T, layout string) {
 	// node, service, check per server, or the shared node once and a
 	// service and check per server.
 	wantWrites := 3 * catalogh.TenK
-	if layout == consul.LayoutSharedNode {
+	if layout == catalog.LayoutSharedNode {
 		wantWrites = 2*catalogh.TenK + 1
 	}
 	var done time.Time
@@ -266,7 +267,7 @@ func TestPerfCatalogLayoutSizes(t *testing.T) {
 	cl := l.StartCluster()
 	for _, n := range []int{100, 300, 1000, 3000} {
 		var line []string
-		for _, layout := range []string{consul.LayoutNodePerServer, consul.LayoutSharedNode} {
+		for _, layout := range []string{catalog.LayoutNodePerServer, catalog.LayoutSharedNode} {
 			var took []time.Duration
 			var cpu []float64
 			for range 3 {

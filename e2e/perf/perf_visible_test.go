@@ -41,7 +41,8 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/catalogh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
-	"github.com/udp-discovery-bridge/bridge/internal/sink/consul"
+	agentsink "github.com/udp-discovery-bridge/bridge/internal/sink/consul/agent"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 )
 
 const (
@@ -598,7 +599,7 @@ func TestPerfVisibleAgent(t *testing.T) {
 	early, atEnd := visEarly(b)
 	hand := visHandovers(t, b, so.first)
 	applyFile, applyConsul := visApplies(t, b, "file"), visApplies(t, b, "consul")
-	raw := visRawAgent(t, l.Consul, consul.BridgeServiceID("vis"), n)
+	raw := visRawAgent(t, l.Consul, agentsink.BridgeServiceID("vis"), n)
 
 	perfResult(t, "settings: %s; %d servers added early, %d at a round's end", settings, early, atEnd)
 	perfResult(t, "first reply (bridge first_seen) -> stdout line read by the test from the bridge's stdout pipe: %s", visFmt(stdoutD))
@@ -697,7 +698,7 @@ func TestPerfVisibleCatalog(t *testing.T) {
 		"--bridge-id", "a1", "--whitelist", h.Dev(l.Seg["a"]), "--metrics-addr", harness.MetricsAddr,
 		"--log-level", "debug", "--log-format", "json"}
 	settings := fmt.Sprintf("servers %d started one by one (pause uniform %s..%s, seed %d); one bridge, catalog mode, defaults --interval 10s --timeout 5 --retries 3 --consul-parallel %d (add window 5ms); sinks consul,stdout; Consul: three servers (consul 1.20.6) in namespaces on one bridge, the bridge given all three addresses; the bridge's first address is server 0 (it reads and writes through it), the raft leader was server %d; the test's writes and blocking queries through the raft leader and through server %d, a follower",
-		n, visGapMin, visGapMax, seed, consul.DefaultParallel, ld, fo)
+		n, visGapMin, visGapMax, seed, consulclient.DefaultParallel, ld, fo)
 	stop := make(chan struct{})
 	b := visStartBridge(t, h, args...)
 	so := b.out

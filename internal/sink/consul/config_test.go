@@ -5,10 +5,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/agent"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 )
 
 func validCatalogConfig() Config {
-	return Config{Mode: ModeCatalog, SharedConfig: SharedConfig{BridgeID: "host-1", Client: ClientConfig{Addr: "127.0.0.1:1"}}}.withDefaults()
+	return Config{Mode: ModeCatalog, SharedConfig: consulclient.SharedConfig{BridgeID: "host-1", Client: consulclient.ClientConfig{Addr: "127.0.0.1:1"}}}.withDefaults()
 }
 
 // TestCatalogConfigValidate: catalog mode validates the shared part and its
@@ -21,7 +25,7 @@ func TestCatalogConfigValidate(t *testing.T) {
 		{"deregister at floor", func(c *Config) { c.DeregisterAfter = 5 * time.Second }, ""},
 		{"deregister below floor", func(c *Config) { c.DeregisterAfter = 4 * time.Second }, "catalog mode's floor is 5s"},
 		{"shared: check bad", func(c *Config) { c.Check = "grpc" }, "consul_check"},
-		{"shared: reserved service name", func(c *Config) { c.Service = BridgeServiceName }, "consul_service"},
+		{"shared: reserved service name", func(c *Config) { c.Service = consulclient.BridgeServiceName }, "consul_service"},
 		{"bridge id with slash", func(c *Config) { c.BridgeID = "a/b" }, "bridge_id"},
 		{"kv prefix trailing slash", func(c *Config) { c.Catalog.KVPrefix = "a/" }, "consul_kv_prefix"},
 		{"session ttl too short", func(c *Config) { c.Catalog.SessionTTL = 5 * time.Second }, "consul_lock_session_ttl"},
@@ -42,11 +46,11 @@ func TestCatalogConfigValidate(t *testing.T) {
 // the mode; consul_parallel's default is the in-flight count of both modes.
 func TestDefaultsByMode(t *testing.T) {
 	a := Config{}.withDefaults()
-	if a.Mode != ModeAgent || a.Agent.Parallel != DefaultParallel || a.Agent.TTL == 0 || a.Catalog != (CatalogConfig{}) {
+	if a.Mode != ModeAgent || a.Agent.Parallel != consulclient.DefaultParallel || a.Agent.TTL == 0 || a.Catalog != (catalog.Settings{}) {
 		t.Errorf("agent defaults: %+v", a)
 	}
 	c := validCatalogConfig()
-	if c.Catalog.InFlight != DefaultParallel || c.Catalog.SessionTTL != MinSessionTTL || c.Catalog.KVPrefix != "udp-discovery-bridge/django" || c.Agent != (AgentConfig{}) {
+	if c.Catalog.InFlight != consulclient.DefaultParallel || c.Catalog.SessionTTL != consulclient.MinSessionTTL || c.Catalog.KVPrefix != "udp-discovery-bridge/django" || c.Agent != (agent.Settings{}) {
 		t.Errorf("catalog defaults: %+v", c)
 	}
 	if d := DefaultConfig(); d.Agent.Parallel != d.Catalog.InFlight || d.Agent.LockSessionTTL != d.Catalog.SessionTTL {

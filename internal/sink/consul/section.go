@@ -11,6 +11,9 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/agent"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consulclient"
 )
 
 // Section is the Consul sink's part of the configuration: its keys (with
@@ -98,11 +101,11 @@ func (s *Section) Keys() []config.Key {
 			Usage: "catalog mode: tag each server segment=<segment> for every segment it is seen on"},
 		{Name: "consul_observers_meta", Flag: "consul-observers-meta", Env: []string{"DISCOVERY_CLIENT_CONSUL_OBSERVERS_META"}, Default: "false", Kind: config.KindBool, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: meta observers=<number of bridges that see the server>; every bridge joining or leaving then rewrites the servers it sees"},
-		{Name: "consul_catalog_layout", Flag: "consul-catalog-layout", Env: []string{"DISCOVERY_CLIENT_CONSUL_CATALOG_LAYOUT"}, Default: d.Catalog.Layout, OneOf: []string{LayoutSharedNode, LayoutNodePerServer}, Group: config.GroupRun, Category: cat,
+		{Name: "consul_catalog_layout", Flag: "consul-catalog-layout", Env: []string{"DISCOVERY_CLIENT_CONSUL_CATALOG_LAYOUT"}, Default: d.Catalog.Layout, OneOf: []string{catalog.LayoutSharedNode, catalog.LayoutNodePerServer}, Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: node-per-server (an external node per server, the fastest at any size) or shared-node (every server a service with its own check on one synthetic node, <consul_service>-servers: one node in the catalog instead of one per server, for fleets of up to a few hundred servers; Consul's cost of each write grows with the servers on that node)"},
 		{Name: "consul_write_rate", Flag: "consul-write-rate", Env: []string{"DISCOVERY_CLIENT_CONSUL_WRITE_RATE"}, Default: "0", Group: config.GroupRun, Category: cat,
 			Usage: "catalog mode: transactions per second the leader sends at most (0: no cap; it slows down by itself when Consul's request_limits refuse writes); keep it below the servers' write_rate so that session renewals always get through"},
-		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Agent.Parallel), Kind: config.KindInt, Min: "1", Max: strconv.Itoa(MaxParallel), Group: config.GroupRun, Category: cat,
+		{Name: "consul_parallel", Flag: "consul-parallel", Env: []string{"DISCOVERY_CLIENT_CONSUL_PARALLEL"}, Default: strconv.Itoa(d.Agent.Parallel), Kind: config.KindInt, Min: "1", Max: strconv.Itoa(consulclient.MaxParallel), Group: config.GroupRun, Category: cat,
 			Usage: "writes kept in flight (1..64): agent mode, registrations or deregistrations during one apply; catalog mode, the leader's transactions (of up to 64 operations each)"},
 	}
 }
@@ -113,8 +116,8 @@ func (s *Section) Keys() []config.Key {
 func (s *Section) Load(r *config.Reader) Config {
 	d := DefaultConfig()
 	c := Config{
-		SharedConfig: SharedConfig{
-			Client: ClientConfig{
+		SharedConfig: consulclient.SharedConfig{
+			Client: consulclient.ClientConfig{
 				Addr:          r.String("consul_addr"),
 				SSL:           r.Bool("consul_ssl"),
 				Token:         r.String("consul_token"),
@@ -163,18 +166,18 @@ func (s *Section) Load(r *config.Reader) Config {
 	c.Round = core.Interval + core.Discovery.Timeout
 	switch c.Mode {
 	case ModeAgent:
-		c.Agent = AgentConfig{LockKey: lockKey, LockSessionTTL: sessionTTL, LockWait: d.Agent.LockWait, Parallel: parallel}
+		c.Agent = agent.Settings{LockKey: lockKey, LockSessionTTL: sessionTTL, LockWait: d.Agent.LockWait, Parallel: parallel}
 		c.Agent.TTL = heartbeatTTL(r, ttl, c.Agent)
 	case ModeCatalog:
 		if kvPrefix == "" {
-			kvPrefix = DefaultKVPrefix(c.Service)
+			kvPrefix = consulclient.DefaultKVPrefix(c.Service)
 		}
-		c.Catalog = CatalogConfig{KVPrefix: kvPrefix, Segment: segment, SegmentTag: segmentTag, ObserversMeta: observersMeta, Layout: layout,
+		c.Catalog = catalog.Settings{KVPrefix: kvPrefix, Segment: segment, SegmentTag: segmentTag, ObserversMeta: observersMeta, Layout: layout,
 			SessionTTL: sessionTTL, LockWait: d.Catalog.LockWait, WriteRate: writeRate, InFlight: parallel,
 			// A new leader, or one that finds Consul back after an
 			// outage, waits for every bridge to have had a round to
 			// publish, after the session it may have to create first.
-			StartupGrace: c.Round + c.retryCap(),
+			StartupGrace: c.Round + c.RetryCap(),
 			Guard: fleet.NewGuardConfig(c.Round, core.MissedRounds, core.RemovalGuardRounds, core.MaxRemovalFraction,
 				core.RemovalGuardHeld != "unobserved")}
 		c.Agent.LockKey = lockKey // refused by Validate: catalog mode has no consul_lock
@@ -185,7 +188,7 @@ func (s *Section) Load(r *config.Reader) Config {
 
 // heartbeatTTL checks consul_ttl against the core's round and agent mode's
 // lock, and returns the heartbeat TTL to use.
-func heartbeatTTL(r *config.Reader, ttl time.Duration, a AgentConfig) time.Duration {
+func heartbeatTTL(r *config.Reader, ttl time.Duration, a agent.Settings) time.Duration {
 	core := r.Core()
 	var takeover time.Duration
 	if a.LockKey != "" {
@@ -230,18 +233,23 @@ func LockTakeover(sessionTTL, lockWait, interval, timeout time.Duration) time.Du
 	return 2*sessionTTL + lockWait + interval + timeout
 }
 
-// build implements sink.Factory.Build. A one-shot run (--once) leaves what
-// it registered: the heartbeat TTL lets it expire unless another run
-// refreshes it.
+// build implements sink.Factory.Build: it validates cfg as a whole (the
+// mode, and catalog mode's refusal of consul_lock) and builds the sink of
+// its mode. A one-shot run (--once) leaves what it registered: the
+// heartbeat TTL lets it expire unless another run refreshes it.
 func build(cfg Config, d sink.Deps) (sink.Sink, error) {
 	cfg.Clock = d.Clock
 	cfg.AppCheck = d.AppCheck
 	if d.Once {
-		cfg.OnExit = OnExitKeep
+		cfg.OnExit = consulclient.OnExitKeep
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consul sink config: %w", err)
 	}
 	if cfg.Mode == ModeCatalog {
 		cfg.Catalog.Once = d.Once
-		return NewCatalog(cfg, d.Log, d.Registerer)
+		return catalog.New(cfg.catalogConfig(), d.Log, d.Registerer)
 	}
-	return NewAgent(cfg, d.Log)
+	return agent.New(cfg.agentConfig(), d.Log)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/agent"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/catalog"
 )
 
 // loadConsul loads flags with a schema of the Consul sink alone.
@@ -29,7 +31,7 @@ func TestSectionLoadsByMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := cfg.SinkSettings("consul").(Config)
-	if a.Mode != ModeAgent || a.Agent.Parallel != 3 || a.Agent.TTL <= 0 || a.Catalog != (CatalogConfig{}) || a.Tags[0] != "lab" || a.BridgeID != "b1" {
+	if a.Mode != ModeAgent || a.Agent.Parallel != 3 || a.Agent.TTL <= 0 || a.Catalog != (catalog.Settings{}) || a.Tags[0] != "lab" || a.BridgeID != "b1" {
 		t.Errorf("agent mode loaded %+v", a)
 	}
 
@@ -39,17 +41,18 @@ func TestSectionLoadsByMode(t *testing.T) {
 	}
 	c := cfg.SinkSettings("consul").(Config)
 	if c.Mode != ModeCatalog || c.Catalog.InFlight != 3 || c.Catalog.KVPrefix != "udp-discovery-bridge/django" || c.Catalog.StartupGrace <= 0 ||
-		c.Agent != (AgentConfig{}) || c.DeregisterAfter.Seconds() != 10 {
+		c.Agent != (agent.Settings{}) || c.DeregisterAfter.Seconds() != 10 {
 		t.Errorf("catalog mode loaded %+v", c)
 	}
 	// Built by another registry than the one whose schema loaded it: the
-	// leader keeps consul_parallel transactions in flight.
+	// catalog-mode sink (which keeps Catalog.InFlight transactions in
+	// flight: catalog.TestCatalogInFlight).
 	s, err := sink.NewRegistry(Factory()).Build(cfg, sink.Deps{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w, _ := s[0].(*Catalog).pace.state(); w != 3 {
-		t.Errorf("catalog with consul_parallel 3: pacer window %d", w)
+	if _, ok := s[0].(*catalog.Catalog); !ok {
+		t.Errorf("catalog mode built %T", s[0])
 	}
 
 	for _, mode := range []string{ModeAgent, ModeCatalog} {
