@@ -222,6 +222,9 @@ func guardTrack[S any](g *Guard, now time.Time, current map[string]Entry[S], des
 		if _, ok := g.observed[key]; !ok {
 			g.observed[key] = now
 		}
+		// Observed again: a server released after a hold may be held in
+		// a later silence.
+		delete(g.released, key)
 	}
 	for key := range g.observed {
 		if _, ok := current[key]; ok {

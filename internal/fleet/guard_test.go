@@ -184,6 +184,19 @@ func TestGuardRules(t *testing.T) {
 		}
 		f.want("fakes unobserved", 2, 4)
 	})
+	t.Run("released, observed again, silenced again: held again", func(t *testing.T) {
+		f := newGuardFleet(t, guardOn, 4)
+		all := f.servers(4)
+		f.step(time.Second)
+		f.step(guardOn.Confirm) // released
+		f.want("released", 0, 4)
+		f.step(time.Second, all...) // back
+		f.step(time.Second, all...)
+		if st := f.step(time.Second); !st.Started || len(st.Held) != 4 {
+			t.Fatalf("second silence: %+v, want 4 held again", st)
+		}
+		f.want("held again", 4, 0)
+	})
 	t.Run("off: nothing held", func(t *testing.T) {
 		f := newGuardFleet(t, GuardConfig{MaxFraction: 1, Confirm: time.Second}, 4)
 		if st := f.step(time.Second); len(st.Held) != 0 {
