@@ -1,0 +1,10 @@
+// Package history is the offline half of the robustness harness (issue
+// 30): the record of a run, as etcd's tests/robustness keeps one.
+//
+// A scenario runner injects faults into a real lab (Consul with ACLs, LAN
+// segments, bridges in catalog mode, responders) and records a history: a
+// config, then timestamped events (servers starting and stopping to answer,
+// bridges going down, paused or cut off, the registry down, wiped or
+// refusing writes, faults, leader terms and writes, and a read of each sink
+// every 100 ms). Write and Read keep a history as JSON lines.
+package history
