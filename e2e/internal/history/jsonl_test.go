@@ -148,8 +148,8 @@ func TestValidateConfig(t *testing.T) {
 }
 
 // FuzzRead: Read never panics; what it accepts, Write writes back to the
-// same text (Read of that again gives the same). The fixtures are the seed
-// corpus.
+// same text (Read of that again gives the same), and Check judges without
+// panicking. The fixtures are the seed corpus.
 func FuzzRead(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.jsonl"))
 	for _, file := range files {
@@ -179,5 +179,6 @@ func FuzzRead(f *testing.F) {
 		if once.String() != twice.String() {
 			t.Fatalf("not stable through Write and Read:\n%s\n%s", once.Bytes(), twice.Bytes())
 		}
+		_ = Check(events).String()
 	})
 }
