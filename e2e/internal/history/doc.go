@@ -8,5 +8,6 @@
 // refusing writes, faults, leader terms and writes, and a read of each sink
 // every 100 ms). Write and Read keep a history as JSON lines. Check judges
 // it against the invariants (NoLiveRemoval and the others, Invariants) and
-// returns a Verdict with a summary.
+// returns a Verdict whose text form is a fixture's golden file;
+// SaveFixture keeps a failing history under testdata as a regression case.
 package history
