@@ -10,4 +10,7 @@
 // it against the invariants (NoLiveRemoval and the others, Invariants) and
 // returns a Verdict whose text form is a fixture's golden file;
 // SaveFixture keeps a failing history under testdata as a regression case.
+//
+// README.md defines the format and each invariant, with the reasoning
+// behind each bound. The package uses the standard library only.
 package history
