@@ -86,12 +86,12 @@ func (v Verdict) String() string {
 		fmt.Fprintf(&b, ": %s\n", x.Why)
 	}
 	s := v.Summary
-	fmt.Fprintf(&b, "history: %s, %d reads, %d failed\n", s.Length, s.Reads, s.ReadErrors)
+	fmt.Fprintf(&b, "history: %s, %d reads, %d failed\n", ms(s.Length), s.Reads, s.ReadErrors)
 	fmt.Fprintf(&b, "faults:%s\n", counts(s.Faults))
 	fmt.Fprintf(&b, "violations:%s\n", counts(s.Violations))
 	for _, d := range s.Disruption {
 		kind := cmp.Or(d.Kind, "(no fault)")
-		fmt.Fprintf(&b, "disruption %s: %s in %d gaps, worst %s (%s at %s)\n", kind, d.Total, d.Gaps, d.Worst, d.WorstServer, rel(d.WorstAt))
+		fmt.Fprintf(&b, "disruption %s: %s in %d gaps, worst %s (%s at %s)\n", kind, ms(d.Total), d.Gaps, ms(d.Worst), d.WorstServer, rel(d.WorstAt))
 	}
 	for _, n := range v.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
@@ -118,9 +118,10 @@ func counts(m map[string]int) string {
 }
 
 // rel spells t as an offset from start, "+12.5s".
-func rel(start, t time.Time) string {
-	return "+" + t.Sub(start).Round(time.Millisecond).String()
-}
+func rel(start, t time.Time) string { return "+" + ms(t.Sub(start)) }
+
+// ms spells d to the millisecond.
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 // hit is one read showing a breach; merge folds consecutive ones into a
 // violation.
