@@ -1,0 +1,217 @@
+package robustness_test
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/faults"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/history"
+)
+
+// faultKind is one kind of fault the schedule draws, with its weight.
+type faultKind struct {
+	kind   string
+	weight int
+	run    func(s *scenario, id string, st step)
+}
+
+// kinds are the faults of a run. A fault starts, lasts d and heals before
+// the next one starts.
+var kinds = []faultKind{
+	{"bridge-kill", 3, func(s *scenario, id string, st step) {
+		b, d := bridgeNames[st.target%4], st.d
+		s.fault(id, "bridge-kill", b, func() {
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgeDown}})
+			s.l.Bridges[b].Kill9(s.t)
+			time.Sleep(d)
+			s.startBridge(b)
+		})
+	}},
+	{"bridge-pause", 2, func(s *scenario, id string, st step) {
+		b, d := bridgeNames[st.target%4], st.d
+		s.fault(id, "bridge-pause", b, func() {
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgePaused}})
+			resume := faults.Pause(s.t, s.l.Bridges[b].Proc)
+			time.Sleep(d)
+			resume()
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgePaused, Back: true}})
+		})
+	}},
+	{"bridge-cut-registry", 2, func(s *scenario, id string, st step) {
+		b, d := bridgeNames[st.target%4], st.d
+		h := s.l.Hosts[b]
+		s.fault(id, "bridge-cut-registry", b, func() {
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgeCutRegistry}})
+			heal := faults.Partition(s.t, h, h.Dev(s.l.Cons))
+			time.Sleep(d)
+			heal()
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgeCutRegistry, Back: true}})
+		})
+	}},
+	{"bridge-cut-segment", 2, func(s *scenario, id string, st step) {
+		b, d := bridgeNames[st.target%4], st.d
+		h := s.l.Hosts[b]
+		s.fault(id, "bridge-cut-segment", b, func() {
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgeCutSegment}})
+			heal := faults.DropUDP(s.t, h, h.Dev(s.l.Seg[b[:1]]))
+			time.Sleep(d)
+			heal()
+			s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgeCutSegment, Back: true}})
+		})
+	}},
+	{"server-stop", 3, func(s *scenario, id string, st step) {
+		sv, d := s.servers[st.target%len(s.servers)], st.d
+		s.fault(id, "server-stop", sv.id, func() {
+			s.stopServer(sv)
+			time.Sleep(d)
+			s.startServer(sv)
+		})
+	}},
+	{"segment-silence", 2, func(s *scenario, id string, st step) {
+		// A mass silence (segment a holds 6 of the 10 servers); the
+		// schedule makes it long enough to outlast the guard's hold, or
+		// not.
+		seg, d := []string{"a", "b"}[st.target%2], st.d
+		s.fault(id, "segment-silence", "segment "+seg, func() {
+			for _, sv := range s.servers {
+				if sv.seg == seg {
+					s.stopServer(sv)
+				}
+			}
+			time.Sleep(d)
+			for _, sv := range s.servers {
+				if sv.seg == seg {
+					s.startServer(sv)
+				}
+			}
+		})
+	}},
+	{"consul-leader-kill", 1, func(s *scenario, id string, st step) {
+		d := st.d
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		i, err := s.cl.Leader(ctx)
+		if err != nil {
+			s.t.Logf("robustness: %s: no Consul leader to kill: %v", id, err)
+			return
+		}
+		s.fault(id, "consul-leader-kill", s.cl.Servers[i].Name, func() {
+			s.cl.Kill(i)
+			time.Sleep(d)
+			s.cl.Start(i)
+		})
+	}},
+	{"consul-outage", 1, func(s *scenario, id string, st step) {
+		d := st.d
+		s.fault(id, "consul-outage", "every Consul server", func() {
+			s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryDown}})
+			for i := range s.cl.N() {
+				s.cl.Stop(i)
+			}
+			time.Sleep(d)
+			s.cl.StartAll(false)
+			s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryUp}})
+		})
+	}},
+	{"rolling-restart", 1, func(s *scenario, id string, _ step) {
+		s.fault(id, "rolling-restart", "every bridge", func() {
+			for _, b := range bridgeNames {
+				s.record(history.Event{Bridge: &history.BridgeChange{Bridge: b, State: history.BridgeDown}})
+				s.l.Bridges[b].Sigterm(s.t, 10*time.Second)
+				s.startBridge(b)
+				time.Sleep(2 * time.Second)
+			}
+		})
+	}},
+}
+
+var bridgeNames = []string{"a1", "a2", "b1", "b2"}
+
+// step is one fault of a schedule: its kind, its target (an index the kind
+// maps onto a bridge, a server or a segment), how long it lasts and the
+// pause after it.
+type step struct {
+	kind   int
+	target int
+	d, gap time.Duration
+}
+
+// schedule draws the faults of a run of seed lasting dur: the same seed
+// gives the same faults in the same order, whatever the machine's pace
+// (each fault is assumed to take its duration and 2 s more).
+func schedule(seed int64, dur time.Duration) []step {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+	total := 0
+	for _, k := range kinds {
+		total += k.weight
+	}
+	var out []step
+	for at := time.Duration(0); at < dur; {
+		n, k := rng.IntN(total), 0
+		for n >= kinds[k].weight {
+			n -= kinds[k].weight
+			k++
+		}
+		st := step{kind: k, target: rng.IntN(1 << 20), d: time.Duration(2000+rng.IntN(6000)) * time.Millisecond,
+			gap: time.Duration(1000+rng.IntN(3000)) * time.Millisecond}
+		if kinds[k].kind == "segment-silence" {
+			st.d *= 3 // 6 s to 24 s: the guard's hold (15 s here) is outlasted or not
+		}
+		out = append(out, st)
+		at += st.d + st.gap + 2*time.Second
+	}
+	return out
+}
+
+// fault records fault id's start and end around do.
+func (s *scenario) fault(id, kind, target string, do func()) {
+	s.record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target}})
+	do()
+	s.record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target, End: true}})
+}
+
+// Log messages of the leader (internal/fleet) that make terms and writes.
+const (
+	msgLeading    = "leading: merging observations into the catalog"
+	msgStopped    = "stopped writing the catalog"
+	msgReconciled = "catalog reconciled"
+)
+
+// logEvents adds the terms and writes every bridge process logged.
+func (s *scenario) logEvents() {
+	s.mu.Lock()
+	procs := s.procs
+	s.mu.Unlock()
+	for name, ps := range procs {
+		for _, p := range ps {
+			_, stderr := p.Output()
+			for line := range strings.Lines(stderr) {
+				var l struct {
+					Time    time.Time `json:"time"`
+					Message string    `json:"message"`
+					Writes  int       `json:"writes"`
+				}
+				if json.Unmarshal([]byte(line), &l) != nil || l.Time.IsZero() {
+					continue
+				}
+				e := history.Event{At: l.Time}
+				switch {
+				case l.Message == msgLeading:
+					e.Term = &history.Term{Bridge: name}
+				case strings.HasSuffix(l.Message, msgStopped):
+					e.Term = &history.Term{Bridge: name, End: true}
+				case l.Message == msgReconciled && l.Writes > 0:
+					e.Write = &history.LeaderWrite{Bridge: name, Ops: l.Writes}
+				default:
+					continue
+				}
+				s.mu.Lock()
+				s.events = append(s.events, e)
+				s.mu.Unlock()
+			}
+		}
+	}
+}
