@@ -109,7 +109,10 @@ func runScenario(t *testing.T, seed int64, dur time.Duration) []history.Event {
 	}
 	want[foreignID] = "passing"
 	s.l.WaitCatalog(90*time.Second, "every server passing", want)
-	time.Sleep(4 * scRound) // established
+	// Established before the first fault: seen for missed_rounds+2
+	// rounds + slack + the leader's grace, so that a silence right away
+	// is judged (mass-silence-held counts only established servers).
+	time.Sleep((scMissed+2)*scRound + scSlack + 2*scRound + 2*time.Second)
 
 	for n, st := range schedule(seed, dur) {
 		f, id := kinds[st.kind], fmt.Sprintf("f%d", n+1)

@@ -56,8 +56,8 @@ type Config struct {
 	Round, StartupGrace time.Duration
 	// Guard is the fleet's removal guard, from the core's guard keys.
 	Guard fleet.GuardConfig
-	Once                bool
-	Clock               clock.Clock
+	Once  bool
+	Clock clock.Clock
 }
 
 // Section is the kubernetes sink's part of the configuration.
