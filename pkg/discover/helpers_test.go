@@ -141,6 +141,33 @@ func newClient(t testing.TB, o Options, l iface.Lister, log *slog.Logger) *Clien
 	return c
 }
 
+// longRound is a round Timeout no test waits for (the most New allows). A
+// test that expects a round to end by other means (One, Settle, its ctx)
+// sets it and then only has to see the round return: nothing else could
+// have ended it, so no bound on the round's duration is needed.
+const longRound = 10 * time.Minute
+
+// hangGuard is how long noHang waits. It is a guard against a hang, not a
+// measure: what it waits for takes milliseconds, seconds on a busy
+// machine, so the guard is more than 100 times that.
+const hangGuard = 30 * time.Second
+
+// noHang runs f and fails the test if f has not returned within hangGuard
+// (a round with a longRound Timeout that nothing ends).
+func noHang(t testing.TB, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("%s still running after %v", what, hangGuard)
+	}
+}
+
 func endpoints(ss []Server) []string {
 	var out []string
 	for _, s := range ss {
