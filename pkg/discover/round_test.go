@@ -56,15 +56,21 @@ func TestRoundFindsServers(t *testing.T) {
 
 func TestRoundDedupeAndRetries(t *testing.T) {
 	p := freePort(t)
-	// Two hosts advertising the same endpoint, three probes each. The
-	// retries go out at 500ms and 1s, leaving their replies 500ms to arrive.
+	// Two hosts advertising the same endpoint, three probes each. The test
+	// sends both retries at once (their timers are on a manual clock), so
+	// their replies have nearly all of the 1.5 s round to arrive.
 	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.9", 0))
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.9", 0))
 	o := testOptions(p)
 	o.Timeout, o.Retries, o.Settle = 1500*time.Millisecond, 2, 0
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
+	clk := clocktest.New(time.Unix(0, 0))
+	c.retryClock = clk
 
-	res, err := c.Round(context.Background())
+	round := startRound(t, c, context.Background(), nil)
+	fireRetry(t, clk)
+	fireRetry(t, clk)
+	res, err := round.wait()
 	if err != nil {
 		t.Fatalf("Round: %v", err)
 	}
@@ -138,20 +144,28 @@ func TestRoundSettleWaitsForRetries(t *testing.T) {
 	p := freePort(t)
 	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.2", 0))
 	o := testOptions(p)
-	// The retry goes out at 1s; the settle after it must end the round well
-	// before the 2s deadline.
-	o.Timeout, o.Settle, o.Retries = 2*time.Second, 50*time.Millisecond, 1
+	// The server answers the first burst; the retry goes out when the
+	// test fires its timer, and the round (its deadline 10 minutes off)
+	// must still be running then, and settle after it.
+	o.Timeout, o.Settle, o.Retries = longRound, 50*time.Millisecond, 1
 	var logs logBuf
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), logs.debugLogger())
-	res, err := c.Round(context.Background())
+	clk := clocktest.New(time.Unix(0, 0))
+	c.retryClock = clk
+	found := make(chan struct{})
+	round := startRound(t, c, context.Background(), func(Server) { close(found) })
+	waitClosed(t, found, "server found by the first burst")
+	// Give a round that settled too early the time to show it. Load can
+	// only hide such a bug, never fail a right round: it settles only
+	// after the retry, which waits for the test.
+	time.Sleep(4 * o.Settle)
+	if round.ended() {
+		t.Fatal("the round settled before its retry went out")
+	}
+	fireRetry(t, clk)
+	res, err := round.wait()
 	if err != nil || res.Stats.ProbesSent != 2 {
 		t.Fatalf("Round: %v, stats %+v", err, res.Stats)
-	}
-	// Two probes sent: the round lasted past the retry's real-time timer
-	// (a lower bound, exact under load too); the log says Settle, not
-	// the deadline, ended it.
-	if res.Duration < o.Timeout/2 {
-		t.Errorf("took %v, want settle after the retry at %v", res.Duration, o.Timeout/2)
 	}
 	if n := logs.count("round settled"); n != 1 {
 		t.Errorf("round not ended by Settle (%d settle logs) after %v:\n%s", n, res.Duration, logs.b.String())
@@ -270,35 +284,36 @@ func TestRoundNotify(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.9", 0))
 	startResponder(t, addrPort("127.0.0.4", p), plainResponder("10.213.0.4", 8443))
 	o := testOptions(p)
-	o.Timeout, o.Retries, o.Settle = 1500*time.Millisecond, 2, 0
+	// The round cannot end before the test sends its two retries (their
+	// timers are on a manual clock; its deadline is 10 minutes off); it
+	// settles a second after the last, time for their replies to arrive.
+	o.Timeout, o.Retries, o.Settle = longRound, 2, time.Second
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3"),
 		fakeIf("fake4", "127.0.1.4", "127.0.0.4")), nil)
+	clk := clocktest.New(time.Unix(0, 0))
+	c.retryClock = clk
 
 	var notified []Server
 	first := make(chan struct{})
-	done := make(chan struct{})
-	var res Result
-	var err error
-	go func() {
-		defer close(done)
-		res, err = c.RoundNotify(context.Background(), func(s Server) {
-			if len(notified) == 0 {
-				close(first)
-			}
-			notified = append(notified, s)
-		})
-	}()
+	round := startRound(t, c, context.Background(), func(s Server) {
+		if len(notified) == 0 {
+			close(first)
+		}
+		notified = append(notified, s)
+	})
 	select {
 	case <-first:
-	case <-done:
+	case <-round.done:
 		t.Fatal("the round ended before any server was reported")
+	case <-time.After(hangGuard):
+		t.Fatalf("no server reported after %v", hangGuard)
 	}
-	select {
-	case <-done:
-		t.Fatalf("the round (timeout %v, no settle) ended right after the first report", o.Timeout)
-	default: // still running: the report came before the round's end
+	if round.ended() {
+		t.Fatal("the round ended before its retries went out")
 	}
-	<-done
+	fireRetry(t, clk)
+	fireRetry(t, clk)
+	res, err := round.wait()
 	if err != nil {
 		t.Fatalf("RoundNotify: %v", err)
 	}
