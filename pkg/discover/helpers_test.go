@@ -177,12 +177,13 @@ type bgRound struct {
 	err  error
 }
 
-// startRound runs c.RoundNotify(ctx, onServer) in the background.
-func startRound(t testing.TB, c *Client, ctx context.Context, onServer func(Server)) *bgRound {
+// startRound runs c.RoundNotify(context.Background(), onServer) in the
+// background.
+func startRound(t testing.TB, c *Client, onServer func(Server)) *bgRound {
 	b := &bgRound{t: t, done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		b.res, b.err = c.RoundNotify(ctx, onServer)
+		b.res, b.err = c.RoundNotify(context.Background(), onServer)
 	}()
 	return b
 }

@@ -67,7 +67,7 @@ func TestRoundDedupeAndRetries(t *testing.T) {
 	clk := clocktest.New(time.Unix(0, 0))
 	c.retryClock = clk
 
-	round := startRound(t, c, context.Background(), nil)
+	round := startRound(t, c, nil)
 	fireRetry(t, clk)
 	fireRetry(t, clk)
 	res, err := round.wait()
@@ -153,7 +153,7 @@ func TestRoundSettleWaitsForRetries(t *testing.T) {
 	clk := clocktest.New(time.Unix(0, 0))
 	c.retryClock = clk
 	found := make(chan struct{})
-	round := startRound(t, c, context.Background(), func(Server) { close(found) })
+	round := startRound(t, c, func(Server) { close(found) })
 	waitClosed(t, found, "server found by the first burst")
 	// Give a round that settled too early the time to show it. Load can
 	// only hide such a bug, never fail a right round: it settles only
@@ -295,7 +295,7 @@ func TestRoundNotify(t *testing.T) {
 
 	var notified []Server
 	first := make(chan struct{})
-	round := startRound(t, c, context.Background(), func(s Server) {
+	round := startRound(t, c, func(s Server) {
 		if len(notified) == 0 {
 			close(first)
 		}

@@ -65,7 +65,7 @@ func TestRoundNoProbeSent(t *testing.T) {
 			return err
 		}
 		found := make(chan struct{})
-		round := startRound(t, c, context.Background(), func(Server) { close(found) })
+		round := startRound(t, c, func(Server) { close(found) })
 		fireRetry(t, clk)
 		waitClosed(t, found, "server found by the first retry")
 		fireRetry(t, clk)
@@ -81,7 +81,7 @@ func TestRoundNoProbeSent(t *testing.T) {
 		clk := clocktest.New(time.Unix(0, 0))
 		c.retryClock = clk
 		c.sendHook = func(*net.UDPConn, []byte, netip.AddrPort) error { return syscall.ENETUNREACH }
-		round := startRound(t, c, context.Background(), nil)
+		round := startRound(t, c, nil)
 		fireRetry(t, clk)
 		fireRetry(t, clk)
 		res, err := round.wait()
