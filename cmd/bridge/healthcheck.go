@@ -39,7 +39,7 @@ func healthcheckCommand(schema *config.Schema) *cli.Command {
 			if err != nil {
 				return &exitError{code: exitUnhealthy, err: fmt.Errorf("healthcheck: %w", err)}
 			}
-			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+			ctx, cancel := healthDeadline(c.Context, c.Duration("timeout"))
 			defer cancel()
 			if err := probeHealth(ctx, url); err != nil {
 				return &exitError{code: exitUnhealthy, err: fmt.Errorf("healthcheck: %w", err)}
@@ -48,6 +48,11 @@ func healthcheckCommand(schema *config.Schema) *cli.Command {
 		},
 	}
 }
+
+// healthDeadline arms healthcheck's --timeout: context.WithTimeout, a
+// variable so that a test sees the deadline the command arms and fires it
+// when it chooses, instead of timing the command.
+var healthDeadline = context.WithTimeout
 
 // healthURL returns the /healthz URL of a bridge listening on addr, dialled
 // on loopback when addr's host is empty or a wildcard.

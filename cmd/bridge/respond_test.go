@@ -178,6 +178,8 @@ func TestLogDropped(t *testing.T) {
 			}
 		}
 	}
+	// waitRefused polls the count; its 5 s deadline is a guard against a
+	// hang, not a measure (the probes are handled within milliseconds).
 	waitRefused := func(n uint64) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {

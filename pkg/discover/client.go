@@ -44,6 +44,9 @@ type Client struct {
 
 	// sendHook, when set (tests), replaces the socket write of every probe.
 	sendHook func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error
+	// retryClock, when set (tests), makes the retries' timers, so a test
+	// sends each retry when it chooses; nil is the real clock.
+	retryClock clock.Clock
 }
 
 // New validates opts, fills in the defaults of zero MaxDatagram,

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -139,6 +140,96 @@ func newClient(t testing.TB, o Options, l iface.Lister, log *slog.Logger) *Clien
 		t.Fatalf("New: %v", err)
 	}
 	return c
+}
+
+// longRound is a round Timeout no test waits for (the most New allows). A
+// test that expects a round to end by other means (One, Settle, its ctx)
+// sets it and then only has to see the round return: nothing else could
+// have ended it, so no bound on the round's duration is needed.
+const longRound = 10 * time.Minute
+
+// hangGuard is how long noHang waits. It is a guard against a hang, not a
+// measure: what it waits for takes milliseconds, seconds on a busy
+// machine, so the guard is more than 100 times that.
+const hangGuard = 30 * time.Second
+
+// noHang runs f and fails the test if f has not returned within hangGuard
+// (a round with a longRound Timeout that nothing ends).
+func noHang(t testing.TB, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("%s still running after %v", what, hangGuard)
+	}
+}
+
+// bgRound is a round running in the background (startRound).
+type bgRound struct {
+	t    testing.TB
+	done chan struct{}
+	res  Result
+	err  error
+}
+
+// startRound runs c.RoundNotify(context.Background(), onServer) in the
+// background.
+func startRound(t testing.TB, c *Client, onServer func(Server)) *bgRound {
+	b := &bgRound{t: t, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.res, b.err = c.RoundNotify(context.Background(), onServer)
+	}()
+	return b
+}
+
+// ended reports whether the round has returned, without waiting.
+func (b *bgRound) ended() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the round to return (hangGuard at most) and returns its
+// result.
+func (b *bgRound) wait() (Result, error) {
+	b.t.Helper()
+	select {
+	case <-b.done:
+	case <-time.After(hangGuard):
+		b.t.Fatalf("round still running after %v", hangGuard)
+	}
+	return b.res, b.err
+}
+
+// waitClosed waits for ch to be closed (hangGuard at most).
+func waitClosed(t testing.TB, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(hangGuard):
+		t.Fatalf("no %s after %v", what, hangGuard)
+	}
+}
+
+// fireRetry sends a round's next retry: it waits until the round waits on
+// its retry timer on clk (the Client's retryClock) and moves clk past it.
+func fireRetry(t testing.TB, clk *clocktest.Clock) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	if err := clk.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(longRound) // a retry is due within the round's Timeout
 }
 
 func endpoints(ss []Server) []string {

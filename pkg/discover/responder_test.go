@@ -184,7 +184,7 @@ func serveFake(t *testing.T, r *Responder) (c *fakeConn, feed func(...fakePacket
 	wait := func() {
 		select {
 		case <-c.idle:
-		case <-time.After(10 * time.Second):
+		case <-time.After(hangGuard):
 			t.Fatal("Serve did not come back for more probes")
 		}
 	}
@@ -286,9 +286,16 @@ func TestResponderRefusesOverLoopback(t *testing.T) {
 			if _, err := c.WriteTo([]byte("DISCOVER_SERVER"), to); err != nil {
 				t.Fatal(err)
 			}
-			// A refusal is proved by silence: wait long enough for the
-			// reply a loopback responder sends within microseconds.
-			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			// A loopback responder answers within microseconds. For the
+			// probe it answers, the deadline only guards against a hang.
+			// For a refused one, silence for a while is no bound that load
+			// can break (a late wrong reply could only be missed): the
+			// Refused count below is the proof.
+			wait := 300 * time.Millisecond
+			if tc.answer {
+				wait = hangGuard
+			}
+			_ = c.SetReadDeadline(time.Now().Add(wait))
 			buf := make([]byte, 512)
 			n, _, err := c.ReadFrom(buf)
 			switch {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,48 +276,153 @@ func TestRoundScanContinuesAcrossRoundsWithKeepAlives(t *testing.T) {
 
 func TestRoundScanSmallNetworkOncePerRound(t *testing.T) {
 	o := testOptions(9999)
-	o.Timeout, o.Settle, o.Retries = 200*time.Millisecond, 20*time.Millisecond, 0
+	o.Timeout, o.Settle, o.Retries = longRound, 20*time.Millisecond, 0
 	o.SubnetScan, o.ScanRate = true, 10000
 	o.ScanCIDRs = prefixes("10.213.4.0/29")
 	c, sent := scanClient(t, o, []iface.Interface{routedIf})
-	res, err := c.Round(context.Background())
+	var logs logBuf
+	c.log = newLogger(logs.debugLogger())
+	var res Result
+	var err error
+	noHang(t, "a scan round that should settle", func() { res, err = c.Round(context.Background()) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := sent(); len(got) != 7 || res.Stats.ScanTargets != 6 || res.Stats.ScanCycles != 1 || res.Stats.ScanProgress != 0 {
 		t.Errorf("sent %v, stats %+v; want the broadcast and the 6 hosts once, one cycle", got, res.Stats)
 	}
-	if res.Duration >= 150*time.Millisecond {
-		t.Errorf("round took %v: settle should end it once the scan is done", res.Duration)
+	// The round's deadline is 10 minutes off: Settle ended it once the
+	// scan was done, as its log says.
+	if n := logs.count("round settled"); n != 1 {
+		t.Errorf("round not ended by Settle once the scan was done (%d settle logs):\n%s", n, logs.b.String())
 	}
 }
 
 func TestRoundScanStopsAtDeadline(t *testing.T) {
-	// A huge routed network at a rate far above what fits: the round still
-	// ends at its deadline, and sends that block (a hook sleeping like a
-	// full socket buffer) do not stretch it by more than one send.
+	// A huge routed network at a rate far above what fits, with sends that
+	// block (a hook sleeping like a full socket buffer): the round still
+	// ends at its deadline, with the scan stopped at its stop time and no
+	// send left running. Every check is a count or a lower bound, which
+	// load cannot break; TestScanBlockedSends pins the stop on a manual
+	// clock.
 	o := testOptions(9999)
 	o.Timeout, o.Settle, o.Retries = 150*time.Millisecond, 0, 0
 	o.SubnetScan, o.ScanRate = true, 1_000_000
 	o.ScanCIDRs = prefixes("10.50.0.0/16")
 	c, _ := scanClient(t, o, []iface.Interface{routedIf})
+	const block = 5 * time.Millisecond
+	var inFlight, afterReturn atomic.Int64
+	var returned atomic.Bool
 	hook := c.sendHook
 	c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
 		if dst.Addr() != routedIf.Broadcast {
-			time.Sleep(5 * time.Millisecond)
+			if returned.Load() {
+				afterReturn.Add(1)
+			}
+			inFlight.Add(1)
+			defer inFlight.Add(-1)
+			time.Sleep(block)
 		}
 		return hook(conn, b, dst)
 	}
-	start := time.Now()
-	res, err := c.Round(context.Background())
+	var res Result
+	var err error
+	var left int64
+	noHang(t, "a round of blocking scan sends", func() {
+		res, err = c.Round(context.Background())
+		left = inFlight.Load()
+		returned.Store(true)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if late := time.Since(start) - o.Timeout; late > 30*time.Millisecond {
-		t.Errorf("round ended %v after its timeout", late)
+	if left != 0 || afterReturn.Load() != 0 {
+		t.Errorf("%d sends running as Round returned, %d started after: want Round to wait for the one in flight", left, afterReturn.Load())
 	}
-	if res.Stats.ScanCovered == 0 || res.Stats.ScanCovered >= 65534 || res.Stats.ScanProgress <= 0 {
-		t.Errorf("stats %+v", res.Stats)
+	// The deadline ended the round: not before Timeout.
+	if res.Duration < o.Timeout {
+		t.Errorf("round took %v, want its whole %v timeout", res.Duration, o.Timeout)
+	}
+	// Sends go one at a time, each blocks for at least 5 ms, and none
+	// starts at or after the scan's stop time, Timeout less its reply
+	// margin: 135 ms hold at most 27 of them, however late each one is.
+	maxSends := int((o.Timeout-scanReplyMargin(o.Timeout)-1)/block) + 1
+	st := res.Stats
+	if st.ScanTargets == 0 || st.ScanTargets > maxSends || st.ScanCovered != st.ScanTargets || st.ScanProgress <= 0 {
+		t.Errorf("stats %+v, want 1..%d hosts scanned", st, maxSends)
+	}
+}
+
+// TestScanBlockedSends: sends that block on the scan's pacing clock (a
+// manual one here) stretch the round by at most the one in flight. No
+// send starts at or after the stop time (the deadline less the reply
+// margin), none once the round's ctx is done, and a send that failed at
+// the socket's write deadline ends the scan.
+func TestScanBlockedSends(t *testing.T) {
+	o := testOptions(9999)
+	o.Timeout, o.Settle, o.Retries = 150*time.Millisecond, 0, 0
+	o.SubnetScan, o.ScanRate = true, 1_000_000
+	o.ScanCIDRs = prefixes("10.50.0.0/16")
+	ifs := []iface.Interface{routedIf}
+	hosts := func(n int) []netip.AddrPort {
+		var out []netip.AddrPort
+		for i := 1; i <= n; i++ {
+			out = append(out, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 50, 0, byte(i)}), 9999))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		// send is what a scan send does beside being recorded: it is
+		// told how many were sent before it and may move the clock,
+		// cancel the round or fail.
+		send func(clk *clocktest.Clock, cancel func(), before int) error
+		want []netip.AddrPort
+	}{
+		{"blocked past the stop time", func(clk *clocktest.Clock, _ func(), _ int) error {
+			// Each send blocks for 35 ms: they start at 0, 35, 70 and
+			// 105 ms; the fourth ends at 140 ms, past the 135 ms stop
+			// time, and no fifth starts, though the 150 ms deadline is
+			// still ahead.
+			clk.Advance(35 * time.Millisecond)
+			return nil
+		}, hosts(4)},
+		{"round over during a send", func(_ *clocktest.Clock, cancel func(), before int) error {
+			if before == 1 {
+				cancel() // the receiver ended the round while this send blocked
+			}
+			return nil
+		}, hosts(2)},
+		{"write deadline", func(*clocktest.Clock, func(), int) error {
+			return os.ErrDeadlineExceeded
+		}, hosts(1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, sent := scanClient(t, o, ifs)
+			clk := clocktest.New(time.Unix(1000, 0))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			hook, n := c.sendHook, 0
+			c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
+				before := n
+				n++
+				if err := hook(conn, b, dst); err != nil {
+					return err
+				}
+				return tc.send(clk, cancel, before)
+			}
+			r := newRound(c, nil, ifs, ifs, clk.Now(), clk.Now().Add(o.Timeout))
+			r.clk = clk
+			cur, ka := c.scanStart(r)
+			r.keepAlive, r.onLinkRate = ka, c.neigh().OnLinkRate()
+			r.adm.scanning(cur, ka)
+			// A scan that does not stop sends on until the manual clock's
+			// pacing blocks it for good: noHang fails it.
+			noHang(t, "the scan", func() { r.scan(ctx, &cur) })
+			if got := sent(); !slices.Equal(got, tc.want) {
+				t.Errorf("sent %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

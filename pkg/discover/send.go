@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
 // probe sends one probe (a fresh token in encrypted mode) to dst.
@@ -78,17 +80,19 @@ func (r *round) firstBurst() error {
 
 // sendRetries resends the broadcast burst Retries times, at
 // Timeout*i/(Retries+1) after the round began. The schedule is real time
-// (socketNow and a time.Timer), as is the deadline it is spread over.
+// (socketNow and a real timer, unless a test set retryClock), as is the
+// deadline it is spread over.
 func (r *round) sendRetries(ctx context.Context) {
 	n := r.c.opts.Retries
+	clk := clock.OrReal(r.c.retryClock)
 	for i := 1; i <= n; i++ {
 		at := r.begin.Add(r.c.opts.Timeout * time.Duration(i) / time.Duration(n+1))
-		t := time.NewTimer(at.Sub(socketNow()))
+		t := clk.NewTimer(at.Sub(socketNow()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		for _, d := range r.dests {
 			if d.addr.Addr().Is4() {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
 func TestRoundNoProbeSent(t *testing.T) {
@@ -43,12 +45,17 @@ func TestRoundNoProbeSent(t *testing.T) {
 			t.Fatalf("Round = %v, %v, stats %+v", endpoints(res.Servers), err, res.Stats)
 		}
 	})
+	// In the next two the test sends each retry (fireRetry) and the round,
+	// whose deadline is 10 minutes off, settles after the last: no retry
+	// and no reply has to make a real-time deadline.
 	t.Run("a retry goes out after a failed first burst", func(t *testing.T) {
 		p := freePort(t)
 		startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
 		o := testOptions(p)
-		o.Retries, o.Timeout, o.Settle = 2, 600*time.Millisecond, 0
+		o.Retries, o.Timeout, o.Settle = 2, longRound, 10*time.Millisecond
 		c := newClient(t, o, lister(t, fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
+		clk := clocktest.New(time.Unix(0, 0))
+		c.retryClock = clk
 		var calls atomic.Int32
 		c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
 			if calls.Add(1) == 1 { // the link is down for the first burst only
@@ -57,17 +64,27 @@ func TestRoundNoProbeSent(t *testing.T) {
 			_, err := conn.WriteToUDPAddrPort(b, dst)
 			return err
 		}
-		res, err := c.Round(context.Background())
+		found := make(chan struct{})
+		round := startRound(t, c, func(Server) { close(found) })
+		fireRetry(t, clk)
+		waitClosed(t, found, "server found by the first retry")
+		fireRetry(t, clk)
+		res, err := round.wait()
 		if err != nil || len(res.Servers) != 1 || res.Stats.SendErrors != 1 || res.Stats.ProbesSent != 2 {
 			t.Fatalf("Round = %v, %v, stats %+v: want the server found by a retry", endpoints(res.Servers), err, res.Stats)
 		}
 	})
 	t.Run("every burst failed", func(t *testing.T) {
 		o := testOptions(freePort(t))
-		o.Retries, o.Timeout, o.Settle = 2, 300*time.Millisecond, 0
+		o.Retries, o.Timeout, o.Settle = 2, longRound, 10*time.Millisecond
 		c := newClient(t, o, lister(t, fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
+		clk := clocktest.New(time.Unix(0, 0))
+		c.retryClock = clk
 		c.sendHook = func(*net.UDPConn, []byte, netip.AddrPort) error { return syscall.ENETUNREACH }
-		res, err := c.Round(context.Background())
+		round := startRound(t, c, nil)
+		fireRetry(t, clk)
+		fireRetry(t, clk)
+		res, err := round.wait()
 		if !errors.Is(err, ErrNoProbeSent) || !errors.Is(err, syscall.ENETUNREACH) || res.Stats.SendErrors != 3 {
 			t.Fatalf("Round = %v, stats %+v: want ErrNoProbeSent after the first burst and 2 retries", err, res.Stats)
 		}
