@@ -7,6 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/catalogh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/faults"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/history"
 )
@@ -114,6 +117,37 @@ var kinds = []faultKind{
 			time.Sleep(d)
 			s.cl.StartAll(false)
 			s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryUp}})
+		})
+	}},
+	{"segment-loss", 1, func(s *scenario, id string, st step) {
+		// 30% of the UDP datagrams lost on the way to every bridge of a
+		// segment: replies go missing at random; a server still answers.
+		seg := []string{"a", "b"}[st.target%2]
+		s.fault(id, "segment-loss", "segment "+seg, func() {
+			var heals []func()
+			for _, b := range bridgeNames {
+				if b[:1] == seg {
+					h := s.l.Hosts[b]
+					heals = append(heals, faults.Loss(s.t, h, h.Dev(s.l.Seg[seg]), 0.3))
+				}
+			}
+			time.Sleep(st.d)
+			for _, heal := range heals {
+				heal()
+			}
+		})
+	}},
+	{"hostile-kv", 1, func(s *scenario, id string, st step) {
+		// Someone with write access to the fleet's prefix overwrites a
+		// bridge's observation with garbage; its owner repairs it within a
+		// round and the leader stands the last good one in meanwhile.
+		b := bridgeNames[st.target%4]
+		s.fault(id, "hostile-kv", b, func() {
+			key := "udp-discovery-bridge/" + catalogh.Service + "/obs/" + b + "/0"
+			if _, err := s.clients[s.readerIndex()].KV().Put(&api.KVPair{Key: key, Value: []byte("not an observation")}, nil); err != nil {
+				s.t.Logf("robustness: %s: write %s: %v", id, key, err)
+			}
+			time.Sleep(st.d)
 		})
 	}},
 	{"rolling-restart", 1, func(s *scenario, id string, _ step) {

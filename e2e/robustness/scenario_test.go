@@ -218,3 +218,11 @@ func (s *scenario) read() *history.SinkRead {
 	}
 	return r
 }
+
+// readerIndex is the Consul server the poller reads now (a running one,
+// as far as it knows).
+func (s *scenario) readerIndex() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reader
+}
