@@ -83,12 +83,12 @@ fuzz:
 ##                      functional errors)
 ## Their helpers are e2e/internal/harness and e2e/internal/catalogh.
 ## RUN='<regexp>' runs those tests instead of the area's (make e2e-consul RUN='^TestAppCheckTLS$$').
-## make e2e runs one package at a time (-p 1): each runs its tests GOMAXPROCS
-## at a time, as the single e2e package did, rather than areas side by side.
+## make e2e runs two packages at a time (-p 2), as CI does: each runs its tests
+## GOMAXPROCS at a time; e2e/consul (about 9 minutes) beside the others.
 E2E_GO_TEST = cd e2e && $(GO) test -count=1 -timeout 30m
 run = -run '$(if $(RUN),$(RUN),$(1))'
 e2e:
-	$(E2E_GO_TEST) -p 1 -skip '^TestK8s' $$($(GO) list ./... | grep -v '/internal/k8slab$$')
+	$(E2E_GO_TEST) -p 2 -skip '^TestK8s' $$($(GO) list ./... | grep -v '/internal/k8slab$$')
 	$(MAKE) e2e-k8s
 
 e2e-discover:
