@@ -200,8 +200,22 @@ func schedule(seed int64, dur time.Duration) []step {
 	return out
 }
 
-// fault records fault id's start and end around do.
+// fault records fault id's start and end around do. Before a segment's
+// silence it waits until the fleet has settled since the last fault that
+// could move its leadership (a bridge's session outlives its bridge by up
+// to twice its TTL), so that mass-silence-held judges every silence: it
+// is checked only while one leader runs with the registry up.
 func (s *scenario) fault(id, kind, target string, do func()) {
+	switch kind {
+	case "segment-silence":
+		if wait := time.Until(s.settled); wait > 0 {
+			s.t.Logf("robustness: %s waits %s for the fleet to settle", id, wait.Round(time.Millisecond))
+			time.Sleep(wait)
+		}
+	case "server-stop", "segment-loss", "hostile-kv":
+	default:
+		defer func() { s.settled = time.Now().Add(2*scSessionTTL + 3*scRound + scSlack) }()
+	}
 	s.record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target}})
 	do()
 	s.record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target, End: true}})

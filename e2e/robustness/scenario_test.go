@@ -56,6 +56,9 @@ type scenario struct {
 	procs   map[string][]*harness.BridgeProc // every process each bridge ran, for its log
 	reader  int                              // the Consul server the poller reads
 	clients []*api.Client                    // one per Consul server, made once
+	// settled is when the fleet has settled after the last fault that
+	// could move its leadership (the fault loop's goroutine only).
+	settled time.Time
 }
 
 func (s *scenario) record(e history.Event) {
