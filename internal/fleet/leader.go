@@ -102,7 +102,7 @@ type Leader[S any] struct {
 	// is off.
 	Guard GuardConfig
 	// OnGuard, when set, is told what the guard did after every plan
-	// (metrics, readiness).
+	// (the sinks keep their removals_held metrics with it).
 	OnGuard func(GuardState)
 }
 
