@@ -19,6 +19,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8sh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
@@ -30,7 +31,7 @@ func TestK8sChartKubernetesSink(t *testing.T) {
 	c := k8slab.Start(t, k8slab.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	importImage(ctx, t, c, img.Tag)
+	k8sh.ImportImage(ctx, t, c, img.Tag)
 	// The lab has no kube-proxy: the pod reaches the API server (on the
 	// node's loopback: the pod is hostNetwork) at its own address.
 	kc, err := os.ReadFile(c.Kubeconfig())
@@ -80,7 +81,7 @@ config:
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if out, err := helm(t, c.Kubeconfig(), "install", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
+	if out, err := k8sh.Helm(t, c.Kubeconfig(), "install", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
 	t.Logf("MEASURED: helm install (kubernetes sink) to rollout complete: %s", time.Since(start).Round(100*time.Millisecond))
@@ -130,7 +131,7 @@ config:
 	// slices by their owner reference (the garbage collector), the Leases
 	// and ConfigMaps by the bridge's SIGTERM.
 	start = time.Now()
-	if out, err := helm(t, c.Kubeconfig(), "uninstall", k8sRelease, "--wait", "--timeout", "2m"); err != nil {
+	if out, err := k8sh.Helm(t, c.Kubeconfig(), "uninstall", k8sRelease, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
 	}
 	harness.Wait(t, 60*time.Second, "nothing of ours left", func() (bool, string) {

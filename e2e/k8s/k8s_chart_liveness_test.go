@@ -16,6 +16,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8sh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
@@ -36,7 +37,7 @@ func TestK8sChartLivenessUnderLANFlood(t *testing.T) {
 	c := k8slab.Start(t, k8slab.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	importImage(ctx, t, c, img.Tag)
+	k8sh.ImportImage(ctx, t, c, img.Tag)
 
 	lab := netns.New(t)
 	sub := lab.HostSubnet()
@@ -69,7 +70,7 @@ config:
 	if err := os.WriteFile(values, []byte(v), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := helm(t, c.Kubeconfig(), "install", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
+	if out, err := k8sh.Helm(t, c.Kubeconfig(), "install", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {

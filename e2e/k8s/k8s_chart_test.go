@@ -7,14 +7,11 @@ package k8s_test
 // in the machine's root network namespace), servers in namespaces behind it.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,52 +23,12 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
-	"github.com/udp-discovery-bridge/bridge/e2e/internal/helmbin"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8sh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
 const k8sRelease = "udb"
-
-// helm runs the built helm against the lab cluster.
-func helm(t *testing.T, kc string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, helmbin.Path(t), append(args, "--kubeconfig", kc)...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// bridgeProcs returns the /proc status of every process running the
-// image's /bridge (the pod's container; nothing else runs that path).
-func bridgeProcs(t *testing.T) []map[string]string {
-	t.Helper()
-	ents, _ := os.ReadDir("/proc")
-	var out []map[string]string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.HasPrefix(cmdline, []byte("/bridge\x00run")) {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		m := map[string]string{"pid": e.Name()}
-		for _, line := range strings.Split(string(status), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok {
-				m[k] = strings.TrimSpace(v)
-			}
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 func TestK8sChartInstall(t *testing.T) {
 	k8slab.Require(t)
@@ -82,7 +39,7 @@ func TestK8sChartInstall(t *testing.T) {
 	defer cancel()
 
 	// The image, as `docker save` gives it, into the node's containerd.
-	importImage(ctx, t, c, img.Tag)
+	k8sh.ImportImage(ctx, t, c, img.Tag)
 
 	// A Linux bridge in the root namespace (where the hostNetwork pod
 	// lives), Consul servers and bridge servers in namespaces behind it.
@@ -131,7 +88,7 @@ config:
 	// anything reaches the cluster: interval=1ns once installed a pod that
 	// crash-looped while helm said deployed.
 	for _, bad := range [][]string{{"--set", "foo=bar"}, {"--set", "config.discovery_port=ninety"}, {"--set", "config.interval=1ns"}} {
-		if out, err := helm(t, c.Kubeconfig(), append([]string{"install", "bad", harness.ChartDir(t), "-f", values}, bad...)...); err == nil {
+		if out, err := k8sh.Helm(t, c.Kubeconfig(), append([]string{"install", "bad", harness.ChartDir(t), "-f", values}, bad...)...); err == nil {
 			t.Errorf("helm install %v succeeded: %s", bad, out)
 		}
 	}
@@ -154,7 +111,7 @@ config:
 		{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true"},
 		{"--set", "netAdmin=true", "--set", "serviceAccount.create=true"},
 	} {
-		rendered, err := helm(t, c.Kubeconfig(), append([]string{"template", k8sRelease, harness.ChartDir(t), "-f", values}, set...)...)
+		rendered, err := k8sh.Helm(t, c.Kubeconfig(), append([]string{"template", k8sRelease, harness.ChartDir(t), "-f", values}, set...)...)
 		if err != nil {
 			t.Fatalf("helm template %v: %v\n%s", set, err, rendered)
 		}
@@ -164,7 +121,7 @@ config:
 	}
 
 	start := time.Now()
-	if out, err := helm(t, c.Kubeconfig(), "install", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
+	if out, err := k8sh.Helm(t, c.Kubeconfig(), "install", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
 	ds := "ds/" + k8sRelease + "-udp-discovery-bridge"
@@ -211,7 +168,7 @@ config:
 	if !ready || !pods.Items[0].Spec.HostNetwork {
 		t.Errorf("pod Ready=%v hostNetwork=%v", ready, pods.Items[0].Spec.HostNetwork)
 	}
-	procs := bridgeProcs(t)
+	procs := k8sh.BridgeProcs()
 	if len(procs) != 1 {
 		t.Fatalf("%d processes run /bridge run, want 1: %v", len(procs), procs)
 	}
@@ -235,7 +192,7 @@ config:
 	// helm upgrade with a changed value rolls the pod; nothing goes missing.
 	poll := lc.Poll(catalogh.All("passing", want))
 	writeValues(`"v2"`)
-	if out, err := helm(t, c.Kubeconfig(), "upgrade", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
+	if out, err := k8sh.Helm(t, c.Kubeconfig(), "upgrade", k8sRelease, harness.ChartDir(t), "-f", values, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm upgrade: %v\n%s", err, out)
 	}
 	if out, err := c.Kubectl(ctx, "rollout", "status", ds, "--timeout", "120s"); err != nil {
@@ -261,7 +218,7 @@ config:
 	t.Logf("MEASURED: helm upgrade rolled the pod; %d catalog reads at 100 ms: %d missing, %d not passing", reads, len(missing), len(critical))
 
 	// helm uninstall removes every Kubernetes object of the release.
-	if out, err := helm(t, c.Kubeconfig(), "uninstall", k8sRelease, "--wait", "--timeout", "2m"); err != nil {
+	if out, err := k8sh.Helm(t, c.Kubeconfig(), "uninstall", k8sRelease, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
 	}
 	harness.Wait(t, 60*time.Second, "no object of the release left", func() (bool, string) {
@@ -269,7 +226,7 @@ config:
 		return err == nil && strings.TrimSpace(out) == "", out
 	})
 	harness.Wait(t, 30*time.Second, "the bridge process gone", func() (bool, string) {
-		n := len(bridgeProcs(t))
+		n := len(k8sh.BridgeProcs())
 		return n == 0, strconv.Itoa(n)
 	})
 	// In catalog mode the entries are the catalog's: with every bridge gone
@@ -311,18 +268,3 @@ spec:
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 `
-
-// importImage puts the image with tag, as `docker save` writes it, into the
-// lab's containerd (every node's, in a multi-node lab).
-func importImage(ctx context.Context, t *testing.T, into interface {
-	ImportImage(context.Context, io.Reader) error
-}, tag string) {
-	t.Helper()
-	archive, err := exec.CommandContext(ctx, "docker", "save", tag).Output()
-	if err != nil {
-		t.Fatalf("docker save %s: %v", tag, err)
-	}
-	if err := into.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
-		t.Fatalf("import the image: %v", err)
-	}
-}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/consulcluster"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/dockerimg"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8sh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/k8slab"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
@@ -58,7 +58,7 @@ func startK8sMulti(t *testing.T, lab *netns.Lab, nodes []k8slab.NodeSpec) *k8sMu
 	cl := consulcluster.Start(t, lab, c.Management(), consulcluster.Options{Subnet: c.ManagementSubnet().String()})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	importImage(ctx, t, c, img.Tag)
+	k8sh.ImportImage(ctx, t, c, img.Tag)
 	t.Logf("MEASURED: lab, Consul and the image in every node: %s", time.Since(begin).Round(100*time.Millisecond))
 	m := &k8sMulti{t: t, c: c, cl: cl, lc: &catalogh.Lab{T: t, Consul: cl.Client(0)},
 		values: filepath.Join(t.TempDir(), "values.yaml"), metricsPort: harness.FreePort(t)}
@@ -101,7 +101,7 @@ config:
 func (m *k8sMulti) rollout(verb string) time.Duration {
 	m.t.Helper()
 	begin := time.Now()
-	if out, err := helm(m.t, m.c.Kubeconfig(), verb, k8sRelease, harness.ChartDir(m.t), "-f", m.values, "--wait", "--timeout", "3m"); err != nil {
+	if out, err := k8sh.Helm(m.t, m.c.Kubeconfig(), verb, k8sRelease, harness.ChartDir(m.t), "-f", m.values, "--wait", "--timeout", "3m"); err != nil {
 		m.t.Fatalf("helm %s: %v\n%s", verb, err, out)
 	}
 	ctx, cancel := context.WithTimeout(m.t.Context(), 3*time.Minute)
@@ -159,23 +159,13 @@ func (m *k8sMulti) pods() []k8sPod {
 // bridgesByNode counts the processes running the image's /bridge by the
 // node whose network namespace they are in (others are not counted).
 func (m *k8sMulti) bridgesByNode() map[string]int {
-	m.t.Helper()
-	inode := func(path string) uint64 {
-		var st syscall.Stat_t
-		if err := syscall.Stat(path, &st); err != nil {
-			return 0
-		}
-		return st.Ino
-	}
-	node := map[uint64]string{}
+	nsOf := map[string]string{}
 	for _, n := range m.c.Nodes() {
-		node[inode("/run/netns/"+n.Host().NS)] = n.Name()
+		nsOf[n.Name()] = n.Host().NS
 	}
 	by := map[string]int{}
-	for _, p := range bridgeProcs(m.t) {
-		if n, ok := node[inode("/proc/"+p["pid"]+"/ns/net")]; ok {
-			by[n]++
-		}
+	for n, pids := range k8sh.BridgePIDs(nsOf) {
+		by[n] = len(pids)
 	}
 	return by
 }
