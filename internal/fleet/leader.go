@@ -103,7 +103,9 @@ type Leader[S any] struct {
 	// is off.
 	Guard GuardConfig
 	// OnGuard, when set, is told what the guard did after every plan
-	// (the sinks keep their removals_held metrics with it).
+	// (the sinks keep their removals_held metrics with it), and told an
+	// empty state when the term ends: a bridge that no longer leads
+	// holds nothing.
 	OnGuard func(GuardState)
 	// Record, when set, keeps what the guard did in the last plan, with
 	// the held servers' addresses and releases, for readers on other
@@ -141,6 +143,9 @@ func (l *Leader[S]) Run(term context.Context) {
 	)
 	defer func() {
 		l.Record.Clear()
+		if l.OnGuard != nil {
+			l.OnGuard(GuardState{})
+		}
 		l.stopped(term, moved, reg)
 	}()
 	// holdFor makes missing observations unknown rather than unobserved

@@ -206,8 +206,10 @@ type leaderHarness struct {
 	rep   *fakeReport
 	logs  *logLines
 	rec   *GuardRecord
-	end   context.CancelCauseFunc
-	done  chan struct{}
+	// guarded is the last state OnGuard was told.
+	guarded atomic.Pointer[GuardState]
+	end     context.CancelCauseFunc
+	done    chan struct{}
 }
 
 const (
@@ -233,7 +235,8 @@ func leadGuarded(t *testing.T, g GuardConfig, entries map[string]Entry[spec], ob
 	h.store.set(obs...)
 	l := &Leader[spec]{Store: h.store, Registry: h.reg, Shape: shape{}, Report: h.rep, Clock: clk, Backend: "Store", Target: "catalog",
 		Log: zerolog.New(h.logs), Timing: Timing{StartupGrace: testGrace, DeregisterAfter: testDereg, Resync: testResync,
-			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}, Guard: g, Record: h.rec}
+			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}, Guard: g, Record: h.rec,
+		OnGuard: func(st GuardState) { h.guarded.Store(&st) }}
 	term, end := context.WithCancelCause(context.Background())
 	h.end = end
 	go func() { defer close(h.done); l.Run(term) }()
@@ -522,5 +525,32 @@ func TestLeaderGuardRecord(t *testing.T) {
 				t.Errorf("%s: %s", st.name, msg)
 			}
 		}
+	}
+}
+
+// TestLeaderGuardTermEnd: a term that ends during a hold tells OnGuard
+// that nothing is held any more (the removals_held metric of a bridge that
+// no longer leads goes back to 0), however it ends.
+func TestLeaderGuardTermEnd(t *testing.T) {
+	const x, y, z = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
+	g := GuardConfig{MaxFraction: 0.5, Confirm: time.Hour, Window: 20 * time.Second, Established: 5 * time.Second, HeldReady: true}
+	for _, tt := range []struct {
+		name  string
+		cause error
+	}{
+		{"shutdown", nil},
+		{"leadership lost", fmt.Errorf("%w: session invalidated", ErrLeadershipLost)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := leadGuarded(t, g, registered(x, y, z), obsOf("a", "s", x, y, z))
+			h.pump("past the grace", time.Second, func() bool { return h.clk.Now().Sub(t0) > testGrace })
+			h.store.set(obsOf("a", "s"))
+			h.pump("three held", 0, func() bool { st := h.guarded.Load(); return st != nil && len(st.Held) == 3 })
+			h.end(tt.cause)
+			<-h.done
+			if st := h.guarded.Load(); len(st.Held) != 0 {
+				t.Errorf("OnGuard last told %+v after the term ended, want nothing held", *st)
+			}
+		})
 	}
 }
