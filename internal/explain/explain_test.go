@@ -172,7 +172,7 @@ func TestReportFleetGuard(t *testing.T) {
 	}{
 		{"leader, held, this bridge holds nothing there", "10.9.9.9", leader,
 			&FleetGuard{Sink: "consul", Leading: true, Holds: []FleetHold{held}},
-			[]string{"10.9.9.9: not held.", "fleet removal guard (sink consul, this bridge leads):\n  10.9.9.9:8000: the fleet's removal guard holds its removal since ..."}},
+			[]string{"10.9.9.9: not held by this bridge.", "fleet removal guard (sink consul, this bridge leads):\n  10.9.9.9:8000: the fleet's removal guard holds its removal since ..."}},
 		{"leader, held, asked with its port", "10.9.9.9:8000", leader,
 			&FleetGuard{Sink: "consul", Leading: true, Holds: []FleetHold{held}}, nil},
 		{"leader, nothing held at an address this bridge does not hold", "10.9.9.8", leader,

@@ -20,7 +20,7 @@ func Text(w io.Writer, r Report) error {
 	}
 	fmt.Fprintf(&b, ", round %d, at %s\n", r.Round, r.At.Format(time.RFC3339))
 	if len(r.Servers) == 0 {
-		fmt.Fprintf(&b, "%s: not held. %s\n", r.Query, r.Note)
+		fmt.Fprintf(&b, "%s: not held by this bridge. %s\n", r.Query, r.Note)
 	}
 	for _, s := range r.Servers {
 		ready := "not ready"
