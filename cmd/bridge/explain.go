@@ -26,8 +26,11 @@ func explainCommand(schema *config.Schema) *cli.Command {
 			"the prometheus_sd token when one is set) and prints, for each server it holds at that address: its state\n" +
 			"(pending, ready, failing, unobserved), how discovery sees it (source, interface, network, last reply's age,\n" +
 			"missed rounds), the rule that removes it next (and the removal guard's episode when it holds it), the app\n" +
-			"check's latest results, what each sink did with it (written, skipped and why, pending) and, in a fleet\n" +
-			"(Consul catalog mode, Kubernetes), which bridges observe it with their verdicts.\n" +
+			"check's latest results, what each sink did with it (written, skipped and why, pending; held when the fleet's\n" +
+			"removal guard holds it) and, in a fleet (Consul catalog mode, Kubernetes), which bridges observe it with their\n" +
+			"verdicts. In a fleet it also says, when it matters, whether the fleet's removal guard holds a server at the\n" +
+			"address: since and until when, how many servers went unobserved of how many, what consumers see meanwhile\n" +
+			"(only the leading bridge knows: another one says so).\n" +
 			"Exit 0 when every server at the address is ready, 1 when one is not or none is held, 4 when the bridge\n" +
 			"cannot be asked, 2 on bad usage. --json prints the report as the bridge serves it.",
 		Flags: []cli.Flag{

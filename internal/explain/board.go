@@ -23,7 +23,8 @@ type CheckSource interface {
 }
 
 // FleetSource reads, from the fleet's registry, which bridges observe the
-// server at addr (a fleet sink: Consul catalog mode, Kubernetes).
+// server at addr, and says what this bridge knows of the fleet's removal
+// guard (a fleet sink: Consul catalog mode, Kubernetes).
 type FleetSource = sink.FleetExplainer
 
 // Config is what a Board reports besides what it is fed.
@@ -138,7 +139,24 @@ func (b *Board) Report(ctx context.Context, query string) (Report, error) {
 			"(udp_discovery_bridge_replies_refused_total, logs at warn), or it was removed after missed_rounds (%d) rounds without a reply",
 			query, max(b.cfg.Plan.MissedRounds, 1))
 	}
+	if b.cfg.Fleet != nil {
+		if g := b.cfg.Fleet.FleetGuard(ip, port); len(g.Holds) > 0 || !observesAll(r.Servers) {
+			r.FleetGuard = &g
+		}
+	}
 	return r, nil
+}
+
+// observesAll reports whether this bridge holds servers and observed each
+// in its last complete round: then none is a server no bridge observes,
+// which the fleet's removal guard could hold.
+func observesAll(servers []Server) bool {
+	for _, s := range servers {
+		if s.Discovery.Misses > 0 || s.Removal.HeldByGuard {
+			return false
+		}
+	}
+	return len(servers) > 0
 }
 
 func (b *Board) server(ctx context.Context, in plan.Info, now time.Time) Server {

@@ -43,9 +43,27 @@ func (c checks) ExplainCheck(a netip.AddrPort) (Check, bool) { x, ok := c[a]; re
 type fleet struct {
 	obs []Observer
 	err error
+	// guard is what FleetGuard answers; its Holds are those at the
+	// address asked about.
+	guard FleetGuard
 }
 
 func (f fleet) Observers(context.Context, netip.AddrPort) ([]Observer, error) { return f.obs, f.err }
+
+func (f fleet) FleetGuard(ip netip.Addr, port uint16) FleetGuard {
+	g := f.guard
+	g.Holds = nil
+	for _, h := range f.guard.Holds {
+		a := netip.MustParseAddrPort(h.Address)
+		if a.Addr() == ip && (port == 0 || a.Port() == port) {
+			g.Holds = append(g.Holds, h)
+		}
+	}
+	if len(g.Holds) > 0 {
+		g.Note = ""
+	}
+	return g
+}
 
 func seen(at time.Time, addrs ...string) []plan.Seen {
 	var out []plan.Seen
@@ -59,13 +77,21 @@ func seen(at time.Time, addrs ...string) []plan.Seen {
 
 func newBoard(t *testing.T) (*Board, *clocktest.Clock) {
 	t.Helper()
+	return newFleetBoard(t, fleet{obs: []Observer{{Bridge: "node-a", Segment: "lab", Health: "failing"}, {Bridge: "node-b", Segment: "lab", Health: "failing"}}})
+}
+
+// newFleetBoard is a board of a bridge in fleet f: it observes 10.1.0.6
+// (its app check fails) and 127.0.0.1, and missed 10.1.0.5 in its last
+// round.
+func newFleetBoard(t *testing.T, f fleet) (*Board, *clocktest.Clock) {
+	t.Helper()
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
 	pc := plan.Config{MissedRounds: 3, MaxRemovalFraction: 0.5, GuardRounds: 10}
 	failing := netip.MustParseAddrPort("10.1.0.6:8000")
 	b := New(Config{Bridge: "node-a", Segment: "lab", Plan: pc, Interval: 10 * time.Second, Clock: clk,
 		Checks: checks{failing: {Kind: "http", State: "failing", Output: "HTTP GET /healthz: 503 in 4 ms", Fails: 3, Fall: 3, Rise: 2,
 			History: []Result{{At: clk.Now(), Status: 503, LatencyMS: 4, Reason: "503 Service Unavailable"}}}},
-		Fleet: fleet{obs: []Observer{{Bridge: "node-a", Segment: "lab", Health: "failing"}, {Bridge: "node-b", Segment: "lab", Health: "failing"}}},
+		Fleet: f,
 	})
 	var st plan.State
 	at := clk.Now()
@@ -125,6 +151,72 @@ func TestReport(t *testing.T) {
 	}
 	if _, err := b.Report(ctx, "not-an-ip"); err == nil || !strings.Contains(err.Error(), `"not-an-ip"`) {
 		t.Errorf("bad query error: %v", err)
+	}
+}
+
+// TestReportFleetGuard: the report says what the bridge knows of the
+// fleet's removal guard where it matters: a server the guard holds (the
+// leader knows), an address this bridge holds nothing at, or a server it
+// no longer observes; not for a server it observes.
+func TestReportFleetGuard(t *testing.T) {
+	since := time.Unix(1_800_000_000, 0).UTC()
+	held := FleetHold{Address: "10.9.9.9:8000", Since: since, Until: since.Add(5 * time.Minute), Unobserved: 4, Established: 6, Held: 4,
+		RemovalGuardHeld: "ready", Detail: "the fleet's removal guard holds its removal since ..."}
+	leader := FleetGuard{Sink: "consul", Leading: true, Holds: []FleetHold{held}, Note: "this bridge leads the fleet: its removal guard holds no server here"}
+	follower := FleetGuard{Sink: "consul", Note: "this bridge does not lead the fleet: only the leader knows"}
+	tests := []struct {
+		name, query string
+		guard       FleetGuard
+		want        *FleetGuard
+		text        []string // in Text, when want is set
+	}{
+		{"leader, held, this bridge holds nothing there", "10.9.9.9", leader,
+			&FleetGuard{Sink: "consul", Leading: true, Holds: []FleetHold{held}},
+			[]string{"10.9.9.9: not held by this bridge.", "fleet removal guard (sink consul, this bridge leads):\n  10.9.9.9:8000: the fleet's removal guard holds its removal since ..."}},
+		{"leader, held, asked with its port", "10.9.9.9:8000", leader,
+			&FleetGuard{Sink: "consul", Leading: true, Holds: []FleetHold{held}}, nil},
+		{"leader, nothing held at an address this bridge does not hold", "10.9.9.8", leader,
+			&FleetGuard{Sink: "consul", Leading: true, Note: leader.Note}, []string{"(sink consul, this bridge leads): this bridge leads the fleet: its removal guard holds no server here"}},
+		{"not leading, an address this bridge does not hold", "10.9.9.9", follower, &follower,
+			[]string{"fleet removal guard (sink consul): this bridge does not lead the fleet: only the leader knows"}},
+		{"not leading, a server this bridge missed", "10.1.0.5", follower, &follower, []string{"10.1.0.5:8000: unobserved"}},
+		{"not leading, a server this bridge observes", "10.1.0.6", follower, nil, nil},
+		{"leader, a server this bridge observes", "10.1.0.6:8000", leader, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := newFleetBoard(t, fleet{guard: tt.guard})
+			r, err := b.Report(context.Background(), tt.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, _ := json.Marshal(r)
+			if tt.want == nil {
+				if r.FleetGuard != nil || bytes.Contains(j, []byte("fleet_guard")) {
+					t.Errorf("fleet guard %+v in the report, want none:\n%s", r.FleetGuard, j)
+				}
+				return
+			}
+			if r.FleetGuard == nil {
+				t.Fatalf("no fleet guard in the report, want %+v", *tt.want)
+			}
+			if got, _ := json.Marshal(r.FleetGuard); !bytes.Contains(j, append([]byte(`"fleet_guard":`), got...)) {
+				t.Errorf("JSON lacks the fleet guard:\n%s", j)
+			}
+			if g := *r.FleetGuard; g.Sink != tt.want.Sink || g.Leading != tt.want.Leading || len(g.Holds) != len(tt.want.Holds) ||
+				(len(g.Holds) == 0 && g.Note != tt.want.Note) {
+				t.Errorf("fleet guard %+v, want %+v", g, *tt.want)
+			}
+			var text bytes.Buffer
+			if err := Text(&text, r); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.text {
+				if !strings.Contains(text.String(), w) {
+					t.Errorf("text lacks %q:\n%s", w, text.String())
+				}
+			}
+		})
 	}
 }
 

@@ -29,6 +29,11 @@ type Report struct {
 	Servers []Server `json:"servers"`
 	// Note says why Servers is empty: never seen, refused, removed.
 	Note string `json:"note,omitempty"`
+	// FleetGuard is what this bridge knows of the fleet's removal guard at
+	// the address, when a sink keeps a fleet and it matters: the fleet's
+	// guard holds a server there (leader), or this bridge holds none there
+	// or does not observe one (a server no bridge observes may be held).
+	FleetGuard *FleetGuard `json:"fleet_guard,omitempty"`
 }
 
 // Server is one held server.
@@ -113,3 +118,10 @@ type Sink struct {
 
 // Observer is one bridge of the fleet that observes the server.
 type Observer = sink.Observer
+
+// FleetGuard is what a bridge knows of the fleet's removal guard at an
+// address; FleetHold one server the guard holds.
+type (
+	FleetGuard = sink.FleetGuard
+	FleetHold  = sink.FleetHold
+)

@@ -10,7 +10,8 @@ import (
 
 // Text writes r for a person: per server, its state, how discovery sees
 // it, the rule that removes it next, the app check's latest results, what
-// each sink did and the fleet's observers.
+// each sink did and the fleet's observers; then, when it matters, the
+// fleet's removal guard at the address.
 func Text(w io.Writer, r Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "bridge %s", r.Bridge)
@@ -19,7 +20,7 @@ func Text(w io.Writer, r Report) error {
 	}
 	fmt.Fprintf(&b, ", round %d, at %s\n", r.Round, r.At.Format(time.RFC3339))
 	if len(r.Servers) == 0 {
-		fmt.Fprintf(&b, "%s: not held. %s\n", r.Query, r.Note)
+		fmt.Fprintf(&b, "%s: not held by this bridge. %s\n", r.Query, r.Note)
 	}
 	for _, s := range r.Servers {
 		ready := "not ready"
@@ -83,6 +84,20 @@ func Text(w io.Writer, r Report) error {
 			if s.FleetErr != "" {
 				fmt.Fprintf(&b, "    the fleet's registry could not be read: %s\n", s.FleetErr)
 			}
+		}
+	}
+	if g := r.FleetGuard; g != nil {
+		lead := ""
+		if g.Leading {
+			lead = ", this bridge leads"
+		}
+		fmt.Fprintf(&b, "\nfleet removal guard (sink %s%s):", g.Sink, lead)
+		if g.Note != "" {
+			b.WriteString(" " + g.Note)
+		}
+		b.WriteString("\n")
+		for _, h := range g.Holds {
+			fmt.Fprintf(&b, "  %s: %s\n", h.Address, h.Detail)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -56,7 +56,10 @@ func TestMerge(t *testing.T) {
 }
 
 // spec is the fake registry's spelling of a server.
-type spec struct{ addr, segs, health string }
+type spec struct {
+	addr, segs, health string
+	ap                 netip.AddrPort
+}
 
 // shape spells a server as its address (the key), its segments and its
 // health, as a registry that carries the verdict does.
@@ -64,8 +67,9 @@ type shape struct{}
 
 func (shape) Key(a netip.AddrPort) string { return a.String() }
 func (shape) Spec(_ string, a netip.AddrPort, o Observed) spec {
-	return spec{addr: a.Addr().String(), segs: strings.Join(o.Segments, ","), health: o.Health.String() + " " + o.Output}
+	return spec{addr: a.Addr().String(), segs: strings.Join(o.Segments, ","), health: o.Health.String() + " " + o.Output, ap: a}
 }
+func (shape) Addr(s spec) netip.AddrPort { return s.ap }
 func (shape) Compare(held, want spec) Difference {
 	switch {
 	case held.addr != want.addr:

@@ -87,8 +87,8 @@ func (s GuardState) Reason(now time.Time, fraction float64, heldReady bool) stri
 	if !heldReady {
 		as = "unobserved but not removed (removal_guard_held: unobserved)"
 	}
-	return fmt.Sprintf("fleet removal guard: holding %d of %d servers since %s, %s (more than max_removal_fraction %g went unobserved across the fleet); they go ahead in %s if still unobserved",
-		len(s.Held), s.Known, s.Since.UTC().Format(time.RFC3339), as, fraction, max(s.Release.Sub(now), 0).Round(time.Second))
+	return fmt.Sprintf("fleet removal guard: holding %d of %d servers since %s, %s (more than max_removal_fraction %g went unobserved across the fleet); they go ahead in %s (at %s) if still unobserved",
+		len(s.Held), s.Known, s.Since.UTC().Format(time.RFC3339), as, fraction, max(s.Release.Sub(now), 0).Round(time.Second), s.Release.UTC().Format(time.RFC3339))
 }
 
 // Guard is the leader's removal guard for one term. The zero value, with

@@ -209,12 +209,64 @@ func TestGuardRules(t *testing.T) {
 func TestGuardReason(t *testing.T) {
 	st := GuardState{Held: []string{"a", "b"}, Known: 4, Since: t0, Release: t0.Add(10 * time.Second)}
 	r := st.Reason(t0.Add(3*time.Second), 0.5, true)
-	for _, want := range []string{"holding 2 of 4 servers", "kept passing", "max_removal_fraction 0.5", "in 7s"} {
+	for _, want := range []string{"holding 2 of 4 servers", "since 2026-12-01T06:00:00Z", "kept passing", "max_removal_fraction 0.5", "in 7s (at 2026-12-01T06:00:10Z)"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("Reason = %q, lacks %q", r, want)
 		}
 	}
 	if (GuardState{}).Reason(t0, 0.5, true) != "" {
 		t.Error("Reason with nothing held is not empty")
+	}
+}
+
+func TestGuardReportAt(t *testing.T) {
+	hold := func(a string) GuardHold { return GuardHold{Key: a, Addr: netip.MustParseAddrPort(a)} }
+	rep := GuardReport{Holds: []GuardHold{hold("10.0.0.1:80"), hold("10.0.0.2:80"), hold("10.0.0.2:8000"), hold("10.0.0.3:80")}}
+	tests := []struct {
+		ip   string
+		port uint16
+		want []string
+	}{
+		{"10.0.0.2", 0, []string{"10.0.0.2:80", "10.0.0.2:8000"}},
+		{"10.0.0.2", 8000, []string{"10.0.0.2:8000"}},
+		{"10.0.0.2", 9000, nil},
+		{"10.0.0.1", 0, []string{"10.0.0.1:80"}},
+		{"10.0.0.3", 80, []string{"10.0.0.3:80"}},
+		{"::ffff:10.0.0.3", 0, []string{"10.0.0.3:80"}},
+		{"10.0.0.4", 0, nil},
+		{"10.0.0.0", 0, nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, h := range rep.At(netip.MustParseAddr(tt.ip), tt.port) {
+			got = append(got, h.Key)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("At(%s, %d) = %v, want %v", tt.ip, tt.port, got, tt.want)
+		}
+	}
+	if got := (GuardReport{}).At(netip.MustParseAddr("10.0.0.1"), 0); got != nil {
+		t.Errorf("At on an empty report = %v", got)
+	}
+}
+
+func TestGuardRecord(t *testing.T) {
+	var nilRec *GuardRecord
+	nilRec.Keep(GuardReport{})
+	nilRec.Clear()
+	if _, ok := nilRec.Last(); ok {
+		t.Error("a nil record has a report")
+	}
+	var r GuardRecord
+	if _, ok := r.Last(); ok {
+		t.Error("a new record has a report")
+	}
+	r.Keep(GuardReport{State: GuardState{Held: []string{"a"}}})
+	if rep, ok := r.Last(); !ok || len(rep.State.Held) != 1 {
+		t.Errorf("Last = %+v %v", rep, ok)
+	}
+	r.Clear()
+	if _, ok := r.Last(); ok {
+		t.Error("a cleared record has a report")
 	}
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -102,8 +103,15 @@ type Leader[S any] struct {
 	// is off.
 	Guard GuardConfig
 	// OnGuard, when set, is told what the guard did after every plan
-	// (the sinks keep their removals_held metrics with it).
+	// (the sinks keep their removals_held metrics with it), and told an
+	// empty state when the term ends: a bridge that no longer leads
+	// holds nothing.
 	OnGuard func(GuardState)
+	// Record, when set, keeps what the guard did in the last plan, with
+	// the held servers' addresses and releases, for readers on other
+	// goroutines (bridge explain, /readyz); Run empties it when the term
+	// ends.
+	Record *GuardRecord
 }
 
 // Run leads for the term: it wakes when an observation changes (a blocking
@@ -133,7 +141,13 @@ func (l *Leader[S]) Run(term context.Context) {
 		reread                bool      // the registry was just read: plan on it without waiting
 		moved                 bool      // a write found that another bridge leads
 	)
-	defer func() { l.stopped(term, moved, reg) }()
+	defer func() {
+		l.Record.Clear()
+		if l.OnGuard != nil {
+			l.OnGuard(GuardState{})
+		}
+		l.stopped(term, moved, reg)
+	}()
 	// holdFor makes missing observations unknown rather than unobserved
 	// for a start-up grace from now: after the store comes back, or its
 	// data went back in time, every bridge needs a round (and maybe a new
@@ -226,6 +240,7 @@ func (l *Leader[S]) Run(term context.Context) {
 		}
 		guardRelease = gs.Release
 		l.reportGuard(gs, mergeStart)
+		l.record(&guard, gs, current)
 		p = l.Registry.Skip(p)
 		l.Report.Merged(len(list), clk.Now().Sub(mergeStart))
 		if p.Empty() {
@@ -307,4 +322,28 @@ func (l *Leader[S]) reportGuard(st GuardState, now time.Time) {
 		l.Log.Info().Int("held", len(st.Held)).Int("released", st.Released).Int("returned", st.Returned).
 			Time("release", st.Release).Msg("fleet removal guard: still holding removals")
 	}
+}
+
+// record keeps st in l.Record with the held servers' addresses (from
+// current, where the registry holds them) and releases. While the same
+// servers stay held, the last report's list is kept as it is.
+func (l *Leader[S]) record(g *Guard, st GuardState, current map[string]Entry[S]) {
+	if l.Record == nil {
+		return
+	}
+	rep := GuardReport{State: st, Config: l.Guard, DeregisterAfter: l.Timing.DeregisterAfter}
+	if last, ok := l.Record.Last(); ok && slices.Equal(last.State.Held, st.Held) {
+		rep.Holds = last.Holds
+	} else if len(st.Held) > 0 {
+		rep.Holds = make([]GuardHold, 0, len(st.Held))
+		for _, key := range st.Held {
+			e, ok := current[key]
+			if !ok {
+				continue
+			}
+			rep.Holds = append(rep.Holds, GuardHold{Key: key, Addr: l.Shape.Addr(e.Spec), Until: g.held[key]})
+		}
+		slices.SortFunc(rep.Holds, func(a, b GuardHold) int { return a.Addr.Compare(b.Addr) })
+	}
+	l.Record.Keep(rep)
 }

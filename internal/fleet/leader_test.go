@@ -205,8 +205,11 @@ type leaderHarness struct {
 	reg   *fakeRegistry
 	rep   *fakeReport
 	logs  *logLines
-	end   context.CancelCauseFunc
-	done  chan struct{}
+	rec   *GuardRecord
+	// guarded is the last state OnGuard was told.
+	guarded atomic.Pointer[GuardState]
+	end     context.CancelCauseFunc
+	done    chan struct{}
 }
 
 const (
@@ -227,12 +230,13 @@ func leadGuarded(t *testing.T, g GuardConfig, entries map[string]Entry[spec], ob
 	t.Helper()
 	clk := clocktest.New(t0)
 	h := &leaderHarness{t: t, clk: clk, store: newFakeStore(clk), reg: &fakeRegistry{entries: map[string]Entry[spec]{}},
-		rep: &fakeReport{}, logs: &logLines{ch: make(chan string, 10000)}, done: make(chan struct{})}
+		rep: &fakeReport{}, logs: &logLines{ch: make(chan string, 10000)}, rec: &GuardRecord{}, done: make(chan struct{})}
 	maps.Copy(h.reg.entries, entries)
 	h.store.set(obs...)
 	l := &Leader[spec]{Store: h.store, Registry: h.reg, Shape: shape{}, Report: h.rep, Clock: clk, Backend: "Store", Target: "catalog",
 		Log: zerolog.New(h.logs), Timing: Timing{StartupGrace: testGrace, DeregisterAfter: testDereg, Resync: testResync,
-			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}, Guard: g}
+			MaxWait: testMaxWait, RetryMin: time.Second, RetryMax: 5 * time.Second}, Guard: g, Record: h.rec,
+		OnGuard: func(st GuardState) { h.guarded.Store(&st) }}
 	term, end := context.WithCancelCause(context.Background())
 	h.end = end
 	go func() { defer close(h.done); l.Run(term) }()
@@ -452,4 +456,101 @@ func TestLeaderFleetGuard(t *testing.T) {
 		t.Errorf("episode WARN lines = %v, want one holding 4", l)
 	}
 	h.pump("removed", 5*time.Second, h.is(map[string]string{}))
+}
+
+// TestLeaderGuardRecord: the leader keeps what its guard did in the last
+// plan for other goroutines (bridge explain, /readyz): the held servers by
+// address with their releases, nothing once they went, and no report at
+// all once the term ended.
+func TestLeaderGuardRecord(t *testing.T) {
+	const x, y, z, w = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"
+	g := GuardConfig{MaxFraction: 0.5, Confirm: 30 * time.Second, Window: 20 * time.Second, Established: 5 * time.Second, HeldReady: false}
+	h := leadGuarded(t, g, registered(x, y, z, w), obsOf("a", "s", x, y, z), obsOf("b", "s", w))
+	var heldAt time.Time
+	holds := func(want ...string) func() bool {
+		return func() bool {
+			rep, ok := h.rec.Last()
+			if !ok || len(rep.Holds) != len(want) || len(rep.State.Held) != len(want) {
+				return false
+			}
+			for i, a := range want {
+				if rep.Holds[i].Addr != netip.MustParseAddrPort(a) || rep.Holds[i].Key != a {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	for _, st := range []struct {
+		name string
+		act  func()
+		step time.Duration
+		cond func() bool
+		// check, when set, is checked once cond holds.
+		check func(rep GuardReport, ok bool) string
+	}{
+		{name: "past the grace, nothing held", step: time.Second,
+			cond: func() bool { return h.clk.Now().Sub(t0) > testGrace && holds()() }},
+		{name: "three of four unobserved: the four held, by address", act: func() { h.store.set(obsOf("a", "s", w), obsOf("b", "s")) },
+			cond: holds(x, y, z), check: func(rep GuardReport, _ bool) string {
+				heldAt = rep.State.Since
+				for _, hd := range rep.Holds {
+					if !hd.Until.Equal(heldAt.Add(g.Confirm)) {
+						return fmt.Sprintf("%s until %s, want %s", hd.Addr, hd.Until, heldAt.Add(g.Confirm))
+					}
+				}
+				if rep.State.Going != 3 || rep.State.Known != 4 || rep.Config != g || rep.DeregisterAfter != testDereg {
+					return fmt.Sprintf("report %+v", rep)
+				}
+				if at := rep.At(netip.MustParseAddr("10.0.0.2"), 0); len(at) != 1 || at[0].Key != y {
+					return fmt.Sprintf("At(10.0.0.2) = %+v", at)
+				}
+				return ""
+			}},
+		{name: "released: nothing held", step: time.Second, cond: func() bool { return h.clk.Now().Sub(heldAt) >= g.Confirm && holds()() }},
+		{name: "term ended: no report", act: func() { h.end(nil); <-h.done }, cond: func() bool { return true },
+			check: func(rep GuardReport, ok bool) string {
+				if ok {
+					return fmt.Sprintf("a report after the term: %+v", rep)
+				}
+				return ""
+			}},
+	} {
+		if st.act != nil {
+			st.act()
+		}
+		h.pump(st.name, st.step, st.cond)
+		if st.check != nil {
+			if msg := st.check(h.rec.Last()); msg != "" {
+				t.Errorf("%s: %s", st.name, msg)
+			}
+		}
+	}
+}
+
+// TestLeaderGuardTermEnd: a term that ends during a hold tells OnGuard
+// that nothing is held any more (the removals_held metric of a bridge that
+// no longer leads goes back to 0), however it ends.
+func TestLeaderGuardTermEnd(t *testing.T) {
+	const x, y, z = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
+	g := GuardConfig{MaxFraction: 0.5, Confirm: time.Hour, Window: 20 * time.Second, Established: 5 * time.Second, HeldReady: true}
+	for _, tt := range []struct {
+		name  string
+		cause error
+	}{
+		{"shutdown", nil},
+		{"leadership lost", fmt.Errorf("%w: session invalidated", ErrLeadershipLost)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := leadGuarded(t, g, registered(x, y, z), obsOf("a", "s", x, y, z))
+			h.pump("past the grace", time.Second, func() bool { return h.clk.Now().Sub(t0) > testGrace })
+			h.store.set(obsOf("a", "s"))
+			h.pump("three held", 0, func() bool { st := h.guarded.Load(); return st != nil && len(st.Held) == 3 })
+			h.end(tt.cause)
+			<-h.done
+			if st := h.guarded.Load(); len(st.Held) != 0 {
+				t.Errorf("OnGuard last told %+v after the term ended, want nothing held", *st)
+			}
+		})
+	}
 }

@@ -45,6 +45,10 @@ type Shape[S any] interface {
 	Spec(key string, addr netip.AddrPort, o Observed) S
 	// Compare says how the held spec differs from the wanted one.
 	Compare(held, want S) Difference
+	// Addr is the address of the server spec spells (Spec's addr): what
+	// the leader reports of the servers its removal guard holds, which no
+	// bridge observes any more.
+	Addr(spec S) netip.AddrPort
 }
 
 // Plan is what the leader writes to bring the registry in line. Each list

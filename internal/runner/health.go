@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -33,6 +34,8 @@ type Health struct {
 type sinkHealth struct {
 	applied bool
 	err     error
+	// noter, when set, has notes for /readyz (sink.ReadyNoter).
+	noter sink.ReadyNoter
 }
 
 // NewHealth returns a Health whose loop counts as alive while it ticked
@@ -83,6 +86,33 @@ func (h *Health) Ready() (bool, []string) {
 	return len(reasons) == 0, reasons
 }
 
+// Notes are what /readyz says besides its reasons, whether ready or not:
+// each sink's notes ("sink <name>: ..."), such as a hold of the fleet's
+// removal guard on the fleet's leader. They never make the bridge unready:
+// a hold is the fleet working as designed, and its leader's readiness
+// follows its own work.
+func (h *Health) Notes() []string {
+	type noter struct {
+		name string
+		n    sink.ReadyNoter
+	}
+	var ns []noter
+	h.mu.Lock()
+	for _, name := range h.order {
+		if n := h.sinks[name].noter; n != nil {
+			ns = append(ns, noter{name, n})
+		}
+	}
+	h.mu.Unlock()
+	var out []string
+	for _, n := range ns { // outside h.mu: a sink takes its own locks
+		for _, note := range n.n.ReadyNotes() {
+			out = append(out, "sink "+n.name+": "+note)
+		}
+	}
+	return out
+}
+
 // Handler serves /healthz, /readyz and, when a Gatherer was given, /metrics.
 // Other paths are 404.
 func (h *Health) Handler() http.Handler {
@@ -99,7 +129,8 @@ func (h *Health) Handler() http.Handler {
 		body := struct {
 			Ready   bool     `json:"ready"`
 			Reasons []string `json:"reasons,omitempty"`
-		}{ok, reasons}
+			Notes   []string `json:"notes,omitempty"`
+		}{ok, reasons, h.Notes()}
 		writeJSON(w, ok, body)
 	})
 	if h.gatherer != nil {
@@ -166,16 +197,21 @@ func (h *Health) limit(reason string) {
 	h.limiting = reason
 }
 
-func (h *Health) addSink(name string) {
+// addSink declares sink s, named name; its notes (sink.ReadyNoter) are
+// on /readyz from now on.
+func (h *Health) addSink(name string, s sink.Sink) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.sinks[name]; !ok {
-		h.sinks[name] = &sinkHealth{}
+	sh, ok := h.sinks[name]
+	if !ok {
+		sh = &sinkHealth{}
+		h.sinks[name] = sh
 		h.order = append(h.order, name)
 	}
+	sh.noter, _ = s.(sink.ReadyNoter)
 }
 
 func (h *Health) sinkApply(name string, err error) {

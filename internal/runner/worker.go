@@ -27,7 +27,7 @@ type worker struct {
 
 func (r *runner) newWorker(s sink.Sink, name string) *worker {
 	r.cfg.Metrics.addSink(name)
-	r.cfg.Health.addSink(name)
+	r.cfg.Health.addSink(name, s)
 	if r.cfg.Board != nil {
 		r.cfg.Board.AddSink(name, s)
 	}

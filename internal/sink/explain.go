@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // The states a sink reports for one server in an Explanation.
@@ -19,6 +20,10 @@ const (
 	ExplainPending = "pending"
 	// ExplainAbsent: the sink holds nothing for the server.
 	ExplainAbsent = "absent"
+	// ExplainHeld: no bridge of the fleet observes the server any more,
+	// but the fleet's removal guard holds its removal (Detail says since
+	// when, until when and what consumers see meanwhile).
+	ExplainHeld = "held"
 )
 
 // Explanation is one sink's account of one server, for `bridge explain`.
@@ -48,7 +53,47 @@ type Observer struct {
 
 // FleetExplainer is implemented by sinks that keep a fleet (Consul catalog
 // mode, Kubernetes): Observers reads, from the fleet's registry, the live
-// bridges whose observations hold the server at addr, sorted by bridge.
+// bridges whose observations hold the server at addr, sorted by bridge;
+// FleetGuard says, without I/O, what this bridge knows of the fleet's
+// removal guard at ip on port (0: any port).
 type FleetExplainer interface {
 	Observers(ctx context.Context, addr netip.AddrPort) ([]Observer, error)
+	FleetGuard(ip netip.Addr, port uint16) FleetGuard
+}
+
+// FleetGuard is what a bridge knows of its fleet's removal guard at one
+// address: the leader knows what it holds there, another bridge only that
+// the leader does.
+type FleetGuard struct {
+	// Sink is the fleet's sink.
+	Sink string `json:"sink"`
+	// Leading: this bridge leads the fleet (its leader runs the guard).
+	Leading bool `json:"leading"`
+	// Holds are the servers at the address whose removal the guard holds
+	// (known to the leader only), sorted by address.
+	Holds []FleetHold `json:"holds,omitempty"`
+	// Note says what the bridge knows when Holds says nothing: the guard
+	// holds no server there, or only the leader knows.
+	Note string `json:"note,omitempty"`
+}
+
+// FleetHold is one server whose removal the fleet's removal guard holds.
+type FleetHold struct {
+	Address string `json:"address"`
+	// Since is when the episode began; Until when this server's hold ends
+	// (its confirmation): it goes ahead then if still unobserved.
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+	// Unobserved is how many established servers went unobserved across
+	// the fleet together, Established how many the fleet had, Held how
+	// many the guard holds.
+	Unobserved  int `json:"unobserved"`
+	Established int `json:"established"`
+	Held        int `json:"held"`
+	// RemovalGuardHeld is what consumers see during the hold: ready (it
+	// stays passing and ready) or unobserved (critical, not ready, but not
+	// removed).
+	RemovalGuardHeld string `json:"removal_guard_held"`
+	// Detail words it all.
+	Detail string `json:"detail"`
 }

@@ -58,3 +58,12 @@ type Planner interface {
 type Starter interface {
 	Start(ctx context.Context) error
 }
+
+// ReadyNoter is implemented by sinks with something to say on /readyz that
+// leaves the bridge ready: the leader of a fleet says while the fleet's
+// removal guard holds removals (the bridge working as designed).
+// ReadyNotes is called on every GET of /readyz, from any goroutine: it
+// must not block. It returns nothing when there is nothing to say.
+type ReadyNoter interface {
+	ReadyNotes() []string
+}

@@ -69,6 +69,13 @@ func (k *k8sFleet) start(t *testing.T, id string, keep bool) *Sink {
 	t.Helper()
 	cfg := testConfig(id)
 	cfg.Deregister = !keep
+	return k.startConfig(t, cfg)
+}
+
+// startConfig builds and starts a bridge of cfg, closed at cleanup.
+func (k *k8sFleet) startConfig(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	id := cfg.BridgeID
 	s := newTestSink(t, k.f, k.clk, cfg)
 	done := make(chan error, 1)
 	go func() { done <- s.Start(context.Background()) }()

@@ -6,11 +6,14 @@ import (
 	"net/netip"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/fleetmetrics"
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/fleetview"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 )
 
 // Explain implements sink.Explainer: whether the server at addr can be an
-// endpoint of the fleet's EndpointSlices and who writes them. Each bridge
+// endpoint of the fleet's EndpointSlices, who writes them and, on the
+// leader, whether the fleet's removal guard holds it. Each bridge
 // publishes what it observes; the leader writes the slices.
 func (s *Sink) Explain(_ context.Context, addr netip.AddrPort, applied bool) sink.Explanation {
 	x := sink.Explanation{Sink: s.Name()}
@@ -19,6 +22,9 @@ func (s *Sink) Explain(_ context.Context, addr netip.AddrPort, applied bool) sin
 		x.Detail = "Kubernetes cannot carry the address (" + why + "): the leader leaves it out of the EndpointSlices of service " +
 			s.ns + "/" + s.cfg.Service + "; it is still in this bridge's observation"
 		return x
+	}
+	if held, ok := s.guardView().Explain(addr); ok {
+		return held
 	}
 	if !applied {
 		x.State, x.Detail = sink.ExplainAbsent, "not in the snapshot this bridge published last"
@@ -58,3 +64,22 @@ func observers(in []fleet.Observer) []sink.Observer {
 }
 
 var _ sink.FleetExplainer = (*Sink)(nil)
+
+// FleetGuard implements sink.FleetExplainer: what this bridge knows of
+// the fleet's removal guard at ip on port (0: any).
+func (s *Sink) FleetGuard(ip netip.Addr, port uint16) sink.FleetGuard {
+	return s.guardView().At(ip, port)
+}
+
+// ReadyNotes implements sink.ReadyNoter: on the leader, the fleet's
+// removal guard's hold.
+func (s *Sink) ReadyNotes() []string { return s.guardView().Notes() }
+
+var _ sink.ReadyNoter = (*Sink)(nil)
+
+// guardView is the fleet's removal guard as this bridge knows it.
+func (s *Sink) guardView() fleetview.Guard {
+	return fleetview.Guard{Sink: s.Name(), Record: &s.guards, Leading: s.leading.Load(), Clock: s.clk,
+		Metric: fleetmetrics.HeldName("kubernetes"),
+		Words:  fleetview.Words{Ready: "a ready endpoint of the EndpointSlices", Unobserved: "a not-ready, terminating endpoint of the EndpointSlices"}}
+}

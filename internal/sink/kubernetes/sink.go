@@ -44,6 +44,9 @@ type Sink struct {
 	own, leader *elector
 	metrics     *metrics
 	leading     atomic.Bool
+	// guards is what the fleet's removal guard did in the leader's last
+	// plan (empty when this bridge does not lead).
+	guards fleet.GuardRecord
 	// member is this bridge's side of the fleet: publishing its
 	// observation (publisher) and standing for the leader Lease
 	// (leases); it keeps the leader's standing refusal (403).
@@ -142,7 +145,8 @@ func (s *Sink) lead(term context.Context) {
 	l := fleet.Leader[spec]{Store: io, Registry: io, Shape: shape{}, Report: io,
 		Timing: fleet.Timing{StartupGrace: s.cfg.StartupGrace, DeregisterAfter: s.cfg.DeregisterAfter, Resync: s.cfg.Resync,
 			MaxWait: 30 * time.Second, RetryMin: time.Second, RetryMax: max(s.cfg.Round, 2*time.Second)},
-		Clock: s.clk, Log: log, Backend: "Kubernetes", Target: "endpointslices", Guard: s.cfg.Guard, OnGuard: s.metrics.guard}
+		Clock: s.clk, Log: log, Backend: "Kubernetes", Target: "endpointslices", Guard: s.cfg.Guard, OnGuard: s.metrics.guard,
+		Record: &s.guards}
 	l.Run(term)
 }
 

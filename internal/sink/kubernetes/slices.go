@@ -50,6 +50,7 @@ func (shape) Key(a netip.AddrPort) string { return a.String() }
 func (shape) Spec(_ string, a netip.AddrPort, o fleet.Observed) spec {
 	return spec{addr: a, ready: o.Health.IsReady()}
 }
+func (shape) Addr(s spec) netip.AddrPort { return s.addr }
 
 // Compare rewrites an endpoint in place (its conditions) when its
 // readiness changed.

@@ -55,6 +55,9 @@ type Catalog struct {
 	pub     *catalogPublisher
 	metrics *catalogMetrics
 	foreign foreignNodes // leader only: nodes in the way
+	// guards is what the fleet's removal guard did in the leader's last
+	// plan (empty when this bridge does not lead).
+	guards fleet.GuardRecord
 	// sharedChecked is set once the leader found the fleet's shared node
 	// as it should be (LayoutSharedNode), and cleared at every read of the
 	// catalog and after a failed write, so that the node is read again.

@@ -66,7 +66,7 @@ func (c *Catalog) lead(term context.Context, s *session) {
 	io := &catalogLeaderIO{c: c, sid: s.id, log: log}
 	l := fleet.Leader[*catalogSpec]{Store: io, Registry: io, Shape: c.shape(), Report: io,
 		Timing: c.timing(), Clock: c.cfg.Clock, Log: log, Backend: "Consul", Target: "catalog",
-		Guard: c.cfg.Catalog.Guard, OnGuard: c.metrics.guard}
+		Guard: c.cfg.Catalog.Guard, OnGuard: c.metrics.guard, Record: &c.guards}
 	l.Run(term)
 }
 

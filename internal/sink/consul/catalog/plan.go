@@ -297,6 +297,10 @@ func (sh catalogShape) Compare(held, want *catalogSpec) fleet.Difference {
 	return fleet.Same
 }
 
+// Addr is the address of the server s spells: its service's address and
+// port (the zero AddrPort when the catalog holds something else there).
+func (catalogShape) Addr(s *catalogSpec) netip.AddrPort { return s.endpoint().Addr }
+
 // entryFor is the desired catalog entry of addr, passing.
 func (sh catalogShape) entryFor(addr netip.AddrPort, d fleet.Observed) catalogEntry {
 	key := sh.Key(addr)
