@@ -3,8 +3,10 @@ package robustness_test
 import (
 	"context"
 	"encoding/json"
+	"iter"
 	"math/rand/v2"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -119,6 +121,29 @@ var kinds = []faultKind{
 			s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryUp}})
 		})
 	}},
+	{"consul-wipe", 1, func(s *scenario, id string, st step) {
+		// Every Consul server stopped and its data lost; the cluster
+		// comes back empty at the same addresses (its ACL bootstrap from
+		// the configuration's management token), and the operator
+		// restores the bridges' token with the same secret and policy
+		// from their runbook, then the other fleet its entry. The
+		// bridges must rebuild everything: sessions, observations, the
+		// lock, every registration.
+		d := st.d
+		s.fault(id, "consul-wipe", "every Consul server's data", func() {
+			s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryDown}})
+			for i := range s.cl.N() {
+				s.cl.Stop(i)
+			}
+			time.Sleep(d)
+			// Wiped from here: every read that answers from now on
+			// reads the new, empty cluster.
+			s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryWiped}})
+			s.cl.StartAll(true)
+			catalogh.ACLTokenSecret(s.t, s.l.Consul, "bridge-catalog", s.policy, s.token)
+			s.registerForeign()
+		})
+	}},
 	{"segment-loss", 1, func(s *scenario, id string, st step) {
 		// 30% of the UDP datagrams lost on the way to every bridge of a
 		// segment: replies go missing at random; a server still answers.
@@ -173,10 +198,26 @@ type step struct {
 	d, gap time.Duration
 }
 
-// schedule draws the faults of a run of seed lasting dur: the same seed
-// gives the same faults in the same order, whatever the machine's pace
-// (each fault is assumed to take its duration and 2 s more).
-func schedule(seed int64, dur time.Duration) []step {
+// weighted is a fault kind of a schedule: its name and its weight.
+type weighted struct {
+	kind   string
+	weight int
+}
+
+// weightsOf lists the kinds of catalog-mode runs with their weights.
+func weightsOf(ks []faultKind) []weighted {
+	out := make([]weighted, len(ks))
+	for i, k := range ks {
+		out[i] = weighted{k.kind, k.weight}
+	}
+	return out
+}
+
+// schedule draws the faults of a run of seed lasting dur from kinds: the
+// same seed and kinds give the same faults in the same order, whatever the
+// machine's pace (each fault is assumed to take its duration and 2 s
+// more).
+func schedule(seed int64, dur time.Duration, kinds []weighted) []step {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 	total := 0
 	for _, k := range kinds {
@@ -200,32 +241,40 @@ func schedule(seed int64, dur time.Duration) []step {
 	return out
 }
 
-// fault records fault id's start and end around do. Before a segment's
-// silence it waits until the fleet has settled since the last fault that
-// could move its leadership (a bridge's session outlives its bridge by up
-// to twice its TTL), so that mass-silence-held judges every silence: it
-// is checked only while one leader runs with the registry up.
+// fault records fault id's start and end around do (runFault).
 func (s *scenario) fault(id, kind, target string, do func()) {
-	switch kind {
-	case "segment-silence":
-		if wait := time.Until(s.settled); wait > 0 {
-			s.t.Logf("robustness: %s waits %s for the fleet to settle", id, wait.Round(time.Millisecond))
-			time.Sleep(wait)
-		}
-	case "server-stop", "segment-loss", "hostile-kv":
-	default:
-		defer func() { s.settled = time.Now().Add(2*scSessionTTL + 3*scRound + scSlack) }()
-	}
-	s.record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target}})
-	do()
-	s.record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target, End: true}})
+	runFault(s.t, s.record, &s.settled, 2*scSessionTTL+3*scRound+scSlack, id, kind, target, do)
 }
 
-// Log messages of the leader (internal/fleet) that make terms and writes.
+// runFault records fault id's start and end around do. Before a segment's
+// silence it waits until *settled, when the fleet has settled since the
+// last fault that could move its leadership, so that mass-silence-held
+// judges every silence: it is checked only while one leader runs with the
+// registry up. A fault of another kind than those that leave leadership
+// alone sets *settled to settle after its end (a bridge's session or
+// Lease outlives its bridge, plus rounds and the slack).
+func runFault(t *testing.T, record func(history.Event), settled *time.Time, settle time.Duration, id, kind, target string, do func()) {
+	switch kind {
+	case "segment-silence":
+		if wait := time.Until(*settled); wait > 0 {
+			t.Logf("robustness: %s waits %s for the fleet to settle", id, wait.Round(time.Millisecond))
+			time.Sleep(wait)
+		}
+	case "server-stop", "segment-loss", "hostile-kv", "hostile-configmap":
+	default:
+		defer func() { *settled = time.Now().Add(settle) }()
+	}
+	record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target}})
+	do()
+	record(history.Event{Fault: &history.Fault{ID: id, Kind: kind, Target: target, End: true}})
+}
+
+// Log messages of the leader (internal/fleet) that make terms and writes,
+// for a registry the leader calls target ("catalog", "endpointslices").
 const (
-	msgLeading    = "leading: merging observations into the catalog"
-	msgStopped    = "stopped writing the catalog"
-	msgReconciled = "catalog reconciled"
+	msgLeading    = "leading: merging observations into the "
+	msgStopped    = "stopped writing the "
+	msgReconciled = " reconciled"
 )
 
 // logEvents adds the terms and writes every bridge process logged.
@@ -236,30 +285,39 @@ func (s *scenario) logEvents() {
 	for name, ps := range procs {
 		for _, p := range ps {
 			_, stderr := p.Output()
-			for line := range strings.Lines(stderr) {
-				var l struct {
-					Time    time.Time `json:"time"`
-					Message string    `json:"message"`
-					Writes  int       `json:"writes"`
-				}
-				if json.Unmarshal([]byte(line), &l) != nil || l.Time.IsZero() {
-					continue
-				}
-				e := history.Event{At: l.Time}
-				switch {
-				case l.Message == msgLeading:
-					e.Term = &history.Term{Bridge: name}
-				case strings.HasSuffix(l.Message, msgStopped):
-					e.Term = &history.Term{Bridge: name, End: true}
-				case l.Message == msgReconciled && l.Writes > 0:
-					e.Write = &history.LeaderWrite{Bridge: name, Ops: l.Writes}
-				default:
-					continue
-				}
-				s.mu.Lock()
-				s.events = append(s.events, e)
-				s.mu.Unlock()
-			}
+			evs := leaderEvents(name, "catalog", strings.Lines(stderr))
+			s.mu.Lock()
+			s.events = append(s.events, evs...)
+			s.mu.Unlock()
 		}
 	}
+}
+
+// leaderEvents reads the terms and writes of bridge name out of its JSON
+// log lines, for a leader writing target.
+func leaderEvents(name, target string, lines iter.Seq[string]) []history.Event {
+	var out []history.Event
+	for line := range lines {
+		var l struct {
+			Time    time.Time `json:"time"`
+			Message string    `json:"message"`
+			Writes  int       `json:"writes"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Time.IsZero() {
+			continue
+		}
+		e := history.Event{At: l.Time}
+		switch {
+		case l.Message == msgLeading+target:
+			e.Term = &history.Term{Bridge: name}
+		case strings.HasSuffix(l.Message, msgStopped+target):
+			e.Term = &history.Term{Bridge: name, End: true}
+		case l.Message == target+msgReconciled && l.Writes > 0:
+			e.Write = &history.LeaderWrite{Bridge: name, Ops: l.Writes}
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }

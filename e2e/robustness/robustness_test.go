@@ -39,10 +39,17 @@ var ciSeeds = []int64{15, 20}
 const ciDuration = 60 * time.Second
 
 // TestRobustness runs the CI seeds, or the one of ROBUST_SEED for
-// ROBUST_DURATION.
+// ROBUST_DURATION, in catalog mode.
 func TestRobustness(t *testing.T) {
 	netns.Require(t)
-	seeds, dur := ciSeeds, ciDuration
+	runSeeds(t, "seed", "robustness", ciSeeds, ciDuration, runScenario)
+}
+
+// runSeeds runs seeds (or the one of ROBUST_SEED) in parallel, each for
+// dur of faults (or ROBUST_DURATION), judges each history and keeps it
+// when it breaks an invariant (in testdata/, as <prefix>-<seed>-<time>),
+// or always with ROBUST_KEEP (in testdata/kept/); make target replays one.
+func runSeeds(t *testing.T, prefix, target string, seeds []int64, dur time.Duration, run func(*testing.T, int64, time.Duration) []history.Event) {
 	if s := os.Getenv("ROBUST_SEED"); s != "" {
 		seed, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -60,13 +67,13 @@ func TestRobustness(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
-			t.Logf("robustness: seed %d, %s of faults (replay: make robustness SEED=%d DURATION=%s)", seed, dur, seed, dur)
-			events := runScenario(t, seed, dur)
+			t.Logf("robustness: %s %d, %s of faults (replay: make %s SEED=%d DURATION=%s)", prefix, seed, dur, target, seed, dur)
+			events := run(t, seed, dur)
 			v := history.Check(events)
-			t.Logf("robustness: seed %d verdict:\n%s", seed, v.String())
+			t.Logf("robustness: %s %d verdict:\n%s", prefix, seed, v.String())
 			keep := os.Getenv("ROBUST_KEEP") != ""
 			if len(v.Violations) > 0 || keep {
-				name := fmt.Sprintf("seed-%d-%s", seed, time.Now().UTC().Format("20060102T150405"))
+				name := fmt.Sprintf("%s-%d-%s", prefix, seed, time.Now().UTC().Format("20060102T150405"))
 				dir := filepath.Join("testdata", "kept")
 				if len(v.Violations) > 0 {
 					dir = "testdata"
@@ -78,7 +85,7 @@ func TestRobustness(t *testing.T) {
 				}
 			}
 			if len(v.Violations) > 0 {
-				t.Errorf("seed %d: %d invariant violations (see the verdict above)", seed, len(v.Violations))
+				t.Errorf("%s %d: %d invariant violations (see the verdict above)", prefix, seed, len(v.Violations))
 			}
 		})
 	}

@@ -56,6 +56,9 @@ type scenario struct {
 	procs   map[string][]*harness.BridgeProc // every process each bridge ran, for its log
 	reader  int                              // the Consul server the poller reads
 	clients []*api.Client                    // one per Consul server, made once
+	// policy and token are the bridges' ACL policy and token secret
+	// (restored after a data wipe).
+	policy, token string
 	// settled is when the fleet has settled after the last fault that
 	// could move its leadership (the fault loop's goroutine only).
 	settled time.Time
@@ -78,8 +81,9 @@ func runScenario(t *testing.T, seed int64, dur time.Duration) []history.Event {
 	for i := range s.cl.N() {
 		s.clients = append(s.clients, s.cl.Client(i))
 	}
-	tok := catalogh.ACLToken(t, s.l.Consul, "bridge-catalog", harness.DocsPolicy(t, "catalog mode"))
-	s.l.Args = []string{"--consul-token-file", catalogh.WriteTokenFile(t, tok), "--missed-rounds", fmt.Sprint(scMissed),
+	s.policy = harness.DocsPolicy(t, "catalog mode")
+	s.token = catalogh.ACLToken(t, s.l.Consul, "bridge-catalog", s.policy)
+	s.l.Args = []string{"--consul-token-file", catalogh.WriteTokenFile(t, s.token), "--missed-rounds", fmt.Sprint(scMissed),
 		"--consul-deregister-after", scDereg.String(), "--consul-lock-session-ttl", scSessionTTL.String()}
 	cfg := &history.Config{Seed: seed, Round: history.Duration(scRound), MissedRounds: scMissed, RemovalGuardRounds: scGuard,
 		MaxRemovalFraction: 0.5, RemovalGuardHeld: history.HeldReady, DeregisterAfter: history.Duration(scDereg), WindowRounds: 3,
@@ -117,7 +121,7 @@ func runScenario(t *testing.T, seed int64, dur time.Duration) []history.Event {
 	// is judged (mass-silence-held counts only established servers).
 	time.Sleep((scMissed+2)*scRound + scSlack + 2*scRound + 2*time.Second)
 
-	for n, st := range schedule(seed, dur) {
+	for n, st := range schedule(seed, dur, weightsOf(kinds)) {
 		f, id := kinds[st.kind], fmt.Sprintf("f%d", n+1)
 		t.Logf("robustness: %s %s %s (target %d) for %s", time.Now().Format("15:04:05.000"), id, f.kind, st.target, st.d)
 		f.run(s, id, st)
@@ -155,14 +159,20 @@ func (s *scenario) registerForeign() {
 	}
 }
 
-func (s *scenario) startServer(sv *server) {
-	sv.proc = harness.Respond(s.t, sv.host, 1, "--ip", sv.ip)
-	s.record(history.Event{Answers: &history.Answers{Server: sv.id, Answering: true}})
+func (s *scenario) startServer(sv *server) { startServer(s.t, s.record, sv) }
+
+func (s *scenario) stopServer(sv *server) { stopServer(s.t, s.record, sv) }
+
+// startServer starts sv's responder and records that it answers.
+func startServer(t *testing.T, record func(history.Event), sv *server) {
+	sv.proc = harness.Respond(t, sv.host, 1, "--ip", sv.ip)
+	record(history.Event{Answers: &history.Answers{Server: sv.id, Answering: true}})
 }
 
-func (s *scenario) stopServer(sv *server) {
-	s.record(history.Event{Answers: &history.Answers{Server: sv.id, Answering: false}})
-	harness.StopResponder(s.t, sv.proc)
+// stopServer records that sv no longer answers and stops its responder.
+func stopServer(t *testing.T, record func(history.Event), sv *server) {
+	record(history.Event{Answers: &history.Answers{Server: sv.id, Answering: false}})
+	harness.StopResponder(t, sv.proc)
 	sv.proc = nil
 }
 

@@ -21,11 +21,18 @@ const ACLManagement = "3f0e9c1b-7a52-4d6e-8b90-5c2a1d4e7f36"
 // management client c) and returns the token's secret.
 func ACLToken(t testing.TB, c *api.Client, name, rules string) string {
 	t.Helper()
+	return ACLTokenSecret(t, c, name, rules, "")
+}
+
+// ACLTokenSecret is ACLToken with the token's secret given (an operator
+// restoring a token after a data loss); "" lets Consul choose it.
+func ACLTokenSecret(t testing.TB, c *api.Client, name, rules, secret string) string {
+	t.Helper()
 	pol, _, err := c.ACL().PolicyCreate(&api.ACLPolicy{Name: name, Rules: rules}, nil)
 	if err != nil {
 		t.Fatalf("create policy %s:\n%s\n%v", name, rules, err)
 	}
-	tok, _, err := c.ACL().TokenCreate(&api.ACLToken{Description: name, Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	tok, _, err := c.ACL().TokenCreate(&api.ACLToken{SecretID: secret, Description: name, Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
 	if err != nil {
 		t.Fatalf("create token of %s: %v", name, err)
 	}
