@@ -21,6 +21,13 @@ func summarize(m *model, vs []Violation) Summary {
 		s.ReadErrors += len(m.reads[sink]) - len(m.ok[sink])
 	}
 	s.Disruption = disruption(m)
+	s.Terms = len(m.termStarts)
+	for _, w := range m.writes {
+		if w.w.Ops > 0 {
+			s.Writes++
+			s.WriteOps += w.w.Ops
+		}
+	}
 	return s
 }
 

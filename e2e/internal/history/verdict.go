@@ -47,6 +47,12 @@ type Summary struct {
 	Faults     map[string]int `json:"faults,omitempty"`     // starts by kind
 	Violations map[string]int `json:"violations,omitempty"` // by invariant
 	Disruption []Disruption   `json:"disruption,omitempty"` // by fault kind
+	// Terms counts the leader terms that started, Writes the leader
+	// writes of at least one operation and WriteOps their operations:
+	// a run whose bridges' logs were not read shows 0 terms.
+	Terms    int `json:"terms"`
+	Writes   int `json:"writes"`
+	WriteOps int `json:"write_ops"`
 }
 
 // Disruption is how long live servers (answering a live bridge of their
@@ -88,6 +94,7 @@ func (v Verdict) String() string {
 	s := v.Summary
 	fmt.Fprintf(&b, "history: %s, %d reads, %d failed\n", ms(s.Length), s.Reads, s.ReadErrors)
 	fmt.Fprintf(&b, "faults:%s\n", counts(s.Faults))
+	fmt.Fprintf(&b, "leaders: %d term%s, %d write%s of %d operation%s\n", s.Terms, plural(s.Terms), s.Writes, plural(s.Writes), s.WriteOps, plural(s.WriteOps))
 	fmt.Fprintf(&b, "violations:%s\n", counts(s.Violations))
 	for _, d := range s.Disruption {
 		kind := cmp.Or(d.Kind, "(no fault)")
