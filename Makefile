@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-perf robustness fuzz bench vet lint generate docs clean image consul-image demo demo-down
+.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-perf robustness robustness-k8s fuzz bench vet lint generate docs clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -104,7 +104,7 @@ e2e-docker:
 	$(E2E_GO_TEST) $(call run,^Test(Image|Docker|Compose)) ./docker/
 
 e2e-k8s:
-	$(E2E_GO_TEST) -p 1 $(call run,^TestK8s) ./internal/k8slab/ ./k8s/
+	$(E2E_GO_TEST) -p 1 $(call run,^TestK8s) ./internal/k8slab/ ./k8s/ ./robustness/
 
 e2e-perf:
 	cd e2e && BRIDGE_PERF=1 $(GO) test -count=1 -timeout 60m $(call run,^TestPerf) -v ./perf/
@@ -118,6 +118,12 @@ SEED ?=
 DURATION ?=
 robustness:
 	cd e2e && ROBUST_SEED=$(SEED) ROBUST_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -run '^TestRobustness' -v ./robustness/
+
+## robustness-k8s: the same harness with the kubernetes sink: the chart's DaemonSet on the
+## four-node Kubernetes lab writing EndpointSlices (apiserver outages, DaemonSet rollouts, ...).
+## SEED and DURATION as for robustness.
+robustness-k8s:
+	cd e2e && ROBUST_SEED=$(SEED) ROBUST_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -run '^TestK8sRobustness' -v ./robustness/
 
 bench:
 	scripts/bench.sh

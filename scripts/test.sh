@@ -75,5 +75,5 @@ if [ "${E2E:-1}" != 0 ]; then
   # about 9 minutes, the others together about 6, side by side.
   (cd e2e && go test -p 2 -count=1 -timeout 30m -skip '^TestK8s' $(go list ./... | grep -v '/internal/k8slab$'))
   step "kubernetes lab, and the Helm chart installed in it"
-  (cd e2e && go test -p 1 -count=1 -timeout 20m -run '^TestK8s' -v ./internal/k8slab/ ./k8s/ | grep -v '^=== ')
+  (cd e2e && go test -p 1 -count=1 -timeout 20m -run '^TestK8s' -v ./internal/k8slab/ ./k8s/ ./robustness/ | grep -v '^=== ')
 fi

@@ -29,11 +29,11 @@ import (
 // ciSeeds run in CI, in parallel, each for ciDuration of faults (then the
 // convergence bound): within the suite's 5-minute budget for this step.
 // Both schedules silence segment a (6 of the 10 servers) for longer than
-// the guard's hold (24 s and 22 s), and between them draw 9 of the 11
-// fault kinds (seed 15: a cut from Consul, loss on a segment, Consul's
-// leader killed, two Consul outages, a pause, the silence; seed 20: two
-// rolling restarts, a bridge killed, the silence, a cut from the segment);
-// server-stop and hostile-kv come in longer runs.
+// the guard's hold (24 s and 22 s), and between them draw 9 of the 12
+// fault kinds (seed 15: a cut from Consul, loss on a segment, a Consul
+// outage, two data wipes, a pause, the silence; seed 20: two rolling
+// restarts, a bridge killed, the silence, a cut from the segment);
+// server-stop, consul-leader-kill and hostile-kv come in longer runs.
 var ciSeeds = []int64{15, 20}
 
 const ciDuration = 60 * time.Second

@@ -196,7 +196,9 @@ func TestCheckNotes(t *testing.T) {
 		{"no bridge at the end", testHist().steady().bridge(5, "a1", BridgeDown).bridge(5, "a2", BridgeDown).bridge(5, "b1", BridgeDown).
 			reads(3, 30, 0.5, all), "converges (consul): not checked: at the end the registry is not up or no bridge is live"},
 		{"a leader change in a silence", testHist().steady().answers(10, "s1", false).answers(10, "s2", false).term(11, "a2").termEnd(11, "a1").
-			reads(3, 20, 0.5, all), "mass-silence-held: 1 candidate silences not checked"},
+			reads(3, 20, 0.5, all), "mass-silence-held: 1 candidate silence episodes not checked"},
+		{"one episode of three servers, counted once", testHist().steady().answers(10, "s1", false).answers(10, "s2", false).answers(10, "s3", false).
+			term(11, "a2").termEnd(11, "a1").reads(3, 20, 0.5, all), "mass-silence-held: 1 candidate silence episodes not checked"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Check(tc.h.events())

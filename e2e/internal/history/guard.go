@@ -73,7 +73,9 @@ func massSilenceHeld(m *model, r *report) {
 		return
 	}
 	sil := m.silences()
-	skipped := 0
+	// skipped counts the episodes not checked: the groups starting at
+	// each silence of an episode end at the same one (lastSkipped).
+	skipped, lastSkipped := 0, -1
 	for i, first := range sil {
 		j := i
 		for j < len(sil) && !sil[j].at.After(first.at.Add(b.group)) {
@@ -96,7 +98,10 @@ func massSilenceHeld(m *model, r *report) {
 		end := first.at.Add(time.Duration(m.cfg.MissedRounds-1+m.cfg.RemovalGuardRounds) * b.round)
 		lo := first.at.Add(-b.window)
 		if !m.oneLeader(lo, end) {
-			skipped++
+			if j != lastSkipped {
+				skipped++
+			}
+			lastSkipped = j
 			continue
 		}
 		known := len(g) + m.others(g, lo.Add(-b.slack), tmax)
@@ -135,7 +140,7 @@ func massSilenceHeld(m *model, r *report) {
 		}
 	}
 	if skipped > 0 {
-		r.note("%s: %d candidate silences not checked: the leader or the registry changed during them", MassSilenceHeld, skipped)
+		r.note("%s: %d candidate silence episodes not checked: the leader or the registry changed during them", MassSilenceHeld, skipped)
 	}
 }
 
