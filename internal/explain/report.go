@@ -120,8 +120,8 @@ type Sink struct {
 type Observer = sink.Observer
 
 // FleetGuard is what a bridge knows of the fleet's removal guard at an
-// address; FleetHold one server the guard holds.
-type (
-	FleetGuard = sink.FleetGuard
-	FleetHold  = sink.FleetHold
-)
+// address.
+type FleetGuard = sink.FleetGuard
+
+// FleetHold is one server the fleet's removal guard holds.
+type FleetHold = sink.FleetHold
