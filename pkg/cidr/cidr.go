@@ -135,6 +135,17 @@ func Broadcast(p netip.Prefix) netip.Addr {
 	return addr(u32(p.Addr()) | ^maskBits(p.Bits()))
 }
 
+// AnyContains reports whether one of ps contains a: the "is this address on
+// one of these networks" of every admission check.
+func AnyContains(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // HostCount returns the number of usable host addresses in p: 2^(32-bits)-2
 // for /0../30 (network and broadcast excluded), 2 for a /31 (RFC 3021) and 1
 // for a /32. It returns 0 for an invalid or non-IPv4 prefix.

@@ -247,6 +247,28 @@ func TestBroadcast(t *testing.T) {
 	})
 }
 
+func TestAnyContains(t *testing.T) {
+	ps := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("192.168.50.7/24"), {}}
+	tests := []struct {
+		ip   string
+		want bool
+	}{
+		{"10.1.0.20", true},
+		{"10.1.1.20", false},
+		{"192.168.50.1", true}, // an unmasked prefix contains its network
+		{"::ffff:10.1.0.20", false},
+		{"2001:db8::1", false},
+	}
+	for _, tt := range tests {
+		if got := AnyContains(ps, netip.MustParseAddr(tt.ip)); got != tt.want {
+			t.Errorf("AnyContains(%v, %s) = %v, want %v", ps, tt.ip, got, tt.want)
+		}
+	}
+	if AnyContains(nil, netip.MustParseAddr("10.1.0.20")) {
+		t.Error("AnyContains(nil, ...) = true")
+	}
+}
+
 func TestHostCount(t *testing.T) {
 	tests := []struct {
 		prefix string

@@ -166,7 +166,7 @@ func unroutable(ip netip.Addr) bool {
 // selected interface's network, which only a custom iface.Lister can offer
 // (iface selection never picks a loopback interface), is that network's.
 func (a *admission) unroutable(ip netip.Addr) bool {
-	if ip.IsLoopback() && containedIn(a.nets, ip) {
+	if ip.IsLoopback() && cidr.AnyContains(a.nets, ip) {
 		return false
 	}
 	return unroutable(ip)
@@ -236,9 +236,9 @@ func (a *admission) onLink(src netip.Addr, ifindex int) bool {
 		return true
 	}
 	if nets, ok := a.netsByIndex[ifindex]; ok && ifindex > 0 {
-		return containedIn(nets, src)
+		return cidr.AnyContains(nets, src)
 	}
-	return containedIn(a.nets, src)
+	return cidr.AnyContains(a.nets, src)
 }
 
 // isEdge reports whether ip is the network or broadcast address of a
@@ -251,7 +251,7 @@ func (a *admission) isEdge(ip netip.Addr) bool {
 // local reports whether ip is where a server answering this bridge can
 // be: inside a selected interface's network or a scan CIDR.
 func (a *admission) local(ip netip.Addr) bool {
-	return containedIn(a.nets, ip) || containedIn(a.scanCIDRs, ip)
+	return cidr.AnyContains(a.nets, ip) || cidr.AnyContains(a.scanCIDRs, ip)
 }
 
 // newAdmission builds a round's admission view: all are the host's

@@ -2,6 +2,7 @@ package discover
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -136,4 +137,18 @@ func isASCIISpace(c byte) bool {
 // servers it keeps.
 func RawString(payload []byte) string {
 	return strings.ToValidUTF8(string(payload), "")
+}
+
+// AppendReply appends to dst the plaintext reply a stock server writes:
+// prefix, ip as a dotted quad and, when port is not 0, ":port" (the stock
+// server appends none). ParseReply reads it back. Every answering side
+// (Responder, the relay) writes its replies with it; in encrypted mode the
+// reply on the wire is Key.Seal of this text.
+func AppendReply(dst, prefix []byte, ip netip.Addr, port uint16) []byte {
+	dst = append(dst, prefix...)
+	dst = ip.Unmap().AppendTo(dst)
+	if port != 0 {
+		dst = strconv.AppendUint(append(dst, ':'), uint64(port), 10)
+	}
+	return dst
 }

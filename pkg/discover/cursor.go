@@ -117,7 +117,7 @@ func (c *Client) scanStart(r *round) (scanCursor, []netip.Addr) {
 	seen := make(map[netip.Addr]struct{}, len(c.keepAlive))
 	for _, ap := range c.keepAlive {
 		a := ap.Addr().Unmap()
-		if _, dup := seen[a]; dup || !a.Is4() || containedIn(sel, a) {
+		if _, dup := seen[a]; dup || !a.Is4() || cidr.AnyContains(sel, a) {
 			continue
 		}
 		if _, mine := r.own[a]; mine {
@@ -190,7 +190,7 @@ func (c *Client) ScanPlan() ScanPlan {
 	for _, pfx := range o.ScanCIDRs {
 		for h := range cidr.Hosts(pfx) {
 			p.Hosts++
-			if containedIn(onLink, h) {
+			if cidr.AnyContains(onLink, h) {
 				p.OnLink++
 			}
 		}

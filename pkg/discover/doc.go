@@ -14,7 +14,10 @@
 // and Fernet), a Client that runs rounds on any interface Lister
 // (New, Client.Round, with statistics; Client.RoundNotify also reports each
 // new server the moment its first reply is kept, for callers that act on
-// a server before the round ends) and the server side (Responder).
+// a server before the round ends) and the server side: Responder, the
+// admission of probes every answering side shares (ProbeGate: payload and
+// key, source address, per-source and global rate limits) and the reply
+// encoding (AppendReply).
 //
 // # Protocol
 //

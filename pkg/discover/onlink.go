@@ -108,12 +108,3 @@ func onLinkPrefixes(all []iface.Interface) []netip.Prefix {
 	}
 	return out
 }
-
-func containedIn(ps []netip.Prefix, a netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}

@@ -1,20 +1,16 @@
 package discover
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
-	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -37,6 +33,10 @@ import (
 // encrypted mode only a holder of the key can make a probe, but a valid
 // probe can be replayed, from any source, until it is MaxTokenAge+ClockSkew
 // old, and every host of the LAN receives a bridge's broadcast probes.
+//
+// Serve admits probes with a ProbeGate built from these fields (the
+// per-source Rate counts probes, the GlobalRate replies) and writes each
+// reply with AppendReply.
 type Responder struct {
 	Message, Prefix []byte
 	// IP is the address advertised (IPv4).
@@ -81,101 +81,6 @@ type Responder struct {
 	refused                [numProbeRefusals]atomic.Uint64
 }
 
-// ProbeRefusal is why a valid probe's source address gets no reply.
-type ProbeRefusal int
-
-// The refusals, in the order checkSource tests them.
-const (
-	// RefusedNotIPv4: the source is not an IPv4 UDP address.
-	RefusedNotIPv4 ProbeRefusal = iota
-	// RefusedThisNetwork: 0.0.0.0/8, "this host on this network", never a
-	// unicast source.
-	RefusedThisNetwork
-	// RefusedLimitedBroadcast: 255.255.255.255, every host of the LAN.
-	RefusedLimitedBroadcast
-	// RefusedMulticast: 224.0.0.0/4.
-	RefusedMulticast
-	// RefusedReserved: 240.0.0.0/4 other than 255.255.255.255.
-	RefusedReserved
-	// RefusedNetworkAddress: the network address of one of Networks.
-	RefusedNetworkAddress
-	// RefusedNetworkBroadcast: the broadcast address of one of Networks.
-	RefusedNetworkBroadcast
-	// RefusedPortZero: source port 0, which no socket sends from.
-	RefusedPortZero
-	numProbeRefusals
-)
-
-// ProbeRefusals returns every ProbeRefusal, in order.
-func ProbeRefusals() []ProbeRefusal {
-	out := make([]ProbeRefusal, numProbeRefusals)
-	for i := range out {
-		out[i] = ProbeRefusal(i)
-	}
-	return out
-}
-
-// String returns the refusal's name as logs and counters spell it.
-func (w ProbeRefusal) String() string {
-	switch w {
-	case RefusedNotIPv4:
-		return "not_ipv4"
-	case RefusedThisNetwork:
-		return "this_network"
-	case RefusedLimitedBroadcast:
-		return "limited_broadcast"
-	case RefusedMulticast:
-		return "multicast"
-	case RefusedReserved:
-		return "reserved"
-	case RefusedNetworkAddress:
-		return "network_address"
-	case RefusedNetworkBroadcast:
-		return "network_broadcast"
-	case RefusedPortZero:
-		return "port_zero"
-	}
-	return "refusal(" + strconv.Itoa(int(w)) + ")"
-}
-
-// checkSource returns why src gets no reply, and false when it may get one.
-// Loopback sources are answered: Linux drops a packet from 127.0.0.0/8 that
-// arrives on any other interface (a martian), so such a probe comes from
-// this host, and the reply stays on it.
-func checkSource(src netip.AddrPort, networks []netip.Prefix) (ProbeRefusal, bool) {
-	ip := src.Addr().Unmap()
-	if !ip.Is4() {
-		return RefusedNotIPv4, true
-	}
-	b := ip.As4()
-	switch {
-	case b[0] == 0:
-		return RefusedThisNetwork, true
-	case b == [4]byte{255, 255, 255, 255}:
-		return RefusedLimitedBroadcast, true
-	case b[0] >= 240:
-		return RefusedReserved, true
-	case b[0] >= 224:
-		return RefusedMulticast, true
-	}
-	for _, p := range networks {
-		// A /31 or /32 has neither network nor broadcast address (RFC 3021).
-		if !p.IsValid() || !p.Addr().Is4() || p.Bits() > 30 {
-			continue
-		}
-		switch ip {
-		case p.Masked().Addr():
-			return RefusedNetworkAddress, true
-		case cidr.Broadcast(p):
-			return RefusedNetworkBroadcast, true
-		}
-	}
-	if src.Port() == 0 {
-		return RefusedPortZero, true
-	}
-	return 0, false
-}
-
 // Dropped is how many valid probes went unanswered because their source
 // exceeded Rate.
 func (r *Responder) Dropped() uint64 { return r.dropped.Load() }
@@ -190,26 +95,6 @@ func (r *Responder) Refused(why ProbeRefusal) uint64 {
 		return 0
 	}
 	return r.refused[why].Load()
-}
-
-// maxLimiters bounds the per-source limiters kept: a flood from many
-// (forged) sources empties the table instead of growing it.
-const maxLimiters = 1 << 14
-
-// limiter returns the limiter of source ip, or nil when Rate is 0.
-func (r *Responder) limiter(limiters map[netip.Addr]*rate.Limiter, ip netip.Addr) *rate.Limiter {
-	if r.Rate <= 0 {
-		return nil
-	}
-	l, ok := limiters[ip]
-	if !ok {
-		if len(limiters) >= maxLimiters {
-			clear(limiters)
-		}
-		l = rate.NewLimiter(rate.Limit(r.Rate), max(r.Burst, 1))
-		limiters[ip] = l
-	}
-	return l
 }
 
 // ListenResponder binds a UDP socket on addr ("0.0.0.0:9999", ":9999") with
@@ -236,19 +121,17 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 	if !r.IP.Is4() {
 		return fmt.Errorf("responder: ip must be IPv4, got %q", r.IP)
 	}
-	clk, maxAge, skew, n := clock.OrReal(r.Clock), r.MaxTokenAge, r.ClockSkew, max(r.Replies, 1)
-	var global *rate.Limiter
-	if r.GlobalRate > 0 {
-		if n > r.GlobalBurst {
-			return fmt.Errorf("responder: global burst %d is below the %d replies of a probe: no probe could be answered", r.GlobalBurst, n)
-		}
-		global = rate.NewLimiter(rate.Limit(r.GlobalRate), r.GlobalBurst)
+	clk, n := clock.OrReal(r.Clock), max(r.Replies, 1)
+	if r.GlobalRate > 0 && n > r.GlobalBurst {
+		return fmt.Errorf("responder: global burst %d is below the %d replies of a probe: no probe could be answered", r.GlobalBurst, n)
 	}
-	if maxAge == 0 {
-		maxAge = DefaultMaxTokenAge
-	}
-	if skew == 0 {
-		skew = DefaultClockSkew
+	gate, err := NewProbeGate(ProbeGateConfig{
+		Message: r.Message, Key: r.Key, MaxTokenAge: r.MaxTokenAge, ClockSkew: r.ClockSkew,
+		Rate: r.Rate, Burst: r.Burst, GlobalRate: r.GlobalRate, GlobalBurst: r.GlobalBurst,
+		Networks: r.Networks,
+	})
+	if err != nil {
+		return fmt.Errorf("responder: %w", err)
 	}
 	replies := r.replies(n)
 
@@ -256,7 +139,6 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 	defer stop()
 	udp, _ := conn.(*net.UDPConn)
 	buf := make([]byte, 64<<10)
-	limiters := map[netip.Addr]*rate.Limiter{}
 	for {
 		m, from, err := conn.ReadFrom(buf)
 		if err != nil {
@@ -269,35 +151,22 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 			}
 			return fmt.Errorf("responder: read probes: %w", err)
 		}
-		now := clk.Now()
-		if why := r.check(buf[:m], now, maxAge, skew); why != nil {
-			r.Log.Debug().Stringer("from", from).Err(why).Msg("probe ignored")
-			continue
-		}
 		src := sourceOf(from)
-		var nets []netip.Prefix
-		if r.Networks != nil {
-			nets = r.Networks()
-		}
-		if why, refused := checkSource(src, nets); refused {
+		switch v, why := gate.Admit(buf[:m], src, n, clk.Now()); v {
+		case ProbeAdmitted:
+		case ProbeSourceRefused:
 			r.refused[why].Add(1)
 			r.Log.Debug().Stringer("from", from).Stringer("reason", why).Msg("probe refused for its source address")
 			continue
-		}
-		// The source's token is taken only once the global budget has
-		// room: a probe dropped for the budget does not also cost its
-		// source, and a source over its own rate does not spend the budget.
-		l := r.limiter(limiters, src.Addr().Unmap())
-		if l != nil && l.TokensAt(now) < 1 {
+		case ProbeOverRate:
 			r.dropped.Add(1)
 			continue
-		}
-		if global != nil && !global.AllowN(now, n) {
+		case ProbeOverGlobalRate:
 			r.droppedGlobal.Add(1)
 			continue
-		}
-		if l != nil {
-			l.AllowN(now, 1)
+		default:
+			r.Log.Debug().Stringer("from", from).Stringer("reason", v).Msg("probe ignored")
+			continue
 		}
 		sent := 0
 		for _, p := range replies {
@@ -339,34 +208,12 @@ func sourceOf(from net.Addr) netip.AddrPort {
 	return ap
 }
 
-// check returns why a probe gets no reply, or nil.
-func (r *Responder) check(p []byte, now time.Time, maxAge, skew time.Duration) error {
-	if r.Key == nil {
-		if !bytes.Equal(p, r.Message) {
-			return errors.New("payload is not the discovery message")
-		}
-		return nil
-	}
-	pt, err := r.Key.Open(p, now, maxAge, skew)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(pt, r.Message) {
-		return errors.New("token does not hold the discovery message")
-	}
-	return nil
-}
-
 // replies builds the n plaintext replies: Prefix + IP+i [":" AppPort].
 func (r *Responder) replies(n int) [][]byte {
 	out := make([][]byte, 0, n)
 	ip := r.IP
 	for range n {
-		b := append(bytes.Clone(r.Prefix), ip.String()...)
-		if r.AppPort != 0 {
-			b = strconv.AppendUint(append(b, ':'), uint64(r.AppPort), 10)
-		}
-		out = append(out, b)
+		out = append(out, AppendReply(nil, r.Prefix, ip, r.AppPort))
 		if next := ip.Next(); next.Is4() {
 			ip = next
 		}

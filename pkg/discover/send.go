@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 )
 
@@ -127,7 +128,7 @@ func (r *round) scan(ctx context.Context, cur *scanCursor) {
 	first := true
 	send := func(h netip.Addr) bool {
 		d := scanPace.take(r.clk.Now())
-		if containedIn(r.onLink, h) {
+		if cidr.AnyContains(r.onLink, h) {
 			d = max(d, onPace.take(r.clk.Now()))
 		}
 		if !waitUntil(ctx, r.clk, d, stopAt) {
