@@ -285,10 +285,7 @@ func (s *scenario) logEvents() {
 	for name, ps := range procs {
 		for _, p := range ps {
 			_, stderr := p.Output()
-			evs := leaderEvents(name, "catalog", strings.Lines(stderr))
-			s.mu.Lock()
-			s.events = append(s.events, evs...)
-			s.mu.Unlock()
+			s.add(leaderEvents(name, "catalog", strings.Lines(stderr))...)
 		}
 	}
 }

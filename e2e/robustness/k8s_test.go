@@ -25,7 +25,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,19 +68,11 @@ type k8sScenario struct {
 	nodes map[string]*k8slab.Node // by bridge name (a1 a2 b1 b2: the node's name, the pod's bridge_id)
 	nsOf  map[string]string       // bridge name → the node's network namespace
 
-	mu      sync.Mutex
-	events  []history.Event
-	servers []*server
-	pids    map[string]int // each node's bridge process as the watcher last saw it
-	settled time.Time      // the fault loop's goroutine only
-	logs    string         // the pods' logs, copied as they grow
-}
-
-func (s *k8sScenario) record(e history.Event) {
-	e.At = time.Now()
-	s.mu.Lock()
-	s.events = append(s.events, e)
-	s.mu.Unlock()
+	recorder // its mu also guards pids
+	servers  []*server
+	pids     map[string]int // each node's bridge process as the watcher last saw it
+	settled  time.Time      // the fault loop's goroutine only
+	logs     string         // the pods' logs, copied as they grow
 }
 
 // runK8sScenario builds the lab, installs the chart, injects faults for dur
@@ -159,10 +150,7 @@ func runK8sScenario(t *testing.T, seed int64, dur time.Duration) []history.Event
 	stopWatch()
 	s.copyLogs()
 	s.logEvents()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sort.SliceStable(s.events[1:], func(i, j int) bool { return s.events[1+i].At.Before(s.events[1+j].At) })
-	return slices.Clone(s.events)
+	return s.history()
 }
 
 // install installs the chart: the kubernetes sink, the whitelist pinned to
@@ -398,10 +386,7 @@ func (s *k8sScenario) logEvents() {
 					}
 				}
 			}
-			evs := leaderEvents(b, "endpointslices", lines)
-			s.mu.Lock()
-			s.events = append(s.events, evs...)
-			s.mu.Unlock()
+			s.add(leaderEvents(b, "endpointslices", lines)...)
 			return nil
 		})
 	}

@@ -50,12 +50,11 @@ type scenario struct {
 	l  *catalogh.Lab
 	cl *consulcluster.Cluster
 
-	mu      sync.Mutex
-	events  []history.Event
-	servers []*server
-	procs   map[string][]*harness.BridgeProc // every process each bridge ran, for its log
-	reader  int                              // the Consul server the poller reads
-	clients []*api.Client                    // one per Consul server, made once
+	recorder // its mu also guards procs and reader
+	servers  []*server
+	procs    map[string][]*harness.BridgeProc // every process each bridge ran, for its log
+	reader   int                              // the Consul server the poller reads
+	clients  []*api.Client                    // one per Consul server, made once
 	// policy and token are the bridges' ACL policy and token secret
 	// (restored after a data wipe).
 	policy, token string
@@ -64,11 +63,32 @@ type scenario struct {
 	settled time.Time
 }
 
-func (s *scenario) record(e history.Event) {
+// recorder is a run's history as it is recorded, safe for concurrent use;
+// its mu also guards what its scenario keeps beside it.
+type recorder struct {
+	mu     sync.Mutex
+	events []history.Event
+}
+
+// record adds e, stamped now.
+func (r *recorder) record(e history.Event) {
 	e.At = time.Now()
-	s.mu.Lock()
-	s.events = append(s.events, e)
-	s.mu.Unlock()
+	r.add(e)
+}
+
+// add adds events stamped already (read from logs).
+func (r *recorder) add(evs ...history.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, evs...)
+	r.mu.Unlock()
+}
+
+// history returns the events: the config first, the rest by time.
+func (r *recorder) history() []history.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sort.SliceStable(r.events[1:], func(i, j int) bool { return r.events[1+i].At.Before(r.events[1+j].At) })
+	return slices.Clone(r.events)
 }
 
 // runScenario builds the lab, injects faults for dur from seed's schedule,
@@ -137,10 +157,7 @@ func runScenario(t *testing.T, seed int64, dur time.Duration) []history.Event {
 	time.Sleep(convergeWait)
 	stop()
 	s.logEvents()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sort.SliceStable(s.events[1:], func(i, j int) bool { return s.events[1+i].At.Before(s.events[1+j].At) })
-	return slices.Clone(s.events)
+	return s.history()
 }
 
 // convergeWait is the checker's convergence bound at these settings
