@@ -23,14 +23,17 @@ var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])
 // selectors of equality. The real one runs in the e2e test
 // (e2e/k8s/k8s_sink_test.go).
 type fakeAPI struct {
-	mu      sync.Mutex
-	rv      int
-	objs    map[string]map[string]any // by collection path, then name
-	writes  map[string]int            // "METHOD plural"
-	gets    map[string]int            // GETs of one object, by plural
-	lists   map[string]int            // GETs of a list, by plural
-	srv     *httptest.Server
-	refuse  func(method, path string) int // status to answer instead (0: none)
+	mu     sync.Mutex
+	rv     int
+	objs   map[string]map[string]any // by collection path, then name
+	writes map[string]int            // "METHOD plural"
+	gets   map[string]int            // GETs of one object, by plural
+	lists  map[string]int            // GETs of a list, by plural
+	srv    *httptest.Server
+	refuse func(method, path string) int // status to answer instead (0: none)
+	// hang, when it says so, leaves a request unanswered until its
+	// client gives up (a partition: no answer, no error).
+	hang    func(method, path string) bool
 	lastReq *http.Request
 }
 
@@ -78,6 +81,13 @@ func meta(o map[string]any) map[string]any {
 }
 
 func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	hang := f.hang != nil && f.hang(r.Method, r.URL.Path)
+	f.mu.Unlock()
+	if hang {
+		<-r.Context().Done()
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastReq = r
@@ -225,6 +235,20 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		delete(items, name)
 		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "status": "Success"})
 	}
+}
+
+// remove deletes an object behind the sink's back; it reports whether it
+// existed.
+func (f *fakeAPI) remove(plural, name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for coll, items := range f.objs {
+		if _, ok := items[name]; ok && strings.HasSuffix(coll, "/"+plural) {
+			delete(items, name)
+			return true
+		}
+	}
+	return false
 }
 
 // bump changes an object behind the sink's back (a new resourceVersion).

@@ -265,7 +265,7 @@ func (e *elector) hold(ctx context.Context, lead func(term context.Context), per
 			return
 		case <-t.C():
 		}
-		err := e.acquire(ctx)
+		err := e.renewWithin(ctx, e.lastRenew().Add(e.dur*2/3))
 		if err == nil {
 			continue
 		}
@@ -281,6 +281,30 @@ func (e *elector) hold(ctx context.Context, lead func(term context.Context), per
 			return
 		}
 		e.log.Debug().Err(err).Msg("kubernetes leader lease renewal failed; retrying")
+	}
+}
+
+// renewWithin renews the Lease (acquire), giving up at deadline on this
+// bridge's clock: a request that hangs (a partition drops packets: no
+// answer and no error until the client's own timeout) must not keep the
+// term past two thirds of the lease, after which a standby may take the
+// Lease over. The request is cancelled then and waited for.
+func (e *elector) renewWithin(ctx context.Context, deadline time.Time) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.acquire(rctx) }()
+	t := e.clk.NewTimer(deadline.Sub(e.clk.Now()))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C():
+		cancel()
+		if err := <-done; err != nil {
+			return fmt.Errorf("renew lease %s: no answer within two thirds of its duration (%s): %w", e.name, e.dur*2/3, err)
+		}
+		return nil // it answered as the deadline came
 	}
 }
 

@@ -1,11 +1,13 @@
 package kubernetes
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
 	"sync"
 
+	"github.com/udp-discovery-bridge/bridge/internal/fleet/member"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
 )
@@ -47,6 +49,52 @@ func (p *publisher) Write(ctx context.Context, _ string, chunks [][]byte, _ int)
 	sink.Wrote(ctx, 1)
 	return 1, nil
 }
+
+// Verify reads this bridge's ConfigMap back on a round whose observation
+// is unchanged: someone with write access to the namespace may have
+// overwritten or deleted it, and without a repair the bridge would write it
+// again only when its set changes (the robustness harness found the
+// leader counting no observation of that bridge meanwhile). It reports a
+// repair when the chunks or the holder differ from what was written.
+func (p *publisher) Verify(ctx context.Context, _ string, chunks [][]byte) (bool, error) {
+	s := p.s
+	var cm kubeapi.ConfigMap
+	why := ""
+	switch err := s.o.Get(ctx, kubeapi.ConfigMaps, s.obsName(), &cm); {
+	case kubeapi.IsNotFound(err):
+		why = "deleted"
+	case err != nil:
+		return false, fmt.Errorf("read back configmap %s/%s: %w", s.ns, s.obsName(), err)
+	default:
+		why = observationDiffers(cm, chunks, s.holder)
+	}
+	if why == "" {
+		return false, nil
+	}
+	s.metrics.repairs.Inc()
+	s.log.Warn().Str("configmap", s.ns+"/"+s.obsName()).Str("found", why).
+		Msg("this bridge's observation ConfigMap was changed by someone else; rewriting it (see docs/design/kubernetes-fencing.md on scoping the fleet's Role)")
+	return true, nil
+}
+
+// observationDiffers says how cm differs from an observation of chunks
+// written by holder ("" when it does not).
+func observationDiffers(cm kubeapi.ConfigMap, chunks [][]byte, holder string) string {
+	if h := cm.Metadata.Annotations[AnnotHolder]; h != holder {
+		return fmt.Sprintf("holder annotation %q", h)
+	}
+	if len(cm.BinaryData) != len(chunks) {
+		return fmt.Sprintf("%d chunks, %d written", len(cm.BinaryData), len(chunks))
+	}
+	for i, c := range chunks {
+		if !bytes.Equal(cm.BinaryData[strconv.Itoa(i)], c) {
+			return fmt.Sprintf("chunk %d changed", i)
+		}
+	}
+	return ""
+}
+
+var _ member.Verifier = (*publisher)(nil)
 
 // leaseElector is how a Kubernetes bridge stands for leadership: it renews
 // its own Lease (its liveness: its observation counts while it is renewed)

@@ -282,6 +282,7 @@ type metrics struct {
 	writes    *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	observers prometheus.Gauge
+	repairs   prometheus.Counter
 	guard     func(fleet.GuardState)
 }
 
@@ -294,6 +295,8 @@ func newMetrics(reg prometheus.Registerer, leading func() bool) *metrics {
 			Help: "Leader failures by stage: observations_read, slices_read, slices_write, observation (undecodable)."}, []string{"stage"}),
 		observers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "observers",
 			Help: "Bridges whose observations the leader merged last (leader only)."}),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "observation_repairs_total",
+			Help: "Times this bridge found its observation ConfigMap changed or deleted by someone else on a quiet round and wrote it again."}),
 	}
 	leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",
 		Help: "1 while this bridge holds the leader Lease and writes the EndpointSlices, else 0."}, func() float64 {
@@ -303,7 +306,7 @@ func newMetrics(reg prometheus.Registerer, leading func() bool) *metrics {
 		return 0
 	})
 	if reg != nil {
-		reg.MustRegister(m.writes, m.errors, m.observers, leader)
+		reg.MustRegister(m.writes, m.errors, m.observers, m.repairs, leader)
 	}
 	m.guard = fleetmetrics.Guard(reg, sub)
 	return m

@@ -2,13 +2,16 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/udp-discovery-bridge/bridge/internal/endpoint"
@@ -367,6 +370,58 @@ func TestElectionTakeover(t *testing.T) {
 	}
 }
 
+// A leader whose renewal hangs (a partition: requests get no answer and no
+// error) ends its term when two thirds of the lease have passed since its
+// last renewal, on its own clock, not when the request gives up: found by
+// the robustness harness (every node cut from the apiserver for 7 s, lease
+// 6 s: the old leader's term outlived the new leader's start by 3.9 s).
+func TestElectionTermEndsWhileRenewalHangs(t *testing.T) {
+	f := newFakeAPI(t)
+	clk := clocktest.New(t0)
+	a := newTestSink(t, f, clk, testConfig("a"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	terms := make(chan struct{}, 1)
+	ended := make(chan error, 1)
+	go a.leader.campaign(ctx, func(term context.Context) {
+		terms <- struct{}{}
+		<-term.Done()
+		ended <- context.Cause(term)
+	})
+	<-terms
+	if err := clk.WaitForTimers(ctx, 1); err != nil { // the term's renewal period
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.hang = func(string, string) bool { return true }
+	f.mu.Unlock()
+	dur := a.leader.dur
+	clk.Advance(dur / 3)                              // the renewal starts and hangs
+	if err := clk.WaitForTimers(ctx, 1); err != nil { // its deadline
+		t.Fatal(err)
+	}
+	select {
+	case cause := <-ended:
+		t.Fatalf("the term ended before the deadline: %v", cause)
+	default:
+	}
+	clk.Advance(dur/3 - time.Millisecond)
+	select {
+	case cause := <-ended:
+		t.Fatalf("the term ended %s after the last renewal, before two thirds of the lease: %v", 2*dur/3-time.Millisecond, cause)
+	case <-time.After(50 * time.Millisecond):
+	}
+	clk.Advance(time.Millisecond) // two thirds of the lease since the last renewal
+	select {
+	case cause := <-ended:
+		if !errors.Is(cause, ErrLeaseLost) {
+			t.Fatalf("the term ended with %v, want ErrLeaseLost", cause)
+		}
+	case <-ctx.Done():
+		t.Fatal("the term outlived two thirds of the lease while its renewal hung")
+	}
+}
+
 func TestObjectName(t *testing.T) {
 	for _, c := range []struct{ id, want string }{
 		{"node-1", "x-node-1"},
@@ -450,6 +505,85 @@ func TestObservationsPublishAndLiveness(t *testing.T) {
 	if res, err := a.Apply(ctx, snap(addrs(4, 8000)...)); err != nil || res.Writes != 1 {
 		t.Fatalf("apply after the lease was recreated: %d writes (%v), want 1", res.Writes, err)
 	}
+}
+
+// Someone with write access to the namespace overwrites or deletes this
+// bridge's observation ConfigMap: the next quiet round reads it back and
+// writes it again (counted), and the round after writes nothing.
+func TestObservationRepaired(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(f *fakeAPI) bool
+	}{
+		{"garbage chunk", func(f *fakeAPI) bool {
+			return f.edit("configmaps", "django-obs-a", func(o map[string]any) {
+				o["binaryData"] = map[string]any{"0": base64.StdEncoding.EncodeToString([]byte("not an observation"))}
+			})
+		}},
+		{"extra chunk", func(f *fakeAPI) bool {
+			return f.edit("configmaps", "django-obs-a", func(o map[string]any) {
+				o["binaryData"].(map[string]any)["7"] = base64.StdEncoding.EncodeToString([]byte("x"))
+			})
+		}},
+		{"holder rewritten", func(f *fakeAPI) bool {
+			return f.edit("configmaps", "django-obs-a", func(o map[string]any) {
+				o["metadata"].(map[string]any)["annotations"].(map[string]any)[AnnotHolder] = "someone-else"
+			})
+		}},
+		{"deleted", func(f *fakeAPI) bool {
+			return f.edit("configmaps", "django-obs-a", func(map[string]any) {}) && f.remove("configmaps", "django-obs-a")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAPI(t)
+			clk := clocktest.New(t0)
+			a := newTestSink(t, f, clk, testConfig("a"))
+			a.stop = func() {}
+			ctx := context.Background()
+			if err := a.own.acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s := endpoint.Snapshot{At: clk.Now()}
+			for _, x := range addrs(3, 8000) {
+				s.Endpoints = append(s.Endpoints, endpoint.Endpoint{Addr: x})
+			}
+			if res, err := a.Apply(ctx, s); err != nil || res.Writes != 1 {
+				t.Fatalf("first apply: %d writes (%v), want 1", res.Writes, err)
+			}
+			var want kubeapi.ConfigMap
+			if err := a.o.Get(ctx, kubeapi.ConfigMaps, "django-obs-a", &want); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.tamper(f) {
+				t.Fatal("no configmap to tamper with")
+			}
+			if res, err := a.Apply(ctx, s); err != nil || res.Writes != 1 {
+				t.Fatalf("quiet round after the tampering: %d writes (%v), want 1 (the repair)", res.Writes, err)
+			}
+			var got kubeapi.ConfigMap
+			if err := a.o.Get(ctx, kubeapi.ConfigMaps, "django-obs-a", &got); err != nil {
+				t.Fatal(err)
+			}
+			if why := observationDiffers(got, chunksOf(want), a.holder); why != "" {
+				t.Errorf("after the repair: %s", why)
+			}
+			if n := testutil.ToFloat64(a.metrics.repairs); n != 1 {
+				t.Errorf("repairs counted %v, want 1", n)
+			}
+			if res, err := a.Apply(ctx, s); err != nil || res.Writes != 0 {
+				t.Fatalf("the next quiet round: %d writes (%v), want 0", res.Writes, err)
+			}
+		})
+	}
+}
+
+// chunksOf lists cm's chunks in order.
+func chunksOf(cm kubeapi.ConfigMap) [][]byte {
+	out := make([][]byte, len(cm.BinaryData))
+	for i := range out {
+		out[i] = cm.BinaryData[strconv.Itoa(i)]
+	}
+	return out
 }
 
 // A Service of the configured name that is not the fleet's is never
