@@ -25,7 +25,7 @@ func TestDiscoverFindsAllAndOneStopsAtFirst(t *testing.T) {
 	o := testOptions(p)
 	o.One = true // Discover ignores it
 
-	servers, err := discover(context.Background(), o, l)
+	servers, err := discover(context.Background(), o, l, nil)
 	if err != nil {
 		t.Fatalf("discover: %v", err)
 	}
@@ -39,7 +39,7 @@ func TestDiscoverFindsAllAndOneStopsAtFirst(t *testing.T) {
 	o.One, o.Timeout, o.Settle = false, longRound, 0
 	var s Server
 	var ok bool
-	noHang(t, "discoverOne", func() { s, ok, err = discoverOne(context.Background(), o, l) })
+	noHang(t, "discoverOne", func() { s, ok, err = discoverOne(context.Background(), o, l, nil) })
 	if err != nil || !ok {
 		t.Fatalf("discoverOne = %+v, %v, %v", s, ok, err)
 	}
@@ -52,7 +52,7 @@ func TestDiscoverOneNoneIsNotAnError(t *testing.T) {
 	p := freePort(t) // nobody answers
 	o := testOptions(p)
 	o.Timeout = 200 * time.Millisecond
-	s, ok, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")))
+	s, ok, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	if ok || err != nil || s != (Server{}) {
 		t.Fatalf("discoverOne = %+v, %v, %v; want zero, false, nil", s, ok, err)
 	}
@@ -61,12 +61,12 @@ func TestDiscoverOneNoneIsNotAnError(t *testing.T) {
 func TestDiscoverErrors(t *testing.T) {
 	o := DefaultOptions()
 	o.Timeout = 0
-	if _, err := discover(context.Background(), o, lister(t)); err == nil || !strings.Contains(err.Error(), "timeout: must be > 0, got 0s") {
+	if _, err := discover(context.Background(), o, lister(t), nil); err == nil || !strings.Contains(err.Error(), "timeout: must be > 0, got 0s") {
 		t.Errorf("invalid options: %v", err)
 	}
 	o = testOptions(freePort(t))
 	o.Whitelist = []string{"eth9"}
-	if _, _, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"))); !errors.Is(err, ErrNoInterfaces) {
+	if _, _, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil); !errors.Is(err, ErrNoInterfaces) {
 		t.Errorf("whitelist of nothing: %v, want ErrNoInterfaces", err)
 	}
 }
@@ -98,7 +98,7 @@ func TestDiscoverLogsToSlog(t *testing.T) {
 	var buf syncBuf
 	o := testOptions(p)
 	o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	servers, err := discover(context.Background(), o, l)
+	servers, err := discover(context.Background(), o, l, nil)
 	if err != nil || len(servers) != 1 {
 		t.Fatalf("discover = %v, %v", servers, err)
 	}
