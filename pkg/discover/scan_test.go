@@ -282,9 +282,8 @@ func TestRoundScanSmallNetworkOncePerRound(t *testing.T) {
 	c, sent := scanClient(t, o, []iface.Interface{routedIf})
 	var logs logBuf
 	c.log = newLogger(logs.debugLogger())
-	var res Result
-	var err error
-	noHang(t, "a scan round that should settle", func() { res, err = c.Round(context.Background()) })
+	// The settle timer is armed once the scan is done (nothing answers).
+	res, err := settledRoundOf(t, c, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
