@@ -111,10 +111,14 @@ func TestRoundOneReturnsEarly(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.2", 0))
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
 	o := testOptions(p)
-	o.Timeout, o.One, o.Settle, o.Retries = 10*time.Second, true, 0, 3
+	// Nothing else ends the round within 10 minutes: a Round that returns
+	// at all stopped at a reply.
+	o.Timeout, o.One, o.Settle, o.Retries = longRound, true, 0, 3
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 
-	res, err := c.Round(context.Background())
+	var res Result
+	var err error
+	noHang(t, "a round with One", func() { res, err = c.Round(context.Background()) })
 	if err != nil {
 		t.Fatalf("Round: %v", err)
 	}
@@ -263,7 +267,12 @@ func TestRoundCancel(t *testing.T) {
 	o.Timeout, o.Settle, o.Retries = longRound, 0, 3
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel) // not measured: any time during the round will do
+	defer cancel()
+	c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
+		defer cancel() // the round is cancelled as its first probe goes out
+		_, err := conn.WriteToUDPAddrPort(b, dst)
+		return err
+	}
 	var res Result
 	var err error
 	noHang(t, "a cancelled round", func() { res, err = c.Round(ctx) })
