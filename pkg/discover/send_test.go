@@ -114,8 +114,8 @@ func TestRoundSubnetScan(t *testing.T) {
 	o.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/29")}
 	o.ScanRate = 1000
 	// The round ends by Settle, once the scan is done and the one reply
-	// is in; its deadline (and the scan's stop time) is 10 minutes off.
-	o.Timeout = longRound
+	// is in; its deadline, and the scan's stop time, are 10 minutes off
+	// (testOptions).
 	// The broadcast (127.0.0.7) reaches nobody; our own address 127.0.0.2 is skipped.
 	c := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), nil)
 	res, err := settledRoundOf(t, c, 1)
