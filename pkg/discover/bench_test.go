@@ -203,7 +203,7 @@ func BenchmarkDiscoverOne(b *testing.B) {
 	l := lister(b, fakeIf("fake2", "127.0.1.2", "127.0.0.2"))
 	var afterReply, afterIngest []time.Duration
 	for b.Loop() {
-		s, ok, err := discoverOne(context.Background(), o, l)
+		s, ok, err := discoverOne(context.Background(), o, l, nil)
 		done := time.Now()
 		if err != nil || !ok {
 			b.Fatalf("discoverOne = %v, %v", ok, err)

@@ -47,6 +47,12 @@ type Client struct {
 	// retryClock, when set (tests), makes the retries' timers, so a test
 	// sends each retry when it chooses; nil is the real clock.
 	retryClock clock.Clock
+	// settleClock, when set (tests), times Settle's quiet period, so a
+	// test ends a settling round when it chooses; nil is the real clock.
+	settleClock clock.Clock
+	// readHook, when set (tests), is called on the receiving goroutine
+	// after each datagram a round reads has been handled.
+	readHook func()
 }
 
 // New validates opts, fills in the defaults of zero MaxDatagram,

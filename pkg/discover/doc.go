@@ -99,10 +99,10 @@
 // Two clocks are involved. The clock.Clock given to New (and set as
 // Responder.Clock) stamps Result.Started, Result.Duration and
 // Server.Received (the arrival of a server's first reply of the round) and
-// decides Fernet token ages. The round's deadline, retry schedule and
-// Settle are measured on the real clock, as the kernel measures the
-// socket's read deadline on it; a test clock therefore cannot stretch or
-// shorten a round.
+// decides Fernet token ages. The round's deadline and retry schedule are
+// measured on the real clock, as the kernel measures the socket's read
+// deadline on it, and so is Settle; the clock given to New therefore
+// cannot stretch or shorten a round.
 //
 // # Address policy
 //

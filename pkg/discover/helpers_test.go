@@ -118,13 +118,18 @@ func (l *logBuf) debugLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// testOptions are quick loopback options on port p.
+// testOptions are loopback options on port p. Their round ends by Settle,
+// which a test runs with settledRound (or a settler): Settle is then timed
+// on a manual clock, and the test ends the round once it has read what the
+// test expects. No reply has to make a real-time deadline: the round's own
+// is 10 minutes off (a test that wants a round to end at its deadline sets
+// a short Timeout and Settle 0).
 func testOptions(p uint16) Options {
 	o := DefaultOptions()
 	o.Port = p
-	o.Timeout = 2 * time.Second
+	o.Timeout = longRound
 	o.Retries = 0
-	o.Settle = 150 * time.Millisecond
+	o.Settle = time.Second
 	o.SubnetScan = false
 	// The servers of these tests answer on loopback and advertise
 	// addresses elsewhere (10.213.0.x): admit them, as upstream does.
@@ -169,6 +174,118 @@ func noHang(t testing.TB, what string, f func()) {
 	}
 }
 
+// settler ends a test's rounds exactly instead of after a real quiet
+// period: it is the settle clock of the Clients it is installed on, a
+// manual one, and counts the datagrams their rounds read.
+type settler struct {
+	clk     *clocktest.Clock
+	mu      sync.Mutex
+	reads   int
+	changed chan struct{} // closed and replaced on every read
+}
+
+func newSettler() *settler {
+	return &settler{clk: clocktest.New(time.Unix(1_000_000, 0)), changed: make(chan struct{})}
+}
+
+// install makes s c's settle clock and read counter (also a prepare
+// function for discover and discoverOne).
+func (s *settler) install(c *Client) { c.settleClock, c.readHook = s.clk, s.read }
+
+func (s *settler) read() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// waitReads waits until the round running in the background has read n
+// datagrams since the last settle (hangGuard at most). It reports false,
+// without waiting, once the round has ended (done closed), for the test
+// to judge its result.
+func (s *settler) waitReads(t testing.TB, n int, done <-chan struct{}) bool {
+	t.Helper()
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	for {
+		s.mu.Lock()
+		got, ch := s.reads, s.changed
+		s.mu.Unlock()
+		if got >= n {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-done:
+			return false
+		case <-guard.C:
+			t.Fatalf("the round read %d datagrams in %v, want %d", got, hangGuard, n)
+		}
+	}
+}
+
+// waitArmed waits until the round running in the background has armed its
+// settle timer, which it does only once its last probe went out (hangGuard
+// at most). It reports false once the round has ended (done closed).
+func (s *settler) waitArmed(t testing.TB, done <-chan struct{}) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.clk.WaitForTimers(ctx, 1); err != nil {
+		select {
+		case <-done:
+			return false
+		default:
+			t.Fatalf("no settle timer: %v", err)
+		}
+	}
+	return true
+}
+
+// settle ends the round running in the background by Settle, exactly: once
+// it has read n datagrams (replies, garbage and duplicates alike) and
+// armed its settle timer, it moves the settle clock past Settle. A round
+// that ended otherwise (an error, One, its deadline) is left for the test
+// to judge.
+func (s *settler) settle(t testing.TB, n int, done <-chan struct{}) {
+	t.Helper()
+	if !s.waitReads(t, n, done) || !s.waitArmed(t, done) {
+		return
+	}
+	s.mu.Lock()
+	s.reads = 0
+	s.mu.Unlock()
+	s.clk.Advance(longRound) // more than any test's Settle
+}
+
+// settledRound runs round (a round of c, or discover with install) in the
+// background with a settler installed on c (nil: round installs it) and
+// returns its result once the settler has ended it after n datagrams.
+func settledRound(t testing.TB, c *Client, n int, round func(s *settler) (Result, error)) (Result, error) {
+	t.Helper()
+	s := newSettler()
+	if c != nil {
+		s.install(c)
+	}
+	b := goRound(t, func() (Result, error) { return round(s) })
+	s.settle(t, n, b.done)
+	return b.wait()
+}
+
+// settledRoundOf is settledRound of c.Round.
+func settledRoundOf(t testing.TB, c *Client, n int) (Result, error) {
+	t.Helper()
+	return settledRound(t, c, n, func(*settler) (Result, error) { return c.Round(context.Background()) })
+}
+
 // bgRound is a round running in the background (startRound).
 type bgRound struct {
 	t    testing.TB
@@ -180,10 +297,15 @@ type bgRound struct {
 // startRound runs c.RoundNotify(context.Background(), onServer) in the
 // background.
 func startRound(t testing.TB, c *Client, onServer func(Server)) *bgRound {
+	return goRound(t, func() (Result, error) { return c.RoundNotify(context.Background(), onServer) })
+}
+
+// goRound runs round in the background.
+func goRound(t testing.TB, round func() (Result, error)) *bgRound {
 	b := &bgRound{t: t, done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		b.res, b.err = c.RoundNotify(context.Background(), onServer)
+		b.res, b.err = round()
 	}()
 	return b
 }

@@ -26,7 +26,7 @@ import (
 // For the interfaces probed, reply statistics, a fake interface list or
 // repeated rounds with one logger, use New and Client.Round.
 func Discover(ctx context.Context, opts Options) ([]Server, error) {
-	return discover(ctx, opts, iface.OS())
+	return discover(ctx, opts, iface.OS(), nil)
 }
 
 // DiscoverOne is upstream's discover_one(config): a round like Discover's
@@ -35,7 +35,7 @@ func Discover(ctx context.Context, opts Options) ([]Server, error) {
 // error, when no server answered before opts.Timeout. Errors are
 // Discover's.
 func DiscoverOne(ctx context.Context, opts Options) (s Server, ok bool, err error) {
-	return discoverOne(ctx, opts, iface.OS())
+	return discoverOne(ctx, opts, iface.OS(), nil)
 }
 
 // SelectInterfaces returns the interfaces Discover would probe with opts
@@ -55,25 +55,29 @@ func SelectInterfaces(opts Options) ([]iface.Interface, error) {
 
 // discover and discoverOne are Discover and DiscoverOne on any lister
 // (tests and benchmarks give them interfaces whose "broadcast" is a
-// loopback address).
-func discover(ctx context.Context, opts Options, lister iface.Lister) ([]Server, error) {
+// loopback address); prepare, when not nil, is given the Client before its
+// round (tests set its hooks).
+func discover(ctx context.Context, opts Options, lister iface.Lister, prepare func(*Client)) ([]Server, error) {
 	opts.One = false
-	return runOnce(ctx, opts, lister)
+	return runOnce(ctx, opts, lister, prepare)
 }
 
-func discoverOne(ctx context.Context, opts Options, lister iface.Lister) (Server, bool, error) {
+func discoverOne(ctx context.Context, opts Options, lister iface.Lister, prepare func(*Client)) (Server, bool, error) {
 	opts.One = true
-	servers, err := runOnce(ctx, opts, lister)
+	servers, err := runOnce(ctx, opts, lister, prepare)
 	if len(servers) == 0 {
 		return Server{}, false, err
 	}
 	return servers[0], true, err
 }
 
-func runOnce(ctx context.Context, opts Options, lister iface.Lister) ([]Server, error) {
+func runOnce(ctx context.Context, opts Options, lister iface.Lister, prepare func(*Client)) ([]Server, error) {
 	c, err := New(opts, lister, opts.Logger, nil)
 	if err != nil {
 		return nil, err
+	}
+	if prepare != nil {
+		prepare(c)
 	}
 	res, err := c.Round(ctx)
 	return res.Servers, err

@@ -25,7 +25,11 @@ func TestDiscoverFindsAllAndOneStopsAtFirst(t *testing.T) {
 	o := testOptions(p)
 	o.One = true // Discover ignores it
 
-	servers, err := discover(context.Background(), o, l)
+	res, err := settledRound(t, nil, 2, func(s *settler) (Result, error) {
+		servers, err := discover(context.Background(), o, l, s.install)
+		return Result{Servers: servers}, err
+	})
+	servers := res.Servers
 	if err != nil {
 		t.Fatalf("discover: %v", err)
 	}
@@ -39,7 +43,7 @@ func TestDiscoverFindsAllAndOneStopsAtFirst(t *testing.T) {
 	o.One, o.Timeout, o.Settle = false, longRound, 0
 	var s Server
 	var ok bool
-	noHang(t, "discoverOne", func() { s, ok, err = discoverOne(context.Background(), o, l) })
+	noHang(t, "discoverOne", func() { s, ok, err = discoverOne(context.Background(), o, l, nil) })
 	if err != nil || !ok {
 		t.Fatalf("discoverOne = %+v, %v, %v", s, ok, err)
 	}
@@ -51,8 +55,8 @@ func TestDiscoverFindsAllAndOneStopsAtFirst(t *testing.T) {
 func TestDiscoverOneNoneIsNotAnError(t *testing.T) {
 	p := freePort(t) // nobody answers
 	o := testOptions(p)
-	o.Timeout = 200 * time.Millisecond
-	s, ok, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")))
+	o.Timeout, o.Settle = 200*time.Millisecond, 0
+	s, ok, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	if ok || err != nil || s != (Server{}) {
 		t.Fatalf("discoverOne = %+v, %v, %v; want zero, false, nil", s, ok, err)
 	}
@@ -61,12 +65,12 @@ func TestDiscoverOneNoneIsNotAnError(t *testing.T) {
 func TestDiscoverErrors(t *testing.T) {
 	o := DefaultOptions()
 	o.Timeout = 0
-	if _, err := discover(context.Background(), o, lister(t)); err == nil || !strings.Contains(err.Error(), "timeout: must be > 0, got 0s") {
+	if _, err := discover(context.Background(), o, lister(t), nil); err == nil || !strings.Contains(err.Error(), "timeout: must be > 0, got 0s") {
 		t.Errorf("invalid options: %v", err)
 	}
 	o = testOptions(freePort(t))
 	o.Whitelist = []string{"eth9"}
-	if _, _, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"))); !errors.Is(err, ErrNoInterfaces) {
+	if _, _, err := discoverOne(context.Background(), o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil); !errors.Is(err, ErrNoInterfaces) {
 		t.Errorf("whitelist of nothing: %v, want ErrNoInterfaces", err)
 	}
 }
@@ -98,7 +102,11 @@ func TestDiscoverLogsToSlog(t *testing.T) {
 	var buf syncBuf
 	o := testOptions(p)
 	o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	servers, err := discover(context.Background(), o, l)
+	res, err := settledRound(t, nil, 1, func(s *settler) (Result, error) {
+		servers, err := discover(context.Background(), o, l, s.install)
+		return Result{Servers: servers}, err
+	})
+	servers := res.Servers
 	if err != nil || len(servers) != 1 {
 		t.Fatalf("discover = %v, %v", servers, err)
 	}
@@ -126,7 +134,7 @@ func TestClientLogsToZerolog(t *testing.T) {
 	var buf syncBuf
 	zl := zerolog.New(&buf).Level(zerolog.DebugLevel)
 	c := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), slog.New(zerolog.NewSlogHandler(zl)))
-	if res, err := c.Round(context.Background()); err != nil || len(res.Servers) != 1 {
+	if res, err := settledRoundOf(t, c, 1); err != nil || len(res.Servers) != 1 {
 		t.Fatalf("round = %v, %v", res.Servers, err)
 	}
 	want := map[string]map[string]any{
@@ -134,7 +142,7 @@ func TestClientLogsToZerolog(t *testing.T) {
 			"level": "info", "payload_ip": "127.0.0.1", "source_ip": "127.0.0.2", "reason": "loopback"},
 		"probe sent":     {"level": "debug", "interface": "fake2", "to": "127.0.0.2:" + strconv.Itoa(int(p))},
 		"receive buffer": {"level": "debug", "requested": float64(DefaultRecvBuffer)},
-		"round settled":  {"level": "debug", "settle": float64(150)}, // zerolog's default: milliseconds
+		"round settled":  {"level": "debug", "settle": float64(1000)}, // zerolog's default: milliseconds
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	for _, line := range lines {
@@ -161,7 +169,7 @@ func TestClientLogsToZerolog(t *testing.T) {
 	buf = syncBuf{}
 	quiet := newClient(t, testOptions(p), lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")),
 		slog.New(zerolog.NewSlogHandler(zerolog.New(&buf).Level(zerolog.WarnLevel))))
-	if _, err := quiet.Round(context.Background()); err != nil {
+	if _, err := settledRoundOf(t, quiet, 1); err != nil {
 		t.Fatal(err)
 	}
 	if got := buf.String(); got != "" {

@@ -12,16 +12,28 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 // receive reads replies until the round ends. It returns nil when the round
 // ended normally (deadline, One, Settle, or ctx done; Round decides what a
 // cancelled ctx means) and an error only for socket failures.
+//
+// A read blocks until a datagram arrives, the round's deadline (the
+// socket's read deadline) passes, or a kick: the senders are done, ctx is
+// done, or the settle timer fired. After a deadline or a kick the receiver
+// re-evaluates the round. With Settle, once sending is done, it arms a
+// timer on the settle clock for what is left of the quiet period, which
+// starts at the end of sending or at the last new server, whichever is
+// later. A new server does not re-arm the timer: when it fires, the
+// receiver finds the quiet period moved and arms the rest of it.
 func (r *round) receive(ctx context.Context) error {
 	o := &r.c.opts
 	buf := make([]byte, o.MaxDatagram+1)
 	oob := make([]byte, oobSize)
+	var settle *settleTimer
+	defer func() { settle.disarm() }()
 	dirty := true
 	for {
 		if dirty {
@@ -30,24 +42,23 @@ func (r *round) receive(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil //nolint:nilerr // a cancelled round ends normally; Round decides what ctx's end means
 			}
-			now := socketNow()
-			dl := r.deadline
-			if !now.Before(dl) {
+			if !socketNow().Before(r.deadline) {
 				return nil
 			}
-			if doneAt := r.sendsDoneAt.Load(); doneAt != 0 && o.Settle > 0 {
-				quiet := time.Unix(0, doneAt)
+			if doneAt := r.sendsDoneAt.Load(); doneAt != nil && o.Settle > 0 {
+				quiet := *doneAt
 				if r.lastNew.After(quiet) {
 					quiet = r.lastNew
 				}
-				sd := quiet.Add(o.Settle)
-				if !now.Before(sd) {
+				left := quiet.Add(o.Settle).Sub(r.settleClk.Now())
+				if left <= 0 {
 					r.c.log.log(slog.LevelDebug, "round settled", slog.Duration("settle", o.Settle))
 					return nil
 				}
-				dl = minTime(dl, sd)
+				settle.disarm()
+				settle = r.armSettle(left)
 			}
-			if err := r.conn.SetReadDeadline(dl); err != nil {
+			if err := r.conn.SetReadDeadline(r.deadline); err != nil {
 				return fmt.Errorf("set read deadline: %w", err)
 			}
 			if r.kicks.Load() != gen {
@@ -70,17 +81,43 @@ func (r *round) receive(ctx context.Context) error {
 			}
 			return fmt.Errorf("read replies: %w", err)
 		}
-		if r.ingest(buf[:n], src, pktinfoIndex(oob[:oobn])) && o.One {
+		kept := r.ingest(buf[:n], src, pktinfoIndex(oob[:oobn]))
+		if r.c.readHook != nil {
+			r.c.readHook()
+		}
+		if kept && o.One {
 			return nil
 		}
 	}
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// settleTimer is a timer on the round's settle clock that kicks the
+// receiver when it fires.
+type settleTimer struct {
+	t    clock.Timer
+	stop chan struct{}
+}
+
+// armSettle returns a settleTimer that fires after d.
+func (r *round) armSettle(d time.Duration) *settleTimer {
+	s := &settleTimer{t: r.settleClk.NewTimer(d), stop: make(chan struct{})}
+	go func() {
+		select {
+		case <-s.t.C():
+			r.kick()
+		case <-s.stop:
+		}
+	}()
+	return s
+}
+
+// disarm stops s (nil: none) and its goroutine.
+func (s *settleTimer) disarm() {
+	if s == nil {
+		return
 	}
-	return a
+	s.t.Stop()
+	close(s.stop)
 }
 
 // ingest handles one datagram and reports whether it added a server. A new
@@ -160,7 +197,7 @@ func (r *round) ingest(b []byte, src netip.AddrPort, ifindex int) bool {
 	}
 	r.perSource[src4]++
 	r.seen[key] = struct{}{}
-	r.lastNew = socketNow()
+	r.lastNew = r.settleClk.Now()
 	r.kept = append(r.kept, keptReply{
 		ip: ip4, payloadIP: payloadIP.As4(), src: src4,
 		port: port, srcPort: src.Port(),

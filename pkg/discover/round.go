@@ -111,7 +111,8 @@ func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, erro
 	}
 	go func() {
 		senders.Wait()
-		r.sendsDoneAt.Store(socketNow().UnixNano())
+		done := r.settleClk.Now()
+		r.sendsDoneAt.Store(&done)
 		r.kick()
 	}()
 
@@ -150,11 +151,11 @@ func (c *Client) round(ctx context.Context, onServer func(Server)) (Result, erro
 }
 
 // socketNow reads the real clock, for every time measured against the
-// socket's read deadline: the round's begin and deadline (and ctx's), the
-// retry schedule, the end of sending and the last new server, from which
-// Settle counts. The kernel measures socket deadlines on the real clock, so
-// these never read the Client's clock, which only stamps results and judges
-// token age.
+// socket's read deadline: the round's begin and deadline (and ctx's) and
+// the retry schedule. The kernel measures socket deadlines on the real
+// clock, so these never read the Client's clock, which only stamps results
+// and judges token age. Settle is timed on the round's settle clock (the
+// real clock too, unless a test set Client.settleClock).
 func socketNow() time.Time { return time.Now() }
 
 // round is the state of one Round: its socket, its senders' counters (atomic:
@@ -183,9 +184,14 @@ type round struct {
 	probesSent, sendErrors, scanTargets atomic.Int64
 	keepAlives, scanCovered, scanCycles atomic.Int64
 	scanFirst, scanLast                 atomic.Int64 // clk, Unix nanos; 0 before the first scan probe
-	sendsDoneAt                         atomic.Int64 // socketNow, Unix nanos; 0 while sending
 	kicks                               atomic.Uint64
 	broadcastsSent                      atomic.Int64 // broadcast probes sent, first burst and retries
+
+	// settleClk times Settle's quiet period, which starts when sending is
+	// done (sendsDoneAt, on settleClk; nil while sending) or at lastNew,
+	// whichever is later (receive).
+	settleClk   clock.Clock
+	sendsDoneAt atomic.Pointer[time.Time]
 
 	// adm is the admission policy's view of this round; notBefore the
 	// oldest stamp an encrypted reply may carry (the round's start on the
@@ -200,7 +206,7 @@ type round struct {
 	seen    map[uint64]struct{} // endpointKey of kept servers
 	kept    []keptReply
 	arena   []byte
-	lastNew time.Time // socketNow when the last new server was kept
+	lastNew time.Time // settleClk when the last new server was kept
 	st      Stats
 	// perSource counts the new servers each source introduced; refused
 	// the refusals by reason; notes the (source, reason) pairs refused,
@@ -241,6 +247,7 @@ func newRound(c *Client, conn *net.UDPConn, all, sel []iface.Interface, begin, d
 		ifByIndex: make(map[int]iface.Interface, len(all)),
 		seen:      make(map[uint64]struct{}, min(c.opts.MaxReplies, 1024)),
 		clk:       clock.Real(),
+		settleClk: clock.OrReal(c.settleClock),
 		onLink:    onLinkPrefixes(all),
 		adm:       newAdmission(&c.opts, all, sel),
 		notBefore: c.clock.Now().Truncate(time.Second).Add(-c.opts.ClockSkew),

@@ -23,7 +23,7 @@ func TestRoundFindsServers(t *testing.T) {
 		fakeIf("fake4", "127.0.1.4", "127.0.0.4"))
 	c := newClient(t, testOptions(p), l, nil)
 
-	res, err := c.Round(context.Background())
+	res, err := settledRoundOf(t, c, 3)
 	if err != nil {
 		t.Fatalf("Round: %v", err)
 	}
@@ -57,19 +57,22 @@ func TestRoundFindsServers(t *testing.T) {
 func TestRoundDedupeAndRetries(t *testing.T) {
 	p := freePort(t)
 	// Two hosts advertising the same endpoint, three probes each. The test
-	// sends both retries at once (their timers are on a manual clock), so
-	// their replies have nearly all of the 1.5 s round to arrive.
+	// sends each retry (their timers are on a manual clock) and ends the
+	// round (Settle, on another) once all six replies are in.
 	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.9", 0))
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.9", 0))
 	o := testOptions(p)
-	o.Timeout, o.Retries, o.Settle = 1500*time.Millisecond, 2, 0
+	o.Timeout, o.Retries = longRound, 2
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 	clk := clocktest.New(time.Unix(0, 0))
 	c.retryClock = clk
+	s := newSettler()
+	s.install(c)
 
 	round := startRound(t, c, nil)
 	fireRetry(t, clk)
 	fireRetry(t, clk)
+	s.settle(t, 6, round.done)
 	res, err := round.wait()
 	if err != nil {
 		t.Fatalf("Round: %v", err)
@@ -83,10 +86,21 @@ func TestRoundDedupeAndRetries(t *testing.T) {
 	if res.Servers[0].Source.Addr() != netip.MustParseAddr("127.0.0.2") && res.Servers[0].Source.Addr() != netip.MustParseAddr("127.0.0.3") {
 		t.Errorf("source %v", res.Servers[0].Source)
 	}
-	// Without Settle or One a round never ends before its timeout. A lower
+}
+
+func TestRoundRunsToItsTimeout(t *testing.T) {
+	// Without Settle or One a round never ends before its timeout. Nothing
+	// answers, so nothing has to arrive in time; the check is a lower
 	// bound, exact on a busy machine too: the deadline is Timeout after
 	// the round's start on the real clock Duration is read from, and load
 	// only makes a round end later.
+	o := testOptions(freePort(t))
+	o.Timeout, o.Settle, o.Retries = 200*time.Millisecond, 0, 1
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
+	res, err := c.Round(context.Background())
+	if err != nil || len(res.Servers) != 0 {
+		t.Fatalf("Round = %v, %v", endpoints(res.Servers), err)
+	}
 	if res.Duration < o.Timeout {
 		t.Errorf("round took %v, want the whole %v (no settle)", res.Duration, o.Timeout)
 	}
@@ -97,10 +111,14 @@ func TestRoundOneReturnsEarly(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.2", 0))
 	startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
 	o := testOptions(p)
-	o.Timeout, o.One, o.Settle, o.Retries = 10*time.Second, true, 0, 3
+	// Nothing else ends the round within 10 minutes: a Round that returns
+	// at all stopped at a reply.
+	o.Timeout, o.One, o.Settle, o.Retries = longRound, true, 0, 3
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 
-	res, err := c.Round(context.Background())
+	var res Result
+	var err error
+	noHang(t, "a round with One", func() { res, err = c.Round(context.Background()) })
 	if err != nil {
 		t.Fatalf("Round: %v", err)
 	}
@@ -124,19 +142,87 @@ func TestRoundSettleEndsEarly(t *testing.T) {
 	o.Timeout, o.Settle = longRound, 100*time.Millisecond
 	var logs logBuf
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), logs.debugLogger())
-	var res Result
-	var err error
-	noHang(t, "a round that should settle", func() { res, err = c.Round(context.Background()) })
+	s := newSettler()
+	s.install(c)
+	round := startRound(t, c, nil)
+	// The reply is in and the probe out: Settle's quiet period runs on the
+	// settle clock, and the round's deadline is 10 minutes off.
+	if !s.waitReads(t, 1, round.done) || !s.waitArmed(t, round.done) {
+		t.Fatal("the round ended before its quiet period began")
+	}
+	s.clk.Advance(o.Settle - time.Nanosecond)
+	if s.clk.Pending() != 1 {
+		t.Fatalf("the settle timer fired %v into a %v quiet period", o.Settle-time.Nanosecond, o.Settle)
+	}
+	s.clk.Advance(time.Nanosecond)
+	res, err := round.wait()
 	if err != nil || len(res.Servers) != 1 {
 		t.Fatalf("Round = %v, %v", endpoints(res.Servers), err)
 	}
-	// The log says Settle ended the round (its deadline is 10 minutes
-	// off); the lower bound is exact, as load only delays the end.
 	if n := logs.count("round settled"); n != 1 {
 		t.Errorf("round not ended by Settle (%d settle logs):\n%s", n, logs.b.String())
 	}
-	if res.Duration < o.Settle {
-		t.Errorf("settled round took %v, want at least the %v settle", res.Duration, o.Settle)
+}
+
+// TestRoundSettleRestartsAtNewServer: a new server restarts the quiet
+// period. The settle timer armed before it fires at the first period's
+// end; the round does not settle then but arms the rest of the new one.
+func TestRoundSettleRestartsAtNewServer(t *testing.T) {
+	p := freePort(t)
+	// A server that answers only when the test says so.
+	conn, err := net.ListenPacket("udp4", addrPort("127.0.0.2", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	probed, answer := make(chan net.Addr, 1), make(chan struct{})
+	go func() {
+		buf := make([]byte, 2048)
+		_, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		probed <- from
+		<-answer
+		conn.WriteTo([]byte("SERVER_IP:10.213.0.2"), from)
+	}()
+	o := testOptions(p)
+	o.Timeout, o.Settle = longRound, 100*time.Millisecond
+	var logs logBuf
+	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), logs.debugLogger())
+	s := newSettler()
+	s.install(c)
+	round := startRound(t, c, nil)
+	if !s.waitArmed(t, round.done) { // the probe went out: the quiet period runs
+		t.Fatal("the round ended before its quiet period began")
+	}
+	start := s.clk.Now()
+	s.clk.Advance(60 * time.Millisecond)
+	select {
+	case <-probed:
+	case <-time.After(hangGuard):
+		t.Fatalf("no probe after %v", hangGuard)
+	}
+	close(answer)
+	if !s.waitReads(t, 1, round.done) {
+		t.Fatal("the round ended before the reply")
+	}
+	// The first period ends: its timer fires, and the round arms the rest
+	// of the period the new server began.
+	s.clk.Advance(40 * time.Millisecond)
+	if !s.waitArmed(t, round.done) {
+		t.Fatalf("the round settled 40 ms after a new server, want %v", o.Settle)
+	}
+	if at, _ := s.clk.NextDeadline(); !at.Equal(start.Add(160 * time.Millisecond)) {
+		t.Errorf("settle timer due at %v, want 160ms (the new server at 60 ms, plus %v)", at.Sub(start), o.Settle)
+	}
+	s.clk.Advance(60 * time.Millisecond)
+	res, err := round.wait()
+	if err != nil || len(res.Servers) != 1 {
+		t.Fatalf("Round = %v, %v", endpoints(res.Servers), err)
+	}
+	if n := logs.count("round settled"); n != 1 {
+		t.Errorf("round not ended by Settle (%d settle logs):\n%s", n, logs.b.String())
 	}
 }
 
@@ -152,17 +238,18 @@ func TestRoundSettleWaitsForRetries(t *testing.T) {
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), logs.debugLogger())
 	clk := clocktest.New(time.Unix(0, 0))
 	c.retryClock = clk
+	s := newSettler()
+	s.install(c)
 	found := make(chan struct{})
 	round := startRound(t, c, func(Server) { close(found) })
 	waitClosed(t, found, "server found by the first burst")
-	// Give a round that settled too early the time to show it. Load can
-	// only hide such a bug, never fail a right round: it settles only
-	// after the retry, which waits for the test.
-	time.Sleep(4 * o.Settle)
-	if round.ended() {
-		t.Fatal("the round settled before its retry went out")
+	// The quiet period starts once the last probe went out: no settle
+	// timer runs while the retry waits for the test.
+	if n := s.clk.Pending(); n != 0 || round.ended() {
+		t.Fatalf("%d settle timers (round ended: %v) before the retry went out, want none", n, round.ended())
 	}
 	fireRetry(t, clk)
+	s.settle(t, 2, round.done) // the replies to the first burst and to the retry
 	res, err := round.wait()
 	if err != nil || res.Stats.ProbesSent != 2 {
 		t.Fatalf("Round: %v, stats %+v", err, res.Stats)
@@ -180,7 +267,12 @@ func TestRoundCancel(t *testing.T) {
 	o.Timeout, o.Settle, o.Retries = longRound, 0, 3
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel) // not measured: any time during the round will do
+	defer cancel()
+	c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
+		defer cancel() // the round is cancelled as its first probe goes out
+		_, err := conn.WriteToUDPAddrPort(b, dst)
+		return err
+	}
 	var res Result
 	var err error
 	noHang(t, "a cancelled round", func() { res, err = c.Round(ctx) })
@@ -261,7 +353,7 @@ func TestRoundUsesClientClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Round(context.Background())
+	res, err := settledRoundOf(t, c, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,13 +377,15 @@ func TestRoundNotify(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.4", p), plainResponder("10.213.0.4", 8443))
 	o := testOptions(p)
 	// The round cannot end before the test sends its two retries (their
-	// timers are on a manual clock; its deadline is 10 minutes off); it
-	// settles a second after the last, time for their replies to arrive.
-	o.Timeout, o.Retries, o.Settle = longRound, 2, time.Second
+	// timers are on a manual clock; its deadline is 10 minutes off); the
+	// test ends it (Settle, on another) once the nine replies are in.
+	o.Timeout, o.Retries = longRound, 2
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2"), fakeIf("fake3", "127.0.1.3", "127.0.0.3"),
 		fakeIf("fake4", "127.0.1.4", "127.0.0.4")), nil)
 	clk := clocktest.New(time.Unix(0, 0))
 	c.retryClock = clk
+	s := newSettler()
+	s.install(c)
 
 	var notified []Server
 	first := make(chan struct{})
@@ -313,6 +407,7 @@ func TestRoundNotify(t *testing.T) {
 	}
 	fireRetry(t, clk)
 	fireRetry(t, clk)
+	s.settle(t, 9, round.done)
 	res, err := round.wait()
 	if err != nil {
 		t.Fatalf("RoundNotify: %v", err)
@@ -335,7 +430,7 @@ func TestRoundNotifyNil(t *testing.T) {
 	startResponder(t, addrPort("127.0.0.2", p), plainResponder("10.213.0.2", 0))
 	o := testOptions(p)
 	c := newClient(t, o, lister(t, fakeIf("fake2", "127.0.1.2", "127.0.0.2")), nil)
-	res, err := c.RoundNotify(context.Background(), nil)
+	res, err := settledRound(t, c, 1, func(*settler) (Result, error) { return c.RoundNotify(context.Background(), nil) })
 	if err != nil || !slices.Equal(endpoints(res.Servers), []string{"10.213.0.2:8000"}) {
 		t.Fatalf("RoundNotify(nil) = %v, %v", endpoints(res.Servers), err)
 	}

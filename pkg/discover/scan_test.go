@@ -137,10 +137,15 @@ func TestWaitUntilOnManualClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(3 * time.Millisecond)
+	// Its timer has not fired, so it still waits: exact, where a real
+	// pause would only give a wrong return the chance to show.
+	if clk.Pending() != 1 {
+		t.Fatal("the timer fired before its time")
+	}
 	select {
 	case <-done:
 		t.Fatal("returned before its time")
-	case <-time.After(10 * time.Millisecond):
+	default:
 	}
 	clk.Advance(time.Millisecond)
 	if !<-done {
@@ -282,9 +287,8 @@ func TestRoundScanSmallNetworkOncePerRound(t *testing.T) {
 	c, sent := scanClient(t, o, []iface.Interface{routedIf})
 	var logs logBuf
 	c.log = newLogger(logs.debugLogger())
-	var res Result
-	var err error
-	noHang(t, "a scan round that should settle", func() { res, err = c.Round(context.Background()) })
+	// The settle timer is armed once the scan is done (nothing answers).
+	res, err := settledRoundOf(t, c, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func TestRoundOnANode(t *testing.T) {
 				_, err := conn.WriteToUDPAddrPort(b, dst)
 				return err
 			}
-			res, err := c.Round(context.Background())
+			res, err := settledRoundOf(t, c, len(tt.servers)) // each target's server answers once
 			if err != nil {
 				t.Fatal(err)
 			}

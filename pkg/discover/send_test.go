@@ -40,14 +40,14 @@ func TestRoundNoProbeSent(t *testing.T) {
 			_, err := conn.WriteToUDPAddrPort(b, dst)
 			return err
 		}
-		res, err := c.Round(context.Background())
+		res, err := settledRoundOf(t, c, 1)
 		if err != nil || len(res.Servers) != 1 || res.Stats.SendErrors != 1 {
 			t.Fatalf("Round = %v, %v, stats %+v", endpoints(res.Servers), err, res.Stats)
 		}
 	})
-	// In the next two the test sends each retry (fireRetry) and the round,
-	// whose deadline is 10 minutes off, settles after the last: no retry
-	// and no reply has to make a real-time deadline.
+	// In the next two the test sends each retry (fireRetry) and ends the
+	// round, whose deadline is 10 minutes off, by Settle after the last
+	// (settle): no retry and no reply has to make a real-time deadline.
 	t.Run("a retry goes out after a failed first burst", func(t *testing.T) {
 		p := freePort(t)
 		startResponder(t, addrPort("127.0.0.3", p), plainResponder("10.213.0.3", 0))
@@ -56,6 +56,8 @@ func TestRoundNoProbeSent(t *testing.T) {
 		c := newClient(t, o, lister(t, fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 		clk := clocktest.New(time.Unix(0, 0))
 		c.retryClock = clk
+		s := newSettler()
+		s.install(c)
 		var calls atomic.Int32
 		c.sendHook = func(conn *net.UDPConn, b []byte, dst netip.AddrPort) error {
 			if calls.Add(1) == 1 { // the link is down for the first burst only
@@ -69,6 +71,7 @@ func TestRoundNoProbeSent(t *testing.T) {
 		fireRetry(t, clk)
 		waitClosed(t, found, "server found by the first retry")
 		fireRetry(t, clk)
+		s.settle(t, 2, round.done) // the replies to the two retries
 		res, err := round.wait()
 		if err != nil || len(res.Servers) != 1 || res.Stats.SendErrors != 1 || res.Stats.ProbesSent != 2 {
 			t.Fatalf("Round = %v, %v, stats %+v: want the server found by a retry", endpoints(res.Servers), err, res.Stats)
@@ -80,10 +83,13 @@ func TestRoundNoProbeSent(t *testing.T) {
 		c := newClient(t, o, lister(t, fakeIf("fake3", "127.0.1.3", "127.0.0.3")), nil)
 		clk := clocktest.New(time.Unix(0, 0))
 		c.retryClock = clk
+		s := newSettler()
+		s.install(c)
 		c.sendHook = func(*net.UDPConn, []byte, netip.AddrPort) error { return syscall.ENETUNREACH }
 		round := startRound(t, c, nil)
 		fireRetry(t, clk)
 		fireRetry(t, clk)
+		s.settle(t, 0, round.done)
 		res, err := round.wait()
 		if !errors.Is(err, ErrNoProbeSent) || !errors.Is(err, syscall.ENETUNREACH) || res.Stats.SendErrors != 3 {
 			t.Fatalf("Round = %v, stats %+v: want ErrNoProbeSent after the first burst and 2 retries", err, res.Stats)
@@ -107,9 +113,12 @@ func TestRoundSubnetScan(t *testing.T) {
 	o.SubnetScan = true
 	o.ScanCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/29")}
 	o.ScanRate = 1000
+	// The round ends by Settle, once the scan is done and the one reply
+	// is in; its deadline, and the scan's stop time, are 10 minutes off
+	// (testOptions).
 	// The broadcast (127.0.0.7) reaches nobody; our own address 127.0.0.2 is skipped.
 	c := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), nil)
-	res, err := c.Round(context.Background())
+	res, err := settledRoundOf(t, c, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +131,7 @@ func TestRoundSubnetScan(t *testing.T) {
 	}
 	t.Run("off", func(t *testing.T) {
 		o.SubnetScan = false
-		res, err := newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), nil).Round(context.Background())
+		res, err := settledRoundOf(t, newClient(t, o, lister(t, fakeIf("fake7", "127.0.0.2", "127.0.0.7")), nil), 0)
 		if err != nil || len(res.Servers) != 0 || res.Stats.ScanTargets != 0 {
 			t.Fatalf("servers %v, stats %+v, err %v", endpoints(res.Servers), res.Stats, err)
 		}

@@ -65,9 +65,22 @@ func Snap(f Fleet, round uint64, addrs ...string) endpoint.Snapshot {
 }
 
 // Run runs the conformance cases, each on a new Fleet from factory.
-func Run(t *testing.T, factory func(t *testing.T) Fleet) {
+func Run(t *testing.T, factory func(t *testing.T) Fleet) { RunEach(t, nil, factory) }
+
+// RunEach is Run with each case run by each (nil: directly), e.g.
+// synctest.Test for a fleet whose bridges and fakes live in a bubble.
+func RunEach(t *testing.T, each func(t *testing.T, f func(t *testing.T)), factory func(t *testing.T) Fleet) {
 	ctx := context.Background()
-	t.Run("UnchangedObservationCostsNoWrite", func(t *testing.T) {
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			if each == nil {
+				f(t)
+				return
+			}
+			each(t, f)
+		})
+	}
+	run("UnchangedObservationCostsNoWrite", func(t *testing.T) {
 		f := factory(t)
 		a := f.Bridge(t, "a")
 		if res, err := a.Apply(ctx, Snap(f, 1, "10.0.0.1:8000")); err != nil || res.Writes == 0 {
@@ -82,7 +95,7 @@ func Run(t *testing.T, factory func(t *testing.T) Fleet) {
 			t.Errorf("changed observation: %d writes, %v; want a publish", res.Writes, err)
 		}
 	})
-	t.Run("StaleSnapshotNotPublished", func(t *testing.T) {
+	run("StaleSnapshotNotPublished", func(t *testing.T) {
 		f := factory(t)
 		a := f.Lead(t, "a")
 		old := Snap(f, 1, "10.0.0.9:8000")
@@ -95,7 +108,7 @@ func Run(t *testing.T, factory func(t *testing.T) Fleet) {
 			t.Error("a server of a stale snapshot is observed")
 		}
 	})
-	t.Run("StandingFaultReported", func(t *testing.T) {
+	run("StandingFaultReported", func(t *testing.T) {
 		f := factory(t)
 		a := f.Lead(t, "a")
 		if _, err := a.Apply(ctx, Snap(f, 1, "10.0.0.1:8000")); err != nil {
@@ -106,7 +119,7 @@ func Run(t *testing.T, factory func(t *testing.T) Fleet) {
 			t.Error("Apply as leader with the registry refusing the leader: no error, want the standing fault")
 		}
 	})
-	t.Run("TermLossStopsWrites", func(t *testing.T) {
+	run("TermLossStopsWrites", func(t *testing.T) {
 		f := factory(t)
 		te, ok := f.(TermEnder)
 		if !ok {
@@ -129,7 +142,7 @@ func Run(t *testing.T, factory func(t *testing.T) Fleet) {
 			t.Error("a bridge whose term ended still wrote the registry")
 		}
 	})
-	t.Run("HandOverKeepsServersObserved", func(t *testing.T) {
+	run("HandOverKeepsServersObserved", func(t *testing.T) {
 		f := factory(t)
 		ho, ok := f.(HandOver)
 		if !ok {

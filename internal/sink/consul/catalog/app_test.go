@@ -231,110 +231,116 @@ func TestPlanCatalogHealth(t *testing.T) {
 // written by the leader as one operation, the app check; rounds that
 // change nothing publish and write nothing.
 func TestCatalogAppCheckTransitions(t *testing.T) {
-	const x, y = "10.0.0.1:8000", "10.0.0.2:8000"
-	h := newCatHarness(t)
-	a := h.bridge("a", func(c *Config) { c.Round = 10 * time.Second })
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	at := func(s endpoint.Snapshot) endpoint.Snapshot { s.At = h.clk.Now(); return s }
-	if n := h.apply(a, at(checked(1, map[string]endpoint.Check{y: appReady}, x, y))); n != 1 {
-		t.Errorf("first Apply wrote %d keys, want 1", n)
-	}
-	h.settled(map[string]string{x: "1", y: "1"})
-	h.appIs(x, api.HealthCritical, "pending: the app check has not passed yet")
-	h.appIs(y, api.HealthPassing, "ready: "+appReady.Output)
-	if kv, _ := h.fc.KV(testObsPrefix + "a/0"); kv.Value[4] != 2 {
-		t.Errorf("observation with verdicts published in format v%d, want v2", kv.Value[4])
-	}
-	h.replanned(2, time.Second) // past the grace
+	inBubble(t, func(t *testing.T) {
+		const x, y = "10.0.0.1:8000", "10.0.0.2:8000"
+		h := newCatHarness(t)
+		a := h.bridge("a", func(c *Config) { c.Round = 10 * time.Second })
+		h.start(a)
+		h.pump("leadership", 50*time.Millisecond, a.c.Leader)
+		at := func(s endpoint.Snapshot) endpoint.Snapshot { s.At = h.clk.Now(); return s }
+		if n := h.apply(a, at(checked(1, map[string]endpoint.Check{y: appReady}, x, y))); n != 1 {
+			t.Errorf("first Apply wrote %d keys, want 1", n)
+		}
+		h.settled(map[string]string{x: "1", y: "1"})
+		h.appIs(x, api.HealthCritical, "pending: the app check has not passed yet")
+		h.appIs(y, api.HealthPassing, "ready: "+appReady.Output)
+		if kv, _ := h.fc.KV(testObsPrefix + "a/0"); kv.Value[4] != 2 {
+			t.Errorf("observation with verdicts published in format v%d, want v2", kv.Value[4])
+		}
+		h.replanned(2, time.Second) // past the grace
 
-	steps := []struct {
-		name    string
-		s       endpoint.Snapshot
-		keys    int      // KV writes of the publish
-		ops     []string // the leader's catalog operations
-		x, xOut string   // x's app check afterwards
-	}{
-		{"the next round, nothing changed", checked(2, map[string]endpoint.Check{y: appReady}, x, y), 0, nil,
-			api.HealthCritical, "pending: the app check has not passed yet"},
-		{"x rises to ready (re-posted with round 2)", checked(2, map[string]endpoint.Check{x: appReady, y: appReady}, x, y), 1,
-			[]string{guard, "check set " + sid(x) + "/" + AppCheckID}, api.HealthPassing, "ready: " + appReady.Output},
-		{"x fails", checked(3, map[string]endpoint.Check{x: appFailing, y: appReady}, x, y), 1,
-			[]string{guard, "check set " + sid(x) + "/" + AppCheckID}, api.HealthCritical, "failing: " + appFailing.Output},
-		{"quiet rounds while x fails", checked(4, map[string]endpoint.Check{x: appFailing, y: appReady}, x, y), 0, nil,
-			api.HealthCritical, "failing: " + appFailing.Output},
-		{"x back", checked(5, map[string]endpoint.Check{x: appReady, y: appReady}, x, y), 1,
-			[]string{guard, "check set " + sid(x) + "/" + AppCheckID}, api.HealthPassing, "ready: " + appReady.Output},
-	}
-	for _, st := range steps {
-		applied, txns := len(h.fc.Applied()), h.fc.Count("Txn")
-		if n := h.apply(a, at(st.s)); n != st.keys {
-			t.Errorf("%s: Apply wrote %d keys, want %d", st.name, n, st.keys)
+		steps := []struct {
+			name    string
+			s       endpoint.Snapshot
+			keys    int      // KV writes of the publish
+			ops     []string // the leader's catalog operations
+			x, xOut string   // x's app check afterwards
+		}{
+			{"the next round, nothing changed", checked(2, map[string]endpoint.Check{y: appReady}, x, y), 0, nil,
+				api.HealthCritical, "pending: the app check has not passed yet"},
+			{"x rises to ready (re-posted with round 2)", checked(2, map[string]endpoint.Check{x: appReady, y: appReady}, x, y), 1,
+				[]string{guard, "check set " + sid(x) + "/" + AppCheckID}, api.HealthPassing, "ready: " + appReady.Output},
+			{"x fails", checked(3, map[string]endpoint.Check{x: appFailing, y: appReady}, x, y), 1,
+				[]string{guard, "check set " + sid(x) + "/" + AppCheckID}, api.HealthCritical, "failing: " + appFailing.Output},
+			{"quiet rounds while x fails", checked(4, map[string]endpoint.Check{x: appFailing, y: appReady}, x, y), 0, nil,
+				api.HealthCritical, "failing: " + appFailing.Output},
+			{"x back", checked(5, map[string]endpoint.Check{x: appReady, y: appReady}, x, y), 1,
+				[]string{guard, "check set " + sid(x) + "/" + AppCheckID}, api.HealthPassing, "ready: " + appReady.Output},
 		}
-		if st.ops != nil {
-			h.appIs(x, st.x, st.xOut)
+		for _, st := range steps {
+			applied, txns := len(h.fc.Applied()), h.fc.Count("Txn")
+			if n := h.apply(a, at(st.s)); n != st.keys {
+				t.Errorf("%s: Apply wrote %d keys, want %d", st.name, n, st.keys)
+			}
+			if st.ops != nil {
+				h.appIs(x, st.x, st.xOut)
+			}
+			h.replanned(2, time.Second)
+			if got := catalogOps(h.fc.Applied()[applied:]); !slices.Equal(got, st.ops) {
+				t.Errorf("%s: the leader wrote %v, want %v", st.name, got, st.ops)
+			}
+			if st.keys == 0 && st.ops == nil && h.fc.Count("Txn") != txns {
+				t.Errorf("%s: %d transactions, want none", st.name, h.fc.Count("Txn")-txns)
+			}
+			if c, _ := h.appCheck(x); c.Status != st.x || c.Output != st.xOut {
+				t.Errorf("%s: x's app check %s %q, want %s %q", st.name, c.Status, c.Output, st.x, st.xOut)
+			}
+			// A failing app never takes a server out of the catalog.
+			if !h.observed(x, api.HealthPassing, "1") {
+				t.Errorf("%s: x's observed check is not passing", st.name)
+			}
 		}
-		h.replanned(2, time.Second)
-		if got := catalogOps(h.fc.Applied()[applied:]); !slices.Equal(got, st.ops) {
-			t.Errorf("%s: the leader wrote %v, want %v", st.name, got, st.ops)
-		}
-		if st.keys == 0 && st.ops == nil && h.fc.Count("Txn") != txns {
-			t.Errorf("%s: %d transactions, want none", st.name, h.fc.Count("Txn")-txns)
-		}
-		if c, _ := h.appCheck(x); c.Status != st.x || c.Output != st.xOut {
-			t.Errorf("%s: x's app check %s %q, want %s %q", st.name, c.Status, c.Output, st.x, st.xOut)
-		}
-		// A failing app never takes a server out of the catalog.
-		if !h.observed(x, api.HealthPassing, "1") {
-			t.Errorf("%s: x's observed check is not passing", st.name)
-		}
-	}
+	})
 }
 
 // TestCatalogAppCheckFleet: two bridges, one of which cannot reach the app
 // port: the server stays ready; both failing turns it critical once; one
 // coming back makes it passing again.
 func TestCatalogAppCheckFleet(t *testing.T) {
-	const x = "10.0.0.1:8000"
-	h := newCatHarness(t)
-	a, b := h.bridge("a"), h.bridge("b")
-	h.start(a)
-	h.pump("a leads", 50*time.Millisecond, a.c.Leader)
-	h.start(b)
-	h.apply(a, checked(1, map[string]endpoint.Check{x: appRefused}, x))
-	h.apply(b, checked(1, map[string]endpoint.Check{x: appReady}, x))
-	h.settled(map[string]string{x: "2"})
-	h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
-	h.replanned(2, time.Second)
+	inBubble(t, func(t *testing.T) {
+		const x = "10.0.0.1:8000"
+		h := newCatHarness(t)
+		a, b := h.bridge("a"), h.bridge("b")
+		h.start(a)
+		h.pump("a leads", 50*time.Millisecond, a.c.Leader)
+		h.start(b)
+		h.apply(a, checked(1, map[string]endpoint.Check{x: appRefused}, x))
+		h.apply(b, checked(1, map[string]endpoint.Check{x: appReady}, x))
+		h.settled(map[string]string{x: "2"})
+		h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
+		h.replanned(2, time.Second)
 
-	applied := len(h.fc.Applied())
-	h.apply(b, checked(2, map[string]endpoint.Check{x: appFailing}, x))
-	h.appIs(x, api.HealthCritical, "failing: "+appRefused.Output) // a's output: a sorts first
-	h.apply(a, checked(2, map[string]endpoint.Check{x: appRefused}, x))
-	h.apply(b, checked(3, map[string]endpoint.Check{x: appFailing}, x))
-	h.replanned(2, time.Second)
-	if got := catalogOps(h.fc.Applied()[applied:]); !slices.Equal(got, []string{guard, "check set " + sid(x) + "/" + AppCheckID}) {
-		t.Errorf("both failing: the leader wrote %v, want the app check once", got)
-	}
-	h.apply(a, checked(3, map[string]endpoint.Check{x: appReady}, x))
-	h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
+		applied := len(h.fc.Applied())
+		h.apply(b, checked(2, map[string]endpoint.Check{x: appFailing}, x))
+		h.appIs(x, api.HealthCritical, "failing: "+appRefused.Output) // a's output: a sorts first
+		h.apply(a, checked(2, map[string]endpoint.Check{x: appRefused}, x))
+		h.apply(b, checked(3, map[string]endpoint.Check{x: appFailing}, x))
+		h.replanned(2, time.Second)
+		if got := catalogOps(h.fc.Applied()[applied:]); !slices.Equal(got, []string{guard, "check set " + sid(x) + "/" + AppCheckID}) {
+			t.Errorf("both failing: the leader wrote %v, want the app check once", got)
+		}
+		h.apply(a, checked(3, map[string]endpoint.Check{x: appReady}, x))
+		h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
+	})
 }
 
 // TestCatalogWithoutAppChecks: a fleet without app checks publishes
 // version 1 observations (what bridges of the previous release read) and
 // its servers have no app check.
 func TestCatalogWithoutAppChecks(t *testing.T) {
-	const x = "10.0.0.1:8000"
-	h, _ := loneBridge(t, nil, x)
-	if kv, _ := h.fc.KV(testObsPrefix + "a/0"); kv.Value[4] != 1 {
-		t.Errorf("observation without verdicts published in format v%d, want v1", kv.Value[4])
-	}
-	if c, ok := h.appCheck(x); ok {
-		t.Errorf("app check %+v without app checks", c)
-	}
-	if got := h.count("check set "); got != 1 {
-		t.Errorf("%d checks written, want 1 (the observed check): %v", got, h.fc.Applied())
-	}
+	inBubble(t, func(t *testing.T) {
+		const x = "10.0.0.1:8000"
+		h, _ := loneBridge(t, nil, x)
+		if kv, _ := h.fc.KV(testObsPrefix + "a/0"); kv.Value[4] != 1 {
+			t.Errorf("observation without verdicts published in format v%d, want v1", kv.Value[4])
+		}
+		if c, ok := h.appCheck(x); ok {
+			t.Errorf("app check %+v without app checks", c)
+		}
+		if got := h.count("check set "); got != 1 {
+			t.Errorf("%d checks written, want 1 (the observed check): %v", got, h.fc.Applied())
+		}
+	})
 }
 
 // TestCatalogAppChecksTurnedOff: once no bridge runs app checks, the
@@ -342,7 +348,7 @@ func TestCatalogWithoutAppChecks(t *testing.T) {
 // server out of ?passing for good).
 func TestCatalogAppChecksTurnedOff(t *testing.T) {
 	for _, layout := range []string{LayoutNodePerServer, LayoutSharedNode} {
-		t.Run(layout, func(t *testing.T) {
+		t.Run(layout, bubble(func(t *testing.T) {
 			const x = "10.0.0.1:8000"
 			h := newCatHarness(t)
 			h.layout = layout
@@ -357,7 +363,7 @@ func TestCatalogAppChecksTurnedOff(t *testing.T) {
 			if got := h.count("check delete "); got != 1 {
 				t.Errorf("%d check deletes, want 1: %v", got, h.fc.Applied())
 			}
-		})
+		}))
 	}
 }
 
@@ -367,7 +373,7 @@ func TestCatalogAppChecksTurnedOff(t *testing.T) {
 // it is quiet.
 func TestCatalogRemovesProbeCheck(t *testing.T) {
 	for _, layout := range []string{LayoutNodePerServer, LayoutSharedNode} {
-		t.Run(layout, func(t *testing.T) {
+		t.Run(layout, bubble(func(t *testing.T) {
 			const x = "10.0.0.1:8000"
 			h, a := loneBridgeIn(t, layout, nil, x)
 			node, probe := sid(x), ProbeCheckID
@@ -412,71 +418,77 @@ func TestCatalogRemovesProbeCheck(t *testing.T) {
 			if !h.observed(x, api.HealthPassing, "1") {
 				t.Error("the server is not passing")
 			}
-		})
+		}))
 	}
 }
 
 // TestCatalogAppCheckSharedNode: on the shared node each server's app
 // check carries its service ID, and a transition writes it alone.
 func TestCatalogAppCheckSharedNode(t *testing.T) {
-	const x, y = "10.0.0.1:8000", "10.0.0.2:8000"
-	h := sharedHarness(t)
-	a := h.bridge("a")
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	h.apply(a, checked(1, map[string]endpoint.Check{x: appReady, y: appReady}, x, y))
-	h.settled(map[string]string{x: "1", y: "1"})
-	h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
-	h.appIs(y, api.HealthPassing, "ready: "+appReady.Output)
-	h.replanned(2, time.Second)
-	applied := len(h.fc.Applied())
-	h.apply(a, checked(2, map[string]endpoint.Check{x: appReady, y: appFailing}, x, y))
-	h.appIs(y, api.HealthCritical, "failing: "+appFailing.Output)
-	h.replanned(2, time.Second)
-	want := []string{guard, "check set " + testSharedNode + "/" + AppCheckID + ":" + sid(y)}
-	if got := catalogOps(h.fc.Applied()[applied:]); !slices.Equal(got, want) {
-		t.Errorf("the leader wrote %v, want %v", got, want)
-	}
-	if c, _ := h.appCheck(x); c.Status != api.HealthPassing {
-		t.Errorf("x's app check %s, want passing", c.Status)
-	}
+	inBubble(t, func(t *testing.T) {
+		const x, y = "10.0.0.1:8000", "10.0.0.2:8000"
+		h := sharedHarness(t)
+		a := h.bridge("a")
+		h.start(a)
+		h.pump("leadership", 50*time.Millisecond, a.c.Leader)
+		h.apply(a, checked(1, map[string]endpoint.Check{x: appReady, y: appReady}, x, y))
+		h.settled(map[string]string{x: "1", y: "1"})
+		h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
+		h.appIs(y, api.HealthPassing, "ready: "+appReady.Output)
+		h.replanned(2, time.Second)
+		applied := len(h.fc.Applied())
+		h.apply(a, checked(2, map[string]endpoint.Check{x: appReady, y: appFailing}, x, y))
+		h.appIs(y, api.HealthCritical, "failing: "+appFailing.Output)
+		h.replanned(2, time.Second)
+		want := []string{guard, "check set " + testSharedNode + "/" + AppCheckID + ":" + sid(y)}
+		if got := catalogOps(h.fc.Applied()[applied:]); !slices.Equal(got, want) {
+			t.Errorf("the leader wrote %v, want %v", got, want)
+		}
+		if c, _ := h.appCheck(x); c.Status != api.HealthPassing {
+			t.Errorf("x's app check %s, want passing", c.Status)
+		}
+	})
 }
 
 // TestCatalogPlanHealth: the dry run lists a transition of the fleet's
 // verdict as Changed, with the state it turns to.
 func TestCatalogPlanHealth(t *testing.T) {
-	const x, y = "10.0.0.1:8000", "10.0.0.2:8000"
-	h := newCatHarness(t)
-	a := h.bridge("a")
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	h.apply(a, checked(1, map[string]endpoint.Check{x: appReady, y: appReady}, x, y))
-	h.settled(map[string]string{x: "1", y: "1"})
-	h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
-	h.appIs(y, api.HealthPassing, "ready: "+appReady.Output)
-	d, err := a.c.Plan(context.Background(), checked(2, map[string]endpoint.Check{x: appReady, y: appFailing}, x, y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(d.Added)+len(d.Removed) != 0 || len(d.Changed) != 1 || d.Changed[0].Addr.String() != y ||
-		d.Changed[0].Check.State != endpoint.Failing || d.Unchanged != 2 {
-		t.Errorf("Plan = %+v, want %s changed to failing, 2 unchanged", d, y)
-	}
+	inBubble(t, func(t *testing.T) {
+		const x, y = "10.0.0.1:8000", "10.0.0.2:8000"
+		h := newCatHarness(t)
+		a := h.bridge("a")
+		h.start(a)
+		h.pump("leadership", 50*time.Millisecond, a.c.Leader)
+		h.apply(a, checked(1, map[string]endpoint.Check{x: appReady, y: appReady}, x, y))
+		h.settled(map[string]string{x: "1", y: "1"})
+		h.appIs(x, api.HealthPassing, "ready: "+appReady.Output)
+		h.appIs(y, api.HealthPassing, "ready: "+appReady.Output)
+		d, err := a.c.Plan(context.Background(), checked(2, map[string]endpoint.Check{x: appReady, y: appFailing}, x, y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Added)+len(d.Removed) != 0 || len(d.Changed) != 1 || d.Changed[0].Addr.String() != y ||
+			d.Changed[0].Check.State != endpoint.Failing || d.Unchanged != 2 {
+			t.Errorf("Plan = %+v, want %s changed to failing, 2 unchanged", d, y)
+		}
+	})
 }
 
 // TestObservationOfCatalog: the published observation carries the
 // verdicts as the snapshot holds them.
 func TestObservationOfCatalog(t *testing.T) {
-	h := newCatHarness(t)
-	a := h.bridge("a")
-	o := a.c.observation(checked(1, map[string]endpoint.Check{"10.0.0.1:8000": appFailing}, "10.0.0.1:8000", "10.0.0.2:8000"))
-	want := []observation.Entry{
-		{Addr: netip.MustParseAddrPort("10.0.0.1:8000"), Segment: "lan-a", Health: endpoint.Failing, Output: appFailing.Output},
-		{Addr: netip.MustParseAddrPort("10.0.0.2:8000"), Segment: "lan-a", Health: endpoint.Pending},
-	}
-	if !slices.Equal(o.Entries, want) {
-		t.Errorf("observation = %+v, want %+v", o.Entries, want)
-	}
+	inBubble(t, func(t *testing.T) {
+		h := newCatHarness(t)
+		a := h.bridge("a")
+		o := a.c.observation(checked(1, map[string]endpoint.Check{"10.0.0.1:8000": appFailing}, "10.0.0.1:8000", "10.0.0.2:8000"))
+		want := []observation.Entry{
+			{Addr: netip.MustParseAddrPort("10.0.0.1:8000"), Segment: "lan-a", Health: endpoint.Failing, Output: appFailing.Output},
+			{Addr: netip.MustParseAddrPort("10.0.0.2:8000"), Segment: "lan-a", Health: endpoint.Pending},
+		}
+		if !slices.Equal(o.Entries, want) {
+			t.Errorf("observation = %+v, want %+v", o.Entries, want)
+		}
+	})
 }
 
 // TestPlanCatalogAppCheckAllocs: a plan of 1,000 servers with verdicts

@@ -2,10 +2,13 @@ package catalog
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -19,9 +22,13 @@ import (
 
 // Unit tests of catalog mode through fakeCatalog: bridges (Catalog
 // instances) on one fake Consul and one manual clock. The leader works in
-// the background, so the tests poll the fake's state; the steps that wait
-// on the sink's clock (the lock's retries, the start-up grace,
-// session renewals, the deregister delay) are driven by advancing it.
+// the background, so each test runs in a synctest bubble (synctest.Test,
+// or bubble for a subtest) and looks at the fake's state once every
+// goroutine of the bubble is blocked (synctest.Wait): the bridges have done
+// all they can without the clock. The steps that wait on the sink's clock
+// (the lock's retries, the start-up grace, session renewals, the
+// deregister delay) are driven by advancing it, a step at a time and only
+// then (pump), so the clock never runs ahead of a busy bridge.
 
 const testFleet = "udp-discovery-bridge/django"
 
@@ -109,22 +116,58 @@ func (h *catHarness) bridge(id string, mod ...func(*Config)) *catBridge {
 	return b
 }
 
-// pump advances the clock by step every 2ms until cond holds (2s at most).
+// inBubble runs test in a synctest bubble (synctest.Test). A goroutine
+// that never blocks (a bridge spinning) would keep synctest.Wait, and the
+// test, waiting for good: after bubbleGuard of real time, a guard against
+// such a hang and no measure of anything, the run ends with every
+// goroutine's stack.
+func inBubble(t *testing.T, test func(t *testing.T)) {
+	t.Helper()
+	guard := time.AfterFunc(bubbleGuard, func() {
+		debug.SetTraceback("all")
+		panic(fmt.Sprintf("%s still running after %v: a goroutine of its bubble never blocks", t.Name(), bubbleGuard))
+	})
+	defer guard.Stop()
+	synctest.Test(t, test)
+}
+
+// bubbleGuard is how long inBubble lets a test run: a test takes
+// milliseconds, so this is thousands of times that.
+const bubbleGuard = 2 * time.Minute
+
+// bubble is a subtest (t.Run's function) run inBubble.
+func bubble(test func(t *testing.T)) func(t *testing.T) {
+	return func(t *testing.T) { inBubble(t, test) }
+}
+
+// maxPumpSteps bounds a pump: cond has not come about after this many
+// steps of the clock, and will not.
+const maxPumpSteps = 1000
+
+// pump checks cond each time the bridges are idle (every goroutine of the
+// test's bubble is blocked: synctest.Wait) and, until it holds, advances
+// the clock by step: only then, so that each step finds every bridge
+// waiting on the clock, whatever the machine's load. A step of 0 never
+// moves the clock: cond must hold once the bridges are idle.
 func (h *catHarness) pump(what string, step time.Duration, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
+	for n := 0; ; n++ {
+		synctest.Wait()
+		if cond() {
+			return
 		}
-		if step > 0 {
-			h.clk.Advance(step)
+		switch {
+		case step == 0:
+			h.t.Fatalf("no %s once the bridges were idle (the clock not moved)", what)
+		case n == maxPumpSteps:
+			h.t.Fatalf("no %s after %d steps of %v", what, n, step)
 		}
-		time.Sleep(2 * time.Millisecond)
+		h.clk.Advance(step)
 	}
 }
 
-// eventually waits for cond without moving the clock.
+// eventually checks cond once the bridges are idle, without moving the
+// clock.
 func (h *catHarness) eventually(what string, cond func() bool) { h.t.Helper(); h.pump(what, 0, cond) }
 
 // start runs Start, moving the clock through its waits.
@@ -222,46 +265,48 @@ func (h *catHarness) count(prefix string) int {
 // takes the lock; Apply publishes the observation under the session; the
 // leader registers each server once, passing, with the fleet's meta.
 func TestCatalogLoneBridge(t *testing.T) {
-	h := newCatHarness(t)
-	a := h.bridge("a")
-	h.start(a)
-	sess := h.session(a)
-	if sess == "" || !slices.Contains(h.fc.Nodes(), bridgesNode(testFleet)) {
-		t.Fatalf("after Start: session %q, nodes %v; want a session and node %s", sess, h.fc.Nodes(), bridgesNode(testFleet))
-	}
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	if kv, ok := h.fc.KV(testLockKey); !ok || kv.Session != sess || string(kv.Value) != "a" {
-		t.Errorf("lock key = %+v (%v), want held by %s with value a", kv, ok, sess)
-	}
-
-	if n := h.apply(a, snap(1, "10.0.0.1:8000", "10.0.0.2:8000")); n != 1 {
-		t.Errorf("first Apply wrote %d keys, want 1", n)
-	}
-	kv, ok := h.fc.KV(testObsPrefix + "a/0")
-	if !ok || kv.Session != sess {
-		t.Fatalf("observation key = %+v (%v), want held by %s", kv, ok, sess)
-	}
-	if o, err := observation.Decode([][]byte{kv.Value}); err != nil || o.Bridge != "a" || len(o.Entries) != 2 || o.Entries[0].Segment != "lan-a" {
-		t.Errorf("published observation = %+v, %v", o, err)
-	}
-
-	h.settled(map[string]string{"10.0.0.1:8000": "1", "10.0.0.2:8000": "1"})
-	for _, addr := range []string{"10.0.0.1:8000", "10.0.0.2:8000"} {
-		n, s, _, _ := h.server(addr)
-		host, _, _ := strings.Cut(addr, ":")
-		if n.Address != host || n.Meta[consulclient.MetaManagedBy] != consulclient.ManagedByValue || n.Meta[MetaFleet] != testFleet {
-			t.Errorf("%s node = %+v", addr, n)
+	inBubble(t, func(t *testing.T) {
+		h := newCatHarness(t)
+		a := h.bridge("a")
+		h.start(a)
+		sess := h.session(a)
+		if sess == "" || !slices.Contains(h.fc.Nodes(), bridgesNode(testFleet)) {
+			t.Fatalf("after Start: session %q, nodes %v; want a session and node %s", sess, h.fc.Nodes(), bridgesNode(testFleet))
 		}
-		if s.Service != "django" || s.Address != host || s.Port != 8000 || !slices.Equal(s.Tags, []string{"lab"}) ||
-			s.Meta[consulclient.MetaManagedBy] != consulclient.ManagedByValue || s.Meta[MetaFleet] != testFleet || s.Meta[MetaSegments] != "lan-a" {
-			t.Errorf("%s service = %+v", addr, s)
+		h.pump("leadership", 50*time.Millisecond, a.c.Leader)
+		if kv, ok := h.fc.KV(testLockKey); !ok || kv.Session != sess || string(kv.Value) != "a" {
+			t.Errorf("lock key = %+v (%v), want held by %s with value a", kv, ok, sess)
 		}
-		for _, op := range []string{"node cas " + sid(addr), "service set " + sid(addr) + "/", "check set " + sid(addr) + "/"} {
-			if got := h.count(op); got != 1 {
-				t.Errorf("%q applied %d times, want 1", op, got)
+
+		if n := h.apply(a, snap(1, "10.0.0.1:8000", "10.0.0.2:8000")); n != 1 {
+			t.Errorf("first Apply wrote %d keys, want 1", n)
+		}
+		kv, ok := h.fc.KV(testObsPrefix + "a/0")
+		if !ok || kv.Session != sess {
+			t.Fatalf("observation key = %+v (%v), want held by %s", kv, ok, sess)
+		}
+		if o, err := observation.Decode([][]byte{kv.Value}); err != nil || o.Bridge != "a" || len(o.Entries) != 2 || o.Entries[0].Segment != "lan-a" {
+			t.Errorf("published observation = %+v, %v", o, err)
+		}
+
+		h.settled(map[string]string{"10.0.0.1:8000": "1", "10.0.0.2:8000": "1"})
+		for _, addr := range []string{"10.0.0.1:8000", "10.0.0.2:8000"} {
+			n, s, _, _ := h.server(addr)
+			host, _, _ := strings.Cut(addr, ":")
+			if n.Address != host || n.Meta[consulclient.MetaManagedBy] != consulclient.ManagedByValue || n.Meta[MetaFleet] != testFleet {
+				t.Errorf("%s node = %+v", addr, n)
+			}
+			if s.Service != "django" || s.Address != host || s.Port != 8000 || !slices.Equal(s.Tags, []string{"lab"}) ||
+				s.Meta[consulclient.MetaManagedBy] != consulclient.ManagedByValue || s.Meta[MetaFleet] != testFleet || s.Meta[MetaSegments] != "lan-a" {
+				t.Errorf("%s service = %+v", addr, s)
+			}
+			for _, op := range []string{"node cas " + sid(addr), "service set " + sid(addr) + "/", "check set " + sid(addr) + "/"} {
+				if got := h.count(op); got != 1 {
+					t.Errorf("%q applied %d times, want 1", op, got)
+				}
 			}
 		}
-	}
+	})
 }
 
 // loneBridge is a started lone bridge, leading, whose servers are
@@ -293,15 +338,17 @@ func loneBridgeIn(t *testing.T, layout string, mod func(*Config), addrs ...strin
 // TestCatalogQuiet: the same snapshot again writes no key, and the leader,
 // woken by its timers, writes nothing.
 func TestCatalogQuiet(t *testing.T) {
-	h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000")
-	txns := h.fc.Count("Txn")
-	if n := h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000")); n != 0 {
-		t.Errorf("same snapshot wrote %d keys, want 0", n)
-	}
-	h.replanned(3, time.Second) // past the grace, and a resync
-	if got := h.fc.Count("Txn"); got != txns {
-		t.Errorf("%d transactions in quiet rounds, want 0 (applied %v)", got-txns, h.fc.Applied())
-	}
+	inBubble(t, func(t *testing.T) {
+		h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000")
+		txns := h.fc.Count("Txn")
+		if n := h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000")); n != 0 {
+			t.Errorf("same snapshot wrote %d keys, want 0", n)
+		}
+		h.replanned(3, time.Second) // past the grace, and a resync
+		if got := h.fc.Count("Txn"); got != txns {
+			t.Errorf("%d transactions in quiet rounds, want 0 (applied %v)", got-txns, h.fc.Applied())
+		}
+	})
 }
 
 // twoBridges starts a (the leader) and b, publishing {1,2} and {2,3}.
@@ -320,24 +367,26 @@ func twoBridges(t *testing.T) (*catHarness, *catBridge, *catBridge) {
 // TestCatalogTwoBridges: the union is registered once per server, shared
 // servers have both observers and segments, and only a leads.
 func TestCatalogTwoBridges(t *testing.T) {
-	h, a, b := twoBridges(t)
-	want := []string{bridgesNode(testFleet), sid("10.0.0.1:8000"), sid("10.0.0.2:8000"), sid("10.0.0.3:8000")}
-	slices.Sort(want)
-	if got := h.fc.Nodes(); !slices.Equal(got, want) {
-		t.Errorf("nodes = %v, want %v", got, want)
-	}
-	if _, s, _, _ := h.server("10.0.0.2:8000"); s.Meta[MetaSegments] != "lan-a,lan-b" {
-		t.Errorf("shared server segments = %q, want lan-a,lan-b", s.Meta[MetaSegments])
-	}
-	h.replanned(2, 200*time.Millisecond) // b waits for the lock meanwhile
-	if !a.c.Leader() || b.c.Leader() {
-		t.Errorf("leaders: a %v, b %v; want a only", a.c.Leader(), b.c.Leader())
-	}
-	for _, id := range []string{"a", "b"} {
-		if kv, ok := h.fc.KV(testObsPrefix + id + "/0"); !ok || kv.Session != h.fc.SessionNamed(sessionName(id)) {
-			t.Errorf("observation of %s = %+v (%v), want held by its session", id, kv, ok)
+	inBubble(t, func(t *testing.T) {
+		h, a, b := twoBridges(t)
+		want := []string{bridgesNode(testFleet), sid("10.0.0.1:8000"), sid("10.0.0.2:8000"), sid("10.0.0.3:8000")}
+		slices.Sort(want)
+		if got := h.fc.Nodes(); !slices.Equal(got, want) {
+			t.Errorf("nodes = %v, want %v", got, want)
 		}
-	}
+		if _, s, _, _ := h.server("10.0.0.2:8000"); s.Meta[MetaSegments] != "lan-a,lan-b" {
+			t.Errorf("shared server segments = %q, want lan-a,lan-b", s.Meta[MetaSegments])
+		}
+		h.replanned(2, 200*time.Millisecond) // b waits for the lock meanwhile
+		if !a.c.Leader() || b.c.Leader() {
+			t.Errorf("leaders: a %v, b %v; want a only", a.c.Leader(), b.c.Leader())
+		}
+		for _, id := range []string{"a", "b"} {
+			if kv, ok := h.fc.KV(testObsPrefix + id + "/0"); !ok || kv.Session != h.fc.SessionNamed(sessionName(id)) {
+				t.Errorf("observation of %s = %+v (%v), want held by its session", id, kv, ok)
+			}
+		}
+	})
 }
 
 // TestCatalogObserverLeavesItsSegment: two bridges of one segment see the
@@ -355,7 +404,7 @@ func TestCatalogObserverLeavesItsSegment(t *testing.T) {
 		{name: "default", meta: false, before: "", after: ""},
 		{name: "observers meta", meta: true, before: "2", after: "1", wantTxns: true},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.name, bubble(func(t *testing.T) {
 			h := newCatHarness(t)
 			mod := func(c *Config) { c.Catalog.Segment = "lan"; c.Catalog.ObserversMeta = tt.meta }
 			a, b := h.bridge("a", mod), h.bridge("b", mod)
@@ -380,6 +429,6 @@ func TestCatalogObserverLeavesItsSegment(t *testing.T) {
 			if got := h.fc.Count("Txn") - txns; (got > 0) != tt.wantTxns {
 				t.Errorf("b leaving made %d transactions (%v), want any: %v", got, h.fc.Applied()[ops:], tt.wantTxns)
 			}
-		})
+		}))
 	}
 }

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // TestCatalogConformance runs the fleet member conformance suite on the
 // fake Consul: catalog mode hands over on exit (on_exit deregister).
 func TestCatalogConformance(t *testing.T) {
-	fleettest.Run(t, func(t *testing.T) fleettest.Fleet { return &catFleet{h: newCatHarness(t)} })
+	fleettest.RunEach(t, inBubble, func(t *testing.T) fleettest.Fleet { return &catFleet{h: newCatHarness(t)} })
 }
 
 type catFleet struct {
@@ -116,43 +117,43 @@ func (h *catHarness) takeLock(holder string) string {
 }
 
 // passRounds advances the clock by n rounds of the conformance fleet, in
-// steps that let the bridges' goroutines run.
+// 50 ms steps, each once the bridges are idle (pump).
 func (h *catHarness) passRounds(n int) {
 	h.t.Helper()
-	for end := h.clk.Now().Add(time.Duration(n) * confRound); h.clk.Now().Before(end); {
-		h.clk.Advance(50 * time.Millisecond)
-		time.Sleep(2 * time.Millisecond)
-	}
+	end := h.clk.Now().Add(time.Duration(n) * confRound)
+	h.pump(fmt.Sprintf("%d rounds", n), 50*time.Millisecond, func() bool { return !h.clk.Now().Before(end) })
 }
 
 // TestCatalogEndTerm: after EndTerm the old leader is no leader, stays
 // one (the other holder keeps the key), and writes nothing to the catalog
 // however its observation changes; it still publishes its observation.
 func TestCatalogEndTerm(t *testing.T) {
-	f := &catFleet{h: newCatHarness(t)}
-	a := f.Lead(t, "a")
-	ctx := context.Background()
-	if _, err := a.Apply(ctx, fleettest.Snap(f, 1, "10.0.0.1:8000")); err != nil {
-		t.Fatal(err)
-	}
-	f.Settle(t)
-	if !f.Observed("10.0.0.1:8000") {
-		t.Fatal("the leader did not register its server")
-	}
-	before := catalogOps(f.h.fc.Applied())
-	f.EndTerm(t, a)
-	res, err := a.Apply(ctx, fleettest.Snap(f, 2, "10.0.0.1:8000", "10.0.0.2:8000"))
-	if err != nil || res.Writes == 0 {
-		t.Fatalf("Apply after the term ended = %d writes, %v; want its observation published", res.Writes, err)
-	}
-	f.Settle(t)
-	if a.Leader() {
-		t.Error("the old leader leads again while another holder has the lock")
-	}
-	if got := catalogOps(f.h.fc.Applied()); len(got) != len(before) {
-		t.Errorf("the old leader wrote %v to the catalog after its term ended", got[len(before):])
-	}
-	if kv, _ := f.h.fc.KV(testLockKey); string(kv.Value) != "another holder" {
-		t.Errorf("leader key %q, want the other holder's", kv.Value)
-	}
+	inBubble(t, func(t *testing.T) {
+		f := &catFleet{h: newCatHarness(t)}
+		a := f.Lead(t, "a")
+		ctx := context.Background()
+		if _, err := a.Apply(ctx, fleettest.Snap(f, 1, "10.0.0.1:8000")); err != nil {
+			t.Fatal(err)
+		}
+		f.Settle(t)
+		if !f.Observed("10.0.0.1:8000") {
+			t.Fatal("the leader did not register its server")
+		}
+		before := catalogOps(f.h.fc.Applied())
+		f.EndTerm(t, a)
+		res, err := a.Apply(ctx, fleettest.Snap(f, 2, "10.0.0.1:8000", "10.0.0.2:8000"))
+		if err != nil || res.Writes == 0 {
+			t.Fatalf("Apply after the term ended = %d writes, %v; want its observation published", res.Writes, err)
+		}
+		f.Settle(t)
+		if a.Leader() {
+			t.Error("the old leader leads again while another holder has the lock")
+		}
+		if got := catalogOps(f.h.fc.Applied()); len(got) != len(before) {
+			t.Errorf("the old leader wrote %v to the catalog after its term ended", got[len(before):])
+		}
+		if kv, _ := f.h.fc.KV(testLockKey); string(kv.Value) != "another holder" {
+			t.Errorf("leader key %q, want the other holder's", kv.Value)
+		}
+	})
 }

@@ -13,18 +13,20 @@ import (
 // the server without the clock moving; the round's end, the same set
 // again, writes nothing.
 func TestCatalogEarlyAddPublishedAtOnce(t *testing.T) {
-	h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000")
-	var n int
-	h.replannedAfter(func() { n = h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")) })
-	if n != 1 {
-		t.Errorf("early Apply wrote %d keys, want the observation's 1", n)
-	}
-	h.eventually("the early add registered", func() bool { return h.observed("10.0.0.3:8000", api.HealthPassing, "1") })
-	txns := h.fc.Count("Txn")
-	if n := h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")); n != 0 {
-		t.Errorf("the round's end wrote %d keys, want 0 (the observation is unchanged)", n)
-	}
-	if got := h.fc.Count("Txn"); got != txns {
-		t.Errorf("%d transactions at the round's end, want 0", got-txns)
-	}
+	inBubble(t, func(t *testing.T) {
+		h, a := loneBridge(t, nil, "10.0.0.1:8000", "10.0.0.2:8000")
+		var n int
+		h.replannedAfter(func() { n = h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")) })
+		if n != 1 {
+			t.Errorf("early Apply wrote %d keys, want the observation's 1", n)
+		}
+		h.eventually("the early add registered", func() bool { return h.observed("10.0.0.3:8000", api.HealthPassing, "1") })
+		txns := h.fc.Count("Txn")
+		if n := h.apply(a, snap(2, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")); n != 0 {
+			t.Errorf("the round's end wrote %d keys, want 0 (the observation is unchanged)", n)
+		}
+		if got := h.fc.Count("Txn"); got != txns {
+			t.Errorf("%d transactions at the round's end, want 0", got-txns)
+		}
+	})
 }

@@ -13,36 +13,40 @@ import (
 )
 
 func TestCatalogExplain(t *testing.T) {
-	c := &Catalog{cfg: Config{SharedConfig: consulclient.SharedConfig{Service: "django"}}}
-	c.cfg.Catalog.KVPrefix = consulclient.DefaultKVPrefix("django")
-	a := netip.MustParseAddrPort("10.1.0.5:8000")
-	ctx := context.Background()
-	if x := c.Explain(ctx, a, true); x.State != sink.ExplainWritten || !strings.Contains(x.Detail, "node django-10.1.0.5-8000") {
-		t.Errorf("written: %+v", x)
-	}
-	if x := c.Explain(ctx, a, false); x.State != sink.ExplainAbsent {
-		t.Errorf("absent: %+v", x)
-	}
-	c.foreign.inWay = map[string]string{"django-10.1.0.5-8000": "team-b's bridge"}
-	if x := c.Explain(ctx, a, true); x.State != sink.ExplainSkipped || !strings.Contains(x.Detail, "team-b's bridge") {
-		t.Errorf("foreign: %+v", x)
-	}
+	inBubble(t, func(t *testing.T) {
+		c := &Catalog{cfg: Config{SharedConfig: consulclient.SharedConfig{Service: "django"}}}
+		c.cfg.Catalog.KVPrefix = consulclient.DefaultKVPrefix("django")
+		a := netip.MustParseAddrPort("10.1.0.5:8000")
+		ctx := context.Background()
+		if x := c.Explain(ctx, a, true); x.State != sink.ExplainWritten || !strings.Contains(x.Detail, "node django-10.1.0.5-8000") {
+			t.Errorf("written: %+v", x)
+		}
+		if x := c.Explain(ctx, a, false); x.State != sink.ExplainAbsent {
+			t.Errorf("absent: %+v", x)
+		}
+		c.foreign.inWay = map[string]string{"django-10.1.0.5-8000": "team-b's bridge"}
+		if x := c.Explain(ctx, a, true); x.State != sink.ExplainSkipped || !strings.Contains(x.Detail, "team-b's bridge") {
+			t.Errorf("foreign: %+v", x)
+		}
+	})
 }
 
 // TestCatalogObservers: explain's view of the fleet, from the KV store.
 func TestCatalogObservers(t *testing.T) {
-	_, a, b := twoBridges(t)
-	ctx := context.Background()
-	got, err := b.c.Observers(ctx, netip.MustParseAddrPort("10.0.0.2:8000"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].Bridge != "a" || got[0].Segment != "lan-a" || got[0].Health != "ready" || got[1].Bridge != "b" {
-		t.Fatalf("observers of a shared server: %+v", got)
-	}
-	if got, err := a.c.Observers(ctx, netip.MustParseAddrPort("10.0.0.3:8000")); err != nil || len(got) != 1 || got[0].Bridge != "b" {
-		t.Fatalf("observers of b's server: %+v %v", got, err)
-	}
+	inBubble(t, func(t *testing.T) {
+		_, a, b := twoBridges(t)
+		ctx := context.Background()
+		got, err := b.c.Observers(ctx, netip.MustParseAddrPort("10.0.0.2:8000"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Bridge != "a" || got[0].Segment != "lan-a" || got[0].Health != "ready" || got[1].Bridge != "b" {
+			t.Fatalf("observers of a shared server: %+v", got)
+		}
+		if got, err := a.c.Observers(ctx, netip.MustParseAddrPort("10.0.0.3:8000")); err != nil || len(got) != 1 || got[0].Bridge != "b" {
+			t.Fatalf("observers of b's server: %+v %v", got, err)
+		}
+	})
 }
 
 // TestCatalogFleetGuard: while the fleet's removal guard holds servers,
@@ -61,7 +65,7 @@ func TestCatalogFleetGuard(t *testing.T) {
 		{"shared node, held unobserved", LayoutSharedNode, false, "consumers see it critical in Consul, but it is not removed (removal_guard_held: unobserved)"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.name, bubble(func(t *testing.T) {
 			ctx := context.Background()
 			h, a := loneBridgeIn(t, tt.layout, func(c *Config) {
 				c.Catalog.Guard = fleet.GuardConfig{MaxFraction: 0.5, Confirm: time.Hour, Window: time.Minute, Established: time.Second, HeldReady: tt.ready}
@@ -93,6 +97,6 @@ func TestCatalogFleetGuard(t *testing.T) {
 				!strings.Contains(g.Note, "only the leader knows") || !strings.Contains(g.Note, "udp_discovery_bridge_consul_catalog_removals_held") {
 				t.Errorf("FleetGuard after the term = %+v", g)
 			}
-		})
+		}))
 	}
 }

@@ -69,39 +69,41 @@ func (h *catHarness) resynced(n int) {
 // one instance per server on nodes of their own, with their own meta, and
 // then write nothing, resync after resync.
 func TestCatalogTwoFleets(t *testing.T) {
-	h := newCatHarness(t)
-	a, b := h.bridge("a"), h.fleetB("b")
-	h.start(a)
-	h.start(b)
-	h.pump("both lead", 50*time.Millisecond, func() bool { return a.c.Leader() && b.c.Leader() })
-	addrs := []string{"10.0.0.1:8000", "10.0.0.2:8000"}
-	h.apply(a, snap(1, addrs...))
-	h.apply(b, snap(1, addrs...))
-	entries := func() bool {
-		for _, addr := range addrs {
-			for _, fleet := range []string{testFleet, testFleetB} {
-				n, s, c, ok := h.fc.Entry(nodeOf(fleet, addr), nodeOf(fleet, addr), ObservedCheckID)
-				if !ok || c.Status != api.HealthPassing || n.Meta[MetaFleet] != fleet || s.Meta[MetaFleet] != fleet {
-					return false
+	inBubble(t, func(t *testing.T) {
+		h := newCatHarness(t)
+		a, b := h.bridge("a"), h.fleetB("b")
+		h.start(a)
+		h.start(b)
+		h.pump("both lead", 50*time.Millisecond, func() bool { return a.c.Leader() && b.c.Leader() })
+		addrs := []string{"10.0.0.1:8000", "10.0.0.2:8000"}
+		h.apply(a, snap(1, addrs...))
+		h.apply(b, snap(1, addrs...))
+		entries := func() bool {
+			for _, addr := range addrs {
+				for _, fleet := range []string{testFleet, testFleetB} {
+					n, s, c, ok := h.fc.Entry(nodeOf(fleet, addr), nodeOf(fleet, addr), ObservedCheckID)
+					if !ok || c.Status != api.HealthPassing || n.Meta[MetaFleet] != fleet || s.Meta[MetaFleet] != fleet {
+						return false
+					}
 				}
 			}
+			return true
 		}
-		return true
-	}
-	h.eventually("each fleet's entries", entries)
-	txns := h.fc.Count("Txn")
-	h.resynced(6) // three resyncs of each leader
-	if got := h.fc.Count("Txn"); got != txns {
-		t.Errorf("%d transactions over quiet resyncs, want 0; applied %v", got-txns, h.fc.Applied())
-	}
-	if !entries() {
-		t.Errorf("entries changed: %v", h.fc.Catalog())
-	}
-	for _, br := range []*catBridge{a, b} {
-		if l := br.logs.Grep("someone else"); len(l) > 0 {
-			t.Errorf("bridge %s logged a node in its way: %v", br.id, l)
+		h.eventually("each fleet's entries", entries)
+		txns := h.fc.Count("Txn")
+		h.resynced(6) // three resyncs of each leader
+		if got := h.fc.Count("Txn"); got != txns {
+			t.Errorf("%d transactions over quiet resyncs, want 0; applied %v", got-txns, h.fc.Applied())
 		}
-	}
+		if !entries() {
+			t.Errorf("entries changed: %v", h.fc.Catalog())
+		}
+		for _, br := range []*catBridge{a, b} {
+			if l := br.logs.Grep("someone else"); len(l) > 0 {
+				t.Errorf("bridge %s logged a node in its way: %v", br.id, l)
+			}
+		}
+	})
 }
 
 // TestCatalogForeignNode: a node of the name the fleet would use for a
@@ -124,7 +126,7 @@ func TestCatalogForeignNode(t *testing.T) {
 		{"the fleet's own leftover node", map[string]string{consulclient.MetaManagedBy: consulclient.ManagedByValue, MetaFleet: testFleet}, "", false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.name, bubble(func(t *testing.T) {
 			h := newCatHarness(t)
 			in := sid("10.0.0.2:8000")
 			h.fc.PutNode(in, "10.9.9.9", tt.meta)
@@ -173,7 +175,7 @@ func TestCatalogForeignNode(t *testing.T) {
 			if l := a.logs.Grep("free again"); len(l) != 1 {
 				t.Errorf("logged %v; want one line saying the name is free again", l)
 			}
-		})
+		}))
 	}
 }
 
@@ -181,30 +183,34 @@ func TestCatalogForeignNode(t *testing.T) {
 // that name exists (e.g. permission denied) is an error of the write, not a
 // node in the way.
 func TestCatalogClaimFailsOtherwise(t *testing.T) {
-	h := newCatHarness(t)
-	h.fc.FailTxnOn(func(op *api.TxnOp) bool { return op.Node != nil && op.Node.Verb == api.NodeCAS })
-	a := h.bridge("a")
-	h.start(a)
-	h.pump("leadership", 50*time.Millisecond, a.c.Leader)
-	h.apply(a, snap(1, "10.0.0.1:8000"))
-	h.pump("a failed write", 0, func() bool { return testutil.ToFloat64(a.c.metrics.errors.WithLabelValues("catalog_write")) >= 1 })
-	if f := testutil.ToFloat64(a.c.metrics.foreignFound); f != 0 {
-		t.Errorf("foreign_nodes_found_total %v, want 0", f)
-	}
-	h.pump("registered after the backoff", time.Second, func() bool { return h.observed("10.0.0.1:8000", api.HealthPassing, "1") })
+	inBubble(t, func(t *testing.T) {
+		h := newCatHarness(t)
+		h.fc.FailTxnOn(func(op *api.TxnOp) bool { return op.Node != nil && op.Node.Verb == api.NodeCAS })
+		a := h.bridge("a")
+		h.start(a)
+		h.pump("leadership", 50*time.Millisecond, a.c.Leader)
+		h.apply(a, snap(1, "10.0.0.1:8000"))
+		h.pump("a failed write", 0, func() bool { return testutil.ToFloat64(a.c.metrics.errors.WithLabelValues("catalog_write")) >= 1 })
+		if f := testutil.ToFloat64(a.c.metrics.foreignFound); f != 0 {
+			t.Errorf("foreign_nodes_found_total %v, want 0", f)
+		}
+		h.pump("registered after the backoff", time.Second, func() bool { return h.observed("10.0.0.1:8000", api.HealthPassing, "1") })
+	})
 }
 
 // TestCatalogResyncReplans: an entry deleted behind the leader's back is
 // restored at the next resync, while no observation changes (not only
 // when the leader's longest blocking wait, 30 s, ends).
 func TestCatalogResyncReplans(t *testing.T) {
-	const resync = 10 * time.Second
-	h, _ := loneBridge(t, func(c *Config) { c.Resync = resync }, "10.0.0.1:8000", "10.0.0.2:8000")
-	h.resynced(1) // past the start-up grace and in the resync rhythm
-	h.fc.DeleteNode(sid("10.0.0.2:8000"))
-	from := h.clk.Now()
-	h.pump("restored", 500*time.Millisecond, func() bool { return h.observed("10.0.0.2:8000", api.HealthPassing, "1") })
-	if took := h.clk.Now().Sub(from); took > resync+time.Second {
-		t.Errorf("restored %s after the delete, want within the resync period %s", took, resync)
-	}
+	inBubble(t, func(t *testing.T) {
+		const resync = 10 * time.Second
+		h, _ := loneBridge(t, func(c *Config) { c.Resync = resync }, "10.0.0.1:8000", "10.0.0.2:8000")
+		h.resynced(1) // past the start-up grace and in the resync rhythm
+		h.fc.DeleteNode(sid("10.0.0.2:8000"))
+		from := h.clk.Now()
+		h.pump("restored", 500*time.Millisecond, func() bool { return h.observed("10.0.0.2:8000", api.HealthPassing, "1") })
+		if took := h.clk.Now().Sub(from); took > resync+time.Second {
+			t.Errorf("restored %s after the delete, want within the resync period %s", took, resync)
+		}
+	})
 }
