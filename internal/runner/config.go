@@ -52,6 +52,47 @@ type Inventory interface {
 	Failed(err error)
 }
 
+// Inventories returns one Inventory telling each of invs, in order, what
+// it is told; the nil ones are left out, and nil when none is left (the
+// http_sd endpoint and the relay's local source both follow what the
+// bridge holds).
+func Inventories(invs ...Inventory) Inventory {
+	var out inventories
+	for _, inv := range invs {
+		if inv != nil {
+			out = append(out, inv)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return nil
+	case 1:
+		return out[0]
+	}
+	return out
+}
+
+// inventories tells every Inventory it holds.
+type inventories []Inventory
+
+func (is inventories) Round(s endpoint.Snapshot) {
+	for _, i := range is {
+		i.Round(s)
+	}
+}
+
+func (is inventories) Arrived(s endpoint.Snapshot) {
+	for _, i := range is {
+		i.Arrived(s)
+	}
+}
+
+func (is inventories) Failed(err error) {
+	for _, i := range is {
+		i.Failed(err)
+	}
+}
+
 // Board is told what the bridge holds, for `bridge explain`
 // (internal/explain): the planner's state whenever the held set changed,
 // each sink as its worker is made, and the outcome of every apply. Its

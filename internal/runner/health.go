@@ -29,6 +29,15 @@ type Health struct {
 	limiting  string // the limits' reason while they refuse new servers
 	sinks     map[string]*sinkHealth
 	order     []string
+	// noters are the notes of parts other than the sinks (AddNoter).
+	noters []namedNoter
+}
+
+// namedNoter is a part with notes for /readyz, and the name its notes are
+// prefixed with.
+type namedNoter struct {
+	name string
+	n    sink.ReadyNoter
 }
 
 type sinkHealth struct {
@@ -88,29 +97,39 @@ func (h *Health) Ready() (bool, []string) {
 
 // Notes are what /readyz says besides its reasons, whether ready or not:
 // each sink's notes ("sink <name>: ..."), such as a hold of the fleet's
-// removal guard on the fleet's leader. They never make the bridge unready:
-// a hold is the fleet working as designed, and its leader's readiness
-// follows its own work.
+// removal guard on the fleet's leader, then the notes of the other parts
+// added with AddNoter ("<name>: ...", such as the relay's source gone
+// stale). They never make the bridge unready: a hold is the fleet working
+// as designed, and its leader's readiness follows its own work.
 func (h *Health) Notes() []string {
-	type noter struct {
-		name string
-		n    sink.ReadyNoter
-	}
-	var ns []noter
+	var ns []namedNoter
 	h.mu.Lock()
 	for _, name := range h.order {
 		if n := h.sinks[name].noter; n != nil {
-			ns = append(ns, noter{name, n})
+			ns = append(ns, namedNoter{"sink " + name, n})
 		}
 	}
+	ns = append(ns, h.noters...)
 	h.mu.Unlock()
 	var out []string
 	for _, n := range ns { // outside h.mu: a sink takes its own locks
 		for _, note := range n.n.ReadyNotes() {
-			out = append(out, "sink "+n.name+": "+note)
+			out = append(out, n.name+": "+note)
 		}
 	}
 	return out
+}
+
+// AddNoter puts the notes of a part of the bridge other than a sink on
+// /readyz, each prefixed with "name: ", after the sinks' notes. Like a
+// sink's, they never make the bridge unready; n.ReadyNotes must not block.
+func (h *Health) AddNoter(name string, n sink.ReadyNoter) {
+	if h == nil || n == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.noters = append(h.noters, namedNoter{name, n})
 }
 
 // Handler serves /healthz, /readyz and, when a Gatherer was given, /metrics.

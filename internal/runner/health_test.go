@@ -75,3 +75,46 @@ func TestReadyzNotes(t *testing.T) {
 		})
 	}
 }
+
+// noter is a ReadyNoter of fixed notes.
+type noter []string
+
+func (n noter) ReadyNotes() []string { return n }
+
+// TestAddNoter: the notes of a part other than a sink (the relay) follow
+// the sinks' notes, prefixed with the part's name, and leave the bridge
+// ready; a nil noter adds nothing.
+func TestAddNoter(t *testing.T) {
+	tests := []struct {
+		name  string
+		sink  []string // the sink's notes
+		parts map[string]noter
+		want  []string
+	}{
+		{"none", nil, nil, nil},
+		{"the relay alone", nil, map[string]noter{"relay": {"source consul stale"}}, []string{"relay: source consul stale"}},
+		{"after the sinks'", []string{"hold"}, map[string]noter{"relay": {"a", "b"}}, []string{"sink consul: hold", "relay: a", "relay: b"}},
+		{"a part with nothing to say", nil, map[string]noter{"relay": nil}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, roundScript{servers: []string{"10.0.0.1:8000"}})
+			s := newSink("consul")
+			for name, n := range tt.parts {
+				h.health.AddNoter(name, n)
+			}
+			h.health.AddNoter("nil", nil)
+			h.start(h.config(notingSink{s, tt.sink}))
+			h.d.nextRound(t)
+			s.nextApply(t)
+			srv := h.health.Handler()
+			waitFor(t, "ready", func() bool {
+				code, _ := get(t, srv, "/readyz")
+				return code == http.StatusOK
+			})
+			if got := h.health.Notes(); !slices.Equal(got, tt.want) {
+				t.Errorf("Notes = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
