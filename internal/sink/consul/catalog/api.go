@@ -82,6 +82,13 @@ func (a apiCatalog) ListKV(prefix string, q *api.QueryOptions) (api.KVPairs, *ap
 }
 
 func (a apiCatalog) ServiceEntries(service string, q *api.QueryOptions, each func(*api.ServiceEntry)) error {
+	_, err := a.healthService(service, false, q, each)
+	return err
+}
+
+// healthService reads /v1/health/service/<service> (?passing when
+// passing), handing each entry to each as it is decoded.
+func (a apiCatalog) healthService(service string, passing bool, q *api.QueryOptions, each func(*api.ServiceEntry)) (*api.QueryMeta, error) {
 	ctx := consulclient.StreamArray(q.Context(), func(dec *json.Decoder) error {
 		var e api.ServiceEntry
 		if err := dec.Decode(&e); err != nil {
@@ -90,11 +97,11 @@ func (a apiCatalog) ServiceEntries(service string, q *api.QueryOptions, each fun
 		each(&e)
 		return nil
 	})
-	entries, _, err := a.c.Health().Service(service, "", false, q.WithContext(ctx))
+	entries, meta, err := a.c.Health().Service(service, "", passing, q.WithContext(ctx))
 	for _, e := range entries { // a client without streamTransport decoded them all
 		each(e)
 	}
-	return err
+	return meta, err
 }
 
 func (a apiCatalog) Node(node string, q *api.QueryOptions) (*api.Node, error) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -122,6 +123,11 @@ func (f *fakeCatalog) serviceEntries(service string, q *api.QueryOptions) ([]*ap
 	if err := f.beginLocked("ServiceEntries", q); err != nil {
 		return nil, err
 	}
+	return f.entriesLocked(service, q)
+}
+
+// entriesLocked is serviceEntries once the call is counted.
+func (f *fakeCatalog) entriesLocked(service string, q *api.QueryOptions) ([]*api.ServiceEntry, error) {
 	managedBy, fleet, err := parseOwnedFilterCatalog(q.Filter)
 	if err != nil {
 		f.t.Errorf("fake catalog: unexpected filter %s: %v", q.Filter, err)
@@ -146,6 +152,56 @@ func (f *fakeCatalog) serviceEntries(service string, q *api.QueryOptions) ([]*ap
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+var _ passingAPI = (*fakeCatalog)(nil)
+
+// PassingEntries returns the instances ServiceEntries returns whose every
+// check (the node's and the service's) passes, as Consul's ?passing. With
+// q.WaitIndex set it blocks, as a Consul blocking query, while the fake's
+// index is not above it: until any write, q.WaitTime passes on the fake's
+// clock (0: Consul's default of 5 minutes), or q's context is done. The
+// index is the fake's raft index (Consul's is the highest of the service's
+// tables, so it may wake the query more often, as Consul may).
+func (f *fakeCatalog) PassingEntries(service string, q *api.QueryOptions, each func(*api.ServiceEntry)) (*api.QueryMeta, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.beginLocked("PassingEntries", q); err != nil {
+		return nil, err
+	}
+	if q.WaitIndex != 0 && f.index <= q.WaitIndex {
+		wait := q.WaitTime
+		if wait <= 0 {
+			wait = fakeConsulWait
+		}
+		t := f.clk.NewTimer(wait)
+		defer t.Stop()
+	wait:
+		for f.index <= q.WaitIndex {
+			ch := f.changed
+			f.mu.Unlock()
+			select {
+			case <-ch:
+				f.mu.Lock()
+			case <-t.C():
+				f.mu.Lock()
+				break wait
+			case <-q.Context().Done():
+				f.mu.Lock()
+				return nil, &url.Error{Op: "Get", URL: "http://127.0.0.1:8500/v1/health/service/" + service, Err: q.Context().Err()}
+			}
+		}
+	}
+	out, err := f.entriesLocked(service, q)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range out {
+		if !slices.ContainsFunc(e.Checks, func(c *api.HealthCheck) bool { return c.Status != api.HealthPassing }) {
+			each(e)
+		}
+	}
+	return &api.QueryMeta{LastIndex: f.index}, nil
 }
 
 // Node returns the node named node (nil when there is none).

@@ -249,12 +249,36 @@ func (c *Catalog) reconcileOnce(ctx context.Context, s *session) error {
 }
 
 // ownedFilterCatalog selects this fleet's service instances.
-func (c *Catalog) ownedFilterCatalog() (string, error) {
-	q, err := consulclient.QuoteFilterString(c.cfg.Catalog.KVPrefix)
+func (c *Catalog) ownedFilterCatalog() (string, error) { return ownedFilter(c.cfg.Catalog.KVPrefix) }
+
+// ownedFilter selects the service instances of the fleet whose KV prefix
+// is fleet, by their meta (managed-by and bridge-fleet): a filter
+// expression for the servers, so that other owners' and other fleets'
+// instances never leave them. fleetEntry checks each node too.
+func ownedFilter(fleet string) (string, error) {
+	q, err := consulclient.QuoteFilterString(fleet)
 	if err != nil {
-		return "", fmt.Errorf("consul_kv_prefix %q: %w", c.cfg.Catalog.KVPrefix, err)
+		return "", fmt.Errorf("consul_kv_prefix %q: %w", fleet, err)
 	}
 	return `Service.Meta["` + consulclient.MetaManagedBy + `"] == "` + consulclient.ManagedByValue + `" and Service.Meta["` + MetaFleet + `"] == ` + q, nil
+}
+
+// fleetEntry reports whether se, an instance ownedFilter selected, is on
+// a node of the fleet whose KV prefix is fleet: a node with the fleet's
+// meta (managed-by and bridge-fleet) that is the server's own (named as
+// its service ID: own is true) or the fleet's shared node (named shared).
+// The fleet's meta on a node of no name of the fleet's is not the fleet's.
+func fleetEntry(se *api.ServiceEntry, fleet, shared string) (own, ok bool) {
+	if se.Node == nil || se.Service == nil || se.Node.Meta[consulclient.MetaManagedBy] != consulclient.ManagedByValue || se.Node.Meta[MetaFleet] != fleet {
+		return false, false
+	}
+	switch se.Node.Node {
+	case se.Service.ID:
+		return true, true
+	case shared:
+		return false, true
+	}
+	return false, false
 }
 
 // readCatalog reads this fleet's entries, by key: the servers on their own
@@ -275,7 +299,8 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 	var in interner
 	out := make(map[string]catalogEntry, c.entries.Load())
 	err = c.api.ServiceEntries(c.cfg.Service, (&api.QueryOptions{Filter: filter}).WithContext(ctx), func(se *api.ServiceEntry) {
-		if se.Node == nil || se.Service == nil || se.Node.Meta[consulclient.MetaManagedBy] != consulclient.ManagedByValue || se.Node.Meta[MetaFleet] != c.cfg.Catalog.KVPrefix {
+		own, ok := fleetEntry(se, c.cfg.Catalog.KVPrefix, shared)
+		if !ok {
 			return
 		}
 		e := catalogEntry{Key: se.Node.Node, Spec: &catalogSpec{
@@ -284,18 +309,15 @@ func (c *Catalog) readCatalog(ctx context.Context) (map[string]catalogEntry, err
 			svc: consulclient.Service{Name: se.Service.Service, Address: se.Service.Address, Port: se.Service.Port,
 				Tags: in.tags(se.Service.Tags), Meta: in.meta(se.Service.Meta)},
 		}}
-		switch se.Node.Node {
-		case se.Service.ID: // the server's own node
+		if own { // the server's own node
 			e.Spec.nodeAddr, e.Spec.nodeMeta = se.Node.Address, in.meta(se.Node.Meta)
 			e.Spec.svcID = e.Spec.node // one string for both
 			// The same for the node's address when it is the service's.
 			if e.Spec.nodeAddr == e.Spec.svc.Address {
 				e.Spec.nodeAddr = e.Spec.svc.Address
 			}
-		case shared:
+		} else {
 			e.Key = sharedKey(shared, se.Service.ID)
-		default: // the fleet's meta on a node of no name of the fleet's
-			return
 		}
 		observed, app, probe := e.Spec.checkID(ObservedCheckID), e.Spec.checkID(AppCheckID), e.Spec.checkID(ProbeCheckID)
 		for _, chk := range se.Checks {
