@@ -113,7 +113,7 @@ func sameConditions(c, o kubeapi.Conditions) bool {
 		}
 		return *p
 	}
-	ready := flag(o.Ready, true)
+	ready := o.IsReady()
 	return *c.Ready == ready && *c.Serving == flag(o.Serving, ready) && *c.Terminating == flag(o.Terminating, false)
 }
 

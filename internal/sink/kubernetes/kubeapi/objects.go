@@ -69,9 +69,26 @@ func (o Objects) Get(ctx context.Context, r Resource, name string, out any) erro
 // List lists the objects matching selector (label=value,...; "": all) into
 // items (a pointer to a slice of objects).
 func (o Objects) List(ctx context.Context, r Resource, selector string, items any) error {
+	return o.list(ctx, r, selector, "", items)
+}
+
+// ListCached is List served from the API server's watch cache
+// (resourceVersion=0: any version it has, usually milliseconds old)
+// rather than a quorum read of etcd: for a reader that polls often, whose
+// next poll corrects a cache that lags.
+func (o Objects) ListCached(ctx context.Context, r Resource, selector string, items any) error {
+	return o.list(ctx, r, selector, "0", items)
+}
+
+// list lists the objects matching selector as of resourceVersion rv ("":
+// the latest, a quorum read).
+func (o Objects) list(ctx context.Context, r Resource, selector, rv string, items any) error {
 	q := url.Values{}
 	if selector != "" {
 		q.Set("labelSelector", selector)
+	}
+	if rv != "" {
+		q.Set("resourceVersion", rv)
 	}
 	var l struct {
 		Items json.RawMessage `json:"items"`

@@ -39,7 +39,7 @@ func recorder(t *testing.T, code int, answer string) (*Client, *[]request) {
 
 // The writes' wire: paths by group, the fixed field manager, server-side
 // apply forced, a delete's resourceVersion precondition, a metadata-only
-// list.
+// list, a list from the watch cache.
 func TestObjectsRequests(t *testing.T) {
 	c, seen := recorder(t, 200, `{"items":[{"metadata":{"name":"x","resourceVersion":"7"}}]}`)
 	o := c.Objects("lab")
@@ -65,6 +65,15 @@ func TestObjectsRequests(t *testing.T) {
 			return err
 		}, request{method: "GET", path: "/api/v1/namespaces/lab/configmaps", query: "labelSelector=a%3Db%2Cc%3Dd",
 			accept: "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"}},
+		{func() error {
+			var items []EndpointSlice
+			err := o.ListCached(ctx, EndpointSlices, Selector("a", "b"), &items)
+			if err == nil && (len(items) != 1 || items[0].Metadata.Name != "x") {
+				t.Errorf("ListCached = %+v", items)
+			}
+			return err
+		}, request{method: "GET", path: "/apis/discovery.k8s.io/v1/namespaces/lab/endpointslices", query: "labelSelector=a%3Db&resourceVersion=0",
+			accept: "application/json"}},
 	}
 	for i, st := range steps {
 		if err := st.do(); err != nil {

@@ -100,6 +100,10 @@ type Conditions struct {
 	Terminating *bool `json:"terminating,omitempty"`
 }
 
+// IsReady reports the ready condition as consumers read it: an absent
+// ready is true (KEP-1672: "nil should be interpreted as true").
+func (c Conditions) IsReady() bool { return c.Ready == nil || *c.Ready }
+
 // SlicePort is the port of a slice's endpoints.
 type SlicePort struct {
 	Name     string `json:"name"`
