@@ -98,7 +98,7 @@ func coreKeys(sinkNames []string) []Key {
 	}...)
 	// App check (pkg/appcheck, run by internal/checker).
 	keys = append(keys, appcheck.Keys()...)
-	return append(keys, []Key{
+	keys = append(keys, []Key{
 		// Prometheus service discovery (internal/promsd).
 		{Name: "prometheus_sd", Flag: "prometheus-sd", Env: []string{"DISCOVERY_CLIENT_PROMETHEUS_SD"}, Default: "false", Kind: KindBool, Group: GroupRun, Category: promSDCategory,
 			Usage: "serve the servers as Prometheus http_sd targets at " + PrometheusSDPath + " (on metrics_addr, or on prometheus_sd_addr when set)"},
@@ -111,4 +111,6 @@ func coreKeys(sinkNames []string) []Key {
 		{Name: "sd_targets", Flag: "sd-targets", Env: []string{"DISCOVERY_CLIENT_SD_TARGETS"}, Default: SDTargetsReady, OneOf: []string{SDTargetsReady, SDTargetsAll}, Group: GroupRun, Category: promSDCategory,
 			Usage: "which servers " + PrometheusSDPath + " and file_format prometheus list: ready (the servers whose app check passes; every server when app_check is none) or all (every server the bridge holds, labelled __meta_udb_health=ready, pending or failing)"},
 	}...)
+	// The relay (internal/relay).
+	return append(keys, relayKeys()...)
 }

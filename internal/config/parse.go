@@ -209,6 +209,7 @@ func (p *parser) fill(c *Config) {
 	}
 	c.PrometheusSD = PrometheusSD{Enabled: p.boolean("prometheus_sd"), Addr: p.str("prometheus_sd_addr"),
 		Token: p.str("prometheus_sd_token"), TokenFile: p.str("prometheus_sd_token_file"), Targets: p.str("sd_targets")}
+	p.fillRelay(c)
 }
 
 // bridgeID reads bridge_id and defaults it to the host name from hostname

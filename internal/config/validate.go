@@ -52,6 +52,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s is served on metrics_addr, which is empty (disabled): set %s or prometheus_sd_addr",
 			c.origin("prometheus_sd"), PrometheusSDPath, c.origin("metrics_addr")))
 	}
+	errs = append(errs, c.validateRelay())
 	return errors.Join(errs...)
 }
 

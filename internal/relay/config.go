@@ -49,10 +49,10 @@ const (
 	// client's timeout (5 s upstream, and the bridge's retries go out
 	// every 1.25 s of a default round).
 	MaxDelay = time.Second
-	// maxQueueSize and maxMaxReplies bound what one setting can make the
+	// MaxMaxReplies and maxQueueSize bound what one setting can make the
 	// relay allocate.
+	MaxMaxReplies = 1 << 12
 	maxQueueSize  = 1 << 20
-	maxMaxReplies = 1 << 12
 )
 
 // Config is what a Relay answers and how much. DefaultConfig returns the
@@ -146,8 +146,8 @@ func (c Config) Validate() error {
 	if c.Delay < 0 || c.Delay > MaxDelay {
 		bad("delay", c.Delay, fmt.Sprintf("want 0..%s", MaxDelay))
 	}
-	if c.MaxReplies < 1 || c.MaxReplies > maxMaxReplies {
-		bad("max_replies", c.MaxReplies, fmt.Sprintf("want 1..%d", maxMaxReplies))
+	if c.MaxReplies < 1 || c.MaxReplies > MaxMaxReplies {
+		bad("max_replies", c.MaxReplies, fmt.Sprintf("want 1..%d", MaxMaxReplies))
 	}
 	if !rateOK(c.Rate) {
 		bad("rate", c.Rate, "want a number >= 0 (0: no limit)")

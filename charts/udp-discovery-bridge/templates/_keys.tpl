@@ -61,6 +61,15 @@ prometheus_sd: {env: DISCOVERY_CLIENT_PROMETHEUS_SD, kind: bool, default: "false
 prometheus_sd_addr: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_ADDR, kind: string, default: ""}
 prometheus_sd_token_file: {env: DISCOVERY_CLIENT_PROMETHEUS_SD_TOKEN_FILE, kind: string, default: ""}
 sd_targets: {env: DISCOVERY_CLIENT_SD_TARGETS, kind: string, default: "ready"}
+relay_interfaces: {env: DISCOVERY_CLIENT_RELAY_INTERFACES, kind: list, default: ""}
+relay_delay: {env: DISCOVERY_CLIENT_RELAY_DELAY, kind: duration, default: "50ms", min: "0", max: "1s"}
+relay_max_replies: {env: DISCOVERY_CLIENT_RELAY_MAX_REPLIES, kind: int, default: "8"}
+relay_rate_limit: {env: DISCOVERY_CLIENT_RELAY_RATE_LIMIT, kind: float, default: "8", min: "0"}
+relay_burst: {env: DISCOVERY_CLIENT_RELAY_BURST, kind: int, default: "32"}
+relay_global_rate_limit: {env: DISCOVERY_CLIENT_RELAY_GLOBAL_RATE_LIMIT, kind: float, default: "100", min: "0"}
+relay_global_burst: {env: DISCOVERY_CLIENT_RELAY_GLOBAL_BURST, kind: int, default: "200"}
+relay_source: {env: DISCOVERY_CLIENT_RELAY_SOURCE, kind: string, default: "auto"}
+relay_max_stale: {env: DISCOVERY_CLIENT_RELAY_MAX_STALE, kind: duration, default: "30s", min: "0", max: "1h"}
 file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
 file_format: {env: DISCOVERY_CLIENT_FILE_FORMAT, kind: string, default: "bridge"}
 consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}
