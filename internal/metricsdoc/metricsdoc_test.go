@@ -21,6 +21,9 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/config"
 	"github.com/udp-discovery-bridge/bridge/internal/connlimit"
 	"github.com/udp-discovery-bridge/bridge/internal/metricsdoc"
+	"github.com/udp-discovery-bridge/bridge/internal/relay"
+	"github.com/udp-discovery-bridge/bridge/internal/relay/relaymetrics"
+	"github.com/udp-discovery-bridge/bridge/internal/relay/source"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
 	"github.com/udp-discovery-bridge/bridge/internal/sink/builtin"
@@ -37,7 +40,7 @@ const (
 
 // bridgeMetrics registers what `bridge run` registers, Go and process
 // collectors aside: the build info, the loop's metrics, the HTTP listeners'
-// connection caps, and every built-in sink built from a configuration that
+// connection caps, the relay's (registered only with the relay on), and every built-in sink built from a configuration that
 // enables them all (the Consul sink in catalog mode, the one with metrics
 // of its own). Nothing is started: no sink talks to its registry.
 func bridgeMetrics(t *testing.T) []metricsdoc.Metric {
@@ -46,6 +49,7 @@ func bridgeMetrics(t *testing.T) []metricsdoc.Metric {
 	rec.MustRegister(runner.NewBuildInfo("v0.0.0", nil))
 	runner.NewMetrics(rec)
 	connlimit.NewMetrics(rec)
+	relaymetrics.New(rec, func() relay.Stats { return relay.Stats{} }, func() source.State { return source.State{Name: "consul"} })
 	checks := appcheck.DefaultOptions()
 	checks.Kind = appcheck.HTTP
 	if _, err := checker.New(checker.Config{Options: checks, Registerer: rec}); err != nil {
