@@ -30,6 +30,14 @@ func TestConfigCheck(t *testing.T) {
 		{"bad duration", nil, []string{"--max-token-age", "forever"}, 2, `max_token_age (flag --max-token-age): bad value "forever"`},
 		{"invalid key file", nil, []string{"--encryption", "--secret-key-file", keyFile}, 2, "invalid Fernet key"},
 		{"huge scan", nil, []string{"--scan-cidr", "10.0.0.0/8"}, 2, "10.0.0.0/8"},
+		{"relay on, local", nil, []string{"--relay-interfaces", "eth1"}, 0, "configuration ok"},
+		{"relay delay over 1s", nil, []string{"--relay-interfaces", "eth1", "--relay-delay", "2s"}, 2, `relay_delay (flag --relay-delay): bad value "2s": at most 1s`},
+		{"relay burst below a full answer", map[string]string{"DISCOVERY_CLIENT_RELAY_BURST": "2"}, nil, 2,
+			`relay_burst (env DISCOVERY_CLIENT_RELAY_BURST): bad value "2": below relay_max_replies 8`},
+		{"relay source consul without catalog mode", nil, []string{"--relay-interfaces", "eth1", "--relay-source", "consul"}, 2,
+			`relay_source (flag --relay-source): bad value "consul": the relay reads the servers the fleet's catalog mode writes`},
+		{"relay source consul in catalog mode", map[string]string{"DISCOVERY_CLIENT_CONSUL_MODE": "catalog", "DISCOVERY_CLIENT_SINKS": "consul"},
+			[]string{"--relay-interfaces", "eth1", "--relay-source", "consul"}, 0, "configuration ok"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, tc.env, append([]string{"config", "check"}, tc.args...)...)

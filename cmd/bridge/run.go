@@ -23,6 +23,8 @@ import (
 	"github.com/udp-discovery-bridge/bridge/internal/promsd"
 	"github.com/udp-discovery-bridge/bridge/internal/runner"
 	"github.com/udp-discovery-bridge/bridge/internal/sink"
+	"github.com/udp-discovery-bridge/bridge/pkg/clock"
+	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
 func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
@@ -41,7 +43,9 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			"--app-check tcp, http or https: the bridge checks each held server's app; discovery decides whether a server is held, the\n" +
 			"check whether every sink calls it ready (rise/fall hysteresis; a transition reaches the sinks at once). With --once each\n" +
 			"server found is checked once after the round and that result decides ready or failing for the one apply. /readyz does not\n" +
-			"depend on the apps' checks.",
+			"depend on the apps' checks.\n" +
+			"--relay-interfaces: the relay answers stock clients' probes on those interfaces with the ready servers of --relay-source\n" +
+			"(docs/operations/relay.md); not with --once or --dry-run.",
 		Flags: append(keyFlags(schema, config.GroupDiscovery, config.GroupRun),
 			&cli.BoolFlag{Name: "once", Usage: "run one round, apply it, exit"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "apply nothing; print each plan as JSON lines"},
@@ -65,6 +69,15 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			if err != nil {
 				return err
 			}
+			var relayP *relayPlan
+			switch {
+			case cfg.Relay.Enabled() && (once || dry):
+				log.Info().Strs("relay_interfaces", cfg.Relay.Interfaces).Msg("the relay does not run with --once or --dry-run")
+			default:
+				if relayP, err = planRelay(cfg, client.Options(), clock.Real(), log); err != nil {
+					return usageErr(err)
+				}
+			}
 			logInterfaceChoice(log, client)
 			promReg := prometheus.NewRegistry()
 			bi, _ := debug.ReadBuildInfo()
@@ -84,6 +97,13 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			metrics := runner.NewMetrics(promReg)
 			web := httpOptions{bounds: defaultHTTPBounds(), metrics: connlimit.NewMetrics(promReg), log: log}
 			health := runner.NewHealth(nil, 3*cfg.Interval+cfg.Discovery.Timeout, promReg)
+			if relayP != nil {
+				stopRelay, err := startRelay(c.Context, relayP, relayDeps{lister: iface.OS(), clock: clock.Real(), log: log, reg: promReg, health: health})
+				if err != nil {
+					return runtimeErr(err)
+				}
+				defer stopRelay()
+			}
 			var sd promSD
 			handler := health.Handler()
 			if !once {
@@ -121,7 +141,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 				Interval: cfg.Interval, MissedRounds: cfg.MissedRounds, RoundTimeout: cfg.Discovery.Timeout, Once: once, DryRun: dry,
 				MaxRemovalFraction: cfg.MaxRemovalFraction, RemovalGuardRounds: cfg.RemovalGuardRounds, HeldUnobserved: cfg.RemovalGuardHeld == "unobserved",
 				Limits:    plan.Limits{MaxServers: cfg.MaxServers, MaxPerSource: cfg.Discovery.MaxServersPerSource},
-				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: inventory(sd.targets),
+				DryRunOut: c.App.Writer, Sinks: sinks, Log: log, Metrics: metrics, Health: health, Inventory: runner.Inventories(inventory(sd.targets), relayP.inventory()),
 				// A round's garbage (every reply, the previous state) is
 				// dead once the snapshot is out: collect it and return the
 				// pages now rather than hold them through the idle interval.

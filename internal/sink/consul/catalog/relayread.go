@@ -21,6 +21,12 @@ import (
 // not change costs Consul one read per bridge every 10 s.
 const DefaultRelayWait = 10 * time.Second
 
+// RelayEvery is the least time between the starts of two of the relay's
+// blocking queries: Consul advises rate-limiting them, lest a catalog that
+// changes all the time make its readers loop; it adds at most 100 ms to
+// the time a change takes to be relayed.
+const RelayEvery = 100 * time.Millisecond
+
 // RelayPeriod is the longest a healthy blocking query of wait takes:
 // Consul adds up to wait/16 of jitter.
 func RelayPeriod(wait time.Duration) time.Duration { return wait + wait/16 }
