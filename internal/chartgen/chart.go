@@ -61,6 +61,16 @@ var before = map[string][]string{
 		"never probed. The default skips container/CNI interfaces, which leaves the LAN",
 		"interfaces of a node; on multi-homed nodes choose one by pattern, CIDR or route.",
 	},
+	"relay_interfaces": {
+		"Answer stock clients' probes on these node interfaces (docs/operations/relay.md) with",
+		"the fleet's ready servers of the other segments; relay_source auto reads what this",
+		"chart's sink writes (the catalog with consul_mode catalog, else the EndpointSlices with",
+		"the kubernetes sink: the chart's Role already lets it list them). The pod is on the host",
+		"network: the relay binds UDP discovery_port (9999) on the node itself, so no",
+		"containerPort, Service, hostPort or capability is needed (a port below 1024 would need",
+		"NET_BIND_SERVICE). Names are per node: a node without one of them logs it and relays on",
+		"the others. Off (empty) by default: it answers hosts on the segments you name.",
+	},
 	"app_check": {
 		"In production, check each server's app (docs/operations/ready.md):",
 		"  app_check: http",
