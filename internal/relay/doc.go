@@ -3,9 +3,10 @@
 // servers provided from outside (Targets: what the fleet's registry holds
 // on other segments), in the stock reply format, so that an unchanged
 // client on a segment without a server of its own finds the servers of
-// the others. It is the core only: it reads no registry and declares no
-// keys of bridge run; see docs/design/relay.md for what is built and what
-// is not.
+// the others. It is the core only: it reads no registry (package source
+// does) and declares no keys (internal/config does; bridge run wires it,
+// cmd/bridge/runrelay.go); docs/design/relay.md argues its rules and
+// defaults, docs/operations/relay.md is how to run it.
 //
 // # Rules
 //
