@@ -72,7 +72,7 @@ func runCommand(reg *sink.Registry, schema *config.Schema) *cli.Command {
 			var relayP *relayPlan
 			switch {
 			case cfg.Relay.Enabled() && (once || dry):
-				log.Info().Strs("relay_interfaces", cfg.Relay.Interfaces).Msg("the relay does not run with --once or --dry-run")
+				log.Info().Strs("relay_interfaces", cfg.Relay.Engine.Interfaces).Msg("the relay does not run with --once or --dry-run")
 			default:
 				if relayP, err = planRelay(cfg, client.Options(), clock.Real(), log); err != nil {
 					return usageErr(err)

@@ -80,13 +80,10 @@ func planRelay(cfg *config.Config, opts discover.Options, clk clock.Clock, log z
 	if name == config.RelaySourceLocal {
 		p.local = source.NewLocal(p.keeper)
 	}
-	e := relay.DefaultConfig()
-	e.Interfaces = rc.Interfaces
+	e := rc.Engine
 	e.Message, e.Prefix, e.Key = opts.Message, opts.Prefix, opts.Key
 	e.MaxTokenAge, e.ClockSkew = opts.MaxTokenAge, opts.ClockSkew
-	e.Delay, e.MaxReplies = rc.Delay, rc.MaxReplies
-	e.Rate, e.Burst, e.GlobalRate, e.GlobalBurst = rc.Rate, rc.Burst, rc.GlobalRate, rc.GlobalBurst
-	e.QueueSize = max(relay.DefaultQueueSize, rc.MaxReplies)
+	e.QueueSize = max(e.QueueSize, e.MaxReplies)
 	e.MaxTargetAge = p.keeper.MaxAge()
 	if err := e.Validate(); err != nil {
 		return nil, err

@@ -64,7 +64,7 @@ type Config struct {
 	// PrometheusSD configures the http_sd endpoint (prometheus_sd*).
 	PrometheusSD PrometheusSD
 	// Relay configures the relay (relay_*): off unless
-	// Relay.Interfaces names an interface.
+	// Relay.Engine.Interfaces names an interface.
 	Relay        Relay
 	sources      map[string]string
 	sinkSettings map[string]any // by sink name: what its Section loaded

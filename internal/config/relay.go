@@ -33,23 +33,14 @@ const (
 const DefaultRelayMaxStale = 30 * time.Second
 
 // Relay is the relay's configuration (the relay_* keys). It is on when
-// Interfaces names one.
+// Engine.Interfaces names an interface.
 type Relay struct {
-	// Interfaces are the interfaces whose probes the relay answers
-	// (relay_interfaces); none: the relay is off.
-	Interfaces []string
-	// Delay holds each reply back (relay_delay); MaxReplies is the most
-	// servers one probe is answered with (relay_max_replies).
-	Delay      time.Duration
-	MaxReplies int
-	// Rate and Burst are each source's token bucket, GlobalRate and
-	// GlobalBurst all sources', in replies (relay_rate_limit,
-	// relay_burst, relay_global_rate_limit, relay_global_burst; a rate of
-	// 0: no limit).
-	Rate        float64
-	Burst       int
-	GlobalRate  float64
-	GlobalBurst int
+	// Engine is the engine's configuration with the keys' values
+	// (Interfaces, Delay, MaxReplies, Rate, Burst, GlobalRate,
+	// GlobalBurst) and the engine's defaults for the rest: bridge run
+	// sets the codec (message, prefix, key, token age) from discovery's
+	// and the age bound from the source.
+	Engine relay.Config
 	// Source is where the relayed servers come from (relay_source); see
 	// ResolveRelaySource.
 	Source string
@@ -60,7 +51,7 @@ type Relay struct {
 
 // Enabled reports whether the relay is on: relay_interfaces names an
 // interface.
-func (r Relay) Enabled() bool { return len(r.Interfaces) > 0 }
+func (r Relay) Enabled() bool { return len(r.Engine.Interfaces) > 0 }
 
 // relayKeys are the relay's keys, their defaults the engine's
 // (relay.DefaultConfig).
@@ -106,13 +97,12 @@ func relayKeys() []Key {
 
 // fillRelay reads the relay's keys.
 func (p *parser) fillRelay(c *Config) {
-	c.Relay = Relay{
-		Interfaces: p.list("relay_interfaces"),
-		Delay:      p.duration("relay_delay"), MaxReplies: p.integer("relay_max_replies"),
-		Rate: p.float("relay_rate_limit"), Burst: p.integer("relay_burst"),
-		GlobalRate: p.float("relay_global_rate_limit"), GlobalBurst: p.integer("relay_global_burst"),
-		Source: p.str("relay_source"), MaxStale: p.duration("relay_max_stale"),
-	}
+	e := relay.DefaultConfig()
+	e.Interfaces = p.list("relay_interfaces")
+	e.Delay, e.MaxReplies = p.duration("relay_delay"), p.integer("relay_max_replies")
+	e.Rate, e.Burst = p.float("relay_rate_limit"), p.integer("relay_burst")
+	e.GlobalRate, e.GlobalBurst = p.float("relay_global_rate_limit"), p.integer("relay_global_burst")
+	c.Relay = Relay{Engine: e, Source: p.str("relay_source"), MaxStale: p.duration("relay_max_stale")}
 }
 
 // validateRelay checks the relay's rules that span keys: a full answer
@@ -121,7 +111,7 @@ func (p *parser) fillRelay(c *Config) {
 // value did not parse is not reported again: Load drops its KeyError.)
 func (c *Config) validateRelay() error {
 	var errs []error
-	r := c.Relay
+	r := c.Relay.Engine
 	if r.Rate > 0 && r.Burst < r.MaxReplies {
 		errs = append(errs, &KeyError{Key: "relay_burst", Value: r.Burst, Why: fmt.Sprintf("below relay_max_replies %d: a full answer could never be paid for (or set relay_rate_limit 0: no limit)", r.MaxReplies)})
 	}

@@ -15,22 +15,20 @@ import (
 // engine's.
 func TestRelayDefaults(t *testing.T) {
 	c := mustLoad(t, Inputs{})
-	d := relay.DefaultConfig()
-	want := config.Relay{Delay: d.Delay, MaxReplies: d.MaxReplies, Rate: d.Rate, Burst: d.Burst, GlobalRate: d.GlobalRate, GlobalBurst: d.GlobalBurst,
-		Source: config.RelaySourceAuto, MaxStale: config.DefaultRelayMaxStale}
-	got := c.Relay
-	if got.Enabled() || got.Interfaces != nil {
-		t.Errorf("relay on by default: %+v", got)
+	want := config.Relay{Engine: relay.DefaultConfig(), Source: config.RelaySourceAuto, MaxStale: config.DefaultRelayMaxStale}
+	if c.Relay.Enabled() || c.Relay.Engine.Interfaces != nil {
+		t.Errorf("relay on by default: %+v", c.Relay)
 	}
-	got.Interfaces = nil
-	if !relayEqual(got, want) {
-		t.Errorf("Relay = %+v, want %+v", got, want)
+	if !relayEqual(c.Relay, want) {
+		t.Errorf("Relay = %+v, want %+v", c.Relay, want)
 	}
 }
 
+// relayEqual compares what the relay keys set.
 func relayEqual(a, b config.Relay) bool {
-	return slices.Equal(a.Interfaces, b.Interfaces) && a.Delay == b.Delay && a.MaxReplies == b.MaxReplies && a.Rate == b.Rate && a.Burst == b.Burst &&
-		a.GlobalRate == b.GlobalRate && a.GlobalBurst == b.GlobalBurst && a.Source == b.Source && a.MaxStale == b.MaxStale
+	x, y := a.Engine, b.Engine
+	return slices.Equal(x.Interfaces, y.Interfaces) && x.Delay == y.Delay && x.MaxReplies == y.MaxReplies && x.Rate == y.Rate && x.Burst == y.Burst &&
+		x.GlobalRate == y.GlobalRate && x.GlobalBurst == y.GlobalBurst && a.Source == b.Source && a.MaxStale == b.MaxStale
 }
 
 // TestRelayKeys: every relay key from a file, the environment or a flag,
@@ -40,13 +38,13 @@ func TestRelayKeys(t *testing.T) {
 	file := writeFile(t, "bridge.yaml", "relay_interfaces: [eth1, eth2]\nrelay_delay: 20ms\nrelay_max_replies: 4\nrelay_rate_limit: 2.5\nrelay_burst: 8\n"+
 		"relay_global_rate_limit: 0\nrelay_global_burst: 4\nrelay_source: local\nrelay_max_stale: 1m\n")
 	c := mustLoad(t, Inputs{File: file})
-	want := config.Relay{Interfaces: []string{"eth1", "eth2"}, Delay: 20 * time.Millisecond, MaxReplies: 4, Rate: 2.5, Burst: 8, GlobalRate: 0, GlobalBurst: 4,
+	want := config.Relay{Engine: relay.Config{Interfaces: []string{"eth1", "eth2"}, Delay: 20 * time.Millisecond, MaxReplies: 4, Rate: 2.5, Burst: 8, GlobalRate: 0, GlobalBurst: 4},
 		Source: config.RelaySourceLocal, MaxStale: time.Minute}
 	if !relayEqual(c.Relay, want) || !c.Relay.Enabled() {
 		t.Errorf("from a file: %+v, want %+v", c.Relay, want)
 	}
 	c = mustLoad(t, Inputs{LookupEnv: envOf(map[string]string{"DISCOVERY_CLIENT_RELAY_INTERFACES": "eth1,eth3"}), Flags: map[string]any{"relay_delay": "0"}})
-	if !slices.Equal(c.Relay.Interfaces, []string{"eth1", "eth3"}) || c.Relay.Delay != 0 || c.Source("relay_interfaces") != "env DISCOVERY_CLIENT_RELAY_INTERFACES" {
+	if !slices.Equal(c.Relay.Engine.Interfaces, []string{"eth1", "eth3"}) || c.Relay.Engine.Delay != 0 || c.Source("relay_interfaces") != "env DISCOVERY_CLIENT_RELAY_INTERFACES" {
 		t.Errorf("from env and flags: %+v (%s)", c.Relay, c.Source("relay_interfaces"))
 	}
 

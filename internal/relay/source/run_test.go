@@ -6,14 +6,11 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/udp-discovery-bridge/bridge/internal/relay/source"
+	"github.com/udp-discovery-bridge/bridge/internal/sink/consul/consultest"
 	"github.com/udp-discovery-bridge/bridge/pkg/clock/clocktest"
 )
 
@@ -177,8 +174,8 @@ func TestRunTimeoutError(t *testing.T) {
 // read that hangs), within a second, and logs it once.
 func TestWatch(t *testing.T) {
 	clk := clocktest.New(t0)
-	var buf lockedBuffer
-	k := source.NewKeeper(source.Options{Name: "kubernetes", Period: time.Second, MaxStale: 3 * time.Second, Clock: clk, Log: zerolog.New(&buf)})
+	log, logs := consultest.NewLogger()
+	k := source.NewKeeper(source.Options{Name: "kubernetes", Period: time.Second, MaxStale: 3 * time.Second, Clock: clk, Log: log})
 	k.Good(addrs("10.1.0.9:8000"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -189,25 +186,7 @@ func TestWatch(t *testing.T) {
 	tick(t, clk, 0) // Watch sleeps again: its fifth Check is done
 	cancel()
 	<-done
-	if got := buf.count("relay source stale"); got != 1 || !k.State().Stale {
+	if got := len(logs.Grep("relay source stale")); got != 1 || !k.State().Stale {
 		t.Errorf("stale logged %d times (state %+v), want once", got, k.State())
 	}
-}
-
-// lockedBuffer is a log writer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
 }

@@ -61,6 +61,16 @@ func putServer(fc *fakeCatalog, fleet, node, addr string, nodeMeta map[string]st
 	fc.PutNodeMeta(node, nodeMeta)
 }
 
+// readWaits waits until a blocking read waits on clk (its wait's timer).
+func readWaits(t *testing.T, clk *clocktest.Clock) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), relayHang)
+	defer cancel()
+	if err := clk.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // spellAddrs spells addresses as "ip:port".
 func spellAddrs(as []netip.AddrPort) []string {
 	out := make([]string, len(as))
@@ -181,12 +191,10 @@ func TestPassingReaderBlocks(t *testing.T) {
 				set, next, err := r.Read(context.Background(), idx)
 				got <- result{set, next, err}
 			}()
+			readWaits(t, clk)
+			tt.change(fc)
 			ctx, cancel := context.WithTimeout(context.Background(), relayHang)
 			defer cancel()
-			if err := clk.WaitForTimers(ctx, 1); err != nil { // the read waits
-				t.Fatal(err)
-			}
-			tt.change(fc)
 			var res result
 			select {
 			case res = <-got:
@@ -217,12 +225,10 @@ func TestPassingReaderBlocks(t *testing.T) {
 			next = n
 			done <- set
 		}()
+		readWaits(t, clk)
+		clk.Advance(DefaultRelayWait)
 		ctx, cancel := context.WithTimeout(context.Background(), relayHang)
 		defer cancel()
-		if err := clk.WaitForTimers(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(DefaultRelayWait)
 		select {
 		case set := <-done:
 			if got := spellAddrs(set); !slices.Equal(got, []string{"10.0.0.1:8000"}) || next != idx {
@@ -250,11 +256,7 @@ func TestPassingReaderIndex(t *testing.T) {
 		_, next, _ := r.Read(context.Background(), 1000)
 		got <- next
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), relayHang)
-	defer cancel()
-	if err := clk.WaitForTimers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	readWaits(t, clk)
 	clk.Advance(DefaultRelayWait)
 	if next := <-got; next != 0 {
 		t.Errorf("an index gone backwards: next %d, want 0", next)
