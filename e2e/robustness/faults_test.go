@@ -162,6 +162,28 @@ var kinds = []faultKind{
 			}
 		})
 	}},
+	{"segment-duplicates", 1, func(s *scenario, id string, st step) {
+		// Half the replies of a segment's servers to its bridges arrive
+		// twice (iptables TEE on each server's leg).
+		seg := []string{"a", "b"}[st.target%2]
+		s.fault(id, "segment-duplicates", "segment "+seg, func() {
+			var heals []func()
+			for _, sv := range s.servers {
+				if sv.seg != seg {
+					continue
+				}
+				for _, b := range bridgeNames {
+					if b[:1] == seg {
+						heals = append(heals, faults.Duplicate(s.t, sv.host, sv.host.Dev(s.l.Seg[seg]), s.l.Hosts[b].IP(s.l.Seg[seg]), 0.5))
+					}
+				}
+			}
+			time.Sleep(st.d)
+			for _, heal := range heals {
+				heal()
+			}
+		})
+	}},
 	{"hostile-kv", 1, func(s *scenario, id string, st step) {
 		// Someone with write access to the fleet's prefix overwrites a
 		// bridge's observation with garbage; its owner repairs it within a
@@ -260,7 +282,7 @@ func runFault(t *testing.T, record func(history.Event), settled *time.Time, sett
 			t.Logf("robustness: %s waits %s for the fleet to settle", id, wait.Round(time.Millisecond))
 			time.Sleep(wait)
 		}
-	case "server-stop", "segment-loss", "hostile-kv", "hostile-configmap":
+	case "server-stop", "segment-loss", "segment-duplicates", "hostile-kv", "hostile-configmap":
 	default:
 		defer func() { *settled = time.Now().Add(settle) }()
 	}

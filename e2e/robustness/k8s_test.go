@@ -67,6 +67,7 @@ type k8sScenario struct {
 	c     *k8slab.Cluster
 	nodes map[string]*k8slab.Node // by bridge name (a1 a2 b1 b2: the node's name, the pod's bridge_id)
 	nsOf  map[string]string       // bridge name → the node's network namespace
+	segs  map[string]*netns.Bridge
 
 	recorder // its mu also guards pids
 	servers  []*server
@@ -89,7 +90,7 @@ func runK8sScenario(t *testing.T, seed int64, dur time.Duration) []history.Event
 		specs = append(specs, k8slab.NodeSpec{Name: b, LAN: seg[b[:1]], LANAddr: fmt.Sprintf("10.213.%d.%d/24", subnet[b[:1]], 20+n)})
 	}
 	c := k8slab.StartMulti(t, k8slab.MultiOptions{Lab: lab, Nodes: specs})
-	s := &k8sScenario{t: t, c: c, nodes: map[string]*k8slab.Node{}, nsOf: map[string]string{}, pids: map[string]int{},
+	s := &k8sScenario{t: t, c: c, nodes: map[string]*k8slab.Node{}, nsOf: map[string]string{}, pids: map[string]int{}, segs: seg,
 		logs: filepath.Join(t.TempDir(), "pod-logs")}
 	for _, b := range bridgeNames {
 		s.nodes[b] = c.Node(b)
@@ -490,6 +491,24 @@ var k8sKinds = []k8sFaultKind{
 			if b[:1] == seg {
 				n := s.nodes[b]
 				heals = append(heals, faults.Loss(s.t, n.Host(), n.LANDev(), 0.3))
+			}
+		}
+		time.Sleep(st.d)
+		for _, heal := range heals {
+			heal()
+		}
+	}},
+	{"segment-duplicates", 1, segOf, func(s *k8sScenario, _ string, st step) {
+		seg := []string{"a", "b"}[st.target%2]
+		var heals []func()
+		for _, sv := range s.servers {
+			if sv.seg != seg {
+				continue
+			}
+			for _, b := range bridgeNames {
+				if b[:1] == seg {
+					heals = append(heals, faults.Duplicate(s.t, sv.host, sv.host.Dev(s.segs[seg]), s.nodes[b].Host().IP(s.segs[seg]), 0.5))
+				}
 			}
 		}
 		time.Sleep(st.d)

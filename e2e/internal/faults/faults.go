@@ -7,6 +7,7 @@
 package faults
 
 import (
+	"net/netip"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,7 +20,8 @@ import (
 
 // Rule is one iptables rule in a host's namespace: chain and match.
 type Rule struct {
-	Chain string   // INPUT or OUTPUT
+	Table string   // "" (filter) or e.g. mangle
+	Chain string   // INPUT, OUTPUT, POSTROUTING...
 	Match []string // e.g. -o dev -j DROP
 }
 
@@ -29,14 +31,14 @@ type Rule struct {
 // gives.
 func Partition(t testing.TB, h *netns.Host, dev string) (heal func()) {
 	t.Helper()
-	return apply(t, h, Rule{"INPUT", []string{"-i", dev, "-j", "DROP"}}, Rule{"OUTPUT", []string{"-o", dev, "-j", "DROP"}})
+	return apply(t, h, Rule{Chain: "INPUT", Match: []string{"-i", dev, "-j", "DROP"}}, Rule{Chain: "OUTPUT", Match: []string{"-o", dev, "-j", "DROP"}})
 }
 
 // DropUDP drops the UDP datagrams h receives on dev (discovery replies and
 // probes): the host is cut from its segment's discovery, not from the rest.
 func DropUDP(t testing.TB, h *netns.Host, dev string) (heal func()) {
 	t.Helper()
-	return apply(t, h, Rule{"INPUT", []string{"-i", dev, "-p", "udp", "-j", "DROP"}})
+	return apply(t, h, Rule{Chain: "INPUT", Match: []string{"-i", dev, "-p", "udp", "-j", "DROP"}})
 }
 
 // Loss drops each UDP datagram h receives on dev with probability p
@@ -46,8 +48,20 @@ func Loss(t testing.TB, h *netns.Host, dev string, p float64) (heal func()) {
 	if p <= 0 || p >= 1 {
 		t.Fatalf("faults.Loss: probability %g, want 0 < p < 1", p)
 	}
-	return apply(t, h, Rule{"INPUT", []string{"-i", dev, "-p", "udp", "-m", "statistic", "--mode", "random",
+	return apply(t, h, Rule{Chain: "INPUT", Match: []string{"-i", dev, "-p", "udp", "-m", "statistic", "--mode", "random",
 		"--probability", strconv.FormatFloat(p, 'f', 3, 64), "-j", "DROP"}})
+}
+
+// Duplicate sends each UDP datagram h sends on dev to dst twice, with
+// probability p: iptables TEE clones it with dst as its next hop, so dst
+// receives the original and the clone (this kernel has no sch_netem).
+func Duplicate(t testing.TB, h *netns.Host, dev string, dst netip.Addr, p float64) (heal func()) {
+	t.Helper()
+	if p <= 0 || p > 1 {
+		t.Fatalf("faults.Duplicate: probability %g, want 0 < p <= 1", p)
+	}
+	return apply(t, h, Rule{Table: "mangle", Chain: "POSTROUTING", Match: []string{"-o", dev, "-p", "udp", "-d", dst.String(),
+		"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(p, 'f', 3, 64), "-j", "TEE", "--gateway", dst.String()}})
 }
 
 // apply inserts rules in h's namespace and returns their removal, which
@@ -56,7 +70,7 @@ func apply(t testing.TB, h *netns.Host, rules ...Rule) func() {
 	t.Helper()
 	ipt := netns.RequireTool(t, "iptables")
 	for _, r := range rules {
-		if res := h.Run(t.Context(), append([]string{ipt, "-w", "-I", r.Chain}, r.Match...)...); res.Err != nil {
+		if res := h.Run(t.Context(), append(r.args(ipt, "-I"), r.Match...)...); res.Err != nil {
 			t.Fatalf("iptables -I %s %s in %s: %v %s", r.Chain, strings.Join(r.Match, " "), h.Name, res.Err, res.Stderr)
 		}
 	}
@@ -66,7 +80,7 @@ func apply(t testing.TB, h *netns.Host, rules ...Rule) func() {
 			for _, r := range rules {
 				// The lab may be gone at cleanup: a failed delete is no
 				// failure then.
-				_ = h.Run(t.Context(), append([]string{ipt, "-w", "-D", r.Chain}, r.Match...)...)
+				_ = h.Run(t.Context(), append(r.args(ipt, "-D"), r.Match...)...)
 			}
 		})
 	}
@@ -96,5 +110,15 @@ func Kill(t testing.TB, p *netns.Proc) {
 	_ = p.Wait()
 }
 
+// args is the iptables command line of op (-I, -D) on r's chain.
+func (r Rule) args(ipt, op string) []string {
+	if r.Table != "" {
+		return []string{ipt, "-w", "-t", r.Table, op, r.Chain}
+	}
+	return []string{ipt, "-w", op, r.Chain}
+}
+
 // String names a rule for logs.
-func (r Rule) String() string { return fmt.Sprintf("%s %s", r.Chain, strings.Join(r.Match, " ")) }
+func (r Rule) String() string {
+	return strings.TrimSpace(fmt.Sprintf("%s %s %s", r.Table, r.Chain, strings.Join(r.Match, " ")))
+}

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"net/netip"
 	"context"
 	"net"
 	"testing"
@@ -64,4 +65,47 @@ func asNetErr(err error, ne *net.Error) bool {
 		*ne = e
 	}
 	return ok
+}
+
+// TestDuplicate: with probability 1, every datagram a sends to b arrives
+// twice; none after healing; a datagram to another host is not cloned.
+func TestDuplicate(t *testing.T) {
+	netns.Require(t)
+	lab := netns.New(t)
+	br := lab.Bridge("lan")
+	a := lab.Host("a", br, "10.213.250.1/24")
+	b := lab.Host("b", br, "10.213.250.2/24")
+	pc, err := netns.ListenPacket(t.Context(), b.NS, "udp4", "10.213.250.2:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	got := func(n int) int {
+		c, err := netns.Dial(t.Context(), a.NS, "udp4", "10.213.250.2:7001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range n {
+			if _, err := c.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		count, buf := 0, make([]byte, 16)
+		for {
+			_ = pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return count
+			}
+			count++
+		}
+	}
+	heal := Duplicate(t, a, a.Dev(br), netip.MustParseAddr("10.213.250.2"), 1)
+	if n := got(5); n != 10 {
+		t.Fatalf("5 datagrams with duplication: %d arrived, want 10", n)
+	}
+	heal()
+	if n := got(5); n != 5 {
+		t.Fatalf("5 datagrams after healing: %d arrived, want 5", n)
+	}
 }

@@ -55,6 +55,17 @@ func Listen(ctx context.Context, ns, network, addr string) (net.Listener, error)
 	return ln, err
 }
 
+// ListenPacket is Listen for a packet socket ("udp4", "10.213.1.11:9999").
+func ListenPacket(ctx context.Context, ns, network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := Do(ns, func() error {
+		var err error
+		pc, err = (&net.ListenConfig{}).ListenPacket(ctx, network, addr)
+		return err
+	})
+	return pc, err
+}
+
 // Do runs fn on an OS thread switched into the named network namespace,
 // and waits for it: sockets fn creates belong to that namespace for their
 // whole life. fn must not start goroutines that expect the namespace (they
