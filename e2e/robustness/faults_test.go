@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"iter"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/catalogh"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/faults"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/history"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
 // faultKind is one kind of fault the schedule draws, with its weight.
@@ -167,21 +169,7 @@ var kinds = []faultKind{
 		// twice (iptables TEE on each server's leg).
 		seg := []string{"a", "b"}[st.target%2]
 		s.fault(id, "segment-duplicates", "segment "+seg, func() {
-			var heals []func()
-			for _, sv := range s.servers {
-				if sv.seg != seg {
-					continue
-				}
-				for _, b := range bridgeNames {
-					if b[:1] == seg {
-						heals = append(heals, faults.Duplicate(s.t, sv.host, sv.host.Dev(s.l.Seg[seg]), s.l.Hosts[b].IP(s.l.Seg[seg]), 0.5))
-					}
-				}
-			}
-			time.Sleep(st.d)
-			for _, heal := range heals {
-				heal()
-			}
+			duplicateReplies(s.t, s.servers, seg, s.l.Seg[seg], func(b string) netip.Addr { return s.l.Hosts[b].IP(s.l.Seg[seg]) }, st.d)
 		})
 	}},
 	{"hostile-kv", 1, func(s *scenario, id string, st step) {
@@ -218,6 +206,26 @@ type step struct {
 	kind   int
 	target int
 	d, gap time.Duration
+}
+
+// duplicateReplies has half the replies of segment seg's servers (on
+// segment lan) to each bridge of seg (at bridgeIP) arrive twice, for d.
+func duplicateReplies(t *testing.T, servers []*server, seg string, lan *netns.Bridge, bridgeIP func(string) netip.Addr, d time.Duration) {
+	var heals []func()
+	for _, sv := range servers {
+		if sv.seg != seg {
+			continue
+		}
+		for _, b := range bridgeNames {
+			if b[:1] == seg {
+				heals = append(heals, faults.Duplicate(t, sv.host, sv.host.Dev(lan), bridgeIP(b), 0.5))
+			}
+		}
+	}
+	time.Sleep(d)
+	for _, heal := range heals {
+		heal()
+	}
 }
 
 // weighted is a fault kind of a schedule: its name and its weight.

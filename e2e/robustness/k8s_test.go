@@ -19,6 +19,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,9 +101,7 @@ func runK8sScenario(t *testing.T, seed int64, dur time.Duration) []history.Event
 	defer cancel()
 	k8sh.ImportImage(ctx, t, c, img.Tag)
 
-	cfg := &history.Config{Seed: seed, Round: history.Duration(scRound), MissedRounds: scMissed, RemovalGuardRounds: scGuard,
-		MaxRemovalFraction: 0.5, RemovalGuardHeld: history.HeldReady, DeregisterAfter: history.Duration(scDereg), WindowRounds: 3,
-		SessionTTL: history.Duration(k8sLease), Slack: history.Duration(scSlack)}
+	cfg := historyConfig(seed, k8sLease)
 	for _, sg := range []string{"a", "b"} {
 		hs := history.Segment{Name: sg, Bridges: scenarioBridges[sg]}
 		for i := range scenarioServers[sg] {
@@ -500,21 +499,7 @@ var k8sKinds = []k8sFaultKind{
 	}},
 	{"segment-duplicates", 1, segOf, func(s *k8sScenario, _ string, st step) {
 		seg := []string{"a", "b"}[st.target%2]
-		var heals []func()
-		for _, sv := range s.servers {
-			if sv.seg != seg {
-				continue
-			}
-			for _, b := range bridgeNames {
-				if b[:1] == seg {
-					heals = append(heals, faults.Duplicate(s.t, sv.host, sv.host.Dev(s.segs[seg]), s.nodes[b].Host().IP(s.segs[seg]), 0.5))
-				}
-			}
-		}
-		time.Sleep(st.d)
-		for _, heal := range heals {
-			heal()
-		}
+		duplicateReplies(s.t, s.servers, seg, s.segs[seg], func(b string) netip.Addr { return s.nodes[b].Host().IP(s.segs[seg]) }, st.d)
 	}},
 	{"api-outage", 1, func(*k8sScenario, step) string { return "kube-apiserver" }, func(s *k8sScenario, id string, st step) {
 		s.record(history.Event{Registry: &history.RegistryChange{State: history.RegistryDown}})

@@ -105,9 +105,7 @@ func runScenario(t *testing.T, seed int64, dur time.Duration) []history.Event {
 	s.token = catalogh.ACLToken(t, s.l.Consul, "bridge-catalog", s.policy)
 	s.l.Args = []string{"--consul-token-file", catalogh.WriteTokenFile(t, s.token), "--missed-rounds", fmt.Sprint(scMissed),
 		"--consul-deregister-after", scDereg.String(), "--consul-lock-session-ttl", scSessionTTL.String()}
-	cfg := &history.Config{Seed: seed, Round: history.Duration(scRound), MissedRounds: scMissed, RemovalGuardRounds: scGuard,
-		MaxRemovalFraction: 0.5, RemovalGuardHeld: history.HeldReady, DeregisterAfter: history.Duration(scDereg), WindowRounds: 3,
-		SessionTTL: history.Duration(scSessionTTL), Slack: history.Duration(scSlack)}
+	cfg := historyConfig(seed, scSessionTTL)
 	for _, seg := range []string{"a", "b"} {
 		sg := history.Segment{Name: seg, Bridges: scenarioBridges[seg]}
 		for i := range scenarioServers[seg] {
@@ -158,6 +156,15 @@ func runScenario(t *testing.T, seed int64, dur time.Duration) []history.Event {
 	stop()
 	s.logEvents()
 	return s.history()
+}
+
+// historyConfig is the checker's configuration of a run of seed: the
+// lab's rounds, missed rounds, guard and removal, and the session TTL (or
+// lease duration) of the bridges' liveness.
+func historyConfig(seed int64, sessionTTL time.Duration) *history.Config {
+	return &history.Config{Seed: seed, Round: history.Duration(scRound), MissedRounds: scMissed, RemovalGuardRounds: scGuard,
+		MaxRemovalFraction: 0.5, RemovalGuardHeld: history.HeldReady, DeregisterAfter: history.Duration(scDereg), WindowRounds: 3,
+		SessionTTL: history.Duration(sessionTTL), Slack: history.Duration(scSlack)}
 }
 
 // convergeWait is the checker's convergence bound at these settings
