@@ -12,7 +12,11 @@ const (
 	// NoLiveRemoval (no-live-removal): a server is listed (passing or
 	// critical) in every ok read of a sink at a time it is protected,
 	// once a read of that sink listed it during the protection and since
-	// the registry's last wipe. A server is protected from R + slack
+	// the registry's last wipe. Reads while the registry is down are not
+	// judged: a restarting registry may answer from a partly replayed
+	// log (Consul, seen by the soak: a read at index 20 listing only what
+	// was written by then, a second before the cluster was ready), which
+	// no bridge wrote. A server is protected from R + slack
 	// after a seen stretch of at least a round begins until missed_rounds
 	// × R after it ends.
 	NoLiveRemoval = "no-live-removal"
@@ -109,9 +113,13 @@ func noLiveRemoval(m *model, r *report, sink string) {
 	listed := map[string]time.Time{} // the last ok read that listed each server
 	for i, rd := range m.ok[sink] {
 		wipe, wiped := lastAt(m.wipes, rd.at)
+		down := !m.regAnswers.contains(rd.at)
 		for _, s := range m.servers {
 			if _, ok := rd.r.Servers[s]; ok {
 				listed[s] = rd.at
+				continue
+			}
+			if down {
 				continue
 			}
 			k := m.protect[s].find(rd.at)

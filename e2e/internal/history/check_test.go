@@ -55,6 +55,20 @@ func TestCheck(t *testing.T) {
 				}
 				return all(s)
 			}), nil},
+		{"a restarting registry answers a partial read", testHist().steady().registry(10, RegistryDown).registry(13, RegistryUp).
+			reads(3, 20, 0.5, func(s float64) map[string]Health {
+				if s == 12 {
+					return list()
+				}
+				return all(s)
+			}), nil},
+		{"the same read with the registry up", testHist().steady().
+			reads(3, 20, 0.5, func(s float64) map[string]Health {
+				if s == 12 {
+					return list()
+				}
+				return all(s)
+			}), []string{"no-live-removal +12s s1", "no-live-removal +12s s2", "no-live-removal +12s s3"}},
 		{"a bridge cut from its segment", testHist().steady().bridge(10, "b1", BridgeCutSegment).
 			reads(3, 20, 0.5, func(s float64) map[string]Health {
 				if s < 11.5 {

@@ -103,6 +103,7 @@ type model struct {
 	segCuts                           map[string]map[time.Time]bool // segment → when a bridge was cut from it
 
 	regUp      spans // registry up (not down, not limited)
+	regAnswers spans // registry not down (up, wiped or limited): its reads are its state
 	stretch    spans // a term acts and the registry is up
 	wipes      []time.Time
 	termStarts []time.Time
@@ -136,6 +137,7 @@ func build(events []Event) *model {
 	slices.Sort(m.servers)
 	f := flags{}
 	f.get("registry").set(m.start, true)
+	f.get("registry-answers").set(m.start, true)
 	open := map[string]*faultSpan{}
 	for _, e := range events[1:] {
 		m.event(e, f, open)
@@ -193,6 +195,7 @@ func (m *model) event(e Event, f flags, open map[string]*faultSpan) {
 	case e.Registry != nil:
 		st := e.Registry.State
 		f.get("registry").set(t, st == RegistryUp || st == RegistryWiped)
+		f.get("registry-answers").set(t, st != RegistryDown)
 		if st == RegistryWiped {
 			m.wipes = append(m.wipes, t)
 		}
@@ -248,6 +251,7 @@ func (m *model) derive(f flags) {
 		leading = append(leading, m.eff[b])
 	}
 	m.regUp = f.get("registry").spans(m.forever)
+	m.regAnswers = f.get("registry-answers").spans(m.forever)
 	m.stretch = intersect(union(leading...), m.regUp)
 	m.answering, m.seen, m.support, m.protect = map[string]spans{}, map[string]spans{}, map[string]spans{}, map[string]spans{}
 	for _, s := range m.servers {
