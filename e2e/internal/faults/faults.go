@@ -7,8 +7,8 @@
 package faults
 
 import (
-	"net/netip"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"

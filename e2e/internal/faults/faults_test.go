@@ -1,9 +1,9 @@
 package faults
 
 import (
-	"net/netip"
 	"context"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
