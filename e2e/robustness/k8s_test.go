@@ -351,12 +351,16 @@ func (s *k8sScenario) copyLogs() {
 				return nil
 			}
 			rel, _ := filepath.Rel(root, path)
-			data, err := os.ReadFile(path)
+			dst := filepath.Join(s.logs, b, rel)
+			src, err := d.Info()
 			if err != nil {
 				return nil
 			}
-			dst := filepath.Join(s.logs, b, rel)
-			if old, err := os.Stat(dst); err == nil && old.Size() >= int64(len(data)) {
+			if old, err := os.Stat(dst); err == nil && old.Size() >= src.Size() {
+				return nil // not grown since the last copy: no read
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
 				return nil
 			}
 			_ = os.MkdirAll(filepath.Dir(dst), 0o755)
