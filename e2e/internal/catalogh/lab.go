@@ -39,12 +39,10 @@ type Lab struct {
 	Started func(*harness.BridgeProc)
 }
 
-// SegNet is the /24 of segment "a" (31) or "b" (32).
+// SegNet is the /24 of segment "a" (31), "b" (32), or "c" (33, which
+// only tests that add it have).
 func SegNet(seg string) int {
-	if seg == "a" {
-		return 31
-	}
-	return 32
+	return 31 + int(seg[0]-'a')
 }
 
 // NewLab builds the Consul network and the two segments, and the bridge
@@ -107,18 +105,28 @@ func (l *Lab) SegmentArgs(seg string) []string {
 	return nil
 }
 
+// BridgeHost returns the host of bridge name ("a1": segment a, number 1),
+// creating it on first use: 10.213.<segment>.<20+n> on its segment and a
+// leg on the Consul network.
+func (l *Lab) BridgeHost(name string) *netns.Host {
+	l.T.Helper()
+	if h := l.Hosts[name]; h != nil {
+		return h
+	}
+	seg := name[:1]
+	n, _ := strconv.Atoi(name[1:])
+	h := l.Lab.Host("b"+name, l.Seg[seg], fmt.Sprintf("10.213.%d.%d/24", SegNet(seg), 20+n))
+	h.AddLink(l.Cons, fmt.Sprintf("10.213.30.%d/24", 20+10*(SegNet(seg)-31)+n))
+	l.Hosts[name] = h
+	return h
+}
+
 // Bridge starts (or restarts) catalog-mode bridge name (e.g. "a1") on its
 // segment. Its host is created on first use.
 func (l *Lab) Bridge(name string, extra ...string) *harness.BridgeProc {
 	l.T.Helper()
 	seg := name[:1]
-	h := l.Hosts[name]
-	if h == nil {
-		n, _ := strconv.Atoi(name[1:])
-		h = l.Lab.Host("b"+name, l.Seg[seg], fmt.Sprintf("10.213.%d.%d/24", SegNet(seg), 20+n))
-		h.AddLink(l.Cons, fmt.Sprintf("10.213.30.%d/24", 20+10*(SegNet(seg)-31)+n))
-		l.Hosts[name] = h
-	}
+	h := l.BridgeHost(name)
 	args := []string{"--sink", "consul", "--consul-mode", "catalog", "--consul-addr", l.ConsulAddrs,
 		"--bridge-id", name, "--whitelist", h.Dev(l.Seg[seg]), "--metrics-addr", harness.MetricsAddr,
 		"--interval", "1s", "--timeout", "0.5", "--log-format", "json"}

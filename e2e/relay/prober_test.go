@@ -1,0 +1,131 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+)
+
+// prober is a stock-style client socket inside a lab host, driven from
+// the test process: it sends a probe (broadcast or unicast) and collects
+// every reply until a deadline, with each reply's arrival time, as the
+// stock client's discover() does.
+type prober struct {
+	t    testing.TB
+	conn *net.UDPConn
+}
+
+// reply is one datagram a prober read.
+type reply struct {
+	Src     netip.AddrPort
+	Payload string
+	After   time.Duration // from the probe's send
+}
+
+// newProber opens a UDP socket on local ("10.213.33.50:0") in h's
+// namespace, with SO_BROADCAST as a stock client sets it.
+func newProber(t testing.TB, h *netns.Host, local string) *prober {
+	t.Helper()
+	var pc net.PacketConn
+	err := netns.Do(h.NS, func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		var err error
+		pc, err = lc.ListenPacket(context.Background(), "udp4", local)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("prober on %s in %s: %v", local, h.Name, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return &prober{t: t, conn: pc.(*net.UDPConn)}
+}
+
+// addr is the prober's own address.
+func (p *prober) addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// probe sends payload to to and returns every reply read within wait.
+func (p *prober) probe(to netip.AddrPort, payload []byte, wait time.Duration) []reply {
+	p.t.Helper()
+	// Drop what a previous probe's late replies left in the buffer.
+	_ = p.conn.SetReadDeadline(time.Now())
+	buf := make([]byte, 2048)
+	for {
+		if _, _, err := p.conn.ReadFromUDPAddrPort(buf); err != nil {
+			break
+		}
+	}
+	start := time.Now()
+	if _, err := p.conn.WriteToUDPAddrPort(payload, to); err != nil {
+		p.t.Fatalf("probe %s from %s: %v", to, p.addr(), err)
+	}
+	_ = p.conn.SetReadDeadline(start.Add(wait))
+	var out []reply
+	for {
+		n, src, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				p.t.Fatalf("read replies on %s: %v", p.addr(), err)
+			}
+			return out
+		}
+		out = append(out, reply{Src: netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), Payload: string(buf[:n]), After: time.Since(start)})
+	}
+}
+
+// named is the "ip:port" each reply names, by the stock client's parsing
+// (the prefix, then ip[:port], port 8000 when absent); replies that do
+// not parse are returned apart.
+func named(rs []reply) (servers []string, bad []string) {
+	for _, r := range rs {
+		rest, ok := strings.CutPrefix(r.Payload, "SERVER_IP:")
+		if !ok {
+			bad = append(bad, r.Payload)
+			continue
+		}
+		rest = strings.TrimSpace(rest)
+		ip, port, hasPort := strings.Cut(rest, ":")
+		if !hasPort {
+			port = "8000"
+		}
+		a, err := netip.ParseAddr(ip)
+		n, perr := strconv.Atoi(port)
+		if err != nil || !a.Is4() || perr != nil || n < 1 || n > 65535 {
+			bad = append(bad, r.Payload)
+			continue
+		}
+		servers = append(servers, fmt.Sprintf("%s:%d", a, n))
+	}
+	slices.Sort(servers)
+	return slices.Compact(servers), bad
+}
+
+// median of ds (0 for none).
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
