@@ -50,13 +50,21 @@ func TestK8sChartKubernetesSink(t *testing.T) {
 	ip := func(last byte) string { return netip.AddrFrom4([4]byte{base[0], base[1], base[2], last}).String() }
 	br := lab.HostBridge("k8s", ip(1)+"/24")
 	var want []string
+	var responders []*netns.Proc
 	for i := range 3 {
 		sip := ip(byte(31 + i))
 		port := 8000 + i%2
 		h := lab.Host(fmt.Sprintf("s%d", i), br, sip+"/24")
-		harness.Respond(t, h, 1, "--ip", sip, "--app-port", fmt.Sprint(port))
+		responders = append(responders, harness.Respond(t, h, 1, "--ip", sip, "--app-port", fmt.Sprint(port)))
 		want = append(want, fmt.Sprintf("%s:%d", sip, port))
 	}
+	// A second segment on the node, with a client and no server: the pod
+	// relays onto it (relay_interfaces) from the EndpointSlices.
+	rsub := lab.HostSubnet()
+	rb := rsub.Addr().As4()
+	rip := func(last byte) string { return netip.AddrFrom4([4]byte{rb[0], rb[1], rb[2], last}).String() }
+	rbr := lab.HostBridge("rly", rip(1)+"/24")
+	client := lab.Host("client", rbr, rip(50)+"/24")
 
 	repo, tag, _ := strings.Cut(img.Tag, ":")
 	values := filepath.Join(t.TempDir(), "values.yaml")
@@ -72,11 +80,12 @@ extraEnv:
 config:
   sinks: [kubernetes]
   interfaces_whitelist: [%q]
+  relay_interfaces: [%q]
   interval: 1s
   timeout: 0.5
   k8s_lease_duration: 3s
   k8s_deregister_after: 4s
-`, repo, tag, harness.FreePort(t), apiPort, br.Dev)
+`, repo, tag, harness.FreePort(t), apiPort, br.Dev, rbr.Dev)
 	if err := os.WriteFile(values, []byte(v), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +135,8 @@ config:
 		return len(got) == 3, fmt.Sprint(got)
 	})
 	t.Logf("MEASURED: the pod (service account, the chart's Role) wrote the 3 servers to the slices, once each, ready, %s after the rollout", took.Round(100*time.Millisecond))
+
+	testK8sRelay(t, ctx, client, rip(1), slices, responders[0], want)
 
 	// helm uninstall: the release's objects go, the Service with them, the
 	// slices by their owner reference (the garbage collector), the Leases

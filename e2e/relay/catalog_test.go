@@ -16,6 +16,7 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/forge"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/udpprobe"
 )
 
 // probe is the stock probe payload.
@@ -211,9 +212,9 @@ func TestRelayCatalog(t *testing.T) {
 	})
 
 	t.Run("a stock probe gets every server in the stock format after the delay", func(t *testing.T) {
-		p := newProber(t, client, "10.213.33.50:0")
-		rs := p.probe(bcast("c"), probe, time.Second)
-		got, bad := named(rs)
+		p := udpprobe.New(t, client, "10.213.33.50:0")
+		rs := p.Probe(bcast("c"), probe, time.Second)
+		got, bad := udpprobe.Named(rs)
 		if !slices.Equal(got, all) || len(bad) > 0 || len(rs) != len(all) {
 			t.Fatalf("replies %v: named %v (unparsable %q), want one each of %v", rs, got, bad, all)
 		}
@@ -249,14 +250,14 @@ func TestRelayCatalog(t *testing.T) {
 		// The same seen by a stock probe: b's servers answer within a few
 		// milliseconds, the relay (b1) after relay_delay with a's servers
 		// only, never b's own.
-		p := newProber(t, bcli, "10.213.32.50:0")
+		p := udpprobe.New(t, bcli, "10.213.32.50:0")
 		b1 := l.BridgeHost("b1").IP(l.Seg["b"])
 		var local, relayed []time.Duration
 		for range 20 {
-			rs := p.probe(bcast("b"), probe, 300*time.Millisecond)
+			rs := p.Probe(bcast("b"), probe, 300*time.Millisecond)
 			var fl, fr time.Duration
 			for _, r := range rs {
-				got, _ := named([]reply{r})
+				got, _ := udpprobe.Named([]udpprobe.Reply{r})
 				switch {
 				case r.Src.Addr() == b1:
 					if len(got) != 1 || !slices.Contains(l.segment("a"), got[0]) {
@@ -276,8 +277,8 @@ func TestRelayCatalog(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // within b1's 8 replies/s for this source
 		}
 		t.Logf("MEASURED: on b, 20 of 20 `bridge discover --one` took b's own server; of 20 stock probes the first local reply came after %s (median, max %s), the first relayed after %s (median, min %s)",
-			median(local).Round(10*time.Microsecond), slices.Max(local).Round(10*time.Microsecond),
-			median(relayed).Round(100*time.Microsecond), slices.Min(relayed).Round(100*time.Microsecond))
+			udpprobe.Median(local).Round(10*time.Microsecond), slices.Max(local).Round(10*time.Microsecond),
+			udpprobe.Median(relayed).Round(100*time.Microsecond), slices.Min(relayed).Round(100*time.Microsecond))
 	})
 
 	t.Run("a stopped server leaves the relayed answers within the catalog's delay plus 1s", func(t *testing.T) {
@@ -294,10 +295,10 @@ func TestRelayCatalog(t *testing.T) {
 			Src: netip.MustParseAddrPort("10.213.31.77:40001"), Dst: bcast("c"), Payload: probe})
 		// A real probe from the victim's segment, unicast to the relay's
 		// address on c through the router.
-		p := newProber(t, victim, "10.213.31.77:0")
+		p := udpprobe.New(t, victim, "10.213.31.77:0")
 		var got int
 		for range 20 {
-			got += len(p.probe(netip.AddrPortFrom(c1, 9999), probe, 100*time.Millisecond))
+			got += len(p.Probe(netip.AddrPortFrom(c1, 9999), probe, 100*time.Millisecond))
 		}
 		time.Sleep(300 * time.Millisecond)
 		s := listen.Finish(t)
@@ -321,11 +322,11 @@ func TestRelayCatalog(t *testing.T) {
 // within its 8 replies a second).
 func testRemoval(t *testing.T, l *relayLab, client *netns.Host, all []string) {
 	gone := l.segment("a")[0]
-	var probers []*prober
+	var probers []*udpprobe.Prober
 	for i := range 4 {
 		ip := fmt.Sprintf("10.213.33.%d", 51+i)
 		harness.MustHost(t, client, "ip", "addr", "add", ip+"/24", "dev", client.Dev(l.Seg["c"]))
-		probers = append(probers, newProber(t, client, ip+":0"))
+		probers = append(probers, udpprobe.New(t, client, ip+":0"))
 	}
 	type sample struct {
 		at  time.Time
@@ -361,9 +362,9 @@ func testRemoval(t *testing.T, l *relayLab, client *netns.Host, all []string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; ; i++ {
 		at := time.Now()
-		rs := probers[i%len(probers)].probe(bcast("c"), probe, 250*time.Millisecond)
+		rs := probers[i%len(probers)].Probe(bcast("c"), probe, 250*time.Millisecond)
 		if len(rs) > 0 {
-			got, _ := named(rs)
+			got, _ := udpprobe.Named(rs)
 			samples = append(samples, sample{at, slices.Contains(got, gone)})
 		}
 		mu.Lock()

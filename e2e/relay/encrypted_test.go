@@ -11,6 +11,7 @@ import (
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/udpprobe"
 )
 
 // bcast43 is segment c's broadcast address in TestRelayEncryptedLocal.
@@ -93,8 +94,8 @@ func TestRelayEncryptedLocal(t *testing.T) {
 		}
 	}
 	// A stock-style prober's plaintext probe gets no reply either.
-	p := newProber(t, client, "10.213.43.50:0")
-	if rs := p.probe(bcast43, probe, 300*time.Millisecond); len(rs) != 0 {
+	p := udpprobe.New(t, client, "10.213.43.50:0")
+	if rs := p.Probe(bcast43, probe, 300*time.Millisecond); len(rs) != 0 {
 		t.Errorf("a plaintext probe got %d replies: %v", len(rs), rs)
 	}
 	plain, wrongKey := m(`udp_discovery_bridge_relay_probes_dropped_total{reason="bad_payload"}`)-plain0, m(`udp_discovery_bridge_relay_probes_dropped_total{reason="wrong_key"}`)-wrong0

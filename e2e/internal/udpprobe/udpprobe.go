@@ -1,4 +1,9 @@
-package relay_test
+// Package udpprobe is a stock-style discovery client driven from the test
+// process inside a lab host's namespace: it sends a probe (broadcast or
+// unicast) and collects every reply until a deadline, with each reply's
+// arrival time, as the stock client's discover() does, and parses replies
+// by the stock client's rules.
+package udpprobe
 
 import (
 	"context"
@@ -19,25 +24,22 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
-// prober is a stock-style client socket inside a lab host, driven from
-// the test process: it sends a probe (broadcast or unicast) and collects
-// every reply until a deadline, with each reply's arrival time, as the
-// stock client's discover() does.
-type prober struct {
+// Prober is a client socket in a lab host.
+type Prober struct {
 	t    testing.TB
 	conn *net.UDPConn
 }
 
-// reply is one datagram a prober read.
-type reply struct {
+// Reply is one datagram a Prober read.
+type Reply struct {
 	Src     netip.AddrPort
 	Payload string
 	After   time.Duration // from the probe's send
 }
 
-// newProber opens a UDP socket on local ("10.213.33.50:0") in h's
+// New opens a UDP socket on local ("10.213.33.50:0") in h's
 // namespace, with SO_BROADCAST as a stock client sets it.
-func newProber(t testing.TB, h *netns.Host, local string) *prober {
+func New(t testing.TB, h *netns.Host, local string) *Prober {
 	t.Helper()
 	var pc net.PacketConn
 	err := netns.Do(h.NS, func() error {
@@ -58,14 +60,14 @@ func newProber(t testing.TB, h *netns.Host, local string) *prober {
 		t.Fatalf("prober on %s in %s: %v", local, h.Name, err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	return &prober{t: t, conn: pc.(*net.UDPConn)}
+	return &Prober{t: t, conn: pc.(*net.UDPConn)}
 }
 
-// addr is the prober's own address.
-func (p *prober) addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+// Addr is the prober's own address.
+func (p *Prober) Addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// probe sends payload to to and returns every reply read within wait.
-func (p *prober) probe(to netip.AddrPort, payload []byte, wait time.Duration) []reply {
+// Probe sends payload to to and returns every reply read within wait.
+func (p *Prober) Probe(to netip.AddrPort, payload []byte, wait time.Duration) []Reply {
 	p.t.Helper()
 	// Drop what a previous probe's late replies left in the buffer.
 	_ = p.conn.SetReadDeadline(time.Now())
@@ -77,26 +79,26 @@ func (p *prober) probe(to netip.AddrPort, payload []byte, wait time.Duration) []
 	}
 	start := time.Now()
 	if _, err := p.conn.WriteToUDPAddrPort(payload, to); err != nil {
-		p.t.Fatalf("probe %s from %s: %v", to, p.addr(), err)
+		p.t.Fatalf("probe %s from %s: %v", to, p.Addr(), err)
 	}
 	_ = p.conn.SetReadDeadline(start.Add(wait))
-	var out []reply
+	var out []Reply
 	for {
 		n, src, err := p.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				p.t.Fatalf("read replies on %s: %v", p.addr(), err)
+				p.t.Fatalf("read replies on %s: %v", p.Addr(), err)
 			}
 			return out
 		}
-		out = append(out, reply{Src: netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), Payload: string(buf[:n]), After: time.Since(start)})
+		out = append(out, Reply{Src: netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), Payload: string(buf[:n]), After: time.Since(start)})
 	}
 }
 
-// named is the "ip:port" each reply names, by the stock client's parsing
+// Named is the "ip:port" each reply names, by the stock client's parsing
 // (the prefix, then ip[:port], port 8000 when absent); replies that do
 // not parse are returned apart.
-func named(rs []reply) (servers []string, bad []string) {
+func Named(rs []Reply) (servers []string, bad []string) {
 	for _, r := range rs {
 		rest, ok := strings.CutPrefix(r.Payload, "SERVER_IP:")
 		if !ok {
@@ -120,8 +122,8 @@ func named(rs []reply) (servers []string, bad []string) {
 	return slices.Compact(servers), bad
 }
 
-// median of ds (0 for none).
-func median(ds []time.Duration) time.Duration {
+// Median of ds (0 for none).
+func Median(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
