@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -126,6 +127,9 @@ type shareSock struct {
 	relay bool // IP_PKTINFO: arrivals carry the interface and destination
 	read  func(b []byte) (n int, a arrival, err error)
 	close func() error
+	// incomingCPU reads SO_INCOMING_CPU (nil for the relay's, whose
+	// descriptor relay.PacketConn does not expose).
+	incomingCPU func() (int, error)
 }
 
 func stockSock(c *net.UDPConn, o stockOpts, bind netip.Addr) *shareSock {
@@ -136,8 +140,26 @@ func stockSock(c *net.UDPConn, o stockOpts, bind netip.Addr) *shareSock {
 			n, src, err := c.ReadFromUDPAddrPort(b)
 			return n, arrival{src: src}, err
 		},
-		close: c.Close,
+		close:       c.Close,
+		incomingCPU: func() (int, error) { return incomingCPU(c) },
 	}
+}
+
+// incomingCPU is SO_INCOMING_CPU of c: the CPU its last datagram was
+// received on, as the kernel's socket lookup sees it (-1: none recorded).
+func incomingCPU(c *net.UDPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cpu int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		cpu, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_INCOMING_CPU)
+	}); err != nil {
+		return 0, err
+	}
+	return cpu, serr
 }
 
 func relaySock(c *relay.PacketConn, bind netip.Addr) *shareSock {
@@ -204,15 +226,67 @@ func setBroadcast(_, _ string, rc syscall.RawConn) error {
 	return errors.Join(err, serr)
 }
 
+// shareCPUs lists the CPUs the test may run on.
+func shareCPUs(t *testing.T) []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	var cpus []int
+	for cpu := range 1024 {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus
+}
+
+// sendProbe sends payload to `to` from c, or, when c is nil, from a
+// fresh socket of the client namespace ns (a fresh source port), on a
+// thread pinned to cpu for the send; it returns the source port.
+func sendProbe(ns string, c *net.UDPConn, cpu int, payload []byte, to netip.AddrPort) (uint16, error) {
+	var port uint16
+	err := netns.Do(ns, func() error {
+		var orig unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return fmt.Errorf("sched_getaffinity: %w", err)
+		}
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+		}
+		defer func() { _ = unix.SchedSetaffinity(0, &orig) }()
+		if c == nil {
+			fresh, err := listenClient(context.Background(), "")
+			if err != nil {
+				return err
+			}
+			defer fresh.Close()
+			c = fresh
+		}
+		port = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		_, err := c.WriteToUDPAddrPort(payload, to)
+		return err
+	})
+	return port, err
+}
+
+// listenClient opens a client socket (SO_BROADCAST, an ephemeral port) in
+// the namespace ns; "" means the calling thread's (inside netns.Do).
 func listenClient(ctx context.Context, ns string) (*net.UDPConn, error) {
 	var pc net.PacketConn
-	err := netns.Do(ns, func() error {
+	listen := func() error {
 		var err error
 		lc := net.ListenConfig{Control: setBroadcast}
 		pc, err = lc.ListenPacket(ctx, "udp4", "0.0.0.0:0")
 		return err
-	})
-	if err != nil {
+	}
+	open := listen
+	if ns != "" {
+		open = func() error { return netns.Do(ns, listen) }
+	}
+	if err := open(); err != nil {
 		return nil, err
 	}
 	return pc.(*net.UDPConn), nil
@@ -247,8 +321,19 @@ type shareResult struct {
 	none, several int   // probes that reached no socket, more than one
 	ifIndex       [][]int
 	dst           [][]netip.Addr
-	splitByPort   int // source ports whose probes reached more than one socket
-	stray         int // datagrams that are not this kind's probes
+	splitByPort   int // unicast: source ports whose probes reached more than one socket
+	// byCPU is, for unicast, the probes each socket got by the CPU they
+	// were sent and received on.
+	byCPU map[int][]int
+}
+
+// short is the variant, the kind and each socket's count.
+func (r shareResult) short() string {
+	counts := make([]string, len(r.socks))
+	for i, s := range r.socks {
+		counts[i] = fmt.Sprintf("%s %d", s.name, r.got[i])
+	}
+	return fmt.Sprintf("%s | %s: %s", r.variant, r.kind, strings.Join(counts, ", "))
 }
 
 func (r shareResult) String() string {
@@ -268,8 +353,8 @@ func (r shareResult) String() string {
 	if r.splitByPort > 0 {
 		fmt.Fprintf(&b, ", source ports split across sockets %d", r.splitByPort)
 	}
-	if r.stray > 0 {
-		fmt.Fprintf(&b, ", stray datagrams %d", r.stray)
+	for _, cpu := range slices.Sorted(maps.Keys(r.byCPU)) {
+		fmt.Fprintf(&b, "; sent on CPU %d: %v", cpu, r.byCPU[cpu])
 	}
 	return b.String()
 }
@@ -279,9 +364,38 @@ func (r shareResult) String() string {
 // a client on the LAN sends 200 probes of each kind (unicast to the
 // server host from a fresh source port each, unicast from one port,
 // broadcast to the subnet's broadcast address, broadcast to
-// 255.255.255.255), one at a time, and the test counts the copies each
-// socket read. Every count is logged as a MEASURED line; only what the
-// kernel's lookup makes deterministic is asserted (see the asserts).
+// 255.255.255.255), one at a time, alternating the CPU they are sent (and
+// so received) on, and the test counts the copies each socket read. Every
+// count is logged as a MEASURED line; only what the kernel's lookup
+// (net/ipv4/udp.c) makes deterministic is asserted.
+//
+// What it showed (kernel 6.18, veth pairs on a Linux bridge, 2 CPUs),
+// the same on every run:
+//
+//   - A broadcast reaches every socket bound to 0.0.0.0:9999 and every
+//     socket bound to its own destination: a socket on 10.213.50.255 gets
+//     the subnet-directed ones and not 255.255.255.255, a socket on
+//     255.255.255.255 the reverse.
+//   - A unicast probe reaches exactly one socket. Stock server with
+//     SO_REUSEADDR only, relay on 0.0.0.0: the one bound last gets every
+//     unicast probe, whatever the source port or CPU. Started after the
+//     stock server, the relay takes them all and the server sees none.
+//   - Stock server with SO_REUSEADDR and SO_REUSEPORT (one group with the
+//     relay): the 4-tuple's hash picks; one source port always lands on
+//     the same socket (which one changes from run to run: the hash is
+//     keyed per namespace), fresh ports split about half and half (from
+//     84/116 to 116/84 over 12 runs), whichever was bound first.
+//   - The CPU plays no part: the score's bonus needs sk_incoming_cpu,
+//     which an unconnected socket never records (SO_INCOMING_CPU stays -1).
+//   - The relay on 10.213.50.255 and 255.255.255.255 instead of 0.0.0.0
+//     gets both kinds of broadcast, with IP_PKTINFO giving the interface
+//     and the destination, and no unicast probe at all: the stock server
+//     gets every one, in either bind order. Its replies leave from the
+//     interface's address and port 9999 (a broadcast bind leaves the
+//     source to the route).
+//   - Binding works in every order when the stock socket sets
+//     SO_REUSEADDR; one that sets nothing conflicts with the relay's on
+//     any address (EADDRINUSE), either way round.
 func TestRelaySharesPortWithStockServer(t *testing.T) {
 	lab := netns.New(t)
 	br := lab.Bridge("lan")
@@ -304,6 +418,8 @@ func TestRelaySharesPortWithStockServer(t *testing.T) {
 	t.Logf("server %s on %s (ifindex %d), client %s; kernel %s", shareServerIP, server.Dev(br), ifIndex, client.IP(), kernelRelease())
 
 	t.Run("bind", func(t *testing.T) { shareBindMatrix(t, server.NS) })
+	t.Run("receive CPU", func(t *testing.T) { shareReceiveCPU(t, server.NS, client.NS) })
+	t.Run("reply from a broadcast-bound socket", func(t *testing.T) { shareReplyFromBroadcast(t, server.NS, client.NS) })
 
 	var variants []shareVariant
 	for _, relayAddrs := range [][]netip.Addr{{shareAny}, {shareSubnetBcast, shareLimitedBcast}} {
@@ -325,8 +441,9 @@ func TestRelaySharesPortWithStockServer(t *testing.T) {
 			mu.Unlock()
 		})
 	}
+	t.Logf("MEASURED: summary, probes read per socket (of %d of each kind):", shareProbes)
 	for _, r := range results {
-		t.Logf("MEASURED: %s", r)
+		t.Logf("MEASURED:   %s", r.short())
 	}
 }
 
@@ -381,9 +498,102 @@ func shareBindMatrix(t *testing.T, ns string) {
 	}
 }
 
+// shareReceiveCPU checks the premise of the per-CPU counts: a datagram
+// sent on CPU k is received on CPU k. A connected socket records the CPU
+// it received on (SO_INCOMING_CPU); it is bound to port 9998, not the
+// discovery port.
+func shareReceiveCPU(t *testing.T, serverNS, clientNS string) {
+	ctx := t.Context()
+	c, err := listenClient(ctx, clientNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := netip.AddrPortFrom(shareServerIP, sharePort-1)
+	var srv *net.UDPConn
+	if err := netns.Do(serverNS, func() error {
+		var err error
+		srv, err = net.DialUDP("udp4", net.UDPAddrFromAddrPort(local),
+			net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("10.213.50.20"), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	buf := make([]byte, 64)
+	for _, cpu := range shareCPUs(t) {
+		for range 3 {
+			if _, err := sendProbe(clientNS, c, cpu, []byte("cpu"), local); err != nil {
+				t.Fatal(err)
+			}
+			_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := srv.Read(buf); err != nil {
+				t.Fatalf("datagram sent on CPU %d not received: %v", cpu, err)
+			}
+			got, err := incomingCPU(srv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("MEASURED: sent on CPU %d, received on CPU %d", cpu, got)
+		}
+	}
+}
+
+// shareReplyFromBroadcast sends a reply from relay sockets bound to the
+// broadcast addresses, as the relay answers from the socket a probe came
+// in on, and reports the source the client sees. inet_bind keeps a
+// broadcast bind out of the source address (inet_saddr 0), so the route
+// picks it.
+func shareReplyFromBroadcast(t *testing.T, serverNS, clientNS string) {
+	ctx := t.Context()
+	c, err := listenClient(ctx, clientNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	to := netip.AddrPortFrom(netip.MustParseAddr("10.213.50.20"), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	buf := make([]byte, 64)
+	for _, a := range []netip.Addr{shareSubnetBcast, shareLimitedBcast} {
+		r, err := listenRelay(ctx, serverNS, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply := []byte("SERVER_IP:10.213.50.99")
+		_, werr := r.WriteTo(reply, to)
+		r.Close()
+		if werr != nil {
+			t.Logf("MEASURED: reply from relay(%s) to %s: send fails: %v", a, to, werr)
+			t.Errorf("relay(%s): send: %v", a, werr)
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Logf("MEASURED: reply from relay(%s) to %s: sent, not received: %v", a, to, err)
+			t.Errorf("relay(%s): reply not received: %v", a, err)
+			continue
+		}
+		t.Logf("MEASURED: reply from relay(%s) to %s: received from %s (%q)", a, to, from, buf[:n])
+		if want := netip.AddrPortFrom(shareServerIP, sharePort); from != want || string(buf[:n]) != string(reply) {
+			t.Errorf("relay(%s): reply %q from %s, want %q from %s", a, buf[:n], from, reply, want)
+		}
+	}
+}
+
 func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v shareVariant) []shareResult {
 	ctx := t.Context()
-	var socks []*shareSock
+	var (
+		socks []*shareSock
+		done  = make(chan struct{})
+		wg    sync.WaitGroup // the readers
+	)
+	t.Cleanup(func() {
+		close(done)
+		for _, s := range socks {
+			_ = s.close()
+		}
+		wg.Wait()
+	})
 	openStock := func() {
 		c, err := listenStock(ctx, serverNS, v.stock, shareAny)
 		if err != nil {
@@ -407,12 +617,8 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 		openStock()
 		openRelays()
 	}
-	// socks is in bind order; the stock socket's index:
-	stock := slices.IndexFunc(socks, func(s *shareSock) bool { return !s.relay })
 
 	events := make(chan arrival, 4*len(socks)*len(shareKinds)*shareProbes)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
 	for i, s := range socks {
 		wg.Go(func() {
 			buf := make([]byte, 2048)
@@ -433,25 +639,22 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 			}
 		})
 	}
-	t.Cleanup(func() {
-		close(done)
-		for _, s := range socks {
-			_ = s.close()
-		}
-		wg.Wait()
-	})
 
 	fixed, err := listenClient(ctx, clientNS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fixed.Close()
+	cpus := shareCPUs(t)
 
 	// Send every kind, one probe at a time, each after the previous one's
-	// first copy arrived (or shareFirstWait passed).
+	// first copy arrived (or shareFirstWait passed). Probe i is sent from
+	// a thread pinned to cpus[i%len(cpus)]: on veth the receive path runs
+	// on the sending CPU (no RPS here), so the receiving CPU is known.
 	var all []arrival
 	seen := map[int]bool{}
 	srcPort := map[int]uint16{} // probe id -> client source port
+	cpuOf := map[int]int{}      // probe id -> CPU it was sent (and received) on
 	take := func(a arrival) {
 		all = append(all, a)
 		seen[a.id] = true
@@ -461,20 +664,16 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 		for i := range shareProbes {
 			id := k*shareProbes + i
 			to := netip.AddrPortFrom(kind.to, sharePort)
-			c := fixed
-			if !kind.fixedPort {
-				if c, err = listenClient(ctx, clientNS); err != nil {
-					t.Fatal(err)
-				}
+			cpuOf[id] = cpus[i%len(cpus)]
+			var c *net.UDPConn
+			if kind.fixedPort {
+				c = fixed
 			}
-			srcPort[id] = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-			_, err := c.WriteToUDPAddrPort(probePayload(id), to)
-			if !kind.fixedPort {
-				c.Close()
-			}
+			port, err := sendProbe(clientNS, c, cpuOf[id], probePayload(id), to)
 			if err != nil {
 				t.Fatalf("%s: probe %d to %s: %v", kind.name, i, to, err)
 			}
+			srcPort[id] = port
 			if lost >= shareMaxLost {
 				continue
 			}
@@ -492,16 +691,16 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 			timer.Stop()
 		}
 	}
-	// Quiet: no copy for shareQuiet.
-	for quiet := time.NewTimer(shareQuiet); ; {
+	// The counts are final once no copy came for shareQuiet.
+	quiet := time.NewTimer(shareQuiet)
+	for drained := false; !drained; {
 		select {
 		case a := <-events:
 			take(a)
 			quiet.Reset(shareQuiet)
-			continue
 		case <-quiet.C:
+			drained = true
 		}
-		break
 	}
 
 	var results []shareResult
@@ -510,6 +709,9 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 			variant: v.name(), kind: kind.name, socks: socks,
 			got: make([]int, len(socks)), dups: make([]int, len(socks)),
 			ifIndex: make([][]int, len(socks)), dst: make([][]netip.Addr, len(socks)),
+		}
+		if !kind.broadcast() {
+			r.byCPU = map[int][]int{}
 		}
 		lo, hi := k*shareProbes, (k+1)*shareProbes
 		copies := map[[2]int]int{}       // (probe, socket) -> copies
@@ -544,6 +746,13 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 		for key, n := range copies {
 			r.got[key[1]]++
 			r.dups[key[1]] += n - 1
+			if r.byCPU != nil {
+				cpu := cpuOf[key[0]]
+				if r.byCPU[cpu] == nil {
+					r.byCPU[cpu] = make([]int, len(socks))
+				}
+				r.byCPU[cpu][key[1]]++
+			}
 		}
 		for id := lo; id < hi; id++ {
 			switch n := len(bySock[id]); {
@@ -554,13 +763,29 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 			}
 		}
 		for _, ss := range portSocks {
-			if len(ss) > 1 {
+			if len(ss) > 1 && !kind.broadcast() {
 				r.splitByPort++
 			}
 		}
 		t.Logf("MEASURED: %s", r)
-		checkShare(t, v, kind, r, stock, ifIndex)
+		checkShare(t, v, kind, r, ifIndex)
 		results = append(results, r)
+	}
+	// The CPU bonus of the lookup's score needs sk_incoming_cpu, which
+	// the kernel records only for connected sockets (or by setsockopt).
+	for _, s := range socks {
+		if s.incomingCPU == nil {
+			continue
+		}
+		cpu, err := s.incomingCPU()
+		if err != nil {
+			t.Errorf("%s: SO_INCOMING_CPU: %v", s.name, err)
+			continue
+		}
+		t.Logf("MEASURED: %s: SO_INCOMING_CPU after the probes: %d", s.name, cpu)
+		if cpu != -1 {
+			t.Errorf("%s: SO_INCOMING_CPU %d, want -1 (an unconnected socket records none)", s.name, cpu)
+		}
 	}
 	stray := 0
 	for _, a := range all {
@@ -581,7 +806,7 @@ func runShareVariant(t *testing.T, serverNS, clientNS string, ifIndex int, v sha
 // (udp4_lib_lookup2), and, when that socket is in an SO_REUSEPORT group,
 // to the group's member the 4-tuple hashes to, so a source port always
 // lands on the same one.
-func checkShare(t *testing.T, v shareVariant, kind probeKind, r shareResult, stock, ifIndex int) {
+func checkShare(t *testing.T, v shareVariant, kind probeKind, r shareResult, ifIndex int) {
 	t.Helper()
 	for i, s := range r.socks {
 		if r.dups[i] > 0 {
@@ -623,13 +848,30 @@ func checkShare(t *testing.T, v shareVariant, kind probeKind, r shareResult, sto
 	if r.splitByPort != 0 {
 		t.Errorf("%s: %d source ports had probes land on different sockets", kind.name, r.splitByPort)
 	}
-	if v.stock == stockReusePort && kind.fixedPort && v.relayAddrs[0] == shareAny {
-		// One group, one 4-tuple: one socket gets them all.
-		if !slices.Contains(r.got, shareProbes) {
+	if v.relayAddrs[0] != shareAny {
+		return
+	}
+	switch v.stock {
+	case stockReuseAddr:
+		// Two sockets on 0.0.0.0:9999, equal scores (neither connected
+		// nor bound to a device; sk_incoming_cpu is only set on connected
+		// sockets, so the CPU bonus never applies). The last bound is
+		// first in the port's chain: if it is the relay, its SO_REUSEPORT
+		// group (of one) answers the lookup at once; if it is the stock
+		// socket, it sets the best score and the relay's equal score
+		// does not beat it. Either way the last bound gets every probe.
+		last := len(r.socks) - 1
+		if r.got[last] != shareProbes {
+			t.Errorf("%s: split %v (sockets in bind order), want all %d on the last bound, %s",
+				kind.name, r.got, shareProbes, r.socks[last].name)
+		}
+	case stockReusePort:
+		// One SO_REUSEPORT group: the 4-tuple's hash picks the member,
+		// so one source port gets one socket.
+		if kind.fixedPort && !slices.Contains(r.got, shareProbes) {
 			t.Errorf("%s: split %v across one SO_REUSEPORT group, want all on one socket", kind.name, r.got)
 		}
 	}
-	_ = stock
 }
 
 func kernelRelease() string {
