@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -34,7 +33,7 @@ type relayPlan struct {
 	reader source.Reader // nil for local: the runner feeds local
 	loop   source.Loop
 	local  *source.Local
-	addr   string // where the relay listens: discovery_port on every address
+	port   uint16 // where the relay listens: discovery_port on broadcast addresses
 }
 
 // planRelay resolves the relay of cfg: nil when relay_interfaces is empty
@@ -54,7 +53,7 @@ func planRelay(cfg *config.Config, opts discover.Options, clk clock.Clock, log z
 	if err != nil {
 		return nil, err
 	}
-	p := &relayPlan{source: name, addr: net.JoinHostPort("0.0.0.0", strconv.Itoa(int(opts.Port)))}
+	p := &relayPlan{source: name, port: opts.Port}
 	var period time.Duration
 	switch name {
 	case config.RelaySourceConsul:
@@ -115,8 +114,9 @@ type relayDeps struct {
 	log    zerolog.Logger
 	reg    prometheus.Registerer
 	health *runner.Health
-	// listen opens the socket (nil: relay.Listen on the plan's address).
-	listen func(ctx context.Context, addr string) (relayConn, error)
+	// listen opens the sockets (nil: relay.ListenBroadcast on the plan's
+	// port).
+	listen func(ctx context.Context, port uint16) (relayConn, error)
 }
 
 // startRelay starts the relay of p beside discovery: its socket, the
@@ -138,11 +138,11 @@ func startRelay(ctx context.Context, p *relayPlan, d relayDeps) (stop func(), er
 	}
 	listen := d.listen
 	if listen == nil {
-		listen = func(ctx context.Context, addr string) (relayConn, error) { return relay.Listen(ctx, addr) }
+		listen = func(ctx context.Context, port uint16) (relayConn, error) { return relay.ListenBroadcast(ctx, port) }
 	}
-	conn, err := listen(ctx, p.addr)
+	conn, err := listen(ctx, p.port)
 	if err != nil {
-		return nil, fmt.Errorf("relay: listen on %s (discovery_port): %w", p.addr, err)
+		return nil, fmt.Errorf("relay: listen on port %d (discovery_port) of 255.255.255.255: %w", p.port, err)
 	}
 	relaymetrics.New(d.reg, r.Stats, p.keeper.State)
 	d.health.AddNoter("relay", p.keeper)
@@ -158,7 +158,7 @@ func startRelay(ctx context.Context, p *relayPlan, d relayDeps) (stop func(), er
 		}
 	})
 	e := p.engine
-	log.Info().Strs("interfaces", e.Interfaces).Str("source", p.source).Str("listen", p.addr).Dur("delay", e.Delay).
+	log.Info().Strs("interfaces", e.Interfaces).Str("source", p.source).Uint16("port", p.port).Dur("delay", e.Delay).
 		Int("max_replies", e.MaxReplies).Float64("rate_limit", e.Rate).Int("burst", e.Burst).
 		Float64("global_rate_limit", e.GlobalRate).Int("global_burst", e.GlobalBurst).
 		Dur("max_age", p.keeper.MaxAge()).Bool("encrypted", e.Key != nil).Msg("relay on")

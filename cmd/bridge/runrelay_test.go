@@ -65,21 +65,21 @@ func TestPlanRelay(t *testing.T) {
 		source  string
 		reader  bool
 		maxAge  time.Duration
-		addr    string
+		port    uint16
 		message string
 		key     bool
 		err     string
 	}{
 		{name: "off by default", off: true},
-		{name: "stdout: local, a round's period", env: on, source: "local", maxAge: 45 * time.Second, addr: "0.0.0.0:9999", message: "DISCOVER_SERVER"},
-		{name: "consul agent mode: local", env: append(slices.Clone(on), "DISCOVERY_CLIENT_SINKS", "consul"), source: "local", maxAge: 45 * time.Second, addr: "0.0.0.0:9999", message: "DISCOVER_SERVER"},
+		{name: "stdout: local, a round's period", env: on, source: "local", maxAge: 45 * time.Second, port: 9999, message: "DISCOVER_SERVER"},
+		{name: "consul agent mode: local", env: append(slices.Clone(on), "DISCOVERY_CLIENT_SINKS", "consul"), source: "local", maxAge: 45 * time.Second, port: 9999, message: "DISCOVER_SERVER"},
 		{name: "catalog mode: consul, the blocking wait's period", env: append(slices.Clone(on), catalogMode...), source: "consul", reader: true,
-			maxAge: 10*time.Second + 10*time.Second/16 + 30*time.Second, addr: "0.0.0.0:9999", message: "DISCOVER_SERVER"},
+			maxAge: 10*time.Second + 10*time.Second/16 + 30*time.Second, port: 9999, message: "DISCOVER_SERVER"},
 		{name: "kubernetes: the poll's period", env: append(slices.Clone(on), "DISCOVERY_CLIENT_SINKS", "kubernetes", "KUBECONFIG", testKubeconfig(t)),
-			source: "kubernetes", reader: true, maxAge: 36 * time.Second, addr: "0.0.0.0:9999", message: "DISCOVER_SERVER"},
+			source: "kubernetes", reader: true, maxAge: 36 * time.Second, port: 9999, message: "DISCOVER_SERVER"},
 		{name: "discovery's codec and port, relay_max_stale", env: append(slices.Clone(on), "DISCOVERY_CLIENT_PORT", "9000", "DISCOVERY_CLIENT_MESSAGE", "HELLO",
 			"DISCOVERY_CLIENT_ENCRYPTION_ENABLED", "true", "DISCOVERY_CLIENT_SECRET_KEY", key, "DISCOVERY_CLIENT_RELAY_MAX_STALE", "0"),
-			source: "local", maxAge: 15 * time.Second, addr: "0.0.0.0:9000", message: "HELLO", key: true},
+			source: "local", maxAge: 15 * time.Second, port: 9000, message: "HELLO", key: true},
 		{name: "consul in agent mode", env: append(slices.Clone(on), "DISCOVERY_CLIENT_SINKS", "consul", "DISCOVERY_CLIENT_RELAY_SOURCE", "consul"),
 			err: `relay_source (env DISCOVERY_CLIENT_RELAY_SOURCE): bad value "consul": the relay reads the servers the fleet's catalog mode writes`},
 		{name: "kubernetes without its sink", env: append(slices.Clone(on), "DISCOVERY_CLIENT_RELAY_SOURCE", "kubernetes"),
@@ -112,9 +112,9 @@ func TestPlanRelay(t *testing.T) {
 				t.Errorf("plan: source %s, reader %v, local %v, max age %s (engine %s); want %s, %v, %s", p.source, p.reader != nil, p.local != nil,
 					p.keeper.MaxAge(), e.MaxTargetAge, tt.source, tt.reader, tt.maxAge)
 			}
-			if p.addr != tt.addr || string(e.Message) != tt.message || string(e.Prefix) != "SERVER_IP:" || (e.Key != nil) != tt.key ||
+			if p.port != tt.port || string(e.Message) != tt.message || string(e.Prefix) != "SERVER_IP:" || (e.Key != nil) != tt.key ||
 				!slices.Equal(e.Interfaces, []string{"eth1"}) || e.Delay != relay.DefaultDelay || e.MaxReplies != 8 {
-				t.Errorf("engine %+v on %s; want %s, message %q, key %v", e, p.addr, tt.addr, tt.message, tt.key)
+				t.Errorf("engine %+v on port %d; want %d, message %q, key %v", e, p.port, tt.port, tt.message, tt.key)
 			}
 			if e.MaxTokenAge != opts.MaxTokenAge || e.ClockSkew != opts.ClockSkew {
 				t.Errorf("token age %s ± %s, want discovery's %s ± %s", e.MaxTokenAge, e.ClockSkew, opts.MaxTokenAge, opts.ClockSkew)
@@ -178,9 +178,9 @@ func TestStartRelay(t *testing.T) {
 			Prefix: netip.MustParsePrefix("127.0.0.0/8"), Up: true, Loopback: true}}, nil
 	})
 	var conn *relay.PacketConn
-	listen := func(ctx context.Context, addr string) (relayConn, error) {
-		if addr != "0.0.0.0:9999" {
-			t.Errorf("listen on %s, want discovery_port on every address", addr)
+	listen := func(ctx context.Context, port uint16) (relayConn, error) {
+		if port != 9999 {
+			t.Errorf("listen on port %d, want discovery_port 9999", port)
 		}
 		c, err := relay.Listen(ctx, "127.0.0.1:0")
 		conn = c

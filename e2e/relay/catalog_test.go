@@ -168,7 +168,7 @@ func TestRelayCatalog(t *testing.T) {
 	}
 	c1 := l.BridgeHost("c1").IP(l.Seg["c"])
 
-	client := l.host("cli-c", "c", 50)
+	client := l.host("clic", "c", 50)
 	cdev := client.Dev(l.Seg["c"])
 	t.Run("a client on the segment without a server finds every server", func(t *testing.T) {
 		got, r := harness.DiscoverJSON(t, client, nil, 0, "--whitelist", cdev, "--advertised-addresses", "any", "--timeout", "1")
@@ -234,7 +234,7 @@ func TestRelayCatalog(t *testing.T) {
 	})
 
 	t.Run("on a segment with a server, discover_one gets its own server first", func(t *testing.T) {
-		bcli := l.host("cli-b", "b", 50)
+		bcli := l.host("clib", "b", 50)
 		own := l.segment("b")
 		for i := range 20 {
 			got, r := harness.DiscoverJSON(t, bcli, nil, 0, "--one", "--whitelist", bcli.Dev(l.Seg["b"]), "--advertised-addresses", "any", "--timeout", "1")
@@ -250,7 +250,11 @@ func TestRelayCatalog(t *testing.T) {
 		// The same seen by a stock probe: b's servers answer within a few
 		// milliseconds, the relay (b1) after relay_delay with a's servers
 		// only, never b's own.
-		p := udpprobe.New(t, bcli, "10.213.32.50:0")
+		// From an address of its own: the --one runs above spent .50's
+		// allowance at the servers (5 probes a second after 20) and at
+		// the relay (8 replies a second after 32).
+		harness.MustHost(t, bcli, "ip", "addr", "add", "10.213.32.51/24", "dev", bcli.Dev(l.Seg["b"]))
+		p := udpprobe.New(t, bcli, "10.213.32.51:0")
 		b1 := l.BridgeHost("b1").IP(l.Seg["b"])
 		var local, relayed []time.Duration
 		for range 20 {
@@ -293,12 +297,20 @@ func TestRelayCatalog(t *testing.T) {
 		// source: an amplifier would send the victim the answer.
 		forge.Send(t, client, forge.SendOptions{Count: 20, Rate: 200}, forge.Datagram{
 			Src: netip.MustParseAddrPort("10.213.31.77:40001"), Dst: bcast("c"), Payload: probe})
-		// A real probe from the victim's segment, unicast to the relay's
-		// address on c through the router.
+		// A real probe from the victim's segment to c's broadcast
+		// address, which the router forwards onto c as a broadcast
+		// (directed broadcast forwarding, bc_forwarding, on for this
+		// part: off by default). A unicast probe to the relay's host
+		// never reaches the relay: it listens on broadcast addresses
+		// only.
+		// The kernel wants it on "all" and on the input interface.
+		for _, dev := range []string{"all", l.router.Dev(l.Seg["a"])} {
+			harness.MustHost(t, l.router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/"+dev+"/bc_forwarding")
+		}
 		p := udpprobe.New(t, victim, "10.213.31.77:0")
 		var got int
 		for range 20 {
-			got += len(p.Probe(netip.AddrPortFrom(c1, 9999), probe, 100*time.Millisecond))
+			got += len(p.Probe(bcast("c"), probe, 100*time.Millisecond))
 		}
 		time.Sleep(300 * time.Millisecond)
 		s := listen.Finish(t)
@@ -308,7 +320,7 @@ func TestRelayCatalog(t *testing.T) {
 		if d := l.dropped("c1", "off_link") - before; d != 40 {
 			t.Errorf("c1 dropped %v probes as off_link, want the 40 sent", d)
 		}
-		t.Logf("MEASURED: 20 probes on c forged from a's 10.213.31.77 and 20 off-link probes routed from a: 40 dropped as off_link, 0 replies")
+		t.Logf("MEASURED: 20 probes on c forged from a's 10.213.31.77 and 20 probes from a to c's broadcast address forwarded by the router: 40 dropped as off_link, 0 replies")
 	})
 
 	t.Run("a flood from one source gets at most the rate limit", func(t *testing.T) {

@@ -420,6 +420,11 @@ func TestRelaySharesPortWithStockServer(t *testing.T) {
 	t.Run("bind", func(t *testing.T) { shareBindMatrix(t, server.NS) })
 	t.Run("receive CPU", func(t *testing.T) { shareReceiveCPU(t, server.NS, client.NS) })
 	t.Run("reply from a broadcast-bound socket", func(t *testing.T) { shareReplyFromBroadcast(t, server.NS, client.NS) })
+	for _, relayFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("the relay's sockets (ListenBroadcast), relay first %v", relayFirst), func(t *testing.T) {
+			shareRelaySockets(t, server.NS, client.NS, relayFirst)
+		})
+	}
 
 	var variants []shareVariant
 	for _, relayAddrs := range [][]netip.Addr{{shareAny}, {shareSubnetBcast, shareLimitedBcast}} {
@@ -880,4 +885,94 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// shareRelaySockets runs what `bridge run` opens, relay.ListenBroadcast
+// bound to the LAN's directed broadcast, beside a stock socket
+// (SO_REUSEADDR only) on the wildcard address, bound before or after it:
+// every unicast probe reaches the stock socket and none the relay's; each
+// broadcast probe, to the LAN's address or 255.255.255.255, reaches both.
+func shareRelaySockets(t *testing.T, serverNS, clientNS string, relayFirst bool) {
+	const n = 50
+	ctx := t.Context()
+	var (
+		stock *net.UDPConn
+		socks *relay.Sockets
+	)
+	openStock := func() {
+		var err error
+		if stock, err = listenStock(ctx, serverNS, stockReuseAddr, shareAny); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stock.Close() })
+	}
+	openRelay := func() {
+		// Bind opens sockets in the calling thread's namespace: call it
+		// inside the server's, as `bridge run` runs in its own.
+		if err := netns.Do(serverNS, func() error {
+			var err error
+			if socks, err = relay.ListenBroadcast(ctx, sharePort); err != nil {
+				return err
+			}
+			return socks.Bind([]netip.Addr{shareSubnetBcast})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { socks.Close() })
+	}
+	if relayFirst {
+		openRelay()
+		openStock()
+	} else {
+		openStock()
+		openRelay()
+	}
+	client, err := listenClient(ctx, clientNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	kinds := []netip.Addr{shareServerIP, shareSubnetBcast, shareLimitedBcast}
+	for i := range n {
+		for k, to := range kinds {
+			if _, err := sendProbe(clientNS, client, 0, probePayload(i*len(kinds)+k), netip.AddrPortFrom(to, sharePort)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func(read func([]byte) (int, error)) map[netip.Addr]int {
+		got := map[netip.Addr]int{}
+		buf := make([]byte, 2048)
+		for {
+			m, err := read(buf)
+			if err != nil {
+				return got
+			}
+			if id, ok := probeID(buf[:m]); ok {
+				got[kinds[id%len(kinds)]]++
+			}
+		}
+	}
+	_ = stock.SetReadDeadline(time.Now().Add(shareQuiet))
+	atStock := count(func(b []byte) (int, error) {
+		m, _, err := stock.ReadFromUDPAddrPort(b)
+		_ = stock.SetReadDeadline(time.Now().Add(shareQuiet))
+		return m, err
+	})
+	_ = socks.SetReadDeadline(time.Now().Add(shareQuiet))
+	atRelay := count(func(b []byte) (int, error) {
+		d, err := socks.ReadDatagram(b)
+		_ = socks.SetReadDeadline(time.Now().Add(shareQuiet))
+		return len(d.Payload), err
+	})
+	t.Logf("MEASURED: relay.ListenBroadcast (bound to %v) beside a stock socket (SO_REUSEADDR), relay first %v, %d probes of each kind: stock socket unicast %d, %s %d, %s %d; relay's sockets unicast %d, %s %d, %s %d",
+		socks.Bound(), relayFirst, n, atStock[shareServerIP], shareSubnetBcast, atStock[shareSubnetBcast], shareLimitedBcast, atStock[shareLimitedBcast],
+		atRelay[shareServerIP], shareSubnetBcast, atRelay[shareSubnetBcast], shareLimitedBcast, atRelay[shareLimitedBcast])
+	want := map[netip.Addr]int{shareServerIP: n, shareSubnetBcast: n, shareLimitedBcast: n}
+	if !maps.Equal(atStock, want) {
+		t.Errorf("the stock socket read %v, want every probe: %v", atStock, want)
+	}
+	if want[shareServerIP] = 0; atRelay[shareServerIP] != 0 || atRelay[shareSubnetBcast] != n || atRelay[shareLimitedBcast] != n {
+		t.Errorf("the relay's sockets read %v, want no unicast probe and every broadcast one", atRelay)
+	}
 }

@@ -98,6 +98,8 @@ func (r *Relay) Serve(ctx context.Context, conn Conn) error {
 	if err := r.refresh(); err != nil {
 		return err
 	}
+	b, _ := conn.(Binder)
+	bound := r.bind(b, nil, true)
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
@@ -107,7 +109,7 @@ func (r *Relay) Serve(ctx context.Context, conn Conn) error {
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Go(func() { r.watchInterfaces(ctx) })
+	wg.Go(func() { r.watchInterfaces(ctx, b, bound) })
 	if r.queue != nil {
 		wg.Go(func() { r.schedule(ctx, conn) })
 	}
@@ -312,10 +314,31 @@ func (r *Relay) refresh() error {
 	return nil
 }
 
+// bind hands b (nil: the Conn listens on its own) the current view's
+// broadcast addresses, the first time or when they differ from was, the
+// last handed over, and returns them; what b cannot listen on is logged
+// and counted as an interface error.
+func (r *Relay) bind(b Binder, was []netip.Addr, first bool) []netip.Addr {
+	if b == nil {
+		return nil
+	}
+	want := r.view.Load().broadcasts()
+	if !first && slices.Equal(was, want) {
+		return was
+	}
+	if err := b.Bind(want); err != nil {
+		r.refreshErrors.Add(1)
+		r.log.Warn().Err(err).Msg("relay: cannot listen for probes on a relay network's broadcast address: its probes go unanswered (255.255.255.255 still listened on); tried again at the next reading of the interfaces")
+		return nil
+	}
+	return want
+}
+
 // watchInterfaces refreshes the view every RefreshEvery until ctx ends,
 // keeping the last view when listing fails (logged at the first failure
-// of a run and at the recovery).
-func (r *Relay) watchInterfaces(ctx context.Context) {
+// of a run and at the recovery), and keeps b listening on the view's
+// broadcast addresses (bound: those it was given last).
+func (r *Relay) watchInterfaces(ctx context.Context, b Binder, bound []netip.Addr) {
 	failing := false
 	for clock.Sleep(r.clk, r.cfg.RefreshEvery, ctx.Done()) {
 		if err := r.refresh(); err != nil {
@@ -329,5 +352,6 @@ func (r *Relay) watchInterfaces(ctx context.Context) {
 			r.log.Info().Msg("relay: interfaces listed again")
 			failing = false
 		}
+		bound = r.bind(b, bound, false)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/udp-discovery-bridge/bridge/pkg/cidr"
 	"github.com/udp-discovery-bridge/bridge/pkg/iface"
 )
 
@@ -76,4 +77,21 @@ func (v *view) describe() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// broadcasts are the directed broadcast addresses of the relay
+// interfaces' networks (none for a /31 or /32), sorted: where a Binder
+// listens.
+func (v *view) broadcasts() []netip.Addr {
+	var out []netip.Addr
+	for _, in := range v.relayed {
+		for _, p := range in.nets {
+			if p.Bits() > 30 {
+				continue
+			}
+			out = append(out, cidr.Broadcast(p))
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
