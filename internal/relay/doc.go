@@ -73,9 +73,21 @@
 // (200 + 100 t: at most 5.9 KB/s on the wire sustained in plaintext,
 // 14.8 KB/s encrypted), and only a host on the receiving interface's
 // link can be a destination. What the relay cannot tell: a forged source
-// on the link (a neighbour, or a unicast probe from afar that a router
-// forwards with a forged on-link source) from a real one; such a forgery
-// spends the forged address's allowance and the global budget.
+// on the link (a neighbour, or a directed broadcast from afar that a
+// router forwards with a forged on-link source) from a real one; such a
+// forgery spends the forged address's allowance and the global budget.
+//
+// # Sockets
+//
+// The production Conn is Sockets (ListenBroadcast): one socket per
+// broadcast address probes arrive at, 255.255.255.255 and each relay
+// network's directed broadcast (the engine hands them over through
+// Binder at start and when the interfaces' networks change), never the
+// wildcard address. The kernel gives every socket bound to the wildcard
+// or to a broadcast probe's destination a copy of it, but a unicast probe
+// to one socket only: a relay on the wildcard address bound after a stock
+// server on the same host took every unicast probe from the server
+// (measured in e2e/relay). A unicast probe never reaches the relay.
 //
 // Stats counts datagrams and bytes in and out, so the bytes out per byte
 // in can be measured: the unit tests measure them (TestAmplification).

@@ -52,7 +52,7 @@ func New(reg prometheus.Registerer, stats func() relay.Stats, state func() sourc
 		replies:         counter("replies_sent_total", "Replies the relay sent, one per target relayed."),
 		bytesOut:        counter("sent_bytes_total", "UDP payload bytes of the replies the relay sent (28 more per reply on the wire): over received_bytes_total, its amplification."),
 		sendErrors:      counter("send_errors_total", "Replies the relay's socket refused to send."),
-		interfaceErrors: counter("interface_errors_total", "Failed readings of the host's interfaces (the relay keeps the last networks read)."),
+		interfaceErrors: counter("interface_errors_total", "Failed readings of the host's interfaces (the relay keeps the last networks read), and failures to listen on a relay network's broadcast address (tried again at the next reading, every 10 s)."),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "probes_dropped_total",
 			Help: "Datagrams the relay did not answer, by reason (the first rule each failed, docs/operations/relay.md): " + reasons() + "."}, []string{"reason"}),
 		queued:     gauge("queued_replies", "Replies waiting for relay_delay now."),
