@@ -136,7 +136,7 @@ config:
 	})
 	t.Logf("MEASURED: the pod (service account, the chart's Role) wrote the 3 servers to the slices, once each, ready, %s after the rollout", took.Round(100*time.Millisecond))
 
-	testK8sRelay(t, ctx, client, rip(1), slices, responders[0], want)
+	testK8sRelay(t, client, rip(1), slices, responders[0], want)
 
 	// helm uninstall: the release's objects go, the Service with them, the
 	// slices by their owner reference (the garbage collector), the Leases

@@ -1,11 +1,8 @@
 package k8s_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/netip"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +20,7 @@ import (
 // within the relay's poll (1 s) and a list of the slice's change, which
 // readSlices (endpoint "ip:port" -> ready) observes. want are the
 // servers, stop the responder of want[0].
-func testK8sRelay(t *testing.T, ctx context.Context, client *netns.Host, node string,
+func testK8sRelay(t *testing.T, client *netns.Host, node string,
 	readSlices func() (map[string]bool, error), stop *netns.Proc, want []string) {
 	t.Helper()
 	dev := client.Links()[0].Dev
@@ -54,76 +51,27 @@ func testK8sRelay(t *testing.T, ctx context.Context, client *netns.Host, node st
 		probers = append(probers, udpprobe.New(t, client, ip.String()+":0"))
 	}
 	bcast := netip.AddrPortFrom(netip.AddrFrom4([4]byte{base[0], base[1], base[2], 255}), 9999)
-	var (
-		mu        sync.Mutex
-		sliceGone time.Time
-	)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+	res := udpprobe.Removal{
+		Probers: probers, To: bcast, Payload: []byte("DISCOVER_SERVER"), Every: 250 * time.Millisecond, Server: gone,
+		Gone: func() bool {
 			sl, err := readSlices()
-			if err == nil && !sl[gone] {
-				mu.Lock()
-				sliceGone = time.Now()
-				mu.Unlock()
-				return
-			}
-		}
-	})
-	stopped := time.Now()
-	harness.StopResponder(t, stop)
-	type sample struct {
-		at  time.Time
-		has bool
-	}
-	var samples []sample
-	deadline := time.Now().Add(90 * time.Second)
-	for i := 0; ; i++ {
-		at := time.Now()
-		rs := probers[i%2].Probe(bcast, []byte("DISCOVER_SERVER"), 250*time.Millisecond)
-		if len(rs) > 0 {
-			names, _ := udpprobe.Named(rs)
-			samples = append(samples, sample{at, slices.Contains(names, gone)})
-		}
-		mu.Lock()
-		sg := sliceGone
-		mu.Unlock()
-		if !sg.IsZero() && at.Sub(sg) > 4*time.Second {
-			break
-		}
-		if at.After(deadline) || ctx.Err() != nil {
-			close(done)
-			wg.Wait()
-			t.Fatalf("%s still ready in the slices 90s after its server stopped", gone)
-		}
-	}
-	close(done)
-	wg.Wait()
-	var last time.Time
-	for _, s := range samples {
-		if s.has {
-			last = s.at
-		}
-	}
-	if last.IsZero() {
+			return err == nil && !sl[gone]
+		},
+		After: 4 * time.Second, Timeout: 90 * time.Second,
+	}.Run(t, func() { harness.StopResponder(t, stop) })
+	if res.LastWith.IsZero() {
 		t.Fatalf("no relayed answer named %s after it stopped: the probes missed the window", gone)
 	}
 	// The relay lists the slices every second; a list takes milliseconds
 	// here. 2 s leaves the test's own poll of the slices (a kubectl every
 	// 100 ms) its lag.
-	late := last.Sub(sliceGone)
+	late := res.LastWith.Sub(res.Gone)
 	if late > 2*time.Second {
 		t.Errorf("a probe %s after the slices stopped calling %s ready was still answered with it", late.Round(time.Millisecond), gone)
 	}
-	t.Logf("MEASURED: %s stopped: not ready in the slices %s later; the last probe answered with it was sent %s after that (relay poll 1s; probes every 250ms, %d answered)",
-		gone, sliceGone.Sub(stopped).Round(100*time.Millisecond), late.Round(time.Millisecond), len(samples))
-	if n := len(samples); n > 0 && samples[n-1].has {
+	if res.FirstWithout.IsZero() {
 		t.Errorf("the last answer still named %s", gone)
 	}
+	t.Logf("MEASURED: %s stopped: not ready in the slices %s later; the last probe answered with it was sent %s after that (relay poll 1s; probes every 250ms, %d answered)",
+		gone, res.Gone.Sub(res.Stopped).Round(100*time.Millisecond), late.Round(time.Millisecond), res.Answered)
 }

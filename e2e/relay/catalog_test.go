@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -340,76 +339,23 @@ func testRemoval(t *testing.T, l *relayLab, client *netns.Host, all []string) {
 		harness.MustHost(t, client, "ip", "addr", "add", ip+"/24", "dev", client.Dev(l.Seg["c"]))
 		probers = append(probers, udpprobe.New(t, client, ip+":0"))
 	}
-	type sample struct {
-		at  time.Time
-		has bool
-	}
-	var (
-		mu      sync.Mutex
-		catGone time.Time
-	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+	res := udpprobe.Removal{
+		Probers: probers, To: bcast("c"), Payload: probe, Every: 250 * time.Millisecond, Server: gone,
+		Gone: func() bool {
 			pass, err := catalogh.Passing(l.Consul)
-			if err == nil && !pass[l.ids[gone]] {
-				mu.Lock()
-				if catGone.IsZero() {
-					catGone = time.Now()
-				}
-				mu.Unlock()
-				return
-			}
-		}
-	})
-	stopped := time.Now()
-	harness.StopResponder(t, l.servers[gone])
-	var samples []sample
-	deadline := time.Now().Add(60 * time.Second)
-	for i := 0; ; i++ {
-		at := time.Now()
-		rs := probers[i%len(probers)].Probe(bcast("c"), probe, 250*time.Millisecond)
-		if len(rs) > 0 {
-			got, _ := udpprobe.Named(rs)
-			samples = append(samples, sample{at, slices.Contains(got, gone)})
-		}
-		mu.Lock()
-		cg := catGone
-		mu.Unlock()
-		if !cg.IsZero() && at.Sub(cg) > 3*time.Second {
-			break
-		}
-		if at.After(deadline) {
-			close(stop)
-			wg.Wait()
-			t.Fatalf("%s still passing in the catalog 60s after its server stopped", gone)
-		}
-	}
-	close(stop)
-	wg.Wait()
-	var last, firstWithout time.Time
-	for _, s := range samples {
-		if s.has {
-			last, firstWithout = s.at, time.Time{}
-		} else if firstWithout.IsZero() {
-			firstWithout = s.at
-		}
-	}
-	if last.IsZero() {
+			return err == nil && !pass[l.ids[gone]]
+		},
+		After: 3 * time.Second, Timeout: 60 * time.Second,
+	}.Run(t, func() { harness.StopResponder(t, l.servers[gone]) })
+	if res.LastWith.IsZero() {
 		t.Fatalf("no relayed answer named %s after it stopped: the probes missed the window", gone)
 	}
-	if late := last.Sub(catGone); late > time.Second {
+	if late := res.LastWith.Sub(res.Gone); late > time.Second {
 		t.Errorf("a probe %s after the catalog dropped %s was still answered with it (bound: 1s)", late.Round(time.Millisecond), gone)
 	}
 	t.Logf("MEASURED: %s stopped: out of the catalog's passing instances %s later (the fleet's removal: 3 missed rounds of 1s); the last probe answered with it was sent %s after that, the first without it %s after (probes every 250ms; %d answered)",
-		gone, catGone.Sub(stopped).Round(100*time.Millisecond), last.Sub(catGone).Round(time.Millisecond),
-		firstWithout.Sub(catGone).Round(time.Millisecond), len(samples))
+		gone, res.Gone.Sub(res.Stopped).Round(100*time.Millisecond), res.LastWith.Sub(res.Gone).Round(time.Millisecond),
+		res.FirstWithout.Sub(res.Gone).Round(time.Millisecond), res.Answered)
 	l.waitTargets("c1", len(all)-1)
 }
 

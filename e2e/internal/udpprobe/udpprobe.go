@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -130,4 +131,86 @@ func Median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// Removal measures how long a server stays in a relay's answers after its
+// registry dropped it: Run stops the server, then probes To from the
+// Probers in turn every Every (spreading the probes over their source
+// addresses' rate allowances) while Gone is polled every 100 ms, until
+// After has passed since Gone first held.
+type Removal struct {
+	Probers []*Prober
+	To      netip.AddrPort
+	Payload []byte
+	Every   time.Duration
+	Server  string      // "ip:port" as Named gives it
+	Gone    func() bool // the registry no longer lists Server as ready
+	After   time.Duration
+	Timeout time.Duration // from the stop to Gone
+}
+
+// RemovalResult is what Removal.Run saw.
+type RemovalResult struct {
+	Stopped, Gone time.Time // the stop, Gone's first true poll
+	// LastWith is the send time of the last answered probe naming the
+	// server (zero: none did), FirstWithout that of the first answered
+	// probe after it that did not.
+	LastWith, FirstWithout time.Time
+	Answered               int
+}
+
+// Run stops the server with stop and measures.
+func (r Removal) Run(t testing.TB, stop func()) RemovalResult {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		gone time.Time
+	)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if r.Gone() {
+				mu.Lock()
+				gone = time.Now()
+				mu.Unlock()
+				return
+			}
+		}
+	})
+	res := RemovalResult{Stopped: time.Now()}
+	stop()
+	for i := 0; ; i++ {
+		at := time.Now()
+		rs := r.Probers[i%len(r.Probers)].Probe(r.To, r.Payload, r.Every)
+		if len(rs) > 0 {
+			res.Answered++
+			names, _ := Named(rs)
+			switch {
+			case slices.Contains(names, r.Server):
+				res.LastWith, res.FirstWithout = at, time.Time{}
+			case res.FirstWithout.IsZero():
+				res.FirstWithout = at
+			}
+		}
+		mu.Lock()
+		g := gone
+		mu.Unlock()
+		if !g.IsZero() && at.Sub(g) > r.After {
+			res.Gone = g
+			return res
+		}
+		if at.Sub(res.Stopped) > r.Timeout {
+			t.Fatalf("%s still listed %s after its server stopped", r.Server, r.Timeout)
+		}
+	}
 }
