@@ -49,7 +49,8 @@ func planRelay(cfg *config.Config, opts discover.Options, clk clock.Clock, log z
 		return nil, nil
 	}
 	cc, _ := cfg.SinkSettings("consul").(consul.Config)
-	name, err := cfg.ResolveRelaySource(cc.Mode == consul.ModeCatalog)
+	kc, _ := cfg.SinkSettings("kubernetes").(kubernetes.Config)
+	name, err := cfg.ResolveRelaySource(cc.Mode == consul.ModeCatalog, !kc.NoSlices)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +65,6 @@ func planRelay(cfg *config.Config, opts discover.Options, clk clock.Clock, log z
 		p.reader, period = r, catalog.RelayPeriod(r.Wait())
 		p.loop = source.Loop{Every: catalog.RelayEvery, Timeout: catalog.RelayTimeout(r.Wait())}
 	case config.RelaySourceKubernetes:
-		kc, _ := cfg.SinkSettings("kubernetes").(kubernetes.Config)
 		r, err := kubernetes.NewReadyReader(kc)
 		if err != nil {
 			return nil, err

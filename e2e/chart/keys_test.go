@@ -177,7 +177,8 @@ func TestChartEnvNamesMatchKeyTable(t *testing.T) {
 		}
 	}
 	// Values the schema or the template check would refuse as "x".
-	set = append(set, "--set", "config.interfaces_cidrs={10.0.0.0/8}", "--set", "config.interfaces_can_reach=10.0.0.1", "--set", "config.scan_cidrs={10.0.0.0/24}")
+	set = append(set, "--set", "config.interfaces_cidrs={10.0.0.0/8}", "--set", "config.interfaces_can_reach=10.0.0.1", "--set", "config.scan_cidrs={10.0.0.0/24}",
+		"--set", "config.k8s_dns_name=django.lab.test")
 	// consul_lock is agent mode's (catalog mode refuses it, as the bridge does).
 	set = append(set, "--set", "config.consul_mode=agent")
 	// The Fernet key is mounted (secret_key_file rendered) only with encryption on.

@@ -56,6 +56,12 @@ var badValues = []valuesCase{
 	{config: []string{"consul_deregister_after=1s"}, key: "consul_deregister_after"},
 	{config: []string{"max_token_age=forever"}, key: "max_token_age"},
 	{config: []string{"missed_rounds=0"}, key: "missed_rounds"},
+	// The DNSEndpoint (issue 33).
+	{config: []string{"sinks={kubernetes}", "k8s_write={dnsendpoint}"}, key: "k8s_dns_name"},
+	{config: []string{"sinks={kubernetes}", "k8s_dns_name=Django.Lab"}, key: "k8s_dns_name"},
+	{config: []string{"sinks={kubernetes}", "k8s_dns_name=django"}, key: "k8s_dns_name"},
+	{config: []string{"k8s_dns_ttl=1.5s"}, key: "k8s_dns_ttl"},
+	{config: []string{"k8s_write={slices}"}, key: "k8s_write"},
 	// Names the Kubernetes API refuses (issue 31): the keys' Pattern and
 	// MaxLen reach the schema.
 	{config: []string{"sinks={kubernetes}", "k8s_service=Bad_Name"}, key: "k8s_service"},
@@ -152,6 +158,8 @@ var goodValues = []valuesCase{
 	{config: []string{"consul_check=tcp", "app_check=tcp", "app_check_interval=30s", "app_check_timeout=1"}},
 	{config: []string{"sinks={consul,stdout}", "log_level=debug"}},
 	{config: []string{"sinks={file}", "file_path=/var/lib/bridge/servers.json"}},
+	{config: []string{"sinks={kubernetes}", "k8s_write={dnsendpoint}", "k8s_dns_name=django.lab.example.com", "k8s_dns_srv=true"}},
+	{config: []string{"sinks={kubernetes}", "k8s_write={endpointslices,dnsendpoint}", "k8s_dns_name=django.lab.example.com.", "k8s_dns_ttl=0"}},
 	{config: []string{"consul_kv_prefix=bridges/django"}},
 	// Empty values are not rendered: the bridge's defaults apply.
 	{config: []string{"consul_service=", "discovery_message=", "timeout=", "consul_tags={}"}},

@@ -124,14 +124,16 @@ func (c *Config) validateRelay() error {
 // ResolveRelaySource returns the relay's source: relay_source, with auto
 // resolved: consul when the consul sink is on in catalog mode
 // (consulCatalog: consul_mode is a key of the sink's section, which this
-// package cannot read), else kubernetes when the kubernetes sink is on,
-// else local. A source named explicitly needs what it reads: consul the
-// consul sink in catalog mode (the fleet's entries are catalog mode's),
-// kubernetes the kubernetes sink (the slices are its fleet's). The error
+// package cannot read), else kubernetes when the kubernetes sink is on and
+// writes EndpointSlices (k8sSlices: k8s_write, the sink's too), else
+// local. A source named explicitly needs what it reads: consul the consul
+// sink in catalog mode (the fleet's entries are catalog mode's),
+// kubernetes the kubernetes sink writing EndpointSlices (the slices are
+// its fleet's). The error
 // names the key, its value and where it came from.
-func (c *Config) ResolveRelaySource(consulCatalog bool) (string, error) {
+func (c *Config) ResolveRelaySource(consulCatalog, k8sSlices bool) (string, error) {
 	consulOn := slices.Contains(c.Sinks, RelaySourceConsul) && consulCatalog
-	k8sOn := slices.Contains(c.Sinks, RelaySourceKubernetes)
+	k8sOn := slices.Contains(c.Sinks, RelaySourceKubernetes) && k8sSlices
 	bad := func(why string) error {
 		return &Error{Problems: []error{fmt.Errorf("%s: bad value %q: %s", c.origin("relay_source"), c.Relay.Source, why)}}
 	}
@@ -150,7 +152,7 @@ func (c *Config) ResolveRelaySource(consulCatalog bool) (string, error) {
 		}
 	case RelaySourceKubernetes:
 		if !k8sOn {
-			return "", bad("the relay reads the EndpointSlices the fleet's kubernetes sink writes: it needs that sink (sinks: kubernetes)")
+			return "", bad("the relay reads the EndpointSlices the fleet's kubernetes sink writes: it needs that sink writing them (sinks: kubernetes, k8s_write: endpointslices)")
 		}
 	case RelaySourceLocal:
 	default:

@@ -94,27 +94,30 @@ func TestResolveRelaySource(t *testing.T) {
 		sinks         []string
 		source        string
 		consulCatalog bool
+		noSlices      bool
 		want          string
 		err           string
 	}{
-		{"auto, stdout", []string{"stdout"}, "auto", false, "local", ""},
-		{"auto, file", []string{"file"}, "auto", false, "local", ""},
-		{"auto, consul agent mode", []string{"consul"}, "auto", false, "local", ""},
-		{"auto, consul catalog mode", []string{"consul", "stdout"}, "auto", true, "consul", ""},
-		{"auto, kubernetes", []string{"kubernetes"}, "auto", false, "kubernetes", ""},
-		{"auto, both: consul first", []string{"kubernetes", "consul"}, "auto", true, "consul", ""},
-		{"auto, catalog mode but no consul sink", []string{"kubernetes"}, "auto", true, "kubernetes", ""},
-		{"consul, catalog mode", []string{"consul"}, "consul", true, "consul", ""},
-		{"consul, agent mode", []string{"consul"}, "consul", false, "", `relay_source (flag --relay-source): bad value "consul": the relay reads the servers the fleet's catalog mode writes: it needs the consul sink in catalog mode`},
-		{"consul, no consul sink", []string{"stdout"}, "consul", true, "", `bad value "consul"`},
-		{"kubernetes", []string{"kubernetes"}, "kubernetes", false, "kubernetes", ""},
-		{"kubernetes, no kubernetes sink", []string{"consul"}, "kubernetes", true, "", `relay_source (flag --relay-source): bad value "kubernetes": the relay reads the EndpointSlices the fleet's kubernetes sink writes: it needs that sink (sinks: kubernetes)`},
-		{"local, whatever the sinks", []string{"consul", "kubernetes"}, "local", true, "local", ""},
+		{"auto, stdout", []string{"stdout"}, "auto", false, false, "local", ""},
+		{"auto, file", []string{"file"}, "auto", false, false, "local", ""},
+		{"auto, consul agent mode", []string{"consul"}, "auto", false, false, "local", ""},
+		{"auto, consul catalog mode", []string{"consul", "stdout"}, "auto", true, false, "consul", ""},
+		{"auto, kubernetes", []string{"kubernetes"}, "auto", false, false, "kubernetes", ""},
+		{"auto, both: consul first", []string{"kubernetes", "consul"}, "auto", true, false, "consul", ""},
+		{"auto, catalog mode but no consul sink", []string{"kubernetes"}, "auto", true, false, "kubernetes", ""},
+		{"consul, catalog mode", []string{"consul"}, "consul", true, false, "consul", ""},
+		{"consul, agent mode", []string{"consul"}, "consul", false, false, "", `relay_source (flag --relay-source): bad value "consul": the relay reads the servers the fleet's catalog mode writes: it needs the consul sink in catalog mode`},
+		{"consul, no consul sink", []string{"stdout"}, "consul", true, false, "", `bad value "consul"`},
+		{"kubernetes", []string{"kubernetes"}, "kubernetes", false, false, "kubernetes", ""},
+		{"kubernetes, no kubernetes sink", []string{"consul"}, "kubernetes", true, false, "", `relay_source (flag --relay-source): bad value "kubernetes": the relay reads the EndpointSlices the fleet's kubernetes sink writes: it needs that sink writing them (sinks: kubernetes, k8s_write: endpointslices)`},
+		{"auto, kubernetes writing no slices", []string{"kubernetes"}, "auto", false, true, "local", ""},
+		{"kubernetes writing no slices", []string{"kubernetes"}, "kubernetes", false, true, "", `it needs that sink writing them (sinks: kubernetes, k8s_write: endpointslices)`},
+		{"local, whatever the sinks", []string{"consul", "kubernetes"}, "local", true, false, "local", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := mustLoad(t, Inputs{Flags: map[string]any{"sinks": tt.sinks, "relay_source": tt.source, "bridge_id": "b1", "file_path": "/tmp/servers.json"}})
-			got, err := c.ResolveRelaySource(tt.consulCatalog)
+			got, err := c.ResolveRelaySource(tt.consulCatalog, !tt.noSlices)
 			switch {
 			case tt.err == "" && (err != nil || got != tt.want):
 				t.Errorf("ResolveRelaySource = %q, %v; want %q", got, err, tt.want)

@@ -107,5 +107,10 @@ k8s_service_type: {env: DISCOVERY_CLIENT_K8S_SERVICE_TYPE, kind: string, default
 k8s_max_endpoints_per_slice: {env: DISCOVERY_CLIENT_K8S_MAX_ENDPOINTS_PER_SLICE, kind: int, default: "100"}
 k8s_deregister_after: {env: DISCOVERY_CLIENT_K8S_DEREGISTER_AFTER, kind: duration, default: "1m", min: "1s"}
 k8s_lease_duration: {env: DISCOVERY_CLIENT_K8S_LEASE_DURATION, kind: duration, default: "15s", min: "3s"}
+k8s_write: {env: DISCOVERY_CLIENT_K8S_WRITE, kind: list, default: "endpointslices"}
+k8s_dns_name: {env: DISCOVERY_CLIENT_K8S_DNS_NAME, kind: string, default: ""}
+k8s_dnsendpoint_name: {env: DISCOVERY_CLIENT_K8S_DNSENDPOINT_NAME, kind: string, default: ""}
+k8s_dns_ttl: {env: DISCOVERY_CLIENT_K8S_DNS_TTL, kind: duration, default: "30s", min: "0s", max: "24h"}
+k8s_dns_srv: {env: DISCOVERY_CLIENT_K8S_DNS_SRV, kind: bool, default: "false"}
 k8s_resync: {env: DISCOVERY_CLIENT_K8S_RESYNC, kind: duration, default: "1m", min: "1s"}
 {{- end }}

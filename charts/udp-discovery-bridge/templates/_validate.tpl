@@ -151,6 +151,13 @@ duration or a number out of the bounds in udb.keys.
 {{- if and (has "file" $c.sinks) (not $c.file_path) }}
 {{- fail "config.sinks: the file sink needs config.file_path" }}
 {{- end }}
+{{- if and (has "kubernetes" $c.sinks) (has "dnsendpoint" ($c.k8s_write | default list)) (not $c.k8s_dns_name) }}
+{{- fail "config.k8s_dns_name: bad value \"\": k8s_write dnsendpoint needs the DNS name of its records" }}
+{{- end }}
+{{- $ttl := include "udb.seconds" $c.k8s_dns_ttl }}
+{{- if and $ttl (ne (float64 $ttl) (floor (float64 $ttl))) }}
+{{- fail (printf "config.k8s_dns_ttl: bad value %q: want whole seconds (a record's TTL)" (toString $c.k8s_dns_ttl)) }}
+{{- end }}
 {{- $catalog := eq (toString $c.consul_mode) "catalog" }}
 {{- if and $catalog (lt $n.consul_deregister_after 5.0) }}
 {{- fail (printf "config.consul_deregister_after: bad value %q: catalog mode's floor is 5s (the leader reaps)" (toString $c.consul_deregister_after)) }}

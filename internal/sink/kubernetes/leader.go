@@ -48,6 +48,8 @@ type leaderIO struct {
 	// dead are the bridges whose Lease went unrenewed long enough that
 	// their Lease and ConfigMap are deleted (read collects them).
 	dead []deadBridge
+	// dns is the DNSEndpoint (nil: k8s_write has no dnsendpoint).
+	dns *dnsTarget
 }
 
 // deadBridge is a bridge killed without its cleanup: its Lease and
@@ -63,7 +65,11 @@ type leaseSeen struct {
 }
 
 func newLeaderIO(s *Sink, log zerolog.Logger) *leaderIO {
-	return &leaderIO{s: s, log: log, refused: map[string]bool{}, seen: map[string]leaseSeen{}}
+	io := &leaderIO{s: s, log: log, refused: map[string]bool{}, seen: map[string]leaseSeen{}}
+	if s.cfg.DNS != nil {
+		io.dns = &dnsTarget{s: s, stale: true}
+	}
+	return io
 }
 
 // Observations reads the bridges' Leases and observations; with index set
@@ -220,16 +226,37 @@ func (io *leaderIO) configMaps(ctx context.Context) ([]kubeapi.ConfigMap, error)
 	return out, nil
 }
 
-// Entries reads the fleet's slices.
+// Entries reads the fleet's entries: the slices when they are written,
+// else the DNSEndpoint's. A DNSEndpoint that does not say what the
+// entries say (edited behind the leader's back, or a write that failed)
+// is written again here.
 func (io *leaderIO) Entries(ctx context.Context) (map[string]fleet.Entry[spec], error) {
-	lay, err := io.s.readLayout(ctx)
-	if err != nil {
+	var entries map[string]fleet.Entry[spec]
+	if !io.s.cfg.NoSlices {
+		lay, err := io.s.readLayout(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// Make sure of the Service again at the next write: it may have
+		// been deleted (and its slices with it) or replaced since.
+		io.lay, io.stale, io.owner = lay, false, nil
+		entries = lay.entries()
+	}
+	if io.dns == nil {
+		return entries, nil
+	}
+	if err := io.dns.read(ctx); err != nil {
 		return nil, err
 	}
-	// Make sure of the Service again at the next write: it may have been
-	// deleted (and its slices with it) or replaced since.
-	io.lay, io.stale, io.owner = lay, false, nil
-	return lay.entries(), nil
+	if io.s.cfg.NoSlices {
+		entries = io.dns.entries()
+	}
+	if io.dns.held.exists || len(entries) > 0 {
+		if _, err := io.dns.sync(ctx, entries); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
 }
 
 // Skip drops the registrations Kubernetes would refuse (loopback,
@@ -246,11 +273,31 @@ func (io *leaderIO) Skip(p fleet.Plan[spec]) fleet.Plan[spec] {
 	return p
 }
 
-// Write applies p to the slices after reading the leader Lease back, each
-// slice written with its resourceVersion as precondition; a conflict makes
-// the next Write read the slices again, and says ErrNotLeader when the
-// Lease moved.
+// Write applies p to the slices (when written) and then brings the
+// DNSEndpoint (when written) in line with the entries.
 func (io *leaderIO) Write(ctx context.Context, p fleet.Plan[spec], current map[string]fleet.Entry[spec]) (int, error) {
+	writes := 0
+	if !io.s.cfg.NoSlices {
+		n, err := io.writeSlices(ctx, p, current)
+		if err != nil {
+			return n, err
+		}
+		writes = n
+	} else {
+		applyPlan(p, current)
+	}
+	if io.dns == nil {
+		return writes, nil
+	}
+	n, err := io.dns.sync(ctx, current)
+	return writes + n, err
+}
+
+// writeSlices applies p to the slices after reading the leader Lease
+// back, each slice written with its resourceVersion as precondition; a
+// conflict makes the next Write read the slices again, and says
+// ErrNotLeader when the Lease moved.
+func (io *leaderIO) writeSlices(ctx context.Context, p fleet.Plan[spec], current map[string]fleet.Entry[spec]) (int, error) {
 	s := io.s
 	if io.stale || io.lay == nil {
 		lay, err := s.readLayout(ctx)

@@ -1,8 +1,11 @@
 package kubernetes
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/udp-discovery-bridge/bridge/internal/config"
@@ -38,6 +41,12 @@ type Config struct {
 	Headless    bool
 	// MaxPerSlice bounds the endpoints of one slice.
 	MaxPerSlice int
+	// NoSlices: the leader writes no Service and no EndpointSlices
+	// (k8s_write without endpointslices); the zero Config writes them.
+	NoSlices bool
+	// DNS is the DNSEndpoint the leader writes (k8s_write dnsendpoint);
+	// nil: none.
+	DNS *DNSConfig
 	// DeregisterAfter: an endpoint no live bridge observes goes this long
 	// after it turned unobserved (terminating). One that is observed but
 	// not ready (its app check pending or failing) is never removed.
@@ -94,6 +103,18 @@ func (s *Section) Keys() []config.Key {
 			Usage: "kubernetes sink: an endpoint no live bridge observes turns ready: false, terminating: true at once and is removed this long after (one whose app check fails is kept, ready: false)"},
 		{Name: "k8s_lease_duration", Flag: "k8s-lease-duration", Env: []string{"DISCOVERY_CLIENT_K8S_LEASE_DURATION"}, Default: "15s", Kind: config.KindDuration, Min: "3s", Group: config.GroupRun, Category: cat,
 			Usage: "kubernetes sink: duration of the leader Lease and of each bridge's own Lease, renewed every third of it; a standby takes over about this long after the leader dies"},
+		{Name: "k8s_write", Flag: "k8s-write", Env: []string{"DISCOVERY_CLIENT_K8S_WRITE"}, Kind: config.KindList, Default: WriteSlices, NonEmpty: true, Unique: true, OneOf: []string{WriteSlices, WriteDNSEndpoint}, Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink: what the fleet's leader writes: endpointslices (a selectorless Service and its EndpointSlices: cluster DNS, kube-proxy), dnsendpoint (an external-dns DNSEndpoint of the ready servers, k8s_dns_name: external-dns, k8s_gateway, k8gb; its CRD must be installed), or both (comma-separated)"},
+		{Name: "k8s_dns_name", Flag: "k8s-dns-name", Env: []string{"DISCOVERY_CLIENT_K8S_DNS_NAME"}, Group: config.GroupRun, Category: cat,
+			Pattern: dnsName, PatternHint: dnsNameHint, MaxLen: maxDNSName, Hint: "(a DNS name, e.g. django.lab.example.com)",
+			Usage: "kubernetes sink, k8s_write dnsendpoint: the DNS name whose A records are the ready servers' addresses (required with dnsendpoint)"},
+		{Name: "k8s_dnsendpoint_name", Flag: "k8s-dnsendpoint-name", Env: []string{"DISCOVERY_CLIENT_K8S_DNSENDPOINT_NAME"}, Group: config.GroupRun, Category: cat,
+			Pattern: dnsLabel, PatternHint: dnsLabelHint, MaxLen: 63, Hint: "(a Kubernetes object name)",
+			Usage: "kubernetes sink, k8s_write dnsendpoint: name of the DNSEndpoint (default: k8s_service), in k8s_namespace, labelled " + LabelFleet + "=<k8s_service>"},
+		{Name: "k8s_dns_ttl", Flag: "k8s-dns-ttl", Env: []string{"DISCOVERY_CLIENT_K8S_DNS_TTL"}, Default: "30s", Kind: config.KindDuration, Min: "0s", Max: "24h", Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink, k8s_write dnsendpoint: the records' TTL, whole seconds (0: the DNS provider's default)"},
+		{Name: "k8s_dns_srv", Flag: "k8s-dns-srv", Env: []string{"DISCOVERY_CLIENT_K8S_DNS_SRV"}, Kind: config.KindBool, Default: "false", Group: config.GroupRun, Category: cat,
+			Usage: "kubernetes sink, k8s_write dnsendpoint: also an A record per ready server, <a-b-c-d>.<k8s_dns_name>, and the SRV record _<k8s_port_name>._tcp.<k8s_dns_name> naming each with its port"},
 		{Name: "k8s_resync", Flag: "k8s-resync", Env: []string{"DISCOVERY_CLIENT_K8S_RESYNC"}, Default: "1m", Kind: config.KindDuration, Min: "1s", Group: config.GroupRun, Category: cat,
 			Usage: "kubernetes sink: how often the leader re-reads the EndpointSlices (changes made behind its back are undone then)"},
 	}
@@ -113,9 +134,23 @@ func (s *Section) Load(r *config.Reader) Config {
 		DeregisterAfter: r.Duration("k8s_deregister_after"),
 		LeaseDuration:   r.Duration("k8s_lease_duration"),
 		Resync:          r.Duration("k8s_resync"),
+		NoSlices:        !slices.Contains(r.List("k8s_write"), WriteSlices),
 		BridgeID:        r.Core().BridgeID,
 		Segment:         r.Core().Segment,
 		Deregister:      r.Core().OnExit != config.OnExitKeep,
+	}
+	// Every key is read, whatever k8s_write says: a bad value is refused
+	// even while unused, as every key's.
+	dns := DNSConfig{Object: cmp.Or(r.String("k8s_dnsendpoint_name"), c.Service), Name: strings.TrimSuffix(r.String("k8s_dns_name"), "."),
+		TTL: r.Duration("k8s_dns_ttl"), SRV: r.Bool("k8s_dns_srv")}
+	if dns.TTL%time.Second != 0 {
+		r.Bad("k8s_dns_ttl", r.String("k8s_dns_ttl"), "want whole seconds (a record's TTL)")
+	}
+	if slices.Contains(r.List("k8s_write"), WriteDNSEndpoint) {
+		c.DNS = &dns
+		if dns.Name == "" && r.Enabled() {
+			r.Bad("k8s_dns_name", "", "k8s_write dnsendpoint needs the DNS name of its records (--k8s-dns-name django.lab.example.com)")
+		}
 	}
 	core := r.Core()
 	c.Round = core.Interval + core.Discovery.Timeout
@@ -123,6 +158,21 @@ func (s *Section) Load(r *config.Reader) Config {
 	c.Guard = fleet.NewGuardConfig(c.Round, core.MissedRounds, core.RemovalGuardRounds, core.MaxRemovalFraction, core.RemovalGuardHeld != "unobserved")
 	return c
 }
+
+// The values of k8s_write.
+const (
+	WriteSlices      = "endpointslices"
+	WriteDNSEndpoint = "dnsendpoint"
+)
+
+// dnsName is a DNS name of RFC 1123 labels, at least two, an optional
+// trailing dot; maxDNSName leaves room for the SRV record's
+// _<port>._tcp. prefix and a per-server <a-b-c-d>. label.
+const (
+	dnsName     = `([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.?`
+	dnsNameHint = "want a DNS name of two labels or more (lower-case letters, digits and '-', each label starting and ending with a letter or digit, at most 63 characters)"
+	maxDNSName  = 200
+)
 
 // dnsLabel is an RFC 1123 DNS label, as Service, port and namespace names
 // are; the keys declare it (with their lengths), so the chart's schema
@@ -165,6 +215,12 @@ func (c Config) Validate() error {
 	}
 	if c.BridgeID == "" {
 		return fmt.Errorf("bridge_id: empty")
+	}
+	if c.NoSlices && c.DNS == nil {
+		return fmt.Errorf("k8s_write: nothing to write (want %s, %s or both)", WriteSlices, WriteDNSEndpoint)
+	}
+	if c.DNS != nil && (c.DNS.Name == "" || c.DNS.Object == "") {
+		return fmt.Errorf("k8s_write %s: the DNS name (k8s_dns_name) and the object's name are needed", WriteDNSEndpoint)
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ var (
 	EndpointSlices = Resource{"discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"}
 	Services       = Resource{"", "v1", "services", "Service"}
 	Events         = Resource{"", "v1", "events", "Event"}
+	// DNSEndpoints are external-dns's custom resource (its CRD must be
+	// installed): the records external-dns, k8s_gateway and k8gb publish.
+	DNSEndpoints = Resource{"externaldns.k8s.io", "v1alpha1", "dnsendpoints", "DNSEndpoint"}
 )
 
 // APIVersion is the apiVersion of r's objects: group/version, or the

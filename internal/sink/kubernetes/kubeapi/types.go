@@ -132,3 +132,26 @@ type ServicePort struct {
 	Port     int32  `json:"port"`
 	Protocol string `json:"protocol"`
 }
+
+// DNSEndpoint is an externaldns.k8s.io/v1alpha1 DNSEndpoint: records for
+// external-dns (and k8s_gateway, k8gb) to publish. Its status is the
+// consumers'; the bridge writes metadata and spec only.
+type DNSEndpoint struct {
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Metadata   Meta            `json:"metadata"`
+	Spec       DNSEndpointSpec `json:"spec"`
+}
+
+// DNSEndpointSpec is a DNSEndpoint's records.
+type DNSEndpointSpec struct {
+	Endpoints []DNSRecord `json:"endpoints"`
+}
+
+// DNSRecord is one record set of a DNSEndpoint (external-dns's Endpoint).
+type DNSRecord struct {
+	DNSName    string   `json:"dnsName"`
+	Targets    []string `json:"targets"`
+	RecordType string   `json:"recordType"`
+	RecordTTL  int64    `json:"recordTTL,omitempty"`
+}
