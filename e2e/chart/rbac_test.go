@@ -104,3 +104,42 @@ func TestChartRenderKubernetesRBAC(t *testing.T) {
 		t.Error("rbac.create=false still renders a Role")
 	}
 }
+
+// With k8s_write dnsendpoint the Role also lets the sink get, create and
+// server-side apply the DNSEndpoint (what `bridge doctor` checks,
+// kubernetes.DNSRights); without endpointslices the chart renders no
+// selectorless Service (the sink writes none).
+func TestChartRenderDNSEndpointRBAC(t *testing.T) {
+	for _, tc := range []struct {
+		write   string
+		service bool
+	}{{"{endpointslices,dnsendpoint}", true}, {"{dnsendpoint}", false}} {
+		r := render(t, "--set", "config.sinks={kubernetes}", "--set", "config.k8s_write="+tc.write, "--set", "config.k8s_dns_name=django.lab.test")
+		if len(r.roles) != 1 {
+			t.Fatalf("k8s_write %s: %d Roles, want 1", tc.write, len(r.roles))
+		}
+		var verbs []string
+		for _, rule := range r.roles[0].Rules {
+			if slices.Contains(rule.APIGroups, kubernetes.DNSRights.Group) && slices.Contains(rule.Resources, kubernetes.DNSRights.Resource) {
+				verbs = slices.Sorted(slices.Values(rule.Verbs))
+			}
+		}
+		if want := slices.Sorted(slices.Values(kubernetes.DNSRights.Verbs)); !slices.Equal(verbs, want) {
+			t.Errorf("k8s_write %s: dnsendpoints verbs %v, want %v", tc.write, verbs, want)
+		}
+		found := false
+		for _, s := range r.services {
+			found = found || s.Name == "django"
+		}
+		if found != tc.service {
+			t.Errorf("k8s_write %s: the selectorless Service rendered %v, want %v", tc.write, found, tc.service)
+		}
+	}
+	if r := render(t, "--set", "config.sinks={kubernetes}"); len(r.roles) == 1 {
+		for _, rule := range r.roles[0].Rules {
+			if slices.Contains(rule.Resources, "dnsendpoints") {
+				t.Errorf("default k8s_write: the Role has a dnsendpoints rule: %v", rule)
+			}
+		}
+	}
+}

@@ -169,6 +169,9 @@ func (d *dnsTarget) sync(ctx context.Context, current map[string]fleet.Entry[spe
 				return 0, fmt.Errorf("%w (write of dnsendpoint %s refused: %v)", cerr, obj.Metadata.Name, err) //nolint:errorlint // the term's end is the error; the refused write is only its context
 			}
 		}
+		if kubeapi.IsNotFound(err) {
+			return 0, fmt.Errorf("write dnsendpoint %s/%s: %w (is external-dns's DNSEndpoint CRD installed? the chart installs it with dnsEndpoint.installCRD: true)", s.ns, obj.Metadata.Name, err)
+		}
 		return 0, fmt.Errorf("write dnsendpoint %s/%s: %w", s.ns, obj.Metadata.Name, err)
 	}
 	s.countWrite("dnsendpoint")

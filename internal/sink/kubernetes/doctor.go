@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/udp-discovery-bridge/bridge/internal/sink/kubernetes/kubeapi"
@@ -23,6 +24,13 @@ var Rights = []struct {
 	{"", "events", []string{"create", "patch"}},
 }
 
+// DNSRights are what k8s_write dnsendpoint adds to Rights (the chart's
+// Role has them then).
+var DNSRights = struct {
+	Group, Resource string
+	Verbs           []string
+}{"externaldns.k8s.io", "dnsendpoints", []string{"get", "create", "patch"}}
+
 // runDoctor implements sink.Factory.Doctor: it asks the API server, with a
 // SelfSubjectAccessReview per verb (which changes nothing), whether this
 // bridge's credentials may do what the sink does, and whether the Service
@@ -36,7 +44,11 @@ func runDoctor(ctx context.Context, cfg Config, w io.Writer) (bool, error) {
 	ns := namespaceOf(cfg, c)
 	fmt.Fprintf(w, "kubernetes at %s (namespace %s, service %s, bridge_id %s):\n", c.Host(), ns, cfg.Service, cfg.BridgeID)
 	ok := true
-	for _, r := range Rights {
+	rights := slices.Clone(Rights)
+	if cfg.DNS != nil {
+		rights = append(rights, DNSRights)
+	}
+	for _, r := range rights {
 		res := r.Resource
 		if r.Group != "" {
 			res += "." + r.Group

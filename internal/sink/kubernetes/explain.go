@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/udp-discovery-bridge/bridge/internal/fleet"
 	"github.com/udp-discovery-bridge/bridge/internal/fleet/fleetmetrics"
@@ -19,8 +20,8 @@ func (s *Sink) Explain(_ context.Context, addr netip.AddrPort, applied bool) sin
 	x := sink.Explanation{Sink: s.Name()}
 	if why, bad := refusal(addr.Addr()); bad {
 		x.State = sink.ExplainSkipped
-		x.Detail = "Kubernetes cannot carry the address (" + why + "): the leader leaves it out of the EndpointSlices of service " +
-			s.ns + "/" + s.cfg.Service + "; it is still in this bridge's observation"
+		x.Detail = "Kubernetes cannot carry the address (" + why + "): the leader leaves it out of " + s.written() +
+			"; it is still in this bridge's observation"
 		return x
 	}
 	if held, ok := s.guardView().Explain(addr); ok {
@@ -35,12 +36,23 @@ func (s *Sink) Explain(_ context.Context, addr netip.AddrPort, applied bool) sin
 		who = "this bridge leads"
 	}
 	x.State = sink.ExplainWritten
-	x.Detail = "in this bridge's observation (ConfigMap of bridge " + s.cfg.BridgeID + "); the leader writes it to the EndpointSlices of service " +
-		s.ns + "/" + s.cfg.Service + " (" + who + ")"
+	x.Detail = "in this bridge's observation (ConfigMap of bridge " + s.cfg.BridgeID + "); the leader writes it to " + s.written() + " (" + who + ")"
 	return x
 }
 
 var _ sink.Explainer = (*Sink)(nil)
+
+// written names what the leader writes (k8s_write).
+func (s *Sink) written() string {
+	var out []string
+	if !s.cfg.NoSlices {
+		out = append(out, "the EndpointSlices of service "+s.ns+"/"+s.cfg.Service)
+	}
+	if s.cfg.DNS != nil {
+		out = append(out, "the DNSEndpoint "+s.ns+"/"+s.cfg.DNS.Object+" (the A records of "+s.cfg.DNS.Name+" while ready)")
+	}
+	return strings.Join(out, " and ")
+}
 
 // Observers implements sink.FleetExplainer: it reads the fleet's Leases
 // and observation ConfigMaps once (as a leader would, with a reader of its
