@@ -98,16 +98,17 @@ func rvs(s map[string]k8sSlice) map[string]string {
 const k8sBridgeUser = "udb-bridge"
 
 // k8sChartRole is the Role the chart renders with the kubernetes sink on
-// (templates/rbac.yaml, `helm template`), as JSON: the bridges run with it
-// and nothing else.
-func k8sChartRole(t *testing.T) (name string, js []byte) {
+// (templates/rbac.yaml, `helm template`, with the further helm arguments
+// set), as JSON: the bridges run with it and nothing else.
+func k8sChartRole(t *testing.T, set ...string) (name string, js []byte) {
 	t.Helper()
 	root, err := bridgebin.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(helmbin.Path(t), "template", "r", filepath.Join(root, "charts", "udp-discovery-bridge"), "--namespace", "default",
-		"--set", "config.sinks={kubernetes}", "--show-only", "templates/rbac.yaml")
+	args := []string{"template", "r", filepath.Join(root, "charts", "udp-discovery-bridge"), "--namespace", "default",
+		"--set", "config.sinks={kubernetes}", "--show-only", "templates/rbac.yaml"}
+	cmd := exec.Command(helmbin.Path(t), append(args, set...)...)
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 	out, err := cmd.Output()
 	if err != nil {
@@ -172,8 +173,9 @@ func fmtWrites(w map[string]int) string {
 }
 
 // k8sLab starts the namespaces' switch, the API server on it, the chart's
-// Role bound to the bridges' user, and returns that user's kubeconfig.
-func k8sLab(t *testing.T) (*netns.Lab, *netns.Bridge, *k8slab.API, string) {
+// Role (rendered with the helm arguments set) bound to the bridges' user,
+// and returns that user's kubeconfig.
+func k8sLab(t *testing.T, set ...string) (*netns.Lab, *netns.Bridge, *k8slab.API, string) {
 	t.Helper()
 	begin := time.Now()
 	lab := netns.New(t)
@@ -182,7 +184,7 @@ func k8sLab(t *testing.T) (*netns.Lab, *netns.Bridge, *k8slab.API, string) {
 	bridgebin.Path(t)
 	a := k8slab.StartAPI(t, apiHost, k8sAPIIP)
 	t.Logf("MEASURED: etcd + kube-apiserver ready %s", time.Since(begin).Round(100*time.Millisecond))
-	role, roleJS := k8sChartRole(t)
+	role, roleJS := k8sChartRole(t, set...)
 	for path, body := range map[string][]byte{"roles": roleJS, "rolebindings": []byte(k8sRoleBinding(role))} {
 		if _, err := a.Send("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/"+path, "application/json", body); err != nil {
 			t.Fatal(err)

@@ -53,6 +53,8 @@ rules:
     resources: ["services", "configmaps"]
   - group: "coordination.k8s.io"
     resources: ["leases"]
+  - group: "externaldns.k8s.io"
+    resources: ["dnsendpoints"]
 - level: None
 `
 
