@@ -41,7 +41,18 @@ func TestPartition(t *testing.T) {
 		}
 		return err
 	}
-	if err := reach(); err != nil {
+	// Reachable before the partition and after healing: a dial may need
+	// more than one try (the first waits for ARP; on a loaded machine
+	// longer than one try's 500 ms).
+	reachSoon := func() error {
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if err = reach(); err == nil || time.Now().After(deadline) {
+				return err
+			}
+		}
+	}
+	if err := reachSoon(); err != nil {
 		t.Fatalf("before the partition: %v", err)
 	}
 	heal := Partition(t, a, a.Dev(br))
@@ -54,7 +65,7 @@ func TestPartition(t *testing.T) {
 		t.Logf("dial through the partition: %v (a timeout is what a cut cable gives)", err)
 	}
 	heal()
-	if err := reach(); err != nil {
+	if err := reachSoon(); err != nil {
 		t.Fatalf("after healing: %v", err)
 	}
 }
