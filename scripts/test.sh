@@ -6,7 +6,8 @@
 # Consul, Helm and Prometheus built from their Go modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables,
-# and for the Kubernetes lab (e2e/internal/k8slab) containerd and runc; as
+# for the Kubernetes lab (e2e/internal/k8slab) containerd and runc, and
+# for the DNS tests bind9 (named) and dnsutils (dig, nsupdate); as
 # root this script installs the missing ones with apt-get. The image and
 # compose tests need Docker and docker-compose (installed when Docker is
 # present and it is missing).
@@ -26,6 +27,10 @@ if [ "${E2E:-1}" != 0 ]; then
   fi
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
+  # BIND and dig: the DNS server external-dns publishes DNSEndpoints to
+  # (e2e/internal/bindns).
+  command -v named >/dev/null || [ -x /usr/sbin/named ] || need+=(bind9)
+  command -v dig >/dev/null || need+=(dnsutils)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2
