@@ -127,7 +127,8 @@ func gapWatch(l *dnsendpointlab.Lab, stop <-chan struct{}) (done <-chan [2]int) 
 }
 
 // TestK8sExternalDNSBind: external-dns v0.23.0 (--source=crd, the RFC 2136
-// provider) publishes a labelled DNSEndpoint with no status to BIND (dig
+// provider, as a ServiceAccount with the rights its chart gives the crd
+// source) publishes a labelled DNSEndpoint with no status to BIND (dig
 // answers its A and SRV records with their TTL), ignores one outside its
 // --label-filter, writes status.observedGeneration of the one it
 // publishes, and follows a change of the DNSEndpoint's A records within
@@ -191,6 +192,11 @@ func TestK8sExternalDNSBind(t *testing.T) {
 		return err == nil && obs == gen, fmt.Sprintf("generation %d observed %d %v", gen, obs, err)
 	})
 	t.Logf("FINDING: external-dns wrote django's status.observedGeneration=%d (generation %d); stray's status stays empty", obs, gen)
+	for _, bad := range []string{"forbidden", "Could not update ObservedGeneration", "level=error"} {
+		if strings.Contains(ed.Log(), bad) {
+			t.Errorf("external-dns (as a ServiceAccount with its chart's crd-source rights) logged %q:\n%s", bad, harness.Tail(ed.Log(), 20))
+		}
+	}
 	zone, err := l.Zone(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -261,5 +267,10 @@ func TestK8sExternalDNSBind(t *testing.T) {
 	}{{"add s2 back", []string{s1, s2}}, {"remove s2", []string{s1}}} {
 		d, _ := change(step.servers...)
 		t.Logf("MEASURED: DNSEndpoint change %d (%s) to dig answering it, --events, --interval=1h: %s", i+1, step.what, d.Round(100*time.Millisecond))
+	}
+	for _, bad := range []string{"forbidden", "Could not update ObservedGeneration", "level=error"} {
+		if strings.Contains(e.Log(), bad) {
+			t.Errorf("external-dns --events logged %q:\n%s", bad, harness.Tail(e.Log(), 20))
+		}
 	}
 }

@@ -7,7 +7,8 @@
 //
 // Where things run: the lab's API server listens on the machine's loopback,
 // so external-dns runs in the root network namespace (as a process of the
-// test, with the lab's admin kubeconfig). BIND runs in a namespace of the
+// test, as a ServiceAccount with the rights external-dns's chart gives its
+// crd source: ExternalDNSRules). BIND runs in a namespace of the
 // test's on a host bridge (netns.Lab.HostBridge, a 10.213.x subnet the test
 // chose), so external-dns reaches it, and dig asks it, from the root
 // namespace over that bridge and nowhere else. external-dns's metrics
@@ -67,6 +68,10 @@ type Lab struct {
 	BIND        *bindns.Server
 	Bridge      *netns.Bridge // the host bridge BIND sits on
 	ExternalDNS *ExternalDNS  // the running external-dns
+	// Kubeconfig is external-dns's: the ServiceAccount external-dns in
+	// namespace default, with only the rights external-dns's own chart
+	// gives its crd source (ServiceAccountKubeconfig).
+	Kubeconfig string
 
 	c *k8slab.Cluster
 }
@@ -122,9 +127,83 @@ func Start(t testing.TB, c *k8slab.Cluster, lab *netns.Lab, opts Options) *Lab {
 	br := lab.HostBridge("dns", ip(1)+"/24")
 	h := lab.Host("bind", br, ip(53)+"/24")
 	srv := bindns.Start(t, h, ip(53), bindns.Options{Zone: opts.Zone})
-	l := &Lab{BIND: srv, Bridge: br, c: c}
-	l.ExternalDNS = StartExternalDNS(t, c, srv, opts)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	l := &Lab{BIND: srv, Bridge: br, c: c, Kubeconfig: ServiceAccountKubeconfig(ctx, t, c, "default", "external-dns")}
+	l.ExternalDNS = StartExternalDNS(t, l.Kubeconfig, srv, opts)
 	return l
+}
+
+// ExternalDNSRules are the rights external-dns's chart (v0.23.0,
+// charts/external-dns/templates/clusterrole.yaml) gives its crd source:
+// read DNSEndpoints, update their status.
+const ExternalDNSRules = `- apiGroups: ["externaldns.k8s.io"]
+  resources: ["dnsendpoints"]
+  verbs: ["get", "watch", "list"]
+- apiGroups: ["externaldns.k8s.io"]
+  resources: ["dnsendpoints/status"]
+  verbs: ["update"]
+`
+
+// ServiceAccountKubeconfig creates the ServiceAccount name in namespace ns,
+// a ClusterRole of that name with ExternalDNSRules and its
+// ClusterRoleBinding, and writes a kubeconfig that authenticates as the
+// ServiceAccount (a token from the TokenRequest API, valid 2 hours) to c's
+// API server, returning its path.
+func ServiceAccountKubeconfig(ctx context.Context, t testing.TB, c *k8slab.Cluster, ns, name string) string {
+	t.Helper()
+	rbac := fmt.Sprintf(`apiVersion: v1
+kind: ServiceAccount
+metadata: {name: %[1]s, namespace: %[2]s}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: %[1]s}
+rules:
+%[3]s---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: %[1]s}
+subjects:
+- {kind: ServiceAccount, name: %[1]s, namespace: %[2]s}
+`, name, ns, ExternalDNSRules)
+	if out, err := c.KubectlIn(ctx, strings.NewReader(rbac), "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply external-dns's RBAC: %v\n%s", err, out)
+	}
+	token, err := c.Kubectl(ctx, "create", "token", name, "-n", ns, "--duration=2h")
+	if err != nil {
+		t.Fatalf("kubectl create token %s: %v\n%s", name, err, token)
+	}
+	out, err := c.Kubectl(ctx, "config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.server} {.clusters[0].cluster.certificate-authority-data}")
+	server, ca, ok := strings.Cut(strings.TrimSpace(out), " ")
+	if err != nil || !ok {
+		t.Fatalf("kubectl config view: %v\n%s", err, out)
+	}
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: k8slab
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: %s
+  user:
+    token: %s
+contexts:
+- name: k8slab
+  context:
+    cluster: k8slab
+    user: %[3]s
+    namespace: %s
+current-context: k8slab
+`, server, ca, name, strings.TrimSpace(token), ns)
+	path := filepath.Join(t.TempDir(), name+".kubeconfig")
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // Restart stops the running external-dns and starts another with opts
@@ -132,13 +211,13 @@ func Start(t testing.TB, c *k8slab.Cluster, lab *netns.Lab, opts Options) *Lab {
 func (l *Lab) Restart(t testing.TB, opts Options) *ExternalDNS {
 	t.Helper()
 	l.ExternalDNS.Stop()
-	l.ExternalDNS = StartExternalDNS(t, l.c, l.BIND, opts)
+	l.ExternalDNS = StartExternalDNS(t, l.Kubeconfig, l.BIND, opts)
 	return l.ExternalDNS
 }
 
-// Args returns the external-dns arguments for c and srv that Options ask
-// for.
-func Args(c *k8slab.Cluster, srv *bindns.Server, opts Options, metricsPort int) []string {
+// Args returns the external-dns arguments for the kubeconfig kc and srv
+// that Options ask for.
+func Args(kc string, srv *bindns.Server, opts Options, metricsPort int) []string {
 	if opts.Interval == 0 {
 		opts.Interval = 5 * time.Second
 	}
@@ -152,7 +231,7 @@ func Args(c *k8slab.Cluster, srv *bindns.Server, opts Options, metricsPort int) 
 		opts.LogLevel = "info"
 	}
 	args := []string{
-		"--kubeconfig=" + c.Kubeconfig(),
+		"--kubeconfig=" + kc,
 		"--source=crd",
 		"--crd-source-apiversion=externaldns.k8s.io/v1alpha1",
 		"--crd-source-kind=DNSEndpoint",
@@ -188,16 +267,17 @@ func Args(c *k8slab.Cluster, srv *bindns.Server, opts Options, metricsPort int) 
 }
 
 // StartExternalDNS starts external-dns on the machine (Args), reading the
-// DNSEndpoints of every namespace of c through its crd source (the CRD must
-// be installed: InstallCRD, or the chart with dnsEndpoint.installCRD=true)
+// DNSEndpoints of every namespace through its crd source as kubeconfig kc
+// says (the CRD must be installed: InstallCRD, or the chart with
+// dnsEndpoint.installCRD=true)
 // and publishing them to srv with its RFC 2136 provider, the TXT registry
 // and policy sync. A cleanup stops it by its PID (SIGTERM, then SIGKILL)
 // and, when the test failed, logs the tail of its log.
-func StartExternalDNS(t testing.TB, c *k8slab.Cluster, srv *bindns.Server, opts Options) *ExternalDNS {
+func StartExternalDNS(t testing.TB, kc string, srv *bindns.Server, opts Options) *ExternalDNS {
 	t.Helper()
 	port := harness.FreePort(t)
 	e := &ExternalDNS{
-		Args:       Args(c, srv, opts, port),
+		Args:       Args(kc, srv, opts, port),
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics",
 		done:       make(chan struct{}),
 	}
