@@ -3,10 +3,12 @@
 # of every fuzz target, the documentation site (mkdocs build --strict and a check of every
 # link: scripts/docs.sh, which installs the Debian packages mkdocs and mkdocs-material as
 # root when missing), and the end-to-end tests (network namespaces, a real
-# Consul, Helm and Prometheus built from their Go modules, the real bridge binary).
+# Consul, Helm, CoreDNS, external-dns and Prometheus built from their Go
+# modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables,
-# and for the Kubernetes lab (e2e/internal/k8slab) containerd and runc; as
+# for the Kubernetes lab (e2e/internal/k8slab) containerd and runc, and
+# for the DNS tests bind9 (named) and dnsutils (dig, nsupdate); as
 # root this script installs the missing ones with apt-get. The image and
 # compose tests need Docker and docker-compose (installed when Docker is
 # present and it is missing).
@@ -26,6 +28,10 @@ if [ "${E2E:-1}" != 0 ]; then
   fi
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
+  # BIND and dig: the DNS server external-dns publishes DNSEndpoints to
+  # (e2e/internal/bindns).
+  command -v named >/dev/null || [ -x /usr/sbin/named ] || need+=(bind9)
+  command -v dig >/dev/null || need+=(dnsutils)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2
@@ -63,6 +69,8 @@ if [ "${E2E:-1}" != 0 ]; then
   (cd e2e && go test -count=1 -timeout 20m -run '^TestHelmBinary$' -v ./internal/helmbin/ | grep -v '^=== ')
   step "coredns binary (built from its Go module once, then cached)"
   (cd e2e && go test -count=1 -timeout 20m -run '^TestCoreDNSBinary$' -v ./internal/corednsbin/ | grep -v '^=== ')
+  step "external-dns binary (built from its Go module once, then cached)"
+  (cd e2e && go test -count=1 -timeout 30m -run '^TestExternalDNSBinary$' -v ./internal/externaldnsbin/ | grep -v '^=== ')
   step "kubernetes binaries (built from Go modules once, then cached)"
   (cd e2e && go test -count=1 -timeout 30m -run '^TestK8sBinaries$' -v ./internal/k8slab/ | grep -v '^=== ')
   step "prometheus and promtool binaries (built from Prometheus's Go module once, then cached)"

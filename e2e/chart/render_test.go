@@ -61,6 +61,9 @@ type rendered struct {
 	prometheusRules []prometheusRule
 	roles           []rbacv1.Role
 	roleBindings    []rbacv1.RoleBinding
+	// CustomResourceDefinitions, decoded loosely: the e2e module has no
+	// apiextensions types (dnsendpoint_crd_test.go compares them whole).
+	crds []map[string]any
 }
 
 // render templates the chart and decodes every document strictly: an
@@ -107,6 +110,15 @@ func render(t *testing.T, args ...string) *rendered {
 		case "RoleBinding":
 			r.roleBindings = append(r.roleBindings, rbacv1.RoleBinding{})
 			target, want = &r.roleBindings[len(r.roleBindings)-1], "rbac.authorization.k8s.io/v1"
+		case "CustomResourceDefinition":
+			r.crds = append(r.crds, nil)
+			if tm.APIVersion != "apiextensions.k8s.io/v1" {
+				t.Fatalf("CustomResourceDefinition has apiVersion %q, want apiextensions.k8s.io/v1", tm.APIVersion)
+			}
+			if err := json.Unmarshal(js, &r.crds[len(r.crds)-1]); err != nil {
+				t.Fatalf("CustomResourceDefinition: %v\n%s", err, js)
+			}
+			continue
 		default:
 			t.Fatalf("unexpected kind %q (%s) in the rendered chart", tm.Kind, tm.APIVersion)
 		}

@@ -27,6 +27,10 @@ type Tool struct {
 	SrcDir  string // fallback: the caller's source directory, holding "toolmod"
 	Package string // the main package to build
 	LDFlags string // -ldflags (empty: none)
+	// Env is added to the build's environment after the caller's, e.g.
+	// GOTOOLCHAIN=go1.27.3 for a tool whose module needs a newer Go than
+	// the project's: only that pinning module's go.mod names it.
+	Env []string
 }
 
 // Path returns the path of the cached binary, building it on first use: the
@@ -161,6 +165,7 @@ func (t Tool) build(modDir, dir, bin string) error {
 	cmd := exec.Command(goBin, args...)
 	cmd.Dir = modDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly")
+	cmd.Env = append(cmd.Env, t.Env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
