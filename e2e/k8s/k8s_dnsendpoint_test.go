@@ -22,17 +22,17 @@ import (
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
-// dnsRecord is one record of a DNSEndpoint as read.
-type dnsRecord struct {
+// sinkRecord is one record of a DNSEndpoint as read.
+type sinkRecord struct {
 	DNSName    string   `json:"dnsName"`
 	RecordType string   `json:"recordType"`
 	Targets    []string `json:"targets"`
 	RecordTTL  int64    `json:"recordTTL"`
 }
 
-// dnsEndpoint reads the DNSEndpoint django of namespace default: its
+// readDNSEndpoint reads the DNSEndpoint django of namespace default: its
 // records by "name type", and its resourceVersion ("" when absent).
-func dnsEndpoint(t *testing.T, a *k8slab.API) (map[string]dnsRecord, string) {
+func readDNSEndpoint(t *testing.T, a *k8slab.API) (map[string]sinkRecord, string) {
 	t.Helper()
 	b, err := a.Get("/apis/externaldns.k8s.io/v1alpha1/namespaces/default/dnsendpoints/django")
 	if err != nil {
@@ -44,13 +44,13 @@ func dnsEndpoint(t *testing.T, a *k8slab.API) (map[string]dnsRecord, string) {
 			Labels          map[string]string `json:"labels"`
 		} `json:"metadata"`
 		Spec struct {
-			Endpoints []dnsRecord `json:"endpoints"`
+			Endpoints []sinkRecord `json:"endpoints"`
 		} `json:"spec"`
 	}
 	if err := json.Unmarshal(b, &obj); err != nil {
 		t.Fatalf("dnsendpoint django: %v\n%s", err, b)
 	}
-	out := map[string]dnsRecord{}
+	out := map[string]sinkRecord{}
 	for _, r := range obj.Spec.Endpoints {
 		k := r.DNSName + " " + r.RecordType
 		if _, dup := out[k]; dup {
@@ -120,7 +120,7 @@ func TestK8sDNSEndpoint(t *testing.T) {
 	started := time.Now()
 	want := func(ips, srv []string) func() (bool, string) {
 		return func() (bool, string) {
-			got, _ := dnsEndpoint(t, a)
+			got, _ := readDNSEndpoint(t, a)
 			ok := slices.Equal(got["django.lab.test A"].Targets, ips) && slices.Equal(got["_http._tcp.django.lab.test SRV"].Targets, srv) &&
 				len(got) == len(ips)+2 && got["django.lab.test A"].RecordTTL == 30
 			for _, ip := range ips {
@@ -143,11 +143,11 @@ func TestK8sDNSEndpoint(t *testing.T) {
 
 	// Quiet rounds: nothing but Lease renewals is written.
 	time.Sleep(1500 * time.Millisecond)
-	_, rv := dnsEndpoint(t, a)
+	_, rv := readDNSEndpoint(t, a)
 	n0 := len(a.Audit(t))
 	time.Sleep(4 * time.Second)
 	quiet := writes(a.Audit(t)[n0:])
-	if _, rv2 := dnsEndpoint(t, a); rv2 != rv || objectWrites(quiet) != 0 {
+	if _, rv2 := readDNSEndpoint(t, a); rv2 != rv || objectWrites(quiet) != 0 {
 		t.Errorf("quiet rounds: resourceVersion %s -> %s, writes %s; want none but leases", rv, rv2, fmtWrites(quiet))
 	}
 	t.Logf("MEASURED: 4 s of quiet rounds (2 bridges, a round a second): %s; the DNSEndpoint's resourceVersion unchanged", fmtWrites(quiet))

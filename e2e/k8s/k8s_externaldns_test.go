@@ -273,4 +273,7 @@ func TestK8sExternalDNSBind(t *testing.T) {
 			t.Errorf("external-dns --events logged %q:\n%s", bad, harness.Tail(e.Log(), 20))
 		}
 	}
+
+	// The bridge's own DNSEndpoint through the same external-dns.
+	testSinkThroughExternalDNS(t, c, lab, l)
 }
