@@ -5,9 +5,10 @@
 # root when missing), and the end-to-end tests (network namespaces, a real
 # Consul, Helm and Prometheus built from their Go modules, the real bridge binary).
 #
-# The end-to-end tests need root (network namespaces), iproute2 and iptables,
-# and for the Kubernetes lab (e2e/internal/k8slab) containerd and runc; as
-# root this script installs the missing ones with apt-get. The image and
+# The end-to-end tests need root (network namespaces), iproute2, iptables, dig
+# (dnsutils) and dnsmasq (dnsmasq-base), and for the Kubernetes lab
+# (e2e/internal/k8slab) containerd and runc; as root this script installs the
+# missing ones with apt-get. The image and
 # compose tests need Docker and docker-compose (installed when Docker is
 # present and it is missing).
 # Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
@@ -21,6 +22,9 @@ if [ "${E2E:-1}" != 0 ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v ss >/dev/null || need+=(iproute2)
   command -v iptables >/dev/null || need+=(iptables)
+  # e2e/sinks' TestHostsFileDNS asks CoreDNS and dnsmasq with dig.
+  command -v dig >/dev/null || need+=(dnsutils)
+  command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   if command -v docker >/dev/null && ! command -v docker-compose >/dev/null; then
     need+=(docker-compose)
   fi
