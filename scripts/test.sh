@@ -7,9 +7,9 @@
 # modules, the real bridge binary).
 #
 # The end-to-end tests need root (network namespaces), iproute2 and iptables,
-# for the Kubernetes lab (e2e/internal/k8slab) containerd and runc, and
-# for the DNS tests bind9 (named) and dnsutils (dig, nsupdate); as
-# root this script installs the missing ones with apt-get. The image and
+# for the Kubernetes lab (e2e/internal/k8slab) containerd and runc, and for
+# the DNS tests bind9 (named), dnsutils (dig, nsupdate) and dnsmasq
+# (dnsmasq-base); as root this script installs the missing ones with apt-get. The image and
 # compose tests need Docker and docker-compose (installed when Docker is
 # present and it is missing).
 # Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
@@ -23,15 +23,17 @@ if [ "${E2E:-1}" != 0 ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v ss >/dev/null || need+=(iproute2)
   command -v iptables >/dev/null || need+=(iptables)
+  # e2e/sinks' TestHostsFileDNS asks CoreDNS and dnsmasq with dig.
+  command -v dig >/dev/null || need+=(dnsutils)
+  command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   if command -v docker >/dev/null && ! command -v docker-compose >/dev/null; then
     need+=(docker-compose)
   fi
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
-  # BIND and dig: the DNS server external-dns publishes DNSEndpoints to
-  # (e2e/internal/bindns).
+  # BIND: the DNS server external-dns publishes DNSEndpoints to
+  # (e2e/internal/bindns), asked with dig too.
   command -v named >/dev/null || [ -x /usr/sbin/named ] || need+=(bind9)
-  command -v dig >/dev/null || need+=(dnsutils)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "test.sh: the end-to-end tests need root and: ${need[*]}" >&2

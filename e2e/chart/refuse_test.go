@@ -68,6 +68,18 @@ var badValues = []valuesCase{
 	{config: []string{"sinks={kubernetes}", "k8s_service=" + strings.Repeat("a", 41)}, key: "k8s_service"},
 	{config: []string{"sinks={kubernetes}", "k8s_port_name=averyveryverylongname"}, key: "k8s_port_name"},
 	{config: []string{"sinks={kubernetes}", "k8s_namespace=Team_A"}, key: "k8s_namespace"},
+	// The hosts format's names (issue 33): a pattern that would not make a
+	// DNS name of every address and port, a shared name that is none.
+	{config: []string{"file_hosts_name=django.udb.internal"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_name=Django-{ip_dashed}.lan"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_name=django-{ip}.lan"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_name=s-{ip_dashed}{port}.lan"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_name=a-{ip_dashed}-{ip_dashed}.lan"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_name=abcdefghijklmno-{ip_dashed}.lan"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_name=" + strings.Repeat("a.", 120) + "{ip_dashed}"}, key: "file_hosts_name"},
+	{config: []string{"file_hosts_shared_name=django_udb.lan"}, key: "file_hosts_shared_name"},
+	{config: []string{"file_hosts_shared_name=-django.lan"}, key: "file_hosts_shared_name"},
+	{config: []string{"file_hosts_shared_name=" + strings.Repeat("a", 64) + ".lan"}, key: "file_hosts_shared_name"},
 	// Durations: syntax, floors and ceilings, as strings and numbers.
 	{config: []string{"timeout=11m"}, key: "timeout"},
 	{config: []string{"timeout=601"}, key: "timeout"},
@@ -160,6 +172,8 @@ var goodValues = []valuesCase{
 	{config: []string{"sinks={file}", "file_path=/var/lib/bridge/servers.json"}},
 	{config: []string{"sinks={kubernetes}", "k8s_write={dnsendpoint}", "k8s_dns_name=django.lab.example.com", "k8s_dns_srv=true"}},
 	{config: []string{"sinks={kubernetes}", "k8s_write={endpointslices,dnsendpoint}", "k8s_dns_name=django.lab.example.com.", "k8s_dns_ttl=0"}},
+	{config: []string{"sinks={file}", "file_path=/var/lib/bridge/hosts", "file_format=hosts",
+		"file_hosts_name=web-{ip_dashed}-p{port}.hall-3.example", "file_hosts_shared_name=web.hall-3.example"}},
 	{config: []string{"consul_kv_prefix=bridges/django"}},
 	// Empty values are not rendered: the bridge's defaults apply.
 	{config: []string{"consul_service=", "discovery_message=", "timeout=", "consul_tags={}"}},

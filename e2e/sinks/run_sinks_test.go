@@ -229,6 +229,8 @@ func TestRunBadConfig(t *testing.T) {
 	}{
 		{"deregister-after below Consul's floor", []string{"--sink", "consul", "--consul-deregister-after", "30s"}, "consul_deregister_after"},
 		{"file sink without path", []string{"--sink", "file"}, "file_path"},
+		{"hosts name with capitals", []string{"--sink", "file", "--file-path", "/tmp/hosts", "--file-format", "hosts", "--file-hosts-name", "Web-{ip_dashed}"},
+			`file_hosts_name (flag --file-hosts-name): bad value "Web-{ip_dashed}": want a DNS name`},
 		{"interval below the floor", []string{"--interval", "1ns", "--timeout", "1ms"}, `interval (flag --interval): bad value "1ns": at least 100ms`},
 		{"removal fraction above 1", []string{"--max-removal-fraction", "1.5"}, `max_removal_fraction (flag --max-removal-fraction): bad value "1.5": want a fraction 0 < f <= 1 (1 turns the removal guard off)`},
 		{"negative guard rounds", []string{"--removal-guard-rounds", "-1"}, `removal_guard_rounds (flag --removal-guard-rounds): bad value "-1": must be >= 0`},

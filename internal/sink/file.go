@@ -169,6 +169,13 @@ func (f fileSDFormat) listed(snap endpoint.Snapshot) endpoint.Snapshot {
 	if f.sel == promsd.All {
 		return snap
 	}
+	return readyOnly(snap)
+}
+
+// readyOnly returns snap with its ready servers only (Check.State.IsReady:
+// with an app check, those whose check passes; without one, every server),
+// as sd_targets ready lists them.
+func readyOnly(snap endpoint.Snapshot) endpoint.Snapshot {
 	ready := snap
 	ready.Endpoints = slices.DeleteFunc(slices.Clone(snap.Endpoints), func(e endpoint.Endpoint) bool { return !e.Check.State.IsReady() })
 	return ready

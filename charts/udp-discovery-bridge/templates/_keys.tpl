@@ -72,6 +72,8 @@ relay_source: {env: DISCOVERY_CLIENT_RELAY_SOURCE, kind: string, default: "auto"
 relay_max_stale: {env: DISCOVERY_CLIENT_RELAY_MAX_STALE, kind: duration, default: "30s", min: "0", max: "1h"}
 file_path: {env: DISCOVERY_CLIENT_FILE_PATH, kind: string, default: ""}
 file_format: {env: DISCOVERY_CLIENT_FILE_FORMAT, kind: string, default: "bridge"}
+file_hosts_name: {env: DISCOVERY_CLIENT_FILE_HOSTS_NAME, kind: string, default: "django-{ip_dashed}.udb.internal"}
+file_hosts_shared_name: {env: DISCOVERY_CLIENT_FILE_HOSTS_SHARED_NAME, kind: string, default: "django.udb.internal"}
 consul_mode: {env: DISCOVERY_CLIENT_CONSUL_MODE, kind: string, default: "agent"}
 consul_addr: {env: CONSUL_HTTP_ADDR, kind: string, default: "127.0.0.1:8500"}
 consul_ssl: {env: CONSUL_HTTP_SSL, kind: bool, default: "false"}
