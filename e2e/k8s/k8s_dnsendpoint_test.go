@@ -107,7 +107,7 @@ func TestK8sDNSEndpoint(t *testing.T) {
 		port := 8000 + i%2
 		responders = append(responders, harness.Respond(t, h, 1, "--ip", ip, "--app-port", fmt.Sprint(port)))
 		ips = append(ips, ip)
-		srv = append(srv, fmt.Sprintf("0 0 %d %s.django.lab.test", port, strings.ReplaceAll(ip, ".", "-")))
+		srv = append(srv, fmt.Sprintf("0 0 %d %s.django.lab.test.", port, strings.ReplaceAll(ip, ".", "-")))
 	}
 	slices.Sort(srv)
 	for i, name := range []string{"db1", "db2"} {

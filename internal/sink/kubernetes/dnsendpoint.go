@@ -228,7 +228,9 @@ func dnsRecords(cfg DNSConfig, portName string, current map[string]fleet.Entry[s
 		out = append(out, kubeapi.DNSRecord{DNSName: hostName(ip, cfg.Name), RecordType: "A", Targets: []string{ip}, RecordTTL: ttl})
 	}
 	for _, a := range ready {
-		srv = append(srv, fmt.Sprintf("0 0 %d %s", a.Port(), hostName(a.Addr().String(), cfg.Name)))
+		// The target is a name with its final dot: external-dns refuses
+		// an SRV target without it.
+		srv = append(srv, fmt.Sprintf("0 0 %d %s.", a.Port(), hostName(a.Addr().String(), cfg.Name)))
 	}
 	return append(out, kubeapi.DNSRecord{DNSName: "_" + portName + "._tcp." + cfg.Name, RecordType: "SRV", Targets: srv, RecordTTL: ttl})
 }

@@ -76,7 +76,7 @@ func TestDNSRecords(t *testing.T) {
 			{DNSName: "10-1-0-5.django.lab.test", RecordType: "A", Targets: []string{"10.1.0.5"}},
 			{DNSName: "10-1-0-9.django.lab.test", RecordType: "A", Targets: []string{"10.1.0.9"}},
 			{DNSName: "_http._tcp.django.lab.test", RecordType: "SRV", Targets: []string{
-				"0 0 8000 10-1-0-5.django.lab.test", "0 0 9000 10-1-0-5.django.lab.test", "0 0 8000 10-1-0-9.django.lab.test"}}}},
+				"0 0 8000 10-1-0-5.django.lab.test.", "0 0 9000 10-1-0-5.django.lab.test.", "0 0 8000 10-1-0-9.django.lab.test."}}}},
 		{"nothing ready", DNSConfig{Name: "django.lab.test", SRV: true}, entries(entry("10.1.0.6:8000", true, false, time.Time{})), []kubeapi.DNSRecord{}},
 		{"empty", DNSConfig{Name: "django.lab.test"}, nil, []kubeapi.DNSRecord{}},
 	}
