@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udp-discovery-bridge/bridge/e2e/internal/harness"
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
 
@@ -118,7 +119,7 @@ func Start(t testing.TB, h *netns.Host, ip string, opts Options) *Server {
 		_ = p.Stop()
 		if t.Failed() {
 			_, stderr := p.Output()
-			t.Logf("named (exit %d), last lines:\n%s", p.ExitCode(), tail(stderr, 30))
+			t.Logf("named (exit %d), last lines:\n%s", p.ExitCode(), harness.Tail(stderr, 30))
 		}
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -130,12 +131,12 @@ func Start(t testing.TB, h *netns.Host, ip string, opts Options) *Server {
 		}
 		if p.Exited() {
 			_, stderr := p.Output()
-			t.Fatalf("bindns: named exited (%d) before answering:\n%s", p.ExitCode(), tail(stderr, 30))
+			t.Fatalf("bindns: named exited (%d) before answering:\n%s", p.ExitCode(), harness.Tail(stderr, 30))
 		}
 		select {
 		case <-ctx.Done():
 			_, stderr := p.Output()
-			t.Fatalf("bindns: named does not answer the SOA of %s at %s (last: %v %v):\n%s", s.Zone, s.Addr, recs, err, tail(stderr, 30))
+			t.Fatalf("bindns: named does not answer the SOA of %s at %s (last: %v %v):\n%s", s.Zone, s.Addr, recs, err, harness.Tail(stderr, 30))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -267,12 +268,4 @@ func Data(recs []Record, qtype string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
