@@ -11,7 +11,7 @@ IMAGE ?= udp-discovery-bridge
 SOURCE ?= https://github.com/udp-discovery-bridge/bridge
 LICENSES ?= NOASSERTION
 
-.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-perf robustness robustness-k8s fuzz bench vet lint generate docs clean image consul-image demo demo-down
+.PHONY: build test unit e2e e2e-discover e2e-consul e2e-sinks e2e-docker e2e-k8s e2e-relay e2e-perf robustness robustness-k8s fuzz bench vet lint generate docs clean image consul-image demo demo-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/bridge
@@ -78,7 +78,10 @@ fuzz:
 ##   make e2e-sinks     e2e/sinks (and e2e/chart's TestPrometheusRules): stdout, file,
 ##                      Prometheus, docs examples
 ##   make e2e-docker    e2e/docker: the image and the compose demo
-##   make e2e-k8s       e2e/k8s: the Kubernetes lab, the sink and the chart
+##   make e2e-k8s       e2e/k8s: the Kubernetes lab, the sink and the chart, the DNSEndpoint
+##                      through external-dns to BIND
+##   make e2e-relay     e2e/relay: the relay across routed segments, a Consul cluster with
+##                      ACLs, forged probes, a flood, encrypted mode, port 9999 shared
 ##   make e2e-perf      e2e/perf: the measurements (BRIDGE_PERF=1; they fail only on
 ##                      functional errors)
 ## Their helpers are e2e/internal/harness and e2e/internal/catalogh.
@@ -105,6 +108,9 @@ e2e-docker:
 
 e2e-k8s:
 	$(E2E_GO_TEST) -p 1 $(call run,^TestK8s) ./internal/k8slab/ ./k8s/ ./robustness/
+
+e2e-relay:
+	$(E2E_GO_TEST) $(call run,^TestRelay) ./relay/
 
 e2e-perf:
 	cd e2e && BRIDGE_PERF=1 $(GO) test -count=1 -timeout 60m $(call run,^TestPerf) -v ./perf/
