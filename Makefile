@@ -1,6 +1,6 @@
 # Targets used by the README and by CI (.ci/run calls `make test`).
 GO ?= go
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 BIN ?= bin/bridge
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of the root module for $FUZZTIME (default 5s) each,
+# Runs every fuzz target of the root module for $FUZZTIME (default 3s) each,
 # starting from the seed corpus (the table tests and testdata/fuzz).
 #
 # Go 1.26's fuzzing coordinator can fail a target with a bare "context
@@ -9,7 +9,7 @@
 # and only such a run, is tried once more; any other failure fails at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzztime=${FUZZTIME:-5s}
+fuzztime=${FUZZTIME:-3s}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

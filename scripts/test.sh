@@ -12,7 +12,7 @@
 # (dnsmasq-base); as root this script installs the missing ones with apt-get. The image and
 # compose tests need Docker and docker-compose (installed when Docker is
 # present and it is missing).
-# Environment: FUZZTIME (default 5s), E2E=0 to skip the end-to-end tests
+# Environment: FUZZTIME (default 3s), E2E=0 to skip the end-to-end tests
 # (only for quick local runs: CI runs everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,8 +58,8 @@ scripts/lint.sh
 step "unit tests (race)"
 go test -race -count=1 ./...
 
-step "fuzzing (${FUZZTIME:-5s} per target)"
-FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
+step "fuzzing (${FUZZTIME:-3s} per target)"
+FUZZTIME=${FUZZTIME:-3s} scripts/fuzz.sh
 
 step "docs (mkdocs build --strict, every link and anchor)"
 DOCS_OPTIONAL=1 scripts/docs.sh
