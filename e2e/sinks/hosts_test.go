@@ -33,16 +33,7 @@ const docsHostsDir = "/var/lib/udp-discovery-bridge/hosts.d"
 // `<!-- hosts-example: name -->`.
 func docsHostsExample(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), hostsPage))
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile("(?s)<!-- hosts-example: " + regexp.QuoteMeta(name) + " -->\n```text\n(.*?)```")
-	m := re.FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("%s has no hosts-example %q block", hostsPage, name)
-	}
-	return string(m[1])
+	return docsBlock(t, hostsPage, "hosts-example", name, "text")
 }
 
 // corefileReload returns the reload period of the Corefile's hosts block.

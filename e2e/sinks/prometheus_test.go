@@ -40,19 +40,11 @@ const promPage = "docs/sinks/prometheus.md"
 // marked `<!-- prometheus-example: name -->`.
 func docsScrapeConfig(t *testing.T, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), promPage))
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile("(?s)<!-- prometheus-example: " + regexp.QuoteMeta(name) + " -->\n```yaml\n(.*?)```")
-	m := re.FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("%s has no prometheus-example %q block", promPage, name)
-	}
+	block := docsBlock(t, promPage, "prometheus-example", name, "yaml")
 	var doc struct {
 		ScrapeConfigs []map[string]any `json:"scrape_configs"`
 	}
-	if err := yaml.UnmarshalStrict(m[1], &doc); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(block), &doc); err != nil {
 		t.Fatalf("%s example %q: %v", promPage, name, err)
 	}
 	if len(doc.ScrapeConfigs) != 1 {
@@ -450,4 +442,21 @@ func alertRules(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(b), "- alert: ")
+}
+
+// docsBlock returns the text of page's fenced block (of language lang)
+// that follows the marker `<!-- <marker>: <name> -->`: the docs' examples
+// the tests run as written.
+func docsBlock(t *testing.T, page, marker, name, lang string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)<!-- " + regexp.QuoteMeta(marker) + ": " + regexp.QuoteMeta(name) + " -->\n```" + regexp.QuoteMeta(lang) + "\n(.*?)```")
+	m := re.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s has no %s %q block", page, marker, name)
+	}
+	return string(m[1])
 }
