@@ -70,7 +70,7 @@ func relayKeys() []Key {
 		key("relay_burst", KindInt, strconv.Itoa(d.Burst), "relay: replies to one source address at once before relay_rate_limit applies; at least relay_max_replies"),
 		key("relay_global_rate_limit", KindFloat, num(d.GlobalRate), "relay: replies per second to all sources together, after relay_global_burst (0: no limit)"),
 		key("relay_global_burst", KindInt, strconv.Itoa(d.GlobalBurst), "relay: replies to all sources at once before relay_global_rate_limit applies; at least relay_max_replies"),
-		key("relay_source", KindString, RelaySourceAuto, "relay: where the relayed servers come from: auto (consul when the consul sink runs in catalog mode, else kubernetes when the kubernetes sink is on, else local), consul (the fleet's passing instances in the catalog), kubernetes (the fleet's ready EndpointSlice endpoints) or local (this bridge's own ready servers)"),
+		key("relay_source", KindString, RelaySourceAuto, "relay: where the relayed servers come from: auto (consul when the consul sink runs in catalog mode, else kubernetes when the kubernetes sink writes EndpointSlices, else local), consul (the fleet's passing instances in the catalog), kubernetes (the fleet's ready EndpointSlice endpoints) or local (this bridge's own ready servers)"),
 		key("relay_max_stale", KindDuration, FormatDuration(DefaultRelayMaxStale), "relay: once its source cannot be read, keep relaying the last set read until it is this much older than the source's period (consul 10.6s, kubernetes 6s, local interval + timeout), then answer nothing"),
 	}
 	for i := range keys {
