@@ -216,16 +216,6 @@ func probeID(b []byte) (int, bool) {
 	return id, err == nil
 }
 
-// setBroadcast is the Control of the client's sockets: SO_BROADCAST, as a
-// stock client sets it (Go's net package sets it on UDP sockets too).
-func setBroadcast(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
-	})
-	return errors.Join(err, serr)
-}
-
 // shareCPUs lists the CPUs the test may run on.
 func shareCPUs(t *testing.T) []int {
 	var set unix.CPUSet
@@ -278,7 +268,7 @@ func listenClient(ctx context.Context, ns string) (*net.UDPConn, error) {
 	var pc net.PacketConn
 	listen := func() error {
 		var err error
-		lc := net.ListenConfig{Control: setBroadcast}
+		lc := net.ListenConfig{} // Go sets SO_BROADCAST on UDP sockets
 		pc, err = lc.ListenPacket(ctx, "udp4", "0.0.0.0:0")
 		return err
 	}

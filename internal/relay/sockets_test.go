@@ -23,23 +23,16 @@ import (
 // leaves the host.
 var loBroadcast = netip.MustParseAddr("127.255.255.255")
 
-// broadcastClient is a UDP socket on 127.0.0.2 allowed to send to a
-// broadcast address.
+// broadcastClient is a UDP socket on 127.0.0.2, allowed to send to a
+// broadcast address (Go sets SO_BROADCAST on every UDP socket).
 func broadcastClient(t *testing.T) *net.UDPConn {
 	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.2:0")
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
 	if err != nil {
 		t.Skipf("cannot bind 127.0.0.2: %v", err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	return pc.(*net.UDPConn)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // listenBroadcast opens Sockets on a free port, skipping where the

@@ -16,11 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/udp-discovery-bridge/bridge/e2e/internal/netns"
 )
@@ -38,25 +35,11 @@ type Reply struct {
 	After   time.Duration // from the probe's send
 }
 
-// New opens a UDP socket on local ("10.213.33.50:0") in h's
-// namespace, with SO_BROADCAST as a stock client sets it.
+// New opens a UDP socket on local ("10.213.33.50:0") in h's namespace.
+// Go sets SO_BROADCAST on every UDP socket, as a stock client sets it.
 func New(t testing.TB, h *netns.Host, local string) *Prober {
 	t.Helper()
-	var pc net.PacketConn
-	err := netns.Do(h.NS, func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
-		var err error
-		pc, err = lc.ListenPacket(context.Background(), "udp4", local)
-		return err
-	})
+	pc, err := netns.ListenPacket(context.Background(), h.NS, "udp4", local)
 	if err != nil {
 		t.Fatalf("prober on %s in %s: %v", local, h.Name, err)
 	}
